@@ -1,0 +1,132 @@
+//! The mail core: the operations every protocol shares on top of the [`Store`].
+//!
+//! * recipient resolution (local domains, aliases, plus-addressing `user+tag@`),
+//! * local delivery into INBOX (durable on return),
+//! * header summaries extracted once at delivery (threading, sorting, JMAP previews).
+
+mod summary;
+
+pub use summary::summarize;
+
+use bulwark_store::{AccountId, Appended, NewEmail, Role, Store, StoreError};
+use std::sync::Arc;
+
+/// Longest address we accept (RFC 5321 §4.5.3.1.3: path of 256 octets).
+pub const MAX_ADDRESS_LEN: usize = 256;
+
+/// What an envelope recipient resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// A mailbox on this server.
+    Local(AccountId),
+    /// The domain is ours but no such user/alias exists.
+    UnknownUser,
+    /// Not one of our domains (relay needed).
+    Remote,
+}
+
+/// Splits and lowercases `local@domain`; `None` if it is not an address.
+pub fn split_address(address: &str) -> Option<(String, String)> {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    if address.is_empty() || address.len() > MAX_ADDRESS_LEN {
+        return None;
+    }
+    let (local, domain) = address.rsplit_once('@')?;
+    if local.is_empty() || domain.is_empty() || domain.contains(char::is_whitespace) {
+        return None;
+    }
+    Some((local.to_lowercase(), domain.to_ascii_lowercase().trim_end_matches('.').to_string()))
+}
+
+/// Resolves an envelope recipient: exact address or alias first, then with the `+tag`
+/// sub-address removed (`alice+news@example.test` → `alice@example.test`).
+pub async fn resolve_recipient(store: &dyn Store, address: &str) -> Result<Recipient, StoreError> {
+    let Some((local, domain)) = split_address(address) else {
+        return Ok(Recipient::Remote);
+    };
+    if !store.domain_exists(&domain).await? {
+        return Ok(Recipient::Remote);
+    }
+    if let Some(id) = store.resolve_address(&format!("{local}@{domain}")).await? {
+        return Ok(Recipient::Local(id));
+    }
+    if let Some((base, _tag)) = local.split_once('+')
+        && !base.is_empty()
+        && let Some(id) = store.resolve_address(&format!("{base}@{domain}")).await?
+    {
+        return Ok(Recipient::Local(id));
+    }
+    Ok(Recipient::UnknownUser)
+}
+
+/// Delivers one message into the INBOX of each account (duplicates removed) in one durable
+/// transaction. Returns after the data is on disk.
+pub async fn deliver_local(
+    store: &dyn Store,
+    raw: Arc<Vec<u8>>,
+    accounts: &[AccountId],
+    received_at: i64,
+) -> Result<Vec<Appended>, StoreError> {
+    let mut unique: Vec<AccountId> = accounts.to_vec();
+    unique.sort();
+    unique.dedup();
+    let summary = summarize(&raw);
+    let mut deliveries = Vec::with_capacity(unique.len());
+    for account in unique {
+        let inbox = inbox_of(store, account).await?;
+        deliveries.push((
+            account,
+            NewEmail {
+                mailboxes: vec![inbox],
+                raw: raw.clone(),
+                keywords: vec![],
+                received_at,
+                summary: summary.clone(),
+            },
+        ));
+    }
+    if deliveries.is_empty() {
+        return Ok(vec![]);
+    }
+    store.deliver(deliveries).await
+}
+
+/// The account's INBOX id.
+pub async fn inbox_of(
+    store: &dyn Store,
+    account: AccountId,
+) -> Result<bulwark_store::MailboxId, StoreError> {
+    mailbox_with_role(store, account, Role::Inbox).await
+}
+
+/// The account's mailbox with this special-use role.
+pub async fn mailbox_with_role(
+    store: &dyn Store,
+    account: AccountId,
+    role: Role,
+) -> Result<bulwark_store::MailboxId, StoreError> {
+    store
+        .mailbox_list(account)
+        .await?
+        .into_iter()
+        .find(|m| m.role == Some(role))
+        .map(|m| m.id)
+        .ok_or_else(|| StoreError::NotFound(format!("{} mailbox of account {account}", role.as_jmap())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_address_lowercases_and_rejects_garbage() {
+        assert_eq!(
+            split_address("<Alice@Example.TEST>"),
+            Some(("alice".into(), "example.test".into()))
+        );
+        assert_eq!(split_address("no-at-sign"), None);
+        assert_eq!(split_address("@example.test"), None);
+        assert_eq!(split_address("a@"), None);
+        assert_eq!(split_address(&format!("{}@x.test", "a".repeat(300))), None);
+    }
+}

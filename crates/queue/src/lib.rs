@@ -1,0 +1,1 @@
+//! bulwark-queue (being written).

@@ -1,0 +1,1 @@
+//! bulwark-smtp (being written).

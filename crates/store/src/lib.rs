@@ -1,0 +1,159 @@
+//! Bulwark's storage contract: one [`Store`] trait, two backends.
+//!
+//! * `sqlite` — the embedded default (a single SQLite file in WAL mode inside `data_dir`).
+//! * PostgreSQL — for multi-node (a later issue).
+//!
+//! # Durability contract
+//! Every mutating method returns only after its effect is durable (the transaction is
+//! committed with `synchronous=FULL`, or the PostgreSQL commit returned). Callers acknowledge
+//! to clients (`250`, `OK`, JMAP success) only after such a call returned `Ok`.
+//! Backends use group commit: concurrent writers share one fsync.
+//!
+//! # Change log
+//! Each account has one monotonically increasing [`ModSeq`]. Every change to an email
+//! (created, keywords changed, mailbox membership changed, destroyed) or a mailbox takes the
+//! next modseq and is written to the account's change log. IMAP CONDSTORE/QRESYNC and JMAP
+//! state strings are both read from it. After each commit the backend publishes a
+//! [`StateChange`] to subscribers of that account ([`Store::subscribe`]).
+//!
+//! # Keywords
+//! Flags are stored in JMAP keyword form (lowercase `$seen`, `$flagged`, `$answered`,
+//! `$draft`, `$deleted`, or any custom keyword lowercased). IMAP maps its system flags with
+//! [`model::imap_flag_to_keyword`] / [`model::keyword_to_imap_flag`].
+
+pub mod model;
+pub mod sqlite;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use model::*;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+/// Errors every backend maps its failures onto.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The backend cannot be reached right now (a temporary condition; retry later).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The change log no longer reaches back to the requested modseq.
+    #[error("changes since {0} can no longer be calculated")]
+    CannotCalculateChanges(u64),
+    #[error("internal store error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The one storage trait. Every protocol reads and writes through it (via `bulwark-core`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- domains --------------------------------------------------------------------
+    async fn domain_add(&self, name: &str) -> Result<()>;
+    async fn domain_delete(&self, name: &str) -> Result<()>;
+    async fn domain_list(&self) -> Result<Vec<String>>;
+    /// Is `name` (lowercase) a local domain?
+    async fn domain_exists(&self, name: &str) -> Result<bool>;
+
+    // ---- accounts, aliases, app passwords ----------------------------------------
+    /// Creates the account and its special-use mailboxes (INBOX, Sent, Drafts, Trash,
+    /// Junk, Archive). The address's domain must exist.
+    async fn account_create(&self, new: NewAccount) -> Result<Account>;
+    async fn account_get(&self, id: AccountId) -> Result<Option<Account>>;
+    /// Looks up by primary address (case-insensitive).
+    async fn account_by_address(&self, address: &str) -> Result<Option<Account>>;
+    async fn account_list(&self) -> Result<Vec<Account>>;
+    async fn account_set_password(&self, id: AccountId, password_hash: &str) -> Result<()>;
+    async fn account_set_display_name(&self, id: AccountId, name: &str) -> Result<()>;
+    /// Deletes the account with all its mailboxes, emails, aliases and app passwords.
+    async fn account_delete(&self, id: AccountId) -> Result<()>;
+
+    async fn alias_add(&self, alias: &str, account: AccountId) -> Result<()>;
+    async fn alias_delete(&self, alias: &str) -> Result<()>;
+    /// All aliases, `(alias, account)` pairs.
+    async fn alias_list(&self) -> Result<Vec<(String, AccountId)>>;
+    /// Exact lookup of a full address (case-insensitive) as primary address or alias.
+    /// Plus-addressing is resolved by the caller (bulwark-core).
+    async fn resolve_address(&self, address: &str) -> Result<Option<AccountId>>;
+    /// Every address that belongs to the account (primary first, then aliases).
+    async fn account_addresses(&self, id: AccountId) -> Result<Vec<String>>;
+
+    async fn app_password_add(&self, account: AccountId, name: &str, hash: &str) -> Result<AppPassword>;
+    async fn app_password_list(&self, account: AccountId) -> Result<Vec<AppPassword>>;
+    async fn app_password_delete(&self, account: AccountId, id: i64) -> Result<()>;
+
+    // ---- mailboxes ------------------------------------------------------------------
+    async fn mailbox_list(&self, account: AccountId) -> Result<Vec<Mailbox>>;
+    async fn mailbox_get(&self, account: AccountId, id: MailboxId) -> Result<Option<Mailbox>>;
+    /// Creates a mailbox with a fresh UIDVALIDITY that no earlier mailbox of the account
+    /// had. `name` is the full path with `/` as separator; parents are not auto-created.
+    async fn mailbox_create(&self, account: AccountId, name: &str, role: Option<Role>) -> Result<Mailbox>;
+    /// Renames the mailbox and every mailbox below it (`old/…` → `new/…`).
+    async fn mailbox_rename(&self, account: AccountId, id: MailboxId, new_name: &str) -> Result<()>;
+    /// Deletes the mailbox; emails that are in no other mailbox are destroyed.
+    async fn mailbox_delete(&self, account: AccountId, id: MailboxId) -> Result<()>;
+    async fn mailbox_set_subscribed(&self, account: AccountId, id: MailboxId, subscribed: bool) -> Result<()>;
+    async fn mailbox_set_role(&self, account: AccountId, id: MailboxId, role: Option<Role>) -> Result<()>;
+    /// Counts for STATUS / LIST-STATUS / JMAP Mailbox.
+    async fn mailbox_status(&self, account: AccountId, id: MailboxId) -> Result<MailboxStatus>;
+
+    // ---- emails ----------------------------------------------------------------------
+    /// Stores each new email (blob + index entries) in one durable transaction; all or
+    /// nothing. Returns one [`Appended`] per request, in order.
+    async fn email_append(&self, account: AccountId, new: Vec<NewEmail>) -> Result<Vec<Appended>>;
+    /// Delivers to several accounts at once (one SMTP transaction with many recipients):
+    /// all or nothing, durable on return.
+    async fn deliver(&self, deliveries: Vec<(AccountId, NewEmail)>) -> Result<Vec<Appended>>;
+    /// The messages of one mailbox ordered by UID.
+    async fn mailbox_messages(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
+    /// UIDs expunged from the mailbox with a modseq greater than `since` (QRESYNC VANISHED).
+    async fn expunged_since(&self, account: AccountId, mailbox: MailboxId, since: ModSeq) -> Result<Vec<Uid>>;
+    async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>>;
+    /// All emails of the account (for JMAP queries), ordered by received_at descending.
+    async fn email_list(&self, account: AccountId) -> Result<Vec<Email>>;
+    async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>>;
+    /// Stores a blob without an email (JMAP upload). Durable on return.
+    async fn blob_put(&self, data: &[u8]) -> Result<BlobHash>;
+
+    /// Changes keywords. An update whose `unchanged_since` is older than the email's
+    /// modseq is not applied and is reported in [`KeywordResult::conflicts`].
+    async fn email_set_keywords(&self, account: AccountId, updates: Vec<KeywordUpdate>) -> Result<KeywordResult>;
+    /// Adds/removes mailbox memberships (IMAP MOVE, JMAP mailboxIds). New memberships get
+    /// new UIDs. An email left in no mailbox is destroyed. Returns the new (mailbox, uid)
+    /// pairs per email.
+    async fn email_set_mailboxes(&self, account: AccountId, updates: Vec<MembershipUpdate>) -> Result<Vec<(EmailId, Vec<(MailboxId, Uid)>)>>;
+    /// IMAP COPY: creates new emails (sharing the blob, copying keywords) in `dest`.
+    /// Returns `(source, new email, new uid)`.
+    async fn email_copy(&self, account: AccountId, ids: &[EmailId], dest: MailboxId) -> Result<Vec<(EmailId, EmailId, Uid)>>;
+    /// Removes these UIDs from the mailbox (IMAP EXPUNGE); emails left in no mailbox are destroyed.
+    async fn mailbox_expunge(&self, account: AccountId, mailbox: MailboxId, uids: &[Uid]) -> Result<ModSeq>;
+    async fn email_destroy(&self, account: AccountId, ids: &[EmailId]) -> Result<()>;
+
+    // ---- change log -------------------------------------------------------------------
+    /// The account's highest modseq (its state).
+    async fn account_modseq(&self, account: AccountId) -> Result<ModSeq>;
+    /// What changed after `since`, at most `max` object entries (then `has_more`).
+    async fn changes_since(&self, account: AccountId, since: ModSeq, max: usize) -> Result<ChangeSet>;
+    /// Receives a [`StateChange`] after each committed change of the account.
+    fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange>;
+
+    // ---- outbound queue -----------------------------------------------------------------
+    async fn queue_enqueue(&self, msg: NewQueued) -> Result<QueueId>;
+    async fn queue_list(&self) -> Result<Vec<Queued>>;
+    async fn queue_get(&self, id: QueueId) -> Result<Option<Queued>>;
+    /// Leases up to `max` entries due at `now` (unix seconds) for `lease_secs` to `node`.
+    async fn queue_lease_due(&self, now: i64, node: &str, lease_secs: i64, max: usize) -> Result<Vec<Queued>>;
+    /// Writes back an entry after a delivery attempt (recipient states, next attempt,
+    /// attempts, releases the lease). Entries whose recipients are all final are deleted.
+    async fn queue_update(&self, entry: &Queued) -> Result<()>;
+    /// Makes the entry due now (`bulwark queue retry`).
+    async fn queue_retry_now(&self, id: QueueId) -> Result<()>;
+    async fn queue_delete(&self, id: QueueId) -> Result<()>;
+}

@@ -1,0 +1,402 @@
+//! The embedded backend: one SQLite file (`bulwark.db`, WAL mode, `synchronous=FULL`) in
+//! the data directory, holding index and blobs so one commit covers both.
+//!
+//! Writes go through one writer thread with group commit ([`writer`]); reads use a small
+//! pool of read-only connections on tokio's blocking pool. The admin CLI may open the same
+//! file from another process at the same time (`busy_timeout` makes writers wait).
+
+mod changes;
+mod directory;
+mod emails;
+mod mailboxes;
+mod messages;
+mod queue;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use crate::*;
+use async_trait::async_trait;
+use directory::AccountColumn;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
+use writer::{Hub, Job, Reply, Tx};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "bulwark.db";
+/// How long a connection waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 4;
+/// SQLite page cache per connection, in KiB (negative `cache_size` means KiB).
+const CACHE_KIB: i64 = 16 * 1024;
+
+/// Maps a SQLite failure onto the store's error vocabulary.
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound("row".into()),
+        rusqlite::Error::SqliteFailure(f, msg) => {
+            let text = msg.clone().unwrap_or_else(|| f.to_string());
+            match f.code {
+                ErrorCode::ConstraintViolation => StoreError::AlreadyExists(format!("record ({text})")),
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                    StoreError::Unavailable(format!("database is busy: {text}"))
+                }
+                ErrorCode::DiskFull => StoreError::Unavailable(format!("disk full: {text}")),
+                ErrorCode::CannotOpen | ErrorCode::SystemIoFailure | ErrorCode::ReadOnly => {
+                    StoreError::Unavailable(format!("database I/O failed: {text}"))
+                }
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                    StoreError::Internal(format!("database file is damaged: {text}"))
+                }
+                _ => StoreError::Internal(format!("sqlite: {text}")),
+            }
+        }
+        other => StoreError::Internal(format!("sqlite: {other}")),
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -{CACHE_KIB};
+         PRAGMA temp_store = MEMORY;"
+    ))
+    .map_err(db_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Read-only connections, reused.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn take(&self) -> Result<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = Connection::open_with_flags(&self.path, flags).map_err(db_err)?;
+                configure(&conn)?;
+                Ok(conn)
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The embedded store. Cheap to share as `Arc<SqliteStore>` / `Arc<dyn Store>`.
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<ReadPool>,
+    hub: Arc<Hub>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/bulwark.db`, migrates the schema and starts the
+    /// writer thread. Safe after a crash: SQLite replays or discards the WAL on open.
+    pub fn open(data_dir: &Path) -> Result<Arc<SqliteStore>> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create data directory {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path).map_err(db_err)?;
+        configure(&conn)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "{} cannot use write-ahead logging (journal mode {mode})",
+                path.display()
+            )));
+        }
+        schema::migrate(&mut conn)?;
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        let hub = Arc::new(Hub::default());
+        let writer_hub = hub.clone();
+        std::thread::Builder::new()
+            .name("bulwark-store-writer".into())
+            .spawn(move || writer::run(conn, receiver, writer_hub))
+            .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
+        let readers = Arc::new(ReadPool { path: path.clone(), idle: Mutex::new(Vec::new()) });
+        Ok(Arc::new(SqliteStore { jobs, readers, hub, path }))
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Drops the account's change-log entries at or below `modseq` (a retention step).
+    /// Afterwards `changes_since(since)` with `since < modseq` fails with
+    /// [`StoreError::CannotCalculateChanges`]; the floor is stored and never lowered.
+    pub async fn trim_changes_before(&self, account: AccountId, modseq: ModSeq) -> Result<()> {
+        self.write(move |tx| changes::trim_changes_before(tx, account, modseq)).await
+    }
+
+    /// Runs `f` on a pooled read-only connection inside one read transaction (a consistent
+    /// snapshot), on tokio's blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = {
+                let snapshot = conn.unchecked_transaction().map_err(db_err)?;
+                let result = f(&snapshot);
+                // Read-only: ending the snapshot by rollback is all that is needed.
+                drop(snapshot);
+                result
+            };
+            pool.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+
+    /// Sends `f` to the writer thread; returns once the batch holding it has committed.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |tx: &mut Tx<'_>| {
+            let result = f(tx);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |committed: Result<()>| {
+                let _ = answer.send(committed.and(result));
+            });
+            (ok, reply)
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the store's writer thread has stopped".into()))?;
+        answered.await.map_err(|_| {
+            StoreError::Unavailable("the write transaction could not be run; try again".into())
+        })?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn domain_add(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.write(move |tx| directory::domain_add(tx, &name)).await
+    }
+    async fn domain_delete(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.write(move |tx| directory::domain_delete(tx, &name)).await
+    }
+    async fn domain_list(&self) -> Result<Vec<String>> {
+        self.read(directory::domain_list).await
+    }
+    async fn domain_exists(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.read(move |c| directory::domain_exists(c, &name)).await
+    }
+
+    async fn account_create(&self, new: NewAccount) -> Result<Account> {
+        self.write(move |tx| directory::account_create(tx, &new)).await
+    }
+    async fn account_get(&self, id: AccountId) -> Result<Option<Account>> {
+        self.read(move |c| directory::account_get(c, id)).await
+    }
+    async fn account_by_address(&self, address: &str) -> Result<Option<Account>> {
+        let address = address.to_string();
+        self.read(move |c| directory::account_by_address(c, &address)).await
+    }
+    async fn account_list(&self) -> Result<Vec<Account>> {
+        self.read(directory::account_list).await
+    }
+    async fn account_set_password(&self, id: AccountId, password_hash: &str) -> Result<()> {
+        let hash = password_hash.to_string();
+        self.write(move |tx| directory::account_set_column(tx, id, AccountColumn::PasswordHash, &hash))
+            .await
+    }
+    async fn account_set_display_name(&self, id: AccountId, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.write(move |tx| directory::account_set_column(tx, id, AccountColumn::DisplayName, &name))
+            .await
+    }
+    async fn account_delete(&self, id: AccountId) -> Result<()> {
+        self.write(move |tx| directory::account_delete(tx, id)).await
+    }
+
+    async fn alias_add(&self, alias: &str, account: AccountId) -> Result<()> {
+        let alias = alias.to_string();
+        self.write(move |tx| directory::alias_add(tx, &alias, account)).await
+    }
+    async fn alias_delete(&self, alias: &str) -> Result<()> {
+        let alias = alias.to_string();
+        self.write(move |tx| directory::alias_delete(tx, &alias)).await
+    }
+    async fn alias_list(&self) -> Result<Vec<(String, AccountId)>> {
+        self.read(directory::alias_list).await
+    }
+    async fn resolve_address(&self, address: &str) -> Result<Option<AccountId>> {
+        let address = address.to_string();
+        self.read(move |c| directory::resolve_address(c, &address)).await
+    }
+    async fn account_addresses(&self, id: AccountId) -> Result<Vec<String>> {
+        self.read(move |c| directory::account_addresses(c, id)).await
+    }
+
+    async fn app_password_add(&self, account: AccountId, name: &str, hash: &str) -> Result<AppPassword> {
+        let (name, hash) = (name.to_string(), hash.to_string());
+        self.write(move |tx| directory::app_password_add(tx, account, &name, &hash))
+            .await
+    }
+    async fn app_password_list(&self, account: AccountId) -> Result<Vec<AppPassword>> {
+        self.read(move |c| directory::app_password_list(c, account)).await
+    }
+    async fn app_password_delete(&self, account: AccountId, id: i64) -> Result<()> {
+        self.write(move |tx| directory::app_password_delete(tx, account, id)).await
+    }
+
+    async fn mailbox_list(&self, account: AccountId) -> Result<Vec<Mailbox>> {
+        self.read(move |c| mailboxes::mailbox_list(c, account)).await
+    }
+    async fn mailbox_get(&self, account: AccountId, id: MailboxId) -> Result<Option<Mailbox>> {
+        self.read(move |c| mailboxes::mailbox_get(c, account, id)).await
+    }
+    async fn mailbox_create(&self, account: AccountId, name: &str, role: Option<Role>) -> Result<Mailbox> {
+        let name = name.to_string();
+        self.write(move |tx| mailboxes::mailbox_create(tx, account, &name, role))
+            .await
+    }
+    async fn mailbox_rename(&self, account: AccountId, id: MailboxId, new_name: &str) -> Result<()> {
+        let new_name = new_name.to_string();
+        self.write(move |tx| mailboxes::mailbox_rename(tx, account, id, &new_name))
+            .await
+    }
+    async fn mailbox_delete(&self, account: AccountId, id: MailboxId) -> Result<()> {
+        self.write(move |tx| mailboxes::mailbox_delete(tx, account, id)).await
+    }
+    async fn mailbox_set_subscribed(&self, account: AccountId, id: MailboxId, subscribed: bool) -> Result<()> {
+        self.write(move |tx| mailboxes::mailbox_set_subscribed(tx, account, id, subscribed))
+            .await
+    }
+    async fn mailbox_set_role(&self, account: AccountId, id: MailboxId, role: Option<Role>) -> Result<()> {
+        self.write(move |tx| mailboxes::mailbox_set_role(tx, account, id, role))
+            .await
+    }
+    async fn mailbox_status(&self, account: AccountId, id: MailboxId) -> Result<MailboxStatus> {
+        self.read(move |c| mailboxes::mailbox_status(c, account, id)).await
+    }
+
+    async fn email_append(&self, account: AccountId, new: Vec<NewEmail>) -> Result<Vec<Appended>> {
+        self.write(move |tx| emails::email_append(tx, account, &new)).await
+    }
+    async fn deliver(&self, deliveries: Vec<(AccountId, NewEmail)>) -> Result<Vec<Appended>> {
+        self.write(move |tx| emails::deliver(tx, &deliveries)).await
+    }
+    async fn mailbox_messages(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
+        self.read(move |c| messages::mailbox_messages(c, account, mailbox)).await
+    }
+    async fn expunged_since(&self, account: AccountId, mailbox: MailboxId, since: ModSeq) -> Result<Vec<Uid>> {
+        self.read(move |c| messages::expunged_since(c, account, mailbox, since))
+            .await
+    }
+    async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>> {
+        let ids = ids.to_vec();
+        self.read(move |c| messages::email_get(c, account, &ids)).await
+    }
+    async fn email_list(&self, account: AccountId) -> Result<Vec<Email>> {
+        self.read(move |c| messages::email_list(c, account)).await
+    }
+    async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>> {
+        let hash = hash.clone();
+        self.read(move |c| messages::blob_get(c, &hash)).await
+    }
+    async fn blob_put(&self, data: &[u8]) -> Result<BlobHash> {
+        let data = data.to_vec();
+        self.write(move |tx| emails::put_blob(tx.conn, &data)).await
+    }
+
+    async fn email_set_keywords(&self, account: AccountId, updates: Vec<KeywordUpdate>) -> Result<KeywordResult> {
+        self.write(move |tx| emails::set_keywords(tx, account, &updates)).await
+    }
+    async fn email_set_mailboxes(
+        &self,
+        account: AccountId,
+        updates: Vec<MembershipUpdate>,
+    ) -> Result<Vec<(EmailId, Vec<(MailboxId, Uid)>)>> {
+        self.write(move |tx| emails::set_mailboxes(tx, account, &updates)).await
+    }
+    async fn email_copy(&self, account: AccountId, ids: &[EmailId], dest: MailboxId) -> Result<Vec<(EmailId, EmailId, Uid)>> {
+        let ids = ids.to_vec();
+        self.write(move |tx| emails::email_copy(tx, account, &ids, dest)).await
+    }
+    async fn mailbox_expunge(&self, account: AccountId, mailbox: MailboxId, uids: &[Uid]) -> Result<ModSeq> {
+        let uids = uids.to_vec();
+        self.write(move |tx| emails::mailbox_expunge(tx, account, mailbox, &uids))
+            .await
+    }
+    async fn email_destroy(&self, account: AccountId, ids: &[EmailId]) -> Result<()> {
+        let ids = ids.to_vec();
+        self.write(move |tx| emails::email_destroy(tx, account, &ids)).await
+    }
+
+    async fn account_modseq(&self, account: AccountId) -> Result<ModSeq> {
+        self.read(move |c| changes::account_modseq(c, account)).await
+    }
+    async fn changes_since(&self, account: AccountId, since: ModSeq, max: usize) -> Result<ChangeSet> {
+        self.read(move |c| changes::changes_since(c, account, since, max)).await
+    }
+    fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {
+        self.hub.subscribe(account)
+    }
+
+    async fn queue_enqueue(&self, msg: NewQueued) -> Result<QueueId> {
+        self.write(move |tx| queue::queue_enqueue(tx, &msg)).await
+    }
+    async fn queue_list(&self) -> Result<Vec<Queued>> {
+        self.read(queue::queue_list).await
+    }
+    async fn queue_get(&self, id: QueueId) -> Result<Option<Queued>> {
+        self.read(move |c| queue::queue_get(c, id)).await
+    }
+    async fn queue_lease_due(&self, now: i64, node: &str, lease_secs: i64, max: usize) -> Result<Vec<Queued>> {
+        let node = node.to_string();
+        self.write(move |tx| queue::queue_lease_due(tx, now, &node, lease_secs, max))
+            .await
+    }
+    async fn queue_update(&self, entry: &Queued) -> Result<()> {
+        let entry = entry.clone();
+        self.write(move |tx| queue::queue_update(tx, &entry)).await
+    }
+    async fn queue_retry_now(&self, id: QueueId) -> Result<()> {
+        self.write(move |tx| queue::queue_retry_now(tx, id)).await
+    }
+    async fn queue_delete(&self, id: QueueId) -> Result<()> {
+        self.write(move |tx| queue::queue_delete(tx, id)).await
+    }
+}

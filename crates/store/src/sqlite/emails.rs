@@ -1,0 +1,434 @@
+//! Email writes: append/deliver, keywords, memberships, copy, expunge, destroy.
+
+use super::db_err;
+use super::mailboxes::require_mailbox;
+use super::writer::{Kind, Op, Tx};
+use crate::{
+    AccountId, Appended, BlobHash, EmailId, EmailSummary, KeywordOp, KeywordResult, KeywordUpdate, MailboxId,
+    MembershipUpdate, ModSeq, NewEmail, Result, StoreError, ThreadId, Uid,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeSet;
+
+/// Longest keyword we store (RFC 8621 §4.1.1 allows 1–255 characters).
+const MAX_KEYWORD_LEN: usize = 255;
+/// How many Message-IDs of `In-Reply-To`/`References` are looked up to find a thread.
+const MAX_THREAD_LOOKUPS: usize = 64;
+/// The keyword whose absence makes an email unseen.
+const SEEN: &str = "$seen";
+
+/// Lowercases, checks, deduplicates and sorts keywords (stored space-separated).
+pub(crate) fn normalize_keywords(keywords: &[String]) -> Result<Vec<String>> {
+    let mut out = BTreeSet::new();
+    for keyword in keywords {
+        let keyword = keyword.to_lowercase();
+        if keyword.is_empty()
+            || keyword.len() > MAX_KEYWORD_LEN
+            || keyword.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(StoreError::Invalid(format!("keyword {keyword:?}")));
+        }
+        out.insert(keyword);
+    }
+    Ok(out.into_iter().collect())
+}
+
+pub(crate) fn parse_keywords(text: &str) -> Vec<String> {
+    text.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect()
+}
+
+/// Strips the angle brackets and surrounding space of a Message-ID.
+pub(crate) fn normalize_message_id(id: &str) -> Option<String> {
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// Stores a blob once (content-addressed); returns its hash.
+pub(crate) fn put_blob(conn: &Connection, data: &[u8]) -> Result<BlobHash> {
+    let hash = BlobHash::of(data);
+    let mut stmt = conn
+        .prepare_cached("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?1, ?2)")
+        .map_err(db_err)?;
+    stmt.execute(params![hash.0, data]).map_err(db_err)?;
+    Ok(hash)
+}
+
+/// The thread of an earlier email this one replies to or references.
+fn find_thread(conn: &Connection, account: AccountId, summary: &EmailSummary) -> Result<Option<ThreadId>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT thread FROM emails WHERE account = ?1 AND message_id = ?2 LIMIT 1")
+        .map_err(db_err)?;
+    // The direct parent first, then references from the newest back.
+    let candidates = summary.in_reply_to.iter().chain(summary.references.iter().rev());
+    for id in candidates.take(MAX_THREAD_LOOKUPS) {
+        let Some(id) = normalize_message_id(id) else { continue };
+        let thread: Option<i64> = stmt
+            .query_row(params![account.0, id], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        if let Some(thread) = thread {
+            return Ok(Some(ThreadId(thread)));
+        }
+    }
+    Ok(None)
+}
+
+/// Takes the mailbox's next UID (never reused: UIDNEXT only grows).
+fn alloc_uid(conn: &Connection, account: AccountId, mailbox: MailboxId) -> Result<Uid> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE mailboxes SET uid_next = uid_next + 1
+             WHERE id = ?1 AND account = ?2 AND uid_next < 4294967295 RETURNING uid_next - 1",
+        )
+        .map_err(db_err)?;
+    let uid: Option<u32> = stmt
+        .query_row(params![mailbox.0, account.0], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    match uid {
+        Some(uid) => Ok(Uid(uid)),
+        None => {
+            require_mailbox(conn, account, mailbox)?;
+            Err(StoreError::Invalid(format!("mailbox {mailbox} has used up its UIDs")))
+        }
+    }
+}
+
+/// Puts an email into a mailbox under a fresh UID.
+fn add_membership(tx: &mut Tx<'_>, account: AccountId, mailbox: MailboxId, email: EmailId, modseq: ModSeq) -> Result<Uid> {
+    let uid = alloc_uid(tx.conn, account, mailbox)?;
+    let mut stmt = tx
+        .conn
+        .prepare_cached("INSERT INTO memberships (mailbox, uid, email, modseq) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db_err)?;
+    stmt.execute(params![mailbox.0, uid.0, email.0, modseq.0 as i64])
+        .map_err(db_err)?;
+    tx.touch_mailbox(account, mailbox, modseq)?;
+    tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::Updated)?;
+    Ok(uid)
+}
+
+/// Removes one (mailbox, uid) and records the expunge for QRESYNC (RFC 7162 §3.2.10).
+fn remove_membership(tx: &mut Tx<'_>, account: AccountId, mailbox: MailboxId, uid: Uid, modseq: ModSeq) -> Result<()> {
+    let mut delete = tx
+        .conn
+        .prepare_cached("DELETE FROM memberships WHERE mailbox = ?1 AND uid = ?2")
+        .map_err(db_err)?;
+    delete.execute(params![mailbox.0, uid.0]).map_err(db_err)?;
+    let mut log = tx
+        .conn
+        .prepare_cached("INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)")
+        .map_err(db_err)?;
+    log.execute(params![mailbox.0, uid.0, modseq.0 as i64]).map_err(db_err)?;
+    tx.touch_mailbox(account, mailbox, modseq)?;
+    tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::Updated)
+}
+
+fn memberships_of(conn: &Connection, email: EmailId) -> Result<Vec<(MailboxId, Uid)>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT mailbox, uid FROM memberships WHERE email = ?1 ORDER BY mailbox")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([email.0], |r| Ok((MailboxId(r.get(0)?), Uid(r.get(1)?))))
+        .map_err(db_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+}
+
+fn email_exists(conn: &Connection, account: AccountId, email: EmailId) -> Result<bool> {
+    let mut stmt = conn
+        .prepare_cached("SELECT 1 FROM emails WHERE id = ?1 AND account = ?2")
+        .map_err(db_err)?;
+    stmt.exists(params![email.0, account.0]).map_err(db_err)
+}
+
+/// Deletes the email row and updates or destroys its thread.
+fn delete_email_row(tx: &mut Tx<'_>, account: AccountId, email: EmailId, modseq: ModSeq) -> Result<()> {
+    let thread: Option<i64> = tx
+        .conn
+        .query_row("DELETE FROM emails WHERE id = ?1 RETURNING thread", [email.0], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    let Some(thread) = thread else { return Ok(()) };
+    tx.log(account, modseq, Kind::Email, email.0, Op::Destroyed)?;
+    let mut stmt = tx
+        .conn
+        .prepare_cached("SELECT 1 FROM emails WHERE thread = ?1 LIMIT 1")
+        .map_err(db_err)?;
+    if stmt.exists([thread]).map_err(db_err)? {
+        tx.log(account, modseq, Kind::Thread, thread, Op::Updated)
+    } else {
+        tx.conn
+            .execute("DELETE FROM threads WHERE id = ?1", [thread])
+            .map_err(db_err)?;
+        tx.log(account, modseq, Kind::Thread, thread, Op::Destroyed)
+    }
+}
+
+fn mark_email_updated(tx: &mut Tx<'_>, account: AccountId, email: EmailId, modseq: ModSeq) -> Result<()> {
+    tx.conn
+        .execute("UPDATE emails SET modseq = ?2 WHERE id = ?1", params![email.0, modseq.0 as i64])
+        .map_err(db_err)?;
+    tx.log(account, modseq, Kind::Email, email.0, Op::Updated)
+}
+
+/// Removes the email from one mailbox; destroys it when it is in no mailbox any more.
+pub(crate) fn email_left_mailbox(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    uid: Uid,
+    email: EmailId,
+    modseq: ModSeq,
+) -> Result<()> {
+    remove_membership(tx, account, mailbox, uid, modseq)?;
+    if memberships_of(tx.conn, email)?.is_empty() {
+        delete_email_row(tx, account, email, modseq)
+    } else {
+        mark_email_updated(tx, account, email, modseq)
+    }
+}
+
+/// Removes the email from every mailbox and deletes it.
+pub(crate) fn destroy_email(tx: &mut Tx<'_>, account: AccountId, email: EmailId, modseq: ModSeq) -> Result<()> {
+    for (mailbox, uid) in memberships_of(tx.conn, email)? {
+        remove_membership(tx, account, mailbox, uid, modseq)?;
+    }
+    delete_email_row(tx, account, email, modseq)
+}
+
+fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<Appended> {
+    if new.mailboxes.is_empty() {
+        return Err(StoreError::Invalid("an email needs at least one mailbox".into()));
+    }
+    let size = u32::try_from(new.raw.len()).map_err(|_| StoreError::Invalid("email larger than 4 GiB".into()))?;
+    let keywords = normalize_keywords(&new.keywords)?;
+    let summary = serde_json::to_string(&new.summary)
+        .map_err(|e| StoreError::Internal(format!("cannot encode email summary: {e}")))?;
+    let modseq = tx.next_modseq(account)?;
+    let blob = put_blob(tx.conn, &new.raw)?;
+    let (thread, thread_op) = match find_thread(tx.conn, account, &new.summary)? {
+        Some(thread) => (thread, Op::Updated),
+        None => {
+            tx.conn
+                .execute("INSERT INTO threads (account) VALUES (?1)", [account.0])
+                .map_err(db_err)?;
+            (ThreadId(tx.conn.last_insert_rowid()), Op::Created)
+        }
+    };
+    let seen = keywords.iter().any(|k| k == SEEN);
+    let message_id = new.summary.message_id.as_deref().and_then(normalize_message_id);
+    let mut stmt = tx
+        .conn
+        .prepare_cached(
+            "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq, kw_modseq,
+                                 message_id, summary)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
+        )
+        .map_err(db_err)?;
+    stmt.execute(params![
+        account.0,
+        thread.0,
+        blob.0,
+        size,
+        new.received_at,
+        keywords.join(" "),
+        seen,
+        modseq.0 as i64,
+        message_id,
+        summary
+    ])
+    .map_err(db_err)?;
+    let email = EmailId(tx.conn.last_insert_rowid());
+    let mut uids = Vec::with_capacity(new.mailboxes.len());
+    for &mailbox in &new.mailboxes {
+        if uids.iter().any(|&(m, _)| m == mailbox) {
+            continue;
+        }
+        let uid = add_membership(tx, account, mailbox, email, modseq)?;
+        uids.push((mailbox, uid));
+    }
+    tx.log(account, modseq, Kind::Email, email.0, Op::Created)?;
+    tx.log(account, modseq, Kind::Thread, thread.0, thread_op)?;
+    Ok(Appended { account, email, thread, blob, uids, modseq })
+}
+
+pub(crate) fn email_append(tx: &mut Tx<'_>, account: AccountId, new: &[NewEmail]) -> Result<Vec<Appended>> {
+    super::directory::require_account(tx.conn, account)?;
+    new.iter().map(|email| append_one(tx, account, email)).collect()
+}
+
+pub(crate) fn deliver(tx: &mut Tx<'_>, deliveries: &[(AccountId, NewEmail)]) -> Result<Vec<Appended>> {
+    deliveries
+        .iter()
+        .map(|(account, email)| append_one(tx, *account, email))
+        .collect()
+}
+
+/// Applies keyword changes; RFC 7162 §3.1.3: an email whose flags changed after
+/// `unchanged_since` is left alone and reported as a conflict. Unknown emails are skipped.
+pub(crate) fn set_keywords(tx: &mut Tx<'_>, account: AccountId, updates: &[KeywordUpdate]) -> Result<KeywordResult> {
+    super::directory::require_account(tx.conn, account)?;
+    let mut result = KeywordResult::default();
+    for update in updates {
+        let given = normalize_keywords(&update.keywords)?;
+        let row: Option<(String, i64)> = tx
+            .conn
+            .prepare_cached("SELECT keywords, kw_modseq FROM emails WHERE id = ?1 AND account = ?2")
+            .map_err(db_err)?
+            .query_row(params![update.email.0, account.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db_err)?;
+        let Some((text, kw_modseq)) = row else { continue };
+        if let Some(since) = update.unchanged_since
+            && kw_modseq as u64 > since.0
+        {
+            result.conflicts.push(update.email);
+            continue;
+        }
+        let old = parse_keywords(&text);
+        let new: Vec<String> = match update.op {
+            KeywordOp::Replace => given,
+            KeywordOp::Add => {
+                let set: BTreeSet<String> = old.iter().cloned().chain(given).collect();
+                set.into_iter().collect()
+            }
+            KeywordOp::Remove => old.iter().filter(|k| !given.contains(k)).cloned().collect(),
+        };
+        if new == old {
+            continue;
+        }
+        let modseq = tx.next_modseq(account)?;
+        let was_seen = old.iter().any(|k| k == SEEN);
+        let seen = new.iter().any(|k| k == SEEN);
+        tx.conn
+            .prepare_cached("UPDATE emails SET keywords = ?2, seen = ?3, modseq = ?4, kw_modseq = ?4 WHERE id = ?1")
+            .map_err(db_err)?
+            .execute(params![update.email.0, new.join(" "), seen, modseq.0 as i64])
+            .map_err(db_err)?;
+        tx.log(account, modseq, Kind::Email, update.email.0, Op::Updated)?;
+        for (mailbox, _) in memberships_of(tx.conn, update.email)? {
+            tx.touch_mailbox(account, mailbox, modseq)?;
+            if was_seen != seen {
+                // Unread counts changed (JMAP Mailbox/changes).
+                tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::Updated)?;
+            }
+        }
+        result.updated.push((update.email, modseq, new));
+    }
+    result.modseq = super::changes::account_modseq(tx.conn, account)?;
+    Ok(result)
+}
+
+/// Adds/removes memberships; unknown emails are skipped; target mailboxes must exist.
+pub(crate) fn set_mailboxes(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    updates: &[MembershipUpdate],
+) -> Result<Vec<(EmailId, Vec<(MailboxId, Uid)>)>> {
+    super::directory::require_account(tx.conn, account)?;
+    let mut out = Vec::with_capacity(updates.len());
+    for update in updates {
+        if !email_exists(tx.conn, account, update.email)? {
+            continue;
+        }
+        for &mailbox in &update.add {
+            require_mailbox(tx.conn, account, mailbox)?;
+        }
+        let current = memberships_of(tx.conn, update.email)?;
+        let mut to_add: Vec<MailboxId> = Vec::new();
+        for &mailbox in &update.add {
+            if !current.iter().any(|&(m, _)| m == mailbox) && !to_add.contains(&mailbox) {
+                to_add.push(mailbox);
+            }
+        }
+        let to_remove: Vec<(MailboxId, Uid)> = current
+            .iter()
+            .copied()
+            .filter(|(m, _)| update.remove.contains(m) && !update.add.contains(m))
+            .collect();
+        if to_add.is_empty() && to_remove.is_empty() {
+            out.push((update.email, Vec::new()));
+            continue;
+        }
+        let modseq = tx.next_modseq(account)?;
+        let mut added = Vec::with_capacity(to_add.len());
+        for mailbox in to_add {
+            let uid = add_membership(tx, account, mailbox, update.email, modseq)?;
+            added.push((mailbox, uid));
+        }
+        for &(mailbox, uid) in &to_remove {
+            remove_membership(tx, account, mailbox, uid, modseq)?;
+        }
+        if current.len() + added.len() == to_remove.len() {
+            delete_email_row(tx, account, update.email, modseq)?;
+        } else {
+            mark_email_updated(tx, account, update.email, modseq)?;
+        }
+        out.push((update.email, added));
+    }
+    Ok(out)
+}
+
+/// IMAP COPY: new email rows sharing blob, thread and keywords. Unknown emails are skipped.
+pub(crate) fn email_copy(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    ids: &[EmailId],
+    dest: MailboxId,
+) -> Result<Vec<(EmailId, EmailId, Uid)>> {
+    require_mailbox(tx.conn, account, dest)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for &source in ids {
+        if !email_exists(tx.conn, account, source)? {
+            continue;
+        }
+        let modseq = tx.next_modseq(account)?;
+        let thread: i64 = tx
+            .conn
+            .prepare_cached(
+                "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq, kw_modseq,
+                                     message_id, summary)
+                 SELECT account, thread, blob, size, received_at, keywords, seen, ?2, ?2, message_id, summary
+                 FROM emails WHERE id = ?1 RETURNING thread",
+            )
+            .map_err(db_err)?
+            .query_row(params![source.0, modseq.0 as i64], |r| r.get(0))
+            .map_err(db_err)?;
+        let copy = EmailId(tx.conn.last_insert_rowid());
+        let uid = add_membership(tx, account, dest, copy, modseq)?;
+        tx.log(account, modseq, Kind::Email, copy.0, Op::Created)?;
+        tx.log(account, modseq, Kind::Thread, thread, Op::Updated)?;
+        out.push((source, copy, uid));
+    }
+    Ok(out)
+}
+
+/// Removes UIDs from a mailbox; returns the mailbox's HIGHESTMODSEQ afterwards.
+pub(crate) fn mailbox_expunge(tx: &mut Tx<'_>, account: AccountId, mailbox: MailboxId, uids: &[Uid]) -> Result<ModSeq> {
+    require_mailbox(tx.conn, account, mailbox)?;
+    for &uid in uids {
+        let email: Option<i64> = tx
+            .conn
+            .prepare_cached("SELECT email FROM memberships WHERE mailbox = ?1 AND uid = ?2")
+            .map_err(db_err)?
+            .query_row(params![mailbox.0, uid.0], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        let Some(email) = email else { continue };
+        let modseq = tx.next_modseq(account)?;
+        email_left_mailbox(tx, account, mailbox, uid, EmailId(email), modseq)?;
+    }
+    Ok(require_mailbox(tx.conn, account, mailbox)?.highest_modseq)
+}
+
+/// Destroys emails (all their memberships); unknown ids are skipped.
+pub(crate) fn email_destroy(tx: &mut Tx<'_>, account: AccountId, ids: &[EmailId]) -> Result<()> {
+    for &email in ids {
+        if !email_exists(tx.conn, account, email)? {
+            continue;
+        }
+        let modseq = tx.next_modseq(account)?;
+        destroy_email(tx, account, email, modseq)?;
+    }
+    Ok(())
+}

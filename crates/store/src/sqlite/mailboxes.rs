@@ -1,0 +1,306 @@
+//! Mailboxes: create, rename, delete, attributes, status.
+
+use super::db_err;
+use super::emails::email_left_mailbox;
+use super::writer::{Kind, Op, Tx};
+use crate::{AccountId, EmailId, Mailbox, MailboxId, MailboxStatus, ModSeq, Result, Role, StoreError, Uid, now_unix};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// Longest mailbox path we accept, in bytes.
+const MAX_MAILBOX_NAME_LEN: usize = 1024;
+/// Hierarchy separator of mailbox paths.
+const SEPARATOR: char = '/';
+
+/// Checks a mailbox path and canonicalizes the INBOX prefix
+/// (RFC 9051 §5.1: "INBOX" is case-insensitive).
+pub(crate) fn canonical_name(name: &str) -> Result<String> {
+    let bad = name.is_empty()
+        || name.len() > MAX_MAILBOX_NAME_LEN
+        || name.chars().any(char::is_control)
+        || name.split(SEPARATOR).any(str::is_empty);
+    if bad {
+        return Err(StoreError::Invalid(format!("mailbox name {name:?}")));
+    }
+    let (first, rest) = match name.split_once(SEPARATOR) {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (name, None),
+    };
+    if first.eq_ignore_ascii_case("INBOX") {
+        Ok(match rest {
+            Some(rest) => format!("INBOX{SEPARATOR}{rest}"),
+            None => "INBOX".to_string(),
+        })
+    } else {
+        Ok(name.to_string())
+    }
+}
+
+fn role_to_text(role: Option<Role>) -> Option<&'static str> {
+    role.map(Role::as_jmap)
+}
+
+const MAILBOX_COLUMNS: &str = "id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq";
+
+fn mailbox_from_row(r: &Row<'_>) -> rusqlite::Result<Mailbox> {
+    let role: Option<String> = r.get(3)?;
+    Ok(Mailbox {
+        id: MailboxId(r.get(0)?),
+        account: AccountId(r.get(1)?),
+        name: r.get(2)?,
+        role: role.as_deref().and_then(Role::from_jmap),
+        uid_validity: r.get(4)?,
+        uid_next: Uid(r.get(5)?),
+        subscribed: r.get(6)?,
+        highest_modseq: ModSeq(r.get::<_, i64>(7)? as u64),
+    })
+}
+
+/// Takes the next UIDVALIDITY: a database-wide counter seeded from the clock, so no two
+/// mailboxes ever share one, even across delete and recreate (RFC 9051 §2.3.1.1).
+fn next_uid_validity(conn: &Connection) -> Result<u32> {
+    let stored: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'uid_validity_next'", [], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    let clock = now_unix().clamp(1, u32::MAX as i64);
+    let mut value = stored.unwrap_or(clock).max(1);
+    if value > u32::MAX as i64 {
+        // Wrapped after four billion mailboxes: start over at 1 (never 0, which is invalid).
+        value = 1;
+    }
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('uid_validity_next', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [value + 1],
+    )
+    .map_err(db_err)?;
+    Ok(value as u32)
+}
+
+/// Inserts a mailbox (used by `mailbox_create` and account creation).
+pub(crate) fn insert_mailbox(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    name: &str,
+    role: Option<Role>,
+    subscribed: bool,
+) -> Result<Mailbox> {
+    let name = canonical_name(name)?;
+    if mailbox_id_by_name(tx.conn, account, &name)?.is_some() {
+        return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
+    }
+    if let Some(role) = role {
+        require_role_free(tx.conn, account, role)?;
+    }
+    let uid_validity = next_uid_validity(tx.conn)?;
+    let modseq = tx.next_modseq(account)?;
+    tx.conn
+        .execute(
+            "INSERT INTO mailboxes (account, name, role, uid_validity, uid_next, subscribed, highest_modseq)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
+            params![account.0, name, role_to_text(role), uid_validity, subscribed, modseq.0 as i64],
+        )
+        .map_err(db_err)?;
+    let id = MailboxId(tx.conn.last_insert_rowid());
+    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Created)?;
+    tx.touch_mailbox(account, id, modseq)?;
+    Ok(Mailbox {
+        id,
+        account,
+        name,
+        role,
+        uid_validity,
+        uid_next: Uid(1),
+        subscribed,
+        highest_modseq: modseq,
+    })
+}
+
+fn require_role_free(conn: &Connection, account: AccountId, role: Role) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached("SELECT 1 FROM mailboxes WHERE account = ?1 AND role = ?2")
+        .map_err(db_err)?;
+    if stmt.exists(params![account.0, role.as_jmap()]).map_err(db_err)? {
+        return Err(StoreError::AlreadyExists(format!("a mailbox with role {}", role.as_jmap())));
+    }
+    Ok(())
+}
+
+fn mailbox_id_by_name(conn: &Connection, account: AccountId, name: &str) -> Result<Option<MailboxId>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2")
+        .map_err(db_err)?;
+    stmt.query_row(params![account.0, name], |r| r.get(0))
+        .optional()
+        .map(|id| id.map(MailboxId))
+        .map_err(db_err)
+}
+
+/// Loads a mailbox of the account or fails with `NotFound`.
+pub(crate) fn require_mailbox(conn: &Connection, account: AccountId, id: MailboxId) -> Result<Mailbox> {
+    mailbox_get(conn, account, id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))
+}
+
+pub(crate) fn mailbox_create(tx: &mut Tx<'_>, account: AccountId, name: &str, role: Option<Role>) -> Result<Mailbox> {
+    super::directory::require_account(tx.conn, account)?;
+    insert_mailbox(tx, account, name, role, false)
+}
+
+pub(crate) fn mailbox_list(conn: &Connection, account: AccountId) -> Result<Vec<Mailbox>> {
+    let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account = ?1 ORDER BY name");
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let rows = stmt.query_map([account.0], mailbox_from_row).map_err(db_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+}
+
+pub(crate) fn mailbox_get(conn: &Connection, account: AccountId, id: MailboxId) -> Result<Option<Mailbox>> {
+    let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1 AND account = ?2");
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    stmt.query_row(params![id.0, account.0], mailbox_from_row)
+        .optional()
+        .map_err(db_err)
+}
+
+/// Renames the mailbox and every mailbox below it.
+pub(crate) fn mailbox_rename(tx: &mut Tx<'_>, account: AccountId, id: MailboxId, new_name: &str) -> Result<()> {
+    let mailbox = require_mailbox(tx.conn, account, id)?;
+    let new_name = canonical_name(new_name)?;
+    if mailbox.name == "INBOX" || mailbox.role == Some(Role::Inbox) {
+        return Err(StoreError::Invalid("INBOX cannot be renamed".into()));
+    }
+    if new_name == mailbox.name {
+        return Ok(());
+    }
+    let old_prefix = format!("{}{SEPARATOR}", mailbox.name);
+    if new_name.starts_with(&old_prefix) {
+        return Err(StoreError::Invalid(format!("cannot move {} below itself", mailbox.name)));
+    }
+    if new_name == "INBOX" {
+        return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
+    }
+    // The mailbox itself and its descendants, with their new names.
+    let mut stmt = tx
+        .conn
+        .prepare_cached(
+            "SELECT id, name FROM mailboxes WHERE account = ?1
+             AND (id = ?2 OR substr(name, 1, length(?3)) = ?3)",
+        )
+        .map_err(db_err)?;
+    let moved: Vec<(MailboxId, String)> = stmt
+        .query_map(params![account.0, id.0, old_prefix], |r| {
+            Ok((MailboxId(r.get(0)?), r.get::<_, String>(1)?))
+        })
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db_err)?;
+    drop(stmt);
+    let renames: Vec<(MailboxId, String)> = moved
+        .into_iter()
+        .map(|(mid, name)| {
+            let tail = &name[mailbox.name.len()..];
+            (mid, format!("{new_name}{tail}"))
+        })
+        .collect();
+    for (_, name) in &renames {
+        if mailbox_id_by_name(tx.conn, account, name)?.is_some() {
+            return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
+        }
+    }
+    let modseq = tx.next_modseq(account)?;
+    for (mid, name) in renames {
+        tx.conn
+            .execute("UPDATE mailboxes SET name = ?2 WHERE id = ?1", params![mid.0, name])
+            .map_err(db_err)?;
+        tx.log(account, modseq, Kind::Mailbox, mid.0, Op::Updated)?;
+        tx.touch_mailbox(account, mid, modseq)?;
+    }
+    Ok(())
+}
+
+/// Deletes the mailbox; emails in no other mailbox are destroyed.
+pub(crate) fn mailbox_delete(tx: &mut Tx<'_>, account: AccountId, id: MailboxId) -> Result<()> {
+    let mailbox = require_mailbox(tx.conn, account, id)?;
+    if mailbox.role == Some(Role::Inbox) || mailbox.name == "INBOX" {
+        return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+    }
+    let mut stmt = tx
+        .conn
+        .prepare_cached("SELECT uid, email FROM memberships WHERE mailbox = ?1 ORDER BY uid")
+        .map_err(db_err)?;
+    let members: Vec<(Uid, EmailId)> = stmt
+        .query_map([id.0], |r| Ok((Uid(r.get(0)?), EmailId(r.get(1)?))))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db_err)?;
+    drop(stmt);
+    for (uid, email) in members {
+        let modseq = tx.next_modseq(account)?;
+        email_left_mailbox(tx, account, id, uid, email, modseq)?;
+    }
+    let modseq = tx.next_modseq(account)?;
+    tx.conn
+        .execute("DELETE FROM expunged WHERE mailbox = ?1", [id.0])
+        .map_err(db_err)?;
+    tx.conn
+        .execute("DELETE FROM mailboxes WHERE id = ?1", [id.0])
+        .map_err(db_err)?;
+    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Destroyed)?;
+    tx.touch_mailbox(account, id, modseq)?;
+    Ok(())
+}
+
+pub(crate) fn mailbox_set_subscribed(tx: &mut Tx<'_>, account: AccountId, id: MailboxId, subscribed: bool) -> Result<()> {
+    let mailbox = require_mailbox(tx.conn, account, id)?;
+    if mailbox.subscribed == subscribed {
+        return Ok(());
+    }
+    let modseq = tx.next_modseq(account)?;
+    tx.conn
+        .execute("UPDATE mailboxes SET subscribed = ?2 WHERE id = ?1", params![id.0, subscribed])
+        .map_err(db_err)?;
+    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)?;
+    tx.touch_mailbox(account, id, modseq)
+}
+
+/// Sets or clears the role; a role belongs to at most one mailbox of the account.
+pub(crate) fn mailbox_set_role(tx: &mut Tx<'_>, account: AccountId, id: MailboxId, role: Option<Role>) -> Result<()> {
+    let mailbox = require_mailbox(tx.conn, account, id)?;
+    if mailbox.role == role {
+        return Ok(());
+    }
+    if let Some(role) = role {
+        require_role_free(tx.conn, account, role)?;
+    }
+    let modseq = tx.next_modseq(account)?;
+    tx.conn
+        .execute("UPDATE mailboxes SET role = ?2 WHERE id = ?1", params![id.0, role_to_text(role)])
+        .map_err(db_err)?;
+    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)?;
+    tx.touch_mailbox(account, id, modseq)
+}
+
+/// Counts in one indexed query; never reads blobs.
+pub(crate) fn mailbox_status(conn: &Connection, account: AccountId, id: MailboxId) -> Result<MailboxStatus> {
+    let mailbox = require_mailbox(conn, account, id)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(e.seen = 0), 0), coalesce(sum(e.size), 0),
+                    count(DISTINCT e.thread), count(DISTINCT CASE WHEN e.seen = 0 THEN e.thread END)
+             FROM memberships m JOIN emails e ON e.id = m.email WHERE m.mailbox = ?1",
+        )
+        .map_err(db_err)?;
+    stmt.query_row([id.0], |r| {
+        Ok(MailboxStatus {
+            messages: r.get::<_, i64>(0)? as u32,
+            unseen: r.get::<_, i64>(1)? as u32,
+            recent: 0,
+            uid_next: mailbox.uid_next,
+            uid_validity: mailbox.uid_validity,
+            highest_modseq: mailbox.highest_modseq,
+            size: r.get::<_, i64>(2)? as u64,
+            threads: r.get::<_, i64>(3)? as u32,
+            unseen_threads: r.get::<_, i64>(4)? as u32,
+        })
+    })
+    .map_err(db_err)
+}
