@@ -30,8 +30,10 @@ use writer::{Hub, Job, Reply, Tx};
 pub const DB_FILE: &str = "bulwark.db";
 /// How long a connection waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes the WAL file is truncated to after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// Idle read connections kept open.
-const MAX_IDLE_READERS: usize = 4;
+const MAX_IDLE_READERS: usize = 8;
 /// SQLite page cache per connection, in KiB (negative `cache_size` means KiB).
 const CACHE_KIB: i64 = 16 * 1024;
 
@@ -43,7 +45,9 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(f, msg) => {
             let text = msg.clone().unwrap_or_else(|| f.to_string());
             match f.code {
-                ErrorCode::ConstraintViolation => StoreError::AlreadyExists(format!("record ({text})")),
+                ErrorCode::ConstraintViolation => {
+                    StoreError::AlreadyExists(format!("record ({text})"))
+                }
                 ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
                     StoreError::Unavailable(format!("database is busy: {text}"))
                 }
@@ -64,8 +68,10 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
     conn.execute_batch(&format!(
+        // temp_store stays on files: in-memory statement journals make large savepoints
+        // quadratic (every statement truncates a linked list of journal chunks).
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -{CACHE_KIB};
-         PRAGMA temp_store = MEMORY;"
+         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
     ))
     .map_err(db_err)?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -100,6 +106,13 @@ impl ReadPool {
     }
 }
 
+/// Group-commit counters, see [`SqliteStore::commit_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStats {
+    pub commits: u64,
+    pub jobs: u64,
+}
+
 /// The embedded store. Cheap to share as `Arc<SqliteStore>` / `Arc<dyn Store>`.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
@@ -110,7 +123,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -119,7 +134,10 @@ impl SqliteStore {
     /// writer thread. Safe after a crash: SQLite replays or discards the WAL on open.
     pub fn open(data_dir: &Path) -> Result<Arc<SqliteStore>> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create data directory {}: {e}", data_dir.display()))
+            StoreError::Unavailable(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let path = data_dir.join(DB_FILE);
         let mut conn = Connection::open(&path).map_err(db_err)?;
@@ -141,8 +159,23 @@ impl SqliteStore {
             .name("bulwark-store-writer".into())
             .spawn(move || writer::run(conn, receiver, writer_hub))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
-        let readers = Arc::new(ReadPool { path: path.clone(), idle: Mutex::new(Vec::new()) });
-        Ok(Arc::new(SqliteStore { jobs, readers, hub, path }))
+        let readers = Arc::new(ReadPool {
+            path: path.clone(),
+            idle: Mutex::new(Vec::new()),
+        });
+        Ok(Arc::new(SqliteStore {
+            jobs,
+            readers,
+            hub,
+            path,
+        }))
+    }
+
+    /// Write transactions committed and jobs they carried since open; `jobs / commits` is
+    /// the average group-commit batch size (for metrics).
+    pub fn commit_stats(&self) -> CommitStats {
+        let (commits, jobs) = self.hub.counters();
+        CommitStats { commits, jobs }
     }
 
     /// Path of the database file.
@@ -154,7 +187,8 @@ impl SqliteStore {
     /// Afterwards `changes_since(since)` with `since < modseq` fails with
     /// [`StoreError::CannotCalculateChanges`]; the floor is stored and never lowered.
     pub async fn trim_changes_before(&self, account: AccountId, modseq: ModSeq) -> Result<()> {
-        self.write(move |tx| changes::trim_changes_before(tx, account, modseq)).await
+        self.write(move |tx| changes::trim_changes_before(tx, account, modseq))
+            .await
     }
 
     /// Runs `f` on a pooled read-only connection inside one read transaction (a consistent
@@ -213,7 +247,8 @@ impl Store for SqliteStore {
     }
     async fn domain_delete(&self, name: &str) -> Result<()> {
         let name = name.to_string();
-        self.write(move |tx| directory::domain_delete(tx, &name)).await
+        self.write(move |tx| directory::domain_delete(tx, &name))
+            .await
     }
     async fn domain_list(&self) -> Result<Vec<String>> {
         self.read(directory::domain_list).await
@@ -224,110 +259,164 @@ impl Store for SqliteStore {
     }
 
     async fn account_create(&self, new: NewAccount) -> Result<Account> {
-        self.write(move |tx| directory::account_create(tx, &new)).await
+        self.write(move |tx| directory::account_create(tx, &new))
+            .await
     }
     async fn account_get(&self, id: AccountId) -> Result<Option<Account>> {
         self.read(move |c| directory::account_get(c, id)).await
     }
     async fn account_by_address(&self, address: &str) -> Result<Option<Account>> {
         let address = address.to_string();
-        self.read(move |c| directory::account_by_address(c, &address)).await
+        self.read(move |c| directory::account_by_address(c, &address))
+            .await
     }
     async fn account_list(&self) -> Result<Vec<Account>> {
         self.read(directory::account_list).await
     }
     async fn account_set_password(&self, id: AccountId, password_hash: &str) -> Result<()> {
         let hash = password_hash.to_string();
-        self.write(move |tx| directory::account_set_column(tx, id, AccountColumn::PasswordHash, &hash))
-            .await
+        self.write(move |tx| {
+            directory::account_set_column(tx, id, AccountColumn::PasswordHash, &hash)
+        })
+        .await
     }
     async fn account_set_display_name(&self, id: AccountId, name: &str) -> Result<()> {
         let name = name.to_string();
-        self.write(move |tx| directory::account_set_column(tx, id, AccountColumn::DisplayName, &name))
-            .await
+        self.write(move |tx| {
+            directory::account_set_column(tx, id, AccountColumn::DisplayName, &name)
+        })
+        .await
     }
     async fn account_delete(&self, id: AccountId) -> Result<()> {
-        self.write(move |tx| directory::account_delete(tx, id)).await
+        self.write(move |tx| directory::account_delete(tx, id))
+            .await
     }
 
     async fn alias_add(&self, alias: &str, account: AccountId) -> Result<()> {
         let alias = alias.to_string();
-        self.write(move |tx| directory::alias_add(tx, &alias, account)).await
+        self.write(move |tx| directory::alias_add(tx, &alias, account))
+            .await
     }
     async fn alias_delete(&self, alias: &str) -> Result<()> {
         let alias = alias.to_string();
-        self.write(move |tx| directory::alias_delete(tx, &alias)).await
+        self.write(move |tx| directory::alias_delete(tx, &alias))
+            .await
     }
     async fn alias_list(&self) -> Result<Vec<(String, AccountId)>> {
         self.read(directory::alias_list).await
     }
     async fn resolve_address(&self, address: &str) -> Result<Option<AccountId>> {
         let address = address.to_string();
-        self.read(move |c| directory::resolve_address(c, &address)).await
+        self.read(move |c| directory::resolve_address(c, &address))
+            .await
     }
     async fn account_addresses(&self, id: AccountId) -> Result<Vec<String>> {
-        self.read(move |c| directory::account_addresses(c, id)).await
+        self.read(move |c| directory::account_addresses(c, id))
+            .await
     }
 
-    async fn app_password_add(&self, account: AccountId, name: &str, hash: &str) -> Result<AppPassword> {
+    async fn app_password_add(
+        &self,
+        account: AccountId,
+        name: &str,
+        hash: &str,
+    ) -> Result<AppPassword> {
         let (name, hash) = (name.to_string(), hash.to_string());
         self.write(move |tx| directory::app_password_add(tx, account, &name, &hash))
             .await
     }
     async fn app_password_list(&self, account: AccountId) -> Result<Vec<AppPassword>> {
-        self.read(move |c| directory::app_password_list(c, account)).await
+        self.read(move |c| directory::app_password_list(c, account))
+            .await
     }
     async fn app_password_delete(&self, account: AccountId, id: i64) -> Result<()> {
-        self.write(move |tx| directory::app_password_delete(tx, account, id)).await
+        self.write(move |tx| directory::app_password_delete(tx, account, id))
+            .await
     }
 
     async fn mailbox_list(&self, account: AccountId) -> Result<Vec<Mailbox>> {
-        self.read(move |c| mailboxes::mailbox_list(c, account)).await
+        self.read(move |c| mailboxes::mailbox_list(c, account))
+            .await
     }
     async fn mailbox_get(&self, account: AccountId, id: MailboxId) -> Result<Option<Mailbox>> {
-        self.read(move |c| mailboxes::mailbox_get(c, account, id)).await
+        self.read(move |c| mailboxes::mailbox_get(c, account, id))
+            .await
     }
-    async fn mailbox_create(&self, account: AccountId, name: &str, role: Option<Role>) -> Result<Mailbox> {
+    async fn mailbox_create(
+        &self,
+        account: AccountId,
+        name: &str,
+        role: Option<Role>,
+    ) -> Result<Mailbox> {
         let name = name.to_string();
         self.write(move |tx| mailboxes::mailbox_create(tx, account, &name, role))
             .await
     }
-    async fn mailbox_rename(&self, account: AccountId, id: MailboxId, new_name: &str) -> Result<()> {
+    async fn mailbox_rename(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        new_name: &str,
+    ) -> Result<()> {
         let new_name = new_name.to_string();
         self.write(move |tx| mailboxes::mailbox_rename(tx, account, id, &new_name))
             .await
     }
     async fn mailbox_delete(&self, account: AccountId, id: MailboxId) -> Result<()> {
-        self.write(move |tx| mailboxes::mailbox_delete(tx, account, id)).await
+        self.write(move |tx| mailboxes::mailbox_delete(tx, account, id))
+            .await
     }
-    async fn mailbox_set_subscribed(&self, account: AccountId, id: MailboxId, subscribed: bool) -> Result<()> {
+    async fn mailbox_set_subscribed(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        subscribed: bool,
+    ) -> Result<()> {
         self.write(move |tx| mailboxes::mailbox_set_subscribed(tx, account, id, subscribed))
             .await
     }
-    async fn mailbox_set_role(&self, account: AccountId, id: MailboxId, role: Option<Role>) -> Result<()> {
+    async fn mailbox_set_role(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        role: Option<Role>,
+    ) -> Result<()> {
         self.write(move |tx| mailboxes::mailbox_set_role(tx, account, id, role))
             .await
     }
     async fn mailbox_status(&self, account: AccountId, id: MailboxId) -> Result<MailboxStatus> {
-        self.read(move |c| mailboxes::mailbox_status(c, account, id)).await
+        self.read(move |c| mailboxes::mailbox_status(c, account, id))
+            .await
     }
 
     async fn email_append(&self, account: AccountId, new: Vec<NewEmail>) -> Result<Vec<Appended>> {
-        self.write(move |tx| emails::email_append(tx, account, &new)).await
+        self.write(move |tx| emails::email_append(tx, account, &new))
+            .await
     }
     async fn deliver(&self, deliveries: Vec<(AccountId, NewEmail)>) -> Result<Vec<Appended>> {
         self.write(move |tx| emails::deliver(tx, &deliveries)).await
     }
-    async fn mailbox_messages(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
-        self.read(move |c| messages::mailbox_messages(c, account, mailbox)).await
+    async fn mailbox_messages(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<MessageMeta>> {
+        self.read(move |c| messages::mailbox_messages(c, account, mailbox))
+            .await
     }
-    async fn expunged_since(&self, account: AccountId, mailbox: MailboxId, since: ModSeq) -> Result<Vec<Uid>> {
+    async fn expunged_since(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        since: ModSeq,
+    ) -> Result<Vec<Uid>> {
         self.read(move |c| messages::expunged_since(c, account, mailbox, since))
             .await
     }
     async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>> {
         let ids = ids.to_vec();
-        self.read(move |c| messages::email_get(c, account, &ids)).await
+        self.read(move |c| messages::email_get(c, account, &ids))
+            .await
     }
     async fn email_list(&self, account: AccountId) -> Result<Vec<Email>> {
         self.read(move |c| messages::email_list(c, account)).await
@@ -341,35 +430,60 @@ impl Store for SqliteStore {
         self.write(move |tx| emails::put_blob(tx.conn, &data)).await
     }
 
-    async fn email_set_keywords(&self, account: AccountId, updates: Vec<KeywordUpdate>) -> Result<KeywordResult> {
-        self.write(move |tx| emails::set_keywords(tx, account, &updates)).await
+    async fn email_set_keywords(
+        &self,
+        account: AccountId,
+        updates: Vec<KeywordUpdate>,
+    ) -> Result<KeywordResult> {
+        self.write(move |tx| emails::set_keywords(tx, account, &updates))
+            .await
     }
     async fn email_set_mailboxes(
         &self,
         account: AccountId,
         updates: Vec<MembershipUpdate>,
     ) -> Result<Vec<(EmailId, Vec<(MailboxId, Uid)>)>> {
-        self.write(move |tx| emails::set_mailboxes(tx, account, &updates)).await
+        self.write(move |tx| emails::set_mailboxes(tx, account, &updates))
+            .await
     }
-    async fn email_copy(&self, account: AccountId, ids: &[EmailId], dest: MailboxId) -> Result<Vec<(EmailId, EmailId, Uid)>> {
+    async fn email_copy(
+        &self,
+        account: AccountId,
+        ids: &[EmailId],
+        dest: MailboxId,
+    ) -> Result<Vec<(EmailId, EmailId, Uid)>> {
         let ids = ids.to_vec();
-        self.write(move |tx| emails::email_copy(tx, account, &ids, dest)).await
+        self.write(move |tx| emails::email_copy(tx, account, &ids, dest))
+            .await
     }
-    async fn mailbox_expunge(&self, account: AccountId, mailbox: MailboxId, uids: &[Uid]) -> Result<ModSeq> {
+    async fn mailbox_expunge(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<ModSeq> {
         let uids = uids.to_vec();
         self.write(move |tx| emails::mailbox_expunge(tx, account, mailbox, &uids))
             .await
     }
     async fn email_destroy(&self, account: AccountId, ids: &[EmailId]) -> Result<()> {
         let ids = ids.to_vec();
-        self.write(move |tx| emails::email_destroy(tx, account, &ids)).await
+        self.write(move |tx| emails::email_destroy(tx, account, &ids))
+            .await
     }
 
     async fn account_modseq(&self, account: AccountId) -> Result<ModSeq> {
-        self.read(move |c| changes::account_modseq(c, account)).await
+        self.read(move |c| changes::account_modseq(c, account))
+            .await
     }
-    async fn changes_since(&self, account: AccountId, since: ModSeq, max: usize) -> Result<ChangeSet> {
-        self.read(move |c| changes::changes_since(c, account, since, max)).await
+    async fn changes_since(
+        &self,
+        account: AccountId,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<ChangeSet> {
+        self.read(move |c| changes::changes_since(c, account, since, max))
+            .await
     }
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {
         self.hub.subscribe(account)
@@ -384,7 +498,13 @@ impl Store for SqliteStore {
     async fn queue_get(&self, id: QueueId) -> Result<Option<Queued>> {
         self.read(move |c| queue::queue_get(c, id)).await
     }
-    async fn queue_lease_due(&self, now: i64, node: &str, lease_secs: i64, max: usize) -> Result<Vec<Queued>> {
+    async fn queue_lease_due(
+        &self,
+        now: i64,
+        node: &str,
+        lease_secs: i64,
+        max: usize,
+    ) -> Result<Vec<Queued>> {
         let node = node.to_string();
         self.write(move |tx| queue::queue_lease_due(tx, now, &node, lease_secs, max))
             .await

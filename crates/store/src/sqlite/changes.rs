@@ -2,7 +2,9 @@
 
 use super::db_err;
 use super::writer::{Kind, Op, Tx};
-use crate::{AccountId, ChangeSet, EmailId, MailboxId, ModSeq, ObjectChanges, Result, StoreError, ThreadId};
+use crate::{
+    AccountId, ChangeSet, EmailId, MailboxId, ModSeq, ObjectChanges, Result, StoreError, ThreadId,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
 
@@ -34,7 +36,9 @@ fn op_from(value: i64) -> Result<Op> {
         0 => Ok(Op::Created),
         1 => Ok(Op::Updated),
         2 => Ok(Op::Destroyed),
-        other => Err(StoreError::Internal(format!("unknown change op {other} in the change log"))),
+        other => Err(StoreError::Internal(format!(
+            "unknown change op {other} in the change log"
+        ))),
     }
 }
 
@@ -43,13 +47,20 @@ fn kind_from(value: i64) -> Result<Kind> {
         0 => Ok(Kind::Email),
         1 => Ok(Kind::Mailbox),
         2 => Ok(Kind::Thread),
-        other => Err(StoreError::Internal(format!("unknown change kind {other} in the change log"))),
+        other => Err(StoreError::Internal(format!(
+            "unknown change kind {other} in the change log"
+        ))),
     }
 }
 
 /// Changes after `since`, whole modseqs at a time, at most `max` objects unless a single
 /// modseq alone has more (then that modseq is returned whole, so callers always progress).
-pub(crate) fn changes_since(conn: &Connection, account: AccountId, since: ModSeq, max: usize) -> Result<ChangeSet> {
+pub(crate) fn changes_since(
+    conn: &Connection,
+    account: AccountId,
+    since: ModSeq,
+    max: usize,
+) -> Result<ChangeSet> {
     if max == 0 {
         return Err(StoreError::Invalid("max changes must be positive".into()));
     }
@@ -63,7 +74,9 @@ pub(crate) fn changes_since(conn: &Connection, account: AccountId, since: ModSeq
              WHERE account = ?1 AND modseq > ?2 ORDER BY modseq, rowid",
         )
         .map_err(db_err)?;
-    let mut rows = stmt.query(params![account.0, since.0 as i64]).map_err(db_err)?;
+    let mut rows = stmt
+        .query(params![account.0, since.0 as i64])
+        .map_err(db_err)?;
 
     // Collapsed objects in order of first appearance, and where each one sits.
     let mut collapsed: Vec<((Kind, i64), Collapsed)> = Vec::new();
@@ -104,7 +117,10 @@ pub(crate) fn changes_since(conn: &Connection, account: AccountId, since: ModSeq
                     }
                     None => {
                         index.insert((kind, object), collapsed.len());
-                        let c = Collapsed { created_in_window: op == Op::Created, last: op };
+                        let c = Collapsed {
+                            created_in_window: op == Op::Created,
+                            last: op,
+                        };
                         collapsed.push(((kind, object), c));
                     }
                 }
@@ -121,7 +137,11 @@ pub(crate) fn changes_since(conn: &Connection, account: AccountId, since: ModSeq
     }
 
     let mut set = ChangeSet {
-        new_modseq: if has_more { ModSeq(complete_to) } else { current },
+        new_modseq: if has_more {
+            ModSeq(complete_to)
+        } else {
+            current
+        },
         has_more,
         ..ChangeSet::default()
     };
@@ -147,7 +167,11 @@ fn push_change<T>(changes: &mut ObjectChanges<T>, id: T, c: &Collapsed) {
 
 /// Drops change-log rows at or below `modseq`; `changes_since(since < modseq)` then fails
 /// with `CannotCalculateChanges`. The floor never moves back.
-pub(crate) fn trim_changes_before(tx: &mut Tx<'_>, account: AccountId, modseq: ModSeq) -> Result<()> {
+pub(crate) fn trim_changes_before(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    modseq: ModSeq,
+) -> Result<()> {
     let (current, floor) = account_counters(tx.conn, account)?;
     let new_floor = modseq.min(current).max(floor);
     tx.conn

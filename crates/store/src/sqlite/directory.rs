@@ -12,7 +12,9 @@ const MAX_ADDRESS_LEN: usize = 254;
 /// Lowercases and checks an address; returns `(address, domain)`.
 fn normalize_address(address: &str) -> Result<(String, String)> {
     let address = address.trim().to_ascii_lowercase();
-    if address.len() > MAX_ADDRESS_LEN || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if address.len() > MAX_ADDRESS_LEN
+        || address.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(StoreError::Invalid(format!("address {address:?}")));
     }
     match address.rsplit_once('@') {
@@ -20,13 +22,19 @@ fn normalize_address(address: &str) -> Result<(String, String)> {
             let domain = domain.to_string();
             Ok((address, domain))
         }
-        _ => Err(StoreError::Invalid(format!("address {address:?} has no local part or domain"))),
+        _ => Err(StoreError::Invalid(format!(
+            "address {address:?} has no local part or domain"
+        ))),
     }
 }
 
 fn normalize_domain(name: &str) -> Result<String> {
     let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-    if name.is_empty() || name.len() > 253 || name.contains('@') || name.chars().any(|c| c.is_whitespace()) {
+    if name.is_empty()
+        || name.len() > 253
+        || name.contains('@')
+        || name.chars().any(|c| c.is_whitespace())
+    {
         return Err(StoreError::Invalid(format!("domain name {name:?}")));
     }
     Ok(name)
@@ -71,7 +79,10 @@ pub(crate) fn domain_delete(tx: &mut Tx<'_>, name: &str) -> Result<()> {
             "domain {name} still has {users} accounts or aliases; delete them first"
         )));
     }
-    let n = tx.conn.execute("DELETE FROM domains WHERE name = ?1", [&name]).map_err(db_err)?;
+    let n = tx
+        .conn
+        .execute("DELETE FROM domains WHERE name = ?1", [&name])
+        .map_err(db_err)?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("domain {name}")));
     }
@@ -79,14 +90,18 @@ pub(crate) fn domain_delete(tx: &mut Tx<'_>, name: &str) -> Result<()> {
 }
 
 pub(crate) fn domain_list(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached("SELECT name FROM domains ORDER BY name").map_err(db_err)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT name FROM domains ORDER BY name")
+        .map_err(db_err)?;
     let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(db_err)
 }
 
 pub(crate) fn domain_exists(conn: &Connection, name: &str) -> Result<bool> {
     let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM domains WHERE name = ?1").map_err(db_err)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
+        .map_err(db_err)?;
     stmt.exists([name]).map_err(db_err)
 }
 
@@ -134,7 +149,9 @@ pub(crate) fn account_create(tx: &mut Tx<'_>, new: &NewAccount) -> Result<Accoun
 pub(crate) fn account_get(conn: &Connection, id: AccountId) -> Result<Option<Account>> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1");
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    stmt.query_row([id.0], account_from_row).optional().map_err(db_err)
+    stmt.query_row([id.0], account_from_row)
+        .optional()
+        .map_err(db_err)
 }
 
 pub(crate) fn account_by_address(conn: &Connection, address: &str) -> Result<Option<Account>> {
@@ -154,7 +171,9 @@ pub(crate) fn account_list(conn: &Connection) -> Result<Vec<Account>> {
 
 /// Checks that the account exists.
 pub(crate) fn require_account(conn: &Connection, id: AccountId) -> Result<()> {
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1").map_err(db_err)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")
+        .map_err(db_err)?;
     if stmt.exists([id.0]).map_err(db_err)? {
         Ok(())
     } else {
@@ -162,7 +181,12 @@ pub(crate) fn require_account(conn: &Connection, id: AccountId) -> Result<()> {
     }
 }
 
-pub(crate) fn account_set_column(tx: &mut Tx<'_>, id: AccountId, column: AccountColumn, value: &str) -> Result<()> {
+pub(crate) fn account_set_column(
+    tx: &mut Tx<'_>,
+    id: AccountId,
+    column: AccountColumn,
+    value: &str,
+) -> Result<()> {
     let sql = match column {
         AccountColumn::PasswordHash => "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
         AccountColumn::DisplayName => "UPDATE accounts SET display_name = ?2 WHERE id = ?1",
@@ -210,14 +234,20 @@ pub(crate) fn alias_add(tx: &mut Tx<'_>, alias: &str, account: AccountId) -> Res
         return Err(StoreError::AlreadyExists(format!("address {alias}")));
     }
     tx.conn
-        .execute("INSERT INTO aliases (alias, account) VALUES (?1, ?2)", params![alias, account.0])
+        .execute(
+            "INSERT INTO aliases (alias, account) VALUES (?1, ?2)",
+            params![alias, account.0],
+        )
         .map_err(db_err)?;
     Ok(())
 }
 
 pub(crate) fn alias_delete(tx: &mut Tx<'_>, alias: &str) -> Result<()> {
     let alias = alias.trim().to_ascii_lowercase();
-    let n = tx.conn.execute("DELETE FROM aliases WHERE alias = ?1", [&alias]).map_err(db_err)?;
+    let n = tx
+        .conn
+        .execute("DELETE FROM aliases WHERE alias = ?1", [&alias])
+        .map_err(db_err)?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("alias {alias}")));
     }
@@ -255,7 +285,9 @@ pub(crate) fn account_addresses(conn: &Connection, id: AccountId) -> Result<Vec<
     let mut stmt = conn
         .prepare_cached("SELECT alias FROM aliases WHERE account = ?1 ORDER BY alias")
         .map_err(db_err)?;
-    let aliases = stmt.query_map([id.0], |r| r.get::<_, String>(0)).map_err(db_err)?;
+    let aliases = stmt
+        .query_map([id.0], |r| r.get::<_, String>(0))
+        .map_err(db_err)?;
     let mut out = vec![account.address];
     for alias in aliases {
         out.push(alias.map_err(db_err)?);
@@ -265,7 +297,12 @@ pub(crate) fn account_addresses(conn: &Connection, id: AccountId) -> Result<Vec<
 
 // ---- app passwords -------------------------------------------------------------------
 
-pub(crate) fn app_password_add(tx: &mut Tx<'_>, account: AccountId, name: &str, hash: &str) -> Result<AppPassword> {
+pub(crate) fn app_password_add(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    name: &str,
+    hash: &str,
+) -> Result<AppPassword> {
     require_account(tx.conn, account)?;
     let created_at = now_unix();
     tx.conn
@@ -285,11 +322,19 @@ pub(crate) fn app_password_add(tx: &mut Tx<'_>, account: AccountId, name: &str, 
 
 pub(crate) fn app_password_list(conn: &Connection, account: AccountId) -> Result<Vec<AppPassword>> {
     let mut stmt = conn
-        .prepare_cached("SELECT id, name, hash, created_at FROM app_passwords WHERE account = ?1 ORDER BY id")
+        .prepare_cached(
+            "SELECT id, name, hash, created_at FROM app_passwords WHERE account = ?1 ORDER BY id",
+        )
         .map_err(db_err)?;
     let rows = stmt
         .query_map([account.0], |r| {
-            Ok(AppPassword { id: r.get(0)?, account, name: r.get(1)?, hash: r.get(2)?, created_at: r.get(3)? })
+            Ok(AppPassword {
+                id: r.get(0)?,
+                account,
+                name: r.get(1)?,
+                hash: r.get(2)?,
+                created_at: r.get(3)?,
+            })
         })
         .map_err(db_err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(db_err)
@@ -298,7 +343,10 @@ pub(crate) fn app_password_list(conn: &Connection, account: AccountId) -> Result
 pub(crate) fn app_password_delete(tx: &mut Tx<'_>, account: AccountId, id: i64) -> Result<()> {
     let n = tx
         .conn
-        .execute("DELETE FROM app_passwords WHERE id = ?1 AND account = ?2", params![id, account.0])
+        .execute(
+            "DELETE FROM app_passwords WHERE id = ?1 AND account = ?2",
+            params![id, account.0],
+        )
         .map_err(db_err)?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("app password {id}")));

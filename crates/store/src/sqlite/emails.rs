@@ -4,11 +4,14 @@ use super::db_err;
 use super::mailboxes::require_mailbox;
 use super::writer::{Kind, Op, Tx};
 use crate::{
-    AccountId, Appended, BlobHash, EmailId, EmailSummary, KeywordOp, KeywordResult, KeywordUpdate, MailboxId,
-    MembershipUpdate, ModSeq, NewEmail, Result, StoreError, ThreadId, Uid,
+    AccountId, Appended, BlobHash, EmailId, EmailSummary, KeywordOp, KeywordResult, KeywordUpdate,
+    MailboxId, MembershipUpdate, ModSeq, NewEmail, Result, StoreError, ThreadId, Uid,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeSet;
+
+/// New `(mailbox, uid)` pairs per email, as `email_set_mailboxes` returns them.
+pub(crate) type NewMemberships = Vec<(EmailId, Vec<(MailboxId, Uid)>)>;
 
 /// Longest keyword we store (RFC 8621 §4.1.1 allows 1–255 characters).
 const MAX_KEYWORD_LEN: usize = 255;
@@ -34,12 +37,19 @@ pub(crate) fn normalize_keywords(keywords: &[String]) -> Result<Vec<String>> {
 }
 
 pub(crate) fn parse_keywords(text: &str) -> Vec<String> {
-    text.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect()
+    text.split(' ')
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Strips the angle brackets and surrounding space of a Message-ID.
 pub(crate) fn normalize_message_id(id: &str) -> Option<String> {
-    let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let id = id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     (!id.is_empty()).then(|| id.to_string())
 }
 
@@ -54,14 +64,23 @@ pub(crate) fn put_blob(conn: &Connection, data: &[u8]) -> Result<BlobHash> {
 }
 
 /// The thread of an earlier email this one replies to or references.
-fn find_thread(conn: &Connection, account: AccountId, summary: &EmailSummary) -> Result<Option<ThreadId>> {
+fn find_thread(
+    conn: &Connection,
+    account: AccountId,
+    summary: &EmailSummary,
+) -> Result<Option<ThreadId>> {
     let mut stmt = conn
         .prepare_cached("SELECT thread FROM emails WHERE account = ?1 AND message_id = ?2 LIMIT 1")
         .map_err(db_err)?;
     // The direct parent first, then references from the newest back.
-    let candidates = summary.in_reply_to.iter().chain(summary.references.iter().rev());
+    let candidates = summary
+        .in_reply_to
+        .iter()
+        .chain(summary.references.iter().rev());
     for id in candidates.take(MAX_THREAD_LOOKUPS) {
-        let Some(id) = normalize_message_id(id) else { continue };
+        let Some(id) = normalize_message_id(id) else {
+            continue;
+        };
         let thread: Option<i64> = stmt
             .query_row(params![account.0, id], |r| r.get(0))
             .optional()
@@ -89,17 +108,27 @@ fn alloc_uid(conn: &Connection, account: AccountId, mailbox: MailboxId) -> Resul
         Some(uid) => Ok(Uid(uid)),
         None => {
             require_mailbox(conn, account, mailbox)?;
-            Err(StoreError::Invalid(format!("mailbox {mailbox} has used up its UIDs")))
+            Err(StoreError::Invalid(format!(
+                "mailbox {mailbox} has used up its UIDs"
+            )))
         }
     }
 }
 
 /// Puts an email into a mailbox under a fresh UID.
-fn add_membership(tx: &mut Tx<'_>, account: AccountId, mailbox: MailboxId, email: EmailId, modseq: ModSeq) -> Result<Uid> {
+fn add_membership(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    email: EmailId,
+    modseq: ModSeq,
+) -> Result<Uid> {
     let uid = alloc_uid(tx.conn, account, mailbox)?;
     let mut stmt = tx
         .conn
-        .prepare_cached("INSERT INTO memberships (mailbox, uid, email, modseq) VALUES (?1, ?2, ?3, ?4)")
+        .prepare_cached(
+            "INSERT INTO memberships (mailbox, uid, email, modseq) VALUES (?1, ?2, ?3, ?4)",
+        )
         .map_err(db_err)?;
     stmt.execute(params![mailbox.0, uid.0, email.0, modseq.0 as i64])
         .map_err(db_err)?;
@@ -109,7 +138,13 @@ fn add_membership(tx: &mut Tx<'_>, account: AccountId, mailbox: MailboxId, email
 }
 
 /// Removes one (mailbox, uid) and records the expunge for QRESYNC (RFC 7162 §3.2.10).
-fn remove_membership(tx: &mut Tx<'_>, account: AccountId, mailbox: MailboxId, uid: Uid, modseq: ModSeq) -> Result<()> {
+fn remove_membership(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    uid: Uid,
+    modseq: ModSeq,
+) -> Result<()> {
     let mut delete = tx
         .conn
         .prepare_cached("DELETE FROM memberships WHERE mailbox = ?1 AND uid = ?2")
@@ -117,9 +152,12 @@ fn remove_membership(tx: &mut Tx<'_>, account: AccountId, mailbox: MailboxId, ui
     delete.execute(params![mailbox.0, uid.0]).map_err(db_err)?;
     let mut log = tx
         .conn
-        .prepare_cached("INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)")
+        .prepare_cached(
+            "INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)",
+        )
         .map_err(db_err)?;
-    log.execute(params![mailbox.0, uid.0, modseq.0 as i64]).map_err(db_err)?;
+    log.execute(params![mailbox.0, uid.0, modseq.0 as i64])
+        .map_err(db_err)?;
     tx.touch_mailbox(account, mailbox, modseq)?;
     tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::Updated)
 }
@@ -142,10 +180,19 @@ fn email_exists(conn: &Connection, account: AccountId, email: EmailId) -> Result
 }
 
 /// Deletes the email row and updates or destroys its thread.
-fn delete_email_row(tx: &mut Tx<'_>, account: AccountId, email: EmailId, modseq: ModSeq) -> Result<()> {
+fn delete_email_row(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    email: EmailId,
+    modseq: ModSeq,
+) -> Result<()> {
     let thread: Option<i64> = tx
         .conn
-        .query_row("DELETE FROM emails WHERE id = ?1 RETURNING thread", [email.0], |r| r.get(0))
+        .query_row(
+            "DELETE FROM emails WHERE id = ?1 RETURNING thread",
+            [email.0],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(db_err)?;
     let Some(thread) = thread else { return Ok(()) };
@@ -164,9 +211,17 @@ fn delete_email_row(tx: &mut Tx<'_>, account: AccountId, email: EmailId, modseq:
     }
 }
 
-fn mark_email_updated(tx: &mut Tx<'_>, account: AccountId, email: EmailId, modseq: ModSeq) -> Result<()> {
+fn mark_email_updated(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    email: EmailId,
+    modseq: ModSeq,
+) -> Result<()> {
     tx.conn
-        .execute("UPDATE emails SET modseq = ?2 WHERE id = ?1", params![email.0, modseq.0 as i64])
+        .execute(
+            "UPDATE emails SET modseq = ?2 WHERE id = ?1",
+            params![email.0, modseq.0 as i64],
+        )
         .map_err(db_err)?;
     tx.log(account, modseq, Kind::Email, email.0, Op::Updated)
 }
@@ -189,7 +244,12 @@ pub(crate) fn email_left_mailbox(
 }
 
 /// Removes the email from every mailbox and deletes it.
-pub(crate) fn destroy_email(tx: &mut Tx<'_>, account: AccountId, email: EmailId, modseq: ModSeq) -> Result<()> {
+pub(crate) fn destroy_email(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    email: EmailId,
+    modseq: ModSeq,
+) -> Result<()> {
     for (mailbox, uid) in memberships_of(tx.conn, email)? {
         remove_membership(tx, account, mailbox, uid, modseq)?;
     }
@@ -198,9 +258,12 @@ pub(crate) fn destroy_email(tx: &mut Tx<'_>, account: AccountId, email: EmailId,
 
 fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<Appended> {
     if new.mailboxes.is_empty() {
-        return Err(StoreError::Invalid("an email needs at least one mailbox".into()));
+        return Err(StoreError::Invalid(
+            "an email needs at least one mailbox".into(),
+        ));
     }
-    let size = u32::try_from(new.raw.len()).map_err(|_| StoreError::Invalid("email larger than 4 GiB".into()))?;
+    let size = u32::try_from(new.raw.len())
+        .map_err(|_| StoreError::Invalid("email larger than 4 GiB".into()))?;
     let keywords = normalize_keywords(&new.keywords)?;
     let summary = serde_json::to_string(&new.summary)
         .map_err(|e| StoreError::Internal(format!("cannot encode email summary: {e}")))?;
@@ -216,7 +279,11 @@ fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<App
         }
     };
     let seen = keywords.iter().any(|k| k == SEEN);
-    let message_id = new.summary.message_id.as_deref().and_then(normalize_message_id);
+    let message_id = new
+        .summary
+        .message_id
+        .as_deref()
+        .and_then(normalize_message_id);
     let mut stmt = tx
         .conn
         .prepare_cached(
@@ -249,15 +316,31 @@ fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<App
     }
     tx.log(account, modseq, Kind::Email, email.0, Op::Created)?;
     tx.log(account, modseq, Kind::Thread, thread.0, thread_op)?;
-    Ok(Appended { account, email, thread, blob, uids, modseq })
+    Ok(Appended {
+        account,
+        email,
+        thread,
+        blob,
+        uids,
+        modseq,
+    })
 }
 
-pub(crate) fn email_append(tx: &mut Tx<'_>, account: AccountId, new: &[NewEmail]) -> Result<Vec<Appended>> {
+pub(crate) fn email_append(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    new: &[NewEmail],
+) -> Result<Vec<Appended>> {
     super::directory::require_account(tx.conn, account)?;
-    new.iter().map(|email| append_one(tx, account, email)).collect()
+    new.iter()
+        .map(|email| append_one(tx, account, email))
+        .collect()
 }
 
-pub(crate) fn deliver(tx: &mut Tx<'_>, deliveries: &[(AccountId, NewEmail)]) -> Result<Vec<Appended>> {
+pub(crate) fn deliver(
+    tx: &mut Tx<'_>,
+    deliveries: &[(AccountId, NewEmail)],
+) -> Result<Vec<Appended>> {
     deliveries
         .iter()
         .map(|(account, email)| append_one(tx, *account, email))
@@ -266,7 +349,11 @@ pub(crate) fn deliver(tx: &mut Tx<'_>, deliveries: &[(AccountId, NewEmail)]) -> 
 
 /// Applies keyword changes; RFC 7162 §3.1.3: an email whose flags changed after
 /// `unchanged_since` is left alone and reported as a conflict. Unknown emails are skipped.
-pub(crate) fn set_keywords(tx: &mut Tx<'_>, account: AccountId, updates: &[KeywordUpdate]) -> Result<KeywordResult> {
+pub(crate) fn set_keywords(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    updates: &[KeywordUpdate],
+) -> Result<KeywordResult> {
     super::directory::require_account(tx.conn, account)?;
     let mut result = KeywordResult::default();
     for update in updates {
@@ -275,10 +362,14 @@ pub(crate) fn set_keywords(tx: &mut Tx<'_>, account: AccountId, updates: &[Keywo
             .conn
             .prepare_cached("SELECT keywords, kw_modseq FROM emails WHERE id = ?1 AND account = ?2")
             .map_err(db_err)?
-            .query_row(params![update.email.0, account.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![update.email.0, account.0], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .map_err(db_err)?;
-        let Some((text, kw_modseq)) = row else { continue };
+        let Some((text, kw_modseq)) = row else {
+            continue;
+        };
         if let Some(since) = update.unchanged_since
             && kw_modseq as u64 > since.0
         {
@@ -324,7 +415,7 @@ pub(crate) fn set_mailboxes(
     tx: &mut Tx<'_>,
     account: AccountId,
     updates: &[MembershipUpdate],
-) -> Result<Vec<(EmailId, Vec<(MailboxId, Uid)>)>> {
+) -> Result<NewMemberships> {
     super::directory::require_account(tx.conn, account)?;
     let mut out = Vec::with_capacity(updates.len());
     for update in updates {
@@ -404,7 +495,12 @@ pub(crate) fn email_copy(
 }
 
 /// Removes UIDs from a mailbox; returns the mailbox's HIGHESTMODSEQ afterwards.
-pub(crate) fn mailbox_expunge(tx: &mut Tx<'_>, account: AccountId, mailbox: MailboxId, uids: &[Uid]) -> Result<ModSeq> {
+pub(crate) fn mailbox_expunge(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<ModSeq> {
     require_mailbox(tx.conn, account, mailbox)?;
     for &uid in uids {
         let email: Option<i64> = tx

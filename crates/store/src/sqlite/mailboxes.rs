@@ -3,7 +3,10 @@
 use super::db_err;
 use super::emails::email_left_mailbox;
 use super::writer::{Kind, Op, Tx};
-use crate::{AccountId, EmailId, Mailbox, MailboxId, MailboxStatus, ModSeq, Result, Role, StoreError, Uid, now_unix};
+use crate::{
+    AccountId, EmailId, Mailbox, MailboxId, MailboxStatus, ModSeq, Result, Role, StoreError, Uid,
+    now_unix,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// Longest mailbox path we accept, in bytes.
@@ -39,7 +42,8 @@ fn role_to_text(role: Option<Role>) -> Option<&'static str> {
     role.map(Role::as_jmap)
 }
 
-const MAILBOX_COLUMNS: &str = "id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq";
+const MAILBOX_COLUMNS: &str =
+    "id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq";
 
 fn mailbox_from_row(r: &Row<'_>) -> rusqlite::Result<Mailbox> {
     let role: Option<String> = r.get(3)?;
@@ -59,7 +63,11 @@ fn mailbox_from_row(r: &Row<'_>) -> rusqlite::Result<Mailbox> {
 /// mailboxes ever share one, even across delete and recreate (RFC 9051 §2.3.1.1).
 fn next_uid_validity(conn: &Connection) -> Result<u32> {
     let stored: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'uid_validity_next'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'uid_validity_next'",
+            [],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(db_err)?;
     let clock = now_unix().clamp(1, u32::MAX as i64);
@@ -120,13 +128,23 @@ fn require_role_free(conn: &Connection, account: AccountId, role: Role) -> Resul
     let mut stmt = conn
         .prepare_cached("SELECT 1 FROM mailboxes WHERE account = ?1 AND role = ?2")
         .map_err(db_err)?;
-    if stmt.exists(params![account.0, role.as_jmap()]).map_err(db_err)? {
-        return Err(StoreError::AlreadyExists(format!("a mailbox with role {}", role.as_jmap())));
+    if stmt
+        .exists(params![account.0, role.as_jmap()])
+        .map_err(db_err)?
+    {
+        return Err(StoreError::AlreadyExists(format!(
+            "a mailbox with role {}",
+            role.as_jmap()
+        )));
     }
     Ok(())
 }
 
-fn mailbox_id_by_name(conn: &Connection, account: AccountId, name: &str) -> Result<Option<MailboxId>> {
+fn mailbox_id_by_name(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+) -> Result<Option<MailboxId>> {
     let mut stmt = conn
         .prepare_cached("SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2")
         .map_err(db_err)?;
@@ -137,11 +155,20 @@ fn mailbox_id_by_name(conn: &Connection, account: AccountId, name: &str) -> Resu
 }
 
 /// Loads a mailbox of the account or fails with `NotFound`.
-pub(crate) fn require_mailbox(conn: &Connection, account: AccountId, id: MailboxId) -> Result<Mailbox> {
+pub(crate) fn require_mailbox(
+    conn: &Connection,
+    account: AccountId,
+    id: MailboxId,
+) -> Result<Mailbox> {
     mailbox_get(conn, account, id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))
 }
 
-pub(crate) fn mailbox_create(tx: &mut Tx<'_>, account: AccountId, name: &str, role: Option<Role>) -> Result<Mailbox> {
+pub(crate) fn mailbox_create(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    name: &str,
+    role: Option<Role>,
+) -> Result<Mailbox> {
     super::directory::require_account(tx.conn, account)?;
     insert_mailbox(tx, account, name, role, false)
 }
@@ -149,11 +176,17 @@ pub(crate) fn mailbox_create(tx: &mut Tx<'_>, account: AccountId, name: &str, ro
 pub(crate) fn mailbox_list(conn: &Connection, account: AccountId) -> Result<Vec<Mailbox>> {
     let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account = ?1 ORDER BY name");
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let rows = stmt.query_map([account.0], mailbox_from_row).map_err(db_err)?;
+    let rows = stmt
+        .query_map([account.0], mailbox_from_row)
+        .map_err(db_err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(db_err)
 }
 
-pub(crate) fn mailbox_get(conn: &Connection, account: AccountId, id: MailboxId) -> Result<Option<Mailbox>> {
+pub(crate) fn mailbox_get(
+    conn: &Connection,
+    account: AccountId,
+    id: MailboxId,
+) -> Result<Option<Mailbox>> {
     let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1 AND account = ?2");
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     stmt.query_row(params![id.0, account.0], mailbox_from_row)
@@ -162,7 +195,12 @@ pub(crate) fn mailbox_get(conn: &Connection, account: AccountId, id: MailboxId) 
 }
 
 /// Renames the mailbox and every mailbox below it.
-pub(crate) fn mailbox_rename(tx: &mut Tx<'_>, account: AccountId, id: MailboxId, new_name: &str) -> Result<()> {
+pub(crate) fn mailbox_rename(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    new_name: &str,
+) -> Result<()> {
     let mailbox = require_mailbox(tx.conn, account, id)?;
     let new_name = canonical_name(new_name)?;
     if mailbox.name == "INBOX" || mailbox.role == Some(Role::Inbox) {
@@ -173,7 +211,10 @@ pub(crate) fn mailbox_rename(tx: &mut Tx<'_>, account: AccountId, id: MailboxId,
     }
     let old_prefix = format!("{}{SEPARATOR}", mailbox.name);
     if new_name.starts_with(&old_prefix) {
-        return Err(StoreError::Invalid(format!("cannot move {} below itself", mailbox.name)));
+        return Err(StoreError::Invalid(format!(
+            "cannot move {} below itself",
+            mailbox.name
+        )));
     }
     if new_name == "INBOX" {
         return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
@@ -196,9 +237,9 @@ pub(crate) fn mailbox_rename(tx: &mut Tx<'_>, account: AccountId, id: MailboxId,
     drop(stmt);
     let renames: Vec<(MailboxId, String)> = moved
         .into_iter()
-        .map(|(mid, name)| {
-            let tail = &name[mailbox.name.len()..];
-            (mid, format!("{new_name}{tail}"))
+        .filter_map(|(mid, name)| {
+            let tail = name.strip_prefix(mailbox.name.as_str())?;
+            Some((mid, format!("{new_name}{tail}")))
         })
         .collect();
     for (_, name) in &renames {
@@ -209,7 +250,10 @@ pub(crate) fn mailbox_rename(tx: &mut Tx<'_>, account: AccountId, id: MailboxId,
     let modseq = tx.next_modseq(account)?;
     for (mid, name) in renames {
         tx.conn
-            .execute("UPDATE mailboxes SET name = ?2 WHERE id = ?1", params![mid.0, name])
+            .execute(
+                "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
+                params![mid.0, name],
+            )
             .map_err(db_err)?;
         tx.log(account, modseq, Kind::Mailbox, mid.0, Op::Updated)?;
         tx.touch_mailbox(account, mid, modseq)?;
@@ -249,21 +293,34 @@ pub(crate) fn mailbox_delete(tx: &mut Tx<'_>, account: AccountId, id: MailboxId)
     Ok(())
 }
 
-pub(crate) fn mailbox_set_subscribed(tx: &mut Tx<'_>, account: AccountId, id: MailboxId, subscribed: bool) -> Result<()> {
+pub(crate) fn mailbox_set_subscribed(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    subscribed: bool,
+) -> Result<()> {
     let mailbox = require_mailbox(tx.conn, account, id)?;
     if mailbox.subscribed == subscribed {
         return Ok(());
     }
     let modseq = tx.next_modseq(account)?;
     tx.conn
-        .execute("UPDATE mailboxes SET subscribed = ?2 WHERE id = ?1", params![id.0, subscribed])
+        .execute(
+            "UPDATE mailboxes SET subscribed = ?2 WHERE id = ?1",
+            params![id.0, subscribed],
+        )
         .map_err(db_err)?;
     tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)?;
     tx.touch_mailbox(account, id, modseq)
 }
 
 /// Sets or clears the role; a role belongs to at most one mailbox of the account.
-pub(crate) fn mailbox_set_role(tx: &mut Tx<'_>, account: AccountId, id: MailboxId, role: Option<Role>) -> Result<()> {
+pub(crate) fn mailbox_set_role(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    role: Option<Role>,
+) -> Result<()> {
     let mailbox = require_mailbox(tx.conn, account, id)?;
     if mailbox.role == role {
         return Ok(());
@@ -273,14 +330,21 @@ pub(crate) fn mailbox_set_role(tx: &mut Tx<'_>, account: AccountId, id: MailboxI
     }
     let modseq = tx.next_modseq(account)?;
     tx.conn
-        .execute("UPDATE mailboxes SET role = ?2 WHERE id = ?1", params![id.0, role_to_text(role)])
+        .execute(
+            "UPDATE mailboxes SET role = ?2 WHERE id = ?1",
+            params![id.0, role_to_text(role)],
+        )
         .map_err(db_err)?;
     tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)?;
     tx.touch_mailbox(account, id, modseq)
 }
 
 /// Counts in one indexed query; never reads blobs.
-pub(crate) fn mailbox_status(conn: &Connection, account: AccountId, id: MailboxId) -> Result<MailboxStatus> {
+pub(crate) fn mailbox_status(
+    conn: &Connection,
+    account: AccountId,
+    id: MailboxId,
+) -> Result<MailboxStatus> {
     let mailbox = require_mailbox(conn, account, id)?;
     let mut stmt = conn
         .prepare_cached(

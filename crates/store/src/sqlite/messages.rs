@@ -4,8 +4,8 @@ use super::db_err;
 use super::emails::parse_keywords;
 use super::mailboxes::require_mailbox;
 use crate::{
-    AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxId, MessageMeta, ModSeq, Result, StoreError, ThreadId,
-    Uid,
+    AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxId, MessageMeta, ModSeq, Result,
+    StoreError, ThreadId, Uid,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use std::collections::HashMap;
@@ -22,7 +22,11 @@ fn keywords_at(r: &Row<'_>, idx: usize) -> rusqlite::Result<Vec<String>> {
 }
 
 /// The messages of one mailbox ordered by UID, in one query (no blobs read).
-pub(crate) fn mailbox_messages(conn: &Connection, account: AccountId, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
+pub(crate) fn mailbox_messages(
+    conn: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+) -> Result<Vec<MessageMeta>> {
     require_mailbox(conn, account, mailbox)?;
     let mut stmt = conn
         .prepare_cached(
@@ -49,7 +53,12 @@ pub(crate) fn mailbox_messages(conn: &Connection, account: AccountId, mailbox: M
 }
 
 /// UIDs expunged after `since` (RFC 7162 §3.2.5.2 VANISHED (EARLIER)).
-pub(crate) fn expunged_since(conn: &Connection, account: AccountId, mailbox: MailboxId, since: ModSeq) -> Result<Vec<Uid>> {
+pub(crate) fn expunged_since(
+    conn: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+    since: ModSeq,
+) -> Result<Vec<Uid>> {
     require_mailbox(conn, account, mailbox)?;
     let mut stmt = conn
         .prepare_cached("SELECT uid FROM expunged WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid")
@@ -60,7 +69,8 @@ pub(crate) fn expunged_since(conn: &Connection, account: AccountId, mailbox: Mai
     rows.collect::<rusqlite::Result<_>>().map_err(db_err)
 }
 
-const EMAIL_COLUMNS: &str = "id, account, thread, blob, size, received_at, keywords, modseq, summary";
+const EMAIL_COLUMNS: &str =
+    "id, account, thread, blob, size, received_at, keywords, modseq, summary";
 
 fn email_from_row(r: &Row<'_>) -> rusqlite::Result<(Email, String)> {
     Ok((
@@ -81,8 +91,12 @@ fn email_from_row(r: &Row<'_>) -> rusqlite::Result<(Email, String)> {
 }
 
 fn decode_summary(email: &mut Email, json: &str) -> Result<()> {
-    email.summary = serde_json::from_str(json)
-        .map_err(|e| StoreError::Internal(format!("stored summary of email {} is unreadable: {e}", email.id)))?;
+    email.summary = serde_json::from_str(json).map_err(|e| {
+        StoreError::Internal(format!(
+            "stored summary of email {} is unreadable: {e}",
+            email.id
+        ))
+    })?;
     Ok(())
 }
 
@@ -98,7 +112,11 @@ fn placeholders(n: usize) -> String {
 }
 
 /// The emails with these ids (unknown ids are skipped), in the order asked.
-pub(crate) fn email_get(conn: &Connection, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>> {
+pub(crate) fn email_get(
+    conn: &Connection,
+    account: AccountId,
+    ids: &[EmailId],
+) -> Result<Vec<Email>> {
     let mut found: HashMap<EmailId, Email> = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(IN_CHUNK) {
         let sql = format!(
@@ -108,7 +126,10 @@ pub(crate) fn email_get(conn: &Connection, account: AccountId, ids: &[EmailId]) 
         );
         let mut stmt = conn.prepare(&sql).map_err(db_err)?;
         let rows = stmt
-            .query_map(params_from_iter(chunk.iter().map(|id| id.0)), email_from_row)
+            .query_map(
+                params_from_iter(chunk.iter().map(|id| id.0)),
+                email_from_row,
+            )
             .map_err(db_err)?;
         for row in rows {
             let (mut email, summary) = row.map_err(db_err)?;
@@ -137,11 +158,16 @@ pub(crate) fn email_get(conn: &Connection, account: AccountId, ids: &[EmailId]) 
 
 /// Every email of the account, newest first (two queries).
 pub(crate) fn email_list(conn: &Connection, account: AccountId) -> Result<Vec<Email>> {
-    let sql = format!("SELECT {EMAIL_COLUMNS} FROM emails WHERE account = ?1 ORDER BY received_at DESC, id DESC");
+    let sql = format!(
+        "SELECT {EMAIL_COLUMNS} FROM emails WHERE account = ?1 ORDER BY received_at DESC, id DESC"
+    );
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let mut emails = Vec::new();
     let mut index: HashMap<EmailId, usize> = HashMap::new();
-    for row in stmt.query_map([account.0], email_from_row).map_err(db_err)? {
+    for row in stmt
+        .query_map([account.0], email_from_row)
+        .map_err(db_err)?
+    {
         let (mut email, summary) = row.map_err(db_err)?;
         decode_summary(&mut email, &summary)?;
         index.insert(email.id, emails.len());
@@ -154,7 +180,9 @@ pub(crate) fn email_list(conn: &Connection, account: AccountId) -> Result<Vec<Em
         )
         .map_err(db_err)?;
     let rows = stmt
-        .query_map([account.0], |r| Ok((EmailId(r.get(0)?), MailboxId(r.get(1)?), Uid(r.get(2)?))))
+        .query_map([account.0], |r| {
+            Ok((EmailId(r.get(0)?), MailboxId(r.get(1)?), Uid(r.get(2)?)))
+        })
         .map_err(db_err)?;
     for row in rows {
         let (email, mailbox, uid) = row.map_err(db_err)?;
@@ -171,5 +199,7 @@ pub(crate) fn blob_get(conn: &Connection, hash: &BlobHash) -> Result<Option<Vec<
     let mut stmt = conn
         .prepare_cached("SELECT data FROM blobs WHERE hash = ?1")
         .map_err(db_err)?;
-    stmt.query_row([&hash.0], |r| r.get(0)).optional().map_err(db_err)
+    stmt.query_row([&hash.0], |r| r.get(0))
+        .optional()
+        .map_err(db_err)
 }

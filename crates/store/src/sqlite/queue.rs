@@ -3,7 +3,9 @@
 use super::db_err;
 use super::emails::put_blob;
 use super::writer::Tx;
-use crate::{BlobHash, NewQueued, QueueId, QueueRcpt, Queued, RcptStatus, Result, StoreError, now_unix};
+use crate::{
+    BlobHash, NewQueued, QueueId, QueueRcpt, Queued, RcptStatus, Result, StoreError, now_unix,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 const QUEUE_COLUMNS: &str = "id, sender, recipients, blob, size, created_at, next_attempt, attempts, expires_at, \
@@ -32,25 +34,37 @@ fn queued_from_row(r: &Row<'_>) -> rusqlite::Result<(Queued, String)> {
 
 fn decode(row: (Queued, String)) -> Result<Queued> {
     let (mut queued, json) = row;
-    queued.recipients = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Internal(format!("recipients of queue entry {} are unreadable: {e}", queued.id)))?;
+    queued.recipients = serde_json::from_str(&json).map_err(|e| {
+        StoreError::Internal(format!(
+            "recipients of queue entry {} are unreadable: {e}",
+            queued.id
+        ))
+    })?;
     Ok(queued)
 }
 
 fn encode_recipients(recipients: &[QueueRcpt]) -> Result<String> {
-    serde_json::to_string(recipients).map_err(|e| StoreError::Internal(format!("cannot encode recipients: {e}")))
+    serde_json::to_string(recipients)
+        .map_err(|e| StoreError::Internal(format!("cannot encode recipients: {e}")))
 }
 
 pub(crate) fn queue_enqueue(tx: &mut Tx<'_>, msg: &NewQueued) -> Result<QueueId> {
     if msg.recipients.is_empty() {
-        return Err(StoreError::Invalid("a queued message needs at least one recipient".into()));
+        return Err(StoreError::Invalid(
+            "a queued message needs at least one recipient".into(),
+        ));
     }
-    let size = u32::try_from(msg.raw.len()).map_err(|_| StoreError::Invalid("message larger than 4 GiB".into()))?;
+    let size = u32::try_from(msg.raw.len())
+        .map_err(|_| StoreError::Invalid("message larger than 4 GiB".into()))?;
     let blob = put_blob(tx.conn, &msg.raw)?;
     let recipients: Vec<QueueRcpt> = msg
         .recipients
         .iter()
-        .map(|address| QueueRcpt { address: address.clone(), status: RcptStatus::Pending, last_error: None })
+        .map(|address| QueueRcpt {
+            address: address.clone(),
+            status: RcptStatus::Pending,
+            last_error: None,
+        })
         .collect();
     let now = now_unix();
     tx.conn
@@ -74,12 +88,21 @@ pub(crate) fn queue_list(conn: &Connection) -> Result<Vec<Queued>> {
 pub(crate) fn queue_get(conn: &Connection, id: QueueId) -> Result<Option<Queued>> {
     let sql = format!("SELECT {QUEUE_COLUMNS} FROM queue WHERE id = ?1");
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let row = stmt.query_row([id.0], queued_from_row).optional().map_err(db_err)?;
+    let row = stmt
+        .query_row([id.0], queued_from_row)
+        .optional()
+        .map_err(db_err)?;
     row.map(decode).transpose()
 }
 
 /// Leases due entries whose lease has expired (atomically: the writer runs one job at a time).
-pub(crate) fn queue_lease_due(tx: &mut Tx<'_>, now: i64, node: &str, lease_secs: i64, max: usize) -> Result<Vec<Queued>> {
+pub(crate) fn queue_lease_due(
+    tx: &mut Tx<'_>,
+    now: i64,
+    node: &str,
+    lease_secs: i64,
+    max: usize,
+) -> Result<Vec<Queued>> {
     let limit = i64::try_from(max).unwrap_or(i64::MAX);
     let sql = format!(
         "UPDATE queue SET lease_owner = ?2, lease_until = ?3
@@ -89,9 +112,14 @@ pub(crate) fn queue_lease_due(tx: &mut Tx<'_>, now: i64, node: &str, lease_secs:
     );
     let mut stmt = tx.conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
-        .query_map(params![now, node, now.saturating_add(lease_secs), limit], queued_from_row)
+        .query_map(
+            params![now, node, now.saturating_add(lease_secs), limit],
+            queued_from_row,
+        )
         .map_err(db_err)?;
-    let mut leased = rows.map(|row| decode(row.map_err(db_err)?)).collect::<Result<Vec<_>>>()?;
+    let mut leased = rows
+        .map(|row| decode(row.map_err(db_err)?))
+        .collect::<Result<Vec<_>>>()?;
     leased.sort_by_key(|q| (q.next_attempt, q.id));
     Ok(leased)
 }
@@ -99,8 +127,14 @@ pub(crate) fn queue_lease_due(tx: &mut Tx<'_>, now: i64, node: &str, lease_secs:
 /// Writes back an attempt and releases the lease; deletes the entry once every recipient
 /// is final and any failure has been reported by a DSN.
 pub(crate) fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> {
-    let all_final = entry.recipients.iter().all(|r| r.status != RcptStatus::Pending);
-    let any_failed = entry.recipients.iter().any(|r| r.status == RcptStatus::Failed);
+    let all_final = entry
+        .recipients
+        .iter()
+        .all(|r| r.status != RcptStatus::Pending);
+    let any_failed = entry
+        .recipients
+        .iter()
+        .any(|r| r.status == RcptStatus::Failed);
     let n = if all_final && (!any_failed || entry.dsn_sent) {
         tx.conn
             .execute("DELETE FROM queue WHERE id = ?1", [entry.id.0])
@@ -130,7 +164,10 @@ pub(crate) fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> {
 pub(crate) fn queue_retry_now(tx: &mut Tx<'_>, id: QueueId) -> Result<()> {
     let n = tx
         .conn
-        .execute("UPDATE queue SET next_attempt = ?2 WHERE id = ?1", params![id.0, now_unix()])
+        .execute(
+            "UPDATE queue SET next_attempt = ?2 WHERE id = ?1",
+            params![id.0, now_unix()],
+        )
         .map_err(db_err)?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("queue entry {id}")));

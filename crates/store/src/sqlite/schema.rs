@@ -130,7 +130,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);")
         .map_err(db_err)?;
     let current: Option<i64> = tx
-        .query_row("SELECT version FROM schema_version LIMIT 1", [], |r| r.get(0))
+        .query_row("SELECT version FROM schema_version LIMIT 1", [], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(db_err)?;
     let current = current.unwrap_or(0);
@@ -142,8 +144,12 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     for step in MIGRATIONS.iter().skip(current as usize) {
         tx.execute_batch(step).map_err(db_err)?;
     }
-    tx.execute("DELETE FROM schema_version", []).map_err(db_err)?;
-    tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [SCHEMA_VERSION])
+    tx.execute("DELETE FROM schema_version", [])
         .map_err(db_err)?;
+    tx.execute(
+        "INSERT INTO schema_version (version) VALUES (?1)",
+        [SCHEMA_VERSION],
+    )
+    .map_err(db_err)?;
     tx.commit().map_err(db_err)
 }

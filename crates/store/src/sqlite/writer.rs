@@ -9,6 +9,7 @@ use rusqlite::{Connection, params};
 use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use tokio::sync::broadcast;
 
@@ -65,7 +66,9 @@ impl Tx<'_> {
     pub(crate) fn next_modseq(&mut self, account: AccountId) -> Result<ModSeq> {
         let mut stmt = self
             .conn
-            .prepare_cached("UPDATE accounts SET modseq = modseq + 1 WHERE id = ?1 RETURNING modseq")
+            .prepare_cached(
+                "UPDATE accounts SET modseq = modseq + 1 WHERE id = ?1 RETURNING modseq",
+            )
             .map_err(db_err)?;
         let mut rows = stmt.query([account.0]).map_err(db_err)?;
         let Some(row) = rows.next().map_err(db_err)? else {
@@ -78,24 +81,50 @@ impl Tx<'_> {
     }
 
     /// Appends one row to the account's change log.
-    pub(crate) fn log(&mut self, account: AccountId, modseq: ModSeq, kind: Kind, object: i64, op: Op) -> Result<()> {
+    pub(crate) fn log(
+        &mut self,
+        account: AccountId,
+        modseq: ModSeq,
+        kind: Kind,
+        object: i64,
+        op: Op,
+    ) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare_cached("INSERT INTO changes (account, modseq, kind, object, op) VALUES (?1, ?2, ?3, ?4, ?5)")
             .map_err(db_err)?;
-        stmt.execute(params![account.0, modseq.0 as i64, kind as i64, object, op as i64])
-            .map_err(db_err)?;
+        stmt.execute(params![
+            account.0,
+            modseq.0 as i64,
+            kind as i64,
+            object,
+            op as i64
+        ])
+        .map_err(db_err)?;
         Ok(())
     }
 
     /// Raises the mailbox's HIGHESTMODSEQ and notes it for subscribers.
-    pub(crate) fn touch_mailbox(&mut self, account: AccountId, mailbox: MailboxId, modseq: ModSeq) -> Result<()> {
+    pub(crate) fn touch_mailbox(
+        &mut self,
+        account: AccountId,
+        mailbox: MailboxId,
+        modseq: ModSeq,
+    ) -> Result<()> {
         let mut stmt = self
             .conn
-            .prepare_cached("UPDATE mailboxes SET highest_modseq = ?2 WHERE id = ?1 AND highest_modseq < ?2")
+            .prepare_cached(
+                "UPDATE mailboxes SET highest_modseq = ?2 WHERE id = ?1 AND highest_modseq < ?2",
+            )
             .map_err(db_err)?;
-        stmt.execute(params![mailbox.0, modseq.0 as i64]).map_err(db_err)?;
-        self.notes.accounts.entry(account).or_default().1.insert(mailbox);
+        stmt.execute(params![mailbox.0, modseq.0 as i64])
+            .map_err(db_err)?;
+        self.notes
+            .accounts
+            .entry(account)
+            .or_default()
+            .1
+            .insert(mailbox);
         Ok(())
     }
 }
@@ -104,9 +133,20 @@ impl Tx<'_> {
 #[derive(Default)]
 pub(crate) struct Hub {
     senders: Mutex<HashMap<AccountId, broadcast::Sender<StateChange>>>,
+    /// Committed transactions and the jobs they carried (group-commit effectiveness).
+    commits: AtomicU64,
+    jobs: AtomicU64,
 }
 
 impl Hub {
+    /// `(commits, jobs)` committed so far.
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        (
+            self.commits.load(Ordering::Relaxed),
+            self.jobs.load(Ordering::Relaxed),
+        )
+    }
+
     pub(crate) fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {
         let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
         senders
@@ -118,8 +158,14 @@ impl Hub {
     fn publish(&self, notes: Notes) {
         let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
         for (account, (modseq, mailboxes)) in notes.accounts {
-            let Some(sender) = senders.get(&account) else { continue };
-            let change = StateChange { account, modseq, mailboxes: mailboxes.into_iter().collect() };
+            let Some(sender) = senders.get(&account) else {
+                continue;
+            };
+            let change = StateChange {
+                account,
+                modseq,
+                mailboxes: mailboxes.into_iter().collect(),
+            };
             if sender.send(change).is_err() {
                 // Nobody listens any more; drop the channel (a new subscribe recreates it).
                 senders.remove(&account);
@@ -164,7 +210,10 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, hub: &Hub) {
             broken = Some(db_err(e));
             continue;
         }
-        let mut tx = Tx { conn, notes: Notes::default() };
+        let mut tx = Tx {
+            conn,
+            notes: Notes::default(),
+        };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
         let job_notes = tx.notes;
         let ok = match outcome {
@@ -193,10 +242,14 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, hub: &Hub) {
     };
     match committed {
         Ok(()) => {
+            hub.commits.fetch_add(1, Ordering::Relaxed);
+            hub.jobs.fetch_add(replies.len() as u64, Ordering::Relaxed);
+            // Publish first: a caller that got its answer may subscribe next and must not
+            // then receive changes it already knows about.
+            hub.publish(notes);
             for reply in replies {
                 reply(Ok(()));
             }
-            hub.publish(notes);
         }
         Err(err) => {
             tracing::warn!(error = %err, "store: write transaction failed");

@@ -1,0 +1,234 @@
+//! Where to deliver a domain's mail: MX records by preference, the implicit MX (A/AAAA of
+//! the domain itself) when there are none (RFC 5321 §5.1), null MX (RFC 7505), or a relay.
+
+use crate::client::Target;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::xfer::Protocol;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// MX hosts tried per attempt (RFC 5321 §5.1 leaves the number to the client).
+pub const MAX_MX_HOSTS: usize = 5;
+/// Addresses tried per MX host.
+pub const MAX_ADDRS_PER_HOST: usize = 2;
+/// How long one DNS query may take.
+const DNS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a domain has no usable hosts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RouteError {
+    /// Final: NXDOMAIN, null MX, no address records.
+    #[error("{0}")]
+    Permanent(String),
+    /// DNS timeout or server failure: retry later.
+    #[error("{0}")]
+    Temporary(String),
+}
+
+/// Builds the resolver: a fixed name server (tests, operators), else the system's.
+pub(crate) fn build_resolver(nameserver: Option<SocketAddr>) -> Result<TokioResolver, String> {
+    let provider = TokioConnectionProvider::default();
+    let mut builder = match nameserver {
+        Some(addr) => {
+            let mut config = ResolverConfig::new();
+            config.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
+            config.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
+            TokioResolver::builder_with_config(config, provider)
+        }
+        None => TokioResolver::builder(provider)
+            .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?,
+    };
+    let opts: &mut ResolverOpts = builder.options_mut();
+    opts.timeout = DNS_TIMEOUT;
+    opts.attempts = 2;
+    Ok(builder.build())
+}
+
+/// An MX record as (preference, exchange host without trailing dot; empty for the root `.`).
+pub(crate) type MxRecord = (u16, String);
+
+/// What the MX records say to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MxPlan {
+    /// Try these hosts in this order.
+    Hosts(Vec<String>),
+    /// RFC 7505: the domain accepts no mail.
+    NullMx,
+}
+
+/// Orders MX records by preference, shuffling equal preferences (RFC 5321 §5.1), and
+/// recognises the null MX (RFC 7505 §3: a single record `0 .`; a `.` among real hosts is ignored).
+pub(crate) fn plan_from_mx(mut records: Vec<MxRecord>) -> MxPlan {
+    let total = records.len();
+    records.retain(|(_, host)| !host.is_empty());
+    if records.is_empty() && total > 0 {
+        return MxPlan::NullMx;
+    }
+    let random = std::collections::hash_map::RandomState::new();
+    records.sort_by_key(|(pref, host)| (*pref, random.hash_one(host)));
+    let mut hosts: Vec<String> = Vec::new();
+    for (_, host) in records {
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    hosts.truncate(MAX_MX_HOSTS);
+    MxPlan::Hosts(hosts)
+}
+
+/// The hosts for `domain`, in the order to try them.
+pub(crate) async fn route_domain(
+    resolver: &TokioResolver,
+    domain: &str,
+    port: u16,
+) -> Result<Vec<Target>, RouteError> {
+    // RFC 5321 §4.1.3: an address literal `[192.0.2.1]` / `[IPv6:2001:db8::1]` names the host.
+    if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        let ip_text = literal
+            .strip_prefix("IPv6:")
+            .or_else(|| literal.strip_prefix("ipv6:"))
+            .unwrap_or(literal);
+        let ip: IpAddr = ip_text.parse().map_err(|_| {
+            RouteError::Permanent(format!("550 5.1.2 bad address literal [{literal}]"))
+        })?;
+        return Ok(vec![Target {
+            host: ip.to_string(),
+            addr: SocketAddr::new(ip, port),
+        }]);
+    }
+    let fqdn = format!("{}.", domain.trim_end_matches('.'));
+    let plan = match resolver.mx_lookup(fqdn.as_str()).await {
+        Ok(lookup) => plan_from_mx(
+            lookup
+                .iter()
+                .map(|mx| {
+                    (
+                        mx.preference(),
+                        mx.exchange().to_utf8().trim_end_matches('.').to_string(),
+                    )
+                })
+                .collect(),
+        ),
+        Err(e) if e.is_nx_domain() => {
+            return Err(RouteError::Permanent(format!(
+                "550 5.1.2 domain {domain} does not exist"
+            )));
+        }
+        // RFC 5321 §5.1: no MX records → the domain itself is the implicit MX.
+        Err(e) if e.is_no_records_found() => {
+            MxPlan::Hosts(vec![domain.trim_end_matches('.').to_string()])
+        }
+        Err(e) => {
+            return Err(RouteError::Temporary(format!(
+                "MX lookup for {domain} failed: {e}"
+            )));
+        }
+    };
+    let hosts = match plan {
+        MxPlan::NullMx => {
+            return Err(RouteError::Permanent(format!(
+                "556 5.1.10 domain {domain} does not accept mail (null MX, RFC 7505)"
+            )));
+        }
+        MxPlan::Hosts(hosts) => hosts,
+    };
+    let mut targets = Vec::new();
+    let mut last_error = None;
+    for host in &hosts {
+        match resolver.lookup_ip(format!("{host}.").as_str()).await {
+            Ok(ips) => targets.extend(ips.iter().take(MAX_ADDRS_PER_HOST).map(|ip| Target {
+                host: host.clone(),
+                addr: SocketAddr::new(ip, port),
+            })),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => {}
+            Err(e) => last_error = Some(format!("address lookup for {host} failed: {e}")),
+        }
+    }
+    if !targets.is_empty() {
+        return Ok(targets);
+    }
+    match last_error {
+        Some(e) => Err(RouteError::Temporary(e)),
+        None => Err(RouteError::Permanent(format!(
+            "550 5.1.2 no mail host address found for {domain}"
+        ))),
+    }
+}
+
+/// The relay (`host:port`) resolved through the system resolver (it may be an IP literal).
+pub(crate) async fn route_relay(relay: &str) -> Result<Vec<Target>, RouteError> {
+    let host = relay.rsplit_once(':').map(|(h, _)| h).unwrap_or(relay);
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let addrs = tokio::net::lookup_host(relay)
+        .await
+        .map_err(|e| RouteError::Temporary(format!("cannot resolve relay {relay}: {e}")))?;
+    let targets: Vec<Target> = addrs
+        .map(|addr| Target {
+            host: host.clone(),
+            addr,
+        })
+        .collect();
+    if targets.is_empty() {
+        return Err(RouteError::Temporary(format!(
+            "relay {relay} has no address"
+        )));
+    }
+    Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mx_records_are_tried_by_preference() {
+        let plan = plan_from_mx(vec![
+            (20, "b.test".into()),
+            (5, "a.test".into()),
+            (30, "c.test".into()),
+        ]);
+        assert_eq!(
+            plan,
+            MxPlan::Hosts(vec!["a.test".into(), "b.test".into(), "c.test".into()])
+        );
+    }
+
+    #[test]
+    fn equal_preferences_keep_both_hosts_and_duplicates_collapse() {
+        let plan = plan_from_mx(vec![
+            (10, "x.test".into()),
+            (10, "y.test".into()),
+            (20, "x.test".into()),
+        ]);
+        let MxPlan::Hosts(hosts) = plan else {
+            panic!("expected hosts")
+        };
+        assert_eq!(hosts.len(), 2);
+        assert!(hosts.contains(&"x.test".to_string()) && hosts.contains(&"y.test".to_string()));
+    }
+
+    #[test]
+    fn null_mx_means_no_mail_and_is_ignored_among_real_hosts() {
+        assert_eq!(plan_from_mx(vec![(0, String::new())]), MxPlan::NullMx);
+        assert_eq!(
+            plan_from_mx(vec![(0, String::new()), (10, "mx.test".into())]),
+            MxPlan::Hosts(vec!["mx.test".into()])
+        );
+    }
+
+    #[test]
+    fn host_list_is_capped() {
+        let records = (0..20).map(|i| (i, format!("mx{i}.test"))).collect();
+        let MxPlan::Hosts(hosts) = plan_from_mx(records) else {
+            panic!("expected hosts")
+        };
+        assert_eq!(hosts.len(), MAX_MX_HOSTS);
+        assert_eq!(hosts[0], "mx0.test");
+    }
+}

@@ -1,0 +1,352 @@
+//! Conformance checks for the change log, threads, the queue, notifications and concurrency.
+
+use super::*;
+
+pub async fn changes_since_collapses_and_pages(store: Arc<dyn Store>) {
+    let (account, inbox) = new_account(&store).await;
+    let a = account.id;
+    let s0 = store.account_modseq(a).await.expect("modseq");
+    let e1 = append_one(&store, a, inbox.id, "ch1").await;
+    store
+        .email_set_keywords(
+            a,
+            vec![KeywordUpdate {
+                email: e1.email,
+                op: KeywordOp::Add,
+                keywords: vec!["$seen".into()],
+                unchanged_since: None,
+            }],
+        )
+        .await
+        .expect("seen");
+    let e2 = append_one(&store, a, inbox.id, "ch2").await;
+    store.email_destroy(a, &[e2.email]).await.expect("destroy");
+    let folder = store
+        .mailbox_create(a, "Folder", None)
+        .await
+        .expect("create");
+
+    let c = store.changes_since(a, s0, 100).await.expect("changes");
+    assert!(!c.has_more);
+    assert_eq!(c.new_modseq, store.account_modseq(a).await.expect("modseq"));
+    assert_eq!(
+        c.emails.created,
+        vec![e1.email],
+        "created+updated → created; created+destroyed → omitted"
+    );
+    assert!(c.emails.updated.is_empty() && c.emails.destroyed.is_empty());
+    assert_eq!(c.threads.created, vec![e1.thread]);
+    assert_eq!(c.mailboxes.created, vec![folder.id]);
+    assert_eq!(c.mailboxes.updated, vec![inbox.id]);
+
+    let s1 = c.new_modseq;
+    store
+        .email_set_keywords(
+            a,
+            vec![KeywordUpdate {
+                email: e1.email,
+                op: KeywordOp::Add,
+                keywords: vec!["x".into()],
+                unchanged_since: None,
+            }],
+        )
+        .await
+        .expect("kw");
+    let c = store.changes_since(a, s1, 100).await.expect("changes");
+    assert_eq!(c.emails.updated, vec![e1.email]);
+    assert!(
+        c.mailboxes.updated.is_empty(),
+        "a non-$seen keyword leaves mailbox counts alone"
+    );
+    store.email_destroy(a, &[e1.email]).await.expect("destroy");
+    let c = store.changes_since(a, s1, 100).await.expect("changes");
+    assert_eq!(
+        c.emails.destroyed,
+        vec![e1.email],
+        "updated+destroyed → destroyed"
+    );
+    assert_eq!(c.threads.destroyed, vec![e1.thread]);
+    let c = store
+        .changes_since(a, c.new_modseq, 100)
+        .await
+        .expect("changes");
+    assert_eq!(
+        c,
+        ChangeSet {
+            new_modseq: c.new_modseq,
+            ..ChangeSet::default()
+        }
+    );
+
+    // Paging: many creations, small max; the pages add up to everything, in order.
+    let s2 = store.account_modseq(a).await.expect("modseq");
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(
+            append_one(&store, a, inbox.id, &format!("p{i}"))
+                .await
+                .email,
+        );
+    }
+    let mut since = s2;
+    let mut got = Vec::new();
+    let mut pages = 0;
+    loop {
+        let c = store.changes_since(a, since, 3).await.expect("page");
+        let objects = c.emails.created.len() + c.mailboxes.updated.len() + c.threads.created.len();
+        assert!(
+            objects <= 3 || c.emails.created.len() == 1,
+            "page too large: {c:?}"
+        );
+        assert!(c.new_modseq > since || !c.has_more);
+        got.extend(c.emails.created);
+        since = c.new_modseq;
+        pages += 1;
+        assert!(pages < 50, "paging does not progress");
+        if !c.has_more {
+            break;
+        }
+    }
+    assert!(pages > 1, "max was honoured");
+    assert_eq!(got, created);
+
+    let current = store.account_modseq(a).await.expect("modseq");
+    let future = store.changes_since(a, ModSeq(current.0 + 10), 10).await;
+    assert!(
+        matches!(future, Err(StoreError::CannotCalculateChanges(_))),
+        "{future:?}"
+    );
+    assert!(matches!(
+        store.changes_since(a, current, 0).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+pub async fn replies_join_the_thread(store: Arc<dyn Store>) {
+    let (account, inbox) = new_account(&store).await;
+    let a = account.id;
+    let root = append_one(&store, a, inbox.id, "root").await;
+    let mut reply = new_email(&[inbox.id], "reply");
+    reply.summary.in_reply_to = vec!["<root@example.test>".into()];
+    reply.summary.references = vec!["<root@example.test>".into()];
+    let reply = store
+        .email_append(a, vec![reply])
+        .await
+        .expect("append")
+        .remove(0);
+    assert_eq!(reply.thread, root.thread);
+    // Only References (no In-Reply-To), pointing at the reply.
+    let mut deeper = new_email(&[inbox.id], "deeper");
+    deeper.summary.references = vec!["<unknown@x>".into(), "reply@example.test".into()];
+    let deeper = store
+        .email_append(a, vec![deeper])
+        .await
+        .expect("append")
+        .remove(0);
+    assert_eq!(deeper.thread, root.thread);
+    let other = append_one(&store, a, inbox.id, "other").await;
+    assert_ne!(other.thread, root.thread);
+    let status = store.mailbox_status(a, inbox.id).await.expect("status");
+    assert_eq!((status.messages, status.threads), (4, 2));
+    // Message-IDs of another account do not thread.
+    let (bob, bob_inbox) = new_account(&store).await;
+    let mut foreign = new_email(&[bob_inbox.id], "foreign");
+    foreign.summary.in_reply_to = vec!["<root@example.test>".into()];
+    let foreign = store
+        .email_append(bob.id, vec![foreign])
+        .await
+        .expect("append")
+        .remove(0);
+    assert_ne!(foreign.thread, root.thread);
+}
+
+pub async fn queue_lease_and_update(store: Arc<dyn Store>) {
+    let raw = Arc::new(b"Subject: out\r\n\r\nhello\r\n".to_vec());
+    let id = store
+        .queue_enqueue(NewQueued {
+            sender: "alice@example.test".into(),
+            recipients: vec!["a@remote.test".into(), "b@remote.test".into()],
+            raw: raw.clone(),
+            expires_at: now_unix() + 86_400,
+        })
+        .await
+        .expect("enqueue");
+    let entry = store.queue_get(id).await.expect("get").expect("exists");
+    assert_eq!(entry.recipients.len(), 2);
+    assert!(
+        entry
+            .recipients
+            .iter()
+            .all(|r| r.status == RcptStatus::Pending)
+    );
+    assert_eq!(entry.size as usize, raw.len());
+    assert_eq!(
+        store.blob_get(&entry.blob).await.expect("blob"),
+        Some(raw.to_vec())
+    );
+    assert!(
+        store
+            .queue_list()
+            .await
+            .expect("list")
+            .iter()
+            .any(|q| q.id == id)
+    );
+
+    // Far in the future so entries of other checks sharing the store are due too; only ours matters.
+    let now = now_unix() + 1_000;
+    let leased = store
+        .queue_lease_due(now, "node-a", 60, 1000)
+        .await
+        .expect("lease");
+    let mine = leased
+        .iter()
+        .find(|q| q.id == id)
+        .expect("our entry is leased")
+        .clone();
+    assert_eq!(mine.lease_owner.as_deref(), Some("node-a"));
+    assert_eq!(mine.lease_until, now + 60);
+    let again = store
+        .queue_lease_due(now, "node-b", 60, 1000)
+        .await
+        .expect("lease");
+    assert!(
+        again.iter().all(|q| q.id != id),
+        "a leased entry is not leased twice"
+    );
+    let expired = store
+        .queue_lease_due(now + 61, "node-b", 60, 1000)
+        .await
+        .expect("lease");
+    assert!(
+        expired
+            .iter()
+            .any(|q| q.id == id && q.lease_owner.as_deref() == Some("node-b"))
+    );
+
+    // One delivered, one still pending: kept, lease released, rescheduled.
+    let mut update = mine.clone();
+    update.recipients[0].status = RcptStatus::Delivered;
+    update.attempts = 1;
+    update.next_attempt = now + 300;
+    store.queue_update(&update).await.expect("update");
+    let stored = store.queue_get(id).await.expect("get").expect("kept");
+    assert_eq!(
+        (
+            stored.attempts,
+            stored.next_attempt,
+            stored.lease_owner.clone()
+        ),
+        (1, now + 300, None)
+    );
+    assert_eq!(stored.recipients[0].status, RcptStatus::Delivered);
+    assert!(
+        store
+            .queue_lease_due(now + 100, "n", 60, 1000)
+            .await
+            .expect("lease")
+            .iter()
+            .all(|q| q.id != id)
+    );
+
+    // Failed without DSN sent: kept; with DSN sent: deleted.
+    let mut failed = stored.clone();
+    failed.recipients[1].status = RcptStatus::Failed;
+    failed.recipients[1].last_error = Some("550 no such user".into());
+    store.queue_update(&failed).await.expect("update");
+    assert!(
+        store.queue_get(id).await.expect("get").is_some(),
+        "kept until the DSN is sent"
+    );
+    failed.dsn_sent = true;
+    store.queue_update(&failed).await.expect("update");
+    assert_eq!(store.queue_get(id).await.expect("get"), None);
+    assert!(matches!(
+        store.queue_update(&failed).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // retry_now makes a future entry due; delete removes it.
+    let id2 = store
+        .queue_enqueue(NewQueued {
+            sender: String::new(),
+            recipients: vec!["c@remote.test".into()],
+            raw,
+            expires_at: 0,
+        })
+        .await
+        .expect("enqueue");
+    let mut later = store.queue_get(id2).await.expect("get").expect("exists");
+    later.next_attempt = now_unix() + 10_000;
+    store.queue_update(&later).await.expect("postpone");
+    store.queue_retry_now(id2).await.expect("retry");
+    let due = store.queue_get(id2).await.expect("get").expect("exists");
+    assert!(due.next_attempt <= now_unix());
+    store.queue_delete(id2).await.expect("delete");
+    assert!(matches!(
+        store.queue_delete(id2).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn subscribe_receives_state_change(store: Arc<dyn Store>) {
+    let (account, inbox) = new_account(&store).await;
+    let mut rx = store.subscribe(account.id);
+    let appended = append_one(&store, account.id, inbox.id, "notify").await;
+    let change = next_change(&mut rx).await;
+    assert_eq!(change.account, account.id);
+    assert_eq!(change.modseq, appended.modseq);
+    assert_eq!(change.mailboxes, vec![inbox.id]);
+    let r = store
+        .email_set_keywords(
+            account.id,
+            vec![KeywordUpdate {
+                email: appended.email,
+                op: KeywordOp::Add,
+                keywords: vec!["$seen".into()],
+                unchanged_since: None,
+            }],
+        )
+        .await
+        .expect("kw");
+    let change = next_change(&mut rx).await;
+    assert_eq!(
+        (change.modseq, change.mailboxes),
+        (r.modseq, vec![inbox.id])
+    );
+}
+
+pub async fn concurrent_appends_get_distinct_uids(store: Arc<dyn Store>) {
+    const TASKS: usize = 16;
+    const PER_TASK: usize = 10;
+    let (account, inbox) = new_account(&store).await;
+    let mut handles = Vec::new();
+    for t in 0..TASKS {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..PER_TASK {
+                let appended = append_one(&store, account.id, inbox.id, &format!("t{t}-{i}")).await;
+                got.push(appended.uids[0].1.0);
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.expect("task"));
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), TASKS * PER_TASK, "UIDs are distinct");
+    assert_eq!(
+        uids(&store, account.id, inbox.id).await,
+        all,
+        "every append landed"
+    );
+    let status = store
+        .mailbox_status(account.id, inbox.id)
+        .await
+        .expect("status");
+    assert_eq!(status.uid_next, Uid((TASKS * PER_TASK) as u32 + 1));
+}
