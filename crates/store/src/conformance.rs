@@ -37,6 +37,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!($make;
             domains_accounts_and_aliases,
             app_passwords_round_trip,
+            account_settings_round_trip,
             mailbox_create_rename_delete,
             uid_validity_is_never_reused,
             append_assigns_increasing_uids,
@@ -59,6 +60,7 @@ macro_rules! conformance_tests {
 pub async fn run_all(store: Arc<dyn Store>) {
     domains_accounts_and_aliases(store.clone()).await;
     app_passwords_round_trip(store.clone()).await;
+    account_settings_round_trip(store.clone()).await;
     mailbox_create_rename_delete(store.clone()).await;
     uid_validity_is_never_reused(store.clone()).await;
     append_assigns_increasing_uids(store.clone()).await;
@@ -385,6 +387,25 @@ pub async fn app_passwords_round_trip(store: Arc<dyn Store>) {
     // Another account cannot delete it.
     assert!(matches!(
         store.app_password_delete(other.id, laptop.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn account_settings_round_trip(store: Arc<dyn Store>) {
+    let (account, _) = new_account(&store).await;
+    let (other, _) = new_account(&store).await;
+    assert_eq!(store.setting_get(account.id, "totp").await.expect("get"), None);
+    store.setting_set(account.id, "totp", Some("{\"secret\":1}")).await.expect("set");
+    store.setting_set(account.id, "totp", Some("{\"secret\":2}")).await.expect("overwrite");
+    assert_eq!(
+        store.setting_get(account.id, "totp").await.expect("get").as_deref(),
+        Some("{\"secret\":2}")
+    );
+    assert_eq!(store.setting_get(other.id, "totp").await.expect("get"), None);
+    store.setting_set(account.id, "totp", None).await.expect("delete");
+    assert_eq!(store.setting_get(account.id, "totp").await.expect("get"), None);
+    assert!(matches!(
+        store.setting_set(AccountId(i64::MAX), "totp", Some("x")).await,
         Err(StoreError::NotFound(_))
     ));
 }

@@ -89,6 +89,11 @@ pub trait Store: Send + Sync + 'static {
     async fn app_password_list(&self, account: AccountId) -> Result<Vec<AppPassword>>;
     async fn app_password_delete(&self, account: AccountId, id: i64) -> Result<()>;
 
+    /// Per-account settings as opaque strings (JSON by convention), e.g. `totp`,
+    /// `vacation`, `identities`. `None` deletes. Deleted with the account.
+    async fn setting_get(&self, account: AccountId, key: &str) -> Result<Option<String>>;
+    async fn setting_set(&self, account: AccountId, key: &str, value: Option<&str>) -> Result<()>;
+
     // ---- mailboxes ------------------------------------------------------------------
     async fn mailbox_list(&self, account: AccountId) -> Result<Vec<Mailbox>>;
     async fn mailbox_get(&self, account: AccountId, id: MailboxId) -> Result<Option<Mailbox>>;

@@ -334,6 +334,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn setting_get(&self, account: AccountId, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.read(move |c| directory::setting_get(c, account, &key)).await
+    }
+    async fn setting_set(&self, account: AccountId, key: &str, value: Option<&str>) -> Result<()> {
+        let key = key.to_string();
+        let value = value.map(str::to_string);
+        self.write(move |tx| directory::setting_set(tx, account, &key, value.as_deref()))
+            .await
+    }
+
     async fn mailbox_list(&self, account: AccountId) -> Result<Vec<Mailbox>> {
         self.read(move |c| mailboxes::mailbox_list(c, account))
             .await

@@ -218,6 +218,7 @@ pub(crate) fn account_delete(tx: &mut Tx<'_>, id: AccountId) -> Result<()> {
              DELETE FROM changes WHERE account = {a};
              DELETE FROM aliases WHERE account = {a};
              DELETE FROM app_passwords WHERE account = {a};
+             DELETE FROM account_settings WHERE account = {a};
              DELETE FROM accounts WHERE id = {a};",
             a = id.0
         ))
@@ -352,4 +353,36 @@ pub(crate) fn app_password_delete(tx: &mut Tx<'_>, account: AccountId, id: i64) 
         return Err(StoreError::NotFound(format!("app password {id}")));
     }
     Ok(())
+}
+
+pub(crate) fn setting_get(c: &Connection, account: AccountId, key: &str) -> Result<Option<String>> {
+    c.query_row(
+        "SELECT value FROM account_settings WHERE account = ?1 AND key = ?2",
+        params![account.0, key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db_err)
+}
+
+pub(crate) fn setting_set(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    key: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    require_account(tx.conn, account)?;
+    match value {
+        Some(v) => tx.conn.execute(
+            "INSERT INTO account_settings (account, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (account, key) DO UPDATE SET value = excluded.value",
+            params![account.0, key, v],
+        ),
+        None => tx.conn.execute(
+            "DELETE FROM account_settings WHERE account = ?1 AND key = ?2",
+            params![account.0, key],
+        ),
+    }
+    .map(|_| ())
+    .map_err(db_err)
 }
