@@ -1,0 +1,347 @@
+//! The tokio shell around [`Session`]: accepts connections, enforces connection limits, idle
+//! timeouts and the command rate, performs TLS, and answers the session's events with the
+//! store and the authenticator. It makes no protocol decisions.
+
+use crate::limits::{self, CommandBudget, READ_CHUNK, TLS_HANDSHAKE_TIMEOUT};
+use crate::reply;
+use crate::session::{
+    AuthOutcome, Delivery, Event, ListenerKind, RecipientVerdict, Session, SessionConfig,
+};
+use bulwark_auth::{Authenticator, LoginError};
+use bulwark_core::Recipient;
+use bulwark_net::{BoxedStream, ConnectionLimiter, TlsAcceptor};
+use bulwark_store::{NewQueued, Store, now_unix};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+/// Settings of the SMTP listeners (one server instance serves all three kinds).
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Our name in the greeting, EHLO reply and Received lines.
+    pub hostname: String,
+    /// Largest message accepted (advertised with SIZE, RFC 1870).
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    /// Queued remote mail expires (bounces) this long after acceptance.
+    pub queue_lifetime_secs: i64,
+    /// Close a session that sends nothing for this long (RFC 5321 §4.5.3.2.7: ≥ 5 min).
+    pub idle_timeout: Duration,
+    pub max_connections_per_ip: usize,
+    pub max_connections: usize,
+    /// Allow AUTH without TLS from 127.0.0.0/8 and ::1 (for local tools).
+    pub allow_plaintext_auth_on_loopback: bool,
+    /// Per-connection command rate: burst, then this many per second (excess is delayed).
+    pub command_burst: u32,
+    pub commands_per_second: u32,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            hostname: "localhost".to_string(),
+            max_message_size: limits::DEFAULT_MAX_MESSAGE_SIZE,
+            max_recipients: limits::DEFAULT_MAX_RECIPIENTS,
+            queue_lifetime_secs: limits::DEFAULT_QUEUE_LIFETIME_SECS,
+            idle_timeout: limits::DEFAULT_IDLE_TIMEOUT,
+            max_connections_per_ip: limits::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_connections: limits::DEFAULT_MAX_CONNECTIONS,
+            allow_plaintext_auth_on_loopback: false,
+            command_burst: limits::COMMAND_BURST,
+            commands_per_second: limits::COMMANDS_PER_SECOND,
+        }
+    }
+}
+
+/// The SMTP server: shared state of every listener and session.
+pub struct SmtpServer {
+    cfg: SmtpConfig,
+    store: Arc<dyn Store>,
+    auth: Arc<Authenticator>,
+    tls: Option<TlsAcceptor>,
+    queue_wakeup: Arc<Notify>,
+    limiter: ConnectionLimiter,
+    sessions: AtomicU64,
+}
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// How long we try to tell a refused client why before dropping it.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl SmtpServer {
+    pub fn new(
+        cfg: SmtpConfig,
+        store: Arc<dyn Store>,
+        auth: Arc<Authenticator>,
+        tls: Option<TlsAcceptor>,
+        queue_wakeup: Arc<Notify>,
+    ) -> Arc<Self> {
+        let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections);
+        Arc::new(SmtpServer {
+            cfg,
+            store,
+            auth,
+            tls,
+            queue_wakeup,
+            limiter,
+            sessions: AtomicU64::new(0),
+        })
+    }
+
+    /// Accept loop for one listener; runs until the task is dropped. Each connection is its
+    /// own task; a panic in one is logged and does not affect others.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, kind: ListenerKind) {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, ?kind, "smtp accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            };
+            let Some(guard) = self.limiter.try_acquire(peer.ip()) else {
+                tracing::warn!(%peer, ?kind, "smtp connection refused: too many connections");
+                tokio::spawn(refuse(tcp, kind));
+                continue;
+            };
+            let id = self.next_session_id();
+            let server = self.clone();
+            let task_id = id.clone();
+            let span = tracing::info_span!("smtp", session = %id, %peer, ?kind);
+            let handle = tokio::spawn(
+                async move {
+                    let _guard = guard;
+                    server.serve(tcp, peer, kind, task_id).await;
+                }
+                .instrument(span),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = handle.await
+                    && e.is_panic()
+                {
+                    tracing::error!(session = %id, %peer, "smtp session panicked: {e}");
+                }
+            });
+        }
+    }
+
+    fn next_session_id(&self) -> String {
+        let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+        format!("{:08X}{:06X}", now_unix() as u32, n & 0xFF_FFFF)
+    }
+
+    async fn serve(&self, tcp: TcpStream, peer: SocketAddr, kind: ListenerKind, id: String) {
+        let _ = tcp.set_nodelay(true);
+        let mut stream: BoxedStream = Box::new(tcp);
+        let mut tls = false;
+        if kind == ListenerKind::Submissions {
+            match self.tls_handshake(stream).await {
+                Some(s) => stream = s,
+                None => return,
+            }
+            tls = true;
+        }
+        let cfg = SessionConfig {
+            hostname: self.cfg.hostname.clone(),
+            kind,
+            max_message_size: self.cfg.max_message_size,
+            max_recipients: self.cfg.max_recipients,
+            tls_available: self.tls.is_some(),
+            plaintext_auth_allowed: self.cfg.allow_plaintext_auth_on_loopback
+                && peer.ip().is_loopback(),
+        };
+        let mut session = Session::new(cfg, peer.ip(), tls, id);
+        let mut budget = CommandBudget::with_rate(
+            Instant::now(),
+            self.cfg.command_burst,
+            self.cfg.commands_per_second,
+        );
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            while let Some(event) = session.poll_event() {
+                match event {
+                    Event::Close => {
+                        let _ = self.flush(&mut stream, &mut session).await;
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                    Event::StartTls => {
+                        if self.flush(&mut stream, &mut session).await.is_err() {
+                            return;
+                        }
+                        match self.tls_handshake(stream).await {
+                            Some(s) => stream = s,
+                            None => return,
+                        }
+                        session.tls_established();
+                    }
+                    Event::Authenticate { username, password } => {
+                        let outcome = self.authenticate(&username, &password, peer.ip()).await;
+                        session.auth_result(outcome);
+                    }
+                    Event::CheckRecipient { address } => {
+                        let verdict = self.check_recipient(&address).await;
+                        session.recipient_resolved(verdict);
+                    }
+                    Event::Deliver(delivery) => {
+                        let result = self.deliver(delivery).await;
+                        session.delivery_result(result);
+                    }
+                }
+            }
+            if self.flush(&mut stream, &mut session).await.is_err() {
+                return;
+            }
+            // Too many commands too fast: slow this client down (RFC 2920 pipelining bursts
+            // fit in the bucket).
+            if let Some(wait) = budget.spend(session.take_command_count(), Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+            match tokio::time::timeout(self.cfg.idle_timeout, stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => session.feed(buf.get(..n).unwrap_or_default()),
+                Err(_) => {
+                    tracing::info!("idle timeout");
+                    session.timed_out();
+                }
+            }
+        }
+    }
+
+    async fn flush(&self, stream: &mut BoxedStream, session: &mut Session) -> std::io::Result<()> {
+        let out = session.take_output();
+        if out.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            stream.write_all(&out).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(self.cfg.idle_timeout, write).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    async fn tls_handshake(&self, stream: BoxedStream) -> Option<BoxedStream> {
+        let Some(acceptor) = &self.tls else {
+            tracing::warn!("TLS requested but no certificate is configured");
+            return None;
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => Some(Box::new(s)),
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::info!("TLS handshake timed out");
+                None
+            }
+        }
+    }
+
+    async fn authenticate(&self, username: &str, password: &str, ip: IpAddr) -> AuthOutcome {
+        match self.auth.authenticate(username, password, ip).await {
+            Ok(account) => match self.store.account_addresses(account.id).await {
+                Ok(addresses) => {
+                    tracing::info!(user = %account.address, "authenticated");
+                    AuthOutcome::Success {
+                        account: account.id,
+                        addresses,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the account's addresses");
+                    AuthOutcome::Unavailable
+                }
+            },
+            Err(LoginError::InvalidCredentials) => AuthOutcome::InvalidCredentials,
+            Err(LoginError::Throttled { .. }) => AuthOutcome::Throttled,
+            Err(LoginError::Unavailable(_)) => AuthOutcome::Unavailable,
+        }
+    }
+
+    async fn check_recipient(&self, address: &str) -> RecipientVerdict {
+        match bulwark_core::resolve_recipient(self.store.as_ref(), address).await {
+            Ok(Recipient::Local(account)) => RecipientVerdict::Local(account),
+            Ok(Recipient::UnknownUser) => RecipientVerdict::UnknownUser,
+            Ok(Recipient::Remote) => RecipientVerdict::Remote,
+            Err(e) => {
+                tracing::error!(error = %e, rcpt = %address, "recipient lookup failed");
+                RecipientVerdict::TemporaryFailure
+            }
+        }
+    }
+
+    /// Queues remote recipients, then delivers locally; both durable before `Ok`. If local
+    /// delivery fails after queueing, the queue entry is removed again so the client's retry
+    /// does not send the remote copy twice.
+    async fn deliver(&self, d: Delivery) -> Result<(), String> {
+        let now = now_unix();
+        let mut queued = None;
+        if !d.remote.is_empty() {
+            let entry = NewQueued {
+                sender: d.sender.clone(),
+                recipients: d.remote.clone(),
+                raw: Arc::new(d.relay_message(now)),
+                expires_at: now.saturating_add(self.cfg.queue_lifetime_secs),
+            };
+            match self.store.queue_enqueue(entry).await {
+                Ok(id) => queued = Some(id),
+                Err(e) => {
+                    tracing::error!(id = %d.id, error = %e, "queueing failed");
+                    return Err(e.to_string());
+                }
+            }
+        }
+        if !d.local.is_empty() {
+            let raw = Arc::new(d.local_message(now));
+            if let Err(e) =
+                bulwark_core::deliver_local(self.store.as_ref(), raw, &d.local_accounts(), now)
+                    .await
+            {
+                tracing::error!(id = %d.id, error = %e, "local delivery failed");
+                if let Some(q) = queued
+                    && let Err(e) = self.store.queue_delete(q).await
+                {
+                    tracing::error!(id = %d.id, queue = %q, error = %e, "cannot undo queueing");
+                }
+                return Err(e.to_string());
+            }
+        }
+        if queued.is_some() {
+            self.queue_wakeup.notify_one();
+        }
+        tracing::info!(
+            id = %d.id,
+            sender = %d.sender,
+            local = d.local.len(),
+            remote = d.remote.len(),
+            size = d.body.len(),
+            "message accepted"
+        );
+        Ok(())
+    }
+}
+
+/// Tells a client over the connection limit to come back later (not on implicit-TLS ports,
+/// where plaintext would only confuse the client's TLS stack).
+async fn refuse(mut tcp: TcpStream, kind: ListenerKind) {
+    if kind != ListenerKind::Submissions {
+        let bytes = reply::TOO_MANY_CONNECTIONS.to_bytes();
+        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, tcp.write_all(&bytes)).await;
+    }
+    let _ = tcp.shutdown().await;
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

@@ -1,0 +1,259 @@
+//! The mail transaction: MAIL (RFC 5321 §4.1.1.2), RCPT (§4.1.1.3), DATA (§4.1.1.4) and
+//! BDAT (RFC 3030), ending in a [`Event::Deliver`] for the shell.
+
+use super::*;
+
+impl Session {
+    pub fn recipient_resolved(&mut self, verdict: RecipientVerdict) {
+        let Some(Awaiting::Recipient { address }) = self.awaiting.take() else {
+            return;
+        };
+        let authenticated = self.auth.is_some();
+        let Some(txn) = self.txn.as_mut() else {
+            return;
+        };
+        let reply = match verdict {
+            RecipientVerdict::Local(account) => {
+                if !txn
+                    .local
+                    .iter()
+                    .any(|(a, _)| a.eq_ignore_ascii_case(&address))
+                {
+                    txn.local.push((address, account));
+                }
+                reply::RECIPIENT_OK
+            }
+            RecipientVerdict::Remote if authenticated => {
+                if !txn.remote.iter().any(|a| a.eq_ignore_ascii_case(&address)) {
+                    txn.remote.push(address);
+                }
+                reply::RECIPIENT_OK
+            }
+            RecipientVerdict::Remote => reply::RELAY_DENIED,
+            RecipientVerdict::UnknownUser => reply::UNKNOWN_USER,
+            RecipientVerdict::TemporaryFailure => reply::LOOKUP_FAILED,
+        };
+        self.send(reply);
+    }
+
+    /// `Ok` only after the message is durable (stored or queued); then `250`.
+    pub fn delivery_result(&mut self, result: Result<(), String>) {
+        let Some(Awaiting::Delivery { id }) = self.awaiting.take() else {
+            return;
+        };
+        match result {
+            Ok(()) => self.send(reply::queued(&id)),
+            Err(_) => self.send(reply::STORAGE_FAILED),
+        }
+    }
+
+    pub(super) fn mail(&mut self, p: MailParams) {
+        if self.hello == Hello::None {
+            return self.send(reply::HELLO_FIRST);
+        }
+        if self.txn.is_some() {
+            return self.send(reply::NESTED_MAIL);
+        }
+        // RFC 6409 §4.3 / RFC 4954 §6: submission requires authentication.
+        if self.cfg.kind.is_submission() && self.auth.is_none() {
+            return self.send(reply::AUTH_REQUIRED);
+        }
+        if let Some(name) = p.unsupported {
+            return self.send(reply::unsupported_parameter(name));
+        }
+        // RFC 1870 §6.1: a declared size above the limit is refused at MAIL.
+        if p.size > self.cfg.max_message_size {
+            return self.send(reply::MESSAGE_TOO_BIG);
+        }
+        if !p.smtputf8 && !p.address.is_ascii() {
+            return self.send(reply::SMTPUTF8_REQUIRED);
+        }
+        if let Some(identity) = &self.auth
+            && !sender_owned(&p.address, &identity.addresses)
+        {
+            return self.send(reply::SENDER_NOT_OWNED);
+        }
+        self.txn = Some(Transaction {
+            sender: p.address,
+            smtputf8: p.smtputf8,
+            local: Vec::new(),
+            remote: Vec::new(),
+            bdat: None,
+        });
+        self.send(reply::SENDER_OK);
+    }
+
+    pub(super) fn rcpt(&mut self, p: wire::RcptParams) {
+        if self.hello == Hello::None {
+            return self.send(reply::HELLO_FIRST);
+        }
+        let Some(txn) = &self.txn else {
+            return self.send(reply::MAIL_FIRST);
+        };
+        if let Some(name) = p.unsupported {
+            return self.send(reply::unsupported_parameter(name));
+        }
+        if !txn.smtputf8 && !p.address.is_ascii() {
+            return self.send(reply::SMTPUTF8_REQUIRED);
+        }
+        // RFC 5321 §4.5.3.1.10: 452 for recipients beyond the limit.
+        if txn.recipient_count() >= self.cfg.max_recipients {
+            return self.send(reply::TOO_MANY_RECIPIENTS);
+        }
+        // smtp-proto returns <postmaster> as ""; RFC 5321 §4.5.1: it must be accepted.
+        let address = if p.address.is_empty() {
+            format!("postmaster@{}", self.cfg.hostname)
+        } else {
+            p.address
+        };
+        self.awaiting = Some(Awaiting::Recipient {
+            address: address.clone(),
+        });
+        self.ready = Some(Event::CheckRecipient { address });
+    }
+
+    pub(super) fn data(&mut self) {
+        if self.hello == Hello::None {
+            return self.send(reply::HELLO_FIRST);
+        }
+        let Some(txn) = &self.txn else {
+            return self.send(reply::MAIL_FIRST);
+        };
+        if txn.bdat.is_some() {
+            return self.send(reply::DATA_AFTER_BDAT);
+        }
+        // RFC 2920 §3.1: DATA with no accepted recipient fails.
+        if txn.recipient_count() == 0 {
+            return self.send(reply::NO_VALID_RECIPIENTS);
+        }
+        self.send(reply::START_DATA);
+        self.phase = Phase::Data(DataBody::new(self.cfg.max_message_size));
+    }
+
+    pub(super) fn data_finished(&mut self, body: Option<Vec<u8>>) {
+        match body {
+            None => {
+                self.txn = None;
+                self.send(reply::MESSAGE_TOO_BIG);
+            }
+            Some(body) => self.accept_body(body),
+        }
+    }
+
+    /// RFC 3030 §2: the chunk is always read (even when refused), then answered.
+    pub(super) fn bdat(&mut self, size: usize, last: bool) {
+        let max = self.cfg.max_message_size;
+        let outcome = if self.hello == Hello::None {
+            ChunkOutcome::Reject {
+                reply: reply::HELLO_FIRST,
+                end: false,
+            }
+        } else if let Some(txn) = self.txn.as_mut() {
+            if txn.recipient_count() == 0 {
+                ChunkOutcome::Reject {
+                    reply: reply::NO_VALID_RECIPIENTS,
+                    end: last,
+                }
+            } else {
+                let bdat = txn.bdat.get_or_insert_with(BdatBody::default);
+                if bdat.oversized || bdat.body.len().saturating_add(size) > max {
+                    bdat.oversized = true;
+                    bdat.body = Vec::new();
+                    ChunkOutcome::Reject {
+                        reply: reply::MESSAGE_TOO_BIG,
+                        end: last,
+                    }
+                } else {
+                    ChunkOutcome::Append
+                }
+            }
+        } else {
+            ChunkOutcome::Reject {
+                reply: reply::MAIL_FIRST,
+                end: false,
+            }
+        };
+        let chunk = match outcome {
+            ChunkOutcome::Append => BdatChunk::keep(size, last),
+            ChunkOutcome::Reject { .. } => BdatChunk::discard(size),
+        };
+        self.phase = Phase::Bdat {
+            chunk,
+            size,
+            last,
+            outcome,
+        };
+    }
+
+    pub(super) fn bdat_finished(&mut self, size: usize, last: bool, outcome: ChunkOutcome) {
+        match outcome {
+            ChunkOutcome::Reject { reply, end } => {
+                if end {
+                    self.txn = None;
+                }
+                self.send(reply);
+            }
+            ChunkOutcome::Append if !last => self.send(reply::chunk_received(size)),
+            ChunkOutcome::Append => {
+                let body = self
+                    .txn
+                    .as_mut()
+                    .and_then(|t| t.bdat.take())
+                    .map(|b| b.body)
+                    .unwrap_or_default();
+                self.accept_body(body);
+            }
+        }
+    }
+
+    /// The whole message is in: refuse smuggling-shaped bodies, else hand it to the shell.
+    pub(super) fn accept_body(&mut self, body: Vec<u8>) {
+        let Some(txn) = self.txn.take() else {
+            return self.send(reply::MAIL_FIRST);
+        };
+        if wire::has_bare_line_ending(&body) {
+            return self.send(reply::BARE_LINE_ENDING);
+        }
+        self.transactions += 1;
+        let id = format!("{}.{}", self.session_id, self.transactions);
+        let ehlo = matches!(self.hello, Hello::Ehlo(_));
+        let helo = match &self.hello {
+            Hello::Helo(h) | Hello::Ehlo(h) => h.clone(),
+            Hello::None => String::new(),
+        };
+        let trace = TraceInfo {
+            hostname: self.cfg.hostname.clone(),
+            helo,
+            peer: self.peer,
+            protocol: trace::with_keyword(ehlo, self.tls, self.auth.is_some(), txn.smtputf8),
+            id: id.clone(),
+        };
+        self.awaiting = Some(Awaiting::Delivery { id: id.clone() });
+        self.ready = Some(Event::Deliver(Delivery {
+            id,
+            sender: txn.sender,
+            local: txn.local,
+            remote: txn.remote,
+            body,
+            trace,
+        }));
+    }
+}
+
+/// The envelope sender must be one of the user's addresses, or a `+tag` variant of one.
+fn sender_owned(sender: &str, addresses: &[String]) -> bool {
+    let sender = sender.to_lowercase();
+    if addresses.contains(&sender) {
+        return true;
+    }
+    let Some((local, domain)) = sender.rsplit_once('@') else {
+        return false;
+    };
+    match local.split_once('+') {
+        Some((base, _)) if !base.is_empty() => {
+            let base = format!("{base}@{domain}");
+            addresses.contains(&base)
+        }
+        _ => false,
+    }
+}
