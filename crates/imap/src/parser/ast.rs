@@ -1,0 +1,398 @@
+//! The command AST produced by the parser (RFC 9051 §6, plus the extensions we announce).
+
+use crate::message::Section;
+
+/// One complete client command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub tag: String,
+    pub body: CommandBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandBody {
+    // ---- any state (RFC 9051 §6.1)
+    Capability,
+    Noop,
+    Logout,
+    /// RFC 2971
+    Id(Vec<(String, Option<String>)>),
+    // ---- not authenticated (RFC 9051 §6.2)
+    StartTls,
+    Login {
+        user: String,
+        password: String,
+    },
+    /// `initial` is the SASL-IR initial response (RFC 4959) still base64-encoded;
+    /// `Some("")` stands for `=` (an empty response).
+    Authenticate {
+        mechanism: String,
+        initial: Option<String>,
+    },
+    // ---- authenticated (RFC 9051 §6.3)
+    Enable(Vec<String>),
+    Select {
+        mailbox: String,
+        read_only: bool,
+        params: SelectParams,
+    },
+    Create {
+        mailbox: String,
+    },
+    Delete {
+        mailbox: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Subscribe {
+        mailbox: String,
+    },
+    Unsubscribe {
+        mailbox: String,
+    },
+    List(ListCommand),
+    Lsub {
+        reference: String,
+        pattern: String,
+    },
+    Namespace,
+    Status {
+        mailbox: String,
+        items: Vec<StatusItem>,
+    },
+    Append {
+        mailbox: String,
+        flags: Vec<String>,
+        /// INTERNALDATE as unix seconds.
+        date: Option<i64>,
+        message: Vec<u8>,
+    },
+    Idle,
+    // ---- selected (RFC 9051 §6.4)
+    Check,
+    Close,
+    Unselect,
+    /// `uids` is `Some` for UID EXPUNGE (RFC 4315 §2.1).
+    Expunge {
+        uids: Option<SequenceSet>,
+    },
+    Search(SearchCommand),
+    Fetch(FetchCommand),
+    Store(StoreCommand),
+    Copy {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+    },
+    /// RFC 6851
+    Move {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+    },
+    Sort(SortCommand),
+    Thread(ThreadCommand),
+}
+
+impl CommandBody {
+    /// The command's name as the client would write it (for logs and texts).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandBody::Capability => "CAPABILITY",
+            CommandBody::Noop => "NOOP",
+            CommandBody::Logout => "LOGOUT",
+            CommandBody::Id(_) => "ID",
+            CommandBody::StartTls => "STARTTLS",
+            CommandBody::Login { .. } => "LOGIN",
+            CommandBody::Authenticate { .. } => "AUTHENTICATE",
+            CommandBody::Enable(_) => "ENABLE",
+            CommandBody::Select {
+                read_only: false, ..
+            } => "SELECT",
+            CommandBody::Select {
+                read_only: true, ..
+            } => "EXAMINE",
+            CommandBody::Create { .. } => "CREATE",
+            CommandBody::Delete { .. } => "DELETE",
+            CommandBody::Rename { .. } => "RENAME",
+            CommandBody::Subscribe { .. } => "SUBSCRIBE",
+            CommandBody::Unsubscribe { .. } => "UNSUBSCRIBE",
+            CommandBody::List(_) => "LIST",
+            CommandBody::Lsub { .. } => "LSUB",
+            CommandBody::Namespace => "NAMESPACE",
+            CommandBody::Status { .. } => "STATUS",
+            CommandBody::Append { .. } => "APPEND",
+            CommandBody::Idle => "IDLE",
+            CommandBody::Check => "CHECK",
+            CommandBody::Close => "CLOSE",
+            CommandBody::Unselect => "UNSELECT",
+            CommandBody::Expunge { .. } => "EXPUNGE",
+            CommandBody::Search(_) => "SEARCH",
+            CommandBody::Fetch(_) => "FETCH",
+            CommandBody::Store(_) => "STORE",
+            CommandBody::Copy { .. } => "COPY",
+            CommandBody::Move { .. } => "MOVE",
+            CommandBody::Sort(_) => "SORT",
+            CommandBody::Thread(_) => "THREAD",
+        }
+    }
+}
+
+/// One end of a sequence range: a number or `*` (the largest in use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqBound {
+    Value(u32),
+    Star,
+}
+
+/// `sequence-set` (RFC 9051 §9), or `$` — the saved search result (RFC 5182).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceSet {
+    Ranges(Vec<(SeqBound, SeqBound)>),
+    Saved,
+}
+
+impl SequenceSet {
+    /// Does the set contain `n`, with `*` standing for `largest`?
+    pub fn contains(&self, n: u32, largest: u32) -> bool {
+        match self {
+            SequenceSet::Saved => false,
+            SequenceSet::Ranges(ranges) => ranges.iter().any(|&(a, b)| {
+                let a = bound_value(a, largest);
+                let b = bound_value(b, largest);
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                n >= lo && n <= hi
+            }),
+        }
+    }
+}
+
+fn bound_value(b: SeqBound, largest: u32) -> u32 {
+    match b {
+        SeqBound::Value(v) => v,
+        SeqBound::Star => largest,
+    }
+}
+
+/// SELECT/EXAMINE parameters (RFC 7162 §3.1.8, §3.2.5).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SelectParams {
+    pub condstore: bool,
+    pub qresync: Option<QresyncParams>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QresyncParams {
+    pub uid_validity: u32,
+    pub modseq: u64,
+    pub known_uids: Option<SequenceSet>,
+    /// Optional `(known-sequence-set known-uid-set)`.
+    pub seq_match: Option<(SequenceSet, SequenceSet)>,
+}
+
+/// LIST with RFC 5258 selection and return options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListCommand {
+    pub reference: String,
+    pub patterns: Vec<String>,
+    pub select_subscribed: bool,
+    pub select_special_use: bool,
+    pub select_recursive_match: bool,
+    pub return_subscribed: bool,
+    pub return_children: bool,
+    pub return_special_use: bool,
+    /// RFC 5819 LIST-STATUS
+    pub return_status: Option<Vec<StatusItem>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusItem {
+    Messages,
+    UidNext,
+    UidValidity,
+    Unseen,
+    Deleted,
+    Size,
+    HighestModSeq,
+    Recent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchCommand {
+    pub uid: bool,
+    pub set: SequenceSet,
+    pub attrs: Vec<FetchAttr>,
+    /// RFC 7162 §3.1.4 CHANGEDSINCE
+    pub changed_since: Option<u64>,
+    /// RFC 7162 §3.2.6 VANISHED (UID FETCH only)
+    pub vanished: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchAttr {
+    Envelope,
+    Flags,
+    InternalDate,
+    Rfc822Size,
+    Rfc822,
+    Rfc822Header,
+    Rfc822Text,
+    /// `BODY` without a section: the non-extensible BODYSTRUCTURE.
+    Body,
+    BodyStructure,
+    Uid,
+    ModSeq,
+    BodySection {
+        section: Section,
+        partial: Option<(u32, u32)>,
+        peek: bool,
+    },
+    /// RFC 3516 / RFC 9051 `BINARY[part]<partial>`
+    Binary {
+        part: Vec<u32>,
+        partial: Option<(u32, u32)>,
+        peek: bool,
+    },
+    BinarySize {
+        part: Vec<u32>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    Replace,
+    Add,
+    Remove,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreCommand {
+    pub uid: bool,
+    pub set: SequenceSet,
+    pub op: StoreOp,
+    pub silent: bool,
+    pub flags: Vec<String>,
+    /// RFC 7162 §3.1.3 UNCHANGEDSINCE
+    pub unchanged_since: Option<u64>,
+}
+
+/// A calendar date (SEARCH dates have no time and no zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: i32,
+    pub month: u32,
+    pub day: u32,
+}
+
+impl Date {
+    /// Unix seconds of 00:00:00 UTC on this date.
+    pub fn to_unix(self) -> i64 {
+        days_from_civil(self.year, self.month, self.day) * 86_400
+    }
+}
+
+/// Days since 1970-01-01 (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
+    let y = i64::from(y) - i64::from(m <= 2);
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// SEARCH keys (RFC 9051 §6.4.4, RFC 7162 §3.1.5 MODSEQ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchKey {
+    All,
+    Answered,
+    Bcc(String),
+    Before(Date),
+    Body(String),
+    Cc(String),
+    Deleted,
+    Draft,
+    Flagged,
+    From(String),
+    Header(String, String),
+    Keyword(String),
+    Larger(u64),
+    New,
+    Not(Box<SearchKey>),
+    Old,
+    On(Date),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    Recent,
+    Seen,
+    SentBefore(Date),
+    SentOn(Date),
+    SentSince(Date),
+    Since(Date),
+    Smaller(u64),
+    Subject(String),
+    Text(String),
+    To(String),
+    Uid(SequenceSet),
+    Unanswered,
+    Undeleted,
+    Undraft,
+    Unflagged,
+    Unkeyword(String),
+    Unseen,
+    SequenceSet(SequenceSet),
+    /// A parenthesised list, or the implicit AND of top-level keys.
+    And(Vec<SearchKey>),
+    ModSeq(u64),
+}
+
+/// ESEARCH return options (RFC 4731, RFC 5182 SAVE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchReturn {
+    Min,
+    Max,
+    All,
+    Count,
+    Save,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchCommand {
+    pub uid: bool,
+    /// `None`: plain SEARCH (untagged `SEARCH` response); `Some(vec![])`: `RETURN ()`.
+    pub ret: Option<Vec<SearchReturn>>,
+    pub charset: Option<String>,
+    pub key: SearchKey,
+}
+
+/// RFC 5256 sort criteria.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortCommand {
+    pub uid: bool,
+    /// `(reverse, key)` pairs in order.
+    pub criteria: Vec<(bool, SortKey)>,
+    pub charset: String,
+    pub key: SearchKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadCommand {
+    pub uid: bool,
+    /// Only `REFERENCES` and `ORDEREDSUBJECT` are known.
+    pub algorithm: String,
+    pub charset: String,
+    pub key: SearchKey,
+}

@@ -1,0 +1,387 @@
+//! Command dispatch and the commands of the any / not-authenticated / authenticated
+//! states (RFC 9051 §6.1–§6.3 and extensions).
+
+use super::ast::*;
+use super::lexer::{Cursor, PResult};
+use super::{ParseError, fetch, search};
+use crate::limits::{MAX_ID_FIELDS, MAX_MAILBOX_NAME_LEN};
+
+pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let body = match name {
+        "CAPABILITY" => CommandBody::Capability,
+        "NOOP" => CommandBody::Noop,
+        "LOGOUT" => CommandBody::Logout,
+        "STARTTLS" => CommandBody::StartTls,
+        "NAMESPACE" => CommandBody::Namespace,
+        "IDLE" => CommandBody::Idle,
+        "CHECK" => CommandBody::Check,
+        "CLOSE" => CommandBody::Close,
+        "UNSELECT" => CommandBody::Unselect,
+        "EXPUNGE" => CommandBody::Expunge { uids: None },
+        "ID" => id(c)?,
+        "LOGIN" => login(c)?,
+        "AUTHENTICATE" => authenticate(c)?,
+        "ENABLE" => enable(c)?,
+        "SELECT" | "EXAMINE" => select(c, name == "EXAMINE")?,
+        "CREATE" => CommandBody::Create {
+            mailbox: arg_mailbox(c)?,
+        },
+        "DELETE" => CommandBody::Delete {
+            mailbox: arg_mailbox(c)?,
+        },
+        "SUBSCRIBE" => CommandBody::Subscribe {
+            mailbox: arg_mailbox(c)?,
+        },
+        "UNSUBSCRIBE" => CommandBody::Unsubscribe {
+            mailbox: arg_mailbox(c)?,
+        },
+        "RENAME" => {
+            let from = arg_mailbox(c)?;
+            let to = arg_mailbox(c)?;
+            CommandBody::Rename { from, to }
+        }
+        "LIST" => list(c)?,
+        "LSUB" => {
+            c.sp()?;
+            let reference = mailbox_name(c)?;
+            c.sp()?;
+            let pattern = c.list_mailbox("mailbox pattern")?;
+            CommandBody::Lsub { reference, pattern }
+        }
+        "STATUS" => status(c)?,
+        "APPEND" => append(c)?,
+        "SEARCH" => CommandBody::Search(search::search(c, false)?),
+        "FETCH" => CommandBody::Fetch(fetch::fetch(c, false)?),
+        "STORE" => CommandBody::Store(fetch::store(c, false)?),
+        "COPY" | "MOVE" => fetch::copy_move(c, false, name == "MOVE")?,
+        "SORT" => CommandBody::Sort(search::sort(c, false)?),
+        "THREAD" => CommandBody::Thread(search::thread(c, false)?),
+        "UID" => uid(c)?,
+        _ => return Err(ParseError::syntax(&format!("Unknown command {name}"))),
+    };
+    c.end()?;
+    Ok(body)
+}
+
+/// `UID (COPY / MOVE / FETCH / SEARCH / STORE / EXPUNGE / SORT / THREAD)`.
+fn uid(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let name = c.keyword("UID command name")?;
+    Ok(match name.as_str() {
+        "SEARCH" => CommandBody::Search(search::search(c, true)?),
+        "FETCH" => CommandBody::Fetch(fetch::fetch(c, true)?),
+        "STORE" => CommandBody::Store(fetch::store(c, true)?),
+        "COPY" | "MOVE" => fetch::copy_move(c, true, name == "MOVE")?,
+        "SORT" => CommandBody::Sort(search::sort(c, true)?),
+        "THREAD" => CommandBody::Thread(search::thread(c, true)?),
+        "EXPUNGE" => {
+            // RFC 4315 §2.1
+            c.sp()?;
+            CommandBody::Expunge {
+                uids: Some(c.sequence_set()?),
+            }
+        }
+        _ => return Err(ParseError::syntax(&format!("Unknown UID command {name}"))),
+    })
+}
+
+/// `mailbox = "INBOX" / astring`; INBOX is case-insensitive (RFC 9051 §5.1), and so is
+/// its prefix for children (as Dovecot does).
+pub(super) fn mailbox_name(c: &mut Cursor<'_>) -> PResult<String> {
+    let name = c.astring_utf8("mailbox name")?;
+    if name.len() > MAX_MAILBOX_NAME_LEN {
+        return Err(ParseError::syntax("mailbox name too long"));
+    }
+    Ok(normalize_inbox(name))
+}
+
+pub(crate) fn normalize_inbox(name: String) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        return "INBOX".into();
+    }
+    match name.get(..6) {
+        Some(p) if p.eq_ignore_ascii_case("INBOX/") => format!("INBOX/{}", &name[6..]),
+        _ => name,
+    }
+}
+
+fn arg_mailbox(c: &mut Cursor<'_>) -> PResult<String> {
+    c.sp()?;
+    mailbox_name(c)
+}
+
+fn login(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let user = c.astring_utf8("user name")?;
+    c.sp()?;
+    let password = c.astring_utf8("password")?;
+    Ok(CommandBody::Login { user, password })
+}
+
+/// `AUTHENTICATE SP auth-type [SP (base64 / "=")]` (RFC 9051 §6.2.2, RFC 4959).
+fn authenticate(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let mechanism = c.keyword("authentication mechanism")?;
+    let initial = if c.try_byte(b' ') {
+        if c.try_byte(b'=') {
+            Some(String::new())
+        } else {
+            let s = c.atom("initial response")?;
+            if !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+            {
+                return Err(ParseError::expected("base64 initial response"));
+            }
+            Some(s.to_string())
+        }
+    } else {
+        None
+    };
+    Ok(CommandBody::Authenticate { mechanism, initial })
+}
+
+/// `nstring`
+fn nstring(c: &mut Cursor<'_>, what: &str) -> PResult<Option<String>> {
+    if c.try_word("NIL") {
+        return Ok(None);
+    }
+    let s = c.string(what)?;
+    Ok(Some(String::from_utf8_lossy(&s).into_owned()))
+}
+
+/// `id = "ID" SP id-params-list` (RFC 2971 §3.3).
+fn id(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let mut fields = Vec::new();
+    if c.try_word("NIL") {
+        return Ok(CommandBody::Id(fields));
+    }
+    c.expect(b'(')?;
+    if c.try_byte(b')') {
+        return Ok(CommandBody::Id(fields));
+    }
+    loop {
+        let key = c.string("ID field name")?;
+        c.sp()?;
+        let value = nstring(c, "ID field value")?;
+        if fields.len() >= MAX_ID_FIELDS {
+            return Err(ParseError::syntax("too many ID fields"));
+        }
+        fields.push((String::from_utf8_lossy(&key).into_owned(), value));
+        if c.try_byte(b')') {
+            return Ok(CommandBody::Id(fields));
+        }
+        c.sp()?;
+    }
+}
+
+fn enable(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mut caps = Vec::new();
+    while c.try_byte(b' ') {
+        caps.push(c.keyword("capability name")?);
+    }
+    if caps.is_empty() {
+        return Err(ParseError::expected("capability name"));
+    }
+    Ok(CommandBody::Enable(caps))
+}
+
+/// `select-params` (RFC 4466 §2.1; RFC 7162 §3.1.8 CONDSTORE, §3.2.5 QRESYNC).
+fn select(c: &mut Cursor<'_>, read_only: bool) -> PResult<CommandBody> {
+    let mailbox = arg_mailbox(c)?;
+    let mut params = SelectParams::default();
+    if c.try_byte(b' ') {
+        c.expect(b'(')?;
+        loop {
+            let name = c.keyword("select parameter")?;
+            match name.as_str() {
+                "CONDSTORE" => params.condstore = true,
+                "QRESYNC" => {
+                    c.sp()?;
+                    params.qresync = Some(qresync_params(c)?);
+                }
+                _ => {
+                    return Err(ParseError::syntax(&format!(
+                        "unknown select parameter {name}"
+                    )));
+                }
+            }
+            if c.try_byte(b')') {
+                break;
+            }
+            c.sp()?;
+        }
+    }
+    Ok(CommandBody::Select {
+        mailbox,
+        read_only,
+        params,
+    })
+}
+
+fn qresync_params(c: &mut Cursor<'_>) -> PResult<QresyncParams> {
+    c.expect(b'(')?;
+    let uid_validity = c.nz_number("UIDVALIDITY")?;
+    c.sp()?;
+    let modseq = c.number64("mod-sequence value")?;
+    let mut known_uids = None;
+    let mut seq_match = None;
+    if c.try_byte(b' ') {
+        if c.peek() == Some(b'(') {
+            seq_match = Some(seq_match_data(c)?);
+        } else {
+            known_uids = Some(c.sequence_set()?);
+            if c.try_byte(b' ') {
+                seq_match = Some(seq_match_data(c)?);
+            }
+        }
+    }
+    c.expect(b')')?;
+    Ok(QresyncParams {
+        uid_validity,
+        modseq,
+        known_uids,
+        seq_match,
+    })
+}
+
+fn seq_match_data(c: &mut Cursor<'_>) -> PResult<(SequenceSet, SequenceSet)> {
+    c.expect(b'(')?;
+    let seqs = c.sequence_set()?;
+    c.sp()?;
+    let uids = c.sequence_set()?;
+    c.expect(b')')?;
+    Ok((seqs, uids))
+}
+
+/// LIST with RFC 5258 options and RFC 5819 `RETURN (STATUS (...))`.
+fn list(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mut cmd = ListCommand::default();
+    c.sp()?;
+    if c.try_byte(b'(') {
+        if !c.try_byte(b')') {
+            loop {
+                let opt = c.keyword("selection option")?;
+                match opt.as_str() {
+                    "SUBSCRIBED" => cmd.select_subscribed = true,
+                    "REMOTE" => {}
+                    "RECURSIVEMATCH" => cmd.select_recursive_match = true,
+                    "SPECIAL-USE" => cmd.select_special_use = true,
+                    _ => {
+                        return Err(ParseError::syntax(&format!(
+                            "unknown selection option {opt}"
+                        )));
+                    }
+                }
+                if c.try_byte(b')') {
+                    break;
+                }
+                c.sp()?;
+            }
+        }
+        c.sp()?;
+    }
+    // RFC 5258 §3: RECURSIVEMATCH needs another selection option.
+    if cmd.select_recursive_match && !cmd.select_subscribed && !cmd.select_special_use {
+        return Err(ParseError::syntax(
+            "RECURSIVEMATCH needs another selection option",
+        ));
+    }
+    cmd.reference = mailbox_name(c)?;
+    c.sp()?;
+    if c.try_byte(b'(') {
+        loop {
+            cmd.patterns.push(c.list_mailbox("mailbox pattern")?);
+            if c.try_byte(b')') {
+                break;
+            }
+            c.sp()?;
+        }
+    } else {
+        cmd.patterns.push(c.list_mailbox("mailbox pattern")?);
+    }
+    if c.try_byte(b' ') {
+        if !c.try_word("RETURN") {
+            return Err(ParseError::expected("RETURN"));
+        }
+        c.sp()?;
+        c.expect(b'(')?;
+        if !c.try_byte(b')') {
+            loop {
+                let opt = c.keyword("return option")?;
+                match opt.as_str() {
+                    "SUBSCRIBED" => cmd.return_subscribed = true,
+                    "CHILDREN" => cmd.return_children = true,
+                    "SPECIAL-USE" => cmd.return_special_use = true,
+                    "STATUS" => {
+                        c.sp()?;
+                        cmd.return_status = Some(status_items(c)?);
+                    }
+                    _ => return Err(ParseError::syntax(&format!("unknown return option {opt}"))),
+                }
+                if c.try_byte(b')') {
+                    break;
+                }
+                c.sp()?;
+            }
+        }
+    }
+    Ok(CommandBody::List(cmd))
+}
+
+fn status_items(c: &mut Cursor<'_>) -> PResult<Vec<StatusItem>> {
+    c.expect(b'(')?;
+    let mut items = Vec::new();
+    loop {
+        let name = c.keyword("status item")?;
+        items.push(match name.as_str() {
+            "MESSAGES" => StatusItem::Messages,
+            "UIDNEXT" => StatusItem::UidNext,
+            "UIDVALIDITY" => StatusItem::UidValidity,
+            "UNSEEN" => StatusItem::Unseen,
+            "DELETED" => StatusItem::Deleted,
+            "SIZE" => StatusItem::Size,
+            "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+            "RECENT" => StatusItem::Recent,
+            _ => return Err(ParseError::syntax(&format!("unknown status item {name}"))),
+        });
+        if c.try_byte(b')') {
+            return Ok(items);
+        }
+        c.sp()?;
+    }
+}
+
+fn status(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mailbox = arg_mailbox(c)?;
+    c.sp()?;
+    let items = status_items(c)?;
+    Ok(CommandBody::Status { mailbox, items })
+}
+
+/// `append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal` (RFC 9051 §6.3.12).
+fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mailbox = arg_mailbox(c)?;
+    c.sp()?;
+    let mut flags = Vec::new();
+    let mut date = None;
+    if c.peek() == Some(b'(') {
+        flags = c.flag_list()?;
+        c.sp()?;
+    }
+    if c.peek() == Some(b'"') {
+        date = Some(c.date_time()?);
+        c.sp()?;
+    }
+    if !c.at_literal() {
+        return Err(ParseError::expected("message literal"));
+    }
+    let message = c.string("message literal")?;
+    Ok(CommandBody::Append {
+        mailbox,
+        flags,
+        date,
+        message,
+    })
+}

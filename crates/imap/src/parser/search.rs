@@ -1,0 +1,246 @@
+//! SEARCH (RFC 9051 §6.4.4, RFC 4731 ESEARCH, RFC 5182 SAVE, RFC 7162 MODSEQ) and
+//! SORT / THREAD (RFC 5256).
+
+use super::ParseError;
+use super::ast::*;
+use super::lexer::{Cursor, PResult};
+use crate::limits::MAX_SEARCH_DEPTH;
+
+/// Most keys in one search program (flat or nested).
+const MAX_SEARCH_KEYS: usize = 1000;
+
+pub(super) fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<SearchCommand> {
+    c.sp()?;
+    let mut ret = None;
+    if c.try_word("RETURN ") {
+        c.expect(b'(')?;
+        let mut opts = Vec::new();
+        if !c.try_byte(b')') {
+            loop {
+                let o = c.keyword("search return option")?;
+                opts.push(match o.as_str() {
+                    "MIN" => SearchReturn::Min,
+                    "MAX" => SearchReturn::Max,
+                    "ALL" => SearchReturn::All,
+                    "COUNT" => SearchReturn::Count,
+                    "SAVE" => SearchReturn::Save,
+                    _ => {
+                        return Err(ParseError::syntax(&format!(
+                            "unknown search return option {o}"
+                        )));
+                    }
+                });
+                if c.try_byte(b')') {
+                    break;
+                }
+                c.sp()?;
+            }
+        }
+        c.sp()?;
+        ret = Some(opts);
+    }
+    let mut charset = None;
+    if c.try_word("CHARSET ") {
+        charset = Some(c.astring_utf8("charset")?.to_ascii_uppercase());
+        c.sp()?;
+    }
+    let key = program(c)?;
+    Ok(SearchCommand {
+        uid,
+        ret,
+        charset,
+        key,
+    })
+}
+
+/// `search-key *(SP search-key)` as one key (an AND when more than one).
+fn program(c: &mut Cursor<'_>) -> PResult<SearchKey> {
+    let mut count = 0usize;
+    let mut keys = vec![search_key(c, 0, &mut count)?];
+    while c.try_byte(b' ') {
+        keys.push(search_key(c, 0, &mut count)?);
+    }
+    Ok(if keys.len() == 1 {
+        keys.remove(0)
+    } else {
+        SearchKey::And(keys)
+    })
+}
+
+fn astring_arg(c: &mut Cursor<'_>, what: &str) -> PResult<String> {
+    c.sp()?;
+    let s = c.astring(what)?;
+    Ok(String::from_utf8_lossy(&s).into_owned())
+}
+
+fn date_arg(c: &mut Cursor<'_>) -> PResult<Date> {
+    c.sp()?;
+    c.date()
+}
+
+fn search_key(c: &mut Cursor<'_>, depth: usize, count: &mut usize) -> PResult<SearchKey> {
+    if depth > MAX_SEARCH_DEPTH {
+        return Err(ParseError::syntax(&format!(
+            "search nested too deeply (limit {MAX_SEARCH_DEPTH})"
+        )));
+    }
+    *count += 1;
+    if *count > MAX_SEARCH_KEYS {
+        return Err(ParseError::syntax(&format!(
+            "too many search keys (limit {MAX_SEARCH_KEYS})"
+        )));
+    }
+    if c.try_byte(b'(') {
+        let mut keys = vec![search_key(c, depth + 1, count)?];
+        while c.try_byte(b' ') {
+            keys.push(search_key(c, depth + 1, count)?);
+        }
+        c.expect(b')')?;
+        return Ok(if keys.len() == 1 {
+            keys.remove(0)
+        } else {
+            SearchKey::And(keys)
+        });
+    }
+    if c.at_sequence_set() {
+        return Ok(SearchKey::SequenceSet(c.sequence_set()?));
+    }
+    let name = c.keyword("search key")?;
+    Ok(match name.as_str() {
+        "ALL" => SearchKey::All,
+        "ANSWERED" => SearchKey::Answered,
+        "BCC" => SearchKey::Bcc(astring_arg(c, "search string")?),
+        "BEFORE" => SearchKey::Before(date_arg(c)?),
+        "BODY" => SearchKey::Body(astring_arg(c, "search string")?),
+        "CC" => SearchKey::Cc(astring_arg(c, "search string")?),
+        "DELETED" => SearchKey::Deleted,
+        "DRAFT" => SearchKey::Draft,
+        "FLAGGED" => SearchKey::Flagged,
+        "FROM" => SearchKey::From(astring_arg(c, "search string")?),
+        "HEADER" => {
+            let field = astring_arg(c, "header field name")?;
+            let value = astring_arg(c, "search string")?;
+            SearchKey::Header(field, value)
+        }
+        "KEYWORD" => {
+            c.sp()?;
+            SearchKey::Keyword(c.flag()?)
+        }
+        "LARGER" => {
+            c.sp()?;
+            SearchKey::Larger(c.number64("size")?)
+        }
+        "NEW" => SearchKey::New,
+        "NOT" => {
+            c.sp()?;
+            SearchKey::Not(Box::new(search_key(c, depth + 1, count)?))
+        }
+        "OLD" => SearchKey::Old,
+        "ON" => SearchKey::On(date_arg(c)?),
+        "OR" => {
+            c.sp()?;
+            let a = search_key(c, depth + 1, count)?;
+            c.sp()?;
+            let b = search_key(c, depth + 1, count)?;
+            SearchKey::Or(Box::new(a), Box::new(b))
+        }
+        "RECENT" => SearchKey::Recent,
+        "SEEN" => SearchKey::Seen,
+        "SENTBEFORE" => SearchKey::SentBefore(date_arg(c)?),
+        "SENTON" => SearchKey::SentOn(date_arg(c)?),
+        "SENTSINCE" => SearchKey::SentSince(date_arg(c)?),
+        "SINCE" => SearchKey::Since(date_arg(c)?),
+        "SMALLER" => {
+            c.sp()?;
+            SearchKey::Smaller(c.number64("size")?)
+        }
+        "SUBJECT" => SearchKey::Subject(astring_arg(c, "search string")?),
+        "TEXT" => SearchKey::Text(astring_arg(c, "search string")?),
+        "TO" => SearchKey::To(astring_arg(c, "search string")?),
+        "UID" => {
+            c.sp()?;
+            SearchKey::Uid(c.sequence_set()?)
+        }
+        "UNANSWERED" => SearchKey::Unanswered,
+        "UNDELETED" => SearchKey::Undeleted,
+        "UNDRAFT" => SearchKey::Undraft,
+        "UNFLAGGED" => SearchKey::Unflagged,
+        "UNKEYWORD" => {
+            c.sp()?;
+            SearchKey::Unkeyword(c.flag()?)
+        }
+        "UNSEEN" => SearchKey::Unseen,
+        "MODSEQ" => {
+            // RFC 7162 §3.1.5: MODSEQ [SP entry-name SP entry-type-req] SP mod-sequence-valzer
+            c.sp()?;
+            if c.peek() == Some(b'"') {
+                c.string("entry name")?;
+                c.sp()?;
+                let t = c.keyword("entry type")?;
+                if !matches!(t.as_str(), "PRIV" | "SHARED" | "ALL") {
+                    return Err(ParseError::expected("entry type"));
+                }
+                c.sp()?;
+            }
+            SearchKey::ModSeq(c.number64("mod-sequence value")?)
+        }
+        _ => return Err(ParseError::syntax(&format!("unknown search key {name}"))),
+    })
+}
+
+/// `sort = ["UID" SP] "SORT" SP sort-criteria SP search-charset 1*(SP search-key)`
+pub(super) fn sort(c: &mut Cursor<'_>, uid: bool) -> PResult<SortCommand> {
+    c.sp()?;
+    c.expect(b'(')?;
+    let mut criteria = Vec::new();
+    loop {
+        let mut reverse = false;
+        let mut name = c.keyword("sort key")?;
+        if name == "REVERSE" {
+            reverse = true;
+            c.sp()?;
+            name = c.keyword("sort key")?;
+        }
+        let key = match name.as_str() {
+            "ARRIVAL" => SortKey::Arrival,
+            "CC" => SortKey::Cc,
+            "DATE" => SortKey::Date,
+            "FROM" => SortKey::From,
+            "SIZE" => SortKey::Size,
+            "SUBJECT" => SortKey::Subject,
+            "TO" => SortKey::To,
+            _ => return Err(ParseError::syntax(&format!("unknown sort key {name}"))),
+        };
+        criteria.push((reverse, key));
+        if c.try_byte(b')') {
+            break;
+        }
+        c.sp()?;
+    }
+    c.sp()?;
+    let charset = c.astring_utf8("charset")?.to_ascii_uppercase();
+    c.sp()?;
+    let key = program(c)?;
+    Ok(SortCommand {
+        uid,
+        criteria,
+        charset,
+        key,
+    })
+}
+
+/// `thread = ["UID" SP] "THREAD" SP thread-alg SP search-charset 1*(SP search-key)`
+pub(super) fn thread(c: &mut Cursor<'_>, uid: bool) -> PResult<ThreadCommand> {
+    c.sp()?;
+    let algorithm = c.keyword("thread algorithm")?;
+    c.sp()?;
+    let charset = c.astring_utf8("charset")?.to_ascii_uppercase();
+    c.sp()?;
+    let key = program(c)?;
+    Ok(ThreadCommand {
+        uid,
+        algorithm,
+        charset,
+        key,
+    })
+}

@@ -1,0 +1,724 @@
+use super::*;
+use crate::message::{Section, SectionText};
+
+const MAX_LIT: usize = 1024 * 1024;
+
+/// Feeds `input` at once and collects events until NeedMoreData.
+fn events(input: &[u8]) -> Vec<Event> {
+    let mut p = Parser::new(MAX_LIT);
+    p.feed(input);
+    let mut out = Vec::new();
+    loop {
+        match p.next_event() {
+            Event::NeedMoreData => return out,
+            e => out.push(e),
+        }
+    }
+}
+
+fn parse_ok(line: &str) -> CommandBody {
+    match parse_command(line.as_bytes()) {
+        Ok(c) => c.body,
+        Err(e) => panic!("{line:?} failed: {e:?}"),
+    }
+}
+
+fn parse_err(line: &str) -> (Option<String>, String) {
+    match parse_command(line.as_bytes()) {
+        Ok(c) => panic!("{line:?} parsed: {c:?}"),
+        Err(e) => (e.tag, e.text),
+    }
+}
+
+fn range(a: u32, b: u32) -> (SeqBound, SeqBound) {
+    (SeqBound::Value(a), SeqBound::Value(b))
+}
+
+#[test]
+fn good_commands_parse_to_the_expected_ast() {
+    let cases: Vec<(&str, CommandBody)> = vec![
+        ("a CAPABILITY", CommandBody::Capability),
+        ("a noop", CommandBody::Noop),
+        (
+            "a LOGIN alice@example.test \"pa ss\"",
+            CommandBody::Login {
+                user: "alice@example.test".into(),
+                password: "pa ss".into(),
+            },
+        ),
+        (
+            "a AUTHENTICATE PLAIN",
+            CommandBody::Authenticate {
+                mechanism: "PLAIN".into(),
+                initial: None,
+            },
+        ),
+        (
+            "a AUTHENTICATE plain AGFsaWNlAHB3",
+            CommandBody::Authenticate {
+                mechanism: "PLAIN".into(),
+                initial: Some("AGFsaWNlAHB3".into()),
+            },
+        ),
+        (
+            "a AUTHENTICATE PLAIN =",
+            CommandBody::Authenticate {
+                mechanism: "PLAIN".into(),
+                initial: Some(String::new()),
+            },
+        ),
+        (
+            "a ENABLE CONDSTORE qresync",
+            CommandBody::Enable(vec!["CONDSTORE".into(), "QRESYNC".into()]),
+        ),
+        ("a ID NIL", CommandBody::Id(vec![])),
+        (
+            "a ID (\"name\" \"mutt\" \"version\" NIL)",
+            CommandBody::Id(vec![
+                ("name".into(), Some("mutt".into())),
+                ("version".into(), None),
+            ]),
+        ),
+        (
+            "a SELECT inbox",
+            CommandBody::Select {
+                mailbox: "INBOX".into(),
+                read_only: false,
+                params: SelectParams::default(),
+            },
+        ),
+        (
+            "a EXAMINE \"Sent\" (CONDSTORE)",
+            CommandBody::Select {
+                mailbox: "Sent".into(),
+                read_only: true,
+                params: SelectParams {
+                    condstore: true,
+                    qresync: None,
+                },
+            },
+        ),
+        (
+            "a CREATE inbox/Sub",
+            CommandBody::Create {
+                mailbox: "INBOX/Sub".into(),
+            },
+        ),
+        (
+            "a RENAME a b",
+            CommandBody::Rename {
+                from: "a".into(),
+                to: "b".into(),
+            },
+        ),
+        (
+            "a LSUB \"\" *",
+            CommandBody::Lsub {
+                reference: "".into(),
+                pattern: "*".into(),
+            },
+        ),
+        (
+            "a STATUS INBOX (MESSAGES UIDNEXT HIGHESTMODSEQ)",
+            CommandBody::Status {
+                mailbox: "INBOX".into(),
+                items: vec![
+                    StatusItem::Messages,
+                    StatusItem::UidNext,
+                    StatusItem::HighestModSeq,
+                ],
+            },
+        ),
+        (
+            "a UID EXPUNGE 1:3,5",
+            CommandBody::Expunge {
+                uids: Some(SequenceSet::Ranges(vec![range(1, 3), range(5, 5)])),
+            },
+        ),
+        (
+            "a MOVE 1:* Trash",
+            CommandBody::Move {
+                uid: false,
+                set: SequenceSet::Ranges(vec![(SeqBound::Value(1), SeqBound::Star)]),
+                mailbox: "Trash".into(),
+            },
+        ),
+        (
+            "a UID COPY $ Archive",
+            CommandBody::Copy {
+                uid: true,
+                set: SequenceSet::Saved,
+                mailbox: "Archive".into(),
+            },
+        ),
+        ("a IDLE", CommandBody::Idle),
+        ("a UNSELECT", CommandBody::Unselect),
+    ];
+    for (line, want) in cases {
+        assert_eq!(parse_ok(line), want, "{line}");
+    }
+}
+
+#[test]
+fn qresync_select_parameters_parse() {
+    let body = parse_ok("a SELECT INBOX (QRESYNC (67890007 90060115194045000 41:211,214:541))");
+    let CommandBody::Select { params, .. } = body else {
+        panic!("not select")
+    };
+    let q = params.qresync.expect("qresync");
+    assert_eq!(q.uid_validity, 67890007);
+    assert_eq!(q.modseq, 90060115194045000);
+    assert_eq!(
+        q.known_uids,
+        Some(SequenceSet::Ranges(vec![range(41, 211), range(214, 541)]))
+    );
+    let body = parse_ok("a SELECT INBOX (QRESYNC (1 2 1:5 (1:2 3:4)))");
+    let CommandBody::Select { params, .. } = body else {
+        panic!("not select")
+    };
+    assert!(params.qresync.and_then(|q| q.seq_match).is_some());
+}
+
+#[test]
+fn list_extended_and_list_status_parse() {
+    let body = parse_ok(
+        "a LIST (SUBSCRIBED) \"\" (\"*\" %) RETURN (CHILDREN SPECIAL-USE STATUS (MESSAGES UNSEEN))",
+    );
+    let CommandBody::List(l) = body else {
+        panic!("not list")
+    };
+    assert!(l.select_subscribed && l.return_children && l.return_special_use);
+    assert_eq!(l.patterns, vec!["*".to_string(), "%".to_string()]);
+    assert_eq!(
+        l.return_status,
+        Some(vec![StatusItem::Messages, StatusItem::Unseen])
+    );
+    let CommandBody::List(l) = parse_ok("a LIST \"\" INBOX/*") else {
+        panic!("not list")
+    };
+    assert_eq!(l.patterns, vec!["INBOX/*".to_string()]);
+}
+
+#[test]
+fn fetch_attributes_and_macros_parse() {
+    let CommandBody::Fetch(f) = parse_ok("a FETCH 1:* ALL") else {
+        panic!()
+    };
+    assert_eq!(
+        f.attrs,
+        vec![
+            FetchAttr::Flags,
+            FetchAttr::InternalDate,
+            FetchAttr::Rfc822Size,
+            FetchAttr::Envelope
+        ]
+    );
+    let CommandBody::Fetch(f) = parse_ok(
+        "a UID FETCH 1,2 (UID BODY.PEEK[HEADER.FIELDS (From Subject)] BODY[1.2.MIME]<0.100> BINARY.PEEK[1] BINARY.SIZE[2] BODY RFC822.SIZE MODSEQ) (CHANGEDSINCE 12345 VANISHED)",
+    ) else {
+        panic!()
+    };
+    assert!(f.uid && f.vanished);
+    assert_eq!(f.changed_since, Some(12345));
+    assert_eq!(
+        f.attrs,
+        vec![
+            FetchAttr::Uid,
+            FetchAttr::BodySection {
+                section: Section {
+                    part: vec![],
+                    text: Some(SectionText::HeaderFields {
+                        not: false,
+                        fields: vec!["From".into(), "Subject".into()]
+                    })
+                },
+                partial: None,
+                peek: true
+            },
+            FetchAttr::BodySection {
+                section: Section {
+                    part: vec![1, 2],
+                    text: Some(SectionText::Mime)
+                },
+                partial: Some((0, 100)),
+                peek: false
+            },
+            FetchAttr::Binary {
+                part: vec![1],
+                partial: None,
+                peek: true
+            },
+            FetchAttr::BinarySize { part: vec![2] },
+            FetchAttr::Body,
+            FetchAttr::Rfc822Size,
+            FetchAttr::ModSeq,
+        ]
+    );
+    let CommandBody::Fetch(f) = parse_ok("a FETCH 2 body[]") else {
+        panic!()
+    };
+    assert_eq!(
+        f.attrs,
+        vec![FetchAttr::BodySection {
+            section: Section::default(),
+            partial: None,
+            peek: false
+        }]
+    );
+}
+
+#[test]
+fn store_forms_parse() {
+    let CommandBody::Store(s) = parse_ok("a STORE 1:2 +FLAGS.SILENT (\\Seen $Junk)") else {
+        panic!()
+    };
+    assert_eq!(
+        (s.op, s.silent, s.flags.clone()),
+        (
+            StoreOp::Add,
+            true,
+            vec!["\\Seen".to_string(), "$Junk".to_string()]
+        )
+    );
+    let CommandBody::Store(s) =
+        parse_ok("a UID STORE 5 (UNCHANGEDSINCE 320162338) -FLAGS \\Deleted \\Seen")
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (s.uid, s.op, s.unchanged_since),
+        (true, StoreOp::Remove, Some(320162338))
+    );
+    assert_eq!(s.flags.len(), 2);
+}
+
+#[test]
+fn search_programs_parse() {
+    let CommandBody::Search(s) = parse_ok(
+        "a UID SEARCH RETURN (MIN COUNT SAVE) CHARSET utf-8 OR (FROM \"bob\" SINCE 1-Feb-2024) NOT SEEN 1:5 UID 7:* HEADER X-Spam yes MODSEQ 5",
+    ) else {
+        panic!()
+    };
+    assert!(s.uid);
+    assert_eq!(
+        s.ret,
+        Some(vec![
+            SearchReturn::Min,
+            SearchReturn::Count,
+            SearchReturn::Save
+        ])
+    );
+    assert_eq!(s.charset.as_deref(), Some("UTF-8"));
+    let SearchKey::And(keys) = s.key else {
+        panic!("and")
+    };
+    assert_eq!(keys.len(), 5);
+    assert_eq!(
+        keys[0],
+        SearchKey::Or(
+            Box::new(SearchKey::And(vec![
+                SearchKey::From("bob".into()),
+                SearchKey::Since(Date {
+                    year: 2024,
+                    month: 2,
+                    day: 1
+                })
+            ])),
+            Box::new(SearchKey::Not(Box::new(SearchKey::Seen)))
+        )
+    );
+    assert_eq!(keys[4], SearchKey::ModSeq(5));
+    assert_eq!(
+        parse_ok("a SEARCH $"),
+        CommandBody::Search(SearchCommand {
+            uid: false,
+            ret: None,
+            charset: None,
+            key: SearchKey::SequenceSet(SequenceSet::Saved)
+        })
+    );
+}
+
+#[test]
+fn append_parses_flags_date_and_literal() {
+    let evs = events(b"a APPEND Drafts (\\Draft) \"05-Mar-2024 10:00:00 +0100\" {5+}\r\nhello\r\n");
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    assert_eq!(
+        evs[0],
+        Event::NeedLiteral {
+            size: 5,
+            non_sync: true
+        }
+    );
+    let Event::Command(Command {
+        body:
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            },
+        ..
+    }) = &evs[1]
+    else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(mailbox, "Drafts");
+    assert_eq!(flags, &vec!["\\Draft".to_string()]);
+    // 2024-03-05T09:00:00Z
+    assert_eq!(*date, Some(1_709_629_200));
+    assert_eq!(message, b"hello");
+}
+
+#[test]
+fn sync_literal_arrives_in_pieces_after_continuation() {
+    let mut p = Parser::new(MAX_LIT);
+    p.feed(b"a1 LOGIN {5}\r\n");
+    assert_eq!(
+        p.next_event(),
+        Event::NeedLiteral {
+            size: 5,
+            non_sync: false
+        }
+    );
+    assert_eq!(p.next_event(), Event::NeedMoreData);
+    p.feed(b"ali");
+    assert_eq!(p.next_event(), Event::NeedMoreData);
+    p.feed(b"ce {3}\r\n");
+    assert_eq!(
+        p.next_event(),
+        Event::NeedLiteral {
+            size: 3,
+            non_sync: false
+        }
+    );
+    p.feed(b"p w\r\na2 NOOP\r\n");
+    assert_eq!(
+        p.next_event(),
+        Event::Command(Command {
+            tag: "a1".into(),
+            body: CommandBody::Login {
+                user: "alice".into(),
+                password: "p w".into()
+            }
+        })
+    );
+    assert_eq!(
+        p.next_event(),
+        Event::Command(Command {
+            tag: "a2".into(),
+            body: CommandBody::Noop
+        })
+    );
+    assert_eq!(p.next_event(), Event::NeedMoreData);
+}
+
+#[test]
+fn literal_content_is_not_mistaken_for_line_end_or_literal() {
+    let evs = events(b"a APPEND INBOX {11}\r\nx {3}\r\ny\r\nz\r\nb NOOP\r\n");
+    assert!(
+        matches!(&evs[1], Event::Command(Command { body: CommandBody::Append { message, .. }, .. }) if message == b"x {3}\r\ny\r\nz"),
+        "{evs:?}"
+    );
+    assert!(matches!(
+        &evs[2],
+        Event::Command(Command {
+            body: CommandBody::Noop,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn literal_ending_in_crlf_keeps_its_crlf() {
+    let evs = events(b"a APPEND INBOX {7}\r\nhello\r\n\r\n");
+    assert!(
+        matches!(&evs[1], Event::Command(Command { body: CommandBody::Append { message, .. }, .. }) if message == b"hello\r\n"),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn oversize_sync_literal_on_append_is_no_toobig_without_reading_it() {
+    let mut p = Parser::new(100);
+    p.feed(b"t1 APPEND INBOX {101}\r\n");
+    let Event::Error(e) = p.next_event() else {
+        panic!()
+    };
+    assert_eq!(
+        (e.tag.as_deref(), &e.kind, e.code),
+        (Some("t1"), &ErrorKind::No, Some("TOOBIG"))
+    );
+    assert_eq!(
+        e.text,
+        "Message of 101 octets exceeds the limit of 100 octets"
+    );
+    // The client did not get `+`, so its next line is a new command.
+    p.feed(b"t2 NOOP\r\n");
+    assert!(matches!(
+        p.next_event(),
+        Event::Command(Command {
+            body: CommandBody::Noop,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn oversize_literal_outside_append_is_bad_and_non_sync_is_fatal() {
+    let mut p = Parser::new(MAX_LIT);
+    p.feed(format!("t1 LOGIN {{{}}}\r\n", MAX_LINE_LEN + 1).as_bytes());
+    let Event::Error(e) = p.next_event() else {
+        panic!()
+    };
+    assert_eq!((e.kind, e.code), (ErrorKind::Bad, Some("TOOBIG")));
+    p.feed(b"t2 APPEND INBOX {99999999999+}\r\n");
+    let Event::Error(e) = p.next_event() else {
+        panic!()
+    };
+    assert_eq!((e.tag.as_deref(), e.kind), (Some("t2"), ErrorKind::Fatal));
+}
+
+#[test]
+fn too_long_line_is_bad_and_the_rest_is_discarded() {
+    let mut p = Parser::new(MAX_LIT);
+    let mut long = b"x1 NOOP ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', MAX_LINE_LEN + 10));
+    p.feed(&long);
+    let Event::Error(e) = p.next_event() else {
+        panic!()
+    };
+    assert_eq!(e.tag.as_deref(), Some("x1"));
+    assert_eq!(
+        e.text,
+        format!("Command line too long (limit {MAX_LINE_LEN} octets)")
+    );
+    p.feed(b"aaaa\r\nx2 NOOP\r\n");
+    assert!(matches!(
+        p.next_event(),
+        Event::Command(Command {
+            body: CommandBody::Noop,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn malformed_lines_get_exact_bad_texts() {
+    let cases: Vec<(&str, Option<&str>, &str)> = vec![
+        ("", None, "Missing command tag"),
+        ("a", Some("a"), "Missing command name"),
+        ("a ", Some("a"), "Missing command name"),
+        ("a+b NOOP", None, "Invalid characters in command tag"),
+        ("a FROB", Some("a"), "Unknown command FROB"),
+        ("a UID FROB 1", Some("a"), "Unknown UID command FROB"),
+        (
+            "a NOOP extra",
+            Some("a"),
+            "Syntax error in NOOP: unexpected text after the command",
+        ),
+        (
+            "a LOGIN alice",
+            Some("a"),
+            "Syntax error in LOGIN: expected a space",
+        ),
+        (
+            "a LOGIN alice \"unterminated",
+            Some("a"),
+            "Syntax error in LOGIN: unterminated quoted string",
+        ),
+        (
+            "a SELECT",
+            Some("a"),
+            "Syntax error in SELECT: expected a space",
+        ),
+        (
+            "a FETCH 0 FLAGS",
+            Some("a"),
+            "Syntax error in FETCH: expected sequence set",
+        ),
+        (
+            "a FETCH 1 (FLAGS",
+            Some("a"),
+            "Syntax error in FETCH: expected a space",
+        ),
+        (
+            "a FETCH 1 FROG",
+            Some("a"),
+            "Syntax error in FETCH: unknown fetch attribute FROG",
+        ),
+        (
+            "a FETCH 1 BODY[FOO]",
+            Some("a"),
+            "Syntax error in FETCH: expected section specifier",
+        ),
+        (
+            "a STORE 1 FLAGZ \\Seen",
+            Some("a"),
+            "Syntax error in STORE: expected FLAGS or FLAGS.SILENT",
+        ),
+        (
+            "a SEARCH FROGS",
+            Some("a"),
+            "Syntax error in SEARCH: unknown search key FROGS",
+        ),
+        (
+            "a SEARCH SINCE 32-Foo-2020",
+            Some("a"),
+            "Syntax error in SEARCH: expected date",
+        ),
+        (
+            "a STATUS INBOX (BOGUS)",
+            Some("a"),
+            "Syntax error in STATUS: unknown status item BOGUS",
+        ),
+        (
+            "a APPEND INBOX \"bad date\" {1}",
+            Some("a"),
+            "Syntax error in APPEND: expected date-time",
+        ),
+        (
+            "a UID FETCH 1 FLAGS (VANISHED)",
+            Some("a"),
+            "Syntax error in UID FETCH: VANISHED requires CHANGEDSINCE",
+        ),
+    ];
+    for (line, tag, text) in cases {
+        let (t, x) = parse_err(line);
+        assert_eq!((t.as_deref(), x.as_str()), (tag, text), "{line:?}");
+    }
+}
+
+#[test]
+fn deeply_nested_search_is_refused() {
+    let line = format!("a SEARCH {}ALL{}", "(".repeat(100), ")".repeat(100));
+    let (_, text) = parse_err(&line);
+    assert_eq!(
+        text,
+        format!(
+            "Syntax error in SEARCH: search nested too deeply (limit {})",
+            crate::limits::MAX_SEARCH_DEPTH
+        )
+    );
+    let line = format!("a SEARCH {}ALL", "NOT ".repeat(100));
+    assert!(parse_err(&line).1.contains("nested too deeply"));
+}
+
+#[test]
+fn raw_lines_for_idle_and_authenticate() {
+    let mut p = Parser::new(MAX_LIT);
+    p.feed(b"DON");
+    assert_eq!(p.next_line(), LineEvent::NeedMoreData);
+    p.feed(b"E\r\na NOOP\r\n");
+    assert_eq!(p.next_line(), LineEvent::Line(b"DONE".to_vec()));
+    assert!(matches!(p.next_event(), Event::Command(_)));
+}
+
+#[test]
+fn starttls_discards_pipelined_plaintext() {
+    let mut p = Parser::new(MAX_LIT);
+    p.feed(b"a STARTTLS\r\nb LOGIN evil pass\r\n");
+    assert!(matches!(
+        p.next_event(),
+        Event::Command(Command {
+            body: CommandBody::StartTls,
+            ..
+        })
+    ));
+    p.discard_buffered();
+    assert_eq!(p.next_event(), Event::NeedMoreData);
+}
+
+/// xorshift64*: a fixed-seed generator so the test is stable.
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn pseudo_random_inputs_never_panic() {
+    const PIECES: &[&str] = &[
+        "a",
+        " ",
+        "FETCH",
+        "1:*",
+        "(",
+        ")",
+        "BODY[",
+        "]",
+        "<0.5>",
+        "{3}\r\n",
+        "{2+}\r\n",
+        "\r\n",
+        "\"",
+        "\\",
+        "SEARCH",
+        "OR",
+        "NOT",
+        "UID",
+        "STORE",
+        "+FLAGS",
+        "(\\Seen)",
+        "APPEND",
+        "INBOX",
+        "$",
+        "*",
+        "LIST",
+        "RETURN",
+        "STATUS",
+        "SELECT",
+        "(QRESYNC (1 2 3:4))",
+        "HEADER.FIELDS",
+        "~{1}\r\n",
+        "\x00",
+        "\u{e9}",
+        "1.2.3",
+        "LOGIN",
+        "-",
+        "%",
+        "ID",
+        "NIL",
+        "01-Jan-2020",
+        "\"01-Jan-2020 00:00:00 +0000\"",
+    ];
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..4000 {
+        let mut p = Parser::new(4096);
+        let n = (rng.next() % 24) as usize;
+        let mut input = Vec::new();
+        for _ in 0..n {
+            let r = rng.next();
+            if r.is_multiple_of(5) {
+                input.push((r >> 8) as u8);
+            } else {
+                input.extend_from_slice(PIECES[(r >> 8) as usize % PIECES.len()].as_bytes());
+            }
+        }
+        input.extend_from_slice(b"\r\n");
+        // Feed in random chunk sizes.
+        let mut i = 0;
+        while i < input.len() {
+            let step = 1 + (rng.next() % 17) as usize;
+            let end = (i + step).min(input.len());
+            p.feed(&input[i..end]);
+            i = end;
+            for _ in 0..64 {
+                match p.next_event() {
+                    Event::NeedMoreData => break,
+                    Event::Error(ParseError {
+                        kind: ErrorKind::Fatal,
+                        ..
+                    }) => break,
+                    _ => {}
+                }
+            }
+        }
+        let _ = p.next_line();
+        let _ = parse_command(&input);
+    }
+}

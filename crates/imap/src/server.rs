@@ -1,0 +1,382 @@
+//! The thin tokio shell: accepts connections, enforces connection limits and timeouts,
+//! moves bytes between the socket and the sans-I/O parser/session, upgrades to TLS on
+//! STARTTLS, and isolates a panicking connection from the rest.
+
+use crate::config::ImapConfig;
+use crate::limits::COMMAND_BURST;
+use crate::parser::{Event, LineEvent, Parser};
+use crate::session::{Next, Session};
+use bulwark_auth::Authenticator;
+use bulwark_net::{BoxedStream, ConnectionLimiter, TlsAcceptor};
+use bulwark_store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Size of one socket read.
+const READ_CHUNK: usize = 64 * 1024;
+/// A TLS handshake must finish within this time.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Back-off after a failed `accept` (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+pub struct ImapServer {
+    cfg: Arc<ImapConfig>,
+    store: Arc<dyn Store>,
+    auth: Arc<Authenticator>,
+    tls: Option<TlsAcceptor>,
+    limiter: ConnectionLimiter,
+    next_id: AtomicU64,
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out")]
+    Timeout,
+    #[error("peer closed the connection")]
+    Closed,
+}
+
+impl ImapServer {
+    pub fn new(
+        cfg: ImapConfig,
+        store: Arc<dyn Store>,
+        auth: Arc<Authenticator>,
+        tls: Option<TlsAcceptor>,
+    ) -> Arc<Self> {
+        let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections);
+        Arc::new(ImapServer {
+            cfg: Arc::new(cfg),
+            store,
+            auth,
+            tls,
+            limiter,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Serves connections from `listener` forever. `implicit_tls`: port 993 style.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
+        loop {
+            let (mut tcp, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "IMAP accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Some(guard) = self.limiter.try_acquire(peer.ip()) else {
+                tracing::warn!(remote = %peer, "IMAP connection refused: too many connections");
+                if !implicit_tls {
+                    let _ = tcp
+                        .write_all(b"* BYE Too many connections, try again later\r\n")
+                        .await;
+                }
+                continue;
+            };
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let server = self.clone();
+            tokio::spawn(async move {
+                let _guard = guard;
+                // Panic isolation: the connection runs in its own task; a panic ends
+                // only that task and is logged with the connection id.
+                let task = tokio::spawn(server.serve(tcp, peer, implicit_tls, id));
+                if let Err(e) = task.await
+                    && e.is_panic()
+                {
+                    tracing::error!(conn = id, remote = %peer, "IMAP connection handler panicked");
+                }
+            });
+        }
+    }
+
+    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, id: u64) {
+        let _ = tcp.set_nodelay(true);
+        let stream: BoxedStream = if implicit_tls {
+            let Some(acceptor) = self.tls.clone() else {
+                tracing::error!("IMAP implicit TLS listener without a TLS configuration");
+                return;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => Box::new(s),
+                Ok(Err(e)) => {
+                    tracing::debug!(conn = id, remote = %peer, error = %e, "IMAP TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        } else {
+            Box::new(tcp)
+        };
+        let session = Session::new(
+            self.cfg.clone(),
+            self.store.clone(),
+            self.auth.clone(),
+            peer.ip(),
+            implicit_tls,
+            self.tls.is_some(),
+        );
+        let mut conn = Conn {
+            stream,
+            parser: Parser::new(self.cfg.max_literal_size),
+            session,
+            out: Vec::new(),
+            buf: vec![0u8; READ_CHUNK],
+            tls: self.tls.clone(),
+            cfg: self.cfg.clone(),
+            bucket: TokenBucket::new(self.cfg.commands_per_second),
+        };
+        match conn.run().await {
+            Ok(()) | Err(ConnError::Closed) => {
+                tracing::debug!(conn = id, remote = %peer, "IMAP connection closed")
+            }
+            Err(e) => {
+                tracing::debug!(conn = id, remote = %peer, error = %e, "IMAP connection ended")
+            }
+        }
+    }
+}
+
+/// One connection's I/O state.
+struct Conn {
+    stream: BoxedStream,
+    parser: Parser,
+    session: Session,
+    out: Vec<u8>,
+    buf: Vec<u8>,
+    tls: Option<TlsAcceptor>,
+    cfg: Arc<ImapConfig>,
+    bucket: TokenBucket,
+}
+
+impl Conn {
+    fn read_timeout(&self) -> Duration {
+        if self.session.is_authenticated() {
+            self.cfg.idle_timeout
+        } else {
+            self.cfg.pre_auth_timeout
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.cfg.idle_timeout;
+        let r = tokio::time::timeout(timeout, async {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await
+        })
+        .await;
+        self.out.clear();
+        match r {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ConnError::Timeout),
+        }
+    }
+
+    /// Reads more bytes into the parser; on the autologout timer, says BYE.
+    async fn read_more(&mut self) -> Result<(), ConnError> {
+        let timeout = self.read_timeout();
+        match tokio::time::timeout(timeout, self.stream.read(&mut self.buf)).await {
+            Ok(Ok(0)) => Err(ConnError::Closed),
+            Ok(Ok(n)) => {
+                self.parser.feed(&self.buf[..n]);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                // RFC 9051 §5.4 autologout.
+                self.out
+                    .extend_from_slice(b"* BYE Autologout; idle for too long\r\n");
+                let _ = self.flush().await;
+                Err(ConnError::Timeout)
+            }
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), ConnError> {
+        self.session.greeting(&mut self.out);
+        self.flush().await?;
+        loop {
+            match self.parser.next_event() {
+                Event::NeedMoreData => self.read_more().await?,
+                Event::NeedLiteral {
+                    non_sync: false, ..
+                } => {
+                    // RFC 9051 §7.5: continuation request for a synchronizing literal.
+                    self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                    self.flush().await?;
+                }
+                Event::NeedLiteral { non_sync: true, .. } => {}
+                Event::Error(e) => {
+                    let next = self.session.parse_error(e, &mut self.out);
+                    self.flush().await?;
+                    if next == Next::Logout {
+                        return Ok(());
+                    }
+                }
+                Event::Command(cmd) => {
+                    if let Some(wait) = self.bucket.take(Instant::now()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                    let next = self.session.handle(cmd, &mut self.out).await;
+                    self.flush().await?;
+                    match next {
+                        Next::Continue => {}
+                        Next::Logout => {
+                            let _ = self.stream.shutdown().await;
+                            return Ok(());
+                        }
+                        Next::StartTls => self.start_tls().await?,
+                        Next::Idle => self.idle().await?,
+                        Next::AuthContinue => self.auth_continue().await?,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn start_tls(&mut self) -> Result<(), ConnError> {
+        let Some(acceptor) = self.tls.clone() else {
+            return Err(ConnError::Closed);
+        };
+        // Bytes pipelined after STARTTLS were sent in plaintext: never execute them.
+        self.parser.discard_buffered();
+        let plain = std::mem::replace(&mut self.stream, Box::new(tokio::io::duplex(1).0));
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Box::new(tls);
+                self.session.tls_started();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(ConnError::Timeout),
+        }
+    }
+
+    /// Reads one raw line (AUTHENTICATE continuation).
+    async fn raw_line(&mut self) -> Result<Option<Vec<u8>>, ConnError> {
+        loop {
+            match self.parser.next_line() {
+                LineEvent::Line(l) => return Ok(Some(l)),
+                LineEvent::TooLong => return Ok(None),
+                LineEvent::NeedMoreData => self.read_more().await?,
+            }
+        }
+    }
+
+    async fn auth_continue(&mut self) -> Result<(), ConnError> {
+        let line = self.raw_line().await?.unwrap_or_else(|| b"*".to_vec());
+        let next = self
+            .session
+            .authenticate_continue(&line, &mut self.out)
+            .await;
+        self.flush().await?;
+        if next == Next::Logout {
+            Err(ConnError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// RFC 2177: report changes at once until `DONE`; end after the maximum duration.
+    async fn idle(&mut self) -> Result<(), ConnError> {
+        let deadline = tokio::time::Instant::now() + self.cfg.max_idle_duration;
+        loop {
+            match self.parser.next_line() {
+                LineEvent::Line(line) => {
+                    let next = self.session.idle_done(&line, &mut self.out).await;
+                    self.flush().await?;
+                    return if next == Next::Logout {
+                        Err(ConnError::Closed)
+                    } else {
+                        Ok(())
+                    };
+                }
+                LineEvent::TooLong => {
+                    let next = self.session.idle_done(b"", &mut self.out).await;
+                    self.flush().await?;
+                    return if next == Next::Logout {
+                        Err(ConnError::Closed)
+                    } else {
+                        Ok(())
+                    };
+                }
+                LineEvent::NeedMoreData => {}
+            }
+            tokio::select! {
+                r = self.stream.read(&mut self.buf) => match r {
+                    Ok(0) => return Err(ConnError::Closed),
+                    Ok(n) => self.parser.feed(&self.buf[..n]),
+                    Err(e) => return Err(e.into()),
+                },
+                _ = self.session.wait_for_change() => {
+                    self.session.idle_update(&mut self.out).await;
+                    self.flush().await?;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.out.extend_from_slice(b"* BYE IDLE lasted too long; please reconnect\r\n");
+                    let _ = self.flush().await;
+                    return Err(ConnError::Timeout);
+                }
+            }
+        }
+    }
+}
+
+/// Commands-per-second limit: a token bucket that slows a flooding client down instead
+/// of disconnecting it.
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        TokenBucket {
+            tokens: f64::from(COMMAND_BURST),
+            rate: f64::from(rate.max(1)),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes a token; returns how long to wait first when the bucket is empty.
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(f64::from(COMMAND_BURST));
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            None
+        } else {
+            Some(Duration::from_secs_f64(-self.tokens / self.rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenBucket;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn token_bucket_slows_down_after_the_burst() {
+        let mut b = TokenBucket::new(10);
+        let t = Instant::now();
+        for _ in 0..crate::limits::COMMAND_BURST {
+            assert_eq!(b.take(t), None);
+        }
+        let wait = b.take(t).expect("must wait");
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100));
+        assert_eq!(b.take(t + Duration::from_secs(1)), None);
+    }
+}

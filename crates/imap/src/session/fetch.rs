@@ -1,0 +1,308 @@
+//! FETCH / UID FETCH (RFC 9051 §6.4.5, §7.5.2; RFC 7162 CHANGEDSINCE/VANISHED/MODSEQ;
+//! RFC 3516 BINARY).
+
+use super::{CmdError, CmdResult, Done, Session};
+use crate::message::{self, Section, SectionText};
+use crate::parser::{FetchAttr, FetchCommand};
+use crate::response::{compress_set, flag_list};
+use bulwark_store::{KeywordOp, KeywordUpdate, ModSeq};
+use std::collections::HashSet;
+
+/// `BODY[...]` label for the response (RFC 9051 §7.5.2: the section spec as requested).
+fn section_label(section: &Section) -> String {
+    let mut s: Vec<String> = section.part.iter().map(|p| p.to_string()).collect();
+    if let Some(text) = &section.text {
+        s.push(match text {
+            SectionText::Header => "HEADER".into(),
+            SectionText::Text => "TEXT".into(),
+            SectionText::Mime => "MIME".into(),
+            SectionText::HeaderFields { not, fields } => {
+                let quoted: Vec<String> = fields.iter().map(|f| quote_field(f)).collect();
+                format!(
+                    "HEADER.FIELDS{} ({})",
+                    if *not { ".NOT" } else { "" },
+                    quoted.join(" ")
+                )
+            }
+        });
+    }
+    s.join(".")
+}
+
+/// Field names are atoms in practice; anything else goes back quoted.
+fn quote_field(f: &str) -> String {
+    if !f.is_empty()
+        && f.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()\"\\{}%*[]".contains(&b))
+    {
+        f.to_string()
+    } else {
+        String::from_utf8_lossy(&message::quoted_or_literal(f.as_bytes())).into_owned()
+    }
+}
+
+fn literal(out: &mut Vec<u8>, data: &[u8], binary: bool) {
+    // RFC 3516 §4.3 / RFC 9051 §4.3: literal8 when the data contains NUL.
+    let tilde = if binary && data.contains(&0) { "~" } else { "" };
+    out.extend_from_slice(format!("{tilde}{{{}}}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+}
+
+fn apply_partial(data: &[u8], partial: Option<(u32, u32)>) -> &[u8] {
+    match partial {
+        Some((origin, len)) => message::partial(data, origin, Some(len)),
+        None => data,
+    }
+}
+
+/// Does this item set `\Seen` (RFC 9051 §6.4.5: BODY[...] and BINARY[...] without PEEK,
+/// RFC822 and RFC822.TEXT)?
+fn sets_seen(attr: &FetchAttr) -> bool {
+    matches!(
+        attr,
+        FetchAttr::BodySection { peek: false, .. }
+            | FetchAttr::Binary { peek: false, .. }
+            | FetchAttr::Rfc822
+            | FetchAttr::Rfc822Text
+    )
+}
+
+fn needs_content(attr: &FetchAttr) -> bool {
+    !matches!(
+        attr,
+        FetchAttr::Flags
+            | FetchAttr::InternalDate
+            | FetchAttr::Rfc822Size
+            | FetchAttr::Uid
+            | FetchAttr::ModSeq
+    )
+}
+
+impl Session {
+    pub(crate) async fn cmd_fetch(&mut self, f: FetchCommand, out: &mut Vec<u8>) -> CmdResult {
+        let name = if f.uid { "UID FETCH" } else { "FETCH" };
+        if f.vanished && !self.enabled.qresync {
+            return Err(CmdError::Bad("VANISHED needs ENABLE QRESYNC first".into()));
+        }
+        // RFC 7162 §3.1: CHANGEDSINCE or MODSEQ enables CONDSTORE.
+        if f.changed_since.is_some() || f.attrs.contains(&FetchAttr::ModSeq) {
+            self.enabled.condstore = true;
+        }
+        let account = self.account_id()?;
+        let sel = self.selected()?;
+        let mailbox = sel.id;
+        let read_only = sel.read_only;
+        let mut indices = sel.resolve(&f.set, f.uid)?;
+        if let (true, Some(since)) = (f.vanished, f.changed_since) {
+            // RFC 7162 §3.2.6: expunged UIDs in the set, before the FETCH responses.
+            let largest = sel.view.last().map_or(0, |m| m.uid.0);
+            let gone: Vec<u32> = self
+                .store
+                .expunged_since(account, mailbox, ModSeq(since))
+                .await?
+                .into_iter()
+                .map(|u| u.0)
+                .filter(|&u| f.set.contains(u, largest.max(u)))
+                .collect();
+            if !gone.is_empty() {
+                out.extend_from_slice(
+                    format!("* VANISHED (EARLIER) {}\r\n", compress_set(&gone)).as_bytes(),
+                );
+            }
+        }
+        let sel = self.selected()?;
+        if let Some(since) = f.changed_since {
+            indices.retain(|&i| sel.view[i].modseq.0 > since);
+        }
+
+        // Set \Seen first so the FETCH responses carry the new flags.
+        let mut flags_changed: HashSet<usize> = HashSet::new();
+        if !read_only && f.attrs.iter().any(sets_seen) {
+            let unseen: Vec<usize> = indices
+                .iter()
+                .copied()
+                .filter(|&i| !sel.view[i].keywords.iter().any(|k| k == "$seen"))
+                .collect();
+            if !unseen.is_empty() {
+                let updates = unseen
+                    .iter()
+                    .map(|&i| KeywordUpdate {
+                        email: sel.view[i].email,
+                        op: KeywordOp::Add,
+                        keywords: vec!["$seen".into()],
+                        unchanged_since: None,
+                    })
+                    .collect();
+                let result = self.store.email_set_keywords(account, updates).await?;
+                let sel = self.selected_mut()?;
+                for (email, modseq, keywords) in result.updated {
+                    for (i, m) in sel.view.iter_mut().enumerate() {
+                        if m.email == email {
+                            m.keywords = keywords.clone();
+                            m.modseq = modseq;
+                            flags_changed.insert(i);
+                        }
+                    }
+                }
+            }
+        }
+
+        let with_modseq = self.enabled.condstore
+            && (f.changed_since.is_some() || f.attrs.contains(&FetchAttr::ModSeq));
+        let wants_content = f.attrs.iter().any(needs_content);
+        let mut cte_error = None;
+        let mut missing = 0usize;
+        for i in indices {
+            let Some(m) = self.selected()?.view.get(i).cloned() else {
+                continue;
+            };
+            let raw = if wants_content {
+                match self.store.blob_get(&m.blob).await? {
+                    Some(r) => Some(r),
+                    None => {
+                        // Expunged by another session but still in our view.
+                        missing += 1;
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let mut items: Vec<Vec<u8>> = Vec::new();
+            if f.uid {
+                items.push(format!("UID {}", m.uid).into_bytes());
+            }
+            for attr in &f.attrs {
+                let mut item = Vec::new();
+                match attr {
+                    FetchAttr::Uid => {
+                        if f.uid {
+                            continue;
+                        }
+                        item.extend_from_slice(format!("UID {}", m.uid).as_bytes());
+                    }
+                    FetchAttr::Flags => item
+                        .extend_from_slice(format!("FLAGS {}", flag_list(&m.keywords)).as_bytes()),
+                    FetchAttr::InternalDate => item.extend_from_slice(
+                        format!(
+                            "INTERNALDATE \"{}\"",
+                            message::format_internal_date(m.received_at)
+                        )
+                        .as_bytes(),
+                    ),
+                    FetchAttr::Rfc822Size => {
+                        item.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes())
+                    }
+                    FetchAttr::ModSeq => continue,
+                    _ => {
+                        let Some(raw) = raw.as_deref() else { continue };
+                        if let Err(e) = content_item(attr, raw, &mut item) {
+                            cte_error = Some(e);
+                            continue;
+                        }
+                    }
+                }
+                items.push(item);
+            }
+            if flags_changed.contains(&i) && !f.attrs.contains(&FetchAttr::Flags) {
+                items.push(format!("FLAGS {}", flag_list(&m.keywords)).into_bytes());
+            }
+            if with_modseq {
+                items.push(format!("MODSEQ ({})", m.modseq).into_bytes());
+            }
+            out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+            out.extend_from_slice(&items.join(&b' '));
+            out.extend_from_slice(b")\r\n");
+        }
+        if let Some(e) = cte_error {
+            return Err(CmdError::no("UNKNOWN-CTE", format!("{name}: {e}")));
+        }
+        if missing > 0 {
+            // RFC 9051 §7.1: EXPUNGEISSUED.
+            return Err(CmdError::no(
+                "EXPUNGEISSUED",
+                "Some messages were expunged by another session",
+            ));
+        }
+        Done::new(format!("{name} completed"))
+    }
+}
+
+/// Renders one content item (`ENVELOPE`, `BODY[...]`, `BINARY[...]`, ...) into `item`.
+fn content_item(
+    attr: &FetchAttr,
+    raw: &[u8],
+    item: &mut Vec<u8>,
+) -> Result<(), message::BinaryError> {
+    match attr {
+        FetchAttr::Envelope => {
+            item.extend_from_slice(b"ENVELOPE ");
+            item.extend_from_slice(&message::envelope(raw));
+        }
+        FetchAttr::Body => {
+            item.extend_from_slice(b"BODY ");
+            item.extend_from_slice(&message::body_structure(raw, false));
+        }
+        FetchAttr::BodyStructure => {
+            item.extend_from_slice(b"BODYSTRUCTURE ");
+            item.extend_from_slice(&message::body_structure(raw, true));
+        }
+        FetchAttr::Rfc822 => {
+            item.extend_from_slice(b"RFC822 ");
+            literal(item, raw, false);
+        }
+        FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
+            let (label, text) = if *attr == FetchAttr::Rfc822Header {
+                ("RFC822.HEADER ", SectionText::Header)
+            } else {
+                ("RFC822.TEXT ", SectionText::Text)
+            };
+            item.extend_from_slice(label.as_bytes());
+            let data = message::section(
+                raw,
+                &Section {
+                    part: vec![],
+                    text: Some(text),
+                },
+            )
+            .unwrap_or_default();
+            literal(item, &data, false);
+        }
+        FetchAttr::BodySection {
+            section, partial, ..
+        } => {
+            item.extend_from_slice(format!("BODY[{}]", section_label(section)).as_bytes());
+            if let Some((origin, _)) = partial {
+                item.extend_from_slice(format!("<{origin}>").as_bytes());
+            }
+            item.push(b' ');
+            match message::section(raw, section) {
+                Some(data) => literal(item, apply_partial(&data, *partial), false),
+                None => item.extend_from_slice(b"NIL"),
+            }
+        }
+        FetchAttr::Binary { part, partial, .. } => {
+            let label: Vec<String> = part.iter().map(|p| p.to_string()).collect();
+            item.extend_from_slice(format!("BINARY[{}]", label.join(".")).as_bytes());
+            if let Some((origin, _)) = partial {
+                item.extend_from_slice(format!("<{origin}>").as_bytes());
+            }
+            item.push(b' ');
+            match message::binary(raw, part)? {
+                Some(data) => literal(item, apply_partial(&data, *partial), true),
+                None => item.extend_from_slice(b"NIL"),
+            }
+        }
+        FetchAttr::BinarySize { part } => {
+            let label: Vec<String> = part.iter().map(|p| p.to_string()).collect();
+            let size = message::binary_size(raw, part)?.unwrap_or(0);
+            item.extend_from_slice(format!("BINARY.SIZE[{}] {size}", label.join(".")).as_bytes());
+        }
+        FetchAttr::Flags
+        | FetchAttr::InternalDate
+        | FetchAttr::Rfc822Size
+        | FetchAttr::Uid
+        | FetchAttr::ModSeq => {}
+    }
+    Ok(())
+}

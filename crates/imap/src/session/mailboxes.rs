@@ -1,0 +1,284 @@
+//! CREATE, DELETE, RENAME, SUBSCRIBE/UNSUBSCRIBE, STATUS, APPEND (RFC 9051 §6.3).
+
+use super::{CmdError, CmdResult, Done, Session, State};
+use crate::parser::StatusItem;
+use crate::response::write_mailbox;
+use bulwark_store::{Mailbox, MembershipUpdate, NewEmail, imap_flag_to_keyword, now_unix};
+use std::sync::Arc;
+
+/// The hierarchy separator (RFC 9051 §5.1.2).
+pub(crate) const SEPARATOR: char = '/';
+
+/// Stored keywords from client flags: `\Recent` cannot be set (RFC 9051 §2.3.2),
+/// duplicates collapse.
+pub(crate) fn flags_to_keywords(flags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in flags {
+        if f.eq_ignore_ascii_case("\\Recent") {
+            continue;
+        }
+        let k = imap_flag_to_keyword(f);
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+impl Session {
+    pub(crate) async fn find_mailbox(&self, name: &str) -> Result<Option<Mailbox>, CmdError> {
+        let account = self.account_id()?;
+        let list = self.store.mailbox_list(account).await?;
+        Ok(list.into_iter().find(|m| m.name == name))
+    }
+
+    fn valid_new_name(name: &str) -> Result<String, CmdError> {
+        let name = name.trim_end_matches(SEPARATOR);
+        if name.is_empty() || name.split(SEPARATOR).any(|p| p.is_empty()) {
+            return Err(CmdError::no(
+                "CANNOT",
+                "Invalid mailbox name (empty hierarchy level)",
+            ));
+        }
+        if name.chars().any(|c| c.is_control() || c == '*' || c == '%') {
+            return Err(CmdError::no(
+                "CANNOT",
+                "Mailbox names cannot contain control characters, * or %",
+            ));
+        }
+        Ok(name.to_string())
+    }
+
+    /// Creates the missing superiors of `name` (RFC 9051 §6.3.4: the server SHOULD).
+    async fn create_parents(&self, name: &str) -> Result<(), CmdError> {
+        let account = self.account_id()?;
+        let existing: Vec<String> = self
+            .store
+            .mailbox_list(account)
+            .await?
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        let mut path = String::new();
+        let parts: Vec<&str> = name.split(SEPARATOR).collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            if !path.is_empty() {
+                path.push(SEPARATOR);
+            }
+            path.push_str(part);
+            if !existing.contains(&path) {
+                self.store.mailbox_create(account, &path, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 9051 §6.3.4
+    pub(crate) async fn cmd_create(&mut self, name: &str) -> CmdResult {
+        let name = Self::valid_new_name(&self.decode_mailbox_name(name))?;
+        if name == "INBOX" || self.find_mailbox(&name).await?.is_some() {
+            return Err(CmdError::no(
+                "ALREADYEXISTS",
+                format!("Mailbox {name} already exists"),
+            ));
+        }
+        self.create_parents(&name).await?;
+        self.store
+            .mailbox_create(self.account_id()?, &name, None)
+            .await?;
+        Done::new("CREATE completed")
+    }
+
+    /// RFC 9051 §6.3.5
+    pub(crate) async fn cmd_delete(&mut self, name: &str) -> CmdResult {
+        let name = self.decode_mailbox_name(name);
+        if name == "INBOX" {
+            return Err(CmdError::no("CANNOT", "INBOX cannot be deleted"));
+        }
+        let mailbox = self
+            .find_mailbox(&name)
+            .await?
+            .ok_or_else(|| CmdError::no("NONEXISTENT", format!("Mailbox {name} does not exist")))?;
+        if let State::Selected(_, s) = &self.state
+            && s.id == mailbox.id
+        {
+            return Err(CmdError::no(
+                "INUSE",
+                "The selected mailbox cannot be deleted (CLOSE it first)",
+            ));
+        }
+        self.store
+            .mailbox_delete(self.account_id()?, mailbox.id)
+            .await?;
+        Done::new("DELETE completed")
+    }
+
+    /// RFC 9051 §6.3.6; renaming INBOX moves its messages to the new mailbox and leaves
+    /// INBOX empty.
+    pub(crate) async fn cmd_rename(&mut self, from: &str, to: &str) -> CmdResult {
+        let account = self.account_id()?;
+        let from = self.decode_mailbox_name(from);
+        let to = Self::valid_new_name(&self.decode_mailbox_name(to))?;
+        let source = self
+            .find_mailbox(&from)
+            .await?
+            .ok_or_else(|| CmdError::no("NONEXISTENT", format!("Mailbox {from} does not exist")))?;
+        if to == "INBOX" || self.find_mailbox(&to).await?.is_some() {
+            return Err(CmdError::no(
+                "ALREADYEXISTS",
+                format!("Mailbox {to} already exists"),
+            ));
+        }
+        if to.starts_with(&format!("{from}{SEPARATOR}")) {
+            return Err(CmdError::no(
+                "CANNOT",
+                "A mailbox cannot be moved below itself",
+            ));
+        }
+        self.create_parents(&to).await?;
+        if from == "INBOX" {
+            let dest = self.store.mailbox_create(account, &to, None).await?;
+            let messages = self.store.mailbox_messages(account, source.id).await?;
+            let updates: Vec<MembershipUpdate> = messages
+                .iter()
+                .map(|m| MembershipUpdate {
+                    email: m.email,
+                    add: vec![dest.id],
+                    remove: vec![source.id],
+                })
+                .collect();
+            if !updates.is_empty() {
+                self.store.email_set_mailboxes(account, updates).await?;
+            }
+        } else {
+            self.store.mailbox_rename(account, source.id, &to).await?;
+            if let State::Selected(_, s) = &mut self.state
+                && s.id == source.id
+            {
+                s.name = to;
+            }
+        }
+        Done::new("RENAME completed")
+    }
+
+    /// RFC 9051 §6.3.7–§6.3.8
+    pub(crate) async fn cmd_subscribe(&mut self, name: &str, subscribe: bool) -> CmdResult {
+        let name = self.decode_mailbox_name(name);
+        let verb = if subscribe {
+            "SUBSCRIBE"
+        } else {
+            "UNSUBSCRIBE"
+        };
+        let mailbox = self
+            .find_mailbox(&name)
+            .await?
+            .ok_or_else(|| CmdError::no("NONEXISTENT", format!("Mailbox {name} does not exist")))?;
+        self.store
+            .mailbox_set_subscribed(self.account_id()?, mailbox.id, subscribe)
+            .await?;
+        Done::new(format!("{verb} completed"))
+    }
+
+    /// `* STATUS name (items)` for one mailbox (also used by LIST-STATUS, RFC 5819).
+    pub(crate) async fn write_status(
+        &self,
+        mailbox: &Mailbox,
+        items: &[StatusItem],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CmdError> {
+        let account = self.account_id()?;
+        let st = self.store.mailbox_status(account, mailbox.id).await?;
+        let mut parts = Vec::new();
+        for item in items {
+            parts.push(match item {
+                StatusItem::Messages => format!("MESSAGES {}", st.messages),
+                StatusItem::UidNext => format!("UIDNEXT {}", st.uid_next),
+                StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
+                StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
+                StatusItem::Recent => format!("RECENT {}", st.recent),
+                StatusItem::Size => format!("SIZE {}", st.size),
+                StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
+                StatusItem::Deleted => {
+                    let msgs = self.store.mailbox_messages(account, mailbox.id).await?;
+                    let n = msgs.iter().filter(|m| super::select::is_deleted(m)).count();
+                    format!("DELETED {n}")
+                }
+            });
+        }
+        out.extend_from_slice(b"* STATUS ");
+        write_mailbox(out, &mailbox.name, self.utf8());
+        out.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        Ok(())
+    }
+
+    /// RFC 9051 §6.3.11
+    pub(crate) async fn cmd_status(
+        &mut self,
+        name: &str,
+        items: &[StatusItem],
+        out: &mut Vec<u8>,
+    ) -> CmdResult {
+        let name = self.decode_mailbox_name(name);
+        let mailbox = self
+            .find_mailbox(&name)
+            .await?
+            .ok_or_else(|| CmdError::no("NONEXISTENT", format!("Mailbox {name} does not exist")))?;
+        if items.contains(&StatusItem::HighestModSeq) {
+            self.enabled.condstore = true;
+        }
+        self.write_status(&mailbox, items, out).await?;
+        Done::new("STATUS completed")
+    }
+
+    /// RFC 9051 §6.3.12, RFC 4315 APPENDUID. `OK` only after the store committed.
+    pub(crate) async fn cmd_append(
+        &mut self,
+        name: &str,
+        flags: &[String],
+        date: Option<i64>,
+        message: Vec<u8>,
+    ) -> CmdResult {
+        let name = self.decode_mailbox_name(name);
+        let account = self.account_id()?;
+        let Some(mailbox) = self.find_mailbox(&name).await? else {
+            return Err(CmdError::no(
+                "TRYCREATE",
+                format!("Mailbox {name} does not exist"),
+            ));
+        };
+        if message.is_empty() {
+            return Err(CmdError::no(
+                "CANNOT",
+                "An empty message cannot be appended",
+            ));
+        }
+        let raw = Arc::new(message);
+        let summary = bulwark_core::summarize(&raw);
+        let new = NewEmail {
+            mailboxes: vec![mailbox.id],
+            raw,
+            keywords: flags_to_keywords(flags),
+            received_at: date.unwrap_or_else(now_unix),
+            summary,
+        };
+        let appended = self.store.email_append(account, vec![new]).await?;
+        let uid = appended
+            .first()
+            .and_then(|a| {
+                a.uids
+                    .iter()
+                    .find(|(m, _)| *m == mailbox.id)
+                    .map(|(_, u)| *u)
+            })
+            .ok_or_else(|| CmdError::no("SERVERBUG", "The store did not report the new UID"))?;
+        if let State::Selected(_, s) = &mut self.state
+            && s.id == mailbox.id
+        {
+            s.dirty = true;
+        }
+        Done::with_code(
+            format!("APPENDUID {} {uid}", mailbox.uid_validity),
+            "APPEND completed",
+        )
+    }
+}

@@ -1,0 +1,589 @@
+//! The per-connection IMAP state machine (RFC 9051 §3). It takes parsed commands and
+//! writes response bytes into a buffer; it calls the async store but never touches a
+//! socket, a timer or TLS — the shell (`server.rs`) does that.
+//!
+//! Error kinds (mox style): a syntax or state error is `BAD`, a refused operation is `NO`
+//! with a response code, a store failure is `NO [UNAVAILABLE]`/`[SERVERBUG]` with words.
+
+mod auth;
+mod fetch;
+mod list;
+mod mailboxes;
+mod search;
+mod select;
+mod store;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod tests_support;
+mod thread;
+
+use crate::config::ImapConfig;
+use crate::limits::MAX_BAD_COMMANDS;
+use crate::parser::{Command, CommandBody, ErrorKind, ParseError, SeqBound, SequenceSet};
+use bulwark_auth::Authenticator;
+use bulwark_store::{Account, MailboxId, MessageMeta, ModSeq, StateChange, Store, StoreError, Uid};
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// What the shell must do after a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    /// Write the output, then run the TLS handshake and call [`Session::tls_started`].
+    StartTls,
+    /// Write the output and close.
+    Logout,
+    /// `+ idling` was written: wait for `DONE` (call [`Session::idle_done`]) or store
+    /// changes (call [`Session::idle_update`]).
+    Idle,
+    /// A SASL continuation was written: read one raw line and call
+    /// [`Session::authenticate_continue`].
+    AuthContinue,
+}
+
+/// The tagged result of a command handler.
+pub(crate) type CmdResult = Result<Done, CmdError>;
+
+/// Successful completion: `OK [code] text`.
+pub(crate) struct Done {
+    pub code: Option<String>,
+    pub text: String,
+}
+
+impl Done {
+    pub fn new(text: impl Into<String>) -> CmdResult {
+        Ok(Done {
+            code: None,
+            text: text.into(),
+        })
+    }
+    pub fn with_code(code: impl Into<String>, text: impl Into<String>) -> CmdResult {
+        Ok(Done {
+            code: Some(code.into()),
+            text: text.into(),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum CmdError {
+    Bad(String),
+    No {
+        code: Option<&'static str>,
+        text: String,
+    },
+    Store(StoreError),
+    /// Send `* BYE text` and close.
+    Bye(String),
+}
+
+impl CmdError {
+    pub fn no(code: &'static str, text: impl Into<String>) -> Self {
+        CmdError::No {
+            code: Some(code),
+            text: text.into(),
+        }
+    }
+    pub fn no_plain(text: impl Into<String>) -> Self {
+        CmdError::No {
+            code: None,
+            text: text.into(),
+        }
+    }
+}
+
+impl From<StoreError> for CmdError {
+    fn from(e: StoreError) -> Self {
+        CmdError::Store(e)
+    }
+}
+
+/// Extensions the client turned on (RFC 5161 ENABLE; CONDSTORE also implicitly,
+/// RFC 7162 §3.1).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Enabled {
+    pub condstore: bool,
+    pub qresync: bool,
+    pub utf8: bool,
+    pub rev2: bool,
+}
+
+/// An authenticated user.
+pub(crate) struct Authed {
+    pub account: Account,
+    pub changes: broadcast::Receiver<StateChange>,
+}
+
+/// The selected mailbox and this session's view of it (RFC 9051 §2.3.1.2: sequence
+/// numbers are this session's, they change only when we tell the client).
+pub(crate) struct Selected {
+    pub id: MailboxId,
+    pub name: String,
+    pub read_only: bool,
+    /// Ordered by UID; index + 1 is the sequence number.
+    pub view: Vec<MessageMeta>,
+    /// Another session changed the mailbox: refresh at the next opportunity.
+    pub dirty: bool,
+    /// RFC 5182 SEARCHRES saved result (UIDs).
+    pub saved: Vec<Uid>,
+}
+
+impl Selected {
+    /// Indices into `view` addressed by `set` (sequence numbers or UIDs), ascending.
+    /// Sequence numbers beyond the mailbox are a client error (RFC 9051 §9 `seq-number`).
+    pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, CmdError> {
+        if let SequenceSet::Saved = set {
+            return Ok((0..self.view.len())
+                .filter(|&i| self.saved.contains(&self.view[i].uid))
+                .collect());
+        }
+        let SequenceSet::Ranges(ranges) = set else {
+            return Ok(vec![]);
+        };
+        if uid {
+            let largest = self.view.last().map_or(0, |m| m.uid.0);
+            // RFC 9051 §6.4.8: "*" in a UID range means the largest UID in use; a range
+            // like 5:* with 5 > largest still matches the last message.
+            return Ok((0..self.view.len())
+                .filter(|&i| {
+                    let u = self.view[i].uid.0;
+                    ranges.iter().any(|&(a, b)| {
+                        let a = bound(a, largest);
+                        let b = bound(b, largest);
+                        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                        u >= lo && u <= hi
+                    })
+                })
+                .collect());
+        }
+        let count = self.view.len() as u32;
+        for &(a, b) in ranges {
+            for v in [a, b] {
+                if let SeqBound::Value(n) = v
+                    && n > count
+                {
+                    return Err(CmdError::Bad(format!(
+                        "Message sequence number {n} does not exist (the mailbox has {count} messages)"
+                    )));
+                }
+            }
+        }
+        if count == 0 {
+            return Ok(vec![]);
+        }
+        Ok((0..self.view.len())
+            .filter(|&i| set.contains(i as u32 + 1, count))
+            .collect())
+    }
+}
+
+fn bound(b: SeqBound, largest: u32) -> u32 {
+    match b {
+        SeqBound::Value(v) => v,
+        SeqBound::Star => largest,
+    }
+}
+
+pub(crate) enum State {
+    NotAuthenticated,
+    Authenticated(Authed),
+    Selected(Authed, Selected),
+    Logout,
+}
+
+/// One IMAP connection's protocol state.
+pub struct Session {
+    pub(crate) cfg: Arc<ImapConfig>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) remote: IpAddr,
+    pub(crate) tls_active: bool,
+    pub(crate) tls_available: bool,
+    pub(crate) state: State,
+    pub(crate) enabled: Enabled,
+    bad_commands: u32,
+    pub(crate) auth_failures: u32,
+    /// Tag of a running IDLE or AUTHENTICATE.
+    pub(crate) pending_tag: Option<String>,
+}
+
+impl Session {
+    pub fn new(
+        cfg: Arc<ImapConfig>,
+        store: Arc<dyn Store>,
+        auth: Arc<Authenticator>,
+        remote: IpAddr,
+        tls_active: bool,
+        tls_available: bool,
+    ) -> Self {
+        Session {
+            cfg,
+            store,
+            auth,
+            remote,
+            tls_active,
+            tls_available,
+            state: State::NotAuthenticated,
+            enabled: Enabled::default(),
+            bad_commands: 0,
+            auth_failures: 0,
+            pending_tag: None,
+        }
+    }
+
+    /// `* OK [CAPABILITY ...] greeting` (RFC 9051 §7.1.1).
+    pub fn greeting(&self, out: &mut Vec<u8>) {
+        let caps = self.capabilities();
+        out.extend_from_slice(
+            format!(
+                "* OK [CAPABILITY {caps}] {} Bulwark IMAP ready\r\n",
+                self.cfg.hostname
+            )
+            .as_bytes(),
+        );
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Authenticated(_) | State::Selected(..))
+    }
+
+    pub fn tls_started(&mut self) {
+        self.tls_active = true;
+    }
+
+    /// Answers a command that failed to parse. Returns `Logout` when the connection
+    /// must close (fatal error or too many bad commands).
+    pub fn parse_error(&mut self, e: ParseError, out: &mut Vec<u8>) -> Next {
+        let tag = e.tag.as_deref().unwrap_or("*");
+        let code = e.code.map(|c| format!("[{c}] ")).unwrap_or_default();
+        match e.kind {
+            ErrorKind::Fatal => {
+                out.extend_from_slice(format!("* BYE {code}{}\r\n", e.text).as_bytes());
+                return Next::Logout;
+            }
+            ErrorKind::No => {
+                out.extend_from_slice(format!("{tag} NO {code}{}\r\n", e.text).as_bytes())
+            }
+            ErrorKind::Bad => {
+                out.extend_from_slice(format!("{tag} BAD {code}{}\r\n", e.text).as_bytes())
+            }
+        }
+        self.count_bad(out)
+    }
+
+    fn count_bad(&mut self, out: &mut Vec<u8>) -> Next {
+        self.bad_commands += 1;
+        if self.bad_commands >= MAX_BAD_COMMANDS {
+            out.extend_from_slice(b"* BYE Too many invalid commands\r\n");
+            self.state = State::Logout;
+            return Next::Logout;
+        }
+        Next::Continue
+    }
+
+    /// Runs one command; writes untagged and tagged responses into `out`.
+    pub async fn handle(&mut self, cmd: Command, out: &mut Vec<u8>) -> Next {
+        let Command { tag, body } = cmd;
+        if let Err(text) = self.check_state(&body) {
+            out.extend_from_slice(format!("{tag} BAD {text}\r\n").as_bytes());
+            return self.count_bad(out);
+        }
+        let name = body.name();
+        // RFC 9051 §7.5.1: no EXPUNGE while responding to FETCH, STORE or SEARCH (UID
+        // variants may).
+        let allow_expunge = !matches!(
+            &body,
+            CommandBody::Fetch(f) if !f.uid
+        ) && !matches!(&body, CommandBody::Store(s) if !s.uid)
+            && !matches!(&body, CommandBody::Search(s) if !s.uid);
+        let result = match body {
+            CommandBody::Capability => self.cmd_capability(out),
+            CommandBody::Noop | CommandBody::Check => Done::new(format!("{name} completed")),
+            CommandBody::Logout => {
+                out.extend_from_slice(b"* BYE Logging out\r\n");
+                out.extend_from_slice(format!("{tag} OK LOGOUT completed\r\n").as_bytes());
+                self.state = State::Logout;
+                return Next::Logout;
+            }
+            CommandBody::Id(_) => self.cmd_id(out),
+            CommandBody::StartTls => {
+                if self.tls_active {
+                    Err(CmdError::Bad("TLS is already active".into()))
+                } else if !self.tls_available {
+                    Err(CmdError::no_plain(
+                        "STARTTLS is not available on this listener",
+                    ))
+                } else {
+                    out.extend_from_slice(
+                        format!("{tag} OK Begin TLS negotiation now\r\n").as_bytes(),
+                    );
+                    return Next::StartTls;
+                }
+            }
+            CommandBody::Login { user, password } => self.cmd_login(&user, &password).await,
+            CommandBody::Authenticate { mechanism, initial } => {
+                match self.cmd_authenticate(&tag, &mechanism, initial, out).await {
+                    Ok(Some(next)) => return next,
+                    Ok(None) => return Next::AuthContinue,
+                    Err(e) => Err(e),
+                }
+            }
+            CommandBody::Enable(caps) => self.cmd_enable(&caps, out),
+            CommandBody::Namespace => {
+                // RFC 2342: one personal namespace, no others.
+                out.extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+                Done::new("NAMESPACE completed")
+            }
+            CommandBody::Select {
+                mailbox,
+                read_only,
+                params,
+            } => self.cmd_select(&mailbox, read_only, params, out).await,
+            CommandBody::Create { mailbox } => self.cmd_create(&mailbox).await,
+            CommandBody::Delete { mailbox } => self.cmd_delete(&mailbox).await,
+            CommandBody::Rename { from, to } => self.cmd_rename(&from, &to).await,
+            CommandBody::Subscribe { mailbox } => self.cmd_subscribe(&mailbox, true).await,
+            CommandBody::Unsubscribe { mailbox } => self.cmd_subscribe(&mailbox, false).await,
+            CommandBody::List(l) => self.cmd_list(l, out).await,
+            CommandBody::Lsub { reference, pattern } => {
+                self.cmd_lsub(&reference, &pattern, out).await
+            }
+            CommandBody::Status { mailbox, items } => self.cmd_status(&mailbox, &items, out).await,
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => self.cmd_append(&mailbox, &flags, date, message).await,
+            CommandBody::Idle => {
+                out.extend_from_slice(b"+ idling\r\n");
+                self.pending_tag = Some(tag);
+                // Report what is already pending before waiting.
+                let _ = self.sync(out, true).await;
+                return Next::Idle;
+            }
+            CommandBody::Close => self.cmd_close().await,
+            CommandBody::Unselect => self.cmd_unselect(),
+            CommandBody::Expunge { uids } => self.cmd_expunge(uids, out).await,
+            CommandBody::Search(s) => self.cmd_search(&tag, s, out).await,
+            CommandBody::Fetch(f) => self.cmd_fetch(f, out).await,
+            CommandBody::Store(s) => self.cmd_store(s, out).await,
+            CommandBody::Copy { uid, set, mailbox } => self.cmd_copy(uid, &set, &mailbox).await,
+            CommandBody::Move { uid, set, mailbox } => {
+                self.cmd_move(uid, &set, &mailbox, out).await
+            }
+            CommandBody::Sort(s) => self.cmd_sort(s, out).await,
+            CommandBody::Thread(t) => self.cmd_thread(t, out).await,
+        };
+        // Report other sessions' changes before the tagged response (RFC 9051 §5.2).
+        if let Err(e) = self.sync(out, allow_expunge).await {
+            tracing::warn!(error = %e, "IMAP: could not refresh the selected mailbox");
+        }
+        self.finish(&tag, name, result, out)
+    }
+
+    /// Writes the tagged response.
+    pub(crate) fn finish(
+        &mut self,
+        tag: &str,
+        name: &str,
+        result: CmdResult,
+        out: &mut Vec<u8>,
+    ) -> Next {
+        match result {
+            Ok(Done { code, text }) => {
+                let code = code.map(|c| format!("[{c}] ")).unwrap_or_default();
+                out.extend_from_slice(format!("{tag} OK {code}{text}\r\n").as_bytes());
+                Next::Continue
+            }
+            Err(CmdError::Bad(text)) => {
+                out.extend_from_slice(format!("{tag} BAD {text}\r\n").as_bytes());
+                self.count_bad(out)
+            }
+            Err(CmdError::No { code, text }) => {
+                let code = code.map(|c| format!("[{c}] ")).unwrap_or_default();
+                out.extend_from_slice(format!("{tag} NO {code}{text}\r\n").as_bytes());
+                Next::Continue
+            }
+            Err(CmdError::Store(e)) => {
+                let (code, text) = store_error_reply(name, &e);
+                out.extend_from_slice(format!("{tag} NO [{code}] {text}\r\n").as_bytes());
+                Next::Continue
+            }
+            Err(CmdError::Bye(text)) => {
+                out.extend_from_slice(format!("* BYE {text}\r\n").as_bytes());
+                self.state = State::Logout;
+                Next::Logout
+            }
+        }
+    }
+
+    /// RFC 9051 §3: which commands are valid in which state. Wrong state → `BAD`.
+    fn check_state(&self, body: &CommandBody) -> Result<(), String> {
+        use CommandBody::*;
+        let name = body.name();
+        match body {
+            Capability | Noop | Logout | Id(_) => Ok(()),
+            StartTls | Login { .. } | Authenticate { .. } => {
+                if self.is_authenticated() {
+                    Err(format!("{name} is not allowed: already authenticated"))
+                } else {
+                    Ok(())
+                }
+            }
+            Check
+            | Close
+            | Unselect
+            | Expunge { .. }
+            | Search(_)
+            | Fetch(_)
+            | Store(_)
+            | Copy { .. }
+            | Move { .. }
+            | Sort(_)
+            | Thread(_) => match self.state {
+                State::Selected(..) => Ok(()),
+                State::Authenticated(_) => Err(format!(
+                    "{name} needs a selected mailbox (use SELECT first)"
+                )),
+                _ => Err(format!("{name} needs authentication (use LOGIN first)")),
+            },
+            _ => {
+                if self.is_authenticated() {
+                    Ok(())
+                } else {
+                    Err(format!("{name} needs authentication (use LOGIN first)"))
+                }
+            }
+        }
+    }
+
+    pub(crate) fn authed(&self) -> Result<&Authed, CmdError> {
+        match &self.state {
+            State::Authenticated(a) | State::Selected(a, _) => Ok(a),
+            _ => Err(CmdError::Bad("not authenticated".into())),
+        }
+    }
+
+    pub(crate) fn selected(&self) -> Result<&Selected, CmdError> {
+        match &self.state {
+            State::Selected(_, s) => Ok(s),
+            _ => Err(CmdError::Bad("no mailbox selected".into())),
+        }
+    }
+
+    pub(crate) fn selected_mut(&mut self) -> Result<&mut Selected, CmdError> {
+        match &mut self.state {
+            State::Selected(_, s) => Ok(s),
+            _ => Err(CmdError::Bad("no mailbox selected".into())),
+        }
+    }
+
+    pub(crate) fn account_id(&self) -> Result<bulwark_store::AccountId, CmdError> {
+        Ok(self.authed()?.account.id)
+    }
+
+    /// Mailbox names are UTF-8 after `ENABLE UTF8=ACCEPT`/`IMAP4rev2`, else modified UTF-7.
+    pub(crate) fn utf8(&self) -> bool {
+        self.enabled.utf8 || self.enabled.rev2
+    }
+
+    /// A mailbox name from the client, in our (UTF-8) form.
+    pub(crate) fn decode_mailbox_name(&self, name: &str) -> String {
+        if self.utf8() || !name.contains('&') {
+            return name.to_string();
+        }
+        crate::response::mutf7_decode(name).unwrap_or_else(|| name.to_string())
+    }
+
+    /// While IDLE: wait until a change that concerns this session arrives.
+    pub async fn wait_for_change(&mut self) {
+        let selected_id = match &self.state {
+            State::Selected(_, s) => Some(s.id),
+            _ => None,
+        };
+        let rx = match &mut self.state {
+            State::Authenticated(a) | State::Selected(a, _) => &mut a.changes,
+            _ => return std::future::pending().await,
+        };
+        loop {
+            match rx.recv().await {
+                Ok(change) => {
+                    if let Some(id) = selected_id
+                        && change.mailboxes.contains(&id)
+                    {
+                        if let State::Selected(_, s) = &mut self.state {
+                            s.dirty = true;
+                        }
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if let State::Selected(_, s) = &mut self.state {
+                        s.dirty = true;
+                    }
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+            }
+        }
+    }
+
+    /// While IDLE: report what changed (RFC 2177: untagged responses at once).
+    pub async fn idle_update(&mut self, out: &mut Vec<u8>) {
+        if let Err(e) = self.sync(out, true).await {
+            tracing::warn!(error = %e, "IMAP: could not refresh during IDLE");
+        }
+    }
+
+    /// The client ended IDLE with `line` (should be `DONE`, RFC 2177 §3).
+    pub async fn idle_done(&mut self, line: &[u8], out: &mut Vec<u8>) -> Next {
+        let tag = self.pending_tag.take().unwrap_or_else(|| "*".into());
+        if line.eq_ignore_ascii_case(b"DONE") {
+            let _ = self.sync(out, true).await;
+            out.extend_from_slice(format!("{tag} OK IDLE terminated\r\n").as_bytes());
+            Next::Continue
+        } else {
+            out.extend_from_slice(format!("{tag} BAD Expected DONE to end IDLE\r\n").as_bytes());
+            self.count_bad(out)
+        }
+    }
+
+    /// The highest modseq of the selected mailbox's view (for `SEARCH ... (MODSEQ n)`).
+    pub(crate) fn view_modseq(view: &[MessageMeta], indices: &[usize]) -> ModSeq {
+        indices
+            .iter()
+            .filter_map(|&i| view.get(i))
+            .map(|m| m.modseq)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// A store failure as `NO [code] text`.
+fn store_error_reply(command: &str, e: &StoreError) -> (&'static str, String) {
+    match e {
+        StoreError::NotFound(what) => {
+            ("NONEXISTENT", format!("{command} failed: {what} not found"))
+        }
+        StoreError::AlreadyExists(what) => (
+            "ALREADYEXISTS",
+            format!("{command} failed: {what} already exists"),
+        ),
+        StoreError::Invalid(why) => ("CANNOT", format!("{command} failed: {why}")),
+        StoreError::Unavailable(why) => (
+            "UNAVAILABLE",
+            format!("{command} failed: the mail store is unavailable ({why}); try again later"),
+        ),
+        StoreError::CannotCalculateChanges(_) => ("SERVERBUG", format!("{command} failed: {e}")),
+        StoreError::Internal(why) => {
+            tracing::error!(command, error = %why, "IMAP: internal store error");
+            (
+                "SERVERBUG",
+                format!("{command} failed: internal error in the mail store"),
+            )
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! SELECT/EXAMINE (RFC 9051 §6.3.2, RFC 7162 CONDSTORE/QRESYNC), CLOSE, UNSELECT,
+//! EXPUNGE / UID EXPUNGE (RFC 4315), and keeping the session's view in step with the
+//! store (RFC 9051 §5.2, §7.5.1).
+
+use super::{Authed, CmdError, CmdResult, Done, Selected, Session, State};
+use crate::parser::{SelectParams, SequenceSet};
+use crate::response::{compress_set, flag_list, write_mailbox};
+use bulwark_store::{MessageMeta, ModSeq, StoreError, Uid, keyword_to_imap_flag};
+use std::collections::{BTreeSet, HashMap};
+use tokio::sync::broadcast::error::TryRecvError;
+
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+impl Session {
+    /// Leaves the selected state (if any); returns the authenticated part and whether a
+    /// mailbox was selected.
+    fn deselect(&mut self) -> Option<(Authed, bool)> {
+        match std::mem::replace(&mut self.state, State::Logout) {
+            State::Authenticated(a) => Some((a, false)),
+            State::Selected(a, _) => Some((a, true)),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    pub(crate) async fn cmd_select(
+        &mut self,
+        name: &str,
+        read_only: bool,
+        params: SelectParams,
+        out: &mut Vec<u8>,
+    ) -> CmdResult {
+        let name = self.decode_mailbox_name(name);
+        if params.qresync.is_some() && !self.enabled.qresync {
+            // RFC 7162 §3.2.5
+            return Err(CmdError::Bad(
+                "The QRESYNC parameter needs ENABLE QRESYNC first".into(),
+            ));
+        }
+        if params.condstore {
+            self.enabled.condstore = true;
+        }
+        let verb = if read_only { "EXAMINE" } else { "SELECT" };
+        let Some((authed, was_selected)) = self.deselect() else {
+            return Err(CmdError::Bad("not authenticated".into()));
+        };
+        let account = authed.account.id;
+        self.state = State::Authenticated(authed);
+        if was_selected {
+            // RFC 9051 §7.1 / RFC 7162 §3.2.11: the previous mailbox is closed.
+            out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
+        }
+        let mailbox = self
+            .find_mailbox(&name)
+            .await?
+            .ok_or_else(|| CmdError::no("NONEXISTENT", format!("Mailbox {name} does not exist")))?;
+        let view = self.store.mailbox_messages(account, mailbox.id).await?;
+        let highest = view
+            .iter()
+            .map(|m| m.modseq)
+            .max()
+            .unwrap_or_default()
+            .max(mailbox.highest_modseq);
+        let uid_next = view
+            .last()
+            .map_or(mailbox.uid_next.0, |m| mailbox.uid_next.0.max(m.uid.0 + 1));
+
+        let mut keywords: BTreeSet<String> = BTreeSet::new();
+        for m in &view {
+            keywords.extend(
+                m.keywords
+                    .iter()
+                    .filter(|k| !k.starts_with('$') || is_custom(k))
+                    .cloned(),
+            );
+        }
+        let custom: String = keywords
+            .iter()
+            .map(|k| format!(" {}", keyword_to_imap_flag(k)))
+            .collect();
+        out.extend_from_slice(format!("* {} EXISTS\r\n", view.len()).as_bytes());
+        if !self.enabled.rev2 {
+            out.extend_from_slice(b"* 0 RECENT\r\n");
+        }
+        out.extend_from_slice(format!("* FLAGS ({SYSTEM_FLAGS}{custom})\r\n").as_bytes());
+        if read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        } else {
+            out.extend_from_slice(
+                format!("* OK [PERMANENTFLAGS ({SYSTEM_FLAGS}{custom} \\*)] Flags permitted\r\n")
+                    .as_bytes(),
+            );
+        }
+        if !self.enabled.rev2
+            && let Some(i) = view
+                .iter()
+                .position(|m| !m.keywords.iter().any(|k| k == "$seen"))
+        {
+            out.extend_from_slice(
+                format!("* OK [UNSEEN {}] First unseen message\r\n", i + 1).as_bytes(),
+            );
+        }
+        out.extend_from_slice(
+            format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", mailbox.uid_validity).as_bytes(),
+        );
+        out.extend_from_slice(
+            format!("* OK [UIDNEXT {uid_next}] Predicted next UID\r\n").as_bytes(),
+        );
+        // RFC 7162 §3.1.2.1: always announced by a server with persistent modseqs.
+        out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {highest}] Highest\r\n").as_bytes());
+        if self.enabled.rev2 {
+            out.extend_from_slice(b"* LIST () \"/\" ");
+            write_mailbox(out, &mailbox.name, self.utf8());
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some(q) = params.qresync
+            && q.uid_validity == mailbox.uid_validity
+        {
+            // RFC 7162 §3.2.5.1: VANISHED (EARLIER) then FETCH for changes after modseq.
+            match self
+                .store
+                .expunged_since(account, mailbox.id, ModSeq(q.modseq))
+                .await
+            {
+                Ok(uids) => {
+                    let largest = uid_next.saturating_sub(1);
+                    let uids: Vec<u32> = uids
+                        .into_iter()
+                        .map(|u| u.0)
+                        .filter(|&u| q.known_uids.as_ref().is_none_or(|k| k.contains(u, largest)))
+                        .collect();
+                    if !uids.is_empty() {
+                        out.extend_from_slice(
+                            format!("* VANISHED (EARLIER) {}\r\n", compress_set(&uids)).as_bytes(),
+                        );
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "QRESYNC: no expunge history"),
+            }
+            for (i, m) in view
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.modseq.0 > q.modseq)
+            {
+                out.extend_from_slice(
+                    format!(
+                        "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))\r\n",
+                        i + 1,
+                        m.uid,
+                        flag_list(&m.keywords),
+                        m.modseq
+                    )
+                    .as_bytes(),
+                );
+            }
+        }
+        let Some((authed, _)) = self.deselect() else {
+            return Err(CmdError::Bad("not authenticated".into()));
+        };
+        self.state = State::Selected(
+            authed,
+            Selected {
+                id: mailbox.id,
+                name: mailbox.name.clone(),
+                read_only,
+                view,
+                dirty: false,
+                saved: Vec::new(),
+            },
+        );
+        let code = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+        Done::with_code(code, format!("{verb} completed"))
+    }
+
+    /// RFC 9051 §6.4.1: silently expunge `\Deleted` (unless read-only), then deselect.
+    pub(crate) async fn cmd_close(&mut self) -> CmdResult {
+        let account = self.account_id()?;
+        let sel = self.selected()?;
+        if !sel.read_only {
+            let uids: Vec<Uid> = sel
+                .view
+                .iter()
+                .filter(|m| is_deleted(m))
+                .map(|m| m.uid)
+                .collect();
+            if !uids.is_empty() {
+                self.store.mailbox_expunge(account, sel.id, &uids).await?;
+            }
+        }
+        if let Some((authed, _)) = self.deselect() {
+            self.state = State::Authenticated(authed);
+        }
+        Done::new("CLOSE completed")
+    }
+
+    /// RFC 3691 / RFC 9051 §6.4.2
+    pub(crate) fn cmd_unselect(&mut self) -> CmdResult {
+        if let Some((authed, _)) = self.deselect() {
+            self.state = State::Authenticated(authed);
+        }
+        Done::new("UNSELECT completed")
+    }
+
+    /// EXPUNGE (RFC 9051 §6.4.3) and UID EXPUNGE (RFC 4315 §2.1).
+    pub(crate) async fn cmd_expunge(
+        &mut self,
+        uids: Option<SequenceSet>,
+        out: &mut Vec<u8>,
+    ) -> CmdResult {
+        let account = self.account_id()?;
+        let sel = self.selected()?;
+        if sel.read_only {
+            return Err(CmdError::no(
+                "READ-ONLY",
+                "The mailbox is read-only (EXAMINE)",
+            ));
+        }
+        let candidates: Vec<usize> = match &uids {
+            Some(set) => sel.resolve(set, true)?,
+            None => (0..sel.view.len()).collect(),
+        };
+        let indices: Vec<usize> = candidates
+            .into_iter()
+            .filter(|&i| is_deleted(&sel.view[i]))
+            .collect();
+        let name = if uids.is_some() {
+            "UID EXPUNGE"
+        } else {
+            "EXPUNGE"
+        };
+        if indices.is_empty() {
+            return Done::new(format!("{name} completed"));
+        }
+        let to_remove: Vec<Uid> = indices.iter().map(|&i| sel.view[i].uid).collect();
+        let modseq = self
+            .store
+            .mailbox_expunge(account, sel.id, &to_remove)
+            .await?;
+        self.report_expunged(&indices, out);
+        if self.enabled.condstore {
+            return Done::with_code(
+                format!("HIGHESTMODSEQ {modseq}"),
+                format!("{name} completed"),
+            );
+        }
+        Done::new(format!("{name} completed"))
+    }
+
+    /// Removes `indices` (ascending) from the view and tells the client: `VANISHED` with
+    /// QRESYNC (RFC 7162 §3.2.10), else one `EXPUNGE` each, numbers adjusted as we go.
+    pub(crate) fn report_expunged(&mut self, indices: &[usize], out: &mut Vec<u8>) {
+        let qresync = self.enabled.qresync;
+        let Ok(sel) = self.selected_mut() else { return };
+        if indices.is_empty() {
+            return;
+        }
+        if qresync {
+            let uids: Vec<u32> = indices
+                .iter()
+                .filter_map(|&i| sel.view.get(i))
+                .map(|m| m.uid.0)
+                .collect();
+            out.extend_from_slice(format!("* VANISHED {}\r\n", compress_set(&uids)).as_bytes());
+        } else {
+            for (k, &i) in indices.iter().enumerate() {
+                out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1 - k).as_bytes());
+            }
+        }
+        let gone: BTreeSet<usize> = indices.iter().copied().collect();
+        let mut idx = 0;
+        sel.view.retain(|_| {
+            let keep = !gone.contains(&idx);
+            idx += 1;
+            keep
+        });
+    }
+
+    /// Reports other sessions' changes to the selected mailbox (RFC 9051 §5.2): new
+    /// messages (`EXISTS`), flag changes (`FETCH`), and — when allowed — expunges.
+    pub(crate) async fn sync(
+        &mut self,
+        out: &mut Vec<u8>,
+        allow_expunge: bool,
+    ) -> Result<(), StoreError> {
+        let (account, id) = match &mut self.state {
+            State::Selected(a, s) => {
+                loop {
+                    match a.changes.try_recv() {
+                        Ok(c) if c.mailboxes.contains(&s.id) => s.dirty = true,
+                        Ok(_) => {}
+                        Err(TryRecvError::Lagged(_)) => s.dirty = true,
+                        Err(_) => break,
+                    }
+                }
+                if !s.dirty {
+                    return Ok(());
+                }
+                (a.account.id, s.id)
+            }
+            State::Authenticated(a) => {
+                while !matches!(
+                    a.changes.try_recv(),
+                    Err(TryRecvError::Empty | TryRecvError::Closed)
+                ) {}
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        let fresh = self.store.mailbox_messages(account, id).await?;
+        self.apply_fresh(fresh, allow_expunge, out);
+        Ok(())
+    }
+
+    fn apply_fresh(&mut self, fresh: Vec<MessageMeta>, allow_expunge: bool, out: &mut Vec<u8>) {
+        let condstore = self.enabled.condstore;
+        let by_uid: HashMap<Uid, &MessageMeta> = fresh.iter().map(|m| (m.uid, m)).collect();
+        let Ok(sel) = self.selected_mut() else { return };
+        let gone: Vec<usize> = (0..sel.view.len())
+            .filter(|&i| !by_uid.contains_key(&sel.view[i].uid))
+            .collect();
+        let mut still_dirty = false;
+        if !gone.is_empty() {
+            if allow_expunge {
+                self.report_expunged(&gone, out);
+            } else {
+                still_dirty = true;
+            }
+        }
+        let Ok(sel) = self.selected_mut() else { return };
+        for (i, m) in sel.view.iter_mut().enumerate() {
+            let Some(f) = by_uid.get(&m.uid) else {
+                continue;
+            };
+            if f.keywords != m.keywords || (condstore && f.modseq != m.modseq) {
+                let modseq = if condstore {
+                    format!(" MODSEQ ({})", f.modseq)
+                } else {
+                    String::new()
+                };
+                out.extend_from_slice(
+                    format!(
+                        "* {} FETCH (UID {} FLAGS {}{modseq})\r\n",
+                        i + 1,
+                        f.uid,
+                        flag_list(&f.keywords)
+                    )
+                    .as_bytes(),
+                );
+            }
+            *m = (*f).clone();
+        }
+        let last = sel.view.last().map_or(0, |m| m.uid.0);
+        let before = sel.view.len();
+        sel.view
+            .extend(fresh.iter().filter(|m| m.uid.0 > last).cloned());
+        if sel.view.len() != before {
+            out.extend_from_slice(format!("* {} EXISTS\r\n", sel.view.len()).as_bytes());
+        }
+        sel.dirty = still_dirty;
+    }
+}
+
+pub(crate) fn is_deleted(m: &MessageMeta) -> bool {
+    m.keywords.iter().any(|k| k == "$deleted")
+}
+
+/// A keyword that is not one of the five system flags.
+fn is_custom(k: &str) -> bool {
+    !matches!(
+        k,
+        "$seen" | "$flagged" | "$answered" | "$draft" | "$deleted"
+    )
+}
