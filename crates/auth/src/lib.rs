@@ -9,7 +9,9 @@
 //!   [`ThrottleConfig::account_lockout`] only (short), then accepts again.
 
 mod password;
+pub mod totp;
 mod throttle;
+pub mod token;
 
 pub use password::{generate_app_password, hash_password, verify_password};
 pub use throttle::{ThrottleConfig, Throttle, Verdict};

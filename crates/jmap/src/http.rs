@@ -1,0 +1,534 @@
+//! HTTP shell: routes, authentication (Basic and Bearer), the OAuth-style token endpoint,
+//! the API endpoint, upload and download (RFC 8620 §3.1, §6).
+
+use crate::JmapServer;
+use crate::api::{self, RequestError, RequestLimits};
+use crate::{blob, ids, push, session};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use bulwark_auth::LoginError;
+use bulwark_auth::token::{TokenKind, new_session_id};
+use bulwark_store::{AccountId, now_unix};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// Largest `POST /auth/token` body.
+const MAX_TOKEN_REQUEST: usize = 16 * 1024;
+
+pub fn router(server: Arc<JmapServer>) -> Router {
+    Router::new()
+        .route("/.well-known/jmap", get(session_handler))
+        .route("/jmap/session", get(session_handler))
+        .route("/jmap/api", post(api_handler))
+        .route("/jmap/api/", post(api_handler))
+        .route("/jmap/upload/{account}", post(upload_handler))
+        .route("/jmap/upload/{account}/", post(upload_handler))
+        .route(
+            "/jmap/download/{account}/{blob}/{name}",
+            get(download_handler),
+        )
+        .route("/jmap/eventsource", get(push::eventsource_handler))
+        .route("/jmap/eventsource/", get(push::eventsource_handler))
+        .route("/jmap/ws", get(push::websocket_handler))
+        .route("/auth/token", post(token_handler))
+        .route("/auth/revoke", post(revoke_handler))
+        // Bodies are read (and limited) by the handlers themselves, so an oversize request
+        // gets a JMAP `limit` problem instead of a bare 413.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(server)
+}
+
+/// An RFC 7807 problem document response.
+pub fn problem(status: StatusCode, type_uri: &str, detail: &str) -> Response {
+    let body = json!({ "type": type_uri, "status": status.as_u16(), "detail": detail });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn request_problem(e: &RequestError) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        e.to_problem().to_string(),
+    )
+        .into_response()
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache, no-store"),
+        ],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// Who made the request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub account: AccountId,
+    pub username: String,
+}
+
+pub fn remote_ip(headers_ext: &axum::http::Extensions) -> IpAddr {
+    headers_ext
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let mut r = problem(StatusCode::UNAUTHORIZED, "about:blank", detail);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"bulwark\", Bearer realm=\"bulwark\""),
+    );
+    r
+}
+
+/// Authenticates with HTTP Basic (password or app password) or a Bearer access token.
+pub async fn authenticate(
+    server: &JmapServer,
+    headers: &HeaderMap,
+    remote: IpAddr,
+) -> Result<Principal, Response> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(unauthorized("authentication required"));
+    };
+    let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let claims = server
+            .signer
+            .verify(credentials.trim(), TokenKind::Access, now_unix())
+            .map_err(|e| unauthorized(&e.to_string()))?;
+        // The username is cosmetic; a store outage must not sign the user out.
+        let username = match server.store.account_get(claims.account()).await {
+            Ok(Some(a)) => a.address,
+            Ok(None) => return Err(unauthorized("the account no longer exists")),
+            Err(_) => ids::account_id(claims.account()),
+        };
+        return Ok(Principal {
+            account: claims.account(),
+            username,
+        });
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
+        let (user, password) = decoded
+            .split_once(':')
+            .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
+        return match server.auth.authenticate(user, password, remote).await {
+            Ok(account) => Ok(Principal {
+                account: account.id,
+                username: account.address,
+            }),
+            Err(LoginError::InvalidCredentials) => Err(unauthorized("invalid credentials")),
+            Err(e @ LoginError::Throttled { .. }) => Err(problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "about:blank",
+                &e.to_string(),
+            )),
+            Err(e @ LoginError::Unavailable(_)) => Err(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "about:blank",
+                &e.to_string(),
+            )),
+        };
+    }
+    Err(unauthorized("unsupported authorization scheme"))
+}
+
+async fn session_handler(State(server): State<Arc<JmapServer>>, req: Request) -> Response {
+    let principal = match authenticate(&server, req.headers(), remote_ip(req.extensions())).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    json_response(
+        StatusCode::OK,
+        &session::session_resource(&server, principal.account, &principal.username).await,
+    )
+}
+
+/// Counts a request against maxConcurrentRequests until dropped.
+pub struct InFlight {
+    server: Arc<JmapServer>,
+    account: AccountId,
+}
+impl InFlight {
+    pub fn enter(server: &Arc<JmapServer>, account: AccountId) -> Option<InFlight> {
+        let mut map = server.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(account).or_insert(0);
+        if *n >= server.cfg.max_concurrent_requests {
+            return None;
+        }
+        *n += 1;
+        Some(InFlight {
+            server: server.clone(),
+            account,
+        })
+    }
+}
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = self
+            .server
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.account) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.account);
+            }
+        }
+    }
+}
+
+pub fn limits(server: &JmapServer) -> RequestLimits {
+    RequestLimits {
+        max_size_request: server.cfg.max_size_request,
+        max_calls_in_request: server.cfg.max_calls_in_request,
+    }
+}
+
+async fn api_handler(State(server): State<Arc<JmapServer>>, req: Request) -> Response {
+    let principal = match authenticate(&server, req.headers(), remote_ip(req.extensions())).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Some(_guard) = InFlight::enter(&server, principal.account) else {
+        return request_problem(&RequestError::Limit {
+            limit: "maxConcurrentRequests",
+            description: "too many concurrent requests".into(),
+        });
+    };
+    let max = server.cfg.max_size_request;
+    let body = match axum::body::to_bytes(req.into_body(), max.saturating_add(1)).await {
+        Ok(b) => b,
+        Err(_) => {
+            return request_problem(&RequestError::Limit {
+                limit: "maxSizeRequest",
+                description: format!("the request is larger than {max} bytes"),
+            });
+        }
+    };
+    let request = match api::parse_request(&body, limits(&server)) {
+        Ok(r) => r,
+        Err(e) => return request_problem(&e),
+    };
+    let response = api::process(&server, principal.account, request).await;
+    json_response(StatusCode::OK, &response)
+}
+
+async fn upload_handler(
+    State(server): State<Arc<JmapServer>>,
+    Path(account): Path<String>,
+    req: Request,
+) -> Response {
+    let principal = match authenticate(&server, req.headers(), remote_ip(req.extensions())).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if ids::parse_account(&account) != Some(principal.account) {
+        return problem(StatusCode::NOT_FOUND, "about:blank", "no such account");
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let max = server.cfg.max_size_upload;
+    let body: Bytes = match axum::body::to_bytes(req.into_body(), max.saturating_add(1)).await {
+        Ok(b) if b.len() <= max => b,
+        _ => {
+            let e = RequestError::Limit {
+                limit: "maxSizeUpload",
+                description: format!("uploads are limited to {max} bytes"),
+            };
+            let mut r = request_problem(&e);
+            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return r;
+        }
+    };
+    match server.store.blob_put(&body).await {
+        // RFC 8620 §6.1 upload response.
+        Ok(hash) => json_response(
+            StatusCode::CREATED,
+            &json!({ "accountId": account, "blobId": hash.0, "type": content_type, "size": body.len() }),
+        ),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "about:blank",
+            &e.to_string(),
+        ),
+    }
+}
+
+async fn download_handler(
+    State(server): State<Arc<JmapServer>>,
+    Path((account, blob_id, name)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    req: Request,
+) -> Response {
+    let principal = match authenticate(&server, req.headers(), remote_ip(req.extensions())).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if ids::parse_account(&account) != Some(principal.account) {
+        return problem(StatusCode::NOT_FOUND, "about:blank", "no such account");
+    }
+    match blob::read_blob(server.store.as_ref(), &blob_id).await {
+        Ok(Some(bytes)) => {
+            let content_type = query
+                .get("accept")
+                .filter(|t| HeaderValue::from_str(t).is_ok())
+                .cloned()
+                .unwrap_or_else(|| "application/octet-stream".into());
+            let safe_name: String = name
+                .chars()
+                .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+                .collect();
+            let disposition = format!("attachment; filename=\"{safe_name}\"");
+            let mut r = Response::new(Body::from(bytes));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(&content_type)
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            );
+            if let Ok(v) = HeaderValue::from_str(&disposition) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            // RFC 8620 §6.2: blobs are immutable, so they may be cached forever.
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, immutable, max-age=31536000"),
+            );
+            r
+        }
+        Ok(None) => problem(StatusCode::NOT_FOUND, "about:blank", "no such blob"),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "about:blank",
+            &e.to_string(),
+        ),
+    }
+}
+
+/// An OAuth 2.0 error response (RFC 6749 §5.2).
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    json_response(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    )
+}
+
+/// Decodes `application/x-www-form-urlencoded` or a JSON object of strings.
+fn token_params(headers: &HeaderMap, body: &[u8]) -> Option<HashMap<String, String>> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
+    if is_json {
+        let Value::Object(m) = serde_json::from_slice(body).ok()? else {
+            return None;
+        };
+        return Some(
+            m.into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+                .collect(),
+        );
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out = HashMap::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(percent_decode(k)?, percent_decode(v)?);
+    }
+    Some(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn issue_pair(server: &JmapServer, account: AccountId, sid: &str) -> Value {
+    let now = now_unix();
+    let cfg = &server.cfg;
+    json!({
+        "access_token": server.signer.issue(TokenKind::Access, account, sid, cfg.token_ttl_secs, now),
+        "token_type": "Bearer",
+        "expires_in": cfg.token_ttl_secs,
+        "refresh_token": server.signer.issue(TokenKind::Refresh, account, sid, cfg.refresh_ttl_secs, now),
+    })
+}
+
+/// `POST /auth/token`: resource-owner password grant (RFC 6749 §4.3) and refresh (§6).
+async fn token_handler(State(server): State<Arc<JmapServer>>, req: Request) -> Response {
+    let remote = remote_ip(req.extensions());
+    let headers = req.headers().clone();
+    let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_TOKEN_REQUEST).await else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "request body too large",
+        );
+    };
+    let Some(params) = token_params(&headers, &body) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "body must be form-encoded or a JSON object",
+        );
+    };
+    let param = |k: &str| params.get(k).map(String::as_str);
+    match param("grant_type") {
+        Some("password") => {
+            let (Some(user), Some(password)) = (param("username"), param("password")) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "username and password are required",
+                );
+            };
+            match server.auth.authenticate(user, password, remote).await {
+                Ok(account) => json_response(
+                    StatusCode::OK,
+                    &issue_pair(&server, account.id, &new_session_id()),
+                ),
+                Err(LoginError::InvalidCredentials) => oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "invalid username or password",
+                ),
+                Err(e @ LoginError::Throttled { .. }) => oauth_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "temporarily_unavailable",
+                    &e.to_string(),
+                ),
+                Err(e @ LoginError::Unavailable(_)) => oauth_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    &e.to_string(),
+                ),
+            }
+        }
+        Some("refresh_token") => {
+            let Some(token) = param("refresh_token") else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is required",
+                );
+            };
+            match server.signer.verify(token, TokenKind::Refresh, now_unix()) {
+                Ok(claims) => json_response(
+                    StatusCode::OK,
+                    &issue_pair(&server, claims.account(), &claims.sid),
+                ),
+                Err(e) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", &e.to_string()),
+            }
+        }
+        Some(other) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            &format!("grant_type {other} is not supported"),
+        ),
+        None => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is required",
+        ),
+    }
+}
+
+/// `POST /auth/revoke` (RFC 7009): revokes the session of the given access or refresh token.
+async fn revoke_handler(State(server): State<Arc<JmapServer>>, req: Request) -> Response {
+    let headers = req.headers().clone();
+    let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_TOKEN_REQUEST).await else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "request body too large",
+        );
+    };
+    let Some(token) = token_params(&headers, &body).and_then(|p| p.get("token").cloned()) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        );
+    };
+    let now = now_unix();
+    let claims = server
+        .signer
+        .verify(&token, TokenKind::Access, now)
+        .or_else(|_| server.signer.verify(&token, TokenKind::Refresh, now));
+    // RFC 7009 §2.2: invalid tokens also get 200.
+    if let Ok(claims) = claims {
+        let until = now.saturating_add(server.cfg.refresh_ttl_secs.max(server.cfg.token_ttl_secs));
+        if let Err(e) = server.signer.revoke_session(&claims.sid, until, now) {
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                &e.to_string(),
+            );
+        }
+    }
+    StatusCode::OK.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding_handles_escapes_and_rejects_garbage() {
+        assert_eq!(
+            percent_decode("a%40b.test+x").as_deref(),
+            Some("a@b.test x")
+        );
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        let h = HeaderMap::new();
+        let p = token_params(&h, b"grant_type=password&username=a%40b&password=p%26q").unwrap();
+        assert_eq!(p["password"], "p&q");
+    }
+}

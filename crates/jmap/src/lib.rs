@@ -1,0 +1,156 @@
+//! JMAP for Bulwark: RFC 8620 (Core), RFC 8621 (Mail, Submission, VacationResponse),
+//! RFC 8887 (JMAP over WebSocket) and EventSource push (RFC 8620 §7.3), over the same
+//! [`Store`] and change log the IMAP server uses.
+//!
+//! # Invariants
+//! * State strings are the account's modseq (one change log for IMAP and JMAP), so an IMAP
+//!   STORE shows up in `Email/changes` and a JMAP `Email/set` in IMAP IDLE.
+//! * Nothing a client sends produces a 500: request-level problems are RFC 7807 problem
+//!   documents (RFC 8620 §3.6.1), method-level problems are `error` responses (§3.6.2).
+//! * A JMAP success is returned only after the store call it depends on returned `Ok`
+//!   (the store's durability contract).
+//! * Bearer tokens are verified locally (signature, expiry, revocation) without a store call.
+//!
+//! Layout: `http` (routes, auth, token endpoint), `session` (session resource), `api`
+//! (request parsing, dispatch, errors, result references), `mail/*` (RFC 8621 types),
+//! `submission`, `vacation`, `push` (EventSource + WebSocket).
+
+pub mod api;
+mod blob;
+mod http;
+mod identity;
+pub mod ids;
+mod mail;
+mod push;
+mod session;
+mod submission;
+pub mod vacation;
+
+#[cfg(test)]
+mod tests;
+
+use bulwark_auth::Authenticator;
+use bulwark_auth::token::TokenSigner;
+use bulwark_store::{AccountId, Store};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Settings of the JMAP service. Limits are advertised in the session resource
+/// (RFC 8620 §2 `urn:ietf:params:jmap:core`) and enforced.
+#[derive(Debug, Clone)]
+pub struct JmapConfig {
+    pub hostname: String,
+    /// Public base URL without trailing slash, e.g. `http://127.0.0.1:8080`.
+    pub base_url: String,
+    pub max_size_upload: usize,
+    pub max_concurrent_upload: usize,
+    pub max_calls_in_request: usize,
+    pub max_concurrent_requests: usize,
+    pub max_size_request: usize,
+    pub max_objects_in_get: usize,
+    pub max_objects_in_set: usize,
+    /// Lifetime of access tokens issued by `POST /auth/token`.
+    pub token_ttl_secs: i64,
+    /// Lifetime of refresh tokens.
+    pub refresh_ttl_secs: i64,
+    /// How long the outbound queue keeps trying a remote recipient (EmailSubmission).
+    pub queue_lifetime_secs: i64,
+    /// Where JMAP-only state (identities, vacation response, submissions) is kept as JSON
+    /// files; `None` keeps it in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// Default `ping` interval bounds for EventSource (seconds).
+    pub min_ping_secs: u64,
+    /// Largest message accepted by Email/import, Email/set create and EmailSubmission.
+    pub max_message_size: usize,
+}
+
+impl Default for JmapConfig {
+    fn default() -> Self {
+        JmapConfig {
+            hostname: "localhost".into(),
+            base_url: "http://127.0.0.1:8080".into(),
+            max_size_upload: 50 * 1024 * 1024,
+            max_concurrent_upload: 4,
+            max_calls_in_request: 32,
+            max_concurrent_requests: 8,
+            max_size_request: 10 * 1024 * 1024,
+            max_objects_in_get: 500,
+            max_objects_in_set: 500,
+            token_ttl_secs: 3600,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            queue_lifetime_secs: 5 * 24 * 3600,
+            data_dir: None,
+            min_ping_secs: 5,
+            max_message_size: 50 * 1024 * 1024,
+        }
+    }
+}
+
+/// The JMAP service: build it once, mount [`JmapServer::router`] or call [`JmapServer::run`].
+pub struct JmapServer {
+    pub(crate) cfg: JmapConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) signer: Arc<TokenSigner>,
+    pub(crate) queue_wakeup: Arc<Notify>,
+    pub(crate) submissions: Mutex<HashMap<AccountId, Vec<submission::SubmissionRecord>>>,
+    pub(crate) vacation: Arc<vacation::VacationResponder>,
+    pub(crate) identities: identity::IdentityStore,
+    /// Requests in flight per account (RFC 8620 §2 maxConcurrentRequests).
+    pub(crate) in_flight: Mutex<HashMap<AccountId, usize>>,
+}
+
+impl JmapServer {
+    pub fn new(
+        cfg: JmapConfig,
+        store: Arc<dyn Store>,
+        auth: Arc<Authenticator>,
+        signer: Arc<TokenSigner>,
+        queue_wakeup: Arc<Notify>,
+    ) -> Arc<Self> {
+        let vacation = Arc::new(vacation::VacationResponder::new(
+            store.clone(),
+            cfg.data_dir.clone(),
+            cfg.hostname.clone(),
+            queue_wakeup.clone(),
+            cfg.queue_lifetime_secs,
+        ));
+        let identities = identity::IdentityStore::new(cfg.data_dir.clone());
+        Arc::new(JmapServer {
+            cfg,
+            store,
+            auth,
+            signer,
+            queue_wakeup,
+            submissions: Mutex::new(HashMap::new()),
+            vacation,
+            identities,
+            in_flight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// All JMAP routes (`/.well-known/jmap`, `/jmap/*`, `/auth/*`).
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        http::router(self)
+    }
+
+    /// Serves the router on `listener` until the task is dropped; also runs the vacation
+    /// auto-responder for accounts with an enabled VacationResponse.
+    pub async fn run(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        self.vacation.clone().start();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "JMAP HTTP server stopped");
+        }
+    }
+
+    /// The vacation auto-responder (the SMTP side may call
+    /// [`vacation::VacationResponder::reply_for`] directly on delivery).
+    pub fn vacation(&self) -> Arc<vacation::VacationResponder> {
+        self.vacation.clone()
+    }
+}

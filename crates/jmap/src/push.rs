@@ -1,0 +1,286 @@
+//! Push: EventSource (RFC 8620 §7.3) and JMAP over WebSocket (RFC 8887), both fed by
+//! [`bulwark_store::Store::subscribe`].
+
+use crate::JmapServer;
+use crate::api::{self, RequestError};
+use crate::http::{Principal, authenticate, limits, remote_ip};
+use crate::ids;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use bulwark_store::{AccountId, ModSeq};
+use futures::stream::Stream;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// Longest ping interval we accept (seconds); longer requests are clamped.
+pub const MAX_PING_SECS: u64 = 3600;
+/// Data types a StateChange reports (each with the account's one state string).
+pub const PUSH_TYPES: [&str; 4] = ["Email", "Mailbox", "Thread", "EmailDelivery"];
+
+/// A StateChange object (RFC 8620 §7.1) for `types` (None = all).
+pub fn state_change(account: AccountId, modseq: ModSeq, types: Option<&[String]>) -> Option<Value> {
+    let changed: Map<String, Value> = PUSH_TYPES
+        .iter()
+        .filter(|t| types.is_none_or(|w| w.iter().any(|x| x == *t || x == "*")))
+        .map(|t| (t.to_string(), json!(ids::state(modseq))))
+        .collect();
+    if changed.is_empty() {
+        return None;
+    }
+    Some(json!({ "@type": "StateChange", "changed": { ids::account_id(account): changed } }))
+}
+
+/// Browsers cannot set headers on EventSource/WebSocket: accept `?access_token=` too.
+fn authenticate_push<'a>(
+    server: &'a JmapServer,
+    req: &Request,
+    query: &HashMap<String, String>,
+) -> impl std::future::Future<Output = Result<Principal, Response>> + Send + 'a {
+    let mut headers: HeaderMap = req.headers().clone();
+    let remote = remote_ip(req.extensions());
+    if !headers.contains_key(header::AUTHORIZATION)
+        && let Some(t) = query.get("access_token")
+        && let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}"))
+    {
+        headers.insert(header::AUTHORIZATION, v);
+    }
+    async move { authenticate(server, &headers, remote).await }
+}
+
+struct EsState {
+    rx: broadcast::Receiver<bulwark_store::StateChange>,
+    account: AccountId,
+    types: Option<Vec<String>>,
+    ping: Option<tokio::time::Interval>,
+    ping_secs: u64,
+    close_after_state: bool,
+    done: bool,
+}
+
+pub async fn eventsource_handler(
+    State(server): State<Arc<JmapServer>>,
+    Query(query): Query<HashMap<String, String>>,
+    req: Request,
+) -> Response {
+    let principal = match authenticate_push(&server, &req, &query).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let types = match query.get("types").map(String::as_str) {
+        None | Some("*") | Some("") => None,
+        Some(list) => Some(list.split(',').map(str::to_string).collect::<Vec<_>>()),
+    };
+    let close_after_state = query.get("closeafter").is_some_and(|c| c == "state");
+    let requested: u64 = query.get("ping").and_then(|p| p.parse().ok()).unwrap_or(0);
+    // §7.3: the server may pick a longer interval than asked (and says so in the ping).
+    let ping_secs = if requested == 0 {
+        0
+    } else {
+        requested.clamp(server.cfg.min_ping_secs.max(1), MAX_PING_SECS)
+    };
+    let ping = (ping_secs > 0).then(|| {
+        let mut i = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(ping_secs),
+            Duration::from_secs(ping_secs),
+        );
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
+    let state = EsState {
+        rx: server.store.subscribe(principal.account),
+        account: principal.account,
+        types,
+        ping,
+        ping_secs,
+        close_after_state,
+        done: false,
+    };
+    let mut r = Sse::new(event_stream(state)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn event_stream(state: EsState) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            let ping_tick = async {
+                match st.ping.as_mut() {
+                    Some(i) => {
+                        i.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                msg = st.rx.recv() => {
+                    let modseq = match msg {
+                        Ok(change) => change.modseq,
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    };
+                    // Several commits may be queued: report only the newest state.
+                    let mut newest = modseq;
+                    while let Ok(c) = st.rx.try_recv() {
+                        newest = newest.max(c.modseq);
+                    }
+                    let Some(v) = state_change(st.account, newest, st.types.as_deref()) else { continue };
+                    st.done = st.close_after_state;
+                    return Some((Ok(Event::default().event("state").data(v.to_string())), st));
+                }
+                _ = ping_tick => {
+                    let data = json!({ "interval": st.ping_secs }).to_string();
+                    return Some((Ok(Event::default().event("ping").data(data)), st));
+                }
+            }
+        }
+    })
+}
+
+/// `GET /jmap/ws` (RFC 8887 §4): the `jmap` subprotocol.
+pub async fn websocket_handler(
+    State(server): State<Arc<JmapServer>>,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+    req: Request,
+) -> Response {
+    let principal = match authenticate_push(&server, &req, &query).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let max = server.cfg.max_size_request;
+    ws.protocols(["jmap"])
+        .max_message_size(max)
+        .on_upgrade(move |socket| serve_websocket(server, principal.account, socket))
+}
+
+fn ws_request_error(e: &RequestError, request_id: Option<&Value>) -> Value {
+    let mut v = e.to_problem();
+    v["@type"] = json!("RequestError");
+    if let Some(id) = request_id {
+        v["requestId"] = id.clone();
+    }
+    v
+}
+
+/// Handles one WebSocket message; `None` when nothing is to be answered.
+async fn handle_ws_text(
+    server: &JmapServer,
+    account: AccountId,
+    text: &str,
+    push: &mut Option<(
+        broadcast::Receiver<bulwark_store::StateChange>,
+        Option<Vec<String>>,
+    )>,
+) -> Option<Value> {
+    if text.len() > server.cfg.max_size_request {
+        let e = RequestError::Limit {
+            limit: "maxSizeRequest",
+            description: "message too large".into(),
+        };
+        return Some(ws_request_error(&e, None));
+    }
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Some(ws_request_error(
+                &RequestError::NotJson(e.to_string()),
+                None,
+            ));
+        }
+    };
+    let request_id = value.get("id").cloned();
+    match value.get("@type").and_then(Value::as_str) {
+        // RFC 8887 §4.3.1
+        Some("Request") => {
+            let mut obj = value;
+            if let Value::Object(m) = &mut obj {
+                m.remove("@type");
+                m.remove("id");
+            }
+            match api::parse_request_value(obj, limits(server)) {
+                Ok(req) => {
+                    let mut resp = api::process(server, account, req).await;
+                    resp["@type"] = json!("Response");
+                    if let Some(id) = request_id {
+                        resp["requestId"] = id;
+                    }
+                    Some(resp)
+                }
+                Err(e) => Some(ws_request_error(&e, request_id.as_ref())),
+            }
+        }
+        // RFC 8887 §4.3.5
+        Some("WebSocketPushEnable") => {
+            let types = value.get("dataTypes").and_then(Value::as_array).map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            });
+            *push = Some((server.store.subscribe(account), types));
+            if value.get("pushState").is_some() {
+                // We cannot replay history; send the current state so the client resyncs.
+                if let Ok(m) = server.store.account_modseq(account).await {
+                    return state_change(account, m, push.as_ref().and_then(|p| p.1.as_deref()));
+                }
+            }
+            None
+        }
+        Some("WebSocketPushDisable") => {
+            *push = None;
+            None
+        }
+        _ => Some(ws_request_error(
+            &RequestError::NotRequest("unknown @type".into()),
+            request_id.as_ref(),
+        )),
+    }
+}
+
+async fn serve_websocket(server: Arc<JmapServer>, account: AccountId, mut socket: WebSocket) {
+    let mut push: Option<(
+        broadcast::Receiver<bulwark_store::StateChange>,
+        Option<Vec<String>>,
+    )> = None;
+    loop {
+        let next_push = async {
+            match push.as_mut() {
+                Some((rx, _)) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let outgoing = tokio::select! {
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(t))) => handle_ws_text(&server, account, t.as_str(), &mut push).await,
+                Some(Ok(Message::Binary(_))) => Some(ws_request_error(&RequestError::NotJson("binary frames are not JMAP".into()), None)),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => None,
+            },
+            change = next_push => match change {
+                Ok(c) => state_change(account, c.modseq, push.as_ref().and_then(|p| p.1.as_deref())),
+                Err(broadcast::error::RecvError::Lagged(_)) => server.store.account_modseq(account).await.ok()
+                    .and_then(|m| state_change(account, m, push.as_ref().and_then(|p| p.1.as_deref()))),
+                Err(broadcast::error::RecvError::Closed) => { push = None; None }
+            },
+        };
+        if let Some(v) = outgoing
+            && socket
+                .send(Message::Text(v.to_string().into()))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! EmailSubmission (RFC 8621 §7): sending goes to local INBOXes via
+//! `bulwark_core::deliver_local` and to the durable outbound queue for remote recipients.
+//! Submission records are kept in memory (they are final the moment they are accepted).
+
+use crate::api::args::{Args, filter_properties};
+use crate::api::{Ctx, MethodError, MethodErrorKind, SetError, check_if_in_state, check_set_size};
+use crate::identity::identities;
+use crate::ids;
+use bulwark_core::Recipient;
+use bulwark_store::{AccountId, EmailId, NewQueued, ThreadId, now_unix};
+use mail_parser::{Address, MessageParser};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Most recipients of one submission.
+pub const MAX_RECIPIENTS: usize = 1000;
+/// Submission records kept per account (oldest dropped).
+pub const MAX_SUBMISSION_RECORDS: usize = 1000;
+
+/// One accepted submission (RFC 8621 §7).
+#[derive(Debug, Clone)]
+pub struct SubmissionRecord {
+    pub id: String,
+    pub identity_id: String,
+    pub email_id: EmailId,
+    pub thread_id: ThreadId,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub send_at: i64,
+    /// recipient → (smtpReply, delivered).
+    pub delivery: Vec<(String, String, &'static str)>,
+}
+
+fn submission_json(r: &SubmissionRecord) -> Map<String, Value> {
+    let delivery: Map<String, Value> = r
+        .delivery
+        .iter()
+        .map(|(rcpt, reply, delivered)| {
+            (
+                rcpt.clone(),
+                json!({ "smtpReply": reply, "delivered": delivered, "displayed": "unknown" }),
+            )
+        })
+        .collect();
+    let v = json!({
+        "id": r.id, "identityId": r.identity_id, "emailId": ids::email_id(r.email_id), "threadId": ids::thread_id(r.thread_id),
+        "envelope": { "mailFrom": { "email": r.mail_from, "parameters": null },
+            "rcptTo": r.rcpt_to.iter().map(|a| json!({ "email": a, "parameters": null })).collect::<Vec<_>>() },
+        "sendAt": crate::mail::body::utc_date(r.send_at), "undoStatus": "final", "deliveryStatus": delivery,
+        "dsnBlobIds": [], "mdnBlobIds": [],
+    });
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn records(ctx: &Ctx<'_>, account: AccountId) -> Vec<SubmissionRecord> {
+    ctx.server
+        .submissions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&account)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn submission_state(ctx: &Ctx<'_>, account: AccountId) -> String {
+    let recs = records(ctx, account);
+    recs.last()
+        .map(|r| r.id.trim_start_matches('S').to_string())
+        .unwrap_or_else(|| "0".into())
+}
+
+const SUBMISSION_PROPS: [&str; 12] = [
+    "id",
+    "identityId",
+    "emailId",
+    "threadId",
+    "envelope",
+    "sendAt",
+    "undoStatus",
+    "deliveryStatus",
+    "dsnBlobIds",
+    "mdnBlobIds",
+    "mailFrom",
+    "rcptTo",
+];
+
+pub async fn submission_get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
+    let account = args.account(ctx.account)?;
+    let wanted = args.opt_str_list("ids")?;
+    crate::api::check_get_size(ctx, wanted.as_ref())?;
+    let props = args.properties(&SUBMISSION_PROPS, &SUBMISSION_PROPS[..10])?;
+    let recs = records(ctx, account);
+    let mut list = Vec::new();
+    let mut not_found = Vec::new();
+    match wanted {
+        None => list.extend(
+            recs.iter()
+                .map(|r| filter_properties(submission_json(r), &props)),
+        ),
+        Some(w) => {
+            for id in w {
+                match recs.iter().find(|r| r.id == id) {
+                    Some(r) => list.push(filter_properties(submission_json(r), &props)),
+                    None => not_found.push(id),
+                }
+            }
+        }
+    }
+    Ok(
+        json!({ "accountId": ids::account_id(account), "state": submission_state(ctx, account), "list": list, "notFound": not_found }),
+    )
+}
+
+pub async fn submission_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
+    let account = args.account(ctx.account)?;
+    let since = args
+        .opt_str("sinceState")?
+        .ok_or_else(|| MethodError::invalid_arguments("sinceState is required"))?
+        .to_string();
+    let since_n: u64 = since
+        .parse()
+        .map_err(|_| MethodError::new(MethodErrorKind::CannotCalculateChanges, "unknown state"))?;
+    let recs = records(ctx, account);
+    let created: Vec<String> = recs
+        .iter()
+        .filter(|r| {
+            r.id.trim_start_matches('S')
+                .parse::<u64>()
+                .is_ok_and(|n| n > since_n)
+        })
+        .map(|r| r.id.clone())
+        .collect();
+    Ok(
+        json!({ "accountId": ids::account_id(account), "oldState": since, "newState": submission_state(ctx, account),
+        "hasMoreChanges": false, "created": created, "updated": [], "destroyed": [] }),
+    )
+}
+
+pub async fn submission_query(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
+    let account = args.account(ctx.account)?;
+    let filter = args.opt_object("filter")?.cloned().unwrap_or_default();
+    let list_of = |k: &str| {
+        filter.get(k).and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+    };
+    let mut recs = records(ctx, account);
+    if let Some(e) = list_of("emailIds") {
+        recs.retain(|r| e.contains(&ids::email_id(r.email_id)));
+    }
+    if let Some(i) = list_of("identityIds") {
+        recs.retain(|r| i.contains(&r.identity_id));
+    }
+    if let Some(t) = list_of("threadIds") {
+        recs.retain(|r| t.contains(&ids::thread_id(r.thread_id)));
+    }
+    recs.sort_by_key(|r| std::cmp::Reverse(r.send_at));
+    let all: Vec<String> = recs.iter().map(|r| r.id.clone()).collect();
+    let w = crate::mail::query::window(&all, &args)?;
+    Ok(
+        json!({ "accountId": ids::account_id(account), "queryState": submission_state(ctx, account),
+        "canCalculateChanges": false, "position": w.position, "ids": w.ids, "total": all.len() }),
+    )
+}
+
+fn addresses_of(a: Option<&Address<'_>>) -> Vec<String> {
+    let Some(a) = a else { return vec![] };
+    a.iter()
+        .filter_map(|x| x.address.as_deref())
+        .map(|s| s.to_lowercase())
+        .collect()
+}
+
+/// Removes Bcc header fields (RFC 5322 §3.6.3: recipients must not see them).
+fn strip_bcc(raw: &[u8]) -> Vec<u8> {
+    let header_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 2)
+        .unwrap_or(raw.len());
+    let (head, body) = raw.split_at(header_end);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut skipping = false;
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continuation {
+            skipping = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"bcc:");
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+async fn send_one(
+    ctx: &mut Ctx<'_>,
+    account: AccountId,
+    obj: &Map<String, Value>,
+) -> Result<SubmissionRecord, SetError> {
+    let store = ctx.server.store.clone();
+    let identity_id = obj
+        .get("identityId")
+        .and_then(Value::as_str)
+        .and_then(|i| ctx.resolve_id(i))
+        .ok_or_else(|| SetError::invalid_properties(&["identityId"], "identityId is required"))?;
+    let identity = identities(ctx, account)
+        .await
+        .map_err(|e| SetError::new("serverFail", e.description.unwrap_or_default()))?
+        .into_iter()
+        .find(|i| i.id == identity_id)
+        .ok_or_else(|| SetError::invalid_properties(&["identityId"], "no such identity"))?;
+    let email_id = obj
+        .get("emailId")
+        .and_then(Value::as_str)
+        .and_then(|i| ctx.resolve_id(i))
+        .and_then(|i| ids::parse_email(&i))
+        .ok_or_else(|| SetError::invalid_properties(&["emailId"], "emailId is required"))?;
+    let email = store
+        .email_get(account, &[email_id])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| SetError::invalid_properties(&["emailId"], "no such email"))?;
+    let raw = store
+        .blob_get(&email.blob)
+        .await?
+        .ok_or_else(|| SetError::new("serverFail", "the email's content is missing"))?;
+    let addresses = store.account_addresses(account).await?;
+    let msg = MessageParser::default()
+        .parse(&raw)
+        .ok_or_else(|| SetError::invalid_properties(&["emailId"], "the email cannot be parsed"))?;
+    // §7.5: the From header must be one the user may send as.
+    let from = addresses_of(msg.from());
+    if from.is_empty() || !from.iter().all(|f| addresses.contains(f)) {
+        return Err(SetError::new(
+            "forbiddenFrom",
+            "the From header is not one of your addresses",
+        ));
+    }
+    let (mail_from, rcpt_to) = match obj.get("envelope") {
+        Some(Value::Object(env)) => {
+            let mf = env
+                .get("mailFrom")
+                .and_then(|m| m.get("email"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_lowercase();
+            let rcpts: Vec<String> = env
+                .get("rcptTo")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r.get("email").and_then(Value::as_str))
+                        .map(str::to_lowercase)
+                        .collect()
+                })
+                .unwrap_or_default();
+            (mf, rcpts)
+        }
+        None | Some(Value::Null) => {
+            let mut r = addresses_of(msg.to());
+            r.extend(addresses_of(msg.cc()));
+            r.extend(addresses_of(msg.bcc()));
+            (identity.email.clone(), r)
+        }
+        Some(_) => {
+            return Err(SetError::invalid_properties(
+                &["envelope"],
+                "envelope must be an object",
+            ));
+        }
+    };
+    if !addresses.contains(&mail_from) {
+        return Err(SetError::new(
+            "forbiddenMailFrom",
+            "the envelope sender is not one of your addresses",
+        ));
+    }
+    let mut rcpt_to: Vec<String> = rcpt_to;
+    rcpt_to.sort();
+    rcpt_to.dedup();
+    if rcpt_to.is_empty() {
+        return Err(SetError::new(
+            "noRecipients",
+            "the message has no recipients",
+        ));
+    }
+    if rcpt_to.len() > MAX_RECIPIENTS {
+        return Err(SetError::new(
+            "tooManyRecipients",
+            format!("at most {MAX_RECIPIENTS} recipients"),
+        )
+        .with("maxRecipients", json!(MAX_RECIPIENTS)));
+    }
+    let invalid: Vec<&String> = rcpt_to
+        .iter()
+        .filter(|r| bulwark_core::split_address(r).is_none())
+        .collect();
+    if !invalid.is_empty() {
+        return Err(
+            SetError::new("invalidRecipients", "malformed recipient addresses")
+                .with("invalidRecipients", json!(invalid)),
+        );
+    }
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    let mut unknown = Vec::new();
+    for r in &rcpt_to {
+        match bulwark_core::resolve_recipient(store.as_ref(), r).await? {
+            Recipient::Local(a) => local.push((r.clone(), a)),
+            Recipient::Remote => remote.push(r.clone()),
+            Recipient::UnknownUser => unknown.push(r.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(SetError::new("invalidRecipients", "no such local users")
+            .with("invalidRecipients", json!(unknown)));
+    }
+    let outgoing = Arc::new(strip_bcc(&raw));
+    if outgoing.len() > ctx.server.cfg.max_message_size {
+        return Err(
+            SetError::new("tooLarge", "the message exceeds the size limit")
+                .with("maxSize", json!(ctx.server.cfg.max_message_size)),
+        );
+    }
+    let now = now_unix();
+    let mut delivery = Vec::new();
+    if !local.is_empty() {
+        let accounts: Vec<AccountId> = local.iter().map(|(_, a)| *a).collect();
+        bulwark_core::deliver_local(store.as_ref(), outgoing.clone(), &accounts, now).await?;
+        delivery.extend(
+            local
+                .iter()
+                .map(|(r, _)| (r.clone(), "250 2.0.0 delivered locally".to_string(), "yes")),
+        );
+    }
+    if !remote.is_empty() {
+        store
+            .queue_enqueue(NewQueued {
+                sender: mail_from.clone(),
+                recipients: remote.clone(),
+                raw: outgoing.clone(),
+                expires_at: now + ctx.server.cfg.queue_lifetime_secs,
+            })
+            .await?;
+        ctx.server.queue_wakeup.notify_one();
+        delivery.extend(
+            remote
+                .iter()
+                .map(|r| (r.clone(), "250 2.0.0 queued".to_string(), "queued")),
+        );
+    }
+    let mut subs = ctx
+        .server
+        .submissions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let list = subs.entry(account).or_default();
+    let next = list
+        .last()
+        .and_then(|r| r.id.trim_start_matches('S').parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let record = SubmissionRecord {
+        id: format!("S{next}"),
+        identity_id,
+        email_id,
+        thread_id: email.thread,
+        mail_from,
+        rcpt_to,
+        send_at: now,
+        delivery,
+    };
+    list.push(record.clone());
+    if list.len() > MAX_SUBMISSION_RECORDS {
+        list.remove(0);
+    }
+    Ok(record)
+}
+
+pub async fn submission_set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError> {
+    let account = args.account(ctx.account)?;
+    check_set_size(ctx, &args)?;
+    let old_state = submission_state(ctx, account);
+    check_if_in_state(&args, &old_state)?;
+    let (mut created, mut not_created, mut updated, mut not_updated) =
+        (Map::new(), Map::new(), Map::new(), Map::new());
+    let (mut destroyed, mut not_destroyed) = (Vec::new(), Map::new());
+    // creation id → (submission id, email id) for the onSuccess* arguments.
+    let mut sent: HashMap<String, (String, EmailId)> = HashMap::new();
+    match args.take("create") {
+        None => {}
+        Some(Value::Object(create)) => {
+            for (cid, obj) in create {
+                let r = match &obj {
+                    Value::Object(o) => send_one(ctx, account, o).await,
+                    _ => Err(SetError::invalid_properties(
+                        &[],
+                        "create value must be an object",
+                    )),
+                };
+                match r {
+                    Ok(rec) => {
+                        ctx.created_ids.insert(cid.clone(), rec.id.clone());
+                        sent.insert(cid.clone(), (rec.id.clone(), rec.email_id));
+                        created.insert(cid, json!({ "id": rec.id, "sendAt": crate::mail::body::utc_date(rec.send_at), "undoStatus": "final" }));
+                    }
+                    Err(e) => {
+                        not_created.insert(cid, e.to_json());
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(MethodError::invalid_arguments("create must be an object")),
+    }
+    let recs = records(ctx, account);
+    if let Some(Value::Object(update)) = args.take("update") {
+        for (id, _) in update {
+            let e = if recs.iter().any(|r| r.id == id) {
+                SetError::new("cannotUnsend", "the message was already sent")
+            } else {
+                SetError::not_found()
+            };
+            not_updated.insert(id, e.to_json());
+        }
+    }
+    for id in args.opt_str_list("destroy")?.unwrap_or_default() {
+        let mut subs = ctx
+            .server
+            .submissions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let list = subs.entry(account).or_default();
+        match list.iter().position(|r| r.id == id) {
+            Some(p) => {
+                list.remove(p);
+                destroyed.push(id);
+            }
+            None => {
+                not_destroyed.insert(id, SetError::not_found().to_json());
+            }
+        }
+    }
+    let _ = &mut updated;
+    let response = json!({
+        "accountId": ids::account_id(account), "oldState": old_state, "newState": submission_state(ctx, account),
+        "created": created, "updated": updated, "destroyed": destroyed,
+        "notCreated": not_created, "notUpdated": not_updated, "notDestroyed": not_destroyed,
+    });
+    on_success_email_set(ctx, account, &args, &sent).await?;
+    Ok(response)
+}
+
+/// §7.5 onSuccessUpdateEmail / onSuccessDestroyEmail: an implicit Email/set whose response
+/// follows the EmailSubmission/set response.
+async fn on_success_email_set(
+    ctx: &mut Ctx<'_>,
+    account: AccountId,
+    args: &Args,
+    sent: &HashMap<String, (String, EmailId)>,
+) -> Result<(), MethodError> {
+    let resolve = |key: &str| -> Option<String> {
+        match key.strip_prefix('#') {
+            Some(cid) => sent.get(cid).map(|(_, e)| ids::email_id(*e)),
+            None => sent
+                .values()
+                .find(|(s, _)| s == key)
+                .map(|(_, e)| ids::email_id(*e)),
+        }
+    };
+    let mut update = Map::new();
+    if let Some(u) = args.opt_object("onSuccessUpdateEmail")? {
+        for (k, patch) in u {
+            if let Some(eid) = resolve(k) {
+                update.insert(eid, patch.clone());
+            }
+        }
+    }
+    let destroy: Vec<String> = args
+        .opt_str_list("onSuccessDestroyEmail")?
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|k| resolve(k))
+        .collect();
+    if update.is_empty() && destroy.is_empty() {
+        return Ok(());
+    }
+    let mut set_args = Map::new();
+    set_args.insert("accountId".into(), json!(ids::account_id(account)));
+    if !update.is_empty() {
+        set_args.insert("update".into(), Value::Object(update));
+    }
+    if !destroy.is_empty() {
+        set_args.insert("destroy".into(), json!(destroy));
+    }
+    let result = crate::mail::email_set::set(ctx, Args(set_args)).await;
+    let entry = match result {
+        Ok(v) => ("Email/set".to_string(), v),
+        Err(e) => ("error".to_string(), e.to_json()),
+    };
+    ctx.extra.push(entry);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bcc_header_is_stripped_with_continuations() {
+        let raw =
+            b"From: a@x\r\nBcc: secret@y,\r\n other@z\r\nTo: b@x\r\n\r\nBcc: in body stays\r\n";
+        let out = String::from_utf8(strip_bcc(raw)).unwrap();
+        assert_eq!(out, "From: a@x\r\nTo: b@x\r\n\r\nBcc: in body stays\r\n");
+    }
+}

@@ -1,0 +1,402 @@
+//! RFC 8620 Core: session, request-level and method-level errors, back-references, limits.
+
+use super::*;
+
+#[tokio::test]
+async fn session_resource_lists_capabilities_account_and_urls() {
+    let h = harness().await;
+    let (status, _, v) = h
+        .raw(
+            "GET",
+            "/.well-known/jmap",
+            Some(&h.bearer()),
+            "application/json",
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let core = &v["capabilities"]["urn:ietf:params:jmap:core"];
+    assert_eq!(core["maxCallsInRequest"], json!(32));
+    assert!(v["capabilities"]["urn:ietf:params:jmap:mail"].is_object());
+    assert_eq!(
+        v["primaryAccounts"]["urn:ietf:params:jmap:mail"],
+        json!(h.aid())
+    );
+    assert_eq!(v["accounts"][h.aid()]["name"], json!("alice@example.test"));
+    assert_eq!(v["apiUrl"], json!("http://127.0.0.1:8080/jmap/api"));
+    assert!(
+        v["downloadUrl"]
+            .as_str()
+            .unwrap()
+            .contains("{accountId}/{blobId}/{name}?accept={type}")
+    );
+    assert!(v["state"].is_string());
+}
+
+#[tokio::test]
+async fn missing_or_bad_credentials_get_401_with_challenge() {
+    let h = harness().await;
+    let (status, _, _) = h
+        .raw("GET", "/.well-known/jmap", None, "application/json", vec![])
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = h
+        .raw(
+            "POST",
+            "/jmap/api",
+            Some("Bearer garbage"),
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let bad = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "alice@example.test:wrong"
+        )
+    );
+    let (status, _, _) = h
+        .raw(
+            "GET",
+            "/.well-known/jmap",
+            Some(&bad),
+            "application/json",
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn basic_auth_with_password_works() {
+    let h = harness().await;
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("alice@example.test:{PASSWORD}")
+        )
+    );
+    let body = json!({"using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Core/echo", {"hello": true}, "c1"]]});
+    let (status, _, v) = h
+        .raw(
+            "POST",
+            "/jmap/api",
+            Some(&basic),
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        v["methodResponses"][0],
+        json!(["Core/echo", {"hello": true}, "c1"])
+    );
+}
+
+async fn problem_type(h: &Harness, body: &[u8]) -> (StatusCode, String, Value) {
+    h.raw(
+        "POST",
+        "/jmap/api",
+        Some(&h.bearer()),
+        "application/json",
+        body.to_vec(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn request_level_errors_are_problem_documents_never_500() {
+    let h = harness().await;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{\"using\": [".to_vec(), "notJSON"),
+        (b"\xff\xfe".to_vec(), "notJSON"),
+        (b"[]".to_vec(), "notRequest"),
+        (
+            br#"{"using": "x", "methodCalls": []}"#.to_vec(),
+            "notRequest",
+        ),
+        (
+            br#"{"using": [], "methodCalls": {}}"#.to_vec(),
+            "notRequest",
+        ),
+        (
+            br#"{"using": [], "methodCalls": [["Core/echo", {}]]}"#.to_vec(),
+            "notRequest",
+        ),
+        (
+            br#"{"using": ["urn:example:nope"], "methodCalls": []}"#.to_vec(),
+            "unknownCapability",
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, ct, v) = problem_type(&h, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{want}: {v}");
+        assert_eq!(ct, "application/problem+json");
+        assert_eq!(
+            v["type"],
+            json!(format!("urn:ietf:params:jmap:error:{want}")),
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn limits_are_enforced_with_the_limit_property() {
+    let h = harness_with(crate::JmapConfig {
+        max_size_request: 2000,
+        max_calls_in_request: 3,
+        max_objects_in_get: 2,
+        ..Default::default()
+    })
+    .await;
+    let calls: Vec<Value> = (0..4)
+        .map(|i| json!(["Core/echo", {}, format!("c{i}")]))
+        .collect();
+    let body = json!({"using": ["urn:ietf:params:jmap:core"], "methodCalls": calls});
+    let (status, _, v) = problem_type(&h, body.to_string().as_bytes()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(v["limit"], json!("maxCallsInRequest"));
+    let big = json!({"using": [], "methodCalls": [["Core/echo", {"x": "a".repeat(3000)}, "c"]]});
+    let (_, _, v) = problem_type(&h, big.to_string().as_bytes()).await;
+    assert_eq!(v["limit"], json!("maxSizeRequest"));
+    let (name, v) = h
+        .call("Email/get", json!({"ids": ["E1", "E2", "E3"]}))
+        .await;
+    assert_eq!(
+        (name.as_str(), v["type"].as_str()),
+        ("error", Some("requestTooLarge"))
+    );
+}
+
+#[tokio::test]
+async fn method_level_errors_have_rfc_types() {
+    let h = harness().await;
+    let cases = [
+        ("Foo/bar", json!({}), "unknownMethod"),
+        (
+            "Mailbox/get",
+            json!({"accountId": "A999"}),
+            "accountNotFound",
+        ),
+        (
+            "Mailbox/get",
+            json!({"ids": "not-a-list"}),
+            "invalidArguments",
+        ),
+        ("Email/query", json!({"limit": -1}), "invalidArguments"),
+        (
+            "Email/query",
+            json!({"filter": {"bogus": 1}}),
+            "unsupportedFilter",
+        ),
+        (
+            "Email/query",
+            json!({"sort": [{"property": "color"}]}),
+            "unsupportedSort",
+        ),
+        ("Email/query", json!({"anchor": "E12345"}), "anchorNotFound"),
+        (
+            "Email/changes",
+            json!({"sinceState": "not-a-state"}),
+            "cannotCalculateChanges",
+        ),
+        (
+            "Email/changes",
+            json!({"sinceState": "999999"}),
+            "cannotCalculateChanges",
+        ),
+        (
+            "Email/set",
+            json!({"ifInState": "12345678"}),
+            "stateMismatch",
+        ),
+        (
+            "Email/copy",
+            json!({"fromAccountId": "A1"}),
+            "invalidArguments",
+        ),
+    ];
+    for (name, mut args, want) in cases {
+        if args.get("accountId").is_none() {
+            args["accountId"] = json!(h.aid());
+        }
+        let (n, v) = h.call(name, args).await;
+        assert_eq!(n, "error", "{name}: {v}");
+        assert_eq!(v["type"], json!(want), "{name}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn methods_need_their_capability_in_using() {
+    let h = harness().await;
+    let body = json!({"using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Mailbox/get", {"accountId": h.aid()}, "c"]]});
+    let (_, _, v) = problem_type(&h, body.to_string().as_bytes()).await;
+    assert_eq!(v["methodResponses"][0][1]["type"], json!("unknownMethod"));
+}
+
+#[tokio::test]
+async fn back_references_resolve_and_bad_ones_are_invalid_result_reference() {
+    let h = harness().await;
+    let v = h
+        .api(json!([
+            ["Mailbox/query", {"accountId": h.aid(), "filter": {"role": "inbox"}}, "q"],
+            ["Mailbox/get", {"accountId": h.aid(), "#ids": {"resultOf": "q", "name": "Mailbox/query", "path": "/ids"}, "properties": ["name", "role"]}, "g"],
+            ["Mailbox/get", {"accountId": h.aid(), "#ids": {"resultOf": "q", "name": "Mailbox/get", "path": "/ids"}}, "bad"],
+            ["Mailbox/get", {"accountId": h.aid(), "#ids": {"resultOf": "q", "name": "Mailbox/query", "path": "/nope"}}, "bad2"],
+        ]))
+        .await;
+    let r = &v["methodResponses"];
+    assert_eq!(r[1][1]["list"][0]["role"], json!("inbox"));
+    assert_eq!(r[1][1]["list"][0]["name"], json!("INBOX"));
+    assert_eq!(r[2][1]["type"], json!("invalidResultReference"));
+    assert_eq!(r[3][1]["type"], json!("invalidResultReference"));
+    assert!(v["sessionState"].is_string());
+}
+
+#[tokio::test]
+async fn upload_then_download_round_trips_bytes() {
+    let h = harness().await;
+    let uri = format!("/jmap/upload/{}/", h.aid());
+    let (status, _, v) = h
+        .raw(
+            "POST",
+            &uri,
+            Some(&h.bearer()),
+            "text/plain",
+            b"hello blob".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["size"], json!(10));
+    let blob = v["blobId"].as_str().unwrap().to_string();
+    let (status, ct, v) = h
+        .raw(
+            "GET",
+            &format!("/jmap/download/{}/{blob}/x.txt?accept=text/plain", h.aid()),
+            Some(&h.bearer()),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!((status, ct.as_str()), (StatusCode::OK, "text/plain"));
+    assert_eq!(v, json!("hello blob"));
+    let (status, _, _) = h
+        .raw(
+            "GET",
+            &format!("/jmap/download/{}/{}/x", h.aid(), "0".repeat(64)),
+            Some(&h.bearer()),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = h
+        .raw(
+            "POST",
+            "/jmap/upload/A999/",
+            Some(&h.bearer()),
+            "text/plain",
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn oversize_upload_is_refused_with_limit() {
+    let h = harness_with(crate::JmapConfig {
+        max_size_upload: 100,
+        ..Default::default()
+    })
+    .await;
+    let (status, _, v) = h
+        .raw(
+            "POST",
+            &format!("/jmap/upload/{}/", h.aid()),
+            Some(&h.bearer()),
+            "text/plain",
+            vec![b'x'; 500],
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(v["limit"], json!("maxSizeUpload"));
+}
+
+/// Random method calls with wrong argument types never produce a 500 or a panic.
+#[tokio::test]
+async fn wrong_argument_types_never_fail_the_request() {
+    let h = harness().await;
+    let methods = [
+        "Mailbox/get",
+        "Mailbox/set",
+        "Mailbox/query",
+        "Email/get",
+        "Email/query",
+        "Email/set",
+        "Email/import",
+        "Email/parse",
+        "Thread/get",
+        "SearchSnippet/get",
+        "Identity/get",
+        "EmailSubmission/set",
+        "VacationResponse/set",
+        "Mailbox/changes",
+        "Email/queryChanges",
+        "Mailbox/queryChanges",
+        "Thread/changes",
+    ];
+    let values = [
+        json!(null),
+        json!(1),
+        json!("x"),
+        json!([1, "a"]),
+        json!({"a": {"b": []}}),
+        json!(true),
+        json!(-5),
+    ];
+    let keys = [
+        "ids",
+        "properties",
+        "filter",
+        "sort",
+        "create",
+        "update",
+        "destroy",
+        "emails",
+        "blobIds",
+        "emailIds",
+        "sinceState",
+        "sinceQueryState",
+        "position",
+        "limit",
+        "anchor",
+        "maxChanges",
+        "onDestroyRemoveEmails",
+    ];
+    let mut n = 0usize;
+    for m in methods {
+        for (ki, k) in keys.iter().enumerate() {
+            let v = &values[(ki + n) % values.len()];
+            n += 1;
+            let body =
+                json!({"using": USING, "methodCalls": [[m, {"accountId": h.aid(), *k: v}, "c"]]});
+            let (status, _, resp) = h
+                .raw(
+                    "POST",
+                    "/jmap/api",
+                    Some(&h.bearer()),
+                    "application/json",
+                    body.to_string().into_bytes(),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{m} {k}={v}: {resp}");
+            assert!(
+                resp["methodResponses"][0][1].is_object(),
+                "{m} {k}={v}: {resp}"
+            );
+        }
+    }
+}
