@@ -1,0 +1,351 @@
+//! Change fan-out between nodes.
+//!
+//! Every write transaction sends `NOTIFY bulwark_changes, '<account>:<modseq>:<mailboxes>:<origin>'`
+//! (PostgreSQL delivers it at COMMIT, so a notification never announces an uncommitted
+//! change). The node that made the change publishes it locally right after COMMIT, before
+//! answering its caller; every node's listener (one dedicated connection doing `LISTEN`)
+//! publishes the changes of *other* origins. So each change reaches each local subscriber once.
+//!
+//! If the listener's connection breaks, it reconnects with backoff and then publishes a
+//! catch-up change (all mailboxes) for every subscribed account whose modseq moved while it
+//! was deaf, so an IMAP IDLE never misses an update for good.
+
+use crate::pool::{Notes, Pool, get, get_modseq, pg_err, sql_modseq};
+use bulwark_store::{AccountId, MailboxId, ModSeq, Result, StateChange, StoreError};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+
+/// The channel every node listens on.
+pub(crate) const CHANNEL: &str = "bulwark_changes";
+/// Capacity of each account's change broadcast channel.
+const SUBSCRIBE_CAPACITY: usize = 256;
+/// NOTIFY payloads must stay below 8000 bytes; longer mailbox lists are sent as `*`.
+const MAX_PAYLOAD: usize = 7000;
+/// Mailbox list meaning "every mailbox of the account".
+const ALL_MAILBOXES: &str = "*";
+/// Backoff between listener reconnect attempts.
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Notifications buffered between the connection task and the listener loop.
+const NOTIFY_BUFFER: usize = 1024;
+
+/// One decoded notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Notice {
+    pub(crate) account: AccountId,
+    pub(crate) modseq: ModSeq,
+    /// `None` means every mailbox of the account.
+    pub(crate) mailboxes: Option<Vec<MailboxId>>,
+    pub(crate) origin: String,
+}
+
+pub(crate) fn encode(
+    account: AccountId,
+    modseq: ModSeq,
+    mailboxes: &BTreeSet<MailboxId>,
+    origin: &str,
+) -> String {
+    let list: Vec<String> = mailboxes.iter().map(|m| m.0.to_string()).collect();
+    let payload = format!("{account}:{modseq}:{}:{origin}", list.join(","));
+    if payload.len() <= MAX_PAYLOAD {
+        payload
+    } else {
+        format!("{account}:{modseq}:{ALL_MAILBOXES}:{origin}")
+    }
+}
+
+pub(crate) fn decode(payload: &str) -> Option<Notice> {
+    let mut parts = payload.splitn(4, ':');
+    let account = AccountId(parts.next()?.parse().ok()?);
+    let modseq = ModSeq(parts.next()?.parse().ok()?);
+    let list = parts.next()?;
+    let origin = parts.next()?.to_string();
+    let mailboxes = if list == ALL_MAILBOXES {
+        None
+    } else if list.is_empty() {
+        Some(Vec::new())
+    } else {
+        Some(
+            list.split(',')
+                .map(|m| m.parse().ok().map(MailboxId))
+                .collect::<Option<Vec<_>>>()?,
+        )
+    };
+    Some(Notice {
+        account,
+        modseq,
+        mailboxes,
+        origin,
+    })
+}
+
+/// Per-account broadcast channels, plus the last modseq published for each.
+#[derive(Default)]
+pub(crate) struct Hub {
+    inner: Mutex<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    senders: HashMap<AccountId, broadcast::Sender<StateChange>>,
+    published: HashMap<AccountId, ModSeq>,
+}
+
+impl Hub {
+    pub(crate) fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .senders
+            .entry(account)
+            .or_insert_with(|| broadcast::channel(SUBSCRIBE_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Publishes what a local transaction committed.
+    pub(crate) fn publish_notes(&self, notes: Notes) {
+        for (account, (modseq, mailboxes)) in notes.accounts {
+            self.publish(StateChange {
+                account,
+                modseq,
+                mailboxes: mailboxes.into_iter().collect(),
+            });
+        }
+    }
+
+    pub(crate) fn publish(&self, change: StateChange) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let account = change.account;
+        let last = inner.published.entry(account).or_default();
+        *last = (*last).max(change.modseq);
+        let Some(sender) = inner.senders.get(&account) else {
+            return;
+        };
+        if sender.send(change).is_err() {
+            // Nobody listens any more; drop the channel (a new subscribe recreates it).
+            inner.senders.remove(&account);
+        }
+    }
+
+    /// Accounts with live subscribers and the last modseq published to them.
+    fn watched(&self) -> Vec<(AccountId, ModSeq)> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .senders
+            .iter()
+            .filter(|(_, sender)| sender.receiver_count() > 0)
+            .map(|(account, _)| {
+                let last = inner.published.get(account).copied().unwrap_or_default();
+                (*account, last)
+            })
+            .collect()
+    }
+}
+
+/// A connection that is `LISTEN`ing; notifications arrive on `notices`.
+pub(crate) struct Listening {
+    /// Kept alive: dropping it closes the connection.
+    _client: Client,
+    notices: mpsc::Receiver<String>,
+}
+
+/// Opens a dedicated connection and subscribes to [`CHANNEL`].
+pub(crate) async fn listen(config: &Config) -> Result<Listening> {
+    let (client, mut connection) =
+        tokio::time::timeout(crate::pool::CONNECT_TIMEOUT, config.connect(NoTls))
+            .await
+            .map_err(|_| StoreError::Unavailable("connecting to PostgreSQL timed out".into()))?
+            .map_err(pg_err)?;
+    let (sender, notices) = mpsc::channel(NOTIFY_BUFFER);
+    tokio::spawn(async move {
+        loop {
+            let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+            match message {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if sender.send(n.payload().to_string()).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "store-pg: change listener connection failed");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(pg_err)?;
+    Ok(Listening {
+        _client: client,
+        notices,
+    })
+}
+
+/// The listener loop: publishes other nodes' changes; reconnects when the connection drops.
+pub(crate) async fn run_listener(
+    mut listening: Listening,
+    config: Config,
+    hub: Arc<Hub>,
+    pool: Arc<Pool>,
+    origin: String,
+) {
+    loop {
+        while let Some(payload) = listening.notices.recv().await {
+            let Some(notice) = decode(&payload) else {
+                tracing::warn!(payload, "store-pg: unreadable change notification");
+                continue;
+            };
+            if notice.origin == origin {
+                continue; // published locally at commit
+            }
+            let mailboxes = match notice.mailboxes {
+                Some(list) => list,
+                None => all_mailboxes(&pool, notice.account)
+                    .await
+                    .unwrap_or_default(),
+            };
+            hub.publish(StateChange {
+                account: notice.account,
+                modseq: notice.modseq,
+                mailboxes,
+            });
+        }
+        tracing::warn!("store-pg: change listener lost its connection; reconnecting");
+        let mut delay = RECONNECT_MIN;
+        listening = loop {
+            tokio::time::sleep(delay).await;
+            match listen(&config).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    tracing::debug!(error = %e, "store-pg: listener reconnect failed");
+                    delay = (delay * 2).min(RECONNECT_MAX);
+                }
+            }
+        };
+        tracing::info!("store-pg: change listener reconnected");
+        if let Err(e) = catch_up(&hub, &pool).await {
+            tracing::warn!(error = %e, "store-pg: catch-up after reconnect failed");
+        }
+    }
+}
+
+/// Publishes a change (all mailboxes) for every watched account that moved meanwhile.
+async fn catch_up(hub: &Hub, pool: &Arc<Pool>) -> Result<()> {
+    for (account, last) in hub.watched() {
+        let mut pooled = pool.get().await?;
+        let outcome = async {
+            let mut tx = pooled.begin(true).await?;
+            let row = tx
+                .opt(
+                    "SELECT modseq FROM accounts WHERE id = $1 AND modseq > $2",
+                    &[&account.0, &sql_modseq(last)],
+                )
+                .await?;
+            let moved = match row {
+                Some(row) => Some(get_modseq(&row, 0)?),
+                None => None,
+            };
+            let mailboxes = match moved {
+                Some(_) => mailbox_ids(&mut tx, account).await?,
+                None => Vec::new(),
+            };
+            tx.commit().await?;
+            Ok(moved.map(|modseq| (modseq, mailboxes)))
+        }
+        .await;
+        pooled.finish(&outcome);
+        if let Some((modseq, mailboxes)) = outcome? {
+            hub.publish(StateChange {
+                account,
+                modseq,
+                mailboxes,
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn all_mailboxes(pool: &Arc<Pool>, account: AccountId) -> Result<Vec<MailboxId>> {
+    let mut pooled = pool.get().await?;
+    let outcome = async {
+        let mut tx = pooled.begin(true).await?;
+        let ids = mailbox_ids(&mut tx, account).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+    .await;
+    pooled.finish(&outcome);
+    outcome
+}
+
+async fn mailbox_ids(tx: &mut crate::pool::Tx<'_>, account: AccountId) -> Result<Vec<MailboxId>> {
+    let rows = tx
+        .query(
+            "SELECT id FROM mailboxes WHERE account = $1 ORDER BY id",
+            &[&account.0],
+        )
+        .await?;
+    rows.iter().map(|r| get(r, 0).map(MailboxId)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips() {
+        let mailboxes: BTreeSet<MailboxId> = [MailboxId(3), MailboxId(12)].into();
+        let payload = encode(AccountId(7), ModSeq(42), &mailboxes, "node-x");
+        assert_eq!(payload, "7:42:3,12:node-x");
+        assert_eq!(
+            decode(&payload),
+            Some(Notice {
+                account: AccountId(7),
+                modseq: ModSeq(42),
+                mailboxes: Some(vec![MailboxId(3), MailboxId(12)]),
+                origin: "node-x".into()
+            })
+        );
+    }
+
+    #[test]
+    fn long_mailbox_lists_become_all_mailboxes() {
+        let mailboxes: BTreeSet<MailboxId> = (0..5000).map(MailboxId).collect();
+        let payload = encode(AccountId(1), ModSeq(2), &mailboxes, "o");
+        assert!(payload.len() <= MAX_PAYLOAD);
+        assert_eq!(decode(&payload).and_then(|n| n.mailboxes), None);
+    }
+
+    #[test]
+    fn garbage_payloads_are_rejected() {
+        for bad in ["", "x:1::o", "1:y::o", "1:2:a,b:o", "1:2"] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            decode("1:2::o").map(|n| n.mailboxes),
+            Some(Some(Vec::new()))
+        );
+    }
+
+    #[tokio::test]
+    async fn publish_reaches_subscribers_and_remembers_the_modseq() {
+        let hub = Hub::default();
+        let mut rx = hub.subscribe(AccountId(1));
+        hub.publish(StateChange {
+            account: AccountId(1),
+            modseq: ModSeq(5),
+            mailboxes: vec![MailboxId(9)],
+        });
+        let got = rx.recv().await.expect("change");
+        assert_eq!(got.modseq, ModSeq(5));
+        assert_eq!(hub.watched(), vec![(AccountId(1), ModSeq(5))]);
+        drop(rx);
+        assert!(hub.watched().is_empty(), "no receivers, not watched");
+    }
+}

@@ -1,0 +1,378 @@
+//! Mailboxes: create, rename, delete, attributes, status.
+
+use crate::emails::email_left_mailbox;
+use crate::pool::{Kind, Op, Tx, get, get_modseq, get_u32, sql_modseq};
+use bulwark_store::{
+    AccountId, EmailId, Mailbox, MailboxId, MailboxStatus, Result, Role, StoreError, Uid, now_unix,
+};
+use tokio_postgres::Row;
+
+/// Longest mailbox path we accept, in bytes.
+const MAX_MAILBOX_NAME_LEN: usize = 1024;
+/// Hierarchy separator of mailbox paths.
+const SEPARATOR: char = '/';
+/// Largest UIDVALIDITY (a 32-bit unsigned number, RFC 9051 §2.3.1.1).
+const MAX_UID_VALIDITY: i64 = u32::MAX as i64;
+
+/// Checks a mailbox path and canonicalizes the INBOX prefix
+/// (RFC 9051 §5.1: "INBOX" is case-insensitive).
+pub(crate) fn canonical_name(name: &str) -> Result<String> {
+    let bad = name.is_empty()
+        || name.len() > MAX_MAILBOX_NAME_LEN
+        || name.chars().any(char::is_control)
+        || name.split(SEPARATOR).any(str::is_empty);
+    if bad {
+        return Err(StoreError::Invalid(format!("mailbox name {name:?}")));
+    }
+    let (first, rest) = match name.split_once(SEPARATOR) {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (name, None),
+    };
+    if first.eq_ignore_ascii_case("INBOX") {
+        Ok(match rest {
+            Some(rest) => format!("INBOX{SEPARATOR}{rest}"),
+            None => "INBOX".to_string(),
+        })
+    } else {
+        Ok(name.to_string())
+    }
+}
+
+fn role_to_text(role: Option<Role>) -> Option<&'static str> {
+    role.map(Role::as_jmap)
+}
+
+fn mailbox_from_row(r: &Row) -> Result<Mailbox> {
+    let role: Option<String> = get(r, 3)?;
+    Ok(Mailbox {
+        id: MailboxId(get(r, 0)?),
+        account: AccountId(get(r, 1)?),
+        name: get(r, 2)?,
+        role: role.as_deref().and_then(Role::from_jmap),
+        uid_validity: get_u32(r, 4)?,
+        uid_next: Uid(get_u32(r, 5)?),
+        subscribed: get(r, 6)?,
+        highest_modseq: get_modseq(r, 7)?,
+    })
+}
+
+/// Takes the next UIDVALIDITY: a database-wide counter seeded from the clock, so no two
+/// mailboxes ever share one, even across delete and recreate (RFC 9051 §2.3.1.1). The
+/// upsert locks the counter row, so concurrent nodes never hand out the same value.
+async fn next_uid_validity(tx: &mut Tx<'_>) -> Result<u32> {
+    let clock = now_unix().clamp(1, MAX_UID_VALIDITY);
+    // The row stores the *next* value; after four billion mailboxes it wraps to 1 (never 0).
+    let row = tx
+        .one(
+            "INSERT INTO meta (key, value) VALUES ('uid_validity_next', $1::bigint + 1)
+             ON CONFLICT (key) DO UPDATE SET value =
+                 CASE WHEN meta.value > $2 OR meta.value < 1 THEN 2 ELSE meta.value + 1 END
+             RETURNING value - 1",
+            &[&clock, &MAX_UID_VALIDITY],
+        )
+        .await?;
+    get_u32(&row, 0)
+}
+
+/// Inserts a mailbox (used by `mailbox_create` and account creation).
+pub(crate) async fn insert_mailbox(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    name: &str,
+    role: Option<Role>,
+    subscribed: bool,
+) -> Result<Mailbox> {
+    let name = canonical_name(name)?;
+    if mailbox_id_by_name(tx, account, &name).await?.is_some() {
+        return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
+    }
+    if let Some(role) = role {
+        require_role_free(tx, account, role).await?;
+    }
+    let uid_validity = next_uid_validity(tx).await?;
+    let modseq = tx.next_modseq(account).await?;
+    let row = tx
+        .one(
+            "INSERT INTO mailboxes (account, name, role, uid_validity, uid_next, subscribed, highest_modseq)
+             VALUES ($1, $2, $3, $4, 1, $5, $6) RETURNING id",
+            &[
+                &account.0,
+                &name,
+                &role_to_text(role),
+                &i64::from(uid_validity),
+                &subscribed,
+                &sql_modseq(modseq),
+            ],
+        )
+        .await?;
+    let id = MailboxId(get(&row, 0)?);
+    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Created)
+        .await?;
+    tx.touch_mailbox(account, id, modseq).await?;
+    Ok(Mailbox {
+        id,
+        account,
+        name,
+        role,
+        uid_validity,
+        uid_next: Uid(1),
+        subscribed,
+        highest_modseq: modseq,
+    })
+}
+
+async fn require_role_free(tx: &mut Tx<'_>, account: AccountId, role: Role) -> Result<()> {
+    let taken = tx
+        .opt(
+            "SELECT 1 FROM mailboxes WHERE account = $1 AND role = $2",
+            &[&account.0, &role.as_jmap()],
+        )
+        .await?;
+    if taken.is_some() {
+        return Err(StoreError::AlreadyExists(format!(
+            "a mailbox with role {}",
+            role.as_jmap()
+        )));
+    }
+    Ok(())
+}
+
+async fn mailbox_id_by_name(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    name: &str,
+) -> Result<Option<MailboxId>> {
+    let row = tx
+        .opt(
+            "SELECT id FROM mailboxes WHERE account = $1 AND name = $2",
+            &[&account.0, &name],
+        )
+        .await?;
+    row.map(|r| get(&r, 0).map(MailboxId)).transpose()
+}
+
+/// Loads a mailbox of the account or fails with `NotFound`.
+pub(crate) async fn require_mailbox(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+) -> Result<Mailbox> {
+    mailbox_get(tx, account, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))
+}
+
+pub(crate) async fn mailbox_create(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    name: &str,
+    role: Option<Role>,
+) -> Result<Mailbox> {
+    tx.lock_account(account).await?;
+    crate::directory::require_account(tx, account).await?;
+    insert_mailbox(tx, account, name, role, false).await
+}
+
+pub(crate) async fn mailbox_list(tx: &mut Tx<'_>, account: AccountId) -> Result<Vec<Mailbox>> {
+    let rows = tx
+        .query(
+            "SELECT id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq
+             FROM mailboxes WHERE account = $1 ORDER BY name",
+            &[&account.0],
+        )
+        .await?;
+    rows.iter().map(mailbox_from_row).collect()
+}
+
+pub(crate) async fn mailbox_get(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+) -> Result<Option<Mailbox>> {
+    let row = tx
+        .opt(
+            "SELECT id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq
+             FROM mailboxes WHERE id = $1 AND account = $2",
+            &[&id.0, &account.0],
+        )
+        .await?;
+    row.as_ref().map(mailbox_from_row).transpose()
+}
+
+/// Renames the mailbox and every mailbox below it.
+pub(crate) async fn mailbox_rename(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    new_name: &str,
+) -> Result<()> {
+    tx.lock_account(account).await?;
+    let mailbox = require_mailbox(tx, account, id).await?;
+    let new_name = canonical_name(new_name)?;
+    if mailbox.name == "INBOX" || mailbox.role == Some(Role::Inbox) {
+        return Err(StoreError::Invalid("INBOX cannot be renamed".into()));
+    }
+    if new_name == mailbox.name {
+        return Ok(());
+    }
+    let old_prefix = format!("{}{SEPARATOR}", mailbox.name);
+    if new_name.starts_with(&old_prefix) {
+        return Err(StoreError::Invalid(format!(
+            "cannot move {} below itself",
+            mailbox.name
+        )));
+    }
+    if new_name == "INBOX" {
+        return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
+    }
+    // The mailbox itself and its descendants, with their new names.
+    let rows = tx
+        .query(
+            "SELECT id, name FROM mailboxes WHERE account = $1
+             AND (id = $2 OR starts_with(name, $3))",
+            &[&account.0, &id.0, &old_prefix],
+        )
+        .await?;
+    let mut renames: Vec<(MailboxId, String)> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mid = MailboxId(get(row, 0)?);
+        let name: String = get(row, 1)?;
+        if let Some(tail) = name.strip_prefix(mailbox.name.as_str()) {
+            renames.push((mid, format!("{new_name}{tail}")));
+        }
+    }
+    for (_, name) in &renames {
+        if mailbox_id_by_name(tx, account, name).await?.is_some() {
+            return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
+        }
+    }
+    let modseq = tx.next_modseq(account).await?;
+    for (mid, name) in renames {
+        tx.exec(
+            "UPDATE mailboxes SET name = $2 WHERE id = $1",
+            &[&mid.0, &name],
+        )
+        .await?;
+        tx.log(account, modseq, Kind::Mailbox, mid.0, Op::Updated)
+            .await?;
+        tx.touch_mailbox(account, mid, modseq).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the mailbox; emails in no other mailbox are destroyed.
+pub(crate) async fn mailbox_delete(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+) -> Result<()> {
+    tx.lock_account(account).await?;
+    let mailbox = require_mailbox(tx, account, id).await?;
+    if mailbox.role == Some(Role::Inbox) || mailbox.name == "INBOX" {
+        return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+    }
+    let rows = tx
+        .query(
+            "SELECT uid, email FROM memberships WHERE mailbox = $1 ORDER BY uid",
+            &[&id.0],
+        )
+        .await?;
+    let mut members: Vec<(Uid, EmailId)> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        members.push((Uid(get_u32(row, 0)?), EmailId(get(row, 1)?)));
+    }
+    for (uid, email) in members {
+        let modseq = tx.next_modseq(account).await?;
+        email_left_mailbox(tx, account, id, uid, email, modseq).await?;
+    }
+    let modseq = tx.next_modseq(account).await?;
+    tx.exec("DELETE FROM expunged WHERE mailbox = $1", &[&id.0])
+        .await?;
+    tx.exec("DELETE FROM mailboxes WHERE id = $1", &[&id.0])
+        .await?;
+    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Destroyed)
+        .await?;
+    tx.touch_mailbox(account, id, modseq).await
+}
+
+pub(crate) async fn mailbox_set_subscribed(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    subscribed: bool,
+) -> Result<()> {
+    tx.lock_account(account).await?;
+    let mailbox = require_mailbox(tx, account, id).await?;
+    if mailbox.subscribed == subscribed {
+        return Ok(());
+    }
+    let modseq = tx.next_modseq(account).await?;
+    tx.exec(
+        "UPDATE mailboxes SET subscribed = $2 WHERE id = $1",
+        &[&id.0, &subscribed],
+    )
+    .await?;
+    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)
+        .await?;
+    tx.touch_mailbox(account, id, modseq).await
+}
+
+/// Sets or clears the role; a role belongs to at most one mailbox of the account.
+pub(crate) async fn mailbox_set_role(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    role: Option<Role>,
+) -> Result<()> {
+    tx.lock_account(account).await?;
+    let mailbox = require_mailbox(tx, account, id).await?;
+    if mailbox.role == role {
+        return Ok(());
+    }
+    if let Some(role) = role {
+        require_role_free(tx, account, role).await?;
+    }
+    let modseq = tx.next_modseq(account).await?;
+    tx.exec(
+        "UPDATE mailboxes SET role = $2 WHERE id = $1",
+        &[&id.0, &role_to_text(role)],
+    )
+    .await?;
+    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)
+        .await?;
+    tx.touch_mailbox(account, id, modseq).await
+}
+
+/// Counts in one indexed query; never reads blobs.
+pub(crate) async fn mailbox_status(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+) -> Result<MailboxStatus> {
+    let mailbox = require_mailbox(tx, account, id).await?;
+    let row = tx
+        .one(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE NOT e.seen),
+                    coalesce(sum(e.size), 0)::bigint,
+                    count(DISTINCT e.thread),
+                    count(DISTINCT e.thread) FILTER (WHERE NOT e.seen)
+             FROM memberships m JOIN emails e ON e.id = m.email WHERE m.mailbox = $1",
+            &[&id.0],
+        )
+        .await?;
+    let count = |idx: usize| -> Result<u32> {
+        Ok(u32::try_from(get::<i64>(&row, idx)?).unwrap_or(u32::MAX))
+    };
+    Ok(MailboxStatus {
+        messages: count(0)?,
+        unseen: count(1)?,
+        recent: 0,
+        uid_next: mailbox.uid_next,
+        uid_validity: mailbox.uid_validity,
+        highest_modseq: mailbox.highest_modseq,
+        size: u64::try_from(get::<i64>(&row, 2)?).unwrap_or(0),
+        threads: count(3)?,
+        unseen_threads: count(4)?,
+    })
+}

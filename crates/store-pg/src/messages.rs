@@ -1,0 +1,168 @@
+//! Email reads: mailbox listings, email objects, expunge log, blobs.
+
+use crate::emails::parse_keywords;
+use crate::mailboxes::require_mailbox;
+use crate::pool::{Tx, get, get_modseq, get_u32, sql_modseq};
+use bulwark_store::{
+    AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxId, MessageMeta, ModSeq, Result,
+    StoreError, ThreadId, Uid,
+};
+use std::collections::HashMap;
+use tokio_postgres::Row;
+
+/// Ids per `= ANY($n)` query (keeps each array parameter small).
+const ANY_CHUNK: usize = 1000;
+
+/// The messages of one mailbox ordered by UID, in one query (no blobs read).
+pub(crate) async fn mailbox_messages(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+) -> Result<Vec<MessageMeta>> {
+    require_mailbox(tx, account, mailbox).await?;
+    let rows = tx
+        .query(
+            "SELECT m.uid, m.email, e.thread, GREATEST(m.modseq, e.kw_modseq), e.keywords, e.size,
+                    e.received_at, e.blob
+             FROM memberships m JOIN emails e ON e.id = m.email
+             WHERE m.mailbox = $1 ORDER BY m.uid",
+            &[&mailbox.0],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(MessageMeta {
+                uid: Uid(get_u32(r, 0)?),
+                email: EmailId(get(r, 1)?),
+                thread: ThreadId(get(r, 2)?),
+                modseq: get_modseq(r, 3)?,
+                keywords: parse_keywords(get(r, 4)?),
+                size: get_u32(r, 5)?,
+                received_at: get(r, 6)?,
+                blob: BlobHash(get(r, 7)?),
+            })
+        })
+        .collect()
+}
+
+/// UIDs expunged after `since` (RFC 7162 §3.2.5.2 VANISHED (EARLIER)).
+pub(crate) async fn expunged_since(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    since: ModSeq,
+) -> Result<Vec<Uid>> {
+    require_mailbox(tx, account, mailbox).await?;
+    let rows = tx
+        .query(
+            "SELECT uid FROM expunged WHERE mailbox = $1 AND modseq > $2 ORDER BY uid",
+            &[&mailbox.0, &sql_modseq(since)],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(Uid(get_u32(r, 0)?))).collect()
+}
+
+fn email_from_row(r: &Row) -> Result<Email> {
+    let mut email = Email {
+        id: EmailId(get(r, 0)?),
+        account: AccountId(get(r, 1)?),
+        thread: ThreadId(get(r, 2)?),
+        blob: BlobHash(get(r, 3)?),
+        size: get_u32(r, 4)?,
+        received_at: get(r, 5)?,
+        keywords: parse_keywords(get(r, 6)?),
+        mailboxes: Vec::new(),
+        modseq: get_modseq(r, 7)?,
+        summary: EmailSummary::default(),
+    };
+    let json: &str = get(r, 8)?;
+    email.summary = serde_json::from_str(json).map_err(|e| {
+        StoreError::Internal(format!(
+            "stored summary of email {} is unreadable: {e}",
+            email.id
+        ))
+    })?;
+    Ok(email)
+}
+
+/// The emails with these ids (unknown ids are skipped), in the order asked.
+pub(crate) async fn email_get(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    ids: &[EmailId],
+) -> Result<Vec<Email>> {
+    let mut found: HashMap<EmailId, Email> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ANY_CHUNK) {
+        let chunk: Vec<i64> = chunk.iter().map(|id| id.0).collect();
+        let rows = tx
+            .query(
+                "SELECT id, account, thread, blob, size, received_at, keywords, modseq, summary
+                 FROM emails WHERE account = $1 AND id = ANY($2)",
+                &[&account.0, &chunk],
+            )
+            .await?;
+        for row in &rows {
+            let email = email_from_row(row)?;
+            found.insert(email.id, email);
+        }
+        let rows = tx
+            .query(
+                "SELECT email, mailbox, uid FROM memberships WHERE email = ANY($1)
+                 ORDER BY mailbox",
+                &[&chunk],
+            )
+            .await?;
+        for row in &rows {
+            let email = EmailId(get(row, 0)?);
+            if let Some(email) = found.get_mut(&email) {
+                email
+                    .mailboxes
+                    .push((MailboxId(get(row, 1)?), Uid(get_u32(row, 2)?)));
+            }
+        }
+    }
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+}
+
+/// Every email of the account, newest first (two queries).
+pub(crate) async fn email_list(tx: &mut Tx<'_>, account: AccountId) -> Result<Vec<Email>> {
+    let rows = tx
+        .query(
+            "SELECT id, account, thread, blob, size, received_at, keywords, modseq, summary
+             FROM emails WHERE account = $1 ORDER BY received_at DESC, id DESC",
+            &[&account.0],
+        )
+        .await?;
+    let mut emails = Vec::with_capacity(rows.len());
+    let mut index: HashMap<EmailId, usize> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let email = email_from_row(row)?;
+        index.insert(email.id, emails.len());
+        emails.push(email);
+    }
+    let rows = tx
+        .query(
+            "SELECT m.email, m.mailbox, m.uid FROM memberships m JOIN mailboxes b ON b.id = m.mailbox
+             WHERE b.account = $1 ORDER BY m.mailbox",
+            &[&account.0],
+        )
+        .await?;
+    for row in &rows {
+        let email = EmailId(get(row, 0)?);
+        if let Some(&i) = index.get(&email)
+            && let Some(email) = emails.get_mut(i)
+        {
+            email
+                .mailboxes
+                .push((MailboxId(get(row, 1)?), Uid(get_u32(row, 2)?)));
+        }
+    }
+    Ok(emails)
+}
+
+pub(crate) async fn blob_get(tx: &mut Tx<'_>, hash: &BlobHash) -> Result<Option<Vec<u8>>> {
+    let row = tx
+        .opt("SELECT data FROM blobs WHERE hash = $1", &[&hash.0])
+        .await?;
+    row.map(|r| get::<Vec<u8>>(&r, 0)).transpose()
+}

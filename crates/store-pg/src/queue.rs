@@ -1,0 +1,184 @@
+//! The shared outbound queue. Several nodes lease from it at once: `FOR UPDATE SKIP LOCKED`
+//! hands each due entry to exactly one of them; a lease that is not released in time
+//! (a dead node) expires and the entry is due again.
+
+use crate::emails::put_blob;
+use crate::pool::{Tx, get, get_u32};
+use bulwark_store::{
+    BlobHash, NewQueued, QueueId, QueueRcpt, Queued, RcptStatus, Result, StoreError, now_unix,
+};
+use tokio_postgres::Row;
+
+fn queued_from_row(r: &Row) -> Result<Queued> {
+    let id = QueueId(get(r, 0)?);
+    let json: &str = get(r, 2)?;
+    let recipients = serde_json::from_str(json).map_err(|e| {
+        StoreError::Internal(format!(
+            "recipients of queue entry {id} are unreadable: {e}"
+        ))
+    })?;
+    Ok(Queued {
+        id,
+        sender: get(r, 1)?,
+        recipients,
+        blob: BlobHash(get(r, 3)?),
+        size: get_u32(r, 4)?,
+        created_at: get(r, 5)?,
+        next_attempt: get(r, 6)?,
+        attempts: get_u32(r, 7)?,
+        expires_at: get(r, 8)?,
+        dsn_sent: get(r, 9)?,
+        lease_owner: get(r, 10)?,
+        lease_until: get(r, 11)?,
+    })
+}
+
+fn encode_recipients(recipients: &[QueueRcpt]) -> Result<String> {
+    serde_json::to_string(recipients)
+        .map_err(|e| StoreError::Internal(format!("cannot encode recipients: {e}")))
+}
+
+pub(crate) async fn queue_enqueue(tx: &mut Tx<'_>, msg: &NewQueued) -> Result<QueueId> {
+    if msg.recipients.is_empty() {
+        return Err(StoreError::Invalid(
+            "a queued message needs at least one recipient".into(),
+        ));
+    }
+    let size = u32::try_from(msg.raw.len())
+        .map_err(|_| StoreError::Invalid("message larger than 4 GiB".into()))?;
+    let blob = put_blob(tx, &msg.raw).await?;
+    let recipients: Vec<QueueRcpt> = msg
+        .recipients
+        .iter()
+        .map(|address| QueueRcpt {
+            address: address.clone(),
+            status: RcptStatus::Pending,
+            last_error: None,
+        })
+        .collect();
+    let now = now_unix();
+    let row = tx
+        .one(
+            "INSERT INTO queue (sender, recipients, blob, size, created_at, next_attempt, attempts,
+                                expires_at, dsn_sent, lease_owner, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $5, 0, $6, FALSE, NULL, 0) RETURNING id",
+            &[
+                &msg.sender,
+                &encode_recipients(&recipients)?,
+                &blob.0,
+                &i64::from(size),
+                &now,
+                &msg.expires_at,
+            ],
+        )
+        .await?;
+    Ok(QueueId(get(&row, 0)?))
+}
+
+pub(crate) async fn queue_list(tx: &mut Tx<'_>) -> Result<Vec<Queued>> {
+    let rows = tx
+        .query(
+            "SELECT id, sender, recipients, blob, size, created_at, next_attempt, attempts,
+                    expires_at, dsn_sent, lease_owner, lease_until
+             FROM queue ORDER BY next_attempt, id",
+            &[],
+        )
+        .await?;
+    rows.iter().map(queued_from_row).collect()
+}
+
+pub(crate) async fn queue_get(tx: &mut Tx<'_>, id: QueueId) -> Result<Option<Queued>> {
+    let row = tx
+        .opt(
+            "SELECT id, sender, recipients, blob, size, created_at, next_attempt, attempts,
+                    expires_at, dsn_sent, lease_owner, lease_until
+             FROM queue WHERE id = $1",
+            &[&id.0],
+        )
+        .await?;
+    row.as_ref().map(queued_from_row).transpose()
+}
+
+/// Leases due entries whose lease has expired. Rows another node is leasing right now are
+/// skipped, not waited for, so each entry goes to one node.
+pub(crate) async fn queue_lease_due(
+    tx: &mut Tx<'_>,
+    now: i64,
+    node: &str,
+    lease_secs: i64,
+    max: usize,
+) -> Result<Vec<Queued>> {
+    let limit = i64::try_from(max).unwrap_or(i64::MAX);
+    let rows = tx
+        .query(
+            "UPDATE queue SET lease_owner = $2, lease_until = $3
+             WHERE id IN (SELECT id FROM queue WHERE next_attempt <= $1 AND lease_until <= $1
+                          ORDER BY next_attempt, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+             RETURNING id, sender, recipients, blob, size, created_at, next_attempt, attempts,
+                       expires_at, dsn_sent, lease_owner, lease_until",
+            &[&now, &node, &now.saturating_add(lease_secs), &limit],
+        )
+        .await?;
+    let mut leased = rows
+        .iter()
+        .map(queued_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    leased.sort_by_key(|q| (q.next_attempt, q.id));
+    Ok(leased)
+}
+
+/// Writes back an attempt and releases the lease; deletes the entry once every recipient
+/// is final and any failure has been reported by a DSN.
+pub(crate) async fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> {
+    let all_final = entry
+        .recipients
+        .iter()
+        .all(|r| r.status != RcptStatus::Pending);
+    let any_failed = entry
+        .recipients
+        .iter()
+        .any(|r| r.status == RcptStatus::Failed);
+    let n = if all_final && (!any_failed || entry.dsn_sent) {
+        tx.exec("DELETE FROM queue WHERE id = $1", &[&entry.id.0])
+            .await?
+    } else {
+        tx.exec(
+            "UPDATE queue SET recipients = $2, next_attempt = $3, attempts = $4, dsn_sent = $5,
+                              lease_owner = NULL, lease_until = 0
+             WHERE id = $1",
+            &[
+                &entry.id.0,
+                &encode_recipients(&entry.recipients)?,
+                &entry.next_attempt,
+                &i64::from(entry.attempts),
+                &entry.dsn_sent,
+            ],
+        )
+        .await?
+    };
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("queue entry {}", entry.id)));
+    }
+    Ok(())
+}
+
+pub(crate) async fn queue_retry_now(tx: &mut Tx<'_>, id: QueueId) -> Result<()> {
+    let n = tx
+        .exec(
+            "UPDATE queue SET next_attempt = $2 WHERE id = $1",
+            &[&id.0, &now_unix()],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("queue entry {id}")));
+    }
+    Ok(())
+}
+
+pub(crate) async fn queue_delete(tx: &mut Tx<'_>, id: QueueId) -> Result<()> {
+    let n = tx.exec("DELETE FROM queue WHERE id = $1", &[&id.0]).await?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("queue entry {id}")));
+    }
+    Ok(())
+}

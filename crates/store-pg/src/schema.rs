@@ -1,0 +1,194 @@
+//! Schema creation and online migration.
+//!
+//! `schema_version` holds one row: `version` (what the newest migrated binary wrote) and
+//! `compatible_from` (the oldest code version that can still use this schema). A node
+//! refuses to start only when its own version is below `compatible_from`, so during a
+//! rolling upgrade old and new binaries run side by side as long as migrations are additive.
+//! Migrations run under a transaction-scoped advisory lock: several nodes starting at once
+//! migrate one after the other, and the later ones find nothing to do.
+
+use crate::pool::{Pool, get};
+use bulwark_store::{Result, StoreError};
+
+/// The schema version this code writes.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// The oldest code schema version that can run against what this code writes.
+const COMPATIBLE_FROM: i64 = 1;
+/// Advisory lock key serialising migrations ("bulwark" + 1).
+const MIGRATION_LOCK: i64 = 0x6275_6c77_6172_6b01;
+/// Advisory lock key serialising directory changes (domains, addresses).
+pub(crate) const DIRECTORY_LOCK: i64 = 0x6275_6c77_6172_6b02;
+
+/// Version 1: the initial schema (the embedded backend's, in PostgreSQL types). Text that
+/// is sorted in listings uses the "C" collation so order is bytewise, as in SQLite.
+const V1: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS domains (
+    name TEXT COLLATE "C" PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    id            BIGSERIAL PRIMARY KEY,
+    address       TEXT COLLATE "C" NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    modseq        BIGINT NOT NULL DEFAULT 0,
+    changes_floor BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    alias   TEXT COLLATE "C" PRIMARY KEY,
+    account BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS aliases_account ON aliases(account);
+CREATE TABLE IF NOT EXISTS app_passwords (
+    id         BIGSERIAL PRIMARY KEY,
+    account    BIGINT NOT NULL,
+    name       TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS app_passwords_account ON app_passwords(account);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id             BIGSERIAL PRIMARY KEY,
+    account        BIGINT NOT NULL,
+    name           TEXT COLLATE "C" NOT NULL,
+    role           TEXT,
+    uid_validity   BIGINT NOT NULL,
+    uid_next       BIGINT NOT NULL,
+    subscribed     BOOLEAN NOT NULL,
+    highest_modseq BIGINT NOT NULL,
+    UNIQUE (account, name)
+);
+CREATE TABLE IF NOT EXISTS threads (
+    id      BIGSERIAL PRIMARY KEY,
+    account BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS emails (
+    id          BIGSERIAL PRIMARY KEY,
+    account     BIGINT NOT NULL,
+    thread      BIGINT NOT NULL,
+    blob        TEXT NOT NULL,
+    size        BIGINT NOT NULL,
+    received_at BIGINT NOT NULL,
+    keywords    TEXT NOT NULL,
+    seen        BOOLEAN NOT NULL,
+    modseq      BIGINT NOT NULL,
+    kw_modseq   BIGINT NOT NULL,
+    message_id  TEXT,
+    summary     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS emails_account_received ON emails(account, received_at);
+CREATE INDEX IF NOT EXISTS emails_message_id ON emails(account, message_id);
+CREATE INDEX IF NOT EXISTS emails_thread ON emails(thread);
+CREATE TABLE IF NOT EXISTS memberships (
+    mailbox BIGINT NOT NULL,
+    uid     BIGINT NOT NULL,
+    email   BIGINT NOT NULL,
+    modseq  BIGINT NOT NULL,
+    PRIMARY KEY (mailbox, uid)
+);
+CREATE INDEX IF NOT EXISTS memberships_email ON memberships(email);
+CREATE TABLE IF NOT EXISTS expunged (
+    mailbox BIGINT NOT NULL,
+    uid     BIGINT NOT NULL,
+    modseq  BIGINT NOT NULL,
+    PRIMARY KEY (mailbox, uid)
+);
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox, modseq);
+CREATE TABLE IF NOT EXISTS changes (
+    seq     BIGSERIAL PRIMARY KEY,
+    account BIGINT NOT NULL,
+    modseq  BIGINT NOT NULL,
+    kind    BIGINT NOT NULL,
+    object  BIGINT NOT NULL,
+    op      BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_account_modseq ON changes(account, modseq);
+CREATE TABLE IF NOT EXISTS blobs (
+    hash TEXT PRIMARY KEY,
+    data BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id           BIGSERIAL PRIMARY KEY,
+    sender       TEXT NOT NULL,
+    recipients   TEXT NOT NULL,
+    blob         TEXT NOT NULL,
+    size         BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    next_attempt BIGINT NOT NULL,
+    attempts     BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    dsn_sent     BOOLEAN NOT NULL,
+    lease_owner  TEXT,
+    lease_until  BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue(next_attempt);
+"#;
+
+/// Version 2: per-account settings (TOTP secrets, vacation response, identities, …).
+const V2: &str = r#"
+CREATE TABLE IF NOT EXISTS account_settings (
+    account BIGINT NOT NULL,
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    PRIMARY KEY (account, key)
+);
+"#;
+
+/// Migration steps; entry `i` brings the schema from version `i` to `i + 1`. Each must be
+/// idempotent and, for online upgrades, additive (old code keeps working on the result).
+const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// Creates or upgrades the schema in one transaction under the migration lock.
+pub(crate) async fn migrate(pool: &std::sync::Arc<Pool>) -> Result<()> {
+    let mut pooled = pool.get().await?;
+    let outcome = async {
+        let mut tx = pooled.begin(false).await?;
+        tx.exec("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.exec(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                 version BIGINT NOT NULL, compatible_from BIGINT NOT NULL)",
+            &[],
+        )
+        .await?;
+        let row = tx
+            .opt(
+                "SELECT version, compatible_from FROM schema_version LIMIT 1",
+                &[],
+            )
+            .await?;
+        let (current, compatible_from): (i64, i64) = match &row {
+            Some(row) => (get(row, 0)?, get(row, 1)?),
+            None => (0, 0),
+        };
+        if compatible_from > SCHEMA_VERSION {
+            return Err(StoreError::Invalid(format!(
+                "database schema version {current} needs code of schema version \
+                 {compatible_from} or newer; this program has {SCHEMA_VERSION}"
+            )));
+        }
+        if current >= SCHEMA_VERSION {
+            // Up to date, or newer but still compatible (a rolling upgrade in progress).
+            tx.commit().await?;
+            return Ok(());
+        }
+        let start = usize::try_from(current).unwrap_or(0);
+        for step in MIGRATIONS.iter().skip(start) {
+            tx.batch(step).await?;
+        }
+        tx.exec("DELETE FROM schema_version", &[]).await?;
+        tx.exec(
+            "INSERT INTO schema_version (version, compatible_from) VALUES ($1, $2)",
+            &[&SCHEMA_VERSION, &COMPATIBLE_FROM],
+        )
+        .await?;
+        tx.commit().await
+    }
+    .await;
+    pooled.finish(&outcome);
+    outcome
+}
