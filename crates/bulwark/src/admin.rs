@@ -1,0 +1,308 @@
+//! Administration commands: domains, accounts, aliases, app passwords, the outbound queue.
+//! They open the same data directory as the server (SQLite is safe across processes).
+
+use crate::cli::{AccountCommand, AliasCommand, AppPasswordCommand, DomainCommand, QueueCommand};
+use crate::config::values::check_hostname;
+use crate::password_input::read_new_password;
+use anyhow::{Context, anyhow, bail};
+use bulwark_store::{Account, NewAccount, QueueId, Store};
+use std::sync::Arc;
+
+/// Opens the store of the configured data directory.
+pub fn open_store(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store = bulwark_store::sqlite::SqliteStore::open(&config.data_dir).with_context(|| {
+        format!(
+            "cannot open the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    Ok(store)
+}
+
+/// `local@domain`, lowercased, or an error naming the bad input.
+fn parse_address(input: &str) -> anyhow::Result<(String, String)> {
+    let (local, domain) = bulwark_core::split_address(input)
+        .ok_or_else(|| anyhow!("\"{input}\" is not an email address (local@domain)"))?;
+    if input.contains(['<', '>', ' ']) || local.contains(char::is_whitespace) {
+        bail!("\"{input}\" is not an email address (local@domain)");
+    }
+    Ok((local, domain))
+}
+
+async fn require_local_domain(store: &dyn Store, domain: &str) -> anyhow::Result<()> {
+    if !store.domain_exists(domain).await? {
+        bail!("unknown domain {domain}; add it first with: bulwark domain add {domain}");
+    }
+    Ok(())
+}
+
+async fn account_for(store: &dyn Store, address: &str) -> anyhow::Result<Account> {
+    let (local, domain) = parse_address(address)?;
+    let address = format!("{local}@{domain}");
+    store
+        .account_by_address(&address)
+        .await?
+        .ok_or_else(|| anyhow!("no account {address}"))
+}
+
+pub async fn domain(store: &dyn Store, cmd: DomainCommand) -> anyhow::Result<()> {
+    match cmd {
+        DomainCommand::Add { domain } => {
+            let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            check_hostname(&domain).map_err(|why| anyhow!("bad domain name: {why}"))?;
+            if store.domain_exists(&domain).await? {
+                bail!("domain {domain} already exists");
+            }
+            store.domain_add(&domain).await?;
+            println!("added domain {domain}");
+        }
+        DomainCommand::List => {
+            for d in store.domain_list().await? {
+                println!("{d}");
+            }
+        }
+        DomainCommand::Delete { domain } => {
+            let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            require_local_domain(store, &domain).await?;
+            let suffix = format!("@{domain}");
+            let accounts = store
+                .account_list()
+                .await?
+                .into_iter()
+                .filter(|a| a.address.ends_with(&suffix))
+                .count();
+            let aliases = store
+                .alias_list()
+                .await?
+                .into_iter()
+                .filter(|(a, _)| a.ends_with(&suffix))
+                .count();
+            if accounts + aliases > 0 {
+                bail!(
+                    "domain {domain} still has {accounts} account(s) and {aliases} alias(es); delete them first"
+                );
+            }
+            store.domain_delete(&domain).await?;
+            println!("deleted domain {domain}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::Result<()> {
+    match cmd {
+        AccountCommand::Add {
+            address,
+            password,
+            name,
+        } => {
+            let (local, domain) = parse_address(&address)?;
+            let address = format!("{local}@{domain}");
+            require_local_domain(store, &domain).await?;
+            if store.resolve_address(&address).await?.is_some() {
+                bail!("{address} already exists (as an account or an alias)");
+            }
+            let password = read_new_password(password.password_stdin, &address)?;
+            let password_hash = hash(&password).await?;
+            let new = NewAccount {
+                address: address.clone(),
+                display_name: name.unwrap_or_default(),
+                password_hash,
+            };
+            store.account_create(new).await?;
+            println!("created account {address}");
+        }
+        AccountCommand::List => {
+            let aliases = store.alias_list().await?;
+            for a in store.account_list().await? {
+                let mine: Vec<&str> = aliases
+                    .iter()
+                    .filter(|(_, id)| *id == a.id)
+                    .map(|(s, _)| s.as_str())
+                    .collect();
+                let mut line = a.address.clone();
+                if !a.display_name.is_empty() {
+                    line.push_str(&format!("  \"{}\"", a.display_name));
+                }
+                if !mine.is_empty() {
+                    line.push_str(&format!("  aliases: {}", mine.join(", ")));
+                }
+                println!("{line}");
+            }
+        }
+        AccountCommand::Passwd { address, password } => {
+            let account = account_for(store, &address).await?;
+            let password = read_new_password(password.password_stdin, &account.address)?;
+            store
+                .account_set_password(account.id, &hash(&password).await?)
+                .await?;
+            println!("password changed for {}", account.address);
+        }
+        AccountCommand::Delete { address } => {
+            let account = account_for(store, &address).await?;
+            store.account_delete(account.id).await?;
+            println!(
+                "deleted account {} with its mail, aliases and app passwords",
+                account.address
+            );
+        }
+        AccountCommand::AppPassword(cmd) => app_password(store, cmd).await?,
+    }
+    Ok(())
+}
+
+async fn hash(password: &str) -> anyhow::Result<String> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || bulwark_auth::hash_password(&password))
+        .await
+        .context("password hashing stopped")?
+        .map_err(|e| anyhow!(e))
+}
+
+async fn app_password(store: &dyn Store, cmd: AppPasswordCommand) -> anyhow::Result<()> {
+    match cmd {
+        AppPasswordCommand::Add { address, name } => {
+            let account = account_for(store, &address).await?;
+            let name = name.trim().to_string();
+            if name.is_empty() {
+                bail!("the app password needs a --name (the device or program it is for)");
+            }
+            if store
+                .app_password_list(account.id)
+                .await?
+                .iter()
+                .any(|p| p.name == name)
+            {
+                bail!(
+                    "{} already has an app password named \"{name}\"",
+                    account.address
+                );
+            }
+            let password = bulwark_auth::generate_app_password();
+            store
+                .app_password_add(account.id, &name, &hash(&password).await?)
+                .await?;
+            eprintln!(
+                "app password \"{name}\" for {}; it is shown only this once:",
+                account.address
+            );
+            println!("{password}");
+        }
+        AppPasswordCommand::List { address } => {
+            let account = account_for(store, &address).await?;
+            for p in store.app_password_list(account.id).await? {
+                println!(
+                    "{}  {}  created {}",
+                    p.id,
+                    p.name,
+                    format_time(p.created_at)
+                );
+            }
+        }
+        AppPasswordCommand::Delete {
+            address,
+            name_or_id,
+        } => {
+            let account = account_for(store, &address).await?;
+            let list = store.app_password_list(account.id).await?;
+            let found = list
+                .iter()
+                .find(|p| p.name == name_or_id)
+                .or_else(|| list.iter().find(|p| Some(p.id) == name_or_id.parse().ok()))
+                .ok_or_else(|| {
+                    anyhow!("{} has no app password \"{name_or_id}\"", account.address)
+                })?;
+            store.app_password_delete(account.id, found.id).await?;
+            println!(
+                "deleted app password \"{}\" of {}",
+                found.name, account.address
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn alias(store: &dyn Store, cmd: AliasCommand) -> anyhow::Result<()> {
+    match cmd {
+        AliasCommand::Add { alias, target } => {
+            let (local, domain) = parse_address(&alias)?;
+            let alias = format!("{local}@{domain}");
+            require_local_domain(store, &domain).await?;
+            if store.resolve_address(&alias).await?.is_some() {
+                bail!("{alias} already exists (as an account or an alias)");
+            }
+            let account = account_for(store, &target).await?;
+            store.alias_add(&alias, account.id).await?;
+            println!("added alias {alias} -> {}", account.address);
+        }
+        AliasCommand::List => {
+            let accounts = store.account_list().await?;
+            for (alias, id) in store.alias_list().await? {
+                let target = accounts
+                    .iter()
+                    .find(|a| a.id == id)
+                    .map(|a| a.address.as_str())
+                    .unwrap_or("?");
+                println!("{alias} -> {target}");
+            }
+        }
+        AliasCommand::Delete { alias } => {
+            let (local, domain) = parse_address(&alias)?;
+            let alias = format!("{local}@{domain}");
+            if !store.alias_list().await?.iter().any(|(a, _)| *a == alias) {
+                bail!("no alias {alias}");
+            }
+            store.alias_delete(&alias).await?;
+            println!("deleted alias {alias}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn queue(store: &dyn Store, cmd: QueueCommand) -> anyhow::Result<()> {
+    match cmd {
+        QueueCommand::List => {
+            let entries = store.queue_list().await?;
+            if entries.is_empty() {
+                println!("the queue is empty");
+            } else {
+                print!("{}", crate::servers::format_queue(&entries));
+            }
+        }
+        QueueCommand::Retry { id } => {
+            require_queued(store, id).await?;
+            store.queue_retry_now(QueueId(id)).await?;
+            println!("message {id} is due for delivery now");
+        }
+        QueueCommand::Delete { id } => {
+            require_queued(store, id).await?;
+            store.queue_delete(QueueId(id)).await?;
+            println!("deleted message {id} from the queue");
+        }
+        QueueCommand::Flush => {
+            let entries = store.queue_list().await?;
+            for e in &entries {
+                store.queue_retry_now(e.id).await?;
+            }
+            println!("{} message(s) due for delivery now", entries.len());
+        }
+    }
+    Ok(())
+}
+
+async fn require_queued(store: &dyn Store, id: i64) -> anyhow::Result<()> {
+    if store.queue_get(QueueId(id)).await?.is_none() {
+        bail!("no queued message with id {id} (see: bulwark queue list)");
+    }
+    Ok(())
+}
+
+/// Unix seconds as `2025-01-31 12:00:00 UTC`.
+pub fn format_time(unix: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| unix.to_string())
+}

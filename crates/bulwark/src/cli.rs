@@ -1,0 +1,218 @@
+//! Command-line interface (clap derive). Each command's help says what it does, with examples.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  bulwark serve --config /etc/bulwark/bulwark.toml
+  bulwark config check bulwark.toml
+  bulwark domain add example.test
+  echo 'correct horse battery staple' | bulwark account add alice@example.test --password-stdin --name 'Alice'
+  bulwark alias add sales@example.test alice@example.test
+  bulwark account app-password add alice@example.test --name phone
+  bulwark queue list
+
+Every command reads the same config file: --config FILE, else $BULWARK_CONFIG, else ./bulwark.toml.
+Administration commands work on the data directory while the server runs.
+
+Exit codes: 0 success, 1 the operation failed, 2 bad command line, 78 invalid config file.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bulwark",
+    version,
+    about = "Bulwark: a single-binary mail server (SMTP + IMAP) with an embedded store",
+    after_help = MAIN_EXAMPLES
+)]
+pub struct Cli {
+    /// Config file (TOML). Relative `data_dir`, `tls.cert` and `tls.key` are resolved
+    /// against this file's directory.
+    #[arg(long, short = 'c', global = true, value_name = "FILE", env = crate::config::CONFIG_ENV, default_value = crate::config::DEFAULT_CONFIG_FILE)]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the mail server with every listener of the config file.
+    ///
+    /// Prints one line per listener ("listening: imap 127.0.0.1:2143") once all are bound
+    /// (with port 0 in the config, the port the system chose). Stops cleanly on SIGTERM or
+    /// SIGINT. Logs go to standard error; RUST_LOG overrides [log] level.
+    #[command(after_help = "Example:\n  bulwark serve --config bulwark.toml")]
+    Serve,
+
+    /// Check a config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// Manage the local mail domains (mail for these is delivered here).
+    #[command(subcommand)]
+    Domain(DomainCommand),
+
+    /// Manage accounts, their passwords and app passwords.
+    #[command(subcommand)]
+    Account(AccountCommand),
+
+    /// Manage aliases: extra addresses that deliver to an account.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+
+    /// Inspect and steer the outbound delivery queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file in full: prints "ok", or every problem as FILE:LINE: KEY: WHY
+    /// and exits with status 78.
+    #[command(
+        after_help = "Examples:\n  bulwark config check bulwark.toml\n  bulwark config check   # checks --config / $BULWARK_CONFIG / ./bulwark.toml"
+    )]
+    Check {
+        /// The file to check (default: the --config file).
+        file: Option<PathBuf>,
+    },
+    /// Print the reference of every config key as Markdown (the table in docs/config.md).
+    #[command(hide = true)]
+    Reference,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Add a local domain.
+    #[command(after_help = "Example:\n  bulwark domain add example.test")]
+    Add {
+        /// Domain name, e.g. example.test.
+        domain: String,
+    },
+    /// List the local domains.
+    List,
+    /// Delete a local domain (refused while accounts or aliases use it).
+    #[command(after_help = "Example:\n  bulwark domain delete example.test")]
+    Delete {
+        /// Domain name.
+        domain: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PasswordSource {
+    /// Read the password from the first line of standard input (for scripts). Without
+    /// this flag the password is prompted for on a terminal.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account (its domain must exist) with INBOX, Sent, Drafts, Trash, Junk, Archive.
+    #[command(
+        after_help = "Examples:\n  bulwark account add alice@example.test            # prompts for the password\n  printf '%s\\n' \"$PASS\" | bulwark account add alice@example.test --password-stdin --name 'Alice Liddell'"
+    )]
+    Add {
+        /// The account's primary address (its user name for IMAP and SMTP).
+        address: String,
+        #[command(flatten)]
+        password: PasswordSource,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List accounts with their aliases.
+    List,
+    /// Set a new password.
+    #[command(
+        after_help = "Example:\n  printf '%s\\n' \"$PASS\" | bulwark account passwd alice@example.test --password-stdin"
+    )]
+    Passwd {
+        /// The account's address.
+        address: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Delete an account with all its mail, aliases and app passwords.
+    #[command(after_help = "Example:\n  bulwark account delete alice@example.test")]
+    Delete {
+        /// The account's address.
+        address: String,
+    },
+    /// Manage app passwords: generated passwords for one device each, revocable alone.
+    #[command(subcommand, name = "app-password")]
+    AppPassword(AppPasswordCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppPasswordCommand {
+    /// Generate an app password; it is printed once on standard output, and only its hash is kept.
+    #[command(
+        after_help = "Example:\n  bulwark account app-password add alice@example.test --name phone"
+    )]
+    Add {
+        /// The account's address.
+        address: String,
+        /// What the password is for (a device or program), unique per account.
+        #[arg(long)]
+        name: String,
+    },
+    /// List an account's app passwords (names and ids, never the passwords).
+    #[command(after_help = "Example:\n  bulwark account app-password list alice@example.test")]
+    List {
+        /// The account's address.
+        address: String,
+    },
+    /// Revoke an app password by name or id.
+    #[command(
+        after_help = "Example:\n  bulwark account app-password delete alice@example.test phone"
+    )]
+    Delete {
+        /// The account's address.
+        address: String,
+        /// The name given at creation, or the id from `list`.
+        name_or_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Make ALIAS deliver to the account TARGET (ALIAS's domain must be local).
+    #[command(after_help = "Example:\n  bulwark alias add sales@example.test alice@example.test")]
+    Add {
+        /// The new address, in a local domain.
+        alias: String,
+        /// The account it delivers to.
+        target: String,
+    },
+    /// List aliases as "ALIAS -> ACCOUNT".
+    List,
+    /// Delete an alias.
+    #[command(after_help = "Example:\n  bulwark alias delete sales@example.test")]
+    Delete {
+        /// The alias address.
+        alias: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// List queued outbound messages with their recipients and last errors.
+    List,
+    /// Make one queued message due for delivery now.
+    #[command(after_help = "Example:\n  bulwark queue retry 42")]
+    Retry {
+        /// Queue id from `bulwark queue list`.
+        id: i64,
+    },
+    /// Remove a queued message without delivering it (no bounce is sent).
+    #[command(after_help = "Example:\n  bulwark queue delete 42")]
+    Delete {
+        /// Queue id from `bulwark queue list`.
+        id: i64,
+    },
+    /// Make every queued message due now.
+    Flush,
+}

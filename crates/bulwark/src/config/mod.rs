@@ -1,0 +1,503 @@
+//! The configuration file: one TOML file, validated in full before anything is applied.
+//!
+//! Loading has two stages (like ripgrep's low/high args): [`read`] checks every key against
+//! the schema and parses each value; [`Config::build`] fills in defaults, resolves paths and runs
+//! the checks that span keys (duplicate listeners, cert without key, unreadable files). Every
+//! problem found is reported, each with its key, line and reason.
+
+mod read;
+pub mod schema;
+#[cfg(test)]
+mod tests;
+pub mod values;
+
+use read::{Entry, Parsed, Values};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "BULWARK_CONFIG";
+/// Config file used when neither `--config` nor `$BULWARK_CONFIG` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "bulwark.toml";
+/// Largest `max_message_size` we accept; beyond this a single message is a denial of service.
+pub const MAX_MESSAGE_SIZE_CEILING: u64 = 1 << 30;
+/// Smallest `max_message_size`: a message with a few headers must fit.
+pub const MAX_MESSAGE_SIZE_FLOOR: u64 = 1 << 10;
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `section.key` (or `hostname`, or `(file)` for syntax errors).
+    pub key: String,
+    /// 1-based line of the key, when the key is in the file.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Problem {
+    fn at(key: &str, line: usize, message: impl Into<String>) -> Problem {
+        Problem {
+            key: key.to_string(),
+            line: Some(line),
+            message: message.into(),
+        }
+    }
+    fn at_entry(key: &str, entry: Option<&Entry>, message: impl Into<String>) -> Problem {
+        Problem {
+            key: key.to_string(),
+            line: entry.map(|e| e.line),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} has {} problem(s):\n{}", problems.len(), render_problems(path, problems))]
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One line per problem: `FILE:LINE: KEY: WHY`.
+pub fn render_problems(path: &str, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| match p.line {
+            Some(line) => format!("{path}:{line}: {}: {}", p.key, p.message),
+            None => format!("{path}: {}: {}", p.key, p.message),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Which listener an address belongs to (names match the `[listen]` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerName {
+    Smtp,
+    Submission,
+    Submissions,
+    Imap,
+    Imaps,
+    Http,
+}
+
+impl ListenerName {
+    pub const ALL: [ListenerName; 6] = [
+        ListenerName::Smtp,
+        ListenerName::Submission,
+        ListenerName::Submissions,
+        ListenerName::Imap,
+        ListenerName::Imaps,
+        ListenerName::Http,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerName::Smtp => "smtp",
+            ListenerName::Submission => "submission",
+            ListenerName::Submissions => "submissions",
+            ListenerName::Imap => "imap",
+            ListenerName::Imaps => "imaps",
+            ListenerName::Http => "http",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listen {
+    pub smtp: Option<SocketAddr>,
+    pub submission: Option<SocketAddr>,
+    pub submissions: Option<SocketAddr>,
+    pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+}
+
+impl Listen {
+    pub fn get(&self, name: ListenerName) -> Option<SocketAddr> {
+        match name {
+            ListenerName::Smtp => self.smtp,
+            ListenerName::Submission => self.submission,
+            ListenerName::Submissions => self.submissions,
+            ListenerName::Imap => self.imap,
+            ListenerName::Imaps => self.imaps,
+            ListenerName::Http => self.http,
+        }
+    }
+    /// The configured listeners in a fixed order.
+    pub fn configured(&self) -> Vec<(ListenerName, SocketAddr)> {
+        ListenerName::ALL
+            .iter()
+            .filter_map(|n| self.get(*n).map(|a| (*n, a)))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub relay: Option<String>,
+    pub queue_lifetime: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message_size: u64,
+    pub max_connections_per_ip: usize,
+    pub max_connections: usize,
+    pub smtp_idle_timeout: Duration,
+    pub imap_idle_timeout: Duration,
+    pub max_recipients: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    pub allow_plaintext_on_loopback: bool,
+    pub failure_window: Duration,
+    pub ip_max_failures: u32,
+    pub account_delay_after: u32,
+    pub account_delay: Duration,
+    pub account_max_failures: u32,
+    pub account_lockout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub level: String,
+}
+
+/// A validated configuration with defaults applied and paths made absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file this was read from.
+    pub source: PathBuf,
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub listen: Listen,
+    pub tls: Tls,
+    pub outbound: Outbound,
+    pub limits: Limits,
+    pub auth: Auth,
+    pub log: Log,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Config::parse(&text, path).map_err(|problems| ConfigError::Invalid {
+            path: shown,
+            problems,
+        })
+    }
+
+    /// Validates `text` as if read from `path` (relative paths resolve against its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
+        let (values, mut problems) = read::read(text);
+        if problems.iter().any(|p| p.key == "(file)") {
+            return Err(problems);
+        }
+        let base = config_dir(path);
+        let config = Config::build(&values, &base, path, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn build(values: &Values, base: &Path, source: &Path, problems: &mut Vec<Problem>) -> Config {
+        let v = Lookup { values };
+        let hostname = match v.text("hostname") {
+            Some(h) => h,
+            None => {
+                if !values.contains_key("hostname") && !problems.iter().any(|p| p.key == "hostname")
+                {
+                    problems.push(Problem {
+                        key: "hostname".into(),
+                        line: None,
+                        message: "missing; set the server's public name, e.g. hostname = \"mail.example.com\"".into(),
+                    });
+                }
+                String::new()
+            }
+        };
+        let data_dir = base.join(
+            v.text("data_dir")
+                .unwrap_or_else(|| "./bulwark-data".into()),
+        );
+        let data_dir = normalize(&data_dir);
+        let listen = Listen {
+            smtp: v.addr("listen.smtp"),
+            submission: v.addr("listen.submission"),
+            submissions: v.addr("listen.submissions"),
+            imap: v.addr("listen.imap"),
+            imaps: v.addr("listen.imaps"),
+            http: v.addr("listen.http"),
+        };
+        let tls = Tls {
+            cert: v.text("tls.cert").map(|p| normalize(&base.join(p))),
+            key: v.text("tls.key").map(|p| normalize(&base.join(p))),
+        };
+        let outbound = Outbound {
+            relay: v.text("outbound.relay"),
+            queue_lifetime: v.duration("outbound.queue_lifetime"),
+            retry_base: v.duration("outbound.retry_base"),
+            retry_max: v.duration("outbound.retry_max"),
+        };
+        let limits = Limits {
+            max_message_size: v.int("limits.max_message_size"),
+            max_connections_per_ip: v.int("limits.max_connections_per_ip") as usize,
+            max_connections: v.int("limits.max_connections") as usize,
+            smtp_idle_timeout: v.duration("limits.smtp_idle_timeout"),
+            imap_idle_timeout: v.duration("limits.imap_idle_timeout"),
+            max_recipients: v.int("limits.max_recipients") as usize,
+        };
+        let auth = Auth {
+            allow_plaintext_on_loopback: v.bool("auth.allow_plaintext_on_loopback"),
+            failure_window: v.duration("auth.failure_window"),
+            ip_max_failures: saturating_u32(v.int("auth.ip_max_failures")),
+            account_delay_after: saturating_u32(v.int("auth.account_delay_after")),
+            account_delay: v.duration("auth.account_delay"),
+            account_max_failures: saturating_u32(v.int("auth.account_max_failures")),
+            account_lockout: v.duration("auth.account_lockout"),
+        };
+        let log = Log {
+            level: v.text("log.level").unwrap_or_else(|| "info".into()),
+        };
+        let config = Config {
+            source: source.to_path_buf(),
+            hostname,
+            data_dir,
+            listen,
+            tls,
+            outbound,
+            limits,
+            auth,
+            log,
+        };
+        config.check_across_keys(values, problems);
+        config
+    }
+
+    /// Checks that involve several keys or the file system.
+    fn check_across_keys(&self, values: &Values, problems: &mut Vec<Problem>) {
+        let at = |key: &str| values.get(key);
+        // Duplicate listeners: a second bind to the same address would fail at start-up.
+        let mut seen: Vec<(ListenerName, SocketAddr)> = Vec::new();
+        for (name, addr) in self.listen.configured() {
+            let key = format!("listen.{}", name.as_str());
+            if addr.port() != 0
+                && let Some((other, _)) = seen.iter().find(|(_, a)| *a == addr)
+            {
+                let other_key = format!("listen.{}", other.as_str());
+                let other_line = at(&other_key)
+                    .map(|e| format!(" (line {})", e.line))
+                    .unwrap_or_default();
+                problems.push(Problem::at_entry(
+                    &key,
+                    at(&key),
+                    format!("{addr} is already used by {other_key}{other_line}"),
+                ));
+            }
+            seen.push((name, addr));
+        }
+        self.check_tls(values, problems);
+        let o = &self.outbound;
+        if o.retry_base > o.retry_max {
+            problems.push(Problem::at_entry(
+                "outbound.retry_base",
+                at("outbound.retry_base").or(at("outbound.retry_max")),
+                format!(
+                    "must not be longer than outbound.retry_max ({}s > {}s)",
+                    o.retry_base.as_secs(),
+                    o.retry_max.as_secs()
+                ),
+            ));
+        }
+        for key in [
+            "outbound.queue_lifetime",
+            "outbound.retry_base",
+            "limits.smtp_idle_timeout",
+            "limits.imap_idle_timeout",
+        ] {
+            if let Some(Entry {
+                value: Parsed::Duration(d),
+                line,
+            }) = at(key)
+                && d.is_zero()
+            {
+                problems.push(Problem::at(key, *line, "must be longer than zero"));
+            }
+        }
+        let size = self.limits.max_message_size;
+        if !(MAX_MESSAGE_SIZE_FLOOR..=MAX_MESSAGE_SIZE_CEILING).contains(&size) {
+            problems.push(Problem::at_entry(
+                "limits.max_message_size",
+                at("limits.max_message_size"),
+                format!("{size} bytes is outside the allowed range 1K..1G"),
+            ));
+        }
+        if self.limits.max_connections_per_ip > self.limits.max_connections {
+            problems.push(Problem::at_entry(
+                "limits.max_connections_per_ip",
+                at("limits.max_connections_per_ip"),
+                "must not exceed limits.max_connections",
+            ));
+        }
+        if self.data_dir.exists() && !self.data_dir.is_dir() {
+            problems.push(Problem::at_entry(
+                "data_dir",
+                at("data_dir"),
+                format!("{} exists and is not a directory", self.data_dir.display()),
+            ));
+        }
+    }
+
+    fn check_tls(&self, values: &Values, problems: &mut Vec<Problem>) {
+        let at = |key: &str| values.get(key);
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => problems.push(Problem::at_entry(
+                "tls.cert",
+                at("tls.cert"),
+                "tls.cert is set but tls.key is not; set both or neither",
+            )),
+            (None, Some(_)) => problems.push(Problem::at_entry(
+                "tls.key",
+                at("tls.key"),
+                "tls.key is set but tls.cert is not; set both or neither",
+            )),
+            _ => {}
+        }
+        let mut readable = true;
+        for (key, path) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+            if let Some(path) = path
+                && let Err(e) = std::fs::read(path)
+            {
+                readable = false;
+                problems.push(Problem::at_entry(
+                    key,
+                    at(key),
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        }
+        if readable && self.tls.cert.is_some() && self.tls.key.is_some() {
+            let files = bulwark_net::TlsFiles {
+                cert: self.tls.cert.clone(),
+                key: self.tls.key.clone(),
+            };
+            if let Err(e) = bulwark_net::load_tls(&files, &self.data_dir, &self.hostname) {
+                problems.push(Problem::at_entry(
+                    "tls.cert",
+                    at("tls.cert"),
+                    format!("unusable certificate or key: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+/// Reads typed values with the schema's defaults for keys that are absent.
+struct Lookup<'a> {
+    values: &'a Values,
+}
+
+impl Lookup<'_> {
+    fn default_of(&self, key: &str) -> Option<Parsed> {
+        let (section, name) = key.split_once('.').unwrap_or(("", key));
+        let def = schema::lookup(section, name)?;
+        let text = def.default.trim_matches('"');
+        if def.default.is_empty() {
+            return None;
+        }
+        match def.kind {
+            schema::Kind::Duration => values::parse_duration(text).ok().map(Parsed::Duration),
+            schema::Kind::Size => values::parse_size(text).ok().map(Parsed::Int),
+            schema::Kind::Count => text.parse().ok().map(Parsed::Int),
+            schema::Kind::Bool => text.parse().ok().map(Parsed::Bool),
+            _ => Some(Parsed::Text(text.to_string())),
+        }
+    }
+    fn get(&self, key: &str) -> Option<Parsed> {
+        self.values
+            .get(key)
+            .map(|e| e.value.clone())
+            .or_else(|| self.default_of(key))
+    }
+    fn text(&self, key: &str) -> Option<String> {
+        match self.get(key) {
+            Some(Parsed::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+    fn addr(&self, key: &str) -> Option<SocketAddr> {
+        match self.get(key) {
+            Some(Parsed::Addr(a)) => Some(a),
+            _ => None,
+        }
+    }
+    fn duration(&self, key: &str) -> Duration {
+        match self.get(key) {
+            Some(Parsed::Duration(d)) => d,
+            _ => Duration::ZERO,
+        }
+    }
+    fn int(&self, key: &str) -> u64 {
+        match self.get(key) {
+            Some(Parsed::Int(n)) => n,
+            _ => 0,
+        }
+    }
+    fn bool(&self, key: &str) -> bool {
+        matches!(self.get(key), Some(Parsed::Bool(true)))
+    }
+}
+
+fn saturating_u32(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The directory relative paths in `config_file` are resolved against (absolute).
+fn config_dir(config_file: &Path) -> PathBuf {
+    let parent = config_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
+}
+
+/// Removes `.` components (`/etc/bulwark/./data` → `/etc/bulwark/data`) for readable messages.
+fn normalize(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}

@@ -1,0 +1,351 @@
+//! Every configuration key, declared once: its section, name, type, default and one-line doc.
+//! `docs/config.md` and `bulwark.example.toml` describe exactly these keys (a test checks it).
+
+/// What kind of value a key takes; each kind has one parser in [`super::values`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A DNS host name (`mail.example.com`).
+    Hostname,
+    /// A file-system path; relative paths are relative to the config file's directory.
+    Path,
+    /// A socket address to listen on, `IP:PORT` (`127.0.0.1:2525`, `[::]:993`); port 0 = any free port.
+    Listen,
+    /// A smarthost, `HOST[:PORT]` (default port 25).
+    Relay,
+    /// A duration: seconds as an integer, or a string with a unit (`500ms`, `30s`, `5m`, `4h`, `5d`, `1w`).
+    Duration,
+    /// A byte size: an integer, or a string with a binary unit (`512K`, `50M`, `1G`).
+    Size,
+    /// A positive integer.
+    Count,
+    Bool,
+    /// A tracing filter: a level (`info`) or directives (`info,bulwark_smtp=debug`).
+    LogFilter,
+}
+
+impl Kind {
+    /// Human description used in "expected …" messages.
+    pub fn expected(self) -> &'static str {
+        match self {
+            Kind::Hostname => "a host name string like \"mail.example.com\"",
+            Kind::Path => "a path string",
+            Kind::Listen => "an address string like \"127.0.0.1:2525\"",
+            Kind::Relay => "a host string like \"smtp.example.net:587\"",
+            Kind::Duration => {
+                "a duration like \"30s\", \"5m\", \"4h\", \"5d\" or an integer number of seconds"
+            }
+            Kind::Size => "a size like \"50M\", \"512K\", \"1G\" or an integer number of bytes",
+            Kind::Count => "a positive integer",
+            Kind::Bool => "true or false",
+            Kind::LogFilter => "a log level string like \"info\" or \"info,bulwark_smtp=debug\"",
+        }
+    }
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDef {
+    /// Table name (`listen`, `limits`, …), or `""` for top-level keys.
+    pub section: &'static str,
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Default as written in TOML, or `""` when the key is unset by default.
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+impl KeyDef {
+    /// `section.name`, or `name` for top-level keys.
+    pub fn path(&self) -> String {
+        if self.section.is_empty() {
+            self.name.to_string()
+        } else {
+            format!("{}.{}", self.section, self.name)
+        }
+    }
+}
+
+/// The tables a config file may contain.
+pub const SECTIONS: &[&str] = &["listen", "tls", "outbound", "limits", "auth", "log"];
+
+macro_rules! key {
+    ($section:literal, $name:literal, $kind:ident, $default:literal, $doc:literal) => {
+        KeyDef {
+            section: $section,
+            name: $name,
+            kind: Kind::$kind,
+            default: $default,
+            doc: $doc,
+        }
+    };
+}
+
+pub const KEYS: &[KeyDef] = &[
+    key!(
+        "",
+        "hostname",
+        Hostname,
+        "",
+        "Public name of this server: SMTP greeting and EHLO, Received headers, the self-signed certificate. Required."
+    ),
+    key!(
+        "",
+        "data_dir",
+        Path,
+        "\"./bulwark-data\"",
+        "Where the database, messages and the generated certificate live. Relative to the config file's directory."
+    ),
+    key!(
+        "listen",
+        "smtp",
+        Listen,
+        "",
+        "Inbound MX (port 25 in production): accepts mail for local recipients, STARTTLS offered."
+    ),
+    key!(
+        "listen",
+        "submission",
+        Listen,
+        "",
+        "Message submission (port 587): STARTTLS, then AUTH required."
+    ),
+    key!(
+        "listen",
+        "submissions",
+        Listen,
+        "",
+        "Message submission over implicit TLS (port 465)."
+    ),
+    key!(
+        "listen",
+        "imap",
+        Listen,
+        "",
+        "IMAP with STARTTLS (port 143)."
+    ),
+    key!(
+        "listen",
+        "imaps",
+        Listen,
+        "",
+        "IMAP over implicit TLS (port 993)."
+    ),
+    key!(
+        "listen",
+        "http",
+        Listen,
+        "",
+        "Health endpoints (`GET /healthz`, `GET /readyz`); JMAP and the web client later."
+    ),
+    key!(
+        "tls",
+        "cert",
+        Path,
+        "",
+        "PEM certificate chain. Without `cert` and `key` a self-signed certificate for `hostname` is generated once and kept in `data_dir/tls/`."
+    ),
+    key!("tls", "key", Path, "", "PEM private key for `cert`."),
+    key!(
+        "outbound",
+        "relay",
+        Relay,
+        "",
+        "Smarthost for all outbound mail, `HOST[:PORT]` (default port 25). Without it: MX lookup for each recipient domain."
+    ),
+    key!(
+        "outbound",
+        "queue_lifetime",
+        Duration,
+        "\"5d\"",
+        "How long undeliverable mail is retried before a bounce (DSN) goes back to the sender."
+    ),
+    key!(
+        "outbound",
+        "retry_base",
+        Duration,
+        "\"1m\"",
+        "Delay before the first retry; doubled after each failed attempt."
+    ),
+    key!(
+        "outbound",
+        "retry_max",
+        Duration,
+        "\"4h\"",
+        "Longest delay between two retries."
+    ),
+    key!(
+        "limits",
+        "max_message_size",
+        Size,
+        "\"50M\"",
+        "Largest message accepted by SMTP (announced as SIZE; larger gets 552) and by IMAP APPEND."
+    ),
+    key!(
+        "limits",
+        "max_connections_per_ip",
+        Count,
+        "20",
+        "Concurrent connections from one IP address, per protocol."
+    ),
+    key!(
+        "limits",
+        "max_connections",
+        Count,
+        "1000",
+        "Concurrent connections in total, per protocol."
+    ),
+    key!(
+        "limits",
+        "smtp_idle_timeout",
+        Duration,
+        "\"5m\"",
+        "An SMTP client silent this long is disconnected (RFC 5321 §4.5.3.2.7: at least 5 minutes)."
+    ),
+    key!(
+        "limits",
+        "imap_idle_timeout",
+        Duration,
+        "\"30m\"",
+        "An IMAP client silent this long is logged out (RFC 9051 §5.4: at least 30 minutes); IDLE is exempt up to this too."
+    ),
+    key!(
+        "limits",
+        "max_recipients",
+        Count,
+        "100",
+        "Recipients per SMTP transaction (RFC 5321 §4.5.3.1.8: at least 100); more get 452."
+    ),
+    key!(
+        "auth",
+        "allow_plaintext_on_loopback",
+        Bool,
+        "false",
+        "Allow LOGIN/AUTH without TLS from 127.0.0.0/8 and ::1 (for local tools and tests). Never over other networks."
+    ),
+    key!(
+        "auth",
+        "failure_window",
+        Duration,
+        "\"10m\"",
+        "Window in which failed logins are counted."
+    ),
+    key!(
+        "auth",
+        "ip_max_failures",
+        Count,
+        "10",
+        "Failed logins from one IP inside the window before that IP is refused until the window passes."
+    ),
+    key!(
+        "auth",
+        "account_delay_after",
+        Count,
+        "3",
+        "Failed logins on one account after which each further attempt is delayed by `account_delay`."
+    ),
+    key!(
+        "auth",
+        "account_delay",
+        Duration,
+        "\"2s\"",
+        "Delay added to each attempt on an account that had `account_delay_after` failures."
+    ),
+    key!(
+        "auth",
+        "account_max_failures",
+        Count,
+        "20",
+        "Failed logins on one account after which it refuses logins for `account_lockout`."
+    ),
+    key!(
+        "auth",
+        "account_lockout",
+        Duration,
+        "\"1m\"",
+        "How long an account refuses logins after `account_max_failures`; short, so an attacker cannot lock the real user out for long."
+    ),
+    key!(
+        "log",
+        "level",
+        LogFilter,
+        "\"info\"",
+        "Log filter (`error`, `warn`, `info`, `debug`, `trace`, or directives like `info,bulwark_imap=debug`). `RUST_LOG` overrides it."
+    ),
+];
+
+/// The definition of `section.name`, if it exists.
+pub fn lookup(section: &str, name: &str) -> Option<&'static KeyDef> {
+    KEYS.iter().find(|k| k.section == section && k.name == name)
+}
+
+/// Smallest Jaro-Winkler similarity for a "did you mean" suggestion.
+const SUGGESTION_SIMILARITY: f64 = 0.8;
+
+/// The most similar of `candidates` to `wrong`, if it is close enough to be a likely typo.
+pub fn closest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&wrong.to_ascii_lowercase(), c), c))
+        .filter(|(score, _)| *score >= SUGGESTION_SIMILARITY)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Why `name` is not a key of `section`: a typo suggestion, or the section it belongs to.
+pub fn unknown_key_message(section: &str, name: &str) -> String {
+    if let Some(def) = KEYS.iter().find(|k| k.name == name && k.section != section) {
+        return if def.section.is_empty() {
+            format!("unknown key; `{name}` belongs at the top level, before any [section]")
+        } else {
+            format!("unknown key; `{name}` belongs in [{}]", def.section)
+        };
+    }
+    let names = KEYS.iter().filter(|k| k.section == section).map(|k| k.name);
+    match closest(name, names) {
+        Some(s) => format!("unknown key; did you mean `{s}`?"),
+        None => "unknown key".to_string(),
+    }
+}
+
+/// The key reference as a Markdown table per section (embedded in `docs/config.md`).
+pub fn reference_markdown() -> String {
+    let mut out = String::new();
+    let sections = std::iter::once("").chain(SECTIONS.iter().copied());
+    for section in sections {
+        if section.is_empty() {
+            out.push_str("### Top level\n\n");
+        } else {
+            out.push_str(&format!("### `[{section}]`\n\n"));
+        }
+        out.push_str("| key | type | default | meaning |\n| --- | --- | --- | --- |\n");
+        for k in KEYS.iter().filter(|k| k.section == section) {
+            let default = if k.default.is_empty() {
+                "(unset)".to_string()
+            } else {
+                format!("`{}`", k.default)
+            };
+            out.push_str(&format!(
+                "| `{}` | {} | {default} | {} |\n",
+                k.name,
+                kind_name(k.kind),
+                k.doc
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Hostname => "host name",
+        Kind::Path => "path",
+        Kind::Listen => "IP:PORT",
+        Kind::Relay => "HOST[:PORT]",
+        Kind::Duration => "duration",
+        Kind::Size => "size",
+        Kind::Count => "integer",
+        Kind::Bool => "boolean",
+        Kind::LogFilter => "log filter",
+    }
+}

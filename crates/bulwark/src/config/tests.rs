@@ -1,0 +1,368 @@
+//! Table tests: each bad config yields exactly the expected key, line and message.
+
+use super::*;
+
+const CONFIG_PATH: &str = "/etc/bulwark/bulwark.toml";
+
+/// `(key, line, message)` of each problem.
+type Found = Vec<(String, Option<usize>, String)>;
+
+fn problems_of(text: &str) -> Found {
+    match Config::parse(text, Path::new(CONFIG_PATH)) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems
+            .into_iter()
+            .map(|p| (p.key, p.line, p.message))
+            .collect(),
+    }
+}
+
+fn one(key: &str, line: Option<usize>, message: &str) -> Found {
+    vec![(key.to_string(), line, message.to_string())]
+}
+
+#[test]
+fn each_bad_config_names_key_line_and_reason() {
+    let cases: Vec<(&str, String, Found)> = vec![
+        (
+            "typo in a key gets a suggestion",
+            "hostname = \"mx.example.test\"\n[limits]\nmax_mesage_size = \"50M\"\n".into(),
+            one("limits.max_mesage_size", Some(3), "unknown key; did you mean `max_message_size`?"),
+        ),
+        (
+            "key in the wrong section names the right one",
+            "hostname = \"mx.example.test\"\n[listen]\nrelay = \"127.0.0.1:2600\"\n".into(),
+            one("listen.relay", Some(3), "unknown key; `relay` belongs in [outbound]"),
+        ),
+        (
+            "top-level key inside a section",
+            "[log]\nhostname = \"mx.example.test\"\n".into(),
+            vec![
+                ("log.hostname".into(), Some(2), "unknown key; `hostname` belongs at the top level, before any [section]".into()),
+                ("hostname".into(), None, "missing; set the server's public name, e.g. hostname = \"mail.example.com\"".into()),
+            ],
+        ),
+        (
+            "unknown section gets a suggestion",
+            "hostname = \"mx.example.test\"\n\n[limts]\nmax_recipients = 10\n".into(),
+            one("limts", Some(3), "unknown section; did you mean [limits]?"),
+        ),
+        (
+            "unknown key with nothing close",
+            "hostname = \"mx.example.test\"\nzzz = 1\n".into(),
+            one("zzz", Some(2), "unknown key"),
+        ),
+        (
+            "string where an integer belongs",
+            "hostname = \"mx.example.test\"\n[limits]\nmax_connections = \"many\"\n".into(),
+            one("limits.max_connections", Some(3), "expected a positive integer, found a string"),
+        ),
+        (
+            "zero count",
+            "hostname = \"mx.example.test\"\n[limits]\nmax_recipients = 0\n".into(),
+            one("limits.max_recipients", Some(3), "must be at least 1, found 0"),
+        ),
+        (
+            "integer where a boolean belongs",
+            "hostname = \"mx.example.test\"\n[auth]\nallow_plaintext_on_loopback = 1\n".into(),
+            one("auth.allow_plaintext_on_loopback", Some(3), "expected true or false, found an integer"),
+        ),
+        (
+            "section given as a value",
+            "hostname = \"mx.example.test\"\nlisten = \"127.0.0.1:25\"\n".into(),
+            one("listen", Some(2), "expected a table [listen], found a string"),
+        ),
+        (
+            "host name instead of an IP in a listener",
+            "hostname = \"mx.example.test\"\n[listen]\nsmtp = \"localhost:25\"\n".into(),
+            one(
+                "listen.smtp",
+                Some(3),
+                "\"localhost:25\" is not an IP:PORT address (for example \"127.0.0.1:2525\" or \"[::]:993\")",
+            ),
+        ),
+        (
+            "bad relay",
+            "hostname = \"mx.example.test\"\n[outbound]\nrelay = \"smtp example\"\n".into(),
+            one("outbound.relay", Some(3), "\"smtp example\" is not a HOST[:PORT] address (for example \"smtp.example.net:587\")"),
+        ),
+        (
+            "bad duration",
+            "hostname = \"mx.example.test\"\n[outbound]\nqueue_lifetime = \"5 fortnights\"\n".into(),
+            one(
+                "outbound.queue_lifetime",
+                Some(3),
+                "\"5 fortnights\" is not a duration; use a number with a unit: \"30s\", \"5m\", \"4h\", \"5d\"",
+            ),
+        ),
+        (
+            "zero duration",
+            "hostname = \"mx.example.test\"\n[limits]\nsmtp_idle_timeout = 0\n".into(),
+            one("limits.smtp_idle_timeout", Some(3), "must be longer than zero"),
+        ),
+        (
+            "retry base longer than retry max",
+            "hostname = \"mx.example.test\"\n[outbound]\nretry_base = \"2h\"\nretry_max = \"1h\"\n".into(),
+            one("outbound.retry_base", Some(3), "must not be longer than outbound.retry_max (7200s > 3600s)"),
+        ),
+        (
+            "bad size",
+            "hostname = \"mx.example.test\"\n[limits]\nmax_message_size = \"50X\"\n".into(),
+            one(
+                "limits.max_message_size",
+                Some(3),
+                "\"50X\" is not a size; use a number with an optional unit: \"512K\", \"50M\", \"1G\"",
+            ),
+        ),
+        (
+            "size out of range",
+            "hostname = \"mx.example.test\"\n[limits]\nmax_message_size = \"2G\"\n".into(),
+            one("limits.max_message_size", Some(3), "2147483648 bytes is outside the allowed range 1K..1G"),
+        ),
+        (
+            "missing hostname",
+            "data_dir = \"data\"\n".into(),
+            one("hostname", None, "missing; set the server's public name, e.g. hostname = \"mail.example.com\""),
+        ),
+        (
+            "invalid hostname",
+            "hostname = \"mail_server..example\"\n".into(),
+            one("hostname", Some(1), "\"mail_server..example\" is not a valid host name (letters, digits and hyphens between dots)"),
+        ),
+        (
+            "duplicate listen addresses",
+            "hostname = \"mx.example.test\"\n[listen]\nimap = \"127.0.0.1:2143\"\nimaps = \"127.0.0.1:2143\"\n".into(),
+            one("listen.imaps", Some(4), "127.0.0.1:2143 is already used by listen.imap (line 3)"),
+        ),
+        (
+            "cert without key",
+            "hostname = \"mx.example.test\"\n[tls]\ncert = \"/nonexistent/bulwark-test/cert.pem\"\n".into(),
+            vec![
+                ("tls.cert".into(), Some(3), "tls.cert is set but tls.key is not; set both or neither".into()),
+                (
+                    "tls.cert".into(),
+                    Some(3),
+                    "cannot read /nonexistent/bulwark-test/cert.pem: No such file or directory (os error 2)".into(),
+                ),
+            ],
+        ),
+        (
+            "log level typo",
+            "hostname = \"mx.example.test\"\n[log]\nlevel = \"infoo\"\n".into(),
+            one("log.level", Some(3), "\"infoo\" is not a log level; did you mean \"info\"?"),
+        ),
+        (
+            "TOML syntax error stops at the first problem",
+            "hostname = \"mx.example.test\"\n[listen\nsmtp = 1\n".into(),
+            vec![("(file)".into(), Some(2), String::new())],
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let mut got = problems_of(&text);
+        if name.starts_with("TOML syntax") {
+            // The parser's own wording may change; key and line are ours.
+            assert!(
+                got[0].2.starts_with("TOML syntax error: "),
+                "{name}: {got:?}"
+            );
+            got[0].2.clear();
+        }
+        assert_eq!(got, expected, "case: {name}");
+    }
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = "data_dir = 5\n[listen]\nsmtp = \"nope\"\nimap = \"127.0.0.1:99999\"\n[limits]\nmax_message_size = \"lots\"\nbogus = true\n";
+    let keys: Vec<String> = problems_of(text).into_iter().map(|(k, _, _)| k).collect();
+    assert_eq!(
+        keys,
+        [
+            "data_dir",
+            "listen.smtp",
+            "listen.imap",
+            "limits.max_message_size",
+            "limits.bogus",
+            "hostname"
+        ]
+    );
+}
+
+#[test]
+fn unreadable_key_file_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let text = format!(
+        "hostname = \"mx.example.test\"\n[tls]\ncert = \"{}\"\nkey = \"missing-key.pem\"\n",
+        cert.display()
+    );
+    let config_path = dir.path().join("bulwark.toml");
+    let problems = Config::parse(&text, &config_path).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "tls.key");
+    assert_eq!(problems[0].line, Some(4));
+    let expected_path = dir.path().join("missing-key.pem");
+    assert_eq!(
+        problems[0].message,
+        format!(
+            "cannot read {}: No such file or directory (os error 2)",
+            expected_path.display()
+        )
+    );
+}
+
+#[test]
+fn garbage_certificate_is_rejected_on_the_cert_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+    let text = "hostname = \"mx.example.test\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+    let problems = Config::parse(text, &dir.path().join("bulwark.toml")).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(
+        (problems[0].key.as_str(), problems[0].line),
+        ("tls.cert", Some(3))
+    );
+    assert!(
+        problems[0]
+            .message
+            .starts_with("unusable certificate or key: "),
+        "{}",
+        problems[0].message
+    );
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let config = Config::parse("hostname = \"MX.Example.Test\"\n", Path::new(CONFIG_PATH)).unwrap();
+    assert_eq!(config.hostname, "mx.example.test");
+    assert_eq!(config.data_dir, PathBuf::from("/etc/bulwark/bulwark-data"));
+    assert_eq!(config.listen, Listen::default());
+    assert_eq!(config.outbound.relay, None);
+    assert_eq!(
+        config.outbound.queue_lifetime,
+        Duration::from_secs(5 * 86_400)
+    );
+    assert_eq!(config.outbound.retry_base, Duration::from_secs(60));
+    assert_eq!(config.outbound.retry_max, Duration::from_secs(4 * 3600));
+    assert_eq!(config.limits.max_message_size, 50 << 20);
+    assert_eq!(config.limits.max_connections_per_ip, 20);
+    assert_eq!(config.limits.max_connections, 1000);
+    assert_eq!(config.limits.smtp_idle_timeout, Duration::from_secs(300));
+    assert_eq!(config.limits.imap_idle_timeout, Duration::from_secs(1800));
+    assert_eq!(config.limits.max_recipients, 100);
+    assert!(!config.auth.allow_plaintext_on_loopback);
+    assert_eq!(config.auth.ip_max_failures, 10);
+    assert_eq!(config.auth.account_lockout, Duration::from_secs(60));
+    assert_eq!(config.log.level, "info");
+}
+
+#[test]
+fn full_config_is_read_and_paths_resolve_against_the_config_directory() {
+    let text = r#"
+hostname = "mail.example.test"
+data_dir = "./data"
+[listen]
+smtp = "127.0.0.1:2525"
+submission = "127.0.0.1:2587"
+submissions = "127.0.0.1:2465"
+imap = "127.0.0.1:0"
+imaps = "127.0.0.1:0"
+http = "[::1]:8080"
+[outbound]
+relay = "127.0.0.1:2600"
+queue_lifetime = 3600
+retry_base = "10s"
+retry_max = "10m"
+[limits]
+max_message_size = 1048576
+max_connections_per_ip = 5
+max_connections = 50
+smtp_idle_timeout = "6m"
+imap_idle_timeout = "31m"
+max_recipients = 200
+[auth]
+allow_plaintext_on_loopback = true
+failure_window = "5m"
+ip_max_failures = 3
+account_delay_after = 2
+account_delay = "1s"
+account_max_failures = 6
+account_lockout = "30s"
+[log]
+level = "debug,bulwark_smtp=trace"
+"#;
+    let config = Config::parse(text, Path::new("/srv/mail/bulwark.toml")).unwrap();
+    assert_eq!(config.data_dir, PathBuf::from("/srv/mail/data"));
+    assert_eq!(config.listen.smtp, Some("127.0.0.1:2525".parse().unwrap()));
+    assert_eq!(config.listen.http, Some("[::1]:8080".parse().unwrap()));
+    assert_eq!(config.listen.configured().len(), 6);
+    assert_eq!(config.outbound.relay.as_deref(), Some("127.0.0.1:2600"));
+    assert_eq!(config.outbound.queue_lifetime, Duration::from_secs(3600));
+    assert_eq!(config.limits.max_message_size, 1 << 20);
+    assert_eq!(config.limits.max_recipients, 200);
+    assert!(config.auth.allow_plaintext_on_loopback);
+    assert_eq!(config.auth.account_max_failures, 6);
+    assert_eq!(config.log.level, "debug,bulwark_smtp=trace");
+}
+
+#[test]
+fn port_zero_listeners_may_share_an_address() {
+    let text = "hostname = \"mx.example.test\"\n[listen]\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\n";
+    assert_eq!(problems_of(text), vec![]);
+}
+
+#[test]
+fn inline_and_dotted_tables_are_checked_like_sections() {
+    let text = "hostname = \"mx.example.test\"\nlisten = { smtp = \"127.0.0.1:25\", smpt = \"x\" }\nlimits.max_recipients = \"ten\"\n";
+    let got = problems_of(text);
+    assert_eq!(
+        got,
+        vec![
+            (
+                "listen.smpt".to_string(),
+                Some(2),
+                "unknown key; did you mean `smtp`?".to_string()
+            ),
+            (
+                "limits.max_recipients".to_string(),
+                Some(3),
+                "expected a positive integer, found a string".to_string()
+            ),
+        ]
+    );
+}
+
+fn repo_file(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+#[test]
+fn docs_config_md_contains_the_generated_key_reference() {
+    let docs = repo_file("docs/config.md");
+    assert!(
+        docs.contains(&schema::reference_markdown()),
+        "docs/config.md is out of date: paste the output of `bulwark config reference` into it"
+    );
+}
+
+#[test]
+fn example_config_mentions_every_key_and_is_valid() {
+    let example = repo_file("bulwark.example.toml");
+    for key in schema::KEYS {
+        assert!(
+            example.contains(&format!("{} =", key.name)),
+            "bulwark.example.toml lacks {}",
+            key.path()
+        );
+    }
+    // Commented-out keys are documentation; the file as shipped must validate.
+    let problems = Config::parse(&example, Path::new("/tmp/bulwark-example/bulwark.toml"))
+        .err()
+        .unwrap_or_default();
+    assert_eq!(problems, vec![]);
+}

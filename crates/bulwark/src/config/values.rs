@@ -1,0 +1,208 @@
+//! Parsers for the value kinds of the config file (durations, sizes, addresses, host names).
+//! Each returns a sentence that says what is wrong, which the caller prefixes with key and line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Longest DNS name (RFC 1035 §2.3.4: 255 octets including length bytes → 253 characters).
+pub const MAX_HOSTNAME_LEN: usize = 253;
+/// Longest DNS label (RFC 1035 §2.3.4).
+pub const MAX_LABEL_LEN: usize = 63;
+/// Default SMTP port for a relay given without one (RFC 5321 §4.5.4.2 — port 25).
+pub const DEFAULT_RELAY_PORT: u16 = 25;
+
+/// `"30s"`, `"5m"`, `"4h"`, `"5d"`, `"1w"`, `"500ms"`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        format!(
+            "\"{text}\" is not a duration; use a number with a unit: \"30s\", \"5m\", \"4h\", \"5d\""
+        )
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs_per_unit = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "" | "s" | "sec" | "secs" => 1,
+        "m" | "min" | "mins" => 60,
+        "h" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(secs_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("\"{text}\" is too long"))
+}
+
+/// `"50M"`, `"512K"`, `"1G"`, `"100"` (bytes); units are binary (K = 1024). `B`/`iB` may follow.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        format!(
+            "\"{text}\" is not a size; use a number with an optional unit: \"512K\", \"50M\", \"1G\""
+        )
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit
+        .strip_suffix("IB")
+        .or_else(|| unit.strip_suffix('B'))
+        .unwrap_or(&unit);
+    let factor: u64 = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("\"{text}\" is too large"))
+}
+
+/// A DNS host name: dot-separated labels of letters, digits and hyphens (RFC 1123 §2.1).
+pub fn check_hostname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_HOSTNAME_LEN {
+        return Err(format!(
+            "\"{name}\" is longer than {MAX_HOSTNAME_LEN} characters"
+        ));
+    }
+    for label in name.trim_end_matches('.').split('.') {
+        let ok_chars = label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if label.is_empty()
+            || label.len() > MAX_LABEL_LEN
+            || !ok_chars
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
+            return Err(format!(
+                "\"{name}\" is not a valid host name (letters, digits and hyphens between dots)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `IP:PORT` for a listener (`127.0.0.1:2525`, `[::1]:993`, `0.0.0.0:25`).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse::<SocketAddr>().map_err(|_| {
+        format!(
+            "\"{text}\" is not an IP:PORT address (for example \"127.0.0.1:2525\" or \"[::]:993\")"
+        )
+    })
+}
+
+/// `HOST[:PORT]` for the smarthost; returns `host:port` with the default port filled in.
+pub fn parse_relay(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    if let Ok(addr) = t.parse::<SocketAddr>() {
+        return Ok(addr.to_string());
+    }
+    let bad = || {
+        format!("\"{text}\" is not a HOST[:PORT] address (for example \"smtp.example.net:587\")")
+    };
+    let (host, port) = match t.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+        None => (t, DEFAULT_RELAY_PORT),
+    };
+    if port == 0 {
+        return Err(format!("\"{text}\": port 0 cannot be connected to"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<std::net::IpAddr>().is_err() && check_hostname(host).is_err() {
+        return Err(bad());
+    }
+    if host.contains(':') {
+        return Ok(format!("[{host}]:{port}"));
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(4 * 3600)));
+        assert_eq!(parse_duration("5d"), Ok(Duration::from_secs(5 * 86_400)));
+        assert_eq!(parse_duration("1w"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn durations_reject_unknown_units_and_junk() {
+        for bad in [
+            "5 fortnights",
+            "d5",
+            "",
+            "-3s",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn sizes_are_binary_multiples() {
+        assert_eq!(parse_size("50M"), Ok(50 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("10MB"), Ok(10 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("50X").is_err());
+        assert!(parse_size("M").is_err());
+    }
+
+    #[test]
+    fn hostnames_follow_rfc_1123() {
+        assert!(check_hostname("mail.example.test").is_ok());
+        assert!(check_hostname("localhost").is_ok());
+        assert!(check_hostname("mail.example.test.").is_ok());
+        assert!(check_hostname("").is_err());
+        assert!(check_hostname("mail..example").is_err());
+        assert!(check_hostname("-mail.example").is_err());
+        assert!(check_hostname("mail_server.example").is_err());
+        assert!(check_hostname(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn listen_needs_ip_and_port() {
+        assert_eq!(parse_listen("127.0.0.1:0").map(|a| a.port()), Ok(0));
+        assert!(parse_listen("[::1]:993").is_ok());
+        assert!(parse_listen("localhost:25").is_err());
+        assert!(parse_listen("127.0.0.1").is_err());
+        assert!(parse_listen("127.0.0.1:70000").is_err());
+    }
+
+    #[test]
+    fn relay_fills_in_port_25() {
+        assert_eq!(
+            parse_relay("smtp.example.net").as_deref(),
+            Ok("smtp.example.net:25")
+        );
+        assert_eq!(
+            parse_relay("smtp.example.net:587").as_deref(),
+            Ok("smtp.example.net:587")
+        );
+        assert_eq!(
+            parse_relay("127.0.0.1:2600").as_deref(),
+            Ok("127.0.0.1:2600")
+        );
+        assert_eq!(parse_relay("[::1]:2600").as_deref(), Ok("[::1]:2600"));
+        assert!(parse_relay("smtp example").is_err());
+        assert!(parse_relay("host:port").is_err());
+        assert!(parse_relay("host:0").is_err());
+    }
+}

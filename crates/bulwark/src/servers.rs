@@ -1,0 +1,100 @@
+//! Wiring: turns the validated [`Config`] into each server crate's own config and starts it.
+//! Decides nothing: every policy lives in the crates.
+
+use crate::config::{Config, ListenerName};
+use bulwark_auth::Authenticator;
+use bulwark_imap::{ImapConfig, ImapServer};
+use bulwark_net::TlsAcceptor;
+use bulwark_queue::{QueueConfig, QueueWorker};
+use bulwark_smtp::{ListenerKind, SmtpConfig, SmtpServer};
+use bulwark_store::{Queued, Store};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// What every server shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Authenticator>,
+    pub tls: TlsAcceptor,
+    /// Woken when SMTP queues outbound mail, so the queue worker starts at once.
+    pub queue_wakeup: Arc<Notify>,
+}
+
+/// Starts the SMTP server for one listener (`smtp`, `submission` or `submissions`).
+pub fn spawn_smtp(shared: &Shared, listener: TcpListener, name: ListenerName) -> JoinHandle<()> {
+    let c = &shared.config;
+    let cfg = SmtpConfig {
+        hostname: c.hostname.clone(),
+        max_message_size: usize::try_from(c.limits.max_message_size).unwrap_or(usize::MAX),
+        max_recipients: c.limits.max_recipients,
+        queue_lifetime_secs: secs(c.outbound.queue_lifetime),
+        idle_timeout: c.limits.smtp_idle_timeout,
+        max_connections_per_ip: c.limits.max_connections_per_ip,
+        max_connections: c.limits.max_connections,
+        allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
+        ..SmtpConfig::default()
+    };
+    let kind = match name {
+        ListenerName::Submission => ListenerKind::Submission,
+        ListenerName::Submissions => ListenerKind::Submissions,
+        _ => ListenerKind::Mx,
+    };
+    let server = SmtpServer::new(
+        cfg,
+        shared.store.clone(),
+        shared.auth.clone(),
+        Some(shared.tls.clone()),
+        shared.queue_wakeup.clone(),
+    );
+    tokio::spawn(server.run(listener, kind))
+}
+
+/// Starts the IMAP server on one listener (`imap` with STARTTLS, `imaps` implicit TLS).
+pub fn spawn_imap(shared: &Shared, listener: TcpListener, implicit_tls: bool) -> JoinHandle<()> {
+    let c = &shared.config;
+    let cfg = ImapConfig {
+        hostname: c.hostname.clone(),
+        max_literal_size: usize::try_from(c.limits.max_message_size).unwrap_or(usize::MAX),
+        idle_timeout: c.limits.imap_idle_timeout,
+        max_idle_duration: c.limits.imap_idle_timeout,
+        max_connections_per_ip: c.limits.max_connections_per_ip,
+        max_connections: c.limits.max_connections,
+        allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
+        ..ImapConfig::default()
+    };
+    let server = ImapServer::new(
+        cfg,
+        shared.store.clone(),
+        shared.auth.clone(),
+        Some(shared.tls.clone()),
+    );
+    tokio::spawn(server.run(listener, implicit_tls))
+}
+
+/// Starts the outbound queue worker.
+pub fn spawn_queue(shared: &Shared) -> JoinHandle<()> {
+    let c = &shared.config;
+    let cfg = QueueConfig {
+        hostname: c.hostname.clone(),
+        relay: c.outbound.relay.clone(),
+        node_id: c.hostname.clone(),
+        retry_base_secs: secs(c.outbound.retry_base),
+        retry_max_secs: secs(c.outbound.retry_max),
+        ..QueueConfig::default()
+    };
+    let worker = QueueWorker::new(cfg, shared.store.clone(), shared.queue_wakeup.clone());
+    tokio::spawn(worker.run())
+}
+
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The queue as a table for `bulwark queue list`.
+pub fn format_queue(entries: &[Queued]) -> String {
+    bulwark_queue::format_queue_table(entries)
+}

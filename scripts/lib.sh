@@ -1,0 +1,39 @@
+# Shared helpers for scripts/*. Sourced, not run.
+
+# Repository root, whatever the caller's working directory.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# apt_install PKG... — installs Debian packages non-interactively (as root, or via sudo).
+apt_install() {
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "error: need root or sudo to install: $*" >&2; return 1; }
+        sudo=(sudo)
+    fi
+    step "installing $* (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -q </dev/null
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "$@" </dev/null
+}
+
+# require_rust — the Rust toolchain (cargo) must be present; rustup is not downloaded.
+require_rust() {
+    if ! command -v cargo >/dev/null; then
+        [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null || {
+        echo "error: cargo not found; install the Rust toolchain (1.95 or newer) first" >&2
+        return 1
+    }
+}
+
+# ensure_build_deps — a C compiler and linker (rusqlite bundles SQLite's C source).
+ensure_build_deps() {
+    local missing=()
+    command -v cc >/dev/null || missing+=(build-essential)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
