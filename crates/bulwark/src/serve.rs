@@ -70,6 +70,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config: Arc::new(config),
     };
 
+    let signer = Arc::new(
+        bulwark_auth::token::TokenSigner::load_or_create(&shared.config.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot load the token signing key: {e}"))?,
+    );
+    // One SMTP server for all SMTP listeners, so connection limits count across ports.
+    let smtp = servers::smtp_server(&shared);
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut lines = String::new();
     for (name, listener) in listeners {
@@ -80,11 +86,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(listener = name.as_str(), %addr, "listening");
         tasks.push(match name {
             ListenerName::Smtp | ListenerName::Submission | ListenerName::Submissions => {
-                servers::spawn_smtp(&shared, listener, name)
+                servers::spawn_smtp(&smtp, listener, name)
             }
             ListenerName::Imap => servers::spawn_imap(&shared, listener, false),
             ListenerName::Imaps => servers::spawn_imap(&shared, listener, true),
-            ListenerName::Http => tokio::spawn(crate::http::run(listener, shared.store.clone())),
+            ListenerName::Http => {
+                tokio::spawn(crate::http::run(listener, shared.clone(), signer.clone()))
+            }
         });
     }
     tasks.push(servers::spawn_queue(&shared));

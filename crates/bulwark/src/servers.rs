@@ -24,8 +24,8 @@ pub struct Shared {
     pub queue_wakeup: Arc<Notify>,
 }
 
-/// Starts the SMTP server for one listener (`smtp`, `submission` or `submissions`).
-pub fn spawn_smtp(shared: &Shared, listener: TcpListener, name: ListenerName) -> JoinHandle<()> {
+/// The SMTP server shared by every SMTP listener (`smtp`, `submission`, `submissions`).
+pub fn smtp_server(shared: &Shared) -> Arc<SmtpServer> {
     let c = &shared.config;
     let cfg = SmtpConfig {
         hostname: c.hostname.clone(),
@@ -38,19 +38,27 @@ pub fn spawn_smtp(shared: &Shared, listener: TcpListener, name: ListenerName) ->
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
         ..SmtpConfig::default()
     };
-    let kind = match name {
-        ListenerName::Submission => ListenerKind::Submission,
-        ListenerName::Submissions => ListenerKind::Submissions,
-        _ => ListenerKind::Mx,
-    };
-    let server = SmtpServer::new(
+    SmtpServer::new(
         cfg,
         shared.store.clone(),
         shared.auth.clone(),
         Some(shared.tls.clone()),
         shared.queue_wakeup.clone(),
-    );
-    tokio::spawn(server.run(listener, kind))
+    )
+}
+
+/// Starts `server` on one SMTP listener.
+pub fn spawn_smtp(
+    server: &Arc<SmtpServer>,
+    listener: TcpListener,
+    name: ListenerName,
+) -> JoinHandle<()> {
+    let kind = match name {
+        ListenerName::Submission => ListenerKind::Submission,
+        ListenerName::Submissions => ListenerKind::Submissions,
+        _ => ListenerKind::Mx,
+    };
+    tokio::spawn(server.clone().run(listener, kind))
 }
 
 /// Starts the IMAP server on one listener (`imap` with STARTTLS, `imaps` implicit TLS).
