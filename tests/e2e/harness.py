@@ -101,14 +101,13 @@ def wait_until(predicate, timeout: float, what: str, interval: float = POLL_INTE
 _RUNNING: "set[Server]" = set()
 
 
-def _die_with_parent():
-    """In the child before exec: SIGKILL the server if the test runner dies (PR_SET_PDEATHSIG),
-    so an interrupted run leaves no server behind. Servers are started from the main thread."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG=1
-    except Exception:  # noqa: BLE001 - best effort
-        pass
+def _die_with_parent_prefix() -> list[str]:
+    """`setpriv --pdeathsig KILL` makes the server die if the test runner dies (so an
+    interrupted run leaves no server behind). Done by exec'ing setpriv rather than a
+    preexec_fn, which is unsafe while other threads run (crash tests start servers under load).
+    Servers are started from the main thread (the death signal follows the forking thread)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
 @atexit.register
@@ -122,7 +121,11 @@ def _kill_leftover_servers():
 
 
 class Server:
-    """One bulwark server with its own data dir, config and process group."""
+    """One bulwark server with its own data dir, config and process group.
+
+    `limits_toml`, `auth_toml` and `outbound_toml` are extra lines for those tables
+    (`outbound` only exists with a relay); `extra_toml` is appended last and must open its
+    own `[table]`."""
 
     def __init__(self, name: str = "e2e", relay: tuple[str, int] | None = None,
                  max_message_size: str = "1M", extra_toml: str = "",
@@ -160,7 +163,8 @@ class Server:
 
     # ---- admin CLI ------------------------------------------------------------------------
 
-    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, input: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess:
         cmd = [str(self.bin), *args, "--config", str(self.config)]
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
                               timeout=CLI_TIMEOUT, cwd=self.dir)
@@ -215,9 +219,9 @@ class Server:
         env.setdefault("RUST_BACKTRACE", "1")
         env["NO_COLOR"] = "1"
         self.proc = subprocess.Popen(
-            [str(self.bin), "serve", "--config", str(self.config)],
+            [*_die_with_parent_prefix(), str(self.bin), "serve", "--config", str(self.config)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log,
-            cwd=self.dir, env=env, start_new_session=True, preexec_fn=_die_with_parent,
+            cwd=self.dir, env=env, start_new_session=True,
         )
         _RUNNING.add(self)
         self._reader = threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True)
@@ -376,6 +380,9 @@ class Server:
             m = imaplib.IMAP4(host, port, timeout=IO_TIMEOUT)
             if mode == "starttls":
                 m.starttls(ssl_context=insecure_tls())
+        # imaplib writes a literal and its CRLF separately; with Nagle on, the CRLF waits for
+        # the server's delayed ACK (~40 ms per APPEND). Real clients send it in one write.
+        m.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if user is not None:
             try:
                 m.login(user, password)
@@ -414,7 +421,7 @@ class LineConn:
         self.sock = insecure_tls().wrap_socket(self.sock, server_hostname="localhost")
 
     def read_line(self, timeout: float | None = None) -> bytes:
-        """One line including CRLF; b'' when the peer closed. Raises TimeoutError at the deadline."""
+        """One line including CRLF; b'' when the peer closed. TimeoutError at the deadline."""
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         while b"\n" not in self.buf:
             remaining = deadline - time.monotonic()

@@ -5,8 +5,8 @@ import smtplib
 import time
 import unittest
 
-from harness import (ALICE, ALICE_PW, BOB, ServerTestCase, imap_check, make_message,
-                     safe_logout, wait_for_subject)
+from harness import (ALICE, ALICE_PW, BOB, ServerTestCase, make_message, safe_logout,
+                     wait_for_subject)
 
 
 class AdminCliTest(ServerTestCase):

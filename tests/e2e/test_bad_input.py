@@ -5,9 +5,8 @@ import re
 import time
 import unittest
 
-from harness import (ALICE, ALICE_PW, BOB, BOB_PW, IO_TIMEOUT, RawImap, RawSmtp, ServerTestCase,
-                     imap_check, imap_search, insecure_tls, make_message, safe_logout,
-                     wait_for_subject)
+from harness import (ALICE, ALICE_PW, BOB, BOB_PW, RawImap, RawSmtp, ServerTestCase, imap_check,
+                     imap_search, make_message, safe_logout, wait_for_subject)
 
 # --- SMTP table: (name, [(bytes to send, expected reply class digit)]). The last step is the
 # malformed one; the steps before set up the state it needs. Class 5 = permanent error.
@@ -61,6 +60,13 @@ IMAP_CASES = [
     ("SELECT before login", "fresh", b"t1 SELECT INBOX\r\n", {"BAD", "NO"}),
     ("FETCH without selected mailbox", "fresh", b"t1 FETCH 1 FLAGS\r\n", {"BAD", "NO"}),
     ("LOGIN with missing password", "fresh", b"t1 LOGIN alice@example.test\r\n", {"BAD"}),
+    ("FETCH in authenticated state", "auth", b"t1 FETCH 1 FLAGS\r\n", {"BAD", "NO"}),
+    ("EXPUNGE in authenticated state", "auth", b"t1 EXPUNGE\r\n", {"BAD", "NO"}),
+    ("LOGIN when already authenticated", "auth", b"t1 LOGIN a b\r\n", {"BAD", "NO"}),
+    ("IDLE DONE without IDLE", "selected", b"DONE\r\n", {"BAD"}),
+    ("deeply nested parentheses", "selected",
+     b"t1 SEARCH " + b"(" * 5000 + b"ALL" + b")" * 5000 + b"\r\n", {"BAD", "NO", "BYE"}),
+    ("huge sequence number", "selected", b"t1 FETCH 99999999999999999999 FLAGS\r\n", {"BAD"}),
 ]
 
 STATUS = re.compile(rb"^(\S+) (OK|NO|BAD|BYE|PREAUTH)\b")
@@ -163,8 +169,9 @@ class BadInputTest(ServerTestCase):
 
     def imap_client(self, state: str) -> RawImap:
         c = self.server.raw_imap(tls=True)
-        if state == "selected":
+        if state in ("auth", "selected"):
             c.login(ALICE, ALICE_PW)
+        if state == "selected":
             c.ok("SELECT INBOX")
         return c
 
@@ -207,28 +214,35 @@ class BadInputTest(ServerTestCase):
                 self.assert_smtp_served(name)
 
     def test_smtp_bare_lf_smuggling_is_not_a_second_message(self):
-        # The classic smuggling payload (SMTP smuggling, 2023): "\n.\n" or "\r\n.\n" inside DATA
-        # followed by a second transaction. RFC 5321 §4.1.1.4: only CRLF.CRLF ends the data.
-        c = self.server.raw_smtp()
-        subject = f"smuggle-outer-{time.time_ns()}"
-        try:
-            self.assertEqual(c.cmd("EHLO client.test")[0], 250)
-            self.assertEqual(c.cmd("MAIL FROM:<x@remote.test>")[0], 250)
-            self.assertEqual(c.cmd("RCPT TO:<alice@example.test>")[0], 250)
-            self.assertEqual(c.cmd("DATA")[0], 354)
-            smuggled = (b"\n.\nMAIL FROM:<admin@example.test>\nRCPT TO:<bob@example.test>\n"
-                        b"DATA\nSubject: SMUGGLED-LF\n\nsmuggled\n.\n"
-                        b"\r\n.\nMAIL FROM:<admin@example.test>\r\nRCPT TO:<bob@example.test>\r\n"
-                        b"DATA\r\nSubject: SMUGGLED-CRLF-LF\r\n\r\nsmuggled\r\n.\n")
-            c.send(make_message(subject) + smuggled + b"\r\n.\r\n")
-            code, text = c.reply()
-            self.assertIn(code // 100, (2, 5), f"end of data: {code} {text}")
-            # Exactly one reply for the whole thing: the next reply is NOOP's.
-            c.send(b"NOOP\r\n")
-            code2, text2 = c.reply(timeout=10)
-            self.assertEqual(code2, 250, f"extra reply after DATA (smuggled command?): {text2}")
-        finally:
-            c.close()
+        # SMTP smuggling (2023): a non-standard end-of-data sequence inside DATA followed by a
+        # second transaction. RFC 5321 §4.1.1.4: only CRLF.CRLF ends the data.
+        endings = {"lf-dot-lf": b"\n.\n", "crlf-dot-lf": b"\r\n.\n", "lf-dot-crlf": b"\n.\r\n",
+                   "cr-dot-cr": b"\r.\r", "cr-dot-crlf": b"\r.\r\n"}
+        for name, ending in endings.items():
+            with self.subTest(ending=name):
+                c = self.server.raw_smtp()
+                try:
+                    self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+                    self.assertEqual(c.cmd("MAIL FROM:<x@remote.test>")[0], 250)
+                    self.assertEqual(c.cmd("RCPT TO:<alice@example.test>")[0], 250)
+                    self.assertEqual(c.cmd("DATA")[0], 354)
+                    # The smuggled transaction ends with the one real CRLF.CRLF: a compliant
+                    # server sees one message (or refuses it), a vulnerable one sees two.
+                    eol = b"\r\n"
+                    smuggled = (ending + b"MAIL FROM:<admin@example.test>" + eol +
+                                b"RCPT TO:<bob@example.test>" + eol + b"DATA" + eol +
+                                f"Subject: SMUGGLED-{name}".encode() + eol + eol +
+                                b"smuggled" + b"\r\n.\r\n")
+                    c.send(make_message(f"smuggle-outer-{name}") + smuggled)
+                    code, text = c.reply()
+                    self.assertIn(code // 100, (2, 5), f"end of data: {code} {text}")
+                    # Exactly one reply for the whole thing: the next reply is NOOP's.
+                    c.send(b"NOOP\r\n")
+                    code2, text2 = c.reply(timeout=10)
+                    self.assertEqual(code2, 250,
+                                     f"extra reply after DATA (smuggled command?): {text2}")
+                finally:
+                    c.close()
         m = self.server.imap(BOB, BOB_PW)
         try:
             imap_check(m.select("INBOX", readonly=True), "SELECT")
@@ -464,6 +478,46 @@ class BadInputTest(ServerTestCase):
             c.send(msg + b"\r\n")
             lines = c.read_response(tag)
             self.assertEqual(classify(lines[-1:]), "OK", lines)
+        finally:
+            c.close()
+
+
+class IdleTimeoutTest(ServerTestCase):
+    """Silent clients are disconnected (timeouts shortened by config for the test)."""
+
+    limits_toml = 'smtp_idle_timeout = "2s"\nimap_idle_timeout = "2s"\n'
+
+    def test_silent_smtp_client_is_disconnected_with_421(self):
+        c = self.server.raw_smtp()
+        try:
+            start = time.monotonic()
+            code, text = c.reply(timeout=20)
+            self.assertIn(code, (421, 0), text)
+            self.assertLess(time.monotonic() - start, 15)
+            self.assertEqual(c.read_line(timeout=5), b"", "connection closed after 421")
+        finally:
+            c.close()
+
+    def test_silent_imap_client_is_logged_out(self):
+        c = self.server.raw_imap()
+        try:
+            c.login(ALICE, ALICE_PW)
+            line = c.read_line(timeout=20)
+            if line:
+                self.assertTrue(line.startswith(b"* BYE"), line)
+                line = c.read_line(timeout=5)
+            self.assertEqual(line, b"", "connection closed after the idle timeout")
+        finally:
+            c.close()
+
+    def test_busy_clients_are_not_disconnected(self):
+        c = self.server.raw_imap()
+        try:
+            c.login(ALICE, ALICE_PW)
+            deadline = time.monotonic() + 3.5  # > the 2 s idle timeout
+            while time.monotonic() < deadline:
+                c.ok("NOOP")
+                time.sleep(0.5)  # pacing the client (not waiting for anything)
         finally:
             c.close()
 

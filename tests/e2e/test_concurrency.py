@@ -23,6 +23,9 @@ class IdleSession:
         self.tag = self.c.tag()
         self.c.send(f"{self.tag} IDLE\r\n".encode())
         line = self.c.read_line()
+        while line.startswith(b"* "):  # untagged updates may precede the continuation
+            self.seen.append(line)
+            line = self.c.read_line()
         if not line.startswith(b"+"):
             raise AssertionError(f"IDLE not accepted: {line!r}")
 
@@ -156,6 +159,41 @@ class ConcurrencyTest(ServerTestCase):
         wait_until(saw_expunge, NOTIFY_TIMEOUT, "EXPUNGE 1 on NOOP in the other session")
         self.assertEqual(imap_search(c, "ALL"), [1])
         self.assertEqual(imap_search(c, "SUBJECT", "two"), [1])
+
+    def test_fetch_of_message_expunged_by_other_session(self):
+        a = self.session_a()
+        box = self.fresh_mailbox(a)
+        for i in range(2):
+            imap_check(a.append(box, None, None, make_message(f"gone{i}")), "APPEND")
+        c = RawImap(self.server.addr("imaps"))
+        self.addCleanup(c.close)
+        c.login(ALICE, ALICE_PW)
+        c.ok(f"SELECT {box}")
+        imap_check(a.select(box), "SELECT")
+        imap_check(a.store("1", "+FLAGS", r"(\Deleted)"), "STORE")
+        imap_check(a.expunge(), "EXPUNGE")
+        # RFC 9051 §7.5.1: EXPUNGE is not sent during FETCH/STORE/SEARCH, so session C still
+        # sees 2 messages; fetching the vanished one gives its data or NO, never BAD or a hang.
+        lines = c.command("FETCH 1:2 (UID FLAGS)")
+        last = lines[-1]
+        self.assertRegex(last, rb"^t\d+ (OK|NO)", lines)
+        self.assertFalse(any(l.startswith(b"* BYE") for l in lines), lines)
+        # NOOP then reports the expunge and the mailbox has one message.
+        lines = c.ok("NOOP")
+        self.assertIn(b"* 1 EXPUNGE\r\n", lines)
+        lines = c.ok("SEARCH ALL")
+        self.assertIn(b"* SEARCH 1\r\n", lines)
+
+    def test_idle_sees_move_out_as_expunge_and_move_in_as_exists(self):
+        a = self.session_a()
+        src, dst = self.fresh_mailbox(a), self.fresh_mailbox(a)
+        imap_check(a.append(src, None, None, make_message("mover")), "APPEND")
+        b_src = self.idle(src)
+        b_dst = self.idle(dst)
+        imap_check(a.select(src), "SELECT")
+        imap_check(a._simple_command("MOVE", "1", dst), "MOVE")
+        b_src.wait_for(rb"\* 1 EXPUNGE")
+        b_dst.wait_for(rb"\* 1 EXISTS")
 
     def test_two_writers_do_not_lose_appends(self):
         a = self.session_a()

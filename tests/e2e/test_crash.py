@@ -240,7 +240,6 @@ class CrashTest(ServerTestCase):
         senders, per_sender, cycles, step = 4, 200, 3, 120
         lock = threading.Lock()
         acked: set[str] = set()
-        down = threading.Event()
         up = threading.Event()
         up.set()
         done = threading.Event()

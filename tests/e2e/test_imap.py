@@ -417,6 +417,21 @@ class ImapTest(ServerTestCase):
         self.assertIn(b"Subject: fetched by curl", proc.stdout)
         self.assertIn(b"curl body line", proc.stdout)
 
+    def test_curl_uploads_a_message(self):
+        curl = require_tool("curl")
+        m = self.login()
+        name = self.fresh_mailbox(m, "Upload")
+        src = self.server.dir / "upload.eml"
+        src.write_bytes(make_message("uploaded by curl", body="curl upload body\r\n"))
+        host, port = self.server.addr("imap")
+        proc = subprocess.run(
+            [curl, "-sS", "-k", "--ssl-reqd", "--max-time", "30", "-T", str(src),
+             f"imap://{host}:{port}/{name}", "-u", f"{ALICE}:{ALICE_PW}"],
+            capture_output=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr.decode(errors="replace"))
+        imap_check(m.select(name, readonly=True), "SELECT")
+        self.assertEqual(imap_search(m, "SUBJECT", '"uploaded by curl"'), [1])
+
     def test_curl_imaps_lists_mailboxes(self):
         curl = require_tool("curl")
         host, port = self.server.addr("imaps")
@@ -480,7 +495,8 @@ class ImapTest(ServerTestCase):
         m = self.login()
         name = self.fresh_mailbox(m, "Utf")
         self.append(m, name, make_message("plain ascii"))
-        self.append(m, name, b"From: x@remote.test\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\r\n"
+        self.append(m, name, b"From: x@remote.test\r\n"
+                    b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\r\n"
                     b"Message-ID: <utf8@e2e.test>\r\n\r\nHallo\r\n")
         c = self.raw()
         c.ok(f"EXAMINE {name}")
@@ -568,6 +584,110 @@ class ImapTest(ServerTestCase):
         imap_check(m.unselect(), "UNSELECT")
         data = imap_check(m.status(name, "(MESSAGES)"), "STATUS")
         self.assertIn(b"MESSAGES 1", data[0])
+
+    def test_login_name_and_inbox_are_case_insensitive(self):
+        m = self.server.imap(ALICE.upper(), ALICE_PW)
+        self.addCleanup(safe_logout, m)
+        typ, data = m.select("inbox", readonly=True)
+        self.assertEqual(typ, "OK", data)
+        self.assertEqual(m.select("InBoX", readonly=True)[0], "OK")
+
+    def test_fetch_sections_and_macros(self):
+        m = self.login()
+        name = self.fresh_mailbox(m, "Sec")
+        uid = self.append(m, name, MULTIPART, r"(\Seen)")
+        imap_check(m.select(name, readonly=True), "EXAMINE")
+        header, body = MULTIPART.split(b"\r\n\r\n", 1)
+
+        def one(items):
+            return fetch_literal(imap_check(m.uid("FETCH", str(uid), items), items))
+        self.assertEqual(one("(BODY.PEEK[HEADER])"), header + b"\r\n\r\n")
+        self.assertEqual(one("(BODY.PEEK[TEXT])"), body)
+        self.assertEqual(one("(RFC822.HEADER)"), header + b"\r\n\r\n")
+        self.assertEqual(one("(BODY.PEEK[2.MIME])"),
+                         b'Content-Type: application/octet-stream; name="a.bin"\r\n'
+                         b"Content-Transfer-Encoding: base64\r\n"
+                         b'Content-Disposition: attachment; filename="a.bin"\r\n\r\n')
+        self.assertEqual(one("(BODY.PEEK[2])"), b"AAECAwQ=")
+        self.assertEqual(one("(BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT DATE FROM TO MESSAGE-ID "
+                             "MIME-VERSION)])"),
+                         b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n')
+        for macro in ("FAST", "ALL", "FULL"):
+            data = imap_check(m.uid("FETCH", str(uid), macro), macro)
+            flat = b" ".join(x if isinstance(x, bytes) else x[0] for x in data)
+            self.assertIn(b"FLAGS (\\Seen)", flat, macro)
+            self.assertIn(b"INTERNALDATE", flat, macro)
+            self.assertIn(b"RFC822.SIZE", flat, macro)
+
+    def test_search_dates_sizes_and_headers(self):
+        m = self.login()
+        name = self.fresh_mailbox(m, "Dates")
+        old = (b"From: a@remote.test\r\nSubject: old one\r\n"
+               b"Date: Wed, 01 Mar 2000 10:00:00 +0000\r\n"
+               b"X-Custom: marker-42\r\n\r\nshort\r\n")
+        imap_check(m.append(name, None, '"01-Mar-2000 10:00:00 +0000"', old), "APPEND old")
+        imap_check(m.append(name, None, None, make_message("new one", body="y" * 5000)), "APPEND")
+        imap_check(m.select(name, readonly=True), "EXAMINE")
+        self.assertEqual(imap_search(m, "BEFORE", "1-Jan-2001"), [1])
+        self.assertEqual(imap_search(m, "SINCE", "1-Jan-2001"), [2])
+        self.assertEqual(imap_search(m, "SENTBEFORE", "1-Jan-2001"), [1])
+        self.assertEqual(imap_search(m, "LARGER", "4000"), [2])
+        self.assertEqual(imap_search(m, "SMALLER", "4000"), [1])
+        self.assertEqual(imap_search(m, "HEADER", "X-Custom", "marker-42"), [1])
+        self.assertEqual(imap_search(m, "TEXT", "marker-42"), [1])
+
+    def test_conditional_store_unchangedsince(self):
+        m = self.login()
+        name = self.fresh_mailbox(m, "Cond")
+        u1 = self.append(m, name, make_message("c1"))
+        u2 = self.append(m, name, make_message("c2"))
+        c = self.raw()
+        lines = c.ok(f"SELECT {name} (CONDSTORE)")
+        hms = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(lines)).group(1))
+        c.ok(f"UID STORE {u2} +FLAGS (\\Seen)")
+        # RFC 7162 §3.1.3: a STORE with an outdated UNCHANGEDSINCE fails for that message.
+        lines = c.ok(f"UID STORE {u1}:{u2} (UNCHANGEDSINCE {hms}) +FLAGS (\\Flagged)")
+        self.assertRegex(lines[-1], rb"\[MODIFIED " + str(u2).encode() + rb"\]")
+        lines = c.ok(f"UID FETCH {u1}:{u2} (FLAGS)")
+        text = b"".join(lines)
+        self.assertRegex(text, rb"UID " + str(u1).encode() + rb"[^\r]*\\Flagged|"
+                               rb"\\Flagged[^\r]*UID " + str(u1).encode())
+        u2_line = [l for l in lines if f"UID {u2}".encode() in l][0]
+        self.assertNotIn(b"\\Flagged", u2_line)
+
+    def test_copy_keeps_flags_and_append_to_missing_mailbox_is_trycreate(self):
+        m = self.login()
+        src, dst = self.fresh_mailbox(m, "Cs"), self.fresh_mailbox(m, "Cd")
+        uid = self.append(m, src, make_message("flagged copy"), r"(\Flagged $Work)")
+        imap_check(m.select(src), "SELECT")
+        imap_check(m.uid("COPY", str(uid), dst), "COPY")
+        imap_check(m.select(dst, readonly=True), "EXAMINE")
+        data = imap_check(m.fetch("1", "(FLAGS)"), "FETCH")
+        self.assertIn(b"\\Flagged", data[0])
+        self.assertIn(b"$work", data[0].lower())
+        typ, data = m.append("NoSuchMailboxHere", None, None, make_message("x"))
+        self.assertEqual(typ, "NO")
+        self.assertIn(b"TRYCREATE", b" ".join(d for d in data if d))
+
+    def test_sort_and_thread(self):
+        m = self.login()
+        name = self.fresh_mailbox(m, "Thr")
+        root = (b"From: a@remote.test\r\nSubject: banana\r\nMessage-ID: <root@t>\r\n"
+                b"Date: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nroot\r\n")
+        reply = (b"From: b@remote.test\r\nSubject: Re: banana\r\nMessage-ID: <reply@t>\r\n"
+                 b"In-Reply-To: <root@t>\r\nReferences: <root@t>\r\n"
+                 b"Date: Mon, 01 Jan 2024 11:00:00 +0000\r\n\r\nreply\r\n")
+        other = (b"From: c@remote.test\r\nSubject: apple\r\nMessage-ID: <other@t>\r\n"
+                 b"Date: Mon, 01 Jan 2024 12:00:00 +0000\r\n\r\nother\r\n")
+        for msg in (root, reply, other):
+            imap_check(m.append(name, None, None, msg), "APPEND")
+        imap_check(m.select(name, readonly=True), "EXAMINE")
+        data = imap_check(m.sort("(SUBJECT)", "UTF-8", "ALL"), "SORT")
+        # RFC 5256: base subject ("Re: banana" -> "banana"), ties by sent date.
+        self.assertEqual(data[0].split(), [b"3", b"1", b"2"])
+        data = imap_check(m.thread("REFERENCES", "UTF-8", "ALL"), "THREAD")
+        self.assertIn(b"(1 2)", data[0])
+        self.assertIn(b"(3)", data[0])
 
     def test_accounts_are_isolated(self):
         ma = self.login()

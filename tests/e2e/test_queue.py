@@ -10,7 +10,7 @@ import re
 import time
 import unittest
 
-from harness import (ALICE, ALICE_PW, DELIVERY_TIMEOUT, ServerTestCase, imap_check, imap_search,
+from harness import (ALICE, ALICE_PW, ServerTestCase, imap_check, imap_search,
                      make_message, safe_logout, wait_until)
 
 QUEUE_TIMEOUT = 45.0

@@ -5,7 +5,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (ALICE, ALICE_PW, BOB, BOB_PW, DELIVERY_TIMEOUT, IO_TIMEOUT, ServerTestCase,
+from harness import (ALICE, ALICE_PW, BOB, BOB_PW, DELIVERY_TIMEOUT, ServerTestCase,
                      auth_plain, fetch_literal, imap_check, imap_search, insecure_tls,
                      make_message, require_tool, safe_logout, wait_for_subject, wait_until)
 
@@ -93,7 +93,8 @@ class SmtpTest(ServerTestCase):
             self.assertEqual(code, 250)
             for ext in ("pipelining", "size", "8bitmime", "smtputf8", "enhancedstatuscodes",
                         "starttls", "chunking"):
-                self.assertIn(ext, s.esmtp_features, f"EHLO lacks {ext.upper()}: {s.esmtp_features}")
+                self.assertIn(ext, s.esmtp_features,
+                              f"EHLO lacks {ext.upper()}: {s.esmtp_features}")
             self.assertTrue(s.esmtp_features["size"].strip().isdigit(),
                             "SIZE announces the limit")
             self.assertIn(int(s.esmtp_features["size"]), (1_000_000, 1024 * 1024),
@@ -359,6 +360,49 @@ class SmtpTest(ServerTestCase):
         finally:
             s.quit()
 
+    def test_submission_sender_may_be_own_alias_or_plus_address(self):
+        s = self.server.submission(ALICE, ALICE_PW)
+        try:
+            for sender in ("sales@example.test", "alice+lists@example.test", ALICE.upper()):
+                code, text = s.mail(sender)
+                self.assertEqual(code, 250, f"{sender}: {code} {text!r}")
+                s.rset()
+        finally:
+            s.quit()
+        s = self.server.submission(BOB, BOB_PW)
+        try:
+            code, text = s.mail("sales@example.test")
+            self.assertEqual(code, 553, f"bob may not send as alice's alias: {text!r}")
+        finally:
+            s.close()
+
+    def test_submission_to_unknown_local_user_is_550(self):
+        s = self.server.submission(ALICE, ALICE_PW)
+        try:
+            self.assertEqual(s.mail(ALICE)[0], 250)
+            code, text = s.rcpt("nobody@example.test")
+            self.assertEqual(code, 550, text)
+        finally:
+            s.close()
+
+    def test_recipient_case_is_ignored(self):
+        subject = unique("case")
+        s = self.server.smtp()
+        try:
+            s.sendmail("x@remote.test", ["ALICE@EXAMPLE.TEST"], make_message(subject))
+        finally:
+            s.quit()
+        wait_for_subject(self.server, ALICE, ALICE_PW, subject)
+
+    def test_plus_address_on_alias(self):
+        subject = unique("aliasplus")
+        s = self.server.smtp()
+        try:
+            s.sendmail("x@remote.test", ["sales+leads@example.test"], make_message(subject))
+        finally:
+            s.quit()
+        wait_for_subject(self.server, ALICE, ALICE_PW, subject)
+
     def test_submission_to_remote_goes_through_queue_to_relay(self):
         subject = unique("outbound")
         s = self.server.submission(ALICE, ALICE_PW)
@@ -401,6 +445,43 @@ class SmtpTest(ServerTestCase):
     def test_queue_list_runs(self):
         proc = self.server.cli("queue", "list")
         self.assertEqual(proc.returncode, 0)
+
+
+class LargeMessageTest(ServerTestCase):
+    """A 20 MB message (15 MB attachment) through SMTP, IMAP FETCH/BINARY and APPEND."""
+
+    max_message_size = "30M"
+
+    def test_large_attachment_round_trip(self):
+        import base64
+        import hashlib
+        import os
+        payload = os.urandom(15 * 1024 * 1024)
+        att = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+        subject = unique("large")
+        msg = (f"From: a@remote.test\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
+               "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n"
+               "--zz\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--zz\r\n"
+               "Content-Type: application/octet-stream\r\n"
+               "Content-Transfer-Encoding: base64\r\n\r\n").encode() + att + b"--zz--\r\n"
+        s = self.server.smtp()
+        try:
+            self.assertEqual(s.sendmail("a@remote.test", [ALICE], msg), {})
+        finally:
+            s.quit()
+        m = self.server.imap(ALICE, ALICE_PW)
+        try:
+            imap_check(m.select("INBOX"), "SELECT")
+            uid = imap_search(m, "SUBJECT", f'"{subject}"', uid=True)[0]
+            body = fetch_literal(imap_check(m.uid("FETCH", str(uid), "(BODY.PEEK[])"), "FETCH"))
+            self.assertTrue(body.endswith(msg))
+            data = imap_check(m.uid("FETCH", str(uid), "(BINARY.PEEK[2])"), "BINARY")
+            self.assertEqual(hashlib.sha256(fetch_literal(data)).digest(),
+                             hashlib.sha256(payload).digest(), "BINARY decodes the attachment")
+            typ, data = m.append("Archive", None, None, msg)
+            self.assertEqual(typ, "OK", data)
+        finally:
+            safe_logout(m)
 
 
 if __name__ == "__main__":

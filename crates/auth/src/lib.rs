@@ -9,12 +9,12 @@
 //!   [`ThrottleConfig::account_lockout`] only (short), then accepts again.
 
 mod password;
-pub mod totp;
 mod throttle;
 pub mod token;
+pub mod totp;
 
 pub use password::{generate_app_password, hash_password, verify_password};
-pub use throttle::{ThrottleConfig, Throttle, Verdict};
+pub use throttle::{Throttle, ThrottleConfig, Verdict};
 
 use bulwark_store::{Account, Store};
 use std::net::IpAddr;
@@ -39,7 +39,10 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>, config: ThrottleConfig) -> Self {
-        Authenticator { store, throttle: Throttle::new(config) }
+        Authenticator {
+            store,
+            throttle: Throttle::new(config),
+        }
     }
 
     /// Verifies `username` (an address of the account: primary or alias) with its password or one
@@ -56,7 +59,9 @@ impl Authenticator {
             Verdict::Delay(d) => tokio::time::sleep(d).await,
             Verdict::Refuse(d) => {
                 tracing::warn!(%remote, user = %username, "login refused: throttled");
-                return Err(LoginError::Throttled { retry_after_secs: d.as_secs().max(1) });
+                return Err(LoginError::Throttled {
+                    retry_after_secs: d.as_secs().max(1),
+                });
             }
         }
         match self.verify(&username, password).await {
@@ -76,7 +81,11 @@ impl Authenticator {
         }
     }
 
-    async fn verify(&self, username: &str, password: &str) -> bulwark_store::Result<Option<Account>> {
+    async fn verify(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> bulwark_store::Result<Option<Account>> {
         let account = match self.store.account_by_address(username).await? {
             Some(a) => Some(a),
             None => match self.store.resolve_address(username).await? {
@@ -112,7 +121,9 @@ fn dummy_hash() -> &'static str {
 }
 
 async fn verify_blocking(hash: String, password: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&hash, &password)).await.unwrap_or(false)
+    tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+        .await
+        .unwrap_or(false)
 }
 
 /// Lets the caller wait out a throttling delay without an `Authenticator` (e.g. in tests).

@@ -1,7 +1,7 @@
 //! argon2id hashing (RFC 9106) and app-password generation.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::Rng;
 
 /// Hashes with argon2id and the crate's default (OWASP-recommended) parameters.
@@ -16,7 +16,9 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 /// Constant-time verification; a malformed stored hash never verifies.
 pub fn verify_password(hash: &str, password: &str) -> bool {
     match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -30,7 +32,9 @@ pub fn generate_app_password() -> String {
     let groups: Vec<String> = (0..4)
         .map(|_| {
             (0..4)
-                .map(|_| APP_PASSWORD_ALPHABET[rng.gen_range(0..APP_PASSWORD_ALPHABET.len())] as char)
+                .map(|_| {
+                    APP_PASSWORD_ALPHABET[rng.gen_range(0..APP_PASSWORD_ALPHABET.len())] as char
+                })
                 .collect()
         })
         .collect();

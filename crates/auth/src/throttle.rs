@@ -65,7 +65,11 @@ const MAX_TRACKED_KEYS: usize = 100_000;
 
 impl Throttle {
     pub fn new(config: ThrottleConfig) -> Self {
-        Throttle { config, by_ip: Mutex::default(), by_account: Mutex::default() }
+        Throttle {
+            config,
+            by_ip: Mutex::default(),
+            by_account: Mutex::default(),
+        }
     }
 
     pub fn check(&self, ip: IpAddr, account: &str) -> Verdict {
@@ -103,13 +107,21 @@ impl Throttle {
         {
             let mut map = lock(&self.by_ip);
             if map.len() >= MAX_TRACKED_KEYS {
-                map.retain(|_, f| f.times.iter().any(|t| now.duration_since(*t) < self.config.window));
+                map.retain(|_, f| {
+                    f.times
+                        .iter()
+                        .any(|t| now.duration_since(*t) < self.config.window)
+                });
             }
             map.entry(ip).or_default().times.push(now);
         }
         let mut map = lock(&self.by_account);
         if map.len() >= MAX_TRACKED_KEYS {
-            map.retain(|_, f| f.times.iter().any(|t| now.duration_since(*t) < self.config.window));
+            map.retain(|_, f| {
+                f.times
+                    .iter()
+                    .any(|t| now.duration_since(*t) < self.config.window)
+            });
         }
         map.entry(account.to_string()).or_default().times.push(now);
     }
@@ -134,7 +146,12 @@ mod tests {
 
     #[test]
     fn ip_is_refused_after_too_many_failures_but_other_ips_are_not() {
-        let t = Throttle::new(ThrottleConfig { ip_max_failures: 3, account_delay_after: 100, account_max_failures: 100, ..Default::default() });
+        let t = Throttle::new(ThrottleConfig {
+            ip_max_failures: 3,
+            account_delay_after: 100,
+            account_max_failures: 100,
+            ..Default::default()
+        });
         for _ in 0..3 {
             assert_eq!(t.check(ip("10.0.0.1"), "a@x"), Verdict::Allow);
             t.record_failure(ip("10.0.0.1"), "a@x");
@@ -156,22 +173,40 @@ mod tests {
         let now = Instant::now();
         t.record_failure(ip("10.0.0.1"), "a@x");
         t.record_failure(ip("10.0.0.2"), "a@x");
-        assert!(matches!(t.check_at(ip("10.0.0.3"), "a@x", now), Verdict::Delay(_)));
+        assert!(matches!(
+            t.check_at(ip("10.0.0.3"), "a@x", now),
+            Verdict::Delay(_)
+        ));
         t.record_failure(ip("10.0.0.3"), "a@x");
         t.record_failure(ip("10.0.0.4"), "a@x");
-        assert!(matches!(t.check_at(ip("10.0.0.5"), "a@x", Instant::now()), Verdict::Refuse(_)));
+        assert!(matches!(
+            t.check_at(ip("10.0.0.5"), "a@x", Instant::now()),
+            Verdict::Refuse(_)
+        ));
         // After the lockout the account is usable again (only delayed).
         let later = Instant::now() + Duration::from_secs(61);
-        assert!(matches!(t.check_at(ip("10.0.0.5"), "a@x", later), Verdict::Delay(_)));
+        assert!(matches!(
+            t.check_at(ip("10.0.0.5"), "a@x", later),
+            Verdict::Delay(_)
+        ));
     }
 
     #[test]
     fn success_clears_the_ip_record() {
-        let t = Throttle::new(ThrottleConfig { ip_max_failures: 2, ..Default::default() });
+        let t = Throttle::new(ThrottleConfig {
+            ip_max_failures: 2,
+            ..Default::default()
+        });
         t.record_failure(ip("10.0.0.1"), "a@x");
         t.record_success(ip("10.0.0.1"), "a@x");
         t.record_failure(ip("10.0.0.1"), "a@x");
-        assert_ne!(t.check(ip("10.0.0.1"), "b@x"), Verdict::Refuse(Duration::ZERO));
-        assert!(!matches!(t.check(ip("10.0.0.1"), "b@x"), Verdict::Refuse(_)));
+        assert_ne!(
+            t.check(ip("10.0.0.1"), "b@x"),
+            Verdict::Refuse(Duration::ZERO)
+        );
+        assert!(!matches!(
+            t.check(ip("10.0.0.1"), "b@x"),
+            Verdict::Refuse(_)
+        ));
     }
 }

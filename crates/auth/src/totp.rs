@@ -88,10 +88,18 @@ pub struct TotpStatus {
 }
 
 fn totp_for(secret_b32: &str) -> Result<TOTP, TotpError> {
-    let bytes = Secret::Encoded(secret_b32.to_string()).to_bytes().map_err(|e| TotpError::Corrupt(format!("{e:?}")))?;
+    let bytes = Secret::Encoded(secret_b32.to_string())
+        .to_bytes()
+        .map_err(|e| TotpError::Corrupt(format!("{e:?}")))?;
     // `new_unchecked`: we choose the parameters; the only "check" skipped is the 128-bit minimum,
     // which SECRET_BYTES exceeds anyway.
-    Ok(TOTP::new_unchecked(Algorithm::SHA1, DIGITS, 1, STEP_SECS, bytes))
+    Ok(TOTP::new_unchecked(
+        Algorithm::SHA1,
+        DIGITS,
+        1,
+        STEP_SECS,
+        bytes,
+    ))
 }
 
 fn new_secret() -> String {
@@ -140,7 +148,10 @@ fn hash_recovery(code: &str) -> String {
 }
 
 fn normalise_recovery(code: &str) -> String {
-    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 fn new_recovery_code() -> String {
@@ -150,7 +161,11 @@ fn new_recovery_code() -> String {
         Secret::Raw(_) => String::new(),
     };
     // 16 base32 characters, shown as XXXX-XXXX-XXXX-XXXX.
-    raw.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
+    raw.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -159,7 +174,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl TotpState {
     pub fn new_pending() -> TotpState {
-        TotpState { secret: new_secret(), enabled: false, recovery_hashes: vec![], last_step: 0 }
+        TotpState {
+            secret: new_secret(),
+            enabled: false,
+            recovery_hashes: vec![],
+            last_step: 0,
+        }
     }
 
     /// The code for unix time `now` (used by tests and the e2e helper).
@@ -190,7 +210,9 @@ impl TotpState {
 
     /// Replaces the recovery codes with fresh ones and returns them in clear (shown once).
     pub fn regenerate_recovery_codes(&mut self) -> Vec<String> {
-        let codes: Vec<String> = (0..RECOVERY_CODE_COUNT).map(|_| new_recovery_code()).collect();
+        let codes: Vec<String> = (0..RECOVERY_CODE_COUNT)
+            .map(|_| new_recovery_code())
+            .collect();
         self.recovery_hashes = codes.iter().map(|c| hash_recovery(c)).collect();
         codes
     }
@@ -198,7 +220,11 @@ impl TotpState {
     /// Consumes a recovery code if it is one of the unused ones.
     pub fn use_recovery_code(&mut self, input: &str) -> bool {
         let hash = hash_recovery(input);
-        match self.recovery_hashes.iter().position(|h| constant_time_eq(h.as_bytes(), hash.as_bytes())) {
+        match self
+            .recovery_hashes
+            .iter()
+            .position(|h| constant_time_eq(h.as_bytes(), hash.as_bytes()))
+        {
             Some(i) => {
                 self.recovery_hashes.remove(i);
                 true
@@ -208,7 +234,11 @@ impl TotpState {
     }
 
     pub fn status(&self) -> TotpStatus {
-        TotpStatus { enabled: self.enabled, pending: !self.enabled, recovery_codes_left: self.recovery_hashes.len() }
+        TotpStatus {
+            enabled: self.enabled,
+            pending: !self.enabled,
+            recovery_codes_left: self.recovery_hashes.len(),
+        }
     }
 }
 
@@ -216,7 +246,9 @@ impl TotpState {
 pub async fn load(store: &dyn Store, account: AccountId) -> Result<Option<TotpState>, TotpError> {
     match store.setting_get(account, SETTING_KEY).await? {
         None => Ok(None),
-        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| TotpError::Corrupt(e.to_string())),
+        Some(json) => serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| TotpError::Corrupt(e.to_string())),
     }
 }
 
@@ -228,11 +260,14 @@ async fn save(store: &dyn Store, account: AccountId, state: &TotpState) -> Resul
 
 /// Status for the settings page.
 pub async fn status(store: &dyn Store, account: AccountId) -> Result<TotpStatus, TotpError> {
-    Ok(load(store, account).await?.map(|s| s.status()).unwrap_or(TotpStatus {
-        enabled: false,
-        pending: false,
-        recovery_codes_left: 0,
-    }))
+    Ok(load(store, account)
+        .await?
+        .map(|s| s.status())
+        .unwrap_or(TotpStatus {
+            enabled: false,
+            pending: false,
+            recovery_codes_left: 0,
+        }))
 }
 
 /// True when sign-in must ask for a second factor.
@@ -242,21 +277,41 @@ pub async fn is_enabled(store: &dyn Store, account: AccountId) -> Result<bool, T
 
 /// Starts (or restarts) enrolment with a fresh secret. An already enabled 2FA stays as it is
 /// until confirmed anew, so a half-finished re-enrolment never locks the user out.
-pub async fn enrol(store: &dyn Store, account: AccountId, issuer: &str, label: &str) -> Result<Enrolment, TotpError> {
+pub async fn enrol(
+    store: &dyn Store,
+    account: AccountId,
+    issuer: &str,
+    label: &str,
+) -> Result<Enrolment, TotpError> {
     if load(store, account).await?.is_some_and(|s| s.enabled) {
         // Re-enrolment is done by disabling first; keep the working factor.
-        return Err(TotpError::Totp("two-factor authentication is already enabled; disable it first".into()));
+        return Err(TotpError::Totp(
+            "two-factor authentication is already enabled; disable it first".into(),
+        ));
     }
     let state = TotpState::new_pending();
     save(store, account, &state).await?;
     let uri = otpauth_uri(&state.secret, issuer, label);
     let svg = qr_svg(&uri)?;
-    let data_url = format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(&svg));
-    Ok(Enrolment { secret: state.secret, otpauth_uri: uri, qr_svg: svg, qr_data_url: data_url })
+    let data_url = format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&svg)
+    );
+    Ok(Enrolment {
+        secret: state.secret,
+        otpauth_uri: uri,
+        qr_svg: svg,
+        qr_data_url: data_url,
+    })
 }
 
 /// Confirms enrolment with a first code; switches 2FA on and returns the recovery codes.
-pub async fn confirm(store: &dyn Store, account: AccountId, code: &str, now: u64) -> Result<Vec<String>, TotpError> {
+pub async fn confirm(
+    store: &dyn Store,
+    account: AccountId,
+    code: &str,
+    now: u64,
+) -> Result<Vec<String>, TotpError> {
     let mut state = load(store, account).await?.ok_or(TotpError::NotPending)?;
     if state.enabled {
         return Err(TotpError::NotPending);
@@ -271,8 +326,15 @@ pub async fn confirm(store: &dyn Store, account: AccountId, code: &str, now: u64
 
 /// Verifies a sign-in code: a current TOTP code, or an unused recovery code (then consumed).
 /// `Ok(true)` also when 2FA is not enabled (nothing to check).
-pub async fn verify(store: &dyn Store, account: AccountId, code: &str, now: u64) -> Result<bool, TotpError> {
-    let Some(mut state) = load(store, account).await? else { return Ok(true) };
+pub async fn verify(
+    store: &dyn Store,
+    account: AccountId,
+    code: &str,
+    now: u64,
+) -> Result<bool, TotpError> {
+    let Some(mut state) = load(store, account).await? else {
+        return Ok(true);
+    };
     if !state.enabled {
         return Ok(true);
     }
@@ -284,9 +346,15 @@ pub async fn verify(store: &dyn Store, account: AccountId, code: &str, now: u64)
         save(store, account, &state).await?;
         return Ok(true);
     }
-    if normalise_recovery(code).len() == RECOVERY_CODE_BYTES * 8 / 5 && state.use_recovery_code(code) {
+    if normalise_recovery(code).len() == RECOVERY_CODE_BYTES * 8 / 5
+        && state.use_recovery_code(code)
+    {
         save(store, account, &state).await?;
-        tracing::info!(account = account.0, left = state.recovery_hashes.len(), "recovery code used");
+        tracing::info!(
+            account = account.0,
+            left = state.recovery_hashes.len(),
+            "recovery code used"
+        );
         return Ok(true);
     }
     Ok(false)
@@ -311,7 +379,12 @@ mod tests {
             Secret::Encoded(s) => s,
             Secret::Raw(_) => unreachable!(),
         };
-        let s = TotpState { secret, enabled: true, recovery_hashes: vec![], last_step: 0 };
+        let s = TotpState {
+            secret,
+            enabled: true,
+            recovery_hashes: vec![],
+            last_step: 0,
+        };
         assert_eq!(s.code_at(59).unwrap(), "287082");
         assert_eq!(s.code_at(1_111_111_109).unwrap(), "081804");
     }
@@ -323,7 +396,11 @@ mod tests {
         for (offset, ok) in [(-2i64, false), (-1, true), (0, true), (1, true), (2, false)] {
             let t = ((now_step as i64 + offset) as u64) * STEP_SECS;
             let code = s.code_at(t).unwrap();
-            assert_eq!(s.check_code(&code, NOW).unwrap().is_some(), ok, "offset {offset}");
+            assert_eq!(
+                s.check_code(&code, NOW).unwrap().is_some(),
+                ok,
+                "offset {offset}"
+            );
         }
         assert_eq!(s.check_code("12345", NOW).unwrap(), None);
         assert_eq!(s.check_code("abcdef", NOW).unwrap(), None);
@@ -345,8 +422,16 @@ mod tests {
         assert_eq!(codes.len(), RECOVERY_CODE_COUNT);
         let unique: std::collections::HashSet<_> = codes.iter().collect();
         assert_eq!(unique.len(), RECOVERY_CODE_COUNT);
-        assert!(codes.iter().all(|c| c.len() == 19 && c.matches('-').count() == 3));
-        assert!(!s.recovery_hashes.iter().any(|h| codes.iter().any(|c| h.contains(&normalise_recovery(c)))));
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.len() == 19 && c.matches('-').count() == 3)
+        );
+        assert!(
+            !s.recovery_hashes
+                .iter()
+                .any(|h| codes.iter().any(|c| h.contains(&normalise_recovery(c))))
+        );
         // Lower case and without dashes is accepted; a second use is not.
         let typed = codes[3].replace('-', "").to_ascii_lowercase();
         assert!(s.use_recovery_code(&typed));
@@ -368,7 +453,8 @@ mod tests {
     #[tokio::test]
     async fn enrol_confirm_verify_disable_round_trip_through_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store: std::sync::Arc<dyn Store> = bulwark_store::sqlite::SqliteStore::open(dir.path()).unwrap();
+        let store: std::sync::Arc<dyn Store> =
+            bulwark_store::sqlite::SqliteStore::open(dir.path()).unwrap();
         store.domain_add("example.test").await.unwrap();
         let account = store
             .account_create(bulwark_store::NewAccount {
@@ -380,22 +466,49 @@ mod tests {
             .unwrap()
             .id;
         let store = store.as_ref();
-        assert!(verify(store, account, "000000", NOW).await.unwrap(), "no 2FA: nothing to check");
-        let e = enrol(store, account, "Bulwark", "alice@example.test").await.unwrap();
-        assert!(e.otpauth_uri.contains(&e.secret) && e.qr_data_url.starts_with("data:image/svg+xml;base64,"));
-        assert!(!is_enabled(store, account).await.unwrap(), "pending until confirmed");
-        assert!(matches!(confirm(store, account, "12345x", NOW).await, Err(TotpError::InvalidCode)));
+        assert!(
+            verify(store, account, "000000", NOW).await.unwrap(),
+            "no 2FA: nothing to check"
+        );
+        let e = enrol(store, account, "Bulwark", "alice@example.test")
+            .await
+            .unwrap();
+        assert!(
+            e.otpauth_uri.contains(&e.secret)
+                && e.qr_data_url.starts_with("data:image/svg+xml;base64,")
+        );
+        assert!(
+            !is_enabled(store, account).await.unwrap(),
+            "pending until confirmed"
+        );
+        assert!(matches!(
+            confirm(store, account, "12345x", NOW).await,
+            Err(TotpError::InvalidCode)
+        ));
         let state = load(store, account).await.unwrap().unwrap();
-        let codes = confirm(store, account, &state.code_at(NOW).unwrap(), NOW).await.unwrap();
+        let codes = confirm(store, account, &state.code_at(NOW).unwrap(), NOW)
+            .await
+            .unwrap();
         assert_eq!(codes.len(), RECOVERY_CODE_COUNT);
         assert!(is_enabled(store, account).await.unwrap());
         // The confirmation code's step is used up; the next step's code works once.
         let next = state.code_at(NOW + STEP_SECS).unwrap();
-        assert!(verify(store, account, &next, NOW + STEP_SECS).await.unwrap());
-        assert!(!verify(store, account, &next, NOW + STEP_SECS).await.unwrap());
+        assert!(
+            verify(store, account, &next, NOW + STEP_SECS)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify(store, account, &next, NOW + STEP_SECS)
+                .await
+                .unwrap()
+        );
         assert!(verify(store, account, &codes[0], NOW).await.unwrap());
         assert!(!verify(store, account, &codes[0], NOW).await.unwrap());
-        assert_eq!(status(store, account).await.unwrap().recovery_codes_left, RECOVERY_CODE_COUNT - 1);
+        assert_eq!(
+            status(store, account).await.unwrap().recovery_codes_left,
+            RECOVERY_CODE_COUNT - 1
+        );
         disable(store, account).await.unwrap();
         assert!(!is_enabled(store, account).await.unwrap());
     }

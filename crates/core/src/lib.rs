@@ -35,7 +35,13 @@ pub fn split_address(address: &str) -> Option<(String, String)> {
     if local.is_empty() || domain.is_empty() || domain.contains(char::is_whitespace) {
         return None;
     }
-    Some((local.to_lowercase(), domain.to_ascii_lowercase().trim_end_matches('.').to_string()))
+    Some((
+        local.to_lowercase(),
+        domain
+            .to_ascii_lowercase()
+            .trim_end_matches('.')
+            .to_string(),
+    ))
 }
 
 /// Resolves an envelope recipient: exact address or alias first, then with the `+tag`
@@ -111,7 +117,9 @@ pub async fn mailbox_with_role(
         .into_iter()
         .find(|m| m.role == Some(role))
         .map(|m| m.id)
-        .ok_or_else(|| StoreError::NotFound(format!("{} mailbox of account {account}", role.as_jmap())))
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("{} mailbox of account {account}", role.as_jmap()))
+        })
 }
 
 #[cfg(test)]

@@ -40,7 +40,9 @@ pub fn summarize(raw: &[u8]) -> EmailSummary {
 }
 
 fn address_text(addr: Option<&Address>) -> String {
-    let Some(addr) = addr else { return String::new() };
+    let Some(addr) = addr else {
+        return String::new();
+    };
     addr.iter()
         .map(|a| match (&a.name, &a.address) {
             (Some(n), Some(e)) => format!("{n} <{e}>"),

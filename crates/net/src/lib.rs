@@ -6,7 +6,7 @@ mod limits;
 mod tls;
 
 pub use limits::{ConnectionGuard, ConnectionLimiter};
-pub use tls::{client_config_insecure, install_crypto_provider, load_tls, TlsFiles};
+pub use tls::{TlsFiles, client_config_insecure, install_crypto_provider, load_tls};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -22,9 +22,15 @@ pub use tokio_rustls::TlsAcceptor;
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("no certificate found in {0}")]
     NoCertificate(String),
     #[error("no private key found in {0}")]

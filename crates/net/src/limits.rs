@@ -27,7 +27,11 @@ pub struct ConnectionGuard {
 
 impl ConnectionLimiter {
     pub fn new(max_per_ip: usize, max_total: usize) -> Self {
-        ConnectionLimiter { inner: Arc::default(), max_per_ip, max_total }
+        ConnectionLimiter {
+            inner: Arc::default(),
+            max_per_ip,
+            max_total,
+        }
     }
 
     /// A slot for a new connection from `ip`, or `None` when a limit is reached.
@@ -39,7 +43,10 @@ impl ConnectionLimiter {
         }
         counts.per_ip.insert(ip, current + 1);
         counts.total += 1;
-        Some(ConnectionGuard { inner: self.inner.clone(), ip })
+        Some(ConnectionGuard {
+            inner: self.inner.clone(),
+            ip,
+        })
     }
 
     pub fn open_connections(&self) -> usize {

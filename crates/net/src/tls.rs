@@ -43,7 +43,10 @@ pub fn load_tls(
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, NetError> {
-    std::fs::read(path).map_err(|source| NetError::Read { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|source| NetError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError> {
@@ -71,15 +74,23 @@ fn ensure_self_signed(data_dir: &Path, hostname: &str) -> Result<(PathBuf, PathB
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
-    let names = vec![hostname.to_string(), "localhost".to_string(), "127.0.0.1".to_string()];
+    let names = vec![
+        hostname.to_string(),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ];
     let generated =
         rcgen::generate_simple_self_signed(names).map_err(|e| NetError::Generate(e.to_string()))?;
     let dir = cert_path.parent().unwrap_or(data_dir);
-    std::fs::create_dir_all(dir)
-        .map_err(|source| NetError::Write { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| NetError::Write {
+        path: dir.display().to_string(),
+        source,
+    })?;
     write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert_path, generated.cert.pem())
-        .map_err(|source| NetError::Write { path: cert_path.display().to_string(), source })?;
+    std::fs::write(&cert_path, generated.cert.pem()).map_err(|source| NetError::Write {
+        path: cert_path.display().to_string(),
+        source,
+    })?;
     Ok((cert_path, key_path))
 }
 
@@ -92,10 +103,16 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), NetError> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|source| NetError::Write { path: path.display().to_string(), source })?;
+        .map_err(|source| NetError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
     f.write_all(data)
         .and_then(|_| f.sync_all())
-        .map_err(|source| NetError::Write { path: path.display().to_string(), source })
+        .map_err(|source| NetError::Write {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// A client configuration that accepts any certificate — for tests and for opportunistic
@@ -163,7 +180,10 @@ mod tests {
     #[test]
     fn missing_operator_certificate_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let files = TlsFiles { cert: Some(dir.path().join("nope.pem")), key: Some(dir.path().join("k.pem")) };
+        let files = TlsFiles {
+            cert: Some(dir.path().join("nope.pem")),
+            key: Some(dir.path().join("k.pem")),
+        };
         let err = load_tls(&files, dir.path(), "h").unwrap_err();
         assert!(err.to_string().contains("nope.pem"), "{err}");
     }

@@ -98,7 +98,14 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
     Ok(match request {
         Request::Ehlo { host } => Command::Ehlo(host.into_owned()),
         Request::Helo { host } => Command::Helo(host.into_owned()),
-        Request::Mail { from } => Command::Mail(mail_params(from)),
+        Request::Mail { from } => {
+            let mut params = mail_params(from);
+            if size_param_overflows(line) {
+                // smtp-proto wraps an over-long SIZE= value; treat it as "too big" (RFC 1870 §6.1).
+                params.size = usize::MAX;
+            }
+            Command::Mail(params)
+        }
         Request::Rcpt { to } => Command::Rcpt(rcpt_params(to)),
         Request::Data => Command::Data,
         Request::Bdat {
@@ -146,6 +153,25 @@ fn map_error(e: ProtoError) -> CommandError {
         | ProtoError::ResponseTooLong
         | ProtoError::InvalidResponse { .. } => CommandError::Malformed,
     }
+}
+
+/// True when the line carries a `SIZE=` value with more digits than fit in a `u64`.
+fn size_param_overflows(line: &[u8]) -> bool {
+    let upper = line.to_ascii_uppercase();
+    upper
+        .windows(5)
+        .enumerate()
+        .filter(|(_, w)| *w == b"SIZE=")
+        .any(|(i, _)| {
+            let digits = upper[i + 5..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            digits > 0
+                && std::str::from_utf8(&upper[i + 5..i + 5 + digits])
+                    .map(|d| d.parse::<u64>().is_err())
+                    .unwrap_or(true)
+        })
 }
 
 fn mail_params(from: smtp_proto::MailFrom<std::borrow::Cow<'_, str>>) -> MailParams {
@@ -300,6 +326,25 @@ pub fn has_bare_line_ending(body: &[u8]) -> bool {
         prev = b;
     }
     false
+}
+
+#[cfg(test)]
+mod size_overflow_tests {
+    use super::*;
+
+    #[test]
+    fn overlong_size_parameter_counts_as_too_big() {
+        let Ok(Command::Mail(p)) =
+            parse_command(b"MAIL FROM:<a@b.test> SIZE=99999999999999999999999\r\n")
+        else {
+            panic!("MAIL did not parse");
+        };
+        assert_eq!(p.size, usize::MAX);
+        let Ok(Command::Mail(p)) = parse_command(b"MAIL FROM:<a@b.test> SIZE=1000\r\n") else {
+            panic!("MAIL did not parse");
+        };
+        assert_eq!(p.size, 1000);
+    }
 }
 
 #[cfg(test)]

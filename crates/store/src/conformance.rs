@@ -394,18 +394,42 @@ pub async fn app_passwords_round_trip(store: Arc<dyn Store>) {
 pub async fn account_settings_round_trip(store: Arc<dyn Store>) {
     let (account, _) = new_account(&store).await;
     let (other, _) = new_account(&store).await;
-    assert_eq!(store.setting_get(account.id, "totp").await.expect("get"), None);
-    store.setting_set(account.id, "totp", Some("{\"secret\":1}")).await.expect("set");
-    store.setting_set(account.id, "totp", Some("{\"secret\":2}")).await.expect("overwrite");
     assert_eq!(
-        store.setting_get(account.id, "totp").await.expect("get").as_deref(),
+        store.setting_get(account.id, "totp").await.expect("get"),
+        None
+    );
+    store
+        .setting_set(account.id, "totp", Some("{\"secret\":1}"))
+        .await
+        .expect("set");
+    store
+        .setting_set(account.id, "totp", Some("{\"secret\":2}"))
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        store
+            .setting_get(account.id, "totp")
+            .await
+            .expect("get")
+            .as_deref(),
         Some("{\"secret\":2}")
     );
-    assert_eq!(store.setting_get(other.id, "totp").await.expect("get"), None);
-    store.setting_set(account.id, "totp", None).await.expect("delete");
-    assert_eq!(store.setting_get(account.id, "totp").await.expect("get"), None);
+    assert_eq!(
+        store.setting_get(other.id, "totp").await.expect("get"),
+        None
+    );
+    store
+        .setting_set(account.id, "totp", None)
+        .await
+        .expect("delete");
+    assert_eq!(
+        store.setting_get(account.id, "totp").await.expect("get"),
+        None
+    );
     assert!(matches!(
-        store.setting_set(AccountId(i64::MAX), "totp", Some("x")).await,
+        store
+            .setting_set(AccountId(i64::MAX), "totp", Some("x"))
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }

@@ -21,10 +21,10 @@
 //! `$draft`, `$deleted`, or any custom keyword lowercased). IMAP maps its system flags with
 //! [`model::imap_flag_to_keyword`] / [`model::keyword_to_imap_flag`].
 
-pub mod model;
-pub mod sqlite;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod model;
+pub mod sqlite;
 
 pub use model::*;
 
@@ -85,7 +85,12 @@ pub trait Store: Send + Sync + 'static {
     /// Every address that belongs to the account (primary first, then aliases).
     async fn account_addresses(&self, id: AccountId) -> Result<Vec<String>>;
 
-    async fn app_password_add(&self, account: AccountId, name: &str, hash: &str) -> Result<AppPassword>;
+    async fn app_password_add(
+        &self,
+        account: AccountId,
+        name: &str,
+        hash: &str,
+    ) -> Result<AppPassword>;
     async fn app_password_list(&self, account: AccountId) -> Result<Vec<AppPassword>>;
     async fn app_password_delete(&self, account: AccountId, id: i64) -> Result<()>;
 
@@ -99,13 +104,29 @@ pub trait Store: Send + Sync + 'static {
     async fn mailbox_get(&self, account: AccountId, id: MailboxId) -> Result<Option<Mailbox>>;
     /// Creates a mailbox with a fresh UIDVALIDITY that no earlier mailbox of the account
     /// had. `name` is the full path with `/` as separator; parents are not auto-created.
-    async fn mailbox_create(&self, account: AccountId, name: &str, role: Option<Role>) -> Result<Mailbox>;
+    async fn mailbox_create(
+        &self,
+        account: AccountId,
+        name: &str,
+        role: Option<Role>,
+    ) -> Result<Mailbox>;
     /// Renames the mailbox and every mailbox below it (`old/…` → `new/…`).
-    async fn mailbox_rename(&self, account: AccountId, id: MailboxId, new_name: &str) -> Result<()>;
+    async fn mailbox_rename(&self, account: AccountId, id: MailboxId, new_name: &str)
+    -> Result<()>;
     /// Deletes the mailbox; emails that are in no other mailbox are destroyed.
     async fn mailbox_delete(&self, account: AccountId, id: MailboxId) -> Result<()>;
-    async fn mailbox_set_subscribed(&self, account: AccountId, id: MailboxId, subscribed: bool) -> Result<()>;
-    async fn mailbox_set_role(&self, account: AccountId, id: MailboxId, role: Option<Role>) -> Result<()>;
+    async fn mailbox_set_subscribed(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        subscribed: bool,
+    ) -> Result<()>;
+    async fn mailbox_set_role(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        role: Option<Role>,
+    ) -> Result<()>;
     /// Counts for STATUS / LIST-STATUS / JMAP Mailbox.
     async fn mailbox_status(&self, account: AccountId, id: MailboxId) -> Result<MailboxStatus>;
 
@@ -117,9 +138,18 @@ pub trait Store: Send + Sync + 'static {
     /// all or nothing, durable on return.
     async fn deliver(&self, deliveries: Vec<(AccountId, NewEmail)>) -> Result<Vec<Appended>>;
     /// The messages of one mailbox ordered by UID.
-    async fn mailbox_messages(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
+    async fn mailbox_messages(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+    ) -> Result<Vec<MessageMeta>>;
     /// UIDs expunged from the mailbox with a modseq greater than `since` (QRESYNC VANISHED).
-    async fn expunged_since(&self, account: AccountId, mailbox: MailboxId, since: ModSeq) -> Result<Vec<Uid>>;
+    async fn expunged_since(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        since: ModSeq,
+    ) -> Result<Vec<Uid>>;
     async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>>;
     /// All emails of the account (for JMAP queries), ordered by received_at descending.
     async fn email_list(&self, account: AccountId) -> Result<Vec<Email>>;
@@ -129,23 +159,46 @@ pub trait Store: Send + Sync + 'static {
 
     /// Changes keywords. An update whose `unchanged_since` is older than the email's
     /// modseq is not applied and is reported in [`KeywordResult::conflicts`].
-    async fn email_set_keywords(&self, account: AccountId, updates: Vec<KeywordUpdate>) -> Result<KeywordResult>;
+    async fn email_set_keywords(
+        &self,
+        account: AccountId,
+        updates: Vec<KeywordUpdate>,
+    ) -> Result<KeywordResult>;
     /// Adds/removes mailbox memberships (IMAP MOVE, JMAP mailboxIds). New memberships get
     /// new UIDs. An email left in no mailbox is destroyed. Returns the new (mailbox, uid)
     /// pairs per email.
-    async fn email_set_mailboxes(&self, account: AccountId, updates: Vec<MembershipUpdate>) -> Result<Vec<(EmailId, Vec<(MailboxId, Uid)>)>>;
+    async fn email_set_mailboxes(
+        &self,
+        account: AccountId,
+        updates: Vec<MembershipUpdate>,
+    ) -> Result<Vec<(EmailId, Vec<(MailboxId, Uid)>)>>;
     /// IMAP COPY: creates new emails (sharing the blob, copying keywords) in `dest`.
     /// Returns `(source, new email, new uid)`.
-    async fn email_copy(&self, account: AccountId, ids: &[EmailId], dest: MailboxId) -> Result<Vec<(EmailId, EmailId, Uid)>>;
+    async fn email_copy(
+        &self,
+        account: AccountId,
+        ids: &[EmailId],
+        dest: MailboxId,
+    ) -> Result<Vec<(EmailId, EmailId, Uid)>>;
     /// Removes these UIDs from the mailbox (IMAP EXPUNGE); emails left in no mailbox are destroyed.
-    async fn mailbox_expunge(&self, account: AccountId, mailbox: MailboxId, uids: &[Uid]) -> Result<ModSeq>;
+    async fn mailbox_expunge(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<ModSeq>;
     async fn email_destroy(&self, account: AccountId, ids: &[EmailId]) -> Result<()>;
 
     // ---- change log -------------------------------------------------------------------
     /// The account's highest modseq (its state).
     async fn account_modseq(&self, account: AccountId) -> Result<ModSeq>;
     /// What changed after `since`, at most `max` object entries (then `has_more`).
-    async fn changes_since(&self, account: AccountId, since: ModSeq, max: usize) -> Result<ChangeSet>;
+    async fn changes_since(
+        &self,
+        account: AccountId,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<ChangeSet>;
     /// Receives a [`StateChange`] after each committed change of the account.
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange>;
 
@@ -154,7 +207,13 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_list(&self) -> Result<Vec<Queued>>;
     async fn queue_get(&self, id: QueueId) -> Result<Option<Queued>>;
     /// Leases up to `max` entries due at `now` (unix seconds) for `lease_secs` to `node`.
-    async fn queue_lease_due(&self, now: i64, node: &str, lease_secs: i64, max: usize) -> Result<Vec<Queued>>;
+    async fn queue_lease_due(
+        &self,
+        now: i64,
+        node: &str,
+        lease_secs: i64,
+        max: usize,
+    ) -> Result<Vec<Queued>>;
     /// Writes back an entry after a delivery attempt (recipient states, next attempt,
     /// attempts, releases the lease). Entries whose recipients are all final are deleted.
     async fn queue_update(&self, entry: &Queued) -> Result<()>;

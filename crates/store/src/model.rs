@@ -92,7 +92,14 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [Role::Inbox, Role::Sent, Role::Drafts, Role::Trash, Role::Junk, Role::Archive];
+    pub const ALL: [Role; 6] = [
+        Role::Inbox,
+        Role::Sent,
+        Role::Drafts,
+        Role::Trash,
+        Role::Junk,
+        Role::Archive,
+    ];
     /// JMAP role name (RFC 8621 / IANA registry).
     pub fn as_jmap(self) -> &'static str {
         match self {
@@ -105,7 +112,9 @@ impl Role {
         }
     }
     pub fn from_jmap(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_jmap().eq_ignore_ascii_case(s))
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_jmap().eq_ignore_ascii_case(s))
     }
     /// IMAP special-use attribute (RFC 6154); INBOX has none.
     pub fn imap_attribute(self) -> Option<&'static str> {
@@ -277,7 +286,11 @@ pub struct ObjectChanges<T> {
 }
 impl<T> Default for ObjectChanges<T> {
     fn default() -> Self {
-        ObjectChanges { created: vec![], updated: vec![], destroyed: vec![] }
+        ObjectChanges {
+            created: vec![],
+            updated: vec![],
+            destroyed: vec![],
+        }
     }
 }
 

@@ -336,7 +336,8 @@ impl Store for SqliteStore {
 
     async fn setting_get(&self, account: AccountId, key: &str) -> Result<Option<String>> {
         let key = key.to_string();
-        self.read(move |c| directory::setting_get(c, account, &key)).await
+        self.read(move |c| directory::setting_get(c, account, &key))
+            .await
     }
     async fn setting_set(&self, account: AccountId, key: &str, value: Option<&str>) -> Result<()> {
         let key = key.to_string();

@@ -135,7 +135,7 @@ pub const KEYS: &[KeyDef] = &[
         "http",
         Listen,
         "",
-        "Health endpoints (`GET /healthz`, `GET /readyz`); JMAP and the web client later."
+        "HTTP: JMAP (RFC 8620/8621, `/.well-known/jmap`) and the probes `GET /healthz` (alive) and `GET /readyz` (store answers). Plain HTTP: put a TLS proxy in front for remote clients."
     ),
     key!(
         "tls",

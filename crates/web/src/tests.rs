@@ -1,0 +1,401 @@
+//! Router tests: real store (SQLite in a temp dir), real signer, requests through `oneshot`.
+
+use super::*;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use bulwark_auth::{ThrottleConfig, hash_password, totp};
+use bulwark_store::{NewAccount, now_unix};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    app: Router,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = bulwark_store::sqlite::SqliteStore::open(dir.path()).unwrap();
+    store.domain_add("example.test").await.unwrap();
+    store
+        .account_create(NewAccount {
+            address: "alice@example.test".into(),
+            display_name: "Alice".into(),
+            password_hash: hash_password("correct horse").unwrap(),
+        })
+        .await
+        .unwrap();
+    let auth = Arc::new(Authenticator::new(store.clone(), ThrottleConfig::default()));
+    let app = router(store.clone(), auth, Arc::new(TokenSigner::ephemeral()));
+    Fixture {
+        _dir: dir,
+        store,
+        app,
+    }
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let (status, _, bytes) = raw(app, method, uri, token, body).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn raw(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let body = body
+        .map(|b| Body::from(b.to_string()))
+        .unwrap_or(Body::empty());
+    let res = app
+        .clone()
+        .oneshot(
+            req.header(header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, headers, bytes)
+}
+
+async fn sign_in(app: &Router) -> Value {
+    let (status, body) = call(
+        app,
+        "POST",
+        "/api/account/login",
+        None,
+        Some(json!({ "username": "Alice@example.test", "password": "correct horse" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn password_login_issues_tokens_that_refresh_and_authorise() {
+    let f = fixture().await;
+    let (status, body) = call(
+        &f.app,
+        "POST",
+        "/api/account/login",
+        None,
+        Some(json!({ "username": "alice@example.test", "password": "wrong" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
+    let tokens = sign_in(&f.app).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (status, me) = call(&f.app, "GET", "/api/account/me", Some(access), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["address"], "alice@example.test");
+    assert_eq!(me["totp"]["enabled"], false);
+    let (status, refreshed) = call(
+        &f.app,
+        "POST",
+        "/api/account/refresh",
+        None,
+        Some(json!({ "refresh_token": tokens["refresh_token"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(refreshed["session_id"], tokens["session_id"]);
+    // An access token is not a refresh token.
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/refresh",
+        None,
+        Some(json!({ "refresh_token": access })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&f.app, "GET", "/api/account/me", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn app_passwords_are_shown_once_listed_and_deleted() {
+    let f = fixture().await;
+    let t = sign_in(&f.app).await;
+    let access = t["access_token"].as_str().unwrap();
+    let (status, created) = call(
+        &f.app,
+        "POST",
+        "/api/account/app-passwords",
+        Some(access),
+        Some(json!({ "name": "Thunderbird" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let password = created["password"].as_str().unwrap();
+    assert!(password.len() >= 16);
+    let (_, list) = call(
+        &f.app,
+        "GET",
+        "/api/account/app-passwords",
+        Some(access),
+        None,
+    )
+    .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["name"], "Thunderbird");
+    assert!(list[0].get("password").is_none() && !list.to_string().contains(password));
+    // App passwords are for IMAP/SMTP: the web sign-in refuses them.
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/login",
+        None,
+        Some(json!({ "username": "alice@example.test", "password": password })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let uri = format!("/api/account/app-passwords/{}", created["id"]);
+    assert_eq!(
+        call(&f.app, "DELETE", &uri, Some(access), None).await.0,
+        StatusCode::OK
+    );
+    let (_, list) = call(
+        &f.app,
+        "GET",
+        "/api/account/app-passwords",
+        Some(access),
+        None,
+    )
+    .await;
+    assert_eq!(list.as_array().unwrap().len(), 0);
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/app-passwords",
+        Some(access),
+        Some(json!({ "name": " " })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn revoked_session_tokens_stop_working_and_other_sessions_survive() {
+    let f = fixture().await;
+    let phone = sign_in(&f.app).await;
+    let laptop = sign_in(&f.app).await;
+    let laptop_access = laptop["access_token"].as_str().unwrap();
+    let (_, list) = call(
+        &f.app,
+        "GET",
+        "/api/account/sessions",
+        Some(laptop_access),
+        None,
+    )
+    .await;
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
+    let uri = format!(
+        "/api/account/sessions/{}",
+        phone["session_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        call(&f.app, "DELETE", &uri, Some(laptop_access), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let phone_access = phone["access_token"].as_str().unwrap();
+    assert_eq!(
+        call(&f.app, "GET", "/api/account/me", Some(phone_access), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/refresh",
+        None,
+        Some(json!({ "refresh_token": phone["refresh_token"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&f.app, "GET", "/api/account/me", Some(laptop_access), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(
+            &f.app,
+            "DELETE",
+            "/api/account/sessions/nope",
+            Some(laptop_access),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn totp_enrolment_then_login_needs_the_code_or_a_recovery_code() {
+    let f = fixture().await;
+    let t = sign_in(&f.app).await;
+    let access = t["access_token"].as_str().unwrap();
+    let (status, enrol) = call(
+        &f.app,
+        "POST",
+        "/api/account/totp/enrol",
+        Some(access),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        enrol["otpauthUri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/Bulwark:alice@example.test?secret=")
+    );
+    assert!(
+        enrol["qrDataUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/svg+xml;base64,")
+    );
+    let account = f
+        .store
+        .account_by_address("alice@example.test")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let state = totp::load(f.store.as_ref(), account)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = now_unix() as u64;
+    let (status, confirmed) = call(
+        &f.app,
+        "POST",
+        "/api/account/totp/confirm",
+        Some(access),
+        Some(json!({ "code": state.code_at(now).unwrap() })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    let recovery = confirmed["recoveryCodes"].as_array().unwrap();
+    assert_eq!(recovery.len(), 10);
+    let login = |totp: Option<String>| {
+        let app = f.app.clone();
+        async move {
+            let mut body = json!({ "username": "alice@example.test", "password": "correct horse" });
+            if let Some(code) = totp {
+                body["totp"] = json!(code);
+            }
+            call(&app, "POST", "/api/account/login", None, Some(body)).await
+        }
+    };
+    let (status, body) = login(None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("totp_required"))
+    );
+    let (status, body) = login(Some("000000".into())).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_totp"))
+    );
+    let next = state.code_at(now + totp::STEP_SECS).unwrap();
+    assert_eq!(login(Some(next)).await.0, StatusCode::OK);
+    let code = recovery[0].as_str().unwrap().to_string();
+    assert_eq!(login(Some(code.clone())).await.0, StatusCode::OK);
+    assert_eq!(
+        login(Some(code)).await.0,
+        StatusCode::UNAUTHORIZED,
+        "recovery codes are single-use"
+    );
+    // Disabling needs the password.
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/totp/disable",
+        Some(access),
+        Some(json!({ "password": "nope" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/totp/disable",
+        Some(access),
+        Some(json!({ "password": "correct horse" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(login(None).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn spa_routes_get_index_with_csp_and_api_paths_do_not() {
+    let f = fixture().await;
+    for path in ["/", "/mail/inbox", "/settings/security"] {
+        let (status, headers, body) = raw(&f.app, "GET", path, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.starts_with("default-src 'self'")
+                && csp.contains("script-src 'self';")
+                && csp.contains("object-src 'none'")
+        );
+        assert!(
+            String::from_utf8_lossy(&body)
+                .to_ascii_lowercase()
+                .contains("<!doctype html>")
+        );
+    }
+    for path in [
+        "/api/account/nope",
+        "/jmap/x",
+        "/missing.js",
+        "/assets/nope-123.js",
+    ] {
+        assert_eq!(
+            raw(&f.app, "GET", path, None, None).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        raw(&f.app, "POST", "/mail", None, None).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}

@@ -1,0 +1,355 @@
+// End to end, in real Chromium against a real `bulwark serve`:
+// sign in, enrol 2FA, sign in again with the TOTP code, read an SMTP-delivered (hostile) HTML
+// mail safely, allow images, reply and see the reply arrive, stop the server, read cached mail,
+// compose into the outbox, restart, see it sent — without signing in again. Keyboard-only pass.
+import crypto from 'node:crypto';
+import http from 'node:http';
+import { launch, shot, step, waitFor } from './lib.mjs';
+import { BulwarkServer, deliverSmtp, inboxSubjects, jmapBasic } from './server.mjs';
+import { XSS_CORPUS } from '../test/xss-corpus.js';
+
+const ALICE = 'alice@example.test';
+const ALICE_PW = 'alice correct horse';
+const BOB = 'bob@example.test';
+const BOB_PW = 'bob battery staple';
+const findings = [];
+const ROW_REPORT = '.row[data-id]:has(.subject:text-is("Quarterly report"))';
+
+function base32Decode(s) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of s.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const bytes = [];
+  for (let i = 0; i + 8 <= bits.length; i += 8) bytes.push(parseInt(bits.slice(i, i + 8), 2));
+  return Buffer.from(bytes);
+}
+
+/** RFC 6238 TOTP (HMAC-SHA1, 30 s, 6 digits) for unix time t. */
+function totp(secret, t = Date.now() / 1000) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
+  const mac = crypto.createHmac('sha1', base32Decode(secret)).update(counter).digest();
+  const off = mac[mac.length - 1] & 0xf;
+  const n = ((mac[off] & 0x7f) << 24) | (mac[off + 1] << 16) | (mac[off + 2] << 8) | mac[off + 3];
+  return String(n % 1_000_000).padStart(6, '0');
+}
+
+/** A local "remote image host" that records requests (proves no load before consent). */
+function trackingServer() {
+  const hits = [];
+  const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+  const srv = http.createServer((req, res) => {
+    hits.push(req.url);
+    res.writeHead(200, { 'Content-Type': 'image/png' });
+    res.end(png);
+  });
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({ srv, hits, port: srv.address().port })));
+}
+
+async function checkServerSide(base) {
+  const root = await fetch(`${base}/`).catch((e) => ({ ok: false, status: String(e) }));
+  const html = root.ok ? await root.text() : '';
+  const jmap = await fetch(`${base}/.well-known/jmap`).catch((e) => ({ status: String(e) }));
+  const login = await fetch(`${base}/api/account/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' }).catch((e) => ({ status: String(e) }));
+  const problems = [];
+  if (!html.includes('id="root"')) problems.push(`GET / did not return the web client (status ${root.status}); bulwark serve must merge bulwark_web::router on the http listener`);
+  if (jmap.status !== 401) problems.push(`GET /.well-known/jmap → ${jmap.status} (expected 401): the JMAP router is not mounted on the http listener`);
+  if (login.status !== 400 && login.status !== 422) problems.push(`POST /api/account/login → ${login.status} (expected 400): the account API is not mounted`);
+  if (problems.length) throw new Error(`server side missing:\n  - ${problems.join('\n  - ')}`);
+}
+
+async function signIn(page, base, code) {
+  await page.goto(`${base}/`);
+  await page.waitForSelector('#login-user');
+  await page.fill('#login-user', ALICE);
+  await page.fill('#login-pass', ALICE_PW);
+  await page.click('button[type=submit]');
+  if (code) {
+    await page.waitForSelector('#login-code', { state: 'visible' });
+    await shot(page, '02-sign-in-totp');
+    await page.fill('#login-code', code());
+    await page.click('button[type=submit]');
+  }
+  await page.waitForSelector('.mb[data-role=inbox]', { timeout: 20000 });
+}
+
+async function main() {
+  const server = new BulwarkServer();
+  const tracker = await trackingServer();
+  let context;
+  try {
+    step('admin CLI: domain and accounts');
+    server.addDomain();
+    server.addAccount(ALICE, ALICE_PW);
+    server.addAccount(BOB, BOB_PW);
+    step('bulwark serve');
+    await server.start();
+    server.pinPorts();
+    const base = server.httpBase;
+    await checkServerSide(base);
+
+    ({ context } = await launch());
+    const page = await context.newPage();
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    const remoteRequests = [];
+    page.on('request', (r) => {
+      if (r.url().includes(`127.0.0.1:${tracker.port}`)) remoteRequests.push(r.url());
+    });
+
+    step('sign in with password');
+    await page.goto(`${base}/`);
+    await page.waitForSelector('#login-user');
+    await shot(page, '01-sign-in');
+    await signIn(page, base);
+
+    step('enrol TOTP in settings (QR + confirm code), get 10 recovery codes');
+    await page.click('#open-settings');
+    await page.click('#totp-enrol');
+    await page.waitForSelector('#totp-secret');
+    await page.waitForSelector('img.qr');
+    const secret = (await page.textContent('#totp-secret')).trim();
+    await shot(page, '03-settings-2fa-qr');
+    await page.fill('#totp-code', totp(secret));
+    await page.click('#totp-confirm');
+    await page.waitForSelector('#recovery-codes');
+    const codes = await page.$$eval('#recovery-codes span', (s) => s.map((x) => x.textContent));
+    if (codes.length !== 10) throw new Error(`expected 10 recovery codes, got ${codes.length}`);
+    await shot(page, '04-settings-recovery-codes');
+
+    step('sign out, sign in again: password then TOTP code');
+    await page.click('button[aria-label="Sign out"]');
+    await page.waitForSelector('#login-user');
+    // The confirmation used this 30 s step; the next step's code is valid (±1 step) and unused.
+    await signIn(page, base, () => totp(secret, Date.now() / 1000 + 30));
+
+    step('deliver a hostile HTML mail by SMTP (python smtplib); it appears live');
+    const remoteImg = `http://127.0.0.1:${tracker.port}/track.png?u=alice`;
+    deliverSmtp(server.smtpPort, {
+      from: 'Bob Example <bob@example.test>',
+      to: ALICE,
+      subject: 'Quarterly report',
+      messageId: '<report-1@example.test>',
+      text: 'Plain version of the report.',
+      inline: { cid: 'chart@example.test', data: 'iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAFklEQVR4nGNQTX5NEmIY1TCqYfhqAAB2SXMQ7mVTQgAAAABJRU5ErkJggg==' },
+      html: `<h2>Quarterly report</h2><p>Numbers are <b>up</b>.</p><img id="inline-chart" src="cid:chart@example.test" alt="inline chart">
+        <img src="${remoteImg}" alt="chart">
+        <script>parent.__xss = 1; window.__xss = 1</script>
+        <img src=x onerror="parent.__xss = 2">
+        <a href="javascript:parent.__xss=3">click me</a>
+        <a href="https://evil.example/login">https://bank.example.com/login</a>
+        <div style="background:url(${remoteImg}&css=1)">styled</div>`,
+    });
+    await page.waitForSelector(ROW_REPORT, { timeout: 20000 });
+    await shot(page, '05-inbox-live-delivery');
+
+    step('open it: sanitised, sandboxed, remote images blocked until consent');
+    await page.click(ROW_REPORT);
+    const frameEl = await page.waitForSelector('iframe.mailframe');
+    const frame = await frameEl.contentFrame();
+    await frame.waitForSelector('h2');
+    const sandbox = await frameEl.getAttribute('sandbox');
+    if (sandbox.includes('allow-scripts')) throw new Error('mail frame allows scripts');
+    await page.waitForSelector('.show-images');
+    const xss = await page.evaluate(() => window.__xss);
+    if (xss !== undefined) throw new Error(`script from mail ran: __xss=${xss}`);
+    if (remoteRequests.length || tracker.hits.length) throw new Error(`remote load before consent: ${remoteRequests.join(', ')}`);
+    const inlineOk = await waitFor('the inline (cid:) image', async () => {
+      const f = await (await page.$('.msg:not(.collapsed) iframe.mailframe'))?.contentFrame();
+      return f && (await f.$eval('#inline-chart', (i) => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0).catch(() => false));
+    }, 10000).catch(() => false);
+    if (!inlineOk) findings.push('inline cid: image was not shown');
+    else console.log('  inline cid: image shown from a blob: URL');
+    const deceptive = await (await (await page.$('.msg:not(.collapsed) iframe.mailframe')).contentFrame()).$('a[data-suspicious]');
+    if (!deceptive) throw new Error('deceptive link not flagged');
+    await shot(page, '06-reading-html-blocked-images');
+    await page.click('.show-images');
+    await waitFor('remote image to load after consent', () => tracker.hits.length > 0, 10000);
+    await shot(page, '07-reading-images-allowed');
+
+    step('reply (keyboard r), send; the reply arrives in bob\'s inbox');
+    await page.keyboard.press('r');
+    await page.waitForSelector('#compose-body');
+    await page.keyboard.type('Thanks Bob, looks great. Notes attached.');
+    await page.setInputFiles('#compose-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('attached notes\n') });
+    await page.waitForSelector('.composer .chip >> text=notes.txt');
+    await page.keyboard.type(' ');
+    step('drafts autosave into Drafts');
+    await page.waitForSelector('.composer .status >> text=Draft saved', { timeout: 15000 });
+    await shot(page, '08-compose-reply');
+    await page.click('.mb[data-role=drafts]');
+    await page.waitForSelector('.row[data-id]:has(.subject:text-is("Re: Quarterly report"))', { timeout: 10000 });
+    await page.click('#compose-send');
+    await page.waitForSelector('.composer', { state: 'detached' });
+    await waitFor('the reply in bob\'s inbox', async () => (await inboxSubjects(base, BOB, BOB_PW)).includes('Re: Quarterly report'), 30000, 500);
+    await waitFor('Drafts to be empty after sending', async () => !(await page.$('.row[data-id]')), 10000);
+    const bobMail = await jmapBasic(base, BOB, BOB_PW, [
+      ['Email/query', { filter: { subject: 'Re: Quarterly report' } }, 'q'],
+      ['Email/get', { '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: ['attachments', 'inReplyTo'] }, 'g'],
+    ]);
+    const got = bobMail.find((r) => r[2] === 'g')?.[1]?.list?.[0];
+    if (!got?.attachments?.some((a) => a.name === 'notes.txt')) throw new Error(`reply reached bob without its attachment: ${JSON.stringify(got)}`);
+    if (!got?.inReplyTo?.includes('report-1@example.test')) findings.push(`reply has no In-Reply-To: ${JSON.stringify(got?.inReplyTo)}`);
+    step('attachment download from Sent');
+    await page.click('.mb[data-role=sent]');
+    await page.click('.row[data-id]:has(.subject:text-is("Re: Quarterly report"))');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('.reader .chip >> text=notes.txt')]);
+    const dlPath = await download.path();
+    const fs = await import('node:fs');
+    if (fs.readFileSync(dlPath, 'utf8') !== 'attached notes\n') throw new Error('downloaded attachment differs');
+    await page.click('.mb[data-role=inbox]');
+    step('bob answers by SMTP; alice sees it arrive live in the conversation list');
+    deliverSmtp(server.smtpPort, { from: 'Bob Example <bob@example.test>', to: ALICE, subject: 'Re: Quarterly report', text: 'Glad you like it.' });
+    await page.waitForSelector('.row[data-id] >> text=Glad you like it', { timeout: 20000 });
+
+    step(`XSS corpus (${XSS_CORPUS.length} vectors) in one SMTP mail, rendered in Chromium`);
+    const corpusHtml = XSS_CORPUS.map((v, i) => `<div class="v${i}">${v.replaceAll('alert(1)', 'parent.__xss=1').replaceAll("alert('XSS')", 'parent.__xss=1')}</div>`).join('\n');
+    remoteRequests.length = 0;
+    const external = [];
+    const onReq = (r) => {
+      const u = new URL(r.url());
+      if (!['127.0.0.1', 'localhost'].includes(u.hostname) && !u.protocol.startsWith('data') && !u.protocol.startsWith('blob') && u.protocol !== 'about:') external.push(r.url());
+    };
+    page.on('request', onReq);
+    const dialogs = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    deliverSmtp(server.smtpPort, { from: 'Mallory <mallory@evil.test>', to: ALICE, subject: 'XSS corpus', text: 'see html', html: `<p>corpus</p>${corpusHtml}` });
+    await page.waitForSelector('.row[data-id]:has(.subject:text-is("XSS corpus"))', { timeout: 20000 });
+    await page.click('.row[data-id]:has(.subject:text-is("XSS corpus"))');
+    const xf = await (await page.waitForSelector('.msg:not(.collapsed) iframe.mailframe')).contentFrame();
+    await xf.waitForSelector('p >> text=corpus');
+    await xf.hover('body').catch(() => {});
+    for (const a of await xf.$$('a')) await a.hover().catch(() => {});
+    await new Promise((r) => setTimeout(r, 1000));
+    const ran = await page.evaluate(() => window.__xss);
+    const scripts = await xf.$$eval('script,iframe,object,embed,form,svg,math,base,meta[http-equiv=refresh]', (x) => x.length).catch(() => -1);
+    const frameCsp = await xf.$eval('meta[http-equiv="Content-Security-Policy"]', (m) => m.getAttribute('content'));
+    page.off('request', onReq);
+    if (ran !== undefined) throw new Error(`XSS corpus: script ran (__xss=${ran})`);
+    if (dialogs.length) throw new Error(`XSS corpus: dialogs opened: ${dialogs.join(', ')}`);
+    if (external.length) throw new Error(`XSS corpus: remote loads before consent: ${external.join(', ')}`);
+    if (!frameCsp.includes("script-src 'none'")) throw new Error(`XSS corpus: frame CSP is ${frameCsp}`);
+    if (scripts !== 0) throw new Error(`XSS corpus: ${scripts} active elements survived in the frame`);
+    console.log('  no script ran, no dialog, no remote request, no active element survived');
+    await shot(page, '09a-xss-corpus');
+    await page.click('.mb[data-role=inbox]');
+
+    step('keyboard-only pass: j/k, /, Escape');
+    await page.keyboard.press('Escape');
+    await page.focus('.scroller');
+    await page.keyboard.press('k');
+    await page.keyboard.press('k');
+    const first = await page.getAttribute('.row.current', 'data-index');
+    await page.keyboard.press('j');
+    const second = await page.getAttribute('.row.current', 'data-index');
+    await page.keyboard.press('k');
+    const back = await page.getAttribute('.row.current', 'data-index');
+    if (!(first === '0' && second === '1' && back === '0')) findings.push(`j/k moved ${first}→${second}→${back} (expected 0→1→0)`);
+    else console.log('  j/k: 0→1→0 ok');
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('/');
+    const focused = await page.evaluate(() => document.activeElement?.id);
+    if (focused !== 'search') findings.push(`'/' focused ${focused}, not the search box`);
+    await page.keyboard.type('Quarterly');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#list-title >> text=Search: Quarterly');
+    await page.waitForSelector('.row[data-id]');
+    await shot(page, '09-search');
+    // Tab order reaches the compose button and the mailbox list.
+    await page.click('.mb[data-role=inbox]');
+    await page.waitForSelector(ROW_REPORT);
+    const tabStops = [];
+    await page.focus('#search');
+    for (let i = 0; i < 12; i++) {
+      await page.keyboard.press('Tab');
+      tabStops.push(await page.evaluate(() => {
+        const a = document.activeElement;
+        return a ? `${a.tagName.toLowerCase()}${a.id ? '#' + a.id : ''}${a.getAttribute('aria-label') ? `[${a.getAttribute('aria-label')}]` : a.textContent?.trim().slice(0, 20) ? `(${a.textContent.trim().slice(0, 20)})` : ''}` : 'none';
+      }));
+    }
+    console.log(`  tab order from search: ${tabStops.join(' → ')}`);
+
+    step('dark theme and phone width');
+    await page.click('button[aria-label="Toggle dark theme"]');
+    await page.click(ROW_REPORT);
+    await page.waitForSelector('iframe.mailframe');
+    await shot(page, '10-dark-reading');
+    await page.setViewportSize({ width: 390, height: 820 });
+    await shot(page, '11-phone-reading');
+    await page.keyboard.press('Escape');
+    await shot(page, '12-phone-list');
+    await page.setViewportSize({ width: 1366, height: 860 });
+    await page.click('button[aria-label="Toggle dark theme"]');
+
+    step('stop the server; reload: cached mail, offline banner, still signed in');
+    await page.click(ROW_REPORT);
+    await page.waitForSelector('iframe.mailframe');
+    await page.evaluate(() => navigator.serviceWorker?.ready);
+    await server.stop();
+    await page.reload();
+    await page.waitForSelector('#offline-banner.show', { timeout: 20000 });
+    if (await page.$('#login-user')) throw new Error('signed out while the server was down');
+    await page.waitForSelector(ROW_REPORT, { timeout: 15000 });
+    await page.click(ROW_REPORT);
+    const cachedFrame = await (await page.waitForSelector('iframe.mailframe')).contentFrame();
+    await cachedFrame.waitForSelector('h2 >> text=Quarterly report');
+    await shot(page, '13-offline-cached-mail');
+
+    step('compose while offline → outbox');
+    await page.keyboard.press('c');
+    await page.waitForSelector('#compose-to');
+    await page.fill('#compose-to', BOB);
+    await page.fill('#compose-subject', 'Written offline');
+    await page.fill('#compose-body', 'Sent from the outbox once the server was back.');
+    await page.click('#compose-send');
+    await page.waitForSelector('#outbox-count');
+    await shot(page, '14-offline-outbox');
+
+    step('restart the server (same data dir and ports): outbox is sent, no sign-in');
+    await server.start();
+    await waitFor('the outbox to empty', async () => !(await page.$('#outbox-count')), 40000, 500);
+    await page.waitForSelector('#offline-banner:not(.show)', { state: 'attached', timeout: 20000 });
+    await waitFor('the offline message in bob\'s inbox', async () => (await inboxSubjects(base, BOB, BOB_PW)).includes('Written offline'), 30000, 500);
+    if (await page.$('#login-user')) throw new Error('had to sign in again after the restart');
+    await page.click('.mb[data-role=sent]');
+    await page.waitForSelector('.row[data-id] >> text=Written offline', { timeout: 20000 });
+    await shot(page, '15-back-online-sent');
+
+    step('settings: app password and sessions');
+    await page.click('#open-settings');
+    await page.fill('input[aria-label="App name"]', 'Thunderbird');
+    await page.click('section[aria-labelledby=set-apps] button[type=submit]');
+    await page.waitForSelector('#new-app-password');
+    await shot(page, '16-settings');
+    step('settings: vacation response');
+    await page.check('#vac-enabled');
+    await page.fill('section[aria-labelledby=set-vacation] input[aria-label=Subject]', 'Away this week');
+    await page.fill('section[aria-labelledby=set-vacation] textarea', 'Back on Monday.');
+    await page.click('section[aria-labelledby=set-vacation] button[type=submit]');
+    await page.waitForSelector('#toast.show >> text=Vacation response on');
+    const vac = await jmapBasic(base, ALICE, ALICE_PW, [['VacationResponse/get', { ids: null }, 'v']]).catch((e) => [[null, { error: String(e) }]]);
+    if (!vac[0]?.[1]?.list?.[0]?.isEnabled) findings.push(`vacation response not enabled on the server: ${JSON.stringify(vac[0]?.[1])}`);
+
+    if (pageErrors.length) findings.push(`page errors: ${pageErrors.join(' | ')}`);
+    console.log(findings.length ? `findings:\n  - ${findings.join('\n  - ')}` : 'keyboard-only pass: no problems found');
+    console.log('web e2e: PASS');
+  } catch (e) {
+    console.error(`web e2e: FAIL: ${e.stack ?? e}`);
+    console.error(`server log tail:\n${server.logTail()}`);
+    if (context) {
+      const last = context.pages().at(-1);
+      if (last) await shot(last, 'failure').catch(() => {});
+    }
+    process.exitCode = 1;
+  } finally {
+    await context?.close().catch(() => {});
+    await server.stop();
+    tracker.srv.close();
+    if (!process.exitCode) server.cleanup();
+  }
+}
+
+await main();

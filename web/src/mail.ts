@@ -1,0 +1,197 @@
+// Mail operations built on the JMAP client: send (Email/set + EmailSubmission/set in one
+// request), drafts autosave, reply/forward construction, moves by role.
+import { JmapError, type Address, type Email, type Invocation, type Jmap, type Mailbox } from './jmap';
+import { newMessageId, type OutgoingMessage } from './outbox';
+
+export interface Identity {
+  id: string;
+  name: string;
+  email: string;
+  textSignature?: string;
+  replyTo?: Address[] | null;
+}
+
+export function byRole(mailboxes: Mailbox[], role: string): Mailbox | undefined {
+  return mailboxes.find((m) => m.role === role);
+}
+
+export function parseAddressList(s: string): string[] {
+  return s
+    .split(/[,;]/)
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .map((x) => /<([^>]+)>/.exec(x)?.[1] ?? x);
+}
+
+export function isValidAddress(a: string): boolean {
+  return /^[^\s@<>()",;]+@[^\s@<>()",;]+\.[^\s@<>()",;]+$/.test(a);
+}
+
+export function formatAddress(a: Address): string {
+  return a.name ? `${a.name} <${a.email}>` : a.email;
+}
+
+async function uploadPending(jmap: Jmap, m: OutgoingMessage): Promise<void> {
+  for (const a of m.attachments) {
+    if (!a.blobId && a.data) {
+      const up = await jmap.upload(a.data, a.type);
+      a.blobId = up.blobId;
+      a.size = up.size;
+    }
+  }
+}
+
+function emailCreate(m: OutgoingMessage, draftsId: string): Record<string, unknown> {
+  const addrs = (list: string[]) => (list.length ? list.map((email) => ({ email })) : undefined);
+  const create: Record<string, unknown> = {
+    mailboxIds: { [draftsId]: true },
+    keywords: { $draft: true, $seen: true },
+    from: [{ name: m.from.name || null, email: m.from.email }],
+    to: addrs(m.to),
+    cc: addrs(m.cc),
+    bcc: addrs(m.bcc),
+    subject: m.subject,
+    messageId: [m.messageId],
+    sentAt: new Date().toISOString(),
+    bodyValues: { body: { value: m.text } },
+    textBody: [{ partId: 'body', type: 'text/plain' }],
+  };
+  if (m.inReplyTo?.length) create.inReplyTo = m.inReplyTo;
+  if (m.references?.length) create.references = m.references;
+  const atts = m.attachments.filter((a) => a.blobId);
+  if (atts.length) create.attachments = atts.map((a) => ({ blobId: a.blobId, type: a.type || 'application/octet-stream', name: a.name, disposition: 'attachment' }));
+  for (const k of Object.keys(create)) if (create[k] === undefined) delete create[k];
+  return create;
+}
+
+function check(responses: Invocation[], id: string, key: 'created' | 'updated'): Record<string, any> {
+  const r = responses.find((x) => x[2] === id);
+  if (!r) throw new JmapError('serverFail', `no response to ${id}`);
+  if (r[0] === 'error') throw new JmapError(String(r[1].type), r[1].description as string | undefined);
+  const notKey = key === 'created' ? 'notCreated' : 'notUpdated';
+  const not = r[1][notKey] as Record<string, { type: string; description?: string }> | undefined;
+  if (not && Object.keys(not).length) {
+    const e = Object.values(not)[0];
+    throw new JmapError(e.type, e.description);
+  }
+  return (r[1][key] ?? {}) as Record<string, any>;
+}
+
+export interface SendContext {
+  draftsId: string;
+  sentId: string | null;
+  identityId: string;
+}
+
+/** Creates the message in Drafts and submits it; on success it moves to Sent (RFC 8621 §7.5 onSuccessUpdateEmail). */
+export async function sendMessage(jmap: Jmap, m: OutgoingMessage, ctx: SendContext, replacesDraft?: string): Promise<void> {
+  await uploadPending(jmap, m);
+  const accountId = jmap.accountId;
+  const onSuccess: Record<string, unknown> = { [`mailboxIds/${ctx.draftsId}`]: null, 'keywords/$draft': null };
+  if (ctx.sentId) onSuccess[`mailboxIds/${ctx.sentId}`] = true;
+  const setArgs: Record<string, unknown> = { accountId, create: { msg: emailCreate(m, ctx.draftsId) } };
+  if (replacesDraft) setArgs.destroy = [replacesDraft];
+  const responses = await jmap.request([
+    ['Email/set', setArgs, 'e'],
+    [
+      'EmailSubmission/set',
+      {
+        accountId,
+        create: { sub: { identityId: ctx.identityId, emailId: '#msg' } },
+        onSuccessUpdateEmail: { '#sub': onSuccess },
+      },
+      's',
+    ],
+  ]);
+  check(responses, 'e', 'created');
+  check(responses, 's', 'created');
+}
+
+/** Saves a draft (replacing the previous version: JMAP emails are immutable); returns its id. */
+export async function saveDraft(jmap: Jmap, m: OutgoingMessage, draftsId: string, previous?: string): Promise<string> {
+  await uploadPending(jmap, m);
+  const args: Record<string, unknown> = { accountId: jmap.accountId, create: { d: emailCreate(m, draftsId) } };
+  if (previous) args.destroy = [previous];
+  const responses = await jmap.request([['Email/set', args, 'd']]);
+  return check(responses, 'd', 'created').d.id as string;
+}
+
+function prefixed(prefix: string, subject: string | null | undefined): string {
+  const s = subject ?? '';
+  return new RegExp(`^${prefix}:`, 'i').test(s.trim()) ? s : `${prefix}: ${s}`;
+}
+
+function quote(e: Email, text: string): string {
+  const who = e.from?.[0] ? formatAddress(e.from[0]) : 'someone';
+  const when = new Date(e.sentAt ?? e.receivedAt).toLocaleString();
+  return `\n\nOn ${when}, ${who} wrote:\n` + text.split('\n').map((l) => `> ${l}`).join('\n');
+}
+
+export function bodyText(e: Email): string {
+  const part = e.textBody?.[0]?.partId;
+  if (part && e.bodyValues?.[part]) return e.bodyValues[part].value;
+  const html = e.htmlBody?.[0]?.partId;
+  if (html && e.bodyValues?.[html]) {
+    const div = document.createElement('div');
+    div.innerHTML = e.bodyValues[html].value.replace(/<(script|style)[\s\S]*?<\/\1>/gi, '');
+    return div.textContent ?? '';
+  }
+  return e.preview ?? '';
+}
+
+export type ReplyKind = 'reply' | 'replyAll' | 'forward';
+
+/** Pre-filled compose fields for a reply, reply-all or forward of `e`. */
+export function replyDraft(kind: ReplyKind, e: Email, me: string[], from: { name: string; email: string }): OutgoingMessage {
+  const mine = new Set(me.map((x) => x.toLowerCase()));
+  const refs = [...(e.references ?? []), ...(e.messageId ?? [])];
+  const base: OutgoingMessage = {
+    from,
+    to: [],
+    cc: [],
+    bcc: [],
+    subject: '',
+    text: '',
+    attachments: [],
+    messageId: newMessageId(from.email),
+  };
+  if (kind === 'forward') {
+    const header = `\n\n---------- Forwarded message ----------\nFrom: ${(e.from ?? []).map(formatAddress).join(', ')}\nDate: ${new Date(e.sentAt ?? e.receivedAt).toLocaleString()}\nSubject: ${e.subject ?? ''}\nTo: ${(e.to ?? []).map(formatAddress).join(', ')}\n\n`;
+    return {
+      ...base,
+      subject: prefixed('Fwd', e.subject),
+      text: header + bodyText(e),
+      attachments: (e.attachments ?? []).filter((a) => a.blobId).map((a) => ({ name: a.name ?? 'attachment', type: a.type, size: a.size ?? 0, blobId: a.blobId })),
+    };
+  }
+  const replyTo = e.replyTo?.length ? e.replyTo : (e.from ?? []);
+  let to = replyTo.map((a) => a.email);
+  let cc: string[] = [];
+  if (kind === 'replyAll') {
+    const all = [...to, ...(e.to ?? []).map((a) => a.email), ...(e.cc ?? []).map((a) => a.email)];
+    const seen = new Set<string>();
+    const others = all.filter((a) => {
+      const k = a.toLowerCase();
+      if (mine.has(k) || seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+    to = others.slice(0, to.length || 1);
+    cc = others.slice(to.length);
+  }
+  if (to.length === 0) to = replyTo.map((a) => a.email);
+  return {
+    ...base,
+    to,
+    cc,
+    subject: prefixed('Re', e.subject),
+    text: quote(e, bodyText(e)),
+    inReplyTo: e.messageId ?? undefined,
+    references: refs.length ? refs : undefined,
+  };
+}
+
+export async function identities(jmap: Jmap): Promise<Identity[]> {
+  const r = await jmap.call('Identity/get', { ids: null });
+  return r.list as Identity[];
+}

@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import { frameDocument, sanitizeHtml, textToHtml } from '../src/sanitize';
+import { XSS_CORPUS } from './xss-corpus';
+
+/** Every URL-bearing value in the sanitised output. */
+function urlsIn(doc: Document): string[] {
+  const out: string[] = [];
+  for (const el of Array.from(doc.querySelectorAll('*'))) {
+    for (const a of Array.from(el.attributes)) {
+      // A link's href is not loaded until the user clicks it (then in a new, unrelated tab).
+      if (a.name === 'href' && el.tagName === 'A') continue;
+      if (['href', 'src', 'srcset', 'action', 'formaction', 'background', 'poster', 'data', 'ping', 'xlink:href'].includes(a.name)) {
+        out.push(a.value);
+      }
+      if (a.name === 'style') out.push(...Array.from(a.value.matchAll(/url\(([^)]*)\)/g), (m) => m[1]));
+    }
+    if (el.tagName === 'STYLE') out.push(...Array.from((el.textContent ?? '').matchAll(/url\(([^)]*)\)|@import/g), (m) => m[1] ?? '@import'));
+  }
+  return out;
+}
+
+function parse(html: string): Document {
+  return new DOMParser().parseFromString(`<body>${html}</body>`, 'text/html');
+}
+
+describe('sanitizer against the XSS corpus', () => {
+  for (const [i, hostile] of XSS_CORPUS.entries()) {
+    it(`neutralises vector #${i}: ${hostile.slice(0, 50)}`, () => {
+      const { html } = sanitizeHtml(hostile, { allowRemote: false });
+      const doc = parse(html);
+      expect(doc.querySelectorAll('script,iframe,object,embed,form,input,button,meta,link,base,svg,math,video,audio,template').length).toBe(0);
+      for (const el of Array.from(doc.querySelectorAll('*'))) {
+        for (const a of Array.from(el.attributes)) {
+          expect(a.name.startsWith('on'), `handler ${a.name} survived`).toBe(false);
+          expect(/^\s*(javascript|vbscript|data:text)/i.test(a.value), `${a.name}=${a.value}`).toBe(false);
+        }
+      }
+      for (const url of urlsIn(doc)) {
+        expect(/^\s*['"]?(https?:)?\/\//i.test(url) && !url.includes('ok.example'), `remote load before consent: ${url}`).toBe(false);
+        expect(/javascript:/i.test(url)).toBe(false);
+      }
+      expect(html).not.toMatch(/expression\s*\(|-moz-binding|behavior\s*:/i);
+    });
+  }
+
+  it('blocks remote images until consent and counts them', () => {
+    const mail = `<p>Hi</p><img src="https://img.example/a.png"><div style="background:url(https://img.example/b.png)">x</div>`;
+    const before = sanitizeHtml(mail, { allowRemote: false });
+    expect(before.blockedRemote).toBe(2);
+    expect(before.html).not.toContain(' src="https://img.example/a.png"');
+    const after = sanitizeHtml(mail, { allowRemote: true });
+    expect(after.blockedRemote).toBe(0);
+    expect(after.html).toContain('src="https://img.example/a.png"');
+    expect(after.html).toContain("url('https://img.example/b.png')");
+  });
+
+  it('keeps consent from re-enabling scripts or javascript: links', () => {
+    for (const hostile of XSS_CORPUS) {
+      const { html } = sanitizeHtml(hostile, { allowRemote: true });
+      expect(html).not.toMatch(/<script|\son\w+=|javascript:/i);
+    }
+  });
+
+  it('links open in a new tab, show their real target and flag deceptive text', () => {
+    const { html, suspiciousLinks } = sanitizeHtml(
+      `<a href="https://evil.test/login">https://bank.example.com/login</a> <a href="https://docs.example.org/x">read the docs</a>`,
+    );
+    const links = parse(html).querySelectorAll('a');
+    expect(links[0].getAttribute('title')).toContain('https://evil.test/login');
+    expect(links[0].getAttribute('data-suspicious')).toBe('true');
+    expect(links[0].getAttribute('rel')).toContain('noopener');
+    expect(links[1].getAttribute('title')).toBe('https://docs.example.org/x');
+    expect(links[1].hasAttribute('data-suspicious')).toBe(false);
+    expect(suspiciousLinks).toBe(1);
+  });
+
+  it('resolves cid: images from the map and drops unknown ones', () => {
+    const { html } = sanitizeHtml(`<img src="cid:logo@x"><img src="cid:missing">`, { allowRemote: false, cidMap: { 'logo@x': 'blob:http://localhost/1' } });
+    const imgs = parse(html).querySelectorAll('img');
+    expect(imgs[0].getAttribute('src')).toBe('blob:http://localhost/1');
+    expect(imgs[1].hasAttribute('src')).toBe(false);
+  });
+
+  it('keeps ordinary mail formatting', () => {
+    const { html } = sanitizeHtml(`<table><tr><td style="color:#333;padding:4px"><b>Bold</b> <i>it</i></td></tr></table><style>p{margin:0}</style>`);
+    expect(html).toContain('<b>Bold</b>');
+    expect(html).toContain('padding:4px');
+    expect(html).toContain('p{margin:0}');
+  });
+
+  it('frame document forbids scripts by CSP and allows remote images only after consent', () => {
+    const locked = frameDocument('<p>x</p>', { allowRemote: false, dark: false });
+    expect(locked).toContain("script-src 'none'");
+    expect(locked).toContain("default-src 'none'; img-src data: blob:;");
+    expect(frameDocument('', { allowRemote: true, dark: true })).toContain('img-src data: blob: https:');
+  });
+
+  it('plain text is escaped and linkified', () => {
+    const html = textToHtml('<script>alert(1)</script>\nsee https://example.org/a?b=1&c=2');
+    expect(html).not.toContain('<script>');
+    expect(html).toContain('<a href="https://example.org/a?b=1&amp;c=2">');
+  });
+});
