@@ -58,6 +58,14 @@ async function checkServerSide(base) {
   if (problems.length) throw new Error(`server side missing:\n  - ${problems.join('\n  - ')}`);
 }
 
+/** The open message's frame; looked up afresh because the reader may re-render it. */
+async function frameOf(page) {
+  return waitFor('the mail frame', async () => {
+    const el = await page.$('.msg:not(.collapsed) iframe.mailframe');
+    return el && (await el.contentFrame());
+  }, 15000);
+}
+
 async function signIn(page, base, code) {
   await page.goto(`${base}/`);
   await page.waitForSelector('#login-user');
@@ -145,10 +153,10 @@ async function main() {
 
     step('open it: sanitised, sandboxed, remote images blocked until consent');
     await page.click(ROW_REPORT);
-    const frameEl = await page.waitForSelector('iframe.mailframe');
-    const frame = await frameEl.contentFrame();
-    await frame.waitForSelector('h2');
-    const sandbox = await frameEl.getAttribute('sandbox');
+    // The frame is re-rendered once inline images arrive, so always look it up afresh.
+    const mailFrame = () => frameOf(page);
+    await waitFor('the mail body', async () => (await mailFrame())?.$('h2'), 15000);
+    const sandbox = await page.getAttribute('.msg:not(.collapsed) iframe.mailframe', 'sandbox');
     if (sandbox.includes('allow-scripts')) throw new Error('mail frame allows scripts');
     await page.waitForSelector('.show-images');
     const xss = await page.evaluate(() => window.__xss);
@@ -158,9 +166,15 @@ async function main() {
       const f = await (await page.$('.msg:not(.collapsed) iframe.mailframe'))?.contentFrame();
       return f && (await f.$eval('#inline-chart', (i) => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0).catch(() => false));
     }, 10000).catch(() => false);
-    if (!inlineOk) findings.push('inline cid: image was not shown');
+    if (!inlineOk) {
+      const r = await jmapBasic(base, ALICE, ALICE_PW, [
+        ['Email/query', { filter: { subject: 'Quarterly report' } }, 'q'],
+        ['Email/get', { '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: ['attachments', 'htmlBody'] }, 'g'],
+      ]);
+      findings.push(`inline cid: image was not shown; server parts: ${JSON.stringify(r.find((x) => x[2] === 'g')?.[1]?.list?.[0])}`);
+    }
     else console.log('  inline cid: image shown from a blob: URL');
-    const deceptive = await (await (await page.$('.msg:not(.collapsed) iframe.mailframe')).contentFrame()).$('a[data-suspicious]');
+    const deceptive = await (await mailFrame()).$('a[data-suspicious]');
     if (!deceptive) throw new Error('deceptive link not flagged');
     await shot(page, '06-reading-html-blocked-images');
     await page.click('.show-images');
@@ -219,8 +233,8 @@ async function main() {
     deliverSmtp(server.smtpPort, { from: 'Mallory <mallory@evil.test>', to: ALICE, subject: 'XSS corpus', text: 'see html', html: `<p>corpus</p>${corpusHtml}` });
     await page.waitForSelector('.row[data-id]:has(.subject:text-is("XSS corpus"))', { timeout: 20000 });
     await page.click('.row[data-id]:has(.subject:text-is("XSS corpus"))');
-    const xf = await (await page.waitForSelector('.msg:not(.collapsed) iframe.mailframe')).contentFrame();
-    await xf.waitForSelector('p >> text=corpus');
+    await waitFor('the corpus body', async () => (await frameOf(page))?.$('p >> text=corpus'), 15000);
+    const xf = await frameOf(page);
     await xf.hover('body').catch(() => {});
     for (const a of await xf.$$('a')) await a.hover().catch(() => {});
     await new Promise((r) => setTimeout(r, 1000));
@@ -294,8 +308,7 @@ async function main() {
     if (await page.$('#login-user')) throw new Error('signed out while the server was down');
     await page.waitForSelector(ROW_REPORT, { timeout: 15000 });
     await page.click(ROW_REPORT);
-    const cachedFrame = await (await page.waitForSelector('iframe.mailframe')).contentFrame();
-    await cachedFrame.waitForSelector('h2 >> text=Quarterly report');
+    await waitFor('the cached body', async () => (await frameOf(page))?.$('h2 >> text=Quarterly report'), 15000);
     await shot(page, '13-offline-cached-mail');
 
     step('compose while offline → outbox');
