@@ -18,8 +18,12 @@ pub struct JmapArgs {
     pub clients: usize,
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// User; `{}` is replaced by (client number % --users). One account per client keeps
+    /// each under the server's maxConcurrentRequests (RFC 8620 §2).
     #[arg(long)]
     pub user: String,
+    #[arg(long, default_value_t = 1)]
+    pub users: usize,
     #[arg(long)]
     pub pass: String,
 }
@@ -100,14 +104,8 @@ impl Http {
     }
 }
 
-pub async fn run(a: JmapArgs) -> Result<Value> {
-    let account = match session_account(&a).await {
-        Ok(acc) => acc,
-        Err(e) => {
-            return Ok(json!({"skipped": format!("no usable JMAP endpoint: {e:#}")}));
-        }
-    };
-    let body = serde_json::to_vec(&json!({
+fn query_body(account: &str) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&json!({
         "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
         "methodCalls": [
             ["Email/query", {"accountId": account,
@@ -116,14 +114,29 @@ pub async fn run(a: JmapArgs) -> Result<Value> {
                 "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
                 "properties": ["id", "subject", "from", "receivedAt", "preview", "keywords"]}, "g"]
         ]
-    }))?;
+    }))?)
+}
+
+pub async fn run(a: JmapArgs) -> Result<Value> {
+    let users = a.users.max(1);
+    let mut bodies = Vec::with_capacity(users);
+    for u in 0..users {
+        let user = a.user.replace("{}", &u.to_string());
+        match session_account(&a.addr, &user, &a.pass).await {
+            Ok(account) => bodies.push((user, query_body(&account)?)),
+            Err(e) => {
+                return Ok(json!({"skipped": format!("no usable JMAP endpoint: {e:#}")}));
+            }
+        }
+    }
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(a.duration);
     let mut tasks = Vec::new();
-    for _ in 0..a.clients {
-        let (a, body) = (a.clone(), body.clone());
+    for i in 0..a.clients {
+        let (user, body) = bodies[i % users].clone();
+        let a = a.clone();
         tasks.push(tokio::spawn(async move {
-            let mut http = Http::connect(&a.addr, &a.user, &a.pass).await?;
+            let mut http = Http::connect(&a.addr, &user, &a.pass).await?;
             let mut lat = Latencies::default();
             let mut failures = 0u64;
             while Instant::now() < deadline {
@@ -166,8 +179,8 @@ pub async fn run(a: JmapArgs) -> Result<Value> {
 }
 
 /// The mail account id from the JMAP session resource (RFC 8620 §2).
-async fn session_account(a: &JmapArgs) -> Result<String> {
-    let mut http = Http::connect(&a.addr, &a.user, &a.pass).await?;
+async fn session_account(addr: &str, user: &str, pass: &str) -> Result<String> {
+    let mut http = Http::connect(addr, user, pass).await?;
     let (status, body) = http.request("GET", "/jmap/session", b"").await?;
     if status != 200 {
         bail!("GET /jmap/session answered {status}");
