@@ -161,7 +161,7 @@ export async function jmapBasic(base, user, password, methodCalls) {
   const r = await fetch(`${base}${apiPath}`, {
     method: 'POST',
     headers: { Authorization: auth, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ using: ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail'], methodCalls: calls }),
+    body: JSON.stringify({ using: ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail', 'urn:ietf:params:jmap:submission', 'urn:ietf:params:jmap:vacationresponse'], methodCalls: calls }),
   });
   if (!r.ok) throw new Error(`JMAP api: HTTP ${r.status} ${await r.text()}`);
   return (await r.json()).methodResponses;

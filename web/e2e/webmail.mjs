@@ -164,7 +164,7 @@ async function main() {
     if (remoteRequests.length || tracker.hits.length) throw new Error(`remote load before consent: ${remoteRequests.join(', ')}`);
     const inlineOk = await waitFor('the inline (cid:) image', async () => {
       const f = await (await page.$('.msg:not(.collapsed) iframe.mailframe'))?.contentFrame();
-      return f && (await f.$eval('#inline-chart', (i) => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0).catch(() => false));
+      return f && (await f.$eval('img[alt="inline chart"]', (i) => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0).catch(() => false));
     }, 10000).catch(() => false);
     if (!inlineOk) {
       const r = await jmapBasic(base, ALICE, ALICE_PW, [
@@ -269,7 +269,7 @@ async function main() {
     if (focused !== 'search') findings.push(`'/' focused ${focused}, not the search box`);
     await page.keyboard.type('Quarterly');
     await page.keyboard.press('Enter');
-    await page.waitForSelector('#list-title >> text=Search: Quarterly');
+    await page.waitForSelector('#list-title:has-text("Search: Quarterly")');
     await page.waitForSelector('.row[data-id]');
     await shot(page, '09-search');
     // Tab order reaches the compose button and the mailbox list.
@@ -277,7 +277,7 @@ async function main() {
     await page.waitForSelector(ROW_REPORT);
     const tabStops = [];
     await page.focus('#search');
-    for (let i = 0; i < 12; i++) {
+    for (let i = 0; i < 24; i++) {
       await page.keyboard.press('Tab');
       tabStops.push(await page.evaluate(() => {
         const a = document.activeElement;
@@ -320,6 +320,13 @@ async function main() {
     await page.click('#compose-send');
     await page.waitForSelector('#outbox-count');
     await shot(page, '14-offline-outbox');
+    step('a draft written offline is kept on the device');
+    await page.keyboard.press('c');
+    await page.waitForSelector('#compose-to');
+    await page.fill('#compose-subject', 'Offline draft');
+    await page.fill('#compose-body', 'Half-written while the server was down.');
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('.composer', { state: 'detached' });
 
     step('restart the server (same data dir and ports): outbox is sent, no sign-in');
     await server.start();
@@ -330,6 +337,9 @@ async function main() {
     await page.click('.mb[data-role=sent]');
     await page.waitForSelector('.row[data-id] >> text=Written offline', { timeout: 20000 });
     await shot(page, '15-back-online-sent');
+    await page.click('.mb[data-role=drafts]');
+    await page.waitForSelector('.row[data-id]:has(.subject:text-is("Offline draft"))', { timeout: 20000 });
+    console.log('  the offline draft reached Drafts');
 
     step('settings: app password and sessions');
     await page.click('#open-settings');
@@ -342,9 +352,31 @@ async function main() {
     await page.fill('section[aria-labelledby=set-vacation] input[aria-label=Subject]', 'Away this week');
     await page.fill('section[aria-labelledby=set-vacation] textarea', 'Back on Monday.');
     await page.click('section[aria-labelledby=set-vacation] button[type=submit]');
-    await page.waitForSelector('#toast.show >> text=Vacation response on');
+    const vacToast = await waitFor('the vacation toast', async () => {
+      const t = await page.textContent('#toast.show').catch(() => null);
+      return t && (t.includes('Vacation') || t.includes('Not saved')) ? t : null;
+    }, 15000).catch(() => 'nothing');
+    if (!vacToast.includes('Vacation response on')) findings.push(`vacation save said: ${vacToast}`);
     const vac = await jmapBasic(base, ALICE, ALICE_PW, [['VacationResponse/get', { ids: null }, 'v']]).catch((e) => [[null, { error: String(e) }]]);
     if (!vac[0]?.[1]?.list?.[0]?.isEnabled) findings.push(`vacation response not enabled on the server: ${JSON.stringify(vac[0]?.[1])}`);
+
+    step('multi-select (checkboxes) and drag to a folder');
+    await page.click('.mb[data-role=inbox]');
+    await waitFor('two inbox rows', async () => (await page.$$('.row[data-id]')).length >= 2, 15000);
+    // Rows are re-rendered on every change: use locators (re-resolved), not element handles.
+    await page.locator('.row[data-id] input[type=checkbox]').nth(0).click();
+    await page.locator('.row[data-id] input[type=checkbox]').nth(1).click();
+    await waitFor('two selected rows', async () => (await page.$$('.row.selected')).length === 2, 5000);
+    await page.dragAndDrop('.row.selected >> nth=0', '.mb[data-role=archive]');
+    await page.waitForSelector('#toast.show:has-text("2 messages moved to")', { timeout: 10000 });
+    await page.click('.mb[data-role=archive]');
+    await waitFor('two rows in Archive', async () => (await page.$$('.row[data-id]')).length === 2, 15000);
+    await shot(page, '17-archive-after-drag');
+
+    step('search syntax: subject:"…" in:sent');
+    await page.fill('#search', 'subject:"Written offline" in:sent');
+    await page.press('#search', 'Enter');
+    await waitFor('one search result', async () => (await page.$$('.row[data-id]')).length === 1 && (await page.textContent('.row[data-id] .subject')) === 'Written offline', 15000);
 
     if (pageErrors.length) findings.push(`page errors: ${pageErrors.join(' | ')}`);
     console.log(findings.length ? `findings:\n  - ${findings.join('\n  - ')}` : 'keyboard-only pass: no problems found');

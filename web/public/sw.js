@@ -12,6 +12,11 @@ async function precache() {
   await cache.put('/', res);
   const assets = new Set(['/manifest.webmanifest', '/icon.svg']);
   for (const m of html.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)) assets.add(m[1]);
+  // Drop assets of older builds (hashed names that the current index no longer references).
+  for (const req of await cache.keys()) {
+    const path = new URL(req.url).pathname;
+    if (path.startsWith('/assets/') && !assets.has(path)) await cache.delete(req);
+  }
   await Promise.all(
     [...assets].map(async (url) => {
       try {

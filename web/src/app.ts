@@ -5,11 +5,12 @@ import { cache } from './cache';
 import { clear, formatDate, h, icon, toast } from './dom';
 import { idbOutbox } from './idb-outbox';
 import { type Email, type Jmap, type Mailbox, LIST_PROPERTIES, subscribePush } from './jmap';
-import { byRole, identities, type Identity, sendMessage } from './mail';
+import { alreadySent, byRole, identities, type Identity, saveDraft, sendMessage } from './mail';
 import { Outbox, type OutboxItem } from './outbox';
 import { Composer } from './composer';
 import { Reader } from './reader';
 import { Settings } from './settings';
+import { parseSearch } from './search';
 
 const ROW_HEIGHT = 72;
 /** Rows fetched with the first screen. */
@@ -52,7 +53,12 @@ export class MailApp {
   settingsOpen = false;
 
   constructor(private root: HTMLElement, public auth: Auth, public jmap: Jmap, public net: Connectivity) {
-    this.outbox = new Outbox(idbOutbox, (m) => sendMessage(this.jmap, m, this.sendContext(m.from.email)));
+    this.outbox = new Outbox(idbOutbox, async (m) => {
+      const ctx = this.sendContext(m.from.email);
+      // An earlier attempt may have gone through with its answer lost: do not send twice.
+      if (await alreadySent(this.jmap, m, ctx.draftsId)) return;
+      await sendMessage(this.jmap, m, ctx);
+    });
     this.outbox.onChange = (items) => {
       this.outboxItems = items;
       this.renderBanner();
@@ -153,6 +159,7 @@ export class MailApp {
         try {
           await this.refreshAll();
           this.startPush();
+          await this.uploadLocalDrafts();
           const sent = await this.outbox.flush();
           if (sent) toast(`${sent} message${sent > 1 ? 's' : ''} from the outbox sent`);
         } catch {
@@ -162,13 +169,28 @@ export class MailApp {
     }
   }
 
+  /** Drafts written offline go to the server's Drafts once it is back. */
+  private async uploadLocalDrafts() {
+    const drafts = byRole(this.mailboxes, 'drafts');
+    if (!drafts) return;
+    for (const m of await cache.localDrafts()) {
+      try {
+        const { draftId, ...message } = m;
+        await saveDraft(this.jmap, message, drafts.id, draftId);
+        await cache.removeLocalDraft(m.messageId);
+      } catch (e) {
+        if (isNetworkError(e)) return;
+      }
+    }
+  }
+
   // ---------- rendering ----------
 
   private renderShell() {
     const search = h('input', {
       type: 'search',
       id: 'search',
-      placeholder: 'Search mail',
+      placeholder: 'Search mail (from: to: subject: has:attachment is:unread in:)',
       'aria-label': 'Search mail',
       onkeydown: (e: KeyboardEvent) => {
         if (e.key === 'Enter') {
@@ -180,13 +202,15 @@ export class MailApp {
         }
       },
     }) as HTMLInputElement;
-    const themeBtn = h('button.btn.icon-only.theme-btn', { title: 'Toggle dark theme', 'aria-label': 'Toggle dark theme', onclick: () => this.toggleTheme() }, icon('moon'));
+    const themeBtn = h('button.btn.icon-only.theme-btn', { title: 'Toggle dark theme', 'aria-label': 'Toggle dark theme', onclick: () => this.toggleTheme() }, icon(document.documentElement.dataset.theme === 'dark' ? 'sun' : 'moon'));
+    this.el.themeBtn = themeBtn;
     const sidebar = h('nav.sidebar', { 'aria-label': 'Mailboxes' });
     this.el.sidebar = sidebar;
     this.el.banner = h('div.banner', { role: 'status', 'aria-live': 'polite', id: 'offline-banner' });
     this.el.listTitle = h('h2', { id: 'list-title' });
-    this.el.spacer = h('div.spacer-rows', { role: 'listbox', 'aria-multiselectable': 'true', 'aria-labelledby': 'list-title' });
-    this.el.scroller = h('div.scroller', { tabindex: '0', onscroll: () => this.renderRows() }, this.el.spacer);
+    this.el.spacer = h('div.spacer-rows', { role: 'presentation' });
+    // The list is one tab stop; j/k move the current row, announced via aria-activedescendant.
+    this.el.scroller = h('div.scroller', { tabindex: '0', role: 'listbox', 'aria-multiselectable': 'true', 'aria-labelledby': 'list-title', onscroll: () => this.renderRows() }, this.el.spacer);
     this.el.moveSelect = h('select', { 'aria-label': 'Move selected to', onchange: (e: Event) => this.moveSelected((e.target as HTMLSelectElement).value) });
     const toolbar = h(
       'div.list-toolbar',
@@ -213,7 +237,8 @@ export class MailApp {
       h('button.btn.icon-only', { title: 'Settings', 'aria-label': 'Settings', id: 'open-settings', onclick: () => this.openSettings() }, icon('settings')),
       h('button.btn.icon-only', { title: `Sign out ${this.me}`, 'aria-label': 'Sign out', onclick: () => this.signOut() }, icon('logout')),
     );
-    clear(this.root, h('div.app', null, topbar, this.el.banner, this.el.layout));
+    const fab = h('button.btn.primary.fab', { onclick: () => this.compose(), 'aria-label': 'New message' }, icon('pen'), 'Compose');
+    clear(this.root, h('div.app', null, topbar, this.el.banner, this.el.layout, fab));
     new ResizeObserver(() => this.renderRows()).observe(this.el.scroller);
     this.reader.renderEmpty();
   }
@@ -222,6 +247,7 @@ export class MailApp {
     const dark = document.documentElement.dataset.theme === 'dark';
     localStorage.setItem('bulwark.theme', dark ? 'light' : 'dark');
     window.dispatchEvent(new Event('bulwark-theme'));
+    this.el.themeBtn?.replaceChildren(icon(dark ? 'moon' : 'sun'));
     if (this.openId) void this.reader.refresh(true);
   }
 
@@ -321,7 +347,7 @@ export class MailApp {
   }
 
   filter(): Record<string, unknown> | null {
-    if (this.view.kind === 'search') return { text: this.view.query };
+    if (this.view.kind === 'search') return parseSearch(this.view.query ?? '', this.mailboxes);
     return this.view.mailboxId ? { inMailbox: this.view.mailboxId } : null;
   }
 
@@ -488,6 +514,8 @@ export class MailApp {
       rows.push(this.renderRow(i, e));
     }
     clear(spacer, rows);
+    if (this.current >= first && this.current <= last) sc.setAttribute('aria-activedescendant', `row-${this.current}`);
+    else sc.removeAttribute('aria-activedescendant');
     for (const c of missingChunks) void this.loadIdChunk(c);
     if (missingRows.length) void this.loadRowData(missingRows);
   }
@@ -504,7 +532,9 @@ export class MailApp {
       {
         style: top,
         role: 'option',
+        id: `row-${i}`,
         'aria-selected': selected ? 'true' : 'false',
+        'aria-label': `${unread ? 'Unread. ' : ''}${flagged ? 'Flagged. ' : ''}From ${from?.name || from?.email || 'unknown'}: ${e.subject || 'no subject'}, ${formatDate(e.receivedAt)}`,
         'data-id': e.id,
         'data-index': String(i),
         class: [unread ? 'unread' : '', selected ? 'selected' : '', this.current === i ? 'current' : ''].join(' '),
@@ -530,7 +560,7 @@ export class MailApp {
         onchange: () => this.toggleSelect(e.id),
       }),
       h('span.from', null, (this.isSentView() ? e.to?.map((a) => a.name || a.email).join(', ') : from?.name || from?.email) || '(unknown)'),
-      h('span.date', null, flagged ? h('span.flag', { 'aria-label': 'flagged' }, '★ ') : null, e.hasAttachment ? '📎 ' : '', formatDate(e.receivedAt)),
+      h('span.date', null, flagged ? h('span.flag', { 'aria-label': 'flagged' }, '★ ') : null, e.hasAttachment ? icon('paperclip', 'has attachments') : null, formatDate(e.receivedAt)),
       h('span.line2', null, h('span.subject', null, e.subject || '(no subject)'), e.preview ? ` — ${e.preview}` : ''),
     );
     return row;
@@ -765,6 +795,11 @@ export class MailApp {
         break;
       case 'u':
         if (open) void this.toggleRead([open.id]);
+        break;
+      case 'Enter':
+      case 'o':
+        if (e.target !== this.el.scroller && e.key === 'Enter') return;
+        this.openAt(Math.max(0, this.current));
         break;
       case 'x':
         if (this.current >= 0 && this.ids[this.current]) this.toggleSelect(this.ids[this.current] as string);

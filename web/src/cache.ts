@@ -2,6 +2,7 @@
 // mailboxes, and recently opened conversations (with bodies). Bounded: oldest entries go first.
 import { KV, idbAll, idbDelete, idbGet, idbKeys, idbPut } from './idb';
 import type { Email, Mailbox } from './jmap';
+import type { OutgoingMessage } from './outbox';
 
 /** Rows of a mailbox kept for offline reading. */
 export const CACHED_ROWS = 300;
@@ -44,6 +45,15 @@ export const cache = {
   async saveThread(threadId: string, emails: Email[]) {
     await put(`thread:${threadId}`, emails);
     await prune('thread:', CACHED_THREADS);
+  },
+  /** Drafts written while offline (keyed by Message-ID), uploaded to Drafts when back. */
+  localDrafts: async () => (await get<OutgoingMessage[]>('localDrafts')) ?? [],
+  async saveLocalDraft(m: OutgoingMessage) {
+    const all = (await cache.localDrafts()).filter((d) => d.messageId !== m.messageId);
+    await put('localDrafts', [...all, m]);
+  },
+  async removeLocalDraft(messageId: string) {
+    await put('localDrafts', (await cache.localDrafts()).filter((d) => d.messageId !== messageId));
   },
   identity: () => get<unknown>('identity'),
   saveIdentity: (v: unknown) => put('identity', v),

@@ -1,6 +1,7 @@
 // Compose window: identities, recipients, subject, body with signature, attachments (picker and
 // drop), draft autosave into Drafts, send (or queue in the outbox when offline).
 import { isNetworkError } from './auth';
+import { cache } from './cache';
 import { clear, formatSize, h, icon, toast } from './dom';
 import { byRole, isValidAddress, parseAddressList, saveDraft } from './mail';
 import { newMessageId, type OutgoingAttachment, type OutgoingMessage } from './outbox';
@@ -89,6 +90,7 @@ export class Composer {
       status.textContent = 'Sending…';
       try {
         const result = await this.app.send(msg, this.draftId);
+        void cache.removeLocalDraft(msg.messageId);
         this.close();
         toast(result === 'sent' ? 'Message sent' : 'Offline: message saved in the outbox and will be sent when the server is back');
         this.app.scheduleRefresh();
@@ -184,17 +186,21 @@ export class Composer {
     const drafts = byRole(this.app.mailboxes, 'drafts');
     if (!drafts || !this.dirty) return Promise.resolve();
     if (!this.app.net.online) {
-      status.textContent = 'Offline: draft kept in this window';
-      return Promise.resolve();
+      this.dirty = false;
+      return cache.saveLocalDraft({ ...msg, draftId: this.draftId }).then(() => {
+        status.textContent = 'Offline: draft saved on this device';
+      });
     }
     this.dirty = false;
     const run = (async () => {
       try {
         this.draftId = await saveDraft(this.app.jmap, msg, drafts.id, this.draftId);
+        void cache.removeLocalDraft(msg.messageId);
         status.textContent = `Draft saved ${new Date().toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`;
       } catch (e) {
         this.dirty = true;
-        status.textContent = isNetworkError(e) ? 'Offline: draft not saved yet' : `Draft not saved: ${e instanceof Error ? e.message : e}`;
+        if (isNetworkError(e)) await cache.saveLocalDraft({ ...msg, draftId: this.draftId });
+        status.textContent = isNetworkError(e) ? 'Offline: draft saved on this device' : `Draft not saved: ${e instanceof Error ? e.message : e}`;
       }
     })();
     this.saving = run.finally(() => (this.saving = null));
@@ -212,6 +218,7 @@ export class Composer {
     clearTimeout(this.timer);
     await this.saving;
     if (this.draftId) await this.app.jmap.destroyEmails([this.draftId]).catch(() => {});
+    await cache.removeLocalDraft(this.messageId);
     this.close();
     this.app.scheduleRefresh();
   }

@@ -83,6 +83,23 @@ export interface SendContext {
   identityId: string;
 }
 
+/**
+ * True when a message with this Message-ID already left Drafts (it was submitted and moved
+ * to Sent by an earlier attempt whose answer was lost). Unsupported filters count as "no".
+ */
+export async function alreadySent(jmap: Jmap, m: OutgoingMessage, draftsId: string): Promise<boolean> {
+  try {
+    const r = await jmap.call('Email/query', { filter: { header: ['Message-ID', `<${m.messageId}>`] }, limit: 5 });
+    if (!r.ids?.length) return false;
+    const found = await jmap.getEmails(r.ids, ['id', 'mailboxIds', 'keywords', 'messageId']);
+    // Compare ourselves: a server may match headers loosely.
+    return found.some((e) => e.messageId?.includes(m.messageId) && !e.mailboxIds?.[draftsId] && !e.keywords?.$draft);
+  } catch (e) {
+    if (e instanceof JmapError) return false;
+    throw e;
+  }
+}
+
 /** Creates the message in Drafts and submits it; on success it moves to Sent (RFC 8621 §7.5 onSuccessUpdateEmail). */
 export async function sendMessage(jmap: Jmap, m: OutgoingMessage, ctx: SendContext, replacesDraft?: string): Promise<void> {
   await uploadPending(jmap, m);

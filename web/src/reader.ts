@@ -8,6 +8,9 @@ import { formatAddress, replyDraft, type ReplyKind, bodyText } from './mail';
 import { frameDocument, sanitizeHtml, textToHtml } from './sanitize';
 import type { MailApp } from './app';
 
+/** Attached pictures shown as previews, at most this many and this large. */
+const MAX_PREVIEWS = 6;
+const MAX_PREVIEW_BYTES = 8 * 1024 * 1024;
 const AVATAR_COLORS = ['#2563eb', '#7c3aed', '#db2777', '#059669', '#d97706', '#0891b2', '#4f46e5', '#b45309'];
 
 function avatarColor(s: string): string {
@@ -95,7 +98,7 @@ export class Reader {
     this.objectUrls = [];
     this.cidUrls.clear();
     this.thread = thread;
-    const subject = thread[thread.length - 1]?.subject ?? thread[0]?.subject ?? '';
+    const subject = thread[0]?.subject ?? '';
     const latest = thread[thread.length - 1];
     const toolbar = h(
       'div.reader-toolbar',
@@ -245,6 +248,23 @@ export class Reader {
           ),
         ),
       );
+    }
+    // Previews of attached pictures (images only: an HTML or PDF attachment opened under our
+    // origin could run code, those are downloaded instead).
+    const pictures = atts.filter((a) => /^image\/(png|jpeg|gif|webp)$/i.test(a.type) && (a.size ?? 0) <= MAX_PREVIEW_BYTES).slice(0, MAX_PREVIEWS);
+    if (pictures.length) {
+      const strip = h('div.previews', { 'aria-label': 'Picture previews' });
+      parts.push(strip);
+      for (const a of pictures) {
+        void this.app.jmap
+          .download(a.blobId as string, a.name ?? 'image', a.type)
+          .then((blob) => {
+            const url = URL.createObjectURL(blob);
+            this.objectUrls.push(url);
+            strip.appendChild(h('img.preview', { src: url, alt: a.name ?? 'attached picture', title: a.name ?? '' }));
+          })
+          .catch(() => {});
+      }
     }
     clear(body, parts);
   }

@@ -167,12 +167,13 @@ export function frameDocument(sanitizedHtml: string, opts: { allowRemote: boolea
   const img = opts.allowRemote ? "img-src data: blob: https: http:" : 'img-src data: blob:';
   const csp = `default-src 'none'; ${img}; style-src 'unsafe-inline'; font-src data:; script-src 'none'; form-action 'none'; base-uri 'none'`;
   const colors = opts.dark ? 'color:#e6e6e6;background:#1e1f22' : 'color:#1b1b1f;background:#ffffff';
+  const link = opts.dark ? '#8ab4ff' : '#1d4ed8';
   return (
     `<!doctype html><html><head><meta charset="utf-8">` +
     `<meta http-equiv="Content-Security-Policy" content="${csp}">` +
     `<meta name="referrer" content="no-referrer">` +
     `<style>html,body{margin:0;padding:0}body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;${colors};` +
-    `padding:4px 2px;overflow-wrap:anywhere}img{max-width:100%;height:auto}a{color:#2563eb}` +
+    `padding:4px 2px;overflow-wrap:anywhere}img{max-width:100%;height:auto}a{color:${link}}` +
     `a[data-suspicious]{outline:2px dashed #d97706}.plain{white-space:normal;font-family:inherit}` +
     `blockquote{margin:0 0 0 .5em;padding-left:.8em;border-left:3px solid #9ca3af;color:inherit}pre{white-space:pre-wrap}</style>` +
     `</head><body>${sanitizedHtml}</body></html>`

@@ -178,3 +178,24 @@ describe('reply construction', () => {
     expect(r.attachments[0].blobId).toBe('B');
   });
 });
+
+describe('outbox resend guard', () => {
+  it('recognises a message an earlier attempt already sent, comparing the Message-ID itself', async () => {
+    const { alreadySent } = await import('../src/mail');
+    const list = [
+      { id: 'E1', mailboxIds: { SENT: true }, keywords: {}, messageId: ['other@x'] },
+      { id: 'E2', mailboxIds: { D: true }, keywords: { $draft: true }, messageId: ['mine@x'] },
+    ];
+    const { jmap } = setup((url, init) => {
+      if (url === '/.well-known/jmap') return json(SESSION);
+      const call = JSON.parse(String(init.body)).methodCalls[0];
+      if (call[0] === 'Email/query') return json({ methodResponses: [['Email/query', { ids: list.map((e) => e.id) }, '0']] });
+      return json({ methodResponses: [['Email/get', { list }, '0']] });
+    }, FRESH);
+    await jmap.connect();
+    const m = { from: { name: '', email: 'a@x' }, to: ['b@x'], cc: [], bcc: [], subject: '', text: '', attachments: [], messageId: 'mine@x' };
+    expect(await alreadySent(jmap, m, 'D')).toBe(false);
+    list[1] = { id: 'E2', mailboxIds: { SENT: true }, keywords: {}, messageId: ['mine@x'] } as any;
+    expect(await alreadySent(jmap, m, 'D')).toBe(true);
+  });
+});

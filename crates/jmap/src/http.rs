@@ -400,6 +400,24 @@ fn issue_pair(server: &JmapServer, account: AccountId, sid: &str) -> Value {
     })
 }
 
+/// Issue 5 (web client): true when the account has no TOTP, or `code` is a valid TOTP or
+/// recovery code (`bulwark_auth::totp`, RFC 6238).
+async fn second_factor_ok(
+    server: &JmapServer,
+    account: AccountId,
+    code: Option<&str>,
+) -> Result<bool, bulwark_auth::totp::TotpError> {
+    use bulwark_auth::totp;
+    if !totp::is_enabled(server.store.as_ref(), account).await? {
+        return Ok(true);
+    }
+    let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+        return Ok(false);
+    };
+    let now = u64::try_from(now_unix()).unwrap_or(0);
+    totp::verify(server.store.as_ref(), account, code, now).await
+}
+
 /// `POST /auth/token`: resource-owner password grant (RFC 6749 §4.3) and refresh (§6).
 async fn token_handler(State(server): State<Arc<JmapServer>>, req: Request) -> Response {
     let remote = remote_ip(req.extensions());
@@ -429,10 +447,30 @@ async fn token_handler(State(server): State<Arc<JmapServer>>, req: Request) -> R
                 );
             };
             match server.auth.authenticate(user, password, remote).await {
-                Ok(account) => json_response(
-                    StatusCode::OK,
-                    &issue_pair(&server, account.id, &new_session_id()),
-                ),
+                // Two-factor (added for the web client, issue 5): an account with TOTP enabled
+                // must also send `totp` (a current code or a recovery code) in this grant.
+                Ok(account) => match second_factor_ok(&server, account.id, param("totp")).await {
+                    Ok(true) => json_response(
+                        StatusCode::OK,
+                        &issue_pair(&server, account.id, &new_session_id()),
+                    ),
+                    Ok(false) => {
+                        server
+                            .auth
+                            .throttle()
+                            .record_failure(remote, &user.trim().to_ascii_lowercase());
+                        oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "two-factor code required or wrong (parameter totp)",
+                        )
+                    }
+                    Err(e) => oauth_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        &e.to_string(),
+                    ),
+                },
                 Err(LoginError::InvalidCredentials) => oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",

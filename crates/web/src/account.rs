@@ -177,6 +177,12 @@ fn token_pair(state: &WebState, account: AccountId, sid: &str, now: i64) -> Valu
     })
 }
 
+/// A valid argon2id hash of a random string (verified against for unknown users).
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&generate_app_password()).unwrap_or_default())
+}
+
 async fn verify_blocking(hash: String, password: String) -> bool {
     tokio::task::spawn_blocking(move || verify_password(&hash, &password))
         .await
@@ -222,7 +228,11 @@ async fn login(State(state): State<WebState>, req: Request) -> ApiResult {
     let account = find_account(&state, &username).await?;
     let password_ok = match &account {
         Some(a) => verify_blocking(a.password_hash.clone(), body.password.clone()).await,
-        None => false,
+        None => {
+            // Same work as a real check, so timing does not tell which addresses exist.
+            let _ = verify_blocking(dummy_hash().to_string(), body.password.clone()).await;
+            false
+        }
     };
     let Some(account) = account.filter(|_| password_ok) else {
         throttle.record_failure(remote, &username);

@@ -399,3 +399,46 @@ async fn spa_routes_get_index_with_csp_and_api_paths_do_not() {
         StatusCode::METHOD_NOT_ALLOWED
     );
 }
+
+#[tokio::test]
+async fn service_worker_is_never_cached_and_may_control_the_origin() {
+    let f = fixture().await;
+    let (status, headers, _) = raw(&f.app, "GET", "/sw.js", None, None).await;
+    if status == StatusCode::NOT_FOUND {
+        // web/dist holds only the build.rs placeholder (client not built): nothing to check.
+        return;
+    }
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(headers["service-worker-allowed"], "/");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+}
+
+#[tokio::test]
+async fn login_with_unknown_user_is_refused_like_a_wrong_password() {
+    let f = fixture().await;
+    let (status, body) = call(
+        &f.app,
+        "POST",
+        "/api/account/login",
+        None,
+        Some(json!({ "username": "nobody@example.test", "password": "x" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/login",
+        None,
+        Some(json!({ "username": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -311,3 +311,57 @@ Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\nAuthorization: {}\r
     assert!(push["changed"][h.aid()]["Email"].is_string(), "{push}");
     assert!(push["changed"][h.aid()].get("Mailbox").is_none(), "{push}");
 }
+
+// Added for the web client (issue 5): the password grant asks for the second factor.
+#[tokio::test]
+async fn password_grant_needs_the_totp_code_once_two_factor_is_on() {
+    use bulwark_auth::totp;
+    let h = harness().await;
+    let store: &dyn Store = h.store.as_ref();
+    totp::enrol(store, h.alice, "Bulwark", "alice@example.test")
+        .await
+        .unwrap();
+    let state = totp::load(store, h.alice).await.unwrap().unwrap();
+    let now = u64::try_from(now_unix()).unwrap();
+    totp::confirm(store, h.alice, &state.code_at(now).unwrap(), now)
+        .await
+        .unwrap();
+    let grant = |code: Option<String>| {
+        let mut body = json!({"grant_type": "password", "username": "alice@example.test", "password": PASSWORD});
+        if let Some(c) = code {
+            body["totp"] = json!(c);
+        }
+        body.to_string().into_bytes()
+    };
+    let (status, _, v) = h
+        .raw("POST", "/auth/token", None, "application/json", grant(None))
+        .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let next = state.code_at(now + totp::STEP_SECS).unwrap();
+    let (status, _, v) = h
+        .raw(
+            "POST",
+            "/auth/token",
+            None,
+            "application/json",
+            grant(Some(next)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // Bob has no second factor: password alone still works.
+    let body =
+        json!({"grant_type": "password", "username": "bob@example.test", "password": PASSWORD});
+    let (status, _, _) = h
+        .raw(
+            "POST",
+            "/auth/token",
+            None,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
