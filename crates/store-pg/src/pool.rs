@@ -291,21 +291,7 @@ pub(crate) struct Notes {
     pub(crate) accounts: HashMap<AccountId, (ModSeq, BTreeSet<MailboxId>)>,
 }
 
-/// Kinds of objects in the change log (same numbering as the embedded backend).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
-    Email = 0,
-    Mailbox = 1,
-    Thread = 2,
-}
-
-/// What happened to an object in the change log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Created = 0,
-    Updated = 1,
-    Destroyed = 2,
-}
+pub(crate) use bulwark_store::changelog::{ChangeKind as Kind, ChangeOp as Op};
 
 /// Parameters of one statement.
 pub(crate) type Params<'p> = &'p [&'p (dyn ToSql + Sync)];

@@ -23,21 +23,7 @@ pub(crate) type Reply = Box<dyn FnOnce(Result<()>) + Send>;
 /// A unit of work run by the writer thread; returns whether it succeeded and its reply.
 pub(crate) type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Reply) + Send>;
 
-/// Kinds of objects in the change log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
-    Email = 0,
-    Mailbox = 1,
-    Thread = 2,
-}
-
-/// What happened to an object in the change log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Created = 0,
-    Updated = 1,
-    Destroyed = 2,
-}
+pub(crate) use crate::changelog::{ChangeKind as Kind, ChangeOp as Op};
 
 /// What one committed batch changed, per account.
 #[derive(Debug, Default)]
