@@ -1,5 +1,5 @@
-//! The `http` listener: JMAP (RFC 8620/8621/8887) from `bulwark-jmap`, plus load-balancer
-//! probes: `GET /healthz` (the process is alive) and `GET /readyz` (the store answers).
+//! The `http` listener: JMAP (RFC 8620/8621/8887) from `bulwark-jmap`, the web client and its
+//! account API from `bulwark-web` (at `/`), plus load-balancer probes: `GET /healthz` (the process is alive) and `GET /readyz` (the store answers).
 
 use crate::servers::Shared;
 use axum::http::StatusCode;
@@ -30,13 +30,16 @@ pub async fn run(listener: TcpListener, shared: Shared, signer: Arc<TokenSigner>
         cfg,
         shared.store.clone(),
         shared.auth.clone(),
-        signer,
+        signer.clone(),
         shared.queue_wakeup.clone(),
     );
+    let web = bulwark_web::router(shared.store.clone(), shared.auth.clone(), signer);
     jmap.vacation().start();
     let app = jmap
         .router()
         .merge(probes(shared.store.clone()))
+        // Last: the web router owns the fallback (client-side routes get index.html).
+        .merge(web)
         .into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "http listener stopped");
