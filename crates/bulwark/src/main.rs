@@ -2,6 +2,7 @@
 //! It decides nothing about mail itself; see the crates for that.
 
 mod admin;
+mod alloc;
 mod cli;
 mod config;
 mod http;
@@ -20,6 +21,7 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    alloc::tune();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -319,7 +319,8 @@ impl Session {
         self.auth.is_some()
     }
 
-    /// Commands processed since the last call (for the shell's rate limit).
+    /// Commands processed since the last call that count against the shell's rate limit: every
+    /// command except the ones that move mail (see [`Command::moves_mail`]).
     pub fn take_command_count(&mut self) -> u32 {
         std::mem::take(&mut self.commands)
     }
@@ -400,10 +401,17 @@ impl Session {
                     true
                 }
                 Line::Complete(line) => {
-                    self.commands += 1;
                     match wire::parse_command(&line) {
-                        Ok(cmd) => self.command(cmd),
-                        Err(e) => self.send(command_error_reply(e)),
+                        Ok(cmd) => {
+                            if !cmd.moves_mail() {
+                                self.commands += 1;
+                            }
+                            self.command(cmd)
+                        }
+                        Err(e) => {
+                            self.commands += 1;
+                            self.send(command_error_reply(e))
+                        }
                     }
                     true
                 }

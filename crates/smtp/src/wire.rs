@@ -88,6 +88,19 @@ pub enum CommandError {
     UnsupportedParameter(String),
 }
 
+impl Command {
+    /// MAIL, RCPT, DATA and BDAT move mail: their pace is bounded by the message size and
+    /// recipient limits and by how fast the store commits, so they are exempt from the
+    /// per-connection command rate (a relay delivering many messages over one connection is not
+    /// abusive). Everything else (NOOP, RSET, VRFY, HELO, unknown commands…) counts.
+    pub fn moves_mail(&self) -> bool {
+        matches!(
+            self,
+            Command::Mail(_) | Command::Rcpt(_) | Command::Data | Command::Bdat { .. }
+        )
+    }
+}
+
 /// Parses one complete command line (including its LF).
 pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
     let mut iter = line.iter();

@@ -570,3 +570,24 @@ fn ehlo_resets_the_transaction() {
     h.send(b"EHLO again\r\n");
     assert_eq!(h.code(b"RCPT TO:<alice@example.test>\r\n"), "503 5.5.1");
 }
+
+#[test]
+fn only_commands_that_do_not_move_mail_count_against_the_command_rate() {
+    let mut h = Harness::new(ListenerKind::Mx);
+    h.send(b"EHLO client.test\r\n");
+    assert_eq!(h.s.take_command_count(), 1, "EHLO counts");
+    for _ in 0..5 {
+        let out = h.send(b"MAIL FROM:<a@client.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n");
+        assert!(out.iter().any(|l| l.starts_with("354")), "{out:?}");
+        let out = h.send(b"Subject: x\r\n\r\nbody\r\n.\r\n");
+        assert!(out.iter().any(|l| l.starts_with("250")), "{out:?}");
+    }
+    assert_eq!(h.w.deliveries.len(), 5);
+    assert_eq!(h.s.take_command_count(), 0, "mail transactions are free");
+    h.send(b"NOOP\r\nRSET\r\nXYZZY\r\n");
+    assert_eq!(
+        h.s.take_command_count(),
+        3,
+        "NOOP, RSET and unknown commands count"
+    );
+}
