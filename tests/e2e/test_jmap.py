@@ -655,6 +655,21 @@ class JmapTokenTest(JmapServerTestCase):
         r = token_request(addr, {"grant_type": "refresh_token", "refresh_token": pair["refresh_token"]})
         self.assertEqual(r.status, 200, r)
 
+    def test_tokens_survive_a_signing_key_rotation(self):
+        pair = password_grant(self.http_addr(), ALICE, ALICE_PW)
+        out = self.server.cli("auth", "rotate-key").stdout
+        self.assertIn("new signing key", out)
+        self.server.restart()
+        addr = self.http_addr()
+        # The old key keeps verifying: the token from before the rotation still works...
+        c = JmapHttp(addr, bearer_auth(pair["access_token"]))
+        self.assertEqual(c.session()["username"], ALICE, "no re-login after a key rotation")
+        # ...and so does its refresh token.
+        r = token_request(addr, {"grant_type": "refresh_token", "refresh_token": pair["refresh_token"]})
+        self.assertEqual(r.status, 200, r)
+        fresh = password_grant(addr, ALICE, ALICE_PW)
+        self.assertEqual(JmapHttp(addr, bearer_auth(fresh["access_token"])).session()["username"], ALICE)
+
     def test_app_password_works_over_basic(self):
         app_pw = self.server.add_app_password(BOB, "jmap-e2e")
         c = self.jmap(BOB, app_pw)

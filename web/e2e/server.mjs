@@ -130,22 +130,25 @@ export class BulwarkServer {
 }
 
 /** Delivers one message with Python's smtplib to the inbound SMTP listener. */
-export function deliverSmtp(port, { from, to, subject, text, html, messageId, inline }) {
+export function deliverSmtp(port, { from, to, cc, subject, text, html, messageId, inline, attachment }) {
   const script = `
 import base64, json, smtplib, sys
 from email.message import EmailMessage
 p = json.load(sys.stdin)
 m = EmailMessage()
 m['From'] = p['from']; m['To'] = p['to']; m['Subject'] = p['subject']
+if p.get('cc'): m['Cc'] = p['cc']
 if p.get('messageId'): m['Message-ID'] = p['messageId']
 m.set_content(p['text'])
 if p.get('html'): m.add_alternative(p['html'], subtype='html')
 if p.get('inline'):
     m.get_payload()[1].add_related(base64.b64decode(p['inline']['data']), 'image', 'png', cid='<' + p['inline']['cid'] + '>')
+if p.get('attachment'):
+    m.add_attachment(p['attachment']['text'].encode(), maintype='text', subtype='plain', filename=p['attachment']['name'])
 with smtplib.SMTP('127.0.0.1', p['port'], timeout=30) as s:
     s.send_message(m)
 `;
-  const r = spawnSync('python3', ['-c', script], { input: JSON.stringify({ port, from, to, subject, text, html, messageId, inline }), encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync('python3', ['-c', script], { input: JSON.stringify({ port, from, to, cc, subject, text, html, messageId, inline, attachment }), encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`smtplib delivery failed: ${r.stderr}`);
 }
 

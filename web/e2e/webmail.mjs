@@ -66,6 +66,37 @@ async function frameOf(page) {
   }, 15000);
 }
 
+/** Creates an app password through the account API with the page's own session. With 2FA on,
+ * HTTP Basic takes app passwords only (the main password needs the second factor). */
+async function createAppPassword(page, name) {
+  return page.evaluate(async (name) => {
+    const t = JSON.parse(localStorage.getItem('bulwark.tokens'));
+    const r = await fetch('/api/account/app-passwords', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${t.access}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name }),
+    });
+    if (!r.ok) throw new Error(`app password: HTTP ${r.status}`);
+    return (await r.json()).password;
+  }, name);
+}
+
+/** A JMAP client's password grant at /auth/token (2FA: a recovery code as the `totp`). Tries the
+ * main password, then the app password (whichever the auth policy takes for token grants). */
+async function jmapTokenGrant(base, recoveryCodes, passwords) {
+  const errors = [];
+  for (const password of passwords) {
+    const r = await fetch(`${base}/auth/token`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'User-Agent': 'e2e-jmap-client/1.0' },
+      body: JSON.stringify({ grant_type: 'password', username: ALICE, password, totp: recoveryCodes.shift() }),
+    });
+    if (r.ok) return (await r.json()).access_token;
+    errors.push(`${r.status} ${await r.text()}`);
+  }
+  throw new Error(`JMAP token grant failed: ${errors.join('; ')}`);
+}
+
 async function signIn(page, base, code) {
   await page.goto(`${base}/`);
   await page.waitForSelector('#login-user');
@@ -130,6 +161,7 @@ async function main() {
     await page.waitForSelector('#login-user');
     // The confirmation used this 30 s step; the next step's code is valid (±1 step) and unused.
     await signIn(page, base, () => totp(secret, Date.now() / 1000 + 30));
+    const aliceApp = await createAppPassword(page, 'e2e checks');
 
     step('deliver a hostile HTML mail by SMTP (python smtplib); it appears live');
     const remoteImg = `http://127.0.0.1:${tracker.port}/track.png?u=alice`;
@@ -167,7 +199,7 @@ async function main() {
       return f && (await f.$eval('img[alt="inline chart"]', (i) => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0).catch(() => false));
     }, 10000).catch(() => false);
     if (!inlineOk) {
-      const r = await jmapBasic(base, ALICE, ALICE_PW, [
+      const r = await jmapBasic(base, ALICE, aliceApp, [
         ['Email/query', { filter: { subject: 'Quarterly report' } }, 'q'],
         ['Email/get', { '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: ['attachments', 'htmlBody'] }, 'g'],
       ]);
@@ -286,6 +318,61 @@ async function main() {
     }
     console.log(`  tab order from search: ${tabStops.join(' → ')}`);
 
+    step('keyboard-only: f forwards with the attachment (Ctrl+Enter sends), a replies to all, e archives, # deletes');
+    const ROW_KBD = '.row[data-id]:has(.subject:text-is("Keyboard test"))';
+    deliverSmtp(server.smtpPort, {
+      from: 'Bob Example <bob@example.test>', to: ALICE, cc: 'Carol <carol@example.test>', subject: 'Keyboard test',
+      text: 'Please forward this.', attachment: { name: 'plan.txt', text: 'the plan\n' },
+    });
+    await page.waitForSelector(ROW_KBD, { timeout: 20000 });
+    await page.focus('.scroller');
+    // Newest first: k (twice, it stops at the top) opens row 0, the new mail.
+    await page.keyboard.press('k');
+    await page.keyboard.press('k');
+    await page.waitForSelector('#reader-subject:text-is("Keyboard test")', { timeout: 15000 });
+    await page.waitForSelector('.reader .chip >> text=plan.txt', { timeout: 15000 });
+    await page.keyboard.press('f');
+    await page.waitForSelector('.composer .chip >> text=plan.txt', { timeout: 15000 });
+    const fwdSubject = await page.inputValue('#compose-subject');
+    if (!/^Fwd?:\s*Keyboard test$/i.test(fwdSubject)) findings.push(`f: forward subject is "${fwdSubject}"`);
+    if ((await page.evaluate(() => document.activeElement?.id)) !== 'compose-to') findings.push('f: the cursor is not in To');
+    await page.keyboard.type(BOB);
+    await page.keyboard.press('Control+Enter');
+    await page.waitForSelector('.composer', { state: 'detached', timeout: 15000 });
+    await waitFor('the forward with its attachment in bob\'s inbox', async () => {
+      const r = await jmapBasic(base, BOB, BOB_PW, [
+        ['Email/query', { filter: { subject: 'Keyboard test' } }, 'q'],
+        ['Email/get', { '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: ['subject', 'attachments'] }, 'g'],
+      ]);
+      const list = r.find((x) => x[2] === 'g')?.[1]?.list ?? [];
+      return list.some((m) => /^Fwd?:/i.test(m.subject) && m.attachments?.some((a) => a.name === 'plan.txt'));
+    }, 30000, 500);
+    console.log('  f: forwarded with plan.txt, sent with Ctrl+Enter');
+    await page.keyboard.press('a');
+    await page.waitForSelector('#compose-cc', { state: 'attached', timeout: 15000 });
+    const replyAllTo = await page.inputValue('#compose-to');
+    const replyAllCc = await page.inputValue('#compose-cc');
+    if (!replyAllTo.includes(BOB) || !`${replyAllTo} ${replyAllCc}`.includes('carol@example.test')) findings.push(`a: reply-all To="${replyAllTo}" Cc="${replyAllCc}"`);
+    else console.log('  a: reply-all addresses bob and carol');
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('.composer', { state: 'detached', timeout: 15000 });
+    await page.keyboard.press('e');
+    await page.waitForSelector('#toast.show:has-text("moved to")', { timeout: 10000 });
+    await page.waitForSelector(ROW_KBD, { state: 'detached', timeout: 10000 });
+    await page.click('.mb[data-role=archive]');
+    await page.waitForSelector(ROW_KBD, { timeout: 15000 });
+    console.log('  e: archived');
+    await page.focus('.scroller');
+    await page.keyboard.press('k');
+    await page.waitForSelector('#reader-subject:text-is("Keyboard test")', { timeout: 15000 });
+    await page.keyboard.press('#');
+    await page.waitForSelector(ROW_KBD, { state: 'detached', timeout: 10000 });
+    await page.click('.mb[data-role=trash]');
+    await page.waitForSelector(ROW_KBD, { timeout: 15000 });
+    console.log('  #: moved to Trash');
+    await page.click('.mb[data-role=inbox]');
+    await page.waitForSelector(ROW_REPORT);
+
     step('dark theme and phone width');
     await page.click('button[aria-label="Toggle dark theme"]');
     await page.click(ROW_REPORT);
@@ -342,11 +429,22 @@ async function main() {
     console.log('  the offline draft reached Drafts');
 
     step('settings: app password and sessions');
+    const jmapAccess = await jmapTokenGrant(base, codes.slice(), [ALICE_PW, aliceApp]);
+    const jmapSessionStatus = async () => (await fetch(`${base}/.well-known/jmap`, { headers: { Authorization: `Bearer ${jmapAccess}` } })).status;
+    if ((await jmapSessionStatus()) !== 200) throw new Error('the JMAP token from /auth/token does not work');
     await page.click('#open-settings');
     await page.fill('input[aria-label="App name"]', 'Thunderbird');
     await page.click('section[aria-labelledby=set-apps] button[type=submit]');
     await page.waitForSelector('#new-app-password');
     await shot(page, '16-settings');
+    step('settings: the JMAP client is listed under signed-in devices; signing it out revokes its token');
+    const jmapDevice = 'section[aria-labelledby=set-sessions] button[aria-label^="Sign out Mail app (JMAP) · e2e-jmap-client"]';
+    await page.waitForSelector(jmapDevice, { timeout: 15000 });
+    await page.locator(jmapDevice).scrollIntoViewIfNeeded();
+    await shot(page, '16a-settings-devices');
+    await page.click(jmapDevice);
+    await page.waitForSelector(jmapDevice, { state: 'detached', timeout: 15000 });
+    await waitFor('the revoked JMAP token to be refused', async () => (await jmapSessionStatus()) === 401, 10000);
     step('settings: vacation response');
     await page.check('#vac-enabled');
     await page.fill('section[aria-labelledby=set-vacation] input[aria-label=Subject]', 'Away this week');
@@ -357,7 +455,7 @@ async function main() {
       return t && (t.includes('Vacation') || t.includes('Not saved')) ? t : null;
     }, 15000).catch(() => 'nothing');
     if (!vacToast.includes('Vacation response on')) findings.push(`vacation save said: ${vacToast}`);
-    const vac = await jmapBasic(base, ALICE, ALICE_PW, [['VacationResponse/get', { ids: null }, 'v']]).catch((e) => [[null, { error: String(e) }]]);
+    const vac = await jmapBasic(base, ALICE, aliceApp, [['VacationResponse/get', { ids: null }, 'v']]).catch((e) => [[null, { error: String(e) }]]);
     if (!vac[0]?.[1]?.list?.[0]?.isEnabled) findings.push(`vacation response not enabled on the server: ${JSON.stringify(vac[0]?.[1])}`);
 
     step('multi-select (checkboxes) and drag to a folder');
@@ -372,6 +470,25 @@ async function main() {
     await page.click('.mb[data-role=archive]');
     await waitFor('two rows in Archive', async () => (await page.$$('.row[data-id]')).length === 2, 15000);
     await shot(page, '17-archive-after-drag');
+
+    step('a new folder from the sidebar; drag a message into it');
+    const PROJECTS = '.mb:has(.name:text-is("Projects"))';
+    await page.fill('#new-folder-name', 'Projects');
+    await page.press('#new-folder-name', 'Enter');
+    await page.waitForSelector(PROJECTS, { timeout: 15000 });
+    await page.dragAndDrop('.row[data-id] >> nth=0', PROJECTS);
+    await page.waitForSelector('#toast.show:has-text("moved to Projects")', { timeout: 10000 });
+    await page.click(PROJECTS);
+    await waitFor('mail in Projects', async () => (await page.$$('.row[data-id]')).length >= 1, 15000);
+    await shot(page, '18-folder-after-drag');
+    step('settings: rename the folder; deleting it is refused while it holds mail');
+    await page.click('#open-settings');
+    await page.fill('input[aria-label="New name for Projects"]', 'Clients');
+    await page.press('input[aria-label="New name for Projects"]', 'Enter');
+    await page.waitForSelector('.mb:has(.name:text-is("Clients"))', { timeout: 15000 });
+    await page.click('button[aria-label="Delete folder Clients"]');
+    await page.waitForSelector('#toast.show:has-text("Move the mail out of the folder first")', { timeout: 10000 });
+    if (!(await page.$('.mb:has(.name:text-is("Clients"))'))) throw new Error('a folder with mail in it was deleted');
 
     step('search syntax: subject:"…" in:sent');
     await page.fill('#search', 'subject:"Written offline" in:sent');

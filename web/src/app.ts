@@ -1,5 +1,6 @@
 // The mail screen: top bar, mailbox tree, virtualised message list, reading pane; keyboard
 // shortcuts, live updates (push), offline banner and outbox.
+import { handleShortcut } from './shortcuts';
 import { type Auth, type Connectivity, isNetworkError } from './auth';
 import { cache } from './cache';
 import { clear, formatDate, h, icon, toast } from './dom';
@@ -49,7 +50,7 @@ export class MailApp {
   private probeTimer: ReturnType<typeof setInterval> | undefined;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private el: Record<string, HTMLElement> = {};
-  private keyHandler = (e: KeyboardEvent) => this.onKey(e);
+  private keyHandler = (e: KeyboardEvent) => handleShortcut(this, e);
   settingsOpen = false;
 
   constructor(private root: HTMLElement, public auth: Auth, public jmap: Jmap, public net: Connectivity) {
@@ -111,6 +112,8 @@ export class MailApp {
   }
 
   private selectInitialMailbox() {
+    // A search stays a search when a push refresh reloads the mailboxes.
+    if (this.view.kind === 'search') return;
     if (!this.view.mailboxId || !this.mailboxes.some((m) => m.id === this.view.mailboxId)) {
       this.view = { kind: 'mailbox', mailboxId: (byRole(this.mailboxes, 'inbox') ?? this.mailboxes[0])?.id };
     }
@@ -332,14 +335,40 @@ export class MailApp {
       return h('li', null, btn);
     });
     const outbox = this.outboxItems.length ? h('p.outbox-info', { id: 'outbox-count' }, `Outbox: ${this.outboxItems.length} waiting`) : null;
+    const folderName = h('input', { type: 'text', id: 'new-folder-name', 'aria-label': 'New folder name', placeholder: 'New folder', maxlength: '200' }) as HTMLInputElement;
+    const newFolder = h(
+      'form.new-folder',
+      { onsubmit: (e: Event) => {
+        e.preventDefault();
+        void this.createFolder(folderName.value);
+      } },
+      folderName,
+      h('button.btn.icon-only', { type: 'submit', title: 'Create folder', 'aria-label': 'Create folder' }, icon('plus')),
+    );
     clear(
       sb,
       h('button.btn.primary.compose', { onclick: () => this.compose(), title: 'Compose (c)' }, icon('pen'), 'New message'),
       h('ul.mailboxes', null, items),
+      newFolder,
       outbox,
     );
     const sel = this.el.moveSelect as HTMLSelectElement;
     clear(sel, h('option', { value: '' }, 'Move to…'), this.sortedTree().map(({ mb, depth }) => h('option', { value: mb.id }, '\u00a0'.repeat(depth * 2) + mb.name)));
+  }
+
+  /** Mailbox/set create (RFC 8621 §2.5) of a top-level folder; drag mail onto it to file it. */
+  private async createFolder(raw: string) {
+    const name = raw.trim();
+    if (!name) return;
+    try {
+      const r = await this.jmap.call('Mailbox/set', { create: { f: { name, parentId: null } } });
+      const failed = r.notCreated?.f;
+      if (failed) return toast(`Folder not created: ${failed.description ?? failed.type}`);
+      toast(`Folder “${name}” created`);
+      await this.refreshAll();
+    } catch (err) {
+      toast(isNetworkError(err) ? 'Offline: creating a folder needs the server' : `Folder not created: ${err instanceof Error ? err.message : err}`);
+    }
   }
 
   listKey(): string {
@@ -352,6 +381,8 @@ export class MailApp {
   }
 
   openMailbox(id: string) {
+    // Another mailbox: the reading pane no longer shows a message from the old one.
+    if (this.openId && (this.view.kind !== 'mailbox' || this.view.mailboxId !== id)) this.closeReader();
     this.settingsOpen = false;
     this.view = { kind: 'mailbox', mailboxId: id };
     (document.getElementById('search') as HTMLInputElement | null)?.value && ((document.getElementById('search') as HTMLInputElement).value = '');
@@ -571,7 +602,7 @@ export class MailApp {
     return this.view.kind === 'mailbox' && (mb?.role === 'sent' || mb?.role === 'drafts');
   }
 
-  private toggleSelect(id: string) {
+  toggleSelect(id: string) {
     if (this.selected.has(id)) this.selected.delete(id);
     else this.selected.add(id);
     this.renderRows();
@@ -755,67 +786,15 @@ export class MailApp {
     }
   }
 
-  // ---------- keyboard ----------
+  // ---------- keyboard (src/shortcuts.ts) ----------
 
   /** Keyboard shortcuts (also called for keys pressed inside the mail frame). */
   handleKey(e: KeyboardEvent) {
-    this.onKey(e);
+    handleShortcut(this, e);
   }
 
-  private onKey(e: KeyboardEvent) {
-    const t = e.target as HTMLElement;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (document.querySelector('.composer')) return;
-    const open = this.openId ? this.rows.get(this.openId) : undefined;
-    switch (e.key) {
-      case 'j':
-        this.openAt(Math.min(this.total - 1, this.current + 1));
-        break;
-      case 'k':
-        this.openAt(Math.max(0, this.current - 1));
-        break;
-      case 'r':
-        if (open) void this.reader.reply('reply');
-        break;
-      case 'a':
-        if (open) void this.reader.reply('replyAll');
-        break;
-      case 'f':
-        if (open) void this.reader.reply('forward');
-        break;
-      case 'e':
-        void this.archive(this.targetIds());
-        break;
-      case '#':
-        void this.remove(this.targetIds());
-        break;
-      case 's':
-        void this.toggleFlag(this.targetIds());
-        break;
-      case 'u':
-        if (open) void this.toggleRead([open.id]);
-        break;
-      case 'Enter':
-      case 'o':
-        if (e.target !== this.el.scroller && e.key === 'Enter') return;
-        this.openAt(Math.max(0, this.current));
-        break;
-      case 'x':
-        if (this.current >= 0 && this.ids[this.current]) this.toggleSelect(this.ids[this.current] as string);
-        break;
-      case 'c':
-        this.compose();
-        break;
-      case '/':
-        (document.getElementById('search') as HTMLInputElement)?.focus();
-        break;
-      case 'Escape':
-        this.closeReader();
-        break;
-      default:
-        return;
-    }
-    e.preventDefault();
+  /** The message list's scroller (the list's one tab stop). */
+  get scroller(): HTMLElement | undefined {
+    return this.el.scroller;
   }
 }

@@ -54,6 +54,7 @@ const ICONS: Record<string, string> = {
   archive: 'M3 4h18v4H3zM5 8v12h14V8M10 12h4',
   junk: 'M12 3l9 16H3zM12 10v4M12 17v.5',
   folder: 'M3 6h6l2 2h10v11H3z',
+  plus: 'M12 5v14M5 12h14',
   star: 'M12 3l2.7 5.6 6.3.9-4.5 4.4 1 6.1L12 17l-5.5 3 1-6.1L3 9.5l6.3-.9z',
   reply: 'M10 8V4L3 11l7 7v-4c5 0 8 1.5 11 6-1-6-4-11-11-12z',
   replyAll: 'M7 8V4L0 11l7 7v-4M13 8V4L6 11l7 7v-4c5 0 8 1.5 11 6-1-6-4-11-11-12z',

@@ -8,6 +8,9 @@ import { formatAddress, replyDraft, type ReplyKind, bodyText } from './mail';
 import { frameDocument, sanitizeHtml, textToHtml } from './sanitize';
 import type { MailApp } from './app';
 
+/** Tallest a mail frame grows (px); longer mails scroll inside it. */
+const MAX_FRAME_HEIGHT = 20000;
+
 /** Attached pictures shown as previews, at most this many and this large. */
 const MAX_PREVIEWS = 6;
 const MAX_PREVIEW_BYTES = 8 * 1024 * 1024;
@@ -200,9 +203,20 @@ export class Reader {
     frame.addEventListener('load', () => {
       const doc = frame.contentDocument;
       if (!doc) return;
-      const fit = () => (frame.style.height = `${Math.min(20000, doc.documentElement.scrollHeight + 8)}px`);
+      // The root's own box height (not scrollHeight, which never shrinks below the frame), so
+      // the frame follows its content both ways: wider pane → shorter mail, phone width → taller.
+      const fit = () => {
+        const height = Math.ceil(doc.documentElement.getBoundingClientRect().height) + 8;
+        frame.style.height = `${Math.min(MAX_FRAME_HEIGHT, height)}px`;
+      };
       fit();
-      setTimeout(fit, 300);
+      if (typeof ResizeObserver === 'function') {
+        const ro = new ResizeObserver(() => fit());
+        ro.observe(frame);
+        ro.observe(doc.documentElement);
+      } else {
+        setTimeout(fit, 300);
+      }
       // Shortcuts keep working while the focus is inside the mail.
       doc.addEventListener('keydown', (ev) => this.app.handleKey(ev));
       doc.addEventListener('mouseover', (ev) => {

@@ -1,4 +1,4 @@
-// Settings: identities (display name, reply-to, signature), vacation response, two-factor
+// Settings: identities (display name, reply-to, signature), vacation response, folders, two-factor
 // authentication, app passwords, sessions, appearance.
 import { clear, h, toast } from './dom';
 import type { Identity } from './mail';
@@ -29,12 +29,14 @@ export class Settings {
       totp: h('div'),
       apps: h('div'),
       sessions: h('div'),
+      folders: h('div'),
     };
     clear(
       this.root,
       h('section', null, h('div.row-actions', null, h('button.btn', { onclick: () => this.app.openMailbox(this.app.view.mailboxId ?? '') }, '← Back to mail'), h('h1', { style: 'margin:0;font-size:20px' }, 'Settings'))),
       section('Name and signature', 'set-identity', sections.identity),
       section('Vacation response', 'set-vacation', sections.vacation),
+      section('Folders', 'set-folders', sections.folders),
       section('Two-factor authentication', 'set-2fa', sections.totp),
       section('App passwords', 'set-apps', h('p.muted', null, 'For mail apps that use IMAP and SMTP (Thunderbird, phones). Each app gets its own password; delete it to cut that app off.'), sections.apps),
       section('Signed-in devices', 'set-sessions', sections.sessions),
@@ -46,6 +48,7 @@ export class Settings {
       this.totp(sections.totp),
       this.appPasswords(sections.apps),
       this.sessions(sections.sessions),
+      this.folders(sections.folders),
     ].map((p) => p.catch((e) => toast(`Settings: ${e instanceof Error ? e.message : e}`))));
   }
 
@@ -228,15 +231,58 @@ export class Settings {
     );
   }
 
+  /** The user's own folders (no role): rename, or delete when empty (Mailbox/set, RFC 8621 §2.5). */
+  private async folders(el: HTMLElement) {
+    const own = this.app.mailboxes.filter((m) => !m.role).sort((a, b) => a.name.localeCompare(b.name));
+    const change = async (args: Record<string, unknown>, done: string) => {
+      try {
+        const r = await this.app.jmap.call('Mailbox/set', args);
+        const failed = Object.values({ ...(r.notUpdated ?? {}), ...(r.notDestroyed ?? {}) })[0] as { type?: string; description?: string } | undefined;
+        if (failed) {
+          toast(failed.type === 'mailboxHasEmail' ? 'Move the mail out of the folder first' : `Not changed: ${failed.description ?? failed.type}`);
+          return;
+        }
+        toast(done);
+        await this.app.refreshAll();
+        await this.folders(el);
+      } catch (err) {
+        toast(`Not changed: ${err instanceof Error ? err.message : err}`);
+      }
+    };
+    clear(
+      el,
+      own.length ? null : h('p.muted', null, 'No folders of your own yet. Create one under the mailboxes on the left.'),
+      own.map((m) => {
+        const name = h('input', { type: 'text', value: m.name, 'aria-label': `New name for ${m.name}`, maxlength: '200' }) as HTMLInputElement;
+        return h('form.row-actions', {
+          onsubmit: (e: Event) => {
+            e.preventDefault();
+            const next = name.value.trim();
+            if (next && next !== m.name) void change({ update: { [m.id]: { name: next } } }, `Folder renamed to “${next}”`);
+          },
+        },
+        name,
+        h('button.btn', { type: 'submit' }, 'Rename'),
+        h('button.btn.danger', {
+          type: 'button',
+          'aria-label': `Delete folder ${m.name}`,
+          onclick: () => void change({ destroy: [m.id], onDestroyRemoveEmails: false }, `Folder “${m.name}” deleted`),
+        }, 'Delete'));
+      }),
+    );
+  }
+
   private async sessions(el: HTMLElement) {
-    const list = (await api(this.app, 'GET', 'sessions')) as { id: string; createdAt: number; lastSeen: number; userAgent: string; ip: string; current: boolean }[];
+    const list = (await api(this.app, 'GET', 'sessions')) as { id: string; createdAt: number; lastSeen: number; userAgent: string; ip: string; current: boolean; via?: string }[];
     clear(
       el,
       h('table', null, h('tr', null, h('th', null, 'Device'), h('th', null, 'Last active'), h('th')), list.map((s) =>
         h('tr', null,
-          h('td', null, describeAgent(s.userAgent), h('br'), h('small.muted', null, `${s.ip}${s.current ? ' · this device' : ''}`)),
+          h('td', null, describeSession(s.userAgent, s.via), h('br'), h('small.muted', null, `${s.ip}${s.current ? ' · this device' : ''}`)),
           h('td', null, new Date(s.lastSeen * 1000).toLocaleString()),
           h('td', null, s.current ? null : h('button.btn.danger', {
+            'aria-label': `Sign out ${describeSession(s.userAgent, s.via)} (${s.ip})`,
+            'data-session': s.id,
             onclick: async () => {
               await api(this.app, 'DELETE', `sessions/${encodeURIComponent(s.id)}`);
               toast('Device signed out');
@@ -246,6 +292,16 @@ export class Settings {
         ))),
     );
   }
+}
+
+/** A device's name: the browser for web sign-ins, the client's own name for JMAP clients that
+ * took tokens from /auth/token. */
+export function describeSession(ua: string, via?: string): string {
+  if (via === 'token') {
+    const client = ua.split(/[\s(]/)[0]?.slice(0, 40);
+    return `Mail app (JMAP)${client ? ` · ${client}` : ''}`;
+  }
+  return describeAgent(ua);
 }
 
 function describeAgent(ua: string): string {

@@ -2,31 +2,48 @@
 //!
 //! Format (compact, URL-safe): `base64url(payload JSON) "." base64url(Ed25519 signature)`,
 //! the signature covering the first segment's ASCII bytes. The payload names the key id
-//! (`kid`) it was signed with, so keys can rotate: the current key signs, the current and up
-//! to [`MAX_PREVIOUS_KEYS`] earlier keys verify.
+//! (`kid`) it was signed with, so keys can rotate with overlap.
 //!
-//! Keys live in `data_dir/token-keys.json` (mode 0600). Revoked session ids live in
-//! `data_dir/revoked-sessions.json` with the time after which every token of that session
-//! has expired anyway (then the entry is dropped). Both files are written atomically
-//! (temp file + rename) so a crash never leaves a half-written key.
+//! Two ways to hold keys:
+//! * shared ([`TokenSigner::load_shared`], multi-node): the key set lives in the store as a
+//!   global setting, so a token issued by one node verifies on every node; a local copy in
+//!   `data_dir/token-keyset.json` lets a node start and verify while the store is down;
+//!   [`TokenSigner::refresh`] re-reads it (every [`KEY_REFRESH_INTERVAL`]) and
+//!   [`rotate_shared_keys`] rotates with overlap (see [`keyset`]).
+//! * local ([`TokenSigner::load_or_create`]): one key per data dir in `token-keys.json`; a
+//!   shared signer imports that key on first start so tokens issued before keep verifying.
+//!
+//! Revoked session ids live in `data_dir/revoked-sessions.json` with the time after which
+//! every token of that session has expired anyway (then the entry is dropped). Files are
+//! written atomically (temp file + rename) so a crash never leaves a half-written key.
 //!
 //! Failure mode (ARCHITECTURE principle 4): verification needs only the in-memory keys and
 //! revocation list, so signed-in users stay signed in while the account store is down.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use bulwark_store::AccountId;
+use bulwark_store::{AccountId, Store, now_unix};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-/// File holding the signing key and the verification keys of rotated-out keys.
+pub mod keyset;
+pub mod revocations;
+#[cfg(test)]
+mod shared_tests;
+pub use keyset::{
+    KEY_ACTIVATION_DELAY_SECS, KEY_OVERLAP_SECS, KEY_REFRESH_INTERVAL, KEYSET_CACHE_FILE,
+    KEYSET_SETTING,
+};
+use keyset::{KeySet, LiveKey, StoredKey, signing_index};
+
+/// File holding a local-only signer's key and the verification keys of rotated-out keys.
 pub const KEY_FILE: &str = "token-keys.json";
 /// File holding revoked session ids.
 pub const REVOCATION_FILE: &str = "revoked-sessions.json";
-/// Verification keys kept after rotation (tokens signed by older keys stop verifying).
+/// Verification keys a local-only signer keeps after [`TokenSigner::rotate_local`].
 pub const MAX_PREVIOUS_KEYS: usize = 2;
 /// Longest token we try to parse (a real one is ~250 bytes).
 pub const MAX_TOKEN_LEN: usize = 2048;
@@ -83,6 +100,7 @@ impl Claims {
     }
 }
 
+/// The legacy per-data-dir key file (`token-keys.json`).
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
     current: StoredSecret,
@@ -100,24 +118,110 @@ struct StoredPublic {
     public: String,
 }
 
+impl KeyFile {
+    /// As a key set: every key active since forever, the current one last (so it signs).
+    fn to_key_set(&self) -> Result<KeySet, TokenError> {
+        let signing = SigningKey::from_bytes(&hex::decode_to_array(&self.current.secret)?);
+        let mut keys: Vec<StoredKey> = self
+            .previous
+            .iter()
+            .rev()
+            .map(|p| StoredKey {
+                kid: p.kid.clone(),
+                secret: None,
+                public: p.public.clone(),
+                created_at: 0,
+                activate_at: 0,
+                retire_at: None,
+            })
+            .collect();
+        keys.push(StoredKey {
+            kid: self.current.kid.clone(),
+            secret: Some(self.current.secret.clone()),
+            public: hex::encode(signing.verifying_key().as_bytes()),
+            created_at: 0,
+            activate_at: 0,
+            retire_at: None,
+        });
+        Ok(KeySet { keys })
+    }
+}
+
+/// Where the keys come from and go to.
+#[derive(Debug, Clone)]
+enum Backing {
+    /// Never written (tests).
+    Memory,
+    /// Local-only: `data_dir/token-keys.json`.
+    LocalFile(PathBuf),
+    /// Shared through the store; local copy in `data_dir/token-keyset.json`.
+    Shared(PathBuf),
+}
+
 struct Keys {
-    kid: String,
-    signing: SigningKey,
-    previous: Vec<(String, VerifyingKey)>,
+    set: KeySet,
+    live: Vec<LiveKey>,
+    /// Signs when no key is active by the clock (a key set always holds one with a secret).
+    fallback: (String, SigningKey),
+}
+
+impl Keys {
+    fn new(set: KeySet) -> Result<Keys, TokenError> {
+        let live = set.decode()?;
+        let fallback = live
+            .iter()
+            .find_map(|k| k.signing.clone().map(|s| (k.kid.clone(), s)))
+            .ok_or_else(|| storage("token key set has no signing key"))?;
+        Ok(Keys {
+            set,
+            live,
+            fallback,
+        })
+    }
+
+    /// A fresh random key, active since forever.
+    fn generated() -> Keys {
+        let (stored, signing) = keyset::generate_key(0, 0);
+        let live = vec![LiveKey {
+            kid: stored.kid.clone(),
+            signing: Some(signing.clone()),
+            verifying: signing.verifying_key(),
+            activate_at: 0,
+            retire_at: None,
+        }];
+        Keys {
+            fallback: (stored.kid.clone(), signing),
+            set: KeySet { keys: vec![stored] },
+            live,
+        }
+    }
+
+    /// The key id and key that sign at `now`.
+    fn signing_at(&self, now: i64) -> (&str, &SigningKey) {
+        signing_index(&self.live, now)
+            .and_then(|i| self.live.get(i))
+            .and_then(|k| k.signing.as_ref().map(|s| (k.kid.as_str(), s)))
+            .unwrap_or((self.fallback.0.as_str(), &self.fallback.1))
+    }
 }
 
 /// Issues and verifies tokens; holds the revocation list.
 pub struct TokenSigner {
     dir: Option<PathBuf>,
+    backing: Backing,
     keys: RwLock<Keys>,
     /// session id → unix time after which the entry is useless (all its tokens expired).
     revoked: RwLock<HashMap<String, i64>>,
+    /// Shared signers: revocations not yet published to the store.
+    pending_revocations: std::sync::Mutex<HashMap<String, i64>>,
+    /// Wakes the refresh task to publish a revocation at once.
+    wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenSigner")
-            .field("dir", &self.dir)
+            .field("backing", &self.backing)
             .finish_non_exhaustive()
     }
 }
@@ -125,10 +229,6 @@ impl std::fmt::Debug for TokenSigner {
 fn new_kid() -> String {
     let bytes: [u8; 6] = rand::random();
     B64.encode(bytes)
-}
-
-fn new_signing_key() -> SigningKey {
-    SigningKey::generate(&mut rand::rngs::OsRng)
 }
 
 /// A random session id (128 bits, base64url).
@@ -143,30 +243,8 @@ fn storage(e: impl std::fmt::Display) -> TokenError {
 
 /// Writes `data` to `path` atomically with owner-only permissions.
 fn write_private(path: &Path, data: &[u8]) -> Result<(), TokenError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp).map_err(storage)?;
-    file.write_all(data).map_err(storage)?;
-    file.sync_all().map_err(storage)?;
-    std::fs::rename(&tmp, path).map_err(storage)?;
-    Ok(())
-}
-
-fn decode_secret(s: &StoredSecret) -> Result<SigningKey, TokenError> {
-    let bytes = hex::decode_to_array(&s.secret)?;
-    Ok(SigningKey::from_bytes(&bytes))
-}
-
-fn decode_public(p: &StoredPublic) -> Result<VerifyingKey, TokenError> {
-    let bytes = hex::decode_to_array(&p.public)?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| storage(format!("bad public key {}: {e}", p.kid)))
+    crate::offline::write_private(path, data)
+        .map_err(|e| storage(format!("{}: {e}", path.display())))
 }
 
 /// Tiny hex helpers (the auth crate has no `hex` dependency).
@@ -189,85 +267,295 @@ mod hex {
     }
 }
 
+/// Reads `path`; `Ok(None)` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, TokenError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(storage(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn read_legacy_key_file(data_dir: &Path) -> Result<Option<KeySet>, TokenError> {
+    let path = data_dir.join(KEY_FILE);
+    match read_optional(&path)? {
+        Some(bytes) => {
+            let file: KeyFile = serde_json::from_slice(&bytes)
+                .map_err(|e| storage(format!("{}: {e}", path.display())))?;
+            Ok(Some(file.to_key_set()?))
+        }
+        None => Ok(None),
+    }
+}
+
+fn read_revocations(data_dir: &Path) -> Result<HashMap<String, i64>, TokenError> {
+    match read_optional(&data_dir.join(REVOCATION_FILE))? {
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| storage(format!("{REVOCATION_FILE}: {e}")))
+        }
+        None => Ok(HashMap::new()),
+    }
+}
+
+/// Rotates the shared key set in the store (for `bulwark auth rotate-key`): a new key signs
+/// from `now + activation_delay_secs` on; the keys before it keep verifying until
+/// `overlap_secs` after that. Running nodes pick it up at their next refresh. Returns the
+/// new key id. Use [`KEY_ACTIVATION_DELAY_SECS`] and [`KEY_OVERLAP_SECS`] unless testing.
+pub async fn rotate_shared_keys(
+    store: &dyn Store,
+    now: i64,
+    activation_delay_secs: i64,
+    overlap_secs: i64,
+) -> Result<String, TokenError> {
+    let set = keyset::update_shared(store, now, |current| {
+        current.rotated(now, activation_delay_secs, overlap_secs)
+    })
+    .await?;
+    set.keys
+        .last()
+        .map(|k| k.kid.clone())
+        .ok_or_else(|| storage("rotated key set is empty"))
+}
+
 impl TokenSigner {
-    /// Loads the keys from `data_dir/token-keys.json`, creating a fresh key (0600) if absent,
-    /// and the revocation list.
+    /// Local-only signer: loads the keys from `data_dir/token-keys.json`, creating a fresh key
+    /// (0600) if absent, and the revocation list. Tokens verify only where this file is.
     pub fn load_or_create(data_dir: &Path) -> Result<TokenSigner, TokenError> {
         std::fs::create_dir_all(data_dir).map_err(storage)?;
-        let path = data_dir.join(KEY_FILE);
-        let keys = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let file: KeyFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| storage(format!("{}: {e}", path.display())))?;
-                let previous = file
-                    .previous
-                    .iter()
-                    .map(|p| Ok((p.kid.clone(), decode_public(p)?)))
-                    .collect::<Result<Vec<_>, TokenError>>()?;
-                Keys {
-                    kid: file.current.kid.clone(),
-                    signing: decode_secret(&file.current)?,
-                    previous,
+        let set = match read_legacy_key_file(data_dir)? {
+            Some(set) => set,
+            None => {
+                let mut set = KeySet::fresh(0);
+                for k in &mut set.keys {
+                    k.activate_at = 0;
                 }
+                write_private(&data_dir.join(KEY_FILE), &key_file_bytes(&set)?)?;
+                set
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let keys = Keys {
-                    kid: new_kid(),
-                    signing: new_signing_key(),
-                    previous: vec![],
-                };
-                write_private(&path, &key_file_bytes(&keys)?)?;
-                keys
-            }
-            Err(e) => return Err(storage(format!("{}: {e}", path.display()))),
-        };
-        let revoked = match std::fs::read(data_dir.join(REVOCATION_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| storage(format!("{REVOCATION_FILE}: {e}")))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => return Err(storage(e)),
         };
         Ok(TokenSigner {
             dir: Some(data_dir.to_path_buf()),
-            keys: RwLock::new(keys),
-            revoked: RwLock::new(revoked),
+            backing: Backing::LocalFile(data_dir.join(KEY_FILE)),
+            keys: RwLock::new(Keys::new(set)?),
+            revoked: RwLock::new(read_revocations(data_dir)?),
+            pending_revocations: Default::default(),
+            wake: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Shared signer for every node of one store: loads the key set from the store (creating
+    /// it if the store has none: this node's old `token-keys.json` key if there is one, so
+    /// tokens issued before keep verifying, else a fresh key), keeps a local copy in
+    /// `data_dir`, and starts from that copy when the store is unreachable.
+    pub async fn load_shared(
+        store: &dyn Store,
+        data_dir: &Path,
+    ) -> Result<TokenSigner, TokenError> {
+        std::fs::create_dir_all(data_dir).map_err(storage)?;
+        let now = now_unix();
+        let cache_path = data_dir.join(KEYSET_CACHE_FILE);
+        let cached = match read_optional(&cache_path)? {
+            Some(bytes) => match std::str::from_utf8(&bytes)
+                .map_err(storage)
+                .and_then(KeySet::parse)
+            {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    tracing::warn!(path = %cache_path.display(), error = %e, "ignoring unreadable token key cache");
+                    None
+                }
+            },
+            None => None,
+        };
+        // Import the per-data-dir key only once (before this node ever used the shared set).
+        let legacy = if cached.is_none() {
+            read_legacy_key_file(data_dir)?
+        } else {
+            None
+        };
+        let fetched = keyset::fetch_or_publish(store, || match &legacy {
+            Some(set) => set.clone(),
+            None => KeySet::fresh(now),
+        })
+        .await;
+        let set = match fetched {
+            Ok(mut set) => {
+                if let Some(old) = &legacy
+                    && old
+                        .keys
+                        .iter()
+                        .any(|k| !set.keys.iter().any(|s| s.kid == k.kid))
+                {
+                    // Another node created the shared set first: publish this node's old key
+                    // as verification-only so the tokens it issued keep working.
+                    set = keyset::update_shared(store, now, |current| {
+                        let mut next = current.clone();
+                        next.import_verification_keys(old, now);
+                        next
+                    })
+                    .await?;
+                }
+                set
+            }
+            Err(e) => match cached.or(legacy) {
+                Some(set) => {
+                    tracing::warn!(error = %e, "token keys: store unreachable, starting from the local copy");
+                    set
+                }
+                None => return Err(e),
+            },
+        };
+        write_private(&cache_path, set.to_json()?.as_bytes())?;
+        let revoked = read_revocations(data_dir)?;
+        Ok(TokenSigner {
+            dir: Some(data_dir.to_path_buf()),
+            backing: Backing::Shared(cache_path),
+            keys: RwLock::new(Keys::new(set)?),
+            revoked: RwLock::new(revoked.clone()),
+            // Published on the first refresh (a revocation made just before a crash or
+            // during a store outage is not lost; re-publishing is idempotent).
+            pending_revocations: std::sync::Mutex::new(revoked),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Re-reads the shared key set from the store (call every [`KEY_REFRESH_INTERVAL`]),
+    /// publishes this node's revocations and adopts the other nodes'. Returns whether the
+    /// key set changed. On error the keys in memory stay as they are.
+    pub async fn refresh(&self, store: &dyn Store) -> Result<bool, TokenError> {
+        let Backing::Shared(cache_path) = &self.backing else {
+            return Ok(false);
+        };
+        let mine = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .set
+            .clone();
+        let set = keyset::fetch_or_publish(store, || mine.clone()).await?;
+        let changed = set != mine;
+        if changed {
+            let keys = Keys::new(set)?;
+            write_private(cache_path, keys.set.to_json()?.as_bytes())?;
+            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+            tracing::info!("token signing keys refreshed from the store");
+        }
+        self.sync_revocations(store).await?;
+        Ok(changed)
+    }
+
+    async fn sync_revocations(&self, store: &dyn Store) -> Result<(), TokenError> {
+        let now = now_unix();
+        let pending = self
+            .pending_revocations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let shared = revocations::publish_and_fetch(store, &pending, now).await?;
+        self.pending_revocations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|sid, _| !pending.contains_key(sid));
+        let snapshot = {
+            let mut revoked = self.revoked.write().unwrap_or_else(|e| e.into_inner());
+            let before = revoked.len();
+            let new = shared
+                .keys()
+                .filter(|sid| !revoked.contains_key(*sid))
+                .count();
+            revoked.extend(shared);
+            revocations::prune(&mut revoked, now);
+            if new == 0 && revoked.len() == before {
+                return Ok(());
+            }
+            serde_json::to_vec(&*revoked).map_err(storage)?
+        };
+        if let Some(dir) = &self.dir {
+            write_private(&dir.join(REVOCATION_FILE), &snapshot)?;
+        }
+        Ok(())
+    }
+
+    /// Runs [`TokenSigner::refresh`] every [`KEY_REFRESH_INTERVAL`] until the task is aborted.
+    pub fn spawn_refresh(self: &Arc<Self>, store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+        let signer = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEY_REFRESH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = signer.wake.notified() => {}
+                }
+                if let Err(e) = signer.refresh(store.as_ref()).await {
+                    tracing::warn!(error = %e, "cannot refresh token signing keys; keeping the current ones");
+                }
+            }
+        })
+    }
+
+    /// Rotates the shared key set (see [`rotate_shared_keys`]) and loads the result here.
+    pub async fn rotate(
+        &self,
+        store: &dyn Store,
+        now: i64,
+        activation_delay_secs: i64,
+        overlap_secs: i64,
+    ) -> Result<String, TokenError> {
+        let kid = rotate_shared_keys(store, now, activation_delay_secs, overlap_secs).await?;
+        self.refresh(store).await?;
+        Ok(kid)
     }
 
     /// A signer with a random key that is never written anywhere (tests).
     pub fn ephemeral() -> TokenSigner {
         TokenSigner {
             dir: None,
-            keys: RwLock::new(Keys {
-                kid: new_kid(),
-                signing: new_signing_key(),
-                previous: vec![],
-            }),
+            backing: Backing::Memory,
+            keys: RwLock::new(Keys::generated()),
             revoked: RwLock::new(HashMap::new()),
+            pending_revocations: Default::default(),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
-    /// Id of the key that signs new tokens.
+    /// Id of the key that signs new tokens now.
     pub fn current_key_id(&self) -> String {
-        self.keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .kid
-            .clone()
+        self.key_id_at(now_unix())
     }
 
-    /// Makes a new signing key current; the old one keeps verifying (up to
-    /// [`MAX_PREVIOUS_KEYS`] old keys are kept).
-    pub fn rotate(&self) -> Result<(), TokenError> {
-        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        let old = (keys.kid.clone(), keys.signing.verifying_key());
-        keys.previous.insert(0, old);
-        keys.previous.truncate(MAX_PREVIOUS_KEYS);
-        keys.kid = new_kid();
-        keys.signing = new_signing_key();
-        if let Some(dir) = &self.dir {
-            write_private(&dir.join(KEY_FILE), &key_file_bytes(&keys)?)?;
+    /// Id of the key that signs tokens issued at `now`.
+    pub fn key_id_at(&self, now: i64) -> String {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.signing_at(now).0.to_string()
+    }
+
+    /// Every key id this signer verifies.
+    pub fn key_ids(&self) -> Vec<String> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.live.iter().map(|k| k.kid.clone()).collect()
+    }
+
+    /// Local-only signers: makes a new signing key current; the old one keeps verifying (up
+    /// to [`MAX_PREVIOUS_KEYS`] old keys are kept). Shared signers use [`TokenSigner::rotate`].
+    pub fn rotate_local(&self) -> Result<(), TokenError> {
+        if let Backing::Shared(_) = self.backing {
+            return Err(storage("a shared signer rotates through the store"));
         }
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut set = keys.set.clone();
+        for k in &mut set.keys {
+            k.secret = None;
+        }
+        set.keys.push(keyset::generate_key(0, 0).0);
+        let excess = set.keys.len().saturating_sub(MAX_PREVIOUS_KEYS + 1);
+        set.keys.drain(..excess);
+        let next = Keys::new(set)?;
+        if let Backing::LocalFile(path) = &self.backing {
+            write_private(path, &key_file_bytes(&next.set)?)?;
+        }
+        *keys = next;
         Ok(())
     }
 
@@ -281,17 +569,18 @@ impl TokenSigner {
         now: i64,
     ) -> String {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let (kid, signing) = keys.signing_at(now);
         let claims = Claims {
             typ: kind,
             sub: account.0,
             sid: sid.to_string(),
             iat: now,
             exp: now.saturating_add(ttl_secs),
-            kid: keys.kid.clone(),
+            kid: kid.to_string(),
         };
         // Serializing a struct of strings and integers cannot fail.
         let payload = B64.encode(serde_json::to_vec(&claims).unwrap_or_default());
-        let signature = keys.signing.sign(payload.as_bytes());
+        let signature = signing.sign(payload.as_bytes());
         format!("{payload}.{}", B64.encode(signature.to_bytes()))
     }
 
@@ -310,17 +599,13 @@ impl TokenSigner {
         // The kid is read before the signature is checked only to pick the key.
         let claims: Claims =
             serde_json::from_slice(&payload_bytes).map_err(|_| TokenError::Malformed)?;
-        let key = {
+        let key: VerifyingKey = {
             let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-            if claims.kid == keys.kid {
-                keys.signing.verifying_key()
-            } else {
-                keys.previous
-                    .iter()
-                    .find(|(k, _)| *k == claims.kid)
-                    .map(|(_, v)| *v)
-                    .ok_or(TokenError::UnknownKey)?
-            }
+            keys.live
+                .iter()
+                .find(|k| k.kid == claims.kid && k.retire_at.is_none_or(|t| now < t))
+                .map(|k| k.verifying)
+                .ok_or(TokenError::UnknownKey)?
         };
         key.verify(payload.as_bytes(), &Signature::from_bytes(&sig_bytes))
             .map_err(|_| TokenError::BadSignature)?;
@@ -363,6 +648,13 @@ impl TokenSigner {
             revoked.insert(sid.to_string(), until);
             serde_json::to_vec(&*revoked).map_err(storage)?
         };
+        if let Backing::Shared(_) = self.backing {
+            self.pending_revocations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(sid.to_string(), until);
+            self.wake.notify_one();
+        }
         if let Some(dir) = &self.dir {
             write_private(&dir.join(REVOCATION_FILE), &snapshot)?;
         }
@@ -370,139 +662,35 @@ impl TokenSigner {
     }
 }
 
-fn key_file_bytes(keys: &Keys) -> Result<Vec<u8>, TokenError> {
+/// The legacy file format: the newest key with a secret is `current`, the others (newest
+/// first) are `previous`.
+fn key_file_bytes(set: &KeySet) -> Result<Vec<u8>, TokenError> {
+    let current = set
+        .keys
+        .iter()
+        .rev()
+        .find_map(|k| {
+            k.secret.as_ref().map(|secret| StoredSecret {
+                kid: k.kid.clone(),
+                secret: secret.clone(),
+            })
+        })
+        .ok_or_else(|| storage("no signing key to write"))?;
     let file = KeyFile {
-        current: StoredSecret {
-            kid: keys.kid.clone(),
-            secret: hex::encode(&keys.signing.to_bytes()),
-        },
-        previous: keys
-            .previous
+        previous: set
+            .keys
             .iter()
-            .map(|(kid, v)| StoredPublic {
-                kid: kid.clone(),
-                public: hex::encode(v.as_bytes()),
+            .rev()
+            .filter(|k| k.kid != current.kid)
+            .map(|k| StoredPublic {
+                kid: k.kid.clone(),
+                public: k.public.clone(),
             })
             .collect(),
+        current,
     };
     serde_json::to_vec_pretty(&file).map_err(storage)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOW: i64 = 1_800_000_000;
-
-    #[test]
-    fn issued_access_token_verifies_with_its_claims() {
-        let s = TokenSigner::ephemeral();
-        let t = s.issue(TokenKind::Access, AccountId(7), "sess1", 60, NOW);
-        let c = s.verify(&t, TokenKind::Access, NOW + 1).unwrap();
-        assert_eq!(
-            (c.sub, c.sid.as_str(), c.exp, c.kid),
-            (7, "sess1", NOW + 60, s.current_key_id())
-        );
-    }
-
-    #[test]
-    fn expired_token_is_refused_at_the_expiry_second() {
-        let s = TokenSigner::ephemeral();
-        let t = s.issue(TokenKind::Access, AccountId(1), "s", 60, NOW);
-        assert!(s.verify(&t, TokenKind::Access, NOW + 59).is_ok());
-        assert_eq!(
-            s.verify(&t, TokenKind::Access, NOW + 60),
-            Err(TokenError::Expired)
-        );
-    }
-
-    #[test]
-    fn tampered_payload_or_signature_fails() {
-        let s = TokenSigner::ephemeral();
-        let t = s.issue(TokenKind::Access, AccountId(1), "s", 60, NOW);
-        let (p, sig) = t.split_once('.').unwrap();
-        let mut claims: Claims = serde_json::from_slice(&B64.decode(p).unwrap()).unwrap();
-        claims.sub = 2;
-        let forged = format!("{}.{sig}", B64.encode(serde_json::to_vec(&claims).unwrap()));
-        assert_eq!(
-            s.verify(&forged, TokenKind::Access, NOW),
-            Err(TokenError::BadSignature)
-        );
-        let other = TokenSigner::ephemeral();
-        assert_eq!(
-            other.verify(&t, TokenKind::Access, NOW),
-            Err(TokenError::UnknownKey)
-        );
-        for junk in ["", ".", "abc", "a.b", "!!!.???", &"x".repeat(5000)] {
-            assert_eq!(
-                s.verify(junk, TokenKind::Access, NOW),
-                Err(TokenError::Malformed),
-                "{junk}"
-            );
-        }
-    }
-
-    #[test]
-    fn refresh_token_is_not_an_access_token() {
-        let s = TokenSigner::ephemeral();
-        let t = s.issue(TokenKind::Refresh, AccountId(1), "s", 600, NOW);
-        assert!(matches!(
-            s.verify(&t, TokenKind::Access, NOW),
-            Err(TokenError::WrongKind { .. })
-        ));
-        assert!(s.verify(&t, TokenKind::Refresh, NOW).is_ok());
-    }
-
-    #[test]
-    fn revoked_session_refuses_all_its_tokens_across_reload() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = TokenSigner::load_or_create(dir.path()).unwrap();
-        let a = s.issue(TokenKind::Access, AccountId(1), "s1", 60, NOW);
-        let r = s.issue(TokenKind::Refresh, AccountId(1), "s1", 600, NOW);
-        let other = s.issue(TokenKind::Access, AccountId(1), "s2", 60, NOW);
-        s.revoke_session("s1", NOW + 600, NOW).unwrap();
-        assert_eq!(
-            s.verify(&a, TokenKind::Access, NOW),
-            Err(TokenError::Revoked)
-        );
-        assert_eq!(
-            s.verify(&r, TokenKind::Refresh, NOW),
-            Err(TokenError::Revoked)
-        );
-        assert!(s.verify(&other, TokenKind::Access, NOW).is_ok());
-        let reloaded = TokenSigner::load_or_create(dir.path()).unwrap();
-        assert_eq!(
-            reloaded.verify(&a, TokenKind::Access, NOW),
-            Err(TokenError::Revoked)
-        );
-        assert!(reloaded.verify(&other, TokenKind::Access, NOW).is_ok());
-    }
-
-    #[test]
-    fn rotation_keeps_old_tokens_valid_and_persists_keys_privately() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = TokenSigner::load_or_create(dir.path()).unwrap();
-        let old = s.issue(TokenKind::Access, AccountId(1), "s", 600, NOW);
-        s.rotate().unwrap();
-        let new = s.issue(TokenKind::Access, AccountId(1), "s", 600, NOW);
-        let reloaded = TokenSigner::load_or_create(dir.path()).unwrap();
-        assert!(reloaded.verify(&old, TokenKind::Access, NOW).is_ok());
-        assert!(reloaded.verify(&new, TokenKind::Access, NOW).is_ok());
-        for _ in 0..MAX_PREVIOUS_KEYS {
-            s.rotate().unwrap();
-        }
-        assert_eq!(
-            s.verify(&old, TokenKind::Access, NOW),
-            Err(TokenError::UnknownKey)
-        );
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-    }
-}
+mod tests;

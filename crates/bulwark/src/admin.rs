@@ -2,21 +2,39 @@
 //! They open the same data directory as the server (SQLite is safe across processes).
 
 use crate::cli::{AccountCommand, AliasCommand, AppPasswordCommand, DomainCommand, QueueCommand};
+use crate::config::StoreBackend;
 use crate::config::values::check_hostname;
 use crate::password_input::read_new_password;
 use anyhow::{Context, anyhow, bail};
 use bulwark_store::{Account, NewAccount, QueueId, Store};
 use std::sync::Arc;
 
-/// Opens the store of the configured data directory.
-pub fn open_store(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = bulwark_store::sqlite::SqliteStore::open(&config.data_dir).with_context(|| {
-        format!(
-            "cannot open the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
-    Ok(store)
+/// Opens the configured store: the embedded SQLite store in `data_dir`, or PostgreSQL
+/// (`store = "postgres://…"`, schema created or migrated on first use).
+pub async fn open_store(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.store {
+        StoreBackend::Embedded => {
+            let store =
+                bulwark_store::sqlite::SqliteStore::open(&config.data_dir).with_context(|| {
+                    format!(
+                        "cannot open the data directory {}",
+                        config.data_dir.display()
+                    )
+                })?;
+            Ok(store)
+        }
+        StoreBackend::Postgres(url) => {
+            let store = bulwark_store_pg::PgStore::connect(url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the store {}",
+                        config.store.describe(&config.data_dir)
+                    )
+                })?;
+            Ok(store)
+        }
+    }
 }
 
 /// `local@domain`, lowercased, or an error naming the bad input.
@@ -298,6 +316,30 @@ async fn require_queued(store: &dyn Store, id: i64) -> anyhow::Result<()> {
 }
 
 /// Unix seconds as `2025-01-31 12:00:00 UTC`.
+/// `bulwark auth rotate-key`: a new shared signing key (running nodes pick it up themselves).
+pub async fn rotate_key(store: &dyn Store) -> anyhow::Result<()> {
+    use bulwark_auth::token;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let kid = token::rotate_shared_keys(
+        store,
+        now,
+        token::KEY_ACTIVATION_DELAY_SECS,
+        token::KEY_OVERLAP_SECS,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot rotate the signing key: {e}"))?;
+    println!(
+        "new signing key {kid}: verifying on every node within {} s, signing after {} s; older keys verify for {} more days",
+        token::KEY_REFRESH_INTERVAL.as_secs(),
+        token::KEY_ACTIVATION_DELAY_SECS,
+        token::KEY_OVERLAP_SECS / 86_400
+    );
+    Ok(())
+}
+
 pub fn format_time(unix: i64) -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");

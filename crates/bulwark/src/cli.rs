@@ -31,6 +31,10 @@ pub struct Cli {
     #[arg(long, short = 'c', global = true, value_name = "FILE", env = crate::config::CONFIG_ENV, default_value = crate::config::DEFAULT_CONFIG_FILE)]
     pub config: PathBuf,
 
+    /// This node's name among several sharing one store (overrides `node_id` in the config).
+    #[arg(long, global = true, value_name = "NAME", env = "BULWARK_NODE_ID")]
+    pub node_id: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -45,9 +49,17 @@ pub enum Command {
     #[command(after_help = "Example:\n  bulwark serve --config bulwark.toml")]
     Serve,
 
-    /// Check a config file.
+    /// Check a config file, or make the running server re-read it.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Control the running server of this data directory (found by its pid file).
+    #[command(subcommand)]
+    Node(NodeCommand),
+
+    /// Print this node's id, its store backend, and whether the running server is ready.
+    #[command(after_help = "Example:\n  bulwark status --config bulwark.toml")]
+    Status,
 
     /// Manage the local mail domains (mail for these is delivered here).
     #[command(subcommand)]
@@ -64,6 +76,13 @@ pub enum Command {
     /// Inspect and steer the outbound delivery queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+
+    /// Token signing keys, shared by every node through the store.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+
+    /// Outage drills: real PostgreSQL and nodes on loopback, load, one fault, a figure table.
+    Drill(bulwark_drill::DrillArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,9 +96,39 @@ pub enum ConfigCommand {
         /// The file to check (default: the --config file).
         file: Option<PathBuf>,
     },
+    /// Make the running server re-read its config file (like SIGHUP) and print the outcome.
+    ///
+    /// A valid file is applied at once where it can be (log level, limits, auth throttling,
+    /// outbound relay and retries, TLS certificate files, drain timeout); the output names the
+    /// keys that only a restart applies. An invalid file is refused with every problem as
+    /// FILE:LINE: KEY: WHY (exit status 78), and the server keeps its last good config.
+    #[command(after_help = "Example:\n  bulwark config reload --config /etc/bulwark/bulwark.toml")]
+    Reload,
     /// Print the reference of every config key as Markdown (the table in docs/config.md).
     #[command(hide = true)]
     Reference,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Drain the running server (like SIGTERM): /readyz answers 503 "draining" at once,
+    /// listeners stop accepting, sessions finish their current command or transaction and
+    /// are closed; the server exits when all have ended or the timeout passes.
+    #[command(after_help = "Examples:\n  bulwark node drain\n  bulwark node drain --timeout 60")]
+    Drain {
+        /// Seconds sessions may take to end (default: `drain_timeout` of the config).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Add a new token signing key. Every node starts verifying with it within a minute and
+    /// signs with it after a short activation delay; older keys keep verifying for 31 days, so
+    /// no access or refresh token stops working and nobody has to sign in again.
+    #[command(after_help = "Example:\n  bulwark auth rotate-key --config bulwark.toml")]
+    RotateKey,
 }
 
 #[derive(Debug, Subcommand)]

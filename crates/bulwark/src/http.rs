@@ -1,18 +1,29 @@
 //! The `http` listener: JMAP (RFC 8620/8621/8887) from `bulwark-jmap`, the web client and its
-//! account API from `bulwark-web` (at `/`), plus load-balancer probes: `GET /healthz` (the process is alive) and `GET /readyz` (the store answers).
+//! account API from `bulwark-web` (at `/`), plus load-balancer probes: `GET /healthz` (the
+//! process is alive) and `GET /readyz` (`ready`, or 503 `draining` / `degraded: …`).
 
+use crate::node::NodeState;
 use crate::servers::Shared;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bulwark_auth::token::TokenSigner;
 use bulwark_jmap::{JmapConfig, JmapServer};
-use bulwark_store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-/// Serves JMAP and the probes on `listener` until the task is dropped.
-pub async fn run(listener: TcpListener, shared: Shared, signer: Arc<TokenSigner>) {
+/// Serves JMAP and the probes on `listener` until `stop` turns true; then requests in flight
+/// finish and the task ends.
+pub async fn run(
+    listener: TcpListener,
+    shared: Shared,
+    signer: Arc<TokenSigner>,
+    mut stop: watch::Receiver<bool>,
+) {
     let c = &shared.config;
     let base_url = match listener.local_addr() {
         Ok(addr) => format!("http://{addr}"),
@@ -37,30 +48,64 @@ pub async fn run(listener: TcpListener, shared: Shared, signer: Arc<TokenSigner>
     jmap.vacation().start();
     let app = jmap
         .router()
-        .merge(probes(shared.store.clone()))
         // Last: the web router owns the fallback (client-side routes get index.html).
         .merge(web)
+        .layer(middleware::from_fn_with_state(
+            shared.node.clone(),
+            refuse_while_draining,
+        ))
+        .merge(probes(shared.node.clone()))
         .into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).await {
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+    {
         tracing::error!(error = %e, "http listener stopped");
     }
 }
 
-fn probes(store: Arc<dyn Store>) -> axum::Router {
+/// While draining, new requests get 503 with Retry-After (RFC 9110 §15.6.4) so clients and
+/// load balancers go to another node; requests already running finish.
+async fn refuse_while_draining(
+    State(node): State<Arc<NodeState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !node.is_draining() {
+        return next.run(request).await;
+    }
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "draining: this node is shutting down; retry on another node\n",
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(crate::serve::DRAIN_RETRY_AFTER_SECS),
+    );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn probes(node: Arc<NodeState>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || {
-                let store = store.clone();
+                let node = node.clone();
                 async move {
-                    match store.domain_list().await {
-                        Ok(_) => (StatusCode::OK, "ready\n".to_string()),
-                        Err(e) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("store unavailable: {e}\n"),
-                        ),
-                    }
+                    let readiness = node.readiness().await;
+                    let status = if readiness.is_ready() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (status, format!("{}\n", readiness.text()))
                 }
             }),
         )

@@ -5,13 +5,16 @@ mod admin;
 mod alloc;
 mod cli;
 mod config;
+mod control;
 mod http;
+mod node;
 mod password_input;
+mod reload;
 mod serve;
 mod servers;
 
 use clap::Parser;
-use cli::{Cli, Command, ConfigCommand};
+use cli::{AuthCommand, Cli, Command, ConfigCommand, NodeCommand};
 use config::{Config, ConfigError};
 use std::process::ExitCode;
 
@@ -28,6 +31,10 @@ fn main() -> ExitCode {
         Err(e) => {
             if let Some(ConfigError::Invalid { .. }) = e.downcast_ref::<ConfigError>() {
                 eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            if let Some(refused) = e.downcast_ref::<control::ReloadRefused>() {
+                eprintln!("error: {refused}");
                 return ExitCode::from(EXIT_CONFIG);
             }
             eprintln!("error: {e:#}");
@@ -47,22 +54,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", config::schema::reference_markdown());
         return Ok(());
     }
-    let config = Config::load(&cli.config)?;
-    if let Command::Serve = cli.command {
-        return serve::run(config);
+    if let Command::Drill(args) = &cli.command {
+        // Drills start their own PostgreSQL and nodes; they read no config file.
+        return match bulwark_drill::run(args.clone())? {
+            true => Ok(()),
+            false => Err(anyhow::anyhow!(
+                "a drill failed: lost or duplicated mail, a forced re-login, or a failed step"
+            )),
+        };
+    }
+    if let Command::Config(ConfigCommand::Reload) = &cli.command {
+        return control::reload_running(&cli.config);
+    }
+    let mut config = Config::load(&cli.config)?;
+    if let Some(id) = &cli.node_id {
+        config::values::check_node_id(id).map_err(|why| anyhow::anyhow!("--node-id: {why}"))?;
+        config.node_id = id.clone();
+    }
+    match cli.command {
+        Command::Serve => return serve::run(config, cli.node_id),
+        Command::Node(NodeCommand::Drain { timeout }) => {
+            return control::drain_running(&config, timeout);
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let store = admin::open_store(&config)?;
+        if let Command::Status = cli.command {
+            return control::status(&config).await;
+        }
+        let store = admin::open_store(&config).await?;
         let store = store.as_ref();
         match cli.command {
             Command::Domain(cmd) => admin::domain(store, cmd).await,
             Command::Account(cmd) => admin::account(store, cmd).await,
             Command::Alias(cmd) => admin::alias(store, cmd).await,
             Command::Queue(cmd) => admin::queue(store, cmd).await,
-            Command::Serve | Command::Config(_) => Ok(()),
+            Command::Auth(AuthCommand::RotateKey) => admin::rotate_key(store).await,
+            Command::Serve | Command::Config(_) | Command::Node(_) | Command::Status => Ok(()),
+            Command::Drill(_) => Ok(()),
         }
     })
 }

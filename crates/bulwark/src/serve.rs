@@ -1,34 +1,34 @@
 //! `bulwark serve`: open the store, load TLS, bind every listener, start the servers and the
-//! queue worker, and stop on SIGTERM/SIGINT.
+//! queue worker; reload the config on SIGHUP; drain and exit on SIGTERM/SIGINT.
 
 use crate::config::{Config, ListenerName};
+use crate::control::{self, PidFile, ReloadStatus, RunningServer};
+use crate::node::NodeState;
+use crate::reload::{self, LogHandle, ReloadableCert, Reloaded};
 use crate::servers::{self, Shared};
 use anyhow::{Context, bail};
 use bulwark_auth::{Authenticator, ThrottleConfig};
-use std::io::{IsTerminal, Write};
+use bulwark_imap::ImapServer;
+use bulwark_queue::QueueWorker;
+use bulwark_smtp::SmtpServer;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// How long blocking work (a database commit in flight) may take to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often a drain looks whether every session has ended.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+/// Seconds a client told "draining" by HTTP should wait before retrying (elsewhere).
+pub const DRAIN_RETRY_AFTER_SECS: u64 = 5;
 
-/// Logs go to standard error; `RUST_LOG` wins over `[log] level`.
-pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-}
-
-pub fn run(config: Config) -> anyhow::Result<()> {
-    init_logging(&config.log.level);
+pub fn run(config: Config, node_override: Option<String>) -> anyhow::Result<()> {
+    let log = reload::init_logging(&config.log.level);
     if config.listen.configured().is_empty() {
         bail!(
             "nothing to serve: {} has no [listen] addresses",
@@ -39,44 +39,80 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(config));
+    let result = runtime.block_on(serve(config, node_override, log));
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     result
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let store = crate::admin::open_store(&config)?;
-    let files = bulwark_net::TlsFiles {
-        cert: config.tls.cert.clone(),
-        key: config.tls.key.clone(),
-    };
-    let tls = bulwark_net::load_tls(&files, &config.data_dir, &config.hostname)
-        .context("cannot set up TLS")?;
-    let listeners = bind_all(&config).await?;
+/// What runs, for the drain to wait on.
+struct Running {
+    smtp: Arc<SmtpServer>,
+    imap: Vec<Arc<ImapServer>>,
+    listeners: Vec<JoinHandle<()>>,
+    http: Vec<JoinHandle<()>>,
+    queue: JoinHandle<()>,
+    /// Tells the http listeners to stop (after the other sessions ended).
+    http_stop: watch::Sender<bool>,
+}
 
-    let throttle = ThrottleConfig {
-        window: config.auth.failure_window,
-        ip_max_failures: config.auth.ip_max_failures,
-        account_delay_after: config.auth.account_delay_after,
-        account_delay: config.auth.account_delay,
-        account_max_failures: config.auth.account_max_failures,
-        account_lockout: config.auth.account_lockout,
-    };
+impl Running {
+    fn open_sessions(&self) -> usize {
+        self.smtp.open_connections()
+            + self
+                .imap
+                .iter()
+                .map(|s| s.open_connections())
+                .sum::<usize>()
+    }
+}
+
+async fn serve(
+    config: Config,
+    node_override: Option<String>,
+    log: Option<LogHandle>,
+) -> anyhow::Result<()> {
+    let store = crate::admin::open_store(&config).await?;
+    let (certs, tls) = ReloadableCert::load(&config)?;
+    let listeners = bind_all(&config).await?;
+    let node = NodeState::new(store.clone());
     let shared = Shared {
-        auth: Arc::new(Authenticator::new(store.clone(), throttle)),
+        auth: Arc::new(
+            Authenticator::with_offline_cache(
+                store.clone(),
+                throttle_config(&config),
+                &config.data_dir,
+                bulwark_auth::OfflineCacheConfig {
+                    max_age: config.auth.offline_cache_max_age,
+                },
+            )
+            .context("cannot open the local login cache")?,
+        ),
         store,
         tls: bulwark_net::TlsAcceptor::from(tls),
         queue_wakeup: Arc::new(Notify::new()),
         config: Arc::new(config),
+        node: node.clone(),
     };
-
+    // Signing keys are shared by every node through the store (cached in data_dir, so a node
+    // starts and verifies tokens during a store outage); a task picks up rotations.
     let signer = Arc::new(
-        bulwark_auth::token::TokenSigner::load_or_create(&shared.config.data_dir)
-            .map_err(|e| anyhow::anyhow!("cannot load the token signing key: {e}"))?,
+        bulwark_auth::token::TokenSigner::load_shared(
+            shared.store.as_ref(),
+            &shared.config.data_dir,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the token signing keys: {e}"))?,
     );
+    let key_refresh = signer.spawn_refresh(shared.store.clone());
+    // Signals are watched before anyone can learn our pid from the pid file.
+    let mut signals = Signals::new()?;
     // One SMTP server for all SMTP listeners, so connection limits count across ports.
     let smtp = servers::smtp_server(&shared);
-    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let (http_stop, _) = watch::channel(false);
+    let mut imap = Vec::new();
+    let mut tasks = Vec::new();
+    let mut http = Vec::new();
+    let mut http_addr = None;
     let mut lines = String::new();
     for (name, listener) in listeners {
         let addr = listener
@@ -84,37 +120,195 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("{} listener has no address", name.as_str()))?;
         lines.push_str(&format!("listening: {} {addr}\n", name.as_str()));
         tracing::info!(listener = name.as_str(), %addr, "listening");
-        tasks.push(match name {
+        match name {
             ListenerName::Smtp | ListenerName::Submission | ListenerName::Submissions => {
-                servers::spawn_smtp(&smtp, listener, name)
+                tasks.push(servers::spawn_smtp(&smtp, &shared, listener, name));
             }
-            ListenerName::Imap => servers::spawn_imap(&shared, listener, false),
-            ListenerName::Imaps => servers::spawn_imap(&shared, listener, true),
+            ListenerName::Imap | ListenerName::Imaps => {
+                let server = servers::imap_server(&shared);
+                let tls = name == ListenerName::Imaps;
+                tasks.push(servers::spawn_imap(&server, &shared, listener, tls));
+                imap.push(server);
+            }
             ListenerName::Http => {
-                tokio::spawn(crate::http::run(listener, shared.clone(), signer.clone()))
+                http_addr.get_or_insert(addr);
+                http.push(tokio::spawn(crate::http::run(
+                    listener,
+                    shared.clone(),
+                    signer.clone(),
+                    http_stop.subscribe(),
+                )));
             }
-        });
+        }
     }
-    tasks.push(servers::spawn_queue(&shared));
+    let (queue_worker, queue) = servers::spawn_queue(&shared);
+    let running = Running {
+        smtp,
+        imap,
+        listeners: tasks,
+        http,
+        queue,
+        http_stop,
+    };
+    let _pid_file = PidFile::create(
+        &shared.config.data_dir,
+        &RunningServer {
+            pid: std::process::id() as i32,
+            node_id: shared.config.node_id.clone(),
+            http: http_addr,
+        },
+    )?;
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(lines.as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write to standard output")?;
     drop(stdout);
-
-    let signal = wait_for_signal().await?;
     tracing::info!(
-        signal,
-        "stopping: no new connections; finishing writes in flight"
+        node = %shared.config.node_id,
+        store = %shared.config.store.describe(&shared.config.data_dir),
+        "serving"
     );
-    for task in &tasks {
+
+    let live = Live {
+        log,
+        certs,
+        queue: queue_worker,
+        node_override,
+        generation: control::read_reload_status(&shared.config.data_dir)
+            .map(|s| s.generation)
+            .unwrap_or(0),
+    };
+    let config = serve_until_stop(&mut signals, (*shared.config).clone(), live).await;
+    drain(&config, &node, running, &mut signals).await;
+    key_refresh.abort();
+    Ok(())
+}
+
+/// The parts a reload changes while running.
+struct Live {
+    log: Option<LogHandle>,
+    certs: Arc<ReloadableCert>,
+    queue: Arc<QueueWorker>,
+    node_override: Option<String>,
+    /// Counts reloads (in the status file `bulwark config reload` waits on).
+    generation: u64,
+}
+
+/// Handles SIGHUP until SIGTERM/SIGINT; returns the config in force then.
+async fn serve_until_stop(signals: &mut Signals, mut config: Config, mut live: Live) -> Config {
+    loop {
+        match signals.next().await {
+            SignalEvent::Reload => config = apply_reload(config, &mut live),
+            SignalEvent::Stop(name) => {
+                tracing::info!(signal = name, "draining");
+                return config;
+            }
+        }
+    }
+}
+
+fn apply_reload(running: Config, live: &mut Live) -> Config {
+    live.generation += 1;
+    let (config, ok, message) =
+        match reload::reread(&running.source, &running, live.node_override.as_deref()) {
+            Reloaded::Refused { message } => {
+                tracing::error!("config reload refused:\n{message}");
+                (running, false, message)
+            }
+            Reloaded::Applied {
+                config,
+                mut message,
+            } => {
+                let config = *config;
+                if config.log != running.log
+                    && let Some(handle) = &live.log
+                {
+                    match tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+                        Ok(filter) => {
+                            let _ = handle.reload(filter);
+                        }
+                        Err(e) => message.push_str(&format!("\nlog.level not applied: {e}")),
+                    }
+                }
+                if config.tls != running.tls
+                    && let Err(e) = live.certs.replace(&config)
+                {
+                    message.push_str(&format!("\ntls not applied: {e:#}"));
+                }
+                if config.outbound != running.outbound {
+                    live.queue.set_config(servers::queue_config(&config));
+                }
+                tracing::info!("{message}");
+                (config, true, message)
+            }
+        };
+    let status = ReloadStatus {
+        generation: live.generation,
+        ok,
+        message,
+    };
+    if let Err(e) = control::write_reload_status(&config.data_dir, &status) {
+        tracing::warn!("cannot write the reload status: {e:#}");
+    }
+    config
+}
+
+/// Stops accepting, lets sessions end (bounded by the drain timeout), then stops the rest.
+async fn drain(config: &Config, node: &NodeState, running: Running, signals: &mut Signals) {
+    let timeout = control::take_drain_request(&config.data_dir).unwrap_or(config.drain_timeout);
+    let deadline = Instant::now() + timeout;
+    node.start_drain();
+    tracing::info!(
+        timeout_secs = timeout.as_secs(),
+        "draining: /readyz says draining, listeners closed, sessions finishing"
+    );
+    let sessions_ended = async {
+        while running.open_sessions() > 0 || !running.queue.is_finished() {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    };
+    let ended = tokio::select! {
+        () = sessions_ended => true,
+        () = tokio::time::sleep_until(deadline) => false,
+        () = signals.second_stop() => false,
+    };
+    if !ended {
+        tracing::warn!(
+            open = running.open_sessions(),
+            "drain timeout: closing the sessions still open"
+        );
+    }
+    // JMAP requests in flight finish; new ones were answered 503 while draining.
+    running.http_stop.send_replace(true);
+    let http_done = async {
+        for task in &running.http {
+            while !task.is_finished() {
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+        }
+    };
+    let _ = tokio::time::timeout_at(deadline.max(Instant::now() + DRAIN_POLL), http_done).await;
+    for task in running
+        .listeners
+        .iter()
+        .chain(&running.http)
+        .chain(std::iter::once(&running.queue))
+    {
         task.abort();
     }
-    for task in tasks {
-        let _ = task.await;
+    tracing::info!("drained; exiting");
+}
+
+fn throttle_config(config: &Config) -> ThrottleConfig {
+    ThrottleConfig {
+        window: config.auth.failure_window,
+        ip_max_failures: config.auth.ip_max_failures,
+        account_delay_after: config.auth.account_delay_after,
+        account_delay: config.auth.account_delay,
+        account_max_failures: config.auth.account_max_failures,
+        account_lockout: config.auth.account_lockout,
     }
-    Ok(())
 }
 
 /// Binds every configured listener before starting any server, so a taken port fails start-up
@@ -134,12 +328,44 @@ async fn bind_all(config: &Config) -> anyhow::Result<Vec<(ListenerName, TcpListe
     Ok(bound)
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => Ok("SIGTERM"),
-        _ = int.recv() => Ok("SIGINT"),
+enum SignalEvent {
+    Reload,
+    Stop(&'static str),
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
+        })
+    }
+
+    async fn next(&mut self) -> SignalEvent {
+        tokio::select! {
+            _ = self.term.recv() => SignalEvent::Stop("SIGTERM"),
+            _ = self.int.recv() => SignalEvent::Stop("SIGINT"),
+            _ = self.hup.recv() => SignalEvent::Reload,
+        }
+    }
+
+    /// A second SIGTERM/SIGINT during a drain: stop waiting.
+    async fn second_stop(&mut self) {
+        loop {
+            if let SignalEvent::Stop(name) = self.next().await {
+                tracing::warn!(
+                    signal = name,
+                    "second stop signal: not waiting for sessions"
+                );
+                return;
+            }
+        }
     }
 }

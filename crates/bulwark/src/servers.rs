@@ -22,6 +22,8 @@ pub struct Shared {
     pub tls: TlsAcceptor,
     /// Woken when SMTP queues outbound mail, so the queue worker starts at once.
     pub queue_wakeup: Arc<Notify>,
+    /// Draining or serving; readiness.
+    pub node: Arc<crate::node::NodeState>,
 }
 
 /// The SMTP server shared by every SMTP listener (`smtp`, `submission`, `submissions`).
@@ -47,9 +49,10 @@ pub fn smtp_server(shared: &Shared) -> Arc<SmtpServer> {
     )
 }
 
-/// Starts `server` on one SMTP listener.
+/// Starts `server` on one SMTP listener; it stops accepting when the node drains.
 pub fn spawn_smtp(
     server: &Arc<SmtpServer>,
+    shared: &Shared,
     listener: TcpListener,
     name: ListenerName,
 ) -> JoinHandle<()> {
@@ -58,11 +61,15 @@ pub fn spawn_smtp(
         ListenerName::Submissions => ListenerKind::Submissions,
         _ => ListenerKind::Mx,
     };
-    tokio::spawn(server.clone().run(listener, kind))
+    tokio::spawn(
+        server
+            .clone()
+            .run_until(listener, kind, shared.node.drain_signal()),
+    )
 }
 
-/// Starts the IMAP server on one listener (`imap` with STARTTLS, `imaps` implicit TLS).
-pub fn spawn_imap(shared: &Shared, listener: TcpListener, implicit_tls: bool) -> JoinHandle<()> {
+/// The IMAP server of one listener (`imap` with STARTTLS, `imaps` implicit TLS).
+pub fn imap_server(shared: &Shared) -> Arc<ImapServer> {
     let c = &shared.config;
     let cfg = ImapConfig {
         hostname: c.hostname.clone(),
@@ -74,28 +81,50 @@ pub fn spawn_imap(shared: &Shared, listener: TcpListener, implicit_tls: bool) ->
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
         ..ImapConfig::default()
     };
-    let server = ImapServer::new(
+    ImapServer::new(
         cfg,
         shared.store.clone(),
         shared.auth.clone(),
         Some(shared.tls.clone()),
-    );
-    tokio::spawn(server.run(listener, implicit_tls))
+    )
 }
 
-/// Starts the outbound queue worker.
-pub fn spawn_queue(shared: &Shared) -> JoinHandle<()> {
-    let c = &shared.config;
-    let cfg = QueueConfig {
+/// Starts `server` on one listener; it stops accepting when the node drains.
+pub fn spawn_imap(
+    server: &Arc<ImapServer>,
+    shared: &Shared,
+    listener: TcpListener,
+    implicit_tls: bool,
+) -> JoinHandle<()> {
+    tokio::spawn(
+        server
+            .clone()
+            .run_until(listener, implicit_tls, shared.node.drain_signal()),
+    )
+}
+
+/// The queue worker's settings: this node's id is the lease owner.
+pub fn queue_config(c: &Config) -> QueueConfig {
+    QueueConfig {
         hostname: c.hostname.clone(),
         relay: c.outbound.relay.clone(),
-        node_id: c.hostname.clone(),
+        node_id: c.node_id.clone(),
         retry_base_secs: secs(c.outbound.retry_base),
         retry_max_secs: secs(c.outbound.retry_max),
         ..QueueConfig::default()
-    };
-    let worker = QueueWorker::new(cfg, shared.store.clone(), shared.queue_wakeup.clone());
-    tokio::spawn(worker.run())
+    }
+}
+
+/// Starts the outbound queue worker; it stops leasing when the node drains and ends after
+/// the pass in flight.
+pub fn spawn_queue(shared: &Shared) -> (Arc<QueueWorker>, JoinHandle<()>) {
+    let worker = QueueWorker::new(
+        queue_config(&shared.config),
+        shared.store.clone(),
+        shared.queue_wakeup.clone(),
+    );
+    let task = tokio::spawn(worker.clone().run_until(shared.node.drain_signal()));
+    (worker, task)
 }
 
 fn secs(d: std::time::Duration) -> i64 {

@@ -2,8 +2,11 @@
 //!
 //! * recipient resolution (local domains, aliases, plus-addressing `user+tag@`),
 //! * local delivery into INBOX (durable on return),
-//! * header summaries extracted once at delivery (threading, sorting, JMAP previews).
+//! * header summaries extracted once at delivery (threading, sorting, JMAP previews),
+//! * the local durable spool for inbound mail while the store is unavailable ([`spool`]).
 
+pub mod outage;
+pub mod spool;
 mod summary;
 
 pub use summary::summarize;

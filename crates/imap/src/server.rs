@@ -15,9 +15,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
-/// Size of one socket read.
+/// What a draining server tells its clients (RFC 9051 §7.1.5 BYE, RFC 5530 UNAVAILABLE).
+const SHUTDOWN_BYE: &[u8] = b"* BYE [UNAVAILABLE] server shutting down\r\n";
+
+/// Resolves once `shutdown` turns true; never if its sender is gone without draining.
+async fn until_draining(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|draining| *draining).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Largest socket read (the buffer grows to it while a client sends a lot, e.g. APPEND).
 const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer of a connection between commands: thousands of sessions sit idle, so
+/// each keeps only this much (it doubles while reads fill it, up to [`READ_CHUNK`]).
+const IDLE_READ_BUF: usize = 1024;
+/// Output buffer capacity kept after a flush (a big FETCH must not pin its response).
+const KEPT_OUTPUT: usize = 16 * 1024;
 /// A TLS handshake must finish within this time.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Back-off after a failed `accept` (e.g. out of file descriptors).
@@ -63,8 +79,30 @@ impl ImapServer {
 
     /// Serves connections from `listener` forever. `implicit_tls`: port 993 style.
     pub async fn run(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
+        let (_never, shutdown) = watch::channel(false);
+        self.run_until(listener, implicit_tls, shutdown).await
+    }
+
+    /// Connections open now (for a drain to wait on).
+    pub fn open_connections(&self) -> usize {
+        self.limiter.open_connections()
+    }
+
+    /// Like [`run`](Self::run) until `shutdown` turns true: then the listener is closed,
+    /// IDLE sessions get `* BYE [UNAVAILABLE]` at once and others after their current
+    /// command; the sessions end on their own, so watch [`open_connections`](Self::open_connections).
+    pub async fn run_until(
+        self: Arc<Self>,
+        listener: TcpListener,
+        implicit_tls: bool,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
-            let (mut tcp, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = until_draining(&mut shutdown) => return,
+            };
+            let (mut tcp, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "IMAP accept failed");
@@ -83,11 +121,12 @@ impl ImapServer {
             };
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let server = self.clone();
+            let conn_shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let _guard = guard;
                 // Panic isolation: the connection runs in its own task; a panic ends
                 // only that task and is logged with the connection id.
-                let task = tokio::spawn(server.serve(tcp, peer, implicit_tls, id));
+                let task = tokio::spawn(server.serve(tcp, peer, implicit_tls, id, conn_shutdown));
                 if let Err(e) = task.await
                     && e.is_panic()
                 {
@@ -97,7 +136,14 @@ impl ImapServer {
         }
     }
 
-    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool, id: u64) {
+    async fn serve(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        implicit_tls: bool,
+        id: u64,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let _ = tcp.set_nodelay(true);
         let stream: BoxedStream = if implicit_tls {
             let Some(acceptor) = self.tls.clone() else {
@@ -128,10 +174,11 @@ impl ImapServer {
             parser: Parser::new(self.cfg.max_literal_size),
             session,
             out: Vec::new(),
-            buf: vec![0u8; READ_CHUNK],
+            buf: vec![0u8; IDLE_READ_BUF],
             tls: self.tls.clone(),
             cfg: self.cfg.clone(),
             bucket: TokenBucket::new(self.cfg.commands_per_second),
+            shutdown,
         };
         match conn.run().await {
             Ok(()) | Err(ConnError::Closed) => {
@@ -154,6 +201,8 @@ struct Conn {
     tls: Option<TlsAcceptor>,
     cfg: Arc<ImapConfig>,
     bucket: TokenBucket,
+    /// Turns true when the server drains.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Conn {
@@ -176,6 +225,7 @@ impl Conn {
         })
         .await;
         self.out.clear();
+        self.out.shrink_to(KEPT_OUTPUT);
         match r {
             Ok(r) => Ok(r?),
             Err(_) => Err(ConnError::Timeout),
@@ -189,6 +239,7 @@ impl Conn {
             Ok(Ok(0)) => Err(ConnError::Closed),
             Ok(Ok(n)) => {
                 self.parser.feed(&self.buf[..n]);
+                self.grow_if_full(n);
                 Ok(())
             }
             Ok(Err(e)) => Err(e.into()),
@@ -207,6 +258,17 @@ impl Conn {
         self.flush().await?;
         loop {
             match self.parser.next_event() {
+                // Between commands (nothing half-read): a draining server says goodbye.
+                Event::NeedMoreData if self.parser.buffered() == 0 => {
+                    if *self.shutdown.borrow() {
+                        return self.bye_shutting_down().await;
+                    }
+                    let mut shutdown = self.shutdown.clone();
+                    tokio::select! {
+                        r = self.read_more() => r?,
+                        () = until_draining(&mut shutdown) => return self.bye_shutting_down().await,
+                    }
+                }
                 Event::NeedMoreData => self.read_more().await?,
                 Event::NeedLiteral {
                     non_sync: false, ..
@@ -229,6 +291,7 @@ impl Conn {
                     }
                     let next = self.session.handle(cmd, &mut self.out).await;
                     self.flush().await?;
+                    self.release_buffers();
                     match next {
                         Next::Continue => {}
                         Next::Logout => {
@@ -242,6 +305,28 @@ impl Conn {
                 }
             }
         }
+    }
+
+    async fn bye_shutting_down(&mut self) -> Result<(), ConnError> {
+        self.out.extend_from_slice(SHUTDOWN_BYE);
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+        Ok(())
+    }
+
+    /// A read that filled the buffer means more is coming: read bigger pieces.
+    fn grow_if_full(&mut self, n: usize) {
+        if n == self.buf.len() && self.buf.len() < READ_CHUNK {
+            self.buf.resize((self.buf.len() * 2).min(READ_CHUNK), 0);
+        }
+    }
+
+    /// Between commands: give back what a large command made the buffers grow to.
+    fn release_buffers(&mut self) {
+        if self.buf.len() > IDLE_READ_BUF && self.parser.buffered() == 0 {
+            self.buf = vec![0u8; IDLE_READ_BUF];
+        }
+        self.parser.release_memory();
     }
 
     async fn start_tls(&mut self) -> Result<(), ConnError> {
@@ -290,6 +375,7 @@ impl Conn {
     /// RFC 2177: report changes at once until `DONE`; end after the maximum duration.
     async fn idle(&mut self) -> Result<(), ConnError> {
         let deadline = tokio::time::Instant::now() + self.cfg.max_idle_duration;
+        let mut shutdown = self.shutdown.clone();
         loop {
             match self.parser.next_line() {
                 LineEvent::Line(line) => {
@@ -321,6 +407,11 @@ impl Conn {
                 _ = self.session.wait_for_change() => {
                     self.session.idle_update(&mut self.out).await;
                     self.flush().await?;
+                }
+                () = until_draining(&mut shutdown) => {
+                    self.out.extend_from_slice(SHUTDOWN_BYE);
+                    let _ = self.flush().await;
+                    return Err(ConnError::Closed);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     self.out.extend_from_slice(b"* BYE IDLE lasted too long; please reconnect\r\n");

@@ -3,7 +3,7 @@
 
 use crate::JmapServer;
 use crate::api::{self, RequestError, RequestLimits};
-use crate::{blob, ids, push, session};
+use crate::{blob, devices, ids, push, session};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -48,12 +48,39 @@ pub fn router(server: Arc<JmapServer>) -> Router {
 /// An RFC 7807 problem document response.
 pub fn problem(status: StatusCode, type_uri: &str, detail: &str) -> Response {
     let body = json!({ "type": type_uri, "status": status.as_u16(), "detail": detail });
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // RFC 9110 §10.2.3: tell clients when to come back instead of letting them hammer us.
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
+}
+
+/// `Retry-After` of a 503 (the store or auth backend is unavailable right now).
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// True when every method call failed with `serverUnavailable` (RFC 8620 §3.6.2): nothing
+/// took effect and the whole request is better answered with 503 + `Retry-After`.
+fn unavailable_throughout(response: &Value) -> bool {
+    let Some(calls) = response.get("methodResponses").and_then(Value::as_array) else {
+        return false;
+    };
+    !calls.is_empty()
+        && calls.iter().all(|call| {
+            call.get(0).and_then(Value::as_str) == Some("error")
+                && call
+                    .get(1)
+                    .and_then(|args| args.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("serverUnavailable")
+        })
 }
 
 fn request_problem(e: &RequestError) -> Response {
@@ -238,6 +265,13 @@ async fn api_handler(State(server): State<Arc<JmapServer>>, req: Request) -> Res
         Err(e) => return request_problem(&e),
     };
     let response = api::process(&server, principal.account, request).await;
+    if unavailable_throughout(&response) {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "urn:ietf:params:jmap:error:serverUnavailable",
+            "the mail store is unavailable right now; try again later",
+        );
+    }
     json_response(StatusCode::OK, &response)
 }
 
@@ -339,10 +373,16 @@ async fn download_handler(
 
 /// An OAuth 2.0 error response (RFC 6749 §5.2).
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    json_response(
+    let mut response = json_response(
         status,
         &json!({ "error": error, "error_description": description }),
-    )
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
 }
 
 /// Decodes `application/x-www-form-urlencoded` or a JSON object of strings.
@@ -400,15 +440,17 @@ fn issue_pair(server: &JmapServer, account: AccountId, sid: &str) -> Value {
     })
 }
 
-/// Issue 5 (web client): true when the account has no TOTP, or `code` is a valid TOTP or
-/// recovery code (`bulwark_auth::totp`, RFC 6238).
+/// Issue 5 (web client): true when no second factor is `required` (no TOTP, or an app
+/// password was used), or `code` is a valid TOTP or recovery code (`bulwark_auth::totp`,
+/// RFC 6238).
 async fn second_factor_ok(
     server: &JmapServer,
     account: AccountId,
+    required: bool,
     code: Option<&str>,
 ) -> Result<bool, bulwark_auth::totp::TotpError> {
     use bulwark_auth::totp;
-    if !totp::is_enabled(server.store.as_ref(), account).await? {
+    if !required {
         return Ok(true);
     }
     let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
@@ -416,6 +458,43 @@ async fn second_factor_ok(
     };
     let now = u64::try_from(now_unix()).unwrap_or(0);
     totp::verify(server.store.as_ref(), account, code, now).await
+}
+
+/// Lists a token-endpoint session in the account's devices (shared with the web client's
+/// device list, where revoking it revokes the session id). Sessions pushed out of the list
+/// by [`devices::MAX_SESSIONS`] are revoked. A store error only skips the listing.
+async fn record_device(
+    server: &JmapServer,
+    account: AccountId,
+    sid: &str,
+    headers: &HeaderMap,
+    remote: IpAddr,
+) {
+    let now = now_unix();
+    let expires_at = now.saturating_add(server.cfg.refresh_ttl_secs);
+    let record = devices::SessionRecord {
+        id: sid.to_string(),
+        created_at: now,
+        last_seen: now,
+        expires_at,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        ip: remote.to_string(),
+        via: devices::VIA_TOKEN_ENDPOINT.to_string(),
+    };
+    match devices::add(server.store.as_ref(), account, record, now).await {
+        Ok(evicted) => {
+            for old in evicted {
+                if let Err(e) = server.signer.revoke_session(&old.id, old.expires_at, now) {
+                    tracing::warn!(error = %e, "evicted session not revoked");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "token session not listed in devices"),
+    }
 }
 
 /// `POST /auth/token`: resource-owner password grant (RFC 6749 §4.3) and refresh (§6).
@@ -446,14 +525,28 @@ async fn token_handler(State(server): State<Arc<JmapServer>>, req: Request) -> R
                     "username and password are required",
                 );
             };
-            match server.auth.authenticate(user, password, remote).await {
+            match server
+                .auth
+                .authenticate_password(user, password, remote)
+                .await
+            {
                 // Two-factor (added for the web client, issue 5): an account with TOTP enabled
-                // must also send `totp` (a current code or a recovery code) in this grant.
-                Ok(account) => match second_factor_ok(&server, account.id, param("totp")).await {
-                    Ok(true) => json_response(
-                        StatusCode::OK,
-                        &issue_pair(&server, account.id, &new_session_id()),
-                    ),
+                // must also send `totp` (a current code or a recovery code) in this grant,
+                // unless the password was one of its app passwords.
+                Ok(verified) => match second_factor_ok(
+                    &server,
+                    verified.account.id,
+                    verified.second_factor_required,
+                    param("totp"),
+                )
+                .await
+                {
+                    Ok(true) => {
+                        let account = verified.account;
+                        let sid = new_session_id();
+                        record_device(&server, account.id, &sid, &headers, remote).await;
+                        json_response(StatusCode::OK, &issue_pair(&server, account.id, &sid))
+                    }
                     Ok(false) => {
                         server
                             .auth
@@ -496,11 +589,21 @@ async fn token_handler(State(server): State<Arc<JmapServer>>, req: Request) -> R
                     "refresh_token is required",
                 );
             };
-            match server.signer.verify(token, TokenKind::Refresh, now_unix()) {
-                Ok(claims) => json_response(
-                    StatusCode::OK,
-                    &issue_pair(&server, claims.account(), &claims.sid),
-                ),
+            let now = now_unix();
+            match server.signer.verify(token, TokenKind::Refresh, now) {
+                Ok(claims) => {
+                    let expires = now.saturating_add(server.cfg.refresh_ttl_secs);
+                    let store = server.store.as_ref();
+                    if let Err(e) =
+                        devices::touch(store, claims.account(), &claims.sid, expires, now).await
+                    {
+                        tracing::debug!(error = %e, "device last-seen not recorded");
+                    }
+                    json_response(
+                        StatusCode::OK,
+                        &issue_pair(&server, claims.account(), &claims.sid),
+                    )
+                }
                 Err(e) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", &e.to_string()),
             }
         }
@@ -548,6 +651,10 @@ async fn revoke_handler(State(server): State<Arc<JmapServer>>, req: Request) -> 
                 "temporarily_unavailable",
                 &e.to_string(),
             );
+        }
+        if let Err(e) = devices::remove(server.store.as_ref(), claims.account(), &claims.sid).await
+        {
+            tracing::debug!(error = %e, "device record not removed");
         }
     }
     StatusCode::OK.into_response()

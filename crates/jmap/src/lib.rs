@@ -13,10 +13,12 @@
 //!
 //! Layout: `http` (routes, auth, token endpoint), `session` (session resource), `api`
 //! (request parsing, dispatch, errors, result references), `mail/*` (RFC 8621 types),
-//! `submission`, `vacation`, `push` (EventSource + WebSocket).
+//! `submission`, `vacation`, `push` (EventSource + WebSocket), `devices` (the account's list of
+//! signed-in sessions, shared with the web client).
 
 pub mod api;
 mod blob;
+pub mod devices;
 mod http;
 mod identity;
 pub mod ids;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -48,7 +48,8 @@ pub fn retry_jitter(delay_secs: i64) -> i64 {
 /// The durable outbound delivery worker. Several nodes may run one each on a shared store:
 /// entries are leased before they are worked on.
 pub struct QueueWorker {
-    inner: Arc<Inner>,
+    /// Replaced as a whole by [`QueueWorker::set_config`]; a pass keeps the one it started with.
+    inner: std::sync::RwLock<Arc<Inner>>,
 }
 
 struct Inner {
@@ -62,6 +63,80 @@ struct Inner {
 
 impl QueueWorker {
     pub fn new(cfg: QueueConfig, store: Arc<dyn Store>, wakeup: Arc<Notify>) -> Arc<Self> {
+        Arc::new(QueueWorker {
+            inner: std::sync::RwLock::new(Arc::new(Inner::new(cfg, store, wakeup))),
+        })
+    }
+
+    /// The settings in use now.
+    fn inner(&self) -> Arc<Inner> {
+        match self.inner.read() {
+            Ok(inner) => inner.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The configuration in use now.
+    pub fn config(&self) -> QueueConfig {
+        self.inner().cfg.clone()
+    }
+
+    /// Applies a new configuration (relay, retry delays, …) from the next pass on; attempts
+    /// in flight finish with the old one. The lease owner (`node_id`) should not change.
+    pub fn set_config(&self, cfg: QueueConfig) {
+        let old = self.inner();
+        let next = Arc::new(Inner::new(cfg, old.store.clone(), old.wakeup.clone()));
+        match self.inner.write() {
+            Ok(mut inner) => *inner = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        old.wakeup.notify_one();
+    }
+
+    /// Runs forever: a pass over due entries, then sleep until the next is due (at most
+    /// [`MAX_IDLE`]) or the wake-up is notified (a new entry was enqueued).
+    pub async fn run(self: Arc<Self>) {
+        let (_never, stop) = watch::channel(false);
+        self.run_until(stop).await
+    }
+
+    /// Like [`run`](Self::run) until `stop` turns true: then no new entries are leased, the
+    /// pass in flight finishes (its outcomes written back) and this returns.
+    pub async fn run_until(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        info!(node = %self.inner().cfg.node_id, "outbound queue worker started");
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let inner = self.inner();
+            let leased = self.run_once().await;
+            if leased >= inner.cfg.batch_size.max(1) {
+                continue;
+            }
+            let idle = inner.time_until_next_due().await;
+            tokio::select! {
+                _ = inner.wakeup.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+                stopped = async { stop.wait_for(|stopped| *stopped).await.is_ok() } => {
+                    if !stopped {
+                        // The sender is gone without stopping: keep running.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        }
+        info!(node = %self.inner().cfg.node_id, "outbound queue worker stopped");
+    }
+
+    /// One pass: leases up to `batch_size` due entries, attempts them (`max_parallel` at a
+    /// time) and writes every outcome back. Returns how many entries were attempted.
+    pub async fn run_once(&self) -> usize {
+        self.inner().run_once().await
+    }
+}
+
+impl Inner {
+    fn new(cfg: QueueConfig, store: Arc<dyn Store>, wakeup: Arc<Notify>) -> Inner {
         let client = ClientSettings {
             hostname: cfg.hostname.clone(),
             connect_timeout: cfg.connect_timeout,
@@ -78,40 +153,18 @@ impl QueueWorker {
         {
             warn!("outbound queue: no DNS resolver, MX delivery will be retried: {e}");
         }
-        Arc::new(QueueWorker {
-            inner: Arc::new(Inner {
-                cfg,
-                store,
-                wakeup,
-                client,
-                resolver,
-            }),
-        })
-    }
-
-    /// Runs forever: a pass over due entries, then sleep until the next is due (at most
-    /// [`MAX_IDLE`]) or the wake-up is notified (a new entry was enqueued).
-    pub async fn run(self: Arc<Self>) {
-        info!(node = %self.inner.cfg.node_id, "outbound queue worker started");
-        loop {
-            let leased = self.run_once().await;
-            if leased >= self.inner.cfg.batch_size.max(1) {
-                continue;
-            }
-            let idle = self.inner.time_until_next_due().await;
-            tokio::select! {
-                _ = self.inner.wakeup.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
-            }
+        Inner {
+            cfg,
+            store,
+            wakeup,
+            client,
+            resolver,
         }
     }
 
-    /// One pass: leases up to `batch_size` due entries, attempts them (`max_parallel` at a
-    /// time) and writes every outcome back. Returns how many entries were attempted.
-    pub async fn run_once(&self) -> usize {
-        let cfg = &self.inner.cfg;
+    async fn run_once(self: Arc<Self>) -> usize {
+        let cfg = &self.cfg;
         let leased = match self
-            .inner
             .store
             .queue_lease_due(
                 now_unix(),
@@ -131,10 +184,15 @@ impl QueueWorker {
         let permits = Arc::new(Semaphore::new(cfg.max_parallel.max(1)));
         let mut tasks = JoinSet::new();
         for entry in leased {
+            // Only entries leased to us: another node's entry is never attempted here.
+            if entry.lease_owner.as_deref() != Some(cfg.node_id.as_str()) {
+                warn!(id = %entry.id, owner = ?entry.lease_owner, node = %cfg.node_id, "outbound queue: skipping an entry leased to another node");
+                continue;
+            }
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let inner = self.inner.clone();
+            let inner = self.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 inner.process(entry).await;
@@ -147,9 +205,7 @@ impl QueueWorker {
         }
         count
     }
-}
 
-impl Inner {
     async fn time_until_next_due(&self) -> Duration {
         let entries = match self.store.queue_list().await {
             Ok(entries) => entries,
@@ -242,9 +298,16 @@ impl Inner {
                 .saturating_add(retry_jitter(delay));
         }
         log_outcome(&entry);
-        if let Err(e) = self.store.queue_update(&entry).await {
-            // The lease runs out and another pass retries the entry.
-            warn!(id = %entry.id, "outbound queue: cannot write back the attempt: {e}");
+        match self.store.queue_update(&entry).await {
+            Ok(()) => {}
+            Err(e @ bulwark_store::StoreError::Invalid(_)) => {
+                // Our lease ran out and another node took the entry: its outcome counts.
+                warn!(id = %entry.id, node = %self.cfg.node_id, "outbound queue: lease lost, attempt not written back: {e}");
+            }
+            Err(e) => {
+                // The lease runs out and another pass retries the entry.
+                warn!(id = %entry.id, "outbound queue: cannot write back the attempt: {e}");
+            }
         }
     }
 

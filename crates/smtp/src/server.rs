@@ -9,15 +9,18 @@ use crate::session::{
 };
 use bulwark_auth::{Authenticator, LoginError};
 use bulwark_core::Recipient;
+use bulwark_core::spool::{
+    OfflineRecipient, PENDING_ACCOUNT, Spool, SpooledEnvelope, SpooledMessage,
+};
 use bulwark_net::{BoxedStream, ConnectionLimiter, TlsAcceptor};
-use bulwark_store::{NewQueued, Store, now_unix};
+use bulwark_store::{NewQueued, QueueId, Store, StoreError, now_unix};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 /// Settings of the SMTP listeners (one server instance serves all three kinds).
@@ -67,6 +70,15 @@ pub struct SmtpServer {
     queue_wakeup: Arc<Notify>,
     limiter: ConnectionLimiter,
     sessions: AtomicU64,
+    /// Where mail goes while the store is unavailable (see [`SmtpServer::set_spool`]).
+    spool: OnceLock<Arc<Spool>>,
+}
+
+/// Resolves once `shutdown` turns true; never if its sender is gone without draining.
+async fn until_draining(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|draining| *draining).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -91,14 +103,45 @@ impl SmtpServer {
             queue_wakeup,
             limiter,
             sessions: AtomicU64::new(0),
+            spool: OnceLock::new(),
         })
+    }
+
+    /// Accept mail into this local durable spool while the store is unavailable (without
+    /// one, such mail is refused with `451 4.3.0`). Set once, before serving.
+    pub fn set_spool(&self, spool: Arc<Spool>) {
+        if self.spool.set(spool).is_err() {
+            tracing::warn!("smtp: the spool was already set; keeping the first one");
+        }
     }
 
     /// Accept loop for one listener; runs until the task is dropped. Each connection is its
     /// own task; a panic in one is logged and does not affect others.
     pub async fn run(self: Arc<Self>, listener: TcpListener, kind: ListenerKind) {
+        let (_never, shutdown) = watch::channel(false);
+        self.run_until(listener, kind, shutdown).await
+    }
+
+    /// Connections open now, over all listeners (for a drain to wait on).
+    pub fn open_connections(&self) -> usize {
+        self.limiter.open_connections()
+    }
+
+    /// Like [`run`](Self::run) until `shutdown` turns true: then the listener is closed and
+    /// each session finishes its current transaction, then gets `421 4.3.2` (RFC 5321
+    /// §3.8); watch [`open_connections`](Self::open_connections) to see them end.
+    pub async fn run_until(
+        self: Arc<Self>,
+        listener: TcpListener,
+        kind: ListenerKind,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
-            let (tcp, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = until_draining(&mut shutdown) => return,
+            };
+            let (tcp, peer) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, ?kind, "smtp accept failed");
@@ -114,11 +157,12 @@ impl SmtpServer {
             let id = self.next_session_id();
             let server = self.clone();
             let task_id = id.clone();
+            let conn_shutdown = shutdown.clone();
             let span = tracing::info_span!("smtp", session = %id, %peer, ?kind);
             let handle = tokio::spawn(
                 async move {
                     let _guard = guard;
-                    server.serve(tcp, peer, kind, task_id).await;
+                    server.serve(tcp, peer, kind, task_id, conn_shutdown).await;
                 }
                 .instrument(span),
             );
@@ -137,7 +181,14 @@ impl SmtpServer {
         format!("{:08X}{:06X}", now_unix() as u32, n & 0xFF_FFFF)
     }
 
-    async fn serve(&self, tcp: TcpStream, peer: SocketAddr, kind: ListenerKind, id: String) {
+    async fn serve(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        kind: ListenerKind,
+        id: String,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let _ = tcp.set_nodelay(true);
         let mut stream: BoxedStream = Box::new(tcp);
         let mut tls = false;
@@ -204,7 +255,20 @@ impl SmtpServer {
             if let Some(wait) = budget.spend(session.take_command_count(), Instant::now()) {
                 tokio::time::sleep(wait).await;
             }
-            match tokio::time::timeout(self.cfg.idle_timeout, stream.read(&mut buf)).await {
+            // Draining: a session between transactions is told 421 and closed.
+            let idle_between_transactions = !session.in_transaction();
+            if idle_between_transactions && *shutdown.borrow() {
+                session.shutdown();
+                continue;
+            }
+            let read = tokio::select! {
+                r = tokio::time::timeout(self.cfg.idle_timeout, stream.read(&mut buf)) => r,
+                () = until_draining(&mut shutdown), if idle_between_transactions => {
+                    session.shutdown();
+                    continue;
+                }
+            };
+            match read {
                 Ok(Ok(0)) | Ok(Err(_)) => return,
                 Ok(Ok(n)) => session.feed(buf.get(..n).unwrap_or_default()),
                 Err(_) => {
@@ -274,6 +338,18 @@ impl SmtpServer {
             Ok(Recipient::Local(account)) => RecipientVerdict::Local(account),
             Ok(Recipient::UnknownUser) => RecipientVerdict::UnknownUser,
             Ok(Recipient::Remote) => RecipientVerdict::Remote,
+            Err(StoreError::Unavailable(e)) if let Some(spool) = self.spool.get() => {
+                spool.note_store_unavailable();
+                // Judged from the last known local domains; resolved fully at replay.
+                match spool.offline_recipient(address) {
+                    OfflineRecipient::LocalDomain => RecipientVerdict::Local(PENDING_ACCOUNT),
+                    OfflineRecipient::Remote => RecipientVerdict::Remote,
+                    OfflineRecipient::Unknown => {
+                        tracing::warn!(error = %e, rcpt = %address, "store unavailable and no known domain list");
+                        RecipientVerdict::TemporaryFailure
+                    }
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, rcpt = %address, "recipient lookup failed");
                 RecipientVerdict::TemporaryFailure
@@ -281,12 +357,62 @@ impl SmtpServer {
         }
     }
 
+    /// Stores the message (see [`Self::deliver_to_store`]); when the store is unavailable
+    /// (or a recipient was accepted during an outage), writes it to the local spool
+    /// instead. Either way it is durable before `Ok`.
+    async fn deliver(&self, d: Delivery) -> Result<(), String> {
+        let now = now_unix();
+        let spool = self.spool.get();
+        let unresolved = d
+            .local
+            .iter()
+            .any(|(_, account)| *account == PENDING_ACCOUNT);
+        let mut include_remote = true;
+        if !unresolved || spool.is_none() {
+            match self.deliver_to_store(&d, now).await {
+                Ok(()) => return Ok(()),
+                Err(failure) => match (&failure.error, spool) {
+                    (StoreError::Unavailable(_), Some(_)) => {
+                        // A remote copy that is queued (and could not be taken back) must
+                        // not be spooled a second time.
+                        include_remote = !failure.remote_queued;
+                    }
+                    _ => return Err(failure.error.to_string()),
+                },
+            }
+        }
+        let Some(spool) = spool else {
+            return Err("no spool for recipients accepted during a store outage".into());
+        };
+        spool.note_store_unavailable();
+        let message = spooled_message(&d, now, include_remote).map_err(|e| {
+            tracing::error!(id = %d.id, error = %e, "cannot spool the message");
+            e
+        })?;
+        match spool.put(&message).await {
+            Ok(()) => {
+                tracing::info!(
+                    id = %d.id,
+                    sender = %d.sender,
+                    local = d.local.len(),
+                    remote = message.envelope.remote.len(),
+                    size = d.body.len(),
+                    "message accepted into the spool (store unavailable)"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(id = %d.id, error = %e, "spooling failed");
+                Err(e.to_string())
+            }
+        }
+    }
+
     /// Queues remote recipients, then delivers locally; both durable before `Ok`. If local
     /// delivery fails after queueing, the queue entry is removed again so the client's retry
     /// does not send the remote copy twice.
-    async fn deliver(&self, d: Delivery) -> Result<(), String> {
-        let now = now_unix();
-        let mut queued = None;
+    async fn deliver_to_store(&self, d: &Delivery, now: i64) -> Result<(), StoreFailure> {
+        let mut queued: Option<QueueId> = None;
         if !d.remote.is_empty() {
             let entry = NewQueued {
                 sender: d.sender.clone(),
@@ -298,7 +424,10 @@ impl SmtpServer {
                 Ok(id) => queued = Some(id),
                 Err(e) => {
                     tracing::error!(id = %d.id, error = %e, "queueing failed");
-                    return Err(e.to_string());
+                    return Err(StoreFailure {
+                        error: e,
+                        remote_queued: false,
+                    });
                 }
             }
         }
@@ -309,12 +438,18 @@ impl SmtpServer {
                     .await
             {
                 tracing::error!(id = %d.id, error = %e, "local delivery failed");
+                let mut remote_queued = false;
                 if let Some(q) = queued
-                    && let Err(e) = self.store.queue_delete(q).await
+                    && let Err(undo) = self.store.queue_delete(q).await
                 {
-                    tracing::error!(id = %d.id, queue = %q, error = %e, "cannot undo queueing");
+                    tracing::error!(id = %d.id, queue = %q, error = %undo, "cannot undo queueing");
+                    remote_queued = true;
+                    self.queue_wakeup.notify_one();
                 }
-                return Err(e.to_string());
+                return Err(StoreFailure {
+                    error: e,
+                    remote_queued,
+                });
             }
         }
         if queued.is_some() {
@@ -332,6 +467,40 @@ impl SmtpServer {
     }
 }
 
+/// Why [`SmtpServer::deliver_to_store`] failed, and whether the remote copy stayed queued.
+struct StoreFailure {
+    error: StoreError,
+    remote_queued: bool,
+}
+
+/// The delivery as a spool entry: the trace fields are fixed now, so a replay stores the
+/// very bytes a direct delivery would have (and their hash identifies them).
+fn spooled_message(d: &Delivery, now: i64, include_remote: bool) -> Result<SpooledMessage, String> {
+    let head_of = |full: Vec<u8>| {
+        let head_len = full.len().saturating_sub(d.body.len());
+        String::from_utf8(full.get(..head_len).unwrap_or_default().to_vec())
+            .map_err(|_| "trace fields are not UTF-8".to_string())
+    };
+    let remote = if include_remote {
+        d.remote.clone()
+    } else {
+        Vec::new()
+    };
+    Ok(SpooledMessage {
+        envelope: SpooledEnvelope {
+            id: d.id.clone(),
+            sender: d.sender.clone(),
+            local: d.local.iter().map(|(address, _)| address.clone()).collect(),
+            // Also the carrier of DSNs for recipients unknown at replay.
+            relay_head: head_of(d.relay_message(now))?,
+            remote,
+            received_at: now,
+            local_head: head_of(d.local_message(now))?,
+        },
+        body: d.body.clone(),
+    })
+}
+
 /// Tells a client over the connection limit to come back later (not on implicit-TLS ports,
 /// where plaintext would only confuse the client's TLS stack).
 async fn refuse(mut tcp: TcpStream, kind: ListenerKind) {
@@ -345,3 +514,7 @@ async fn refuse(mut tcp: TcpStream, kind: ListenerKind) {
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "server_spool_tests.rs"]
+mod spool_tests;

@@ -319,6 +319,12 @@ impl Session {
         self.auth.is_some()
     }
 
+    /// A mail transaction is open (after MAIL, until its end), or an answer is awaited: a
+    /// draining server lets it finish before saying 421.
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some() || self.awaiting.is_some() || self.ready.is_some()
+    }
+
     /// Commands processed since the last call that count against the shell's rate limit: every
     /// command except the ones that move mail (see [`Command::moves_mail`]).
     pub fn take_command_count(&mut self) -> u32 {

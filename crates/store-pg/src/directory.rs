@@ -419,3 +419,62 @@ pub(crate) async fn setting_set(
     };
     Ok(())
 }
+
+// ---- global settings (shared by every node) ------------------------------------------
+
+pub(crate) async fn global_setting_get(tx: &mut Tx<'_>, key: &str) -> Result<Option<String>> {
+    let row = tx
+        .opt("SELECT value FROM global_settings WHERE key = $1", &[&key])
+        .await?;
+    row.map(|r| get(&r, 0)).transpose()
+}
+
+pub(crate) async fn global_setting_set(
+    tx: &mut Tx<'_>,
+    key: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    match value {
+        Some(value) => {
+            tx.exec(
+                "INSERT INTO global_settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .await?
+        }
+        None => {
+            tx.exec("DELETE FROM global_settings WHERE key = $1", &[&key])
+                .await?
+        }
+    };
+    Ok(())
+}
+
+/// Compare-and-set; `expected == None` inserts only if the key is absent. Atomic between
+/// nodes: the INSERT conflicts on the primary key, the UPDATE re-checks the row it locks.
+pub(crate) async fn global_setting_replace(
+    tx: &mut Tx<'_>,
+    key: &str,
+    expected: Option<&str>,
+    value: &str,
+) -> Result<bool> {
+    let changed = match expected {
+        None => {
+            tx.exec(
+                "INSERT INTO global_settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )
+            .await?
+        }
+        Some(old) => {
+            tx.exec(
+                "UPDATE global_settings SET value = $2 WHERE key = $1 AND value = $3",
+                &[&key, &value, &old],
+            )
+            .await?
+        }
+    };
+    Ok(changed == 1)
+}

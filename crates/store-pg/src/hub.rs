@@ -29,6 +29,8 @@ const ALL_MAILBOXES: &str = "*";
 /// Backoff between listener reconnect attempts.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Tries of the catch-up after a reconnect before the listener goes back to listening.
+const CATCH_UP_ATTEMPTS: u32 = 5;
 /// Notifications buffered between the connection task and the listener loop.
 const NOTIFY_BUFFER: usize = 1024;
 
@@ -206,9 +208,14 @@ pub(crate) async fn run_listener(
             }
             let mailboxes = match notice.mailboxes {
                 Some(list) => list,
-                None => all_mailboxes(&pool, notice.account)
-                    .await
-                    .unwrap_or_default(),
+                None => tokio::time::timeout(
+                    crate::pool::CALL_TIMEOUT,
+                    all_mailboxes(&pool, notice.account),
+                )
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default(),
             };
             hub.publish(StateChange {
                 account: notice.account,
@@ -229,8 +236,19 @@ pub(crate) async fn run_listener(
             }
         };
         tracing::info!("store-pg: change listener reconnected");
-        if let Err(e) = catch_up(&hub, &pool).await {
-            tracing::warn!(error = %e, "store-pg: catch-up after reconnect failed");
+        // Subscribers resync from what moved while we were deaf (each try bounded like any
+        // call; tried again while the database is still coming back).
+        let mut delay = RECONNECT_MIN;
+        for attempt in 1..=CATCH_UP_ATTEMPTS {
+            match tokio::time::timeout(crate::pool::CALL_TIMEOUT, catch_up(&hub, &pool)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, attempt, "store-pg: catch-up after reconnect failed")
+                }
+                Err(_) => tracing::warn!(attempt, "store-pg: catch-up after reconnect timed out"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RECONNECT_MAX);
         }
     }
 }

@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use bulwark_store::*;
 use directory::AccountColumn;
 use hub::Hub;
+pub use pool::{CALL_TIMEOUT, CONNECT_TIMEOUT, STATEMENT_TIMEOUT};
 use pool::{Notes, Pool, Tx};
 use std::future::Future;
 use std::sync::Arc;
@@ -287,6 +288,25 @@ impl Store for PgStore {
             .await)
     }
 
+    async fn global_setting_get(&self, key: &str) -> Result<Option<String>> {
+        read_tx!(self, |tx| directory::global_setting_get(tx, key).await)
+    }
+    async fn global_setting_set(&self, key: &str, value: Option<&str>) -> Result<()> {
+        write_tx!(self, |tx| directory::global_setting_set(tx, key, value)
+            .await)
+    }
+    async fn global_setting_replace(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool> {
+        write_tx!(self, |tx| directory::global_setting_replace(
+            tx, key, expected, value
+        )
+        .await)
+    }
+
     async fn mailbox_list(&self, account: AccountId) -> Result<Vec<Mailbox>> {
         read_tx!(self, |tx| mailboxes::mailbox_list(tx, account).await)
     }
@@ -366,6 +386,31 @@ impl Store for PgStore {
     ) -> Result<Vec<Uid>> {
         read_tx!(self, |tx| messages::expunged_since(
             tx, account, mailbox, since
+        )
+        .await)
+    }
+    async fn mailbox_delta(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        since: ModSeq,
+    ) -> Result<MailboxDelta> {
+        read_tx!(self, |tx| messages::mailbox_delta(
+            tx, account, mailbox, since
+        )
+        .await)
+    }
+    async fn blob_get_many(&self, hashes: &[BlobHash]) -> Result<Vec<Option<Vec<u8>>>> {
+        read_tx!(self, |tx| messages::blob_get_many(tx, hashes).await)
+    }
+    async fn message_summaries(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, EmailSummary)>> {
+        read_tx!(self, |tx| messages::message_summaries(
+            tx, account, mailbox, uids
         )
         .await)
     }

@@ -4,8 +4,8 @@ use crate::emails::parse_keywords;
 use crate::mailboxes::require_mailbox;
 use crate::pool::{Tx, get, get_modseq, get_u32, sql_modseq};
 use bulwark_store::{
-    AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxId, MessageMeta, ModSeq, Result,
-    StoreError, ThreadId, Uid,
+    AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxDelta, MailboxId, MessageMeta,
+    ModSeq, Result, StoreError, ThreadId, Uid,
 };
 use std::collections::HashMap;
 use tokio_postgres::Row;
@@ -165,4 +165,109 @@ pub(crate) async fn blob_get(tx: &mut Tx<'_>, hash: &BlobHash) -> Result<Option<
         .opt("SELECT data FROM blobs WHERE hash = $1", &[&hash.0])
         .await?;
     row.map(|r| get::<Vec<u8>>(&r, 0)).transpose()
+}
+
+fn meta_from_row(r: &Row) -> Result<MessageMeta> {
+    Ok(MessageMeta {
+        uid: Uid(get_u32(r, 0)?),
+        email: EmailId(get(r, 1)?),
+        thread: ThreadId(get(r, 2)?),
+        modseq: get_modseq(r, 3)?,
+        keywords: parse_keywords(get(r, 4)?),
+        size: get_u32(r, 5)?,
+        received_at: get(r, 6)?,
+        blob: BlobHash(get(r, 7)?),
+    })
+}
+
+/// Messages of the mailbox with a modseq above `since`, UIDs expunged after it, and the
+/// mailbox's HIGHESTMODSEQ (read first: per-account locks commit modseqs in order, so
+/// everything at or below it is visible to the later statements).
+pub(crate) async fn mailbox_delta(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    since: ModSeq,
+) -> Result<MailboxDelta> {
+    let highest_modseq = require_mailbox(tx, account, mailbox).await?.highest_modseq;
+    if highest_modseq <= since {
+        return Ok(MailboxDelta {
+            highest_modseq,
+            ..MailboxDelta::default()
+        });
+    }
+    let rows = tx
+        .query(
+            "SELECT m.uid, m.email, e.thread, GREATEST(m.modseq, e.kw_modseq), e.keywords, e.size,
+                    e.received_at, e.blob
+             FROM memberships m JOIN emails e ON e.id = m.email
+             WHERE m.mailbox = $1 AND (m.modseq > $2 OR e.kw_modseq > $2) ORDER BY m.uid",
+            &[&mailbox.0, &sql_modseq(since)],
+        )
+        .await?;
+    let changed = rows.iter().map(meta_from_row).collect::<Result<_>>()?;
+    let expunged = expunged_since(tx, account, mailbox, since).await?;
+    Ok(MailboxDelta {
+        highest_modseq,
+        changed,
+        expunged,
+    })
+}
+
+fn uid_params(uids: &[Uid]) -> Vec<i64> {
+    let mut v: Vec<i64> = uids.iter().map(|u| i64::from(u.0)).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Several blobs, in the order asked (`None` for unknown hashes), one query per chunk.
+pub(crate) async fn blob_get_many(
+    tx: &mut Tx<'_>,
+    hashes: &[BlobHash],
+) -> Result<Vec<Option<Vec<u8>>>> {
+    let mut found: HashMap<String, Vec<u8>> = HashMap::with_capacity(hashes.len());
+    for chunk in hashes.chunks(ANY_CHUNK) {
+        let keys: Vec<&str> = chunk.iter().map(|h| h.0.as_str()).collect();
+        let rows = tx
+            .query(
+                "SELECT hash, data FROM blobs WHERE hash = ANY($1)",
+                &[&keys],
+            )
+            .await?;
+        for r in &rows {
+            found.insert(get::<String>(r, 0)?, get::<Vec<u8>>(r, 1)?);
+        }
+    }
+    Ok(hashes.iter().map(|h| found.get(&h.0).cloned()).collect())
+}
+
+/// Stored summaries of the listed messages of one mailbox, ordered by UID.
+pub(crate) async fn message_summaries(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<(Uid, EmailSummary)>> {
+    require_mailbox(tx, account, mailbox).await?;
+    let mut out = Vec::with_capacity(uids.len());
+    for chunk in uid_params(uids).chunks(ANY_CHUNK) {
+        let chunk = chunk.to_vec();
+        let rows = tx
+            .query(
+                "SELECT m.uid, e.summary, e.id FROM memberships m JOIN emails e ON e.id = m.email
+                 WHERE m.mailbox = $1 AND m.uid = ANY($2) ORDER BY m.uid",
+                &[&mailbox.0, &chunk],
+            )
+            .await?;
+        for r in &rows {
+            let json: &str = get(r, 1)?;
+            let summary: EmailSummary = serde_json::from_str(json).map_err(|e| {
+                let id: i64 = get(r, 2).unwrap_or_default();
+                StoreError::Internal(format!("stored summary of email {id} is unreadable: {e}"))
+            })?;
+            out.push((Uid(get_u32(r, 0)?), summary));
+        }
+    }
+    Ok(out)
 }

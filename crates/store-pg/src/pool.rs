@@ -13,9 +13,13 @@ use tokio_postgres::{Client, Config, IsolationLevel, NoTls, Row, Statement, Tran
 /// Connections one store opens at most (the LISTEN connection not counted).
 pub(crate) const MAX_CONNECTIONS: usize = 8;
 /// How long opening a connection may take before the store counts as unreachable.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one store call (incl. waiting for a connection) may take.
-pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest one SQL statement may run on the server (`statement_timeout`): a statement stuck
+/// behind a lock or a stalled disk is cancelled and the call fails as unavailable.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(8);
+/// Longest one store call may take in total (waiting for a connection, connecting, every
+/// statement, retries): no caller ever waits longer; after it the call is `Unavailable`.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle time before TCP keepalive probes start (finds dead peers behind partitions).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
@@ -189,11 +193,14 @@ pub(crate) fn session_config(url: &str) -> Result<Config> {
         .parse()
         .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
     // Durable before acknowledged: COMMIT returns only after the WAL is flushed.
+    // Nothing hangs: the server cancels a statement that runs longer than STATEMENT_TIMEOUT.
+    let ours = format!(
+        "-c synchronous_commit=on -c statement_timeout={}",
+        STATEMENT_TIMEOUT.as_millis()
+    );
     let options = match config.get_options() {
-        Some(existing) if !existing.is_empty() => {
-            format!("{existing} -c synchronous_commit=on")
-        }
-        _ => "-c synchronous_commit=on".to_string(),
+        Some(existing) if !existing.is_empty() => format!("{existing} {ours}"),
+        _ => ours,
     };
     config
         .options(&options)

@@ -1,6 +1,13 @@
 //! The shared outbound queue. Several nodes lease from it at once: `FOR UPDATE SKIP LOCKED`
 //! hands each due entry to exactly one of them; a lease that is not released in time
 //! (a dead node) expires and the entry is due again.
+//!
+//! * **One clock**: lease times are on the database clock, so nodes whose clocks drift do
+//!   not steal each other's leases. A node's `now` is used as given while it is within
+//!   [`MAX_CLOCK_SKEW_SECS`] of the database's `now()`; beyond that it is shifted by the
+//!   measured skew (tests pass a future `now` on purpose; the shift keeps its offset).
+//! * **Only the holder writes back**: [`queue_update`] refuses an entry whose `lease_owner`
+//!   is not the current one (the lease expired and another node took it over).
 
 use crate::emails::put_blob;
 use crate::pool::{Tx, get, get_u32};
@@ -8,6 +15,28 @@ use bulwark_store::{
     BlobHash, NewQueued, QueueId, QueueRcpt, Queued, RcptStatus, Result, StoreError, now_unix,
 };
 use tokio_postgres::Row;
+
+/// How far a node's clock may be from the database clock before the database clock wins.
+pub(crate) const MAX_CLOCK_SKEW_SECS: i64 = 2;
+
+/// The database's transaction time in unix seconds.
+async fn db_now(tx: &mut Tx<'_>) -> Result<i64> {
+    let row = tx
+        .one("SELECT floor(extract(epoch FROM now()))::BIGINT", &[])
+        .await?;
+    get(&row, 0)
+}
+
+/// `requested` (a time the node computed from its clock `node_now`) moved onto the database
+/// clock when the two clocks are further apart than [`MAX_CLOCK_SKEW_SECS`].
+pub(crate) fn on_database_clock(requested: i64, node_now: i64, db_now: i64) -> i64 {
+    let skew = node_now.saturating_sub(db_now);
+    if skew.abs() > MAX_CLOCK_SKEW_SECS {
+        requested.saturating_sub(skew)
+    } else {
+        requested
+    }
+}
 
 fn queued_from_row(r: &Row) -> Result<Queued> {
     let id = QueueId(get(r, 0)?);
@@ -56,7 +85,7 @@ pub(crate) async fn queue_enqueue(tx: &mut Tx<'_>, msg: &NewQueued) -> Result<Qu
             last_error: None,
         })
         .collect();
-    let now = now_unix();
+    let now = db_now(tx).await?;
     let row = tx
         .one(
             "INSERT INTO queue (sender, recipients, blob, size, created_at, next_attempt, attempts,
@@ -109,6 +138,8 @@ pub(crate) async fn queue_lease_due(
     max: usize,
 ) -> Result<Vec<Queued>> {
     let limit = i64::try_from(max).unwrap_or(i64::MAX);
+    let database_now = db_now(tx).await?;
+    let now = on_database_clock(now, now_unix(), database_now);
     let rows = tx
         .query(
             "UPDATE queue SET lease_owner = $2, lease_until = $3
@@ -128,8 +159,23 @@ pub(crate) async fn queue_lease_due(
 }
 
 /// Writes back an attempt and releases the lease; deletes the entry once every recipient
-/// is final and any failure has been reported by a DSN.
+/// is final and any failure has been reported by a DSN. Refused when `entry.lease_owner`
+/// is not the current lease owner (`None` = not leased): a node whose lease expired and
+/// was taken over must not overwrite the new holder's work.
 pub(crate) async fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> {
+    let row = tx
+        .opt(
+            "SELECT lease_owner FROM queue WHERE id = $1 FOR UPDATE",
+            &[&entry.id.0],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound(format!("queue entry {}", entry.id)));
+    };
+    let current: Option<String> = get(&row, 0)?;
+    if current != entry.lease_owner {
+        return Err(bulwark_store::lease_lost(entry, current.as_deref()));
+    }
     let all_final = entry
         .recipients
         .iter()
@@ -165,8 +211,9 @@ pub(crate) async fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> 
 pub(crate) async fn queue_retry_now(tx: &mut Tx<'_>, id: QueueId) -> Result<()> {
     let n = tx
         .exec(
-            "UPDATE queue SET next_attempt = $2 WHERE id = $1",
-            &[&id.0, &now_unix()],
+            "UPDATE queue SET next_attempt = floor(extract(epoch FROM now()))::BIGINT
+             WHERE id = $1",
+            &[&id.0],
         )
         .await?;
     if n == 0 {
@@ -181,4 +228,27 @@ pub(crate) async fn queue_delete(tx: &mut Tx<'_>, id: QueueId) -> Result<()> {
         return Err(StoreError::NotFound(format!("queue entry {id}")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_clocks_keep_the_nodes_time() {
+        assert_eq!(on_database_clock(1_000, 1_000, 999), 1_000);
+        assert_eq!(
+            on_database_clock(5_000, 1_000, 1_002),
+            5_000,
+            "test offsets kept"
+        );
+    }
+
+    #[test]
+    fn skewed_node_clocks_move_onto_the_database_clock() {
+        // Node 60 s ahead: its "now" is the database's now.
+        assert_eq!(on_database_clock(1_060, 1_060, 1_000), 1_000);
+        // Node 30 s behind, asking for a time 10 s after its now.
+        assert_eq!(on_database_clock(980, 970, 1_000), 1_010);
+    }
 }

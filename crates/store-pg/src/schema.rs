@@ -11,7 +11,7 @@ use crate::pool::{Pool, get};
 use bulwark_store::{Result, StoreError};
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 /// The oldest code schema version that can run against what this code writes.
 const COMPATIBLE_FROM: i64 = 1;
 /// Advisory lock key serialising migrations ("bulwark" + 1).
@@ -138,15 +138,26 @@ CREATE TABLE IF NOT EXISTS account_settings (
 );
 "#;
 
+/// Version 3: settings shared by every node (the token signing key set, …). Additive.
+const V3: &str = r#"
+CREATE TABLE IF NOT EXISTS global_settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`. Each must be
 /// idempotent and, for online upgrades, additive (old code keeps working on the result).
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Creates or upgrades the schema in one transaction under the migration lock.
 pub(crate) async fn migrate(pool: &std::sync::Arc<Pool>) -> Result<()> {
     let mut pooled = pool.get().await?;
     let outcome = async {
         let mut tx = pooled.begin(false).await?;
+        // Waiting for another node's migration and building indexes may take longer than
+        // an ordinary statement is allowed to.
+        tx.batch("SET LOCAL statement_timeout = 0").await?;
         tx.exec("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
         tx.exec(

@@ -5,9 +5,11 @@
 //! fresh one ([`conformance_tests!`](crate::conformance_tests) makes one `#[tokio::test]` per
 //! check).
 
+mod delta;
 mod log;
 mod mail;
 
+pub use delta::*;
 pub use log::*;
 pub use mail::*;
 
@@ -38,6 +40,7 @@ macro_rules! conformance_tests {
             domains_accounts_and_aliases,
             app_passwords_round_trip,
             account_settings_round_trip,
+            global_settings_round_trip_and_compare_and_set,
             mailbox_create_rename_delete,
             uid_validity_is_never_reused,
             append_assigns_increasing_uids,
@@ -52,6 +55,8 @@ macro_rules! conformance_tests {
             queue_lease_and_update,
             subscribe_receives_state_change,
             concurrent_appends_get_distinct_uids,
+            mailbox_delta_reports_new_changed_and_expunged,
+            blobs_and_summaries_in_batches,
         );
     };
 }
@@ -61,6 +66,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     domains_accounts_and_aliases(store.clone()).await;
     app_passwords_round_trip(store.clone()).await;
     account_settings_round_trip(store.clone()).await;
+    global_settings_round_trip_and_compare_and_set(store.clone()).await;
     mailbox_create_rename_delete(store.clone()).await;
     uid_validity_is_never_reused(store.clone()).await;
     append_assigns_increasing_uids(store.clone()).await;
@@ -74,7 +80,9 @@ pub async fn run_all(store: Arc<dyn Store>) {
     replies_join_the_thread(store.clone()).await;
     queue_lease_and_update(store.clone()).await;
     subscribe_receives_state_change(store.clone()).await;
-    concurrent_appends_get_distinct_uids(store).await;
+    concurrent_appends_get_distinct_uids(store.clone()).await;
+    mailbox_delta_reports_new_changed_and_expunged(store.clone()).await;
+    blobs_and_summaries_in_batches(store).await;
 }
 
 // ---- helpers ---------------------------------------------------------------------------
@@ -432,6 +440,60 @@ pub async fn account_settings_round_trip(store: Arc<dyn Store>) {
             .await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+pub async fn global_settings_round_trip_and_compare_and_set(store: Arc<dyn Store>) {
+    // A key no other check or run uses (the store may be shared and long-lived).
+    let key = format!("test-{}", unique_domain());
+    assert_eq!(store.global_setting_get(&key).await.expect("get"), None);
+    assert!(
+        store
+            .global_setting_replace(&key, None, "v1")
+            .await
+            .expect("insert if absent")
+    );
+    assert!(
+        !store
+            .global_setting_replace(&key, None, "other")
+            .await
+            .expect("second insert loses"),
+        "insert-if-absent must not overwrite"
+    );
+    assert!(
+        !store
+            .global_setting_replace(&key, Some("stale"), "other")
+            .await
+            .expect("stale compare"),
+        "compare-and-set with a stale value must not write"
+    );
+    assert!(
+        store
+            .global_setting_replace(&key, Some("v1"), "v2")
+            .await
+            .expect("compare-and-set")
+    );
+    assert_eq!(
+        store
+            .global_setting_get(&key)
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("v2")
+    );
+    store
+        .global_setting_set(&key, Some("v3"))
+        .await
+        .expect("set");
+    assert_eq!(
+        store
+            .global_setting_get(&key)
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("v3")
+    );
+    store.global_setting_set(&key, None).await.expect("delete");
+    assert_eq!(store.global_setting_get(&key).await.expect("get"), None);
 }
 
 // ---- mailboxes -------------------------------------------------------------------------

@@ -53,6 +53,17 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// The error of [`Store::queue_update`] by a node that no longer holds the entry's lease
+/// (`holder` holds it now, or nobody).
+pub fn lease_lost(entry: &Queued, holder: Option<&str>) -> StoreError {
+    StoreError::Invalid(format!(
+        "queue entry {} is leased by {}, not {}: the lease expired and was taken over",
+        entry.id,
+        holder.unwrap_or("nobody"),
+        entry.lease_owner.as_deref().unwrap_or("nobody"),
+    ))
+}
+
 /// The one storage trait. Every protocol reads and writes through it (via `bulwark-core`).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -99,6 +110,20 @@ pub trait Store: Send + Sync + 'static {
     /// `vacation`, `identities`. `None` deletes. Deleted with the account.
     async fn setting_get(&self, account: AccountId, key: &str) -> Result<Option<String>>;
     async fn setting_set(&self, account: AccountId, key: &str, value: Option<&str>) -> Result<()>;
+
+    /// Settings shared by every node, not tied to an account (e.g. `token-keys`, the token
+    /// signing key set). Opaque strings (JSON by convention). `None` deletes.
+    async fn global_setting_get(&self, key: &str) -> Result<Option<String>>;
+    async fn global_setting_set(&self, key: &str, value: Option<&str>) -> Result<()>;
+    /// Compare-and-set: writes `value` only if the current value equals `expected` (`None`:
+    /// the key is absent, i.e. insert-if-absent). Returns whether it wrote. Atomic between
+    /// nodes, so concurrent writers never lose each other's update silently.
+    async fn global_setting_replace(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool>;
 
     // ---- mailboxes ------------------------------------------------------------------
     async fn mailbox_list(&self, account: AccountId) -> Result<Vec<Mailbox>>;
@@ -152,6 +177,90 @@ pub trait Store: Send + Sync + 'static {
         since: ModSeq,
     ) -> Result<Vec<Uid>>;
     async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>>;
+    /// What changed in the mailbox after `since` (messages with a greater modseq, UIDs
+    /// expunged after it, its HIGHESTMODSEQ): IMAP's incremental resync of a selected mailbox.
+    /// The default reads the whole listing; backends answer from their indexes.
+    async fn mailbox_delta(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        since: ModSeq,
+    ) -> Result<MailboxDelta> {
+        let highest_modseq = self
+            .mailbox_get(account, mailbox)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?
+            .highest_modseq;
+        let mut changed = self.mailbox_messages(account, mailbox).await?;
+        changed.retain(|m| m.modseq > since);
+        let expunged = self.expunged_since(account, mailbox, since).await?;
+        Ok(MailboxDelta {
+            highest_modseq,
+            changed,
+            expunged,
+        })
+    }
+    /// Raw content of the messages with these UIDs in the mailbox, ordered by UID; UIDs not
+    /// in the mailbox are left out. IMAP reads by blob hash ([`Store::blob_get_many`]) so
+    /// that a message another session expunged can still be fetched; this stays for callers
+    /// that only know UIDs.
+    async fn message_contents(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, Vec<u8>)>> {
+        let wanted: std::collections::HashSet<Uid> = uids.iter().copied().collect();
+        let metas: Vec<MessageMeta> = self
+            .mailbox_messages(account, mailbox)
+            .await?
+            .into_iter()
+            .filter(|m| wanted.contains(&m.uid))
+            .collect();
+        let hashes: Vec<BlobHash> = metas.iter().map(|m| m.blob.clone()).collect();
+        let blobs = self.blob_get_many(&hashes).await?;
+        Ok(metas
+            .iter()
+            .zip(blobs)
+            .filter_map(|(m, raw)| Some((m.uid, raw?)))
+            .collect())
+    }
+    /// Several blobs in one read, in the order asked (`None` for unknown hashes): IMAP
+    /// FETCH/SEARCH read message content in batches. The default reads blob by blob.
+    async fn blob_get_many(&self, hashes: &[BlobHash]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            out.push(self.blob_get(hash).await?);
+        }
+        Ok(out)
+    }
+    /// The stored [`EmailSummary`] of the messages with these UIDs, ordered by UID; UIDs not
+    /// in the mailbox are left out (IMAP SEARCH FROM/SUBJECT/… without reading blobs).
+    async fn message_summaries(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, EmailSummary)>> {
+        let wanted: std::collections::HashSet<Uid> = uids.iter().copied().collect();
+        let metas: Vec<MessageMeta> = self
+            .mailbox_messages(account, mailbox)
+            .await?
+            .into_iter()
+            .filter(|m| wanted.contains(&m.uid))
+            .collect();
+        let ids: Vec<EmailId> = metas.iter().map(|m| m.email).collect();
+        let mut summaries: std::collections::HashMap<EmailId, EmailSummary> = self
+            .email_get(account, &ids)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e.summary))
+            .collect();
+        Ok(metas
+            .iter()
+            .filter_map(|m| Some((m.uid, summaries.remove(&m.email)?)))
+            .collect())
+    }
     /// All emails of the account (for JMAP queries), ordered by received_at descending.
     async fn email_list(&self, account: AccountId) -> Result<Vec<Email>>;
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>>;
@@ -217,6 +326,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Queued>>;
     /// Writes back an entry after a delivery attempt (recipient states, next attempt,
     /// attempts, releases the lease). Entries whose recipients are all final are deleted.
+    ///
+    /// Only the lease holder may write: the stored `lease_owner` must equal
+    /// `entry.lease_owner` (both `None` for an entry nobody leases, e.g. `queue get` then
+    /// postpone). A stale holder — its lease expired and another node leased the entry —
+    /// gets [`StoreError::Invalid`] (see [`lease_lost`]) and nothing is written, so the entry
+    /// is delivered by one node only. A vanished entry gives [`StoreError::NotFound`].
     async fn queue_update(&self, entry: &Queued) -> Result<()>;
     /// Makes the entry due now (`bulwark queue retry`).
     async fn queue_retry_now(&self, id: QueueId) -> Result<()>;

@@ -222,6 +222,19 @@ pub struct MessageMeta {
     pub blob: BlobHash,
 }
 
+/// What changed in one mailbox after a modseq (IMAP incremental resync, RFC 7162 §3.2.5).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MailboxDelta {
+    /// The mailbox's HIGHESTMODSEQ, read before the lists below (so a later delta from it
+    /// misses nothing; it may repeat a change).
+    pub highest_modseq: ModSeq,
+    /// Messages whose modseq is greater than the one asked for (new or keywords changed),
+    /// ordered by UID.
+    pub changed: Vec<MessageMeta>,
+    /// UIDs expunged after the modseq asked for, ascending.
+    pub expunged: Vec<Uid>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
     pub id: EmailId,

@@ -34,6 +34,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// Idle read connections kept open (above this, every extra concurrent reader would open and
 /// close a connection per query: with 200 IMAP clients that churn cost more than the reads).
+/// It is also the most reads run at once: further reads wait for a connection to come back.
 const MAX_IDLE_READERS: usize = 32;
 /// SQLite page cache per connection, in KiB (negative `cache_size` means KiB).
 const CACHE_KIB: i64 = 16 * 1024;
@@ -83,6 +84,8 @@ fn configure(conn: &Connection) -> Result<()> {
 struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// At most [`MAX_IDLE_READERS`] reads at once, so no read opens a throw-away connection.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ReadPool {
@@ -163,6 +166,7 @@ impl SqliteStore {
         let readers = Arc::new(ReadPool {
             path: path.clone(),
             idle: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_IDLE_READERS)),
         });
         Ok(Arc::new(SqliteStore {
             jobs,
@@ -200,7 +204,14 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let pool = self.readers.clone();
+        let slot = pool
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's readers are closed".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let conn = pool.take()?;
             let result = {
                 let snapshot = conn.unchecked_transaction().map_err(db_err)?;
@@ -347,6 +358,32 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn global_setting_get(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.read(move |c| directory::global_setting_get(c, &key))
+            .await
+    }
+    async fn global_setting_set(&self, key: &str, value: Option<&str>) -> Result<()> {
+        let key = key.to_string();
+        let value = value.map(str::to_string);
+        self.write(move |tx| directory::global_setting_set(tx, &key, value.as_deref()))
+            .await
+    }
+    async fn global_setting_replace(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool> {
+        let key = key.to_string();
+        let expected = expected.map(str::to_string);
+        let value = value.to_string();
+        self.write(move |tx| {
+            directory::global_setting_replace(tx, &key, expected.as_deref(), &value)
+        })
+        .await
+    }
+
     async fn mailbox_list(&self, account: AccountId) -> Result<Vec<Mailbox>> {
         self.read(move |c| mailboxes::mailbox_list(c, account))
             .await
@@ -424,6 +461,30 @@ impl Store for SqliteStore {
         since: ModSeq,
     ) -> Result<Vec<Uid>> {
         self.read(move |c| messages::expunged_since(c, account, mailbox, since))
+            .await
+    }
+    async fn mailbox_delta(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        since: ModSeq,
+    ) -> Result<MailboxDelta> {
+        self.read(move |c| messages::mailbox_delta(c, account, mailbox, since))
+            .await
+    }
+    async fn blob_get_many(&self, hashes: &[BlobHash]) -> Result<Vec<Option<Vec<u8>>>> {
+        let hashes = hashes.to_vec();
+        self.read(move |c| messages::blob_get_many(c, &hashes))
+            .await
+    }
+    async fn message_summaries(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, EmailSummary)>> {
+        let uids = uids.to_vec();
+        self.read(move |c| messages::message_summaries(c, account, mailbox, &uids))
             .await
     }
     async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>> {

@@ -268,6 +268,7 @@ async fn login(State(state): State<WebState>, req: Request) -> ApiResult {
         expires_at: now + REFRESH_TTL_SECS,
         user_agent,
         ip: remote.to_string(),
+        via: sessions::VIA_WEB.to_string(),
     };
     match sessions::add(state.store.as_ref(), account.id, record, now).await {
         Ok(evicted) => {

@@ -442,3 +442,136 @@ async fn login_with_unknown_user_is_refused_like_a_wrong_password() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// The web router merged with the JMAP router over the same store and signer, as in `serve`.
+async fn fixture_with_jmap() -> Fixture {
+    let f = fixture().await;
+    let auth = Arc::new(Authenticator::new(
+        f.store.clone(),
+        ThrottleConfig::default(),
+    ));
+    let signer = Arc::new(TokenSigner::ephemeral());
+    let jmap = bulwark_jmap::JmapServer::new(
+        bulwark_jmap::JmapConfig::default(),
+        f.store.clone(),
+        auth.clone(),
+        signer.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let app = jmap.router().merge(router(f.store.clone(), auth, signer));
+    Fixture { app, ..f }
+}
+
+async fn jmap_status(app: &Router, access: &str) -> StatusCode {
+    raw(app, "GET", "/.well-known/jmap", Some(access), None)
+        .await
+        .0
+}
+
+#[tokio::test]
+async fn jmap_token_grants_are_listed_as_devices_and_revoking_one_stops_its_tokens() {
+    let f = fixture_with_jmap().await;
+    let web = sign_in(&f.app).await;
+    let web_access = web["access_token"].as_str().unwrap();
+    let (status, grant) = call(
+        &f.app,
+        "POST",
+        "/auth/token",
+        None,
+        Some(
+            json!({ "grant_type": "password", "username": "alice@example.test",
+            "password": "correct horse" }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{grant}");
+    let jmap_access = grant["access_token"].as_str().unwrap();
+    assert_eq!(jmap_status(&f.app, jmap_access).await, StatusCode::OK);
+
+    let (_, list) = call(
+        &f.app,
+        "GET",
+        "/api/account/sessions",
+        Some(web_access),
+        None,
+    )
+    .await;
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let jmap_device = list
+        .iter()
+        .find(|s| s["via"] == sessions::VIA_TOKEN_ENDPOINT)
+        .expect("the token grant is listed");
+    assert_eq!(jmap_device["current"], false);
+    assert!(list.iter().any(|s| s["via"] == sessions::VIA_WEB));
+
+    let uri = format!(
+        "/api/account/sessions/{}",
+        jmap_device["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        call(&f.app, "DELETE", &uri, Some(web_access), None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        jmap_status(&f.app, jmap_access).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = call(
+        &f.app,
+        "POST",
+        "/auth/token",
+        None,
+        Some(json!({ "grant_type": "refresh_token", "refresh_token": grant["refresh_token"] })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    // The web session itself is untouched and the list now holds only it.
+    let (_, list) = call(
+        &f.app,
+        "GET",
+        "/api/account/sessions",
+        Some(web_access),
+        None,
+    )
+    .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn jmap_revoke_endpoint_removes_the_device_from_the_list() {
+    let f = fixture_with_jmap().await;
+    sign_in(&f.app).await;
+    let (_, grant) = call(
+        &f.app,
+        "POST",
+        "/auth/token",
+        None,
+        Some(
+            json!({ "grant_type": "password", "username": "alice@example.test",
+            "password": "correct horse" }),
+        ),
+    )
+    .await;
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/auth/revoke",
+        None,
+        Some(json!({ "token": grant["access_token"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let alice = f
+        .store
+        .account_by_address("alice@example.test")
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = sessions::list(f.store.as_ref(), alice.id).await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].via, sessions::VIA_WEB);
+}

@@ -183,11 +183,33 @@ pub struct Auth {
     pub account_delay: Duration,
     pub account_max_failures: u32,
     pub account_lockout: Duration,
+    pub offline_cache_max_age: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     pub level: String,
+}
+
+/// Where accounts and mail live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// The embedded SQLite store in `data_dir` (the default).
+    Embedded,
+    /// A shared PostgreSQL database (`postgres://…`).
+    Postgres(String),
+}
+
+impl StoreBackend {
+    /// For logs and `bulwark status`: `embedded (DIR)` or the URL without its password.
+    pub fn describe(&self, data_dir: &Path) -> String {
+        match self {
+            StoreBackend::Embedded => format!("embedded SQLite in {}", data_dir.display()),
+            StoreBackend::Postgres(url) => {
+                format!("PostgreSQL {}", values::redact_store_url(url))
+            }
+        }
+    }
 }
 
 /// A validated configuration with defaults applied and paths made absolute.
@@ -197,6 +219,12 @@ pub struct Config {
     pub source: PathBuf,
     pub hostname: String,
     pub data_dir: PathBuf,
+    pub store: StoreBackend,
+    /// This node's name (queue lease owner); `node_id`, else derived from the machine and
+    /// `data_dir`.
+    pub node_id: String,
+    /// How long a drain waits for sessions to end before exiting.
+    pub drain_timeout: Duration,
     pub listen: Listen,
     pub tls: Tls,
     pub outbound: Outbound,
@@ -217,6 +245,21 @@ impl Config {
             path: shown,
             problems,
         })
+    }
+
+    /// The data directory named by `path`, even when other keys are invalid (so the command
+    /// line can find a running server to tell about a broken file).
+    pub fn data_dir_of(path: &Path) -> Option<PathBuf> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let (values, _) = read::read(&text);
+        // A TOML syntax error leaves no values: then look for the line itself.
+        let dir = match values.get("data_dir").map(|e| &e.value) {
+            Some(Parsed::Text(dir)) => Some(dir.clone()),
+            _ => None,
+        }
+        .or_else(|| data_dir_line(&text))
+        .unwrap_or_else(|| "./bulwark-data".into());
+        Some(normalize(&config_dir(path).join(dir)))
     }
 
     /// Validates `text` as if read from `path` (relative paths resolve against its directory).
@@ -255,6 +298,14 @@ impl Config {
                 .unwrap_or_else(|| "./bulwark-data".into()),
         );
         let data_dir = normalize(&data_dir);
+        let store = match v.text("store") {
+            Some(url) => StoreBackend::Postgres(url),
+            None => StoreBackend::Embedded,
+        };
+        let node_id = v.text("node_id").unwrap_or_else(|| {
+            let machine = values::machine_hostname().unwrap_or_else(|| hostname.clone());
+            values::default_node_id(&machine, &data_dir)
+        });
         let listen = Listen {
             smtp: v.addr("listen.smtp"),
             submission: v.addr("listen.submission"),
@@ -289,6 +340,7 @@ impl Config {
             account_delay: v.duration("auth.account_delay"),
             account_max_failures: saturating_u32(v.int("auth.account_max_failures")),
             account_lockout: v.duration("auth.account_lockout"),
+            offline_cache_max_age: v.duration("auth.offline_cache_max_age"),
         };
         let log = Log {
             level: v.text("log.level").unwrap_or_else(|| "info".into()),
@@ -297,6 +349,9 @@ impl Config {
             source: source.to_path_buf(),
             hostname,
             data_dir,
+            store,
+            node_id,
+            drain_timeout: v.duration("drain_timeout"),
             listen,
             tls,
             outbound,
@@ -493,6 +548,20 @@ fn config_dir(config_file: &Path) -> PathBuf {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
+}
+
+/// `data_dir = "…"` found line by line (for a file that is not valid TOML).
+fn data_dir_line(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        if key.trim() != "data_dir" {
+            return None;
+        }
+        let value = value.trim();
+        let quote = value.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+        let inner = &value[1..];
+        inner.find(quote).map(|end| inner[..end].to_string())
+    })
 }
 
 /// Removes `.` components (`/etc/bulwark/./data` → `/etc/bulwark/data`) for readable messages.

@@ -141,6 +141,12 @@ fn parse_item(kind: Kind, item: &Item) -> Result<Parsed, String> {
         (Kind::Path, Value::String(s)) => Ok(Parsed::Text(s.value().to_string())),
         (Kind::Listen, Value::String(s)) => values::parse_listen(s.value()).map(Parsed::Addr),
         (Kind::Relay, Value::String(s)) => values::parse_relay(s.value()).map(Parsed::Text),
+        (Kind::StoreUrl, Value::String(s)) => {
+            values::parse_store_url(s.value()).map(|()| Parsed::Text(s.value().trim().to_string()))
+        }
+        (Kind::NodeId, Value::String(s)) => {
+            values::check_node_id(s.value()).map(|()| Parsed::Text(s.value().to_string()))
+        }
         (Kind::LogFilter, Value::String(s)) => {
             check_log_filter(s.value()).map(|()| Parsed::Text(s.value().to_string()))
         }

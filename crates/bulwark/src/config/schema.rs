@@ -21,6 +21,10 @@ pub enum Kind {
     Bool,
     /// A tracing filter: a level (`info`) or directives (`info,bulwark_smtp=debug`).
     LogFilter,
+    /// Where the mail lives: a `postgres://user@host:port/db` URL.
+    StoreUrl,
+    /// A node name: letters, digits, `.`, `_`, `-`.
+    NodeId,
 }
 
 impl Kind {
@@ -38,6 +42,10 @@ impl Kind {
             Kind::Count => "a positive integer",
             Kind::Bool => "true or false",
             Kind::LogFilter => "a log level string like \"info\" or \"info,bulwark_smtp=debug\"",
+            Kind::StoreUrl => {
+                "a URL string like \"postgres://bulwark@db.example.com:5432/bulwark\""
+            }
+            Kind::NodeId => "a node name string like \"mail-1\"",
         }
     }
 }
@@ -94,6 +102,27 @@ pub const KEYS: &[KeyDef] = &[
         Path,
         "\"./bulwark-data\"",
         "Where the database, messages and the generated certificate live. Relative to the config file's directory."
+    ),
+    key!(
+        "",
+        "store",
+        StoreUrl,
+        "",
+        "Where accounts and mail live. Unset: the embedded SQLite store in `data_dir`. `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`: a shared PostgreSQL, so several nodes can serve the same mail (each keeps its own `data_dir` for TLS and spool files)."
+    ),
+    key!(
+        "",
+        "node_id",
+        NodeId,
+        "",
+        "This node's name among several sharing one store (queue leases, logs, `bulwark status`). Unset: the machine's host name plus a suffix derived from `data_dir`, stable across restarts. `--node-id` overrides it."
+    ),
+    key!(
+        "",
+        "drain_timeout",
+        Duration,
+        "\"30s\"",
+        "On SIGTERM or `bulwark node drain`: how long open sessions may take to finish before the server exits anyway."
     ),
     key!(
         "listen",
@@ -265,6 +294,13 @@ pub const KEYS: &[KeyDef] = &[
         "How long an account refuses logins after `account_max_failures`; short, so an attacker cannot lock the real user out for long."
     ),
     key!(
+        "auth",
+        "offline_cache_max_age",
+        Duration,
+        "\"7d\"",
+        "While the account store is unreachable, password logins are checked against a local, encrypted cache of successful logins no older than this (\"0s\" turns the cache off)."
+    ),
+    key!(
         "log",
         "level",
         LogFilter,
@@ -347,5 +383,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Count => "integer",
         Kind::Bool => "boolean",
         Kind::LogFilter => "log filter",
+        Kind::StoreUrl => "URL",
+        Kind::NodeId => "node name",
     }
 }

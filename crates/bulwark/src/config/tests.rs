@@ -366,3 +366,52 @@ fn example_config_mentions_every_key_and_is_valid() {
         .unwrap_or_default();
     assert_eq!(problems, vec![]);
 }
+
+#[test]
+fn data_dir_is_found_even_in_a_broken_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bulwark.toml");
+    std::fs::write(
+        &path,
+        "hostname = \"a.test\"\ndata_dir = \"/srv/mail\"\n[limits]\n[limits]\n",
+    )
+    .expect("write");
+    assert_eq!(Config::data_dir_of(&path), Some(PathBuf::from("/srv/mail")));
+    std::fs::write(
+        &path,
+        "hostname = \"a.test\"\ndata_dir = 'rel'\nbad = = 1\n",
+    )
+    .expect("write");
+    assert_eq!(Config::data_dir_of(&path), Some(dir.path().join("rel")));
+}
+
+#[test]
+fn store_node_id_and_drain_timeout_are_read_and_checked() {
+    let path = Path::new("/tmp/x/bulwark.toml");
+    let c = Config::parse(
+        "store = \"postgres://u@db.test:5432/mail\"\nnode_id = \"mail-1\"\ndrain_timeout = \"7s\"\nhostname = \"a.test\"\n",
+        path,
+    )
+    .expect("valid");
+    assert_eq!(
+        c.store,
+        StoreBackend::Postgres("postgres://u@db.test:5432/mail".into())
+    );
+    assert_eq!(c.node_id, "mail-1");
+    assert_eq!(c.drain_timeout, Duration::from_secs(7));
+    let defaults = Config::parse("hostname = \"a.test\"\n", path).expect("valid");
+    assert_eq!(defaults.store, StoreBackend::Embedded);
+    assert_eq!(defaults.drain_timeout, Duration::from_secs(30));
+    assert!(
+        values::check_node_id(&defaults.node_id).is_ok(),
+        "{}",
+        defaults.node_id
+    );
+    let problems = Config::parse(
+        "hostname = \"a.test\"\nstore = \"mysql://u@h/db\"\nnode_id = \"a b\"\n",
+        path,
+    )
+    .expect_err("invalid");
+    let keys: Vec<_> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(keys, vec![("store", Some(2)), ("node_id", Some(3))]);
+}

@@ -124,9 +124,232 @@ pub fn parse_relay(text: &str) -> Result<String, String> {
     Ok(format!("{host}:{port}"))
 }
 
+/// URL schemes of the PostgreSQL store (libpq accepts both).
+pub const POSTGRES_SCHEMES: [&str; 2] = ["postgres://", "postgresql://"];
+/// Longest node name: it is stored with every queue lease.
+pub const MAX_NODE_ID_LEN: usize = 64;
+
+/// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?OPTIONS]`. Messages never repeat the password.
+pub fn parse_store_url(text: &str) -> Result<(), String> {
+    let t = text.trim();
+    let example = "for example \"postgres://bulwark@db.example.com:5432/bulwark\"";
+    let Some(rest) = POSTGRES_SCHEMES.iter().find_map(|s| {
+        t.get(..s.len())
+            .filter(|p| p.eq_ignore_ascii_case(s))
+            .map(|_| &t[s.len()..])
+    }) else {
+        let scheme = t.split_once("://").map(|(s, _)| s).unwrap_or("");
+        return Err(if scheme.is_empty() {
+            format!(
+                "not a URL; use postgres://USER@HOST:PORT/DB ({example}), or remove `store` for the embedded store"
+            )
+        } else {
+            format!(
+                "unsupported store \"{scheme}://…\"; only postgres:// is supported ({example}), or remove `store` for the embedded store"
+            )
+        });
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((user, hostport)) => (Some(user), hostport),
+        None => (None, authority),
+    };
+    if let Some(user) = user {
+        let name = user.split_once(':').map(|(n, _)| n).unwrap_or(user);
+        if name.is_empty() {
+            return Err(format!("the user name before '@' is empty ({example})"));
+        }
+    }
+    let (host, port) = split_host_port(hostport);
+    if host.is_empty() {
+        return Err(format!("the URL has no host ({example})"));
+    }
+    if host.parse::<std::net::IpAddr>().is_err() && check_hostname(host).is_err() {
+        return Err(format!(
+            "\"{host}\" is not a host name or IP address ({example})"
+        ));
+    }
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(p) if p != 0 => {}
+            _ => return Err(format!("\"{port}\" is not a port number (1-65535)")),
+        }
+    }
+    let db = path.split('?').next().unwrap_or("");
+    if db.is_empty() {
+        return Err(format!(
+            "the URL names no database after the host ({example})"
+        ));
+    }
+    Ok(())
+}
+
+/// `host:port`, `[v6]:port`, `host` → (host, port).
+fn split_host_port(text: &str) -> (&str, Option<&str>) {
+    if let Some(v6) = text.strip_prefix('[') {
+        return match v6.split_once(']') {
+            Some((host, rest)) => (host, rest.strip_prefix(':')),
+            None => (v6, None),
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (text, None),
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs and `bulwark status`.
+pub fn redact_store_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}{path}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// A node name: 1 to [`MAX_NODE_ID_LEN`] letters, digits, `.`, `_` or `-`.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > MAX_NODE_ID_LEN {
+        return Err(format!(
+            "\"{id}\" is longer than {MAX_NODE_ID_LEN} characters"
+        ));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(format!(
+            "\"{id}\" may contain only letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// The default node name: `MACHINE-XXXXXXXX`, the machine's host name and a hash of the data
+/// directory, so two servers on one machine differ and a restart keeps the name.
+pub fn default_node_id(machine: &str, data_dir: &std::path::Path) -> String {
+    let machine: String = machine
+        .trim()
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(MAX_NODE_ID_LEN - 9)
+        .collect();
+    let machine = if machine.is_empty() {
+        "node".to_string()
+    } else {
+        machine
+    };
+    format!(
+        "{machine}-{:08x}",
+        fnv1a32(data_dir.as_os_str().as_encoded_bytes())
+    )
+}
+
+/// FNV-1a (32 bit): a hash that never changes between Rust releases (unlike `DefaultHasher`).
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The machine's host name (Linux), or `None`.
+pub fn machine_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_urls_need_postgres_scheme_host_and_database() {
+        for good in [
+            "postgres://bulwark@db.example.com:5432/bulwark",
+            "postgresql://postgres@127.0.0.1:15432/postgres",
+            "postgres://u:secret@[::1]:5432/mail?sslmode=disable",
+            "postgres://db.example.com/mail",
+        ] {
+            assert_eq!(parse_store_url(good), Ok(()), "{good}");
+        }
+        let no_scheme = parse_store_url("db.example.com/mail").unwrap_err();
+        assert!(no_scheme.contains("not a URL"), "{no_scheme}");
+        let mysql = parse_store_url("mysql://u@h/db").unwrap_err();
+        assert!(mysql.contains("unsupported store \"mysql://"), "{mysql}");
+        assert!(
+            parse_store_url("postgres://u@:5432/db")
+                .unwrap_err()
+                .contains("no host")
+        );
+        assert!(
+            parse_store_url("postgres://u@h:99999/db")
+                .unwrap_err()
+                .contains("port")
+        );
+        assert!(
+            parse_store_url("postgres://u@h:5432")
+                .unwrap_err()
+                .contains("no database")
+        );
+        assert!(
+            parse_store_url("postgres://@h/db")
+                .unwrap_err()
+                .contains("user name")
+        );
+        let bad_host = parse_store_url("postgres://u:hunter2@bad_host/db").unwrap_err();
+        assert!(
+            !bad_host.contains("hunter2"),
+            "never echo the password: {bad_host}"
+        );
+    }
+
+    #[test]
+    fn store_url_passwords_are_redacted() {
+        assert_eq!(
+            redact_store_url("postgres://u:hunter2@h:1/db"),
+            "postgres://u:***@h:1/db"
+        );
+        assert_eq!(redact_store_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn node_ids_are_short_plain_names() {
+        assert!(check_node_id("mail-1.eu_west").is_ok());
+        assert!(check_node_id("").is_err());
+        assert!(check_node_id("has space").is_err());
+        assert!(check_node_id(&"n".repeat(MAX_NODE_ID_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn default_node_id_is_stable_and_differs_per_data_dir() {
+        let a = default_node_id("box.example.com", std::path::Path::new("/srv/a"));
+        assert_eq!(
+            a,
+            default_node_id("box.example.com", std::path::Path::new("/srv/a"))
+        );
+        assert!(a.starts_with("box-"), "{a}");
+        assert_ne!(a, default_node_id("box", std::path::Path::new("/srv/b")));
+        assert!(check_node_id(&a).is_ok());
+        assert!(check_node_id(&default_node_id("", std::path::Path::new("/x"))).is_ok());
+    }
 
     #[test]
     fn durations_accept_units_and_bare_seconds() {

@@ -27,7 +27,12 @@ pub struct SearchView {
 
 /// Prepare `raw` for SEARCH; reuse the view for every search key of this message.
 pub fn search_view(raw: &[u8]) -> SearchView {
-    let header = parse_header(raw, 0..raw.len());
+    search_view_owned(raw.to_vec())
+}
+
+/// [`search_view`] taking ownership of the message (no copy).
+pub fn search_view_owned(raw: Vec<u8>) -> SearchView {
+    let header = parse_header(&raw, 0..raw.len());
     let mut headers = Vec::with_capacity(header.fields.len());
     let (mut subject, mut date) = (None, None);
     for f in &header.fields {
@@ -42,7 +47,7 @@ pub fn search_view(raw: &[u8]) -> SearchView {
         headers.push((name, value.to_lowercase()));
     }
     SearchView {
-        raw: raw.to_vec(),
+        raw,
         headers,
         subject: subject.unwrap_or_default(),
         date: date.flatten(),

@@ -100,6 +100,9 @@ enum Frame {
     SkipLine,
 }
 
+/// Buffer capacity the parser keeps between commands.
+const KEPT_CAPACITY: usize = 1024;
+
 /// Incremental framing plus parsing. Holds at most one command line (≤ [`MAX_LINE_LEN`])
 /// of undecoded input plus the current command (≤ literal limit + overhead).
 #[derive(Debug)]
@@ -140,6 +143,19 @@ impl Parser {
         self.input.clear();
         self.start = 0;
         self.reset_command();
+    }
+
+    /// Between commands: drops consumed input and returns buffer capacity a large command
+    /// (an APPEND literal) left behind, so an idle connection holds little memory.
+    pub fn release_memory(&mut self) {
+        if self.start > 0 {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
+        self.input.shrink_to(KEPT_CAPACITY);
+        if self.cmd.is_empty() {
+            self.cmd.shrink_to(KEPT_CAPACITY);
+        }
     }
 
     /// Bytes buffered but not yet consumed.

@@ -1,12 +1,15 @@
 //! FETCH / UID FETCH (RFC 9051 §6.4.5, §7.5.2; RFC 7162 CHANGEDSINCE/VANISHED/MODSEQ;
 //! RFC 3516 BINARY).
 
-use super::{CmdError, CmdResult, Done, Session};
+use super::{CmdError, CmdResult, Done, Keywords, Session, ViewMsg};
 use crate::message::{self, Section, SectionText};
 use crate::parser::{FetchAttr, FetchCommand};
 use crate::response::{compress_set, flag_list};
-use bulwark_store::{KeywordOp, KeywordUpdate, ModSeq};
-use std::collections::HashSet;
+use bulwark_store::{BlobHash, EmailId, KeywordOp, KeywordUpdate, ModSeq, StoreError, Uid};
+use std::collections::{HashMap, HashSet};
+
+/// Messages whose content one store read fetches (bounds memory per FETCH step).
+const FETCH_BATCH: usize = 256;
 
 /// `BODY[...]` label for the response (RFC 9051 §7.5.2: the section spec as requested).
 fn section_label(section: &Section) -> String {
@@ -121,7 +124,7 @@ impl Session {
             let unseen: Vec<usize> = indices
                 .iter()
                 .copied()
-                .filter(|&i| !sel.view[i].keywords.iter().any(|k| k == "$seen"))
+                .filter(|&i| !sel.view[i].is_seen())
                 .collect();
             if !unseen.is_empty() {
                 let updates = unseen
@@ -133,15 +136,17 @@ impl Session {
                         unchanged_since: None,
                     })
                     .collect();
+                let by_email: HashMap<EmailId, usize> =
+                    unseen.iter().map(|&i| (sel.view[i].email, i)).collect();
                 let result = self.store.email_set_keywords(account, updates).await?;
                 let sel = self.selected_mut()?;
                 for (email, modseq, keywords) in result.updated {
-                    for (i, m) in sel.view.iter_mut().enumerate() {
-                        if m.email == email {
-                            m.keywords = keywords.clone();
-                            m.modseq = modseq;
-                            flags_changed.insert(i);
-                        }
+                    if let Some(&i) = by_email.get(&email)
+                        && let Some(m) = sel.view.get_mut(i)
+                    {
+                        m.keywords = Keywords::from_stored(&keywords);
+                        m.modseq = modseq;
+                        flags_changed.insert(i);
                     }
                 }
             }
@@ -152,67 +157,56 @@ impl Session {
         let wants_content = f.attrs.iter().any(needs_content);
         let mut cte_error = None;
         let mut missing = 0usize;
-        for i in indices {
-            let Some(m) = self.selected()?.view.get(i).cloned() else {
-                continue;
+        let batch_len = if wants_content {
+            FETCH_BATCH
+        } else {
+            usize::MAX
+        };
+        let batches: Vec<&[usize]> = indices.chunks(batch_len.max(1)).collect();
+        // One store read per batch instead of one per message, and the next batch is read
+        // while this one is rendered.
+        let mut next = match batches.first() {
+            Some(b) if wants_content => Some(self.read_contents(b)?),
+            _ => None,
+        };
+        for (k, batch) in batches.iter().enumerate() {
+            let mut contents: HashMap<Uid, Vec<u8>> = match next.take() {
+                Some(read) => read
+                    .await
+                    .map_err(|e| StoreError::Internal(format!("content read failed: {e}")))??
+                    .into_iter()
+                    .collect(),
+                None => HashMap::new(),
             };
-            let raw = if wants_content {
-                match self.store.blob_get(&m.blob).await? {
-                    Some(r) => Some(r),
-                    None => {
+            if let Some(b) = batches.get(k + 1).filter(|_| wants_content) {
+                next = Some(self.read_contents(b)?);
+            }
+            let sel = self.selected()?;
+            for &i in batch.iter() {
+                let Some(m) = sel.view.get(i) else {
+                    continue;
+                };
+                let raw = if wants_content {
+                    let raw = contents.remove(&m.uid);
+                    if raw.is_none() {
                         // Expunged by another session but still in our view.
                         missing += 1;
-                        None
                     }
-                }
-            } else {
-                None
-            };
-            let mut items: Vec<Vec<u8>> = Vec::new();
-            if f.uid {
-                items.push(format!("UID {}", m.uid).into_bytes());
+                    raw
+                } else {
+                    None
+                };
+                render_message(
+                    &f,
+                    i,
+                    m,
+                    raw.as_deref(),
+                    flags_changed.contains(&i),
+                    with_modseq,
+                    &mut cte_error,
+                    out,
+                );
             }
-            for attr in &f.attrs {
-                let mut item = Vec::new();
-                match attr {
-                    FetchAttr::Uid => {
-                        if f.uid {
-                            continue;
-                        }
-                        item.extend_from_slice(format!("UID {}", m.uid).as_bytes());
-                    }
-                    FetchAttr::Flags => item
-                        .extend_from_slice(format!("FLAGS {}", flag_list(&m.keywords)).as_bytes()),
-                    FetchAttr::InternalDate => item.extend_from_slice(
-                        format!(
-                            "INTERNALDATE \"{}\"",
-                            message::format_internal_date(m.received_at)
-                        )
-                        .as_bytes(),
-                    ),
-                    FetchAttr::Rfc822Size => {
-                        item.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes())
-                    }
-                    FetchAttr::ModSeq => continue,
-                    _ => {
-                        let Some(raw) = raw.as_deref() else { continue };
-                        if let Err(e) = content_item(attr, raw, &mut item) {
-                            cte_error = Some(e);
-                            continue;
-                        }
-                    }
-                }
-                items.push(item);
-            }
-            if flags_changed.contains(&i) && !f.attrs.contains(&FetchAttr::Flags) {
-                items.push(format!("FLAGS {}", flag_list(&m.keywords)).into_bytes());
-            }
-            if with_modseq {
-                items.push(format!("MODSEQ ({})", m.modseq).into_bytes());
-            }
-            out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
-            out.extend_from_slice(&items.join(&b' '));
-            out.extend_from_slice(b")\r\n");
         }
         if let Some(e) = cte_error {
             return Err(CmdError::no("UNKNOWN-CTE", format!("{name}: {e}")));
@@ -226,6 +220,106 @@ impl Session {
         }
         Done::new(format!("{name} completed"))
     }
+}
+
+impl Session {
+    /// Starts reading the content of the view's messages at `indices` in the background.
+    fn read_contents(&self, indices: &[usize]) -> Result<ContentRead, CmdError> {
+        let sel = self.selected()?;
+        let wanted: Vec<(Uid, BlobHash)> = indices
+            .iter()
+            .filter_map(|&i| sel.view.get(i).map(|m| (m.uid, m.blob.to_hash())))
+            .collect();
+        let store = self.store.clone();
+        Ok(tokio::spawn(async move {
+            let hashes: Vec<BlobHash> = wanted.iter().map(|(_, h)| h.clone()).collect();
+            let blobs = store.blob_get_many(&hashes).await?;
+            Ok(wanted
+                .into_iter()
+                .zip(blobs)
+                .filter_map(|((uid, _), raw)| Some((uid, raw?)))
+                .collect())
+        }))
+    }
+}
+
+/// A batch of message contents being read.
+type ContentRead = tokio::task::JoinHandle<Result<Vec<(Uid, Vec<u8>)>, StoreError>>;
+
+/// Writes one `* n FETCH (...)` response.
+#[allow(clippy::too_many_arguments)]
+fn render_message(
+    f: &FetchCommand,
+    i: usize,
+    m: &ViewMsg,
+    raw: Option<&[u8]>,
+    flags_changed: bool,
+    with_modseq: bool,
+    cte_error: &mut Option<message::BinaryError>,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b' ');
+        }
+    };
+    if f.uid {
+        sep(out);
+        out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
+    }
+    for attr in &f.attrs {
+        match attr {
+            FetchAttr::Uid => {
+                if f.uid {
+                    continue;
+                }
+                sep(out);
+                out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
+            }
+            FetchAttr::Flags => {
+                sep(out);
+                out.extend_from_slice(
+                    format!("FLAGS {}", flag_list(&m.keywords.list())).as_bytes(),
+                );
+            }
+            FetchAttr::InternalDate => {
+                sep(out);
+                out.extend_from_slice(
+                    format!(
+                        "INTERNALDATE \"{}\"",
+                        message::format_internal_date(m.received_at)
+                    )
+                    .as_bytes(),
+                );
+            }
+            FetchAttr::Rfc822Size => {
+                sep(out);
+                out.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes());
+            }
+            FetchAttr::ModSeq => continue,
+            _ => {
+                let Some(raw) = raw else { continue };
+                let mut item = Vec::new();
+                if let Err(e) = content_item(attr, raw, &mut item) {
+                    *cte_error = Some(e);
+                    continue;
+                }
+                sep(out);
+                out.extend_from_slice(&item);
+            }
+        }
+    }
+    if flags_changed && !f.attrs.contains(&FetchAttr::Flags) {
+        sep(out);
+        out.extend_from_slice(format!("FLAGS {}", flag_list(&m.keywords.list())).as_bytes());
+    }
+    if with_modseq {
+        sep(out);
+        out.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes());
+    }
+    out.extend_from_slice(b")\r\n");
 }
 
 /// Renders one content item (`ENVELOPE`, `BODY[...]`, `BINARY[...]`, ...) into `item`.

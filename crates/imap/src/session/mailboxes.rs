@@ -200,7 +200,10 @@ impl Session {
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
                 StatusItem::Deleted => {
                     let msgs = self.store.mailbox_messages(account, mailbox.id).await?;
-                    let n = msgs.iter().filter(|m| super::select::is_deleted(m)).count();
+                    let n = msgs
+                        .iter()
+                        .filter(|m| m.keywords.iter().any(|k| k == "$deleted"))
+                        .count();
                     format!("DELETED {n}")
                 }
             });

@@ -13,19 +13,23 @@ mod search;
 mod select;
 mod store;
 #[cfg(test)]
+mod sync_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 pub(crate) mod tests_support;
 mod thread;
+mod view;
 
 use crate::config::ImapConfig;
 use crate::limits::MAX_BAD_COMMANDS;
 use crate::parser::{Command, CommandBody, ErrorKind, ParseError, SeqBound, SequenceSet};
 use bulwark_auth::Authenticator;
-use bulwark_store::{Account, MailboxId, MessageMeta, ModSeq, StateChange, Store, StoreError, Uid};
+use bulwark_store::{Account, MailboxId, ModSeq, StateChange, Store, StoreError, Uid};
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::broadcast;
+pub(crate) use view::{Keywords, ViewMsg};
 
 /// What the shell must do after a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +127,13 @@ pub(crate) struct Selected {
     pub name: String,
     pub read_only: bool,
     /// Ordered by UID; index + 1 is the sequence number.
-    pub view: Vec<MessageMeta>,
+    pub view: Vec<ViewMsg>,
+    /// The mailbox's HIGHESTMODSEQ when the view was last brought up to date: the next
+    /// resync reads only what changed after it.
+    pub synced: ModSeq,
+    /// UIDs another session expunged that we may not report yet (RFC 9051 §7.5.1: not
+    /// during FETCH/STORE/SEARCH); they stay in the view until reported.
+    pub pending_expunge: Vec<Uid>,
     /// Another session changed the mailbox: refresh at the next opportunity.
     pub dirty: bool,
     /// RFC 5182 SEARCHRES saved result (UIDs).
@@ -146,17 +156,20 @@ impl Selected {
             let largest = self.view.last().map_or(0, |m| m.uid.0);
             // RFC 9051 §6.4.8: "*" in a UID range means the largest UID in use; a range
             // like 5:* with 5 > largest still matches the last message.
-            return Ok((0..self.view.len())
-                .filter(|&i| {
-                    let u = self.view[i].uid.0;
-                    ranges.iter().any(|&(a, b)| {
-                        let a = bound(a, largest);
-                        let b = bound(b, largest);
-                        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                        u >= lo && u <= hi
-                    })
-                })
-                .collect());
+            let mut hits: Vec<usize> = Vec::new();
+            for &(a, b) in ranges {
+                let a = bound(a, largest);
+                let b = bound(b, largest);
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                let start = self.view.partition_point(|m| m.uid.0 < lo);
+                let end = self.view.partition_point(|m| m.uid.0 <= hi);
+                hits.extend(start..end.max(start));
+            }
+            if ranges.len() > 1 {
+                hits.sort_unstable();
+                hits.dedup();
+            }
+            return Ok(hits);
         }
         let count = self.view.len() as u32;
         for &(a, b) in ranges {
@@ -552,7 +565,7 @@ impl Session {
     }
 
     /// The highest modseq of the selected mailbox's view (for `SEARCH ... (MODSEQ n)`).
-    pub(crate) fn view_modseq(view: &[MessageMeta], indices: &[usize]) -> ModSeq {
+    pub(crate) fn view_modseq(view: &[ViewMsg], indices: &[usize]) -> ModSeq {
         indices
             .iter()
             .filter_map(|&i| view.get(i))

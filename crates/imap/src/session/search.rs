@@ -1,14 +1,15 @@
 //! SEARCH / UID SEARCH (RFC 9051 §6.4.4, RFC 4731 ESEARCH, RFC 5182 SEARCHRES, RFC 7162
 //! MODSEQ), SORT and THREAD (RFC 5256).
 
-use super::{CmdError, CmdResult, Done, Selected, Session};
-use crate::message::{SearchView, search_view};
+use super::{CmdError, CmdResult, Done, Selected, Session, ViewMsg};
+use crate::message::{SearchView, search_view_owned};
 use crate::parser::{
     SearchCommand, SearchKey, SearchReturn, SequenceSet, SortCommand, SortKey, ThreadCommand,
 };
 use crate::response::compress_set;
-use bulwark_store::{MessageMeta, imap_flag_to_keyword};
+use bulwark_store::{BlobHash, EmailSummary, Uid, imap_flag_to_keyword};
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// RFC 9051 §6.4.4.4: charsets we accept (others → `NO [BADCHARSET]`).
 fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
@@ -21,18 +22,34 @@ fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
     }
 }
 
-/// Does evaluating `key` need the message content?
-fn needs_content(key: &SearchKey) -> bool {
+/// What evaluating a search key needs besides the session's view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Need {
+    /// Flags, UIDs, sizes, dates: the view is enough.
+    View,
+    /// FROM/TO/CC/SUBJECT: the stored summary (RFC 9051 §6.4.4 matches these against the
+    /// envelope's fields, which the summary holds decoded).
+    Summary,
+    /// Anything else about the content: the raw message.
+    Content,
+}
+
+fn need(key: &SearchKey) -> Need {
     use SearchKey::*;
     match key {
-        Bcc(_) | Body(_) | Cc(_) | From(_) | Header(..) | Subject(_) | Text(_) | To(_)
-        | SentBefore(_) | SentOn(_) | SentSince(_) => true,
-        Not(k) => needs_content(k),
-        Or(a, b) => needs_content(a) || needs_content(b),
-        And(keys) => keys.iter().any(needs_content),
-        _ => false,
+        Cc(_) | From(_) | Subject(_) | To(_) => Need::Summary,
+        Bcc(_) | Body(_) | Header(..) | Text(_) | SentBefore(_) | SentOn(_) | SentSince(_) => {
+            Need::Content
+        }
+        Not(k) => need(k),
+        Or(a, b) => need(a).max(need(b)),
+        And(keys) => keys.iter().map(need).max().unwrap_or(Need::View),
+        _ => Need::View,
     }
 }
+
+/// Messages whose content or summary one store read fetches during SEARCH.
+const SEARCH_BATCH: usize = 512;
 
 fn has_modseq(key: &SearchKey) -> bool {
     match key {
@@ -47,12 +64,18 @@ fn has_modseq(key: &SearchKey) -> bool {
 struct Ctx<'a> {
     sel: &'a Selected,
     index: usize,
-    meta: &'a MessageMeta,
+    meta: &'a ViewMsg,
     content: Option<&'a SearchView>,
+    summary: Option<&'a EmailSummary>,
 }
 
-fn has_kw(m: &MessageMeta, k: &str) -> bool {
-    m.keywords.iter().any(|x| x == k)
+fn has_kw(m: &ViewMsg, k: &str) -> bool {
+    m.keywords.has(k)
+}
+
+/// Case-insensitive substring test on a summary field.
+fn field_contains(value: &str, needle: &str) -> bool {
+    value.to_lowercase().contains(&needle.to_lowercase())
 }
 
 fn in_set(set: &SequenceSet, n: u32, largest: u32, sel: &Selected, uid: u32) -> bool {
@@ -68,6 +91,11 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
     let day = m.received_at.div_euclid(86_400) * 86_400;
     let header =
         |field: &str, needle: &str| c.content.is_some_and(|v| v.header_contains(field, needle));
+    // With the content at hand, match the header itself; else the stored summary.
+    let envelope = |field: &str, pick: fn(&EmailSummary) -> &str, needle: &str| match c.content {
+        Some(v) => v.header_contains(field, needle),
+        None => c.summary.is_some_and(|s| field_contains(pick(s), needle)),
+    };
     let sent = |f: &dyn Fn(i64) -> bool| c.content.and_then(|v| v.sent_day()).is_some_and(f);
     match key {
         All => true,
@@ -87,10 +115,10 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
         Recent | New => false,
         Old => true,
         Bcc(s) => header("bcc", s),
-        Cc(s) => header("cc", s),
-        From(s) => header("from", s),
-        To(s) => header("to", s),
-        Subject(s) => header("subject", s),
+        Cc(s) => envelope("cc", |x| &x.cc, s),
+        From(s) => envelope("from", |x| &x.from, s),
+        To(s) => envelope("to", |x| &x.to, s),
+        Subject(s) => envelope("subject", |x| &x.subject, s),
         Header(f, s) => header(f, s),
         Body(s) => c.content.is_some_and(|v| v.body_contains(s)),
         Text(s) => c.content.is_some_and(|v| v.text_contains(s)),
@@ -123,36 +151,70 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
 
 impl Session {
     /// Indices of the view matching `key`, ascending, with content views when needed.
+    /// Content and summaries are read from the store in batches.
     async fn evaluate(
         &self,
         key: &SearchKey,
         load_all: bool,
     ) -> Result<(Vec<usize>, Vec<Option<SearchView>>), CmdError> {
+        let account = self.account_id()?;
         let sel = self.selected()?;
-        let content = load_all || needs_content(key);
+        let need = if load_all { Need::Content } else { need(key) };
         let mut views: Vec<Option<SearchView>> = Vec::with_capacity(sel.view.len());
         let mut hits = Vec::new();
-        for (i, meta) in sel.view.iter().enumerate() {
-            let view = if content {
-                self.store
-                    .blob_get(&meta.blob)
-                    .await?
-                    .map(|raw| search_view(&raw))
+        let mut start = 0;
+        while start < sel.view.len() {
+            let end = if need == Need::View {
+                sel.view.len()
             } else {
-                None
+                (start + SEARCH_BATCH).min(sel.view.len())
             };
-            if matches(
-                key,
-                &Ctx {
-                    sel,
-                    index: i,
-                    meta,
-                    content: view.as_ref(),
-                },
-            ) {
-                hits.push(i);
+            let uids: Vec<Uid> = sel.view[start..end].iter().map(|m| m.uid).collect();
+            let mut contents: HashMap<Uid, Vec<u8>> = HashMap::new();
+            let mut summaries: HashMap<Uid, EmailSummary> = HashMap::new();
+            match need {
+                Need::View => {}
+                Need::Summary => {
+                    summaries = self
+                        .store
+                        .message_summaries(account, sel.id, &uids)
+                        .await?
+                        .into_iter()
+                        .collect();
+                }
+                Need::Content => {
+                    let hashes: Vec<BlobHash> = sel.view[start..end]
+                        .iter()
+                        .map(|m| m.blob.to_hash())
+                        .collect();
+                    let blobs = self.store.blob_get_many(&hashes).await?;
+                    contents = uids
+                        .iter()
+                        .zip(blobs)
+                        .filter_map(|(&u, raw)| Some((u, raw?)))
+                        .collect();
+                }
             }
-            views.push(if load_all { view } else { None });
+            for (i, meta) in sel.view.iter().enumerate().take(end).skip(start) {
+                let view = contents.remove(&meta.uid).map(search_view_owned);
+                let summary = summaries.remove(&meta.uid);
+                if matches(
+                    key,
+                    &Ctx {
+                        sel,
+                        index: i,
+                        meta,
+                        content: view.as_ref(),
+                        summary: summary.as_ref(),
+                    },
+                ) {
+                    hits.push(i);
+                }
+                if load_all {
+                    views.push(view);
+                }
+            }
+            start = end;
         }
         Ok((hits, views))
     }

@@ -2,11 +2,12 @@
 //! EXPUNGE / UID EXPUNGE (RFC 4315), and keeping the session's view in step with the
 //! store (RFC 9051 §5.2, §7.5.1).
 
-use super::{Authed, CmdError, CmdResult, Done, Selected, Session, State};
+use super::view::position_of;
+use super::{Authed, CmdError, CmdResult, Done, Selected, Session, State, ViewMsg};
 use crate::parser::{SelectParams, SequenceSet};
 use crate::response::{compress_set, flag_list, write_mailbox};
-use bulwark_store::{MessageMeta, ModSeq, StoreError, Uid, keyword_to_imap_flag};
-use std::collections::{BTreeSet, HashMap};
+use bulwark_store::{MailboxDelta, ModSeq, StoreError, Uid, keyword_to_imap_flag};
+use std::collections::{BTreeSet, HashSet};
 use tokio::sync::broadcast::error::TryRecvError;
 
 const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
@@ -56,7 +57,12 @@ impl Session {
             .find_mailbox(&name)
             .await?
             .ok_or_else(|| CmdError::no("NONEXISTENT", format!("Mailbox {name} does not exist")))?;
-        let view = self.store.mailbox_messages(account, mailbox.id).await?;
+        // Changes committed after `mailbox` was read show up again in the first resync
+        // (harmless: applying a change twice reports nothing new).
+        let synced = mailbox.highest_modseq;
+        let metas = self.store.mailbox_messages(account, mailbox.id).await?;
+        let view: Vec<ViewMsg> = metas.iter().map(ViewMsg::from_meta).collect();
+        drop(metas);
         let highest = view
             .iter()
             .map(|m| m.modseq)
@@ -69,12 +75,7 @@ impl Session {
 
         let mut keywords: BTreeSet<String> = BTreeSet::new();
         for m in &view {
-            keywords.extend(
-                m.keywords
-                    .iter()
-                    .filter(|k| !k.starts_with('$') || is_custom(k))
-                    .cloned(),
-            );
+            keywords.extend(m.keywords.custom().iter().cloned());
         }
         let custom: String = keywords
             .iter()
@@ -94,9 +95,7 @@ impl Session {
             );
         }
         if !self.enabled.rev2
-            && let Some(i) = view
-                .iter()
-                .position(|m| !m.keywords.iter().any(|k| k == "$seen"))
+            && let Some(i) = view.iter().position(|m| !m.is_seen())
         {
             out.extend_from_slice(
                 format!("* OK [UNSEEN {}] First unseen message\r\n", i + 1).as_bytes(),
@@ -149,7 +148,7 @@ impl Session {
                         "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))\r\n",
                         i + 1,
                         m.uid,
-                        flag_list(&m.keywords),
+                        flag_list(&m.keywords.list()),
                         m.modseq
                     )
                     .as_bytes(),
@@ -166,6 +165,8 @@ impl Session {
                 name: mailbox.name.clone(),
                 read_only,
                 view,
+                synced,
+                pending_expunge: Vec::new(),
                 dirty: false,
                 saved: Vec::new(),
             },
@@ -182,7 +183,7 @@ impl Session {
             let uids: Vec<Uid> = sel
                 .view
                 .iter()
-                .filter(|m| is_deleted(m))
+                .filter(|m| m.is_deleted())
                 .map(|m| m.uid)
                 .collect();
             if !uids.is_empty() {
@@ -223,7 +224,7 @@ impl Session {
         };
         let indices: Vec<usize> = candidates
             .into_iter()
-            .filter(|&i| is_deleted(&sel.view[i]))
+            .filter(|&i| sel.view[i].is_deleted())
             .collect();
         let name = if uids.is_some() {
             "UID EXPUNGE"
@@ -278,13 +279,14 @@ impl Session {
     }
 
     /// Reports other sessions' changes to the selected mailbox (RFC 9051 §5.2): new
-    /// messages (`EXISTS`), flag changes (`FETCH`), and — when allowed — expunges.
+    /// messages (`EXISTS`), flag changes (`FETCH`), and — when allowed — expunges. Reads
+    /// only what changed since the view was last brought up to date.
     pub(crate) async fn sync(
         &mut self,
         out: &mut Vec<u8>,
         allow_expunge: bool,
     ) -> Result<(), StoreError> {
-        let (account, id) = match &mut self.state {
+        let (account, id, since) = match &mut self.state {
             State::Selected(a, s) => {
                 loop {
                     match a.changes.try_recv() {
@@ -294,10 +296,16 @@ impl Session {
                         Err(_) => break,
                     }
                 }
-                if !s.dirty {
+                if !s.dirty && (s.pending_expunge.is_empty() || !allow_expunge) {
                     return Ok(());
                 }
-                (a.account.id, s.id)
+                if !s.dirty {
+                    // Only expunges held back earlier are left to report.
+                    let pending = std::mem::take(&mut s.pending_expunge);
+                    self.report_pending_expunges(pending, out);
+                    return Ok(());
+                }
+                (a.account.id, s.id, s.synced)
             }
             State::Authenticated(a) => {
                 while !matches!(
@@ -308,34 +316,58 @@ impl Session {
             }
             _ => return Ok(()),
         };
-        let fresh = self.store.mailbox_messages(account, id).await?;
-        self.apply_fresh(fresh, allow_expunge, out);
+        let delta = self.store.mailbox_delta(account, id, since).await?;
+        self.apply_delta(delta, allow_expunge, out);
         Ok(())
     }
 
-    fn apply_fresh(&mut self, fresh: Vec<MessageMeta>, allow_expunge: bool, out: &mut Vec<u8>) {
-        let condstore = self.enabled.condstore;
-        let by_uid: HashMap<Uid, &MessageMeta> = fresh.iter().map(|m| (m.uid, m)).collect();
+    /// Reports expunges that were held back, for UIDs still in the view.
+    fn report_pending_expunges(&mut self, mut uids: Vec<Uid>, out: &mut Vec<u8>) {
         let Ok(sel) = self.selected_mut() else { return };
-        let gone: Vec<usize> = (0..sel.view.len())
-            .filter(|&i| !by_uid.contains_key(&sel.view[i].uid))
+        uids.sort_unstable();
+        uids.dedup();
+        let gone: Vec<usize> = uids
+            .iter()
+            .filter_map(|&u| position_of(&sel.view, u))
             .collect();
-        let mut still_dirty = false;
-        if !gone.is_empty() {
-            if allow_expunge {
-                self.report_expunged(&gone, out);
-            } else {
-                still_dirty = true;
-            }
+        self.report_expunged(&gone, out);
+    }
+
+    /// Applies a [`MailboxDelta`]: expunges first (or held back), then flag changes of
+    /// known messages, then new messages with one `EXISTS` (RFC 9051 §7.4.1, §7.5.1).
+    fn apply_delta(&mut self, delta: MailboxDelta, allow_expunge: bool, out: &mut Vec<u8>) {
+        let condstore = self.enabled.condstore;
+        let Ok(sel) = self.selected_mut() else { return };
+        sel.pending_expunge.extend(
+            delta
+                .expunged
+                .iter()
+                .copied()
+                .filter(|&u| position_of(&sel.view, u).is_some()),
+        );
+        if allow_expunge && !sel.pending_expunge.is_empty() {
+            let pending = std::mem::take(&mut sel.pending_expunge);
+            self.report_pending_expunges(pending, out);
         }
         let Ok(sel) = self.selected_mut() else { return };
-        for (i, m) in sel.view.iter_mut().enumerate() {
-            let Some(f) = by_uid.get(&m.uid) else {
+        let expunged: HashSet<Uid> = sel.pending_expunge.iter().copied().collect();
+        let last = sel.view.last().map_or(0, |m| m.uid.0);
+        let before = sel.view.len();
+        for meta in &delta.changed {
+            if meta.uid.0 > last {
+                if !expunged.contains(&meta.uid) {
+                    sel.view.push(ViewMsg::from_meta(meta));
+                }
+                continue;
+            }
+            let Some(i) = position_of(&sel.view, meta.uid) else {
                 continue;
             };
-            if f.keywords != m.keywords || (condstore && f.modseq != m.modseq) {
+            let fresh = ViewMsg::from_meta(meta);
+            let m = &mut sel.view[i];
+            if fresh.keywords != m.keywords || (condstore && fresh.modseq != m.modseq) {
                 let modseq = if condstore {
-                    format!(" MODSEQ ({})", f.modseq)
+                    format!(" MODSEQ ({})", fresh.modseq)
                 } else {
                     String::new()
                 };
@@ -343,33 +375,18 @@ impl Session {
                     format!(
                         "* {} FETCH (UID {} FLAGS {}{modseq})\r\n",
                         i + 1,
-                        f.uid,
-                        flag_list(&f.keywords)
+                        fresh.uid,
+                        flag_list(&meta.keywords)
                     )
                     .as_bytes(),
                 );
             }
-            *m = (*f).clone();
+            *m = fresh;
         }
-        let last = sel.view.last().map_or(0, |m| m.uid.0);
-        let before = sel.view.len();
-        sel.view
-            .extend(fresh.iter().filter(|m| m.uid.0 > last).cloned());
         if sel.view.len() != before {
             out.extend_from_slice(format!("* {} EXISTS\r\n", sel.view.len()).as_bytes());
         }
-        sel.dirty = still_dirty;
+        sel.synced = sel.synced.max(delta.highest_modseq);
+        sel.dirty = false;
     }
-}
-
-pub(crate) fn is_deleted(m: &MessageMeta) -> bool {
-    m.keywords.iter().any(|k| k == "$deleted")
-}
-
-/// A keyword that is not one of the five system flags.
-fn is_custom(k: &str) -> bool {
-    !matches!(
-        k,
-        "$seen" | "$flagged" | "$answered" | "$draft" | "$deleted"
-    )
 }

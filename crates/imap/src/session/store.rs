@@ -2,7 +2,7 @@
 //! RFC 4315 COPYUID) and MOVE (RFC 6851).
 
 use super::mailboxes::flags_to_keywords;
-use super::{CmdError, CmdResult, Done, Session, State};
+use super::{CmdError, CmdResult, Done, Keywords, Session, State};
 use crate::parser::{SequenceSet, StoreCommand, StoreOp};
 use crate::response::{compress_set, flag_list, ordered_set};
 use bulwark_store::{EmailId, KeywordOp, KeywordUpdate, MembershipUpdate, ModSeq};
@@ -62,7 +62,7 @@ impl Session {
             }
             let changed = if let Some((modseq, kw)) = updated.get(&m.email) {
                 m.modseq = *modseq;
-                m.keywords = kw.clone();
+                m.keywords = Keywords::from_stored(kw);
                 true
             } else {
                 false
@@ -78,7 +78,7 @@ impl Session {
                 let flags = if s.silent {
                     String::new()
                 } else {
-                    format!("FLAGS {}", flag_list(&m.keywords))
+                    format!("FLAGS {}", flag_list(&m.keywords.list()))
                 };
                 let modseq = if condstore {
                     format!("MODSEQ ({})", m.modseq)

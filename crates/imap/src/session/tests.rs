@@ -7,12 +7,12 @@ use bulwark_store::sqlite::SqliteStore;
 
 use super::tests_support::*;
 
-struct T {
+pub(super) struct T {
     s: Session,
 }
 
 impl T {
-    fn new(store: Arc<SqliteStore>, auth: Arc<Authenticator>, tls: bool) -> T {
+    pub(super) fn new(store: Arc<SqliteStore>, auth: Arc<Authenticator>, tls: bool) -> T {
         let cfg = Arc::new(ImapConfig::default());
         let remote: IpAddr = "192.0.2.7".parse().expect("ip");
         T {
@@ -30,14 +30,14 @@ impl T {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    async fn ok(&mut self, line: &str) -> String {
+    pub(super) async fn ok(&mut self, line: &str) -> String {
         let out = self.run(line).await;
         let tag = line.split(' ').next().unwrap_or_default();
         assert!(out.contains(&format!("{tag} OK")), "{line} → {out}");
         out
     }
 
-    async fn append(&mut self, mailbox: &str, flags: &str, m: &str) -> String {
+    pub(super) async fn append(&mut self, mailbox: &str, flags: &str, m: &str) -> String {
         self.ok(&format!(
             "ap APPEND {mailbox} {flags}{{{}}}\r\n{m}",
             m.len()
@@ -46,7 +46,7 @@ impl T {
     }
 }
 
-async fn logged_in(dir: &std::path::Path) -> (T, Arc<SqliteStore>, Arc<Authenticator>) {
+pub(super) async fn logged_in(dir: &std::path::Path) -> (T, Arc<SqliteStore>, Arc<Authenticator>) {
     let (store, auth) = fresh_store(dir).await;
     let mut t = T::new(store.clone(), auth.clone(), true);
     t.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;

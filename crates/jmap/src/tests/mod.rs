@@ -2,6 +2,7 @@
 
 mod core_api;
 mod mail;
+mod outage;
 mod push_auth;
 mod submission;
 

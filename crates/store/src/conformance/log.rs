@@ -218,14 +218,37 @@ pub async fn queue_lease_and_update(store: Arc<dyn Store>) {
         .queue_lease_due(now + 61, "node-b", 60, 1000)
         .await
         .expect("lease");
+    let theirs = expired
+        .iter()
+        .find(|q| q.id == id && q.lease_owner.as_deref() == Some("node-b"))
+        .expect("an expired lease is taken over")
+        .clone();
+
+    // The stale holder (node-a) may not write back: not even a final "delivered".
+    let mut stale = mine.clone();
+    stale.recipients[0].status = RcptStatus::Delivered;
+    stale.recipients[1].status = RcptStatus::Delivered;
     assert!(
-        expired
+        matches!(
+            store.queue_update(&stale).await,
+            Err(StoreError::Invalid(_))
+        ),
+        "a stale lease owner's update is refused"
+    );
+    let kept = store
+        .queue_get(id)
+        .await
+        .expect("get")
+        .expect("not deleted");
+    assert_eq!(kept.lease_owner.as_deref(), Some("node-b"));
+    assert!(
+        kept.recipients
             .iter()
-            .any(|q| q.id == id && q.lease_owner.as_deref() == Some("node-b"))
+            .all(|r| r.status == RcptStatus::Pending)
     );
 
     // One delivered, one still pending: kept, lease released, rescheduled.
-    let mut update = mine.clone();
+    let mut update = theirs.clone();
     update.recipients[0].status = RcptStatus::Delivered;
     update.attempts = 1;
     update.next_attempt = now + 300;

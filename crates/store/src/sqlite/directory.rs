@@ -386,3 +386,51 @@ pub(crate) fn setting_set(
     .map(|_| ())
     .map_err(db_err)
 }
+
+// ---- global settings (shared by every node) ------------------------------------------
+
+pub(crate) fn global_setting_get(c: &Connection, key: &str) -> Result<Option<String>> {
+    c.query_row(
+        "SELECT value FROM global_settings WHERE key = ?1",
+        params![key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db_err)
+}
+
+pub(crate) fn global_setting_set(tx: &mut Tx<'_>, key: &str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(v) => tx.conn.execute(
+            "INSERT INTO global_settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, v],
+        ),
+        None => tx
+            .conn
+            .execute("DELETE FROM global_settings WHERE key = ?1", params![key]),
+    }
+    .map(|_| ())
+    .map_err(db_err)
+}
+
+/// Compare-and-set; `expected == None` inserts only if the key is absent.
+pub(crate) fn global_setting_replace(
+    tx: &mut Tx<'_>,
+    key: &str,
+    expected: Option<&str>,
+    value: &str,
+) -> Result<bool> {
+    let changed = match expected {
+        None => tx.conn.execute(
+            "INSERT INTO global_settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            params![key, value],
+        ),
+        Some(old) => tx.conn.execute(
+            "UPDATE global_settings SET value = ?2 WHERE key = ?1 AND value = ?3",
+            params![key, value, old],
+        ),
+    }
+    .map_err(db_err)?;
+    Ok(changed == 1)
+}

@@ -4,8 +4,8 @@ use super::db_err;
 use super::emails::parse_keywords;
 use super::mailboxes::require_mailbox;
 use crate::{
-    AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxId, MessageMeta, ModSeq, Result,
-    StoreError, ThreadId, Uid,
+    AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxDelta, MailboxId, MessageMeta,
+    ModSeq, Result, StoreError, ThreadId, Uid,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use std::collections::HashMap;
@@ -202,4 +202,127 @@ pub(crate) fn blob_get(conn: &Connection, hash: &BlobHash) -> Result<Option<Vec<
     stmt.query_row([&hash.0], |r| r.get(0))
         .optional()
         .map_err(db_err)
+}
+
+/// Messages of the mailbox with a modseq above `since`, UIDs expunged after it, and the
+/// mailbox's HIGHESTMODSEQ, in one snapshot.
+pub(crate) fn mailbox_delta(
+    conn: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+    since: ModSeq,
+) -> Result<MailboxDelta> {
+    let highest_modseq = require_mailbox(conn, account, mailbox)?.highest_modseq;
+    if highest_modseq <= since {
+        return Ok(MailboxDelta {
+            highest_modseq,
+            ..MailboxDelta::default()
+        });
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT m.uid, m.email, e.thread, max(m.modseq, e.kw_modseq), e.keywords, e.size, e.received_at, e.blob
+             FROM memberships m JOIN emails e ON e.id = m.email
+             WHERE m.mailbox = ?1 AND (m.modseq > ?2 OR e.kw_modseq > ?2) ORDER BY m.uid",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([mailbox.0, since.0 as i64], |r| {
+            Ok(MessageMeta {
+                uid: Uid(r.get(0)?),
+                email: EmailId(r.get(1)?),
+                thread: ThreadId(r.get(2)?),
+                modseq: ModSeq(r.get::<_, i64>(3)? as u64),
+                keywords: keywords_at(r, 4)?,
+                size: r.get(5)?,
+                received_at: r.get(6)?,
+                blob: BlobHash(r.get(7)?),
+            })
+        })
+        .map_err(db_err)?;
+    let changed = rows.collect::<rusqlite::Result<_>>().map_err(db_err)?;
+    let expunged = expunged_since(conn, account, mailbox, since)?;
+    Ok(MailboxDelta {
+        highest_modseq,
+        changed,
+        expunged,
+    })
+}
+
+/// Runs `per_chunk(sql_condition, params)` over `uids` (sorted, deduplicated) in chunks:
+/// a dense chunk becomes one `uid BETWEEN` range scan, a sparse one an `IN (…)` list.
+fn for_uid_chunks(
+    uids: &[Uid],
+    mut per_chunk: impl FnMut(&str, Vec<i64>, &[Uid]) -> Result<()>,
+) -> Result<()> {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    for chunk in sorted.chunks(IN_CHUNK) {
+        let (Some(lo), Some(hi)) = (chunk.first(), chunk.last()) else {
+            continue;
+        };
+        let span = u64::from(hi.0 - lo.0) + 1;
+        if span <= 4 * chunk.len() as u64 {
+            per_chunk(
+                "m.uid BETWEEN ?2 AND ?3",
+                vec![i64::from(lo.0), i64::from(hi.0)],
+                chunk,
+            )?;
+        } else {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 2)).collect();
+            per_chunk(
+                &format!("m.uid IN ({})", list.join(",")),
+                chunk.iter().map(|u| i64::from(u.0)).collect(),
+                chunk,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Several blobs, in the order asked (`None` for unknown hashes), on one connection.
+pub(crate) fn blob_get_many(
+    conn: &Connection,
+    hashes: &[BlobHash],
+) -> Result<Vec<Option<Vec<u8>>>> {
+    hashes.iter().map(|h| blob_get(conn, h)).collect()
+}
+
+/// Stored summaries of the listed messages of one mailbox, ordered by UID.
+pub(crate) fn message_summaries(
+    conn: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<(Uid, EmailSummary)>> {
+    require_mailbox(conn, account, mailbox)?;
+    let mut out = Vec::with_capacity(uids.len());
+    for_uid_chunks(uids, |cond, args, chunk| {
+        let sql = format!(
+            "SELECT m.uid, e.summary, e.id FROM memberships m JOIN emails e ON e.id = m.email
+             WHERE m.mailbox = ?1 AND {cond} ORDER BY m.uid"
+        );
+        // Not cached: IN lists vary in length and would evict the cached statements.
+        let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+        let params = std::iter::once(mailbox.0).chain(args);
+        let mut rows = stmt.query(params_from_iter(params)).map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let uid = Uid(r.get(0).map_err(db_err)?);
+            if chunk.binary_search(&uid).is_err() {
+                continue;
+            }
+            let json =
+                r.get_ref(1).map_err(db_err)?.as_str().map_err(|e| {
+                    StoreError::Internal(format!("stored summary is not text: {e}"))
+                })?;
+            let summary: EmailSummary = serde_json::from_str(json).map_err(|e| {
+                let id: i64 = r.get(2).unwrap_or_default();
+                StoreError::Internal(format!("stored summary of email {id} is unreadable: {e}"))
+            })?;
+            out.push((uid, summary));
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }

@@ -135,28 +135,46 @@ pub(crate) fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> {
         .recipients
         .iter()
         .any(|r| r.status == RcptStatus::Failed);
+    // Only the lease holder writes back: a node whose lease expired and was taken over
+    // must not overwrite (or delete) the new holder's entry.
     let n = if all_final && (!any_failed || entry.dsn_sent) {
         tx.conn
-            .execute("DELETE FROM queue WHERE id = ?1", [entry.id.0])
+            .execute(
+                "DELETE FROM queue WHERE id = ?1 AND lease_owner IS ?2",
+                params![entry.id.0, entry.lease_owner],
+            )
             .map_err(db_err)?
     } else {
         tx.conn
             .execute(
                 "UPDATE queue SET recipients = ?2, next_attempt = ?3, attempts = ?4, dsn_sent = ?5,
                                   lease_owner = NULL, lease_until = 0
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND lease_owner IS ?6",
                 params![
                     entry.id.0,
                     encode_recipients(&entry.recipients)?,
                     entry.next_attempt,
                     entry.attempts,
-                    entry.dsn_sent
+                    entry.dsn_sent,
+                    entry.lease_owner
                 ],
             )
             .map_err(db_err)?
     };
     if n == 0 {
-        return Err(StoreError::NotFound(format!("queue entry {}", entry.id)));
+        let holder: Option<Option<String>> = tx
+            .conn
+            .query_row(
+                "SELECT lease_owner FROM queue WHERE id = ?1",
+                [entry.id.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        return Err(match holder {
+            Some(holder) => crate::lease_lost(entry, holder.as_deref()),
+            None => StoreError::NotFound(format!("queue entry {}", entry.id)),
+        });
     }
     Ok(())
 }

@@ -1,0 +1,264 @@
+//! Tests of the login path: two-factor enforcement, the memory cache, the outage cache.
+
+use super::*;
+use crate::flaky::FlakyStore;
+use bulwark_store::NewAccount;
+use bulwark_store::sqlite::SqliteStore;
+use std::net::Ipv4Addr;
+
+const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const USER: &str = "alice@example.test";
+const PASSWORD: &str = "correct horse";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: tempfile::TempDir,
+    flaky: Arc<FlakyStore>,
+    store: Arc<dyn Store>,
+    account: Account,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> = SqliteStore::open(dir.path()).unwrap();
+    sqlite.domain_add("example.test").await.unwrap();
+    let account = sqlite
+        .account_create(NewAccount {
+            address: USER.into(),
+            display_name: "Alice".into(),
+            password_hash: hash_password(PASSWORD).unwrap(),
+        })
+        .await
+        .unwrap();
+    let flaky = FlakyStore::new(sqlite);
+    Fixture {
+        _dir: dir,
+        data: tempfile::tempdir().unwrap(),
+        store: flaky.clone(),
+        flaky,
+        account,
+    }
+}
+
+impl Fixture {
+    fn auth(&self) -> Authenticator {
+        Authenticator::with_offline_cache(
+            self.store.clone(),
+            ThrottleConfig::default(),
+            self.data.path(),
+            OfflineCacheConfig::default(),
+        )
+        .unwrap()
+    }
+
+    async fn add_app_password(&self) -> (String, i64) {
+        let app = generate_app_password();
+        let row = self
+            .store
+            .app_password_add(self.account.id, "phone", &hash_password(&app).unwrap())
+            .await
+            .unwrap();
+        (app, row.id)
+    }
+
+    async fn enable_totp(&self) {
+        let now = u64::try_from(now_unix()).unwrap();
+        totp::enrol(self.store.as_ref(), self.account.id, "Bulwark", USER)
+            .await
+            .unwrap();
+        let state = totp::load(self.store.as_ref(), self.account.id)
+            .await
+            .unwrap()
+            .unwrap();
+        totp::confirm(
+            self.store.as_ref(),
+            self.account.id,
+            &state.code_at(now).unwrap(),
+            now,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn with_totp_enabled_authenticate_refuses_the_account_password_but_accepts_app_passwords() {
+    let f = fixture().await;
+    let auth = f.auth();
+    let (app, _) = f.add_app_password().await;
+    assert_eq!(
+        auth.authenticate(USER, PASSWORD, IP).await.unwrap().id,
+        f.account.id
+    );
+    f.enable_totp().await;
+    // Also after the password sits in the memory cache from the login above.
+    assert_eq!(
+        auth.authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::InvalidCredentials)
+    );
+    assert_eq!(
+        f.auth().authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::InvalidCredentials)
+    );
+    assert_eq!(
+        auth.authenticate(USER, &app, IP).await.unwrap().id,
+        f.account.id
+    );
+}
+
+#[tokio::test]
+async fn authenticate_password_says_when_a_second_factor_is_required() {
+    let f = fixture().await;
+    let auth = f.auth();
+    let (app, _) = f.add_app_password().await;
+    let v = auth
+        .authenticate_password(USER, PASSWORD, IP)
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.credential, v.second_factor_required),
+        (Credential::AccountPassword, false)
+    );
+    f.enable_totp().await;
+    let v = auth
+        .authenticate_password(USER, PASSWORD, IP)
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.credential, v.second_factor_required, v.from_offline_cache),
+        (Credential::AccountPassword, true, false)
+    );
+    let v = auth.authenticate_password(USER, &app, IP).await.unwrap();
+    assert_eq!(
+        (v.credential, v.second_factor_required),
+        (Credential::AppPassword, false)
+    );
+    assert_eq!(
+        auth.authenticate_password(USER, "wrong", IP).await,
+        Err(LoginError::InvalidCredentials)
+    );
+}
+
+#[tokio::test]
+async fn cached_verification_is_fast_and_dropped_when_the_password_changes() {
+    let f = fixture().await;
+    let auth = Authenticator::new(f.store.clone(), ThrottleConfig::default());
+    let started = Instant::now();
+    auth.authenticate(USER, PASSWORD, IP).await.unwrap();
+    let first = started.elapsed();
+    let started = Instant::now();
+    for _ in 0..10 {
+        auth.authenticate(USER, PASSWORD, IP).await.unwrap();
+    }
+    let cached = started.elapsed() / 10;
+    assert!(
+        cached * 4 < first,
+        "a cached login ({cached:?}) should skip argon2 ({first:?})"
+    );
+    f.store
+        .account_set_password(f.account.id, &hash_password("new password").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        auth.authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::InvalidCredentials)
+    );
+    assert!(auth.authenticate(USER, "new password", IP).await.is_ok());
+}
+
+#[tokio::test]
+async fn revoked_app_password_stops_working_at_once_despite_the_cache() {
+    let f = fixture().await;
+    let auth = f.auth();
+    let (app, id) = f.add_app_password().await;
+    auth.authenticate(USER, &app, IP).await.unwrap();
+    f.store.app_password_delete(f.account.id, id).await.unwrap();
+    assert_eq!(
+        auth.authenticate(USER, &app, IP).await,
+        Err(LoginError::InvalidCredentials)
+    );
+}
+
+#[tokio::test]
+async fn store_outage_verifies_against_the_encrypted_local_cache_even_after_restart() {
+    let f = fixture().await;
+    let (app, _) = f.add_app_password().await;
+    {
+        let auth = f.auth();
+        auth.authenticate(USER, PASSWORD, IP).await.unwrap();
+        auth.authenticate(USER, &app, IP).await.unwrap();
+    }
+    f.flaky.set_down(true);
+    // A fresh authenticator (a restarted node: empty memory cache) on the same data dir.
+    let auth = f.auth();
+    let v = auth
+        .authenticate_password(USER, PASSWORD, IP)
+        .await
+        .unwrap();
+    assert!(v.from_offline_cache);
+    assert_eq!(v.account.id, f.account.id);
+    assert_eq!(
+        auth.authenticate(USER, &app, IP).await.unwrap().address,
+        USER
+    );
+    assert!(matches!(
+        auth.authenticate(USER, "wrong", IP).await,
+        Err(LoginError::Unavailable(_))
+    ));
+    assert!(matches!(
+        auth.authenticate("nobody@example.test", PASSWORD, IP).await,
+        Err(LoginError::Unavailable(_))
+    ));
+    f.flaky.set_down(false);
+    assert!(auth.authenticate(USER, PASSWORD, IP).await.is_ok());
+}
+
+#[tokio::test]
+async fn store_outage_without_a_cache_entry_is_unavailable() {
+    let f = fixture().await;
+    f.flaky.set_down(true);
+    assert!(matches!(
+        f.auth().authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn store_outage_keeps_two_factor_enforced_for_the_account_password() {
+    let f = fixture().await;
+    f.enable_totp().await;
+    let (app, _) = f.add_app_password().await;
+    {
+        let auth = f.auth();
+        auth.authenticate_password(USER, PASSWORD, IP)
+            .await
+            .unwrap();
+        auth.authenticate(USER, &app, IP).await.unwrap();
+    }
+    f.flaky.set_down(true);
+    let auth = f.auth();
+    assert_eq!(
+        auth.authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::InvalidCredentials)
+    );
+    assert!(auth.authenticate(USER, &app, IP).await.is_ok());
+}
+
+#[tokio::test]
+async fn changed_password_removes_the_old_one_from_the_outage_cache() {
+    let f = fixture().await;
+    let auth = f.auth();
+    auth.authenticate(USER, PASSWORD, IP).await.unwrap();
+    f.store
+        .account_set_password(f.account.id, &hash_password("new password").unwrap())
+        .await
+        .unwrap();
+    auth.authenticate(USER, "new password", IP).await.unwrap();
+    f.flaky.set_down(true);
+    let auth = f.auth();
+    assert!(matches!(
+        auth.authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::Unavailable(_))
+    ));
+    assert!(auth.authenticate(USER, "new password", IP).await.is_ok());
+}

@@ -1,0 +1,162 @@
+//! Tests of the incremental resync and the batched FETCH/SEARCH read paths.
+
+use super::tests::{T, logged_in};
+use super::tests_support::*;
+use bulwark_store::{NewEmail, Role, Store};
+use std::sync::Arc;
+
+#[tokio::test]
+async fn incremental_sync_reports_expunge_flags_and_exists_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut a, store, auth) = logged_in(dir.path()).await;
+    let mut b = T::new(store, auth, true);
+    b.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+    for s in ["one", "two", "three"] {
+        a.append("INBOX", "", &msg(s, "x")).await;
+    }
+    a.ok("s SELECT INBOX").await;
+    b.ok("s SELECT INBOX").await;
+    b.ok("d UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    b.ok("x EXPUNGE").await;
+    b.ok("f UID STORE 3 +FLAGS.SILENT (\\Seen)").await;
+    b.append("INBOX", "", &msg("four", "x")).await;
+    let out = a.ok("n NOOP").await;
+    assert!(
+        out.starts_with("* 1 EXPUNGE\r\n* 2 FETCH (UID 3 FLAGS (\\Seen))\r\n* 3 EXISTS\r\n"),
+        "{out}"
+    );
+    let again = a.ok("n2 NOOP").await;
+    assert_eq!(again, "n2 OK NOOP completed\r\n");
+    let out = a.ok("f FETCH 1:* (UID FLAGS)").await;
+    assert!(out.contains("* 1 FETCH (UID 2 FLAGS ())"), "{out}");
+    assert!(out.contains("* 3 FETCH (UID 4 FLAGS ())"), "{out}");
+}
+
+#[tokio::test]
+async fn held_back_expunge_is_reported_at_the_next_allowed_command() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut a, store, auth) = logged_in(dir.path()).await;
+    let mut b = T::new(store, auth, true);
+    b.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+    a.append("INBOX", "", &msg("one", "x")).await;
+    a.append("INBOX", "", &msg("two", "x")).await;
+    a.ok("s SELECT INBOX").await;
+    b.ok("s SELECT INBOX").await;
+    b.ok("d STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    b.ok("x EXPUNGE").await;
+    // RFC 9051 §7.5.1: not during FETCH/STORE/SEARCH — twice in a row, nothing is lost.
+    let out = a.ok("f FETCH 1:* (UID)").await;
+    assert!(
+        !out.contains("EXPUNGE") && out.contains("* 2 FETCH (UID 2)"),
+        "{out}"
+    );
+    let out = a.ok("s1 SEARCH ALL").await;
+    assert!(out.contains("* SEARCH 1 2\r\n"), "{out}");
+    let out = a.ok("n NOOP").await;
+    assert!(out.starts_with("* 2 EXPUNGE\r\n"), "{out}");
+    let out = a.ok("s2 SEARCH ALL").await;
+    assert!(out.contains("* SEARCH 1\r\n"), "{out}");
+}
+
+#[tokio::test]
+async fn qresync_session_hears_vanished_for_another_sessions_expunge() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut a, store, auth) = logged_in(dir.path()).await;
+    let mut b = T::new(store, auth, true);
+    b.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+    for s in ["one", "two", "three"] {
+        a.append("INBOX", "", &msg(s, "x")).await;
+    }
+    a.ok("e ENABLE QRESYNC").await;
+    a.ok("s SELECT INBOX").await;
+    b.ok("s SELECT INBOX").await;
+    b.ok("d STORE 1:2 +FLAGS.SILENT (\\Deleted)").await;
+    b.ok("x EXPUNGE").await;
+    let out = a.ok("n NOOP").await;
+    assert!(out.contains("* VANISHED 1:2\r\n"), "{out}");
+    assert!(!out.contains("EXPUNGE\r\n"), "{out}");
+}
+
+/// Appends `n` messages in one store transaction (fast), subjects `msg-<i>`.
+async fn bulk_fill(dir: &std::path::Path, n: usize) -> T {
+    let (t, store, _) = logged_in(dir).await;
+    let account = store
+        .account_by_address(USER)
+        .await
+        .expect("lookup")
+        .expect("account");
+    let inbox = store
+        .mailbox_list(account.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|m| m.role == Some(Role::Inbox))
+        .expect("inbox");
+    let emails: Vec<NewEmail> = (0..n)
+        .map(|i| {
+            let raw = msg(&format!("msg-{i}"), &format!("body word{i} here"));
+            NewEmail {
+                mailboxes: vec![inbox.id],
+                summary: bulwark_core::summarize(raw.as_bytes()),
+                raw: Arc::new(raw.into_bytes()),
+                keywords: vec![],
+                received_at: 1_700_000_000,
+            }
+        })
+        .collect();
+    store.email_append(account.id, emails).await.expect("fill");
+    t
+}
+
+#[tokio::test]
+async fn search_and_fetch_span_several_store_batches() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut t = bulk_fill(dir.path(), 700).await;
+    t.ok("s SELECT INBOX").await;
+    // SUBJECT/FROM come from the stored summary, BODY from the content.
+    let out = t.ok("a SEARCH SUBJECT msg-650").await;
+    assert!(out.contains("* SEARCH 651\r\n"), "{out}");
+    let out = t
+        .ok("b UID SEARCH FROM bob@example.org SUBJECT msg-69")
+        .await;
+    assert!(
+        out.contains("* SEARCH 70 691 692 693 694 695 696 697 698 699 700\r\n"),
+        "{out}"
+    );
+    let out = t.ok("c SEARCH BODY word600").await;
+    assert!(out.contains("* SEARCH 601\r\n"), "{out}");
+    let out = t.ok("d SEARCH NOT FROM bob").await;
+    assert!(out.contains("* SEARCH\r\n"), "{out}");
+    let out = t.ok("e FETCH 1:* (ENVELOPE)").await;
+    assert_eq!(
+        out.matches(" FETCH (ENVELOPE (").count(),
+        700,
+        "{}",
+        &out[..300]
+    );
+    assert!(out.contains("\"msg-699\""), "missing the last envelope");
+    let out = t
+        .ok("f UID FETCH 256:258 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await;
+    for i in [255, 256, 257] {
+        assert!(out.contains(&format!("Subject: msg-{i}\r\n")), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn message_expunged_elsewhere_can_still_be_fetched_until_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut a, store, auth) = logged_in(dir.path()).await;
+    let mut b = T::new(store, auth, true);
+    b.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+    a.append("INBOX", "", &msg("one", "x")).await;
+    a.append("INBOX", "", &msg("two", "still here")).await;
+    a.ok("s SELECT INBOX").await;
+    b.ok("s SELECT INBOX").await;
+    b.ok("d STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    b.ok("x EXPUNGE").await;
+    // The blob outlives the membership: the view's copy of the message is served.
+    let out = a.ok("f FETCH 2 (BODY.PEEK[TEXT])").await;
+    assert!(out.contains("still here"), "{out}");
+    assert!(!out.contains("EXPUNGE"), "{out}");
+}

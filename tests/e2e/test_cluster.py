@@ -1,0 +1,391 @@
+"""Several nodes on one PostgreSQL; drain, config reload, readiness, rolling restart.
+
+Needs PostgreSQL: `scripts/test` starts one and exports BULWARK_TEST_PG. Run alone, this file
+starts its own with `scripts/pg-test-server` (skipped with a message when the PostgreSQL server
+binaries are not installed). Every test class gets a fresh database.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+import unittest
+import uuid
+
+from harness import (ALICE, ALICE_PW, BOB, DOMAIN, IO_TIMEOUT, LISTENERS, REPO_ROOT,
+                     RawImap, RawSmtp, Server, SmtpSink, imap_check, imap_search,
+                     make_message, safe_logout, wait_until)
+
+DRAIN_TIMEOUT = 60.0
+_PG = {"url": None, "dir": None}
+
+
+def _pg_server_url() -> str:
+    """BULWARK_TEST_PG, or a throwaway server started for this file."""
+    url = os.environ.get("BULWARK_TEST_PG")
+    if url:
+        return url
+    if _PG["url"]:
+        return _PG["url"]
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        raise unittest.SkipTest(
+            "PostgreSQL server binaries are not installed (apt-get install postgresql); "
+            "scripts/test installs them and sets BULWARK_TEST_PG")
+    out = subprocess.run([str(REPO_ROOT / "scripts" / "pg-test-server")], capture_output=True,
+                         text=True, timeout=300, check=True).stdout
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key == "BULWARK_TEST_PG":
+            _PG["url"] = value
+        elif key == "BULWARK_TEST_PG_DIR":
+            _PG["dir"] = value
+    if not _PG["url"]:
+        raise AssertionError(f"pg-test-server printed no URL: {out!r}")
+    return _PG["url"]
+
+
+def tearDownModule():
+    if _PG["dir"]:
+        subprocess.run([str(REPO_ROOT / "scripts" / "pg-test-server"), "stop", _PG["dir"]],
+                       capture_output=True, timeout=120)
+
+
+def fresh_database(prefix: str) -> str:
+    """CREATE DATABASE with a unique name; returns its URL."""
+    server = _pg_server_url()
+    name = f"{prefix.lower()}_{uuid.uuid4().hex[:8]}"
+    subprocess.run(["psql", server, "-q", "-c", f"CREATE DATABASE {name}"], check=True,
+                   capture_output=True, timeout=60)
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+def pg_node(name: str, store: str, node_id: str, relay=None, drain_timeout: str = "20s",
+            listeners=LISTENERS + ("http",), outbound_toml: str = "") -> Server:
+    server = Server(name=name, relay=relay, listeners=listeners, outbound_toml=outbound_toml,
+                    auth_toml="allow_plaintext_on_loopback = true")
+    # The harness writes `allow_plaintext_on_loopback = false` first; keep only ours.
+    text = server.config.read_text().replace("allow_plaintext_on_loopback = false\n", "")
+    server.config.write_text(
+        f'store = "{store}"\nnode_id = "{node_id}"\ndrain_timeout = "{drain_timeout}"\n' + text)
+    return server
+
+
+def http_get(addr, path: str) -> tuple[int, str]:
+    with socket.create_connection(addr, timeout=IO_TIMEOUT) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.decode("utf-8", "replace").partition("\r\n\r\n")
+    return int(head.split(" ", 2)[1]), body
+
+
+def wait_exit(server: Server, timeout: float = DRAIN_TIMEOUT) -> int:
+    code = server.proc.wait(timeout=timeout)
+    server._close_log()
+    return code
+
+
+class ClusterBase(unittest.TestCase):
+    nodes: list[Server] = []
+    sink: SmtpSink | None = None
+
+    @classmethod
+    def make_nodes(cls, count: int, relay=None, outbound_toml: str = ""):
+        cls.store = fresh_database(cls.__name__)
+        cls.nodes = [pg_node(f"{cls.__name__}-{i + 1}", cls.store, f"node-{i + 1}", relay=relay,
+                             outbound_toml=outbound_toml) for i in range(count)]
+        cls.nodes[0].standard_fixture()
+        for node in cls.nodes:
+            node.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        for node in cls.nodes:
+            node.cleanup()
+        if cls.sink:
+            cls.sink.close()
+        super().tearDownClass()
+
+    def run(self, result=None):
+        before = (len(result.failures) + len(result.errors)) if result is not None else 0
+        out = super().run(result)
+        if result is not None and len(result.failures) + len(result.errors) > before:
+            for node in self.nodes:
+                print(f"\n[{self.id()}] {node.config}: {node.log_tail(3000)}")
+        return out
+
+
+class TwoNodesTest(ClusterBase):
+    """Two nodes share one PostgreSQL: accounts, mail and the outbound queue."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sink = SmtpSink()
+        cls.hold = True
+        cls.sink.rcpt_policy = lambda address, attempt: (
+            "451 4.3.0 held by the test" if cls.hold else "250 2.1.5 ok")
+        cls.make_nodes(2, relay=cls.sink.addr,
+                       outbound_toml='retry_base = "1s"\nretry_max = "1s"\n')
+
+    def test_status_names_node_store_and_readiness(self):
+        out = self.nodes[1].cli("status").stdout
+        self.assertIn("node id:   node-2", out)
+        self.assertIn("PostgreSQL postgres://", out)
+        self.assertRegex(out, r"server:\s+running \(pid \d+, node id node-2\)")
+        self.assertIn("readiness: ready (HTTP 200)", out)
+        status, body = http_get(self.nodes[0].addr("http"), "/readyz")
+        self.assertEqual((status, body.strip()), (200, "ready"))
+
+    def test_admin_on_one_node_and_mail_on_the_other(self):
+        self.nodes[1].cli("account", "add", "carol@example.test", "--password-stdin",
+                          input="carol-Secret-pw-3\n")
+        self.assertIn("carol@example.test", self.nodes[0].cli("account", "list").stdout)
+        subject = f"cross-node {uuid.uuid4().hex[:8]}"
+        with self.nodes[0].smtp() as s:
+            s.sendmail("x@remote.test", ["carol@example.test"],
+                       make_message(subject, to="carol@example.test"))
+        m = self.nodes[1].imap("carol@example.test", "carol-Secret-pw-3")
+        try:
+            imap_check(m.select("INBOX"), "SELECT")
+            self.assertEqual(len(imap_search(m, "SUBJECT", f'"{subject}"')), 1)
+        finally:
+            safe_logout(m)
+
+    def test_message_queued_on_one_node_is_delivered_once(self):
+        subjects = [f"once-{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
+        type(self).hold = True
+        for i, subject in enumerate(subjects):
+            s = self.nodes[i % 2].submission(ALICE, ALICE_PW)
+            try:
+                s.sendmail(ALICE, [f"r{i}@remote.test"], make_message(subject, sender=ALICE))
+            finally:
+                s.quit()
+        # Both workers see every entry while the relay defers: leases must keep them apart.
+        wait_until(lambda: "r7@remote.test" in self.nodes[0].queue_list(), 30, "queued entries")
+        type(self).hold = False
+        for node in self.nodes:
+            node.cli("queue", "flush")
+        for subject in subjects:
+            self.sink.wait_for(lambda m, s=subject: s.encode() in m.data, timeout=60)
+        wait_until(lambda: "empty" in self.nodes[1].queue_list(), 60, "an empty queue")
+        for subject in subjects:
+            copies = self.sink.count(lambda m, s=subject: s.encode() in m.data)
+            self.assertEqual(copies, 1, f"{subject} delivered {copies} times")
+
+
+class ReloadTest(ClusterBase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.make_nodes(1)
+
+    def test_invalid_config_is_refused_and_the_server_keeps_serving(self):
+        node = self.nodes[0]
+        good = node.config.read_text()
+        try:
+            node.config.write_text(good.replace('max_message_size = "1M"',
+                                                'max_message_size = "1 parsec"'))
+            proc = node.cli("config", "reload", check=False)
+            self.assertEqual(proc.returncode, 78, proc.stderr)
+            self.assertRegex(proc.stderr, re.escape(str(node.config)) + r":\d+: limits.max_message_size")
+            self.assertIn("last good", proc.stderr)
+            self.assertTrue(node.running())
+            with node.smtp() as s:
+                self.assertEqual(s.noop()[0], 250)
+        finally:
+            node.config.write_text(good)
+
+    def test_valid_config_applies_live_keys_and_names_restart_keys(self):
+        node = self.nodes[0]
+        good = node.config.read_text()
+        try:
+            changed = good.replace('drain_timeout = "20s"', 'drain_timeout = "9s"')
+            changed = changed.replace('smtp = "127.0.0.1:0"', 'smtp = "127.0.0.1:1"')
+            changed += '\n[log]\nlevel = "debug"\n'
+            node.config.write_text(changed)
+            out = node.cli("config", "reload").stdout
+            self.assertIn("applied log.level, drain_timeout", out)
+            self.assertIn("needs a restart (old values kept until then): listen", out)
+            with node.smtp() as s:  # still on the old address
+                self.assertEqual(s.noop()[0], 250)
+        finally:
+            node.config.write_text(good)
+            node.cli("config", "reload")
+
+
+class DrainTest(ClusterBase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.make_nodes(1)
+
+    def test_drain_finishes_transactions_says_bye_and_exits(self):
+        node = self.nodes[0]
+        smtp = RawSmtp(node.addr("smtp"))
+        self.assertEqual(smtp.greeting[0], 220)
+        self.assertEqual(smtp.cmd("EHLO client.test")[0], 250)
+        self.assertEqual(smtp.cmd("MAIL FROM:<x@remote.test>")[0], 250)
+        self.assertEqual(smtp.cmd(f"RCPT TO:<{BOB}>")[0], 250)
+        idle = RawImap(node.addr("imaps"))
+        idle.login(BOB, "bob-Secret-pw-2")
+        idle.ok("SELECT INBOX")
+        idle.send(b"i1 IDLE\r\n")
+        self.assertTrue(idle.read_line().startswith(b"+"))
+        other = RawImap(node.addr("imaps"))
+        other.login(ALICE, ALICE_PW)
+
+        drain = subprocess.Popen([str(node.bin), "node", "drain", "--config", str(node.config)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: http_get(node.addr("http"), "/readyz") == (503, "draining\n"),
+                       30, "/readyz to say draining")
+            self.assertEqual(http_get(node.addr("http"), "/jmap/session")[0], 503)
+            # IDLE: told at once.
+            self.assertEqual(idle.read_line(), b"* BYE [UNAVAILABLE] server shutting down\r\n")
+            # A session waiting between commands: told at once too.
+            self.assertEqual(other.read_line(), b"* BYE [UNAVAILABLE] server shutting down\r\n")
+            # SMTP: the open transaction completes, then 421.
+            self.assertEqual(smtp.cmd("DATA")[0], 354)
+            smtp.send(make_message("drained-in-flight", to=BOB) + b".\r\n")
+            self.assertEqual(smtp.reply()[0], 250)
+            code, lines = smtp.reply()
+            self.assertEqual(code, 421)
+            self.assertIn("4.3.2", lines[0])
+            self.assertEqual(wait_exit(node), 0)
+            out, err = drain.communicate(timeout=DRAIN_TIMEOUT)
+            self.assertEqual(drain.returncode, 0, err)
+            self.assertIn("drained", out)
+            self.assertFalse((node.data_dir / "bulwark.pid").exists())
+        finally:
+            if drain.poll() is None:
+                drain.kill()
+            for c in (smtp, idle, other):
+                c.close()
+        # The message accepted during the drain is there after a restart.
+        node.start()
+        m = node.imap(BOB, "bob-Secret-pw-2")
+        try:
+            imap_check(m.select("INBOX"), "SELECT")
+            self.assertEqual(len(imap_search(m, "SUBJECT", '"drained-in-flight"')), 1)
+        finally:
+            safe_logout(m)
+
+    def test_drain_timeout_bounds_a_stuck_session(self):
+        node = self.nodes[0]
+        if not node.running():
+            node.start()
+        smtp = RawSmtp(node.addr("smtp"))
+        try:
+            self.assertEqual(smtp.greeting[0], 220)
+            self.assertEqual(smtp.cmd("EHLO client.test")[0], 250)
+            self.assertEqual(smtp.cmd("MAIL FROM:<x@remote.test>")[0], 250)
+            started = time.monotonic()
+            proc = node.cli("node", "drain", "--timeout", "2")
+            self.assertIn("drained", proc.stdout)
+            self.assertLess(time.monotonic() - started, 15)
+            self.assertFalse(node.running())
+        finally:
+            smtp.close()
+            node._close_log()
+
+
+class RollingRestartTest(ClusterBase):
+    """Two nodes, steady SMTP load spread over both; each is drained and restarted in turn.
+    Every acknowledged message is found exactly once, and no command goes unanswered."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.make_nodes(2)
+
+    def send_one(self, node: Server, subject: str) -> str:
+        """'ok' (250 after DATA), 'refused' (421, connection refused/reset before a command was
+        answered: try another node), or raises for a dropped command."""
+        try:
+            smtp = RawSmtp(node.addr("smtp"), timeout=IO_TIMEOUT)
+        except OSError:
+            return "refused"
+        try:
+            if smtp.greeting[0] != 220:
+                return "refused"
+            for line in ("EHLO load.test", "MAIL FROM:<load@remote.test>", f"RCPT TO:<{ALICE}>",
+                         "DATA"):
+                code, lines = smtp.cmd(line)
+                if code == 421:
+                    return "refused"
+                if code not in (250, 354):
+                    raise AssertionError(f"{line} -> {code} {lines}")
+            smtp.send(make_message(subject) + b".\r\n")
+            code, lines = smtp.reply()
+            if code != 250:
+                raise AssertionError(f"end of DATA -> {code} {lines}")
+            return "ok"
+        finally:
+            smtp.close()
+
+    def test_rolling_restart_loses_no_message_and_drops_no_command(self):
+        acked: list[str] = []
+        errors: list[str] = []
+        stop = threading.Event()
+
+        def load():
+            i = 0
+            while not stop.is_set():
+                subject = f"rolling-{i}-end"
+                i += 1
+                for attempt in range(40):
+                    node = self.nodes[(i + attempt) % 2]
+                    if not node.addrs:
+                        continue
+                    try:
+                        outcome = self.send_one(node, subject)
+                    except Exception as exc:  # noqa: BLE001 - a dropped command is the failure
+                        errors.append(f"{subject}: {exc!r}")
+                        outcome = "error"
+                    if outcome == "ok":
+                        acked.append(subject)
+                        break
+                    if outcome == "error":
+                        break
+                    time.sleep(0.05)
+
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        try:
+            wait_until(lambda: len(acked) >= 5, 60, "load to start")
+            for node in self.nodes:
+                before = len(acked)
+                node.cli("node", "drain", "--timeout", "20")
+                node._close_log()
+                node.start()
+                wait_until(lambda b=before: len(acked) >= b + 5, 60, "load to go on")
+        finally:
+            stop.set()
+            loader.join(60)
+        self.assertEqual(errors, [])
+        m = self.nodes[0].imap(ALICE, ALICE_PW)
+        try:
+            imap_check(m.select("INBOX", readonly=True), "SELECT")
+            lost, duplicated = [], []
+            for subject in acked:
+                hits = imap_search(m, "HEADER", "Subject", f'"{subject}"')
+                if not hits:
+                    lost.append(subject)
+                elif len(hits) > 1:
+                    duplicated.append(subject)
+        finally:
+            safe_logout(m)
+        print(f"\nROLLING RESTART FIGURES: acknowledged={len(acked)} lost={len(lost)} "
+              f"duplicated={len(duplicated)} client_errors={len(errors)}")
+        self.assertEqual((lost, duplicated), ([], []))
+
+
+if __name__ == "__main__":
+    unittest.main()
