@@ -3,6 +3,7 @@
 //! Readiness probes the store with a short timeout and caches the answer for
 //! [`PROBE_CACHE`], so a load balancer polling `/readyz` often cannot hammer the store.
 
+use bulwark_core::spool::Spool;
 use bulwark_store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ pub const PROBE_CACHE: Duration = Duration::from_secs(1);
 pub enum Readiness {
     Ready,
     Draining,
-    /// The store did not answer (why).
+    /// The store did not answer, or spooled mail is still being replayed (why).
     Degraded(String),
 }
 
@@ -28,7 +29,7 @@ impl Readiness {
         match self {
             Readiness::Ready => "ready".into(),
             Readiness::Draining => "draining".into(),
-            Readiness::Degraded(why) => format!("degraded: store unreachable: {why}"),
+            Readiness::Degraded(why) => format!("degraded: {why}"),
         }
     }
     pub fn is_ready(&self) -> bool {
@@ -39,6 +40,8 @@ impl Readiness {
 /// Shared by the servers, the probes and the signal handler.
 pub struct NodeState {
     store: Arc<dyn Store>,
+    /// The local SMTP spool (set once at start): mail waiting in it means degraded.
+    spool: std::sync::OnceLock<Arc<Spool>>,
     draining: watch::Sender<bool>,
     /// The last store probe: when, and its outcome (`Err(why)` when unreachable).
     probe: Mutex<Option<(Instant, Result<(), String>)>>,
@@ -49,9 +52,15 @@ impl NodeState {
         let (draining, _) = watch::channel(false);
         Arc::new(NodeState {
             store,
+            spool: std::sync::OnceLock::new(),
             draining,
             probe: Mutex::new(None),
         })
+    }
+
+    /// Lets readiness report mail waiting in the local spool.
+    pub fn set_spool(&self, spool: Arc<Spool>) {
+        let _ = self.spool.set(spool);
     }
 
     /// Starts draining (idempotent): `/readyz` answers 503 at once, listeners stop.
@@ -88,8 +97,15 @@ impl NodeState {
             return Readiness::Draining;
         }
         match outcome {
-            Ok(()) => Readiness::Ready,
-            Err(why) => Readiness::Degraded(why),
+            Err(why) => Readiness::Degraded(format!("store unreachable: {why}")),
+            Ok(()) => match self.spool.get().map(|s| s.status()) {
+                // The store answers again but spooled mail is still being replayed.
+                Some(st) if st.degraded => Readiness::Degraded(format!(
+                    "replaying the local spool: {} messages ({} bytes) waiting",
+                    st.messages, st.bytes
+                )),
+                _ => Readiness::Ready,
+            },
         }
     }
 }
@@ -131,7 +147,7 @@ mod tests {
 
     #[test]
     fn degraded_text_names_the_store() {
-        let r = Readiness::Degraded("connection refused".into());
+        let r = Readiness::Degraded("store unreachable: connection refused".into());
         assert_eq!(r.text(), "degraded: store unreachable: connection refused");
         assert!(!r.is_ready());
     }

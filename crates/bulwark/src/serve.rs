@@ -108,6 +108,18 @@ async fn serve(
     let mut signals = Signals::new()?;
     // One SMTP server for all SMTP listeners, so connection limits count across ports.
     let smtp = servers::smtp_server(&shared);
+    // Store outage: SMTP accepts into a durable local spool, replayed once the store answers.
+    let spool = bulwark_core::spool::Spool::open(
+        &shared.config.data_dir,
+        bulwark_core::spool::SpoolLimits {
+            max_bytes: shared.config.limits.spool_max_bytes,
+            max_messages: shared.config.limits.spool_max_messages,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the local spool: {e}"))?;
+    let spool_replay = spool.spawn_replay(shared.store.clone(), shared.queue_wakeup.clone());
+    smtp.set_spool(spool.clone());
+    node.set_spool(spool);
     let (http_stop, _) = watch::channel(false);
     let mut imap = Vec::new();
     let mut tasks = Vec::new();
@@ -182,6 +194,7 @@ async fn serve(
     let config = serve_until_stop(&mut signals, (*shared.config).clone(), live).await;
     drain(&config, &node, running, &mut signals).await;
     key_refresh.abort();
+    spool_replay.abort();
     Ok(())
 }
 

@@ -49,6 +49,12 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
             "40001" | "40P01" => StoreError::Unavailable(format!("{CONFLICT_MARK}: {text}")),
             // read_only_sql_transaction: a standby after failover
             "25006" => StoreError::Unavailable(format!("the database is read-only: {text}")),
+            // undefined_table, insufficient_privilege: a table made unreadable (an operator
+            // restoring it, a broken grant). Temporary for the callers: the auth path falls
+            // back to its offline cache, clients get "try again", nothing reports a server bug.
+            "42P01" | "42501" => {
+                StoreError::Unavailable(format!("PostgreSQL cannot read a table: {text} ({code})"))
+            }
             _ if UNAVAILABLE_CLASSES.contains(&class) => {
                 StoreError::Unavailable(format!("PostgreSQL: {text} ({code})"))
             }

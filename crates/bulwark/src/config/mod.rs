@@ -172,6 +172,8 @@ pub struct Limits {
     pub smtp_idle_timeout: Duration,
     pub imap_idle_timeout: Duration,
     pub max_recipients: usize,
+    pub spool_max_bytes: u64,
+    pub spool_max_messages: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +333,8 @@ impl Config {
             smtp_idle_timeout: v.duration("limits.smtp_idle_timeout"),
             imap_idle_timeout: v.duration("limits.imap_idle_timeout"),
             max_recipients: v.int("limits.max_recipients") as usize,
+            spool_max_bytes: v.int("limits.spool_max_bytes"),
+            spool_max_messages: v.int("limits.spool_max_messages"),
         };
         let auth = Auth {
             allow_plaintext_on_loopback: v.bool("auth.allow_plaintext_on_loopback"),

@@ -245,6 +245,20 @@ pub const KEYS: &[KeyDef] = &[
         "Recipients per SMTP transaction (RFC 5321 §4.5.3.1.8: at least 100); more get 452."
     ),
     key!(
+        "limits",
+        "spool_max_bytes",
+        Size,
+        "\"1G\"",
+        "When the store is unreachable, inbound mail waits in a local durable spool in `data_dir/spool` (replayed once when the store is back); beyond this many bytes SMTP answers 451."
+    ),
+    key!(
+        "limits",
+        "spool_max_messages",
+        Count,
+        "100000",
+        "The most messages the local spool holds during a store outage; beyond this SMTP answers 451."
+    ),
+    key!(
         "auth",
         "allow_plaintext_on_loopback",
         Bool,

@@ -2,10 +2,12 @@
 //! [`crate::spool`] for why the blob hash is the idempotency key).
 
 use super::{Spool, SpoolError, SpooledMessage};
-use crate::{Recipient, deliver_local, resolve_recipient};
+use crate::{Recipient, inbox_of, resolve_recipient, summarize};
 use bulwark_store::{
-    AccountId, BlobHash, NewQueued, QueueId, RcptStatus, Store, StoreError, now_unix,
+    AccountId, BlobHash, MailboxId, NewEmail, NewQueued, QueueId, RcptStatus, Store, StoreError,
+    now_unix,
 };
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -45,6 +47,7 @@ impl Spool {
     /// (the rest waits for the next pass); other store errors skip that message for now.
     pub async fn replay(&self, store: &dyn Store) -> Result<ReplayReport, ReplayError> {
         let mut report = ReplayReport::default();
+        let mut lookups = Lookups::default();
         let files = self.waiting()?;
         if !files.is_empty() {
             tracing::info!(messages = files.len(), "spool: replaying");
@@ -63,7 +66,7 @@ impl Spool {
                     continue;
                 }
             };
-            match replay_one(store, &message, &mut report).await {
+            match replay_one(store, &message, &mut lookups, &mut report).await {
                 Ok(()) => {
                     self.remove(&path)?;
                     report.replayed += 1;
@@ -100,26 +103,83 @@ async fn already_stored(store: &dyn Store, bytes: &[u8]) -> Result<bool, StoreEr
     Ok(store.blob_get(&BlobHash::of(bytes)).await?.is_some())
 }
 
+/// Recipient and INBOX lookups of one pass (a spool is typically many messages to the same
+/// few recipients; the directory does not change meaningfully within a pass).
+#[derive(Default)]
+struct Lookups {
+    recipients: HashMap<String, Recipient>,
+    inboxes: HashMap<AccountId, MailboxId>,
+}
+
+impl Lookups {
+    async fn recipient(
+        &mut self,
+        store: &dyn Store,
+        address: &str,
+    ) -> Result<Recipient, StoreError> {
+        let key = address.to_lowercase();
+        if let Some(known) = self.recipients.get(&key) {
+            return Ok(known.clone());
+        }
+        let resolved = resolve_recipient(store, address).await?;
+        self.recipients.insert(key, resolved.clone());
+        Ok(resolved)
+    }
+
+    async fn inbox(
+        &mut self,
+        store: &dyn Store,
+        account: AccountId,
+    ) -> Result<MailboxId, StoreError> {
+        if let Some(inbox) = self.inboxes.get(&account) {
+            return Ok(*inbox);
+        }
+        let inbox = inbox_of(store, account).await?;
+        self.inboxes.insert(account, inbox);
+        Ok(inbox)
+    }
+}
+
 async fn replay_one(
     store: &dyn Store,
     message: &SpooledMessage,
+    lookups: &mut Lookups,
     report: &mut ReplayReport,
 ) -> Result<(), StoreError> {
     let envelope = &message.envelope;
     let mut accounts: Vec<AccountId> = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
     for address in &envelope.local {
-        match resolve_recipient(store, address).await? {
+        match lookups.recipient(store, address).await? {
             Recipient::Local(account) => accounts.push(account),
             Recipient::UnknownUser | Recipient::Remote => unknown.push(address.clone()),
         }
     }
+    accounts.sort();
+    accounts.dedup();
     if !accounts.is_empty() {
         let local = message.local_message();
         if already_stored(store, &local).await? {
             report.already_delivered += 1;
         } else {
-            deliver_local(store, Arc::new(local), &accounts, envelope.received_at).await?;
+            // Like `deliver_local`, with the pass's INBOX lookups: one transaction.
+            let raw = Arc::new(local);
+            let summary = summarize(&raw);
+            let mut deliveries = Vec::with_capacity(accounts.len());
+            for account in accounts {
+                let inbox = lookups.inbox(store, account).await?;
+                deliveries.push((
+                    account,
+                    NewEmail {
+                        mailboxes: vec![inbox],
+                        raw: raw.clone(),
+                        keywords: vec![],
+                        received_at: envelope.received_at,
+                        summary: summary.clone(),
+                    },
+                ));
+            }
+            store.deliver(deliveries).await?;
         }
     }
     // One queue entry carries the remote recipients and the unknown ones (already failed),

@@ -80,11 +80,18 @@ impl BlobKey {
         if hex.len() != 64 {
             return BlobKey(key);
         }
+        // Table lookups, no branches per digit: SELECT converts every message of a mailbox.
+        let mut bad = 0u8;
         for (i, pair) in hex.chunks_exact(2).enumerate() {
-            match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(h), Some(l)) => key[i] = h << 4 | l,
-                _ => return BlobKey([0u8; 32]),
-            }
+            let (h, l) = (
+                HEX_VALUE[usize::from(pair[0])],
+                HEX_VALUE[usize::from(pair[1])],
+            );
+            bad |= h | l;
+            key[i] = (h << 4) | (l & 15);
+        }
+        if bad & INVALID != 0 {
+            return BlobKey([0u8; 32]);
         }
         BlobKey(key)
     }
@@ -100,14 +107,25 @@ impl BlobKey {
     }
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Marks a byte that is not a hex digit in [`HEX_VALUE`].
+const INVALID: u8 = 0x80;
+
+/// Value of each byte as a hex digit, or [`INVALID`].
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
     }
-}
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        t[b'A' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
 
 /// One message of the selected mailbox (index + 1 is its sequence number).
 #[derive(Debug, Clone, PartialEq, Eq)]
