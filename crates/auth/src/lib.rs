@@ -17,8 +17,6 @@
 //! [`Authenticator::with_offline_cache`], on disk (sealed) for logins while the auth store is
 //! unreachable (issue 6).
 
-#[cfg(test)]
-mod flaky;
 mod memcache;
 mod offline;
 mod password;

@@ -1,8 +1,8 @@
 //! Tests of the login path: two-factor enforcement, the memory cache, the outage cache.
 
 use super::*;
-use crate::flaky::FlakyStore;
 use bulwark_store::NewAccount;
+use bulwark_store::outage::OutageStore;
 use bulwark_store::sqlite::SqliteStore;
 use std::net::Ipv4Addr;
 
@@ -13,7 +13,7 @@ const PASSWORD: &str = "correct horse";
 struct Fixture {
     _dir: tempfile::TempDir,
     data: tempfile::TempDir,
-    flaky: Arc<FlakyStore>,
+    flaky: Arc<OutageStore>,
     store: Arc<dyn Store>,
     account: Account,
 }
@@ -30,7 +30,7 @@ async fn fixture() -> Fixture {
         })
         .await
         .unwrap();
-    let flaky = FlakyStore::new(sqlite);
+    let flaky = OutageStore::new(sqlite);
     Fixture {
         _dir: dir,
         data: tempfile::tempdir().unwrap(),

@@ -5,7 +5,8 @@
 //! * header summaries extracted once at delivery (threading, sorting, JMAP previews),
 //! * the local durable spool for inbound mail while the store is unavailable ([`spool`]).
 
-pub mod outage;
+/// Kept here for callers that found it in this crate first; it lives in `bulwark-store`.
+pub use bulwark_store::outage;
 pub mod spool;
 mod summary;
 

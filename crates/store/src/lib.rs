@@ -25,6 +25,7 @@ pub mod changelog;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod model;
+pub mod outage;
 pub mod sqlite;
 
 pub use model::*;

@@ -1,21 +1,21 @@
 //! Shared signing keys: several nodes (data dirs) on one store, rotation, store outages.
 
 use super::*;
-use crate::flaky::FlakyStore;
+use bulwark_store::outage::OutageStore;
 use bulwark_store::sqlite::SqliteStore;
 
 const TTL: i64 = 3600;
 
 struct Fixture {
     _db: tempfile::TempDir,
-    flaky: Arc<FlakyStore>,
+    flaky: Arc<OutageStore>,
     store: Arc<dyn Store>,
 }
 
 fn fixture() -> Fixture {
     let db = tempfile::tempdir().unwrap();
     let sqlite: Arc<dyn Store> = SqliteStore::open(db.path()).unwrap();
-    let flaky = FlakyStore::new(sqlite);
+    let flaky = OutageStore::new(sqlite);
     Fixture {
         _db: db,
         store: flaky.clone(),

@@ -1,22 +1,27 @@
-//! A store wrapper whose every call can be made to fail as if the backend were unreachable
-//! (tests of the auth outage paths).
+//! [`OutageStore`]: a [`Store`] wrapper that can be switched "down", when every call fails
+//! with [`StoreError::Unavailable`] — for tests of degraded modes in every crate (SMTP
+//! spooling, IMAP `NO [UNAVAILABLE]`, JMAP 503) without stopping a real database.
 
+use crate::*;
 use async_trait::async_trait;
-use bulwark_store::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::broadcast;
 
-pub(crate) struct FlakyStore {
+/// Wraps a store; while [`OutageStore::set_down`]`(true)`, every call is `Unavailable`.
+pub struct OutageStore {
     inner: Arc<dyn Store>,
     down: AtomicBool,
+    /// Calls refused while down.
+    refused: AtomicU64,
 }
 
-impl FlakyStore {
-    pub fn new(inner: Arc<dyn Store>) -> Arc<FlakyStore> {
-        Arc::new(FlakyStore {
+impl OutageStore {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<OutageStore> {
+        Arc::new(OutageStore {
             inner,
             down: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -24,16 +29,31 @@ impl FlakyStore {
         self.down.store(down, Ordering::SeqCst);
     }
 
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
+    /// How many calls were refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+
     fn check(&self) -> Result<()> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("test: store is down".into()));
+        if self.is_down() {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable(
+                "the store is switched off (test outage)".into(),
+            ));
         }
         Ok(())
     }
 }
 
 #[async_trait]
-impl Store for FlakyStore {
+impl Store for OutageStore {
+    fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {
+        self.inner.subscribe(account)
+    }
     async fn domain_add(&self, name: &str) -> Result<()> {
         self.check()?;
         self.inner.domain_add(name).await
@@ -260,6 +280,10 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.blob_get(hash).await
     }
+    async fn blob_get_many(&self, hashes: &[BlobHash]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.check()?;
+        self.inner.blob_get_many(hashes).await
+    }
     async fn blob_put(&self, data: &[u8]) -> Result<BlobHash> {
         self.check()?;
         self.inner.blob_put(data).await
@@ -314,9 +338,6 @@ impl Store for FlakyStore {
     ) -> Result<ChangeSet> {
         self.check()?;
         self.inner.changes_since(account, since, max).await
-    }
-    fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {
-        self.inner.subscribe(account)
     }
     async fn queue_enqueue(&self, msg: NewQueued) -> Result<QueueId> {
         self.check()?;
