@@ -291,7 +291,10 @@ pub async fn status(config: &Config) -> anyhow::Result<()> {
             };
             match probe {
                 Ok(()) => format!("{prefix}store reachable"),
-                Err(why) => format!("{prefix}degraded: store unreachable: {why}"),
+                Err(why) => format!(
+                    "{prefix}{}",
+                    crate::node::Readiness::store_unreachable(&why).text()
+                ),
             }
         }
     };

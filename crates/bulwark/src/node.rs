@@ -32,6 +32,10 @@ impl Readiness {
             Readiness::Degraded(why) => format!("degraded: {why}"),
         }
     }
+    /// The store did not answer the probe.
+    pub fn store_unreachable(why: &str) -> Readiness {
+        Readiness::Degraded(format!("store unreachable: {why}"))
+    }
     pub fn is_ready(&self) -> bool {
         matches!(self, Readiness::Ready)
     }
@@ -97,7 +101,7 @@ impl NodeState {
             return Readiness::Draining;
         }
         match outcome {
-            Err(why) => Readiness::Degraded(format!("store unreachable: {why}")),
+            Err(why) => Readiness::store_unreachable(&why),
             Ok(()) => match self.spool.get().map(|s| s.status()) {
                 // The store answers again but spooled mail is still being replayed.
                 Some(st) if st.degraded => Readiness::Degraded(format!(
@@ -147,7 +151,7 @@ mod tests {
 
     #[test]
     fn degraded_text_names_the_store() {
-        let r = Readiness::Degraded("store unreachable: connection refused".into());
+        let r = Readiness::store_unreachable("connection refused");
         assert_eq!(r.text(), "degraded: store unreachable: connection refused");
         assert!(!r.is_ready());
     }
