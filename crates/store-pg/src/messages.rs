@@ -201,8 +201,14 @@ pub(crate) async fn mailbox_delta(
             "SELECT m.uid, m.email, e.thread, GREATEST(m.modseq, e.kw_modseq), e.keywords, e.size,
                     e.received_at, e.blob
              FROM memberships m JOIN emails e ON e.id = m.email
-             WHERE m.mailbox = $1 AND (m.modseq > $2 OR e.kw_modseq > $2) ORDER BY m.uid",
-            &[&mailbox.0, &sql_modseq(since)],
+             WHERE m.mailbox = $1 AND m.modseq > $2
+             UNION
+             SELECT m.uid, m.email, e.thread, GREATEST(m.modseq, e.kw_modseq), e.keywords, e.size,
+                    e.received_at, e.blob
+             FROM emails e JOIN memberships m ON m.email = e.id AND m.mailbox = $1
+             WHERE e.account = $3 AND e.kw_modseq > $2
+             ORDER BY 1",
+            &[&mailbox.0, &sql_modseq(since), &account.0],
         )
         .await?;
     let changed = rows.iter().map(meta_from_row).collect::<Result<_>>()?;

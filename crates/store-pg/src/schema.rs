@@ -11,7 +11,7 @@ use crate::pool::{Pool, get};
 use bulwark_store::{Result, StoreError};
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 /// The oldest code schema version that can run against what this code writes.
 const COMPATIBLE_FROM: i64 = 1;
 /// Advisory lock key serialising migrations ("bulwark" + 1).
@@ -146,9 +146,16 @@ CREATE TABLE IF NOT EXISTS global_settings (
 );
 "#;
 
+/// Version 4: indexes that let a mailbox resync read only what changed (new memberships,
+/// keyword changes) instead of scanning the whole mailbox. Additive.
+const V4: &str = r#"
+CREATE INDEX IF NOT EXISTS memberships_mailbox_modseq ON memberships(mailbox, modseq);
+CREATE INDEX IF NOT EXISTS emails_account_kw_modseq ON emails(account, kw_modseq);
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`. Each must be
 /// idempotent and, for online upgrades, additive (old code keeps working on the result).
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Creates or upgrades the schema in one transaction under the migration lock.
 pub(crate) async fn migrate(pool: &std::sync::Arc<Pool>) -> Result<()> {

@@ -7,7 +7,7 @@ use crate::{
     AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxDelta, MailboxId, MessageMeta,
     ModSeq, Result, StoreError, ThreadId, Uid,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use std::collections::HashMap;
 
 /// Ids per `IN (…)` query (well below SQLite's parameter limit).
@@ -219,28 +219,39 @@ pub(crate) fn mailbox_delta(
             ..MailboxDelta::default()
         });
     }
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT m.uid, m.email, e.thread, max(m.modseq, e.kw_modseq), e.keywords, e.size, e.received_at, e.blob
-             FROM memberships m JOIN emails e ON e.id = m.email
-             WHERE m.mailbox = ?1 AND (m.modseq > ?2 OR e.kw_modseq > ?2) ORDER BY m.uid",
-        )
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map([mailbox.0, since.0 as i64], |r| {
-            Ok(MessageMeta {
-                uid: Uid(r.get(0)?),
-                email: EmailId(r.get(1)?),
-                thread: ThreadId(r.get(2)?),
-                modseq: ModSeq(r.get::<_, i64>(3)? as u64),
-                keywords: keywords_at(r, 4)?,
-                size: r.get(5)?,
-                received_at: r.get(6)?,
-                blob: BlobHash(r.get(7)?),
+    // Two indexed lookups instead of a scan of the whole mailbox: messages that entered it
+    // after `since` (memberships_mailbox_modseq), and messages of the account whose
+    // keywords changed after `since` (emails_account_kw_modseq) that are in it.
+    let mut changed: Vec<MessageMeta> = Vec::new();
+    for sql in [
+        "SELECT m.uid, m.email, e.thread, max(m.modseq, e.kw_modseq), e.keywords, e.size, e.received_at, e.blob
+         FROM memberships m JOIN emails e ON e.id = m.email
+         WHERE m.mailbox = ?1 AND m.modseq > ?2 AND e.account = ?3",
+        "SELECT m.uid, m.email, e.thread, max(m.modseq, e.kw_modseq), e.keywords, e.size, e.received_at, e.blob
+         FROM emails e JOIN memberships m ON m.email = e.id AND m.mailbox = ?1
+         WHERE e.account = ?3 AND e.kw_modseq > ?2",
+    ] {
+        let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![mailbox.0, since.0 as i64, account.0], |r| {
+                Ok(MessageMeta {
+                    uid: Uid(r.get(0)?),
+                    email: EmailId(r.get(1)?),
+                    thread: ThreadId(r.get(2)?),
+                    modseq: ModSeq(r.get::<_, i64>(3)? as u64),
+                    keywords: keywords_at(r, 4)?,
+                    size: r.get(5)?,
+                    received_at: r.get(6)?,
+                    blob: BlobHash(r.get(7)?),
+                })
             })
-        })
-        .map_err(db_err)?;
-    let changed = rows.collect::<rusqlite::Result<_>>().map_err(db_err)?;
+            .map_err(db_err)?;
+        for row in rows {
+            changed.push(row.map_err(db_err)?);
+        }
+    }
+    changed.sort_unstable_by_key(|m| m.uid);
+    changed.dedup_by_key(|m| m.uid);
     let expunged = expunged_since(conn, account, mailbox, since)?;
     Ok(MailboxDelta {
         highest_modseq,

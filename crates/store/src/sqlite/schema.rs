@@ -5,7 +5,7 @@ use crate::Result;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this code writes. Bump it and add a step to [`MIGRATIONS`] to change it.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: the initial schema.
 const V1: &str = r#"
@@ -137,8 +137,15 @@ CREATE TABLE IF NOT EXISTS global_settings (
 );
 "#;
 
+/// Version 4: indexes that let a mailbox resync read only what changed (new memberships,
+/// keyword changes) instead of scanning the whole mailbox.
+const V4: &str = r#"
+CREATE INDEX IF NOT EXISTS memberships_mailbox_modseq ON memberships(mailbox, modseq);
+CREATE INDEX IF NOT EXISTS emails_account_kw_modseq ON emails(account, kw_modseq);
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Creates or upgrades the schema. Idempotent; runs in one transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
