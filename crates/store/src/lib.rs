@@ -21,6 +21,7 @@
 //! `$draft`, `$deleted`, or any custom keyword lowercased). IMAP maps its system flags with
 //! [`model::imap_flag_to_keyword`] / [`model::keyword_to_imap_flag`].
 
+pub mod blob_cache;
 pub mod changelog;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

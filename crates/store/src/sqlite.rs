@@ -144,6 +144,8 @@ pub struct CommitStats {
 /// The embedded store. Cheap to share as `Arc<SqliteStore>` / `Arc<dyn Store>`.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    /// Recently read blobs (content-addressed, never stale).
+    blobs: Arc<crate::blob_cache::BlobCache>,
     readers: Arc<ReadPool>,
     hub: Arc<Hub>,
     path: PathBuf,
@@ -195,6 +197,9 @@ impl SqliteStore {
         });
         Ok(Arc::new(SqliteStore {
             jobs,
+            blobs: Arc::new(crate::blob_cache::BlobCache::new(
+                crate::blob_cache::DEFAULT_CACHE_BYTES,
+            )),
             readers,
             hub,
             path,
@@ -498,9 +503,27 @@ impl Store for SqliteStore {
             .await
     }
     async fn blob_get_many(&self, hashes: &[BlobHash]) -> Result<Vec<Option<Vec<u8>>>> {
-        let hashes = hashes.to_vec();
-        self.read(move |c| messages::blob_get_many(c, &hashes))
-            .await
+        let mut found: Vec<Option<Vec<u8>>> = hashes.iter().map(|h| self.blobs.get(h)).collect();
+        let missing: Vec<(usize, BlobHash)> = found
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_none())
+            .map(|(i, _)| (i, hashes[i].clone()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let wanted: Vec<BlobHash> = missing.iter().map(|(_, h)| h.clone()).collect();
+        let read = self
+            .read(move |c| messages::blob_get_many(c, &wanted))
+            .await?;
+        for ((i, hash), data) in missing.into_iter().zip(read) {
+            if let Some(data) = &data {
+                self.blobs.put(&hash, data);
+            }
+            found[i] = data;
+        }
+        Ok(found)
     }
     async fn message_summaries(
         &self,
@@ -521,8 +544,15 @@ impl Store for SqliteStore {
         self.read(move |c| messages::email_list(c, account)).await
     }
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>> {
-        let hash = hash.clone();
-        self.read(move |c| messages::blob_get(c, &hash)).await
+        if let Some(data) = self.blobs.get(hash) {
+            return Ok(Some(data));
+        }
+        let key = hash.clone();
+        let data = self.read(move |c| messages::blob_get(c, &key)).await?;
+        if let Some(data) = &data {
+            self.blobs.put(hash, data);
+        }
+        Ok(data)
     }
     async fn blob_put(&self, data: &[u8]) -> Result<BlobHash> {
         let data = data.to_vec();
