@@ -19,6 +19,7 @@
 //!   [`limits`].
 
 mod config;
+mod feed;
 pub mod limits;
 pub mod message;
 pub mod parser;

@@ -46,6 +46,8 @@ pub struct ImapServer {
     tls: Option<TlsAcceptor>,
     limiter: ConnectionLimiter,
     next_id: AtomicU64,
+    /// Mailbox changes read once for all sessions (see [`crate::feed`]).
+    feeds: Arc<crate::feed::Feeds>,
 }
 
 /// Why a connection ended early.
@@ -74,6 +76,7 @@ impl ImapServer {
             tls,
             limiter,
             next_id: AtomicU64::new(1),
+            feeds: Arc::default(),
         })
     }
 
@@ -168,7 +171,8 @@ impl ImapServer {
             peer.ip(),
             implicit_tls,
             self.tls.is_some(),
-        );
+        )
+        .with_feeds(self.feeds.clone());
         let mut conn = Conn {
             stream,
             parser: Parser::new(self.cfg.max_literal_size),

@@ -38,10 +38,6 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 const MAX_IDLE_READERS: usize = 32;
 /// SQLite page cache per connection, in KiB (negative `cache_size` means KiB).
 const CACHE_KIB: i64 = 16 * 1024;
-/// Bytes of the database file each connection reads through a memory map. In WAL mode a
-/// reader drops its page cache whenever another connection committed; mapped pages are
-/// shared with the OS page cache, so a fresh read transaction costs no copies.
-const MMAP_BYTES: i64 = 1 << 40;
 
 /// Process-wide SQLite settings, applied once before the first connection opens (SQLite
 /// refuses them afterwards). Memory statistics off: with them on, every SQLite allocation
@@ -97,7 +93,7 @@ fn configure(conn: &Connection) -> Result<()> {
         // temp_store stays on files: in-memory statement journals make large savepoints
         // quadratic (every statement truncates a linked list of journal chunks).
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -{CACHE_KIB};
-         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}; PRAGMA mmap_size = {MMAP_BYTES};"
+         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
     ))
     .map_err(db_err)?;
     conn.set_prepared_statement_cache_capacity(64);

@@ -277,7 +277,7 @@ impl Session {
         if let State::Selected(_, s) = &mut self.state
             && s.id == mailbox.id
         {
-            s.dirty = true;
+            s.mark_dirty(None);
         }
         Done::with_code(
             format!("APPENDUID {} {uid}", mailbox.uid_validity),

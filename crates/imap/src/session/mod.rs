@@ -136,11 +136,22 @@ pub(crate) struct Selected {
     pub pending_expunge: Vec<Uid>,
     /// Another session changed the mailbox: refresh at the next opportunity.
     pub dirty: bool,
+    /// The newest change we were told about (`u64::MAX`: unknown, read the store).
+    pub wanted: ModSeq,
+    /// The mailbox's changes, shared with the other sessions that have it selected.
+    pub feed: Arc<crate::feed::Feed>,
     /// RFC 5182 SEARCHRES saved result (UIDs).
     pub saved: Vec<Uid>,
 }
 
 impl Selected {
+    /// Something changed the mailbox (at `modseq`, or unknown when `None`): resync at the
+    /// next opportunity.
+    pub fn mark_dirty(&mut self, modseq: Option<ModSeq>) {
+        self.dirty = true;
+        self.wanted = self.wanted.max(modseq.unwrap_or(ModSeq(u64::MAX)));
+    }
+
     /// Indices into `view` addressed by `set` (sequence numbers or UIDs), ascending.
     /// Sequence numbers beyond the mailbox are a client error (RFC 9051 §9 `seq-number`).
     pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, CmdError> {
@@ -216,6 +227,8 @@ pub struct Session {
     pub(crate) tls_available: bool,
     pub(crate) state: State,
     pub(crate) enabled: Enabled,
+    /// Mailbox changes shared by the sessions of one server (see [`crate::feed`]).
+    pub(crate) feeds: Arc<crate::feed::Feeds>,
     bad_commands: u32,
     pub(crate) auth_failures: u32,
     /// Tag of a running IDLE or AUTHENTICATE.
@@ -240,10 +253,18 @@ impl Session {
             tls_available,
             state: State::NotAuthenticated,
             enabled: Enabled::default(),
+            feeds: Arc::default(),
             bad_commands: 0,
             auth_failures: 0,
             pending_tag: None,
         }
+    }
+
+    /// Shares mailbox changes with the other sessions of one server (a session on its own
+    /// reads everything itself).
+    pub(crate) fn with_feeds(mut self, feeds: Arc<crate::feed::Feeds>) -> Self {
+        self.feeds = feeds;
+        self
     }
 
     /// `* OK [CAPABILITY ...] greeting` (RFC 9051 §7.1.1).
@@ -528,14 +549,14 @@ impl Session {
                         && change.mailboxes.contains(&id)
                     {
                         if let State::Selected(_, s) = &mut self.state {
-                            s.dirty = true;
+                            s.mark_dirty(Some(change.modseq));
                         }
                         return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     if let State::Selected(_, s) = &mut self.state {
-                        s.dirty = true;
+                        s.mark_dirty(None);
                     }
                     return;
                 }

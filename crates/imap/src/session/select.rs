@@ -57,12 +57,12 @@ impl Session {
             .find_mailbox(&name)
             .await?
             .ok_or_else(|| CmdError::no("NONEXISTENT", format!("Mailbox {name} does not exist")))?;
-        // Changes committed after `mailbox` was read show up again in the first resync
-        // (harmless: applying a change twice reports nothing new).
-        let synced = mailbox.highest_modseq;
-        let metas = self.store.mailbox_messages(account, mailbox.id).await?;
-        let view: Vec<ViewMsg> = metas.iter().map(ViewMsg::from_meta).collect();
-        drop(metas);
+        // The view holds at least every change up to `synced`; later ones may show up
+        // again in the first resync (harmless: applying a change twice reports nothing new).
+        let feed = self.feeds.get(mailbox.id);
+        let (view, synced) = feed
+            .view(&*self.store, account, mailbox.id, mailbox.highest_modseq)
+            .await?;
         let highest = view
             .iter()
             .map(|m| m.modseq)
@@ -168,6 +168,8 @@ impl Session {
                 synced,
                 pending_expunge: Vec::new(),
                 dirty: false,
+                wanted: synced,
+                feed,
                 saved: Vec::new(),
             },
         );
@@ -286,13 +288,13 @@ impl Session {
         out: &mut Vec<u8>,
         allow_expunge: bool,
     ) -> Result<(), StoreError> {
-        let (account, id, since) = match &mut self.state {
+        let (account, id, since, wanted, feed) = match &mut self.state {
             State::Selected(a, s) => {
                 loop {
                     match a.changes.try_recv() {
-                        Ok(c) if c.mailboxes.contains(&s.id) => s.dirty = true,
+                        Ok(c) if c.mailboxes.contains(&s.id) => s.mark_dirty(Some(c.modseq)),
                         Ok(_) => {}
-                        Err(TryRecvError::Lagged(_)) => s.dirty = true,
+                        Err(TryRecvError::Lagged(_)) => s.mark_dirty(None),
                         Err(_) => break,
                     }
                 }
@@ -305,7 +307,7 @@ impl Session {
                     self.report_pending_expunges(pending, out);
                     return Ok(());
                 }
-                (a.account.id, s.id, s.synced)
+                (a.account.id, s.id, s.synced, s.wanted, s.feed.clone())
             }
             State::Authenticated(a) => {
                 while !matches!(
@@ -316,7 +318,7 @@ impl Session {
             }
             _ => return Ok(()),
         };
-        let delta = self.store.mailbox_delta(account, id, since).await?;
+        let delta = feed.delta(&*self.store, account, id, since, wanted).await?;
         self.apply_delta(delta, allow_expunge, out);
         Ok(())
     }
@@ -387,6 +389,7 @@ impl Session {
             out.extend_from_slice(format!("* {} EXISTS\r\n", sel.view.len()).as_bytes());
         }
         sel.synced = sel.synced.max(delta.highest_modseq);
+        sel.wanted = sel.synced;
         sel.dirty = false;
     }
 }

@@ -132,7 +132,7 @@ impl Session {
         if let State::Selected(_, s) = &mut self.state
             && s.id == dest.id
         {
-            s.dirty = true;
+            s.mark_dirty(None);
         }
         Done::with_code(
             format!(

@@ -160,3 +160,92 @@ async fn message_expunged_elsewhere_can_still_be_fetched_until_reported() {
     assert!(out.contains("still here"), "{out}");
     assert!(!out.contains("EXPUNGE"), "{out}");
 }
+
+/// `FETCH 1:* (UID FLAGS)` lines of `t` after a NOOP (which reports pending changes),
+/// sorted, for comparing views.
+async fn flags_of(t: &mut T) -> Vec<String> {
+    t.ok("n NOOP").await;
+    let out = t.ok("v FETCH 1:* (UID FLAGS)").await;
+    let mut lines: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with("* ") && l.contains(" FETCH "))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn sessions_sharing_feeds_see_each_others_changes_and_select_from_the_snapshot() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut a, store, auth) = logged_in(dir.path()).await;
+    let mut b = T::new(store.clone(), auth.clone(), true);
+    let mut c = T::new(store.clone(), auth.clone(), true);
+    b.share_feeds_with(&a);
+    c.share_feeds_with(&a);
+    for t in [&mut b, &mut c] {
+        t.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+    }
+    for s in ["one", "two", "three"] {
+        a.append("INBOX", "", &msg(s, "x")).await;
+    }
+    a.ok("s SELECT INBOX").await;
+    b.ok("s SELECT INBOX").await;
+    b.ok("d UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    b.ok("x EXPUNGE").await;
+    b.ok("f UID STORE 3 +FLAGS.SILENT (\\Seen)").await;
+    b.append("INBOX", "", &msg("four", "x")).await;
+    let out = a.ok("n NOOP").await;
+    assert!(
+        out.starts_with("* 1 EXPUNGE\r\n* 2 FETCH (UID 3 FLAGS (\\Seen))\r\n* 3 EXISTS\r\n"),
+        "{out}"
+    );
+    // The third session's SELECT starts from the shared view: same messages and flags as a
+    // session that read the whole mailbox itself.
+    a.ok("g UID STORE 2 +FLAGS.SILENT (\\Flagged)").await;
+    let out = c.ok("s SELECT INBOX").await;
+    assert!(out.contains("* 3 EXISTS\r\n"), "{out}");
+    let mut alone = T::new(store, auth, true);
+    alone.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+    alone.ok("s SELECT INBOX").await;
+    let expected = flags_of(&mut alone).await;
+    assert_eq!(flags_of(&mut c).await, expected);
+    assert_eq!(flags_of(&mut a).await, expected);
+    assert_eq!(flags_of(&mut b).await, expected);
+    assert!(
+        expected
+            .iter()
+            .any(|l| l.contains("UID 2 FLAGS (\\Flagged)")),
+        "{expected:?}"
+    );
+}
+
+#[tokio::test]
+async fn session_behind_the_kept_history_still_gets_every_change() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut a = bulk_fill(dir.path(), 5000).await;
+    let mut b = T::new_like(&a);
+    let mut c = T::new_like(&a);
+    for t in [&mut b, &mut c] {
+        t.share_feeds_with(&a);
+        t.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+    }
+    for t in [&mut a, &mut b, &mut c] {
+        t.ok("s SELECT INBOX").await;
+    }
+    // 5,000 changes, then one more: the shared history drops the big step, so `a`, which
+    // synced before both, has to read its changes from the store.
+    b.ok("f STORE 1:* +FLAGS.SILENT (\\Flagged)").await;
+    c.ok("n NOOP").await;
+    b.ok("g STORE 1 -FLAGS.SILENT (\\Flagged)").await;
+    c.ok("n NOOP").await;
+    let out = a.ok("n NOOP").await;
+    assert_eq!(
+        out.matches(" FLAGS (\\Flagged))\r\n").count(),
+        4999,
+        "{}",
+        &out[..200]
+    );
+    // Flagged and unflagged again: back to what `a` already shows, nothing to report.
+    assert!(!out.contains("(UID 1 FLAGS"), "{}", &out[..200]);
+}

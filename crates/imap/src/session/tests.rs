@@ -20,6 +20,26 @@ impl T {
         }
     }
 
+    /// A new session on the same store and authenticator as `other`.
+    pub(super) fn new_like(other: &T) -> T {
+        let remote: IpAddr = "192.0.2.7".parse().expect("ip");
+        T {
+            s: Session::new(
+                other.s.cfg.clone(),
+                other.s.store.clone(),
+                other.s.auth.clone(),
+                remote,
+                true,
+                true,
+            ),
+        }
+    }
+
+    /// Makes this session share mailbox feeds with `other`, as sessions of one server do.
+    pub(super) fn share_feeds_with(&mut self, other: &T) {
+        self.s.feeds = other.s.feeds.clone();
+    }
+
     async fn run(&mut self, line: &str) -> String {
         let cmd = match parse_command(line.as_bytes()) {
             Ok(c) => c,
