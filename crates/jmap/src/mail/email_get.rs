@@ -35,34 +35,31 @@ pub const DEFAULT_PROPERTIES: [&str; 24] = [
     "htmlBody",
     "attachments",
 ];
-pub const ALL_PROPERTIES: [&str; 26] = [
-    "id",
-    "blobId",
-    "threadId",
-    "mailboxIds",
-    "keywords",
-    "size",
-    "receivedAt",
-    "messageId",
-    "inReplyTo",
-    "references",
-    "sender",
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "replyTo",
-    "subject",
-    "sentAt",
-    "hasAttachment",
-    "preview",
-    "bodyValues",
-    "textBody",
-    "htmlBody",
-    "attachments",
-    "headers",
-    "bodyStructure",
-];
+/// How many of [`DEFAULT_PROPERTIES`] (the first ones) describe the stored object rather than
+/// the message: Email/parse (RFC 8621 §4.9) has no such metadata and defaults to the rest.
+pub const METADATA_PROPERTIES: usize = 7;
+/// Properties only sent when asked for (§4.2).
+const EXTRA_PROPERTIES: [&str; 2] = ["headers", "bodyStructure"];
+pub const ALL_PROPERTIES: [&str; 26] = concat(DEFAULT_PROPERTIES, EXTRA_PROPERTIES);
+
+const fn concat<const A: usize, const B: usize, const N: usize>(
+    a: [&'static str; A],
+    b: [&'static str; B],
+) -> [&'static str; N] {
+    assert!(A + B == N);
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < A {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < B {
+        out[A + j] = b[j];
+        j += 1;
+    }
+    out
+}
 /// Longest preview (RFC 8621 §4.1.4: at most 256 characters).
 pub const PREVIEW_CHARS: usize = 256;
 /// Properties answered from the index without reading the blob.
@@ -367,4 +364,35 @@ pub async fn get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
     Ok(
         json!({ "accountId": ids::account_id(account), "state": state, "list": list, "notFound": not_found }),
     )
+}
+
+#[cfg(test)]
+mod property_list_tests {
+    use super::*;
+
+    #[test]
+    fn metadata_properties_come_first_and_all_properties_extend_the_defaults() {
+        let (meta, message) = DEFAULT_PROPERTIES.split_at(METADATA_PROPERTIES);
+        assert_eq!(
+            meta,
+            [
+                "id",
+                "blobId",
+                "threadId",
+                "mailboxIds",
+                "keywords",
+                "size",
+                "receivedAt"
+            ]
+        );
+        assert_eq!(message.first(), Some(&"messageId"));
+        assert_eq!(
+            &ALL_PROPERTIES[..DEFAULT_PROPERTIES.len()],
+            &DEFAULT_PROPERTIES[..]
+        );
+        assert_eq!(
+            &ALL_PROPERTIES[DEFAULT_PROPERTIES.len()..],
+            ["headers", "bodyStructure"]
+        );
+    }
 }

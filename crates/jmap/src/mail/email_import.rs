@@ -10,27 +10,6 @@ use bulwark_store::{MailboxId, now_unix};
 use mail_parser::MessageParser;
 use serde_json::{Map, Value, json};
 
-/// Default properties of Email/parse (§4.9).
-const PARSE_DEFAULT: [&str; 17] = [
-    "messageId",
-    "inReplyTo",
-    "references",
-    "sender",
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "replyTo",
-    "subject",
-    "sentAt",
-    "hasAttachment",
-    "preview",
-    "bodyValues",
-    "textBody",
-    "htmlBody",
-    "attachments",
-];
-
 pub async fn import(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError> {
     let account = args.account(ctx.account)?;
     let old_state = current_state(ctx).await?;
@@ -150,7 +129,10 @@ pub async fn parse(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> 
         .ok_or_else(|| MethodError::invalid_arguments("blobIds is required"))?;
     crate::api::check_get_size(ctx, Some(&blob_ids))?;
     let props = match args.opt_str_list("properties")? {
-        None => PARSE_DEFAULT.iter().map(|s| s.to_string()).collect(),
+        None => email_get::DEFAULT_PROPERTIES[email_get::METADATA_PROPERTIES..]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         Some(_) => email_get::email_properties(&args)?,
     };
     let opts = BodyOptions::from_args(&args)?;
