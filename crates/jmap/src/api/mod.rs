@@ -223,14 +223,19 @@ pub async fn process(server: &JmapServer, account: AccountId, request: Request) 
         }
     }
     let session_state = crate::session::session_state(server, account).await;
-    let mut out = json!({
-        "methodResponses": responses.into_iter().map(|(n, a, c)| json!([n, a, c])).collect::<Vec<_>>(),
-        "sessionState": session_state,
-    });
+    // Built by moving the responses in: `json!` would copy each (large) result through
+    // serde once more.
+    let method_responses: Vec<Value> = responses
+        .into_iter()
+        .map(|(n, a, c)| Value::Array(vec![Value::String(n), a, Value::String(c)]))
+        .collect();
+    let mut out = serde_json::Map::new();
+    out.insert("methodResponses".into(), Value::Array(method_responses));
+    out.insert("sessionState".into(), json!(session_state));
     if request.created_ids.is_some() {
-        out["createdIds"] = json!(ctx.created_ids);
+        out.insert("createdIds".into(), json!(ctx.created_ids));
     }
-    out
+    Value::Object(out)
 }
 
 async fn dispatch(ctx: &mut Ctx<'_>, name: &str, args: Args) -> Result<Value, MethodError> {
@@ -272,6 +277,28 @@ async fn dispatch(ctx: &mut Ctx<'_>, name: &str, args: Args) -> Result<Value, Me
 }
 
 /// The account's current state string (its modseq).
+/// A `/get` response (RFC 8620 §5.1), moving `list` in (`json!` would copy every object
+/// through serde once more).
+pub fn get_response(
+    account: AccountId,
+    state: String,
+    list: Vec<Value>,
+    not_found: Vec<String>,
+) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "accountId".into(),
+        Value::String(crate::ids::account_id(account)),
+    );
+    out.insert("state".into(), Value::String(state));
+    out.insert("list".into(), Value::Array(list));
+    out.insert(
+        "notFound".into(),
+        Value::Array(not_found.into_iter().map(Value::String).collect()),
+    );
+    Value::Object(out)
+}
+
 pub async fn current_state(ctx: &Ctx<'_>) -> Result<String, MethodError> {
     Ok(ids::state(
         ctx.server.store.account_modseq(ctx.account).await?,

@@ -303,6 +303,26 @@ fn body_values(msg: &Message<'_>, opts: &BodyOptions) -> Value {
     Value::Object(out)
 }
 
+/// Can `p` be answered from the index or the message's top-level header alone (no body)?
+fn header_only(p: &str) -> bool {
+    INDEX_PROPERTIES.contains(&p)
+        || matches!(
+            p,
+            "messageId"
+                | "inReplyTo"
+                | "references"
+                | "sender"
+                | "from"
+                | "to"
+                | "cc"
+                | "bcc"
+                | "replyTo"
+                | "subject"
+                | "sentAt"
+        )
+        || (p.starts_with("header:") && !p.contains(":all"))
+}
+
 /// Does any requested property need the blob?
 pub fn needs_blob(props: &[String]) -> bool {
     props
@@ -342,28 +362,42 @@ pub async fn get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
     let found = ctx.server.store.email_get(account, &lookup).await?;
     let mut list = Vec::new();
     let mut not_found = Vec::new();
+    let mut emails: Vec<&Email> = Vec::new();
     for (raw_id, eid) in parsed {
-        let Some(email) = eid.and_then(|eid| found.iter().find(|e| e.id == eid)) else {
-            not_found.push(raw_id);
-            continue;
-        };
+        match eid.and_then(|eid| found.iter().find(|e| e.id == eid)) {
+            Some(email) => emails.push(email),
+            None => not_found.push(raw_id),
+        }
+    }
+    // One batched read for every blob needed (recent ones come from the store's cache).
+    let blobs = if needs_blob(&props) {
+        let hashes: Vec<BlobHash> = emails.iter().map(|e| e.blob.clone()).collect();
+        ctx.server.store.blob_get_many(&hashes).await?
+    } else {
+        Vec::new()
+    };
+    let headers_only = props.iter().all(|p| header_only(p));
+    for (k, email) in emails.into_iter().enumerate() {
         let mut full = index_json(email);
         full.retain(|k, _| k == "id" || props.contains(k));
-        if needs_blob(&props) {
-            match ctx.server.store.blob_get(&email.blob).await? {
-                Some(raw) => {
-                    if let Some(msg) = MessageParser::default().parse(&raw) {
-                        parsed_json(&msg, &email.blob, &props, &opts, &mut full);
-                    }
+        match blobs.get(k) {
+            Some(Some(raw)) => {
+                let parser = MessageParser::default();
+                let msg = if headers_only {
+                    parser.parse_headers(raw)
+                } else {
+                    parser.parse(raw)
+                };
+                if let Some(msg) = msg {
+                    parsed_json(&msg, &email.blob, &props, &opts, &mut full);
                 }
-                None => tracing::warn!(email = %email.id, "blob of email is missing"),
             }
+            Some(None) => tracing::warn!(email = %email.id, "blob of email is missing"),
+            None => {}
         }
         list.push(Value::Object(full));
     }
-    Ok(
-        json!({ "accountId": ids::account_id(account), "state": state, "list": list, "notFound": not_found }),
-    )
+    Ok(crate::api::get_response(account, state, list, not_found))
 }
 
 #[cfg(test)]
@@ -394,5 +428,55 @@ mod property_list_tests {
             &ALL_PROPERTIES[DEFAULT_PROPERTIES.len()..],
             ["headers", "bodyStructure"]
         );
+    }
+
+    #[test]
+    fn header_properties_read_from_the_header_alone_equal_the_full_parse() {
+        let raw = concat!(
+            "From: =?UTF-8?B?SsO8cmdlbg==?= <j@example.org>, Ann <ann@example.org>\r\n",
+            "Sender: s@example.org\r\nTo: Team: a@example.org, b@example.org;\r\n",
+            "Cc: c@example.org\r\nReply-To: r@example.org\r\n",
+            "Subject: =?ISO-8859-1?Q?caf=E9?= au\r\n lait\r\n",
+            "Date: Mon, 4 Mar 2024 10:00:00 +0100\r\nMessage-ID: <m1@x>\r\n",
+            "In-Reply-To: <p@x>\r\nReferences: <o@x> <p@x>\r\nX-Custom: one\r\n",
+            "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
+            "--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n--b--\r\n"
+        );
+        let props: Vec<String> = [
+            "messageId",
+            "inReplyTo",
+            "references",
+            "sender",
+            "from",
+            "to",
+            "cc",
+            "bcc",
+            "replyTo",
+            "subject",
+            "sentAt",
+            "header:X-Custom:asText",
+            "header:Subject",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert!(props.iter().all(|p| header_only(p)));
+        let hash = BlobHash("0".repeat(64));
+        let opts = BodyOptions::default();
+        let parser = MessageParser::default();
+        let mut full = Map::new();
+        let mut head = Map::new();
+        parsed_json(
+            &parser.parse(raw).expect("parse"),
+            &hash,
+            &props,
+            &opts,
+            &mut full,
+        );
+        let only = parser.parse_headers(raw).expect("parse headers");
+        parsed_json(&only, &hash, &props, &opts, &mut head);
+        assert_eq!(full, head);
+        assert_eq!(full["subject"], json!("café au lait"));
+        assert!(!header_only("textBody") && !header_only("bodyValues") && !header_only("headers"));
     }
 }

@@ -115,9 +115,7 @@ pub async fn get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
             }
         }
     }
-    Ok(
-        json!({ "accountId": ids::account_id(account), "state": state, "list": list, "notFound": not_found }),
-    )
+    Ok(crate::api::get_response(account, state, list, not_found))
 }
 
 fn matches_filter(
