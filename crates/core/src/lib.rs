@@ -10,7 +10,7 @@ pub use bulwark_store::outage;
 pub mod spool;
 mod summary;
 
-pub use summary::summarize;
+pub use summary::{envelope, header, imap_string, summarize};
 
 use bulwark_store::{AccountId, Appended, NewEmail, Role, Store, StoreError};
 use std::sync::Arc;

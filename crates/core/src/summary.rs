@@ -1,4 +1,9 @@
-//! Header facts extracted once per message (mail-parser does the MIME work).
+//! Header facts extracted once per message (mail-parser does the MIME work), and the IMAP
+//! ENVELOPE rendered once at delivery so FETCH ENVELOPE need not read the message.
+
+pub mod envelope;
+pub mod header;
+pub mod imap_string;
 
 use bulwark_store::EmailSummary;
 use mail_parser::{Address, HeaderValue, MessageParser};
@@ -8,8 +13,14 @@ pub const PREVIEW_CHARS: usize = 256;
 
 /// Never fails: broken MIME yields an empty or partial summary.
 pub fn summarize(raw: &[u8]) -> EmailSummary {
+    // The same renderer as FETCH uses on the content, so the stored bytes are what a
+    // FETCH of the content would send.
+    let imap_envelope = Some(envelope::envelope(raw));
     let Some(msg) = MessageParser::default().parse(raw) else {
-        return EmailSummary::default();
+        return EmailSummary {
+            imap_envelope,
+            ..EmailSummary::default()
+        };
     };
     let ids = |v: &HeaderValue| -> Vec<String> {
         match v {
@@ -36,6 +47,7 @@ pub fn summarize(raw: &[u8]) -> EmailSummary {
         sent_at: msg.date().map(|d| d.to_timestamp()),
         has_attachment: msg.attachment_count() > 0,
         preview,
+        imap_envelope,
     }
 }
 

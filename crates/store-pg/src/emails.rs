@@ -292,8 +292,8 @@ async fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Resu
     let row = tx
         .one(
             "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq,
-                                 kw_modseq, message_id, summary)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) RETURNING id",
+                                 kw_modseq, message_id, summary, imap_envelope)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11) RETURNING id",
             &[
                 &account.0,
                 &thread.0,
@@ -305,6 +305,7 @@ async fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Resu
                 &sql_modseq(modseq),
                 &message_id,
                 &summary,
+                &new.summary.imap_envelope,
             ],
         )
         .await?;
@@ -495,9 +496,9 @@ pub(crate) async fn email_copy(
         let row = tx
             .one(
                 "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq,
-                                     kw_modseq, message_id, summary)
+                                     kw_modseq, message_id, summary, imap_envelope)
                  SELECT account, thread, blob, size, received_at, keywords, seen, $2, $2,
-                        message_id, summary
+                        message_id, summary, imap_envelope
                  FROM emails WHERE id = $1 RETURNING id, thread",
                 &[&source.0, &sql_modseq(modseq)],
             )

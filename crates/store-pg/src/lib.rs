@@ -414,6 +414,17 @@ impl Store for PgStore {
         )
         .await)
     }
+    async fn message_envelopes(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
+        read_tx!(self, |tx| messages::message_envelopes(
+            tx, account, mailbox, uids
+        )
+        .await)
+    }
     async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>> {
         read_tx!(self, |tx| messages::email_get(tx, account, ids).await)
     }

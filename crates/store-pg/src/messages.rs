@@ -13,6 +13,9 @@ use tokio_postgres::Row;
 /// Ids per `= ANY($n)` query (keeps each array parameter small).
 const ANY_CHUNK: usize = 1000;
 
+/// A UID set spanning at most this many times its size is read with one range scan.
+const DENSE_SPAN_FACTOR: i64 = 4;
+
 /// The messages of one mailbox ordered by UID, in one query (no blobs read).
 pub(crate) async fn mailbox_messages(
     tx: &mut Tx<'_>,
@@ -273,6 +276,56 @@ pub(crate) async fn message_summaries(
                 StoreError::Internal(format!("stored summary of email {id} is unreadable: {e}"))
             })?;
             out.push((Uid(get_u32(r, 0)?), summary));
+        }
+    }
+    Ok(out)
+}
+
+/// Stored IMAP envelopes of the listed messages of one mailbox, ordered by UID (`None`
+/// where none was stored). A dense UID set (FETCH 1:*) is read with one range scan of the
+/// mailbox, a sparse one by `= ANY` lists.
+pub(crate) async fn message_envelopes(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
+    require_mailbox(tx, account, mailbox).await?;
+    let wanted = uid_params(uids);
+    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut push_rows = |rows: &[Row]| -> Result<()> {
+        for r in rows {
+            let uid: i64 = get(r, 0)?;
+            if wanted.binary_search(&uid).is_ok() {
+                out.push((Uid(get_u32(r, 0)?), get::<Option<Vec<u8>>>(r, 1)?));
+            }
+        }
+        Ok(())
+    };
+    let span = hi - lo + 1;
+    if span <= DENSE_SPAN_FACTOR * wanted.len() as i64 {
+        let rows = tx
+            .query(
+                "SELECT m.uid, e.imap_envelope FROM memberships m JOIN emails e ON e.id = m.email
+                 WHERE m.mailbox = $1 AND m.uid BETWEEN $2 AND $3 ORDER BY m.uid",
+                &[&mailbox.0, &lo, &hi],
+            )
+            .await?;
+        push_rows(&rows)?;
+    } else {
+        for chunk in wanted.chunks(ANY_CHUNK) {
+            let chunk = chunk.to_vec();
+            let rows = tx
+                .query(
+                    "SELECT m.uid, e.imap_envelope FROM memberships m JOIN emails e ON e.id = m.email
+                     WHERE m.mailbox = $1 AND m.uid = ANY($2) ORDER BY m.uid",
+                    &[&mailbox.0, &chunk],
+                )
+                .await?;
+            push_rows(&rows)?;
         }
     }
     Ok(out)

@@ -11,7 +11,7 @@ use crate::pool::{Pool, get};
 use bulwark_store::{Result, StoreError};
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 /// The oldest code schema version that can run against what this code writes.
 const COMPATIBLE_FROM: i64 = 1;
 /// Advisory lock key serialising migrations ("bulwark" + 1).
@@ -153,9 +153,15 @@ CREATE INDEX IF NOT EXISTS memberships_mailbox_modseq ON memberships(mailbox, mo
 CREATE INDEX IF NOT EXISTS emails_account_kw_modseq ON emails(account, kw_modseq);
 "#;
 
+/// Version 5: the IMAP ENVELOPE rendered at delivery (NULL for emails stored before, or
+/// written by older nodes; FETCH then renders it from the content). Additive.
+const V5: &str = r#"
+ALTER TABLE emails ADD COLUMN IF NOT EXISTS imap_envelope BYTEA;
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`. Each must be
 /// idempotent and, for online upgrades, additive (old code keeps working on the result).
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Creates or upgrades the schema in one transaction under the migration lock.
 pub(crate) async fn migrate(pool: &std::sync::Arc<Pool>) -> Result<()> {

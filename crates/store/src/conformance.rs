@@ -6,10 +6,12 @@
 //! check).
 
 mod delta;
+mod envelope;
 mod log;
 mod mail;
 
 pub use delta::*;
+pub use envelope::*;
 pub use log::*;
 pub use mail::*;
 
@@ -57,6 +59,7 @@ macro_rules! conformance_tests {
             concurrent_appends_get_distinct_uids,
             mailbox_delta_reports_new_changed_and_expunged,
             blobs_and_summaries_in_batches,
+            stored_envelopes_follow_the_email,
         );
     };
 }
@@ -82,7 +85,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     subscribe_receives_state_change(store.clone()).await;
     concurrent_appends_get_distinct_uids(store.clone()).await;
     mailbox_delta_reports_new_changed_and_expunged(store.clone()).await;
-    blobs_and_summaries_in_batches(store).await;
+    blobs_and_summaries_in_batches(store.clone()).await;
+    stored_envelopes_follow_the_email(store).await;
 }
 
 // ---- helpers ---------------------------------------------------------------------------

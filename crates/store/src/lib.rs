@@ -263,6 +263,19 @@ pub trait Store: Send + Sync + 'static {
             .filter_map(|m| Some((m.uid, summaries.remove(&m.email)?)))
             .collect())
     }
+    /// The stored IMAP ENVELOPE ([`EmailSummary::imap_envelope`]) of the messages with
+    /// these UIDs, ordered by UID; UIDs not in the mailbox are left out, `None` where no
+    /// envelope was stored (messages stored before envelopes were). IMAP FETCH ENVELOPE reads
+    /// these instead of the content. The default has none stored: it returns nothing, and
+    /// the caller renders from the content.
+    async fn message_envelopes(
+        &self,
+        _account: AccountId,
+        _mailbox: MailboxId,
+        _uids: &[Uid],
+    ) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
+        Ok(Vec::new())
+    }
     /// All emails of the account (for JMAP queries), ordered by received_at descending.
     async fn email_list(&self, account: AccountId) -> Result<Vec<Email>>;
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>>;

@@ -185,6 +185,13 @@ pub struct EmailSummary {
     pub has_attachment: bool,
     /// First ~256 chars of the text body, whitespace collapsed.
     pub preview: String,
+    /// The IMAP ENVELOPE (RFC 9051 §7.5.2) exactly as FETCH sends it, rendered once at
+    /// delivery. Not part of the JSON summary: backends keep it in its own column, written
+    /// by `email_append`/`deliver` (copied by `email_copy`) and read back only by
+    /// [`crate::Store::message_envelopes`]; `email_get`, `email_list` and
+    /// `message_summaries` leave it `None`.
+    #[serde(skip)]
+    pub imap_envelope: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]

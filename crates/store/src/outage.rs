@@ -272,6 +272,15 @@ impl Store for OutageStore {
         self.check()?;
         self.inner.message_summaries(account, mailbox, uids).await
     }
+    async fn message_envelopes(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
+        self.check()?;
+        self.inner.message_envelopes(account, mailbox, uids).await
+    }
     async fn email_list(&self, account: AccountId) -> Result<Vec<Email>> {
         self.check()?;
         self.inner.email_list(account).await

@@ -531,6 +531,16 @@ impl Store for SqliteStore {
         self.read(move |c| messages::message_summaries(c, account, mailbox, &uids))
             .await
     }
+    async fn message_envelopes(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
+        let uids = uids.to_vec();
+        self.read(move |c| messages::message_envelopes(c, account, mailbox, &uids))
+            .await
+    }
     async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>> {
         let ids = ids.to_vec();
         self.read(move |c| messages::email_get(c, account, &ids))

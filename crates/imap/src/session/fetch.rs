@@ -1,6 +1,7 @@
 //! FETCH / UID FETCH (RFC 9051 §6.4.5, §7.5.2; RFC 7162 CHANGEDSINCE/VANISHED/MODSEQ;
 //! RFC 3516 BINARY).
 
+use super::view::BlobKey;
 use super::{CmdError, CmdResult, Done, Keywords, Session, ViewMsg};
 use crate::message::{self, Section, SectionText};
 use crate::parser::{FetchAttr, FetchCommand};
@@ -10,6 +11,9 @@ use std::collections::{HashMap, HashSet};
 
 /// Messages whose content one store read fetches (bounds memory per FETCH step).
 const FETCH_BATCH: usize = 256;
+
+/// Messages whose stored ENVELOPE one store read fetches (a few hundred bytes each).
+const ENVELOPE_BATCH: usize = 4096;
 
 /// `BODY[...]` label for the response (RFC 9051 §7.5.2: the section spec as requested).
 fn section_label(section: &Section) -> String {
@@ -68,6 +72,17 @@ fn sets_seen(attr: &FetchAttr) -> bool {
             | FetchAttr::Rfc822
             | FetchAttr::Rfc822Text
     )
+}
+
+/// What one message's content items are rendered from.
+#[derive(Clone, Copy)]
+enum Content<'a> {
+    /// No content item was asked for, or the message is gone.
+    Missing,
+    /// The raw message.
+    Raw(&'a [u8]),
+    /// Only `ENVELOPE` was asked for: its rendered bytes.
+    Envelope(&'a [u8]),
 }
 
 fn needs_content(attr: &FetchAttr) -> bool {
@@ -155,6 +170,17 @@ impl Session {
         let with_modseq = self.enabled.condstore
             && (f.changed_since.is_some() || f.attrs.contains(&FetchAttr::ModSeq));
         let wants_content = f.attrs.iter().any(needs_content);
+        // ENVELOPE as the only content item is answered from the envelopes stored at
+        // delivery, without reading message content.
+        let envelope_only = wants_content
+            && f.attrs
+                .iter()
+                .all(|a| !needs_content(a) || *a == FetchAttr::Envelope);
+        if envelope_only {
+            return self
+                .fetch_envelopes(&f, &indices, &flags_changed, with_modseq, out)
+                .await;
+        }
         let mut cte_error = None;
         let mut missing = 0usize;
         let batch_len = if wants_content {
@@ -200,7 +226,7 @@ impl Session {
                     &f,
                     i,
                     m,
-                    raw.as_deref(),
+                    raw.as_deref().map_or(Content::Missing, Content::Raw),
                     flags_changed.contains(&i),
                     with_modseq,
                     &mut cte_error,
@@ -211,15 +237,80 @@ impl Session {
         if let Some(e) = cte_error {
             return Err(CmdError::no("UNKNOWN-CTE", format!("{name}: {e}")));
         }
-        if missing > 0 {
-            // RFC 9051 §7.1: EXPUNGEISSUED.
-            return Err(CmdError::no(
-                "EXPUNGEISSUED",
-                "Some messages were expunged by another session",
-            ));
-        }
-        Done::new(format!("{name} completed"))
+        fetch_done(name, missing)
     }
+
+    /// FETCH whose only content item is ENVELOPE: stored envelopes are read a batch at a
+    /// time (the next batch while this one is rendered); a message stored without one gets
+    /// it rendered from its content, so the answer is the same either way.
+    async fn fetch_envelopes(
+        &mut self,
+        f: &FetchCommand,
+        indices: &[usize],
+        flags_changed: &HashSet<usize>,
+        with_modseq: bool,
+        out: &mut Vec<u8>,
+    ) -> CmdResult {
+        let name = if f.uid { "UID FETCH" } else { "FETCH" };
+        let mut missing = 0usize;
+        let batches: Vec<&[usize]> = indices.chunks(ENVELOPE_BATCH).collect();
+        let mut next = match batches.first() {
+            Some(b) => Some(self.read_envelopes(b)?),
+            None => None,
+        };
+        let mut cte_error = None;
+        for (k, batch) in batches.iter().enumerate() {
+            let envelopes: Vec<(Uid, Vec<u8>)> = match next.take() {
+                Some(read) => read
+                    .await
+                    .map_err(|e| StoreError::Internal(format!("envelope read failed: {e}")))??,
+                None => Vec::new(),
+            };
+            if let Some(b) = batches.get(k + 1) {
+                next = Some(self.read_envelopes(b)?);
+            }
+            let sel = self.selected()?;
+            // `envelopes` follows the batch's order, leaving out messages whose content is
+            // gone: walk both side by side.
+            let mut found = envelopes.iter().peekable();
+            for &i in batch.iter() {
+                let Some(m) = sel.view.get(i) else {
+                    continue;
+                };
+                let content = match found.next_if(|(uid, _)| *uid == m.uid) {
+                    Some((_, envelope)) => Content::Envelope(envelope),
+                    None => {
+                        // Expunged by another session but still in our view.
+                        missing += 1;
+                        Content::Missing
+                    }
+                };
+                render_message(
+                    f,
+                    i,
+                    m,
+                    content,
+                    flags_changed.contains(&i),
+                    with_modseq,
+                    &mut cte_error,
+                    out,
+                );
+            }
+        }
+        fetch_done(name, missing)
+    }
+}
+
+/// The tagged result of a FETCH that could not find `missing` messages' content.
+fn fetch_done(name: &str, missing: usize) -> CmdResult {
+    if missing > 0 {
+        // RFC 9051 §7.1: EXPUNGEISSUED.
+        return Err(CmdError::no(
+            "EXPUNGEISSUED",
+            "Some messages were expunged by another session",
+        ));
+    }
+    Done::new(format!("{name} completed"))
 }
 
 impl Session {
@@ -243,7 +334,54 @@ impl Session {
     }
 }
 
-/// A batch of message contents being read.
+impl Session {
+    /// Starts reading the ENVELOPEs of the view's messages at `indices` in the background:
+    /// stored ones in one read, the others rendered from their content (read by blob hash,
+    /// so a message another session expunged still has one). UID order; messages whose
+    /// content is gone are left out.
+    fn read_envelopes(&self, indices: &[usize]) -> Result<ContentRead, CmdError> {
+        let account = self.account_id()?;
+        let sel = self.selected()?;
+        let mailbox = sel.id;
+        let wanted: Vec<(Uid, BlobKey)> = indices
+            .iter()
+            .filter_map(|&i| sel.view.get(i).map(|m| (m.uid, m.blob)))
+            .collect();
+        let store = self.store.clone();
+        Ok(tokio::spawn(async move {
+            let uids: Vec<Uid> = wanted.iter().map(|(uid, _)| *uid).collect();
+            let mut stored: HashMap<Uid, Vec<u8>> = store
+                .message_envelopes(account, mailbox, &uids)
+                .await?
+                .into_iter()
+                .filter_map(|(uid, envelope)| Some((uid, envelope?)))
+                .collect();
+            let unstored: Vec<&(Uid, BlobKey)> = wanted
+                .iter()
+                .filter(|(uid, _)| !stored.contains_key(uid))
+                .collect();
+            let mut rendered: HashMap<Uid, Vec<u8>> = HashMap::new();
+            for chunk in unstored.chunks(FETCH_BATCH) {
+                let hashes: Vec<BlobHash> = chunk.iter().map(|(_, b)| b.to_hash()).collect();
+                let blobs = store.blob_get_many(&hashes).await?;
+                for ((uid, _), raw) in chunk.iter().zip(blobs) {
+                    if let Some(raw) = raw {
+                        rendered.insert(*uid, message::envelope(&raw));
+                    }
+                }
+            }
+            Ok(wanted
+                .into_iter()
+                .filter_map(|(uid, _)| {
+                    let envelope = stored.remove(&uid).or_else(|| rendered.remove(&uid))?;
+                    Some((uid, envelope))
+                })
+                .collect())
+        }))
+    }
+}
+
+/// A batch of message contents (or envelopes) being read.
 type ContentRead = tokio::task::JoinHandle<Result<Vec<(Uid, Vec<u8>)>, StoreError>>;
 
 /// Writes one `* n FETCH (...)` response.
@@ -252,7 +390,7 @@ fn render_message(
     f: &FetchCommand,
     i: usize,
     m: &ViewMsg,
-    raw: Option<&[u8]>,
+    content: Content<'_>,
     flags_changed: bool,
     with_modseq: bool,
     cte_error: &mut Option<message::BinaryError>,
@@ -299,8 +437,15 @@ fn render_message(
                 out.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes());
             }
             FetchAttr::ModSeq => continue,
+            FetchAttr::Envelope if matches!(content, Content::Envelope(_)) => {
+                if let Content::Envelope(envelope) = content {
+                    sep(out);
+                    out.extend_from_slice(b"ENVELOPE ");
+                    out.extend_from_slice(envelope);
+                }
+            }
             _ => {
-                let Some(raw) = raw else { continue };
+                let Content::Raw(raw) = content else { continue };
                 let mut item = Vec::new();
                 if let Err(e) = content_item(attr, raw, &mut item) {
                     *cte_error = Some(e);
@@ -400,3 +545,7 @@ fn content_item(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "fetch_tests.rs"]
+mod tests;

@@ -7,7 +7,7 @@ use crate::parser::{
     SearchCommand, SearchKey, SearchReturn, SequenceSet, SortCommand, SortKey, ThreadCommand,
 };
 use crate::response::compress_set;
-use bulwark_store::{BlobHash, EmailSummary, Uid, imap_flag_to_keyword};
+use bulwark_store::{AccountId, BlobHash, EmailSummary, StoreError, Uid, imap_flag_to_keyword};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
@@ -48,8 +48,22 @@ fn need(key: &SearchKey) -> Need {
     }
 }
 
-/// Messages whose content or summary one store read fetches during SEARCH.
+/// Messages whose content one store read fetches during SEARCH.
 const SEARCH_BATCH: usize = 512;
+
+/// Messages whose stored summary one store read fetches during SEARCH (a few hundred
+/// bytes each).
+const SUMMARY_BATCH: usize = 4096;
+
+/// What one batch read brought for SEARCH.
+#[derive(Default)]
+struct Loaded {
+    contents: HashMap<Uid, Vec<u8>>,
+    summaries: HashMap<Uid, EmailSummary>,
+}
+
+/// A batch read running in the background while the previous batch is matched.
+type BatchRead = tokio::task::JoinHandle<Result<Loaded, StoreError>>;
 
 fn has_modseq(key: &SearchKey) -> bool {
     match key {
@@ -73,8 +87,13 @@ fn has_kw(m: &ViewMsg, k: &str) -> bool {
     m.keywords.has(k)
 }
 
-/// Case-insensitive substring test on a summary field.
+/// Case-insensitive substring test on a summary field (without allocating when both are
+/// ASCII, the common case).
 fn field_contains(value: &str, needle: &str) -> bool {
+    if value.is_ascii() && needle.is_ascii() {
+        let (v, n) = (value.as_bytes(), needle.as_bytes());
+        return n.is_empty() || v.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
     value.to_lowercase().contains(&needle.to_lowercase())
 }
 
@@ -162,38 +181,32 @@ impl Session {
         let need = if load_all { Need::Content } else { need(key) };
         let mut views: Vec<Option<SearchView>> = Vec::with_capacity(sel.view.len());
         let mut hits = Vec::new();
-        let mut start = 0;
-        while start < sel.view.len() {
-            let end = if need == Need::View {
-                sel.view.len()
-            } else {
-                (start + SEARCH_BATCH).min(sel.view.len())
+        let batch_len = match need {
+            Need::View => sel.view.len().max(1),
+            Need::Summary => SUMMARY_BATCH,
+            Need::Content => SEARCH_BATCH,
+        };
+        let bounds: Vec<(usize, usize)> = (0..sel.view.len())
+            .step_by(batch_len)
+            .map(|start| (start, (start + batch_len).min(sel.view.len())))
+            .collect();
+        // The next batch is read while this one is matched.
+        let mut next = match bounds.first() {
+            Some(&(start, end)) => self.read_batch(account, sel, need, start, end),
+            None => None,
+        };
+        for (k, &(start, end)) in bounds.iter().enumerate() {
+            let Loaded {
+                mut contents,
+                mut summaries,
+            } = match next.take() {
+                Some(read) => read
+                    .await
+                    .map_err(|e| StoreError::Internal(format!("search read failed: {e}")))??,
+                None => Loaded::default(),
             };
-            let uids: Vec<Uid> = sel.view[start..end].iter().map(|m| m.uid).collect();
-            let mut contents: HashMap<Uid, Vec<u8>> = HashMap::new();
-            let mut summaries: HashMap<Uid, EmailSummary> = HashMap::new();
-            match need {
-                Need::View => {}
-                Need::Summary => {
-                    summaries = self
-                        .store
-                        .message_summaries(account, sel.id, &uids)
-                        .await?
-                        .into_iter()
-                        .collect();
-                }
-                Need::Content => {
-                    let hashes: Vec<BlobHash> = sel.view[start..end]
-                        .iter()
-                        .map(|m| m.blob.to_hash())
-                        .collect();
-                    let blobs = self.store.blob_get_many(&hashes).await?;
-                    contents = uids
-                        .iter()
-                        .zip(blobs)
-                        .filter_map(|(&u, raw)| Some((u, raw?)))
-                        .collect();
-                }
+            if let Some(&(start, end)) = bounds.get(k + 1) {
+                next = self.read_batch(account, sel, need, start, end);
             }
             for (i, meta) in sel.view.iter().enumerate().take(end).skip(start) {
                 let view = contents.remove(&meta.uid).map(search_view_owned);
@@ -214,9 +227,47 @@ impl Session {
                     views.push(view);
                 }
             }
-            start = end;
         }
         Ok((hits, views))
+    }
+
+    /// Starts reading what matching the view's messages `start..end` needs (`None` when
+    /// the view is enough).
+    fn read_batch(
+        &self,
+        account: AccountId,
+        sel: &Selected,
+        need: Need,
+        start: usize,
+        end: usize,
+    ) -> Option<BatchRead> {
+        let msgs = sel.view.get(start..end)?;
+        let uids: Vec<Uid> = msgs.iter().map(|m| m.uid).collect();
+        let hashes: Vec<BlobHash> = match need {
+            Need::View => return None,
+            Need::Summary => Vec::new(),
+            Need::Content => msgs.iter().map(|m| m.blob.to_hash()).collect(),
+        };
+        let store = self.store.clone();
+        let mailbox = sel.id;
+        Some(tokio::spawn(async move {
+            let mut loaded = Loaded::default();
+            if need == Need::Summary {
+                loaded.summaries = store
+                    .message_summaries(account, mailbox, &uids)
+                    .await?
+                    .into_iter()
+                    .collect();
+            } else {
+                let blobs = store.blob_get_many(&hashes).await?;
+                loaded.contents = uids
+                    .iter()
+                    .zip(blobs)
+                    .filter_map(|(&u, raw)| Some((u, raw?)))
+                    .collect();
+            }
+            Ok(loaded)
+        }))
     }
 
     pub(crate) async fn cmd_search(

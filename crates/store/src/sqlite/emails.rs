@@ -288,8 +288,8 @@ fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<App
         .conn
         .prepare_cached(
             "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq, kw_modseq,
-                                 message_id, summary)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
+                                 message_id, summary, imap_envelope)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
         )
         .map_err(db_err)?;
     stmt.execute(params![
@@ -302,7 +302,8 @@ fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<App
         seen,
         modseq.0 as i64,
         message_id,
-        summary
+        summary,
+        new.summary.imap_envelope.as_deref()
     ])
     .map_err(db_err)?;
     let email = EmailId(tx.conn.last_insert_rowid());
@@ -478,8 +479,9 @@ pub(crate) fn email_copy(
             .conn
             .prepare_cached(
                 "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq, kw_modseq,
-                                     message_id, summary)
-                 SELECT account, thread, blob, size, received_at, keywords, seen, ?2, ?2, message_id, summary
+                                     message_id, summary, imap_envelope)
+                 SELECT account, thread, blob, size, received_at, keywords, seen, ?2, ?2, message_id, summary,
+                        imap_envelope
                  FROM emails WHERE id = ?1 RETURNING thread",
             )
             .map_err(db_err)?

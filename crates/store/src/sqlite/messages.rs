@@ -13,6 +13,9 @@ use std::collections::HashMap;
 /// Ids per `IN (…)` query (well below SQLite's parameter limit).
 const IN_CHUNK: usize = 500;
 
+/// A UID set spanning at most this many times its size is read with one range scan.
+const DENSE_SPAN_FACTOR: u64 = 4;
+
 /// Reads the space-separated keyword column without an intermediate `String`.
 fn keywords_at(r: &Row<'_>, idx: usize) -> rusqlite::Result<Vec<String>> {
     let text = r.get_ref(idx)?.as_str().map_err(|e| {
@@ -335,5 +338,56 @@ pub(crate) fn message_summaries(
         }
         Ok(())
     })?;
+    Ok(out)
+}
+
+/// Stored IMAP envelopes of the listed messages of one mailbox, ordered by UID (`None`
+/// where none was stored). A dense UID set (FETCH 1:*) is read with one range scan of the
+/// mailbox, a sparse one in `IN (…)` chunks.
+pub(crate) fn message_envelopes(
+    conn: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
+    require_mailbox(conn, account, mailbox)?;
+    let mut wanted = uids.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut read = |stmt: &mut rusqlite::Statement<'_>, params: Vec<i64>| -> Result<()> {
+        let mut rows = stmt.query(params_from_iter(params)).map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let uid = Uid(r.get(0).map_err(db_err)?);
+            if wanted.binary_search(&uid).is_ok() {
+                out.push((uid, r.get::<_, Option<Vec<u8>>>(1).map_err(db_err)?));
+            }
+        }
+        Ok(())
+    };
+    if u64::from(hi.0 - lo.0) < DENSE_SPAN_FACTOR * wanted.len() as u64 {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT m.uid, e.imap_envelope FROM memberships m JOIN emails e ON e.id = m.email
+                 WHERE m.mailbox = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid",
+            )
+            .map_err(db_err)?;
+        read(&mut stmt, vec![mailbox.0, i64::from(lo.0), i64::from(hi.0)])?;
+    } else {
+        for chunk in wanted.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT m.uid, e.imap_envelope FROM memberships m JOIN emails e ON e.id = m.email
+                 WHERE m.mailbox = ?1 AND m.uid IN ({}) ORDER BY m.uid",
+                placeholders(chunk.len())
+            );
+            // Not cached: IN lists vary in length and would evict the cached statements.
+            let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+            let params = std::iter::once(mailbox.0).chain(chunk.iter().map(|u| i64::from(u.0)));
+            read(&mut stmt, params.collect())?;
+        }
+    }
     Ok(out)
 }

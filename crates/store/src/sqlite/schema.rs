@@ -5,7 +5,7 @@ use crate::Result;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this code writes. Bump it and add a step to [`MIGRATIONS`] to change it.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Version 1: the initial schema.
 const V1: &str = r#"
@@ -144,8 +144,14 @@ CREATE INDEX IF NOT EXISTS memberships_mailbox_modseq ON memberships(mailbox, mo
 CREATE INDEX IF NOT EXISTS emails_account_kw_modseq ON emails(account, kw_modseq);
 "#;
 
+/// Version 5: the IMAP ENVELOPE rendered at delivery (NULL for emails stored before; FETCH
+/// then renders it from the content).
+const V5: &str = r#"
+ALTER TABLE emails ADD COLUMN imap_envelope BLOB;
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Creates or upgrades the schema. Idempotent; runs in one transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -177,4 +183,37 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     )
     .map_err(db_err)?;
     tx.commit().map_err(db_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_4_database_gains_an_empty_envelope_column_and_keeps_its_emails() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        for step in &MIGRATIONS[..4] {
+            conn.execute_batch(step).expect("old schema");
+        }
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (4);
+             INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq,
+                                 kw_modseq, message_id, summary)
+             VALUES (1, 1, 'hash', 1, 0, '', 0, 1, 1, NULL, '{}');",
+        )
+        .expect("version 4 data");
+        migrate(&mut conn).expect("migrate");
+        migrate(&mut conn).expect("migrating again is a no-op");
+        let version: i64 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let (blob, envelope): (String, Option<Vec<u8>>) = conn
+            .query_row("SELECT blob, imap_envelope FROM emails", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("old email");
+        assert_eq!((blob.as_str(), envelope), ("hash", None));
+    }
 }
