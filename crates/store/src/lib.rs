@@ -202,31 +202,6 @@ pub trait Store: Send + Sync + 'static {
             expunged,
         })
     }
-    /// Raw content of the messages with these UIDs in the mailbox, ordered by UID; UIDs not
-    /// in the mailbox are left out. IMAP reads by blob hash ([`Store::blob_get_many`]) so
-    /// that a message another session expunged can still be fetched; this stays for callers
-    /// that only know UIDs.
-    async fn message_contents(
-        &self,
-        account: AccountId,
-        mailbox: MailboxId,
-        uids: &[Uid],
-    ) -> Result<Vec<(Uid, Vec<u8>)>> {
-        let wanted: std::collections::HashSet<Uid> = uids.iter().copied().collect();
-        let metas: Vec<MessageMeta> = self
-            .mailbox_messages(account, mailbox)
-            .await?
-            .into_iter()
-            .filter(|m| wanted.contains(&m.uid))
-            .collect();
-        let hashes: Vec<BlobHash> = metas.iter().map(|m| m.blob.clone()).collect();
-        let blobs = self.blob_get_many(&hashes).await?;
-        Ok(metas
-            .iter()
-            .zip(blobs)
-            .filter_map(|(m, raw)| Some((m.uid, raw?)))
-            .collect())
-    }
     /// Several blobs in one read, in the order asked (`None` for unknown hashes): IMAP
     /// FETCH/SEARCH read message content in batches. The default reads blob by blob.
     async fn blob_get_many(&self, hashes: &[BlobHash]) -> Result<Vec<Option<Vec<u8>>>> {

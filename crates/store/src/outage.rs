@@ -254,15 +254,6 @@ impl Store for OutageStore {
         self.check()?;
         self.inner.mailbox_delta(account, mailbox, since).await
     }
-    async fn message_contents(
-        &self,
-        account: AccountId,
-        mailbox: MailboxId,
-        uids: &[Uid],
-    ) -> Result<Vec<(Uid, Vec<u8>)>> {
-        self.check()?;
-        self.inner.message_contents(account, mailbox, uids).await
-    }
     async fn message_summaries(
         &self,
         account: AccountId,
