@@ -18,8 +18,11 @@ use std::sync::{Arc, Mutex};
 /// Changed or expunged messages kept per mailbox; older history is dropped (sessions that
 /// far behind read the store directly).
 const MAX_FEED_ENTRIES: usize = 4096;
-/// Feeds kept before unused ones (no session holds them) are dropped.
-const PRUNE_AT: usize = 1024;
+/// Memory kept for mailboxes no session has selected (their views make the next SELECT
+/// cheap); beyond it, such feeds are dropped.
+const IDLE_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+/// How often (in `Feeds::get` calls) the idle feeds are checked against the budget.
+const PRUNE_EVERY: u64 = 64;
 
 /// One contiguous step of the mailbox's history: what changed after `from` up to `to`.
 struct Batch {
@@ -185,21 +188,103 @@ fn apply_quietly(view: &mut Vec<ViewMsg>, delta: &MailboxDelta) {
     }
 }
 
+impl Feed {
+    /// Bytes this feed holds (kept view and history), roughly; `None` while in use.
+    fn held_bytes(&self) -> Option<usize> {
+        let st = self.state.try_lock().ok()?;
+        let view = st
+            .snapshot
+            .as_ref()
+            .map_or(0, |(_, v)| v.len() * std::mem::size_of::<ViewMsg>());
+        Some(view + st.entries * std::mem::size_of::<MessageMeta>())
+    }
+}
+
 /// The feeds of one IMAP server, by mailbox.
 #[derive(Default)]
 pub(crate) struct Feeds {
     map: Mutex<HashMap<MailboxId, Arc<Feed>>>,
+    gets: std::sync::atomic::AtomicU64,
 }
 
 impl Feeds {
-    /// The feed of `mailbox`, created on first use. Feeds nobody holds are dropped now and
-    /// then.
+    /// The feed of `mailbox`, created on first use. Now and then, feeds no session holds are
+    /// dropped once they hold more than [`IDLE_BUDGET_BYTES`] together.
     pub(crate) fn get(&self, mailbox: MailboxId) -> Arc<Feed> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= PRUNE_AT && !map.contains_key(&mailbox) {
-            map.retain(|_, f| Arc::strong_count(f) > 1);
-            map.shrink_to_fit();
+        let n = self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n.is_multiple_of(PRUNE_EVERY) {
+            prune(&mut map, mailbox);
         }
         map.entry(mailbox).or_default().clone()
+    }
+}
+
+/// Drops idle feeds (held by the map alone) beyond the budget, keeping `keep`.
+fn prune(map: &mut HashMap<MailboxId, Arc<Feed>>, keep: MailboxId) {
+    let mut used = 0usize;
+    map.retain(|id, f| {
+        if *id == keep || Arc::strong_count(f) > 1 {
+            return true;
+        }
+        match f.held_bytes() {
+            // Nothing kept (no view, no history): nothing to gain from keeping the entry.
+            Some(b) if b > 0 && used + b <= IDLE_BUDGET_BYTES => {
+                used += b;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulwark_store::{BlobHash, EmailId, ThreadId};
+
+    fn feed_with_view(messages: usize) -> Arc<Feed> {
+        let meta = MessageMeta {
+            uid: Uid(1),
+            email: EmailId(1),
+            thread: ThreadId(1),
+            modseq: ModSeq(1),
+            keywords: vec![],
+            size: 10,
+            received_at: 0,
+            blob: BlobHash("0".repeat(64)),
+        };
+        let feed = Arc::new(Feed::default());
+        if let Ok(mut st) = feed.state.try_lock() {
+            let view = vec![ViewMsg::from_meta(&meta); messages];
+            st.snapshot = Some((ModSeq(1), Arc::new(view)));
+        }
+        feed
+    }
+
+    #[test]
+    fn idle_feeds_beyond_the_budget_and_empty_ones_are_dropped_used_ones_kept() {
+        let per_view = IDLE_BUDGET_BYTES / std::mem::size_of::<ViewMsg>() / 3 + 1;
+        let mut map: HashMap<MailboxId, Arc<Feed>> = HashMap::new();
+        for id in 1..=5 {
+            map.insert(MailboxId(id), feed_with_view(per_view));
+        }
+        let in_use = feed_with_view(per_view);
+        map.insert(MailboxId(6), in_use.clone());
+        map.insert(MailboxId(7), Arc::new(Feed::default()));
+        prune(&mut map, MailboxId(100));
+        // Two idle views of a third of the budget each fit, a third does not.
+        let idle_left = (1..=5).filter(|i| map.contains_key(&MailboxId(*i))).count();
+        assert_eq!(idle_left, 2);
+        assert!(
+            map.contains_key(&MailboxId(6)),
+            "a feed a session holds is kept"
+        );
+        assert!(
+            !map.contains_key(&MailboxId(7)),
+            "an empty idle feed is dropped"
+        );
+        drop(in_use);
     }
 }
