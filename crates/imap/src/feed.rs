@@ -62,18 +62,7 @@ impl Feed {
         wanted: ModSeq,
     ) -> Result<MailboxDelta, StoreError> {
         let mut st = self.state.lock().await;
-        if !st.started || st.highest < since {
-            // Start (or restart) the history at the caller's point.
-            st.batches.clear();
-            st.entries = 0;
-            st.highest = since;
-            st.started = true;
-        }
-        if st.highest < wanted {
-            let from = st.highest;
-            let delta = store.mailbox_delta(account, mailbox, from).await?;
-            st.push(from, delta);
-        }
+        st.catch_up(store, account, mailbox, since, wanted).await?;
         match st.merged_since(since) {
             Some(d) => Ok(d),
             None => {
@@ -94,17 +83,7 @@ impl Feed {
     ) -> Result<(Vec<ViewMsg>, ModSeq), StoreError> {
         let mut st = self.state.lock().await;
         if let Some((at, snap)) = st.snapshot.clone() {
-            if !st.started || st.highest < at {
-                st.batches.clear();
-                st.entries = 0;
-                st.highest = at;
-                st.started = true;
-            }
-            if st.highest < wanted {
-                let from = st.highest;
-                let delta = store.mailbox_delta(account, mailbox, from).await?;
-                st.push(from, delta);
-            }
+            st.catch_up(store, account, mailbox, at, wanted).await?;
             if let Some(delta) = st.merged_since(at) {
                 let mut view = (*snap).clone();
                 apply_quietly(&mut view, &delta);
@@ -124,6 +103,30 @@ impl Feed {
 }
 
 impl FeedState {
+    /// Starts the history at `start` when there is none or it ends before `start`, then
+    /// reads forward to at least `wanted` (one store read, only when behind).
+    async fn catch_up(
+        &mut self,
+        store: &dyn Store,
+        account: AccountId,
+        mailbox: MailboxId,
+        start: ModSeq,
+        wanted: ModSeq,
+    ) -> Result<(), StoreError> {
+        if !self.started || self.highest < start {
+            self.batches.clear();
+            self.entries = 0;
+            self.highest = start;
+            self.started = true;
+        }
+        if self.highest < wanted {
+            let from = self.highest;
+            let delta = store.mailbox_delta(account, mailbox, from).await?;
+            self.push(from, delta);
+        }
+        Ok(())
+    }
+
     fn push(&mut self, from: ModSeq, delta: MailboxDelta) {
         let to = delta.highest_modseq.max(from);
         self.highest = to;

@@ -5,12 +5,9 @@ use super::tests_support::*;
 use bulwark_store::{NewEmail, Role, Store};
 use std::sync::Arc;
 
-#[tokio::test]
-async fn incremental_sync_reports_expunge_flags_and_exists_once() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let (mut a, store, auth) = logged_in(dir.path()).await;
-    let mut b = T::new(store, auth, true);
-    b.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+/// Three messages; `b` expunges UID 1, flags UID 3 and appends a fourth; `a`'s next NOOP must
+/// report exactly that, in order (RFC 9051 §7.4.1, §7.5.1).
+async fn expunge_flag_and_append_reach_the_other_session(a: &mut T, b: &mut T) {
     for s in ["one", "two", "three"] {
         a.append("INBOX", "", &msg(s, "x")).await;
     }
@@ -25,6 +22,15 @@ async fn incremental_sync_reports_expunge_flags_and_exists_once() {
         out.starts_with("* 1 EXPUNGE\r\n* 2 FETCH (UID 3 FLAGS (\\Seen))\r\n* 3 EXISTS\r\n"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn incremental_sync_reports_expunge_flags_and_exists_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut a, store, auth) = logged_in(dir.path()).await;
+    let mut b = T::new(store, auth, true);
+    b.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+    expunge_flag_and_append_reach_the_other_session(&mut a, &mut b).await;
     let again = a.ok("n2 NOOP").await;
     assert_eq!(again, "n2 OK NOOP completed\r\n");
     let out = a.ok("f FETCH 1:* (UID FLAGS)").await;
@@ -186,20 +192,7 @@ async fn sessions_sharing_feeds_see_each_others_changes_and_select_from_the_snap
     for t in [&mut b, &mut c] {
         t.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
     }
-    for s in ["one", "two", "three"] {
-        a.append("INBOX", "", &msg(s, "x")).await;
-    }
-    a.ok("s SELECT INBOX").await;
-    b.ok("s SELECT INBOX").await;
-    b.ok("d UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
-    b.ok("x EXPUNGE").await;
-    b.ok("f UID STORE 3 +FLAGS.SILENT (\\Seen)").await;
-    b.append("INBOX", "", &msg("four", "x")).await;
-    let out = a.ok("n NOOP").await;
-    assert!(
-        out.starts_with("* 1 EXPUNGE\r\n* 2 FETCH (UID 3 FLAGS (\\Seen))\r\n* 3 EXISTS\r\n"),
-        "{out}"
-    );
+    expunge_flag_and_append_reach_the_other_session(&mut a, &mut b).await;
     // The third session's SELECT starts from the shared view: same messages and flags as a
     // session that read the whole mailbox itself.
     a.ok("g UID STORE 2 +FLAGS.SILENT (\\Flagged)").await;
