@@ -7,22 +7,7 @@ use bulwark_store::keyword_to_imap_flag;
 /// Appends `s` as `quoted` when possible, else as a literal. `utf8`: 8-bit text may be
 /// quoted (RFC 9051 §4.3 / RFC 6855).
 pub fn write_string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
-    let quotable = s.len() <= 1024
-        && s.iter()
-            .all(|&b| b != 0 && b != b'\r' && b != b'\n' && (utf8 || b < 0x80));
-    if quotable {
-        out.push(b'"');
-        for &b in s {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
-        out.extend_from_slice(s);
-    }
+    bulwark_core::imap_string::write_string_utf8(out, s, utf8);
 }
 
 /// A mailbox name for output: UTF-8 when enabled, else modified UTF-7.

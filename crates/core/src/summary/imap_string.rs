@@ -19,17 +19,23 @@ pub fn nstring(s: Option<&[u8]>) -> Vec<u8> {
     out
 }
 
-/// True when `s` can be sent as an RFC 9051 `quoted` string: no CR, LF, NUL and no 8-bit
-/// bytes (8-bit text is sent as a literal so IMAP4rev1 clients read it too).
-fn quotable(s: &[u8]) -> bool {
+/// True when `s` can be sent as an RFC 9051 `quoted` string: no CR, LF, NUL, and no 8-bit
+/// bytes unless `utf8` (8-bit text is otherwise sent as a literal so IMAP4rev1 clients read
+/// it too; RFC 9051 §4.3 / RFC 6855 allow it quoted after UTF8=ACCEPT).
+fn quotable(s: &[u8], utf8: bool) -> bool {
     s.len() <= MAX_QUOTED_LEN
         && s.iter()
-            .all(|&b| (0x01..0x80).contains(&b) && b != b'\r' && b != b'\n')
+            .all(|&b| b != 0 && b != b'\r' && b != b'\n' && (utf8 || b < 0x80))
 }
 
-/// Append `s` as an IMAP `string` to `out`.
+/// Append `s` as an IMAP `string` to `out` (8-bit text as a literal).
 pub fn write_string(out: &mut Vec<u8>, s: &[u8]) {
-    if quotable(s) {
+    write_string_utf8(out, s, false);
+}
+
+/// Append `s` as an IMAP `string` to `out`; `utf8`: 8-bit text may be quoted.
+pub fn write_string_utf8(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
+    if quotable(s, utf8) {
         out.push(b'"');
         for &b in s {
             if b == b'"' || b == b'\\' {
@@ -57,6 +63,19 @@ pub fn write_nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eight_bit_text_is_quoted_only_when_utf8_is_enabled() {
+        let mut plain = Vec::new();
+        write_string_utf8(&mut plain, "caf\u{e9}".as_bytes(), false);
+        assert_eq!(plain, b"{5}\r\ncaf\xc3\xa9");
+        let mut utf8 = Vec::new();
+        write_string_utf8(&mut utf8, "caf\u{e9}".as_bytes(), true);
+        assert_eq!(utf8, "\"caf\u{e9}\"".as_bytes());
+        let mut nul = Vec::new();
+        write_string_utf8(&mut nul, b"a\0", true);
+        assert_eq!(nul, b"{2}\r\na\0");
+    }
 
     #[test]
     fn strings_are_quoted_or_literal_as_needed() {
