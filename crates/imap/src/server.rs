@@ -4,6 +4,7 @@
 
 use crate::config::ImapConfig;
 use crate::limits::COMMAND_BURST;
+use crate::parser::Command;
 use crate::parser::{Event, LineEvent, Parser};
 use crate::session::{Next, Session};
 use bulwark_auth::Authenticator;
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// What a draining server tells its clients (RFC 9051 §7.1.5 BYE, RFC 5530 UNAVAILABLE).
 const SHUTDOWN_BYE: &[u8] = b"* BYE [UNAVAILABLE] server shutting down\r\n";
@@ -34,6 +35,11 @@ const READ_CHUNK: usize = 64 * 1024;
 const IDLE_READ_BUF: usize = 1024;
 /// Output buffer capacity kept after a flush (a big FETCH must not pin its response).
 const KEPT_OUTPUT: usize = 16 * 1024;
+/// Pieces of a long response (each about [`crate::session::SPILL_THRESHOLD`]) queued for
+/// the socket. The session is not run while a piece is being written, so however slowly
+/// the client reads, a command holds at most these plus the piece being written, the
+/// one being handed over and the one being built.
+const SPILL_QUEUE: usize = 1;
 /// A TLS handshake must finish within this time.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Back-off after a failed `accept` (e.g. out of file descriptors).
@@ -173,17 +179,13 @@ impl ImapServer {
             self.tls.is_some(),
         )
         .with_feeds(self.feeds.clone());
-        let mut conn = Conn {
+        let mut conn = Conn::new(
             stream,
-            parser: Parser::new(self.cfg.max_literal_size),
             session,
-            out: Vec::new(),
-            buf: vec![0u8; IDLE_READ_BUF],
-            tls: self.tls.clone(),
-            cfg: self.cfg.clone(),
-            bucket: TokenBucket::new(self.cfg.commands_per_second),
+            self.tls.clone(),
+            self.cfg.clone(),
             shutdown,
-        };
+        );
         match conn.run().await {
             Ok(()) | Err(ConnError::Closed) => {
                 tracing::debug!(conn = id, remote = %peer, "IMAP connection closed")
@@ -201,6 +203,9 @@ struct Conn {
     parser: Parser,
     session: Session,
     out: Vec<u8>,
+    /// Pieces of a long response the session handed over while its command runs;
+    /// written before `out`.
+    spilled: mpsc::Receiver<Vec<u8>>,
     buf: Vec<u8>,
     tls: Option<TlsAcceptor>,
     cfg: Arc<ImapConfig>,
@@ -210,6 +215,41 @@ struct Conn {
 }
 
 impl Conn {
+    fn new(
+        stream: BoxedStream,
+        mut session: Session,
+        tls: Option<TlsAcceptor>,
+        cfg: Arc<ImapConfig>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Conn {
+        let (sink, spilled) = mpsc::channel(SPILL_QUEUE);
+        session.set_spill(sink);
+        Conn::with_spill(stream, session, spilled, tls, cfg, shutdown)
+    }
+
+    /// A connection whose session spills into a sink that feeds `spilled`.
+    fn with_spill(
+        stream: BoxedStream,
+        session: Session,
+        spilled: mpsc::Receiver<Vec<u8>>,
+        tls: Option<TlsAcceptor>,
+        cfg: Arc<ImapConfig>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Conn {
+        Conn {
+            stream,
+            parser: Parser::new(cfg.max_literal_size),
+            session,
+            out: Vec::new(),
+            spilled,
+            buf: vec![0u8; IDLE_READ_BUF],
+            tls,
+            bucket: TokenBucket::new(cfg.commands_per_second),
+            cfg,
+            shutdown,
+        }
+    }
+
     fn read_timeout(&self) -> Duration {
         if self.session.is_authenticated() {
             self.cfg.idle_timeout
@@ -222,18 +262,40 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let timeout = self.cfg.idle_timeout;
-        let r = tokio::time::timeout(timeout, async {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await
-        })
-        .await;
+        let r = write_piece(&mut self.stream, &self.out, self.cfg.idle_timeout).await;
         self.out.clear();
         self.out.shrink_to(KEPT_OUTPUT);
-        match r {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(ConnError::Timeout),
+        r
+    }
+
+    /// Runs one command, writing the pieces of a long response as the session hands
+    /// them over; what is left in `out` is for the caller to flush. A failed write ends
+    /// the command (and the connection) at once.
+    async fn handle_streaming(&mut self, cmd: Command) -> Result<Next, ConnError> {
+        let Conn {
+            stream,
+            session,
+            out,
+            spilled,
+            cfg,
+            ..
+        } = self;
+        let timeout = cfg.idle_timeout;
+        let next = {
+            let handle = session.handle(cmd, out);
+            tokio::pin!(handle);
+            loop {
+                tokio::select! {
+                    next = &mut handle => break next,
+                    Some(piece) = spilled.recv() => write_piece(stream, &piece, timeout).await?,
+                }
+            }
+        };
+        // Pieces handed over just before the command finished come before `out`.
+        while let Ok(piece) = spilled.try_recv() {
+            write_piece(stream, &piece, timeout).await?;
         }
+        Ok(next)
     }
 
     /// Reads more bytes into the parser; on the autologout timer, says BYE.
@@ -293,7 +355,7 @@ impl Conn {
                     if let Some(wait) = self.bucket.take(Instant::now()) {
                         tokio::time::sleep(wait).await;
                     }
-                    let next = self.session.handle(cmd, &mut self.out).await;
+                    let next = self.handle_streaming(cmd).await?;
                     self.flush().await?;
                     self.release_buffers();
                     match next {
@@ -427,6 +489,23 @@ impl Conn {
     }
 }
 
+/// Writes `bytes` to the client and flushes them (through TLS too) within `timeout`.
+async fn write_piece(
+    stream: &mut BoxedStream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), ConnError> {
+    let written = tokio::time::timeout(timeout, async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    })
+    .await;
+    match written {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ConnError::Timeout),
+    }
+}
+
 /// Commands-per-second limit: a token bucket that slows a flooding client down instead
 /// of disconnecting it.
 struct TokenBucket {
@@ -457,6 +536,10 @@ impl TokenBucket {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "server_stream_tests.rs"]
+mod stream_tests;
 
 #[cfg(test)]
 mod tests {

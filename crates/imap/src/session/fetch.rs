@@ -232,6 +232,8 @@ impl Session {
                     &mut cte_error,
                     out,
                 );
+                // Long responses go to the connection while they are built.
+                self.spill(out).await;
             }
         }
         if let Some(e) = cte_error {
@@ -295,6 +297,7 @@ impl Session {
                     &mut cte_error,
                     out,
                 );
+                self.spill(out).await;
             }
         }
         fetch_done(name, missing)

@@ -28,8 +28,15 @@ use bulwark_auth::Authenticator;
 use bulwark_store::{Account, MailboxId, ModSeq, StateChange, Store, StoreError, Uid};
 use std::net::IpAddr;
 use std::sync::Arc;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 pub(crate) use view::{Keywords, ViewMsg};
+
+/// A long response (FETCH over many messages) is handed to the connection in pieces of
+/// at least this many bytes while the command runs (see [`Session::set_spill`]).
+pub const SPILL_THRESHOLD: usize = 256 * 1024;
+/// Room kept in a fresh output buffer beyond [`SPILL_THRESHOLD`]: the buffer is spilled
+/// after the message that crosses the threshold, so small messages never make it grow.
+const SPILL_SLACK: usize = 16 * 1024;
 
 /// What the shell must do after a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +240,8 @@ pub struct Session {
     pub(crate) auth_failures: u32,
     /// Tag of a running IDLE or AUTHENTICATE.
     pub(crate) pending_tag: Option<String>,
+    /// Where long responses go while they are built (see [`Session::set_spill`]).
+    spill: Option<mpsc::Sender<Vec<u8>>>,
 }
 
 impl Session {
@@ -257,6 +266,35 @@ impl Session {
             bad_commands: 0,
             auth_failures: 0,
             pending_tag: None,
+            spill: None,
+        }
+    }
+
+    /// Streams long responses: while [`handle`](Self::handle) runs a FETCH over many
+    /// messages, the bytes written so far are sent to `sink` in pieces of about
+    /// [`SPILL_THRESHOLD`] instead of all staying in `out`. The shell must receive from
+    /// the sink while `handle` runs and write the pieces, in order, before what `handle`
+    /// leaves in `out`. A bounded sink is the back-pressure: when it is full the session
+    /// waits, so a client that stops reading stops the command, not the server's memory.
+    /// Without a sink everything stays in `out` (as the session tests expect).
+    pub fn set_spill(&mut self, sink: mpsc::Sender<Vec<u8>>) {
+        self.spill = Some(sink);
+    }
+
+    /// Hands `out` to the spill sink once it holds [`SPILL_THRESHOLD`] bytes or more
+    /// (waiting while the sink is full); a no-op without a sink. Call it only between
+    /// complete responses of a command that may run long.
+    pub(crate) async fn spill(&self, out: &mut Vec<u8>) {
+        if out.len() < SPILL_THRESHOLD {
+            return;
+        }
+        let Some(sink) = &self.spill else {
+            return;
+        };
+        let piece = std::mem::replace(out, Vec::with_capacity(SPILL_THRESHOLD + SPILL_SLACK));
+        if let Err(mpsc::error::SendError(piece)) = sink.send(piece).await {
+            // The connection is gone: keep the bytes where the caller expects them.
+            *out = piece;
         }
     }
 
