@@ -222,10 +222,11 @@ pub(crate) async fn account_delete(tx: &mut Tx<'_>, id: AccountId) -> Result<()>
     tx.lock_directory().await?;
     tx.lock_account(id).await?;
     require_account(tx, id).await?;
-    const STEPS: [&str; 10] = [
+    const STEPS: [&str; 11] = [
         "DELETE FROM memberships WHERE mailbox IN (SELECT id FROM mailboxes WHERE account = $1)",
         "DELETE FROM expunged WHERE mailbox IN (SELECT id FROM mailboxes WHERE account = $1)",
         "DELETE FROM mailboxes WHERE account = $1",
+        "DELETE FROM envelopes WHERE email IN (SELECT id FROM emails WHERE account = $1)",
         "DELETE FROM emails WHERE account = $1",
         "DELETE FROM threads WHERE account = $1",
         "DELETE FROM changes WHERE account = $1",

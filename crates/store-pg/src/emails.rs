@@ -197,6 +197,8 @@ async fn delete_email_row(
         .await?;
     let Some(row) = row else { return Ok(()) };
     let thread: i64 = get(&row, 0)?;
+    tx.exec("DELETE FROM envelopes WHERE email = $1", &[&email.0])
+        .await?;
     tx.log(account, modseq, Kind::Email, email.0, Op::Destroyed)
         .await?;
     let others = tx
@@ -292,8 +294,8 @@ async fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Resu
     let row = tx
         .one(
             "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq,
-                                 kw_modseq, message_id, summary, imap_envelope)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11) RETURNING id",
+                                 kw_modseq, message_id, summary)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) RETURNING id",
             &[
                 &account.0,
                 &thread.0,
@@ -305,11 +307,17 @@ async fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Resu
                 &sql_modseq(modseq),
                 &message_id,
                 &summary,
-                &new.summary.imap_envelope,
             ],
         )
         .await?;
     let email = EmailId(get(&row, 0)?);
+    if let Some(envelope) = &new.summary.imap_envelope {
+        tx.exec(
+            "INSERT INTO envelopes (email, data) VALUES ($1, $2)",
+            &[&email.0, envelope],
+        )
+        .await?;
+    }
     let mut uids = Vec::with_capacity(new.mailboxes.len());
     for &mailbox in &new.mailboxes {
         if uids.iter().any(|&(m, _)| m == mailbox) {
@@ -496,15 +504,20 @@ pub(crate) async fn email_copy(
         let row = tx
             .one(
                 "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq,
-                                     kw_modseq, message_id, summary, imap_envelope)
+                                     kw_modseq, message_id, summary)
                  SELECT account, thread, blob, size, received_at, keywords, seen, $2, $2,
-                        message_id, summary, imap_envelope
+                        message_id, summary
                  FROM emails WHERE id = $1 RETURNING id, thread",
                 &[&source.0, &sql_modseq(modseq)],
             )
             .await?;
         let copy = EmailId(get(&row, 0)?);
         let thread: i64 = get(&row, 1)?;
+        tx.exec(
+            "INSERT INTO envelopes (email, data) SELECT $2, data FROM envelopes WHERE email = $1",
+            &[&source.0, &copy.0],
+        )
+        .await?;
         let uid = add_membership(tx, account, dest, copy, modseq).await?;
         tx.log(account, modseq, Kind::Email, copy.0, Op::Created)
             .await?;

@@ -20,6 +20,7 @@ mod hub;
 mod mailboxes;
 mod messages;
 mod pool;
+mod query;
 mod queue;
 mod schema;
 pub mod testing;
@@ -414,6 +415,17 @@ impl Store for PgStore {
         )
         .await)
     }
+    async fn message_search_headers(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, SearchHeaders)>> {
+        read_tx!(self, |tx| messages::message_search_headers(
+            tx, account, mailbox, uids
+        )
+        .await)
+    }
     async fn message_envelopes(
         &self,
         account: AccountId,
@@ -430,6 +442,13 @@ impl Store for PgStore {
     }
     async fn email_list(&self, account: AccountId) -> Result<Vec<Email>> {
         read_tx!(self, |tx| messages::email_list(tx, account).await)
+    }
+    async fn email_query_page(
+        &self,
+        account: AccountId,
+        query: &EmailPageQuery,
+    ) -> Result<EmailPage> {
+        read_tx!(self, |tx| query::email_query_page(tx, account, query).await)
     }
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>> {
         read_tx!(self, |tx| messages::blob_get(tx, hash).await)

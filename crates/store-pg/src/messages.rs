@@ -5,7 +5,7 @@ use crate::mailboxes::require_mailbox;
 use crate::pool::{Tx, get, get_modseq, get_u32, sql_modseq};
 use bulwark_store::{
     AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxDelta, MailboxId, MessageMeta,
-    ModSeq, Result, StoreError, ThreadId, Uid,
+    ModSeq, Result, SearchHeaders, StoreError, ThreadId, Uid,
 };
 use std::collections::HashMap;
 use tokio_postgres::Row;
@@ -309,7 +309,7 @@ pub(crate) async fn message_envelopes(
     if span <= DENSE_SPAN_FACTOR * wanted.len() as i64 {
         let rows = tx
             .query(
-                "SELECT m.uid, e.imap_envelope FROM memberships m JOIN emails e ON e.id = m.email
+                "SELECT m.uid, v.data FROM memberships m LEFT JOIN envelopes v ON v.email = m.email
                  WHERE m.mailbox = $1 AND m.uid BETWEEN $2 AND $3 ORDER BY m.uid",
                 &[&mailbox.0, &lo, &hi],
             )
@@ -320,12 +320,49 @@ pub(crate) async fn message_envelopes(
             let chunk = chunk.to_vec();
             let rows = tx
                 .query(
-                    "SELECT m.uid, e.imap_envelope FROM memberships m JOIN emails e ON e.id = m.email
+                    "SELECT m.uid, v.data FROM memberships m LEFT JOIN envelopes v ON v.email = m.email
                      WHERE m.mailbox = $1 AND m.uid = ANY($2) ORDER BY m.uid",
                     &[&mailbox.0, &chunk],
                 )
                 .await?;
             push_rows(&rows)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Subject/from/to/cc of the listed messages of one mailbox, ordered by UID: PostgreSQL
+/// takes them out of the stored summary, so only these fields travel.
+pub(crate) async fn message_search_headers(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<(Uid, SearchHeaders)>> {
+    require_mailbox(tx, account, mailbox).await?;
+    let mut out = Vec::with_capacity(uids.len());
+    for chunk in uid_params(uids).chunks(ANY_CHUNK) {
+        let chunk = chunk.to_vec();
+        let rows = tx
+            .query(
+                "SELECT m.uid, coalesce(s.j->>'subject', ''), coalesce(s.j->>'from', ''),
+                        coalesce(s.j->>'to', ''), coalesce(s.j->>'cc', '')
+                 FROM memberships m JOIN emails e ON e.id = m.email,
+                      LATERAL (SELECT e.summary::jsonb AS j) s
+                 WHERE m.mailbox = $1 AND m.uid = ANY($2) ORDER BY m.uid",
+                &[&mailbox.0, &chunk],
+            )
+            .await?;
+        for r in &rows {
+            out.push((
+                Uid(get_u32(r, 0)?),
+                SearchHeaders {
+                    subject: get(r, 1)?,
+                    from: get(r, 2)?,
+                    to: get(r, 3)?,
+                    cc: get(r, 4)?,
+                },
+            ));
         }
     }
     Ok(out)

@@ -11,7 +11,7 @@ use crate::pool::{Pool, get};
 use bulwark_store::{Result, StoreError};
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 /// The oldest code schema version that can run against what this code writes.
 const COMPATIBLE_FROM: i64 = 1;
 /// Advisory lock key serialising migrations ("bulwark" + 1).
@@ -159,9 +159,23 @@ const V5: &str = r#"
 ALTER TABLE emails ADD COLUMN IF NOT EXISTS imap_envelope BYTEA;
 "#;
 
+/// Version 6: the stored IMAP ENVELOPE moves to its own table keyed by email id, so the
+/// `emails` rows that SELECT and SEARCH scan stay lean. Envelopes stored by version 5 are
+/// copied; the column stays (additive: version 5 code still writes it, and FETCH renders
+/// from the content what the table lacks) but this code neither writes nor reads it.
+const V6: &str = r#"
+CREATE TABLE IF NOT EXISTS envelopes (
+    email BIGINT PRIMARY KEY,
+    data  BYTEA NOT NULL
+);
+INSERT INTO envelopes (email, data)
+    SELECT id, imap_envelope FROM emails WHERE imap_envelope IS NOT NULL
+    ON CONFLICT (email) DO NOTHING;
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`. Each must be
 /// idempotent and, for online upgrades, additive (old code keeps working on the result).
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Creates or upgrades the schema in one transaction under the migration lock.
 pub(crate) async fn migrate(pool: &std::sync::Arc<Pool>) -> Result<()> {

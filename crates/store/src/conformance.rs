@@ -9,11 +9,13 @@ mod delta;
 mod envelope;
 mod log;
 mod mail;
+mod query;
 
 pub use delta::*;
 pub use envelope::*;
 pub use log::*;
 pub use mail::*;
+pub use query::*;
 
 use crate::*;
 use std::sync::Arc;
@@ -58,8 +60,11 @@ macro_rules! conformance_tests {
             subscribe_receives_state_change,
             concurrent_appends_get_distinct_uids,
             mailbox_delta_reports_new_changed_and_expunged,
+            mailbox_delta_over_most_of_a_big_mailbox_matches_the_listing,
+            search_headers_in_batches_follow_the_email,
             blobs_and_summaries_in_batches,
             stored_envelopes_follow_the_email,
+            email_query_page_matches_the_full_listing,
         );
     };
 }
@@ -85,8 +90,11 @@ pub async fn run_all(store: Arc<dyn Store>) {
     subscribe_receives_state_change(store.clone()).await;
     concurrent_appends_get_distinct_uids(store.clone()).await;
     mailbox_delta_reports_new_changed_and_expunged(store.clone()).await;
+    mailbox_delta_over_most_of_a_big_mailbox_matches_the_listing(store.clone()).await;
+    search_headers_in_batches_follow_the_email(store.clone()).await;
     blobs_and_summaries_in_batches(store.clone()).await;
-    stored_envelopes_follow_the_email(store).await;
+    stored_envelopes_follow_the_email(store.clone()).await;
+    email_query_page_matches_the_full_listing(store).await;
 }
 
 // ---- helpers ---------------------------------------------------------------------------

@@ -25,10 +25,12 @@ pub mod blob_cache;
 pub mod changelog;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod email_page;
 pub mod model;
 pub mod outage;
 pub mod sqlite;
 
+pub use email_page::{EmailPage, EmailPageQuery};
 pub use model::*;
 
 use async_trait::async_trait;
@@ -238,6 +240,22 @@ pub trait Store: Send + Sync + 'static {
             .filter_map(|m| Some((m.uid, summaries.remove(&m.email)?)))
             .collect())
     }
+    /// The subject/from/to/cc of the messages with these UIDs, ordered by UID; UIDs not in
+    /// the mailbox are left out (IMAP SEARCH SUBJECT/FROM/TO/CC reads only these). The
+    /// default takes them from [`Store::message_summaries`].
+    async fn message_search_headers(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, SearchHeaders)>> {
+        Ok(self
+            .message_summaries(account, mailbox, uids)
+            .await?
+            .into_iter()
+            .map(|(uid, s)| (uid, SearchHeaders::from(s)))
+            .collect())
+    }
     /// The stored IMAP ENVELOPE ([`EmailSummary::imap_envelope`]) of the messages with
     /// these UIDs, ordered by UID; UIDs not in the mailbox are left out, `None` where no
     /// envelope was stored (messages stored before envelopes were). IMAP FETCH ENVELOPE reads
@@ -253,6 +271,17 @@ pub trait Store: Send + Sync + 'static {
     }
     /// All emails of the account (for JMAP queries), ordered by received_at descending.
     async fn email_list(&self, account: AccountId) -> Result<Vec<Email>>;
+    /// One page of a list view (JMAP Email/query's common shape), read with an indexed,
+    /// windowed query. The default answers from [`Store::email_list`]. Errors with
+    /// [`StoreError::Invalid`] when [`EmailPageQuery::validate`] fails.
+    async fn email_query_page(
+        &self,
+        account: AccountId,
+        query: &EmailPageQuery,
+    ) -> Result<EmailPage> {
+        query.validate()?;
+        Ok(query.page_of(self.email_list(account).await?))
+    }
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>>;
     /// Stores a blob without an email (JMAP upload). Durable on return.
     async fn blob_put(&self, data: &[u8]) -> Result<BlobHash>;

@@ -194,6 +194,28 @@ pub struct EmailSummary {
     pub imap_envelope: Option<Vec<u8>>,
 }
 
+/// The header fields IMAP SEARCH FROM/TO/CC/SUBJECT matches (RFC 9051 §6.4.4), decoded as
+/// in [`EmailSummary`]; read without the rest of the summary
+/// ([`crate::Store::message_search_headers`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchHeaders {
+    pub subject: String,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+}
+
+impl From<EmailSummary> for SearchHeaders {
+    fn from(s: EmailSummary) -> SearchHeaders {
+        SearchHeaders {
+            subject: s.subject,
+            from: s.from,
+            to: s.to,
+            cc: s.cc,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewEmail {
     /// Mailboxes to place it in (at least one).

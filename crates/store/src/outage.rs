@@ -263,6 +263,17 @@ impl Store for OutageStore {
         self.check()?;
         self.inner.message_summaries(account, mailbox, uids).await
     }
+    async fn message_search_headers(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, SearchHeaders)>> {
+        self.check()?;
+        self.inner
+            .message_search_headers(account, mailbox, uids)
+            .await
+    }
     async fn message_envelopes(
         &self,
         account: AccountId,
@@ -275,6 +286,14 @@ impl Store for OutageStore {
     async fn email_list(&self, account: AccountId) -> Result<Vec<Email>> {
         self.check()?;
         self.inner.email_list(account).await
+    }
+    async fn email_query_page(
+        &self,
+        account: AccountId,
+        query: &EmailPageQuery,
+    ) -> Result<EmailPage> {
+        self.check()?;
+        self.inner.email_query_page(account, query).await
     }
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>> {
         self.check()?;

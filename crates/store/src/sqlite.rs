@@ -10,7 +10,9 @@ mod directory;
 mod emails;
 mod mailboxes;
 mod messages;
+mod query;
 mod queue;
+mod read_pool;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -19,9 +21,13 @@ mod writer;
 use crate::*;
 use async_trait::async_trait;
 use directory::AccountColumn;
-use rusqlite::{Connection, OpenFlags};
+use read_pool::{
+    BULK_BLOB_READ, BULK_MMAP_BYTES, BULK_READ_ITEMS, MAX_BULK_READERS, MAX_IDLE_READERS, ReadPool,
+    read_on,
+};
+use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 use writer::{Hub, Job, Reply, Tx};
@@ -32,13 +38,8 @@ pub const DB_FILE: &str = "bulwark.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes the WAL file is truncated to after a checkpoint.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
-/// Idle read connections kept open (above this, every extra concurrent reader would open and
-/// close a connection per query: with 200 IMAP clients that churn cost more than the reads).
-/// It is also the most reads run at once: further reads wait for a connection to come back.
-const MAX_IDLE_READERS: usize = 32;
 /// SQLite page cache per connection, in KiB (negative `cache_size` means KiB).
 const CACHE_KIB: i64 = 16 * 1024;
-
 /// Process-wide SQLite settings, applied once before the first connection opens (SQLite
 /// refuses them afterwards). Memory statistics off: with them on, every SQLite allocation
 /// takes one global mutex, which serialised all read connections under load.
@@ -87,7 +88,8 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn configure(conn: &Connection) -> Result<()> {
+/// Settings every connection (writer and readers) gets.
+pub(crate) fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
     conn.execute_batch(&format!(
         // temp_store stays on files: in-memory statement journals make large savepoints
@@ -98,36 +100,6 @@ fn configure(conn: &Connection) -> Result<()> {
     .map_err(db_err)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
-}
-
-/// Read-only connections, reused.
-struct ReadPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-    /// At most [`MAX_IDLE_READERS`] reads at once, so no read opens a throw-away connection.
-    slots: Arc<tokio::sync::Semaphore>,
-}
-
-impl ReadPool {
-    fn take(&self) -> Result<Connection> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match idle {
-            Some(conn) => Ok(conn),
-            None => {
-                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-                let conn = Connection::open_with_flags(&self.path, flags).map_err(db_err)?;
-                configure(&conn)?;
-                Ok(conn)
-            }
-        }
-    }
-
-    fn give_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
-        }
-    }
 }
 
 /// Group-commit counters, see [`SqliteStore::commit_stats`].
@@ -143,6 +115,8 @@ pub struct SqliteStore {
     /// Recently read blobs (content-addressed, never stale).
     blobs: Arc<crate::blob_cache::BlobCache>,
     readers: Arc<ReadPool>,
+    /// Memory-mapped readers for scans of whole mailboxes.
+    bulk_readers: Arc<ReadPool>,
     hub: Arc<Hub>,
     path: PathBuf,
 }
@@ -186,17 +160,19 @@ impl SqliteStore {
             .name("bulwark-store-writer".into())
             .spawn(move || writer::run(conn, receiver, writer_hub))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
-        let readers = Arc::new(ReadPool {
-            path: path.clone(),
-            idle: Mutex::new(Vec::new()),
-            slots: Arc::new(tokio::sync::Semaphore::new(MAX_IDLE_READERS)),
-        });
+        let readers = Arc::new(ReadPool::new(path.clone(), MAX_IDLE_READERS, 0));
+        let bulk_readers = Arc::new(ReadPool::new(
+            path.clone(),
+            MAX_BULK_READERS,
+            BULK_MMAP_BYTES,
+        ));
         Ok(Arc::new(SqliteStore {
             jobs,
             blobs: Arc::new(crate::blob_cache::BlobCache::new(
                 crate::blob_cache::DEFAULT_CACHE_BYTES,
             )),
             readers,
+            bulk_readers,
             hub,
             path,
         }))
@@ -229,30 +205,32 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let pool = self.readers.clone();
-        let slot = pool
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Unavailable("the store's readers are closed".into()))?;
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            let conn = pool.take()?;
-            let result = {
-                let snapshot = conn.unchecked_transaction().map_err(db_err)?;
-                let result = f(&snapshot);
-                // Read-only: ending the snapshot by rollback is all that is needed.
-                drop(snapshot);
-                result
-            };
-            pool.give_back(conn);
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+        read_on(self.readers.clone(), f).await
     }
 
+    /// [`SqliteStore::read_bulk`] for a read of `items` messages when that is a scan
+    /// ([`BULK_READ_ITEMS`] or more), else [`SqliteStore::read`].
+    async fn read_sized<T, F>(&self, items: usize, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        if items >= BULK_READ_ITEMS {
+            self.read_bulk(f).await
+        } else {
+            self.read(f).await
+        }
+    }
+
+    /// [`SqliteStore::read`] on a memory-mapped connection, for reads that scan a large
+    /// part of a mailbox.
+    async fn read_bulk<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        read_on(self.bulk_readers.clone(), f).await
+    }
     /// Sends `f` to the writer thread; returns once the batch holding it has committed.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
@@ -477,7 +455,7 @@ impl Store for SqliteStore {
         account: AccountId,
         mailbox: MailboxId,
     ) -> Result<Vec<MessageMeta>> {
-        self.read(move |c| messages::mailbox_messages(c, account, mailbox))
+        self.read_bulk(move |c| messages::mailbox_messages(c, account, mailbox))
             .await
     }
     async fn expunged_since(
@@ -495,8 +473,16 @@ impl Store for SqliteStore {
         mailbox: MailboxId,
         since: ModSeq,
     ) -> Result<MailboxDelta> {
-        self.read(move |c| messages::mailbox_delta(c, account, mailbox, since))
-            .await
+        let indexed = self
+            .read(move |c| messages::mailbox_delta_unless_large(c, account, mailbox, since))
+            .await?;
+        match indexed {
+            Some(delta) => Ok(delta),
+            None => {
+                self.read_bulk(move |c| messages::mailbox_delta_scan(c, account, mailbox, since))
+                    .await
+            }
+        }
     }
     async fn blob_get_many(&self, hashes: &[BlobHash]) -> Result<Vec<Option<Vec<u8>>>> {
         let mut found: Vec<Option<Vec<u8>>> = hashes.iter().map(|h| self.blobs.get(h)).collect();
@@ -510,11 +496,18 @@ impl Store for SqliteStore {
             return Ok(found);
         }
         let wanted: Vec<BlobHash> = missing.iter().map(|(_, h)| h.clone()).collect();
-        let read = self
-            .read(move |c| messages::blob_get_many(c, &wanted))
-            .await?;
+        // A scan (SEARCH BODY over a mailbox) reads mapped pages and leaves the cache to
+        // what is read again soon: caching it would copy every blob and evict the rest.
+        let scan = missing.len() >= BULK_BLOB_READ;
+        let read = if scan {
+            self.read_bulk(move |c| messages::blob_get_many(c, &wanted))
+                .await?
+        } else {
+            self.read(move |c| messages::blob_get_many(c, &wanted))
+                .await?
+        };
         for ((i, hash), data) in missing.into_iter().zip(read) {
-            if let Some(data) = &data {
+            if !scan && let Some(data) = &data {
                 self.blobs.put(&hash, data);
             }
             found[i] = data;
@@ -528,8 +521,22 @@ impl Store for SqliteStore {
         uids: &[Uid],
     ) -> Result<Vec<(Uid, EmailSummary)>> {
         let uids = uids.to_vec();
-        self.read(move |c| messages::message_summaries(c, account, mailbox, &uids))
-            .await
+        self.read_sized(uids.len(), move |c| {
+            messages::message_summaries(c, account, mailbox, &uids)
+        })
+        .await
+    }
+    async fn message_search_headers(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, SearchHeaders)>> {
+        let uids = uids.to_vec();
+        self.read_sized(uids.len(), move |c| {
+            messages::message_search_headers(c, account, mailbox, &uids)
+        })
+        .await
     }
     async fn message_envelopes(
         &self,
@@ -538,8 +545,10 @@ impl Store for SqliteStore {
         uids: &[Uid],
     ) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
         let uids = uids.to_vec();
-        self.read(move |c| messages::message_envelopes(c, account, mailbox, &uids))
-            .await
+        self.read_sized(uids.len(), move |c| {
+            messages::message_envelopes(c, account, mailbox, &uids)
+        })
+        .await
     }
     async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>> {
         let ids = ids.to_vec();
@@ -548,6 +557,15 @@ impl Store for SqliteStore {
     }
     async fn email_list(&self, account: AccountId) -> Result<Vec<Email>> {
         self.read(move |c| messages::email_list(c, account)).await
+    }
+    async fn email_query_page(
+        &self,
+        account: AccountId,
+        query: &EmailPageQuery,
+    ) -> Result<EmailPage> {
+        let query = query.clone();
+        self.read(move |c| query::email_query_page(c, account, &query))
+            .await
     }
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>> {
         if let Some(data) = self.blobs.get(hash) {

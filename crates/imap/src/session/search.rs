@@ -7,9 +7,8 @@ use crate::parser::{
     SearchCommand, SearchKey, SearchReturn, SequenceSet, SortCommand, SortKey, ThreadCommand,
 };
 use crate::response::compress_set;
-use bulwark_store::{AccountId, BlobHash, EmailSummary, StoreError, Uid, imap_flag_to_keyword};
+use bulwark_store::{AccountId, BlobHash, SearchHeaders, StoreError, Uid, imap_flag_to_keyword};
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 /// RFC 9051 §6.4.4.4: charsets we accept (others → `NO [BADCHARSET]`).
 fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
@@ -27,8 +26,8 @@ fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
 enum Need {
     /// Flags, UIDs, sizes, dates: the view is enough.
     View,
-    /// FROM/TO/CC/SUBJECT: the stored summary (RFC 9051 §6.4.4 matches these against the
-    /// envelope's fields, which the summary holds decoded).
+    /// FROM/TO/CC/SUBJECT: the stored search headers (RFC 9051 §6.4.4 matches these
+    /// against the envelope's fields, which the store holds decoded).
     Summary,
     /// Anything else about the content: the raw message.
     Content,
@@ -51,15 +50,17 @@ fn need(key: &SearchKey) -> Need {
 /// Messages whose content one store read fetches during SEARCH.
 const SEARCH_BATCH: usize = 512;
 
-/// Messages whose stored summary one store read fetches during SEARCH (a few hundred
-/// bytes each).
+/// Messages whose stored search headers one store read fetches during SEARCH (about a
+/// hundred bytes each).
 const SUMMARY_BATCH: usize = 4096;
 
-/// What one batch read brought for SEARCH.
+/// What one batch read brought for SEARCH, in the batch's (UID) order.
 #[derive(Default)]
 struct Loaded {
-    contents: HashMap<Uid, Vec<u8>>,
-    summaries: HashMap<Uid, EmailSummary>,
+    /// One entry per message of the batch (`None`: not read, or the blob is missing).
+    contents: Vec<Option<Vec<u8>>>,
+    /// Ordered by UID; messages no longer in the mailbox are left out.
+    summaries: Vec<(Uid, SearchHeaders)>,
 }
 
 /// A batch read running in the background while the previous batch is matched.
@@ -80,7 +81,7 @@ struct Ctx<'a> {
     index: usize,
     meta: &'a ViewMsg,
     content: Option<&'a SearchView>,
-    summary: Option<&'a EmailSummary>,
+    summary: Option<&'a SearchHeaders>,
 }
 
 fn has_kw(m: &ViewMsg, k: &str) -> bool {
@@ -111,7 +112,7 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
     let header =
         |field: &str, needle: &str| c.content.is_some_and(|v| v.header_contains(field, needle));
     // With the content at hand, match the header itself; else the stored summary.
-    let envelope = |field: &str, pick: fn(&EmailSummary) -> &str, needle: &str| match c.content {
+    let envelope = |field: &str, pick: fn(&SearchHeaders) -> &str, needle: &str| match c.content {
         Some(v) => v.header_contains(field, needle),
         None => c.summary.is_some_and(|s| field_contains(pick(s), needle)),
     };
@@ -197,8 +198,8 @@ impl Session {
         };
         for (k, &(start, end)) in bounds.iter().enumerate() {
             let Loaded {
-                mut contents,
-                mut summaries,
+                contents,
+                summaries,
             } = match next.take() {
                 Some(read) => read
                     .await
@@ -208,9 +209,15 @@ impl Session {
             if let Some(&(start, end)) = bounds.get(k + 1) {
                 next = self.read_batch(account, sel, need, start, end);
             }
+            let mut contents = contents.into_iter();
+            let mut summaries = summaries.into_iter().peekable();
             for (i, meta) in sel.view.iter().enumerate().take(end).skip(start) {
-                let view = contents.remove(&meta.uid).map(search_view_owned);
-                let summary = summaries.remove(&meta.uid);
+                let view = contents.next().flatten().map(search_view_owned);
+                // Both are in UID order: skip what the store has for UIDs before this one.
+                while summaries.next_if(|(uid, _)| *uid < meta.uid).is_some() {}
+                let summary = summaries
+                    .next_if(|(uid, _)| *uid == meta.uid)
+                    .map(|(_, h)| h);
                 if matches(
                     key,
                     &Ctx {
@@ -254,17 +261,10 @@ impl Session {
             let mut loaded = Loaded::default();
             if need == Need::Summary {
                 loaded.summaries = store
-                    .message_summaries(account, mailbox, &uids)
-                    .await?
-                    .into_iter()
-                    .collect();
+                    .message_search_headers(account, mailbox, &uids)
+                    .await?;
             } else {
-                let blobs = store.blob_get_many(&hashes).await?;
-                loaded.contents = uids
-                    .iter()
-                    .zip(blobs)
-                    .filter_map(|(&u, raw)| Some((u, raw?)))
-                    .collect();
+                loaded.contents = store.blob_get_many(&hashes).await?;
             }
             Ok(loaded)
         }))
@@ -469,5 +469,66 @@ impl Session {
         } else {
             "THREAD completed"
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::logged_in;
+
+    fn message(from: &str, to: &str, cc: &str, subject: &str) -> String {
+        format!(
+            "From: {from}\r\nTo: {to}\r\nCc: {cc}\r\nSubject: {subject}\r\n\
+             Message-ID: <{}@x>\r\n\r\nbody\r\n",
+            subject.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn header_search_decodes_encoded_words_and_ignores_case() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut t, _, _) = logged_in(dir.path()).await;
+        // RFC 2047 encoded words: "Grüße aus Köln" and the name "Zoë".
+        t.append(
+            "INBOX",
+            "",
+            &message(
+                "=?UTF-8?Q?Zo=C3=AB?= <zoe@example.org>",
+                "Alice <alice@example.test>",
+                "Carol <carol@example.net>",
+                "=?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?=",
+            ),
+        )
+        .await;
+        t.append(
+            "INBOX",
+            "",
+            &message(
+                "bob@example.org",
+                "dave@example.test",
+                "",
+                "Quarterly REPORT",
+            ),
+        )
+        .await;
+        t.ok("s SELECT INBOX").await;
+        // RFC 9051 §6.4.4: substring matches, case-insensitive.
+        for (query, want) in [
+            ("a SEARCH SUBJECT report", "* SEARCH 2\r\n"),
+            ("b SEARCH SUBJECT \"aus k\"", "* SEARCH 1\r\n"),
+            ("c SEARCH CHARSET UTF-8 SUBJECT \"KÖLN\"", "* SEARCH 1\r\n"),
+            ("d SEARCH FROM \"ZOË\"", "* SEARCH 1\r\n"),
+            ("e SEARCH FROM EXAMPLE.ORG", "* SEARCH 1 2\r\n"),
+            ("f SEARCH TO dave", "* SEARCH 2\r\n"),
+            ("g SEARCH CC carol", "* SEARCH 1\r\n"),
+            ("h SEARCH SUBJECT grusse", "* SEARCH\r\n"),
+            ("i SEARCH NOT CC carol", "* SEARCH 2\r\n"),
+            ("j UID SEARCH OR FROM bob SUBJECT köln", "* SEARCH 1 2\r\n"),
+        ] {
+            let out = t.ok(query).await;
+            assert!(out.contains(want), "{query} → {out}");
+        }
+        // RFC 9051 §6.4.4.4: other charsets are refused.
+        assert!(super::check_charset(Some("KOI8-R")).is_err());
     }
 }

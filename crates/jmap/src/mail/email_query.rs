@@ -7,7 +7,8 @@ use crate::api::args::Args;
 use crate::api::{Ctx, MethodError, MethodErrorKind, current_state};
 use crate::ids;
 use crate::session::EMAIL_SORT_OPTIONS;
-use bulwark_store::{Email, MailboxId, ThreadId};
+use bulwark_store::email_page::{MAX_PAGE_KEYWORDS, is_page_keyword};
+use bulwark_store::{Email, EmailPageQuery, MailboxId, ThreadId};
 use mail_parser::MessageParser;
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
@@ -446,9 +447,89 @@ async fn run_query(ctx: &Ctx<'_>, args: &Args) -> Result<(Vec<String>, Vec<Email
     Ok((ids_all, all))
 }
 
+/// Adds the conditions of `f` to `page`; false when `f` is not a list view's filter (an
+/// inMailbox of a known mailbox, keywords the store can match, AND of those).
+fn page_conditions(f: &Filter, page: &mut EmailPageQuery) -> bool {
+    match f {
+        Filter::And(subs) => subs.iter().all(|s| page_conditions(s, page)),
+        Filter::Or(_) | Filter::Not(_) => false,
+        Filter::Conds(conds) => conds.iter().all(|c| match c {
+            Cond::InMailbox(Some(m)) if page.mailbox.is_none_or(|x| x == *m) => {
+                page.mailbox = Some(*m);
+                true
+            }
+            Cond::HasKeyword(k) if is_page_keyword(k) => {
+                page.has_keywords.push(k.clone());
+                true
+            }
+            Cond::NotKeyword(k) if is_page_keyword(k) => {
+                page.not_keywords.push(k.clone());
+                true
+            }
+            _ => false,
+        }),
+    }
+}
+
+/// The list-view shape of Email/query (a filter [`page_conditions`] takes, one receivedAt
+/// comparator, no collapseThreads, no anchor, a non-negative position), which the store
+/// answers with a windowed read; `None` for anything else (the general path). Arguments
+/// are checked in the general path's order, so a bad one gives the same error.
+fn page_query(
+    ctx: &Ctx<'_>,
+    args: &Args,
+) -> Result<Option<(EmailPageQuery, Option<usize>)>, MethodError> {
+    let filter = match args.get("filter") {
+        Some(f) => parse_filter(ctx, f, 0)?,
+        None => Filter::Conds(vec![]),
+    };
+    let sort = parse_sort(args)?;
+    let collapse = args.bool_or("collapseThreads", false)?;
+    let (limit, limit_clamped) = query::limit(args)?;
+    let anchor = args.opt_str("anchor")?;
+    let position = args.opt_int("position")?.unwrap_or(0);
+    let calculate_total = args.bool_or("calculateTotal", false)?;
+    let [key] = sort.as_slice() else {
+        return Ok(None);
+    };
+    let mut page = EmailPageQuery {
+        ascending: key.ascending,
+        position: usize::try_from(position).unwrap_or(0),
+        limit,
+        calculate_total,
+        ..EmailPageQuery::default()
+    };
+    let fits = key.property == "receivedAt"
+        && !collapse
+        && anchor.is_none()
+        && position >= 0
+        && page_conditions(&filter, &mut page)
+        && page.has_keywords.len() + page.not_keywords.len() <= MAX_PAGE_KEYWORDS;
+    Ok(fits.then_some((page, limit_clamped)))
+}
+
 pub async fn query(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
     let account = args.account(ctx.account)?;
     let state = current_state(ctx).await?;
+    if let Some((page_args, limit_clamped)) = page_query(ctx, &args)? {
+        let page = ctx
+            .server
+            .store
+            .email_query_page(ctx.account, &page_args)
+            .await?;
+        let ids: Vec<String> = page.ids.into_iter().map(ids::email_id).collect();
+        let mut out = json!({
+            "accountId": ids::account_id(account), "queryState": state, "canCalculateChanges": true,
+            "position": page.position, "ids": ids, "collapseThreads": false,
+        });
+        if let Some(total) = page.total.filter(|_| page_args.calculate_total) {
+            out["total"] = json!(total);
+        }
+        if let Some(l) = limit_clamped {
+            out["limit"] = json!(l);
+        }
+        return Ok(out);
+    }
     let (ids_all, _) = run_query(ctx, &args).await?;
     let w = query::window(&ids_all, &args)?;
     let mut out = json!({
@@ -627,6 +708,36 @@ mod tests {
             Some("Hello &lt;<mark>World</mark>&gt;")
         );
         assert_eq!(highlight("nothing", &["x".into()]), None);
+    }
+
+    #[test]
+    fn list_view_filters_become_page_conditions_and_others_do_not() {
+        let page = |f: Filter| {
+            let mut q = EmailPageQuery::default();
+            page_conditions(&f, &mut q).then_some(q)
+        };
+        let inbox = Cond::InMailbox(Some(MailboxId(7)));
+        let q = page(Filter::And(vec![
+            Filter::Conds(vec![inbox.clone(), Cond::NotKeyword("$seen".into())]),
+            Filter::Conds(vec![Cond::HasKeyword("$flagged".into())]),
+        ]));
+        assert_eq!(
+            q.map(|q| (q.mailbox, q.has_keywords, q.not_keywords)),
+            Some((
+                Some(MailboxId(7)),
+                vec!["$flagged".to_string()],
+                vec!["$seen".to_string()]
+            ))
+        );
+        assert!(page(Filter::Conds(vec![])).is_some());
+        // Unknown mailbox, two mailboxes, a keyword with a space, OR/NOT, other conditions.
+        assert!(page(Filter::Conds(vec![Cond::InMailbox(None)])).is_none());
+        let archive = Cond::InMailbox(Some(MailboxId(8)));
+        assert!(page(Filter::Conds(vec![inbox.clone(), archive])).is_none());
+        assert!(page(Filter::Conds(vec![Cond::HasKeyword("a b".into())])).is_none());
+        assert!(page(Filter::Or(vec![Filter::Conds(vec![inbox.clone()])])).is_none());
+        assert!(page(Filter::Not(vec![Filter::Conds(vec![inbox])])).is_none());
+        assert!(page(Filter::Conds(vec![Cond::Subject("x".into())])).is_none());
     }
 
     #[test]

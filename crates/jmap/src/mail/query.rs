@@ -16,15 +16,21 @@ pub struct Window {
     pub limit_clamped: Option<usize>,
 }
 
+/// The limit to apply (default [`DEFAULT_QUERY_LIMIT`]) and, when the client asked for more
+/// than [`MAX_QUERY_LIMIT`], the clamped value to report (§5.5).
+pub fn limit(args: &Args) -> Result<(usize, Option<usize>), MethodError> {
+    let limit = args
+        .opt_uint("limit")?
+        .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
+        .unwrap_or(DEFAULT_QUERY_LIMIT);
+    let clamped = (limit > MAX_QUERY_LIMIT).then_some(MAX_QUERY_LIMIT);
+    Ok((limit.min(MAX_QUERY_LIMIT), clamped))
+}
+
 /// Applies position/anchor/anchorOffset/limit to the full ordered result list.
 pub fn window(all: &[String], args: &Args) -> Result<Window, MethodError> {
     let total = all.len();
-    let limit_arg = args.opt_uint("limit")?;
-    let limit = limit_arg
-        .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
-        .unwrap_or(DEFAULT_QUERY_LIMIT);
-    let limit_clamped = (limit > MAX_QUERY_LIMIT).then_some(MAX_QUERY_LIMIT);
-    let limit = limit.min(MAX_QUERY_LIMIT);
+    let (limit, limit_clamped) = limit(args)?;
     let start = if let Some(anchor) = args.opt_str("anchor")? {
         let idx = all.iter().position(|id| id == anchor).ok_or_else(|| {
             MethodError::new(

@@ -4,6 +4,7 @@ mod core_api;
 mod mail;
 mod outage;
 mod push_auth;
+mod query_page;
 mod submission;
 
 use crate::{JmapConfig, JmapServer};

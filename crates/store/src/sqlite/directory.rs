@@ -213,6 +213,8 @@ pub(crate) fn account_delete(tx: &mut Tx<'_>, id: AccountId) -> Result<()> {
             "DELETE FROM memberships WHERE mailbox IN (SELECT id FROM mailboxes WHERE account = {a});
              DELETE FROM expunged WHERE mailbox IN (SELECT id FROM mailboxes WHERE account = {a});
              DELETE FROM mailboxes WHERE account = {a};
+             DELETE FROM envelopes WHERE email IN (SELECT id FROM emails WHERE account = {a});
+             DELETE FROM search_headers WHERE email IN (SELECT id FROM emails WHERE account = {a});
              DELETE FROM emails WHERE account = {a};
              DELETE FROM threads WHERE account = {a};
              DELETE FROM changes WHERE account = {a};

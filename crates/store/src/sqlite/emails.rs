@@ -196,6 +196,16 @@ fn delete_email_row(
         .optional()
         .map_err(db_err)?;
     let Some(thread) = thread else { return Ok(()) };
+    for sql in [
+        "DELETE FROM envelopes WHERE email = ?1",
+        "DELETE FROM search_headers WHERE email = ?1",
+    ] {
+        tx.conn
+            .prepare_cached(sql)
+            .map_err(db_err)?
+            .execute([email.0])
+            .map_err(db_err)?;
+    }
     tx.log(account, modseq, Kind::Email, email.0, Op::Destroyed)?;
     let mut stmt = tx
         .conn
@@ -288,8 +298,8 @@ fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<App
         .conn
         .prepare_cached(
             "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq, kw_modseq,
-                                 message_id, summary, imap_envelope)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
+                                 message_id, summary)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
         )
         .map_err(db_err)?;
     stmt.execute(params![
@@ -303,10 +313,24 @@ fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<App
         modseq.0 as i64,
         message_id,
         summary,
-        new.summary.imap_envelope.as_deref()
     ])
     .map_err(db_err)?;
     let email = EmailId(tx.conn.last_insert_rowid());
+    let s = &new.summary;
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO search_headers (email, subject, from_, to_, cc) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(db_err)?
+        .execute(params![email.0, s.subject, s.from, s.to, s.cc])
+        .map_err(db_err)?;
+    if let Some(envelope) = new.summary.imap_envelope.as_deref() {
+        tx.conn
+            .prepare_cached("INSERT INTO envelopes (email, data) VALUES (?1, ?2)")
+            .map_err(db_err)?
+            .execute(params![email.0, envelope])
+            .map_err(db_err)?;
+    }
     let mut uids = Vec::with_capacity(new.mailboxes.len());
     for &mailbox in &new.mailboxes {
         if uids.iter().any(|&(m, _)| m == mailbox) {
@@ -479,15 +503,25 @@ pub(crate) fn email_copy(
             .conn
             .prepare_cached(
                 "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq, kw_modseq,
-                                     message_id, summary, imap_envelope)
-                 SELECT account, thread, blob, size, received_at, keywords, seen, ?2, ?2, message_id, summary,
-                        imap_envelope
+                                     message_id, summary)
+                 SELECT account, thread, blob, size, received_at, keywords, seen, ?2, ?2, message_id, summary
                  FROM emails WHERE id = ?1 RETURNING thread",
             )
             .map_err(db_err)?
             .query_row(params![source.0, modseq.0 as i64], |r| r.get(0))
             .map_err(db_err)?;
         let copy = EmailId(tx.conn.last_insert_rowid());
+        for sql in [
+            "INSERT INTO envelopes (email, data) SELECT ?2, data FROM envelopes WHERE email = ?1",
+            "INSERT INTO search_headers (email, subject, from_, to_, cc)
+             SELECT ?2, subject, from_, to_, cc FROM search_headers WHERE email = ?1",
+        ] {
+            tx.conn
+                .prepare_cached(sql)
+                .map_err(db_err)?
+                .execute(params![source.0, copy.0])
+                .map_err(db_err)?;
+        }
         let uid = add_membership(tx, account, dest, copy, modseq)?;
         tx.log(account, modseq, Kind::Email, copy.0, Op::Created)?;
         tx.log(account, modseq, Kind::Thread, thread, Op::Updated)?;

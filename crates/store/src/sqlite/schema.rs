@@ -5,7 +5,7 @@ use crate::Result;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this code writes. Bump it and add a step to [`MIGRATIONS`] to change it.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Version 1: the initial schema.
 const V1: &str = r#"
@@ -150,8 +150,36 @@ const V5: &str = r#"
 ALTER TABLE emails ADD COLUMN imap_envelope BLOB;
 "#;
 
+/// Version 6: the stored IMAP ENVELOPE moves to its own table keyed by email id, so the
+/// `emails` rows that SELECT scans stay lean (the column doubled their size). Envelopes
+/// stored by version 5 are kept; the column is dropped (SQLite rewrites the table).
+/// SEARCH SUBJECT/FROM/TO/CC get their fields in a small table of their own (copied from
+/// the summaries; an email without a row there is searched through its summary).
+const V6: &str = r#"
+CREATE TABLE IF NOT EXISTS envelopes (
+    email INTEGER PRIMARY KEY,
+    data  BLOB NOT NULL
+);
+INSERT OR IGNORE INTO envelopes (email, data)
+    SELECT id, imap_envelope FROM emails WHERE imap_envelope IS NOT NULL;
+ALTER TABLE emails DROP COLUMN imap_envelope;
+CREATE TABLE IF NOT EXISTS search_headers (
+    email   INTEGER PRIMARY KEY,
+    subject TEXT NOT NULL,
+    from_   TEXT NOT NULL,
+    to_     TEXT NOT NULL,
+    cc      TEXT NOT NULL
+);
+INSERT OR IGNORE INTO search_headers (email, subject, from_, to_, cc)
+    SELECT id, coalesce(json_extract(summary, '$.subject'), ''),
+           coalesce(json_extract(summary, '$.from'), ''),
+           coalesce(json_extract(summary, '$.to'), ''),
+           coalesce(json_extract(summary, '$.cc'), '')
+    FROM emails WHERE json_valid(summary);
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Creates or upgrades the schema. Idempotent; runs in one transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -189,31 +217,92 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn version_4_database_gains_an_empty_envelope_column_and_keeps_its_emails() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        for step in &MIGRATIONS[..4] {
+    /// A database at `version` (its steps applied) with one email, envelope `envelope`
+    /// when the version has the column.
+    fn old_database(version: usize, envelope: Option<&[u8]>) -> Connection {
+        let conn = Connection::open_in_memory().expect("open");
+        for step in &MIGRATIONS[..version] {
             conn.execute_batch(step).expect("old schema");
         }
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "CREATE TABLE schema_version (version INTEGER NOT NULL);
-             INSERT INTO schema_version VALUES (4);
+             INSERT INTO schema_version VALUES ({version});
              INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq,
                                  kw_modseq, message_id, summary)
-             VALUES (1, 1, 'hash', 1, 0, '', 0, 1, 1, NULL, '{}');",
-        )
-        .expect("version 4 data");
+             VALUES (1, 1, 'hash', 1, 0, '', 0, 1, 1, NULL,
+                     '{{\"subject\":\"Old one\",\"from\":\"bob@example.test\"}}');"
+        ))
+        .expect("old data");
+        if let Some(envelope) = envelope {
+            conn.execute("UPDATE emails SET imap_envelope = ?1", [envelope])
+                .expect("old envelope");
+        }
+        conn
+    }
+
+    fn email_columns(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("PRAGMA table_info(emails)")
+            .expect("table info");
+        stmt.query_map([], |r| r.get::<_, String>(1))
+            .expect("columns")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("names")
+    }
+
+    fn envelopes(conn: &Connection) -> Vec<(i64, Vec<u8>)> {
+        let mut stmt = conn
+            .prepare("SELECT email, data FROM envelopes ORDER BY email")
+            .expect("envelopes table");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("envelopes")
+    }
+
+    #[test]
+    fn version_4_database_keeps_its_emails_and_gains_an_empty_envelope_table() {
+        let mut conn = old_database(4, None);
         migrate(&mut conn).expect("migrate");
         migrate(&mut conn).expect("migrating again is a no-op");
         let version: i64 = conn
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .expect("version");
         assert_eq!(version, SCHEMA_VERSION);
-        let (blob, envelope): (String, Option<Vec<u8>>) = conn
-            .query_row("SELECT blob, imap_envelope FROM emails", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let blob: String = conn
+            .query_row("SELECT blob FROM emails", [], |r| r.get(0))
             .expect("old email");
-        assert_eq!((blob.as_str(), envelope), ("hash", None));
+        assert_eq!(blob, "hash");
+        assert!(envelopes(&conn).is_empty());
+    }
+
+    #[test]
+    fn version_5_envelopes_move_to_their_own_table_and_the_column_is_dropped() {
+        let mut conn = old_database(5, Some(b"(NIL \"stored\")"));
+        assert!(email_columns(&conn).iter().any(|c| c == "imap_envelope"));
+        migrate(&mut conn).expect("migrate");
+        assert!(!email_columns(&conn).iter().any(|c| c == "imap_envelope"));
+        let id: i64 = conn
+            .query_row("SELECT id FROM emails", [], |r| r.get(0))
+            .expect("email kept");
+        assert_eq!(envelopes(&conn), vec![(id, b"(NIL \"stored\")".to_vec())]);
+        // SEARCH's header fields are copied out of the summary.
+        let headers: (i64, String, String, String, String) = conn
+            .query_row(
+                "SELECT email, subject, from_, to_, cc FROM search_headers",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .expect("search headers");
+        assert_eq!(
+            headers,
+            (
+                id,
+                "Old one".into(),
+                "bob@example.test".into(),
+                String::new(),
+                String::new()
+            )
+        );
     }
 }
