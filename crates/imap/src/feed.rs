@@ -63,7 +63,9 @@ impl Feed {
     ) -> Result<MailboxDelta, StoreError> {
         let mut st = self.state.lock().await;
         st.catch_up(store, account, mailbox, since, wanted).await?;
-        match st.merged_since(since) {
+        let merged = st.merged_since(since).map(|m| m.to_delta(st.highest));
+        st.trim();
+        match merged {
             Some(d) => Ok(d),
             None => {
                 drop(st);
@@ -84,9 +86,14 @@ impl Feed {
         let mut st = self.state.lock().await;
         if let Some((at, snap)) = st.snapshot.clone() {
             st.catch_up(store, account, mailbox, at, wanted).await?;
+            let mut view = None;
             if let Some(delta) = st.merged_since(at) {
-                let mut view = (*snap).clone();
-                apply_quietly(&mut view, &delta);
+                let mut v = (*snap).clone();
+                apply_quietly(&mut v, &delta);
+                view = Some(v);
+            }
+            st.trim();
+            if let Some(view) = view {
                 let now = st.highest.max(at);
                 st.snapshot = Some((now, Arc::new(view.clone())));
                 return Ok((view, now));
@@ -135,53 +142,83 @@ impl FeedState {
         }
         self.entries += delta.changed.len() + delta.expunged.len();
         self.batches.push_back(Batch { from, to, delta });
-        while self.entries > MAX_FEED_ENTRIES && self.batches.len() > 1 {
-            if let Some(old) = self.batches.pop_front() {
-                self.entries -= old.delta.changed.len() + old.delta.expunged.len();
-            }
+    }
+
+    /// Drops the oldest history beyond [`MAX_FEED_ENTRIES`]; a single step larger than that
+    /// (a mass delivery or flag change) is not kept either: the history restarts after it.
+    fn trim(&mut self) {
+        while self.entries > MAX_FEED_ENTRIES {
+            let Some(old) = self.batches.pop_front() else {
+                break;
+            };
+            self.entries -= old.delta.changed.len() + old.delta.expunged.len();
         }
     }
 
     /// Every kept change after `since`, merged (later state wins, expunged messages left
-    /// out of `changed`); `None` when the kept history does not reach back to `since`.
-    fn merged_since(&self, since: ModSeq) -> Option<MailboxDelta> {
+    /// out of `changed`, which is ordered by UID); `None` when the kept history does not
+    /// reach back to `since`.
+    fn merged_since(&self, since: ModSeq) -> Option<Merged<'_>> {
         if since >= self.highest {
-            return Some(MailboxDelta {
-                highest_modseq: self.highest,
-                ..MailboxDelta::default()
-            });
+            return Some(Merged::default());
         }
-        let first = self.batches.iter().find(|b| b.to > since)?;
-        if first.from > since {
+        let first = self.batches.iter().position(|b| b.to > since)?;
+        if self.batches[first].from > since {
             return None;
+        }
+        if first + 1 == self.batches.len() {
+            // One step (the usual case, and a mass change): the store's delta is already
+            // ordered by UID, and no UID is both changed and expunged in it.
+            let d = &self.batches[first].delta;
+            return Some(Merged {
+                changed: d.changed.iter().collect(),
+                expunged: d.expunged.clone(),
+            });
         }
         let mut changed: BTreeMap<Uid, &MessageMeta> = BTreeMap::new();
         let mut expunged: BTreeSet<Uid> = BTreeSet::new();
-        for b in self.batches.iter().filter(|b| b.to > since) {
+        for b in self.batches.iter().skip(first) {
             for m in &b.delta.changed {
                 changed.insert(m.uid, m);
             }
             expunged.extend(b.delta.expunged.iter().copied());
         }
-        Some(MailboxDelta {
-            highest_modseq: self.highest,
+        Some(Merged {
             changed: changed
                 .into_iter()
                 .filter(|(uid, _)| !expunged.contains(uid))
-                .map(|(_, m)| m.clone())
+                .map(|(_, m)| m)
                 .collect(),
             expunged: expunged.into_iter().collect(),
         })
     }
 }
 
+/// Kept changes merged for one caller, borrowed from the history.
+#[derive(Default)]
+struct Merged<'a> {
+    changed: Vec<&'a MessageMeta>,
+    expunged: Vec<Uid>,
+}
+
+impl Merged<'_> {
+    fn to_delta(&self, highest_modseq: ModSeq) -> MailboxDelta {
+        MailboxDelta {
+            highest_modseq,
+            changed: self.changed.iter().map(|m| (*m).clone()).collect(),
+            expunged: self.expunged.clone(),
+        }
+    }
+}
+
 /// Applies `delta` to a view without reporting anything (for the shared snapshot).
-fn apply_quietly(view: &mut Vec<ViewMsg>, delta: &MailboxDelta) {
+fn apply_quietly(view: &mut Vec<ViewMsg>, delta: &Merged<'_>) {
     if !delta.expunged.is_empty() {
         let gone: BTreeSet<Uid> = delta.expunged.iter().copied().collect();
         view.retain(|m| !gone.contains(&m.uid));
     }
-    for meta in &delta.changed {
+    view.reserve(delta.changed.len());
+    for &meta in &delta.changed {
         let last = view.last().map_or(0, |m| m.uid.0);
         if meta.uid.0 > last {
             view.push(ViewMsg::from_meta(meta));

@@ -86,6 +86,12 @@ async fn qresync_session_hears_vanished_for_another_sessions_expunge() {
 /// Appends `n` messages in one store transaction (fast), subjects `msg-<i>`.
 async fn bulk_fill(dir: &std::path::Path, n: usize) -> T {
     let (t, store, _) = logged_in(dir).await;
+    append_many(&*store, 0, n).await;
+    t
+}
+
+/// Appends messages `from..to` (subjects `msg-<i>`) to the INBOX in one store transaction.
+async fn append_many(store: &dyn Store, from: usize, to: usize) {
     let account = store
         .account_by_address(USER)
         .await
@@ -98,7 +104,7 @@ async fn bulk_fill(dir: &std::path::Path, n: usize) -> T {
         .into_iter()
         .find(|m| m.role == Some(Role::Inbox))
         .expect("inbox");
-    let emails: Vec<NewEmail> = (0..n)
+    let emails: Vec<NewEmail> = (from..to)
         .map(|i| {
             let raw = msg(&format!("msg-{i}"), &format!("body word{i} here"));
             NewEmail {
@@ -111,7 +117,6 @@ async fn bulk_fill(dir: &std::path::Path, n: usize) -> T {
         })
         .collect();
     store.email_append(account.id, emails).await.expect("fill");
-    t
 }
 
 #[tokio::test]
@@ -241,4 +246,32 @@ async fn session_behind_the_kept_history_still_gets_every_change() {
     );
     // Flagged and unflagged again: back to what `a` already shows, nothing to report.
     assert!(!out.contains("(UID 1 FLAGS"), "{}", &out[..200]);
+}
+
+#[tokio::test]
+async fn select_after_a_mass_delivery_matches_a_full_read_and_later_changes_still_arrive() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut a, store, auth) = logged_in(dir.path()).await;
+    append_many(&*store, 0, 3).await;
+    a.ok("s SELECT INBOX").await;
+    a.ok("u UNSELECT").await;
+    // 6,000 messages arrive while nobody has the mailbox selected (more than the history
+    // keeps); the next SELECT brings the kept view up to date from one delta.
+    append_many(&*store, 3, 6003).await;
+    let mut b = T::new_like(&a);
+    b.share_feeds_with(&a);
+    b.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+    let out = b.ok("s SELECT INBOX").await;
+    assert!(out.contains("* 6003 EXISTS\r\n"), "{out}");
+    let mut alone = T::new(store.clone(), auth, true);
+    alone.ok(&format!("l LOGIN {USER} \"{PASSWORD}\"")).await;
+    alone.ok("s SELECT INBOX").await;
+    assert_eq!(flags_of(&mut b).await, flags_of(&mut alone).await);
+    // Later changes still reach the session through the (restarted) history.
+    alone.ok("f STORE 6003 +FLAGS.SILENT (\\Flagged)").await;
+    let out = b.ok("n NOOP").await;
+    assert!(
+        out.contains("* 6003 FETCH (UID 6003 FLAGS (\\Flagged))\r\n"),
+        "{out}"
+    );
 }
