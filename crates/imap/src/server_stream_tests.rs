@@ -4,13 +4,12 @@
 
 use super::{Conn, SPILL_QUEUE};
 use crate::parser::parse_command;
-use crate::session::tests_support::{PASSWORD, USER, fresh_store, msg};
+use crate::session::tests_support::{PASSWORD, USER, append_many, fresh_store};
 use crate::session::{SPILL_THRESHOLD, Session};
 use crate::{ImapConfig, ImapServer};
 use bulwark_auth::Authenticator;
 use bulwark_net::TlsAcceptor;
 use bulwark_store::sqlite::SqliteStore;
-use bulwark_store::{NewEmail, Role, Store};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -49,31 +48,7 @@ fn loopback_cfg() -> ImapConfig {
 /// A store whose INBOX holds `n` messages, appended in one transaction (fast).
 async fn big_store(dir: &std::path::Path, n: usize) -> (Arc<SqliteStore>, Arc<Authenticator>) {
     let (store, auth) = fresh_store(dir).await;
-    let account = store
-        .account_by_address(USER)
-        .await
-        .expect("lookup")
-        .expect("account");
-    let inbox = store
-        .mailbox_list(account.id)
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|m| m.role == Some(Role::Inbox))
-        .expect("inbox");
-    let emails: Vec<NewEmail> = (0..n)
-        .map(|i| {
-            let raw = msg(&format!("msg-{i}"), &format!("body word{i} here"));
-            NewEmail {
-                mailboxes: vec![inbox.id],
-                summary: bulwark_core::summarize(raw.as_bytes()),
-                raw: Arc::new(raw.into_bytes()),
-                keywords: vec![],
-                received_at: 1_700_000_000,
-            }
-        })
-        .collect();
-    store.email_append(account.id, emails).await.expect("fill");
+    append_many(&*store, 0, n).await;
     (store, auth)
 }
 

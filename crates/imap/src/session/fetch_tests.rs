@@ -5,7 +5,7 @@ use super::super::tests::{T, logged_in};
 use super::super::tests_support::*;
 use crate::message;
 use bulwark_store::sqlite::SqliteStore;
-use bulwark_store::{MailboxId, NewEmail, Role, Store, Uid};
+use bulwark_store::{NewEmail, Store, Uid};
 use std::sync::Arc;
 
 /// Headers that are easy to get wrong: encoded words, groups, missing fields, several
@@ -41,26 +41,10 @@ fn tricky_messages() -> Vec<Vec<u8>> {
     out
 }
 
-async fn inbox(store: &SqliteStore) -> (bulwark_store::AccountId, MailboxId) {
-    let account = store
-        .account_by_address(USER)
-        .await
-        .expect("lookup")
-        .expect("account");
-    let inbox = store
-        .mailbox_list(account.id)
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|m| m.role == Some(Role::Inbox))
-        .expect("inbox");
-    (account.id, inbox.id)
-}
-
 /// Stores `raws` into INBOX; `stored_envelope: false` stores them as older versions did
 /// (no envelope), so FETCH has to render it from the content.
 async fn store_all(store: &SqliteStore, raws: &[Vec<u8>], stored_envelope: bool) {
-    let (account, inbox) = inbox(store).await;
+    let (account, inbox) = user_inbox(store).await;
     let emails: Vec<NewEmail> = raws
         .iter()
         .map(|raw| {
@@ -92,7 +76,7 @@ async fn stored_envelopes_match_rendering_from_the_content() {
     let raws = tricky_messages();
     store_all(&store, &raws, true).await;
     store_all(&store, &raws, false).await;
-    let (account, inbox) = inbox(&store).await;
+    let (account, inbox) = user_inbox(&*store).await;
     // What delivery stored is exactly what rendering the content gives.
     let n = raws.len() as u32;
     let stored = store
@@ -147,7 +131,7 @@ async fn stored_envelopes_match_rendering_from_the_content() {
 async fn fetch_envelope_sends_the_stored_bytes_without_reading_the_content() {
     let dir = tempfile::tempdir().expect("tmp");
     let (mut t, store, _) = logged_in(dir.path()).await;
-    let (account, inbox) = inbox(&store).await;
+    let (account, inbox) = user_inbox(&*store).await;
     let raw = msg("real subject", "body").into_bytes();
     let mut summary = bulwark_core::summarize(&raw);
     summary.imap_envelope = Some(b"(NIL \"as stored\" NIL NIL NIL NIL NIL NIL NIL NIL)".to_vec());
@@ -206,7 +190,7 @@ async fn appended_messages_get_a_stored_envelope() {
     let (mut t, store, _) = logged_in(dir.path()).await;
     let m = msg("appended", "x");
     t.append("INBOX", "", &m).await;
-    let (account, inbox) = inbox(&store).await;
+    let (account, inbox) = user_inbox(&*store).await;
     let stored = store
         .message_envelopes(account, inbox, &[Uid(1)])
         .await

@@ -2,8 +2,6 @@
 
 use super::tests::{T, logged_in};
 use super::tests_support::*;
-use bulwark_store::{NewEmail, Role, Store};
-use std::sync::Arc;
 
 /// Three messages; `b` expunges UID 1, flags UID 3 and appends a fourth; `a`'s next NOOP must
 /// report exactly that, in order (RFC 9051 §7.4.1, §7.5.1).
@@ -88,35 +86,6 @@ async fn bulk_fill(dir: &std::path::Path, n: usize) -> T {
     let (t, store, _) = logged_in(dir).await;
     append_many(&*store, 0, n).await;
     t
-}
-
-/// Appends messages `from..to` (subjects `msg-<i>`) to the INBOX in one store transaction.
-async fn append_many(store: &dyn Store, from: usize, to: usize) {
-    let account = store
-        .account_by_address(USER)
-        .await
-        .expect("lookup")
-        .expect("account");
-    let inbox = store
-        .mailbox_list(account.id)
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|m| m.role == Some(Role::Inbox))
-        .expect("inbox");
-    let emails: Vec<NewEmail> = (from..to)
-        .map(|i| {
-            let raw = msg(&format!("msg-{i}"), &format!("body word{i} here"));
-            NewEmail {
-                mailboxes: vec![inbox.id],
-                summary: bulwark_core::summarize(raw.as_bytes()),
-                raw: Arc::new(raw.into_bytes()),
-                keywords: vec![],
-                received_at: 1_700_000_000,
-            }
-        })
-        .collect();
-    store.email_append(account.id, emails).await.expect("fill");
 }
 
 #[tokio::test]
