@@ -331,33 +331,49 @@ pub(crate) fn mailbox_delta_scan(
     })
 }
 
-/// Runs `per_chunk(sql_condition, params)` over `uids` (sorted, deduplicated) in chunks:
-/// a dense chunk becomes one `uid BETWEEN` range scan, a sparse one an `IN (…)` list.
-fn for_uid_chunks(
+/// Runs `select` (`SELECT m.uid, … FROM memberships m …`, without WHERE) over the listed UIDs
+/// of `mailbox` and calls `row` for each row of a listed UID, in UID order: a dense UID set
+/// (FETCH 1:*) is one `uid BETWEEN` range scan, a sparse one `IN (…)` chunks.
+fn scan_uids(
+    conn: &Connection,
+    mailbox: MailboxId,
     uids: &[Uid],
-    mut per_chunk: impl FnMut(&str, Vec<i64>, &[Uid]) -> Result<()>,
+    select: &str,
+    mut row: impl FnMut(Uid, &Row<'_>) -> Result<()>,
 ) -> Result<()> {
-    let mut sorted = uids.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    for chunk in sorted.chunks(IN_CHUNK) {
-        let (Some(lo), Some(hi)) = (chunk.first(), chunk.last()) else {
-            continue;
-        };
-        let span = u64::from(hi.0 - lo.0) + 1;
-        if span <= 4 * chunk.len() as u64 {
-            per_chunk(
-                "m.uid BETWEEN ?2 AND ?3",
-                vec![i64::from(lo.0), i64::from(hi.0)],
-                chunk,
-            )?;
-        } else {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 2)).collect();
-            per_chunk(
-                &format!("m.uid IN ({})", list.join(",")),
-                chunk.iter().map(|u| i64::from(u.0)).collect(),
-                chunk,
-            )?;
+    let mut wanted = uids.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+        return Ok(());
+    };
+    let mut read = |stmt: &mut rusqlite::Statement<'_>, params: Vec<i64>| -> Result<()> {
+        let mut rows = stmt.query(params_from_iter(params)).map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let uid = Uid(r.get(0).map_err(db_err)?);
+            if wanted.binary_search(&uid).is_ok() {
+                row(uid, r)?;
+            }
+        }
+        Ok(())
+    };
+    if u64::from(hi.0 - lo.0) < DENSE_SPAN_FACTOR * wanted.len() as u64 {
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "{select} WHERE m.mailbox = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid"
+            ))
+            .map_err(db_err)?;
+        read(&mut stmt, vec![mailbox.0, i64::from(lo.0), i64::from(hi.0)])?;
+    } else {
+        for chunk in wanted.chunks(IN_CHUNK) {
+            let sql = format!(
+                "{select} WHERE m.mailbox = ?1 AND m.uid IN ({}) ORDER BY m.uid",
+                placeholders(chunk.len())
+            );
+            // Not cached: IN lists vary in length and would evict the cached statements.
+            let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+            let params = std::iter::once(mailbox.0).chain(chunk.iter().map(|u| i64::from(u.0)));
+            read(&mut stmt, params.collect())?;
         }
     }
     Ok(())
@@ -380,20 +396,12 @@ pub(crate) fn message_summaries(
 ) -> Result<Vec<(Uid, EmailSummary)>> {
     require_mailbox(conn, account, mailbox)?;
     let mut out = Vec::with_capacity(uids.len());
-    for_uid_chunks(uids, |cond, args, chunk| {
-        let sql = format!(
-            "SELECT m.uid, e.summary, e.id FROM memberships m JOIN emails e ON e.id = m.email
-             WHERE m.mailbox = ?1 AND {cond} ORDER BY m.uid"
-        );
-        // Not cached: IN lists vary in length and would evict the cached statements.
-        let mut stmt = conn.prepare(&sql).map_err(db_err)?;
-        let params = std::iter::once(mailbox.0).chain(args);
-        let mut rows = stmt.query(params_from_iter(params)).map_err(db_err)?;
-        while let Some(r) = rows.next().map_err(db_err)? {
-            let uid = Uid(r.get(0).map_err(db_err)?);
-            if chunk.binary_search(&uid).is_err() {
-                continue;
-            }
+    scan_uids(
+        conn,
+        mailbox,
+        uids,
+        "SELECT m.uid, e.summary, e.id FROM memberships m JOIN emails e ON e.id = m.email",
+        |uid, r| {
             let json =
                 r.get_ref(1).map_err(db_err)?.as_str().map_err(|e| {
                     StoreError::Internal(format!("stored summary is not text: {e}"))
@@ -403,9 +411,9 @@ pub(crate) fn message_summaries(
                 StoreError::Internal(format!("stored summary of email {id} is unreadable: {e}"))
             })?;
             out.push((uid, summary));
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -419,44 +427,17 @@ pub(crate) fn message_envelopes(
     uids: &[Uid],
 ) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
     require_mailbox(conn, account, mailbox)?;
-    let mut wanted = uids.to_vec();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::with_capacity(wanted.len());
-    let mut read = |stmt: &mut rusqlite::Statement<'_>, params: Vec<i64>| -> Result<()> {
-        let mut rows = stmt.query(params_from_iter(params)).map_err(db_err)?;
-        while let Some(r) = rows.next().map_err(db_err)? {
-            let uid = Uid(r.get(0).map_err(db_err)?);
-            if wanted.binary_search(&uid).is_ok() {
-                out.push((uid, r.get::<_, Option<Vec<u8>>>(1).map_err(db_err)?));
-            }
-        }
-        Ok(())
-    };
-    if u64::from(hi.0 - lo.0) < DENSE_SPAN_FACTOR * wanted.len() as u64 {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT m.uid, v.data FROM memberships m LEFT JOIN envelopes v ON v.email = m.email
-                 WHERE m.mailbox = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid",
-            )
-            .map_err(db_err)?;
-        read(&mut stmt, vec![mailbox.0, i64::from(lo.0), i64::from(hi.0)])?;
-    } else {
-        for chunk in wanted.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT m.uid, v.data FROM memberships m LEFT JOIN envelopes v ON v.email = m.email
-                 WHERE m.mailbox = ?1 AND m.uid IN ({}) ORDER BY m.uid",
-                placeholders(chunk.len())
-            );
-            // Not cached: IN lists vary in length and would evict the cached statements.
-            let mut stmt = conn.prepare(&sql).map_err(db_err)?;
-            let params = std::iter::once(mailbox.0).chain(chunk.iter().map(|u| i64::from(u.0)));
-            read(&mut stmt, params.collect())?;
-        }
-    }
+    let mut out = Vec::with_capacity(uids.len());
+    scan_uids(
+        conn,
+        mailbox,
+        uids,
+        "SELECT m.uid, v.data FROM memberships m LEFT JOIN envelopes v ON v.email = m.email",
+        |uid, r| {
+            out.push((uid, r.get::<_, Option<Vec<u8>>>(1).map_err(db_err)?));
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -470,29 +451,21 @@ pub(crate) fn message_search_headers(
     uids: &[Uid],
 ) -> Result<Vec<(Uid, SearchHeaders)>> {
     require_mailbox(conn, account, mailbox)?;
-    let mut wanted = uids.to_vec();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
-        return Ok(Vec::new());
-    };
-    const COLUMNS: &str = "SELECT m.uid, m.email, h.subject, h.from_, h.to_, h.cc
-        FROM memberships m LEFT JOIN search_headers h ON h.email = m.email";
-    let mut out = Vec::with_capacity(wanted.len());
+    let mut out = Vec::with_capacity(uids.len());
     // (index in `out`, email) of rows without stored headers.
     let mut missing: Vec<(usize, EmailId)> = Vec::new();
-    let mut read = |stmt: &mut rusqlite::Statement<'_>, params: Vec<i64>| -> Result<()> {
-        let mut rows = stmt.query(params_from_iter(params)).map_err(db_err)?;
-        while let Some(r) = rows.next().map_err(db_err)? {
-            let uid = Uid(r.get(0).map_err(db_err)?);
-            if wanted.binary_search(&uid).is_err() {
-                continue;
-            }
+    scan_uids(
+        conn,
+        mailbox,
+        uids,
+        "SELECT m.uid, m.email, h.subject, h.from_, h.to_, h.cc
+         FROM memberships m LEFT JOIN search_headers h ON h.email = m.email",
+        |uid, r| {
             let subject: Option<String> = r.get(2).map_err(db_err)?;
             let Some(subject) = subject else {
                 missing.push((out.len(), EmailId(r.get(1).map_err(db_err)?)));
                 out.push((uid, SearchHeaders::default()));
-                continue;
+                return Ok(());
             };
             let text = |i: usize| -> Result<String> {
                 Ok(r.get::<_, Option<String>>(i)
@@ -506,28 +479,9 @@ pub(crate) fn message_search_headers(
                 cc: text(5)?,
             };
             out.push((uid, headers));
-        }
-        Ok(())
-    };
-    if u64::from(hi.0 - lo.0) < DENSE_SPAN_FACTOR * wanted.len() as u64 {
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "{COLUMNS} WHERE m.mailbox = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid"
-            ))
-            .map_err(db_err)?;
-        read(&mut stmt, vec![mailbox.0, i64::from(lo.0), i64::from(hi.0)])?;
-    } else {
-        for chunk in wanted.chunks(IN_CHUNK) {
-            let sql = format!(
-                "{COLUMNS} WHERE m.mailbox = ?1 AND m.uid IN ({}) ORDER BY m.uid",
-                placeholders(chunk.len())
-            );
-            // Not cached: IN lists vary in length and would evict the cached statements.
-            let mut stmt = conn.prepare(&sql).map_err(db_err)?;
-            let params = std::iter::once(mailbox.0).chain(chunk.iter().map(|u| i64::from(u.0)));
-            read(&mut stmt, params.collect())?;
-        }
-    }
+            Ok(())
+        },
+    )?;
     if !missing.is_empty() {
         let ids: Vec<EmailId> = missing.iter().map(|&(_, id)| id).collect();
         let mut found: HashMap<EmailId, EmailSummary> = email_get(conn, account, &ids)?
