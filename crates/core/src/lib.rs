@@ -12,7 +12,9 @@ mod summary;
 
 pub use summary::{envelope, header, imap_string, summarize};
 
-use bulwark_store::{AccountId, Appended, NewEmail, Role, Store, StoreError};
+use bulwark_store::{
+    AccountId, Appended, EmailSummary, MailboxId, NewEmail, Role, Store, StoreError,
+};
 use std::sync::Arc;
 
 /// Longest address we accept (RFC 5321 §4.5.3.1.3: path of 256 octets).
@@ -69,6 +71,22 @@ pub async fn resolve_recipient(store: &dyn Store, address: &str) -> Result<Recip
     Ok(Recipient::UnknownUser)
 }
 
+/// What a local delivery stores for one recipient: the message in its INBOX, no keywords.
+pub(crate) fn inbox_email(
+    inbox: MailboxId,
+    raw: &Arc<Vec<u8>>,
+    summary: &EmailSummary,
+    received_at: i64,
+) -> NewEmail {
+    NewEmail {
+        mailboxes: vec![inbox],
+        raw: raw.clone(),
+        keywords: vec![],
+        received_at,
+        summary: summary.clone(),
+    }
+}
+
 /// Delivers one message into the INBOX of each account (duplicates removed) in one durable
 /// transaction. Returns after the data is on disk.
 pub async fn deliver_local(
@@ -84,16 +102,7 @@ pub async fn deliver_local(
     let mut deliveries = Vec::with_capacity(unique.len());
     for account in unique {
         let inbox = inbox_of(store, account).await?;
-        deliveries.push((
-            account,
-            NewEmail {
-                mailboxes: vec![inbox],
-                raw: raw.clone(),
-                keywords: vec![],
-                received_at,
-                summary: summary.clone(),
-            },
-        ));
+        deliveries.push((account, inbox_email(inbox, &raw, &summary, received_at)));
     }
     if deliveries.is_empty() {
         return Ok(vec![]);

@@ -2,10 +2,9 @@
 //! [`crate::spool`] for why the blob hash is the idempotency key).
 
 use super::{Spool, SpoolError, SpooledMessage};
-use crate::{Recipient, inbox_of, resolve_recipient, summarize};
+use crate::{Recipient, inbox_email, inbox_of, resolve_recipient, summarize};
 use bulwark_store::{
-    AccountId, BlobHash, MailboxId, NewEmail, NewQueued, QueueId, RcptStatus, Store, StoreError,
-    now_unix,
+    AccountId, BlobHash, MailboxId, NewQueued, QueueId, RcptStatus, Store, StoreError, now_unix,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -170,13 +169,7 @@ async fn replay_one(
                 let inbox = lookups.inbox(store, account).await?;
                 deliveries.push((
                     account,
-                    NewEmail {
-                        mailboxes: vec![inbox],
-                        raw: raw.clone(),
-                        keywords: vec![],
-                        received_at: envelope.received_at,
-                        summary: summary.clone(),
-                    },
+                    inbox_email(inbox, &raw, &summary, envelope.received_at),
                 ));
             }
             store.deliver(deliveries).await?;
