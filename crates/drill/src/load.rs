@@ -113,6 +113,13 @@ impl Shared {
         }
     }
 
+    /// Records a failed operation, then moves the client on to the next node after a pause.
+    async fn fail_over(&self, started: Instant, kind: Kind, what: String, node: &mut usize) {
+        self.error(started, kind, what);
+        *node += 1;
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+
     /// A token from before was refused: the user would have to sign in again.
     fn relogin(&self, started: Instant, what: String) {
         self.relogins.fetch_add(1, Ordering::Relaxed);
@@ -322,9 +329,7 @@ async fn smtp_client(s: Arc<Shared>, index: usize) {
             None => match SmtpClient::connect(&target.smtp).await {
                 Ok(c) => c,
                 Err(e) => {
-                    s.error(op, Kind::Smtp, e.to_string());
-                    node += 1;
-                    tokio::time::sleep(RETRY_PAUSE).await;
+                    s.fail_over(op, Kind::Smtp, e.to_string(), &mut node).await;
                     continue;
                 }
             },
@@ -349,9 +354,7 @@ async fn smtp_client(s: Arc<Shared>, index: usize) {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
             Err(e) => {
-                s.error(op, Kind::Smtp, e.to_string());
-                node += 1;
-                tokio::time::sleep(RETRY_PAUSE).await;
+                s.fail_over(op, Kind::Smtp, e.to_string(), &mut node).await;
             }
         }
     }
@@ -375,9 +378,7 @@ async fn imap_client(s: Arc<Shared>, index: usize) {
             None => match ImapClient::open_inbox(&target.imap, &s.user, &s.pass).await {
                 Ok(c) => c,
                 Err(e) => {
-                    s.error(op, Kind::Imap, e.to_string());
-                    node += 1;
-                    tokio::time::sleep(RETRY_PAUSE).await;
+                    s.fail_over(op, Kind::Imap, e.to_string(), &mut node).await;
                     continue;
                 }
             },
@@ -399,9 +400,7 @@ async fn imap_client(s: Arc<Shared>, index: usize) {
                 false
             }
             Err(e) => {
-                s.error(op, Kind::Imap, e.to_string());
-                node += 1;
-                tokio::time::sleep(RETRY_PAUSE).await;
+                s.fail_over(op, Kind::Imap, e.to_string(), &mut node).await;
                 continue;
             }
         };
@@ -419,9 +418,7 @@ async fn imap_client(s: Arc<Shared>, index: usize) {
                 format!("{read} at {}: {}", target.imap, r.status),
             ),
             Err(e) => {
-                s.error(op, Kind::Imap, e.to_string());
-                node += 1;
-                tokio::time::sleep(RETRY_PAUSE).await;
+                s.fail_over(op, Kind::Imap, e.to_string(), &mut node).await;
                 continue;
             }
         }
@@ -460,9 +457,7 @@ async fn jmap_client(s: Arc<Shared>, index: usize) {
                     issued_by = target.http.clone();
                 }
                 Err(e) => {
-                    s.error(op, Kind::Jmap, e.to_string());
-                    node += 1;
-                    tokio::time::sleep(RETRY_PAUSE).await;
+                    s.fail_over(op, Kind::Jmap, e.to_string(), &mut node).await;
                 }
             }
             continue;
@@ -472,9 +467,7 @@ async fn jmap_client(s: Arc<Shared>, index: usize) {
             None => match HttpConn::connect(&target.http).await {
                 Ok(c) => c,
                 Err(e) => {
-                    s.error(op, Kind::Jmap, e.to_string());
-                    node += 1;
-                    tokio::time::sleep(RETRY_PAUSE).await;
+                    s.fail_over(op, Kind::Jmap, e.to_string(), &mut node).await;
                     continue;
                 }
             },
@@ -494,9 +487,7 @@ async fn jmap_client(s: Arc<Shared>, index: usize) {
         };
         match answer {
             Err(e) => {
-                s.error(op, Kind::Jmap, e.to_string());
-                node += 1;
-                tokio::time::sleep(RETRY_PAUSE).await;
+                s.fail_over(op, Kind::Jmap, e.to_string(), &mut node).await;
             }
             Ok(a) if a.status == 401 => {
                 s.relogin(
