@@ -568,15 +568,9 @@ impl Store for SqliteStore {
             .await
     }
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>> {
-        if let Some(data) = self.blobs.get(hash) {
-            return Ok(Some(data));
-        }
-        let key = hash.clone();
-        let data = self.read(move |c| messages::blob_get(c, &key)).await?;
-        if let Some(data) = &data {
-            self.blobs.put(hash, data);
-        }
-        Ok(data)
+        // One blob is a batch of one: the same cache lookup and fill.
+        let mut one = self.blob_get_many(std::slice::from_ref(hash)).await?;
+        Ok(one.pop().flatten())
     }
     async fn blob_put(&self, data: &[u8]) -> Result<BlobHash> {
         let data = data.to_vec();
