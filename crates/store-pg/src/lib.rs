@@ -17,6 +17,7 @@ mod changes;
 mod directory;
 mod emails;
 mod hub;
+mod items;
 mod mailboxes;
 mod messages;
 mod pool;
@@ -453,8 +454,65 @@ impl Store for PgStore {
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>> {
         read_tx!(self, |tx| messages::blob_get(tx, hash).await)
     }
-    async fn blob_put(&self, data: &[u8]) -> Result<BlobHash> {
-        write_tx!(self, |tx| emails::put_blob(tx, data).await)
+    async fn blob_put(&self, account: AccountId, data: &[u8]) -> Result<BlobHash> {
+        write_tx!(self, |tx| items::upload_put(tx, account, data).await)
+    }
+    async fn blob_get_owned(
+        &self,
+        account: AccountId,
+        hashes: &[BlobHash],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        read_tx!(self, |tx| {
+            let owned = items::blobs_owned(tx, account, hashes).await?;
+            let wanted: Vec<BlobHash> = hashes
+                .iter()
+                .zip(&owned)
+                .filter(|(_, o)| **o)
+                .map(|(h, _)| h.clone())
+                .collect();
+            let mut read = messages::blob_get_many(tx, &wanted).await?.into_iter();
+            Ok::<_, StoreError>(
+                owned
+                    .into_iter()
+                    .map(|o| if o { read.next().flatten() } else { None })
+                    .collect::<Vec<_>>(),
+            )
+        })
+    }
+    async fn blob_collect(&self, upload_before: i64) -> Result<(u64, u64)> {
+        write_tx!(self, |tx| items::blob_collect(tx, upload_before).await)
+    }
+
+    async fn collection_get(
+        &self,
+        account: AccountId,
+        collection: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<CollectionItem>> {
+        read_tx!(self, |tx| items::collection_get(
+            tx, account, collection, ids
+        )
+        .await)
+    }
+    async fn collection_write(&self, account: AccountId, writes: Vec<ItemWrite>) -> Result<ModSeq> {
+        write_tx!(self, |tx| items::collection_write(tx, account, &writes)
+            .await)
+    }
+    async fn collection_changes(
+        &self,
+        account: AccountId,
+        collection: &str,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<CollectionChanges> {
+        read_tx!(self, |tx| items::collection_changes(
+            tx, account, collection, since, max
+        )
+        .await)
+    }
+    async fn collection_state(&self, account: AccountId, collection: &str) -> Result<ModSeq> {
+        read_tx!(self, |tx| items::collection_state(tx, account, collection)
+            .await)
     }
 
     async fn email_set_keywords(

@@ -645,6 +645,11 @@ fn store_error_reply(command: &str, e: &StoreError) -> (&'static str, String) {
             format!("{command} failed: {what} already exists"),
         ),
         StoreError::Invalid(why) => ("CANNOT", format!("{command} failed: {why}")),
+        // RFC 5530 INUSE: someone else changed it first; the client may try again.
+        StoreError::Conflict(_) => (
+            "INUSE",
+            format!("{command} failed: changed at the same time by another session; try again"),
+        ),
         StoreError::Unavailable(why) => (
             "UNAVAILABLE",
             format!("{command} failed: the mail store is unavailable ({why}); try again later"),
