@@ -7,9 +7,11 @@
 
 /// Kept here for callers that found it in this crate first; it lives in `bulwark-store`.
 pub use bulwark_store::outage;
+pub mod pipeline;
 pub mod spool;
 mod summary;
 
+pub use pipeline::{DeliveryError, DeliveryHook, Message, Outcome, Pipeline, Refusal};
 pub use summary::{envelope, header, imap_string, summarize};
 
 use bulwark_store::{

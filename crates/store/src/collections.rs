@@ -167,6 +167,19 @@ pub fn validate_writes(writes: &[ItemWrite]) -> Result<()> {
     Ok(())
 }
 
+/// Groups `(account, write)` pairs by account, in account order, keeping each account's
+/// writes in the order given.
+pub fn by_account(
+    items: Vec<(crate::AccountId, ItemWrite)>,
+) -> Vec<(crate::AccountId, Vec<ItemWrite>)> {
+    let mut grouped: std::collections::BTreeMap<crate::AccountId, Vec<ItemWrite>> =
+        std::collections::BTreeMap::new();
+    for (account, write) in items {
+        grouped.entry(account).or_default().push(write);
+    }
+    grouped.into_iter().collect()
+}
+
 /// What changed in one collection after a modseq (JMAP `/changes`, WebDAV sync).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CollectionChanges {

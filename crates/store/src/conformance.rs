@@ -71,6 +71,7 @@ macro_rules! conformance_tests {
             collections_concurrent_compare_and_set_has_one_winner,
             blobs_are_owned_and_collected,
             account_delete_leaves_no_blob_or_item,
+            accept_is_all_or_nothing_and_idempotent,
         );
     };
 }
@@ -104,7 +105,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     collections_round_trip_compare_and_set_and_changes(store.clone()).await;
     collections_concurrent_compare_and_set_has_one_winner(store.clone()).await;
     blobs_are_owned_and_collected(store.clone()).await;
-    account_delete_leaves_no_blob_or_item(store).await;
+    account_delete_leaves_no_blob_or_item(store.clone()).await;
+    accept_is_all_or_nothing_and_idempotent(store).await;
 }
 
 // ---- helpers ---------------------------------------------------------------------------

@@ -174,6 +174,11 @@ pub trait Store: Send + Sync + 'static {
     /// Delivers to several accounts at once (one SMTP transaction with many recipients):
     /// all or nothing, durable on return.
     async fn deliver(&self, deliveries: Vec<(AccountId, NewEmail)>) -> Result<Vec<Appended>>;
+    /// Commits a whole accepted message in one durable transaction, all or nothing: its
+    /// local copies ([`Store::deliver`]), its queue entry ([`Store::queue_enqueue`]) and the
+    /// collection items written with it ([`Store::collection_write`], one modseq per
+    /// account). The one store call of the delivery pipeline.
+    async fn accept(&self, acceptance: Acceptance) -> Result<Accepted>;
     /// The messages of one mailbox ordered by UID.
     async fn mailbox_messages(
         &self,

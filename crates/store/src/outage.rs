@@ -307,6 +307,10 @@ impl Store for OutageStore {
         self.check()?;
         self.inner.blob_put(account, data).await
     }
+    async fn accept(&self, acceptance: Acceptance) -> Result<Accepted> {
+        self.check()?;
+        self.inner.accept(acceptance).await
+    }
     async fn blob_get_owned(
         &self,
         account: AccountId,

@@ -385,3 +385,83 @@ pub async fn account_delete_leaves_no_blob_or_item(store: Arc<dyn Store>) {
         CollectionChanges::default()
     );
 }
+
+/// `accept` commits local copies, the queue entry and records together or not at all; a
+/// retried acceptance with the same `Expect::Absent` record stores nothing twice.
+pub async fn accept_is_all_or_nothing_and_idempotent(store: Arc<dyn Store>) {
+    let (alice, inbox) = new_account(&store).await;
+    let (bob, bob_inbox) = new_account(&store).await;
+    let queued_before = store.queue_list().await.expect("queue").len();
+    let acceptance = |tag: &str| Acceptance {
+        local: vec![(bob.id, new_email(&[bob_inbox.id], tag))],
+        queue: Some(NewQueued {
+            sender: alice.address.clone(),
+            recipients: vec!["carol@elsewhere.test".into()],
+            raw: Arc::new(message(tag, "q@example.test")),
+            expires_at: now_unix() + 3600,
+        }),
+        items: vec![(
+            alice.id,
+            ItemWrite::put(
+                "submissions",
+                &format!("S-{tag}"),
+                Expect::Absent,
+                "{}".into(),
+            ),
+        )],
+    };
+    let done = store.accept(acceptance("first")).await.expect("accept");
+    assert_eq!(done.appended.len(), 1);
+    assert!(done.queued.is_some());
+    assert_eq!(uids(&store, bob.id, bob_inbox.id).await.len(), 1);
+    assert_eq!(
+        store.queue_list().await.expect("queue").len(),
+        queued_before + 1
+    );
+    let record = store
+        .collection_get(alice.id, "submissions", None)
+        .await
+        .expect("record");
+    assert_eq!(record.len(), 1);
+
+    // The same acceptance again (a client's retry): the record exists, so nothing at all
+    // is stored — no second copy for bob, no second queue entry.
+    let err = store.accept(acceptance("first")).await.expect_err("retry");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(uids(&store, bob.id, bob_inbox.id).await.len(), 1);
+    assert_eq!(
+        store.queue_list().await.expect("queue").len(),
+        queued_before + 1
+    );
+
+    // A failing local part (a mailbox of another account) leaves no queue entry or record.
+    let mut bad = acceptance("second");
+    bad.local
+        .push((bob.id, new_email(&[inbox.id], "wrong-mailbox")));
+    assert!(store.accept(bad).await.is_err());
+    assert_eq!(uids(&store, bob.id, bob_inbox.id).await.len(), 1);
+    assert_eq!(
+        store.queue_list().await.expect("queue").len(),
+        queued_before + 1
+    );
+    assert_eq!(
+        store
+            .collection_get(alice.id, "submissions", None)
+            .await
+            .expect("records")
+            .len(),
+        1
+    );
+    // Nothing but a record: fine too.
+    let only = Acceptance {
+        items: vec![(
+            alice.id,
+            ItemWrite::put("submissions", "S-x", Expect::Absent, "{}".into()),
+        )],
+        ..Default::default()
+    };
+    assert_eq!(
+        store.accept(only).await.expect("record only"),
+        Accepted::default()
+    );
+}
