@@ -75,6 +75,7 @@ async fn serve(
     let (certs, tls) = ReloadableCert::load(&config)?;
     let listeners = bind_all(&config).await?;
     let node = NodeState::new(store.clone());
+    let queue_wakeup = Arc::new(Notify::new());
     let shared = Shared {
         auth: Arc::new(
             Authenticator::with_offline_cache(
@@ -87,9 +88,14 @@ async fn serve(
             )
             .context("cannot open the local login cache")?,
         ),
+        pipeline: bulwark_core::Pipeline::new(
+            store.clone(),
+            queue_wakeup.clone(),
+            i64::try_from(config.outbound.queue_lifetime.as_secs()).unwrap_or(i64::MAX),
+        ),
         store,
         tls: bulwark_net::TlsAcceptor::from(tls),
-        queue_wakeup: Arc::new(Notify::new()),
+        queue_wakeup,
         config: Arc::new(config),
         node: node.clone(),
     };

@@ -24,6 +24,9 @@ pub struct Shared {
     pub queue_wakeup: Arc<Notify>,
     /// Draining or serving; readiness.
     pub node: Arc<crate::node::NodeState>,
+    /// The one delivery pipeline every protocol hands mail to (SMTP, JMAP submission,
+    /// vacation replies), with the node's hooks.
+    pub pipeline: Arc<bulwark_core::Pipeline>,
 }
 
 /// The SMTP server shared by every SMTP listener (`smtp`, `submission`, `submissions`).
@@ -40,13 +43,15 @@ pub fn smtp_server(shared: &Shared) -> Arc<SmtpServer> {
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
         ..SmtpConfig::default()
     };
-    SmtpServer::new(
+    let server = SmtpServer::new(
         cfg,
         shared.store.clone(),
         shared.auth.clone(),
         Some(shared.tls.clone()),
         shared.queue_wakeup.clone(),
-    )
+    );
+    server.set_pipeline(shared.pipeline.clone());
+    server
 }
 
 /// Starts `server` on one SMTP listener; it stops accepting when the node drains.

@@ -57,7 +57,8 @@ pub trait DeliveryHook: Send + Sync + 'static {
     }
     /// After the commit, per local copy (errors are the hook's to log; the message is
     /// delivered whatever happens here).
-    async fn delivered(&self, _pipeline: &Pipeline, _appended: &Appended, _message: &Message) {}
+    async fn delivered(&self, _pipeline: &Arc<Pipeline>, _appended: &Appended, _message: &Message) {
+    }
 }
 
 /// One message to deliver.

@@ -181,6 +181,17 @@ pub fn queued(id: &str) -> Reply {
     owned(250, (2, 0, 0), format!("Ok: queued as {id}"))
 }
 
+/// A permanent refusal after DATA (a filter, spam, quota — see `bulwark_core::Refusal`):
+/// RFC 5321 §4.2.5 "554 Transaction failed", RFC 3463 5.7.1 "delivery not authorized".
+pub fn refused(reason: &str) -> Reply {
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    owned(554, (5, 7, 1), format!("Message refused: {reason}"))
+}
+
 /// RFC 3030 §2: a non-final BDAT chunk was received.
 pub fn chunk_received(octets: usize) -> Reply {
     owned(250, (2, 0, 0), format!("{octets} octets received"))

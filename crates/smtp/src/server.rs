@@ -5,7 +5,8 @@
 use crate::limits::{self, CommandBudget, READ_CHUNK, TLS_HANDSHAKE_TIMEOUT};
 use crate::reply;
 use crate::session::{
-    AuthOutcome, Delivery, Event, ListenerKind, RecipientVerdict, Session, SessionConfig,
+    AuthOutcome, Delivery, DeliveryFailure, Event, ListenerKind, RecipientVerdict, Session,
+    SessionConfig,
 };
 use bulwark_auth::{Authenticator, LoginError};
 use bulwark_core::Recipient;
@@ -13,7 +14,7 @@ use bulwark_core::spool::{
     OfflineRecipient, PENDING_ACCOUNT, Spool, SpooledEnvelope, SpooledMessage,
 };
 use bulwark_net::{BoxedStream, ConnectionLimiter, TlsAcceptor};
-use bulwark_store::{NewQueued, QueueId, Store, StoreError, now_unix};
+use bulwark_store::{Store, StoreError, now_unix};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -67,7 +68,8 @@ pub struct SmtpServer {
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
     tls: Option<TlsAcceptor>,
-    queue_wakeup: Arc<Notify>,
+    /// The node's delivery pipeline (its own one unless [`SmtpServer::set_pipeline`]).
+    pipeline: std::sync::RwLock<Arc<bulwark_core::Pipeline>>,
     limiter: ConnectionLimiter,
     sessions: AtomicU64,
     /// Where mail goes while the store is unavailable (see [`SmtpServer::set_spool`]).
@@ -95,16 +97,31 @@ impl SmtpServer {
         queue_wakeup: Arc<Notify>,
     ) -> Arc<Self> {
         let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections);
+        let pipeline =
+            bulwark_core::Pipeline::new(store.clone(), queue_wakeup, cfg.queue_lifetime_secs);
         Arc::new(SmtpServer {
             cfg,
             store,
             auth,
             tls,
-            queue_wakeup,
+            pipeline: std::sync::RwLock::new(pipeline),
             limiter,
             sessions: AtomicU64::new(0),
             spool: OnceLock::new(),
         })
+    }
+
+    /// Deliver through `pipeline` (the node's shared one, with its hooks) instead of a
+    /// pipeline of this server's own.
+    pub fn set_pipeline(&self, pipeline: Arc<bulwark_core::Pipeline>) {
+        *self.pipeline.write().unwrap_or_else(|e| e.into_inner()) = pipeline;
+    }
+
+    fn pipeline(&self) -> Arc<bulwark_core::Pipeline> {
+        self.pipeline
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Accept mail into this local durable spool while the store is unavailable (without
@@ -360,34 +377,38 @@ impl SmtpServer {
     /// Stores the message (see [`Self::deliver_to_store`]); when the store is unavailable
     /// (or a recipient was accepted during an outage), writes it to the local spool
     /// instead. Either way it is durable before `Ok`.
-    async fn deliver(&self, d: Delivery) -> Result<(), String> {
+    async fn deliver(&self, d: Delivery) -> Result<(), DeliveryFailure> {
         let now = now_unix();
         let spool = self.spool.get();
         let unresolved = d
             .local
             .iter()
             .any(|(_, account)| *account == PENDING_ACCOUNT);
-        let mut include_remote = true;
         if !unresolved || spool.is_none() {
             match self.deliver_to_store(&d, now).await {
                 Ok(()) => return Ok(()),
-                Err(failure) => match (&failure.error, spool) {
-                    (StoreError::Unavailable(_), Some(_)) => {
-                        // A remote copy that is queued (and could not be taken back) must
-                        // not be spooled a second time.
-                        include_remote = !failure.remote_queued;
-                    }
-                    _ => return Err(failure.error.to_string()),
-                },
+                Err(StoreFailure::Store(StoreError::Unavailable(_))) if spool.is_some() => {}
+                Err(StoreFailure::Store(e)) => {
+                    return Err(DeliveryFailure::Temporary(e.to_string()));
+                }
+                Err(StoreFailure::Refused(bulwark_core::Refusal::Permanent(why))) => {
+                    return Err(DeliveryFailure::Permanent(why));
+                }
+                Err(StoreFailure::Refused(bulwark_core::Refusal::Temporary(why))) => {
+                    return Err(DeliveryFailure::Temporary(why));
+                }
             }
         }
+        let include_remote = true;
         let Some(spool) = spool else {
-            return Err("no spool for recipients accepted during a store outage".into());
+            return Err(DeliveryFailure::Temporary(
+                "no spool for recipients accepted during a store outage".into(),
+            ));
         };
         spool.note_store_unavailable();
         let message = spooled_message(&d, now, include_remote).map_err(|e| {
             tracing::error!(id = %d.id, error = %e, "cannot spool the message");
-            e
+            DeliveryFailure::Temporary(e)
         })?;
         match spool.put(&message).await {
             Ok(()) => {
@@ -403,57 +424,48 @@ impl SmtpServer {
             }
             Err(e) => {
                 tracing::error!(id = %d.id, error = %e, "spooling failed");
-                Err(e.to_string())
+                Err(DeliveryFailure::Temporary(e.to_string()))
             }
         }
     }
 
-    /// Queues remote recipients, then delivers locally; both durable before `Ok`. If local
-    /// delivery fails after queueing, the queue entry is removed again so the client's retry
-    /// does not send the remote copy twice.
+    /// Hands the message to the delivery pipeline: local copies and the queue entry for
+    /// remote recipients are committed together (all or nothing), so a client's retry after
+    /// an error never duplicates a copy.
     async fn deliver_to_store(&self, d: &Delivery, now: i64) -> Result<(), StoreFailure> {
-        let mut queued: Option<QueueId> = None;
+        let mut message =
+            bulwark_core::Message::new(&d.sender, Vec::new(), Arc::new(d.local_message(now)));
+        message.received_at = now;
+        message.resolved = d
+            .local
+            .iter()
+            .map(|(address, account)| (address.clone(), Recipient::Local(*account)))
+            .chain(d.remote.iter().map(|r| (r.clone(), Recipient::Remote)))
+            .collect();
         if !d.remote.is_empty() {
-            let entry = NewQueued {
-                sender: d.sender.clone(),
-                recipients: d.remote.clone(),
-                raw: Arc::new(d.relay_message(now)),
-                expires_at: now.saturating_add(self.cfg.queue_lifetime_secs),
-            };
-            match self.store.queue_enqueue(entry).await {
-                Ok(id) => queued = Some(id),
-                Err(e) => {
-                    tracing::error!(id = %d.id, error = %e, "queueing failed");
-                    return Err(StoreFailure {
-                        error: e,
-                        remote_queued: false,
-                    });
-                }
-            }
+            message.remote_raw = Some(Arc::new(d.relay_message(now)));
         }
-        if !d.local.is_empty() {
-            let raw = Arc::new(d.local_message(now));
-            if let Err(e) =
-                bulwark_core::deliver_local(self.store.as_ref(), raw, &d.local_accounts(), now)
-                    .await
-            {
-                tracing::error!(id = %d.id, error = %e, "local delivery failed");
-                let mut remote_queued = false;
-                if let Some(q) = queued
-                    && let Err(undo) = self.store.queue_delete(q).await
-                {
-                    tracing::error!(id = %d.id, queue = %q, error = %undo, "cannot undo queueing");
-                    remote_queued = true;
-                    self.queue_wakeup.notify_one();
-                }
-                return Err(StoreFailure {
-                    error: e,
-                    remote_queued,
-                });
+        let done = match self.pipeline().deliver(message).await {
+            Ok(done) => done,
+            Err(bulwark_core::DeliveryError::Store(e)) => {
+                tracing::error!(id = %d.id, error = %e, "delivery failed");
+                return Err(StoreFailure::Store(e));
             }
+            Err(e @ bulwark_core::DeliveryError::AlreadyAccepted) => {
+                // SMTP passes no records, so this cannot happen; answer "try again".
+                return Err(StoreFailure::Store(StoreError::Internal(e.to_string())));
+            }
+        };
+        let refused: Vec<(&str, &bulwark_core::Refusal)> = done.refused().collect();
+        if !refused.is_empty() && refused.len() == done.outcomes.len() {
+            // Nobody took it: one SMTP reply for the transaction (RFC 5321 §4.2.5).
+            let (rcpt, why) = refused[0];
+            tracing::info!(id = %d.id, rcpt, reason = why.reason(), "message refused");
+            return Err(StoreFailure::Refused(why.clone()));
         }
-        if queued.is_some() {
-            self.queue_wakeup.notify_one();
+        for (rcpt, why) in refused {
+            // TODO(DSN for partially refused transactions): logged for now.
+            tracing::warn!(id = %d.id, rcpt, reason = why.reason(), "recipient refused after DATA");
         }
         tracing::info!(
             id = %d.id,
@@ -467,10 +479,11 @@ impl SmtpServer {
     }
 }
 
-/// Why [`SmtpServer::deliver_to_store`] failed, and whether the remote copy stayed queued.
-struct StoreFailure {
-    error: StoreError,
-    remote_queued: bool,
+/// Why [`SmtpServer::deliver_to_store`] stored nothing.
+enum StoreFailure {
+    Store(StoreError),
+    /// Every recipient was refused (by a hook of the pipeline).
+    Refused(bulwark_core::Refusal),
 }
 
 /// The delivery as a spool entry: the trace fields are fixed now, so a replay stores the

@@ -18,6 +18,7 @@ struct TestServer {
     store: Arc<SqliteStore>,
     wakeup: Arc<Notify>,
     addrs: Vec<(ListenerKind, SocketAddr)>,
+    server: Arc<SmtpServer>,
 }
 
 impl TestServer {
@@ -69,6 +70,7 @@ impl TestServer {
             store,
             wakeup,
             addrs,
+            server,
         }
     }
 
@@ -473,4 +475,40 @@ async fn smuggled_second_message_is_refused_and_nothing_is_stored() {
     assert_eq!(code(&c.cmd("NOOP").await), "250 2.0.0");
     assert!(t.inbox("alice@example.test").await.is_empty());
     assert!(t.inbox("bob@example.test").await.is_empty());
+}
+
+/// A hook of the delivery pipeline that refuses (e.g. over quota, a filter's reject) turns
+/// into a permanent `554 5.7.1` after DATA, and nothing is stored.
+#[tokio::test]
+async fn a_permanent_refusal_by_the_pipeline_is_554_after_data() {
+    struct Full;
+    #[bulwark_core::async_trait]
+    impl bulwark_core::DeliveryHook for Full {
+        async fn check(
+            &self,
+            _account: bulwark_store::AccountId,
+            _message: &bulwark_core::Message,
+        ) -> Option<bulwark_core::Refusal> {
+            Some(bulwark_core::Refusal::Permanent("mailbox full".into()))
+        }
+    }
+    let t = TestServer::start(|_| {}).await;
+    let pipeline = bulwark_core::Pipeline::new(t.store.clone(), t.wakeup.clone(), 3600);
+    pipeline.add_hook(Arc::new(Full));
+    t.server.set_pipeline(pipeline);
+    let mut c = t.connect(ListenerKind::Mx).await;
+    c.cmd("EHLO client.test").await;
+    c.cmd("MAIL FROM:<sender@remote.test>").await;
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<alice@example.test>").await),
+        "250 2.1.5"
+    );
+    assert_eq!(&c.cmd("DATA").await[..3], "354");
+    c.send(b"Subject: big\r\n\r\nHi\r\n.\r\n").await;
+    let reply = c.reply().await;
+    assert!(
+        reply.starts_with("554 5.7.1 Message refused: mailbox full"),
+        "{reply}"
+    );
+    assert!(t.inbox("alice@example.test").await.is_empty());
 }

@@ -80,6 +80,14 @@ pub enum RecipientVerdict {
     TemporaryFailure,
 }
 
+/// Why the shell could not take a [`Delivery`]: the client may retry (`451`), or must not
+/// (`554`, e.g. every recipient refused by a filter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryFailure {
+    Temporary(String),
+    Permanent(String),
+}
+
 /// An accepted message with its envelope.
 #[derive(Debug, Clone)]
 pub struct Delivery {

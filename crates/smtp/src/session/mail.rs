@@ -37,13 +37,14 @@ impl Session {
     }
 
     /// `Ok` only after the message is durable (stored or queued); then `250`.
-    pub fn delivery_result(&mut self, result: Result<(), String>) {
+    pub fn delivery_result(&mut self, result: Result<(), DeliveryFailure>) {
         let Some(Awaiting::Delivery { id }) = self.awaiting.take() else {
             return;
         };
         match result {
             Ok(()) => self.send(reply::queued(&id)),
-            Err(_) => self.send(reply::STORAGE_FAILED),
+            Err(DeliveryFailure::Temporary(_)) => self.send(reply::STORAGE_FAILED),
+            Err(DeliveryFailure::Permanent(why)) => self.send(reply::refused(&why)),
         }
     }
 

@@ -70,7 +70,7 @@ impl World {
                 Event::CheckRecipient { address } => s.recipient_resolved(Self::resolve(&address)),
                 Event::Deliver(d) => {
                     let result = if self.fail_delivery {
-                        Err("disk full".into())
+                        Err(DeliveryFailure::Temporary("disk full".into()))
                     } else {
                         Ok(())
                     };
