@@ -70,21 +70,8 @@ impl MemoryBudget {
         bytes: usize,
         wait: Duration,
     ) -> Option<Reservation> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            if let Some(r) = self.try_reserve(bytes) {
-                return Some(r);
-            }
-            if bytes > self.limit {
-                return None;
-            }
-            if tokio::time::timeout_at(deadline, released).await.is_err() {
-                return None;
-            }
-        }
+        let mut r = Reservation::empty(self);
+        r.grow_within(bytes, wait).await.then_some(r)
     }
 }
 
@@ -108,6 +95,11 @@ impl Reservation {
         self.held
     }
 
+    /// The budget this reservation is part of.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
+    }
+
     /// Grows the reservation to `total` bytes (never shrinks it); false when the budget
     /// cannot hold that much now (the reservation is unchanged then).
     pub fn try_grow_to(&mut self, total: usize) -> bool {
@@ -120,6 +112,29 @@ impl Reservation {
             true
         } else {
             false
+        }
+    }
+}
+
+impl Reservation {
+    /// Like [`try_grow_to`](Self::try_grow_to), waiting up to `wait` for other sessions to
+    /// give bytes back; false at once when `total` exceeds the whole budget.
+    pub async fn grow_within(&mut self, total: usize, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        let budget = self.budget.clone();
+        loop {
+            let released = budget.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.try_grow_to(total) {
+                return true;
+            }
+            if total > budget.limit {
+                return false;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return false;
+            }
         }
     }
 }
