@@ -13,6 +13,10 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: usize,
+    /// Reservations up to this many bytes may use the whole budget; larger ones only
+    /// `limit - small_reserve`, so a few huge bodies cannot starve the many small ones.
+    small: usize,
+    small_reserve: usize,
     used: AtomicUsize,
     released: Notify,
 }
@@ -20,8 +24,16 @@ pub struct MemoryBudget {
 impl MemoryBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Arc<Self> {
+        Self::with_reserve_for_small(limit, 0, 0)
+    }
+
+    /// A budget of `limit` bytes of which `reserve` is kept for reservations of at most
+    /// `small` bytes: the part of a reservation beyond `small` never takes those.
+    pub fn with_reserve_for_small(limit: usize, small: usize, reserve: usize) -> Arc<Self> {
         Arc::new(MemoryBudget {
             limit,
+            small,
+            small_reserve: reserve.min(limit),
             used: AtomicUsize::new(0),
             released: Notify::new(),
         })
@@ -41,11 +53,17 @@ impl MemoryBudget {
         self.used.load(Ordering::Acquire)
     }
 
-    /// Takes `bytes` more from the budget if they fit.
-    fn take(&self, bytes: usize) -> bool {
+    /// Takes `bytes` more from the budget for a reservation that then holds `total`, if
+    /// they fit.
+    fn take(&self, bytes: usize, total: usize) -> bool {
+        let ceiling = if total <= self.small {
+            self.limit
+        } else {
+            self.limit - self.small_reserve
+        };
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|total| *total <= self.limit)
+                used.checked_add(bytes).filter(|sum| *sum <= ceiling)
             })
             .is_ok()
     }
@@ -107,7 +125,7 @@ impl Reservation {
             return true;
         }
         let more = total - self.held;
-        if self.budget.take(more) {
+        if self.budget.take(more, total) {
             self.held = total;
             true
         } else {
@@ -165,6 +183,16 @@ mod tests {
             budget.try_reserve(101).is_none(),
             "more than the whole budget"
         );
+    }
+
+    #[test]
+    fn large_reservations_leave_the_reserve_to_small_ones() {
+        let budget = MemoryBudget::with_reserve_for_small(100, 10, 30);
+        let mut big = budget.try_reserve(60).expect("fits under 70");
+        assert!(!big.try_grow_to(71), "beyond the large share");
+        let smalls: Vec<_> = (0..4).filter_map(|_| budget.try_reserve(10)).collect();
+        assert_eq!(smalls.len(), 4, "the rest is there for small ones");
+        assert!(budget.try_reserve(1).is_none(), "full");
     }
 
     #[tokio::test]

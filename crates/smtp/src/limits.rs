@@ -54,6 +54,10 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// unfinished 46 MB DATA bodies held 449 MiB).
 pub const DEFAULT_BODY_MEMORY_BUDGET: usize = 128 * 1024 * 1024;
 
+/// Bodies up to this size may use the whole budget; the part of a body beyond it only three
+/// quarters, so the last quarter stays free for ordinary mail while big bodies fill the rest.
+pub const SMALL_BODY: usize = 1024 * 1024;
+
 /// What DATA reserves from that budget before answering 354; the body grows from there.
 pub const FIRST_BODY_RESERVATION: usize = 64 * 1024;
 

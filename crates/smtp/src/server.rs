@@ -101,11 +101,19 @@ impl SmtpServer {
         queue_wakeup: Arc<Notify>,
     ) -> Arc<Self> {
         let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections);
-        // One message of the largest size (and the slack of its last read) always fits.
+        // A quarter is kept for small messages, so a few huge bodies cannot keep everyone
+        // else out; one message of the largest size (and the slack of its last read) still
+        // always fits.
+        let reserve = cfg.body_memory_budget / 4;
         let smallest_budget = cfg
             .max_message_size
-            .saturating_add(limits::FIRST_BODY_RESERVATION + READ_CHUNK);
-        let body_budget = MemoryBudget::new(cfg.body_memory_budget.max(smallest_budget));
+            .saturating_add(limits::FIRST_BODY_RESERVATION + READ_CHUNK)
+            .saturating_add(reserve);
+        let body_budget = MemoryBudget::with_reserve_for_small(
+            cfg.body_memory_budget.max(smallest_budget),
+            limits::SMALL_BODY,
+            reserve,
+        );
         Arc::new(SmtpServer {
             cfg,
             store,
