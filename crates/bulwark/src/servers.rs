@@ -80,6 +80,7 @@ pub fn imap_server(shared: &Shared) -> Arc<ImapServer> {
         hostname: c.hostname.clone(),
         max_literal_size: usize::try_from(c.limits.max_message_size).unwrap_or(usize::MAX),
         idle_timeout: c.limits.imap_idle_timeout,
+        pre_auth_timeout: c.limits.imap_login_timeout,
         max_idle_duration: c.limits.imap_idle_timeout,
         max_connections_per_ip: c.limits.max_connections_per_ip,
         max_connections: c.limits.max_connections,

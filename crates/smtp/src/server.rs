@@ -3,17 +3,17 @@
 //! store and the authenticator. It makes no protocol decisions.
 
 use crate::limits::{self, CommandBudget, READ_CHUNK, TLS_HANDSHAKE_TIMEOUT};
-use crate::reply;
 use crate::session::{
     AuthOutcome, Delivery, DeliveryFailure, Event, ListenerKind, RecipientVerdict, Session,
     SessionConfig,
 };
+use crate::{authres, postmaster, reply};
 use bulwark_auth::{Authenticator, LoginError};
 use bulwark_core::Recipient;
 use bulwark_core::spool::{
     OfflineRecipient, PENDING_ACCOUNT, Spool, SpooledEnvelope, SpooledMessage,
 };
-use bulwark_net::{BoxedStream, ConnectionLimiter, TlsAcceptor};
+use bulwark_net::{BoxedStream, ConnectionLimiter, MemoryBudget, TlsAcceptor};
 use bulwark_store::{Store, StoreError, now_unix};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +43,9 @@ pub struct SmtpConfig {
     /// Per-connection command rate: burst, then this many per second (excess is delayed).
     pub command_burst: u32,
     pub commands_per_second: u32,
+    /// Memory all sessions together may hold for message bodies being received (at least
+    /// `max_message_size` plus a little, so one message of the largest size always fits).
+    pub body_memory_budget: usize,
 }
 
 impl Default for SmtpConfig {
@@ -58,6 +61,7 @@ impl Default for SmtpConfig {
             allow_plaintext_auth_on_loopback: false,
             command_burst: limits::COMMAND_BURST,
             commands_per_second: limits::COMMANDS_PER_SECOND,
+            body_memory_budget: limits::DEFAULT_BODY_MEMORY_BUDGET,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct SmtpServer {
     sessions: AtomicU64,
     /// Where mail goes while the store is unavailable (see [`SmtpServer::set_spool`]).
     spool: OnceLock<Arc<Spool>>,
+    /// Memory for message bodies being received, shared by every session.
+    body_budget: Arc<MemoryBudget>,
 }
 
 /// Resolves once `shutdown` turns true; never if its sender is gone without draining.
@@ -99,6 +105,19 @@ impl SmtpServer {
         let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections);
         let pipeline =
             bulwark_core::Pipeline::new(store.clone(), queue_wakeup, cfg.queue_lifetime_secs);
+        // A quarter is kept for small messages, so a few huge bodies cannot keep everyone
+        // else out; one message of the largest size (and the slack of its last read) still
+        // always fits.
+        let reserve = cfg.body_memory_budget / 4;
+        let smallest_budget = cfg
+            .max_message_size
+            .saturating_add(limits::FIRST_BODY_RESERVATION + READ_CHUNK)
+            .saturating_add(reserve);
+        let body_budget = MemoryBudget::with_reserve_for_small(
+            cfg.body_memory_budget.max(smallest_budget),
+            limits::SMALL_BODY,
+            reserve,
+        );
         Arc::new(SmtpServer {
             cfg,
             store,
@@ -108,6 +127,7 @@ impl SmtpServer {
             limiter,
             sessions: AtomicU64::new(0),
             spool: OnceLock::new(),
+            body_budget,
         })
     }
 
@@ -122,6 +142,11 @@ impl SmtpServer {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Bytes of message bodies being received, over all sessions (for tests and metrics).
+    pub fn body_memory_in_use(&self) -> usize {
+        self.body_budget.in_use()
     }
 
     /// Accept mail into this local durable spool while the store is unavailable (without
@@ -225,7 +250,8 @@ impl SmtpServer {
             plaintext_auth_allowed: self.cfg.allow_plaintext_auth_on_loopback
                 && peer.ip().is_loopback(),
         };
-        let mut session = Session::new(cfg, peer.ip(), tls, id);
+        let mut session =
+            Session::new(cfg, peer.ip(), tls, id).with_body_budget(self.body_budget.clone());
         let mut budget = CommandBudget::with_rate(
             Instant::now(),
             self.cfg.command_burst,
@@ -259,7 +285,7 @@ impl SmtpServer {
                         session.recipient_resolved(verdict);
                     }
                     Event::Deliver(delivery) => {
-                        let result = self.deliver(delivery).await;
+                        let result = self.deliver(*delivery).await;
                         session.delivery_result(result);
                     }
                 }
@@ -351,6 +377,14 @@ impl SmtpServer {
     }
 
     async fn check_recipient(&self, address: &str) -> RecipientVerdict {
+        match self.resolve_postmaster(address).await {
+            Ok(Some(verdict)) => return verdict,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, rcpt = %address, "postmaster lookup failed");
+                return RecipientVerdict::TemporaryFailure;
+            }
+        }
         match bulwark_core::resolve_recipient(self.store.as_ref(), address).await {
             Ok(Recipient::Local(account)) => RecipientVerdict::Local(account),
             Ok(Recipient::UnknownUser) => RecipientVerdict::UnknownUser,
@@ -374,10 +408,82 @@ impl SmtpServer {
         }
     }
 
+    /// RFC 5321 §4.5.1: bare `<postmaster>` and `postmaster@` a local domain are always
+    /// accepted (see [`crate::postmaster`]); `None` for every other address.
+    async fn resolve_postmaster(
+        &self,
+        address: &str,
+    ) -> Result<Option<RecipientVerdict>, StoreError> {
+        let store = self.store.as_ref();
+        if address.eq_ignore_ascii_case(crate::wire::POSTMASTER) {
+            let Some(full) = postmaster::bare_postmaster_address(store, &self.cfg.hostname).await?
+            else {
+                return Ok(Some(RecipientVerdict::UnknownUser));
+            };
+            return Ok(Some(
+                match postmaster::resolve_postmaster(store, &full).await? {
+                    Some(account) => RecipientVerdict::LocalAs {
+                        address: full,
+                        account,
+                    },
+                    None => RecipientVerdict::UnknownUser,
+                },
+            ));
+        }
+        if !postmaster::is_postmaster_address(address) {
+            return Ok(None);
+        }
+        Ok(postmaster::resolve_postmaster(store, address)
+            .await?
+            .map(RecipientVerdict::Local))
+    }
+
+    /// On the inbound MX: removes `Authentication-Results` fields for our hostname that
+    /// came from outside, and marks mail that claims one of our domains without
+    /// authentication (see [`crate::authres`]).
+    async fn mark_inbound(&self, d: &mut Delivery) {
+        if !d.inbound_mx {
+            return;
+        }
+        let host = &self.cfg.hostname;
+        if let Some(stripped) = authres::strip_own(&d.body, host) {
+            d.body = stripped;
+        }
+        if self.claims_local_domain(d).await {
+            let mark = authres::local_domain_unauthenticated(host);
+            let mut body = Vec::with_capacity(mark.len() + d.body.len());
+            body.extend_from_slice(mark.as_bytes());
+            body.extend_from_slice(&d.body);
+            d.body = body;
+        }
+    }
+
+    /// Whether the envelope sender or a header From address is in one of our domains.
+    async fn claims_local_domain(&self, d: &Delivery) -> bool {
+        let (from, _) = bulwark_core::sender::header_senders(&d.body);
+        let mut domains: Vec<String> = std::iter::once(d.sender.as_str())
+            .chain(from.iter().map(String::as_str))
+            .filter_map(|a| bulwark_core::split_address(a).map(|(_, domain)| domain))
+            .collect();
+        domains.sort();
+        domains.dedup();
+        for domain in domains {
+            match self.store.domain_exists(&domain).await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, %domain, "cannot check whether a sender domain is local");
+                }
+            }
+        }
+        false
+    }
+
     /// Stores the message (see [`Self::deliver_to_store`]); when the store is unavailable
     /// (or a recipient was accepted during an outage), writes it to the local spool
     /// instead. Either way it is durable before `Ok`.
-    async fn deliver(&self, d: Delivery) -> Result<(), DeliveryFailure> {
+    async fn deliver(&self, mut d: Delivery) -> Result<(), DeliveryFailure> {
+        self.mark_inbound(&mut d).await;
         let now = now_unix();
         let spool = self.spool.get();
         let unresolved = d

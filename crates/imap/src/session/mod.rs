@@ -332,6 +332,11 @@ impl Session {
         let code = e.code.map(|c| format!("[{c}] ")).unwrap_or_default();
         match e.kind {
             ErrorKind::Fatal => {
+                // The command is answered (RFC 7888 §4: BAD for a literal we will not read),
+                // then the connection is closed.
+                if let Some(tag) = &e.tag {
+                    out.extend_from_slice(format!("{tag} BAD {code}{}\r\n", e.text).as_bytes());
+                }
                 out.extend_from_slice(format!("* BYE {code}{}\r\n", e.text).as_bytes());
                 return Next::Logout;
             }

@@ -5,6 +5,7 @@ use crate::limits::{MAX_BAD_COMMANDS, MAX_COMMAND_LINE};
 
 mod auth;
 mod random;
+mod security;
 
 const HOST: &str = "mx.example.test";
 
@@ -75,7 +76,7 @@ impl World {
                         Ok(())
                     };
                     if result.is_ok() {
-                        self.deliveries.push(d);
+                        self.deliveries.push(*d);
                     }
                     s.delivery_result(result);
                 }
