@@ -261,13 +261,10 @@ async fn send_one(
     let msg = MessageParser::default()
         .parse(&raw)
         .ok_or_else(|| SetError::invalid_properties(&["emailId"], "the email cannot be parsed"))?;
-    // §7.5: the From header must be one the user may send as.
-    let from = addresses_of(msg.from());
-    if from.is_empty() || !from.iter().all(|f| addresses.contains(f)) {
-        return Err(SetError::new(
-            "forbiddenFrom",
-            "the From header is not one of your addresses",
-        ));
+    // §7.5: the From (and Sender) header must be one the user may send as — the same rule
+    // as SMTP submission's (bulwark_core::sender).
+    if let Err(e) = bulwark_core::sender::check_header_senders(&raw, &addresses) {
+        return Err(SetError::new("forbiddenFrom", e.to_string()));
     }
     let (mail_from, rcpt_to) = match obj.get("envelope") {
         Some(Value::Object(env)) => {
@@ -302,7 +299,7 @@ async fn send_one(
             ));
         }
     };
-    if !addresses.contains(&mail_from) {
+    if !bulwark_core::sender::may_send_as(&mail_from, &addresses) {
         return Err(SetError::new(
             "forbiddenMailFrom",
             "the envelope sender is not one of your addresses",
