@@ -110,6 +110,8 @@ async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot load the token signing keys: {e}"))?,
     );
     let key_refresh = signer.spawn_refresh(shared.store.clone());
+    // Deletes blobs nothing references any more (expunged mail, unused uploads).
+    let blob_collector = bulwark_core::collector::spawn(shared.store.clone());
     // Signals are watched before anyone can learn our pid from the pid file.
     let mut signals = Signals::new()?;
     // One SMTP server for all SMTP listeners, so connection limits count across ports.
@@ -200,6 +202,7 @@ async fn serve(
     let config = serve_until_stop(&mut signals, (*shared.config).clone(), live).await;
     drain(&config, &node, running, &mut signals).await;
     key_refresh.abort();
+    blob_collector.abort();
     spool_replay.abort();
     Ok(())
 }
