@@ -46,6 +46,35 @@ pub fn router(server: Arc<JmapServer>) -> Router {
 }
 
 /// An RFC 7807 problem document response.
+/// A store failure on the HTTP endpoints (upload, download), mapped in this one place:
+/// not found → 404, invalid → 400, conflict → 409, unavailable → 503 with Retry-After,
+/// anything else → 500 — and internal error text is logged, never sent.
+pub fn store_problem(e: &bulwark_store::StoreError) -> Response {
+    use bulwark_store::StoreError;
+    match e {
+        StoreError::NotFound(_) => problem(StatusCode::NOT_FOUND, "about:blank", "not found"),
+        StoreError::Invalid(why) => problem(StatusCode::BAD_REQUEST, "about:blank", why),
+        StoreError::Conflict(_) | StoreError::AlreadyExists(_) => problem(
+            StatusCode::CONFLICT,
+            "about:blank",
+            "changed at the same time by another request; try again",
+        ),
+        StoreError::Unavailable(_) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "about:blank",
+            "the mail store is unavailable right now; try again later",
+        ),
+        StoreError::CannotCalculateChanges(_) | StoreError::Internal(_) => {
+            tracing::error!(error = %e, "JMAP HTTP: store failure");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "about:blank",
+                "internal error in the mail store",
+            )
+        }
+    }
+}
+
 pub fn problem(status: StatusCode, type_uri: &str, detail: &str) -> Response {
     let body = json!({ "type": type_uri, "status": status.as_u16(), "detail": detail });
     let mut response = (
@@ -312,11 +341,7 @@ async fn upload_handler(
             StatusCode::CREATED,
             &json!({ "accountId": account, "blobId": hash.0, "type": content_type, "size": body.len() }),
         ),
-        Err(e) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "about:blank",
-            &e.to_string(),
-        ),
+        Err(e) => store_problem(&e),
     }
 }
 
@@ -363,11 +388,7 @@ async fn download_handler(
             r
         }
         Ok(None) => problem(StatusCode::NOT_FOUND, "about:blank", "no such blob"),
-        Err(e) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "about:blank",
-            &e.to_string(),
-        ),
+        Err(e) => store_problem(&e),
     }
 }
 

@@ -32,5 +32,6 @@ pub mod wire;
 
 pub use server::{SmtpConfig, SmtpServer};
 pub use session::{
-    AuthOutcome, Delivery, Event, ListenerKind, RecipientVerdict, Session, SessionConfig,
+    AuthOutcome, Delivery, DeliveryFailure, Event, ListenerKind, RecipientVerdict, Session,
+    SessionConfig,
 };

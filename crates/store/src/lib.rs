@@ -24,7 +24,9 @@
 pub mod blob_cache;
 pub mod changelog;
 pub mod collections;
+// The conformance suite is test code that other crates compile without cfg(test).
 #[cfg(any(test, feature = "conformance"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod conformance;
 pub mod email_page;
 pub mod model;

@@ -44,6 +44,7 @@ const CACHE_KIB: i64 = 16 * 1024;
 /// Process-wide SQLite settings, applied once before the first connection opens (SQLite
 /// refuses them afterwards). Memory statistics off: with them on, every SQLite allocation
 /// takes one global mutex, which serialised all read connections under load.
+#[allow(unsafe_code)] // FFI: see the SAFETY comment inside
 fn init_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
