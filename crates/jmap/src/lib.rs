@@ -53,6 +53,10 @@ pub struct JmapConfig {
     pub max_size_request: usize,
     pub max_objects_in_get: usize,
     pub max_objects_in_set: usize,
+    /// Largest JMAP Response object (JSON bytes) one request may build; a call whose result
+    /// would pass it gets `requestTooLarge`. Advertised as `maxSizeResponse` in the core
+    /// capability (a Bulwark extension; RFC 8620 §2 has no such limit).
+    pub max_size_response: usize,
     /// Lifetime of access tokens issued by `POST /auth/token`.
     pub token_ttl_secs: i64,
     /// Lifetime of refresh tokens.
@@ -80,6 +84,7 @@ impl Default for JmapConfig {
             max_size_request: 10 * 1024 * 1024,
             max_objects_in_get: 500,
             max_objects_in_set: 500,
+            max_size_response: 16 * 1024 * 1024,
             token_ttl_secs: 3600,
             refresh_ttl_secs: 30 * 24 * 3600,
             queue_lifetime_secs: 5 * 24 * 3600,

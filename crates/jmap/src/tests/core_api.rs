@@ -400,3 +400,40 @@ async fn wrong_argument_types_never_fail_the_request() {
         }
     }
 }
+
+/// Issue 13 item 1: each `Core/echo` that references the previous result twice doubles it;
+/// 19 such calls built a 536 MB response. The response now stops at maxSizeResponse and the
+/// calls past it get `requestTooLarge`.
+#[tokio::test]
+async fn doubling_back_references_stop_at_max_size_response() {
+    const MAX: usize = 256 * 1024;
+    let h = harness_with(crate::JmapConfig {
+        max_size_response: MAX,
+        ..Default::default()
+    })
+    .await;
+    let mut calls = vec![json!(["Core/echo", {"s": "a".repeat(1000)}, "c0"])];
+    for i in 1..16 {
+        let prev = format!("c{}", i - 1);
+        let r = json!({"resultOf": prev, "name": "Core/echo", "path": ""});
+        calls.push(json!(["Core/echo", {"#l": r, "#r": r}, format!("c{i}")]));
+    }
+    let v = h.api(json!(calls)).await;
+    let size = v.to_string().len();
+    assert!(size <= MAX + 4096, "the response is {size} bytes");
+    let r = v["methodResponses"].as_array().unwrap();
+    assert_eq!(r.len(), 16);
+    // 1 KB doubled 7 times is 128 KB (fits), the 8th doubling does not.
+    assert_eq!(r[7][0], json!("Core/echo"), "{}", r[7][1]);
+    assert_eq!(r[8][0], json!("error"));
+    assert_eq!(r[8][1]["type"], json!("requestTooLarge"));
+    // Later calls reference an error response: invalid, and small.
+    assert_eq!(r[9][1]["type"], json!("invalidResultReference"));
+    let (_, _, session) = h
+        .raw("GET", "/jmap/session", Some(&h.bearer()), "", vec![])
+        .await;
+    assert_eq!(
+        session["capabilities"]["urn:ietf:params:jmap:core"]["maxSizeResponse"],
+        json!(MAX)
+    );
+}
