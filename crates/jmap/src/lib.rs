@@ -22,6 +22,7 @@ pub mod devices;
 mod http;
 mod identity;
 pub mod ids;
+pub mod listener;
 mod mail;
 mod push;
 mod session;
@@ -68,6 +69,12 @@ pub struct JmapConfig {
     pub data_dir: Option<PathBuf>,
     /// Default `ping` interval bounds for EventSource (seconds).
     pub min_ping_secs: u64,
+    /// How often an open EventSource or WebSocket re-checks the credential it was opened
+    /// with; it ends once that is revoked, expired or changed (issue 13 item 8).
+    pub push_recheck: std::time::Duration,
+    /// Keep-alive of push connections (SSE comment, WebSocket ping), so the listener's idle
+    /// timeout does not close a quiet but healthy one. Keep it well under that timeout.
+    pub push_keepalive: std::time::Duration,
     /// Largest message accepted by Email/import, Email/set create and EmailSubmission.
     pub max_message_size: usize,
 }
@@ -90,6 +97,8 @@ impl Default for JmapConfig {
             queue_lifetime_secs: 5 * 24 * 3600,
             data_dir: None,
             min_ping_secs: 5,
+            push_recheck: std::time::Duration::from_secs(2),
+            push_keepalive: std::time::Duration::from_secs(25),
             max_message_size: 50 * 1024 * 1024,
         }
     }
@@ -143,16 +152,23 @@ impl JmapServer {
         http::router(self)
     }
 
-    /// Serves the router on `listener` until the task is dropped; also runs the vacation
-    /// auto-responder for accounts with an enabled VacationResponse.
+    /// Serves the router on `listener` with the default [`listener::HttpLimits`] until the
+    /// task is dropped; also runs the vacation auto-responder for accounts with an enabled
+    /// VacationResponse.
     pub async fn run(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        self.run_with(listener, listener::HttpLimits::default())
+            .await;
+    }
+
+    /// [`JmapServer::run`] with the given connection limits and timeouts.
+    pub async fn run_with(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        limits: listener::HttpLimits,
+    ) {
         self.vacation.clone().start();
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "JMAP HTTP server stopped");
-        }
+        let app = self.router();
+        listener::serve(listener, app, limits, std::future::pending()).await;
     }
 
     /// The vacation auto-responder (the SMTP side may call

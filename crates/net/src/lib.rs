@@ -1,11 +1,13 @@
 //! Network plumbing shared by every listener: TLS configuration (operator-provided PEM files
 //! or a self-signed certificate generated once and kept in `data_dir`), a boxed stream type
-//! so sessions can upgrade to TLS in place (STARTTLS), and per-IP connection limits.
+//! so sessions can upgrade to TLS in place (STARTTLS), per-IP connection limits and the
+//! file-descriptor headroom every listener shares.
 
+pub mod fd;
 mod limits;
 mod tls;
 
-pub use limits::{ConnectionGuard, ConnectionLimiter};
+pub use limits::{ConnectionGuard, ConnectionLimiter, FdBudget};
 pub use tls::{TlsFiles, client_config_insecure, install_crypto_provider, load_tls};
 
 use tokio::io::{AsyncRead, AsyncWrite};
