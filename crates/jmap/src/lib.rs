@@ -116,6 +116,8 @@ pub struct JmapServer {
     pub(crate) identities: identity::IdentityStore,
     /// Requests in flight per account (RFC 8620 §2 maxConcurrentRequests).
     pub(crate) in_flight: Mutex<HashMap<AccountId, usize>>,
+    /// Uploads in flight per account (RFC 8620 §2 maxConcurrentUpload).
+    pub(crate) uploads_in_flight: Mutex<HashMap<AccountId, usize>>,
 }
 
 impl JmapServer {
@@ -144,6 +146,7 @@ impl JmapServer {
             vacation,
             identities,
             in_flight: Mutex::new(HashMap::new()),
+            uploads_in_flight: Mutex::new(HashMap::new()),
         })
     }
 
