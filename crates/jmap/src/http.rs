@@ -400,9 +400,14 @@ async fn upload_handler(
                 server.cfg.max_concurrent_upload
             ),
         };
-        let mut r = request_problem(&e);
-        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        return r;
+        let mut body = e.to_problem();
+        body["status"] = json!(StatusCode::TOO_MANY_REQUESTS.as_u16());
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response();
     };
     let content_type = req
         .headers()
