@@ -7,7 +7,7 @@
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use bulwark_net::ConnectionLimiter;
+use bulwark_net::{ConnectionGuard, ConnectionLimiter};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
@@ -76,6 +76,7 @@ pub async fn serve(
 ) {
     let limiter = ConnectionLimiter::new(limits.max_connections_per_ip, limits.max_connections);
     let lingering = Arc::new(AtomicUsize::new(0));
+    let tasks = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -98,15 +99,34 @@ pub async fn serve(
         };
         let app = app.clone();
         let stop = stop_rx.clone();
+        let task = TaskCount::enter(&tasks);
         tokio::spawn(async move {
-            let _guard = guard;
-            serve_connection(tcp, peer, app, limits, stop).await;
+            let _task = task;
+            serve_connection(tcp, peer, guard, app, limits, stop).await;
         });
     }
     drop(listener);
     stop_tx.send_replace(true);
-    while limiter.open_connections() > 0 {
+    // Connections upgraded to WebSocket live on in their own tasks (still counted by the
+    // limiter); the HTTP connections end once their request in flight is answered.
+    while tasks.load(Ordering::Acquire) > 0 {
         tokio::time::sleep(STOP_POLL).await;
+    }
+}
+
+/// Counts running connection tasks until dropped.
+struct TaskCount(Arc<AtomicUsize>);
+
+impl TaskCount {
+    fn enter(count: &Arc<AtomicUsize>) -> TaskCount {
+        count.fetch_add(1, Ordering::AcqRel);
+        TaskCount(count.clone())
+    }
+}
+
+impl Drop for TaskCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -136,12 +156,15 @@ fn refuse(mut tcp: TcpStream, lingering: &Arc<AtomicUsize>) {
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
+    guard: ConnectionGuard,
     app: Router,
     limits: HttpLimits,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let io = TokioIo::new(IdleTimeout::new(tcp, limits.idle_timeout));
+    // The slot goes with the socket: a connection upgraded to WebSocket leaves hyper (and
+    // this task) but keeps counting against the caps until the socket closes.
+    let io = TokioIo::new(IdleTimeout::new(tcp, limits.idle_timeout).holding(guard));
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         // What `into_make_service_with_connect_info` would add: handlers read the peer.
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -177,6 +200,7 @@ pub struct IdleTimeout<S> {
     timeout: Duration,
     last_activity: Instant,
     timer: Pin<Box<Sleep>>,
+    _slot: Option<ConnectionGuard>,
 }
 
 impl<S> IdleTimeout<S> {
@@ -187,7 +211,14 @@ impl<S> IdleTimeout<S> {
             timeout,
             last_activity: now,
             timer: Box::pin(tokio::time::sleep_until(now + timeout)),
+            _slot: None,
         }
+    }
+
+    /// Keeps `slot` (a connection-limit slot) for as long as the stream lives.
+    pub fn holding(mut self, slot: ConnectionGuard) -> Self {
+        self._slot = Some(slot);
+        self
     }
 
     /// `Ready(TimedOut)` once idle for `timeout`; else registers the waker and is pending.

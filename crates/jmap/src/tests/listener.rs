@@ -145,3 +145,36 @@ async fn a_connection_silent_past_the_idle_timeout_is_closed() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn websockets_keep_counting_against_the_cap_after_the_upgrade() {
+    let h = harness().await;
+    let limits = HttpLimits {
+        max_connections_per_ip: 2,
+        ..HttpLimits::default()
+    };
+    let addr = serve_with(&h, limits).await;
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /jmap/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\n\
+Authorization: {}\r\n\r\n",
+            h.bearer()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 101");
+        sockets.push(s);
+    }
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_to_close(&mut s, Duration::from_secs(5))
+        .await
+        .unwrap_or_default();
+    assert!(got.starts_with("HTTP/1.1 503"), "{got}");
+}
