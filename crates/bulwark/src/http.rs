@@ -49,7 +49,8 @@ pub async fn run(
         shared.queue_wakeup.clone(),
     );
     let web = bulwark_web::router(shared.store.clone(), shared.auth.clone(), signer);
-    jmap.vacation().start();
+    jmap.set_pipeline(shared.pipeline.clone());
+    jmap.migrate_legacy_files().await;
     let app = jmap
         .router()
         // Last: the web router owns the fallback (client-side routes get index.html).

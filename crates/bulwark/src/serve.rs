@@ -76,6 +76,7 @@ async fn serve(
     let listeners = bind_all(&config).await?;
     let node = NodeState::new(store.clone());
     let max_connections = connection_cap(&config, listeners.len());
+    let queue_wakeup = Arc::new(Notify::new());
     let shared = Shared {
         max_connections,
         auth: Arc::new(
@@ -89,9 +90,14 @@ async fn serve(
             )
             .context("cannot open the local login cache")?,
         ),
+        pipeline: bulwark_core::Pipeline::new(
+            store.clone(),
+            queue_wakeup.clone(),
+            i64::try_from(config.outbound.queue_lifetime.as_secs()).unwrap_or(i64::MAX),
+        ),
         store,
         tls: bulwark_net::TlsAcceptor::from(tls),
-        queue_wakeup: Arc::new(Notify::new()),
+        queue_wakeup,
         config: Arc::new(config),
         node: node.clone(),
     };
@@ -106,6 +112,8 @@ async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot load the token signing keys: {e}"))?,
     );
     let key_refresh = signer.spawn_refresh(shared.store.clone());
+    // Deletes blobs nothing references any more (expunged mail, unused uploads).
+    let blob_collector = bulwark_core::collector::spawn(shared.store.clone());
     // Signals are watched before anyone can learn our pid from the pid file.
     let mut signals = Signals::new()?;
     // One SMTP server for all SMTP listeners, so connection limits count across ports.
@@ -196,6 +204,7 @@ async fn serve(
     let config = serve_until_stop(&mut signals, (*shared.config).clone(), live).await;
     drain(&config, &node, running, &mut signals).await;
     key_refresh.abort();
+    blob_collector.abort();
     spool_replay.abort();
     Ok(())
 }

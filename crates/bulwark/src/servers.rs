@@ -24,6 +24,9 @@ pub struct Shared {
     pub queue_wakeup: Arc<Notify>,
     /// Draining or serving; readiness.
     pub node: Arc<crate::node::NodeState>,
+    /// The one delivery pipeline every protocol hands mail to (SMTP, JMAP submission,
+    /// vacation replies), with the node's hooks.
+    pub pipeline: Arc<bulwark_core::Pipeline>,
     /// Connections one listener may hold: `limits.max_connections`, lowered when every
     /// listener at that cap would not fit in the file-descriptor budget
     /// ([`bulwark_net::fd::fair_share`]).
@@ -44,13 +47,15 @@ pub fn smtp_server(shared: &Shared) -> Arc<SmtpServer> {
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
         ..SmtpConfig::default()
     };
-    SmtpServer::new(
+    let server = SmtpServer::new(
         cfg,
         shared.store.clone(),
         shared.auth.clone(),
         Some(shared.tls.clone()),
         shared.queue_wakeup.clone(),
-    )
+    );
+    server.set_pipeline(shared.pipeline.clone());
+    server
 }
 
 /// Starts `server` on one SMTP listener; it stops accepting when the node drains.
@@ -79,6 +84,7 @@ pub fn imap_server(shared: &Shared) -> Arc<ImapServer> {
         hostname: c.hostname.clone(),
         max_literal_size: usize::try_from(c.limits.max_message_size).unwrap_or(usize::MAX),
         idle_timeout: c.limits.imap_idle_timeout,
+        pre_auth_timeout: c.limits.imap_login_timeout,
         max_idle_duration: c.limits.imap_idle_timeout,
         max_connections_per_ip: c.limits.max_connections_per_ip,
         max_connections: shared.max_connections,

@@ -428,7 +428,7 @@ async fn upload_handler(
             return r;
         }
     };
-    match server.store.blob_put(&body).await {
+    match server.store.blob_put(principal.account, &body).await {
         // RFC 8620 §6.1 upload response.
         Ok(hash) => json_response(
             StatusCode::CREATED,
@@ -455,7 +455,7 @@ async fn download_handler(
     if ids::parse_account(&account) != Some(principal.account) {
         return problem(StatusCode::NOT_FOUND, "about:blank", "no such account");
     }
-    match blob::read_blob(server.store.as_ref(), &blob_id).await {
+    match blob::read_blob(server.store.as_ref(), principal.account, &blob_id).await {
         Ok(Some(bytes)) => {
             let content_type = download_type(query.get("accept").map(String::as_str));
             let safe_name: String = name

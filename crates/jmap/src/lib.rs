@@ -110,8 +110,8 @@ pub struct JmapServer {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) signer: Arc<TokenSigner>,
-    pub(crate) queue_wakeup: Arc<Notify>,
-    pub(crate) submissions: Mutex<HashMap<AccountId, Vec<submission::SubmissionRecord>>>,
+    /// The node's delivery pipeline (this server's own unless [`JmapServer::set_pipeline`]).
+    pub(crate) pipeline: std::sync::RwLock<Arc<bulwark_core::Pipeline>>,
     pub(crate) vacation: Arc<vacation::VacationResponder>,
     pub(crate) identities: identity::IdentityStore,
     /// Requests in flight per account (RFC 8620 §2 maxConcurrentRequests).
@@ -130,19 +130,18 @@ impl JmapServer {
     ) -> Arc<Self> {
         let vacation = Arc::new(vacation::VacationResponder::new(
             store.clone(),
-            cfg.data_dir.clone(),
             cfg.hostname.clone(),
-            queue_wakeup.clone(),
-            cfg.queue_lifetime_secs,
         ));
         let identities = identity::IdentityStore::new(cfg.data_dir.clone());
+        let pipeline =
+            bulwark_core::Pipeline::new(store.clone(), queue_wakeup, cfg.queue_lifetime_secs);
+        pipeline.add_hook(vacation.clone());
         Arc::new(JmapServer {
             cfg,
             store,
             auth,
             signer,
-            queue_wakeup,
-            submissions: Mutex::new(HashMap::new()),
+            pipeline: std::sync::RwLock::new(pipeline),
             vacation,
             identities,
             in_flight: Mutex::new(HashMap::new()),
@@ -150,14 +149,37 @@ impl JmapServer {
         })
     }
 
+    /// Deliver through the node's shared pipeline (with its hooks); adds this server's
+    /// vacation responder to its hooks, so mail delivered by SMTP is answered too.
+    pub fn set_pipeline(&self, pipeline: Arc<bulwark_core::Pipeline>) {
+        pipeline.add_hook(self.vacation.clone());
+        *self.pipeline.write().unwrap_or_else(|e| e.into_inner()) = pipeline;
+    }
+
+    pub(crate) fn pipeline(&self) -> Arc<bulwark_core::Pipeline> {
+        self.pipeline
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// All JMAP routes (`/.well-known/jmap`, `/jmap/*`, `/auth/*`).
     pub fn router(self: Arc<Self>) -> axum::Router {
         http::router(self)
     }
 
+    /// Moves what earlier versions kept in `data_dir` into the store (once; then the files
+    /// are removed). Call before serving.
+    pub async fn migrate_legacy_files(&self) {
+        if let Some(dir) = &self.cfg.data_dir
+            && let Err(e) = self.vacation.migrate_legacy_file(dir).await
+        {
+            tracing::warn!(error = %e, "cannot move the old vacation file into the store yet");
+        }
+    }
+
     /// Serves the router on `listener` with the default [`listener::HttpLimits`] until the
-    /// task is dropped; also runs the vacation auto-responder for accounts with an enabled
-    /// VacationResponse.
+    /// task is dropped.
     pub async fn run(self: Arc<Self>, listener: tokio::net::TcpListener) {
         self.run_with(listener, listener::HttpLimits::default())
             .await;
@@ -169,13 +191,12 @@ impl JmapServer {
         listener: tokio::net::TcpListener,
         limits: listener::HttpLimits,
     ) {
-        self.vacation.clone().start();
+        self.migrate_legacy_files().await;
         let app = self.router();
         listener::serve(listener, app, limits, std::future::pending()).await;
     }
 
-    /// The vacation auto-responder (the SMTP side may call
-    /// [`vacation::VacationResponder::reply_for`] directly on delivery).
+    /// The vacation auto-responder (a hook of the pipeline; [`JmapServer::set_pipeline`]).
     pub fn vacation(&self) -> Arc<vacation::VacationResponder> {
         self.vacation.clone()
     }

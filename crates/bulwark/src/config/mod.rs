@@ -171,6 +171,7 @@ pub struct Limits {
     pub max_connections: usize,
     pub smtp_idle_timeout: Duration,
     pub imap_idle_timeout: Duration,
+    pub imap_login_timeout: Duration,
     pub http_header_timeout: Duration,
     pub http_idle_timeout: Duration,
     pub max_recipients: usize,
@@ -334,6 +335,7 @@ impl Config {
             max_connections: v.int("limits.max_connections") as usize,
             smtp_idle_timeout: v.duration("limits.smtp_idle_timeout"),
             imap_idle_timeout: v.duration("limits.imap_idle_timeout"),
+            imap_login_timeout: v.duration("limits.imap_login_timeout"),
             http_header_timeout: v.duration("limits.http_header_timeout"),
             http_idle_timeout: v.duration("limits.http_idle_timeout"),
             max_recipients: v.int("limits.max_recipients") as usize,
@@ -411,6 +413,7 @@ impl Config {
             "outbound.retry_base",
             "limits.smtp_idle_timeout",
             "limits.imap_idle_timeout",
+            "limits.imap_login_timeout",
             "limits.http_header_timeout",
             "limits.http_idle_timeout",
         ] {

@@ -239,6 +239,13 @@ pub const KEYS: &[KeyDef] = &[
     ),
     key!(
         "limits",
+        "imap_login_timeout",
+        Duration,
+        "\"60s\"",
+        "An IMAP client that has not logged in this long after connecting is logged out (counted from the connection, however often it sends)."
+    ),
+    key!(
+        "limits",
         "http_header_timeout",
         Duration,
         "\"30s\"",

@@ -127,6 +127,9 @@ impl From<StoreError> for MethodError {
                 MethodError::new(MethodErrorKind::CannotCalculateChanges, e.to_string())
             }
             StoreError::Invalid(_) => MethodError::invalid_arguments(e.to_string()),
+            StoreError::Conflict(_) => {
+                MethodError::new(MethodErrorKind::StateMismatch, e.to_string())
+            }
             _ => {
                 tracing::error!(error = %e, "JMAP method failed in the store");
                 MethodError::new(MethodErrorKind::ServerFail, e.to_string())
@@ -190,6 +193,8 @@ impl From<StoreError> for SetError {
             StoreError::NotFound(_) => SetError::new("notFound", e.to_string()),
             StoreError::AlreadyExists(_) => SetError::new("alreadyExists", e.to_string()),
             StoreError::Invalid(_) => SetError::new("invalidProperties", e.to_string()),
+            // RFC 8620 §5.3: another client changed the object first.
+            StoreError::Conflict(_) => SetError::new("stateMismatch", e.to_string()),
             _ => SetError::new("serverFail", e.to_string()),
         }
     }

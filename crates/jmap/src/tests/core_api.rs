@@ -591,3 +591,116 @@ async fn fifth_concurrent_upload_is_refused_with_limit() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+/// Issue 12/13: blobs belong to the accounts that reference them. Bob, signed in, gets for
+/// alice's message and attachment exactly the answers of a blob that does not exist — over
+/// download, Email/parse, Email/import and as an attachment of a new email — and he cannot
+/// tell by uploading whether alice holds some content.
+#[tokio::test]
+async fn blobs_of_another_account_are_not_found() {
+    let h = harness().await;
+    let raw = "From: Carol <carol@example.test>\r\nTo: alice@example.test\r\nSubject: secret\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/plain\r\n\r\nfor alice only\r\n--b\r\nContent-Type: application/pdf\r\n\
+Content-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-secret\r\n--b--\r\n";
+    let id = h.deliver(h.alice, raw).await;
+    let got = h
+        .ok(
+            "Email/get",
+            json!({ "ids": [id], "properties": ["blobId", "attachments"] }),
+        )
+        .await;
+    let blob = got["list"][0]["blobId"].as_str().unwrap().to_string();
+    let part = got["list"][0]["attachments"][0]["blobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob_token =
+        h.server
+            .signer
+            .issue(TokenKind::Access, h.bob, "bob-session", 3600, now_unix());
+    let bob_auth = format!("Bearer {bob_token}");
+    let bob_aid = crate::ids::account_id(h.bob);
+    for b in [&blob, &part] {
+        // Alice reads both.
+        let (status, _, _) = h
+            .raw(
+                "GET",
+                &format!("/jmap/download/{}/{b}/x", h.aid()),
+                Some(&h.bearer()),
+                "",
+                vec![],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        // Bob, through his own account path: the same 404 as for nothing at all.
+        let (status, _, _) = h
+            .raw(
+                "GET",
+                &format!("/jmap/download/{bob_aid}/{b}/x"),
+                Some(&bob_auth),
+                "",
+                vec![],
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "bob downloads {b}");
+    }
+    let inbox = h.mailbox_id(h.bob, bulwark_store::Role::Inbox).await;
+    let body = json!({ "using": USING, "methodCalls": [
+        ["Email/parse", { "accountId": bob_aid, "blobIds": [blob] }, "p"],
+        ["Email/import", { "accountId": bob_aid, "emails": { "k": {
+            "blobId": blob, "mailboxIds": { inbox.clone(): true } } } }, "i"],
+        ["Email/set", { "accountId": bob_aid, "create": { "n": {
+            "mailboxIds": { inbox: true }, "subject": "stolen",
+            "bodyStructure": { "type": "multipart/mixed", "subParts": [
+                { "partId": "t", "type": "text/plain" },
+                { "blobId": part, "type": "application/pdf" } ] },
+            "bodyValues": { "t": { "value": "see attached" } } } } }, "s"]
+    ]});
+    let (status, _, v) = h
+        .raw(
+            "POST",
+            "/jmap/api",
+            Some(&bob_auth),
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let r = &v["methodResponses"];
+    assert_eq!(r[0][1]["notFound"], json!([blob]), "{v}");
+    assert_eq!(
+        r[1][1]["notCreated"]["k"]["type"],
+        json!("blobNotFound"),
+        "{v}"
+    );
+    assert_eq!(
+        r[2][1]["notCreated"]["n"]["type"],
+        json!("blobNotFound"),
+        "{v}"
+    );
+
+    // Bob uploading the same bytes owns his copy (and learns nothing: the answer is the
+    // same whether or not alice has them).
+    let (status, _, up) = h
+        .raw(
+            "POST",
+            &format!("/jmap/upload/{bob_aid}/"),
+            Some(&bob_auth),
+            "message/rfc822",
+            raw.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(up["blobId"], json!(blob));
+    let (status, _, _) = h
+        .raw(
+            "GET",
+            &format!("/jmap/download/{bob_aid}/{blob}/x"),
+            Some(&bob_auth),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "his own upload");
+}
