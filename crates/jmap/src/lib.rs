@@ -22,6 +22,7 @@ pub mod devices;
 mod http;
 mod identity;
 pub mod ids;
+pub mod listener;
 mod mail;
 mod push;
 mod session;
@@ -53,6 +54,10 @@ pub struct JmapConfig {
     pub max_size_request: usize,
     pub max_objects_in_get: usize,
     pub max_objects_in_set: usize,
+    /// Largest JMAP Response object (JSON bytes) one request may build; a call whose result
+    /// would pass it gets `requestTooLarge`. Advertised as `maxSizeResponse` in the core
+    /// capability (a Bulwark extension; RFC 8620 §2 has no such limit).
+    pub max_size_response: usize,
     /// Lifetime of access tokens issued by `POST /auth/token`.
     pub token_ttl_secs: i64,
     /// Lifetime of refresh tokens.
@@ -64,6 +69,12 @@ pub struct JmapConfig {
     pub data_dir: Option<PathBuf>,
     /// Default `ping` interval bounds for EventSource (seconds).
     pub min_ping_secs: u64,
+    /// How often an open EventSource or WebSocket re-checks the credential it was opened
+    /// with; it ends once that is revoked, expired or changed (issue 13 item 8).
+    pub push_recheck: std::time::Duration,
+    /// Keep-alive of push connections (SSE comment, WebSocket ping), so the listener's idle
+    /// timeout does not close a quiet but healthy one. Keep it well under that timeout.
+    pub push_keepalive: std::time::Duration,
     /// Largest message accepted by Email/import, Email/set create and EmailSubmission.
     pub max_message_size: usize,
 }
@@ -80,11 +91,14 @@ impl Default for JmapConfig {
             max_size_request: 10 * 1024 * 1024,
             max_objects_in_get: 500,
             max_objects_in_set: 500,
+            max_size_response: 16 * 1024 * 1024,
             token_ttl_secs: 3600,
             refresh_ttl_secs: 30 * 24 * 3600,
             queue_lifetime_secs: 5 * 24 * 3600,
             data_dir: None,
             min_ping_secs: 5,
+            push_recheck: std::time::Duration::from_secs(2),
+            push_keepalive: std::time::Duration::from_secs(25),
             max_message_size: 50 * 1024 * 1024,
         }
     }
@@ -102,6 +116,8 @@ pub struct JmapServer {
     pub(crate) identities: identity::IdentityStore,
     /// Requests in flight per account (RFC 8620 §2 maxConcurrentRequests).
     pub(crate) in_flight: Mutex<HashMap<AccountId, usize>>,
+    /// Uploads in flight per account (RFC 8620 §2 maxConcurrentUpload).
+    pub(crate) uploads_in_flight: Mutex<HashMap<AccountId, usize>>,
 }
 
 impl JmapServer {
@@ -129,6 +145,7 @@ impl JmapServer {
             vacation,
             identities,
             in_flight: Mutex::new(HashMap::new()),
+            uploads_in_flight: Mutex::new(HashMap::new()),
         })
     }
 
@@ -161,15 +178,22 @@ impl JmapServer {
         }
     }
 
-    /// Serves the router on `listener` until the task is dropped.
+    /// Serves the router on `listener` with the default [`listener::HttpLimits`] until the
+    /// task is dropped.
     pub async fn run(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        self.run_with(listener, listener::HttpLimits::default())
+            .await;
+    }
+
+    /// [`JmapServer::run`] with the given connection limits and timeouts.
+    pub async fn run_with(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        limits: listener::HttpLimits,
+    ) {
         self.migrate_legacy_files().await;
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "JMAP HTTP server stopped");
-        }
+        let app = self.router();
+        listener::serve(listener, app, limits, std::future::pending()).await;
     }
 
     /// The vacation auto-responder (a hook of the pipeline; [`JmapServer::set_pipeline`]).

@@ -172,6 +172,8 @@ pub struct Limits {
     pub smtp_idle_timeout: Duration,
     pub imap_idle_timeout: Duration,
     pub imap_login_timeout: Duration,
+    pub http_header_timeout: Duration,
+    pub http_idle_timeout: Duration,
     pub max_recipients: usize,
     pub spool_max_bytes: u64,
     pub spool_max_messages: u64,
@@ -334,6 +336,8 @@ impl Config {
             smtp_idle_timeout: v.duration("limits.smtp_idle_timeout"),
             imap_idle_timeout: v.duration("limits.imap_idle_timeout"),
             imap_login_timeout: v.duration("limits.imap_login_timeout"),
+            http_header_timeout: v.duration("limits.http_header_timeout"),
+            http_idle_timeout: v.duration("limits.http_idle_timeout"),
             max_recipients: v.int("limits.max_recipients") as usize,
             spool_max_bytes: v.int("limits.spool_max_bytes"),
             spool_max_messages: v.int("limits.spool_max_messages"),
@@ -410,6 +414,8 @@ impl Config {
             "limits.smtp_idle_timeout",
             "limits.imap_idle_timeout",
             "limits.imap_login_timeout",
+            "limits.http_header_timeout",
+            "limits.http_idle_timeout",
         ] {
             if let Some(Entry {
                 value: Parsed::Duration(d),
