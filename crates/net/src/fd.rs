@@ -19,6 +19,7 @@ pub struct NofileLimit {
 #[cfg(unix)]
 // `rlim_t` is `u64` on Linux but not on every Unix.
 #[allow(clippy::unnecessary_cast)]
+#[allow(unsafe_code)] // FFI: see the SAFETY comments inside
 pub fn raise_nofile_limit() -> std::io::Result<NofileLimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
