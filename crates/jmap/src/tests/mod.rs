@@ -1,6 +1,7 @@
 //! Tests through the axum router (tower `oneshot`) and real sockets, on a temp SqliteStore.
 
 mod core_api;
+mod identity;
 mod mail;
 mod outage;
 mod push_auth;
