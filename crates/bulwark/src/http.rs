@@ -50,6 +50,8 @@ pub async fn run(
     );
     let web = bulwark_web::router(shared.store.clone(), shared.auth.clone(), signer);
     jmap.set_pipeline(shared.pipeline.clone());
+    // Before serving: what older versions kept in `data_dir` (identities, vacation) moves
+    // into the store.
     jmap.migrate_legacy_files().await;
     let app = jmap
         .router()

@@ -14,7 +14,8 @@
 //! Layout: `http` (routes, auth, token endpoint), `session` (session resource), `api`
 //! (request parsing, dispatch, errors, result references), `mail/*` (RFC 8621 types),
 //! `submission`, `vacation`, `push` (EventSource + WebSocket), `devices` (the account's list of
-//! signed-in sessions, shared with the web client).
+//! signed-in sessions, shared with the web client), `legacy` (one-time migration of the JSON
+//! files older versions kept in `data_dir`).
 
 pub mod api;
 mod blob;
@@ -22,6 +23,7 @@ pub mod devices;
 mod http;
 mod identity;
 pub mod ids;
+pub mod legacy;
 pub mod listener;
 mod mail;
 mod push;
@@ -64,8 +66,9 @@ pub struct JmapConfig {
     pub refresh_ttl_secs: i64,
     /// How long the outbound queue keeps trying a remote recipient (EmailSubmission).
     pub queue_lifetime_secs: i64,
-    /// Where JMAP-only state (identities, vacation response, submissions) is kept as JSON
-    /// files; `None` keeps it in memory only.
+    /// Where older versions kept JMAP state (identities, vacation response) as JSON files,
+    /// migrated once into the store ([`JmapServer::migrate_legacy_files`]); `None`: nothing
+    /// to migrate.
     pub data_dir: Option<PathBuf>,
     /// Default `ping` interval bounds for EventSource (seconds).
     pub min_ping_secs: u64,
@@ -113,7 +116,6 @@ pub struct JmapServer {
     /// The node's delivery pipeline (this server's own unless [`JmapServer::set_pipeline`]).
     pub(crate) pipeline: std::sync::RwLock<Arc<bulwark_core::Pipeline>>,
     pub(crate) vacation: Arc<vacation::VacationResponder>,
-    pub(crate) identities: identity::IdentityStore,
     /// Requests in flight per account (RFC 8620 §2 maxConcurrentRequests).
     pub(crate) in_flight: Mutex<HashMap<AccountId, usize>>,
     /// Uploads in flight per account (RFC 8620 §2 maxConcurrentUpload).
@@ -132,7 +134,6 @@ impl JmapServer {
             store.clone(),
             cfg.hostname.clone(),
         ));
-        let identities = identity::IdentityStore::new(cfg.data_dir.clone());
         let pipeline =
             bulwark_core::Pipeline::new(store.clone(), queue_wakeup, cfg.queue_lifetime_secs);
         pipeline.add_hook(vacation.clone());
@@ -143,7 +144,6 @@ impl JmapServer {
             signer,
             pipeline: std::sync::RwLock::new(pipeline),
             vacation,
-            identities,
             in_flight: Mutex::new(HashMap::new()),
             uploads_in_flight: Mutex::new(HashMap::new()),
         })
@@ -168,12 +168,17 @@ impl JmapServer {
         http::router(self)
     }
 
-    /// Moves what earlier versions kept in `data_dir` into the store (once; then the files
-    /// are removed). Call before serving.
+    /// Moves what older versions kept as JSON files in `data_dir` (identities, the vacation
+    /// response) into the store, once; then the files are removed. Call before serving. A
+    /// failure is logged and the file kept for the next start; serving goes on.
     pub async fn migrate_legacy_files(&self) {
-        if let Some(dir) = &self.cfg.data_dir
-            && let Err(e) = self.vacation.migrate_legacy_file(dir).await
-        {
+        let Some(dir) = &self.cfg.data_dir else {
+            return;
+        };
+        if let Err(e) = identity::migrate_legacy_file(self.store.as_ref(), dir).await {
+            tracing::warn!(error = %e, "legacy identities not migrated; will retry at next start");
+        }
+        if let Err(e) = self.vacation.migrate_legacy_file(dir).await {
             tracing::warn!(error = %e, "cannot move the old vacation file into the store yet");
         }
     }

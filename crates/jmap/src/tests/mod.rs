@@ -1,6 +1,8 @@
 //! Tests through the axum router (tower `oneshot`) and real sockets, on a temp SqliteStore.
 
 mod core_api;
+mod devices;
+mod identity;
 mod listener;
 mod mail;
 mod outage;
