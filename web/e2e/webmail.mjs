@@ -58,6 +58,13 @@ async function checkServerSide(base) {
   if (problems.length) throw new Error(`server side missing:\n  - ${problems.join('\n  - ')}`);
 }
 
+/** Clicks a mailbox and waits until its list is shown: the scroller is no longer busy
+ * (aria-busy is set from the click until the cache or the server answered) and has rows. */
+async function openMailbox(page, role, timeout = 15000) {
+  await page.click(`.mb[data-role=${role}]`);
+  await page.waitForSelector('.scroller:not([aria-busy]) .row[data-id]', { timeout });
+}
+
 /** The open message's frame; looked up afresh because the reader may re-render it. */
 async function frameOf(page) {
   return waitFor('the mail frame', async () => {
@@ -281,7 +288,7 @@ async function main() {
     if (scripts !== 0) throw new Error(`XSS corpus: ${scripts} active elements survived in the frame`);
     console.log('  no script ran, no dialog, no remote request, no active element survived');
     await shot(page, '09a-xss-corpus');
-    await page.click('.mb[data-role=inbox]');
+    await openMailbox(page, 'inbox');
 
     step('keyboard-only pass: j/k, /, Escape');
     await page.keyboard.press('Escape');
@@ -295,6 +302,12 @@ async function main() {
     const back = await page.getAttribute('.row.current', 'data-index');
     if (!(first === '0' && second === '1' && back === '0')) findings.push(`j/k moved ${first}→${second}→${back} (expected 0→1→0)`);
     else console.log('  j/k: 0→1→0 ok');
+    // A key pressed while a list is (re)loading is not lost: it acts once the list is shown.
+    await page.click('.mb[data-role=archive]');
+    await page.click('.mb[data-role=inbox]');
+    await page.keyboard.press('j');
+    await page.waitForSelector('.scroller:not([aria-busy]) .row.current[data-index="0"]', { timeout: 15000 });
+    console.log('  j pressed during the list reload opened row 0');
     await page.keyboard.press('Escape');
     await page.keyboard.press('/');
     const focused = await page.evaluate(() => document.activeElement?.id);
@@ -359,7 +372,7 @@ async function main() {
     await page.keyboard.press('e');
     await page.waitForSelector('#toast.show:has-text("moved to")', { timeout: 10000 });
     await page.waitForSelector(ROW_KBD, { state: 'detached', timeout: 10000 });
-    await page.click('.mb[data-role=archive]');
+    await openMailbox(page, 'archive');
     await page.waitForSelector(ROW_KBD, { timeout: 15000 });
     console.log('  e: archived');
     await page.focus('.scroller');

@@ -1,6 +1,6 @@
 // The mail screen: top bar, mailbox tree, virtualised message list, reading pane; keyboard
 // shortcuts, live updates (push), offline banner and outbox.
-import { handleShortcut } from './shortcuts';
+import { handleShortcut, replayPendingKeys } from './shortcuts';
 import { type Auth, type Connectivity, isNetworkError } from './auth';
 import { cache } from './cache';
 import { clear, formatDate, h, icon, toast } from './dom';
@@ -52,6 +52,10 @@ export class MailApp {
   private el: Record<string, HTMLElement> = {};
   private keyHandler = (e: KeyboardEvent) => handleShortcut(this, e);
   settingsOpen = false;
+  /** True from a new mailbox or search until its list is shown (then queued keys replay). */
+  listLoading = true;
+  /** List keys pressed while the list was loading (src/shortcuts.ts). */
+  pendingKeys: string[] = [];
 
   constructor(private root: HTMLElement, public auth: Auth, public jmap: Jmap, public net: Connectivity) {
     this.outbox = new Outbox(idbOutbox, async (m) => {
@@ -102,6 +106,7 @@ export class MailApp {
       if (!isNetworkError(e)) toast(e instanceof Error ? e.message : String(e));
       this.onConnectivity(false);
     }
+    this.markListReady(this.generation);
     this.renderBanner();
   }
 
@@ -213,7 +218,7 @@ export class MailApp {
     this.el.listTitle = h('h2', { id: 'list-title' });
     this.el.spacer = h('div.spacer-rows', { role: 'presentation' });
     // The list is one tab stop; j/k move the current row, announced via aria-activedescendant.
-    this.el.scroller = h('div.scroller', { tabindex: '0', role: 'listbox', 'aria-multiselectable': 'true', 'aria-labelledby': 'list-title', onscroll: () => this.renderRows() }, this.el.spacer);
+    this.el.scroller = h('div.scroller', { tabindex: '0', role: 'listbox', 'aria-multiselectable': 'true', 'aria-labelledby': 'list-title', 'aria-busy': 'true', onscroll: () => this.renderRows() }, this.el.spacer);
     this.el.moveSelect = h('select', { 'aria-label': 'Move selected to', onchange: (e: Event) => this.moveSelected((e.target as HTMLSelectElement).value) });
     const toolbar = h(
       'div.list-toolbar',
@@ -389,7 +394,11 @@ export class MailApp {
     this.resetList();
     this.renderSidebar();
     this.showMail();
-    void this.loadList(true).then(() => this.loadList(false)).catch(() => {});
+    const gen = this.generation;
+    void this.loadList(true)
+      .then(() => this.loadList(false))
+      .catch(() => {})
+      .finally(() => this.markListReady(gen));
   }
 
   openSearch(q: string) {
@@ -398,7 +407,10 @@ export class MailApp {
     this.resetList();
     this.renderSidebar();
     this.showMail();
-    void this.loadList(false).catch((e) => toast(isNetworkError(e) ? 'Search needs the server' : String(e)));
+    const gen = this.generation;
+    void this.loadList(false)
+      .catch((e) => toast(isNetworkError(e) ? 'Search needs the server' : String(e)))
+      .finally(() => this.markListReady(gen));
   }
 
   private resetList() {
@@ -409,7 +421,25 @@ export class MailApp {
     this.current = -1;
     this.loadingChunks.clear();
     this.generation++;
+    this.listLoading = true;
+    this.pendingKeys = [];
+    this.el.scroller.setAttribute('aria-busy', 'true');
     this.el.scroller.scrollTop = 0;
+    // The old list's rows point at positions of a list that is gone: show "Loading…" instead.
+    this.renderRows();
+  }
+
+  /**
+   * The list of generation `gen` is shown (from the cache or the server) or could not be
+   * loaded: keys pressed meanwhile now act on it, in order.
+   */
+  private markListReady(gen: number) {
+    if (gen !== this.generation) return;
+    const wasLoading = this.listLoading;
+    this.listLoading = false;
+    this.el.scroller?.removeAttribute('aria-busy');
+    this.renderRows();
+    if (wasLoading) replayPendingKeys(this);
   }
 
   private showMail() {
@@ -442,6 +472,8 @@ export class MailApp {
       this.ids = c.ids.slice();
       this.total = this.net.online ? c.total : c.ids.length;
       for (const r of c.rows) this.rows.set(r.id, r);
+      // A cached empty list may be stale: keys keep waiting for the server's answer then.
+      if (c.ids.length || !this.net.online) return this.markListReady(gen);
       return this.renderRows();
     }
     const accountId = this.jmap.accountId;
@@ -462,7 +494,7 @@ export class MailApp {
     for (const e of (g?.[1]?.list ?? []) as Email[]) this.rows.set(e.id, e);
     const known = new Set(ids);
     for (const id of Array.from(this.selected)) if (!known.has(id)) this.selected.delete(id);
-    this.renderRows();
+    this.markListReady(gen);
     if (this.total <= PREFETCH_IDS_UP_TO) void this.prefetchIds(gen);
     void cache.saveList(key, { ids, total: this.total, rows: ids.map((id) => this.rows.get(id)).filter((e): e is Email => !!e) });
   }
@@ -527,7 +559,8 @@ export class MailApp {
     const spacer = this.el.spacer;
     spacer.style.height = `${this.total * ROW_HEIGHT}px`;
     if (this.total === 0) {
-      clear(spacer, h('div.empty', null, this.view.kind === 'search' ? 'No messages match.' : 'No messages here.'));
+      const empty = this.listLoading ? 'Loading…' : this.view.kind === 'search' ? 'No messages match.' : 'No messages here.';
+      clear(spacer, h('div.empty', null, empty));
       spacer.style.height = 'auto';
       return;
     }
