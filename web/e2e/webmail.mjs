@@ -395,6 +395,29 @@ async function main() {
     await shot(page, '11-phone-reading');
     await page.keyboard.press('Escape');
     await shot(page, '12-phone-list');
+    step('phone width: a notice goes away and never covers Compose or Send');
+    await page.click('.fab');
+    await page.waitForSelector('#compose-to');
+    await page.fill('#compose-to', BOB);
+    await page.fill('#compose-subject', 'From the phone');
+    await page.fill('#compose-body', 'Short note.');
+    await page.click('#compose-send');
+    await page.waitForSelector('#toast.show:has-text("Message sent")', { timeout: 15000 });
+    await shot(page, '12a-phone-notice');
+    await page.waitForSelector('#toast', { state: 'hidden', timeout: 10000 });
+    const fabFree = await page.evaluate(() => {
+      const r = document.querySelector('.fab').getBoundingClientRect();
+      const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+      return hit?.closest('.fab') ? true : hit?.outerHTML.slice(0, 80);
+    });
+    if (fabFree !== true) throw new Error(`at phone width the Compose button is covered by ${fabFree}`);
+    await page.click('.fab', { trial: true, timeout: 5000 });
+    await page.keyboard.press('c');
+    await page.waitForSelector('#compose-send');
+    await page.click('#compose-send', { trial: true, timeout: 5000 });
+    await shot(page, '12b-phone-compose');
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('.composer', { state: 'detached', timeout: 15000 });
     await page.setViewportSize({ width: 1366, height: 860 });
     await page.click('button[aria-label="Toggle dark theme"]');
 
