@@ -243,6 +243,15 @@ function textHost(text: string): string | null {
   return m ? m[1].toLowerCase().replace(/^www\./, '') : null;
 }
 
+/**
+ * `<base>` never survives (DOMPurify drops it), but merely parsing one makes Chromium check it
+ * against the app's CSP (`base-uri 'none'`) — the inert parse document inherits it — and log a
+ * violation for every such mail. Renamed to an unknown element first, which is dropped too.
+ */
+function withoutBaseTags(html: string): string {
+  return html.replace(/<(\/?)base(?=[\t\n\f\r />]|$)/gi, '<$1x-base');
+}
+
 export function sanitizeHtml(input: string, opts: SanitizeOptions = { allowRemote: false }): Sanitized {
   const count = { n: 0 };
   let suspicious = 0;
@@ -302,7 +311,7 @@ export function sanitizeHtml(input: string, opts: SanitizeOptions = { allowRemot
       if (/^on/i.test(attr.name)) el.removeAttribute(attr.name);
     }
   });
-  const html = purify.sanitize(input, {
+  const html = purify.sanitize(withoutBaseTags(input), {
     WHOLE_DOCUMENT: false,
     FORBID_TAGS,
     FORBID_ATTR,
@@ -347,4 +356,87 @@ export function frameDocument(sanitizedHtml: string, opts: { allowRemote: boolea
     `blockquote{margin:0 0 0 .5em;padding-left:.8em;border-left:3px solid #9ca3af;color:inherit}pre{white-space:pre-wrap}</style>` +
     `</head><body>${sanitizedHtml}</body></html>`
   );
+}
+
+/** Elements whose content is never text a reader sees. */
+const NOT_TEXT = new Set(['SCRIPT', 'STYLE', 'HEAD', 'TITLE', 'TEMPLATE', 'NOSCRIPT', 'SVG', 'MATH', 'OBJECT', 'IFRAME', 'SELECT', 'META', 'LINK']);
+/** Elements that start and end a line. */
+const BLOCK = new Set([
+  'ADDRESS', 'ARTICLE', 'ASIDE', 'BLOCKQUOTE', 'CENTER', 'DD', 'DIV', 'DL', 'DT', 'FIELDSET', 'FIGCAPTION', 'FIGURE', 'FOOTER', 'FORM',
+  'H1', 'H2', 'H3', 'H4', 'H5', 'H6', 'HEADER', 'HR', 'LI', 'MAIN', 'NAV', 'OL', 'P', 'PRE', 'SECTION', 'TABLE', 'TBODY', 'THEAD', 'TFOOT', 'TR', 'UL',
+]);
+/** Blocks followed by an empty line, as they are shown. */
+const PARAGRAPH = new Set(['P', 'H1', 'H2', 'H3', 'H4', 'H5', 'H6', 'TABLE', 'UL', 'OL', 'BLOCKQUOTE', 'PRE']);
+
+/**
+ * The text of an HTML mail as it reads when shown (for quoting it in a reply or forward):
+ * paragraphs and line breaks kept, list items as "- ", quotes as "> ", links as "text <url>".
+ * The HTML is parsed by DOMParser into an inert document — nothing in it is fetched or run, and
+ * it never touches the app's own document.
+ */
+export function htmlToText(html: string): string {
+  const doc = new DOMParser().parseFromString(withoutBaseTags(html), 'text/html');
+  return renderText(doc.body ?? doc.documentElement).replace(/[ \t]+\n/g, '\n').replace(/\n{3,}/g, '\n\n').trim();
+}
+
+function renderText(root: Node): string {
+  let out = '';
+  const atLineStart = () => out === '' || out.endsWith('\n');
+  const newlines = (n: number) => {
+    if (out === '') return;
+    const have = /\n*$/.exec(out)?.[0].length ?? 0;
+    if (have < n) out += '\n'.repeat(n - have);
+  };
+  const walk = (node: Node, pre: boolean) => {
+    if (node.nodeType === 3) {
+      let t = node.nodeValue ?? '';
+      if (!pre) {
+        t = t.replace(/[ \t\n\r\f]+/g, ' ');
+        if (atLineStart() || out.endsWith(' ')) t = t.replace(/^ /, '');
+      }
+      out += t;
+      return;
+    }
+    if (node.nodeType !== 1) return;
+    const el = node as Element;
+    const tag = el.tagName.toUpperCase();
+    if (NOT_TEXT.has(tag)) return;
+    if (tag === 'BR') {
+      out = out.replace(/ $/, '') + '\n';
+      return;
+    }
+    if (tag === 'HR') {
+      newlines(1);
+      out += '----------\n';
+      return;
+    }
+    if (tag === 'IMG') {
+      const alt = (el.getAttribute('alt') ?? '').trim();
+      if (alt) out += `[${alt}]`;
+      return;
+    }
+    if (tag === 'BLOCKQUOTE') {
+      newlines(2);
+      const inner = renderText(el).replace(/\n{3,}/g, '\n\n').trim();
+      if (inner) out += inner.split('\n').map((l) => (l ? `> ${l}` : '>')).join('\n') + '\n';
+      newlines(2);
+      return;
+    }
+    const block = BLOCK.has(tag);
+    if (block) newlines(PARAGRAPH.has(tag) ? 2 : 1);
+    if (tag === 'LI') {
+      const ol = el.parentElement?.tagName.toUpperCase() === 'OL';
+      out += ol ? `${Array.from(el.parentElement?.children ?? []).filter((c) => c.tagName.toUpperCase() === 'LI').indexOf(el) + 1}. ` : '- ';
+    }
+    if ((tag === 'TD' || tag === 'TH') && !atLineStart() && !out.endsWith(' ')) out += ' ';
+    for (const c of Array.from(el.childNodes)) walk(c, pre || tag === 'PRE');
+    if (tag === 'A') {
+      const href = (el.getAttribute('href') ?? '').trim();
+      const text = (el.textContent ?? '').trim();
+      if (/^https?:/i.test(href) && text && text !== href && text.replace(/\/$/, '') !== href.replace(/\/$/, '')) out += ` <${href}>`;
+    }
+    if (block) newlines(PARAGRAPH.has(tag) ? 2 : 1);
+  };
+  for (const c of Array.from(root.childNodes)) walk(c, false);
+  return out;
 }
