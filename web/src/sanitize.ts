@@ -376,15 +376,25 @@ const PARAGRAPH = new Set(['P', 'H1', 'H2', 'H3', 'H4', 'H5', 'H6', 'TABLE', 'UL
  */
 export function htmlToText(html: string): string {
   const doc = new DOMParser().parseFromString(withoutBaseTags(html), 'text/html');
-  return renderText(doc.body ?? doc.documentElement).replace(/[ \t]+\n/g, '\n').replace(/\n{3,}/g, '\n\n').trim();
+  const root = doc.body ?? doc.documentElement;
+  let text: string;
+  try {
+    text = renderText(root);
+  } catch {
+    // Nesting deeper than the stack (a hostile mail): the plain text content will do.
+    text = root.textContent ?? '';
+  }
+  return text.replace(/[ \t]+\n/g, '\n').replace(/\n{3,}/g, '\n\n').trim();
 }
 
 function renderText(root: Node): string {
   let out = '';
   const atLineStart = () => out === '' || out.endsWith('\n');
+  // Looks only at the end of `out` (a regex anchored at $ would scan all of it, each time).
   const newlines = (n: number) => {
     if (out === '') return;
-    const have = /\n*$/.exec(out)?.[0].length ?? 0;
+    let have = 0;
+    while (have < n && out[out.length - 1 - have] === '\n') have++;
     if (have < n) out += '\n'.repeat(n - have);
   };
   const walk = (node: Node, pre: boolean) => {
@@ -402,7 +412,8 @@ function renderText(root: Node): string {
     const tag = el.tagName.toUpperCase();
     if (NOT_TEXT.has(tag)) return;
     if (tag === 'BR') {
-      out = out.replace(/ $/, '') + '\n';
+      if (out.endsWith(' ')) out = out.slice(0, -1);
+      out += '\n';
       return;
     }
     if (tag === 'HR') {
