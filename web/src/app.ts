@@ -51,6 +51,24 @@ export class MailApp {
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private el: Record<string, HTMLElement> = {};
   private keyHandler = (e: KeyboardEvent) => handleShortcut(this, e);
+  /**
+   * While mail is dragged, the list and the mailbox tree are not rebuilt (a push refresh used to
+   * replace the dragged row and the drop target mid-drag, and the drop was lost); the renders
+   * asked for meanwhile happen when the drag ends.
+   */
+  private dragging = false;
+  private renderDeferred = false;
+  private dragEnded = () => {
+    if (!this.dragging) return;
+    // After the drop handlers of this event have run.
+    setTimeout(() => {
+      this.dragging = false;
+      if (!this.renderDeferred) return;
+      this.renderDeferred = false;
+      this.renderSidebar();
+      this.renderRows();
+    }, 0);
+  };
   settingsOpen = false;
   /** True from a new mailbox or search until its list is shown (then queued keys replay). */
   listLoading = true;
@@ -87,6 +105,8 @@ export class MailApp {
   async start() {
     this.renderShell();
     document.addEventListener('keydown', this.keyHandler);
+    document.addEventListener('dragend', this.dragEnded, true);
+    document.addEventListener('drop', this.dragEnded, true);
     this.net.on((online) => this.onConnectivity(online));
     this.outboxItems = await this.outbox.items().catch(() => []);
     // Cached first, so the screen is useful at once (and while the server is down).
@@ -112,6 +132,8 @@ export class MailApp {
 
   destroy() {
     document.removeEventListener('keydown', this.keyHandler);
+    document.removeEventListener('dragend', this.dragEnded, true);
+    document.removeEventListener('drop', this.dragEnded, true);
     this.stopPush?.();
     clearInterval(this.probeTimer);
   }
@@ -307,6 +329,10 @@ export class MailApp {
   renderSidebar() {
     const sb = this.el.sidebar;
     if (!sb) return;
+    if (this.dragging) {
+      this.renderDeferred = true;
+      return;
+    }
     const items = this.sortedTree().map(({ mb, depth }) => {
       const active = this.view.kind === 'mailbox' && this.view.mailboxId === mb.id && !this.settingsOpen;
       const btn = h(
@@ -555,6 +581,10 @@ export class MailApp {
   renderRows() {
     const sc = this.el.scroller;
     if (!sc) return;
+    if (this.dragging) {
+      this.renderDeferred = true;
+      return;
+    }
     this.el.listTitle.textContent = `${this.title()}${this.total ? ` (${this.total.toLocaleString()})` : ''}`;
     const spacer = this.el.spacer;
     spacer.style.height = `${this.total * ROW_HEIGHT}px`;
@@ -604,6 +634,7 @@ export class MailApp {
         class: [unread ? 'unread' : '', selected ? 'selected' : '', this.current === i ? 'current' : ''].join(' '),
         draggable: 'true',
         ondragstart: (ev: DragEvent) => {
+          this.dragging = true;
           const ids = this.selected.has(e.id) ? Array.from(this.selected) : [e.id];
           ev.dataTransfer?.setData('text/x-bulwark-ids', ids.join(','));
           ev.dataTransfer?.setData('text/plain', `${ids.length} message(s)`);
