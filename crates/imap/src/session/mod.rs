@@ -655,10 +655,13 @@ fn store_error_reply(command: &str, e: &StoreError) -> (&'static str, String) {
             "INUSE",
             format!("{command} failed: changed at the same time by another session; try again"),
         ),
-        StoreError::Unavailable(why) => (
-            "UNAVAILABLE",
-            format!("{command} failed: the mail store is unavailable ({why}); try again later"),
-        ),
+        StoreError::Unavailable(why) => {
+            tracing::debug!(command, error = %why, "IMAP: store unavailable");
+            (
+                "UNAVAILABLE",
+                format!("{command} failed: the mail store is unavailable; try again later"),
+            )
+        }
         StoreError::CannotCalculateChanges(_) => ("SERVERBUG", format!("{command} failed: {e}")),
         StoreError::Internal(why) => {
             tracing::error!(command, error = %why, "IMAP: internal store error");

@@ -121,7 +121,11 @@ impl From<StoreError> for MethodError {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::Unavailable(_) => {
-                MethodError::new(MethodErrorKind::ServerUnavailable, e.to_string())
+                tracing::debug!(error = %e, "JMAP method: store unavailable");
+                MethodError::new(
+                    MethodErrorKind::ServerUnavailable,
+                    "the mail store is unavailable right now; try again later",
+                )
             }
             StoreError::CannotCalculateChanges(_) => {
                 MethodError::new(MethodErrorKind::CannotCalculateChanges, e.to_string())
