@@ -29,6 +29,8 @@ pub(crate) struct MemEntry {
     /// The stored argon2 hash the password matched.
     pub matched_hash: String,
     pub credential: Credential,
+    /// The app password's id when `credential` is an app password.
+    pub app_password_id: Option<i64>,
     /// Whether TOTP was enabled when this was verified (used only while the store is down).
     pub totp_enabled: bool,
     pub at: Instant,
@@ -120,6 +122,7 @@ mod tests {
             },
             matched_hash: "h".into(),
             credential: Credential::AccountPassword,
+            app_password_id: None,
             totp_enabled: false,
             at,
         }

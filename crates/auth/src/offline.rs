@@ -75,6 +75,9 @@ pub(crate) struct OfflineEntry {
     /// The stored argon2 hash the password matched.
     pub matched_hash: String,
     pub credential: Credential,
+    /// The app password's id (absent in entries written before it was recorded).
+    #[serde(default)]
+    pub app_password_id: Option<i64>,
     pub totp_enabled: bool,
     /// Unix seconds of the last successful online verification.
     pub verified_at: i64,
@@ -322,6 +325,7 @@ mod tests {
             created_at: 1,
             matched_hash: hash.into(),
             credential: Credential::AccountPassword,
+            app_password_id: None,
             totp_enabled: false,
             verified_at: at,
         }

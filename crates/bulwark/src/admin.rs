@@ -6,6 +6,7 @@ use crate::config::StoreBackend;
 use crate::config::values::check_hostname;
 use crate::password_input::read_new_password;
 use anyhow::{Context, anyhow, bail};
+use bulwark_auth::token;
 use bulwark_store::{Account, NewAccount, QueueId, Store};
 use std::sync::Arc;
 
@@ -154,7 +155,24 @@ pub async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::Result<(
             store
                 .account_set_password(account.id, &hash(&password).await?)
                 .await?;
-            println!("password changed for {}", account.address);
+            // Issue 13 item 13: every token issued before stops working (running nodes pick
+            // this up within CREDENTIAL_REFRESH_INTERVAL).
+            let now = bulwark_store::now_unix();
+            let epoch = token::account_epoch(
+                account.id,
+                None,
+                token::now_ms(),
+                now + token::CREDENTIAL_REVOCATION_KEEP_SECS,
+            );
+            token::publish_credentials(store, &epoch, now)
+                .await
+                .map_err(|e| {
+                    anyhow!("password changed, but its tokens could not be revoked: {e}")
+                })?;
+            println!(
+                "password changed for {}; every session signed in before is signed out",
+                account.address
+            );
         }
         AccountCommand::Delete { address } => {
             let account = account_for(store, &address).await?;
@@ -231,6 +249,17 @@ async fn app_password(store: &dyn Store, cmd: AppPasswordCommand) -> anyhow::Res
                     anyhow!("{} has no app password \"{name_or_id}\"", account.address)
                 })?;
             store.app_password_delete(account.id, found.id).await?;
+            let now = bulwark_store::now_unix();
+            let revocation = token::app_password_revocation(
+                account.id,
+                found.id,
+                now + token::CREDENTIAL_REVOCATION_KEEP_SECS,
+            );
+            token::publish_credentials(store, &revocation, now)
+                .await
+                .map_err(|e| {
+                    anyhow!("app password deleted, but its tokens could not be revoked: {e}")
+                })?;
             println!(
                 "deleted app password \"{}\" of {}",
                 found.name, account.address

@@ -241,3 +241,50 @@ async fn refresh_task_publishes_a_revocation_without_waiting_for_the_interval() 
     }
     task.abort();
 }
+
+/// Issue 13 item 13: an admin command publishes an account epoch to the store; a running
+/// node adopts it at its next credential sync, and so does a node started afterwards.
+#[tokio::test]
+async fn account_epoch_published_to_the_store_reaches_running_and_restarted_nodes() {
+    let f = fixture();
+    let d1 = tempfile::tempdir().unwrap();
+    let n1 = TokenSigner::load_shared(f.store.as_ref(), d1.path())
+        .await
+        .unwrap();
+    let now = now_unix();
+    let token = access(&n1, now);
+    assert!(n1.verify(&token, TokenKind::Access, now).is_ok());
+    publish_credentials(
+        f.store.as_ref(),
+        &account_epoch(AccountId(1), None, now_ms(), now + TTL),
+        now,
+    )
+    .await
+    .unwrap();
+    n1.sync_credentials(f.store.as_ref()).await.unwrap();
+    assert_eq!(
+        n1.verify(&token, TokenKind::Access, now),
+        Err(TokenError::Revoked)
+    );
+    let d2 = tempfile::tempdir().unwrap();
+    let n2 = TokenSigner::load_shared(f.store.as_ref(), d2.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        n2.verify(&token, TokenKind::Access, now),
+        Err(TokenError::Revoked)
+    );
+    // A local revocation survives a store outage and a restart (local file).
+    let other = n2.issue(TokenKind::Access, AccountId(2), "b", TTL, now);
+    f.flaky.set_down(true);
+    n2.revoke_credentials(&account_epoch(AccountId(2), None, now_ms(), now + TTL))
+        .unwrap();
+    drop(n2);
+    let n2 = TokenSigner::load_shared(f.store.as_ref(), d2.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        n2.verify(&other, TokenKind::Access, now),
+        Err(TokenError::Revoked)
+    );
+}
