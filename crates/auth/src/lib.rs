@@ -17,6 +17,7 @@
 //! [`Authenticator::with_offline_cache`], on disk (sealed) for logins while the auth store is
 //! unreachable (issue 6).
 
+pub mod at_rest;
 mod memcache;
 mod offline;
 mod password;

@@ -431,7 +431,7 @@ impl TokenSigner {
         let cached = match read_optional(&cache_path)? {
             Some(bytes) => match std::str::from_utf8(&bytes)
                 .map_err(storage)
-                .and_then(KeySet::parse)
+                .and_then(|text| KeySet::parse_stored(text, keyset::KEYSET_CACHE_CONTEXT))
             {
                 Ok(set) => Some(set),
                 Err(e) => {
@@ -479,7 +479,10 @@ impl TokenSigner {
                 None => return Err(e),
             },
         };
-        write_private(&cache_path, set.to_json()?.as_bytes())?;
+        write_private(
+            &cache_path,
+            set.to_stored(keyset::KEYSET_CACHE_CONTEXT)?.as_bytes(),
+        )?;
         let revoked = read_revocations(data_dir)?;
         let local_credentials = read_credential_revocations(data_dir)?;
         let mut credentials = local_credentials.clone();
@@ -520,7 +523,10 @@ impl TokenSigner {
         let changed = set != mine;
         if changed {
             let keys = Keys::new(set)?;
-            write_private(cache_path, keys.set.to_json()?.as_bytes())?;
+            write_private(
+                cache_path,
+                keys.set.to_stored(keyset::KEYSET_CACHE_CONTEXT)?.as_bytes(),
+            )?;
             *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
             tracing::info!("token signing keys refreshed from the store");
         }

@@ -12,7 +12,28 @@ use std::sync::Arc;
 
 /// Opens the configured store: the embedded SQLite store in `data_dir`, or PostgreSQL
 /// (`store = "postgres://…"`, schema created or migrated on first use).
+///
+/// Also makes the data dir private (0700, files 0600: issue 13 item 2) and loads the secret
+/// key that seals token keys and TOTP secrets at rest (`BULWARK_SECRET_KEY`, else
+/// `data_dir/secret.key`, created for the embedded store; a shared store without a key keeps
+/// them in clear, with a warning).
 pub async fn open_store(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Store>> {
+    crate::private_files::secure_and_log(&config.data_dir)?;
+    let embedded = matches!(config.store, StoreBackend::Embedded);
+    let source = bulwark_auth::at_rest::load(&config.data_dir, embedded)
+        .map_err(|e| anyhow!("cannot load the secret key: {e}"))?;
+    if source == bulwark_auth::at_rest::KeySource::None {
+        tracing::warn!(
+            "no secret key: token signing keys and TOTP secrets are kept in clear in the shared store; set {} (the same on every node) to encrypt them",
+            bulwark_auth::at_rest::SECRET_KEY_ENV
+        );
+    }
+    let store = open_backend(config).await?;
+    crate::private_files::secure_and_log(&config.data_dir)?;
+    Ok(store)
+}
+
+async fn open_backend(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Store>> {
     match &config.store {
         StoreBackend::Embedded => {
             let store =
