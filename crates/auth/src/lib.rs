@@ -632,6 +632,18 @@ impl Authenticator {
         }
     }
 
+    /// Forgets the cached verifications of `account` (memory and outage cache) after its
+    /// password changed or an app password was deleted, so an old secret cannot be accepted
+    /// from a cache during a store outage.
+    pub async fn forget_account(&self, account: AccountId) {
+        self.memory.forget_account(account);
+        if let Some(offline) = &self.offline
+            && offline.forget_account(account.0)
+        {
+            persist(offline).await;
+        }
+    }
+
     pub fn throttle(&self) -> &Throttle {
         &self.throttle
     }

@@ -100,6 +100,14 @@ impl MemoryCache {
             .remove(&key);
     }
 
+    /// Drops every entry of `account`.
+    pub fn forget_account(&self, account: bulwark_store::AccountId) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, e| e.account.id != account);
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()

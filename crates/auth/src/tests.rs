@@ -371,3 +371,25 @@ async fn sign_in_checks_the_second_factor_inside_the_attempt() {
         Err(SignInError::Login(LoginError::InvalidCredentials))
     );
 }
+
+#[tokio::test]
+async fn forgotten_account_is_not_accepted_from_the_outage_cache() {
+    let f = fixture().await;
+    let auth = f.auth();
+    auth.authenticate(USER, PASSWORD, IP).await.unwrap();
+    // The password changes (web), the caches are told, then the store goes down.
+    f.store
+        .account_set_password(f.account.id, &hash_password("new password").unwrap())
+        .await
+        .unwrap();
+    auth.forget_account(f.account.id).await;
+    f.flaky.set_down(true);
+    assert!(matches!(
+        auth.authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::Unavailable(_))
+    ));
+    assert!(matches!(
+        f.auth().authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::Unavailable(_))
+    ));
+}

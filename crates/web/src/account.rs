@@ -563,6 +563,7 @@ async fn app_password_delete(
     let account = account_of(&state, &claims).await?;
     confirm_identity(&state, &account, &body, remote).await?;
     state.store.app_password_delete(account.id, id).await?;
+    state.auth.forget_account(account.id).await;
     let now = now_unix();
     state
         .signer
@@ -599,6 +600,7 @@ async fn password_change(State(state): State<WebState>, req: Request) -> ApiResu
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .map_err(ApiError::Unavailable)?;
     state.store.account_set_password(account.id, &hash).await?;
+    state.auth.forget_account(account.id).await;
     let now = now_unix();
     state
         .signer
