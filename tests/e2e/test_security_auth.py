@@ -141,7 +141,7 @@ class AuthServerCase(ServerTestCase):
 
 
 class ThrottleTest(AuthServerCase):
-    accounts = ("carol", "dave", "erin", "mallory", "frank", "hank")
+    accounts = ("carol", "dave", "erin", "mallory", "frank", "hank", "olga")
 
     def test_300_concurrent_guesses_from_one_ip_get_at_most_10_password_checks(self):
         """Item 9: before, 153 of 300 concurrent guesses were really checked (limit 10)."""
@@ -224,6 +224,26 @@ class ThrottleTest(AuthServerCase):
                                  {"password": self.password("hank")}, token=token,
                                  source_ip="127.0.0.8")
         self.assertEqual(status, 429)
+
+
+    def test_totp_disable_respects_the_account_lockout_for_a_bare_token(self):
+        """Item 7: the password check of totp/disable worked while the account was locked; a
+        stolen token must not guess from many addresses. The owner's browser (device cookie)
+        still can."""
+        status, session, headers = self.web_login("olga", source_ip="127.0.7.1")
+        self.assertEqual(status, 200)
+        cookie = headers.get("Set-Cookie", "").split(";")[0]
+        for i in range(25):
+            self.web_login("olga", f"wrong-{i}", source_ip=f"127.0.8.{i + 1}")
+        token = session["access_token"]
+        status, body, _ = self.http("POST", "/api/account/totp/disable",
+                                    {"password": self.password("olga")}, token=token,
+                                    source_ip="127.0.7.2")
+        self.assertEqual(status, 429, body)
+        status, body, _ = self.http("POST", "/api/account/totp/disable",
+                                    {"password": self.password("olga")}, token=token,
+                                    source_ip="127.0.7.2", headers={"Cookie": cookie})
+        self.assertEqual(status, 200, body)
 
 
 class AppPasswordScopeTest(AuthServerCase):

@@ -260,14 +260,16 @@ impl Authenticator {
 
     /// Re-checks the account password (and the current second factor when 2FA is on) of an
     /// already signed-in `account`, for changes that need it in the same request (password,
-    /// 2FA, app passwords). Goes through the login throttle like every password check; the
-    /// caller holds a valid token, so the device counts as known.
+    /// 2FA, app passwords). Goes through the login throttle like every password check, the
+    /// per-account lock-out included unless `known_device` (the caller proved the device
+    /// signed in before, e.g. with its device cookie: a token alone is not enough).
     pub async fn reauthenticate(
         &self,
         account: &Account,
         password: &str,
         code: Option<&str>,
         remote: IpAddr,
+        known_device: bool,
     ) -> Result<(), SignInError> {
         let verified = self
             .sign_in(SignIn {
@@ -276,7 +278,7 @@ impl Authenticator {
                 code,
                 remote,
                 app_passwords: false,
-                known_device: Some(account.id),
+                known_device: known_device.then_some(account.id),
             })
             .await?;
         if verified.account.id != account.id || verified.credential != Credential::AccountPassword {

@@ -271,12 +271,31 @@ struct Confirmation {
     totp: Option<String>,
 }
 
-/// Re-checks the password and code through the login throttle (item 7).
+/// Where a change request comes from: its address, and the account its device cookie (if
+/// any) vouches for.
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    remote: IpAddr,
+    device: Option<AccountId>,
+}
+
+impl Caller {
+    fn of(state: &WebState, req: &Request) -> Caller {
+        Caller {
+            remote: remote_ip(req),
+            device: device_of(state, req.headers()),
+        }
+    }
+}
+
+/// Re-checks the password and code through the login throttle (item 7). A token alone does
+/// not make the device known: only the browser's device cookie exempts the check from the
+/// per-account lock-out, so a stolen token cannot guess the password from many addresses.
 async fn confirm_identity(
     state: &WebState,
     account: &Account,
     confirmation: &Confirmation,
-    remote: IpAddr,
+    caller: Caller,
 ) -> Result<(), ApiError> {
     if confirmation.password.is_empty() {
         return Err(ApiError::Forbidden(
@@ -290,7 +309,8 @@ async fn confirm_identity(
             account,
             &confirmation.password,
             confirmation.totp.as_deref(),
-            remote,
+            caller.remote,
+            caller.device == Some(account.id),
         )
         .await
         .map_err(reauth_error)
@@ -455,10 +475,10 @@ async fn totp_status(State(state): State<WebState>, headers: HeaderMap) -> ApiRe
 /// must not be able to put an attacker's authenticator on the account).
 async fn totp_enrol(State(state): State<WebState>, req: Request) -> ApiResult {
     let claims = bearer_manage(&state, req.headers())?;
-    let remote = remote_ip(&req);
+    let caller = Caller::of(&state, &req);
     let body: Confirmation = json_body(req).await?;
     let account = account_of(&state, &claims).await?;
-    confirm_identity(&state, &account, &body, remote).await?;
+    confirm_identity(&state, &account, &body, caller).await?;
     let e = totp::enrol(
         state.store.as_ref(),
         account.id,
@@ -493,10 +513,10 @@ async fn totp_confirm(State(state): State<WebState>, req: Request) -> ApiResult 
 /// through the login throttle like a sign-in (issue 13, item 7).
 async fn totp_disable(State(state): State<WebState>, req: Request) -> ApiResult {
     let claims = bearer_manage(&state, req.headers())?;
-    let remote = remote_ip(&req);
+    let caller = Caller::of(&state, &req);
     let body: Confirmation = json_body(req).await?;
     let account = account_of(&state, &claims).await?;
-    confirm_identity(&state, &account, &body, remote).await?;
+    confirm_identity(&state, &account, &body, caller).await?;
     totp::disable(state.store.as_ref(), account.id).await?;
     ok(json!({}))
 }
@@ -522,7 +542,7 @@ struct NewAppPassword {
 /// password (and code) in the same request.
 async fn app_password_add(State(state): State<WebState>, req: Request) -> ApiResult {
     let claims = bearer_manage(&state, req.headers())?;
-    let remote = remote_ip(&req);
+    let caller = Caller::of(&state, &req);
     let body: NewAppPassword = json_body(req).await?;
     let name = body.name.trim();
     if name.is_empty()
@@ -534,7 +554,7 @@ async fn app_password_add(State(state): State<WebState>, req: Request) -> ApiRes
         )));
     }
     let account = account_of(&state, &claims).await?;
-    confirm_identity(&state, &account, &body.confirmation, remote).await?;
+    confirm_identity(&state, &account, &body.confirmation, caller).await?;
     let password = generate_app_password();
     let clear = password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&clear))
@@ -558,10 +578,10 @@ async fn app_password_delete(
     req: Request,
 ) -> ApiResult {
     let claims = bearer_manage(&state, req.headers())?;
-    let remote = remote_ip(&req);
+    let caller = Caller::of(&state, &req);
     let body: Confirmation = json_body(req).await?;
     let account = account_of(&state, &claims).await?;
-    confirm_identity(&state, &account, &body, remote).await?;
+    confirm_identity(&state, &account, &body, caller).await?;
     state.store.app_password_delete(account.id, id).await?;
     state.auth.forget_account(account.id).await;
     let now = now_unix();
@@ -589,11 +609,11 @@ struct PasswordChange {
 /// sessions are signed out, and the answer says how many.
 async fn password_change(State(state): State<WebState>, req: Request) -> ApiResult {
     let claims = bearer_manage(&state, req.headers())?;
-    let remote = remote_ip(&req);
+    let caller = Caller::of(&state, &req);
     let body: PasswordChange = json_body(req).await?;
     let account = account_of(&state, &claims).await?;
     check_password_strength(&body.new_password, &account.address).map_err(ApiError::BadRequest)?;
-    confirm_identity(&state, &account, &body.confirmation, remote).await?;
+    confirm_identity(&state, &account, &body.confirmation, caller).await?;
     let clear = body.new_password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&clear))
         .await
