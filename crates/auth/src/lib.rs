@@ -317,10 +317,11 @@ impl Authenticator {
             ),
         };
         if let Some(retry_after_secs) = restricted
-            && !policy.app_passwords
+            && (!policy.app_passwords || !password::looks_like_app_password(password))
         {
-            // Locked for unknown devices and only the account password would do: refused
-            // without checking it (nothing is counted).
+            // Locked for unknown devices and only an app password would be accepted: anything
+            // else is refused without being checked (and nothing is counted, so the owner
+            // retrying the account password does not get their address blocked).
             tracing::warn!(%remote, user = %username, "login refused: account locked for unknown devices");
             return Err(LoginError::Throttled { retry_after_secs });
         }

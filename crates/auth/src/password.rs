@@ -70,6 +70,16 @@ pub fn generate_app_password() -> String {
     groups.join("-")
 }
 
+/// Whether `s` has the shape of a generated app password (four dash-separated groups of
+/// four characters of the app-password alphabet). During a per-account lock-out only such
+/// input is checked at all, so the lock-out costs no argon2 work for other input.
+pub fn looks_like_app_password(s: &str) -> bool {
+    s.len() == 19
+        && s.split('-').count() == 4
+        && s.split('-')
+            .all(|g| g.len() == 4 && g.bytes().all(|b| APP_PASSWORD_ALPHABET.contains(&b)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +100,8 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 19);
         assert_eq!(a.split('-').count(), 4);
+        assert!(looks_like_app_password(&a) && looks_like_app_password(&b));
+        assert!(!looks_like_app_password("correct horse battery"));
+        assert!(!looks_like_app_password("abcd-efgh-jkmn-pqr1"));
     }
 }

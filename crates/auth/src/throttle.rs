@@ -99,6 +99,14 @@ struct State {
     by_account: HashMap<String, AccountRecord>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Failed,
+    FailedForIpOnly,
+    Succeeded,
+    Neither,
+}
+
 enum Reservation {
     Granted(Admission, Option<Duration>),
     Wait,
@@ -130,24 +138,32 @@ impl Attempt<'_> {
         self.admission
     }
 
-    /// Counts a failure for the IP and the account and releases the slot.
+    /// Counts a failure for the IP and the account and releases the slot. An attempt admitted
+    /// with [`Admission::AppPasswordsOnly`] never checked the account password, so its failure
+    /// counts for the IP only (it must not prolong the account's lock-out).
     pub fn failed(mut self) {
         self.open = false;
-        self.throttle.finish(self.ip, &self.account, Some(false));
+        let outcome = match self.admission {
+            Admission::Full => Outcome::Failed,
+            Admission::AppPasswordsOnly { .. } => Outcome::FailedForIpOnly,
+        };
+        self.throttle.finish(self.ip, &self.account, outcome);
     }
 
     /// Clears this account's failures from this IP, makes the IP a known device of the
     /// account, and releases the slot.
     pub fn succeeded(mut self) {
         self.open = false;
-        self.throttle.finish(self.ip, &self.account, Some(true));
+        self.throttle
+            .finish(self.ip, &self.account, Outcome::Succeeded);
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if self.open {
-            self.throttle.finish(self.ip, &self.account, None);
+            self.throttle
+                .finish(self.ip, &self.account, Outcome::Neither);
         }
     }
 }
@@ -304,8 +320,8 @@ impl Throttle {
         Reservation::Granted(admission, delay)
     }
 
-    /// Ends an attempt: `Some(false)` failed, `Some(true)` succeeded, `None` neither.
-    fn finish(&self, ip: IpAddr, account: &str, outcome: Option<bool>) {
+    /// Ends an attempt.
+    fn finish(&self, ip: IpAddr, account: &str, outcome: Outcome) {
         let now = Instant::now();
         {
             let mut state = lock(&self.state);
@@ -317,11 +333,14 @@ impl Throttle {
             let acct = by_account.entry(account.to_string()).or_default();
             acct.in_flight = acct.in_flight.saturating_sub(1);
             match outcome {
-                Some(false) => {
+                Outcome::Failed => {
                     ip_record.failures.push((now, account.to_string()));
                     acct.failures.push((now, ip));
                 }
-                Some(true) => {
+                Outcome::FailedForIpOnly => {
+                    ip_record.failures.push((now, account.to_string()));
+                }
+                Outcome::Succeeded => {
                     ip_record.failures.retain(|(_, a)| a != account);
                     acct.failures.retain(|(_, i)| *i != ip);
                     acct.known.insert(ip, now);
@@ -332,7 +351,7 @@ impl Throttle {
                         acct.known.remove(&oldest);
                     }
                 }
-                None => {}
+                Outcome::Neither => {}
             }
         }
         self.released.notify_waiters();
