@@ -104,6 +104,8 @@ async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot load the token signing keys: {e}"))?,
     );
     let key_refresh = signer.spawn_refresh(shared.store.clone());
+    // Signals are watched before anyone can learn our pid from the pid file.
+    let mut signals = Signals::new()?;
     // Issue 13 item 2: clear-text TOTP secrets from before are rewritten sealed.
     let migrate_store = shared.store.clone();
     tokio::spawn(async move {
@@ -113,8 +115,6 @@ async fn serve(
             Err(e) => tracing::warn!(error = %e, "cannot encrypt the stored TOTP secrets yet"),
         }
     });
-    // Signals are watched before anyone can learn our pid from the pid file.
-    let mut signals = Signals::new()?;
     // One SMTP server for all SMTP listeners, so connection limits count across ports.
     let smtp = servers::smtp_server(&shared);
     // Store outage: SMTP accepts into a durable local spool, replayed once the store answers.
