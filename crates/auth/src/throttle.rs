@@ -266,11 +266,16 @@ impl Throttle {
     ) -> Reservation {
         let c = &self.config;
         if take {
-            bound(&mut state.by_ip, now, c.window, |r| {
-                r.in_flight > 0 || !r.failures.is_empty()
+            let fresh = |t: &Instant| now.duration_since(*t) < c.window;
+            bound(&mut state.by_ip, |r| {
+                r.in_flight > 0 || r.failures.iter().any(|(t, _)| fresh(t))
             });
-            bound(&mut state.by_account, now, c.window, |r| {
-                r.in_flight > 0 || !r.failures.is_empty() || !r.known.is_empty()
+            bound(&mut state.by_account, |r| {
+                r.in_flight > 0
+                    || r.failures.iter().any(|(t, _)| fresh(t))
+                    || r.known
+                        .values()
+                        .any(|t| now.duration_since(*t) < KNOWN_DEVICE_TTL)
             });
         }
         let ip_record = state.by_ip.entry(ip).or_default();
@@ -359,12 +364,7 @@ impl Throttle {
 }
 
 /// Keeps a map under [`MAX_TRACKED_KEYS`]: drops idle entries when it is full.
-fn bound<K: std::hash::Hash + Eq, V>(
-    map: &mut HashMap<K, V>,
-    _now: Instant,
-    _window: Duration,
-    busy: impl Fn(&V) -> bool,
-) {
+fn bound<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, busy: impl Fn(&V) -> bool) {
     if map.len() >= MAX_TRACKED_KEYS {
         map.retain(|_, v| busy(v));
     }
