@@ -18,6 +18,7 @@
 //! unreachable (issue 6).
 
 pub mod at_rest;
+pub mod known_devices;
 mod memcache;
 mod offline;
 mod password;
@@ -186,7 +187,8 @@ impl Authenticator {
         let (verified, attempt) = self
             .attempt_login(username, password, remote, policy, false)
             .await?;
-        attempt.succeeded();
+        self.succeeded(attempt, &verified.account, username, remote)
+            .await;
         Ok(verified.account)
     }
 
@@ -209,7 +211,8 @@ impl Authenticator {
             .attempt_login(username, password, remote, policy, false)
             .await?;
         if !verified.second_factor_required {
-            attempt.succeeded();
+            self.succeeded(attempt, &verified.account, username, remote)
+                .await;
         }
         Ok(verified)
     }
@@ -254,7 +257,8 @@ impl Authenticator {
                 }
             }
         }
-        attempt.succeeded();
+        self.succeeded(attempt, &verified.account, req.username, req.remote)
+            .await;
         Ok(verified)
     }
 
@@ -287,6 +291,35 @@ impl Authenticator {
         Ok(())
     }
 
+    async fn stored_known_device(&self, username: &str, remote: IpAddr) -> bool {
+        match self.lookup(username).await {
+            Ok(Some(account)) => {
+                known_devices::is_known(self.store.as_ref(), account.id, remote, now_unix()).await
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends a successful attempt; the first success from an address this node did not know is
+    /// recorded in the store as a known device of the account.
+    async fn succeeded(
+        &self,
+        attempt: Attempt<'_>,
+        account: &Account,
+        username: &str,
+        remote: IpAddr,
+    ) {
+        let username = normalise(username);
+        let new_here = !self.throttle.knows(remote, &username);
+        attempt.succeeded();
+        if new_here
+            && let Err(e) =
+                known_devices::remember(self.store.as_ref(), account.id, remote, now_unix()).await
+        {
+            tracing::debug!(error = %e, "known device not recorded");
+        }
+    }
+
     /// Reserves a throttle slot, then verifies. On success the caller ends the attempt.
     async fn attempt_login(
         &self,
@@ -297,6 +330,12 @@ impl Authenticator {
         known_device: bool,
     ) -> Result<(Verified, Attempt<'_>), LoginError> {
         let username = normalise(username);
+        // Under attack, an address this node does not know may still be a known device of
+        // the account (another node, or before a restart): ask the store.
+        let known_device = known_device
+            || (self.throttle.under_pressure(&username)
+                && !self.throttle.knows(remote, &username)
+                && self.stored_known_device(&username, remote).await);
         let attempt = match self.throttle.begin(remote, &username, known_device).await {
             Ok(a) => a,
             Err(d) => {

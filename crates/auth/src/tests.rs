@@ -393,3 +393,35 @@ async fn forgotten_account_is_not_accepted_from_the_outage_cache() {
         Err(LoginError::Unavailable(_))
     ));
 }
+
+/// Item 11 across a restart (or another node): the known address is kept in the store.
+#[tokio::test]
+async fn a_known_device_stays_known_after_a_restart() {
+    let f = fixture().await;
+    let config = ThrottleConfig {
+        account_delay_after: 100,
+        account_max_failures: 3,
+        ..ThrottleConfig::default()
+    };
+    let home: IpAddr = "10.1.1.1".parse().unwrap();
+    Authenticator::new(f.store.clone(), config.clone())
+        .authenticate(USER, PASSWORD, home)
+        .await
+        .unwrap();
+    // A fresh node: its throttle has never seen the owner.
+    let auth = Authenticator::new(f.store.clone(), config);
+    for i in 0..3u8 {
+        let _ = auth
+            .authenticate(USER, "guess", IpAddr::V4(Ipv4Addr::new(10, 2, 0, i)))
+            .await;
+    }
+    assert!(matches!(
+        auth.authenticate(USER, PASSWORD, "10.3.3.3".parse().unwrap())
+            .await,
+        Err(LoginError::Throttled { .. })
+    ));
+    assert_eq!(
+        auth.authenticate(USER, PASSWORD, home).await.unwrap().id,
+        f.account.id
+    );
+}

@@ -197,6 +197,34 @@ impl Throttle {
         &self.config
     }
 
+    /// Whether this node saw `account` sign in from `ip` within [`KNOWN_DEVICE_TTL`].
+    pub fn knows(&self, ip: IpAddr, account: &str) -> bool {
+        let now = Instant::now();
+        lock(&self.state)
+            .by_account
+            .get(account)
+            .and_then(|r| r.known.get(&ip))
+            .is_some_and(|t| now.duration_since(*t) < KNOWN_DEVICE_TTL)
+    }
+
+    /// Whether attempts on `account` from unknown devices are delayed or restricted now.
+    pub fn under_pressure(&self, account: &str) -> bool {
+        let now = Instant::now();
+        let state = lock(&self.state);
+        state.by_account.get(account).is_some_and(|r| {
+            let fresh = r
+                .failures
+                .iter()
+                .filter(|(t, _)| now.duration_since(*t) < self.config.window)
+                .count() as u32;
+            fresh + r.in_flight
+                >= self
+                    .config
+                    .account_delay_after
+                    .min(self.config.account_max_failures)
+        })
+    }
+
     /// What an attempt would meet now, without reserving a slot (for display and tests).
     pub fn check(&self, ip: IpAddr, account: &str) -> Verdict {
         let mut state = lock(&self.state);
