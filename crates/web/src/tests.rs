@@ -594,6 +594,42 @@ async fn password_change_signs_out_the_other_sessions_and_keeps_this_one() {
     assert!(f.signer.verify(&from_app, kind, now_unix()).is_err());
 }
 
+/// Issue 13 item 11: a sign-in sets an HttpOnly device cookie that verifies as a device token
+/// of the account (and grants nothing: it is not an access token).
+#[tokio::test]
+async fn sign_in_sets_a_device_cookie_that_is_not_an_access_token() {
+    let f = fixture().await;
+    let (status, headers, _) = raw(
+        &f.app,
+        "POST",
+        "/api/account/login",
+        None,
+        Some(json!({ "username": "alice@example.test", "password": "correct horse" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("bulwark_device=") && cookie.contains("HttpOnly"));
+    assert!(cookie.contains("SameSite=Strict") && cookie.contains("Path=/api/account"));
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("bulwark_device=");
+    use bulwark_auth::token::TokenKind;
+    assert!(
+        f.signer
+            .verify(value, TokenKind::Device, now_unix())
+            .is_ok()
+    );
+    assert_eq!(
+        call(&f.app, "GET", "/api/account/me", Some(value), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 /// Issue 13 item 7: `totp/disable` checks the password through the login throttle.
 #[tokio::test]
 async fn totp_disable_goes_through_the_login_throttle() {
