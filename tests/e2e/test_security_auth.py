@@ -431,6 +431,12 @@ class SecretsAtRestTest(unittest.TestCase):
         self.assertNotIn('"secret"', dump, "token signing key in clear in the database")
         keyset = (self.server.data_dir / "token-keyset.json").read_text()
         self.assertNotIn('"secret"', keyset, "token signing key in clear in the local copy")
+        # Not in the raw bytes of any file either (database pages, WAL, caches).
+        for f in self.server.data_dir.iterdir():
+            if f.is_file():
+                raw = f.read_bytes()
+                self.assertNotIn(enrol["secret"].encode(), raw, f"TOTP secret in {f.name}")
+                self.assertNotIn(b'"secret":"', raw, f"a clear secret in {f.name}")
         # And the server still works with them: the token verifies, TOTP confirms.
         status, _, _ = http_json(addr, "POST", "/api/account/totp/confirm",
                                  {"code": totp_code(enrol["secret"])}, token=token)
