@@ -745,10 +745,11 @@ impl TokenSigner {
     pub fn issue_grant(&self, kind: TokenKind, grant: &Grant, ttl_secs: i64, now: i64) -> String {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         let (kid, signing) = keys.signing_at(now);
-        // Milliseconds from the clock when `now` is the present second, so a token issued
-        // just after a password change (same second) is not taken for an older one.
+        // Milliseconds from the clock when `now` is the present (give or take the second that
+        // may have ticked since), so a token issued just after a password change in the same
+        // second is not taken for an older one.
         let clock_ms = now_ms();
-        let iat_ms = if clock_ms.div_euclid(1000) == now {
+        let iat_ms = if (clock_ms.div_euclid(1000) - now).abs() <= 1 {
             clock_ms
         } else {
             now.saturating_mul(1000)
