@@ -653,14 +653,22 @@ async fn password_change(State(state): State<WebState>, req: Request) -> ApiResu
         signed_out,
         "password changed from the web"
     );
-    ok(json!({
-        "changed": true,
-        "signedOutSessions": signed_out,
-        "keptSession": claims.sid,
-        "description": format!(
-            "password changed; {signed_out} other session(s) signed out, every token issued before is revoked except this session's"
-        ),
-    }))
+    let mut response = no_store(
+        StatusCode::OK,
+        json!({
+            "changed": true,
+            "signedOutSessions": signed_out,
+            "keptSession": claims.sid,
+            "description": format!(
+                "password changed; {signed_out} other session(s) signed out, every token issued before is revoked except this session's"
+            ),
+        }),
+    );
+    // The new epoch also ended this browser's device cookie: hand it a fresh one.
+    if let Some(cookie) = device_cookie(&state, account.id, now_unix()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
 }
 
 async fn session_list(State(state): State<WebState>, headers: HeaderMap) -> ApiResult {
