@@ -17,6 +17,6 @@ fuzz_target!(|data: &[u8]| {
         "c0".to_string(),
     )];
     for (_, args, _) in request.method_calls {
-        let _ = refs::resolve_references(args, &responses);
+        let _ = refs::resolve_references(args, &responses, 1 << 20);
     }
 });

@@ -4,7 +4,7 @@
 #![no_main]
 
 use bulwark_smtp::{
-    AuthOutcome, Event, ListenerKind, RecipientVerdict, Session, SessionConfig,
+    AuthOutcome, DeliveryFailure, Event, ListenerKind, RecipientVerdict, Session, SessionConfig,
 };
 use bulwark_store::AccountId;
 use libfuzzer_sys::fuzz_target;
@@ -56,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
                 Event::Deliver(d) => {
                     let _ = d.local_message(0);
                     let _ = d.relay_message(0);
-                    session.delivery_result(if answer % 2 == 0 { Ok(()) } else { Err("x".into()) });
+                    session.delivery_result(match answer % 3 {
+                        0 => Ok(()),
+                        1 => Err(DeliveryFailure::Temporary("x".into())),
+                        _ => Err(DeliveryFailure::Permanent("y".into())),
+                    });
                 }
                 Event::Close => {}
             }

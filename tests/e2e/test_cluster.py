@@ -1,4 +1,5 @@
-"""Several nodes on one PostgreSQL; drain, config reload, readiness, rolling restart.
+"""Several nodes on one PostgreSQL; drain, config reload, readiness, rolling restart, and the
+per-account data (identities, signed-in devices) every node shares through the store.
 
 Needs PostgreSQL: `scripts/test` starts one and exports BULWARK_TEST_PG. Run alone, this file
 starts its own with `scripts/pg-test-server` (skipped with a message when the PostgreSQL server
@@ -8,6 +9,7 @@ binaries are not installed). Every test class gets a fresh database.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import socket
@@ -17,9 +19,10 @@ import time
 import unittest
 import uuid
 
-from harness import (ALICE, ALICE_PW, BOB, DOMAIN, IO_TIMEOUT, LISTENERS, REPO_ROOT,
+from harness import (ALICE, ALICE_PW, BOB, BOB_PW, DOMAIN, IO_TIMEOUT, LISTENERS, REPO_ROOT,
                      RawImap, RawSmtp, Server, SmtpSink, imap_check, imap_search,
                      make_message, safe_logout, wait_until)
+from jmapclient import JmapHttp, basic_auth, bearer_auth, password_grant
 
 DRAIN_TIMEOUT = 60.0
 _PG = {"url": None, "dir": None}
@@ -178,6 +181,82 @@ class TwoNodesTest(ClusterBase):
         for subject in subjects:
             copies = self.sink.count(lambda m, s=subject: s.encode() in m.data)
             self.assertEqual(copies, 1, f"{subject} delivered {copies} times")
+
+
+class SharedAccountDataTest(ClusterBase):
+    """Identities and devices live in the shared store, not in a node's data_dir."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.make_nodes(2)
+
+    def jmap(self, node: int, user: str = ALICE, password: str = ALICE_PW) -> JmapHttp:
+        return JmapHttp(self.nodes[node].addr("http"), basic_auth(user, password))
+
+    def test_identity_created_on_one_node_is_returned_by_the_other(self):
+        one, two = self.jmap(0), self.jmap(1)
+        since = two.ok("Identity/get", {})["state"]
+        name = f"Alice via node 1 {uuid.uuid4().hex[:6]}"
+        created = one.ok("Identity/set", {"create": {"i": {
+            "email": ALICE, "name": name, "textSignature": "-- sent from node 1"}}})
+        ident = created["created"]["i"]["id"]
+        got = two.ok("Identity/get", {"ids": [ident]})
+        self.assertEqual(got["notFound"], [])
+        self.assertEqual((got["list"][0]["name"], got["list"][0]["textSignature"]),
+                         (name, "-- sent from node 1"))
+        changes = two.ok("Identity/changes", {"sinceState": since})
+        self.assertEqual(changes["created"], [ident])
+        self.assertEqual(changes["newState"], got["state"])
+        # And back: destroyed on node 2, gone on node 1.
+        two.ok("Identity/set", {"destroy": [ident]})
+        self.assertEqual(one.ok("Identity/get", {"ids": [ident]})["notFound"], [ident])
+
+    def test_legacy_identity_file_is_moved_into_the_store_at_start(self):
+        node = self.nodes[1]
+        account = int(self.jmap(0).account_id.lstrip("A"))
+        ident = f"I{uuid.uuid4().hex[:12]}"
+        node.stop()
+        legacy = node.data_dir / "jmap-identities.json"
+        legacy.write_text(json.dumps({
+            "accounts": {str(account): {ident: {
+                "name": "From the old file", "email": ALICE, "reply_to": None, "bcc": None,
+                "text_signature": "-- old", "html_signature": ""}}},
+            "states": {str(account): 7},
+        }))
+        node.start()
+        # The node migrates before its JMAP listener serves: its first answer already has it.
+        got = self.jmap(1).ok("Identity/get", {"ids": [ident]})
+        self.assertEqual(got["notFound"], [])
+        self.assertFalse(legacy.exists(), "the migrated file is removed")
+        # Read through the other node: the identity is in the shared store now.
+        got = self.jmap(0).ok("Identity/get", {"ids": [ident]})
+        self.assertEqual((got["list"][0]["name"], got["list"][0]["textSignature"]),
+                         ("From the old file", "-- old"))
+        self.assertIn("migrated a legacy JMAP state file", node.log_tail(20000))
+
+    def test_concurrent_sign_ins_on_both_nodes_are_all_listed(self):
+        grants: list = []
+        errors: list = []
+
+        def grant(i: int):
+            try:
+                grants.append(password_grant(self.nodes[i % 2].addr("http"), BOB, BOB_PW))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=grant, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(IO_TIMEOUT * 3)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(grants), 12)
+        client = JmapHttp(self.nodes[1].addr("http"), bearer_auth(grants[0]["access_token"]))
+        r = client.request("GET", "/api/account/sessions")
+        self.assertEqual(r.status, 200, r)
+        listed = [s for s in r.json() if s["via"] == "token"]
+        self.assertEqual(len(listed), 12, "every sign-in is listed, on either node")
 
 
 class ReloadTest(ClusterBase):

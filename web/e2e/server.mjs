@@ -130,7 +130,7 @@ export class BulwarkServer {
 }
 
 /** Delivers one message with Python's smtplib to the inbound SMTP listener. */
-export function deliverSmtp(port, { from, to, cc, subject, text, html, messageId, inline, attachment }) {
+export function deliverSmtp(port, { from, to, cc, subject, text, html, htmlOnly, messageId, inline, attachment }) {
   const script = `
 import base64, json, smtplib, sys
 from email.message import EmailMessage
@@ -139,8 +139,9 @@ m = EmailMessage()
 m['From'] = p['from']; m['To'] = p['to']; m['Subject'] = p['subject']
 if p.get('cc'): m['Cc'] = p['cc']
 if p.get('messageId'): m['Message-ID'] = p['messageId']
-m.set_content(p['text'])
-if p.get('html'): m.add_alternative(p['html'], subtype='html')
+if p.get('htmlOnly'): m.set_content(p['html'], subtype='html')
+else: m.set_content(p['text'])
+if p.get('html') and not p.get('htmlOnly'): m.add_alternative(p['html'], subtype='html')
 if p.get('inline'):
     m.get_payload()[1].add_related(base64.b64decode(p['inline']['data']), 'image', 'png', cid='<' + p['inline']['cid'] + '>')
 if p.get('attachment'):
@@ -148,7 +149,7 @@ if p.get('attachment'):
 with smtplib.SMTP('127.0.0.1', p['port'], timeout=30) as s:
     s.send_message(m)
 `;
-  const r = spawnSync('python3', ['-c', script], { input: JSON.stringify({ port, from, to, cc, subject, text, html, messageId, inline, attachment }), encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync('python3', ['-c', script], { input: JSON.stringify({ port, from, to, cc, subject, text, html, htmlOnly, messageId, inline, attachment }), encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`smtplib delivery failed: ${r.stderr}`);
 }
 

@@ -58,6 +58,13 @@ async function checkServerSide(base) {
   if (problems.length) throw new Error(`server side missing:\n  - ${problems.join('\n  - ')}`);
 }
 
+/** Clicks a mailbox and waits until its list is shown: the scroller is no longer busy
+ * (aria-busy is set from the click until the cache or the server answered) and has rows. */
+async function openMailbox(page, role, timeout = 15000) {
+  await page.click(`.mb[data-role=${role}]`);
+  await page.waitForSelector('.scroller:not([aria-busy]) .row[data-id]', { timeout });
+}
+
 /** The open message's frame; looked up afresh because the reader may re-render it. */
 async function frameOf(page) {
   return waitFor('the mail frame', async () => {
@@ -131,6 +138,12 @@ async function main() {
     const page = await context.newPage();
     const pageErrors = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));
+    // Mail HTML is parsed only by the sanitiser (inert) and shown only in the CSP'd frame, so
+    // nothing may ever trip a CSP (an inline handler of a mail parsed in the app's document did).
+    const cspErrors = [];
+    page.on('console', (m) => {
+      if (/Content.Security.Policy/i.test(m.text())) cspErrors.push(m.text());
+    });
     const remoteRequests = [];
     page.on('request', (r) => {
       if (r.url().includes(`127.0.0.1:${tracker.port}`)) remoteRequests.push(r.url());
@@ -281,7 +294,7 @@ async function main() {
     if (scripts !== 0) throw new Error(`XSS corpus: ${scripts} active elements survived in the frame`);
     console.log('  no script ran, no dialog, no remote request, no active element survived');
     await shot(page, '09a-xss-corpus');
-    await page.click('.mb[data-role=inbox]');
+    await openMailbox(page, 'inbox');
 
     step('keyboard-only pass: j/k, /, Escape');
     await page.keyboard.press('Escape');
@@ -295,6 +308,12 @@ async function main() {
     const back = await page.getAttribute('.row.current', 'data-index');
     if (!(first === '0' && second === '1' && back === '0')) findings.push(`j/k moved ${first}→${second}→${back} (expected 0→1→0)`);
     else console.log('  j/k: 0→1→0 ok');
+    // A key pressed while a list is (re)loading is not lost: it acts once the list is shown.
+    await page.click('.mb[data-role=archive]');
+    await page.click('.mb[data-role=inbox]');
+    await page.keyboard.press('j');
+    await page.waitForSelector('.scroller:not([aria-busy]) .row.current[data-index="0"]', { timeout: 15000 });
+    console.log('  j pressed during the list reload opened row 0');
     await page.keyboard.press('Escape');
     await page.keyboard.press('/');
     const focused = await page.evaluate(() => document.activeElement?.id);
@@ -359,7 +378,7 @@ async function main() {
     await page.keyboard.press('e');
     await page.waitForSelector('#toast.show:has-text("moved to")', { timeout: 10000 });
     await page.waitForSelector(ROW_KBD, { state: 'detached', timeout: 10000 });
-    await page.click('.mb[data-role=archive]');
+    await openMailbox(page, 'archive');
     await page.waitForSelector(ROW_KBD, { timeout: 15000 });
     console.log('  e: archived');
     await page.focus('.scroller');
@@ -373,6 +392,52 @@ async function main() {
     await page.click('.mb[data-role=inbox]');
     await page.waitForSelector(ROW_REPORT);
 
+    step('HTML-only mail: r quotes its text (not its source), nothing of it is fetched or run; the original gets $answered, then f → $forwarded');
+    const ROW_HTML = '.row[data-id]:has(.subject:text-is("HTML only"))';
+    const pixel = `http://127.0.0.1:${tracker.port}/reply-pixel.png`;
+    deliverSmtp(server.smtpPort, {
+      from: 'Bob Example <bob@example.test>', to: ALICE, subject: 'HTML only', htmlOnly: true, messageId: '<html-only@example.test>',
+      html: `<html><head><style>p{color:#333}</style></head><body><p>Hello <b>Alice</b>, the <a href="https://example.org/plan">plan</a> is ready.</p>
+        <ul><li>step one</li><li>step two</li></ul><img src="${pixel}" alt="" onerror="parent.__xss=8"><script>parent.__xss=9</script></body></html>`,
+    });
+    const keywordsOfHtmlOnly = async () => {
+      const r = await jmapBasic(base, ALICE, aliceApp, [
+        ['Email/query', { filter: { subject: 'HTML only' } }, 'q'],
+        ['Email/get', { '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: ['subject', 'keywords'] }, 'g'],
+      ]);
+      return r.find((x) => x[2] === 'g')?.[1]?.list?.find((m) => m.subject === 'HTML only')?.keywords ?? {};
+    };
+    await page.waitForSelector(ROW_HTML, { timeout: 20000 });
+    await page.click(ROW_HTML);
+    await page.waitForSelector('#reader-subject:text-is("HTML only")', { timeout: 15000 });
+    await waitFor('the HTML-only body in its frame', async () => (await frameOf(page))?.$('li >> text=step two'), 15000);
+    await page.keyboard.press('r');
+    await page.waitForSelector('#compose-body');
+    const quoted = await page.inputValue('#compose-body');
+    if (/<(html|body|p|b|ul|li|img|style)\b/i.test(quoted)) throw new Error(`the reply quotes the HTML source:\n${quoted}`);
+    for (const want of ['> Hello Alice, the plan <https://example.org/plan> is ready.', '> - step one', '> - step two']) {
+      if (!quoted.includes(want)) throw new Error(`the reply does not quote "${want}":\n${quoted}`);
+    }
+    if (quoted.includes('color:#333')) throw new Error(`the reply quotes the mail's CSS:\n${quoted}`);
+    await page.keyboard.press('Control+Enter');
+    await page.waitForSelector('.composer', { state: 'detached', timeout: 15000 });
+    await waitFor('$answered on the original', async () => (await keywordsOfHtmlOnly()).$answered === true, 15000, 300);
+    console.log('  r: quoted as text; the original is $answered');
+    await page.keyboard.press('f');
+    await page.waitForSelector('#compose-to:focus', { timeout: 15000 });
+    const fwdText = await page.inputValue('#compose-body');
+    if (/<(html|body|p|li)\b/i.test(fwdText) || !fwdText.includes('Hello Alice, the plan')) throw new Error(`the forward carries:\n${fwdText}`);
+    await page.keyboard.type(BOB);
+    await page.keyboard.press('Control+Enter');
+    await page.waitForSelector('.composer', { state: 'detached', timeout: 15000 });
+    await waitFor('$forwarded on the original', async () => (await keywordsOfHtmlOnly()).$forwarded === true, 15000, 300);
+    console.log('  f: forwarded as text; the original is $forwarded');
+    if (tracker.hits.some((u) => u.includes('reply-pixel'))) throw new Error(`replying fetched the mail's image: ${tracker.hits.join(', ')}`);
+    const ranHtml = await page.evaluate(() => window.__xss);
+    if (ranHtml !== undefined) throw new Error(`the HTML-only mail ran code (__xss=${ranHtml})`);
+    await page.click('.mb[data-role=inbox]');
+    await page.waitForSelector(ROW_REPORT);
+
     step('dark theme and phone width');
     await page.click('button[aria-label="Toggle dark theme"]');
     await page.click(ROW_REPORT);
@@ -382,6 +447,29 @@ async function main() {
     await shot(page, '11-phone-reading');
     await page.keyboard.press('Escape');
     await shot(page, '12-phone-list');
+    step('phone width: a notice goes away and never covers Compose or Send');
+    await page.click('.fab');
+    await page.waitForSelector('#compose-to');
+    await page.fill('#compose-to', BOB);
+    await page.fill('#compose-subject', 'From the phone');
+    await page.fill('#compose-body', 'Short note.');
+    await page.click('#compose-send');
+    await page.waitForSelector('#toast.show:has-text("Message sent")', { timeout: 15000 });
+    await shot(page, '12a-phone-notice');
+    await page.waitForSelector('#toast', { state: 'hidden', timeout: 10000 });
+    const fabFree = await page.evaluate(() => {
+      const r = document.querySelector('.fab').getBoundingClientRect();
+      const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+      return hit?.closest('.fab') ? true : hit?.outerHTML.slice(0, 80);
+    });
+    if (fabFree !== true) throw new Error(`at phone width the Compose button is covered by ${fabFree}`);
+    await page.click('.fab', { trial: true, timeout: 5000 });
+    await page.keyboard.press('c');
+    await page.waitForSelector('#compose-send');
+    await page.click('#compose-send', { trial: true, timeout: 5000 });
+    await shot(page, '12b-phone-compose');
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('.composer', { state: 'detached', timeout: 15000 });
     await page.setViewportSize({ width: 1366, height: 860 });
     await page.click('button[aria-label="Toggle dark theme"]');
 
@@ -496,6 +584,7 @@ async function main() {
     await waitFor('one search result', async () => (await page.$$('.row[data-id]')).length === 1 && (await page.textContent('.row[data-id] .subject')) === 'Written offline', 15000);
 
     if (pageErrors.length) findings.push(`page errors: ${pageErrors.join(' | ')}`);
+    if (cspErrors.length) throw new Error(`CSP violations logged (mail HTML reached a document without its CSP?):\n  ${cspErrors.join('\n  ')}`);
     console.log(findings.length ? `findings:\n  - ${findings.join('\n  - ')}` : 'keyboard-only pass: no problems found');
     console.log('web e2e: PASS');
   } catch (e) {

@@ -1,6 +1,6 @@
 // The mail screen: top bar, mailbox tree, virtualised message list, reading pane; keyboard
 // shortcuts, live updates (push), offline banner and outbox.
-import { handleShortcut } from './shortcuts';
+import { handleShortcut, replayPendingKeys } from './shortcuts';
 import { type Auth, type Connectivity, isNetworkError } from './auth';
 import { cache } from './cache';
 import { clear, formatDate, h, icon, toast } from './dom';
@@ -51,7 +51,29 @@ export class MailApp {
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private el: Record<string, HTMLElement> = {};
   private keyHandler = (e: KeyboardEvent) => handleShortcut(this, e);
+  /**
+   * While mail is dragged, the list and the mailbox tree are not rebuilt (a push refresh used to
+   * replace the dragged row and the drop target mid-drag, and the drop was lost); the renders
+   * asked for meanwhile happen when the drag ends.
+   */
+  private dragging = false;
+  private renderDeferred = false;
+  private dragEnded = () => {
+    if (!this.dragging) return;
+    // After the drop handlers of this event have run.
+    setTimeout(() => {
+      this.dragging = false;
+      if (!this.renderDeferred) return;
+      this.renderDeferred = false;
+      this.renderSidebar();
+      this.renderRows();
+    }, 0);
+  };
   settingsOpen = false;
+  /** True from a new mailbox or search until its list is shown (then queued keys replay). */
+  listLoading = true;
+  /** List keys pressed while the list was loading (src/shortcuts.ts). */
+  pendingKeys: string[] = [];
 
   constructor(private root: HTMLElement, public auth: Auth, public jmap: Jmap, public net: Connectivity) {
     this.outbox = new Outbox(idbOutbox, async (m) => {
@@ -83,6 +105,8 @@ export class MailApp {
   async start() {
     this.renderShell();
     document.addEventListener('keydown', this.keyHandler);
+    document.addEventListener('dragend', this.dragEnded, true);
+    document.addEventListener('drop', this.dragEnded, true);
     this.net.on((online) => this.onConnectivity(online));
     this.outboxItems = await this.outbox.items().catch(() => []);
     // Cached first, so the screen is useful at once (and while the server is down).
@@ -102,11 +126,14 @@ export class MailApp {
       if (!isNetworkError(e)) toast(e instanceof Error ? e.message : String(e));
       this.onConnectivity(false);
     }
+    this.markListReady(this.generation);
     this.renderBanner();
   }
 
   destroy() {
     document.removeEventListener('keydown', this.keyHandler);
+    document.removeEventListener('dragend', this.dragEnded, true);
+    document.removeEventListener('drop', this.dragEnded, true);
     this.stopPush?.();
     clearInterval(this.probeTimer);
   }
@@ -213,7 +240,7 @@ export class MailApp {
     this.el.listTitle = h('h2', { id: 'list-title' });
     this.el.spacer = h('div.spacer-rows', { role: 'presentation' });
     // The list is one tab stop; j/k move the current row, announced via aria-activedescendant.
-    this.el.scroller = h('div.scroller', { tabindex: '0', role: 'listbox', 'aria-multiselectable': 'true', 'aria-labelledby': 'list-title', onscroll: () => this.renderRows() }, this.el.spacer);
+    this.el.scroller = h('div.scroller', { tabindex: '0', role: 'listbox', 'aria-multiselectable': 'true', 'aria-labelledby': 'list-title', 'aria-busy': 'true', onscroll: () => this.renderRows() }, this.el.spacer);
     this.el.moveSelect = h('select', { 'aria-label': 'Move selected to', onchange: (e: Event) => this.moveSelected((e.target as HTMLSelectElement).value) });
     const toolbar = h(
       'div.list-toolbar',
@@ -302,6 +329,10 @@ export class MailApp {
   renderSidebar() {
     const sb = this.el.sidebar;
     if (!sb) return;
+    if (this.dragging) {
+      this.renderDeferred = true;
+      return;
+    }
     const items = this.sortedTree().map(({ mb, depth }) => {
       const active = this.view.kind === 'mailbox' && this.view.mailboxId === mb.id && !this.settingsOpen;
       const btn = h(
@@ -389,7 +420,11 @@ export class MailApp {
     this.resetList();
     this.renderSidebar();
     this.showMail();
-    void this.loadList(true).then(() => this.loadList(false)).catch(() => {});
+    const gen = this.generation;
+    void this.loadList(true)
+      .then(() => this.loadList(false))
+      .catch(() => {})
+      .finally(() => this.markListReady(gen));
   }
 
   openSearch(q: string) {
@@ -398,7 +433,10 @@ export class MailApp {
     this.resetList();
     this.renderSidebar();
     this.showMail();
-    void this.loadList(false).catch((e) => toast(isNetworkError(e) ? 'Search needs the server' : String(e)));
+    const gen = this.generation;
+    void this.loadList(false)
+      .catch((e) => toast(isNetworkError(e) ? 'Search needs the server' : String(e)))
+      .finally(() => this.markListReady(gen));
   }
 
   private resetList() {
@@ -409,7 +447,25 @@ export class MailApp {
     this.current = -1;
     this.loadingChunks.clear();
     this.generation++;
+    this.listLoading = true;
+    this.pendingKeys = [];
+    this.el.scroller.setAttribute('aria-busy', 'true');
     this.el.scroller.scrollTop = 0;
+    // The old list's rows point at positions of a list that is gone: show "Loading…" instead.
+    this.renderRows();
+  }
+
+  /**
+   * The list of generation `gen` is shown (from the cache or the server) or could not be
+   * loaded: keys pressed meanwhile now act on it, in order.
+   */
+  private markListReady(gen: number) {
+    if (gen !== this.generation) return;
+    const wasLoading = this.listLoading;
+    this.listLoading = false;
+    this.el.scroller?.removeAttribute('aria-busy');
+    this.renderRows();
+    if (wasLoading) replayPendingKeys(this);
   }
 
   private showMail() {
@@ -442,6 +498,8 @@ export class MailApp {
       this.ids = c.ids.slice();
       this.total = this.net.online ? c.total : c.ids.length;
       for (const r of c.rows) this.rows.set(r.id, r);
+      // A cached empty list may be stale: keys keep waiting for the server's answer then.
+      if (c.ids.length || !this.net.online) return this.markListReady(gen);
       return this.renderRows();
     }
     const accountId = this.jmap.accountId;
@@ -462,7 +520,7 @@ export class MailApp {
     for (const e of (g?.[1]?.list ?? []) as Email[]) this.rows.set(e.id, e);
     const known = new Set(ids);
     for (const id of Array.from(this.selected)) if (!known.has(id)) this.selected.delete(id);
-    this.renderRows();
+    this.markListReady(gen);
     if (this.total <= PREFETCH_IDS_UP_TO) void this.prefetchIds(gen);
     void cache.saveList(key, { ids, total: this.total, rows: ids.map((id) => this.rows.get(id)).filter((e): e is Email => !!e) });
   }
@@ -523,11 +581,16 @@ export class MailApp {
   renderRows() {
     const sc = this.el.scroller;
     if (!sc) return;
+    if (this.dragging) {
+      this.renderDeferred = true;
+      return;
+    }
     this.el.listTitle.textContent = `${this.title()}${this.total ? ` (${this.total.toLocaleString()})` : ''}`;
     const spacer = this.el.spacer;
     spacer.style.height = `${this.total * ROW_HEIGHT}px`;
     if (this.total === 0) {
-      clear(spacer, h('div.empty', null, this.view.kind === 'search' ? 'No messages match.' : 'No messages here.'));
+      const empty = this.listLoading ? 'Loading…' : this.view.kind === 'search' ? 'No messages match.' : 'No messages here.';
+      clear(spacer, h('div.empty', null, empty));
       spacer.style.height = 'auto';
       return;
     }
@@ -571,6 +634,7 @@ export class MailApp {
         class: [unread ? 'unread' : '', selected ? 'selected' : '', this.current === i ? 'current' : ''].join(' '),
         draggable: 'true',
         ondragstart: (ev: DragEvent) => {
+          this.dragging = true;
           const ids = this.selected.has(e.id) ? Array.from(this.selected) : [e.id];
           ev.dataTransfer?.setData('text/x-bulwark-ids', ids.join(','));
           ev.dataTransfer?.setData('text/plain', `${ids.length} message(s)`);

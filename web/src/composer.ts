@@ -25,6 +25,7 @@ export class Composer {
   private messageId = '';
   private inReplyTo?: string[];
   private references?: string[];
+  private original?: OutgoingMessage['original'];
 
   constructor(private app: MailApp) {}
 
@@ -36,6 +37,7 @@ export class Composer {
     this.messageId = m?.messageId || newMessageId(this.app.me);
     this.inReplyTo = m?.inReplyTo;
     this.references = m?.references;
+    this.original = m?.original;
     const ids = this.app.identities.length ? this.app.identities : [{ id: '', name: this.app.auth.tokens?.displayName ?? '', email: this.app.me, textSignature: '' }];
     const fromSel = h('select', { id: 'compose-from', 'aria-label': 'From' }, ids.map((i) => h('option', { value: i.email }, i.name ? `${i.name} <${i.email}>` : i.email))) as HTMLSelectElement;
     if (m?.from.email) fromSel.value = m.from.email;
@@ -67,6 +69,7 @@ export class Composer {
         messageId: this.messageId,
         inReplyTo: this.inReplyTo,
         references: this.references,
+        original: this.original,
       };
     };
     const autosave = () => {

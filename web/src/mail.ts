@@ -2,6 +2,7 @@
 // request), drafts autosave, reply/forward construction, moves by role.
 import { JmapError, type Address, type Email, type Invocation, type Jmap, type Mailbox } from './jmap';
 import { newMessageId, type OutgoingMessage } from './outbox';
+import { htmlToText } from './sanitize';
 
 export interface Identity {
   id: string;
@@ -122,6 +123,20 @@ export async function sendMessage(jmap: Jmap, m: OutgoingMessage, ctx: SendConte
   ]);
   check(responses, 'e', 'created');
   check(responses, 's', 'created');
+  if (m.original) await markOriginal(jmap, m.original);
+}
+
+/**
+ * After a reply or forward went out, the original gets $answered or $forwarded (RFC 8621 §4.1.1;
+ * IMAP clients see \Answered and $Forwarded). Only after the submission succeeded, so it is a
+ * request of its own; if it fails the mail is still sent, so the error is not the sender's.
+ */
+async function markOriginal(jmap: Jmap, original: NonNullable<OutgoingMessage['original']>): Promise<void> {
+  try {
+    await jmap.updateEmails({ [original.emailId]: { [`keywords/${original.keyword}`]: true } });
+  } catch {
+    /* the original may be gone meanwhile; the mail was sent */
+  }
 }
 
 /** Saves a draft (replacing the previous version: JMAP emails are immutable); returns its id. */
@@ -144,15 +159,17 @@ function quote(e: Email, text: string): string {
   return `\n\nOn ${when}, ${who} wrote:\n` + text.split('\n').map((l) => `> ${l}`).join('\n');
 }
 
+/**
+ * The text of a mail for quoting: its text/plain body, else its HTML body as it reads when shown
+ * (htmlToText parses it inert, never in the app's document). JMAP lists an HTML-only mail's
+ * text/html part in textBody too (RFC 8621 §4.1.4), so the part's type decides, not the list.
+ */
 export function bodyText(e: Email): string {
-  const part = e.textBody?.[0]?.partId;
-  if (part && e.bodyValues?.[part]) return e.bodyValues[part].value;
-  const html = e.htmlBody?.[0]?.partId;
-  if (html && e.bodyValues?.[html]) {
-    const div = document.createElement('div');
-    div.innerHTML = e.bodyValues[html].value.replace(/<(script|style)[\s\S]*?<\/\1>/gi, '');
-    return div.textContent ?? '';
-  }
+  const value = (p: { partId?: string | null } | undefined) => (p?.partId ? e.bodyValues?.[p.partId]?.value : undefined);
+  const text = e.textBody?.find((p) => p.type !== 'text/html');
+  if (value(text) != null) return value(text) as string;
+  const html = e.htmlBody?.find((p) => p.type === 'text/html') ?? e.textBody?.find((p) => p.type === 'text/html');
+  if (value(html) != null) return htmlToText(value(html) as string);
   return e.preview ?? '';
 }
 
@@ -178,6 +195,7 @@ export function replyDraft(kind: ReplyKind, e: Email, me: string[], from: { name
       ...base,
       subject: prefixed('Fwd', e.subject),
       text: header + bodyText(e),
+      original: { emailId: e.id, keyword: '$forwarded' },
       attachments: (e.attachments ?? []).filter((a) => a.blobId).map((a) => ({ name: a.name ?? 'attachment', type: a.type, size: a.size ?? 0, blobId: a.blobId })),
     };
   }
@@ -205,6 +223,7 @@ export function replyDraft(kind: ReplyKind, e: Email, me: string[], from: { name
     text: quote(e, bodyText(e)),
     inReplyTo: e.messageId ?? undefined,
     references: refs.length ? refs : undefined,
+    original: { emailId: e.id, keyword: '$answered' },
   };
 }
 

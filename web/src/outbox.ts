@@ -26,6 +26,8 @@ export interface OutgoingMessage {
   attachments: OutgoingAttachment[];
   /** Our own Message-ID, so a resend after a lost answer can be recognised. */
   messageId: string;
+  /** A reply or forward: the mail it answers, which gets this keyword once it is sent. */
+  original?: { emailId: string; keyword: '$answered' | '$forwarded' };
   /** For drafts kept on the device: the server draft this one replaces. */
   draftId?: string;
 }

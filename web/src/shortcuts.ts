@@ -1,18 +1,48 @@
 // Keyboard shortcuts of the mail view, also for keys pressed inside the mail frame:
 // j/k next/previous, r reply, a reply all, f forward, e archive, # delete, s flag, u read/unread,
 // x select, o/Enter open, c compose, / search, Esc close.
+//
+// A list key (j/k/o/Enter/x) pressed while a mailbox or search is still loading would act on a
+// list that is not there yet and be lost; it is queued instead and replayed, in order, once the
+// list is shown (MailApp.markListReady → replayPendingKeys).
 import type { MailApp } from './app';
 
 /** Typing into these never triggers a shortcut. */
 const EDITABLE = new Set(['INPUT', 'TEXTAREA', 'SELECT']);
+/** Keys that move in or act on the message list: queued while it loads. */
+const LIST_KEYS = new Set(['j', 'k', 'o', 'Enter', 'x']);
+/** At most this many keys wait for a loading list (a held-down key must not pile up). */
+export const MAX_PENDING_KEYS = 20;
 
-export function handleShortcut(app: MailApp, e: KeyboardEvent) {
+/** What the shortcuts need of the mail app (a subset of MailApp, so tests can fake it). */
+export type ShortcutHost = Pick<
+  MailApp,
+  'openId' | 'rows' | 'total' | 'current' | 'ids' | 'openAt' | 'reader' | 'archive' | 'remove' | 'toggleFlag' | 'toggleRead' | 'toggleSelect' | 'targetIds' | 'compose' | 'closeReader' | 'scroller' | 'listLoading' | 'pendingKeys'
+>;
+
+export function handleShortcut(app: ShortcutHost, e: KeyboardEvent) {
   const t = e.target as HTMLElement;
   if (t && (EDITABLE.has(t.tagName) || t.isContentEditable)) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   if (document.querySelector('.composer')) return;
+  if (e.key === 'Enter' && e.target !== app.scroller) return;
+  if (app.listLoading && LIST_KEYS.has(e.key)) {
+    if (app.pendingKeys.length < MAX_PENDING_KEYS) app.pendingKeys.push(e.key);
+    e.preventDefault();
+    return;
+  }
+  if (runShortcut(app, e.key)) e.preventDefault();
+}
+
+/** Runs the keys that arrived while the list was loading (called once it is shown). */
+export function replayPendingKeys(app: ShortcutHost) {
+  for (const key of app.pendingKeys.splice(0)) runShortcut(app, key);
+}
+
+/** Performs the action of one key; false if the key is not a shortcut. */
+function runShortcut(app: ShortcutHost, key: string): boolean {
   const open = app.openId ? app.rows.get(app.openId) : undefined;
-  switch (e.key) {
+  switch (key) {
     case 'j':
       app.openAt(Math.min(app.total - 1, app.current + 1));
       break;
@@ -42,7 +72,6 @@ export function handleShortcut(app: MailApp, e: KeyboardEvent) {
       break;
     case 'Enter':
     case 'o':
-      if (e.target !== app.scroller && e.key === 'Enter') return;
       app.openAt(Math.max(0, app.current));
       break;
     case 'x':
@@ -58,7 +87,7 @@ export function handleShortcut(app: MailApp, e: KeyboardEvent) {
       app.closeReader();
       break;
     default:
-      return;
+      return false;
   }
-  e.preventDefault();
+  return true;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { frameDocument, sanitizeHtml, textToHtml } from '../src/sanitize';
-import { XSS_CORPUS } from './xss-corpus';
+import { CSS_FETCH_CORPUS, XSS_CORPUS } from './xss-corpus';
 
 /** Every URL-bearing value in the sanitised output. */
 function urlsIn(doc: Document): string[] {
@@ -18,6 +18,24 @@ function urlsIn(doc: Document): string[] {
   }
   return out;
 }
+
+/** All CSS in the output (style attributes and <style>), read as the browser would: comments
+ * gone, escapes decoded, lower case. */
+function cssIn(doc: Document): string {
+  const parts: string[] = [];
+  for (const el of Array.from(doc.querySelectorAll('*'))) {
+    const style = el.getAttribute('style');
+    if (style) parts.push(style);
+    if (el.tagName === 'STYLE') parts.push(el.textContent ?? '');
+  }
+  return parts
+    .join('\n')
+    .replace(/\/\*[\s\S]*?(\*\/|$)/g, ' ')
+    .replace(/\\([0-9a-f]{1,6})[ \t\n\r\f]?|\\(.)/gi, (_m, hex: string | undefined, ch: string | undefined) => (hex ? String.fromCodePoint(parseInt(hex, 16) || 0xfffd) : (ch ?? '')))
+    .toLowerCase();
+}
+
+const FETCHING_CSS = /(?:^|[^a-z0-9_-])(image-set|-webkit-image-set|cross-fade|-webkit-cross-fade|image|element|-moz-element|src|attr)\s*\(|@import|@font-face/;
 
 function parse(html: string): Document {
   return new DOMParser().parseFromString(`<body>${html}</body>`, 'text/html');
@@ -40,8 +58,49 @@ describe('sanitizer against the XSS corpus', () => {
         expect(/javascript:/i.test(url)).toBe(false);
       }
       expect(html).not.toMatch(/expression\s*\(|-moz-binding|behavior\s*:/i);
+      const css = cssIn(doc);
+      expect(css, 'a CSS function or at-rule that fetches').not.toMatch(FETCHING_CSS);
+      expect(css, 'a remote URL in CSS before consent').not.toMatch(/(https?:)?\/\/[a-z0-9]/);
     });
   }
+
+  it('strips every CSS fetcher also after consent (only url() follows the consent)', () => {
+    for (const hostile of CSS_FETCH_CORPUS) {
+      const { html } = sanitizeHtml(hostile, { allowRemote: true });
+      expect(cssIn(parse(html)), hostile).not.toMatch(FETCHING_CSS);
+    }
+  });
+
+  it('rewrites url() however it is spelt: case, escapes, comments, quotes', () => {
+    const spellings = [
+      'URL(https://img.example/a.png)',
+      '\\75 rl(https://img.example/a.png)',
+      '\\75\\72\\6c(https://img.example/a.png)',
+      'u\\rl("https://img.example/a.png")',
+      'url( /* c */ \'https://img.example/a.png\' )',
+      'url(\\68ttps://img.example/a.png)',
+    ];
+    for (const u of spellings) {
+      const before = sanitizeHtml(`<div style="background-image:${u.replaceAll('"', '&quot;')}">x</div><style>p{background:${u}}</style>`);
+      expect(before.blockedRemote, u).toBe(2);
+      expect(cssIn(parse(before.html)), u).not.toContain('img.example');
+      const after = sanitizeHtml(`<style>p{background:${u}}</style>`, { allowRemote: true });
+      expect(after.html, u).toContain("url('https://img.example/a.png')");
+    }
+  });
+
+  it('drops <base> without ever parsing one (Chromium logs a base-uri CSP violation for the parse)', () => {
+    const { html } = sanitizeHtml('<BASE href="https://evil.test/"><base\thref=x/><p title="a <base> b">x</p></base>');
+    expect(parse(html).querySelectorAll('base, x-base').length).toBe(0);
+    expect(parse(html).querySelector('p')?.getAttribute('title')).toBe('a <x-base> b');
+  });
+
+  it('leaves ordinary CSS, strings and custom properties alone', () => {
+    const css = `p{color:#333;font:12px/1.4 "Segoe UI",sans-serif;content:"\\201C url( image-set(";--x:1}@media (max-width:600px){p{margin:0}}`;
+    const { html, blockedRemote } = sanitizeHtml(`<style>${css}</style><p>x</p>`);
+    expect(blockedRemote).toBe(0);
+    expect(parse(html).querySelector('style')?.textContent).toBe(css);
+  });
 
   it('blocks remote images until consent and counts them', () => {
     const mail = `<p>Hi</p><img src="https://img.example/a.png"><div style="background:url(https://img.example/b.png)">x</div>`;

@@ -1,6 +1,41 @@
 // Hostile HTML mail bodies. Each must come out of the sanitiser with no way to run code and
 // no remote load before consent. Sources: classic filter-evasion vectors (OWASP cheat sheet
 // style), mail-specific tricks (CSS url/@import, srcset, background, meta refresh, base href).
+/**
+ * CSS that fetches without a plain `url(`: image-set() and friends take URLs as strings, CSS
+ * escapes spell `url(` as `\\75 rl(`, names are case-insensitive, @import and @font-face load
+ * files. Each remote path is unique (e2e/sanitizer.mjs tells which ones Chromium fetched).
+ * @type {string[]}
+ */
+export const CSS_FETCH_CORPUS = [
+  `<div style="background-image:image-set(&quot;http://evil.test/css/imageset-attr.png&quot; 1x)">is</div>`,
+  `<style>.is{background-image:image-set("https://evil.test/css/imageset-style.png" 1x)}</style><p class=is>is</p>`,
+  `<style>.is2{background-image:IMAGE-SET('https://evil.test/css/imageset-caps.png' 1x)}</style><p class=is2>is</p>`,
+  `<div style="background-image:-webkit-image-set(url(https://evil.test/css/webkit-imageset.png) 1x)">wis</div>`,
+  `<div style="background-image:-webkit-image-set('https://evil.test/css/webkit-imageset-str.png' 1x)">wis</div>`,
+  `<style>.e1{background-image:\\75 rl(https://evil.test/css/escaped-url.png)}</style><p class=e1>esc</p>`,
+  `<style>.e2{background-image:\\000075\\000072\\00006C(https://evil.test/css/escaped-url6.png)}</style><p class=e2>esc</p>`,
+  `<div style="background-image:u\\rl(https://evil.test/css/escaped-url-char.png)">esc</div>`,
+  `<div style="background-image:\\55 RL(//evil.test/css/escaped-url-caps.png)">esc</div>`,
+  `<style>.e3{background-image:\\69 mage-set("https://evil.test/css/escaped-imageset.png" 1x)}</style><p class=e3>esc</p>`,
+  `<div style="background-image:image-set(/**/'https://evil.test/css/imageset-comment.png' 1x)">c</div>`,
+  `<div style="background-image:url(&quot;\\68 ttps://evil.test/css/escaped-in-string.png&quot;)">s</div>`,
+  `<div style="background-image:&#x75;rl(https://evil.test/css/entity-url.png)">ent</div>`,
+  `<style>.cf{background-image:cross-fade(url(https://evil.test/css/crossfade-1.png), url(https://evil.test/css/crossfade-2.png), 50%)}</style><p class=cf>cf</p>`,
+  `<style>.wcf{background-image:-webkit-cross-fade(url(https://evil.test/css/wcrossfade-1.png), url(https://evil.test/css/wcrossfade-2.png), 50%)}</style><p class=wcf>cf</p>`,
+  `<div style="background-image:image('https://evil.test/css/image-fn.png')">img</div>`,
+  `<div style="background-image:src(&quot;https://evil.test/css/src-fn.png&quot;)">src</div>`,
+  `<style>.el{background:-moz-element(#x) , element(#x)}</style><p class=el id=x>el</p>`,
+  `<style>@import "https://evil.test/css/import-string.css"; p{color:red}</style>`,
+  `<style>@IMPORT url(https://evil.test/css/import-caps.css);</style>`,
+  `<style>@\\69mport 'https://evil.test/css/import-escaped.css';</style>`,
+  `<style>@font-face{font-family:evilfont;src:url(https://evil.test/css/font.woff2) format("woff2")}.ff{font-family:evilfont}</style><p class=ff>font</p>`,
+  `<style>@font-face{font-family:evilfont2;src:local(nope),url("//evil.test/css/font2.woff")}</style><p style="font-family:evilfont2">font</p>`,
+  `<div style="--u:url(https://evil.test/css/custom-prop.png);background-image:var(--u)">var</div>`,
+  `<div style="list-style-image:url(https://evil.test/css/list.png);cursor:url(https://evil.test/css/cursor.png),auto"><li>l</li></div>`,
+  `<style>.b{border-image:url(https://evil.test/css/border.png) 30 round;border:10px solid}.m{mask-image:url(https://evil.test/css/mask.png)}</style><p class="b m">b</p>`,
+];
+
 /** @type {string[]} */
 export const XSS_CORPUS = [
   `<script>window.__xss=1</script>`,
@@ -57,4 +92,5 @@ export const XSS_CORPUS = [
   `<div style="font-family:'x';src:url(https://evil.test/font.woff)">f</div>`,
   `<button formaction="javascript:alert(1)">b</button>`,
   `<a ping="https://evil.test/ping" href="https://ok.example/">ping</a>`,
+  ...CSS_FETCH_CORPUS,
 ];

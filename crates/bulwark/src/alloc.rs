@@ -13,6 +13,7 @@ const MMAP_THRESHOLD: i32 = 256 * 1024;
 const ARENA_MAX: i32 = 4;
 
 /// Applies the tuning; call once at start-up, before threads start.
+#[allow(unsafe_code)] // FFI: see the SAFETY comment inside
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before other threads exist.

@@ -184,7 +184,7 @@ pub enum AccountCommand {
         #[command(flatten)]
         password: PasswordSource,
     },
-    /// Delete an account with all its mail, aliases and app passwords.
+    /// Delete an account with all its mail, aliases, app passwords, settings and stored data.
     #[command(after_help = "Example:\n  bulwark account delete alice@example.test")]
     Delete {
         /// The account's address.

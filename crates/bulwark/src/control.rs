@@ -115,6 +115,7 @@ pub fn read_pid_file(data_dir: &Path) -> Option<RunningServer> {
 
 /// Is there a running process with this pid (signal 0 checks without sending anything)?
 /// An exited process its parent has not reaped yet (a zombie) counts as gone.
+#[allow(unsafe_code)] // FFI: see the SAFETY comment inside
 pub fn process_alive(pid: i32) -> bool {
     // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
     let r = unsafe { libc::kill(pid, 0) };
@@ -133,6 +134,7 @@ fn is_zombie(pid: i32) -> bool {
         == Some('Z')
 }
 
+#[allow(unsafe_code)] // FFI: see the SAFETY comment inside
 fn send_signal(pid: i32, signal: i32) -> anyhow::Result<()> {
     // SAFETY: kill(2) has no memory effects; the pid comes from the server's own pid file.
     if unsafe { libc::kill(pid, signal) } != 0 {

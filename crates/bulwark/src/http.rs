@@ -10,8 +10,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bulwark_auth::token::TokenSigner;
+use bulwark_jmap::listener::HttpLimits;
 use bulwark_jmap::{JmapConfig, JmapServer};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -35,6 +35,10 @@ pub async fn run(
         queue_lifetime_secs: i64::try_from(c.outbound.queue_lifetime.as_secs()).unwrap_or(i64::MAX),
         data_dir: Some(c.data_dir.clone()),
         max_message_size: usize::try_from(c.limits.max_message_size).unwrap_or(usize::MAX),
+        // Quiet push connections send keep-alives well inside the idle timeout.
+        push_keepalive: JmapConfig::default()
+            .push_keepalive
+            .min(c.limits.http_idle_timeout / 2),
         ..JmapConfig::default()
     };
     let jmap = JmapServer::new(
@@ -45,7 +49,10 @@ pub async fn run(
         shared.queue_wakeup.clone(),
     );
     let web = bulwark_web::router(shared.store.clone(), shared.auth.clone(), signer);
-    jmap.vacation().start();
+    jmap.set_pipeline(shared.pipeline.clone());
+    // Before serving: what older versions kept in `data_dir` (identities, vacation) moves
+    // into the store.
+    jmap.migrate_legacy_files().await;
     let app = jmap
         .router()
         // Last: the web router owns the fallback (client-side routes get index.html).
@@ -54,17 +61,17 @@ pub async fn run(
             shared.node.clone(),
             refuse_while_draining,
         ))
-        .merge(probes(shared.node.clone()))
-        .into_make_service_with_connect_info::<SocketAddr>();
+        .merge(probes(shared.node.clone()));
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stopped)
-        .await
-    {
-        tracing::error!(error = %e, "http listener stopped");
-    }
+    let limits = HttpLimits {
+        max_connections_per_ip: c.limits.max_connections_per_ip,
+        max_connections: shared.max_connections,
+        header_timeout: c.limits.http_header_timeout,
+        idle_timeout: c.limits.http_idle_timeout,
+    };
+    bulwark_jmap::listener::serve(listener, app, limits, stopped).await;
 }
 
 /// While draining, new requests get 503 with Retry-After (RFC 9110 §15.6.4) so clients and

@@ -75,7 +75,10 @@ async fn serve(
     let (certs, tls) = ReloadableCert::load(&config)?;
     let listeners = bind_all(&config).await?;
     let node = NodeState::new(store.clone());
+    let max_connections = connection_cap(&config, listeners.len());
+    let queue_wakeup = Arc::new(Notify::new());
     let shared = Shared {
+        max_connections,
         auth: Arc::new(
             Authenticator::with_offline_cache(
                 store.clone(),
@@ -87,9 +90,14 @@ async fn serve(
             )
             .context("cannot open the local login cache")?,
         ),
+        pipeline: bulwark_core::Pipeline::new(
+            store.clone(),
+            queue_wakeup.clone(),
+            i64::try_from(config.outbound.queue_lifetime.as_secs()).unwrap_or(i64::MAX),
+        ),
         store,
         tls: bulwark_net::TlsAcceptor::from(tls),
-        queue_wakeup: Arc::new(Notify::new()),
+        queue_wakeup,
         config: Arc::new(config),
         node: node.clone(),
     };
@@ -104,6 +112,8 @@ async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot load the token signing keys: {e}"))?,
     );
     let key_refresh = signer.spawn_refresh(shared.store.clone());
+    // Deletes blobs nothing references any more (expunged mail, unused uploads).
+    let blob_collector = bulwark_core::collector::spawn(shared.store.clone());
     // Signals are watched before anyone can learn our pid from the pid file.
     let mut signals = Signals::new()?;
     // Issue 13 item 2: clear-text TOTP secrets from before are rewritten sealed.
@@ -203,6 +213,7 @@ async fn serve(
     let config = serve_until_stop(&mut signals, (*shared.config).clone(), live).await;
     drain(&config, &node, running, &mut signals).await;
     key_refresh.abort();
+    blob_collector.abort();
     spool_replay.abort();
     Ok(())
 }
@@ -320,6 +331,39 @@ async fn drain(config: &Config, node: &NodeState, running: Running, signals: &mu
         task.abort();
     }
     tracing::info!("drained; exiting");
+}
+
+/// Raises the open-file limit, sets the descriptor budget all listeners share, and returns
+/// the per-listener connection cap (issue 13 item 4: 20,000 idle HTTP connections took every
+/// descriptor and with them every protocol).
+fn connection_cap(config: &Config, listeners: usize) -> usize {
+    let wanted = config.limits.max_connections;
+    match bulwark_net::fd::install_fd_budget() {
+        Ok((limit, budget)) => {
+            let cap = bulwark_net::fd::fair_share(wanted, listeners, budget);
+            tracing::info!(
+                soft = limit.soft,
+                hard = limit.hard,
+                budget,
+                "open-file limit"
+            );
+            if cap < wanted {
+                tracing::warn!(
+                    max_connections = wanted,
+                    cap,
+                    listeners,
+                    "the open-file limit is too low for limits.max_connections on every \
+                     listener; each listener holds at most {cap} connections (raise the hard \
+                     RLIMIT_NOFILE, e.g. LimitNOFILE= in the systemd unit)"
+                );
+            }
+            cap
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            wanted
+        }
+    }
 }
 
 fn throttle_config(config: &Config) -> ThrottleConfig {

@@ -24,6 +24,13 @@ pub struct Shared {
     pub queue_wakeup: Arc<Notify>,
     /// Draining or serving; readiness.
     pub node: Arc<crate::node::NodeState>,
+    /// The one delivery pipeline every protocol hands mail to (SMTP, JMAP submission,
+    /// vacation replies), with the node's hooks.
+    pub pipeline: Arc<bulwark_core::Pipeline>,
+    /// Connections one listener may hold: `limits.max_connections`, lowered when every
+    /// listener at that cap would not fit in the file-descriptor budget
+    /// ([`bulwark_net::fd::fair_share`]).
+    pub max_connections: usize,
 }
 
 /// The SMTP server shared by every SMTP listener (`smtp`, `submission`, `submissions`).
@@ -36,17 +43,19 @@ pub fn smtp_server(shared: &Shared) -> Arc<SmtpServer> {
         queue_lifetime_secs: secs(c.outbound.queue_lifetime),
         idle_timeout: c.limits.smtp_idle_timeout,
         max_connections_per_ip: c.limits.max_connections_per_ip,
-        max_connections: c.limits.max_connections,
+        max_connections: shared.max_connections,
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
         ..SmtpConfig::default()
     };
-    SmtpServer::new(
+    let server = SmtpServer::new(
         cfg,
         shared.store.clone(),
         shared.auth.clone(),
         Some(shared.tls.clone()),
         shared.queue_wakeup.clone(),
-    )
+    );
+    server.set_pipeline(shared.pipeline.clone());
+    server
 }
 
 /// Starts `server` on one SMTP listener; it stops accepting when the node drains.
@@ -75,9 +84,10 @@ pub fn imap_server(shared: &Shared) -> Arc<ImapServer> {
         hostname: c.hostname.clone(),
         max_literal_size: usize::try_from(c.limits.max_message_size).unwrap_or(usize::MAX),
         idle_timeout: c.limits.imap_idle_timeout,
+        pre_auth_timeout: c.limits.imap_login_timeout,
         max_idle_duration: c.limits.imap_idle_timeout,
         max_connections_per_ip: c.limits.max_connections_per_ip,
-        max_connections: c.limits.max_connections,
+        max_connections: shared.max_connections,
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
         ..ImapConfig::default()
     };

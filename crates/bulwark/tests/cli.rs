@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 //! Runs the real `bulwark` binary: admin commands against a fresh data dir, `config check`,
 //! and `serve` with port-0 listeners.
 

@@ -3,13 +3,20 @@
 //! * recipient resolution (local domains, aliases, plus-addressing `user+tag@`),
 //! * local delivery into INBOX (durable on return),
 //! * header summaries extracted once at delivery (threading, sorting, JMAP previews),
-//! * the local durable spool for inbound mail while the store is unavailable ([`spool`]).
+//! * the local durable spool for inbound mail while the store is unavailable ([`spool`]),
+//! * who may send as which address ([`sender`]), the same rule for every submission path.
 
 /// Kept here for callers that found it in this crate first; it lives in `bulwark-store`.
 pub use bulwark_store::outage;
+pub mod collector;
+pub mod pipeline;
+/// For implementing [`DeliveryHook`] without depending on `async-trait` directly.
+pub use async_trait::async_trait;
+pub mod sender;
 pub mod spool;
 mod summary;
 
+pub use pipeline::{DeliveryError, DeliveryHook, Message, Outcome, Pipeline, Refusal};
 pub use summary::{envelope, header, imap_string, summarize};
 
 use bulwark_store::{

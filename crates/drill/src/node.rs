@@ -60,6 +60,7 @@ impl Default for Placement {
 }
 
 /// Sends `signal` to `pid`.
+#[allow(unsafe_code)] // FFI: see the SAFETY comment inside
 pub fn send_signal(pid: u32, signal: libc::c_int) -> Result<(), DrillError> {
     let pid = libc::pid_t::try_from(pid)
         .map_err(|_| DrillError::Setup(format!("pid {pid} out of range")))?;

@@ -41,6 +41,7 @@ fn ip(args: &[&str]) -> Result<(), String> {
 
 impl Split {
     /// Creates the namespace and both links; `Err(why)` when the machine does not allow it.
+    #[allow(unsafe_code)] // FFI: see the SAFETY comment inside
     pub fn create() -> Result<Split, String> {
         // SAFETY: getuid has no preconditions and cannot fail.
         if unsafe { libc::getuid() } != 0 {

@@ -36,6 +36,7 @@ fn find_bindir() -> Option<PathBuf> {
     dirs.pop().map(|(_, bin)| bin)
 }
 
+#[allow(unsafe_code)] // FFI: see the SAFETY comment inside
 fn is_root() -> bool {
     // SAFETY: getuid has no preconditions and cannot fail.
     unsafe { libc::getuid() == 0 }

@@ -11,7 +11,7 @@ pub struct ImapConfig {
     pub max_literal_size: usize,
     /// Autologout after this long without a command (RFC 9051 §5.4: at least 30 min).
     pub idle_timeout: Duration,
-    /// Autologout before authentication.
+    /// Autologout before authentication, counted from the connection.
     pub pre_auth_timeout: Duration,
     /// Longest IDLE before the server ends it with `* BYE`.
     pub max_idle_duration: Duration,
@@ -21,6 +21,11 @@ pub struct ImapConfig {
     pub allow_plaintext_auth_on_loopback: bool,
     /// Commands per second per connection (token bucket refill rate).
     pub commands_per_second: u32,
+    /// Memory all sessions together may hold for literals being received (APPEND); at least
+    /// one literal of `max_literal_size` always fits.
+    pub literal_memory_budget: usize,
+    /// How long a literal waits for room in that budget before it is refused.
+    pub literal_memory_wait: Duration,
 }
 
 impl Default for ImapConfig {
@@ -35,6 +40,8 @@ impl Default for ImapConfig {
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
             allow_plaintext_auth_on_loopback: false,
             commands_per_second: limits::COMMANDS_PER_SECOND,
+            literal_memory_budget: limits::DEFAULT_LITERAL_MEMORY_BUDGET,
+            literal_memory_wait: limits::LITERAL_MEMORY_WAIT,
         }
     }
 }

@@ -10,9 +10,26 @@ pub const MAX_LINE_LEN: usize = 64 * 1024;
 /// Default largest literal (the message size limit for APPEND): 50 MiB.
 pub const DEFAULT_MAX_LITERAL_SIZE: usize = 50 * 1024 * 1024;
 
+/// Largest literal before authentication: enough for LOGIN with literal user name and
+/// password (and an ID or AUTHENTICATE in literal form), far too small for a message. An
+/// anonymous client never makes the server buffer more (issue 13: `APPEND {52428800}` was
+/// answered `+` before login).
+pub const PRE_AUTH_MAX_LITERAL: usize = 8 * 1024;
+
+/// Largest whole command (lines plus literals) before authentication.
+pub const PRE_AUTH_MAX_COMMAND: usize = 64 * 1024;
+
 /// A whole command (lines plus literals) may exceed the literal limit by this much
 /// ("max literal + 64 KiB", as imap-next/Dovecot do).
 pub const MAX_COMMAND_OVERHEAD: usize = 64 * 1024;
+
+/// Memory all IMAP sessions together may hold for literals being received (APPEND), by
+/// default; raised so that one literal of the largest size always fits. A literal that does
+/// not fit waits up to 30 s for others to finish, then gets `NO [UNAVAILABLE]` (or `BYE` when
+/// it is non-synchronizing and already on its way).
+pub const DEFAULT_LITERAL_MEMORY_BUDGET: usize = 128 * 1024 * 1024;
+/// How long a literal waits for room in that budget.
+pub const LITERAL_MEMORY_WAIT: Duration = Duration::from_secs(30);
 
 /// Longest tag we accept (Stalwart uses 128; real clients use < 20).
 pub const MAX_TAG_LEN: usize = 64;
@@ -41,7 +58,8 @@ pub const MAX_AUTH_FAILURES: u32 = 5;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Autologout before login is much shorter (RFC 9051 §5.4 allows this for unauthenticated
-/// sessions).
+/// sessions). Counted from the connection, not from the last byte: a client that sends a
+/// byte now and then is still logged out this long after it connected (issue 13, item 16).
 pub const PRE_AUTH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An IDLE is ended by the server after this long; clients re-issue IDLE every

@@ -3,12 +3,12 @@
 //! STARTTLS, and isolates a panicking connection from the rest.
 
 use crate::config::ImapConfig;
-use crate::limits::COMMAND_BURST;
+use crate::limits::{COMMAND_BURST, MAX_COMMAND_OVERHEAD};
 use crate::parser::Command;
 use crate::parser::{Event, LineEvent, Parser};
 use crate::session::{Next, Session};
 use bulwark_auth::Authenticator;
-use bulwark_net::{BoxedStream, ConnectionLimiter, TlsAcceptor};
+use bulwark_net::{BoxedStream, ConnectionLimiter, MemoryBudget, Reservation, TlsAcceptor};
 use bulwark_store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +42,11 @@ const KEPT_OUTPUT: usize = 16 * 1024;
 const SPILL_QUEUE: usize = 1;
 /// A TLS handshake must finish within this time.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// RFC 5530 `UNAVAILABLE`: a temporary shortage; the client may try again.
+const LITERAL_BUDGET_NO: &str =
+    "NO [UNAVAILABLE] Too much mail is being received right now; try again later\r\n";
+const LITERAL_BUDGET_BYE: &[u8] =
+    b"* BYE [UNAVAILABLE] Too much mail is being received right now; try again later\r\n";
 /// Back-off after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -54,6 +59,8 @@ pub struct ImapServer {
     next_id: AtomicU64,
     /// Mailbox changes read once for all sessions (see [`crate::feed`]).
     feeds: Arc<crate::feed::Feeds>,
+    /// Memory for literals being received (APPEND), shared by every session.
+    literal_budget: Arc<MemoryBudget>,
 }
 
 /// Why a connection ended early.
@@ -75,6 +82,9 @@ impl ImapServer {
         tls: Option<TlsAcceptor>,
     ) -> Arc<Self> {
         let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections);
+        // One literal of the largest size always fits.
+        let smallest_budget = cfg.max_literal_size.saturating_add(MAX_COMMAND_OVERHEAD);
+        let literal_budget = MemoryBudget::new(cfg.literal_memory_budget.max(smallest_budget));
         Arc::new(ImapServer {
             cfg: Arc::new(cfg),
             store,
@@ -83,7 +93,13 @@ impl ImapServer {
             limiter,
             next_id: AtomicU64::new(1),
             feeds: Arc::default(),
+            literal_budget,
         })
+    }
+
+    /// Bytes of literals being received, over all sessions (for tests and metrics).
+    pub fn literal_memory_in_use(&self) -> usize {
+        self.literal_budget.in_use()
     }
 
     /// Serves connections from `listener` forever. `implicit_tls`: port 993 style.
@@ -186,6 +202,7 @@ impl ImapServer {
             self.cfg.clone(),
             shutdown,
         );
+        conn.literal_memory = Reservation::empty(&self.literal_budget);
         match conn.run().await {
             Ok(()) | Err(ConnError::Closed) => {
                 tracing::debug!(conn = id, remote = %peer, "IMAP connection closed")
@@ -212,6 +229,11 @@ struct Conn {
     bucket: TokenBucket,
     /// Turns true when the server drains.
     shutdown: watch::Receiver<bool>,
+    /// RFC 9051 §5.4 autologout before login: counted from the connection, so a client that
+    /// sends a byte now and then does not keep an anonymous session open.
+    login_deadline: tokio::time::Instant,
+    /// The server's literal budget held by the command being read (given back after it).
+    literal_memory: Reservation,
 }
 
 impl Conn {
@@ -245,16 +267,19 @@ impl Conn {
             buf: vec![0u8; IDLE_READ_BUF],
             tls,
             bucket: TokenBucket::new(cfg.commands_per_second),
+            login_deadline: tokio::time::Instant::now() + cfg.pre_auth_timeout,
+            literal_memory: Reservation::empty(&MemoryBudget::unlimited()),
             cfg,
             shutdown,
         }
     }
 
-    fn read_timeout(&self) -> Duration {
+    /// When the next read gives up: the idle timeout after login, the login deadline before.
+    fn read_deadline(&self) -> tokio::time::Instant {
         if self.session.is_authenticated() {
-            self.cfg.idle_timeout
+            tokio::time::Instant::now() + self.cfg.idle_timeout
         } else {
-            self.cfg.pre_auth_timeout
+            self.login_deadline
         }
     }
 
@@ -300,8 +325,8 @@ impl Conn {
 
     /// Reads more bytes into the parser; on the autologout timer, says BYE.
     async fn read_more(&mut self) -> Result<(), ConnError> {
-        let timeout = self.read_timeout();
-        match tokio::time::timeout(timeout, self.stream.read(&mut self.buf)).await {
+        let deadline = self.read_deadline();
+        match tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf)).await {
             Ok(Ok(0)) => Err(ConnError::Closed),
             Ok(Ok(n)) => {
                 self.parser.feed(&self.buf[..n]);
@@ -311,8 +336,12 @@ impl Conn {
             Ok(Err(e)) => Err(e.into()),
             Err(_) => {
                 // RFC 9051 §5.4 autologout.
-                self.out
-                    .extend_from_slice(b"* BYE Autologout; idle for too long\r\n");
+                let bye: &[u8] = if self.session.is_authenticated() {
+                    b"* BYE Autologout; idle for too long\r\n"
+                } else {
+                    b"* BYE Autologout; no login within the time allowed\r\n"
+                };
+                self.out.extend_from_slice(bye);
                 let _ = self.flush().await;
                 Err(ConnError::Timeout)
             }
@@ -323,6 +352,7 @@ impl Conn {
         self.session.greeting(&mut self.out);
         self.flush().await?;
         loop {
+            self.parser.set_pre_auth(!self.session.is_authenticated());
             match self.parser.next_event() {
                 // Between commands (nothing half-read): a draining server says goodbye.
                 Event::NeedMoreData if self.parser.buffered() == 0 => {
@@ -336,15 +366,28 @@ impl Conn {
                     }
                 }
                 Event::NeedMoreData => self.read_more().await?,
-                Event::NeedLiteral {
-                    non_sync: false, ..
-                } => {
-                    // RFC 9051 §7.5: continuation request for a synchronizing literal.
-                    self.out.extend_from_slice(b"+ Ready for literal data\r\n");
-                    self.flush().await?;
+                Event::NeedLiteral { size, non_sync } => {
+                    if !self.reserve_literal(size).await {
+                        if non_sync {
+                            // RFC 7888 §4: the bytes are on their way; we will not buffer them.
+                            self.out.extend_from_slice(LITERAL_BUDGET_BYE);
+                            let _ = self.flush().await;
+                            return Ok(());
+                        }
+                        // RFC 9051 §7.5: refused instead of `+`; the client sends nothing.
+                        let tag = self.parser.refuse_literal().unwrap_or_else(|| "*".into());
+                        self.literal_memory = Reservation::empty(self.literal_memory.budget());
+                        self.out
+                            .extend_from_slice(format!("{tag} {LITERAL_BUDGET_NO}").as_bytes());
+                        self.flush().await?;
+                    } else if !non_sync {
+                        // RFC 9051 §7.5: continuation request for a synchronizing literal.
+                        self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                        self.flush().await?;
+                    }
                 }
-                Event::NeedLiteral { non_sync: true, .. } => {}
                 Event::Error(e) => {
+                    self.literal_memory = Reservation::empty(self.literal_memory.budget());
                     let next = self.session.parse_error(e, &mut self.out);
                     self.flush().await?;
                     if next == Next::Logout {
@@ -356,6 +399,7 @@ impl Conn {
                         tokio::time::sleep(wait).await;
                     }
                     let next = self.handle_streaming(cmd).await?;
+                    self.literal_memory = Reservation::empty(self.literal_memory.budget());
                     self.flush().await?;
                     self.release_buffers();
                     match next {
@@ -371,6 +415,18 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Reserves a literal's bytes from the server's budget before it is read, waiting a
+    /// little for other sessions' APPENDs to finish; false when it does not fit.
+    async fn reserve_literal(&mut self, size: u64) -> bool {
+        let Ok(size) = usize::try_from(size) else {
+            return false;
+        };
+        let total = self.literal_memory.held().saturating_add(size);
+        self.literal_memory
+            .grow_within(total, self.cfg.literal_memory_wait)
+            .await
     }
 
     async fn bye_shutting_down(&mut self) -> Result<(), ConnError> {

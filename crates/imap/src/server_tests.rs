@@ -219,6 +219,8 @@ async fn oversize_literal_gets_toobig_and_the_connection_keeps_serving() {
     // A non-synchronizing oversize literal cannot be skipped: BYE and close.
     c.send(b"b APPEND INBOX {5000+}\r\n").await;
     let l = c.line().await;
+    assert!(l.starts_with("b BAD [TOOBIG]"), "{l}");
+    let l = c.line().await;
     assert!(l.starts_with("* BYE [TOOBIG]"), "{l}");
 }
 
@@ -229,4 +231,99 @@ async fn login_without_tls_from_non_loopback_policy_is_refused() {
     assert!(greeting.contains("LOGINDISABLED"), "{greeting}");
     let out = c.cmd("l", &format!("LOGIN {USER} \"{PASSWORD}\"")).await;
     assert!(out.starts_with("l NO [PRIVACYREQUIRED]"), "{out}");
+}
+
+#[tokio::test]
+async fn before_login_a_large_literal_is_refused_without_a_continuation() {
+    let (addr, _dir) = start(loopback_cfg()).await;
+    let (mut c, _) = Client::connect(addr).await;
+    // Synchronizing: tagged BAD instead of `+`; the client sends nothing and may go on.
+    let out = c.cmd("a", "APPEND INBOX {100000}").await;
+    assert!(
+        out.starts_with(
+            "a BAD [TOOBIG] Literal of 100000 octets is too large before authentication"
+        ),
+        "{out}"
+    );
+    let out = c.cmd("b", "LOGIN {100000}").await;
+    assert!(out.starts_with("b BAD [TOOBIG]"), "{out}");
+    // Small literals (LOGIN with a literal password) still work, and after login APPEND does.
+    c.send(format!("l LOGIN {USER} {{{}}}\r\n", PASSWORD.len()).as_bytes())
+        .await;
+    assert!(c.line().await.starts_with('+'));
+    c.send(format!("{PASSWORD}\r\n").as_bytes()).await;
+    assert!(c.until_tagged("l").await.contains("l OK"));
+    let out = c
+        .append("a2", "INBOX", &msg("after", &"x".repeat(20_000)))
+        .await;
+    assert!(out.contains("a2 OK"), "{out}");
+    // Non-synchronizing before login: answered BAD, then the connection is closed.
+    let (mut d, _) = Client::connect(addr).await;
+    d.send(b"n APPEND INBOX {100000+}\r\n").await;
+    assert!(d.line().await.starts_with("n BAD [TOOBIG]"));
+    assert!(d.line().await.starts_with("* BYE [TOOBIG]"));
+}
+
+#[tokio::test]
+async fn the_login_deadline_counts_from_the_connection_not_from_the_last_byte() {
+    let cfg = ImapConfig {
+        pre_auth_timeout: Duration::from_secs(1),
+        ..loopback_cfg()
+    };
+    let (addr, _dir) = start(cfg).await;
+    let (mut c, _) = Client::connect(addr).await;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    // A byte every 200 ms (never a whole command): before the fix each byte restarted the
+    // 1 s timer, so the session stayed open as long as the bytes kept coming.
+    let bye = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no BYE 10 s after connecting"
+        );
+        let _ = c.w.write_all(b"x").await;
+        match tokio::time::timeout(Duration::from_millis(200), c.r.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => break String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Ok(_) => panic!("closed without BYE"),
+            Err(_) => {}
+        }
+    };
+    assert!(bye.starts_with("* BYE Autologout"), "{bye}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn appends_share_the_literal_memory_budget_and_a_literal_beyond_it_is_refused() {
+    let cfg = ImapConfig {
+        max_literal_size: 100_000,
+        literal_memory_budget: 0,
+        literal_memory_wait: Duration::from_millis(300),
+        ..loopback_cfg()
+    };
+    let (addr, _dir) = start(cfg).await;
+    let (mut a, _) = Client::connect(addr).await;
+    let (mut b, _) = Client::connect(addr).await;
+    a.login().await;
+    b.login().await;
+    // The budget is one largest literal plus the command overhead (164 KB): a holds 100 KB.
+    a.send(b"a1 APPEND INBOX {100000}\r\n").await;
+    assert!(a.line().await.starts_with('+'));
+    a.send(&[b'x'; 50_000]).await;
+    let out = b.cmd("b1", "APPEND INBOX {90000}").await;
+    assert_eq!(
+        out,
+        "b1 NO [UNAVAILABLE] Too much mail is being received right now; try again later\r\n"
+    );
+    a.send(&[b'x'; 50_000]).await;
+    a.send(b"\r\n").await;
+    assert!(a.until_tagged("a1").await.contains("a1 OK"));
+    // Given back after the command: now it fits.
+    let out = b
+        .append("b2", "INBOX", &msg("fits", &"y".repeat(80_000)))
+        .await;
+    assert!(out.contains("b2 OK"), "{out}");
 }

@@ -1,7 +1,7 @@
 //! Blob ids: a whole stored blob is its SHA-256 hex; a MIME part of a message blob is
 //! `{hash}_{partId}` with the part path's `.` written as `-` (Id alphabet, RFC 8620 §1.2).
 
-use bulwark_store::{BlobHash, Store, StoreError};
+use bulwark_store::{AccountId, BlobHash, Store, StoreError};
 use mail_parser::{MessageParser, PartType};
 
 /// Deepest nesting of message/rfc822 parts we follow.
@@ -40,12 +40,23 @@ pub fn parse_blob_id(id: &str) -> Option<(BlobHash, Option<Vec<usize>>)> {
     Some((BlobHash(hash.to_string()), path))
 }
 
-/// The bytes of a blob id: the stored blob or the decoded content of one of its parts.
-pub async fn read_blob(store: &dyn Store, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+/// The bytes of a blob id that `account` may read (RFC 8620 §6: blobs are per account): the
+/// stored blob or the decoded content of one of its parts. A blob of another account is
+/// `None`, exactly like one that does not exist.
+pub async fn read_blob(
+    store: &dyn Store,
+    account: AccountId,
+    id: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
     let Some((hash, path)) = parse_blob_id(id) else {
         return Ok(None);
     };
-    let Some(raw) = store.blob_get(&hash).await? else {
+    let Some(raw) = store
+        .blob_get_owned(account, std::slice::from_ref(&hash))
+        .await?
+        .pop()
+        .flatten()
+    else {
         return Ok(None);
     };
     match path {

@@ -42,10 +42,114 @@ pub fn router(server: Arc<JmapServer>) -> Router {
         // Bodies are read (and limited) by the handlers themselves, so an oversize request
         // gets a JMAP `limit` problem instead of a bare 413.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(server)
 }
 
+/// Issue 13 item 18: nothing served here is a page. Browsers must not sniff a download into
+/// HTML, run anything in it, or frame it (RFC 9110 has none of these; they are the Fetch
+/// standard's `nosniff`, CSP Level 3 and RFC 7034).
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; sandbox"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// Media types a browser would run or render as a document (scripts, HTML, SVG, XML with
+/// stylesheets, plug-ins): a download asked for as one of these is served as
+/// `application/octet-stream` instead.
+fn is_active_type(essence: &str) -> bool {
+    matches!(
+        essence,
+        "text/html"
+            | "application/xhtml+xml"
+            | "image/svg+xml"
+            | "text/xml"
+            | "application/xml"
+            | "text/xsl"
+            | "application/xslt+xml"
+            | "text/css"
+            | "application/pdf"
+            | "application/x-shockwave-flash"
+            | "multipart/x-mixed-replace"
+            | "text/vtt"
+            | "application/wasm"
+    ) || essence.contains("javascript")
+        || essence.contains("ecmascript")
+        || essence.ends_with("+xml")
+        || essence.ends_with("/xml")
+}
+
+/// The Content-Type of a download asked for with `accept` (RFC 8620 §6.2 `type`): the
+/// given type when it is a plain `type/subtype` (parameters kept) of a passive kind, else
+/// `application/octet-stream`.
+fn download_type(accept: Option<&str>) -> String {
+    const FALLBACK: &str = "application/octet-stream";
+    let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
+        return FALLBACK.into();
+    };
+    let essence = accept
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    let well_formed = essence
+        .split_once('/')
+        .is_some_and(|(t, sub)| token(t) && token(sub));
+    if !well_formed || is_active_type(&essence) || HeaderValue::from_str(accept).is_err() {
+        return FALLBACK.into();
+    }
+    accept.to_string()
+}
+
 /// An RFC 7807 problem document response.
+/// A store failure on the HTTP endpoints (upload, download), mapped in this one place:
+/// not found → 404, invalid → 400, conflict → 409, unavailable → 503 with Retry-After,
+/// anything else → 500 — and internal error text is logged, never sent.
+pub fn store_problem(e: &bulwark_store::StoreError) -> Response {
+    use bulwark_store::StoreError;
+    match e {
+        StoreError::NotFound(_) => problem(StatusCode::NOT_FOUND, "about:blank", "not found"),
+        StoreError::Invalid(why) => problem(StatusCode::BAD_REQUEST, "about:blank", why),
+        StoreError::Conflict(_) | StoreError::AlreadyExists(_) => problem(
+            StatusCode::CONFLICT,
+            "about:blank",
+            "changed at the same time by another request; try again",
+        ),
+        StoreError::Unavailable(_) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "about:blank",
+            "the mail store is unavailable right now; try again later",
+        ),
+        StoreError::CannotCalculateChanges(_) | StoreError::Internal(_) => {
+            tracing::error!(error = %e, "JMAP HTTP: store failure");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "about:blank",
+                "internal error in the mail store",
+            )
+        }
+    }
+}
+
 pub fn problem(status: StatusCode, type_uri: &str, detail: &str) -> Response {
     let body = json!({ "type": type_uri, "status": status.as_u16(), "detail": detail });
     let mut response = (
@@ -197,32 +301,61 @@ async fn session_handler(State(server): State<Arc<JmapServer>>, req: Request) ->
     )
 }
 
-/// Counts a request against maxConcurrentRequests until dropped.
+/// Which per-account concurrency limit an [`InFlight`] counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// RFC 8620 §2 maxConcurrentRequests (API requests).
+    Requests,
+    /// RFC 8620 §2 maxConcurrentUpload (issue 13 item 20: advertised, now enforced).
+    Uploads,
+}
+
+/// Counts a request against maxConcurrentRequests (or an upload against
+/// maxConcurrentUpload) until dropped.
 pub struct InFlight {
     server: Arc<JmapServer>,
     account: AccountId,
+    kind: Concurrency,
 }
+
+fn in_flight_map(
+    server: &JmapServer,
+    kind: Concurrency,
+) -> (&std::sync::Mutex<HashMap<AccountId, usize>>, usize) {
+    match kind {
+        Concurrency::Requests => (&server.in_flight, server.cfg.max_concurrent_requests),
+        Concurrency::Uploads => (&server.uploads_in_flight, server.cfg.max_concurrent_upload),
+    }
+}
+
 impl InFlight {
     pub fn enter(server: &Arc<JmapServer>, account: AccountId) -> Option<InFlight> {
-        let mut map = server.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        Self::enter_for(server, account, Concurrency::Requests)
+    }
+
+    pub fn enter_for(
+        server: &Arc<JmapServer>,
+        account: AccountId,
+        kind: Concurrency,
+    ) -> Option<InFlight> {
+        let (map, max) = in_flight_map(server, kind);
+        let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
         let n = map.entry(account).or_insert(0);
-        if *n >= server.cfg.max_concurrent_requests {
+        if *n >= max {
             return None;
         }
         *n += 1;
         Some(InFlight {
             server: server.clone(),
             account,
+            kind,
         })
     }
 }
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut map = self
-            .server
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let (map, _) = in_flight_map(&self.server, self.kind);
+        let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = map.get_mut(&self.account) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -287,6 +420,24 @@ async fn upload_handler(
     if ids::parse_account(&account) != Some(principal.account) {
         return problem(StatusCode::NOT_FOUND, "about:blank", "no such account");
     }
+    let Some(_upload) = InFlight::enter_for(&server, principal.account, Concurrency::Uploads)
+    else {
+        let e = RequestError::Limit {
+            limit: "maxConcurrentUpload",
+            description: format!(
+                "{} uploads are already running for this account; wait for one to finish",
+                server.cfg.max_concurrent_upload
+            ),
+        };
+        let mut body = e.to_problem();
+        body["status"] = json!(StatusCode::TOO_MANY_REQUESTS.as_u16());
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response();
+    };
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -306,17 +457,13 @@ async fn upload_handler(
             return r;
         }
     };
-    match server.store.blob_put(&body).await {
+    match server.store.blob_put(principal.account, &body).await {
         // RFC 8620 §6.1 upload response.
         Ok(hash) => json_response(
             StatusCode::CREATED,
             &json!({ "accountId": account, "blobId": hash.0, "type": content_type, "size": body.len() }),
         ),
-        Err(e) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "about:blank",
-            &e.to_string(),
-        ),
+        Err(e) => store_problem(&e),
     }
 }
 
@@ -333,13 +480,9 @@ async fn download_handler(
     if ids::parse_account(&account) != Some(principal.account) {
         return problem(StatusCode::NOT_FOUND, "about:blank", "no such account");
     }
-    match blob::read_blob(server.store.as_ref(), &blob_id).await {
+    match blob::read_blob(server.store.as_ref(), principal.account, &blob_id).await {
         Ok(Some(bytes)) => {
-            let content_type = query
-                .get("accept")
-                .filter(|t| HeaderValue::from_str(t).is_ok())
-                .cloned()
-                .unwrap_or_else(|| "application/octet-stream".into());
+            let content_type = download_type(query.get("accept").map(String::as_str));
             let safe_name: String = name
                 .chars()
                 .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
@@ -363,11 +506,7 @@ async fn download_handler(
             r
         }
         Ok(None) => problem(StatusCode::NOT_FOUND, "about:blank", "no such blob"),
-        Err(e) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "about:blank",
-            &e.to_string(),
-        ),
+        Err(e) => store_problem(&e),
     }
 }
 
@@ -637,6 +776,33 @@ async fn revoke_handler(State(server): State<Arc<JmapServer>>, req: Request) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downloads_of_active_types_are_served_as_octet_stream() {
+        for active in [
+            "text/html",
+            "TEXT/HTML; charset=utf-8",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "application/javascript",
+            "text/javascript",
+            "text/xml",
+            "application/rss+xml",
+            "text/html\r\nX-Evil: 1",
+            "html",
+            "",
+        ] {
+            assert_eq!(
+                download_type(Some(active)),
+                "application/octet-stream",
+                "{active}"
+            );
+        }
+        assert_eq!(download_type(None), "application/octet-stream");
+        for passive in ["image/png", "application/zip", "text/plain; charset=utf-8"] {
+            assert_eq!(download_type(Some(passive)), passive);
+        }
+    }
 
     #[test]
     fn form_decoding_handles_escapes_and_rejects_garbage() {

@@ -14,7 +14,8 @@
 //! Layout: `http` (routes, auth, token endpoint), `session` (session resource), `api`
 //! (request parsing, dispatch, errors, result references), `mail/*` (RFC 8621 types),
 //! `submission`, `vacation`, `push` (EventSource + WebSocket), `devices` (the account's list of
-//! signed-in sessions, shared with the web client).
+//! signed-in sessions, shared with the web client), `legacy` (one-time migration of the JSON
+//! files older versions kept in `data_dir`).
 
 pub mod api;
 mod blob;
@@ -22,6 +23,8 @@ pub mod devices;
 mod http;
 mod identity;
 pub mod ids;
+pub mod legacy;
+pub mod listener;
 mod mail;
 mod push;
 mod session;
@@ -53,17 +56,28 @@ pub struct JmapConfig {
     pub max_size_request: usize,
     pub max_objects_in_get: usize,
     pub max_objects_in_set: usize,
+    /// Largest JMAP Response object (JSON bytes) one request may build; a call whose result
+    /// would pass it gets `requestTooLarge`. Advertised as `maxSizeResponse` in the core
+    /// capability (a Bulwark extension; RFC 8620 §2 has no such limit).
+    pub max_size_response: usize,
     /// Lifetime of access tokens issued by `POST /auth/token`.
     pub token_ttl_secs: i64,
     /// Lifetime of refresh tokens.
     pub refresh_ttl_secs: i64,
     /// How long the outbound queue keeps trying a remote recipient (EmailSubmission).
     pub queue_lifetime_secs: i64,
-    /// Where JMAP-only state (identities, vacation response, submissions) is kept as JSON
-    /// files; `None` keeps it in memory only.
+    /// Where older versions kept JMAP state (identities, vacation response) as JSON files,
+    /// migrated once into the store ([`JmapServer::migrate_legacy_files`]); `None`: nothing
+    /// to migrate.
     pub data_dir: Option<PathBuf>,
     /// Default `ping` interval bounds for EventSource (seconds).
     pub min_ping_secs: u64,
+    /// How often an open EventSource or WebSocket re-checks the credential it was opened
+    /// with; it ends once that is revoked, expired or changed (issue 13 item 8).
+    pub push_recheck: std::time::Duration,
+    /// Keep-alive of push connections (SSE comment, WebSocket ping), so the listener's idle
+    /// timeout does not close a quiet but healthy one. Keep it well under that timeout.
+    pub push_keepalive: std::time::Duration,
     /// Largest message accepted by Email/import, Email/set create and EmailSubmission.
     pub max_message_size: usize,
 }
@@ -80,11 +94,14 @@ impl Default for JmapConfig {
             max_size_request: 10 * 1024 * 1024,
             max_objects_in_get: 500,
             max_objects_in_set: 500,
+            max_size_response: 16 * 1024 * 1024,
             token_ttl_secs: 3600,
             refresh_ttl_secs: 30 * 24 * 3600,
             queue_lifetime_secs: 5 * 24 * 3600,
             data_dir: None,
             min_ping_secs: 5,
+            push_recheck: std::time::Duration::from_secs(2),
+            push_keepalive: std::time::Duration::from_secs(25),
             max_message_size: 50 * 1024 * 1024,
         }
     }
@@ -96,12 +113,13 @@ pub struct JmapServer {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) signer: Arc<TokenSigner>,
-    pub(crate) queue_wakeup: Arc<Notify>,
-    pub(crate) submissions: Mutex<HashMap<AccountId, Vec<submission::SubmissionRecord>>>,
+    /// The node's delivery pipeline (this server's own unless [`JmapServer::set_pipeline`]).
+    pub(crate) pipeline: std::sync::RwLock<Arc<bulwark_core::Pipeline>>,
     pub(crate) vacation: Arc<vacation::VacationResponder>,
-    pub(crate) identities: identity::IdentityStore,
     /// Requests in flight per account (RFC 8620 §2 maxConcurrentRequests).
     pub(crate) in_flight: Mutex<HashMap<AccountId, usize>>,
+    /// Uploads in flight per account (RFC 8620 §2 maxConcurrentUpload).
+    pub(crate) uploads_in_flight: Mutex<HashMap<AccountId, usize>>,
 }
 
 impl JmapServer {
@@ -114,23 +132,35 @@ impl JmapServer {
     ) -> Arc<Self> {
         let vacation = Arc::new(vacation::VacationResponder::new(
             store.clone(),
-            cfg.data_dir.clone(),
             cfg.hostname.clone(),
-            queue_wakeup.clone(),
-            cfg.queue_lifetime_secs,
         ));
-        let identities = identity::IdentityStore::new(cfg.data_dir.clone());
+        let pipeline =
+            bulwark_core::Pipeline::new(store.clone(), queue_wakeup, cfg.queue_lifetime_secs);
+        pipeline.add_hook(vacation.clone());
         Arc::new(JmapServer {
             cfg,
             store,
             auth,
             signer,
-            queue_wakeup,
-            submissions: Mutex::new(HashMap::new()),
+            pipeline: std::sync::RwLock::new(pipeline),
             vacation,
-            identities,
             in_flight: Mutex::new(HashMap::new()),
+            uploads_in_flight: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Deliver through the node's shared pipeline (with its hooks); adds this server's
+    /// vacation responder to its hooks, so mail delivered by SMTP is answered too.
+    pub fn set_pipeline(&self, pipeline: Arc<bulwark_core::Pipeline>) {
+        pipeline.add_hook(self.vacation.clone());
+        *self.pipeline.write().unwrap_or_else(|e| e.into_inner()) = pipeline;
+    }
+
+    pub(crate) fn pipeline(&self) -> Arc<bulwark_core::Pipeline> {
+        self.pipeline
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// All JMAP routes (`/.well-known/jmap`, `/jmap/*`, `/auth/*`).
@@ -138,20 +168,40 @@ impl JmapServer {
         http::router(self)
     }
 
-    /// Serves the router on `listener` until the task is dropped; also runs the vacation
-    /// auto-responder for accounts with an enabled VacationResponse.
-    pub async fn run(self: Arc<Self>, listener: tokio::net::TcpListener) {
-        self.vacation.clone().start();
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "JMAP HTTP server stopped");
+    /// Moves what older versions kept as JSON files in `data_dir` (identities, the vacation
+    /// response) into the store, once; then the files are removed. Call before serving. A
+    /// failure is logged and the file kept for the next start; serving goes on.
+    pub async fn migrate_legacy_files(&self) {
+        let Some(dir) = &self.cfg.data_dir else {
+            return;
+        };
+        if let Err(e) = identity::migrate_legacy_file(self.store.as_ref(), dir).await {
+            tracing::warn!(error = %e, "legacy identities not migrated; will retry at next start");
+        }
+        if let Err(e) = self.vacation.migrate_legacy_file(dir).await {
+            tracing::warn!(error = %e, "cannot move the old vacation file into the store yet");
         }
     }
 
-    /// The vacation auto-responder (the SMTP side may call
-    /// [`vacation::VacationResponder::reply_for`] directly on delivery).
+    /// Serves the router on `listener` with the default [`listener::HttpLimits`] until the
+    /// task is dropped.
+    pub async fn run(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        self.run_with(listener, listener::HttpLimits::default())
+            .await;
+    }
+
+    /// [`JmapServer::run`] with the given connection limits and timeouts.
+    pub async fn run_with(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        limits: listener::HttpLimits,
+    ) {
+        self.migrate_legacy_files().await;
+        let app = self.router();
+        listener::serve(listener, app, limits, std::future::pending()).await;
+    }
+
+    /// The vacation auto-responder (a hook of the pipeline; [`JmapServer::set_pipeline`]).
     pub fn vacation(&self) -> Arc<vacation::VacationResponder> {
         self.vacation.clone()
     }

@@ -3,18 +3,19 @@
 
 use crate::JmapServer;
 use crate::api::{self, RequestError};
-use crate::http::{Principal, authenticate, limits, remote_ip};
+use crate::http::{Principal, authenticate, limits, problem, remote_ip};
 use crate::ids;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::sse::{Event, Sse};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bulwark_store::{AccountId, ModSeq};
 use futures::stream::Stream;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -37,24 +38,72 @@ pub fn state_change(account: AccountId, modseq: ModSeq, types: Option<&[String]>
     Some(json!({ "@type": "StateChange", "changed": { ids::account_id(account): changed } }))
 }
 
+/// The credential a push connection was opened with, kept to check it again while the
+/// connection lives (issue 13 item 8: sign-out, device revocation and password change must
+/// end open push sessions, not only new requests).
+#[derive(Clone)]
+pub struct PushCredential {
+    /// Only the `Authorization` header (from the request or `?access_token=`).
+    headers: HeaderMap,
+    remote: IpAddr,
+    account: AccountId,
+}
+
+impl PushCredential {
+    /// False once the credential no longer authenticates this account (revoked or expired
+    /// token, changed password, deleted app password or account). A store outage or the
+    /// login throttle keeps the connection: they say nothing about the credential.
+    pub async fn still_valid(&self, server: &JmapServer) -> bool {
+        match authenticate(server, &self.headers, self.remote).await {
+            Ok(p) => p.account == self.account,
+            Err(r) => r.status() != StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// A ticking interval that does not fire at once and skips missed ticks.
+fn every(period: Duration) -> tokio::time::Interval {
+    let period = period.max(Duration::from_millis(100));
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+}
+
 /// Browsers cannot set headers on EventSource/WebSocket: accept `?access_token=` too.
+/// Returns who it is, the credential to check again later, and whether it was explicit
+/// (`?access_token=`) rather than one a browser attaches by itself (`Authorization`).
 fn authenticate_push<'a>(
     server: &'a JmapServer,
     req: &Request,
     query: &HashMap<String, String>,
-) -> impl std::future::Future<Output = Result<Principal, Response>> + Send + 'a {
-    let mut headers: HeaderMap = req.headers().clone();
+) -> impl std::future::Future<Output = Result<(Principal, PushCredential, bool), Response>> + Send + 'a
+{
+    let mut headers = HeaderMap::new();
     let remote = remote_ip(req.extensions());
-    if !headers.contains_key(header::AUTHORIZATION)
-        && let Some(t) = query.get("access_token")
+    let mut explicit = false;
+    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+        headers.insert(header::AUTHORIZATION, v.clone());
+    } else if let Some(t) = query.get("access_token")
         && let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}"))
     {
         headers.insert(header::AUTHORIZATION, v);
+        explicit = true;
     }
-    async move { authenticate(server, &headers, remote).await }
+    async move {
+        let principal = authenticate(server, &headers, remote).await?;
+        let credential = PushCredential {
+            headers,
+            remote,
+            account: principal.account,
+        };
+        Ok((principal, credential, explicit))
+    }
 }
 
 struct EsState {
+    server: Arc<JmapServer>,
+    credential: PushCredential,
+    recheck: tokio::time::Interval,
     rx: broadcast::Receiver<bulwark_store::StateChange>,
     account: AccountId,
     types: Option<Vec<String>>,
@@ -69,7 +118,7 @@ pub async fn eventsource_handler(
     Query(query): Query<HashMap<String, String>>,
     req: Request,
 ) -> Response {
-    let principal = match authenticate_push(&server, &req, &query).await {
+    let (principal, credential, _) = match authenticate_push(&server, &req, &query).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -94,6 +143,9 @@ pub async fn eventsource_handler(
         i
     });
     let state = EsState {
+        server: server.clone(),
+        credential,
+        recheck: every(server.cfg.push_recheck),
         rx: server.store.subscribe(principal.account),
         account: principal.account,
         types,
@@ -102,7 +154,11 @@ pub async fn eventsource_handler(
         close_after_state,
         done: false,
     };
-    let mut r = Sse::new(event_stream(state)).into_response();
+    // Comments keep a quiet stream inside the listener's idle timeout.
+    let keep_alive = KeepAlive::new().interval(server.cfg.push_keepalive);
+    let mut r = Sse::new(event_stream(state))
+        .keep_alive(keep_alive)
+        .into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
@@ -142,6 +198,12 @@ fn event_stream(state: EsState) -> impl Stream<Item = Result<Event, Infallible>>
                     let data = json!({ "interval": st.ping_secs }).to_string();
                     return Some((Ok(Event::default().event("ping").data(data)), st));
                 }
+                _ = st.recheck.tick() => {
+                    if !st.credential.still_valid(&st.server).await {
+                        tracing::info!(account = %st.credential.account, "EventSource closed: its credential is no longer valid");
+                        return None;
+                    }
+                }
             }
         }
     })
@@ -154,14 +216,42 @@ pub async fn websocket_handler(
     ws: WebSocketUpgrade,
     req: Request,
 ) -> Response {
-    let principal = match authenticate_push(&server, &req, &query).await {
+    let (principal, credential, explicit) = match authenticate_push(&server, &req, &query).await {
         Ok(p) => p,
         Err(r) => return r,
     };
+    // Cross-site WebSocket hijacking (issue 13 item 19): a page on another origin can open a
+    // WebSocket to us and the browser attaches the user's remembered credentials by itself.
+    // Only an explicit `?access_token=` may come from a foreign origin.
+    if !explicit && !same_origin(req.headers()) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "about:blank",
+            "WebSocket from a foreign Origin; pass the token as access_token",
+        );
+    }
     let max = server.cfg.max_size_request;
     ws.protocols(["jmap"])
         .max_message_size(max)
-        .on_upgrade(move |socket| serve_websocket(server, principal.account, socket))
+        .on_upgrade(move |socket| serve_websocket(server, principal.account, credential, socket))
+}
+
+/// True without an `Origin` header (not a browser) or when it names the host the request
+/// was sent to (RFC 6454 §7; RFC 6455 §10.2).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let (Ok(origin), Some(host)) = (
+        origin.to_str(),
+        headers.get(header::HOST).and_then(|h| h.to_str().ok()),
+    ) else {
+        return false;
+    };
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    authority.is_some_and(|a| a.eq_ignore_ascii_case(host.trim()))
 }
 
 fn ws_request_error(e: &RequestError, request_id: Option<&Value>) -> Value {
@@ -248,11 +338,21 @@ async fn handle_ws_text(
     }
 }
 
-async fn serve_websocket(server: Arc<JmapServer>, account: AccountId, mut socket: WebSocket) {
+/// RFC 6455 §7.4.1: 1008, the connection violates policy (here: its credential ended).
+const CLOSE_POLICY: u16 = 1008;
+
+async fn serve_websocket(
+    server: Arc<JmapServer>,
+    account: AccountId,
+    credential: PushCredential,
+    mut socket: WebSocket,
+) {
     let mut push: Option<(
         broadcast::Receiver<bulwark_store::StateChange>,
         Option<Vec<String>>,
     )> = None;
+    let mut recheck = every(server.cfg.push_recheck);
+    let mut keep_alive = every(server.cfg.push_keepalive);
     loop {
         let next_push = async {
             match push.as_mut() {
@@ -273,6 +373,24 @@ async fn serve_websocket(server: Arc<JmapServer>, account: AccountId, mut socket
                     .and_then(|m| state_change(account, m, push.as_ref().and_then(|p| p.1.as_deref()))),
                 Err(broadcast::error::RecvError::Closed) => { push = None; None }
             },
+            _ = recheck.tick() => {
+                if credential.still_valid(&server).await {
+                    continue;
+                }
+                tracing::info!(%account, "WebSocket closed: its credential is no longer valid");
+                let frame = CloseFrame {
+                    code: CLOSE_POLICY,
+                    reason: "the credential of this session is no longer valid".into(),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                return;
+            }
+            _ = keep_alive.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
         if let Some(v) = outgoing
             && socket

@@ -46,6 +46,7 @@ pub async fn session_resource(server: &JmapServer, account: AccountId, username:
                 "maxCallsInRequest": cfg.max_calls_in_request,
                 "maxObjectsInGet": cfg.max_objects_in_get,
                 "maxObjectsInSet": cfg.max_objects_in_set,
+                "maxSizeResponse": cfg.max_size_response,
                 "collationAlgorithms": ["i;ascii-casemap", "i;octet"],
             },
             CAP_MAIL: {},

@@ -1,14 +1,19 @@
-//! EmailSubmission (RFC 8621 §7): sending goes to local INBOXes via
-//! `bulwark_core::deliver_local` and to the durable outbound queue for remote recipients.
-//! Submission records are kept in memory (they are final the moment they are accepted).
+//! EmailSubmission (RFC 8621 §7): sending goes through the node's delivery pipeline
+//! (`bulwark_core::Pipeline`): local INBOXes, the durable outbound queue for remote
+//! recipients and the submission record are committed together. Records live in the
+//! account's `submissions` collection (so they survive restarts and are the same on every
+//! node); a record's id is derived from the email and its envelope, so a client retrying a
+//! submission whose answer it lost gets the first submission back instead of a second copy.
 
 use crate::api::args::{Args, filter_properties};
 use crate::api::{Ctx, MethodError, MethodErrorKind, SetError, check_if_in_state, check_set_size};
 use crate::identity::identities;
 use crate::ids;
 use bulwark_core::Recipient;
-use bulwark_store::{AccountId, EmailId, NewQueued, ThreadId, now_unix};
+use bulwark_store::collections::names::SUBMISSIONS;
+use bulwark_store::{AccountId, EmailId, Expect, ItemWrite, ModSeq, ThreadId, now_unix};
 use mail_parser::{Address, MessageParser};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +23,8 @@ pub const MAX_RECIPIENTS: usize = 1000;
 /// Submission records kept per account (oldest dropped).
 pub const MAX_SUBMISSION_RECORDS: usize = 1000;
 
-/// One accepted submission (RFC 8621 §7).
-#[derive(Debug, Clone)]
+/// One accepted submission (RFC 8621 §7), stored as JSON in the `submissions` collection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubmissionRecord {
     pub id: String,
     pub identity_id: String,
@@ -29,7 +34,7 @@ pub struct SubmissionRecord {
     pub rcpt_to: Vec<String>,
     pub send_at: i64,
     /// recipient → (smtpReply, delivered).
-    pub delivery: Vec<(String, String, &'static str)>,
+    pub delivery: Vec<(String, String, String)>,
 }
 
 fn submission_json(r: &SubmissionRecord) -> Map<String, Value> {
@@ -53,21 +58,42 @@ fn submission_json(r: &SubmissionRecord) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-fn records(ctx: &Ctx<'_>, account: AccountId) -> Vec<SubmissionRecord> {
-    ctx.server
-        .submissions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&account)
-        .cloned()
-        .unwrap_or_default()
+/// The account's submission records, oldest first.
+async fn records(ctx: &Ctx<'_>, account: AccountId) -> Result<Vec<SubmissionRecord>, MethodError> {
+    let items = ctx
+        .server
+        .store
+        .collection_get(account, SUBMISSIONS, None)
+        .await?;
+    let mut out: Vec<SubmissionRecord> = items
+        .iter()
+        .filter_map(|i| serde_json::from_str(&i.value).ok())
+        .collect();
+    out.sort_by(|a, b| (a.send_at, &a.id).cmp(&(b.send_at, &b.id)));
+    Ok(out)
 }
 
-fn submission_state(ctx: &Ctx<'_>, account: AccountId) -> String {
-    let recs = records(ctx, account);
-    recs.last()
-        .map(|r| r.id.trim_start_matches('S').to_string())
-        .unwrap_or_else(|| "0".into())
+async fn submission_state(ctx: &Ctx<'_>, account: AccountId) -> Result<String, MethodError> {
+    Ok(ctx
+        .server
+        .store
+        .collection_state(account, SUBMISSIONS)
+        .await?
+        .0
+        .to_string())
+}
+
+/// The id of a submission: the same email with the same envelope is the same submission.
+fn submission_id(email: EmailId, mail_from: &str, rcpt_to: &[String]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(email.0.to_be_bytes());
+    h.update(mail_from.as_bytes());
+    for r in rcpt_to {
+        h.update(b"\0");
+        h.update(r.as_bytes());
+    }
+    format!("S{}", hex::encode(&h.finalize()[..10]))
 }
 
 const SUBMISSION_PROPS: [&str; 12] = [
@@ -90,7 +116,7 @@ pub async fn submission_get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Meth
     let wanted = args.opt_str_list("ids")?;
     crate::api::check_get_size(ctx, wanted.as_ref())?;
     let props = args.properties(&SUBMISSION_PROPS, &SUBMISSION_PROPS[..10])?;
-    let recs = records(ctx, account);
+    let recs = records(ctx, account).await?;
     let mut list = Vec::new();
     let mut not_found = Vec::new();
     match wanted {
@@ -108,7 +134,7 @@ pub async fn submission_get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Meth
         }
     }
     Ok(
-        json!({ "accountId": ids::account_id(account), "state": submission_state(ctx, account), "list": list, "notFound": not_found }),
+        json!({ "accountId": ids::account_id(account), "state": submission_state(ctx, account).await?, "list": list, "notFound": not_found }),
     )
 }
 
@@ -121,19 +147,19 @@ pub async fn submission_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, 
     let since_n: u64 = since
         .parse()
         .map_err(|_| MethodError::new(MethodErrorKind::CannotCalculateChanges, "unknown state"))?;
-    let recs = records(ctx, account);
-    let created: Vec<String> = recs
-        .iter()
-        .filter(|r| {
-            r.id.trim_start_matches('S')
-                .parse::<u64>()
-                .is_ok_and(|n| n > since_n)
-        })
-        .map(|r| r.id.clone())
-        .collect();
+    let max = args
+        .opt_uint("maxChanges")?
+        .map(|m| m as usize)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let c = ctx
+        .server
+        .store
+        .collection_changes(account, SUBMISSIONS, ModSeq(since_n), max)
+        .await?;
     Ok(
-        json!({ "accountId": ids::account_id(account), "oldState": since, "newState": submission_state(ctx, account),
-        "hasMoreChanges": false, "created": created, "updated": [], "destroyed": [] }),
+        json!({ "accountId": ids::account_id(account), "oldState": since, "newState": c.new_state.0.to_string(),
+        "hasMoreChanges": c.has_more, "created": c.created, "updated": c.updated, "destroyed": c.destroyed }),
     )
 }
 
@@ -148,7 +174,7 @@ pub async fn submission_query(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Me
                 .collect::<Vec<_>>()
         })
     };
-    let mut recs = records(ctx, account);
+    let mut recs = records(ctx, account).await?;
     if let Some(e) = list_of("emailIds") {
         recs.retain(|r| e.contains(&ids::email_id(r.email_id)));
     }
@@ -162,7 +188,7 @@ pub async fn submission_query(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Me
     let all: Vec<String> = recs.iter().map(|r| r.id.clone()).collect();
     let w = crate::mail::query::window(&all, &args)?;
     Ok(
-        json!({ "accountId": ids::account_id(account), "queryState": submission_state(ctx, account),
+        json!({ "accountId": ids::account_id(account), "queryState": submission_state(ctx, account).await?,
         "canCalculateChanges": false, "position": w.position, "ids": w.ids, "total": all.len() }),
     )
 }
@@ -235,13 +261,10 @@ async fn send_one(
     let msg = MessageParser::default()
         .parse(&raw)
         .ok_or_else(|| SetError::invalid_properties(&["emailId"], "the email cannot be parsed"))?;
-    // §7.5: the From header must be one the user may send as.
-    let from = addresses_of(msg.from());
-    if from.is_empty() || !from.iter().all(|f| addresses.contains(f)) {
-        return Err(SetError::new(
-            "forbiddenFrom",
-            "the From header is not one of your addresses",
-        ));
+    // §7.5: the From (and Sender) header must be one the user may send as — the same rule
+    // as SMTP submission's (bulwark_core::sender).
+    if let Err(e) = bulwark_core::sender::check_header_senders(&raw, &addresses) {
+        return Err(SetError::new("forbiddenFrom", e.to_string()));
     }
     let (mail_from, rcpt_to) = match obj.get("envelope") {
         Some(Value::Object(env)) => {
@@ -276,7 +299,7 @@ async fn send_one(
             ));
         }
     };
-    if !addresses.contains(&mail_from) {
+    if !bulwark_core::sender::may_send_as(&mail_from, &addresses) {
         return Err(SetError::new(
             "forbiddenMailFrom",
             "the envelope sender is not one of your addresses",
@@ -308,14 +331,12 @@ async fn send_one(
                 .with("invalidRecipients", json!(invalid)),
         );
     }
-    let mut local = Vec::new();
-    let mut remote = Vec::new();
+    let mut resolved = Vec::with_capacity(rcpt_to.len());
     let mut unknown = Vec::new();
     for r in &rcpt_to {
         match bulwark_core::resolve_recipient(store.as_ref(), r).await? {
-            Recipient::Local(a) => local.push((r.clone(), a)),
-            Recipient::Remote => remote.push(r.clone()),
             Recipient::UnknownUser => unknown.push(r.clone()),
+            found => resolved.push((r.clone(), found)),
         }
     }
     if !unknown.is_empty() {
@@ -330,64 +351,82 @@ async fn send_one(
         );
     }
     let now = now_unix();
-    let mut delivery = Vec::new();
-    if !local.is_empty() {
-        let accounts: Vec<AccountId> = local.iter().map(|(_, a)| *a).collect();
-        bulwark_core::deliver_local(store.as_ref(), outgoing.clone(), &accounts, now).await?;
-        delivery.extend(
-            local
-                .iter()
-                .map(|(r, _)| (r.clone(), "250 2.0.0 delivered locally".to_string(), "yes")),
-        );
-    }
-    if !remote.is_empty() {
-        store
-            .queue_enqueue(NewQueued {
-                sender: mail_from.clone(),
-                recipients: remote.clone(),
-                raw: outgoing.clone(),
-                expires_at: now + ctx.server.cfg.queue_lifetime_secs,
-            })
-            .await?;
-        ctx.server.queue_wakeup.notify_one();
-        delivery.extend(
-            remote
-                .iter()
-                .map(|r| (r.clone(), "250 2.0.0 queued".to_string(), "queued")),
-        );
-    }
-    let mut subs = ctx
-        .server
-        .submissions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let list = subs.entry(account).or_default();
-    let next = list
-        .last()
-        .and_then(|r| r.id.trim_start_matches('S').parse::<u64>().ok())
-        .unwrap_or(0)
-        + 1;
+    let id = submission_id(email_id, &mail_from, &rcpt_to);
+    let delivery = resolved
+        .iter()
+        .map(|(r, found)| match found {
+            Recipient::Local(_) => (
+                r.clone(),
+                "250 2.0.0 delivered locally".to_string(),
+                "yes".to_string(),
+            ),
+            _ => (
+                r.clone(),
+                "250 2.0.0 queued".to_string(),
+                "queued".to_string(),
+            ),
+        })
+        .collect();
     let record = SubmissionRecord {
-        id: format!("S{next}"),
+        id: id.clone(),
         identity_id,
         email_id,
         thread_id: email.thread,
-        mail_from,
+        mail_from: mail_from.clone(),
         rcpt_to,
         send_at: now,
         delivery,
     };
-    list.push(record.clone());
-    if list.len() > MAX_SUBMISSION_RECORDS {
-        list.remove(0);
+    let value = serde_json::to_string(&record)
+        .map_err(|e| SetError::new("serverFail", format!("cannot encode the record: {e}")))?;
+    let mut message = bulwark_core::Message::new(&mail_from, Vec::new(), outgoing);
+    message.received_at = now;
+    message.resolved = resolved;
+    message.records = vec![(
+        account,
+        ItemWrite::put(SUBMISSIONS, &id, Expect::Absent, value),
+    )];
+    match ctx.server.pipeline().deliver(message).await {
+        Ok(_) => {
+            trim_records(ctx, account).await;
+            Ok(record)
+        }
+        // Sent before (the client retries after losing our answer): that submission.
+        Err(bulwark_core::DeliveryError::AlreadyAccepted) => {
+            let items = store
+                .collection_get(account, SUBMISSIONS, Some(std::slice::from_ref(&id)))
+                .await?;
+            items
+                .first()
+                .and_then(|i| serde_json::from_str(&i.value).ok())
+                .ok_or_else(|| SetError::new("serverFail", "the earlier submission is unreadable"))
+        }
+        Err(bulwark_core::DeliveryError::Store(e)) => Err(e.into()),
     }
-    Ok(record)
+}
+
+/// Keeps at most [`MAX_SUBMISSION_RECORDS`] per account (the oldest go). Best effort: a
+/// failure only leaves a few more records.
+async fn trim_records(ctx: &Ctx<'_>, account: AccountId) {
+    let Ok(recs) = records(ctx, account).await else {
+        return;
+    };
+    if recs.len() <= MAX_SUBMISSION_RECORDS {
+        return;
+    }
+    let writes: Vec<ItemWrite> = recs[..recs.len() - MAX_SUBMISSION_RECORDS]
+        .iter()
+        .map(|r| ItemWrite::delete(SUBMISSIONS, &r.id, Expect::Any))
+        .collect();
+    if let Err(e) = ctx.server.store.collection_write(account, writes).await {
+        tracing::warn!(%account, error = %e, "cannot trim submission records");
+    }
 }
 
 pub async fn submission_set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError> {
     let account = args.account(ctx.account)?;
     check_set_size(ctx, &args)?;
-    let old_state = submission_state(ctx, account);
+    let old_state = submission_state(ctx, account).await?;
     check_if_in_state(&args, &old_state)?;
     let (mut created, mut not_created, mut updated, mut not_updated) =
         (Map::new(), Map::new(), Map::new(), Map::new());
@@ -419,7 +458,7 @@ pub async fn submission_set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, 
         }
         Some(_) => return Err(MethodError::invalid_arguments("create must be an object")),
     }
-    let recs = records(ctx, account);
+    let recs = records(ctx, account).await?;
     if let Some(Value::Object(update)) = args.take("update") {
         for (id, _) in update {
             let e = if recs.iter().any(|r| r.id == id) {
@@ -430,26 +469,21 @@ pub async fn submission_set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, 
             not_updated.insert(id, e.to_json());
         }
     }
+    let mut deletes = Vec::new();
     for id in args.opt_str_list("destroy")?.unwrap_or_default() {
-        let mut subs = ctx
-            .server
-            .submissions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let list = subs.entry(account).or_default();
-        match list.iter().position(|r| r.id == id) {
-            Some(p) => {
-                list.remove(p);
-                destroyed.push(id);
-            }
-            None => {
-                not_destroyed.insert(id, SetError::not_found().to_json());
-            }
+        if recs.iter().any(|r| r.id == id) {
+            deletes.push(ItemWrite::delete(SUBMISSIONS, &id, Expect::Any));
+            destroyed.push(id);
+        } else {
+            not_destroyed.insert(id, SetError::not_found().to_json());
         }
+    }
+    if !deletes.is_empty() {
+        ctx.server.store.collection_write(account, deletes).await?;
     }
     let _ = &mut updated;
     let response = json!({
-        "accountId": ids::account_id(account), "oldState": old_state, "newState": submission_state(ctx, account),
+        "accountId": ids::account_id(account), "oldState": old_state, "newState": submission_state(ctx, account).await?,
         "created": created, "updated": updated, "destroyed": destroyed,
         "notCreated": not_created, "notUpdated": not_updated, "notDestroyed": not_destroyed,
     });

@@ -5,30 +5,34 @@
 //! `Auto-Submitted: auto-replied`, from the null reverse-path, at most once per sender per
 //! [`REPLY_PERIOD_SECS`] (RFC 5230 §4.1's default of 7 days).
 //!
-//! The responder watches the account's change log ([`VacationResponder::start`]), so mail
-//! delivered by SMTP, JMAP or anything else into INBOX is answered without the SMTP crate
-//! knowing about vacations. [`VacationResponder::reply_for`] is public for direct use.
+//! The responder is a hook of the node's delivery pipeline ([`DeliveryHook::delivered`]):
+//! every message the pipeline puts into an INBOX — from SMTP, JMAP submission, on any node —
+//! is considered once, after its commit. Settings live in the account's `vacation`
+//! collection, the senders already answered in `vacation-replies` (one item per sender,
+//! written with compare-and-set, so two nodes never both answer the same sender). The reply
+//! goes out through the same pipeline.
 
 use crate::api::args::Args;
-use crate::api::{Ctx, MethodError, MethodErrorKind, SetError};
+use crate::api::{Ctx, MethodError, SetError};
 use crate::ids;
 use crate::mail::body::{parse_date, utc_date};
-use bulwark_core::Recipient;
-use bulwark_store::{AccountId, ModSeq, NewQueued, Role, Store, StoreError, now_unix};
+use bulwark_core::{DeliveryHook, Pipeline};
+use bulwark_store::collections::names::VACATION;
+use bulwark_store::{AccountId, Appended, Expect, ItemWrite, Store, StoreError, now_unix};
 use mail_parser::MessageParser;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 
+/// The file earlier versions kept in `data_dir` (migrated once, then removed).
 pub const VACATION_FILE: &str = "jmap-vacation.json";
 /// One auto-reply per sender per this many seconds.
 pub const REPLY_PERIOD_SECS: i64 = 7 * 24 * 3600;
-/// Senders remembered per account (oldest forgotten first).
-pub const MAX_REMEMBERED_SENDERS: usize = 10_000;
 pub const SINGLETON: &str = "singleton";
+/// The collection of senders already answered (id: the sender, value: when, unix seconds).
+pub const REPLIES: &str = "vacation-replies";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct VacationSettings {
@@ -40,178 +44,154 @@ pub struct VacationSettings {
     pub html_body: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct AccountVacation {
+/// The shape of the legacy file: account id → settings (other fields ignored).
+#[derive(Deserialize)]
+struct LegacyAccount {
+    #[serde(default)]
     settings: VacationSettings,
-    /// sender (lowercase) → when we last replied.
-    replied: HashMap<String, i64>,
-    state: u64,
 }
 
 pub struct VacationResponder {
     store: Arc<dyn Store>,
-    path: Option<PathBuf>,
     hostname: String,
-    queue_wakeup: Arc<Notify>,
-    queue_lifetime_secs: i64,
-    data: Mutex<HashMap<i64, AccountVacation>>,
-    watching: Mutex<HashSet<AccountId>>,
 }
 
 impl VacationResponder {
-    pub fn new(
-        store: Arc<dyn Store>,
-        dir: Option<PathBuf>,
-        hostname: String,
-        queue_wakeup: Arc<Notify>,
-        queue_lifetime_secs: i64,
-    ) -> Self {
-        let path = dir.map(|d| d.join(VACATION_FILE));
-        let data = path
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        VacationResponder {
-            store,
-            path,
-            hostname,
-            queue_wakeup,
-            queue_lifetime_secs,
-            data: Mutex::new(data),
-            watching: Mutex::new(HashSet::new()),
-        }
+    pub fn new(store: Arc<dyn Store>, hostname: String) -> Self {
+        VacationResponder { store, hostname }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, AccountVacation>> {
-        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    /// The account's settings (defaults: disabled).
+    pub async fn settings(&self, account: AccountId) -> Result<VacationSettings, StoreError> {
+        let item = self
+            .store
+            .collection_get(account, VACATION, Some(&[SINGLETON.to_string()]))
+            .await?;
+        Ok(item
+            .first()
+            .and_then(|i| serde_json::from_str(&i.value).ok())
+            .unwrap_or_default())
     }
 
-    fn save(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let bytes = serde_json::to_vec(&*self.lock()).map_err(std::io::Error::other)?;
-        crate::identity::write_atomic(path, &bytes)
+    async fn state(&self, account: AccountId) -> Result<String, StoreError> {
+        Ok(self
+            .store
+            .collection_state(account, VACATION)
+            .await?
+            .0
+            .to_string())
     }
 
-    pub fn settings(&self, account: AccountId) -> VacationSettings {
-        self.lock()
-            .get(&account.0)
-            .map(|a| a.settings.clone())
-            .unwrap_or_default()
-    }
-
-    fn state(&self, account: AccountId) -> String {
-        self.lock()
-            .get(&account.0)
-            .map(|a| a.state)
-            .unwrap_or(0)
-            .to_string()
-    }
-
-    pub fn update(
-        self: &Arc<Self>,
+    /// Saves new settings; a changed vacation answers everybody once again.
+    pub async fn update(
+        &self,
         account: AccountId,
         settings: VacationSettings,
-    ) -> std::io::Result<()> {
-        let enabled = settings.is_enabled;
-        {
-            let mut d = self.lock();
-            let a = d.entry(account.0).or_default();
-            if a.settings != settings {
-                // A new vacation period answers everybody once again.
-                a.replied.clear();
-            }
-            a.settings = settings;
-            a.state += 1;
+    ) -> Result<(), StoreError> {
+        if self.settings(account).await? == settings {
+            return Ok(());
         }
-        self.save()?;
-        if enabled {
-            self.clone().watch(account);
+        let json = serde_json::to_string(&settings)
+            .map_err(|e| StoreError::Internal(format!("vacation settings: {e}")))?;
+        self.store
+            .collection_write(
+                account,
+                vec![ItemWrite::put(VACATION, SINGLETON, Expect::Any, json)],
+            )
+            .await?;
+        let replied = self.store.collection_get(account, REPLIES, None).await?;
+        for chunk in replied.chunks(bulwark_store::collections::MAX_WRITES) {
+            let deletes = chunk
+                .iter()
+                .map(|i| ItemWrite::delete(REPLIES, &i.id, Expect::Version(i.version)))
+                .collect();
+            match self.store.collection_write(account, deletes).await {
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
 
-    /// Starts watchers for every account whose vacation is enabled (call once at boot).
-    pub fn start(self: Arc<Self>) {
-        let accounts: Vec<AccountId> = self
-            .lock()
-            .iter()
-            .filter(|(_, a)| a.settings.is_enabled)
-            .map(|(k, _)| AccountId(*k))
-            .collect();
-        for a in accounts {
-            self.clone().watch(a);
-        }
-    }
-
-    fn watch(self: Arc<Self>, account: AccountId) {
-        if !self
-            .watching
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(account)
-        {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
+    /// Moves the settings of an earlier version's `data_dir/jmap-vacation.json` into the
+    /// store (once: items that exist are kept) and removes the file. Returns how many
+    /// accounts were moved.
+    pub async fn migrate_legacy_file(&self, data_dir: &Path) -> Result<usize, StoreError> {
+        let path = data_dir.join(VACATION_FILE);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(0);
         };
-        handle.spawn(async move {
-            if let Err(e) = self.clone().watch_loop(account).await {
-                tracing::warn!(%account, error = %e, "vacation responder stopped");
-            }
-            self.watching
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&account);
-        });
-    }
-
-    async fn watch_loop(self: Arc<Self>, account: AccountId) -> Result<(), StoreError> {
-        let mut rx = self.store.subscribe(account);
-        let mut last: ModSeq = self.store.account_modseq(account).await?;
-        loop {
-            match rx.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
-            }
-            if !self.settings(account).is_enabled {
-                return Ok(());
-            }
-            let changes = self.store.changes_since(account, last, usize::MAX).await?;
-            last = changes.new_modseq.max(last);
-            if changes.emails.created.is_empty() {
+        let legacy: HashMap<i64, LegacyAccount> = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Invalid(format!("{}: {e}", path.display())))?;
+        let mut moved = 0;
+        for (account, a) in legacy {
+            let account = AccountId(account);
+            if self.store.account_get(account).await?.is_none() {
                 continue;
             }
-            let inbox = bulwark_core::inbox_of(self.store.as_ref(), account).await?;
-            for email in self
+            let json = serde_json::to_string(&a.settings)
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            match self
                 .store
-                .email_get(account, &changes.emails.created)
-                .await?
+                .collection_write(
+                    account,
+                    vec![ItemWrite::put(VACATION, SINGLETON, Expect::Absent, json)],
+                )
+                .await
             {
-                if !email.mailboxes.iter().any(|(m, _)| *m == inbox) {
-                    continue;
-                }
-                if let Some(raw) = self.store.blob_get(&email.blob).await?
-                    && let Err(e) = self.reply_for(account, &raw, now_unix()).await
-                {
-                    tracing::warn!(%account, error = %e, "vacation reply failed");
-                }
+                Ok(_) => moved += 1,
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
             }
+        }
+        std::fs::remove_file(&path)
+            .map_err(|e| StoreError::Internal(format!("removing {}: {e}", path.display())))?;
+        tracing::info!(accounts = moved, file = %path.display(), "vacation responses moved into the store");
+        Ok(moved)
+    }
+
+    /// Claims the right to answer `sender` now: true for exactly one caller per period, on
+    /// every node (compare-and-set on the sender's item).
+    async fn claim(&self, account: AccountId, sender: &str, now: i64) -> Result<bool, StoreError> {
+        let id = sender.to_string();
+        let current = self
+            .store
+            .collection_get(account, REPLIES, Some(std::slice::from_ref(&id)))
+            .await?;
+        let expect = match current.first() {
+            Some(item) => {
+                let at: i64 = item.value.parse().unwrap_or(0);
+                if now - at < REPLY_PERIOD_SECS {
+                    return Ok(false);
+                }
+                Expect::Version(item.version)
+            }
+            None => Expect::Absent,
+        };
+        match self
+            .store
+            .collection_write(
+                account,
+                vec![ItemWrite::put(REPLIES, &id, expect, now.to_string())],
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
-    /// Answers `incoming` (delivered to `account`) if the vacation rules say so. Returns the
-    /// address replied to.
+    /// Answers `incoming` (delivered to `account`) through `pipeline` if the vacation rules
+    /// say so. Returns the address replied to.
     pub async fn reply_for(
         &self,
+        pipeline: &Arc<Pipeline>,
         account: AccountId,
         incoming: &[u8],
         now: i64,
     ) -> Result<Option<String>, StoreError> {
-        let settings = self.settings(account);
+        let settings = self.settings(account).await?;
         if !settings.is_enabled
             || settings.from_date.is_some_and(|f| now < f)
             || settings.to_date.is_some_and(|t| now >= t)
@@ -225,7 +205,7 @@ impl VacationResponder {
         let Some(sender) = msg
             .return_address()
             .map(|s| s.trim_matches(['<', '>', ' ']).to_lowercase())
-            .filter(|s| s.contains('@'))
+            .filter(|s| s.contains('@') && s.len() <= bulwark_store::collections::MAX_NAME_LEN)
         else {
             return Ok(None);
         };
@@ -251,36 +231,27 @@ impl VacationResponder {
         if addresses.contains(&sender) {
             return Ok(None);
         }
-        {
-            let mut d = self.lock();
-            let a = d.entry(account.0).or_default();
-            if a.replied
-                .get(&sender)
-                .is_some_and(|t| now - t < REPLY_PERIOD_SECS)
-            {
-                return Ok(None);
-            }
-            if a.replied.len() >= MAX_REMEMBERED_SENDERS
-                && let Some(oldest) = a
-                    .replied
-                    .iter()
-                    .min_by_key(|(_, t)| **t)
-                    .map(|(k, _)| k.clone())
-            {
-                a.replied.remove(&oldest);
-            }
-            a.replied.insert(sender.clone(), now);
-        }
-        if let Err(e) = self.save() {
-            tracing::warn!(error = %e, "cannot save vacation reply history");
+        if !self.claim(account, &sender, now).await? {
+            return Ok(None);
         }
         let me = addresses.first().cloned().unwrap_or_default();
+        let display = self
+            .store
+            .account_get(account)
+            .await?
+            .map(|a| a.display_name)
+            .unwrap_or_default();
         let subject = settings
             .subject
             .clone()
             .unwrap_or_else(|| format!("Auto: {}", msg.subject().unwrap_or_default()));
+        let from = if display.is_empty() {
+            mail_builder::headers::address::Address::new_address(None::<String>, me.clone())
+        } else {
+            mail_builder::headers::address::Address::new_address(Some(display), me.clone())
+        };
         let mut b = mail_builder::MessageBuilder::new()
-            .from(me.as_str())
+            .from(from)
             .to(sender.as_str())
             .subject(subject)
             .header(
@@ -308,26 +279,32 @@ impl VacationResponder {
             b.write_to_vec()
                 .map_err(|e| StoreError::Internal(e.to_string()))?,
         );
-        match bulwark_core::resolve_recipient(self.store.as_ref(), &sender).await? {
-            Recipient::Local(a) => {
-                bulwark_core::deliver_local(self.store.as_ref(), raw, &[a], now).await?;
-            }
-            Recipient::Remote => {
-                // RFC 3834 §3.3: auto-replies use the null reverse-path.
-                self.store
-                    .queue_enqueue(NewQueued {
-                        sender: String::new(),
-                        recipients: vec![sender.clone()],
-                        raw,
-                        expires_at: now + self.queue_lifetime_secs,
-                    })
-                    .await?;
-                self.queue_wakeup.notify_one();
-            }
-            Recipient::UnknownUser => return Ok(None),
+        // RFC 3834 §3.3: auto-replies use the null reverse-path.
+        let mut reply = bulwark_core::Message::new("", vec![sender.clone()], raw);
+        reply.received_at = now;
+        match pipeline.deliver(reply).await {
+            Ok(done) if done.refused().next().is_none() => Ok(Some(sender)),
+            Ok(_) => Ok(None),
+            Err(bulwark_core::DeliveryError::Store(e)) => Err(e),
+            Err(e) => Err(StoreError::Internal(e.to_string())),
         }
-        let _ = Role::Inbox;
-        Ok(Some(sender))
+    }
+}
+
+#[bulwark_core::async_trait]
+impl DeliveryHook for VacationResponder {
+    async fn delivered(
+        &self,
+        pipeline: &Arc<Pipeline>,
+        appended: &Appended,
+        message: &bulwark_core::Message,
+    ) {
+        if let Err(e) = self
+            .reply_for(pipeline, appended.account, &message.local_raw, now_unix())
+            .await
+        {
+            tracing::warn!(account = %appended.account, error = %e, "vacation reply failed");
+        }
     }
 }
 
@@ -354,7 +331,7 @@ pub async fn get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
     let props = args.properties(&PROPS, &PROPS)?;
     let v = &ctx.server.vacation;
     let (mut list, mut not_found) = (vec![], vec![]);
-    let obj = crate::api::args::filter_properties(to_json(&v.settings(account)), &props);
+    let obj = crate::api::args::filter_properties(to_json(&v.settings(account).await?), &props);
     match args.opt_str_list("ids")? {
         None => list.push(obj),
         Some(ids) => {
@@ -368,7 +345,7 @@ pub async fn get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
         }
     }
     Ok(
-        json!({ "accountId": ids::account_id(account), "state": v.state(account), "list": list, "notFound": not_found }),
+        json!({ "accountId": ids::account_id(account), "state": v.state(account).await?, "list": list, "notFound": not_found }),
     )
 }
 
@@ -416,7 +393,7 @@ fn apply_patch(s: &mut VacationSettings, patch: &Map<String, Value>) -> Result<(
 pub async fn set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError> {
     let account = args.account(ctx.account)?;
     let v = ctx.server.vacation.clone();
-    let old_state = v.state(account);
+    let old_state = v.state(account).await?;
     crate::api::check_if_in_state(&args, &old_state)?;
     let (mut updated, mut not_updated, mut not_created, mut not_destroyed) =
         (Map::new(), Map::new(), Map::new(), Map::new());
@@ -434,16 +411,14 @@ pub async fn set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError
                 not_updated.insert(id, SetError::not_found().to_json());
                 continue;
             }
-            let mut s = v.settings(account);
+            let mut s = v.settings(account).await?;
             match patch
                 .as_object()
                 .ok_or_else(|| SetError::invalid_properties(&[], "patch must be an object"))
                 .and_then(|p| apply_patch(&mut s, p))
             {
                 Ok(()) => {
-                    v.update(account, s).map_err(|e| {
-                        MethodError::new(MethodErrorKind::ServerFail, e.to_string())
-                    })?;
+                    v.update(account, s).await?;
                     updated.insert(id, Value::Null);
                 }
                 Err(e) => {
@@ -459,7 +434,7 @@ pub async fn set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError
         );
     }
     Ok(json!({
-        "accountId": ids::account_id(account), "oldState": old_state, "newState": v.state(account),
+        "accountId": ids::account_id(account), "oldState": old_state, "newState": v.state(account).await?,
         "created": {}, "updated": updated, "destroyed": [], "notCreated": not_created, "notUpdated": not_updated,
         "notDestroyed": not_destroyed,
     }))

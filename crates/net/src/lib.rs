@@ -1,11 +1,16 @@
 //! Network plumbing shared by every listener: TLS configuration (operator-provided PEM files
 //! or a self-signed certificate generated once and kept in `data_dir`), a boxed stream type
-//! so sessions can upgrade to TLS in place (STARTTLS), and per-IP connection limits.
+//! so sessions can upgrade to TLS in place (STARTTLS), per-IP connection limits, the
+//! file-descriptor headroom every listener shares, and the memory budget for message bodies
+//! being received ([`MemoryBudget`]).
 
+mod budget;
+pub mod fd;
 mod limits;
 mod tls;
 
-pub use limits::{ConnectionGuard, ConnectionLimiter};
+pub use budget::{MemoryBudget, Reservation};
+pub use limits::{ConnectionGuard, ConnectionLimiter, FdBudget};
 pub use tls::{TlsFiles, client_config_insecure, install_crypto_provider, load_tls};
 
 use tokio::io::{AsyncRead, AsyncWrite};

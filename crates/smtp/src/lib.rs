@@ -8,6 +8,7 @@
 //! * [`session`] — the sans-I/O state machine (never imports tokio; no clock, no store).
 //! * [`wire`] — the only user of `smtp-proto` (command grammar, DATA/BDAT receivers).
 //! * [`reply`] — every reply code and text. [`limits`] — every limit. [`trace`] — Received.
+//! * [`authres`] — `Authentication-Results` on inbound MX mail; `postmaster` — RFC 5321 §4.5.1.
 //! * [`server`] — the tokio shell: sockets, TLS, timers, store and auth calls.
 //!
 //! # Invariants
@@ -20,7 +21,9 @@
 //!   [`limits::MAX_BAD_COMMANDS`] failures the session ends with `421`.
 //! * No panics on input: every buffer is capped, every error is a reply.
 
+pub mod authres;
 pub mod limits;
+mod postmaster;
 pub mod reply;
 pub mod server;
 pub mod session;
@@ -29,5 +32,6 @@ pub mod wire;
 
 pub use server::{SmtpConfig, SmtpServer};
 pub use session::{
-    AuthOutcome, Delivery, Event, ListenerKind, RecipientVerdict, Session, SessionConfig,
+    AuthOutcome, Delivery, DeliveryFailure, Event, ListenerKind, RecipientVerdict, Session,
+    SessionConfig,
 };

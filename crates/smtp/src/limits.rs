@@ -48,6 +48,19 @@ pub const COMMANDS_PER_SECOND: u32 = 50;
 /// Bytes read from the socket at a time; with the line cap this bounds a session's buffers.
 pub const READ_CHUNK: usize = 64 * 1024;
 
+/// Memory all SMTP sessions together may hold for message bodies being received (DATA and
+/// BDAT), by default; raised to the message size limit when that is larger, so one message of
+/// the maximum size always fits. Beyond it, DATA and BDAT get `452 4.3.1` (issue 13: ten
+/// unfinished 46 MB DATA bodies held 449 MiB).
+pub const DEFAULT_BODY_MEMORY_BUDGET: usize = 128 * 1024 * 1024;
+
+/// Bodies up to this size may use the whole budget; the part of a body beyond it only three
+/// quarters, so the last quarter stays free for ordinary mail while big bodies fill the rest.
+pub const SMALL_BODY: usize = 1024 * 1024;
+
+/// What DATA reserves from that budget before answering 354; the body grows from there.
+pub const FIRST_BODY_RESERVATION: usize = 64 * 1024;
+
 /// Default lifetime of queued outbound mail before it bounces (5 days, as Postfix
 /// `maximal_queue_lifetime`).
 pub const DEFAULT_QUEUE_LIFETIME_SECS: i64 = 5 * 24 * 3600;

@@ -90,6 +90,13 @@ pub const AUTH_THROTTLED: Reply = r(
     "Too many failed authentication attempts, try again later",
 );
 pub const AUTH_TEMPORARY_FAILURE: Reply = r(454, (4, 7, 0), "Temporary authentication failure");
+// RFC 5321 §4.2.2 / RFC 3463 4.3.1 "mail system full": the memory all sessions may hold for
+// message bodies is in use (see `limits::BODY_MEMORY_BUDGET`).
+pub const INSUFFICIENT_STORAGE: Reply = r(
+    452,
+    (4, 3, 1),
+    "Insufficient system storage, too much mail is being received right now; try again later",
+);
 
 // ---- permanent negative -----------------------------------------------------------------
 pub const LINE_TOO_LONG: Reply = r(500, (5, 5, 2), "Line too long");
@@ -154,6 +161,25 @@ pub const BARE_LINE_ENDING: Reply = r(
 
 // ---- with arguments ----------------------------------------------------------------------
 
+/// RFC 6409 §8.1 / RFC 3463 5.7.1: a header sender address the user may not send as.
+pub fn forbidden_header_sender(problem: &str) -> Reply {
+    owned(550, (5, 7, 1), sanitize_reply_text(problem))
+}
+
+/// Reply text built from message content: printable ASCII only, bounded.
+fn sanitize_reply_text(s: &str) -> String {
+    s.chars()
+        .take(300)
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
 /// The 220 greeting (RFC 5321 §4.3.1); no enhanced code on the greeting.
 pub fn greeting(hostname: &str) -> Reply {
     Reply {
@@ -179,6 +205,17 @@ pub fn bye(hostname: &str) -> Reply {
 /// RFC 5321 §4.2.5: only after the data is durable.
 pub fn queued(id: &str) -> Reply {
     owned(250, (2, 0, 0), format!("Ok: queued as {id}"))
+}
+
+/// A permanent refusal after DATA (a filter, spam, quota — see `bulwark_core::Refusal`):
+/// RFC 5321 §4.2.5 "554 Transaction failed", RFC 3463 5.7.1 "delivery not authorized".
+pub fn refused(reason: &str) -> Reply {
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    owned(554, (5, 7, 1), format!("Message refused: {reason}"))
 }
 
 /// RFC 3030 §2: a non-final BDAT chunk was received.

@@ -3,17 +3,18 @@
 //! store and the authenticator. It makes no protocol decisions.
 
 use crate::limits::{self, CommandBudget, READ_CHUNK, TLS_HANDSHAKE_TIMEOUT};
-use crate::reply;
 use crate::session::{
-    AuthOutcome, Delivery, Event, ListenerKind, RecipientVerdict, Session, SessionConfig,
+    AuthOutcome, Delivery, DeliveryFailure, Event, ListenerKind, RecipientVerdict, Session,
+    SessionConfig,
 };
+use crate::{authres, postmaster, reply};
 use bulwark_auth::{Authenticator, LoginError};
 use bulwark_core::Recipient;
 use bulwark_core::spool::{
     OfflineRecipient, PENDING_ACCOUNT, Spool, SpooledEnvelope, SpooledMessage,
 };
-use bulwark_net::{BoxedStream, ConnectionLimiter, TlsAcceptor};
-use bulwark_store::{NewQueued, QueueId, Store, StoreError, now_unix};
+use bulwark_net::{BoxedStream, ConnectionLimiter, MemoryBudget, TlsAcceptor};
+use bulwark_store::{Store, StoreError, now_unix};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -42,6 +43,9 @@ pub struct SmtpConfig {
     /// Per-connection command rate: burst, then this many per second (excess is delayed).
     pub command_burst: u32,
     pub commands_per_second: u32,
+    /// Memory all sessions together may hold for message bodies being received (at least
+    /// `max_message_size` plus a little, so one message of the largest size always fits).
+    pub body_memory_budget: usize,
 }
 
 impl Default for SmtpConfig {
@@ -57,6 +61,7 @@ impl Default for SmtpConfig {
             allow_plaintext_auth_on_loopback: false,
             command_burst: limits::COMMAND_BURST,
             commands_per_second: limits::COMMANDS_PER_SECOND,
+            body_memory_budget: limits::DEFAULT_BODY_MEMORY_BUDGET,
         }
     }
 }
@@ -67,11 +72,14 @@ pub struct SmtpServer {
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
     tls: Option<TlsAcceptor>,
-    queue_wakeup: Arc<Notify>,
+    /// The node's delivery pipeline (its own one unless [`SmtpServer::set_pipeline`]).
+    pipeline: std::sync::RwLock<Arc<bulwark_core::Pipeline>>,
     limiter: ConnectionLimiter,
     sessions: AtomicU64,
     /// Where mail goes while the store is unavailable (see [`SmtpServer::set_spool`]).
     spool: OnceLock<Arc<Spool>>,
+    /// Memory for message bodies being received, shared by every session.
+    body_budget: Arc<MemoryBudget>,
 }
 
 /// Resolves once `shutdown` turns true; never if its sender is gone without draining.
@@ -95,16 +103,50 @@ impl SmtpServer {
         queue_wakeup: Arc<Notify>,
     ) -> Arc<Self> {
         let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections);
+        let pipeline =
+            bulwark_core::Pipeline::new(store.clone(), queue_wakeup, cfg.queue_lifetime_secs);
+        // A quarter is kept for small messages, so a few huge bodies cannot keep everyone
+        // else out; one message of the largest size (and the slack of its last read) still
+        // always fits.
+        let reserve = cfg.body_memory_budget / 4;
+        let smallest_budget = cfg
+            .max_message_size
+            .saturating_add(limits::FIRST_BODY_RESERVATION + READ_CHUNK)
+            .saturating_add(reserve);
+        let body_budget = MemoryBudget::with_reserve_for_small(
+            cfg.body_memory_budget.max(smallest_budget),
+            limits::SMALL_BODY,
+            reserve,
+        );
         Arc::new(SmtpServer {
             cfg,
             store,
             auth,
             tls,
-            queue_wakeup,
+            pipeline: std::sync::RwLock::new(pipeline),
             limiter,
             sessions: AtomicU64::new(0),
             spool: OnceLock::new(),
+            body_budget,
         })
+    }
+
+    /// Deliver through `pipeline` (the node's shared one, with its hooks) instead of a
+    /// pipeline of this server's own.
+    pub fn set_pipeline(&self, pipeline: Arc<bulwark_core::Pipeline>) {
+        *self.pipeline.write().unwrap_or_else(|e| e.into_inner()) = pipeline;
+    }
+
+    fn pipeline(&self) -> Arc<bulwark_core::Pipeline> {
+        self.pipeline
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Bytes of message bodies being received, over all sessions (for tests and metrics).
+    pub fn body_memory_in_use(&self) -> usize {
+        self.body_budget.in_use()
     }
 
     /// Accept mail into this local durable spool while the store is unavailable (without
@@ -208,7 +250,8 @@ impl SmtpServer {
             plaintext_auth_allowed: self.cfg.allow_plaintext_auth_on_loopback
                 && peer.ip().is_loopback(),
         };
-        let mut session = Session::new(cfg, peer.ip(), tls, id);
+        let mut session =
+            Session::new(cfg, peer.ip(), tls, id).with_body_budget(self.body_budget.clone());
         let mut budget = CommandBudget::with_rate(
             Instant::now(),
             self.cfg.command_burst,
@@ -242,7 +285,7 @@ impl SmtpServer {
                         session.recipient_resolved(verdict);
                     }
                     Event::Deliver(delivery) => {
-                        let result = self.deliver(delivery).await;
+                        let result = self.deliver(*delivery).await;
                         session.delivery_result(result);
                     }
                 }
@@ -334,6 +377,14 @@ impl SmtpServer {
     }
 
     async fn check_recipient(&self, address: &str) -> RecipientVerdict {
+        match self.resolve_postmaster(address).await {
+            Ok(Some(verdict)) => return verdict,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, rcpt = %address, "postmaster lookup failed");
+                return RecipientVerdict::TemporaryFailure;
+            }
+        }
         match bulwark_core::resolve_recipient(self.store.as_ref(), address).await {
             Ok(Recipient::Local(account)) => RecipientVerdict::Local(account),
             Ok(Recipient::UnknownUser) => RecipientVerdict::UnknownUser,
@@ -357,37 +408,113 @@ impl SmtpServer {
         }
     }
 
+    /// RFC 5321 §4.5.1: bare `<postmaster>` and `postmaster@` a local domain are always
+    /// accepted (see [`crate::postmaster`]); `None` for every other address.
+    async fn resolve_postmaster(
+        &self,
+        address: &str,
+    ) -> Result<Option<RecipientVerdict>, StoreError> {
+        let store = self.store.as_ref();
+        if address.eq_ignore_ascii_case(crate::wire::POSTMASTER) {
+            let Some(full) = postmaster::bare_postmaster_address(store, &self.cfg.hostname).await?
+            else {
+                return Ok(Some(RecipientVerdict::UnknownUser));
+            };
+            return Ok(Some(
+                match postmaster::resolve_postmaster(store, &full).await? {
+                    Some(account) => RecipientVerdict::LocalAs {
+                        address: full,
+                        account,
+                    },
+                    None => RecipientVerdict::UnknownUser,
+                },
+            ));
+        }
+        if !postmaster::is_postmaster_address(address) {
+            return Ok(None);
+        }
+        Ok(postmaster::resolve_postmaster(store, address)
+            .await?
+            .map(RecipientVerdict::Local))
+    }
+
+    /// On the inbound MX: removes `Authentication-Results` fields for our hostname that
+    /// came from outside, and marks mail that claims one of our domains without
+    /// authentication (see [`crate::authres`]).
+    async fn mark_inbound(&self, d: &mut Delivery) {
+        if !d.inbound_mx {
+            return;
+        }
+        let host = &self.cfg.hostname;
+        if let Some(stripped) = authres::strip_own(&d.body, host) {
+            d.body = stripped;
+        }
+        if self.claims_local_domain(d).await {
+            let mark = authres::local_domain_unauthenticated(host);
+            let mut body = Vec::with_capacity(mark.len() + d.body.len());
+            body.extend_from_slice(mark.as_bytes());
+            body.extend_from_slice(&d.body);
+            d.body = body;
+        }
+    }
+
+    /// Whether the envelope sender or a header From address is in one of our domains.
+    async fn claims_local_domain(&self, d: &Delivery) -> bool {
+        let (from, _) = bulwark_core::sender::header_senders(&d.body);
+        let mut domains: Vec<String> = std::iter::once(d.sender.as_str())
+            .chain(from.iter().map(String::as_str))
+            .filter_map(|a| bulwark_core::split_address(a).map(|(_, domain)| domain))
+            .collect();
+        domains.sort();
+        domains.dedup();
+        for domain in domains {
+            match self.store.domain_exists(&domain).await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, %domain, "cannot check whether a sender domain is local");
+                }
+            }
+        }
+        false
+    }
+
     /// Stores the message (see [`Self::deliver_to_store`]); when the store is unavailable
     /// (or a recipient was accepted during an outage), writes it to the local spool
     /// instead. Either way it is durable before `Ok`.
-    async fn deliver(&self, d: Delivery) -> Result<(), String> {
+    async fn deliver(&self, mut d: Delivery) -> Result<(), DeliveryFailure> {
+        self.mark_inbound(&mut d).await;
         let now = now_unix();
         let spool = self.spool.get();
         let unresolved = d
             .local
             .iter()
             .any(|(_, account)| *account == PENDING_ACCOUNT);
-        let mut include_remote = true;
         if !unresolved || spool.is_none() {
             match self.deliver_to_store(&d, now).await {
                 Ok(()) => return Ok(()),
-                Err(failure) => match (&failure.error, spool) {
-                    (StoreError::Unavailable(_), Some(_)) => {
-                        // A remote copy that is queued (and could not be taken back) must
-                        // not be spooled a second time.
-                        include_remote = !failure.remote_queued;
-                    }
-                    _ => return Err(failure.error.to_string()),
-                },
+                Err(StoreFailure::Store(StoreError::Unavailable(_))) if spool.is_some() => {}
+                Err(StoreFailure::Store(e)) => {
+                    return Err(DeliveryFailure::Temporary(e.to_string()));
+                }
+                Err(StoreFailure::Refused(bulwark_core::Refusal::Permanent(why))) => {
+                    return Err(DeliveryFailure::Permanent(why));
+                }
+                Err(StoreFailure::Refused(bulwark_core::Refusal::Temporary(why))) => {
+                    return Err(DeliveryFailure::Temporary(why));
+                }
             }
         }
+        let include_remote = true;
         let Some(spool) = spool else {
-            return Err("no spool for recipients accepted during a store outage".into());
+            return Err(DeliveryFailure::Temporary(
+                "no spool for recipients accepted during a store outage".into(),
+            ));
         };
         spool.note_store_unavailable();
         let message = spooled_message(&d, now, include_remote).map_err(|e| {
             tracing::error!(id = %d.id, error = %e, "cannot spool the message");
-            e
+            DeliveryFailure::Temporary(e)
         })?;
         match spool.put(&message).await {
             Ok(()) => {
@@ -403,57 +530,48 @@ impl SmtpServer {
             }
             Err(e) => {
                 tracing::error!(id = %d.id, error = %e, "spooling failed");
-                Err(e.to_string())
+                Err(DeliveryFailure::Temporary(e.to_string()))
             }
         }
     }
 
-    /// Queues remote recipients, then delivers locally; both durable before `Ok`. If local
-    /// delivery fails after queueing, the queue entry is removed again so the client's retry
-    /// does not send the remote copy twice.
+    /// Hands the message to the delivery pipeline: local copies and the queue entry for
+    /// remote recipients are committed together (all or nothing), so a client's retry after
+    /// an error never duplicates a copy.
     async fn deliver_to_store(&self, d: &Delivery, now: i64) -> Result<(), StoreFailure> {
-        let mut queued: Option<QueueId> = None;
+        let mut message =
+            bulwark_core::Message::new(&d.sender, Vec::new(), Arc::new(d.local_message(now)));
+        message.received_at = now;
+        message.resolved = d
+            .local
+            .iter()
+            .map(|(address, account)| (address.clone(), Recipient::Local(*account)))
+            .chain(d.remote.iter().map(|r| (r.clone(), Recipient::Remote)))
+            .collect();
         if !d.remote.is_empty() {
-            let entry = NewQueued {
-                sender: d.sender.clone(),
-                recipients: d.remote.clone(),
-                raw: Arc::new(d.relay_message(now)),
-                expires_at: now.saturating_add(self.cfg.queue_lifetime_secs),
-            };
-            match self.store.queue_enqueue(entry).await {
-                Ok(id) => queued = Some(id),
-                Err(e) => {
-                    tracing::error!(id = %d.id, error = %e, "queueing failed");
-                    return Err(StoreFailure {
-                        error: e,
-                        remote_queued: false,
-                    });
-                }
-            }
+            message.remote_raw = Some(Arc::new(d.relay_message(now)));
         }
-        if !d.local.is_empty() {
-            let raw = Arc::new(d.local_message(now));
-            if let Err(e) =
-                bulwark_core::deliver_local(self.store.as_ref(), raw, &d.local_accounts(), now)
-                    .await
-            {
-                tracing::error!(id = %d.id, error = %e, "local delivery failed");
-                let mut remote_queued = false;
-                if let Some(q) = queued
-                    && let Err(undo) = self.store.queue_delete(q).await
-                {
-                    tracing::error!(id = %d.id, queue = %q, error = %undo, "cannot undo queueing");
-                    remote_queued = true;
-                    self.queue_wakeup.notify_one();
-                }
-                return Err(StoreFailure {
-                    error: e,
-                    remote_queued,
-                });
+        let done = match self.pipeline().deliver(message).await {
+            Ok(done) => done,
+            Err(bulwark_core::DeliveryError::Store(e)) => {
+                tracing::error!(id = %d.id, error = %e, "delivery failed");
+                return Err(StoreFailure::Store(e));
             }
+            Err(e @ bulwark_core::DeliveryError::AlreadyAccepted) => {
+                // SMTP passes no records, so this cannot happen; answer "try again".
+                return Err(StoreFailure::Store(StoreError::Internal(e.to_string())));
+            }
+        };
+        let refused: Vec<(&str, &bulwark_core::Refusal)> = done.refused().collect();
+        if !refused.is_empty() && refused.len() == done.outcomes.len() {
+            // Nobody took it: one SMTP reply for the transaction (RFC 5321 §4.2.5).
+            let (rcpt, why) = refused[0];
+            tracing::info!(id = %d.id, rcpt, reason = why.reason(), "message refused");
+            return Err(StoreFailure::Refused(why.clone()));
         }
-        if queued.is_some() {
-            self.queue_wakeup.notify_one();
+        for (rcpt, why) in refused {
+            // TODO(DSN for partially refused transactions): logged for now.
+            tracing::warn!(id = %d.id, rcpt, reason = why.reason(), "recipient refused after DATA");
         }
         tracing::info!(
             id = %d.id,
@@ -467,10 +585,11 @@ impl SmtpServer {
     }
 }
 
-/// Why [`SmtpServer::deliver_to_store`] failed, and whether the remote copy stayed queued.
-struct StoreFailure {
-    error: StoreError,
-    remote_queued: bool,
+/// Why [`SmtpServer::deliver_to_store`] stored nothing.
+enum StoreFailure {
+    Store(StoreError),
+    /// Every recipient was refused (by a hook of the pipeline).
+    Refused(bulwark_core::Refusal),
 }
 
 /// The delivery as a spool entry: the trace fields are fixed now, so a replay stores the

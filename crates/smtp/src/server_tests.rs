@@ -18,6 +18,7 @@ struct TestServer {
     store: Arc<SqliteStore>,
     wakeup: Arc<Notify>,
     addrs: Vec<(ListenerKind, SocketAddr)>,
+    server: Arc<SmtpServer>,
 }
 
 impl TestServer {
@@ -69,6 +70,7 @@ impl TestServer {
             store,
             wakeup,
             addrs,
+            server,
         }
     }
 
@@ -313,7 +315,7 @@ async fn submission_requires_starttls_then_auth_and_queues_remote_mail() {
     );
     let notified = t.wakeup.notified();
     assert_eq!(&c.cmd("DATA").await[..3], "354");
-    c.send(b"Subject: out\r\n\r\nto carol and bob\r\n.\r\n")
+    c.send(b"From: alice@example.test\r\nSubject: out\r\n\r\nto carol and bob\r\n.\r\n")
         .await;
     assert_eq!(code(&c.reply().await), "250 2.0.0");
     tokio::time::timeout(DEADLINE, notified)
@@ -361,7 +363,7 @@ async fn implicit_tls_submission_with_auth_login_delivers_locally() {
     assert_eq!(c.cmd("YWxpY2VAZXhhbXBsZS50ZXN0").await, "334 UGFzc3dvcmQ6");
     assert_eq!(code(&c.cmd("c2VjcmV0").await), "235 2.7.0");
     // Pipelined transaction with BDAT.
-    c.send(b"MAIL FROM:<alice+x@example.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 14 LAST\r\nSubject: b\r\n\r\n").await;
+    c.send(b"MAIL FROM:<alice+x@example.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 42 LAST\r\nFrom: alice+x@example.test\r\nSubject: b\r\n\r\n").await;
     assert_eq!(code(&c.reply().await), "250 2.1.0");
     assert_eq!(code(&c.reply().await), "250 2.1.5");
     assert_eq!(code(&c.reply().await), "250 2.0.0");
@@ -473,4 +475,138 @@ async fn smuggled_second_message_is_refused_and_nothing_is_stored() {
     assert_eq!(code(&c.cmd("NOOP").await), "250 2.0.0");
     assert!(t.inbox("alice@example.test").await.is_empty());
     assert!(t.inbox("bob@example.test").await.is_empty());
+}
+
+/// A hook of the delivery pipeline that refuses (e.g. over quota, a filter's reject) turns
+/// into a permanent `554 5.7.1` after DATA, and nothing is stored.
+#[tokio::test]
+async fn a_permanent_refusal_by_the_pipeline_is_554_after_data() {
+    struct Full;
+    #[bulwark_core::async_trait]
+    impl bulwark_core::DeliveryHook for Full {
+        async fn check(
+            &self,
+            _account: bulwark_store::AccountId,
+            _message: &bulwark_core::Message,
+        ) -> Option<bulwark_core::Refusal> {
+            Some(bulwark_core::Refusal::Permanent("mailbox full".into()))
+        }
+    }
+    let t = TestServer::start(|_| {}).await;
+    let pipeline = bulwark_core::Pipeline::new(t.store.clone(), t.wakeup.clone(), 3600);
+    pipeline.add_hook(Arc::new(Full));
+    t.server.set_pipeline(pipeline);
+    let mut c = t.connect(ListenerKind::Mx).await;
+    c.cmd("EHLO client.test").await;
+    c.cmd("MAIL FROM:<sender@remote.test>").await;
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<alice@example.test>").await),
+        "250 2.1.5"
+    );
+    assert_eq!(&c.cmd("DATA").await[..3], "354");
+    c.send(b"Subject: big\r\n\r\nHi\r\n.\r\n").await;
+    let reply = c.reply().await;
+    assert!(
+        reply.starts_with("554 5.7.1 Message refused: mailbox full"),
+        "{reply}"
+    );
+    assert!(t.inbox("alice@example.test").await.is_empty());
+}
+
+/// One message over the MX: `MAIL FROM:<sender>`, one `RCPT TO` line, `body`.
+async fn send_on_mx(t: &TestServer, sender: &str, rcpt: &str, body: &str) -> String {
+    let mut c = t.connect(ListenerKind::Mx).await;
+    c.cmd("EHLO client.test").await;
+    assert_eq!(
+        code(&c.cmd(&format!("MAIL FROM:<{sender}>")).await),
+        "250 2.1.0"
+    );
+    let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+    if !r.starts_with("250") {
+        return r;
+    }
+    assert_eq!(&c.cmd("DATA").await[..3], "354");
+    c.send(format!("{body}\r\n.\r\n").as_bytes()).await;
+    c.reply().await
+}
+
+#[tokio::test]
+async fn postmaster_without_a_domain_and_of_a_local_domain_is_always_accepted() {
+    let t = TestServer::start(|_| {}).await;
+    // No postmaster account or alias: the oldest account of the primary domain gets it.
+    let r = send_on_mx(&t, "x@remote.test", "Postmaster", "Subject: pm1\r\n\r\nhi").await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    let r = send_on_mx(
+        &t,
+        "x@remote.test",
+        "postmaster@example.test",
+        "Subject: pm2\r\n\r\nhi",
+    )
+    .await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    let inbox = t.inbox("alice@example.test").await;
+    assert_eq!(inbox.len(), 2);
+    assert!(String::from_utf8_lossy(&inbox[0]).contains("for <postmaster@example.test>;"));
+    // An alias named postmaster wins.
+    let bob = t
+        .store
+        .account_by_address("bob@example.test")
+        .await
+        .unwrap()
+        .unwrap();
+    t.store
+        .alias_add("postmaster@example.test", bob.id)
+        .await
+        .unwrap();
+    let r = send_on_mx(&t, "x@remote.test", "postmaster", "Subject: pm3\r\n\r\nhi").await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    assert_eq!(t.inbox("bob@example.test").await.len(), 1);
+    let r = send_on_mx(
+        &t,
+        "x@remote.test",
+        "postmaster@remote.test",
+        "Subject: x\r\n\r\nhi",
+    )
+    .await;
+    assert!(r.starts_with("554 5.7.1"), "not ours: {r}");
+}
+
+#[tokio::test]
+async fn mx_mail_claiming_a_local_sender_is_marked_and_forged_results_removed() {
+    let t = TestServer::start(|_| {}).await;
+    let forged = "Authentication-Results: mx.example.test; dkim=pass header.d=example.test\r\n";
+    let body = format!("{forged}From: Alice <alice@example.test>\r\nSubject: spoof\r\n\r\nhi");
+    let r = send_on_mx(&t, "alice@example.test", "bob@example.test", &body).await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    let body = "From: Alice <alice@example.test>\r\nSubject: header only\r\n\r\nhi";
+    send_on_mx(&t, "someone@remote.test", "bob@example.test", body).await;
+    let body = format!("{forged}From: Carol <carol@remote.test>\r\nSubject: remote\r\n\r\nhi");
+    send_on_mx(&t, "carol@remote.test", "bob@example.test", &body).await;
+    let inbox = t.inbox("bob@example.test").await;
+    assert_eq!(inbox.len(), 3);
+    let mark = "Authentication-Results: mx.example.test; auth=none; \
+                x-bulwark=local-domain-unauthenticated\r\n";
+    for (i, raw) in inbox.iter().enumerate() {
+        let msg = String::from_utf8_lossy(raw);
+        assert!(!msg.contains("dkim=pass"), "forged results removed: {msg}");
+        assert_eq!(msg.contains(mark), i < 2, "{msg}");
+    }
+    // Authenticated submission is not marked.
+    let mut c = t.connect(ListenerKind::Submissions).await;
+    c.cmd("EHLO client.test").await;
+    assert_eq!(
+        code(
+            &c.cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=")
+                .await
+        ),
+        "235 2.7.0"
+    );
+    c.cmd("MAIL FROM:<alice@example.test>").await;
+    c.cmd("RCPT TO:<bob@example.test>").await;
+    c.cmd("DATA").await;
+    c.send(b"From: alice@example.test\r\nSubject: real\r\n\r\nhi\r\n.\r\n")
+        .await;
+    assert!(c.reply().await.starts_with("250 2.0.0"));
+    let inbox = t.inbox("bob@example.test").await;
+    assert!(!String::from_utf8_lossy(&inbox[3]).contains("Authentication-Results"));
 }

@@ -11,8 +11,10 @@ use crate::reply::{self, Reply};
 use crate::trace::{self, TraceInfo};
 use crate::wire::{self, BdatChunk, Command, CommandError, DataBody, MailParams, Mechanism};
 use base64::Engine;
+use bulwark_net::{MemoryBudget, Reservation};
 use bulwark_store::AccountId;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Which port a session serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +56,7 @@ pub enum Event {
     /// Resolve an envelope recipient; answer with [`Session::recipient_resolved`].
     CheckRecipient { address: String },
     /// Store the message durably; answer with [`Session::delivery_result`].
-    Deliver(Delivery),
+    Deliver(Box<Delivery>),
     /// Flush output and close the connection.
     Close,
 }
@@ -71,17 +73,31 @@ pub enum AuthOutcome {
     Unavailable,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecipientVerdict {
     Local(AccountId),
+    /// A local mailbox known under another address than the one given: bare `<postmaster>`
+    /// is delivered as `postmaster@<primary domain>` (RFC 5321 §4.5.1).
+    LocalAs {
+        address: String,
+        account: AccountId,
+    },
     UnknownUser,
     /// Not one of our domains: relayed if authenticated, else refused.
     Remote,
     TemporaryFailure,
 }
 
+/// Why the shell could not take a [`Delivery`]: the client may retry (`451`), or must not
+/// (`554`, e.g. every recipient refused by a filter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryFailure {
+    Temporary(String),
+    Permanent(String),
+}
+
 /// An accepted message with its envelope.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Delivery {
     /// Transaction id: in the `Received:` line and in `250 Ok: queued as <id>`.
     pub id: String,
@@ -94,6 +110,10 @@ pub struct Delivery {
     /// The message as received (unstuffed), without our trace fields.
     pub body: Vec<u8>,
     pub trace: TraceInfo,
+    /// Received on the inbound MX port (port 25) from a client that did not authenticate.
+    pub inbound_mx: bool,
+    /// The body's share of the server's memory budget, given back when the delivery is dropped.
+    memory: Reservation,
 }
 
 impl Delivery {
@@ -113,6 +133,11 @@ impl Delivery {
             trace::received_header(&self.trace, &rcpts, now_unix),
             &self.body,
         )
+    }
+
+    /// Bytes of the server's body memory budget this delivery holds.
+    pub fn reserved_memory(&self) -> usize {
+        self.memory.held()
     }
 
     pub fn local_accounts(&self) -> Vec<AccountId> {
@@ -150,15 +175,28 @@ struct Transaction {
     bdat: Option<BdatBody>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct BdatBody {
     body: Vec<u8>,
-    oversized: bool,
+    /// Set when a chunk was refused: every later chunk of the transaction gets this reply.
+    failed: Option<Reply>,
+    memory: Reservation,
 }
 
 impl Transaction {
     fn recipient_count(&self) -> usize {
         self.local.len() + self.remote.len()
+    }
+
+    /// A local recipient, once per address.
+    fn add_local(&mut self, address: String, account: AccountId) {
+        if !self
+            .local
+            .iter()
+            .any(|(a, _)| a.eq_ignore_ascii_case(&address))
+        {
+            self.local.push((address, account));
+        }
     }
 }
 
@@ -227,6 +265,8 @@ pub struct Session {
     transactions: u32,
     closed: bool,
     close_reported: bool,
+    /// Memory all sessions of the server may hold for bodies being received.
+    body_budget: Arc<MemoryBudget>,
 }
 
 impl Session {
@@ -253,11 +293,19 @@ impl Session {
             transactions: 0,
             closed: false,
             close_reported: false,
+            body_budget: MemoryBudget::unlimited(),
             cfg,
         };
         let greeting = reply::greeting(&s.cfg.hostname);
         s.send(greeting);
         s
+    }
+
+    /// Message bodies are held within `budget`, shared with the server's other sessions
+    /// (without it there is no limit beyond the message size).
+    pub fn with_body_budget(mut self, budget: Arc<MemoryBudget>) -> Session {
+        self.body_budget = budget;
+        self
     }
 
     // ---- the four verbs -----------------------------------------------------------------

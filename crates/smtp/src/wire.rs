@@ -7,6 +7,7 @@
 //! [`parse_command`], so a malformed command can never leave half a line behind to be read as
 //! the next command.
 
+use bulwark_net::Reservation;
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
 use smtp_proto::{Error as ProtoError, Request};
 
@@ -119,7 +120,18 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
             }
             Command::Mail(params)
         }
-        Request::Rcpt { to } => Command::Rcpt(rcpt_params(to)),
+        Request::Rcpt { to } => {
+            let mut params = rcpt_params(to);
+            // smtp-proto returns both `<>` and `<postmaster>` as "". RFC 5321 §4.1.1.3: the
+            // forward-path is never empty; §4.5.1: `<Postmaster>` without a domain is valid.
+            if params.address.is_empty() {
+                if !names_postmaster(line) {
+                    return Err(CommandError::BadRecipient);
+                }
+                params.address = POSTMASTER.to_string();
+            }
+            Command::Rcpt(params)
+        }
         Request::Data => Command::Data,
         Request::Bdat {
             chunk_size,
@@ -151,6 +163,17 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         | Request::Burl { .. }
         | Request::Lhlo { .. } => Command::NotImplemented,
     })
+}
+
+/// The recipient `<Postmaster>` without a domain, as the session passes it on (RFC 5321
+/// §4.5.1: the reserved mailbox, case-insensitive).
+pub const POSTMASTER: &str = "postmaster";
+
+/// Whether a RCPT line smtp-proto parsed to an empty address named `<postmaster>`.
+fn names_postmaster(line: &[u8]) -> bool {
+    line.to_ascii_lowercase()
+        .windows(b"<postmaster>".len())
+        .any(|w| w == b"<postmaster>")
 }
 
 fn map_error(e: ProtoError) -> CommandError {
@@ -233,7 +256,9 @@ fn rcpt_params(to: smtp_proto::RcptTo<std::borrow::Cow<'_, str>>) -> RcptParams 
 }
 
 /// Receives a DATA body (RFC 5321 §4.1.1.4) up to `limit` octets; beyond it the rest is
-/// consumed and thrown away until the end-of-data marker.
+/// consumed and thrown away until the end-of-data marker. The body's memory is reserved from
+/// the server's [`MemoryBudget`](bulwark_net::MemoryBudget) before it is allocated; when the
+/// budget is used up the rest is thrown away the same way.
 ///
 /// Smuggling: smtp-proto ends DATA only at `<CRLF>.<CRLF>`; a `<LF>.<LF>` or `<LF>.<CRLF>`
 /// stays in the body. The session then rejects any body with a bare CR or LF (see
@@ -242,7 +267,20 @@ pub struct DataBody {
     receiver: DataSink,
     body: Vec<u8>,
     limit: usize,
-    oversized: bool,
+    memory: Reservation,
+    refused: Option<BodyRefused>,
+}
+
+/// A whole body with the memory it holds, or why it was thrown away.
+pub type ReceivedBody = Result<(Vec<u8>, Reservation), BodyRefused>;
+
+/// Why a received body was thrown away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefused {
+    /// Larger than the message size limit.
+    TooBig,
+    /// The memory budget for bodies being received is used up.
+    OverBudget,
 }
 
 enum DataSink {
@@ -251,7 +289,8 @@ enum DataSink {
 }
 
 impl DataBody {
-    pub fn new(limit: usize) -> Self {
+    /// `memory` is the reservation the body grows in (it may start empty).
+    pub fn new(limit: usize, memory: Reservation) -> Self {
         let mut receiver = DataReceiver::new();
         // The body starts right after the DATA line's CRLF, so a "." on the first line ends it.
         // smtp-proto starts with no previous line; feeding it the CRLF primes that state.
@@ -261,7 +300,8 @@ impl DataBody {
             receiver: DataSink::Keep(receiver),
             body: Vec::new(),
             limit,
-            oversized: false,
+            memory,
+            refused: None,
         }
     }
 
@@ -272,18 +312,17 @@ impl DataBody {
         while used < input.len() {
             let end = input.len().min(used + BODY_SLICE);
             let slice = &input[used..end];
+            if matches!(self.receiver, DataSink::Keep(_)) && !self.make_room(slice.len()) {
+                self.refuse(BodyRefused::OverBudget);
+            }
             let mut iter = slice.iter();
             let done = match &mut self.receiver {
                 DataSink::Keep(rx) => rx.ingest(&mut iter, &mut self.body),
                 DataSink::Discard(rx) => rx.ingest(&mut iter),
             };
             used += slice.len() - iter.as_slice().len();
-            if let DataSink::Keep(rx) = &self.receiver
-                && self.body.len() > self.limit
-            {
-                self.receiver = DataSink::Discard(DummyDataReceiver::new_data(rx));
-                self.body = Vec::new();
-                self.oversized = true;
+            if matches!(self.receiver, DataSink::Keep(_)) && self.body.len() > self.limit {
+                self.refuse(BodyRefused::TooBig);
             }
             if done {
                 return (used, true);
@@ -292,9 +331,45 @@ impl DataBody {
         (used, false)
     }
 
-    /// The unstuffed body, or `None` when it exceeded the limit.
-    pub fn finish(self) -> Option<Vec<u8>> {
-        (!self.oversized).then_some(self.body)
+    /// Makes room for `more` octets, reserving the memory first; false when the budget cannot
+    /// hold it. The buffer doubles as usual, but never beyond what the size limit needs, and
+    /// near the end of the budget it grows by smaller steps rather than failing early.
+    fn make_room(&mut self, more: usize) -> bool {
+        let need = self.body.len().saturating_add(more);
+        let capacity = self.body.capacity();
+        if need <= capacity {
+            return true;
+        }
+        let most = self.limit.saturating_add(BODY_SLICE);
+        let candidates = [
+            capacity.saturating_mul(2),
+            need.saturating_add(need / 4),
+            need.saturating_add(16 * BODY_SLICE),
+            need,
+        ];
+        for target in candidates.map(|t| t.min(most).max(need)) {
+            if self.memory.try_grow_to(target) {
+                self.body.reserve_exact(target - self.body.len());
+                return true;
+            }
+        }
+        false
+    }
+
+    fn refuse(&mut self, why: BodyRefused) {
+        if let DataSink::Keep(rx) = &self.receiver {
+            self.receiver = DataSink::Discard(DummyDataReceiver::new_data(rx));
+        }
+        self.body = Vec::new();
+        self.refused.get_or_insert(why);
+    }
+
+    /// The unstuffed body with the memory it holds, or why it was thrown away.
+    pub fn finish(self) -> ReceivedBody {
+        match self.refused {
+            Some(why) => Err(why),
+            None => Ok((self.body, self.memory)),
+        }
     }
 }
 
@@ -365,7 +440,21 @@ mod tests {
     use super::*;
 
     fn data(chunks: &[&[u8]], limit: usize) -> (Option<Vec<u8>>, Vec<u8>) {
-        let mut body = DataBody::new(limit);
+        let budget = bulwark_net::MemoryBudget::unlimited();
+        data_within(chunks, limit, Reservation::empty(&budget)).map_body()
+    }
+
+    trait MapBody {
+        fn map_body(self) -> (Option<Vec<u8>>, Vec<u8>);
+    }
+    impl MapBody for (ReceivedBody, Vec<u8>) {
+        fn map_body(self) -> (Option<Vec<u8>>, Vec<u8>) {
+            (self.0.ok().map(|(b, _)| b), self.1)
+        }
+    }
+
+    fn data_within(chunks: &[&[u8]], limit: usize, memory: Reservation) -> (ReceivedBody, Vec<u8>) {
+        let mut body = DataBody::new(limit, memory);
         let mut rest = Vec::new();
         for (i, c) in chunks.iter().enumerate() {
             let (used, done) = body.ingest(c);
@@ -416,10 +505,45 @@ mod tests {
     }
 
     #[test]
+    fn a_body_beyond_the_memory_budget_is_thrown_away_and_its_memory_given_back() {
+        let budget = bulwark_net::MemoryBudget::new(3000);
+        let big = vec![b'a'; 5000];
+        let (end, rest) = data_within(
+            &[&big, b"\r\n.\r\nNOOP\r\n"],
+            10_000,
+            Reservation::empty(&budget),
+        );
+        assert_eq!(end.err(), Some(BodyRefused::OverBudget));
+        assert_eq!(rest, b"NOOP\r\n");
+        assert_eq!(budget.in_use(), 0);
+        let (end, _) = data_within(&[b"small\r\n.\r\n"], 10_000, Reservation::empty(&budget));
+        let (body, memory) = end.expect("fits");
+        assert_eq!(body, b"small\r\n");
+        assert!(memory.held() >= body.len() && budget.in_use() == memory.held());
+    }
+
+    #[test]
     fn crlf_only_body_has_no_bare_line_ending() {
         assert!(!has_bare_line_ending(b"a\r\nb\r\n\r\n"));
         assert!(has_bare_line_ending(b"a\rb\r\n"));
         assert!(has_bare_line_ending(b"a\r"));
+    }
+
+    #[test]
+    fn bare_postmaster_is_a_recipient_and_an_empty_forward_path_is_not() {
+        for line in [
+            &b"RCPT TO:<postmaster>\r\n"[..],
+            b"RCPT TO:<PostMaster>\r\n",
+        ] {
+            let Ok(Command::Rcpt(p)) = parse_command(line) else {
+                panic!("{}", String::from_utf8_lossy(line));
+            };
+            assert_eq!(p.address, POSTMASTER);
+        }
+        assert_eq!(
+            parse_command(b"RCPT TO:<>\r\n"),
+            Err(CommandError::BadRecipient)
+        );
     }
 
     #[test]

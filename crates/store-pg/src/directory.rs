@@ -222,6 +222,7 @@ pub(crate) async fn account_delete(tx: &mut Tx<'_>, id: AccountId) -> Result<()>
     tx.lock_directory().await?;
     tx.lock_account(id).await?;
     require_account(tx, id).await?;
+    let blobs = crate::items::account_blobs_mark(tx, id).await?;
     const STEPS: [&str; 11] = [
         "DELETE FROM memberships WHERE mailbox IN (SELECT id FROM mailboxes WHERE account = $1)",
         "DELETE FROM expunged WHERE mailbox IN (SELECT id FROM mailboxes WHERE account = $1)",
@@ -238,7 +239,7 @@ pub(crate) async fn account_delete(tx: &mut Tx<'_>, id: AccountId) -> Result<()>
     for step in STEPS {
         tx.exec(step, &[&id.0]).await?;
     }
-    Ok(())
+    crate::items::account_blobs_sweep(tx, &blobs).await
 }
 
 // ---- aliases -------------------------------------------------------------------------

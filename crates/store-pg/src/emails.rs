@@ -59,8 +59,9 @@ pub(crate) fn normalize_message_id(id: &str) -> Option<String> {
 pub(crate) async fn put_blob(tx: &mut Tx<'_>, data: &[u8]) -> Result<BlobHash> {
     let hash = BlobHash::of(data);
     tx.exec(
-        "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
-        &[&hash.0, &data],
+        "WITH l AS (SELECT pg_advisory_xact_lock_shared($3::bigint))
+         INSERT INTO blobs (hash, data) SELECT $1::text, $2::bytea FROM l ON CONFLICT (hash) DO NOTHING",
+        &[&hash.0, &data, &crate::schema::BLOB_LOCK],
     )
     .await?;
     Ok(hash)

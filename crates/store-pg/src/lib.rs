@@ -17,6 +17,7 @@ mod changes;
 mod directory;
 mod emails;
 mod hub;
+mod items;
 mod mailboxes;
 mod messages;
 mod pool;
@@ -371,6 +372,33 @@ impl Store for PgStore {
     async fn deliver(&self, deliveries: Vec<(AccountId, NewEmail)>) -> Result<Vec<Appended>> {
         write_tx!(self, |tx| emails::deliver(tx, &deliveries).await)
     }
+    async fn accept(&self, acceptance: Acceptance) -> Result<Accepted> {
+        write_tx!(self, |tx| {
+            // Every account in id order first, so two acceptances cannot deadlock.
+            let accounts: std::collections::BTreeSet<AccountId> = acceptance
+                .local
+                .iter()
+                .map(|(a, _)| *a)
+                .chain(acceptance.items.iter().map(|(a, _)| *a))
+                .collect();
+            for account in accounts {
+                tx.lock_account(account).await?;
+            }
+            let appended = if acceptance.local.is_empty() {
+                Vec::new()
+            } else {
+                emails::deliver(tx, &acceptance.local).await?
+            };
+            let queued = match &acceptance.queue {
+                Some(q) => Some(queue::queue_enqueue(tx, q).await?),
+                None => None,
+            };
+            for (account, writes) in collections::by_account(acceptance.items.clone()) {
+                items::collection_write(tx, account, &writes).await?;
+            }
+            Ok::<_, StoreError>(Accepted { appended, queued })
+        })
+    }
     async fn mailbox_messages(
         &self,
         account: AccountId,
@@ -453,8 +481,65 @@ impl Store for PgStore {
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>> {
         read_tx!(self, |tx| messages::blob_get(tx, hash).await)
     }
-    async fn blob_put(&self, data: &[u8]) -> Result<BlobHash> {
-        write_tx!(self, |tx| emails::put_blob(tx, data).await)
+    async fn blob_put(&self, account: AccountId, data: &[u8]) -> Result<BlobHash> {
+        write_tx!(self, |tx| items::upload_put(tx, account, data).await)
+    }
+    async fn blob_get_owned(
+        &self,
+        account: AccountId,
+        hashes: &[BlobHash],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        read_tx!(self, |tx| {
+            let owned = items::blobs_owned(tx, account, hashes).await?;
+            let wanted: Vec<BlobHash> = hashes
+                .iter()
+                .zip(&owned)
+                .filter(|(_, o)| **o)
+                .map(|(h, _)| h.clone())
+                .collect();
+            let mut read = messages::blob_get_many(tx, &wanted).await?.into_iter();
+            Ok::<_, StoreError>(
+                owned
+                    .into_iter()
+                    .map(|o| if o { read.next().flatten() } else { None })
+                    .collect::<Vec<_>>(),
+            )
+        })
+    }
+    async fn blob_collect(&self, upload_before: i64) -> Result<(u64, u64)> {
+        write_tx!(self, |tx| items::blob_collect(tx, upload_before).await)
+    }
+
+    async fn collection_get(
+        &self,
+        account: AccountId,
+        collection: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<CollectionItem>> {
+        read_tx!(self, |tx| items::collection_get(
+            tx, account, collection, ids
+        )
+        .await)
+    }
+    async fn collection_write(&self, account: AccountId, writes: Vec<ItemWrite>) -> Result<ModSeq> {
+        write_tx!(self, |tx| items::collection_write(tx, account, &writes)
+            .await)
+    }
+    async fn collection_changes(
+        &self,
+        account: AccountId,
+        collection: &str,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<CollectionChanges> {
+        read_tx!(self, |tx| items::collection_changes(
+            tx, account, collection, since, max
+        )
+        .await)
+    }
+    async fn collection_state(&self, account: AccountId, collection: &str) -> Result<ModSeq> {
+        read_tx!(self, |tx| items::collection_state(tx, account, collection)
+            .await)
     }
 
     async fn email_set_keywords(

@@ -11,13 +11,17 @@ use crate::pool::{Pool, get};
 use bulwark_store::{Result, StoreError};
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 /// The oldest code schema version that can run against what this code writes.
 const COMPATIBLE_FROM: i64 = 1;
 /// Advisory lock key serialising migrations ("bulwark" + 1).
 const MIGRATION_LOCK: i64 = 0x6275_6c77_6172_6b01;
 /// Advisory lock key serialising directory changes (domains, addresses).
 pub(crate) const DIRECTORY_LOCK: i64 = 0x6275_6c77_6172_6b02;
+/// Advisory lock between blob writers (shared: every transaction that stores or references
+/// a blob) and blob deleters (exclusive: the collector and `account_delete`'s sweep), so a
+/// blob is never deleted while another transaction is about to reference it.
+pub(crate) const BLOB_LOCK: i64 = 0x6275_6c77_6172_6b03;
 
 /// Version 1: the initial schema (the embedded backend's, in PostgreSQL types). Text that
 /// is sorted in listings uses the "C" collation so order is bytewise, as in SQLite.
@@ -173,9 +177,50 @@ INSERT INTO envelopes (email, data)
     ON CONFLICT (email) DO NOTHING;
 "#;
 
+/// Version 7: account-scoped collections (items with versions, their change log and the
+/// blobs they reference), uploads with their owner, and the blob indexes that ownership
+/// checks and the collector read. Additive.
+const V7: &str = r#"
+CREATE TABLE IF NOT EXISTS items (
+    account    BIGINT NOT NULL,
+    collection TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (account, collection, id)
+);
+CREATE TABLE IF NOT EXISTS item_changes (
+    seq        BIGSERIAL PRIMARY KEY,
+    account    BIGINT NOT NULL,
+    collection TEXT NOT NULL,
+    modseq     BIGINT NOT NULL,
+    id         TEXT NOT NULL,
+    op         BIGINT NOT NULL,
+    existed    BOOLEAN NOT NULL
+);
+CREATE INDEX IF NOT EXISTS item_changes_modseq ON item_changes(account, collection, modseq);
+CREATE TABLE IF NOT EXISTS item_blobs (
+    account    BIGINT NOT NULL,
+    hash       TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    PRIMARY KEY (account, hash, collection, id)
+);
+CREATE INDEX IF NOT EXISTS item_blobs_hash ON item_blobs(hash);
+CREATE TABLE IF NOT EXISTS uploads (
+    account    BIGINT NOT NULL,
+    hash       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (account, hash)
+);
+CREATE INDEX IF NOT EXISTS uploads_hash ON uploads(hash);
+CREATE INDEX IF NOT EXISTS emails_blob ON emails(blob);
+CREATE INDEX IF NOT EXISTS queue_blob ON queue(blob);
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`. Each must be
 /// idempotent and, for online upgrades, additive (old code keeps working on the result).
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Creates or upgrades the schema in one transaction under the migration lock.
 pub(crate) async fn migrate(pool: &std::sync::Arc<Pool>) -> Result<()> {

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 //! The shared store conformance suite, run against PostgreSQL (one fresh database per
 //! check). Needs `BULWARK_TEST_PG` (see `scripts/pg-test-server`); skipped without it.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 //! Two `PgStore` instances on one database behave like two Bulwark nodes sharing it.
 //! Needs `BULWARK_TEST_PG` (see `scripts/pg-test-server`); skipped without it.
 

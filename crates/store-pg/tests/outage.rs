@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 //! The store under a database outage: a TCP proxy between the store and PostgreSQL is cut
 //! (every connection closed, new ones refused) or turned into a black hole (connections
 //! accepted, nothing answered), then restored. Every call must fail fast with

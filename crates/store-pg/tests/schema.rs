@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 //! Online migrations: several nodes may start at once; a newer but compatible schema is
 //! accepted (rolling upgrade), an incompatible one refused. Needs `BULWARK_TEST_PG`.
 

@@ -69,6 +69,14 @@ impl BlobCache {
         inner.map.insert(hash.0.clone(), Arc::from(data));
     }
 
+    /// Forgets everything (after the collector deleted blobs: a deleted blob is not served).
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.map.clear();
+        inner.order.clear();
+        inner.bytes = 0;
+    }
+
     /// Bytes currently held.
     pub fn bytes(&self) -> usize {
         self.lock().bytes

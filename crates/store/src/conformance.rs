@@ -5,12 +5,14 @@
 //! fresh one ([`conformance_tests!`](crate::conformance_tests) makes one `#[tokio::test]` per
 //! check).
 
+mod collections;
 mod delta;
 mod envelope;
 mod log;
 mod mail;
 mod query;
 
+pub use collections::*;
 pub use delta::*;
 pub use envelope::*;
 pub use log::*;
@@ -65,6 +67,11 @@ macro_rules! conformance_tests {
             blobs_and_summaries_in_batches,
             stored_envelopes_follow_the_email,
             email_query_page_matches_the_full_listing,
+            collections_round_trip_compare_and_set_and_changes,
+            collections_concurrent_compare_and_set_has_one_winner,
+            blobs_are_owned_and_collected,
+            account_delete_leaves_no_blob_or_item,
+            accept_is_all_or_nothing_and_idempotent,
         );
     };
 }
@@ -94,7 +101,12 @@ pub async fn run_all(store: Arc<dyn Store>) {
     search_headers_in_batches_follow_the_email(store.clone()).await;
     blobs_and_summaries_in_batches(store.clone()).await;
     stored_envelopes_follow_the_email(store.clone()).await;
-    email_query_page_matches_the_full_listing(store).await;
+    email_query_page_matches_the_full_listing(store.clone()).await;
+    collections_round_trip_compare_and_set_and_changes(store.clone()).await;
+    collections_concurrent_compare_and_set_has_one_winner(store.clone()).await;
+    blobs_are_owned_and_collected(store.clone()).await;
+    account_delete_leaves_no_blob_or_item(store.clone()).await;
+    accept_is_all_or_nothing_and_idempotent(store).await;
 }
 
 // ---- helpers ---------------------------------------------------------------------------

@@ -23,13 +23,17 @@
 
 pub mod blob_cache;
 pub mod changelog;
+pub mod collections;
+// The conformance suite is test code that other crates compile without cfg(test).
 #[cfg(any(test, feature = "conformance"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod conformance;
 pub mod email_page;
 pub mod model;
 pub mod outage;
 pub mod sqlite;
 
+pub use collections::{CollectionChanges, CollectionItem, Expect, ItemWrite};
 pub use email_page::{EmailPage, EmailPageQuery};
 pub use model::*;
 
@@ -48,6 +52,10 @@ pub enum StoreError {
     /// The backend cannot be reached right now (a temporary condition; retry later).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A compare-and-set write found another version than it expected (someone else wrote
+    /// first); nothing was written.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The change log no longer reaches back to the requested modseq.
     #[error("changes since {0} can no longer be calculated")]
     CannotCalculateChanges(u64),
@@ -88,7 +96,8 @@ pub trait Store: Send + Sync + 'static {
     async fn account_list(&self) -> Result<Vec<Account>>;
     async fn account_set_password(&self, id: AccountId, password_hash: &str) -> Result<()>;
     async fn account_set_display_name(&self, id: AccountId, name: &str) -> Result<()>;
-    /// Deletes the account with all its mailboxes, emails, aliases and app passwords.
+    /// Deletes the account with all its mailboxes, emails, aliases, app passwords, settings
+    /// and collection items, and every blob that no other account or queue entry references.
     async fn account_delete(&self, id: AccountId) -> Result<()>;
 
     async fn alias_add(&self, alias: &str, account: AccountId) -> Result<()>;
@@ -167,6 +176,11 @@ pub trait Store: Send + Sync + 'static {
     /// Delivers to several accounts at once (one SMTP transaction with many recipients):
     /// all or nothing, durable on return.
     async fn deliver(&self, deliveries: Vec<(AccountId, NewEmail)>) -> Result<Vec<Appended>>;
+    /// Commits a whole accepted message in one durable transaction, all or nothing: its
+    /// local copies ([`Store::deliver`]), its queue entry ([`Store::queue_enqueue`]) and the
+    /// collection items written with it ([`Store::collection_write`], one modseq per
+    /// account). The one store call of the delivery pipeline.
+    async fn accept(&self, acceptance: Acceptance) -> Result<Accepted>;
     /// The messages of one mailbox ordered by UID.
     async fn mailbox_messages(
         &self,
@@ -282,9 +296,52 @@ pub trait Store: Send + Sync + 'static {
         query.validate()?;
         Ok(query.page_of(self.email_list(account).await?))
     }
+    /// A blob by hash, whoever owns it: for internal readers that took the hash from the
+    /// account's own rows (IMAP FETCH, the queue, spool replay). Anything that takes a blob
+    /// id from a client uses [`Store::blob_get_owned`].
     async fn blob_get(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>>;
-    /// Stores a blob without an email (JMAP upload). Durable on return.
-    async fn blob_put(&self, data: &[u8]) -> Result<BlobHash>;
+    /// Stores a blob uploaded by `account` (JMAP upload); the account owns it until the
+    /// upload expires ([`Store::blob_collect`]) — longer if an email or item references it.
+    /// Durable on return.
+    async fn blob_put(&self, account: AccountId, data: &[u8]) -> Result<BlobHash>;
+    /// The blobs, in the order asked, that `account` references — through one of its emails,
+    /// its uploads or an item of its collections. Others are `None`, exactly as for a blob
+    /// that does not exist, so nobody can learn whether another account holds some content.
+    async fn blob_get_owned(
+        &self,
+        account: AccountId,
+        hashes: &[BlobHash],
+    ) -> Result<Vec<Option<Vec<u8>>>>;
+    /// The garbage collector: forgets uploads made before `upload_before` (unix seconds),
+    /// then deletes every blob that no email, upload, collection item or queue entry
+    /// references. Returns `(blobs, bytes)` deleted.
+    async fn blob_collect(&self, upload_before: i64) -> Result<(u64, u64)>;
+
+    // ---- account-scoped collections (see [`collections`]) -----------------------------
+    /// Items of one collection: those of `ids` that exist (`Some`), or all (`None`), ordered
+    /// by id.
+    async fn collection_get(
+        &self,
+        account: AccountId,
+        collection: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<CollectionItem>>;
+    /// Applies the writes in one durable transaction, all or nothing; each must meet its
+    /// [`Expect`] or the call fails with [`StoreError::Conflict`] and writes nothing. Every
+    /// written item gets the returned modseq as its version (the account's next modseq, so
+    /// subscribers get a [`StateChange`]).
+    async fn collection_write(&self, account: AccountId, writes: Vec<ItemWrite>) -> Result<ModSeq>;
+    /// What changed in the collection after `since` (ids created, updated, destroyed), at
+    /// most about `max` ids (then `has_more`).
+    async fn collection_changes(
+        &self,
+        account: AccountId,
+        collection: &str,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<CollectionChanges>;
+    /// The collection's state: the modseq of its last write (0 if it was never written).
+    async fn collection_state(&self, account: AccountId, collection: &str) -> Result<ModSeq>;
 
     /// Changes keywords. An update whose `unchanged_since` is older than the email's
     /// modseq is not applied and is reported in [`KeywordResult::conflicts`].

@@ -372,6 +372,27 @@ pub struct NewQueued {
     pub expires_at: i64,
 }
 
+/// Everything one accepted message becomes, committed by [`crate::Store::accept`] in one
+/// transaction — all or nothing: the local copies, the queue entry for remote recipients and
+/// the records written with them (e.g. the EmailSubmission). So a client that retries after
+/// an error never finds half of its message already delivered.
+#[derive(Debug, Clone, Default)]
+pub struct Acceptance {
+    pub local: Vec<(AccountId, NewEmail)>,
+    pub queue: Option<NewQueued>,
+    /// Collection writes (compare-and-set as in [`crate::Store::collection_write`]); an
+    /// `Expect::Absent` record keyed by the message makes a retried acceptance a
+    /// [`crate::StoreError::Conflict`] instead of a second copy.
+    pub items: Vec<(AccountId, crate::ItemWrite)>,
+}
+
+/// What [`crate::Store::accept`] stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    pub appended: Vec<Appended>,
+    pub queued: Option<QueueId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
     pub id: QueueId,

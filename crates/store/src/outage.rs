@@ -303,9 +303,54 @@ impl Store for OutageStore {
         self.check()?;
         self.inner.blob_get_many(hashes).await
     }
-    async fn blob_put(&self, data: &[u8]) -> Result<BlobHash> {
+    async fn blob_put(&self, account: AccountId, data: &[u8]) -> Result<BlobHash> {
         self.check()?;
-        self.inner.blob_put(data).await
+        self.inner.blob_put(account, data).await
+    }
+    async fn accept(&self, acceptance: Acceptance) -> Result<Accepted> {
+        self.check()?;
+        self.inner.accept(acceptance).await
+    }
+    async fn blob_get_owned(
+        &self,
+        account: AccountId,
+        hashes: &[BlobHash],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        self.check()?;
+        self.inner.blob_get_owned(account, hashes).await
+    }
+    async fn blob_collect(&self, upload_before: i64) -> Result<(u64, u64)> {
+        self.check()?;
+        self.inner.blob_collect(upload_before).await
+    }
+    async fn collection_get(
+        &self,
+        account: AccountId,
+        collection: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<CollectionItem>> {
+        self.check()?;
+        self.inner.collection_get(account, collection, ids).await
+    }
+    async fn collection_write(&self, account: AccountId, writes: Vec<ItemWrite>) -> Result<ModSeq> {
+        self.check()?;
+        self.inner.collection_write(account, writes).await
+    }
+    async fn collection_changes(
+        &self,
+        account: AccountId,
+        collection: &str,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<CollectionChanges> {
+        self.check()?;
+        self.inner
+            .collection_changes(account, collection, since, max)
+            .await
+    }
+    async fn collection_state(&self, account: AccountId, collection: &str) -> Result<ModSeq> {
+        self.check()?;
+        self.inner.collection_state(account, collection).await
     }
     async fn email_set_keywords(
         &self,

@@ -8,6 +8,7 @@
 mod changes;
 mod directory;
 mod emails;
+mod items;
 mod mailboxes;
 mod messages;
 mod query;
@@ -43,6 +44,7 @@ const CACHE_KIB: i64 = 16 * 1024;
 /// Process-wide SQLite settings, applied once before the first connection opens (SQLite
 /// refuses them afterwards). Memory statistics off: with them on, every SQLite allocation
 /// takes one global mutex, which serialised all read connections under load.
+#[allow(unsafe_code)] // FFI: see the SAFETY comment inside
 fn init_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -305,7 +307,10 @@ impl Store for SqliteStore {
     }
     async fn account_delete(&self, id: AccountId) -> Result<()> {
         self.write(move |tx| directory::account_delete(tx, id))
-            .await
+            .await?;
+        // The account's blobs are gone from the database; none may be served from memory.
+        self.blobs.clear();
+        Ok(())
     }
 
     async fn alias_add(&self, alias: &str, account: AccountId) -> Result<()> {
@@ -450,6 +455,29 @@ impl Store for SqliteStore {
     async fn deliver(&self, deliveries: Vec<(AccountId, NewEmail)>) -> Result<Vec<Appended>> {
         self.write(move |tx| emails::deliver(tx, &deliveries)).await
     }
+    async fn accept(&self, acceptance: Acceptance) -> Result<Accepted> {
+        self.write(move |tx| {
+            let Acceptance {
+                local,
+                queue,
+                items,
+            } = acceptance;
+            let appended = if local.is_empty() {
+                Vec::new()
+            } else {
+                emails::deliver(tx, &local)?
+            };
+            let queued = match &queue {
+                Some(q) => Some(queue::queue_enqueue(tx, q)?),
+                None => None,
+            };
+            for (account, writes) in collections::by_account(items) {
+                items::collection_write(tx, account, &writes)?;
+            }
+            Ok(Accepted { appended, queued })
+        })
+        .await
+    }
     async fn mailbox_messages(
         &self,
         account: AccountId,
@@ -572,9 +600,78 @@ impl Store for SqliteStore {
         let mut one = self.blob_get_many(std::slice::from_ref(hash)).await?;
         Ok(one.pop().flatten())
     }
-    async fn blob_put(&self, data: &[u8]) -> Result<BlobHash> {
+    async fn blob_put(&self, account: AccountId, data: &[u8]) -> Result<BlobHash> {
         let data = data.to_vec();
-        self.write(move |tx| emails::put_blob(tx.conn, &data)).await
+        self.write(move |tx| items::upload_put(tx, account, &data))
+            .await
+    }
+    async fn blob_get_owned(
+        &self,
+        account: AccountId,
+        hashes: &[BlobHash],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let asked = hashes.to_vec();
+        let owned: Vec<bool> = self
+            .read(move |c| {
+                asked
+                    .iter()
+                    .map(|h| items::blob_owned(c, account, h))
+                    .collect()
+            })
+            .await?;
+        let wanted: Vec<BlobHash> = hashes
+            .iter()
+            .zip(&owned)
+            .filter(|(_, o)| **o)
+            .map(|(h, _)| h.clone())
+            .collect();
+        let mut read = self.blob_get_many(&wanted).await?.into_iter();
+        Ok(owned
+            .into_iter()
+            .map(|o| if o { read.next().flatten() } else { None })
+            .collect())
+    }
+    async fn blob_collect(&self, upload_before: i64) -> Result<(u64, u64)> {
+        let (count, bytes) = self
+            .write(move |tx| items::blob_collect(tx, upload_before))
+            .await?;
+        if count > 0 {
+            // Content-addressed, so never stale — but a deleted blob must not be served.
+            self.blobs.clear();
+        }
+        Ok((count, bytes))
+    }
+
+    async fn collection_get(
+        &self,
+        account: AccountId,
+        collection: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<CollectionItem>> {
+        let collection = collection.to_string();
+        let ids = ids.map(<[String]>::to_vec);
+        self.read(move |c| items::collection_get(c, account, &collection, ids.as_deref()))
+            .await
+    }
+    async fn collection_write(&self, account: AccountId, writes: Vec<ItemWrite>) -> Result<ModSeq> {
+        self.write(move |tx| items::collection_write(tx, account, &writes))
+            .await
+    }
+    async fn collection_changes(
+        &self,
+        account: AccountId,
+        collection: &str,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<CollectionChanges> {
+        let collection = collection.to_string();
+        self.read(move |c| items::collection_changes(c, account, &collection, since, max))
+            .await
+    }
+    async fn collection_state(&self, account: AccountId, collection: &str) -> Result<ModSeq> {
+        let collection = collection.to_string();
+        self.read(move |c| items::collection_state(c, account, &collection))
+            .await
     }
 
     async fn email_set_keywords(

@@ -214,7 +214,7 @@ pub const KEYS: &[KeyDef] = &[
         "max_connections_per_ip",
         Count,
         "20",
-        "Concurrent connections from one IP address, per protocol."
+        "Concurrent connections from one IP address, per protocol (HTTP too: behind a reverse proxy every client has the proxy's IP)."
     ),
     key!(
         "limits",
@@ -236,6 +236,27 @@ pub const KEYS: &[KeyDef] = &[
         Duration,
         "\"30m\"",
         "An IMAP client silent this long is logged out (RFC 9051 §5.4: at least 30 minutes); IDLE is exempt up to this too."
+    ),
+    key!(
+        "limits",
+        "imap_login_timeout",
+        Duration,
+        "\"60s\"",
+        "An IMAP client that has not logged in this long after connecting is logged out (counted from the connection, however often it sends)."
+    ),
+    key!(
+        "limits",
+        "http_header_timeout",
+        Duration,
+        "\"30s\"",
+        "An HTTP client must send a whole request head within this (slowloris); also the longest wait for the next request on a kept-alive connection."
+    ),
+    key!(
+        "limits",
+        "http_idle_timeout",
+        Duration,
+        "\"5m\"",
+        "An HTTP connection with no traffic either way this long is closed; push (EventSource, WebSocket) sends keep-alives well inside it."
     ),
     key!(
         "limits",

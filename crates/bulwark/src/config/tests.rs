@@ -251,6 +251,8 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(config.limits.max_connections, 1000);
     assert_eq!(config.limits.smtp_idle_timeout, Duration::from_secs(300));
     assert_eq!(config.limits.imap_idle_timeout, Duration::from_secs(1800));
+    assert_eq!(config.limits.http_header_timeout, Duration::from_secs(30));
+    assert_eq!(config.limits.http_idle_timeout, Duration::from_secs(300));
     assert_eq!(config.limits.max_recipients, 100);
     assert!(!config.auth.allow_plaintext_on_loopback);
     assert_eq!(config.auth.ip_max_failures, 10);

@@ -25,7 +25,10 @@ mod tests;
 pub use ast::*;
 pub(crate) use commands::normalize_inbox;
 
-use crate::limits::{MAX_COMMAND_OVERHEAD, MAX_LINE_LEN, MAX_LITERALS_PER_COMMAND, MAX_TAG_LEN};
+use crate::limits::{
+    MAX_COMMAND_OVERHEAD, MAX_LINE_LEN, MAX_LITERALS_PER_COMMAND, MAX_TAG_LEN,
+    PRE_AUTH_MAX_COMMAND, PRE_AUTH_MAX_LITERAL,
+};
 use lexer::is_tag_char;
 
 /// How the server must answer a command that failed to parse.
@@ -113,6 +116,8 @@ pub struct Parser {
     frame: Frame,
     literals: usize,
     max_literal: usize,
+    /// Before authentication only small literals are accepted ([`PRE_AUTH_MAX_LITERAL`]).
+    pre_auth: bool,
 }
 
 impl Parser {
@@ -126,7 +131,16 @@ impl Parser {
             frame: Frame::Line,
             literals: 0,
             max_literal,
+            pre_auth: false,
         }
+    }
+
+    /// Whether the session is not authenticated yet: then every literal is capped at
+    /// [`PRE_AUTH_MAX_LITERAL`] and a whole command at [`PRE_AUTH_MAX_COMMAND`], so an
+    /// anonymous client cannot make the server buffer a message (issue 13, item 5). The
+    /// shell sets it before each command.
+    pub fn set_pre_auth(&mut self, pre_auth: bool) {
+        self.pre_auth = pre_auth;
     }
 
     pub fn feed(&mut self, data: &[u8]) {
@@ -156,6 +170,15 @@ impl Parser {
         if self.cmd.is_empty() {
             self.cmd.shrink_to(KEPT_CAPACITY);
         }
+    }
+
+    /// After [`Event::NeedLiteral`] for a synchronizing literal the shell will not take:
+    /// drops the command (the client sends no literal without `+`) and returns its tag, for
+    /// the tagged refusal.
+    pub fn refuse_literal(&mut self) -> Option<String> {
+        let tag = extract_tag(&self.cmd);
+        self.reset_command();
+        tag
     }
 
     /// Bytes buffered but not yet consumed.
@@ -216,6 +239,11 @@ impl Parser {
                 }
                 Frame::Literal { remaining } => {
                     let take = remaining.min(self.input.len() - self.start);
+                    if take > 0 {
+                        // Allocated once, when its bytes arrive (the shell accounted for it
+                        // at `NeedLiteral`); no doubling beyond the announced size.
+                        self.cmd.reserve_exact(remaining);
+                    }
                     self.cmd
                         .extend_from_slice(&self.input[self.start..self.start + take]);
                     self.start += take;
@@ -281,6 +309,9 @@ impl Parser {
 
     fn accept_literal(&mut self, size: u64, non_sync: bool) -> Event {
         let (tag, is_append) = command_head(&self.cmd);
+        if self.pre_auth {
+            return self.accept_pre_auth_literal(tag, size, non_sync);
+        }
         let limit = if is_append {
             self.max_literal
         } else {
@@ -328,6 +359,43 @@ impl Parser {
             remaining: size as usize,
         };
         Event::NeedLiteral { size, non_sync }
+    }
+}
+
+impl Parser {
+    /// Before authentication: small literals only. RFC 9051 §7.5 lets the server refuse a
+    /// synchronizing literal instead of sending `+` (tagged BAD, the client sends nothing);
+    /// a non-synchronizing one is on its way already (RFC 7888 §4), so the server answers BAD
+    /// and closes the connection rather than read it.
+    fn accept_pre_auth_literal(&mut self, tag: Option<String>, size: u64, non_sync: bool) -> Event {
+        self.literals += 1;
+        let total = (self.cmd.len() as u64).saturating_add(size);
+        if size <= PRE_AUTH_MAX_LITERAL as u64
+            && total <= PRE_AUTH_MAX_COMMAND as u64
+            && self.literals <= MAX_LITERALS_PER_COMMAND
+        {
+            self.frame = Frame::Literal {
+                remaining: size as usize,
+            };
+            return Event::NeedLiteral { size, non_sync };
+        }
+        self.reset_command();
+        Event::Error(
+            ParseError {
+                tag: None,
+                kind: if non_sync {
+                    ErrorKind::Fatal
+                } else {
+                    ErrorKind::Bad
+                },
+                code: Some("TOOBIG"),
+                text: format!(
+                    "Literal of {size} octets is too large before authentication \
+                     (limit {PRE_AUTH_MAX_LITERAL} octets); log in first"
+                ),
+            }
+            .with_tag(tag),
+        )
     }
 }
 

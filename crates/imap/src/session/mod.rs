@@ -332,6 +332,11 @@ impl Session {
         let code = e.code.map(|c| format!("[{c}] ")).unwrap_or_default();
         match e.kind {
             ErrorKind::Fatal => {
+                // The command is answered (RFC 7888 §4: BAD for a literal we will not read),
+                // then the connection is closed.
+                if let Some(tag) = &e.tag {
+                    out.extend_from_slice(format!("{tag} BAD {code}{}\r\n", e.text).as_bytes());
+                }
                 out.extend_from_slice(format!("* BYE {code}{}\r\n", e.text).as_bytes());
                 return Next::Logout;
             }
@@ -645,6 +650,11 @@ fn store_error_reply(command: &str, e: &StoreError) -> (&'static str, String) {
             format!("{command} failed: {what} already exists"),
         ),
         StoreError::Invalid(why) => ("CANNOT", format!("{command} failed: {why}")),
+        // RFC 5530 INUSE: someone else changed it first; the client may try again.
+        StoreError::Conflict(_) => (
+            "INUSE",
+            format!("{command} failed: changed at the same time by another session; try again"),
+        ),
         StoreError::Unavailable(why) => (
             "UNAVAILABLE",
             format!("{command} failed: the mail store is unavailable ({why}); try again later"),

@@ -127,9 +127,19 @@ impl From<StoreError> for MethodError {
                 MethodError::new(MethodErrorKind::CannotCalculateChanges, e.to_string())
             }
             StoreError::Invalid(_) => MethodError::invalid_arguments(e.to_string()),
-            _ => {
+            StoreError::Conflict(_) => {
+                MethodError::new(MethodErrorKind::StateMismatch, e.to_string())
+            }
+            StoreError::NotFound(_) | StoreError::AlreadyExists(_) => {
+                MethodError::invalid_arguments(e.to_string())
+            }
+            StoreError::Internal(_) => {
+                // Internal error text stays in the log (issue 12: never to a client).
                 tracing::error!(error = %e, "JMAP method failed in the store");
-                MethodError::new(MethodErrorKind::ServerFail, e.to_string())
+                MethodError::new(
+                    MethodErrorKind::ServerFail,
+                    "internal error in the mail store",
+                )
             }
         }
     }
@@ -190,7 +200,16 @@ impl From<StoreError> for SetError {
             StoreError::NotFound(_) => SetError::new("notFound", e.to_string()),
             StoreError::AlreadyExists(_) => SetError::new("alreadyExists", e.to_string()),
             StoreError::Invalid(_) => SetError::new("invalidProperties", e.to_string()),
-            _ => SetError::new("serverFail", e.to_string()),
+            // RFC 8620 §5.3: another client changed the object first.
+            StoreError::Conflict(_) => SetError::new("stateMismatch", e.to_string()),
+            StoreError::Unavailable(_) => SetError::new(
+                "serverFail",
+                "the mail store is unavailable right now; try again later",
+            ),
+            _ => {
+                tracing::error!(error = %e, "JMAP /set failed in the store");
+                SetError::new("serverFail", "internal error in the mail store")
+            }
         }
     }
 }

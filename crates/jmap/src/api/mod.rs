@@ -203,8 +203,14 @@ pub async fn process(server: &JmapServer, account: AccountId, request: Request) 
     };
     let mut responses: Vec<(String, Value, String)> =
         Vec::with_capacity(request.method_calls.len());
+    // Bytes of JSON the responses so far hold: the whole response stays under
+    // maxSizeResponse, and a call whose result would pass it gets `requestTooLarge`
+    // instead (issue 13 item 1: memory is accounted per request).
+    let max_size = server.cfg.max_size_response;
+    let mut used = 0usize;
     for (name, args, call_id) in request.method_calls {
-        let result = match refs::resolve_references(args, &responses) {
+        let budget = max_size.saturating_sub(used);
+        let result = match refs::resolve_references(args, &responses, budget) {
             Err(e) => Err(e),
             Ok(args) => match capability_of(&name) {
                 Some(cap) if ctx.uses(cap) => dispatch(&mut ctx, &name, Args(args)).await,
@@ -214,11 +220,26 @@ pub async fn process(server: &JmapServer, account: AccountId, request: Request) 
                 )),
             },
         };
+        let result = result.and_then(|v| match refs::json_size_within(&v, budget) {
+            Some(size) => Ok((v, size)),
+            None => Err(response_too_large(max_size)),
+        });
         match result {
-            Ok(v) => responses.push((name, v, call_id.clone())),
-            Err(e) => responses.push(("error".into(), e.to_json(), call_id.clone())),
+            Ok((v, size)) => {
+                used = used.saturating_add(size);
+                responses.push((name, v, call_id.clone()));
+            }
+            Err(e) => {
+                let v = e.to_json();
+                used = used.saturating_add(refs::json_size_within(&v, usize::MAX).unwrap_or(0));
+                responses.push(("error".into(), v, call_id.clone()));
+            }
         }
         for (extra_name, extra_args) in ctx.extra.drain(..) {
+            // Implicit responses (a few ids each) are counted but never refused: the
+            // change they report already happened.
+            let size = refs::json_size_within(&extra_args, usize::MAX).unwrap_or(0);
+            used = used.saturating_add(size);
             responses.push((extra_name, extra_args, call_id.clone()));
         }
     }
@@ -236,6 +257,17 @@ pub async fn process(server: &JmapServer, account: AccountId, request: Request) 
         out.insert("createdIds".into(), json!(ctx.created_ids));
     }
     Value::Object(out)
+}
+
+/// The error of a call whose result does not fit in what is left of maxSizeResponse.
+fn response_too_large(max_size: usize) -> MethodError {
+    MethodError::new(
+        MethodErrorKind::RequestTooLarge,
+        format!(
+            "the response would be larger than maxSizeResponse ({max_size} bytes); \
+             ask for fewer objects or properties, or split the request"
+        ),
+    )
 }
 
 async fn dispatch(ctx: &mut Ctx<'_>, name: &str, args: Args) -> Result<Value, MethodError> {

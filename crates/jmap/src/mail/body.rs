@@ -23,6 +23,50 @@ pub const DEFAULT_BODY_PROPERTIES: [&str; 10] = [
 ];
 /// Deepest multipart nesting rendered in bodyStructure.
 pub const MAX_BODY_DEPTH: usize = 32;
+/// Most EmailBodyParts one of bodyStructure, textBody, htmlBody, attachments (and entries of
+/// bodyValues) shows; the rest are left out and the Email says how many parts it has beyond
+/// this in `partsOmitted` (issue 13 item 21: 50,000 parts made every Email/get 24 MB).
+pub const MAX_BODY_PARTS: usize = 1000;
+
+/// How many more parts one property may render (see [`MAX_BODY_PARTS`]).
+pub struct PartBudget {
+    left: std::cell::Cell<usize>,
+    cut: std::cell::Cell<bool>,
+}
+
+impl PartBudget {
+    pub fn new() -> Self {
+        PartBudget {
+            left: std::cell::Cell::new(MAX_BODY_PARTS),
+            cut: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Takes one part; false (and remembers it) once the budget is spent.
+    pub fn take(&self) -> bool {
+        match self.left.get() {
+            0 => {
+                self.cut.set(true);
+                false
+            }
+            n => {
+                self.left.set(n - 1);
+                true
+            }
+        }
+    }
+
+    /// True when some part was left out.
+    pub fn was_cut(&self) -> bool {
+        self.cut.get()
+    }
+}
+
+impl Default for PartBudget {
+    fn default() -> Self {
+        PartBudget::new()
+    }
+}
 
 /// Unix seconds → RFC 3339 UTCDate (`2026-01-02T03:04:05Z`).
 pub fn utc_date(ts: i64) -> String {
@@ -169,17 +213,22 @@ fn content_type(part: &MessagePart<'_>) -> String {
     }
 }
 
-/// An EmailBodyPart (§4.1.4) for part `idx` of `msg`; multiparts include subParts.
+/// An EmailBodyPart (§4.1.4) for part `idx` of `msg`; multiparts include subParts, as far
+/// as `budget` goes (`None` once it is spent).
 pub fn body_part(
     msg: &Message<'_>,
     hash: &BlobHash,
     idx: usize,
     props: &[String],
     depth: usize,
-) -> Value {
+    budget: &PartBudget,
+) -> Option<Value> {
     let Some(part) = msg.parts.get(idx) else {
-        return Value::Null;
+        return Some(Value::Null);
     };
+    if !budget.take() {
+        return None;
+    }
     let ctype = content_type(part);
     let is_multipart = matches!(part.body, PartType::Multipart(_));
     let mut full = Map::new();
@@ -245,7 +294,7 @@ pub fn body_part(
         } else {
             children
                 .iter()
-                .map(|c| body_part(msg, hash, *c as usize, props, depth + 1))
+                .map_while(|c| body_part(msg, hash, *c as usize, props, depth + 1, budget))
                 .collect()
         };
         full.insert("subParts".into(), json!(subs));
@@ -277,7 +326,7 @@ pub fn body_part(
             out.insert("subParts".into(), s.clone());
         }
     }
-    Value::Object(out)
+    Some(Value::Object(out))
 }
 
 /// The text of a part for bodyValues (§4.1.4 EmailBodyValue).

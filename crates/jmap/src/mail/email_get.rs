@@ -203,6 +203,7 @@ pub fn parsed_json(
     opts: &BodyOptions,
     out: &mut Map<String, Value>,
 ) {
+    let mut cut = false;
     for p in props {
         if out.contains_key(p) {
             continue;
@@ -240,17 +241,27 @@ pub fn parsed_json(
                 let root = msg.parts.first();
                 json!(root.map(|r| header_list(msg, r)).unwrap_or_default())
             }
-            "bodyStructure" => body::body_part(msg, hash, 0, &opts.body_properties, 0),
-            "textBody" => parts_json(msg, hash, &msg.text_body, opts),
-            "htmlBody" => parts_json(msg, hash, &msg.html_body, opts),
-            "attachments" => parts_json(msg, hash, &msg.attachments, opts),
-            "bodyValues" => body_values(msg, opts),
+            "bodyStructure" => {
+                let budget = body::PartBudget::new();
+                let v = body::body_part(msg, hash, 0, &opts.body_properties, 0, &budget);
+                cut |= budget.was_cut();
+                v.unwrap_or(Value::Null)
+            }
+            "textBody" => parts_json(msg, hash, &msg.text_body, opts, &mut cut),
+            "htmlBody" => parts_json(msg, hash, &msg.html_body, opts, &mut cut),
+            "attachments" => parts_json(msg, hash, &msg.attachments, opts, &mut cut),
+            "bodyValues" => body_values(msg, opts, &mut cut),
             other => match parse_header_property(other) {
                 Some(hp) => body::header_property(msg, &hp),
                 None => continue,
             },
         };
         out.insert(p.clone(), v);
+    }
+    if cut {
+        // The marker of left-out parts (a Bulwark extension property; see MAX_BODY_PARTS).
+        let omitted = msg.parts.len().saturating_sub(body::MAX_BODY_PARTS);
+        out.insert("partsOmitted".into(), json!(omitted.max(1)));
     }
 }
 
@@ -272,22 +283,33 @@ fn header_list(msg: &Message<'_>, part: &mail_parser::MessagePart<'_>) -> Vec<Va
         .collect()
 }
 
-fn parts_json(msg: &Message<'_>, hash: &BlobHash, parts: &[u32], opts: &BodyOptions) -> Value {
-    json!(
-        parts
-            .iter()
-            .map(|i| body::body_part(msg, hash, *i as usize, &opts.body_properties, 0))
-            .collect::<Vec<_>>()
-    )
+fn parts_json(
+    msg: &Message<'_>,
+    hash: &BlobHash,
+    parts: &[u32],
+    opts: &BodyOptions,
+    cut: &mut bool,
+) -> Value {
+    let budget = body::PartBudget::new();
+    let list: Vec<Value> = parts
+        .iter()
+        .map_while(|i| body::body_part(msg, hash, *i as usize, &opts.body_properties, 0, &budget))
+        .collect();
+    *cut |= budget.was_cut();
+    Value::Array(list)
 }
 
-fn body_values(msg: &Message<'_>, opts: &BodyOptions) -> Value {
+fn body_values(msg: &Message<'_>, opts: &BodyOptions, cut: &mut bool) -> Value {
     let mut wanted: Vec<u32> = Vec::new();
     if opts.fetch_text || opts.fetch_all {
         wanted.extend(&msg.text_body);
     }
     if opts.fetch_html || opts.fetch_all {
         wanted.extend(&msg.html_body);
+    }
+    if wanted.len() > body::MAX_BODY_PARTS {
+        wanted.truncate(body::MAX_BODY_PARTS);
+        *cut = true;
     }
     let mut out = Map::new();
     for idx in wanted {

@@ -70,7 +70,7 @@ async fn import_one(
         .get("blobId")
         .and_then(Value::as_str)
         .ok_or_else(|| SetError::invalid_properties(&["blobId"], "blobId is required"))?;
-    let raw = blob::read_blob(ctx.server.store.as_ref(), blob_id)
+    let raw = blob::read_blob(ctx.server.store.as_ref(), ctx.account, blob_id)
         .await?
         .ok_or_else(|| {
             SetError::new("blobNotFound", format!("no blob {blob_id}"))
@@ -140,7 +140,7 @@ pub async fn parse(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> 
     let mut not_parsable = Vec::new();
     let mut not_found = Vec::new();
     for id in blob_ids {
-        let Some(raw) = blob::read_blob(ctx.server.store.as_ref(), &id).await? else {
+        let Some(raw) = blob::read_blob(ctx.server.store.as_ref(), ctx.account, &id).await? else {
             not_found.push(id);
             continue;
         };

@@ -175,7 +175,7 @@ async fn resolve_part(
             })?;
         value.as_bytes().to_vec()
     } else if let Some(blob_id) = p.get("blobId").and_then(Value::as_str) {
-        blob::read_blob(ctx.server.store.as_ref(), blob_id)
+        blob::read_blob(ctx.server.store.as_ref(), ctx.account, blob_id)
             .await?
             .ok_or_else(|| {
                 SetError::new("blobNotFound", format!("no blob {blob_id}"))

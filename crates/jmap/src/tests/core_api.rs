@@ -400,3 +400,307 @@ async fn wrong_argument_types_never_fail_the_request() {
         }
     }
 }
+
+/// Issue 13 item 1: each `Core/echo` that references the previous result twice doubles it;
+/// 19 such calls built a 536 MB response. The response now stops at maxSizeResponse and the
+/// calls past it get `requestTooLarge`.
+#[tokio::test]
+async fn doubling_back_references_stop_at_max_size_response() {
+    const MAX: usize = 256 * 1024;
+    let h = harness_with(crate::JmapConfig {
+        max_size_response: MAX,
+        ..Default::default()
+    })
+    .await;
+    let mut calls = vec![json!(["Core/echo", {"s": "a".repeat(1000)}, "c0"])];
+    for i in 1..16 {
+        let prev = format!("c{}", i - 1);
+        let r = json!({"resultOf": prev, "name": "Core/echo", "path": ""});
+        calls.push(json!(["Core/echo", {"#l": r, "#r": r}, format!("c{i}")]));
+    }
+    let v = h.api(json!(calls)).await;
+    let size = v.to_string().len();
+    assert!(size <= MAX + 4096, "the response is {size} bytes");
+    let r = v["methodResponses"].as_array().unwrap();
+    assert_eq!(r.len(), 16);
+    // 1 KB doubled 7 times is 128 KB (fits), the 8th doubling does not.
+    assert_eq!(r[7][0], json!("Core/echo"), "{}", r[7][1]);
+    assert_eq!(r[8][0], json!("error"));
+    assert_eq!(r[8][1]["type"], json!("requestTooLarge"));
+    // Later calls reference an error response: invalid, and small.
+    assert_eq!(r[9][1]["type"], json!("invalidResultReference"));
+    let (_, _, session) = h
+        .raw("GET", "/jmap/session", Some(&h.bearer()), "", vec![])
+        .await;
+    assert_eq!(
+        session["capabilities"]["urn:ietf:params:jmap:core"]["maxSizeResponse"],
+        json!(MAX)
+    );
+}
+
+/// One request through the router; returns status and headers (the body is dropped).
+async fn head_of(h: &Harness, uri: &str) -> (StatusCode, axum::http::HeaderMap) {
+    let req = Request::builder()
+        .method("GET")
+        .uri(uri)
+        .header(header::AUTHORIZATION, h.bearer())
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.server.clone().router().oneshot(req).await.unwrap();
+    (resp.status(), resp.headers().clone())
+}
+
+/// Issue 13 item 18: every /jmap response forbids sniffing, framing and active content;
+/// a download asked for as an active type (HTML, SVG, script) comes as octet-stream.
+#[tokio::test]
+async fn jmap_responses_carry_security_headers_and_downloads_are_never_active() {
+    let h = harness().await;
+    let uri = format!("/jmap/upload/{}/", h.aid());
+    let (status, _, v) = h
+        .raw(
+            "POST",
+            &uri,
+            Some(&h.bearer()),
+            "text/html",
+            b"<script>alert(1)</script>".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let blob = v["blobId"].as_str().unwrap().to_string();
+    let check = |headers: &axum::http::HeaderMap| {
+        let get = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(get("x-content-type-options"), "nosniff");
+        assert_eq!(get("x-frame-options"), "DENY");
+        assert!(
+            get("content-security-policy").contains("frame-ancestors 'none'"),
+            "{headers:?}"
+        );
+    };
+    let (status, headers) = head_of(&h, "/jmap/session").await;
+    assert_eq!(status, StatusCode::OK);
+    check(&headers);
+    for accept in [
+        "text/html",
+        "image/svg%2Bxml",
+        "application/xhtml%2Bxml",
+        "text/javascript",
+    ] {
+        let (status, headers) = head_of(
+            &h,
+            &format!("/jmap/download/{}/{blob}/x.html?accept={accept}", h.aid()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        check(&headers);
+        assert_eq!(
+            headers[header::CONTENT_TYPE],
+            "application/octet-stream",
+            "{accept}"
+        );
+        assert!(
+            headers[header::CONTENT_DISPOSITION]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment"),
+        );
+    }
+    let (_, headers) = head_of(
+        &h,
+        &format!("/jmap/download/{}/{blob}/x.png?accept=image/png", h.aid()),
+    )
+    .await;
+    assert_eq!(headers[header::CONTENT_TYPE], "image/png");
+    check(&headers);
+}
+
+/// Issue 13 item 20: maxConcurrentUpload (advertised 4) is enforced per account: while four
+/// uploads are running the fifth gets 429 with the `limit` problem; other accounts are not
+/// affected.
+#[tokio::test]
+async fn fifth_concurrent_upload_is_refused_with_limit() {
+    let h = harness().await;
+    let max = h.server.cfg.max_concurrent_upload;
+    let uri = format!("/jmap/upload/{}/", h.aid());
+    let mut senders = Vec::new();
+    let mut running = Vec::new();
+    for _ in 0..max {
+        // A body that never ends keeps the upload running.
+        let (tx, rx) =
+            futures::channel::mpsc::unbounded::<Result<axum::body::Bytes, std::io::Error>>();
+        senders.push(tx);
+        let req = Request::builder()
+            .method("POST")
+            .uri(&uri)
+            .header(header::AUTHORIZATION, h.bearer())
+            .body(Body::from_stream(rx))
+            .unwrap();
+        running.push(tokio::spawn(h.server.clone().router().oneshot(req)));
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while h
+        .server
+        .uploads_in_flight
+        .lock()
+        .unwrap()
+        .get(&h.alice)
+        .copied()
+        .unwrap_or(0)
+        < max
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "uploads did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (status, _, v) = h
+        .raw("POST", &uri, Some(&h.bearer()), "text/plain", b"x".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["limit"], json!("maxConcurrentUpload"));
+    // Bob uploads meanwhile.
+    let bob = h.server.signer.issue(
+        bulwark_auth::token::TokenKind::Access,
+        h.bob,
+        "bob-session",
+        3600,
+        now_unix(),
+    );
+    let (status, _, _) = h
+        .raw(
+            "POST",
+            &format!("/jmap/upload/{}/", crate::ids::account_id(h.bob)),
+            Some(&format!("Bearer {bob}")),
+            "text/plain",
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // One upload finishing frees a slot.
+    senders.remove(0);
+    let first = running.remove(0).await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let (status, _, _) = h
+        .raw("POST", &uri, Some(&h.bearer()), "text/plain", b"y".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+/// Issue 12/13: blobs belong to the accounts that reference them. Bob, signed in, gets for
+/// alice's message and attachment exactly the answers of a blob that does not exist — over
+/// download, Email/parse, Email/import and as an attachment of a new email — and he cannot
+/// tell by uploading whether alice holds some content.
+#[tokio::test]
+async fn blobs_of_another_account_are_not_found() {
+    let h = harness().await;
+    let raw = "From: Carol <carol@example.test>\r\nTo: alice@example.test\r\nSubject: secret\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/plain\r\n\r\nfor alice only\r\n--b\r\nContent-Type: application/pdf\r\n\
+Content-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-secret\r\n--b--\r\n";
+    let id = h.deliver(h.alice, raw).await;
+    let got = h
+        .ok(
+            "Email/get",
+            json!({ "ids": [id], "properties": ["blobId", "attachments"] }),
+        )
+        .await;
+    let blob = got["list"][0]["blobId"].as_str().unwrap().to_string();
+    let part = got["list"][0]["attachments"][0]["blobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob_token =
+        h.server
+            .signer
+            .issue(TokenKind::Access, h.bob, "bob-session", 3600, now_unix());
+    let bob_auth = format!("Bearer {bob_token}");
+    let bob_aid = crate::ids::account_id(h.bob);
+    for b in [&blob, &part] {
+        // Alice reads both.
+        let (status, _, _) = h
+            .raw(
+                "GET",
+                &format!("/jmap/download/{}/{b}/x", h.aid()),
+                Some(&h.bearer()),
+                "",
+                vec![],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        // Bob, through his own account path: the same 404 as for nothing at all.
+        let (status, _, _) = h
+            .raw(
+                "GET",
+                &format!("/jmap/download/{bob_aid}/{b}/x"),
+                Some(&bob_auth),
+                "",
+                vec![],
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "bob downloads {b}");
+    }
+    let inbox = h.mailbox_id(h.bob, bulwark_store::Role::Inbox).await;
+    let body = json!({ "using": USING, "methodCalls": [
+        ["Email/parse", { "accountId": bob_aid, "blobIds": [blob] }, "p"],
+        ["Email/import", { "accountId": bob_aid, "emails": { "k": {
+            "blobId": blob, "mailboxIds": { inbox.clone(): true } } } }, "i"],
+        ["Email/set", { "accountId": bob_aid, "create": { "n": {
+            "mailboxIds": { inbox: true }, "subject": "stolen",
+            "bodyStructure": { "type": "multipart/mixed", "subParts": [
+                { "partId": "t", "type": "text/plain" },
+                { "blobId": part, "type": "application/pdf" } ] },
+            "bodyValues": { "t": { "value": "see attached" } } } } }, "s"]
+    ]});
+    let (status, _, v) = h
+        .raw(
+            "POST",
+            "/jmap/api",
+            Some(&bob_auth),
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let r = &v["methodResponses"];
+    assert_eq!(r[0][1]["notFound"], json!([blob]), "{v}");
+    assert_eq!(
+        r[1][1]["notCreated"]["k"]["type"],
+        json!("blobNotFound"),
+        "{v}"
+    );
+    assert_eq!(
+        r[2][1]["notCreated"]["n"]["type"],
+        json!("blobNotFound"),
+        "{v}"
+    );
+
+    // Bob uploading the same bytes owns his copy (and learns nothing: the answer is the
+    // same whether or not alice has them).
+    let (status, _, up) = h
+        .raw(
+            "POST",
+            &format!("/jmap/upload/{bob_aid}/"),
+            Some(&bob_auth),
+            "message/rfc822",
+            raw.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(up["blobId"], json!(blob));
+    let (status, _, _) = h
+        .raw(
+            "GET",
+            &format!("/jmap/download/{bob_aid}/{blob}/x"),
+            Some(&bob_auth),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "his own upload");
+}

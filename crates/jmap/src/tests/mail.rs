@@ -486,3 +486,46 @@ async fn email_query_changes_report_new_mail() {
         ("error", Some("tooManyChanges"))
     );
 }
+
+/// Issue 13 item 21: a message with thousands of MIME parts shows at most MAX_BODY_PARTS of
+/// them per body property, and says how many it left out.
+#[tokio::test]
+async fn email_get_caps_the_parts_of_a_message_with_thousands_of_them() {
+    use crate::mail::body::MAX_BODY_PARTS;
+    let h = harness().await;
+    let parts = MAX_BODY_PARTS * 3;
+    let mut raw = String::from(
+        "From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nSubject: parts\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n",
+    );
+    for i in 0..parts {
+        raw.push_str(&format!(
+            "--b\r\nContent-Type: text/plain\r\n\r\npart {i}\r\n"
+        ));
+    }
+    raw.push_str("--b--\r\n");
+    let id = h.deliver(h.alice, &raw).await;
+    let v = h
+        .ok(
+            "Email/get",
+            json!({"ids": [id], "properties": ["bodyStructure", "textBody", "attachments", "bodyValues"], "fetchAllBodyValues": true}),
+        )
+        .await;
+    let email = &v["list"][0];
+    let sub = email["bodyStructure"]["subParts"].as_array().unwrap();
+    // The root multipart is one of the parts shown.
+    assert_eq!(sub.len(), MAX_BODY_PARTS - 1);
+    assert!(email["textBody"].as_array().unwrap().len() <= MAX_BODY_PARTS);
+    assert!(email["attachments"].as_array().unwrap().len() <= MAX_BODY_PARTS);
+    assert!(email["bodyValues"].as_object().unwrap().len() <= MAX_BODY_PARTS);
+    assert_eq!(email["partsOmitted"], json!(parts + 1 - MAX_BODY_PARTS));
+    // A normal message has no marker.
+    let small = h.deliver(h.alice, &message("small", "x")).await;
+    let v = h
+        .ok(
+            "Email/get",
+            json!({"ids": [small], "properties": ["bodyStructure", "textBody"]}),
+        )
+        .await;
+    assert!(v["list"][0].get("partsOmitted").is_none(), "{v}");
+}

@@ -1,6 +1,9 @@
 //! Tests through the axum router (tower `oneshot`) and real sockets, on a temp SqliteStore.
 
 mod core_api;
+mod devices;
+mod identity;
+mod listener;
 mod mail;
 mod outage;
 mod push_auth;
@@ -172,17 +175,17 @@ impl Harness {
         )
     }
 
-    /// Delivers a message into `account`'s INBOX as SMTP would.
+    /// Delivers a message into `account`'s INBOX as SMTP would: through the server's
+    /// delivery pipeline (so its hooks, the vacation responder, run).
     pub async fn deliver(&self, account: AccountId, raw: &str) -> String {
-        let a = bulwark_core::deliver_local(
-            self.store.as_ref(),
+        let mut m = bulwark_core::Message::new(
+            "sender@remote.test",
+            Vec::new(),
             Arc::new(raw.as_bytes().to_vec()),
-            &[account],
-            now_unix(),
-        )
-        .await
-        .unwrap();
-        crate::ids::email_id(a[0].email)
+        );
+        m.resolved = vec![("rcpt".into(), bulwark_core::Recipient::Local(account))];
+        let d = self.server.pipeline().deliver(m).await.unwrap();
+        crate::ids::email_id(d.appended[0].email)
     }
 }
 

@@ -365,3 +365,117 @@ async fn password_grant_needs_the_totp_code_once_two_factor_is_on() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Opens `/jmap/ws` with `extra` header lines; returns the stream and the response head.
+async fn ws_open(addr: std::net::SocketAddr, extra: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /jmap/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\n{extra}\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head =
+        String::from_utf8_lossy(&read_until(&mut s, b"\r\n\r\n", Duration::from_secs(5)).await)
+            .to_ascii_lowercase();
+    (s, head)
+}
+
+/// Reads frames until a Close frame (its status code) or the end of the stream (`None`),
+/// or fails after `within`.
+async fn ws_wait_close(s: &mut TcpStream, within: Duration) -> Option<u16> {
+    let end = tokio::time::Instant::now() + within;
+    loop {
+        let mut head = [0u8; 2];
+        match tokio::time::timeout_at(end, s.read_exact(&mut head)).await {
+            Err(_) => panic!("the WebSocket was still open after {within:?}"),
+            Ok(Err(_)) => return None,
+            Ok(Ok(_)) => {}
+        }
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut l = [0u8; 2];
+                s.read_exact(&mut l).await.unwrap();
+                u16::from_be_bytes(l) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.unwrap();
+        if head[0] & 0x0f == 0x8 {
+            return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+        }
+    }
+}
+
+/// Issue 13 item 8: a revoked session (sign-out, device revocation, and password change,
+/// which revokes sessions) ends an open WebSocket within seconds, with close code 1008.
+#[tokio::test]
+async fn open_websocket_closes_within_seconds_after_its_session_is_revoked() {
+    let h = harness().await;
+    let addr = serve(&h).await;
+    let (mut s, head) = ws_open(addr, &format!("Authorization: {}\r\n", h.bearer())).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let now = now_unix();
+    h.server
+        .signer
+        .revoke_session("test-session", now + 3600, now)
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let code = ws_wait_close(&mut s, Duration::from_secs(6)).await;
+    assert_eq!(code, Some(1008));
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+/// Issue 13 item 8: the same for EventSource: the stream ends.
+#[tokio::test]
+async fn open_eventsource_ends_within_seconds_after_its_session_is_revoked() {
+    let h = harness().await;
+    let addr = serve(&h).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /jmap/eventsource?types=*&closeafter=no&ping=0&access_token={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        h.token
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head = read_until(&mut s, b"\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(String::from_utf8_lossy(&head).contains("text/event-stream"));
+    let now = now_unix();
+    h.server
+        .signer
+        .revoke_session("test-session", now + 3600, now)
+        .unwrap();
+    // The chunked body ends (`0\r\n\r\n`) once the stream is over.
+    let rest = read_until(&mut s, b"0\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(
+        rest.windows(5).any(|w| w == b"0\r\n\r\n"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+/// Issue 13 item 19: a page on another origin must not open a WebSocket with the
+/// credentials the browser attaches by itself; same origin, no Origin (not a browser) and an
+/// explicit `?access_token=` are fine.
+#[tokio::test]
+async fn websocket_from_a_foreign_origin_with_ambient_credentials_is_refused() {
+    let h = harness().await;
+    let addr = serve(&h).await;
+    let auth = format!("Authorization: {}\r\n", h.bearer());
+    let (_, head) = ws_open(addr, &format!("{auth}Origin: https://evil.example\r\n")).await;
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    let (_, head) = ws_open(addr, &format!("{auth}Origin: http://{addr}\r\n")).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let (_, head) = ws_open(addr, &auth).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /jmap/ws?access_token={} HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://app.example\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\n\r\n",
+        h.token
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head =
+        String::from_utf8_lossy(&read_until(&mut s, b"\r\n\r\n", Duration::from_secs(5)).await)
+            .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+}

@@ -155,7 +155,12 @@ async fn vacation_response_replies_once_per_sender() {
     let again = h
         .server
         .vacation()
-        .reply_for(h.alice, incoming.as_bytes(), now_unix())
+        .reply_for(
+            &h.server.pipeline(),
+            h.alice,
+            incoming.as_bytes(),
+            now_unix(),
+        )
         .await
         .unwrap();
     assert_eq!(again, None);
@@ -166,7 +171,7 @@ async fn vacation_response_replies_once_per_sender() {
     assert_eq!(
         h.server
             .vacation()
-            .reply_for(h.alice, auto.as_bytes(), now_unix())
+            .reply_for(&h.server.pipeline(), h.alice, auto.as_bytes(), now_unix())
             .await
             .unwrap(),
         None
@@ -178,11 +183,71 @@ async fn vacation_response_replies_once_per_sender() {
     assert_eq!(
         h.server
             .vacation()
-            .reply_for(h.alice, fresh.as_bytes(), now_unix())
+            .reply_for(&h.server.pipeline(), h.alice, fresh.as_bytes(), now_unix())
             .await
             .unwrap()
             .as_deref(),
         Some("dave@remote.test")
     );
     assert_eq!(h.store.queue_list().await.unwrap()[0].sender, "");
+}
+
+/// Issue 12: a client that lost the answer and sends the same EmailSubmission again gets the
+/// first submission back — bob has one copy, the queue one entry; the record is in the
+/// store, so a new server on the same store (a restart, another node) still has it.
+#[tokio::test]
+async fn a_retried_submission_sends_once_and_records_survive_a_restart() {
+    let h = harness().await;
+    let identity = h.ok("Identity/get", json!({})).await["list"][0]["id"].clone();
+    let email = draft(&h, "carol@remote.test").await;
+    let create = json!({"create": {"s": {"identityId": identity, "emailId": email}}});
+    let first = h.ok("EmailSubmission/set", create.clone()).await;
+    let id = first["created"]["s"]["id"].as_str().unwrap().to_string();
+    let again = h.ok("EmailSubmission/set", create).await;
+    assert_eq!(again["created"]["s"]["id"], json!(id), "{again}");
+    assert_eq!(
+        h.store.email_list(h.bob).await.unwrap().len(),
+        1,
+        "one local copy"
+    );
+    assert_eq!(
+        h.store.queue_list().await.unwrap().len(),
+        1,
+        "one queue entry"
+    );
+
+    // A second server on the same store: the record and its state are there.
+    let other = crate::JmapServer::new(
+        crate::JmapConfig::default(),
+        h.store.clone(),
+        h.server.auth.clone(),
+        h.server.signer.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let h2 = Harness {
+        _dir: tempfile::tempdir().unwrap(),
+        store: h.store.clone(),
+        server: other,
+        alice: h.alice,
+        bob: h.bob,
+        token: h.token.clone(),
+        wakeup: h.wakeup.clone(),
+    };
+    let got = h2.ok("EmailSubmission/get", json!({"ids": [id]})).await;
+    assert_eq!(got["list"][0]["emailId"], json!(email), "{got}");
+    assert_eq!(got["list"][0]["undoStatus"], json!("final"));
+    let state0 = "0";
+    let changes = h2
+        .ok("EmailSubmission/changes", json!({"sinceState": state0}))
+        .await;
+    assert_eq!(changes["created"], json!([id]), "{changes}");
+    let d = h2.ok("EmailSubmission/set", json!({"destroy": [id]})).await;
+    assert_eq!(d["destroyed"], json!([id]));
+    let changes = h2
+        .ok(
+            "EmailSubmission/changes",
+            json!({"sinceState": got["state"]}),
+        )
+        .await;
+    assert_eq!(changes["destroyed"], json!([id]), "{changes}");
 }

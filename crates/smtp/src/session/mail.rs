@@ -2,6 +2,9 @@
 //! BDAT (RFC 3030), ending in a [`Event::Deliver`] for the shell.
 
 use super::*;
+use crate::limits::FIRST_BODY_RESERVATION;
+use crate::wire::BodyRefused;
+use bulwark_core::sender::{check_header_senders, may_send_as};
 
 impl Session {
     pub fn recipient_resolved(&mut self, verdict: RecipientVerdict) {
@@ -14,13 +17,11 @@ impl Session {
         };
         let reply = match verdict {
             RecipientVerdict::Local(account) => {
-                if !txn
-                    .local
-                    .iter()
-                    .any(|(a, _)| a.eq_ignore_ascii_case(&address))
-                {
-                    txn.local.push((address, account));
-                }
+                txn.add_local(address, account);
+                reply::RECIPIENT_OK
+            }
+            RecipientVerdict::LocalAs { address, account } => {
+                txn.add_local(address, account);
                 reply::RECIPIENT_OK
             }
             RecipientVerdict::Remote if authenticated => {
@@ -37,13 +38,14 @@ impl Session {
     }
 
     /// `Ok` only after the message is durable (stored or queued); then `250`.
-    pub fn delivery_result(&mut self, result: Result<(), String>) {
+    pub fn delivery_result(&mut self, result: Result<(), DeliveryFailure>) {
         let Some(Awaiting::Delivery { id }) = self.awaiting.take() else {
             return;
         };
         match result {
             Ok(()) => self.send(reply::queued(&id)),
-            Err(_) => self.send(reply::STORAGE_FAILED),
+            Err(DeliveryFailure::Temporary(_)) => self.send(reply::STORAGE_FAILED),
+            Err(DeliveryFailure::Permanent(why)) => self.send(reply::refused(&why)),
         }
     }
 
@@ -69,7 +71,7 @@ impl Session {
             return self.send(reply::SMTPUTF8_REQUIRED);
         }
         if let Some(identity) = &self.auth
-            && !sender_owned(&p.address, &identity.addresses)
+            && !may_send_as(&p.address, &identity.addresses)
         {
             return self.send(reply::SENDER_NOT_OWNED);
         }
@@ -100,12 +102,8 @@ impl Session {
         if txn.recipient_count() >= self.cfg.max_recipients {
             return self.send(reply::TOO_MANY_RECIPIENTS);
         }
-        // smtp-proto returns <postmaster> as ""; RFC 5321 §4.5.1: it must be accepted.
-        let address = if p.address.is_empty() {
-            format!("postmaster@{}", self.cfg.hostname)
-        } else {
-            p.address
-        };
+        // A bare `<postmaster>` arrives as `wire::POSTMASTER`; the shell resolves it.
+        let address = p.address;
         self.awaiting = Some(Awaiting::Recipient {
             address: address.clone(),
         });
@@ -126,17 +124,24 @@ impl Session {
         if txn.recipient_count() == 0 {
             return self.send(reply::NO_VALID_RECIPIENTS);
         }
+        // The memory budget of all sessions is used up: come back later (RFC 5321 §4.2.2).
+        let Some(memory) = self.body_budget.try_reserve(FIRST_BODY_RESERVATION) else {
+            return self.send(reply::INSUFFICIENT_STORAGE);
+        };
         self.send(reply::START_DATA);
-        self.phase = Phase::Data(DataBody::new(self.cfg.max_message_size));
+        self.phase = Phase::Data(DataBody::new(self.cfg.max_message_size, memory));
     }
 
-    pub(super) fn data_finished(&mut self, body: Option<Vec<u8>>) {
+    pub(super) fn data_finished(&mut self, body: wire::ReceivedBody) {
         match body {
-            None => {
+            Err(why) => {
                 self.txn = None;
-                self.send(reply::MESSAGE_TOO_BIG);
+                self.send(match why {
+                    BodyRefused::TooBig => reply::MESSAGE_TOO_BIG,
+                    BodyRefused::OverBudget => reply::INSUFFICIENT_STORAGE,
+                });
             }
-            Some(body) => self.accept_body(body),
+            Ok((body, memory)) => self.accept_body(body, memory),
         }
     }
 
@@ -155,16 +160,32 @@ impl Session {
                     end: last,
                 }
             } else {
-                let bdat = txn.bdat.get_or_insert_with(BdatBody::default);
-                if bdat.oversized || bdat.body.len().saturating_add(size) > max {
-                    bdat.oversized = true;
-                    bdat.body = Vec::new();
-                    ChunkOutcome::Reject {
-                        reply: reply::MESSAGE_TOO_BIG,
-                        end: last,
+                let budget = &self.body_budget;
+                let bdat = txn.bdat.get_or_insert_with(|| BdatBody {
+                    body: Vec::new(),
+                    failed: None,
+                    memory: Reservation::empty(budget),
+                });
+                let total = bdat.body.len().saturating_add(size);
+                if bdat.failed.is_none() && total > max {
+                    bdat.failed = Some(reply::MESSAGE_TOO_BIG);
+                } else if bdat.failed.is_none() && !bdat.memory.try_grow_to(total) {
+                    bdat.failed = Some(reply::INSUFFICIENT_STORAGE);
+                }
+                match &bdat.failed {
+                    Some(reply) => {
+                        bdat.body = Vec::new();
+                        bdat.memory = Reservation::empty(budget);
+                        ChunkOutcome::Reject {
+                            reply: reply.clone(),
+                            end: last,
+                        }
                     }
-                } else {
-                    ChunkOutcome::Append
+                    None => {
+                        // Reserved above: the chunk's bytes are allocated once, exactly.
+                        bdat.body.reserve_exact(size);
+                        ChunkOutcome::Append
+                    }
                 }
             }
         } else {
@@ -195,24 +216,28 @@ impl Session {
             }
             ChunkOutcome::Append if !last => self.send(reply::chunk_received(size)),
             ChunkOutcome::Append => {
-                let body = self
-                    .txn
-                    .as_mut()
-                    .and_then(|t| t.bdat.take())
-                    .map(|b| b.body)
-                    .unwrap_or_default();
-                self.accept_body(body);
+                let (body, memory) = match self.txn.as_mut().and_then(|t| t.bdat.take()) {
+                    Some(b) => (b.body, b.memory),
+                    None => (Vec::new(), Reservation::empty(&self.body_budget)),
+                };
+                self.accept_body(body, memory);
             }
         }
     }
 
-    /// The whole message is in: refuse smuggling-shaped bodies, else hand it to the shell.
-    pub(super) fn accept_body(&mut self, body: Vec<u8>) {
+    /// The whole message is in: refuse smuggling-shaped bodies and, on submission, header
+    /// senders the user may not use; else hand it to the shell.
+    pub(super) fn accept_body(&mut self, body: Vec<u8>, memory: Reservation) {
         let Some(txn) = self.txn.take() else {
             return self.send(reply::MAIL_FIRST);
         };
         if wire::has_bare_line_ending(&body) {
             return self.send(reply::BARE_LINE_ENDING);
+        }
+        if let Some(identity) = &self.auth
+            && let Err(problem) = check_header_senders(&body, &identity.addresses)
+        {
+            return self.send(reply::forbidden_header_sender(&problem.to_string()));
         }
         self.transactions += 1;
         let id = format!("{}.{}", self.session_id, self.transactions);
@@ -229,31 +254,15 @@ impl Session {
             id: id.clone(),
         };
         self.awaiting = Some(Awaiting::Delivery { id: id.clone() });
-        self.ready = Some(Event::Deliver(Delivery {
+        self.ready = Some(Event::Deliver(Box::new(Delivery {
             id,
             sender: txn.sender,
             local: txn.local,
             remote: txn.remote,
             body,
             trace,
-        }));
-    }
-}
-
-/// The envelope sender must be one of the user's addresses, or a `+tag` variant of one.
-fn sender_owned(sender: &str, addresses: &[String]) -> bool {
-    let sender = sender.to_lowercase();
-    if addresses.contains(&sender) {
-        return true;
-    }
-    let Some((local, domain)) = sender.rsplit_once('@') else {
-        return false;
-    };
-    match local.split_once('+') {
-        Some((base, _)) if !base.is_empty() => {
-            let base = format!("{base}@{domain}");
-            addresses.contains(&base)
-        }
-        _ => false,
+            inbound_mx: self.cfg.kind == ListenerKind::Mx && self.auth.is_none(),
+            memory,
+        })));
     }
 }

@@ -44,10 +44,10 @@ pub async fn append_assigns_increasing_uids(store: Arc<dyn Store>) {
             .expect("blob_get"),
         None
     );
-    let put = store.blob_put(b"upload").await.expect("blob_put");
+    let put = store.blob_put(a, b"upload").await.expect("blob_put");
     assert_eq!(put, BlobHash::of(b"upload"));
     assert_eq!(
-        store.blob_put(b"upload").await.expect("blob_put again"),
+        store.blob_put(a, b"upload").await.expect("blob_put again"),
         put,
         "content-addressed"
     );

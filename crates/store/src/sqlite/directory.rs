@@ -208,6 +208,7 @@ pub(crate) enum AccountColumn {
 /// Deletes the account and everything it owns.
 pub(crate) fn account_delete(tx: &mut Tx<'_>, id: AccountId) -> Result<()> {
     require_account(tx.conn, id)?;
+    super::items::account_blobs_mark(tx.conn, id)?;
     tx.conn
         .execute_batch(&format!(
             "DELETE FROM memberships WHERE mailbox IN (SELECT id FROM mailboxes WHERE account = {a});
@@ -224,7 +225,8 @@ pub(crate) fn account_delete(tx: &mut Tx<'_>, id: AccountId) -> Result<()> {
              DELETE FROM accounts WHERE id = {a};",
             a = id.0
         ))
-        .map_err(db_err)
+        .map_err(db_err)?;
+    super::items::account_blobs_sweep(tx.conn)
 }
 
 // ---- aliases -------------------------------------------------------------------------

@@ -5,7 +5,7 @@ use crate::Result;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this code writes. Bump it and add a step to [`MIGRATIONS`] to change it.
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 /// Version 1: the initial schema.
 const V1: &str = r#"
@@ -178,8 +178,48 @@ INSERT OR IGNORE INTO search_headers (email, subject, from_, to_, cc)
     FROM emails WHERE json_valid(summary);
 "#;
 
+/// Version 7: account-scoped collections (items with versions, their change log and the
+/// blobs they reference), uploads with their owner, and the blob index that ownership checks
+/// and the collector read.
+const V7: &str = r#"
+CREATE TABLE IF NOT EXISTS items (
+    account    INTEGER NOT NULL,
+    collection TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (account, collection, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS item_changes (
+    account    INTEGER NOT NULL,
+    collection TEXT NOT NULL,
+    modseq     INTEGER NOT NULL,
+    id         TEXT NOT NULL,
+    op         INTEGER NOT NULL,
+    existed    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS item_changes_modseq ON item_changes(account, collection, modseq);
+CREATE TABLE IF NOT EXISTS item_blobs (
+    account    INTEGER NOT NULL,
+    hash       TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    PRIMARY KEY (account, hash, collection, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS item_blobs_hash ON item_blobs(hash);
+CREATE TABLE IF NOT EXISTS uploads (
+    account    INTEGER NOT NULL,
+    hash       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account, hash)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS uploads_hash ON uploads(hash);
+CREATE INDEX IF NOT EXISTS emails_blob ON emails(blob);
+CREATE INDEX IF NOT EXISTS queue_blob ON queue(blob);
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Creates or upgrades the schema. Idempotent; runs in one transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

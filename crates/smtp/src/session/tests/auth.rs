@@ -126,7 +126,7 @@ fn submission_accepts_local_and_remote_recipients_in_one_message() {
     let mut h = authed();
     let out = h.send(
         b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nRCPT TO:<carol@remote.test>\r\n\
-          RCPT TO:<nobody@example.test>\r\nDATA\r\nSubject: s\r\n\r\nhi\r\n.\r\n",
+          RCPT TO:<nobody@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nSubject: s\r\n\r\nhi\r\n.\r\n",
     );
     assert_eq!(
         codes(&out),

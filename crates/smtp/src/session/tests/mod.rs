@@ -5,6 +5,7 @@ use crate::limits::{MAX_BAD_COMMANDS, MAX_COMMAND_LINE};
 
 mod auth;
 mod random;
+mod security;
 
 const HOST: &str = "mx.example.test";
 
@@ -70,12 +71,12 @@ impl World {
                 Event::CheckRecipient { address } => s.recipient_resolved(Self::resolve(&address)),
                 Event::Deliver(d) => {
                     let result = if self.fail_delivery {
-                        Err("disk full".into())
+                        Err(DeliveryFailure::Temporary("disk full".into()))
                     } else {
                         Ok(())
                     };
                     if result.is_ok() {
-                        self.deliveries.push(d);
+                        self.deliveries.push(*d);
                     }
                     s.delivery_result(result);
                 }
