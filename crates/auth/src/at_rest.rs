@@ -195,6 +195,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)] // std::env::set_var: see the SAFETY comments inside
     fn key_comes_from_the_environment_first_then_the_file_which_is_created_once() {
         let dir = tempfile::tempdir().unwrap();
         // SAFETY: tests run one per process under nextest; nothing else reads this variable.

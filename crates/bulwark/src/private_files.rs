@@ -7,6 +7,7 @@
 use std::path::Path;
 
 /// Sets the process umask so every file and directory the server creates is owner-only.
+#[allow(unsafe_code)] // FFI: see the SAFETY comment inside
 pub fn restrict_umask() {
     // SAFETY: umask only changes the calling process's file mode creation mask.
     unsafe {
