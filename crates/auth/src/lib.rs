@@ -17,6 +17,8 @@
 //! [`Authenticator::with_offline_cache`], on disk (sealed) for logins while the auth store is
 //! unreachable (issue 6).
 
+pub mod at_rest;
+pub mod known_devices;
 mod memcache;
 mod offline;
 mod password;
@@ -31,8 +33,13 @@ pub use offline::{
     DEFAULT_OFFLINE_MAX_AGE, OFFLINE_CACHE_FILE, OFFLINE_KEY_FILE, OfflineCacheConfig,
     OfflineCacheError,
 };
-pub use password::{generate_app_password, hash_password, verify_password};
-pub use throttle::{Throttle, ThrottleConfig, Verdict};
+pub use password::{
+    MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, check_password_strength, generate_app_password,
+    hash_password, verify_password,
+};
+pub use throttle::{
+    Admission, Attempt, KNOWN_DEVICE_TTL, MAX_SLOT_WAIT, Throttle, ThrottleConfig, Verdict,
+};
 
 use bulwark_store::{Account, AccountId, Store, StoreError, now_unix};
 use memcache::{MemEntry, MemoryCache};
@@ -41,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -51,6 +59,18 @@ pub enum LoginError {
     Throttled { retry_after_secs: u64 },
     #[error("authentication temporarily unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Why [`Authenticator::sign_in`] (a sign-in that can ask for a second factor) refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SignInError {
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    /// The password was right and the account has TOTP on: send the code too.
+    #[error("a two-factor code is required")]
+    SecondFactorRequired,
+    #[error("the two-factor code is wrong or was already used")]
+    InvalidSecondFactor,
 }
 
 /// Which secret a password matched.
@@ -69,6 +89,9 @@ pub enum Credential {
 pub struct Verified {
     pub account: Account,
     pub credential: Credential,
+    /// The id of the app password that matched (`None` for the account password, or an app
+    /// password verified from an outage cache written before ids were recorded).
+    pub app_password_id: Option<i64>,
     /// True when the account password matched and the account has TOTP enabled: the caller
     /// must check a TOTP or recovery code ([`totp::verify`]) before letting the user in.
     pub second_factor_required: bool,
@@ -77,12 +100,39 @@ pub struct Verified {
     pub from_offline_cache: bool,
 }
 
+/// A sign-in that may ask for a second factor (web sign-in, JMAP password grant).
+#[derive(Debug, Clone, Copy)]
+pub struct SignIn<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    /// TOTP or recovery code, when the user gave one.
+    pub code: Option<&'a str>,
+    pub remote: IpAddr,
+    /// Whether an app password is acceptable here (not for the web sign-in).
+    pub app_passwords: bool,
+    /// The account this device proved it signed in to before (a device cookie or a valid
+    /// token): exempt from the per-account lock-out if it is the account signing in.
+    pub known_device: Option<AccountId>,
+}
+
+/// Which credentials one login may check.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    account_password: bool,
+    app_passwords: bool,
+    /// A protocol without a second factor: with TOTP on the account password is not
+    /// acceptable and is not even checked (same work whether it is right or wrong, item 17).
+    protocol: bool,
+}
+
 /// The one login path used by SMTP AUTH, IMAP LOGIN/AUTHENTICATE and HTTP.
 pub struct Authenticator {
     store: Arc<dyn Store>,
     throttle: Throttle,
     memory: MemoryCache,
     offline: Option<Arc<OfflineCache>>,
+    /// argon2 verifications run (a counter for tests and figures).
+    password_checks: AtomicU64,
 }
 
 impl Authenticator {
@@ -93,6 +143,7 @@ impl Authenticator {
             throttle: Throttle::new(config),
             memory: MemoryCache::new(MEMORY_CACHE_TTL),
             offline: None,
+            password_checks: AtomicU64::new(0),
         }
     }
 
@@ -112,66 +163,218 @@ impl Authenticator {
         Ok(auth)
     }
 
+    /// How many argon2 password verifications this authenticator ran.
+    pub fn password_checks(&self) -> u64 {
+        self.password_checks.load(Ordering::Relaxed)
+    }
+
     /// Verifies `username` (an address of the account: primary or alias) with its password or
     /// one of its app passwords, for protocols without a second factor (IMAP, SMTP AUTH,
     /// HTTP Basic). When the account has TOTP enabled only app passwords are accepted: the
-    /// account password alone must never bypass the second factor (issue 5).
+    /// account password alone must never bypass the second factor (issue 5), and it is not
+    /// even checked, so the time taken does not tell whether it was right.
     pub async fn authenticate(
         &self,
         username: &str,
         password: &str,
         remote: IpAddr,
     ) -> Result<Account, LoginError> {
-        let verified = self
-            .authenticate_password(username, password, remote)
+        let policy = Policy {
+            account_password: true,
+            app_passwords: true,
+            protocol: true,
+        };
+        let (verified, attempt) = self
+            .attempt_login(username, password, remote, policy, false)
             .await?;
-        if verified.second_factor_required {
-            let user = normalise(username);
-            self.throttle.record_failure(remote, &user);
-            tracing::warn!(
-                %remote,
-                user = %user,
-                "login refused: two-factor authentication is on, so this protocol accepts only app passwords"
-            );
-            return Err(LoginError::InvalidCredentials);
-        }
+        self.succeeded(attempt, &verified.account, username, remote)
+            .await;
         Ok(verified.account)
     }
 
     /// Checks the password (account password or an app password), throttled, and says whether
-    /// a second factor is still needed. For sign-ins that ask for a TOTP code next (web
-    /// sign-in, JMAP password grant). A success is not recorded with the throttle when a
-    /// second factor is still required: the caller does that after the code checked out.
+    /// a second factor is still needed. A success is not recorded with the throttle when a
+    /// second factor is still required. Prefer [`Authenticator::sign_in`], which checks the
+    /// code inside the same throttled attempt.
     pub async fn authenticate_password(
         &self,
         username: &str,
         password: &str,
         remote: IpAddr,
     ) -> Result<Verified, LoginError> {
+        let policy = Policy {
+            account_password: true,
+            app_passwords: true,
+            protocol: false,
+        };
+        let (verified, attempt) = self
+            .attempt_login(username, password, remote, policy, false)
+            .await?;
+        if !verified.second_factor_required {
+            self.succeeded(attempt, &verified.account, username, remote)
+                .await;
+        }
+        Ok(verified)
+    }
+
+    /// A whole sign-in in one throttled attempt: the password, then the TOTP or recovery code
+    /// when the account password matched and 2FA is on. A right password without a code
+    /// counts neither as a failure nor as a success ([`SignInError::SecondFactorRequired`]);
+    /// a wrong code counts as a failure.
+    pub async fn sign_in(&self, req: SignIn<'_>) -> Result<Verified, SignInError> {
+        let known = match req.known_device {
+            Some(id) => matches!(
+                self.lookup(&normalise(req.username)).await,
+                Ok(Some(a)) if a.id == id
+            ),
+            None => false,
+        };
+        let policy = Policy {
+            account_password: true,
+            app_passwords: req.app_passwords,
+            protocol: false,
+        };
+        let (verified, attempt) = self
+            .attempt_login(req.username, req.password, req.remote, policy, known)
+            .await?;
+        if verified.second_factor_required {
+            let Some(code) = req.code.filter(|c| !c.trim().is_empty()) else {
+                return Err(SignInError::SecondFactorRequired);
+            };
+            let now = u64::try_from(now_unix()).unwrap_or(0);
+            match totp::verify(self.store.as_ref(), verified.account.id, code, now).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    attempt.failed();
+                    tracing::warn!(remote = %req.remote, user = %normalise(req.username), "sign-in failed: wrong second factor");
+                    return Err(SignInError::InvalidSecondFactor);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot check the second factor");
+                    return Err(
+                        LoginError::Unavailable("two-factor state unavailable".into()).into(),
+                    );
+                }
+            }
+        }
+        self.succeeded(attempt, &verified.account, req.username, req.remote)
+            .await;
+        Ok(verified)
+    }
+
+    /// Re-checks the account password (and the current second factor when 2FA is on) of an
+    /// already signed-in `account`, for changes that need it in the same request (password,
+    /// 2FA, app passwords). Goes through the login throttle like every password check, the
+    /// per-account lock-out included unless `known_device` (the caller proved the device
+    /// signed in before, e.g. with its device cookie: a token alone is not enough).
+    pub async fn reauthenticate(
+        &self,
+        account: &Account,
+        password: &str,
+        code: Option<&str>,
+        remote: IpAddr,
+        known_device: bool,
+    ) -> Result<(), SignInError> {
+        let verified = self
+            .sign_in(SignIn {
+                username: &account.address,
+                password,
+                code,
+                remote,
+                app_passwords: false,
+                known_device: known_device.then_some(account.id),
+            })
+            .await?;
+        if verified.account.id != account.id || verified.credential != Credential::AccountPassword {
+            return Err(LoginError::InvalidCredentials.into());
+        }
+        Ok(())
+    }
+
+    async fn stored_known_device(&self, username: &str, remote: IpAddr) -> bool {
+        match self.lookup(username).await {
+            Ok(Some(account)) => {
+                known_devices::is_known(self.store.as_ref(), account.id, remote, now_unix()).await
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends a successful attempt; the first success from an address this node did not know is
+    /// recorded in the store as a known device of the account.
+    async fn succeeded(
+        &self,
+        attempt: Attempt<'_>,
+        account: &Account,
+        username: &str,
+        remote: IpAddr,
+    ) {
         let username = normalise(username);
-        match self.throttle.check(remote, &username) {
-            Verdict::Allow => {}
-            Verdict::Delay(d) => tokio::time::sleep(d).await,
-            Verdict::Refuse(d) => {
+        let new_here = !self.throttle.knows(remote, &username);
+        attempt.succeeded();
+        if new_here
+            && let Err(e) =
+                known_devices::remember(self.store.as_ref(), account.id, remote, now_unix()).await
+        {
+            tracing::debug!(error = %e, "known device not recorded");
+        }
+    }
+
+    /// Reserves a throttle slot, then verifies. On success the caller ends the attempt.
+    async fn attempt_login(
+        &self,
+        username: &str,
+        password: &str,
+        remote: IpAddr,
+        policy: Policy,
+        known_device: bool,
+    ) -> Result<(Verified, Attempt<'_>), LoginError> {
+        let username = normalise(username);
+        // Under attack, an address this node does not know may still be a known device of
+        // the account (another node, or before a restart): ask the store.
+        let known_device = known_device
+            || (self.throttle.under_pressure(&username)
+                && !self.throttle.knows(remote, &username)
+                && self.stored_known_device(&username, remote).await);
+        let attempt = match self.throttle.begin(remote, &username, known_device).await {
+            Ok(a) => a,
+            Err(d) => {
                 tracing::warn!(%remote, user = %username, "login refused: throttled");
                 return Err(LoginError::Throttled {
                     retry_after_secs: d.as_secs().max(1),
                 });
             }
+        };
+        let (policy, restricted) = match attempt.admission() {
+            Admission::Full => (policy, None),
+            Admission::AppPasswordsOnly { retry_after } => (
+                Policy {
+                    account_password: false,
+                    ..policy
+                },
+                Some(retry_after.as_secs().max(1)),
+            ),
+        };
+        if let Some(retry_after_secs) = restricted
+            && (!policy.app_passwords || !password::looks_like_app_password(password))
+        {
+            // Locked for unknown devices and only an app password would be accepted: anything
+            // else is refused without being checked (and nothing is counted, so the owner
+            // retrying the account password does not get their address blocked).
+            tracing::warn!(%remote, user = %username, "login refused: account locked for unknown devices");
+            return Err(LoginError::Throttled { retry_after_secs });
         }
-        match self.verify_online(&username, password).await {
-            Ok(Some(v)) => {
-                if !v.second_factor_required {
-                    self.throttle.record_success(remote, &username);
-                }
-                Ok(v)
-            }
+        match self.verify_online(&username, password, policy).await {
+            Ok(Some(v)) => Ok((v, attempt)),
             Ok(None) => {
-                self.throttle.record_failure(remote, &username);
+                attempt.failed();
                 tracing::warn!(%remote, user = %username, "login failed: invalid credentials");
-                Err(LoginError::InvalidCredentials)
+                Err(match restricted {
+                    Some(retry_after_secs) => LoginError::Throttled { retry_after_secs },
+                    None => LoginError::InvalidCredentials,
+                })
             }
-            Err(e) => match self.verify_offline(&username, password).await {
+            Err(e) => match self.verify_offline(&username, password, policy).await {
                 Some(v) => {
                     tracing::warn!(
                         %remote,
@@ -179,19 +382,21 @@ impl Authenticator {
                         error = %e,
                         "auth store unreachable: verified against local cache"
                     );
-                    Ok(v)
+                    Ok((v, attempt))
                 }
                 None => {
                     // Counted as a failure: the offline path must not become an unthrottled
                     // password oracle while the store is down.
-                    self.throttle.record_failure(remote, &username);
+                    attempt.failed();
                     tracing::error!(
                         %remote,
                         user = %username,
                         error = %e,
                         "login failed: auth store unreachable and no cached verification matches"
                     );
-                    Err(LoginError::Unavailable(e.to_string()))
+                    Err(LoginError::Unavailable(
+                        "the account store cannot be reached".into(),
+                    ))
                 }
             },
         }
@@ -224,8 +429,9 @@ impl Authenticator {
         &self,
         username: &str,
         password: &str,
+        policy: Policy,
     ) -> bulwark_store::Result<Option<Verified>> {
-        match self.verify_online_inner(username, password).await {
+        match self.verify_online_inner(username, password, policy).await {
             Err(StoreError::NotFound(_)) => Ok(None),
             other => other,
         }
@@ -235,48 +441,66 @@ impl Authenticator {
         &self,
         username: &str,
         password: &str,
+        policy: Policy,
     ) -> bulwark_store::Result<Option<Verified>> {
         let Some(account) = self.lookup(username).await? else {
             // Spend the same time as a real verification so user enumeration by timing is harder.
-            let _ = verify_blocking(dummy_hash().to_string(), password.to_string()).await;
+            let _ = self.verify(dummy_hash(), password).await;
             self.forget_offline(username, |_| false).await;
             return Ok(None);
         };
+        let totp_enabled = self.totp_enabled(account.id).await?;
+        let account_ok = policy.account_password && !(policy.protocol && totp_enabled);
+        let acceptable = |c: Credential| match c {
+            Credential::AccountPassword => account_ok,
+            Credential::AppPassword => policy.app_passwords,
+        };
         if let Some(hit) = self.memory.get(username, password) {
-            if let Some(v) = self.revalidate(&account, hit, username, password).await? {
-                return Ok(Some(v));
-            }
-            self.memory.remove(username, password);
-        }
-        let (credential, matched_hash) =
-            if verify_blocking(account.password_hash.clone(), password.to_string()).await {
-                (Credential::AccountPassword, account.password_hash.clone())
-            } else {
-                let apps = self.store.app_password_list(account.id).await?;
-                let mut matched = None;
-                for app in &apps {
-                    if verify_blocking(app.hash.clone(), password.to_string()).await {
-                        matched = Some(app.hash.clone());
-                        break;
-                    }
+            // A hit for a credential this login may not use is ignored, and the full work
+            // below runs, so a cached right password answers as slowly as a wrong one.
+            if acceptable(hit.credential) {
+                if let Some(v) = self
+                    .revalidate(&account, hit, username, password, totp_enabled)
+                    .await?
+                {
+                    return Ok(Some(v));
                 }
-                let Some(hash) = matched else {
-                    // Drop cached credentials that are no longer the account's.
-                    let current: Vec<String> = apps.iter().map(|a| a.hash.clone()).collect();
-                    let password_hash = account.password_hash.clone();
-                    self.forget_offline(username, move |e| {
-                        e.account_id == account.id.0
-                            && (e.matched_hash == password_hash
-                                || current.contains(&e.matched_hash))
-                    })
-                    .await;
-                    return Ok(None);
-                };
-                (Credential::AppPassword, hash)
-            };
-        let totp_enabled = match credential {
-            Credential::AccountPassword => self.totp_enabled(account.id).await?,
-            Credential::AppPassword => false,
+                self.memory.remove(username, password);
+            }
+        }
+        let mut matched = None;
+        if account_ok && self.verify(&account.password_hash, password).await {
+            matched = Some((
+                Credential::AccountPassword,
+                account.password_hash.clone(),
+                None,
+            ));
+        }
+        if matched.is_none() && policy.app_passwords {
+            let apps = self.store.app_password_list(account.id).await?;
+            if apps.is_empty() && !account_ok {
+                // Same work as one real check (item 17: nothing to learn from the time taken).
+                let _ = self.verify(dummy_hash(), password).await;
+            }
+            for app in &apps {
+                if self.verify(&app.hash, password).await {
+                    matched = Some((Credential::AppPassword, app.hash.clone(), Some(app.id)));
+                    break;
+                }
+            }
+            if matched.is_none() && account_ok {
+                // Drop cached credentials that are no longer the account's.
+                let current: Vec<String> = apps.iter().map(|a| a.hash.clone()).collect();
+                let password_hash = account.password_hash.clone();
+                self.forget_offline(username, move |e| {
+                    e.account_id == account.id.0
+                        && (e.matched_hash == password_hash || current.contains(&e.matched_hash))
+                })
+                .await;
+            }
+        }
+        let Some((credential, matched_hash, app_password_id)) = matched else {
+            return Ok(None);
         };
         self.memory.insert(
             username,
@@ -285,16 +509,25 @@ impl Authenticator {
                 account: account.clone(),
                 matched_hash: matched_hash.clone(),
                 credential,
+                app_password_id,
                 totp_enabled,
                 at: Instant::now(),
             },
         );
-        self.remember_offline(username, &account, matched_hash, credential, totp_enabled)
-            .await;
+        self.remember_offline(
+            username,
+            &account,
+            matched_hash,
+            credential,
+            app_password_id,
+            totp_enabled,
+        )
+        .await;
         Ok(Some(Verified {
             account,
             credential,
-            second_factor_required: totp_enabled,
+            app_password_id,
+            second_factor_required: credential == Credential::AccountPassword && totp_enabled,
             from_offline_cache: false,
         }))
     }
@@ -307,26 +540,24 @@ impl Authenticator {
         hit: MemEntry,
         username: &str,
         password: &str,
+        totp_enabled: bool,
     ) -> bulwark_store::Result<Option<Verified>> {
         if hit.account.id != account.id {
             return Ok(None);
         }
-        let still_valid = match hit.credential {
-            Credential::AccountPassword => account.password_hash == hit.matched_hash,
-            Credential::AppPassword => self
-                .store
-                .app_password_list(account.id)
-                .await?
-                .iter()
-                .any(|a| a.hash == hit.matched_hash),
+        let (still_valid, app_password_id) = match hit.credential {
+            Credential::AccountPassword => (account.password_hash == hit.matched_hash, None),
+            Credential::AppPassword => {
+                let apps = self.store.app_password_list(account.id).await?;
+                match apps.iter().find(|a| a.hash == hit.matched_hash) {
+                    Some(app) => (true, Some(app.id)),
+                    None => (false, None),
+                }
+            }
         };
         if !still_valid {
             return Ok(None);
         }
-        let totp_enabled = match hit.credential {
-            Credential::AccountPassword => self.totp_enabled(account.id).await?,
-            Credential::AppPassword => false,
-        };
         if totp_enabled != hit.totp_enabled || hit.account != *account {
             self.memory.insert(
                 username,
@@ -341,18 +572,33 @@ impl Authenticator {
         Ok(Some(Verified {
             account: account.clone(),
             credential: hit.credential,
-            second_factor_required: totp_enabled,
+            app_password_id,
+            second_factor_required: hit.credential == Credential::AccountPassword && totp_enabled,
             from_offline_cache: false,
         }))
     }
 
     /// The store is down: a fresh memory-cache hit, or an argon2 match against the on-disk
     /// cache of recent verifications.
-    async fn verify_offline(&self, username: &str, password: &str) -> Option<Verified> {
-        if let Some(hit) = self.memory.get(username, password) {
+    async fn verify_offline(
+        &self,
+        username: &str,
+        password: &str,
+        policy: Policy,
+    ) -> Option<Verified> {
+        let acceptable = |c: Credential, totp_enabled: bool| match c {
+            Credential::AccountPassword => {
+                policy.account_password && !(policy.protocol && totp_enabled)
+            }
+            Credential::AppPassword => policy.app_passwords,
+        };
+        if let Some(hit) = self.memory.get(username, password)
+            && acceptable(hit.credential, hit.totp_enabled)
+        {
             return Some(Verified {
                 account: hit.account,
                 credential: hit.credential,
+                app_password_id: hit.app_password_id,
                 second_factor_required: hit.totp_enabled
                     && hit.credential == Credential::AccountPassword,
                 from_offline_cache: true,
@@ -360,10 +606,14 @@ impl Authenticator {
         }
         let offline = self.offline.as_ref()?;
         for entry in offline.candidates(username, now_unix()) {
-            if verify_blocking(entry.matched_hash.clone(), password.to_string()).await {
+            if !acceptable(entry.credential, entry.totp_enabled) {
+                continue;
+            }
+            if self.verify(&entry.matched_hash, password).await {
                 return Some(Verified {
                     account: entry.account(),
                     credential: entry.credential,
+                    app_password_id: entry.app_password_id,
                     second_factor_required: entry.totp_enabled
                         && entry.credential == Credential::AccountPassword,
                     from_offline_cache: true,
@@ -373,12 +623,18 @@ impl Authenticator {
         None
     }
 
+    async fn verify(&self, hash: &str, password: &str) -> bool {
+        self.password_checks.fetch_add(1, Ordering::Relaxed);
+        verify_blocking(hash.to_string(), password.to_string()).await
+    }
+
     async fn remember_offline(
         &self,
         username: &str,
         account: &Account,
         matched_hash: String,
         credential: Credential,
+        app_password_id: Option<i64>,
         totp_enabled: bool,
     ) {
         let Some(offline) = &self.offline else {
@@ -393,6 +649,7 @@ impl Authenticator {
             created_at: account.created_at,
             matched_hash,
             credential,
+            app_password_id,
             totp_enabled,
             verified_at: now_unix(),
         };
@@ -413,6 +670,18 @@ impl Authenticator {
             return;
         };
         if offline.retain(username, keep) {
+            persist(offline).await;
+        }
+    }
+
+    /// Forgets the cached verifications of `account` (memory and outage cache) after its
+    /// password changed or an app password was deleted, so an old secret cannot be accepted
+    /// from a cache during a store outage.
+    pub async fn forget_account(&self, account: AccountId) {
+        self.memory.forget_account(account);
+        if let Some(offline) = &self.offline
+            && offline.forget_account(account.0)
+        {
             persist(offline).await;
         }
     }

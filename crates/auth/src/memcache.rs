@@ -29,6 +29,8 @@ pub(crate) struct MemEntry {
     /// The stored argon2 hash the password matched.
     pub matched_hash: String,
     pub credential: Credential,
+    /// The app password's id when `credential` is an app password.
+    pub app_password_id: Option<i64>,
     /// Whether TOTP was enabled when this was verified (used only while the store is down).
     pub totp_enabled: bool,
     pub at: Instant,
@@ -98,6 +100,14 @@ impl MemoryCache {
             .remove(&key);
     }
 
+    /// Drops every entry of `account`.
+    pub fn forget_account(&self, account: bulwark_store::AccountId) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, e| e.account.id != account);
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -120,6 +130,7 @@ mod tests {
             },
             matched_hash: "h".into(),
             credential: Credential::AccountPassword,
+            app_password_id: None,
             totp_enabled: false,
             at,
         }

@@ -75,6 +75,9 @@ pub(crate) struct OfflineEntry {
     /// The stored argon2 hash the password matched.
     pub matched_hash: String,
     pub credential: Credential,
+    /// The app password's id (absent in entries written before it was recorded).
+    #[serde(default)]
+    pub app_password_id: Option<i64>,
     pub totp_enabled: bool,
     /// Unix seconds of the last successful online verification.
     pub verified_at: i64,
@@ -276,6 +279,20 @@ impl OfflineCache {
         dropped
     }
 
+    /// Drops every cached credential of account `account_id` (under any username). Returns
+    /// true if any were dropped.
+    pub fn forget_account(&self, account_id: i64) -> bool {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dropped = false;
+        for list in entries.values_mut() {
+            let before = list.len();
+            list.retain(|e| e.account_id != account_id);
+            dropped |= list.len() != before;
+        }
+        entries.retain(|_, list| !list.is_empty());
+        dropped
+    }
+
     /// Writes the current entries (pruned by age and count) to disk, sealed. Blocking.
     pub fn persist(&self, now: i64) -> Result<(), OfflineCacheError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -322,6 +339,7 @@ mod tests {
             created_at: 1,
             matched_hash: hash.into(),
             credential: Credential::AccountPassword,
+            app_password_id: None,
             totp_enabled: false,
             verified_at: at,
         }

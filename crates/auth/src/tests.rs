@@ -237,10 +237,11 @@ async fn store_outage_keeps_two_factor_enforced_for_the_account_password() {
     }
     f.flaky.set_down(true);
     let auth = f.auth();
-    assert_eq!(
+    // Refused (the account password is not even checked: it cannot be accepted here).
+    assert!(matches!(
         auth.authenticate(USER, PASSWORD, IP).await,
-        Err(LoginError::InvalidCredentials)
-    );
+        Err(LoginError::InvalidCredentials | LoginError::Unavailable(_))
+    ));
     assert!(auth.authenticate(USER, &app, IP).await.is_ok());
 }
 
@@ -261,4 +262,166 @@ async fn changed_password_removes_the_old_one_from_the_outage_cache() {
         Err(LoginError::Unavailable(_))
     ));
     assert!(auth.authenticate(USER, "new password", IP).await.is_ok());
+}
+
+/// Issue 13 item 17: with 2FA on, a protocol login with the right account password does the
+/// same argon2 work as one with a wrong password (also when the right one sits in the cache).
+#[tokio::test]
+async fn with_totp_on_a_right_and_a_wrong_account_password_cost_the_same_work() {
+    let f = fixture().await;
+    let auth = f.auth();
+    f.add_app_password().await;
+    // The right password is in the memory cache from a web-style sign-in.
+    auth.authenticate(USER, PASSWORD, IP).await.unwrap();
+    f.enable_totp().await;
+    let mut costs = Vec::new();
+    for password in [PASSWORD, "wrong", PASSWORD, "wrong"] {
+        let before = auth.password_checks();
+        assert_eq!(
+            auth.authenticate(USER, password, IP).await,
+            Err(LoginError::InvalidCredentials)
+        );
+        costs.push(auth.password_checks() - before);
+    }
+    assert!(
+        costs.iter().all(|c| *c == costs[0]) && costs[0] >= 1,
+        "argon2 runs per attempt differ: {costs:?}"
+    );
+}
+
+/// Issue 13 item 11: attempts from rotating IPs lock the account for unknown devices, but an
+/// app password still works, and so does the account password from an IP that signed in before.
+#[tokio::test]
+async fn lock_out_from_rotating_ips_spares_app_passwords_and_known_devices() {
+    let f = fixture().await;
+    let (app, _) = f.add_app_password().await;
+    let auth = Authenticator::new(
+        f.store.clone(),
+        ThrottleConfig {
+            account_delay_after: 100,
+            account_max_failures: 5,
+            ..ThrottleConfig::default()
+        },
+    );
+    let home: IpAddr = "10.1.1.1".parse().unwrap();
+    auth.authenticate(USER, PASSWORD, home).await.unwrap();
+    for i in 0..5u8 {
+        let from = IpAddr::V4(Ipv4Addr::new(10, 2, 0, i));
+        let _ = auth.authenticate(USER, "guess", from).await;
+    }
+    let cafe: IpAddr = "10.3.3.3".parse().unwrap();
+    assert!(matches!(
+        auth.authenticate(USER, PASSWORD, cafe).await,
+        Err(LoginError::Throttled { .. })
+    ));
+    assert_eq!(
+        auth.authenticate(USER, &app, cafe).await.unwrap().id,
+        f.account.id
+    );
+    assert_eq!(
+        auth.authenticate(USER, PASSWORD, home).await.unwrap().id,
+        f.account.id
+    );
+    // The web sign-in of a browser holding a device cookie for the account.
+    let v = auth
+        .sign_in(SignIn {
+            username: USER,
+            password: PASSWORD,
+            code: None,
+            remote: cafe,
+            app_passwords: false,
+            known_device: Some(f.account.id),
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.credential, Credential::AccountPassword);
+}
+
+#[tokio::test]
+async fn sign_in_checks_the_second_factor_inside_the_attempt() {
+    let f = fixture().await;
+    let auth = f.auth();
+    f.enable_totp().await;
+    let req = SignIn {
+        username: USER,
+        password: PASSWORD,
+        code: None,
+        remote: IP,
+        app_passwords: true,
+        known_device: None,
+    };
+    assert_eq!(
+        auth.sign_in(req).await,
+        Err(SignInError::SecondFactorRequired)
+    );
+    assert_eq!(
+        auth.sign_in(SignIn {
+            code: Some("000000"),
+            ..req
+        })
+        .await,
+        Err(SignInError::InvalidSecondFactor)
+    );
+    assert_eq!(
+        auth.sign_in(SignIn {
+            password: "wrong",
+            ..req
+        })
+        .await,
+        Err(SignInError::Login(LoginError::InvalidCredentials))
+    );
+}
+
+#[tokio::test]
+async fn forgotten_account_is_not_accepted_from_the_outage_cache() {
+    let f = fixture().await;
+    let auth = f.auth();
+    auth.authenticate(USER, PASSWORD, IP).await.unwrap();
+    // The password changes (web), the caches are told, then the store goes down.
+    f.store
+        .account_set_password(f.account.id, &hash_password("new password").unwrap())
+        .await
+        .unwrap();
+    auth.forget_account(f.account.id).await;
+    f.flaky.set_down(true);
+    assert!(matches!(
+        auth.authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::Unavailable(_))
+    ));
+    assert!(matches!(
+        f.auth().authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::Unavailable(_))
+    ));
+}
+
+/// Item 11 across a restart (or another node): the known address is kept in the store.
+#[tokio::test]
+async fn a_known_device_stays_known_after_a_restart() {
+    let f = fixture().await;
+    let config = ThrottleConfig {
+        account_delay_after: 100,
+        account_max_failures: 3,
+        ..ThrottleConfig::default()
+    };
+    let home: IpAddr = "10.1.1.1".parse().unwrap();
+    Authenticator::new(f.store.clone(), config.clone())
+        .authenticate(USER, PASSWORD, home)
+        .await
+        .unwrap();
+    // A fresh node: its throttle has never seen the owner.
+    let auth = Authenticator::new(f.store.clone(), config);
+    for i in 0..3u8 {
+        let _ = auth
+            .authenticate(USER, "guess", IpAddr::V4(Ipv4Addr::new(10, 2, 0, i)))
+            .await;
+    }
+    assert!(matches!(
+        auth.authenticate(USER, PASSWORD, "10.3.3.3".parse().unwrap())
+            .await,
+        Err(LoginError::Throttled { .. })
+    ));
+    assert_eq!(
+        auth.authenticate(USER, PASSWORD, home).await.unwrap().id,
+        f.account.id
+    );
 }

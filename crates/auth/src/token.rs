@@ -38,11 +38,17 @@ pub use keyset::{
     KEYSET_SETTING,
 };
 use keyset::{KeySet, LiveKey, StoredKey, signing_index};
+pub use revocations::{
+    CREDENTIAL_REFRESH_INTERVAL, CredentialRevocations, account_epoch, app_password_revocation,
+    now_ms, publish_credentials,
+};
 
 /// File holding a local-only signer's key and the verification keys of rotated-out keys.
 pub const KEY_FILE: &str = "token-keys.json";
 /// File holding revoked session ids.
 pub const REVOCATION_FILE: &str = "revoked-sessions.json";
+/// File holding the credential revocations (account epochs, deleted app passwords).
+pub const CREDENTIAL_REVOCATION_FILE: &str = "revoked-credentials.json";
 /// Verification keys a local-only signer keeps after [`TokenSigner::rotate_local`].
 pub const MAX_PREVIOUS_KEYS: usize = 2;
 /// Longest token we try to parse (a real one is ~250 bytes).
@@ -76,7 +82,47 @@ pub enum TokenError {
 pub enum TokenKind {
     Access,
     Refresh,
+    /// A browser's device cookie: proves the device signed in to the account before (it
+    /// grants nothing; it only exempts the device from the per-account lock-out).
+    Device,
 }
+
+/// What a token may do (issue 13, item 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Everything, account management (`/api/account/*`) included: sign-ins with the account
+    /// password (and the second factor).
+    Account,
+    /// The mail protocols only (JMAP mail, push): sessions opened with an app password.
+    /// Tokens from before scopes existed count as this.
+    #[default]
+    Mail,
+}
+
+/// Who a new token is for: account, session, scope and the app password it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub account: AccountId,
+    pub sid: String,
+    pub scope: Scope,
+    pub app: Option<i64>,
+}
+
+impl Grant {
+    /// The same grant again (for a refresh).
+    pub fn of(claims: &Claims) -> Grant {
+        Grant {
+            account: claims.account(),
+            sid: claims.sid.clone(),
+            scope: claims.scope,
+            app: claims.app,
+        }
+    }
+}
+
+/// How long credential revocations are kept: longer than any token lives.
+pub const CREDENTIAL_REVOCATION_KEEP_SECS: i64 = 366 * 24 * 3600;
 
 /// What a token says, once its signature verified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,11 +138,25 @@ pub struct Claims {
     pub exp: i64,
     /// Id of the key that signed it.
     pub kid: String,
+    /// What the token may do (absent in older tokens: [`Scope::Mail`]).
+    #[serde(default)]
+    pub scope: Scope,
+    /// The app password the session was opened with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<i64>,
+    /// Issued at, unix milliseconds (absent in older tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
 }
 
 impl Claims {
     pub fn account(&self) -> AccountId {
         AccountId(self.sub)
+    }
+
+    /// Issued at in unix milliseconds (older tokens: the start of their `iat` second).
+    pub fn issued_at_ms(&self) -> i64 {
+        self.iat_ms.unwrap_or(self.iat.saturating_mul(1000))
     }
 }
 
@@ -216,6 +276,10 @@ pub struct TokenSigner {
     pending_revocations: std::sync::Mutex<HashMap<String, i64>>,
     /// Wakes the refresh task to publish a revocation at once.
     wake: tokio::sync::Notify,
+    /// Account epochs and deleted app passwords in force here.
+    credentials: RwLock<CredentialRevocations>,
+    /// Shared signers: credential revocations not yet published to the store.
+    pending_credentials: std::sync::Mutex<CredentialRevocations>,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -288,6 +352,14 @@ fn read_legacy_key_file(data_dir: &Path) -> Result<Option<KeySet>, TokenError> {
     }
 }
 
+fn read_credential_revocations(data_dir: &Path) -> Result<CredentialRevocations, TokenError> {
+    match read_optional(&data_dir.join(CREDENTIAL_REVOCATION_FILE))? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| storage(format!("{CREDENTIAL_REVOCATION_FILE}: {e}"))),
+        None => Ok(CredentialRevocations::default()),
+    }
+}
+
 fn read_revocations(data_dir: &Path) -> Result<HashMap<String, i64>, TokenError> {
     match read_optional(&data_dir.join(REVOCATION_FILE))? {
         Some(bytes) => {
@@ -340,6 +412,8 @@ impl TokenSigner {
             revoked: RwLock::new(read_revocations(data_dir)?),
             pending_revocations: Default::default(),
             wake: tokio::sync::Notify::new(),
+            credentials: RwLock::new(read_credential_revocations(data_dir)?),
+            pending_credentials: Default::default(),
         })
     }
 
@@ -357,7 +431,7 @@ impl TokenSigner {
         let cached = match read_optional(&cache_path)? {
             Some(bytes) => match std::str::from_utf8(&bytes)
                 .map_err(storage)
-                .and_then(KeySet::parse)
+                .and_then(|text| KeySet::parse_stored(text, keyset::KEYSET_CACHE_CONTEXT))
             {
                 Ok(set) => Some(set),
                 Err(e) => {
@@ -405,8 +479,19 @@ impl TokenSigner {
                 None => return Err(e),
             },
         };
-        write_private(&cache_path, set.to_json()?.as_bytes())?;
+        write_private(
+            &cache_path,
+            set.to_stored(keyset::KEYSET_CACHE_CONTEXT)?.as_bytes(),
+        )?;
         let revoked = read_revocations(data_dir)?;
+        let local_credentials = read_credential_revocations(data_dir)?;
+        let mut credentials = local_credentials.clone();
+        match publish_credentials(store, &local_credentials, now).await {
+            Ok(shared) => credentials.merge(&shared),
+            Err(e) => {
+                tracing::warn!(error = %e, "credential revocations: store unreachable, starting from the local copy");
+            }
+        }
         Ok(TokenSigner {
             dir: Some(data_dir.to_path_buf()),
             backing: Backing::Shared(cache_path),
@@ -416,6 +501,8 @@ impl TokenSigner {
             // during a store outage is not lost; re-publishing is idempotent).
             pending_revocations: std::sync::Mutex::new(revoked),
             wake: tokio::sync::Notify::new(),
+            credentials: RwLock::new(credentials),
+            pending_credentials: std::sync::Mutex::new(local_credentials),
         })
     }
 
@@ -436,12 +523,77 @@ impl TokenSigner {
         let changed = set != mine;
         if changed {
             let keys = Keys::new(set)?;
-            write_private(cache_path, keys.set.to_json()?.as_bytes())?;
+            write_private(
+                cache_path,
+                keys.set.to_stored(keyset::KEYSET_CACHE_CONTEXT)?.as_bytes(),
+            )?;
             *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
             tracing::info!("token signing keys refreshed from the store");
         }
         self.sync_revocations(store).await?;
+        self.sync_credentials(store).await?;
         Ok(changed)
+    }
+
+    /// Publishes this node's credential revocations and adopts the other nodes' (and the
+    /// admin commands'). Cheap: runs every [`CREDENTIAL_REFRESH_INTERVAL`].
+    pub async fn sync_credentials(&self, store: &dyn Store) -> Result<(), TokenError> {
+        if !matches!(self.backing, Backing::Shared(_)) {
+            return Ok(());
+        }
+        let now = now_unix();
+        let pending = self
+            .pending_credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let shared = publish_credentials(store, &pending, now).await?;
+        if !pending.is_empty() {
+            let mut p = self
+                .pending_credentials
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if *p == pending {
+                *p = CredentialRevocations::default();
+            }
+        }
+        let snapshot = {
+            let mut mine = self.credentials.write().unwrap_or_else(|e| e.into_inner());
+            let before = mine.clone();
+            mine.merge(&shared);
+            mine.prune(now);
+            if *mine == before {
+                return Ok(());
+            }
+            serde_json::to_vec(&*mine).map_err(storage)?
+        };
+        if let Some(dir) = &self.dir {
+            write_private(&dir.join(CREDENTIAL_REVOCATION_FILE), &snapshot)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts off tokens by credential (an account epoch after a password change, a deleted
+    /// app password): at once on this node, on the others once published (at the next
+    /// [`CREDENTIAL_REFRESH_INTERVAL`]; the refresh task is woken to publish at once).
+    pub fn revoke_credentials(&self, change: &CredentialRevocations) -> Result<(), TokenError> {
+        let snapshot = {
+            let mut mine = self.credentials.write().unwrap_or_else(|e| e.into_inner());
+            mine.merge(change);
+            mine.prune(now_unix());
+            serde_json::to_vec(&*mine).map_err(storage)?
+        };
+        if let Backing::Shared(_) = self.backing {
+            self.pending_credentials
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .merge(change);
+            self.wake.notify_one();
+        }
+        if let Some(dir) = &self.dir {
+            write_private(&dir.join(CREDENTIAL_REVOCATION_FILE), &snapshot)?;
+        }
+        Ok(())
     }
 
     async fn sync_revocations(&self, store: &dyn Store) -> Result<(), TokenError> {
@@ -483,10 +635,19 @@ impl TokenSigner {
             let mut tick = tokio::time::interval(KEY_REFRESH_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let mut credentials = tokio::time::interval(CREDENTIAL_REFRESH_INTERVAL);
+            credentials.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            credentials.tick().await;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = signer.wake.notified() => {}
+                    _ = credentials.tick() => {
+                        if let Err(e) = signer.sync_credentials(store.as_ref()).await {
+                            tracing::debug!(error = %e, "cannot sync credential revocations");
+                        }
+                        continue;
+                    }
                 }
                 if let Err(e) = signer.refresh(store.as_ref()).await {
                     tracing::warn!(error = %e, "cannot refresh token signing keys; keeping the current ones");
@@ -517,6 +678,8 @@ impl TokenSigner {
             revoked: RwLock::new(HashMap::new()),
             pending_revocations: Default::default(),
             wake: tokio::sync::Notify::new(),
+            credentials: Default::default(),
+            pending_credentials: Default::default(),
         }
     }
 
@@ -559,7 +722,8 @@ impl TokenSigner {
         Ok(())
     }
 
-    /// Signs a token of `kind` for `account` in session `sid`, valid for `ttl_secs` from `now`.
+    /// Signs a [`Scope::Mail`] token of `kind` for `account` in session `sid`, valid for
+    /// `ttl_secs` from `now`. See [`TokenSigner::issue_grant`] for other scopes.
     pub fn issue(
         &self,
         kind: TokenKind,
@@ -568,15 +732,38 @@ impl TokenSigner {
         ttl_secs: i64,
         now: i64,
     ) -> String {
+        let grant = Grant {
+            account,
+            sid: sid.to_string(),
+            scope: Scope::Mail,
+            app: None,
+        };
+        self.issue_grant(kind, &grant, ttl_secs, now)
+    }
+
+    /// Signs a token of `kind` for `grant`, valid for `ttl_secs` from `now`.
+    pub fn issue_grant(&self, kind: TokenKind, grant: &Grant, ttl_secs: i64, now: i64) -> String {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         let (kid, signing) = keys.signing_at(now);
+        // Milliseconds from the clock when `now` is the present (give or take the second that
+        // may have ticked since), so a token issued just after a password change in the same
+        // second is not taken for an older one.
+        let clock_ms = now_ms();
+        let iat_ms = if (clock_ms.div_euclid(1000) - now).abs() <= 1 {
+            clock_ms
+        } else {
+            now.saturating_mul(1000)
+        };
         let claims = Claims {
             typ: kind,
-            sub: account.0,
-            sid: sid.to_string(),
+            sub: grant.account.0,
+            sid: grant.sid.clone(),
             iat: now,
             exp: now.saturating_add(ttl_secs),
             kid: kid.to_string(),
+            scope: grant.scope,
+            app: grant.app,
+            iat_ms: Some(iat_ms),
         };
         // Serializing a struct of strings and integers cannot fail.
         let payload = B64.encode(serde_json::to_vec(&claims).unwrap_or_default());
@@ -619,6 +806,14 @@ impl TokenSigner {
             return Err(TokenError::Expired);
         }
         if self.is_revoked(&claims.sid) {
+            return Err(TokenError::Revoked);
+        }
+        if self
+            .credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .revokes(&claims)
+        {
             return Err(TokenError::Revoked);
         }
         Ok(claims)

@@ -7,7 +7,8 @@
 //! [`verify`] checks a sign-in code (±[`ALLOWED_SKEW_STEPS`] time steps, each step usable once)
 //! or consumes a recovery code; [`disable`] removes it all.
 //!
-//! State is one JSON document per account in the store's settings under [`SETTING_KEY`].
+//! State is one JSON document per account in the store's settings under [`SETTING_KEY`],
+//! sealed with the node's secret key when one is configured ([`crate::at_rest`]).
 //! Recovery codes carry 80 random bits, so a plain SHA-256 (not a slow password hash) is
 //! enough to make a leaked settings table useless.
 
@@ -242,19 +243,54 @@ impl TotpState {
     }
 }
 
-/// Loads the account's TOTP state (`None` when never enrolled or disabled).
+/// Associated data of an account's sealed TOTP state (binds it to the account).
+fn seal_context(account: AccountId) -> String {
+    format!("totp:{}", account.0)
+}
+
+/// Loads the account's TOTP state (`None` when never enrolled or disabled). The state is kept
+/// sealed with the node's secret key ([`crate::at_rest`], issue 13 item 2); a clear-text state
+/// from before is read and rewritten sealed.
 pub async fn load(store: &dyn Store, account: AccountId) -> Result<Option<TotpState>, TotpError> {
-    match store.setting_get(account, SETTING_KEY).await? {
-        None => Ok(None),
-        Some(json) => serde_json::from_str(&json)
-            .map(Some)
-            .map_err(|e| TotpError::Corrupt(e.to_string())),
+    let Some(stored) = store.setting_get(account, SETTING_KEY).await? else {
+        return Ok(None);
+    };
+    let json = crate::at_rest::open(&stored, &seal_context(account))
+        .map_err(|e| TotpError::Corrupt(e.to_string()))?;
+    let state: TotpState =
+        serde_json::from_str(&json).map_err(|e| TotpError::Corrupt(e.to_string()))?;
+    if crate::at_rest::needs_migration(&stored) {
+        save(store, account, &state).await?;
     }
+    Ok(Some(state))
+}
+
+/// Rewrites every account's clear-text TOTP state sealed (run at start; [`load`] also does it
+/// on first use). Returns how many states were rewritten.
+pub async fn migrate_all(store: &dyn Store) -> Result<usize, TotpError> {
+    if !crate::at_rest::enabled() {
+        return Ok(0);
+    }
+    let mut rewritten = 0;
+    for account in store.account_list().await? {
+        let stored = store.setting_get(account.id, SETTING_KEY).await?;
+        if stored
+            .as_deref()
+            .is_some_and(crate::at_rest::needs_migration)
+        {
+            load(store, account.id).await?;
+            rewritten += 1;
+        }
+    }
+    Ok(rewritten)
 }
 
 async fn save(store: &dyn Store, account: AccountId, state: &TotpState) -> Result<(), TotpError> {
     let json = serde_json::to_string(state).map_err(|e| TotpError::Corrupt(e.to_string()))?;
-    store.setting_set(account, SETTING_KEY, Some(&json)).await?;
+    let sealed = crate::at_rest::seal(&json, &seal_context(account));
+    store
+        .setting_set(account, SETTING_KEY, Some(&sealed))
+        .await?;
     Ok(())
 }
 
@@ -511,5 +547,52 @@ mod tests {
         );
         disable(store, account).await.unwrap();
         assert!(!is_enabled(store, account).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn state_is_sealed_at_rest_and_clear_text_state_is_migrated() {
+        crate::at_rest::install_test_key();
+        let dir = tempfile::tempdir().unwrap();
+        let store: std::sync::Arc<dyn Store> =
+            bulwark_store::sqlite::SqliteStore::open(dir.path()).unwrap();
+        store.domain_add("example.test").await.unwrap();
+        let account = store
+            .account_create(bulwark_store::NewAccount {
+                address: "alice@example.test".into(),
+                display_name: "Alice".into(),
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap()
+            .id;
+        let store = store.as_ref();
+        let e = enrol(store, account, "Bulwark", "alice@example.test")
+            .await
+            .unwrap();
+        let stored = store
+            .setting_get(account, SETTING_KEY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(crate::at_rest::is_sealed(&stored) && !stored.contains(&e.secret));
+        assert_eq!(
+            load(store, account).await.unwrap().unwrap().secret,
+            e.secret
+        );
+        // A clear-text state from before encryption is read, then rewritten sealed.
+        let clear = serde_json::to_string(&TotpState::new_pending()).unwrap();
+        store
+            .setting_set(account, SETTING_KEY, Some(&clear))
+            .await
+            .unwrap();
+        assert_eq!(migrate_all(store).await.unwrap(), 1);
+        let stored = store
+            .setting_get(account, SETTING_KEY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(crate::at_rest::is_sealed(&stored));
+        // Sealed for this account only: moved to another account it does not open.
+        assert!(crate::at_rest::open(&stored, "totp:999").is_err());
     }
 }

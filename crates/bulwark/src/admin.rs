@@ -6,12 +6,34 @@ use crate::config::StoreBackend;
 use crate::config::values::check_hostname;
 use crate::password_input::read_new_password;
 use anyhow::{Context, anyhow, bail};
+use bulwark_auth::token;
 use bulwark_store::{Account, NewAccount, QueueId, Store};
 use std::sync::Arc;
 
 /// Opens the configured store: the embedded SQLite store in `data_dir`, or PostgreSQL
 /// (`store = "postgres://…"`, schema created or migrated on first use).
+///
+/// Also makes the data dir private (0700, files 0600: issue 13 item 2) and loads the secret
+/// key that seals token keys and TOTP secrets at rest (`BULWARK_SECRET_KEY`, else
+/// `data_dir/secret.key`, created for the embedded store; a shared store without a key keeps
+/// them in clear, with a warning).
 pub async fn open_store(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Store>> {
+    crate::private_files::secure_and_log(&config.data_dir)?;
+    let embedded = matches!(config.store, StoreBackend::Embedded);
+    let source = bulwark_auth::at_rest::load(&config.data_dir, embedded)
+        .map_err(|e| anyhow!("cannot load the secret key: {e}"))?;
+    if source == bulwark_auth::at_rest::KeySource::None {
+        tracing::warn!(
+            "no secret key: token signing keys and TOTP secrets are kept in clear in the shared store; set {} (the same on every node) to encrypt them",
+            bulwark_auth::at_rest::SECRET_KEY_ENV
+        );
+    }
+    let store = open_backend(config).await?;
+    crate::private_files::secure_and_log(&config.data_dir)?;
+    Ok(store)
+}
+
+async fn open_backend(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Store>> {
     match &config.store {
         StoreBackend::Embedded => {
             let store =
@@ -154,7 +176,24 @@ pub async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::Result<(
             store
                 .account_set_password(account.id, &hash(&password).await?)
                 .await?;
-            println!("password changed for {}", account.address);
+            // Issue 13 item 13: every token issued before stops working (running nodes pick
+            // this up within CREDENTIAL_REFRESH_INTERVAL).
+            let now = bulwark_store::now_unix();
+            let epoch = token::account_epoch(
+                account.id,
+                None,
+                token::now_ms(),
+                now + token::CREDENTIAL_REVOCATION_KEEP_SECS,
+            );
+            token::publish_credentials(store, &epoch, now)
+                .await
+                .map_err(|e| {
+                    anyhow!("password changed, but its tokens could not be revoked: {e}")
+                })?;
+            println!(
+                "password changed for {}; every session signed in before is signed out",
+                account.address
+            );
         }
         AccountCommand::Delete { address } => {
             let account = account_for(store, &address).await?;
@@ -231,6 +270,17 @@ async fn app_password(store: &dyn Store, cmd: AppPasswordCommand) -> anyhow::Res
                     anyhow!("{} has no app password \"{name_or_id}\"", account.address)
                 })?;
             store.app_password_delete(account.id, found.id).await?;
+            let now = bulwark_store::now_unix();
+            let revocation = token::app_password_revocation(
+                account.id,
+                found.id,
+                now + token::CREDENTIAL_REVOCATION_KEEP_SECS,
+            );
+            token::publish_credentials(store, &revocation, now)
+                .await
+                .map_err(|e| {
+                    anyhow!("app password deleted, but its tokens could not be revoked: {e}")
+                })?;
             println!(
                 "deleted app password \"{}\" of {}",
                 found.name, account.address

@@ -9,6 +9,7 @@ mod control;
 mod http;
 mod node;
 mod password_input;
+mod private_files;
 mod reload;
 mod serve;
 mod servers;
@@ -25,6 +26,8 @@ const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     alloc::tune();
+    // Issue 13 item 2: everything the server writes (database, keys, caches) is owner-only.
+    private_files::restrict_umask();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,10 +4,7 @@
 use anyhow::{Context, bail};
 use std::io::{BufRead, IsTerminal};
 
-/// Shortest password accepted for an account (NIST SP 800-63B §5.1.1.2: at least 8).
-pub const MIN_PASSWORD_LEN: usize = 8;
-/// Longest password accepted; argon2 input beyond this only costs time.
-pub const MAX_PASSWORD_LEN: usize = 1024;
+// The account password rules live in `bulwark_auth` (shared with the web password change).
 
 /// Reads the password: first line of stdin with `--password-stdin`, else a prompt on a TTY.
 pub fn read_new_password(from_stdin: bool, address: &str) -> anyhow::Result<String> {
@@ -39,23 +36,7 @@ pub fn read_new_password(from_stdin: bool, address: &str) -> anyhow::Result<Stri
 
 /// Refuses empty, short, overlong and address-equal passwords.
 pub fn check_strength(password: &str, address: &str) -> anyhow::Result<()> {
-    if password.trim().is_empty() {
-        bail!("the password is empty");
-    }
-    let chars = password.chars().count();
-    if chars < MIN_PASSWORD_LEN {
-        bail!(
-            "the password is too weak: it has {chars} characters, at least {MIN_PASSWORD_LEN} are needed"
-        );
-    }
-    if chars > MAX_PASSWORD_LEN {
-        bail!("the password is longer than {MAX_PASSWORD_LEN} characters");
-    }
-    let local = address.split('@').next().unwrap_or(address);
-    if password.eq_ignore_ascii_case(address) || password.eq_ignore_ascii_case(local) {
-        bail!("the password is too weak: it is the address itself");
-    }
-    Ok(())
+    bulwark_auth::check_password_strength(password, address).map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]

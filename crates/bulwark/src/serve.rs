@@ -116,6 +116,15 @@ async fn serve(
     let blob_collector = bulwark_core::collector::spawn(shared.store.clone());
     // Signals are watched before anyone can learn our pid from the pid file.
     let mut signals = Signals::new()?;
+    // Issue 13 item 2: clear-text TOTP secrets from before are rewritten sealed.
+    let migrate_store = shared.store.clone();
+    tokio::spawn(async move {
+        match bulwark_auth::totp::migrate_all(migrate_store.as_ref()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(accounts = n, "TOTP secrets encrypted at rest"),
+            Err(e) => tracing::warn!(error = %e, "cannot encrypt the stored TOTP secrets yet"),
+        }
+    });
     // One SMTP server for all SMTP listeners, so connection limits count across ports.
     let smtp = servers::smtp_server(&shared);
     // Store outage: SMTP accepts into a durable local spool, replayed once the store answers.

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
-use bulwark_auth::LoginError;
-use bulwark_auth::token::{TokenKind, new_session_id};
+use bulwark_auth::token::{Grant, Scope, TokenKind, new_session_id};
+use bulwark_auth::{Credential, LoginError, SignIn, SignInError};
 use bulwark_store::{AccountId, now_unix};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -568,35 +568,15 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn issue_pair(server: &JmapServer, account: AccountId, sid: &str) -> Value {
+fn issue_pair(server: &JmapServer, grant: &Grant) -> Value {
     let now = now_unix();
     let cfg = &server.cfg;
     json!({
-        "access_token": server.signer.issue(TokenKind::Access, account, sid, cfg.token_ttl_secs, now),
+        "access_token": server.signer.issue_grant(TokenKind::Access, grant, cfg.token_ttl_secs, now),
         "token_type": "Bearer",
         "expires_in": cfg.token_ttl_secs,
-        "refresh_token": server.signer.issue(TokenKind::Refresh, account, sid, cfg.refresh_ttl_secs, now),
+        "refresh_token": server.signer.issue_grant(TokenKind::Refresh, grant, cfg.refresh_ttl_secs, now),
     })
-}
-
-/// Issue 5 (web client): true when no second factor is `required` (no TOTP, or an app
-/// password was used), or `code` is a valid TOTP or recovery code (`bulwark_auth::totp`,
-/// RFC 6238).
-async fn second_factor_ok(
-    server: &JmapServer,
-    account: AccountId,
-    required: bool,
-    code: Option<&str>,
-) -> Result<bool, bulwark_auth::totp::TotpError> {
-    use bulwark_auth::totp;
-    if !required {
-        return Ok(true);
-    }
-    let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-        return Ok(false);
-    };
-    let now = u64::try_from(now_unix()).unwrap_or(0);
-    totp::verify(server.store.as_ref(), account, code, now).await
 }
 
 /// Lists a token-endpoint session in the account's devices (shared with the web client's
@@ -664,56 +644,53 @@ async fn token_handler(State(server): State<Arc<JmapServer>>, req: Request) -> R
                     "username and password are required",
                 );
             };
-            match server
-                .auth
-                .authenticate_password(user, password, remote)
-                .await
-            {
-                // Two-factor (added for the web client, issue 5): an account with TOTP enabled
-                // must also send `totp` (a current code or a recovery code) in this grant,
-                // unless the password was one of its app passwords.
-                Ok(verified) => match second_factor_ok(
-                    &server,
-                    verified.account.id,
-                    verified.second_factor_required,
-                    param("totp"),
-                )
-                .await
-                {
-                    Ok(true) => {
-                        let account = verified.account;
-                        let sid = new_session_id();
-                        record_device(&server, account.id, &sid, &headers, remote).await;
-                        json_response(StatusCode::OK, &issue_pair(&server, account.id, &sid))
-                    }
-                    Ok(false) => {
-                        server
-                            .auth
-                            .throttle()
-                            .record_failure(remote, &user.trim().to_ascii_lowercase());
-                        oauth_error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_grant",
-                            "two-factor code required or wrong (parameter totp)",
-                        )
-                    }
-                    Err(e) => oauth_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "temporarily_unavailable",
-                        &e.to_string(),
-                    ),
-                },
-                Err(LoginError::InvalidCredentials) => oauth_error(
+            // Two-factor (issue 5): an account with TOTP enabled must also send `totp` (a
+            // current code or a recovery code) in this grant, unless the password was one of
+            // its app passwords. Password and code are checked in one throttled attempt.
+            let sign_in = SignIn {
+                username: user,
+                password,
+                code: param("totp"),
+                remote,
+                app_passwords: true,
+                known_device: None,
+            };
+            match server.auth.sign_in(sign_in).await {
+                Ok(verified) => {
+                    let account = verified.account;
+                    let sid = new_session_id();
+                    record_device(&server, account.id, &sid, &headers, remote).await;
+                    // Issue 13 item 6: an app password opens a mail-only session, never one
+                    // that manages the account; its tokens die with the app password.
+                    let grant = Grant {
+                        account: account.id,
+                        sid,
+                        scope: match verified.credential {
+                            Credential::AccountPassword => Scope::Account,
+                            Credential::AppPassword => Scope::Mail,
+                        },
+                        app: verified.app_password_id,
+                    };
+                    json_response(StatusCode::OK, &issue_pair(&server, &grant))
+                }
+                Err(SignInError::SecondFactorRequired | SignInError::InvalidSecondFactor) => {
+                    oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "two-factor code required or wrong (parameter totp)",
+                    )
+                }
+                Err(SignInError::Login(LoginError::InvalidCredentials)) => oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",
                     "invalid username or password",
                 ),
-                Err(e @ LoginError::Throttled { .. }) => oauth_error(
+                Err(SignInError::Login(e @ LoginError::Throttled { .. })) => oauth_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "temporarily_unavailable",
                     &e.to_string(),
                 ),
-                Err(e @ LoginError::Unavailable(_)) => oauth_error(
+                Err(SignInError::Login(e @ LoginError::Unavailable(_))) => oauth_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
                     &e.to_string(),
@@ -738,10 +715,7 @@ async fn token_handler(State(server): State<Arc<JmapServer>>, req: Request) -> R
                     {
                         tracing::debug!(error = %e, "device last-seen not recorded");
                     }
-                    json_response(
-                        StatusCode::OK,
-                        &issue_pair(&server, claims.account(), &claims.sid),
-                    )
+                    json_response(StatusCode::OK, &issue_pair(&server, &Grant::of(&claims)))
                 }
                 Err(e) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", &e.to_string()),
             }

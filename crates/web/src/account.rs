@@ -10,8 +10,14 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use bulwark_auth::token::{Claims, TokenKind, new_session_id};
-use bulwark_auth::{Verdict, generate_app_password, hash_password, totp, verify_password};
+use bulwark_auth::token::{
+    CREDENTIAL_REVOCATION_KEEP_SECS, Claims, Grant, Scope, TokenKind, account_epoch,
+    app_password_revocation, new_session_id, now_ms,
+};
+use bulwark_auth::{
+    LoginError, SignIn, SignInError, check_password_strength, generate_app_password, hash_password,
+    totp,
+};
 use bulwark_store::{Account, AccountId, StoreError, now_unix};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -29,6 +35,12 @@ const MAX_BODY: usize = 16 * 1024;
 const MAX_APP_PASSWORD_NAME: usize = 100;
 /// Issuer shown in authenticator apps.
 const TOTP_ISSUER: &str = "Bulwark";
+/// The browser's device cookie (issue 13, item 11): set at a successful sign-in, it makes the
+/// browser a known device of the account, exempt from the per-account lock-out that attempts
+/// from other addresses cause. It grants nothing by itself.
+pub const DEVICE_COOKIE: &str = "bulwark_device";
+/// Lifetime of the device cookie.
+pub const DEVICE_TTL_SECS: i64 = 365 * 24 * 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -36,6 +48,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{1}")]
     Unauthorized(&'static str, String),
+    /// Signed in, but not allowed: wrong password or code for a change that needs them, or a
+    /// token whose scope does not cover account management.
+    #[error("{1}")]
+    Forbidden(&'static str, String),
     #[error("not found")]
     NotFound,
     #[error("too many attempts; try again in {0} s")]
@@ -72,6 +88,7 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unauthorized(code, _) => (StatusCode::UNAUTHORIZED, *code),
+            ApiError::Forbidden(code, _) => (StatusCode::FORBIDDEN, *code),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -116,6 +133,7 @@ pub fn routes() -> Router<WebState> {
             get(app_password_list).post(app_password_add),
         )
         .route("/app-passwords/{id}", delete(app_password_delete))
+        .route("/password", post(password_change))
         .route("/sessions", get(session_list))
         .route("/sessions/{id}", delete(session_revoke))
 }
@@ -156,6 +174,19 @@ fn bearer(state: &WebState, headers: &HeaderMap) -> Result<Claims, ApiError> {
         .map_err(|e| ApiError::Unauthorized("invalid_token", e.to_string()))
 }
 
+/// A Bearer token that may manage the account ([`Scope::Account`]): sessions opened with an
+/// app password are for the mail protocols only (issue 13, item 6).
+fn bearer_manage(state: &WebState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    let claims = bearer(state, headers)?;
+    if claims.scope != Scope::Account {
+        return Err(ApiError::Forbidden(
+            "insufficient_scope",
+            "this session was opened with an app password; sign in with the account password to manage the account".into(),
+        ));
+    }
+    Ok(claims)
+}
+
 async fn account_of(state: &WebState, claims: &Claims) -> Result<Account, ApiError> {
     state
         .store
@@ -167,36 +198,122 @@ async fn account_of(state: &WebState, claims: &Claims) -> Result<Account, ApiErr
         ))
 }
 
-fn token_pair(state: &WebState, account: AccountId, sid: &str, now: i64) -> Value {
+fn token_pair(state: &WebState, grant: &Grant, now: i64) -> Value {
     json!({
-        "access_token": state.signer.issue(TokenKind::Access, account, sid, ACCESS_TTL_SECS, now),
-        "refresh_token": state.signer.issue(TokenKind::Refresh, account, sid, REFRESH_TTL_SECS, now),
+        "access_token": state.signer.issue_grant(TokenKind::Access, grant, ACCESS_TTL_SECS, now),
+        "refresh_token": state.signer.issue_grant(TokenKind::Refresh, grant, REFRESH_TTL_SECS, now),
         "token_type": "Bearer",
         "expires_in": ACCESS_TTL_SECS,
-        "session_id": sid,
+        "session_id": grant.sid,
     })
 }
 
-/// A valid argon2id hash of a random string (verified against for unknown users).
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| hash_password(&generate_app_password()).unwrap_or_default())
+/// The account a valid device cookie in `headers` vouches for.
+fn device_of(state: &WebState, headers: &HeaderMap) -> Option<AccountId> {
+    let now = now_unix();
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| *name == DEVICE_COOKIE)
+        .find_map(|(_, value)| state.signer.verify(value, TokenKind::Device, now).ok())
+        .map(|claims| claims.account())
 }
 
-async fn verify_blocking(hash: String, password: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+fn device_cookie(state: &WebState, account: AccountId, now: i64) -> Option<header::HeaderValue> {
+    let grant = Grant {
+        account,
+        sid: new_session_id(),
+        scope: Scope::Mail,
+        app: None,
+    };
+    let token = state
+        .signer
+        .issue_grant(TokenKind::Device, &grant, DEVICE_TTL_SECS, now);
+    header::HeaderValue::from_str(&format!(
+        "{DEVICE_COOKIE}={token}; Path=/api/account; Max-Age={DEVICE_TTL_SECS}; HttpOnly; SameSite=Strict"
+    ))
+    .ok()
+}
+
+/// The answer to a failed re-check of the password (and code) for a change.
+fn reauth_error(e: SignInError) -> ApiError {
+    match e {
+        SignInError::SecondFactorRequired => ApiError::Forbidden(
+            "totp_required",
+            "enter the code from your authenticator app (field totp)".into(),
+        ),
+        SignInError::InvalidSecondFactor => ApiError::Forbidden(
+            "invalid_totp",
+            "the code is wrong or was already used".into(),
+        ),
+        SignInError::Login(LoginError::InvalidCredentials) => {
+            ApiError::Forbidden("invalid_credentials", "wrong password".into())
+        }
+        SignInError::Login(LoginError::Throttled { retry_after_secs }) => {
+            ApiError::Throttled(retry_after_secs)
+        }
+        SignInError::Login(LoginError::Unavailable(_)) => {
+            ApiError::Unavailable("sign-in is unavailable right now".into())
+        }
+    }
+}
+
+/// The account password (and, with 2FA on, the current code) of the signed-in user, sent
+/// with every change to the account's credentials (issue 13, item 6).
+#[derive(Deserialize)]
+struct Confirmation {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    totp: Option<String>,
+}
+
+/// Where a change request comes from: its address, and the account its device cookie (if
+/// any) vouches for.
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    remote: IpAddr,
+    device: Option<AccountId>,
+}
+
+impl Caller {
+    fn of(state: &WebState, req: &Request) -> Caller {
+        Caller {
+            remote: remote_ip(req),
+            device: device_of(state, req.headers()),
+        }
+    }
+}
+
+/// Re-checks the password and code through the login throttle (item 7). A token alone does
+/// not make the device known: only the browser's device cookie exempts the check from the
+/// per-account lock-out, so a stolen token cannot guess the password from many addresses.
+async fn confirm_identity(
+    state: &WebState,
+    account: &Account,
+    confirmation: &Confirmation,
+    caller: Caller,
+) -> Result<(), ApiError> {
+    if confirmation.password.is_empty() {
+        return Err(ApiError::Forbidden(
+            "password_required",
+            "confirm with your account password (field password)".into(),
+        ));
+    }
+    state
+        .auth
+        .reauthenticate(
+            account,
+            &confirmation.password,
+            confirmation.totp.as_deref(),
+            caller.remote,
+            caller.device == Some(account.id),
+        )
         .await
-        .unwrap_or(false)
-}
-
-async fn find_account(state: &WebState, username: &str) -> Result<Option<Account>, ApiError> {
-    if let Some(a) = state.store.account_by_address(username).await? {
-        return Ok(Some(a));
-    }
-    match state.store.resolve_address(username).await? {
-        Some(id) => Ok(state.store.account_get(id).await?),
-        None => Ok(None),
-    }
+        .map_err(reauth_error)
 }
 
 #[derive(Deserialize)]
@@ -208,7 +325,8 @@ struct LoginRequest {
 }
 
 /// Web sign-in: the account password (app passwords are for IMAP/SMTP clients and are refused
-/// here), then the TOTP or a recovery code when 2FA is on. Throttled like every login.
+/// here), then the TOTP or a recovery code when 2FA is on, in one throttled attempt. A browser
+/// with a device cookie of the account stays exempt from the per-account lock-out.
 async fn login(State(state): State<WebState>, req: Request) -> ApiResult {
     let remote = remote_ip(&req);
     let user_agent = req
@@ -217,49 +335,50 @@ async fn login(State(state): State<WebState>, req: Request) -> ApiResult {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let known_device = device_of(&state, req.headers());
     let body: LoginRequest = json_body(req).await?;
     let username = body.username.trim().to_ascii_lowercase();
-    let throttle = state.auth.throttle();
-    match throttle.check(remote, &username) {
-        Verdict::Allow => {}
-        Verdict::Delay(d) => tokio::time::sleep(d).await,
-        Verdict::Refuse(d) => return Err(ApiError::Throttled(d.as_secs().max(1))),
-    }
-    let account = find_account(&state, &username).await?;
-    let password_ok = match &account {
-        Some(a) => verify_blocking(a.password_hash.clone(), body.password.clone()).await,
-        None => {
-            // Same work as a real check, so timing does not tell which addresses exist.
-            let _ = verify_blocking(dummy_hash().to_string(), body.password.clone()).await;
-            false
-        }
-    };
-    let Some(account) = account.filter(|_| password_ok) else {
-        throttle.record_failure(remote, &username);
-        tracing::warn!(%remote, user = %username, "web login failed: invalid credentials");
-        return Err(ApiError::Unauthorized(
-            "invalid_credentials",
-            "wrong address or password".into(),
-        ));
-    };
-    let now = now_unix();
-    if totp::is_enabled(state.store.as_ref(), account.id).await? {
-        let Some(code) = body.totp.as_deref().filter(|c| !c.trim().is_empty()) else {
+    let signed_in = state
+        .auth
+        .sign_in(SignIn {
+            username: &username,
+            password: &body.password,
+            code: body.totp.as_deref(),
+            remote,
+            app_passwords: false,
+            known_device,
+        })
+        .await;
+    let account = match signed_in {
+        Ok(v) => v.account,
+        Err(SignInError::SecondFactorRequired) => {
             return Err(ApiError::Unauthorized(
                 "totp_required",
                 "enter the code from your authenticator app".into(),
             ));
-        };
-        if !totp::verify(state.store.as_ref(), account.id, code, now as u64).await? {
-            throttle.record_failure(remote, &username);
-            tracing::warn!(%remote, user = %username, "web login failed: wrong second factor");
+        }
+        Err(SignInError::InvalidSecondFactor) => {
             return Err(ApiError::Unauthorized(
                 "invalid_totp",
                 "the code is wrong or was already used".into(),
             ));
         }
-    }
-    throttle.record_success(remote, &username);
+        Err(SignInError::Login(LoginError::InvalidCredentials)) => {
+            return Err(ApiError::Unauthorized(
+                "invalid_credentials",
+                "wrong address or password".into(),
+            ));
+        }
+        Err(SignInError::Login(LoginError::Throttled { retry_after_secs })) => {
+            return Err(ApiError::Throttled(retry_after_secs));
+        }
+        Err(SignInError::Login(LoginError::Unavailable(_))) => {
+            return Err(ApiError::Unavailable(
+                "sign-in is unavailable right now".into(),
+            ));
+        }
+    };
+    let now = now_unix();
     let sid = new_session_id();
     let record = SessionRecord {
         id: sid.clone(),
@@ -278,9 +397,19 @@ async fn login(State(state): State<WebState>, req: Request) -> ApiResult {
         }
         Err(e) => tracing::warn!(error = %e, "could not record web session"),
     }
-    let mut body = token_pair(&state, account.id, &sid, now);
+    let grant = Grant {
+        account: account.id,
+        sid,
+        scope: Scope::Account,
+        app: None,
+    };
+    let mut body = token_pair(&state, &grant, now);
     body["account"] = json!({ "address": account.address, "displayName": account.display_name });
-    ok(body)
+    let mut response = no_store(StatusCode::OK, body);
+    if let Some(cookie) = device_cookie(&state, account.id, now) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -307,7 +436,7 @@ async fn refresh(State(state): State<WebState>, req: Request) -> ApiResult {
     {
         tracing::debug!(error = %e, "session last-seen not recorded");
     }
-    ok(token_pair(&state, claims.account(), &claims.sid, now))
+    ok(token_pair(&state, &Grant::of(&claims), now))
 }
 
 async fn logout(State(state): State<WebState>, headers: HeaderMap) -> ApiResult {
@@ -324,7 +453,7 @@ async fn logout(State(state): State<WebState>, headers: HeaderMap) -> ApiResult 
 }
 
 async fn me(State(state): State<WebState>, headers: HeaderMap) -> ApiResult {
-    let claims = bearer(&state, &headers)?;
+    let claims = bearer_manage(&state, &headers)?;
     let account = account_of(&state, &claims).await?;
     let status = totp::status(state.store.as_ref(), account.id).await?;
     ok(json!({
@@ -336,15 +465,20 @@ async fn me(State(state): State<WebState>, headers: HeaderMap) -> ApiResult {
 }
 
 async fn totp_status(State(state): State<WebState>, headers: HeaderMap) -> ApiResult {
-    let claims = bearer(&state, &headers)?;
+    let claims = bearer_manage(&state, &headers)?;
     ok(json!(
         totp::status(state.store.as_ref(), claims.account()).await?
     ))
 }
 
-async fn totp_enrol(State(state): State<WebState>, headers: HeaderMap) -> ApiResult {
-    let claims = bearer(&state, &headers)?;
+/// Starts 2FA enrolment; needs the account password in the same request (a stolen session
+/// must not be able to put an attacker's authenticator on the account).
+async fn totp_enrol(State(state): State<WebState>, req: Request) -> ApiResult {
+    let claims = bearer_manage(&state, req.headers())?;
+    let caller = Caller::of(&state, &req);
+    let body: Confirmation = json_body(req).await?;
     let account = account_of(&state, &claims).await?;
+    confirm_identity(&state, &account, &body, caller).await?;
     let e = totp::enrol(
         state.store.as_ref(),
         account.id,
@@ -363,7 +497,7 @@ struct CodeRequest {
 }
 
 async fn totp_confirm(State(state): State<WebState>, req: Request) -> ApiResult {
-    let claims = bearer(&state, req.headers())?;
+    let claims = bearer_manage(&state, req.headers())?;
     let body: CodeRequest = json_body(req).await?;
     let codes = totp::confirm(
         state.store.as_ref(),
@@ -375,33 +509,20 @@ async fn totp_confirm(State(state): State<WebState>, req: Request) -> ApiResult 
     ok(json!({ "recoveryCodes": codes }))
 }
 
-#[derive(Deserialize)]
-struct PasswordRequest {
-    password: String,
-}
-
-/// Turning 2FA off needs the account password again (a stolen unlocked session is not enough).
+/// Turning 2FA off needs the account password and a current code (or a recovery code), checked
+/// through the login throttle like a sign-in (issue 13, item 7).
 async fn totp_disable(State(state): State<WebState>, req: Request) -> ApiResult {
-    let claims = bearer(&state, req.headers())?;
-    let remote = remote_ip(&req);
-    let body: PasswordRequest = json_body(req).await?;
+    let claims = bearer_manage(&state, req.headers())?;
+    let caller = Caller::of(&state, &req);
+    let body: Confirmation = json_body(req).await?;
     let account = account_of(&state, &claims).await?;
-    if !verify_blocking(account.password_hash.clone(), body.password).await {
-        state
-            .auth
-            .throttle()
-            .record_failure(remote, &account.address);
-        return Err(ApiError::Unauthorized(
-            "invalid_credentials",
-            "wrong password".into(),
-        ));
-    }
+    confirm_identity(&state, &account, &body, caller).await?;
     totp::disable(state.store.as_ref(), account.id).await?;
     ok(json!({}))
 }
 
 async fn app_password_list(State(state): State<WebState>, headers: HeaderMap) -> ApiResult {
-    let claims = bearer(&state, &headers)?;
+    let claims = bearer_manage(&state, &headers)?;
     let list = state.store.app_password_list(claims.account()).await?;
     let items: Vec<Value> = list
         .iter()
@@ -413,11 +534,15 @@ async fn app_password_list(State(state): State<WebState>, headers: HeaderMap) ->
 #[derive(Deserialize)]
 struct NewAppPassword {
     name: String,
+    #[serde(flatten)]
+    confirmation: Confirmation,
 }
 
-/// Creates an app password; the clear text is in this response only.
+/// Creates an app password; the clear text is in this response only. Needs the account
+/// password (and code) in the same request.
 async fn app_password_add(State(state): State<WebState>, req: Request) -> ApiResult {
-    let claims = bearer(&state, req.headers())?;
+    let claims = bearer_manage(&state, req.headers())?;
+    let caller = Caller::of(&state, &req);
     let body: NewAppPassword = json_body(req).await?;
     let name = body.name.trim();
     if name.is_empty()
@@ -428,6 +553,8 @@ async fn app_password_add(State(state): State<WebState>, req: Request) -> ApiRes
             "name must be 1 to {MAX_APP_PASSWORD_NAME} printable characters"
         )));
     }
+    let account = account_of(&state, &claims).await?;
+    confirm_identity(&state, &account, &body.confirmation, caller).await?;
     let password = generate_app_password();
     let clear = password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&clear))
@@ -436,28 +563,116 @@ async fn app_password_add(State(state): State<WebState>, req: Request) -> ApiRes
         .map_err(ApiError::Unavailable)?;
     let created = state
         .store
-        .app_password_add(claims.account(), name, &hash)
+        .app_password_add(account.id, name, &hash)
         .await?;
     ok(
         json!({ "id": created.id, "name": created.name, "createdAt": created.created_at, "password": password }),
     )
 }
 
+/// Deletes an app password (needs the account password and code, as JSON body) and revokes
+/// every token issued from it.
 async fn app_password_delete(
     State(state): State<WebState>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
+    req: Request,
 ) -> ApiResult {
-    let claims = bearer(&state, &headers)?;
+    let claims = bearer_manage(&state, req.headers())?;
+    let caller = Caller::of(&state, &req);
+    let body: Confirmation = json_body(req).await?;
+    let account = account_of(&state, &claims).await?;
+    confirm_identity(&state, &account, &body, caller).await?;
+    state.store.app_password_delete(account.id, id).await?;
+    state.auth.forget_account(account.id).await;
+    let now = now_unix();
     state
-        .store
-        .app_password_delete(claims.account(), id)
-        .await?;
+        .signer
+        .revoke_credentials(&app_password_revocation(
+            account.id,
+            id,
+            now + CREDENTIAL_REVOCATION_KEEP_SECS,
+        ))
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     ok(json!({}))
 }
 
+#[derive(Deserialize)]
+struct PasswordChange {
+    #[serde(rename = "newPassword")]
+    new_password: String,
+    #[serde(flatten)]
+    confirmation: Confirmation,
+}
+
+/// Changes the account password (needs the current one, and the code with 2FA on). Every
+/// token of the account issued before stops working, except this session's; the other
+/// sessions are signed out, and the answer says how many.
+async fn password_change(State(state): State<WebState>, req: Request) -> ApiResult {
+    let claims = bearer_manage(&state, req.headers())?;
+    let caller = Caller::of(&state, &req);
+    let body: PasswordChange = json_body(req).await?;
+    let account = account_of(&state, &claims).await?;
+    check_password_strength(&body.new_password, &account.address).map_err(ApiError::BadRequest)?;
+    confirm_identity(&state, &account, &body.confirmation, caller).await?;
+    let clear = body.new_password.clone();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&clear))
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(ApiError::Unavailable)?;
+    state.store.account_set_password(account.id, &hash).await?;
+    state.auth.forget_account(account.id).await;
+    let now = now_unix();
+    state
+        .signer
+        .revoke_credentials(&account_epoch(
+            account.id,
+            Some(&claims.sid),
+            now_ms(),
+            now + CREDENTIAL_REVOCATION_KEEP_SECS,
+        ))
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mut signed_out = 0usize;
+    for session in sessions::list(state.store.as_ref(), account.id).await? {
+        if session.id == claims.sid {
+            continue;
+        }
+        let _ = state.signer.revoke_session(
+            &session.id,
+            session.expires_at.max(now + REFRESH_TTL_SECS),
+            now,
+        );
+        if sessions::remove(state.store.as_ref(), account.id, &session.id)
+            .await
+            .is_ok()
+        {
+            signed_out += 1;
+        }
+    }
+    tracing::info!(
+        account = account.id.0,
+        signed_out,
+        "password changed from the web"
+    );
+    let mut response = no_store(
+        StatusCode::OK,
+        json!({
+            "changed": true,
+            "signedOutSessions": signed_out,
+            "keptSession": claims.sid,
+            "description": format!(
+                "password changed; {signed_out} other session(s) signed out, every token issued before is revoked except this session's"
+            ),
+        }),
+    );
+    // The new epoch also ended this browser's device cookie: hand it a fresh one.
+    if let Some(cookie) = device_cookie(&state, account.id, now_unix()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
 async fn session_list(State(state): State<WebState>, headers: HeaderMap) -> ApiResult {
-    let claims = bearer(&state, &headers)?;
+    let claims = bearer_manage(&state, &headers)?;
     let now = now_unix();
     let list = sessions::list(state.store.as_ref(), claims.account()).await?;
     let items: Vec<Value> = list
@@ -479,7 +694,7 @@ async fn session_revoke(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let claims = bearer(&state, &headers)?;
+    let claims = bearer_manage(&state, &headers)?;
     let now = now_unix();
     // Only the account's own sessions can be revoked.
     let Some(record) = sessions::remove(state.store.as_ref(), claims.account(), &id).await? else {

@@ -12,10 +12,15 @@ use tower::ServiceExt;
 struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
+    signer: Arc<TokenSigner>,
     app: Router,
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(ThrottleConfig::default()).await
+}
+
+async fn fixture_with(throttle: ThrottleConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = bulwark_store::sqlite::SqliteStore::open(dir.path()).unwrap();
     store.domain_add("example.test").await.unwrap();
@@ -27,11 +32,13 @@ async fn fixture() -> Fixture {
         })
         .await
         .unwrap();
-    let auth = Arc::new(Authenticator::new(store.clone(), ThrottleConfig::default()));
-    let app = router(store.clone(), auth, Arc::new(TokenSigner::ephemeral()));
+    let auth = Arc::new(Authenticator::new(store.clone(), throttle));
+    let signer = Arc::new(TokenSigner::ephemeral());
+    let app = router(store.clone(), auth, signer.clone());
     Fixture {
         _dir: dir,
         store,
+        signer,
         app,
     }
 }
@@ -150,6 +157,19 @@ async fn app_passwords_are_shown_once_listed_and_deleted() {
         Some(json!({ "name": "Thunderbird" })),
     )
     .await;
+    assert_eq!(
+        (status, created["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("password_required")),
+        "creating an app password needs the account password"
+    );
+    let (status, created) = call(
+        &f.app,
+        "POST",
+        "/api/account/app-passwords",
+        Some(access),
+        Some(json!({ "name": "Thunderbird", "password": "correct horse" })),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{created}");
     let password = created["password"].as_str().unwrap();
     assert!(password.len() >= 16);
@@ -176,7 +196,21 @@ async fn app_passwords_are_shown_once_listed_and_deleted() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let uri = format!("/api/account/app-passwords/{}", created["id"]);
     assert_eq!(
-        call(&f.app, "DELETE", &uri, Some(access), None).await.0,
+        call(&f.app, "DELETE", &uri, Some(access), Some(json!({})))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(
+            &f.app,
+            "DELETE",
+            &uri,
+            Some(access),
+            Some(json!({ "password": "correct horse" }))
+        )
+        .await
+        .0,
         StatusCode::OK
     );
     let (_, list) = call(
@@ -193,7 +227,7 @@ async fn app_passwords_are_shown_once_listed_and_deleted() {
         "POST",
         "/api/account/app-passwords",
         Some(access),
-        Some(json!({ "name": " " })),
+        Some(json!({ "name": " ", "password": "correct horse" })),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -267,12 +301,25 @@ async fn totp_enrolment_then_login_needs_the_code_or_a_recovery_code() {
     let f = fixture().await;
     let t = sign_in(&f.app).await;
     let access = t["access_token"].as_str().unwrap();
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/totp/enrol",
+        Some(access),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "enrolment needs the password"
+    );
     let (status, enrol) = call(
         &f.app,
         "POST",
         "/api/account/totp/enrol",
         Some(access),
-        None,
+        Some(json!({ "password": "correct horse" })),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -340,7 +387,7 @@ async fn totp_enrolment_then_login_needs_the_code_or_a_recovery_code() {
         StatusCode::UNAUTHORIZED,
         "recovery codes are single-use"
     );
-    // Disabling needs the password.
+    // Disabling needs the password and the current second factor.
     let (status, _) = call(
         &f.app,
         "POST",
@@ -349,8 +396,8 @@ async fn totp_enrolment_then_login_needs_the_code_or_a_recovery_code() {
         Some(json!({ "password": "nope" })),
     )
     .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = call(
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = call(
         &f.app,
         "POST",
         "/api/account/totp/disable",
@@ -358,8 +405,264 @@ async fn totp_enrolment_then_login_needs_the_code_or_a_recovery_code() {
         Some(json!({ "password": "correct horse" })),
     )
     .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("totp_required"))
+    );
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/totp/disable",
+        Some(access),
+        Some(json!({ "password": "correct horse", "totp": recovery[1] })),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(login(None).await.0, StatusCode::OK);
+}
+
+/// Issue 13 item 6: a session opened with an app password (JMAP `/auth/token`) is for mail;
+/// it cannot manage the account.
+#[tokio::test]
+async fn app_password_sessions_cannot_manage_the_account() {
+    let f = fixture().await;
+    let account = f
+        .store
+        .account_by_address("alice@example.test")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let grant = bulwark_auth::token::Grant {
+        account,
+        sid: "from-app".into(),
+        scope: bulwark_auth::token::Scope::Mail,
+        app: Some(1),
+    };
+    let mail = f.signer.issue_grant(
+        bulwark_auth::token::TokenKind::Access,
+        &grant,
+        600,
+        now_unix(),
+    );
+    for (method, uri, body) in [
+        ("GET", "/api/account/me", None),
+        ("GET", "/api/account/app-passwords", None),
+        (
+            "POST",
+            "/api/account/app-passwords",
+            Some(json!({ "name": "evil", "password": "correct horse" })),
+        ),
+        (
+            "POST",
+            "/api/account/totp/enrol",
+            Some(json!({ "password": "correct horse" })),
+        ),
+        ("GET", "/api/account/sessions", None),
+        (
+            "POST",
+            "/api/account/password",
+            Some(json!({ "password": "correct horse", "newPassword": "another horse" })),
+        ),
+    ] {
+        let (status, body) = call(&f.app, method, uri, Some(&mail), body).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("insufficient_scope")),
+            "{method} {uri}"
+        );
+    }
+}
+
+/// Issue 13 item 13: a web password change revokes every other session's tokens (and says
+/// so); the session that made it keeps working; deleting an app password revokes its tokens.
+#[tokio::test]
+async fn password_change_signs_out_the_other_sessions_and_keeps_this_one() {
+    let f = fixture().await;
+    let phone = sign_in(&f.app).await;
+    let laptop = sign_in(&f.app).await;
+    let laptop_access = laptop["access_token"].as_str().unwrap();
+    let change = json!({ "password": "correct horse", "newPassword": "battery staple 9" });
+    let (status, body) = call(
+        &f.app,
+        "POST",
+        "/api/account/password",
+        Some(laptop_access),
+        Some(json!({ "password": "wrong", "newPassword": "battery staple 9" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("invalid_credentials"))
+    );
+    let (status, body) = call(
+        &f.app,
+        "POST",
+        "/api/account/password",
+        Some(laptop_access),
+        Some(change),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["signedOutSessions"], 1);
+    assert_eq!(body["keptSession"], laptop["session_id"]);
+    let phone_access = phone["access_token"].as_str().unwrap();
+    assert_eq!(
+        call(&f.app, "GET", "/api/account/me", Some(phone_access), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/refresh",
+        None,
+        Some(json!({ "refresh_token": phone["refresh_token"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&f.app, "GET", "/api/account/me", Some(laptop_access), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/refresh",
+        None,
+        Some(json!({ "refresh_token": laptop["refresh_token"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // The old password is gone, the new one signs in.
+    let (status, _) = call(
+        &f.app,
+        "POST",
+        "/api/account/login",
+        None,
+        Some(json!({ "username": "alice@example.test", "password": "correct horse" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, fresh) = call(
+        &f.app,
+        "POST",
+        "/api/account/login",
+        None,
+        Some(json!({ "username": "alice@example.test", "password": "battery staple 9" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // An app password's tokens die with it.
+    let access = fresh["access_token"].as_str().unwrap();
+    let (_, created) = call(
+        &f.app,
+        "POST",
+        "/api/account/app-passwords",
+        Some(access),
+        Some(json!({ "name": "phone", "password": "battery staple 9" })),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    let grant = bulwark_auth::token::Grant {
+        account: f
+            .store
+            .account_by_address("alice@example.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        sid: "jmap-client".into(),
+        scope: bulwark_auth::token::Scope::Mail,
+        app: Some(id),
+    };
+    let kind = bulwark_auth::token::TokenKind::Access;
+    let from_app = f.signer.issue_grant(kind, &grant, 600, now_unix());
+    assert!(f.signer.verify(&from_app, kind, now_unix()).is_ok());
+    let (status, _) = call(
+        &f.app,
+        "DELETE",
+        &format!("/api/account/app-passwords/{id}"),
+        Some(access),
+        Some(json!({ "password": "battery staple 9" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(f.signer.verify(&from_app, kind, now_unix()).is_err());
+}
+
+/// Issue 13 item 11: a sign-in sets an HttpOnly device cookie that verifies as a device token
+/// of the account (and grants nothing: it is not an access token).
+#[tokio::test]
+async fn sign_in_sets_a_device_cookie_that_is_not_an_access_token() {
+    let f = fixture().await;
+    let (status, headers, _) = raw(
+        &f.app,
+        "POST",
+        "/api/account/login",
+        None,
+        Some(json!({ "username": "alice@example.test", "password": "correct horse" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("bulwark_device=") && cookie.contains("HttpOnly"));
+    assert!(cookie.contains("SameSite=Strict") && cookie.contains("Path=/api/account"));
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("bulwark_device=");
+    use bulwark_auth::token::TokenKind;
+    assert!(
+        f.signer
+            .verify(value, TokenKind::Device, now_unix())
+            .is_ok()
+    );
+    assert_eq!(
+        call(&f.app, "GET", "/api/account/me", Some(value), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Issue 13 item 7: `totp/disable` checks the password through the login throttle.
+#[tokio::test]
+async fn totp_disable_goes_through_the_login_throttle() {
+    let f = fixture_with(ThrottleConfig {
+        ip_max_failures: 3,
+        ..ThrottleConfig::default()
+    })
+    .await;
+    let t = sign_in(&f.app).await;
+    let access = t["access_token"].as_str().unwrap();
+    let disable = |password: &'static str| {
+        let app = f.app.clone();
+        let access = access.to_string();
+        async move {
+            call(
+                &app,
+                "POST",
+                "/api/account/totp/disable",
+                Some(&access),
+                Some(json!({ "password": password })),
+            )
+            .await
+            .0
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(disable("guess").await, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(disable("guess").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        disable("correct horse").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]

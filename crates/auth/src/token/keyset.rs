@@ -8,16 +8,22 @@
 //! keeps verifying until `retire_at` (its activation + the longest refresh-token lifetime).
 //! The signing key at time `t` is the newest key with a secret whose `activate_at <= t`.
 //!
-//! Secrets are stored in the store as hex, like every other credential secret there (TOTP
-//! seeds): whoever can read the store can mint tokens, so protect it accordingly.
+//! Secrets are hex inside a JSON document that is sealed with the node's secret key
+//! ([`crate::at_rest`], issue 13 item 2) in the store and in the local copy; clear-text
+//! documents from before are read and rewritten sealed.
 
 use super::{TokenError, hex, new_kid, storage};
 use bulwark_store::Store;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-/// Global setting holding the key set (JSON).
+/// Global setting holding the key set (JSON, sealed with [`crate::at_rest`] when a secret key
+/// is configured).
 pub const KEYSET_SETTING: &str = "token-keys";
+/// Associated data of the sealed key set in the store.
+pub(crate) const KEYSET_CONTEXT: &str = "token-keys";
+/// Associated data of the sealed local copy.
+pub(crate) const KEYSET_CACHE_CONTEXT: &str = "token-keyset-cache";
 /// Local copy of the shared key set (mode 0600).
 pub const KEYSET_CACHE_FILE: &str = "token-keyset.json";
 /// How often a node re-reads the key set from the store.
@@ -93,6 +99,18 @@ impl KeySet {
 
     pub fn to_json(&self) -> Result<String, TokenError> {
         serde_json::to_string_pretty(self).map_err(storage)
+    }
+
+    /// The form kept at rest under `context` (sealed when a secret key is installed, see
+    /// [`crate::at_rest`]).
+    pub fn to_stored(&self, context: &str) -> Result<String, TokenError> {
+        Ok(crate::at_rest::seal(&self.to_json()?, context))
+    }
+
+    /// Reads the form kept at rest (sealed, or clear text from before encryption).
+    pub fn parse_stored(stored: &str, context: &str) -> Result<KeySet, TokenError> {
+        let json = crate::at_rest::open(stored, context).map_err(storage)?;
+        KeySet::parse(&json)
     }
 
     /// Decodes every key; fails if any is malformed or none can sign.
@@ -194,16 +212,33 @@ pub(crate) async fn fetch_or_publish(
     store: &dyn Store,
     seed: impl FnOnce() -> KeySet,
 ) -> Result<KeySet, TokenError> {
-    if let Some(json) = store
+    if let Some(stored) = store
         .global_setting_get(KEYSET_SETTING)
         .await
         .map_err(storage)?
     {
-        return KeySet::parse(&json);
+        let set = KeySet::parse_stored(&stored, KEYSET_CONTEXT)?;
+        if crate::at_rest::needs_migration(&stored) {
+            // Clear text from before encryption at rest: rewrite it sealed (if another node
+            // did it first, the compare-and-set simply fails).
+            match store
+                .global_setting_replace(
+                    KEYSET_SETTING,
+                    Some(&stored),
+                    &set.to_stored(KEYSET_CONTEXT)?,
+                )
+                .await
+            {
+                Ok(true) => tracing::info!("token signing keys in the store are now encrypted"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot encrypt the token signing keys yet"),
+            }
+        }
+        return Ok(set);
     }
     let seed = seed();
     let inserted = store
-        .global_setting_replace(KEYSET_SETTING, None, &seed.to_json()?)
+        .global_setting_replace(KEYSET_SETTING, None, &seed.to_stored(KEYSET_CONTEXT)?)
         .await
         .map_err(storage)?;
     if inserted {
@@ -215,7 +250,7 @@ pub(crate) async fn fetch_or_publish(
         .await
         .map_err(storage)?
     {
-        Some(json) => KeySet::parse(&json),
+        Some(stored) => KeySet::parse_stored(&stored, KEYSET_CONTEXT),
         None => Err(storage("token key set vanished while it was being created")),
     }
 }
@@ -233,12 +268,16 @@ pub(crate) async fn update_shared(
             .await
             .map_err(storage)?;
         let current = match &current_json {
-            Some(json) => KeySet::parse(json)?,
+            Some(stored) => KeySet::parse_stored(stored, KEYSET_CONTEXT)?,
             None => KeySet::fresh(now),
         };
         let next = change(&current);
         if store
-            .global_setting_replace(KEYSET_SETTING, current_json.as_deref(), &next.to_json()?)
+            .global_setting_replace(
+                KEYSET_SETTING,
+                current_json.as_deref(),
+                &next.to_stored(KEYSET_CONTEXT)?,
+            )
             .await
             .map_err(storage)?
         {

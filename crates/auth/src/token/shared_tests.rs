@@ -241,3 +241,85 @@ async fn refresh_task_publishes_a_revocation_without_waiting_for_the_interval() 
     }
     task.abort();
 }
+
+/// Issue 13 item 13: an admin command publishes an account epoch to the store; a running
+/// node adopts it at its next credential sync, and so does a node started afterwards.
+#[tokio::test]
+async fn account_epoch_published_to_the_store_reaches_running_and_restarted_nodes() {
+    let f = fixture();
+    let d1 = tempfile::tempdir().unwrap();
+    let n1 = TokenSigner::load_shared(f.store.as_ref(), d1.path())
+        .await
+        .unwrap();
+    let now = now_unix();
+    let token = access(&n1, now);
+    assert!(n1.verify(&token, TokenKind::Access, now).is_ok());
+    publish_credentials(
+        f.store.as_ref(),
+        &account_epoch(AccountId(1), None, now_ms(), now + TTL),
+        now,
+    )
+    .await
+    .unwrap();
+    n1.sync_credentials(f.store.as_ref()).await.unwrap();
+    assert_eq!(
+        n1.verify(&token, TokenKind::Access, now),
+        Err(TokenError::Revoked)
+    );
+    let d2 = tempfile::tempdir().unwrap();
+    let n2 = TokenSigner::load_shared(f.store.as_ref(), d2.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        n2.verify(&token, TokenKind::Access, now),
+        Err(TokenError::Revoked)
+    );
+    // A local revocation survives a store outage and a restart (local file).
+    let other = n2.issue(TokenKind::Access, AccountId(2), "b", TTL, now);
+    f.flaky.set_down(true);
+    n2.revoke_credentials(&account_epoch(AccountId(2), None, now_ms(), now + TTL))
+        .unwrap();
+    drop(n2);
+    let n2 = TokenSigner::load_shared(f.store.as_ref(), d2.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        n2.verify(&other, TokenKind::Access, now),
+        Err(TokenError::Revoked)
+    );
+}
+
+/// Issue 13 item 2: with a secret key the key set is sealed in the store and in the local
+/// copy; a clear-text set from before is migrated and its tokens keep verifying.
+#[tokio::test]
+async fn key_set_is_sealed_at_rest_and_a_clear_text_set_is_migrated() {
+    let f = fixture();
+    // A clear-text set written before encryption existed.
+    let old = KeySet::fresh(now_unix());
+    f.store
+        .global_setting_replace(KEYSET_SETTING, None, &old.to_json().unwrap())
+        .await
+        .unwrap();
+    crate::at_rest::install_test_key();
+    let d1 = tempfile::tempdir().unwrap();
+    let n1 = TokenSigner::load_shared(f.store.as_ref(), d1.path())
+        .await
+        .unwrap();
+    assert_eq!(n1.key_ids(), vec![old.keys[0].kid.clone()]);
+    let stored = f
+        .store
+        .global_setting_get(KEYSET_SETTING)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(crate::at_rest::is_sealed(&stored) && !stored.contains("secret"));
+    let cache = std::fs::read_to_string(d1.path().join(KEYSET_CACHE_FILE)).unwrap();
+    assert!(crate::at_rest::is_sealed(&cache) && !cache.contains("secret"));
+    // A restarted node reads the sealed copies.
+    let now = now_unix();
+    let token = access(&n1, now);
+    let n2 = TokenSigner::load_shared(f.store.as_ref(), d1.path())
+        .await
+        .unwrap();
+    assert!(n2.verify(&token, TokenKind::Access, now).is_ok());
+}

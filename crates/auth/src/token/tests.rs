@@ -115,3 +115,68 @@ fn rotation_keeps_old_tokens_valid_and_persists_keys_privately() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[test]
+fn account_epoch_cuts_off_older_tokens_except_the_kept_session() {
+    let s = TokenSigner::ephemeral();
+    let now = now_unix();
+    let grant = |sid: &str, app: Option<i64>| Grant {
+        account: AccountId(7),
+        sid: sid.into(),
+        scope: Scope::Account,
+        app,
+    };
+    let old = s.issue_grant(TokenKind::Access, &grant("old", None), 600, now);
+    let kept = s.issue_grant(TokenKind::Refresh, &grant("kept", None), 600, now);
+    let other_account = s.issue(TokenKind::Access, AccountId(8), "x", 600, now);
+    s.revoke_credentials(&account_epoch(
+        AccountId(7),
+        Some("kept"),
+        now_ms(),
+        now + 600,
+    ))
+    .unwrap();
+    assert_eq!(
+        s.verify(&old, TokenKind::Access, now),
+        Err(TokenError::Revoked)
+    );
+    assert!(s.verify(&kept, TokenKind::Refresh, now).is_ok());
+    assert!(s.verify(&other_account, TokenKind::Access, now).is_ok());
+    // Tokens of a later millisecond are good (the clock must move on first).
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let fresh = s.issue_grant(TokenKind::Access, &grant("new", None), 600, now_unix());
+    assert!(s.verify(&fresh, TokenKind::Access, now_unix()).is_ok());
+}
+
+#[test]
+fn deleting_an_app_password_cuts_off_its_tokens_only() {
+    let s = TokenSigner::ephemeral();
+    let now = now_unix();
+    let grant = |app| Grant {
+        account: AccountId(7),
+        sid: "s".into(),
+        scope: Scope::Mail,
+        app,
+    };
+    let from_app = s.issue_grant(TokenKind::Access, &grant(Some(3)), 600, now);
+    let from_other_app = s.issue_grant(TokenKind::Access, &grant(Some(4)), 600, now);
+    s.revoke_credentials(&app_password_revocation(AccountId(7), 3, now + 600))
+        .unwrap();
+    assert_eq!(
+        s.verify(&from_app, TokenKind::Access, now),
+        Err(TokenError::Revoked)
+    );
+    let c = s.verify(&from_other_app, TokenKind::Access, now).unwrap();
+    assert_eq!((c.scope, c.app), (Scope::Mail, Some(4)));
+}
+
+#[test]
+fn tokens_without_a_scope_are_mail_only() {
+    let claims: Claims =
+        serde_json::from_str(r#"{"typ":"access","sub":1,"sid":"s","iat":1,"exp":2,"kid":"k"}"#)
+            .unwrap();
+    assert_eq!(
+        (claims.scope, claims.app, claims.issued_at_ms()),
+        (Scope::Mail, None, 1000)
+    );
+}

@@ -298,35 +298,35 @@ pub const KEYS: &[KeyDef] = &[
         "ip_max_failures",
         Count,
         "10",
-        "Failed logins from one IP inside the window before that IP is refused until the window passes."
+        "Failed logins from one IP inside the window before that IP is refused until the window passes. Attempts in flight count too (at most this many password checks run at once per IP); a success clears only that account's failures."
     ),
     key!(
         "auth",
         "account_delay_after",
         Count,
         "3",
-        "Failed logins on one account after which each further attempt is delayed by `account_delay`."
+        "Failed logins on one account after which each further attempt from an unknown device is delayed by `account_delay`."
     ),
     key!(
         "auth",
         "account_delay",
         Duration,
         "\"2s\"",
-        "Delay added to each attempt on an account that had `account_delay_after` failures."
+        "Delay (fixed, never growing) added to each attempt from an unknown device on an account that had `account_delay_after` failures."
     ),
     key!(
         "auth",
         "account_max_failures",
         Count,
         "20",
-        "Failed logins on one account after which it refuses logins for `account_lockout`."
+        "Failed logins on one account after which unknown devices may sign in with app passwords only, for `account_lockout`. Known devices (an IP that signed in within 30 days, a browser with its device cookie, a valid token) are exempt."
     ),
     key!(
         "auth",
         "account_lockout",
         Duration,
         "\"1m\"",
-        "How long an account refuses logins after `account_max_failures`; short, so an attacker cannot lock the real user out for long."
+        "How long after the last failure the per-account lock-out for unknown devices lasts; the owner's known devices and app passwords keep working meanwhile."
     ),
     key!(
         "auth",
