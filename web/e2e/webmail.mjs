@@ -74,18 +74,19 @@ async function frameOf(page) {
 }
 
 /** Creates an app password through the account API with the page's own session. With 2FA on,
- * HTTP Basic takes app passwords only (the main password needs the second factor). */
-async function createAppPassword(page, name) {
-  return page.evaluate(async (name) => {
+ * HTTP Basic takes app passwords only (the main password needs the second factor). Creating
+ * one needs the account password and, with 2FA on, a code (issue 13 item 6). */
+async function createAppPassword(page, name, password, totp) {
+  return page.evaluate(async ({ name, password, totp }) => {
     const t = JSON.parse(localStorage.getItem('bulwark.tokens'));
     const r = await fetch('/api/account/app-passwords', {
       method: 'POST',
       headers: { Authorization: `Bearer ${t.access}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ name }),
+      body: JSON.stringify({ name, password, totp }),
     });
     if (!r.ok) throw new Error(`app password: HTTP ${r.status}`);
     return (await r.json()).password;
-  }, name);
+  }, { name, password, totp });
 }
 
 /** A JMAP client's password grant at /auth/token (2FA: a recovery code as the `totp`). Tries the
@@ -157,6 +158,7 @@ async function main() {
 
     step('enrol TOTP in settings (QR + confirm code), get 10 recovery codes');
     await page.click('#open-settings');
+    await page.fill('#totp-enrol-password', ALICE_PW);
     await page.click('#totp-enrol');
     await page.waitForSelector('#totp-secret');
     await page.waitForSelector('img.qr');
@@ -174,7 +176,8 @@ async function main() {
     await page.waitForSelector('#login-user');
     // The confirmation used this 30 s step; the next step's code is valid (±1 step) and unused.
     await signIn(page, base, () => totp(secret, Date.now() / 1000 + 30));
-    const aliceApp = await createAppPassword(page, 'e2e checks');
+    // The last recovery code confirms the change (the grant below uses the first ones).
+    const aliceApp = await createAppPassword(page, 'e2e checks', ALICE_PW, codes.pop());
 
     step('deliver a hostile HTML mail by SMTP (python smtplib); it appears live');
     const remoteImg = `http://127.0.0.1:${tracker.port}/track.png?u=alice`;

@@ -143,13 +143,14 @@ export class Settings {
     const status = await api(this.app, 'GET', 'totp');
     if (status.enabled) {
       const pw = h('input', { type: 'password', 'aria-label': 'Your password', autocomplete: 'current-password', placeholder: 'Password to confirm' }) as HTMLInputElement;
+      const otp = h('input', { type: 'text', inputmode: 'numeric', 'aria-label': 'Code from the app or a recovery code', autocomplete: 'one-time-code', placeholder: 'Code' }) as HTMLInputElement;
       clear(
         el,
         h('p', { id: 'totp-status' }, `On. ${status.recovery_codes_left} recovery code${status.recovery_codes_left === 1 ? '' : 's'} left.`),
-        h('div.row-actions', null, pw, h('button.btn.danger', {
+        h('div.row-actions', null, pw, otp, h('button.btn.danger', {
           onclick: async () => {
             try {
-              await api(this.app, 'POST', 'totp/disable', { password: pw.value });
+              await api(this.app, 'POST', 'totp/disable', { password: pw.value, totp: otp.value });
               toast('Two-factor authentication turned off');
               await this.totp(el);
             } catch (e) {
@@ -160,13 +161,21 @@ export class Settings {
       );
       return;
     }
+    const enrolPw = h('input', { type: 'password', id: 'totp-enrol-password', 'aria-label': 'Your password', autocomplete: 'current-password', placeholder: 'Password to confirm' }) as HTMLInputElement;
     clear(
       el,
       h('p', { id: 'totp-status' }, 'Off. Protect your account with codes from an authenticator app.'),
+      enrolPw,
       h('button.btn.primary', {
         id: 'totp-enrol',
         onclick: async () => {
-          const e = await api(this.app, 'POST', 'totp/enrol');
+          let e;
+          try {
+            e = await api(this.app, 'POST', 'totp/enrol', { password: enrolPw.value });
+          } catch (err) {
+            toast(`${err instanceof Error ? err.message : err}`);
+            return;
+          }
           const code = h('input', { type: 'text', inputmode: 'numeric', id: 'totp-code', autocomplete: 'one-time-code', 'aria-label': 'Code from the app' }) as HTMLInputElement;
           const msg = h('p.error', { role: 'alert' });
           clear(
@@ -201,6 +210,10 @@ export class Settings {
   private async appPasswords(el: HTMLElement) {
     const list = (await api(this.app, 'GET', 'app-passwords')) as { id: number; name: string; createdAt: number }[];
     const name = h('input', { type: 'text', placeholder: 'App name, e.g. Thunderbird on laptop', 'aria-label': 'App name', maxlength: '100' }) as HTMLInputElement;
+    // Creating or deleting an app password needs the account password (and the code with 2FA on).
+    const pw = h('input', { type: 'password', 'aria-label': 'Your password', autocomplete: 'current-password', placeholder: 'Password to confirm' }) as HTMLInputElement;
+    const otp = h('input', { type: 'text', inputmode: 'numeric', 'aria-label': 'Code from the app (if two-factor is on)', autocomplete: 'one-time-code', placeholder: 'Code (2FA)' }) as HTMLInputElement;
+    const confirmation = () => ({ password: pw.value, totp: otp.value || undefined });
     const shown = h('div', { 'aria-live': 'polite' });
     clear(
       el,
@@ -209,8 +222,12 @@ export class Settings {
             h('tr', null, h('td', null, p.name), h('td', null, new Date(p.createdAt * 1000).toLocaleDateString()), h('td', null, h('button.btn.danger', {
               'aria-label': `Delete app password ${p.name}`,
               onclick: async () => {
-                await api(this.app, 'DELETE', `app-passwords/${p.id}`);
-                await this.appPasswords(el);
+                try {
+                  await api(this.app, 'DELETE', `app-passwords/${p.id}`, confirmation());
+                  await this.appPasswords(el);
+                } catch (err) {
+                  toast(`${err instanceof Error ? err.message : err}`);
+                }
               },
             }, 'Delete')))))
         : h('p.muted', null, 'No app passwords yet.'),
@@ -219,14 +236,14 @@ export class Settings {
         onsubmit: async (e: Event) => {
           e.preventDefault();
           try {
-            const r = await api(this.app, 'POST', 'app-passwords', { name: name.value });
+            const r = await api(this.app, 'POST', 'app-passwords', { name: name.value, ...confirmation() });
             await this.appPasswords(el);
             el.appendChild(h('p', null, `Password for ${r.name} (shown once): `, h('strong.secret', { id: 'new-app-password' }, r.password)));
           } catch (err) {
             toast(`${err instanceof Error ? err.message : err}`);
           }
         },
-      }, name, h('button.btn.primary', { type: 'submit' }, 'Create')),
+      }, name, pw, otp, h('button.btn.primary', { type: 'submit' }, 'Create')),
       shown,
     );
   }
