@@ -7,13 +7,17 @@
 //! [`verify`] checks a sign-in code (±[`ALLOWED_SKEW_STEPS`] time steps, each step usable once)
 //! or consumes a recovery code; [`disable`] removes it all.
 //!
-//! State is one JSON document per account in the store's settings under [`SETTING_KEY`],
-//! sealed with the node's secret key when one is configured ([`crate::at_rest`]).
+//! State is one JSON document per account, the item [`SETTING_KEY`] of the account's
+//! `settings` collection (sealed with the node's secret key when one is configured,
+//! [`crate::at_rest`]). Every change is a compare-and-set on the item's version, so a code or
+//! recovery code is accepted once even when several sign-ins race on several nodes (issue 13
+//! item 12); states kept in the older account settings are moved there on first use.
 //! Recovery codes carry 80 random bits, so a plain SHA-256 (not a slow password hash) is
 //! enough to make a leaked settings table useless.
 
 use base64::Engine;
-use bulwark_store::{AccountId, Store};
+use bulwark_store::collections::names::SETTINGS;
+use bulwark_store::{AccountId, Expect, ItemWrite, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use totp_rs::{Algorithm, Secret, TOTP};
@@ -248,36 +252,73 @@ fn seal_context(account: AccountId) -> String {
     format!("totp:{}", account.0)
 }
 
+/// Attempts of a read-modify-write that lost a compare-and-set race before giving up.
+const CAS_ATTEMPTS: usize = 5;
+
+fn open_state(account: AccountId, stored: &str) -> Result<TotpState, TotpError> {
+    let json = crate::at_rest::open(stored, &seal_context(account))
+        .map_err(|e| TotpError::Corrupt(e.to_string()))?;
+    serde_json::from_str(&json).map_err(|e| TotpError::Corrupt(e.to_string()))
+}
+
+/// The stored state with what a compare-and-set of it must expect. A state still in the
+/// legacy account setting is moved into the collection first (sealed).
+async fn load_versioned(
+    store: &dyn Store,
+    account: AccountId,
+) -> Result<Option<(TotpState, Expect)>, TotpError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let item = store
+            .collection_get(account, SETTINGS, Some(&[SETTING_KEY.to_string()]))
+            .await?;
+        if let Some(item) = item.first() {
+            let state = open_state(account, &item.value)?;
+            let expect = Expect::Version(item.version);
+            if crate::at_rest::needs_migration(&item.value) {
+                match save(store, account, &state, expect).await {
+                    Ok(()) | Err(TotpError::Store(StoreError::Conflict(_))) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(Some((state, expect)));
+        }
+        let Some(legacy) = store.setting_get(account, SETTING_KEY).await? else {
+            return Ok(None);
+        };
+        let state = open_state(account, &legacy)?;
+        match save(store, account, &state, Expect::Absent).await {
+            Ok(()) | Err(TotpError::Store(StoreError::Conflict(_))) => {}
+            Err(e) => return Err(e),
+        }
+        store.setting_set(account, SETTING_KEY, None).await?;
+    }
+    Err(TotpError::Store(StoreError::Unavailable(
+        "two-factor state keeps changing; try again".into(),
+    )))
+}
+
 /// Loads the account's TOTP state (`None` when never enrolled or disabled). The state is kept
 /// sealed with the node's secret key ([`crate::at_rest`], issue 13 item 2); a clear-text state
 /// from before is read and rewritten sealed.
 pub async fn load(store: &dyn Store, account: AccountId) -> Result<Option<TotpState>, TotpError> {
-    let Some(stored) = store.setting_get(account, SETTING_KEY).await? else {
-        return Ok(None);
-    };
-    let json = crate::at_rest::open(&stored, &seal_context(account))
-        .map_err(|e| TotpError::Corrupt(e.to_string()))?;
-    let state: TotpState =
-        serde_json::from_str(&json).map_err(|e| TotpError::Corrupt(e.to_string()))?;
-    if crate::at_rest::needs_migration(&stored) {
-        save(store, account, &state).await?;
-    }
-    Ok(Some(state))
+    Ok(load_versioned(store, account).await?.map(|(s, _)| s))
 }
 
-/// Rewrites every account's clear-text TOTP state sealed (run at start; [`load`] also does it
-/// on first use). Returns how many states were rewritten.
+/// Rewrites every account's clear-text TOTP state sealed, and moves states out of the legacy
+/// account settings (run at start; [`load`] also does it on first use). Returns how many
+/// states were rewritten.
 pub async fn migrate_all(store: &dyn Store) -> Result<usize, TotpError> {
-    if !crate::at_rest::enabled() {
-        return Ok(0);
-    }
     let mut rewritten = 0;
     for account in store.account_list().await? {
-        let stored = store.setting_get(account.id, SETTING_KEY).await?;
-        if stored
-            .as_deref()
-            .is_some_and(crate::at_rest::needs_migration)
-        {
+        let legacy = store.setting_get(account.id, SETTING_KEY).await?;
+        let item = store
+            .collection_get(account.id, SETTINGS, Some(&[SETTING_KEY.to_string()]))
+            .await?;
+        let clear = crate::at_rest::enabled()
+            && item
+                .first()
+                .is_some_and(|i| crate::at_rest::needs_migration(&i.value));
+        if legacy.is_some() || clear {
             load(store, account.id).await?;
             rewritten += 1;
         }
@@ -285,13 +326,26 @@ pub async fn migrate_all(store: &dyn Store) -> Result<usize, TotpError> {
     Ok(rewritten)
 }
 
-async fn save(store: &dyn Store, account: AccountId, state: &TotpState) -> Result<(), TotpError> {
+/// Writes the state if the stored one is still the one `expect` names.
+async fn save(
+    store: &dyn Store,
+    account: AccountId,
+    state: &TotpState,
+    expect: Expect,
+) -> Result<(), TotpError> {
     let json = serde_json::to_string(state).map_err(|e| TotpError::Corrupt(e.to_string()))?;
     let sealed = crate::at_rest::seal(&json, &seal_context(account));
     store
-        .setting_set(account, SETTING_KEY, Some(&sealed))
+        .collection_write(
+            account,
+            vec![ItemWrite::put(SETTINGS, SETTING_KEY, expect, sealed)],
+        )
         .await?;
     Ok(())
+}
+
+fn lost_race(e: &TotpError) -> bool {
+    matches!(e, TotpError::Store(StoreError::Conflict(_)))
 }
 
 /// Status for the settings page.
@@ -319,14 +373,17 @@ pub async fn enrol(
     issuer: &str,
     label: &str,
 ) -> Result<Enrolment, TotpError> {
-    if load(store, account).await?.is_some_and(|s| s.enabled) {
+    let current = load_versioned(store, account).await?;
+    if current.as_ref().is_some_and(|(s, _)| s.enabled) {
         // Re-enrolment is done by disabling first; keep the working factor.
         return Err(TotpError::Totp(
             "two-factor authentication is already enabled; disable it first".into(),
         ));
     }
+    let expect = current.map(|(_, e)| e).unwrap_or(Expect::Absent);
     let state = TotpState::new_pending();
-    save(store, account, &state).await?;
+    // A concurrent enable wins over this enrolment: it fails instead of replacing it.
+    save(store, account, &state, expect).await?;
     let uri = otpauth_uri(&state.secret, issuer, label);
     let svg = qr_svg(&uri)?;
     let data_url = format!(
@@ -348,7 +405,9 @@ pub async fn confirm(
     code: &str,
     now: u64,
 ) -> Result<Vec<String>, TotpError> {
-    let mut state = load(store, account).await?.ok_or(TotpError::NotPending)?;
+    let (mut state, expect) = load_versioned(store, account)
+        .await?
+        .ok_or(TotpError::NotPending)?;
     if state.enabled {
         return Err(TotpError::NotPending);
     }
@@ -356,8 +415,12 @@ pub async fn confirm(
     state.enabled = true;
     state.last_step = step;
     let codes = state.regenerate_recovery_codes();
-    save(store, account, &state).await?;
-    Ok(codes)
+    match save(store, account, &state, expect).await {
+        Ok(()) => Ok(codes),
+        // Someone else confirmed or re-enrolled meanwhile: this code is spent either way.
+        Err(e) if lost_race(&e) => Err(TotpError::InvalidCode),
+        Err(e) => Err(e),
+    }
 }
 
 /// Verifies a sign-in code: a current TOTP code, or an unused recovery code (then consumed).
@@ -368,36 +431,58 @@ pub async fn verify(
     code: &str,
     now: u64,
 ) -> Result<bool, TotpError> {
-    let Some(mut state) = load(store, account).await? else {
-        return Ok(true);
-    };
-    if !state.enabled {
-        return Ok(true);
-    }
     if code.len() > MAX_CODE_INPUT {
-        return Ok(false);
+        return Ok(match load(store, account).await? {
+            Some(state) => !state.enabled,
+            None => true,
+        });
     }
-    if let Some(step) = state.check_code(code, now)? {
-        state.last_step = step;
-        save(store, account, &state).await?;
-        return Ok(true);
+    // Check, mark used and write back as one compare-and-set; a lost race means another
+    // sign-in changed the state (perhaps with this very code): read it again and re-check.
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((mut state, expect)) = load_versioned(store, account).await? else {
+            return Ok(true);
+        };
+        if !state.enabled {
+            return Ok(true);
+        }
+        let mut recovery = false;
+        if let Some(step) = state.check_code(code, now)? {
+            state.last_step = step;
+        } else if normalise_recovery(code).len() == RECOVERY_CODE_BYTES * 8 / 5
+            && state.use_recovery_code(code)
+        {
+            recovery = true;
+        } else {
+            return Ok(false);
+        }
+        match save(store, account, &state, expect).await {
+            Ok(()) => {
+                if recovery {
+                    tracing::info!(
+                        account = account.0,
+                        left = state.recovery_hashes.len(),
+                        "recovery code used"
+                    );
+                }
+                return Ok(true);
+            }
+            Err(e) if lost_race(&e) => continue,
+            Err(e) => return Err(e),
+        }
     }
-    if normalise_recovery(code).len() == RECOVERY_CODE_BYTES * 8 / 5
-        && state.use_recovery_code(code)
-    {
-        save(store, account, &state).await?;
-        tracing::info!(
-            account = account.0,
-            left = state.recovery_hashes.len(),
-            "recovery code used"
-        );
-        return Ok(true);
-    }
+    // Still racing after several attempts: refuse (the user retries with the next code).
     Ok(false)
 }
 
 /// Turns 2FA off (the caller has re-checked the user's password or a code).
 pub async fn disable(store: &dyn Store, account: AccountId) -> Result<(), TotpError> {
+    store
+        .collection_write(
+            account,
+            vec![ItemWrite::delete(SETTINGS, SETTING_KEY, Expect::Any)],
+        )
+        .await?;
     store.setting_set(account, SETTING_KEY, None).await?;
     Ok(())
 }
@@ -569,30 +654,79 @@ mod tests {
         let e = enrol(store, account, "Bulwark", "alice@example.test")
             .await
             .unwrap();
-        let stored = store
-            .setting_get(account, SETTING_KEY)
-            .await
-            .unwrap()
-            .unwrap();
+        async fn item(store: &dyn Store, account: AccountId) -> Option<String> {
+            store
+                .collection_get(account, SETTINGS, Some(&[SETTING_KEY.to_string()]))
+                .await
+                .unwrap()
+                .pop()
+                .map(|i| i.value)
+        }
+        let stored = item(store, account).await.unwrap();
         assert!(crate::at_rest::is_sealed(&stored) && !stored.contains(&e.secret));
         assert_eq!(
             load(store, account).await.unwrap().unwrap().secret,
             e.secret
         );
-        // A clear-text state from before encryption is read, then rewritten sealed.
+        // A clear-text state from before encryption, still in the legacy account setting, is
+        // read, then moved into the collection sealed.
+        disable(store, account).await.unwrap();
         let clear = serde_json::to_string(&TotpState::new_pending()).unwrap();
         store
             .setting_set(account, SETTING_KEY, Some(&clear))
             .await
             .unwrap();
         assert_eq!(migrate_all(store).await.unwrap(), 1);
-        let stored = store
-            .setting_get(account, SETTING_KEY)
-            .await
-            .unwrap()
-            .unwrap();
+        assert_eq!(store.setting_get(account, SETTING_KEY).await.unwrap(), None);
+        let stored = item(store, account).await.unwrap();
         assert!(crate::at_rest::is_sealed(&stored));
         // Sealed for this account only: moved to another account it does not open.
         assert!(crate::at_rest::open(&stored, "totp:999").is_err());
+    }
+
+    /// Issue 13 item 12: twenty sign-ins racing with one code — exactly one is let in; ten
+    /// racing with one recovery code — exactly one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_code_is_accepted_once_under_concurrency() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: std::sync::Arc<dyn Store> =
+            bulwark_store::sqlite::SqliteStore::open(dir.path()).unwrap();
+        store.domain_add("example.test").await.unwrap();
+        let account = store
+            .account_create(bulwark_store::NewAccount {
+                address: "alice@example.test".into(),
+                display_name: "Alice".into(),
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap()
+            .id;
+        enrol(store.as_ref(), account, "Bulwark", "alice")
+            .await
+            .unwrap();
+        let state = load(store.as_ref(), account).await.unwrap().unwrap();
+        let now = NOW;
+        let first = state.code_at(now - STEP_SECS).unwrap();
+        let recovery = confirm(store.as_ref(), account, &first, now - STEP_SECS)
+            .await
+            .unwrap();
+        let code = state.code_at(now).unwrap();
+        for (input, racers) in [(code, 20), (recovery[0].clone(), 10)] {
+            let mut tasks = Vec::new();
+            for _ in 0..racers {
+                let store = store.clone();
+                let input = input.clone();
+                tasks.push(tokio::spawn(async move {
+                    verify(store.as_ref(), account, &input, now).await.unwrap()
+                }));
+            }
+            let mut accepted = 0;
+            for t in tasks {
+                if t.await.unwrap() {
+                    accepted += 1;
+                }
+            }
+            assert_eq!(accepted, 1, "{input} accepted {accepted} times");
+        }
     }
 }
