@@ -10,6 +10,7 @@ a weapon), 13 (tokens outlive credential changes), 17 (timing of a refused main 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import http.client
@@ -376,6 +377,51 @@ class TimingTest(AuthServerCase):
               f"wrong password median {w * 1000:.1f} ms")
         self.assertGreater(r, 0.6 * w, f"right {right} vs wrong {wrong}")
         self.assertGreater(w, 0.6 * r, f"right {right} vs wrong {wrong}")
+
+
+class SingleUseCodeTest(AuthServerCase):
+    """Item 12 (and issue 12's show list): 7 of 10 parallel grants went through with one TOTP
+    code, one recovery code was accepted 3 times. Now each is single use (compare-and-set)."""
+    accounts = ("quinn",)
+    limits_toml = "max_connections_per_ip = 100"
+    auth_toml = "account_delay = \"50ms\"\nip_max_failures = 1000"
+
+    def _grants(self, code: str, n: int) -> list[int]:
+        user = f"quinn@{DOMAIN}"
+        addr = self.server.addr("http")
+
+        def grant(i: int) -> int:
+            form = urllib.parse.urlencode({"grant_type": "password", "username": user,
+                                           "password": self.password("quinn"),
+                                           "totp": code}).encode()
+            conn = http.client.HTTPConnection(*addr, timeout=30,
+                                              source_address=(f"127.0.12.{i + 1}", 0))
+            try:
+                conn.request("POST", "/auth/token", body=form,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+                return conn.getresponse().status
+            finally:
+                conn.close()
+
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            return list(pool.map(grant, range(n)))
+
+    def test_twenty_concurrent_sign_ins_with_one_code_let_one_in(self):
+        token = self.access("quinn")["access_token"]
+        status, enrol, _ = self.http("POST", "/api/account/totp/enrol",
+                                     {"password": self.password("quinn")}, token=token)
+        self.assertEqual(status, 200, enrol)
+        status, confirmed, _ = self.http("POST", "/api/account/totp/confirm",
+                                         {"code": totp_code(enrol["secret"], time.time() - 30)},
+                                         token=token)
+        self.assertEqual(status, 200, confirmed)
+        statuses = self._grants(totp_code(enrol["secret"]), 20)
+        print(f"\n[item 12] 20 concurrent grants with one TOTP code: {statuses.count(200)} let in")
+        self.assertEqual(statuses.count(200), 1, statuses)
+        recovery = confirmed["recoveryCodes"][0]
+        statuses = self._grants(recovery, 10)
+        print(f"[item 12] 10 concurrent grants with one recovery code: {statuses.count(200)} let in")
+        self.assertEqual(statuses.count(200), 1, statuses)
 
 
 class SecretsAtRestTest(unittest.TestCase):
