@@ -65,7 +65,14 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(_) => ApiError::NotFound,
             StoreError::Invalid(m) | StoreError::AlreadyExists(m) => ApiError::BadRequest(m),
-            other => ApiError::Unavailable(other.to_string()),
+            StoreError::Conflict(_) => ApiError::Unavailable(
+                "changed at the same time by another request; try again".into(),
+            ),
+            // The store's own text (database errors) stays in the log (issue 12).
+            other => {
+                tracing::warn!(error = %other, "account API: store failure");
+                ApiError::Unavailable("the account store is unavailable right now".into())
+            }
         }
     }
 }
@@ -78,7 +85,10 @@ impl From<totp::TotpError> for ApiError {
             totp::TotpError::NotPending
             | totp::TotpError::NotEnabled
             | totp::TotpError::Totp(_) => ApiError::BadRequest(e.to_string()),
-            totp::TotpError::Corrupt(_) => ApiError::Unavailable(e.to_string()),
+            totp::TotpError::Corrupt(_) => {
+                tracing::error!(error = %e, "account API: two-factor state unreadable");
+                ApiError::Unavailable("the two-factor settings cannot be read right now".into())
+            }
         }
     }
 }
