@@ -457,11 +457,18 @@ async fn upload_handler(
             return r;
         }
     };
-    match server.store.blob_put(principal.account, &body).await {
+    let stored = match server.store.blob_put(principal.account, &body).await {
+        Ok(hash) => server
+            .blob_ids()
+            .await
+            .map(|ids| ids.encode(principal.account, &hash)),
+        Err(e) => Err(e),
+    };
+    match stored {
         // RFC 8620 §6.1 upload response.
-        Ok(hash) => json_response(
+        Ok(blob_id) => json_response(
             StatusCode::CREATED,
-            &json!({ "accountId": account, "blobId": hash.0, "type": content_type, "size": body.len() }),
+            &json!({ "accountId": account, "blobId": blob_id.0, "type": content_type, "size": body.len() }),
         ),
         Err(e) => store_problem(&e),
     }
@@ -480,7 +487,7 @@ async fn download_handler(
     if ids::parse_account(&account) != Some(principal.account) {
         return problem(StatusCode::NOT_FOUND, "about:blank", "no such account");
     }
-    match blob::read_blob(server.store.as_ref(), principal.account, &blob_id).await {
+    match blob::read_blob(&server, principal.account, &blob_id).await {
         Ok(Some(bytes)) => {
             let content_type = download_type(query.get("accept").map(String::as_str));
             let safe_name: String = name

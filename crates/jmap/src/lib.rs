@@ -118,6 +118,8 @@ pub struct JmapServer {
     pub(crate) vacation: Arc<vacation::VacationResponder>,
     /// Requests in flight per account (RFC 8620 §2 maxConcurrentRequests).
     pub(crate) in_flight: Mutex<HashMap<AccountId, usize>>,
+    /// The blob id key, loaded from the store on first use ([`blob::BlobIds::load`]).
+    pub(crate) blob_ids: tokio::sync::OnceCell<blob::BlobIds>,
     /// Uploads in flight per account (RFC 8620 §2 maxConcurrentUpload).
     pub(crate) uploads_in_flight: Mutex<HashMap<AccountId, usize>>,
 }
@@ -146,6 +148,7 @@ impl JmapServer {
             vacation,
             in_flight: Mutex::new(HashMap::new()),
             uploads_in_flight: Mutex::new(HashMap::new()),
+            blob_ids: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -154,6 +157,13 @@ impl JmapServer {
     pub fn set_pipeline(&self, pipeline: Arc<bulwark_core::Pipeline>) {
         pipeline.add_hook(self.vacation.clone());
         *self.pipeline.write().unwrap_or_else(|e| e.into_inner()) = pipeline;
+    }
+
+    /// Encodes and decodes the blob ids clients see.
+    pub(crate) async fn blob_ids(&self) -> Result<&blob::BlobIds, bulwark_store::StoreError> {
+        self.blob_ids
+            .get_or_try_init(|| blob::BlobIds::load(self.store.as_ref()))
+            .await
     }
 
     pub(crate) fn pipeline(&self) -> Arc<bulwark_core::Pipeline> {

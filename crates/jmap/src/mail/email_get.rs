@@ -153,10 +153,12 @@ fn id_list(v: &[String]) -> Value {
 }
 
 /// Properties of the index entry.
-pub fn index_json(e: &Email) -> Map<String, Value> {
+/// Properties of the index entry; `blob_id` is the id the account sees for the email's blob
+/// ([`crate::blob::BlobIds::encode`]).
+pub fn index_json(e: &Email, blob_id: &BlobHash) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("id".into(), json!(ids::email_id(e.id)));
-    m.insert("blobId".into(), json!(e.blob.0));
+    m.insert("blobId".into(), json!(blob_id.0));
     m.insert("threadId".into(), json!(ids::thread_id(e.thread)));
     let mailboxes: Map<String, Value> = e
         .mailboxes
@@ -399,8 +401,10 @@ pub async fn get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
         Vec::new()
     };
     let headers_only = props.iter().all(|p| header_only(p));
+    let blob_ids = ctx.server.blob_ids().await?.clone();
     for (k, email) in emails.into_iter().enumerate() {
-        let mut full = index_json(email);
+        let blob_id = blob_ids.encode(account, &email.blob);
+        let mut full = index_json(email, &blob_id);
         full.retain(|k, _| k == "id" || props.contains(k));
         match blobs.get(k) {
             Some(Some(raw)) => {
@@ -411,7 +415,7 @@ pub async fn get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
                     parser.parse(raw)
                 };
                 if let Some(msg) = msg {
-                    parsed_json(&msg, &email.blob, &props, &opts, &mut full);
+                    parsed_json(&msg, &blob_id, &props, &opts, &mut full);
                 }
             }
             Some(None) => tracing::warn!(email = %email.id, "blob of email is missing"),

@@ -70,7 +70,7 @@ async fn import_one(
         .get("blobId")
         .and_then(Value::as_str)
         .ok_or_else(|| SetError::invalid_properties(&["blobId"], "blobId is required"))?;
-    let raw = blob::read_blob(ctx.server.store.as_ref(), ctx.account, blob_id)
+    let raw = blob::read_blob(ctx.server, ctx.account, blob_id)
         .await?
         .ok_or_else(|| {
             SetError::new("blobNotFound", format!("no blob {blob_id}"))
@@ -140,15 +140,16 @@ pub async fn parse(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> 
     let mut not_parsable = Vec::new();
     let mut not_found = Vec::new();
     for id in blob_ids {
-        let Some(raw) = blob::read_blob(ctx.server.store.as_ref(), ctx.account, &id).await? else {
+        let Some(raw) = blob::read_blob(ctx.server, ctx.account, &id).await? else {
             not_found.push(id);
             continue;
         };
-        let hash = bulwark_store::BlobHash(
-            blob::parse_blob_id(&id)
-                .map(|(h, _)| h.0)
-                .unwrap_or_default(),
-        );
+        // Parts of a parsed blob are addressed relative to that blob, by this account's id.
+        let ids = ctx.server.blob_ids().await?;
+        let hash = ids
+            .decode(ctx.account, &id)
+            .map(|(h, _)| ids.encode(ctx.account, &h))
+            .unwrap_or_else(|| bulwark_store::BlobHash(String::new()));
         match MessageParser::default().parse(&raw) {
             Some(msg) if !msg.headers().is_empty() => {
                 let mut out = Map::new();

@@ -175,7 +175,7 @@ async fn resolve_part(
             })?;
         value.as_bytes().to_vec()
     } else if let Some(blob_id) = p.get("blobId").and_then(Value::as_str) {
-        blob::read_blob(ctx.server.store.as_ref(), ctx.account, blob_id)
+        blob::read_blob(ctx.server, ctx.account, blob_id)
             .await?
             .ok_or_else(|| {
                 SetError::new("blobNotFound", format!("no blob {blob_id}"))
@@ -442,8 +442,9 @@ pub async fn append(
         .into_iter()
         .next()
         .ok_or_else(|| SetError::new("serverFail", "the store returned no email"))?;
+    let blob_id = ctx.server.blob_ids().await?.encode(account, &a.blob);
     Ok(
-        json!({ "id": ids::email_id(a.email), "blobId": a.blob.0, "threadId": ids::thread_id(a.thread), "size": size }),
+        json!({ "id": ids::email_id(a.email), "blobId": blob_id.0, "threadId": ids::thread_id(a.thread), "size": size }),
     )
 }
 

@@ -680,8 +680,8 @@ Content-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-secret\r\n--b--\r\n"
         "{v}"
     );
 
-    // Bob uploading the same bytes owns his copy (and learns nothing: the answer is the
-    // same whether or not alice has them).
+    // Bob uploading the same bytes owns his copy under his own id (and learns nothing: blob
+    // ids are per account and do not reveal the content hash).
     let (status, _, up) = h
         .raw(
             "POST",
@@ -692,15 +692,22 @@ Content-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-secret\r\n--b--\r\n"
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(up["blobId"], json!(blob));
-    let (status, _, _) = h
-        .raw(
-            "GET",
-            &format!("/jmap/download/{bob_aid}/{blob}/x"),
-            Some(&bob_auth),
-            "",
-            vec![],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "his own upload");
+    let his = up["blobId"].as_str().unwrap().to_string();
+    assert_ne!(
+        his, blob,
+        "the same content has another id in another account"
+    );
+    assert!(!blob.contains(&bulwark_store::BlobHash::of(raw.as_bytes()).0));
+    for (id, want) in [(&his, StatusCode::OK), (&blob, StatusCode::NOT_FOUND)] {
+        let (status, _, _) = h
+            .raw(
+                "GET",
+                &format!("/jmap/download/{bob_aid}/{id}/x"),
+                Some(&bob_auth),
+                "",
+                vec![],
+            )
+            .await;
+        assert_eq!(status, want, "bob downloads {id}");
+    }
 }
