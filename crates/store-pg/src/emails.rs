@@ -217,8 +217,7 @@ async fn destroy_email(
 
 async fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<Appended> {
     let mailboxes = rules::append_mailboxes(&new.mailboxes)?;
-    let size = u32::try_from(new.raw.len())
-        .map_err(|_| StoreError::Invalid("email larger than 4 GiB".into()))?;
+    let size = rules::stored_size(&new.raw, "email")?;
     let keywords = rules::normalize_keywords(&new.keywords)?;
     let summary = serde_json::to_string(&new.summary)
         .map_err(|e| StoreError::Internal(format!("cannot encode email summary: {e}")))?;

@@ -6,7 +6,7 @@
 //! their SQL. `bulwark_core::split_address` folds envelope addresses with the same rule, so
 //! SMTP looks up exactly what account creation stored.
 
-use crate::{KeywordOp, MailboxId, Result, StoreError, Uid};
+use crate::{KeywordOp, MailboxId, QueueId, QueueRcpt, RcptStatus, Result, StoreError, Uid};
 use std::collections::BTreeSet;
 
 // ---- addresses and domains -------------------------------------------------------------
@@ -316,6 +316,44 @@ pub fn append_mailboxes(mailboxes: &[MailboxId]) -> Result<Vec<MailboxId>> {
     Ok(out)
 }
 
+// ---- stored messages --------------------------------------------------------------------
+
+/// The stored size of a message (`what`: "email", "message"); sizes are 32-bit.
+pub fn stored_size(raw: &[u8], what: &str) -> Result<u32> {
+    u32::try_from(raw.len()).map_err(|_| StoreError::Invalid(format!("{what} larger than 4 GiB")))
+}
+
+/// The recipients of a newly queued message, all pending; at least one.
+pub fn queued_recipients(addresses: &[String]) -> Result<Vec<QueueRcpt>> {
+    if addresses.is_empty() {
+        return Err(StoreError::Invalid(
+            "a queued message needs at least one recipient".into(),
+        ));
+    }
+    Ok(addresses
+        .iter()
+        .map(|address| QueueRcpt {
+            address: address.clone(),
+            status: RcptStatus::Pending,
+            last_error: None,
+        })
+        .collect())
+}
+/// Stored form of a queue entry's recipients (JSON).
+pub fn recipients_to_json(recipients: &[QueueRcpt]) -> Result<String> {
+    serde_json::to_string(recipients)
+        .map_err(|e| StoreError::Internal(format!("cannot encode recipients: {e}")))
+}
+
+/// The recipients of queue entry `id` from their stored form.
+pub fn recipients_from_json(id: QueueId, json: &str) -> Result<Vec<QueueRcpt>> {
+    serde_json::from_str(json).map_err(|e| {
+        StoreError::Internal(format!(
+            "recipients of queue entry {id} are unreadable: {e}"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,6 +583,19 @@ mod tests {
         assert_eq!(add, vec![c]);
         assert_eq!(remove, vec![(b, Uid(6))]);
         assert!(append_mailboxes(&[]).is_err());
+        assert!(queued_recipients(&[]).is_err());
+        let rcpts = queued_recipients(&["a@x".to_string()])
+            .ok()
+            .unwrap_or_default();
+        assert_eq!(rcpts.len(), 1);
+        assert_eq!(rcpts[0].status, RcptStatus::Pending);
+        assert_eq!(stored_size(b"abc", "email").ok(), Some(3));
+        let json = recipients_to_json(&rcpts).unwrap_or_default();
+        let back = recipients_from_json(QueueId(1), &json)
+            .ok()
+            .unwrap_or_default();
+        assert_eq!(back.len(), 1);
+        assert!(recipients_from_json(QueueId(1), "[").is_err());
         assert_eq!(append_mailboxes(&[b, a, b]).ok(), Some(vec![b, a]));
     }
 }
