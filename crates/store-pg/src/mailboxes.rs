@@ -82,16 +82,15 @@ pub(crate) async fn insert_mailbox(
     tx.log(account, modseq, Kind::Mailbox, id.0, Op::Created)
         .await?;
     tx.touch_mailbox(account, id, modseq).await?;
-    Ok(Mailbox {
+    Ok(rules::created_mailbox(
         id,
         account,
         name,
         role,
         uid_validity,
-        uid_next: Uid(1),
         subscribed,
-        highest_modseq: modseq,
-    })
+        modseq,
+    ))
 }
 
 async fn require_role_free(tx: &mut Tx<'_>, account: AccountId, role: Role) -> Result<()> {

@@ -12,9 +12,7 @@
 use crate::emails::put_blob;
 use crate::pool::{Tx, get, get_u32};
 use bulwark_store::rules;
-use bulwark_store::{
-    BlobHash, NewQueued, QueueId, Queued, RcptStatus, Result, StoreError, now_unix,
-};
+use bulwark_store::{BlobHash, NewQueued, QueueId, Queued, Result, StoreError, now_unix};
 use tokio_postgres::Row;
 
 /// How far a node's clock may be from the database clock before the database clock wins.
@@ -153,15 +151,7 @@ pub(crate) async fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> 
     if current != entry.lease_owner {
         return Err(bulwark_store::lease_lost(entry, current.as_deref()));
     }
-    let all_final = entry
-        .recipients
-        .iter()
-        .all(|r| r.status != RcptStatus::Pending);
-    let any_failed = entry
-        .recipients
-        .iter()
-        .any(|r| r.status == RcptStatus::Failed);
-    let n = if all_final && (!any_failed || entry.dsn_sent) {
+    let n = if rules::queue_entry_done(entry) {
         tx.exec("DELETE FROM queue WHERE id = $1", &[&entry.id.0])
             .await?
     } else {

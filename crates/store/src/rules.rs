@@ -6,7 +6,10 @@
 //! their SQL. `bulwark_core::split_address` folds envelope addresses with the same rule, so
 //! SMTP looks up exactly what account creation stored.
 
-use crate::{KeywordOp, MailboxId, QueueId, QueueRcpt, RcptStatus, Result, StoreError, Uid};
+use crate::{
+    AccountId, KeywordOp, Mailbox, MailboxId, ModSeq, QueueId, QueueRcpt, Queued, RcptStatus,
+    Result, Role, StoreError, Uid,
+};
 use std::collections::BTreeSet;
 
 // ---- addresses and domains -------------------------------------------------------------
@@ -169,6 +172,29 @@ pub fn renamed_mailboxes(
         out.push((id, renamed));
     }
     Ok(out)
+}
+
+/// A mailbox as created: no UID used yet (UIDNEXT 1, RFC 9051 §2.3.1.1), HIGHESTMODSEQ
+/// the modseq of its creation.
+pub fn created_mailbox(
+    id: MailboxId,
+    account: AccountId,
+    name: String,
+    role: Option<Role>,
+    uid_validity: u32,
+    subscribed: bool,
+    modseq: ModSeq,
+) -> Mailbox {
+    Mailbox {
+        id,
+        account,
+        name,
+        role,
+        uid_validity,
+        uid_next: Uid(1),
+        subscribed,
+        highest_modseq: modseq,
+    }
 }
 
 /// Whether a mailbox may be deleted (INBOX may not).
@@ -339,6 +365,20 @@ pub fn queued_recipients(addresses: &[String]) -> Result<Vec<QueueRcpt>> {
         })
         .collect())
 }
+/// Whether a queue entry is finished and can be deleted: every recipient is final
+/// (delivered or failed) and any failure has been reported by a DSN.
+pub fn queue_entry_done(entry: &Queued) -> bool {
+    let all_final = entry
+        .recipients
+        .iter()
+        .all(|r| r.status != RcptStatus::Pending);
+    let any_failed = entry
+        .recipients
+        .iter()
+        .any(|r| r.status == RcptStatus::Failed);
+    all_final && (!any_failed || entry.dsn_sent)
+}
+
 /// Stored form of a queue entry's recipients (JSON).
 pub fn recipients_to_json(recipients: &[QueueRcpt]) -> Result<String> {
     serde_json::to_string(recipients)
@@ -583,6 +623,7 @@ mod tests {
         assert_eq!(add, vec![c]);
         assert_eq!(remove, vec![(b, Uid(6))]);
         assert!(append_mailboxes(&[]).is_err());
+        assert_eq!(append_mailboxes(&[b, a, b]).ok(), Some(vec![b, a]));
         assert!(queued_recipients(&[]).is_err());
         let rcpts = queued_recipients(&["a@x".to_string()])
             .ok()
@@ -596,6 +637,33 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(back.len(), 1);
         assert!(recipients_from_json(QueueId(1), "[").is_err());
-        assert_eq!(append_mailboxes(&[b, a, b]).ok(), Some(vec![b, a]));
+    }
+
+    #[test]
+    fn a_queue_entry_is_done_once_all_are_final_and_failures_reported() {
+        let rcpt = |status| QueueRcpt {
+            address: "a@x".into(),
+            status,
+            last_error: None,
+        };
+        let mut entry = Queued {
+            id: QueueId(1),
+            sender: String::new(),
+            recipients: vec![rcpt(RcptStatus::Delivered), rcpt(RcptStatus::Pending)],
+            blob: crate::BlobHash(String::new()),
+            size: 0,
+            created_at: 0,
+            next_attempt: 0,
+            attempts: 0,
+            expires_at: 0,
+            dsn_sent: false,
+            lease_owner: None,
+            lease_until: 0,
+        };
+        assert!(!queue_entry_done(&entry));
+        entry.recipients[1].status = RcptStatus::Failed;
+        assert!(!queue_entry_done(&entry), "the failure is not reported yet");
+        entry.dsn_sent = true;
+        assert!(queue_entry_done(&entry));
     }
 }

@@ -84,16 +84,15 @@ pub(crate) fn insert_mailbox(
     let id = MailboxId(tx.conn.last_insert_rowid());
     tx.log(account, modseq, Kind::Mailbox, id.0, Op::Created)?;
     tx.touch_mailbox(account, id, modseq)?;
-    Ok(Mailbox {
+    Ok(rules::created_mailbox(
         id,
         account,
         name,
         role,
         uid_validity,
-        uid_next: Uid(1),
         subscribed,
-        highest_modseq: modseq,
-    })
+        modseq,
+    ))
 }
 
 fn require_role_free(conn: &Connection, account: AccountId, role: Role) -> Result<()> {

@@ -4,7 +4,7 @@ use super::db_err;
 use super::emails::put_blob;
 use super::writer::Tx;
 use crate::rules;
-use crate::{BlobHash, NewQueued, QueueId, Queued, RcptStatus, Result, StoreError, now_unix};
+use crate::{BlobHash, NewQueued, QueueId, Queued, Result, StoreError, now_unix};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 const QUEUE_COLUMNS: &str = "id, sender, recipients, blob, size, created_at, next_attempt, attempts, expires_at, \
@@ -102,17 +102,9 @@ pub(crate) fn queue_lease_due(
 /// Writes back an attempt and releases the lease; deletes the entry once every recipient
 /// is final and any failure has been reported by a DSN.
 pub(crate) fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> {
-    let all_final = entry
-        .recipients
-        .iter()
-        .all(|r| r.status != RcptStatus::Pending);
-    let any_failed = entry
-        .recipients
-        .iter()
-        .any(|r| r.status == RcptStatus::Failed);
     // Only the lease holder writes back: a node whose lease expired and was taken over
     // must not overwrite (or delete) the new holder's entry.
-    let n = if all_final && (!any_failed || entry.dsn_sent) {
+    let n = if rules::queue_entry_done(entry) {
         tx.conn
             .execute(
                 "DELETE FROM queue WHERE id = ?1 AND lease_owner IS ?2",
