@@ -24,8 +24,8 @@ use bulwark_store::{
 };
 use std::sync::Arc;
 
-/// Longest address we accept (RFC 5321 §4.5.3.1.3: path of 256 octets).
-pub const MAX_ADDRESS_LEN: usize = 256;
+/// Longest address we accept: the store's rule (RFC 5321 §4.5.3.1.3, 254 without brackets).
+pub const MAX_ADDRESS_LEN: usize = bulwark_store::rules::MAX_ADDRESS_LEN;
 
 /// What an envelope recipient resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,23 +38,14 @@ pub enum Recipient {
     Remote,
 }
 
-/// Splits and lowercases `local@domain`; `None` if it is not an address.
+/// Splits and lowercases `local@domain` (angle brackets allowed); `None` if it is not an
+/// address. The same rule as the store's ([`bulwark_store::rules::normalize_address`]), so
+/// a recipient is looked up exactly as its account was stored.
 pub fn split_address(address: &str) -> Option<(String, String)> {
     let address = address.trim().trim_start_matches('<').trim_end_matches('>');
-    if address.is_empty() || address.len() > MAX_ADDRESS_LEN {
-        return None;
-    }
-    let (local, domain) = address.rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() || domain.contains(char::is_whitespace) {
-        return None;
-    }
-    Some((
-        local.to_lowercase(),
-        domain
-            .to_ascii_lowercase()
-            .trim_end_matches('.')
-            .to_string(),
-    ))
+    let (address, domain) = bulwark_store::rules::normalize_address(address).ok()?;
+    let local = address.strip_suffix(domain.as_str())?.strip_suffix('@')?;
+    Some((local.to_string(), domain))
 }
 
 /// Resolves an envelope recipient: exact address or alias first, then with the `+tag`
@@ -156,5 +147,14 @@ mod tests {
         assert_eq!(split_address("@example.test"), None);
         assert_eq!(split_address("a@"), None);
         assert_eq!(split_address(&format!("{}@x.test", "a".repeat(300))), None);
+        // The store's limit: 254 bytes without the brackets (RFC 5321 §4.5.3.1.3).
+        let max = format!("{}@x.test", "a".repeat(MAX_ADDRESS_LEN - 7));
+        assert!(split_address(&format!("<{max}>")).is_some());
+        assert_eq!(split_address(&format!("<a{max}>")), None);
+        // Unicode local parts fold as the store folds them.
+        assert_eq!(
+            split_address("JÜRGEN@Example.TEST."),
+            Some(("jürgen".into(), "example.test".into()))
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! embedded backend; rows of one modseq are ordered by insertion via `seq`).
 
 use crate::pool::{Tx, get, get_modseq, pg_err, sql_modseq};
-use bulwark_store::changelog::ChangeCollapser;
+use bulwark_store::changelog::{ChangeCollapser, check_changes_window};
 use bulwark_store::{AccountId, ChangeSet, ModSeq, Result, StoreError};
 use futures::StreamExt;
 
@@ -30,13 +30,8 @@ pub(crate) async fn changes_since(
     since: ModSeq,
     max: usize,
 ) -> Result<ChangeSet> {
-    if max == 0 {
-        return Err(StoreError::Invalid("max changes must be positive".into()));
-    }
     let (current, floor) = account_counters(tx, account).await?;
-    if since < floor || since > current {
-        return Err(StoreError::CannotCalculateChanges(since.0));
-    }
+    check_changes_window(since, current, floor, max)?;
     let rows = tx
         .stream(
             "SELECT modseq, kind, object, op FROM changes

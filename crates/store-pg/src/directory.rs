@@ -2,46 +2,11 @@
 
 use crate::mailboxes::insert_mailbox;
 use crate::pool::{Tx, get};
+use bulwark_store::rules::{self, normalize_address, normalize_domain};
 use bulwark_store::{
     Account, AccountId, AppPassword, NewAccount, Result, Role, StoreError, now_unix,
 };
 use tokio_postgres::Row;
-
-/// Longest address we accept (RFC 5321 §4.5.3.1.3: path of 256 octets incl. brackets).
-const MAX_ADDRESS_LEN: usize = 254;
-/// Longest domain name (RFC 1035 §2.3.4).
-const MAX_DOMAIN_LEN: usize = 253;
-
-/// Lowercases and checks an address; returns `(address, domain)`.
-fn normalize_address(address: &str) -> Result<(String, String)> {
-    let address = address.trim().to_ascii_lowercase();
-    if address.len() > MAX_ADDRESS_LEN
-        || address.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(StoreError::Invalid(format!("address {address:?}")));
-    }
-    match address.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-            let domain = domain.to_string();
-            Ok((address, domain))
-        }
-        _ => Err(StoreError::Invalid(format!(
-            "address {address:?} has no local part or domain"
-        ))),
-    }
-}
-
-fn normalize_domain(name: &str) -> Result<String> {
-    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-    if name.is_empty()
-        || name.len() > MAX_DOMAIN_LEN
-        || name.contains('@')
-        || name.chars().any(|c| c.is_whitespace())
-    {
-        return Err(StoreError::Invalid(format!("domain name {name:?}")));
-    }
-    Ok(name)
-}
 
 async fn require_domain(tx: &mut Tx<'_>, domain: &str) -> Result<()> {
     if domain_exists(tx, domain).await? {
@@ -68,7 +33,7 @@ pub(crate) async fn domain_add(tx: &mut Tx<'_>, name: &str) -> Result<()> {
 pub(crate) async fn domain_delete(tx: &mut Tx<'_>, name: &str) -> Result<()> {
     let name = normalize_domain(name)?;
     tx.lock_directory().await?;
-    let suffix = format!("@{name}");
+    let suffix = rules::domain_suffix(&name);
     let row = tx
         .one(
             "SELECT (SELECT count(*) FROM accounts WHERE right(address, length($1)) = $1)
@@ -99,7 +64,9 @@ pub(crate) async fn domain_list(tx: &mut Tx<'_>) -> Result<Vec<String>> {
 }
 
 pub(crate) async fn domain_exists(tx: &mut Tx<'_>, name: &str) -> Result<bool> {
-    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let Ok(name) = normalize_domain(name) else {
+        return Ok(false);
+    };
     Ok(tx
         .opt("SELECT 1 FROM domains WHERE name = $1", &[&name])
         .await?
@@ -158,7 +125,9 @@ pub(crate) async fn account_get(tx: &mut Tx<'_>, id: AccountId) -> Result<Option
 }
 
 pub(crate) async fn account_by_address(tx: &mut Tx<'_>, address: &str) -> Result<Option<Account>> {
-    let address = address.trim().to_ascii_lowercase();
+    let Some(address) = rules::lookup_address(address) else {
+        return Ok(None);
+    };
     let row = tx
         .opt(
             "SELECT id, address, display_name, password_hash, created_at FROM accounts
@@ -261,7 +230,9 @@ pub(crate) async fn alias_add(tx: &mut Tx<'_>, alias: &str, account: AccountId) 
 }
 
 pub(crate) async fn alias_delete(tx: &mut Tx<'_>, alias: &str) -> Result<()> {
-    let alias = alias.trim().to_ascii_lowercase();
+    let Some(alias) = rules::lookup_address(alias) else {
+        return Err(StoreError::NotFound(format!("alias {}", alias.trim())));
+    };
     tx.lock_directory().await?;
     let n = tx
         .exec("DELETE FROM aliases WHERE alias = $1", &[&alias])
@@ -282,7 +253,9 @@ pub(crate) async fn alias_list(tx: &mut Tx<'_>) -> Result<Vec<(String, AccountId
 }
 
 pub(crate) async fn resolve_address(tx: &mut Tx<'_>, address: &str) -> Result<Option<AccountId>> {
-    let address = address.trim().to_ascii_lowercase();
+    let Some(address) = rules::lookup_address(address) else {
+        return Ok(None);
+    };
     let row = tx
         .opt(
             "SELECT id FROM accounts WHERE address = $1

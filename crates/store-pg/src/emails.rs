@@ -4,56 +4,18 @@
 
 use crate::mailboxes::require_mailbox;
 use crate::pool::{Kind, Op, Tx, get, get_modseq, get_u32, sql_modseq};
+use bulwark_store::rules;
 use bulwark_store::{
-    AccountId, Appended, BlobHash, EmailId, EmailSummary, KeywordOp, KeywordResult, KeywordUpdate,
-    MailboxId, MembershipUpdate, ModSeq, NewEmail, Result, StoreError, ThreadId, Uid,
+    AccountId, Appended, BlobHash, EmailId, EmailSummary, KeywordResult, KeywordUpdate, MailboxId,
+    MembershipUpdate, ModSeq, NewEmail, Result, StoreError, ThreadId, Uid,
 };
 use std::collections::BTreeSet;
 
 /// New `(mailbox, uid)` pairs per email, as `email_set_mailboxes` returns them.
 pub(crate) type NewMemberships = Vec<(EmailId, Vec<(MailboxId, Uid)>)>;
 
-/// Longest keyword we store (RFC 8621 §4.1.1 allows 1–255 characters).
-const MAX_KEYWORD_LEN: usize = 255;
-/// How many Message-IDs of `In-Reply-To`/`References` are looked up to find a thread.
-const MAX_THREAD_LOOKUPS: usize = 64;
-/// The keyword whose absence makes an email unseen.
-const SEEN: &str = "$seen";
 /// Largest UID (RFC 9051 §2.3.1.1: 32-bit unsigned).
 const MAX_UID: i64 = u32::MAX as i64;
-
-/// Lowercases, checks, deduplicates and sorts keywords (stored space-separated).
-pub(crate) fn normalize_keywords(keywords: &[String]) -> Result<Vec<String>> {
-    let mut out = BTreeSet::new();
-    for keyword in keywords {
-        let keyword = keyword.to_lowercase();
-        if keyword.is_empty()
-            || keyword.len() > MAX_KEYWORD_LEN
-            || keyword.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(StoreError::Invalid(format!("keyword {keyword:?}")));
-        }
-        out.insert(keyword);
-    }
-    Ok(out.into_iter().collect())
-}
-
-pub(crate) fn parse_keywords(text: &str) -> Vec<String> {
-    text.split(' ')
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// Strips the angle brackets and surrounding space of a Message-ID.
-pub(crate) fn normalize_message_id(id: &str) -> Option<String> {
-    let id = id
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim();
-    (!id.is_empty()).then(|| id.to_string())
-}
 
 /// Stores a blob once (content-addressed); returns its hash.
 pub(crate) async fn put_blob(tx: &mut Tx<'_>, data: &[u8]) -> Result<BlobHash> {
@@ -73,15 +35,7 @@ async fn find_thread(
     account: AccountId,
     summary: &EmailSummary,
 ) -> Result<Option<ThreadId>> {
-    // The direct parent first, then references from the newest back.
-    let candidates = summary
-        .in_reply_to
-        .iter()
-        .chain(summary.references.iter().rev());
-    for id in candidates.take(MAX_THREAD_LOOKUPS) {
-        let Some(id) = normalize_message_id(id) else {
-            continue;
-        };
+    for id in rules::thread_lookup_ids(&summary.in_reply_to, &summary.references) {
         let row = tx
             .opt(
                 "SELECT thread FROM emails WHERE account = $1 AND message_id = $2 LIMIT 1",
@@ -262,14 +216,9 @@ async fn destroy_email(
 }
 
 async fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<Appended> {
-    if new.mailboxes.is_empty() {
-        return Err(StoreError::Invalid(
-            "an email needs at least one mailbox".into(),
-        ));
-    }
-    let size = u32::try_from(new.raw.len())
-        .map_err(|_| StoreError::Invalid("email larger than 4 GiB".into()))?;
-    let keywords = normalize_keywords(&new.keywords)?;
+    let mailboxes = rules::append_mailboxes(&new.mailboxes)?;
+    let size = rules::stored_size(&new.raw, "email")?;
+    let keywords = rules::normalize_keywords(&new.keywords)?;
     let summary = serde_json::to_string(&new.summary)
         .map_err(|e| StoreError::Internal(format!("cannot encode email summary: {e}")))?;
     let modseq = tx.next_modseq(account).await?;
@@ -286,12 +235,12 @@ async fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Resu
             (ThreadId(get(&row, 0)?), Op::Created)
         }
     };
-    let seen = keywords.iter().any(|k| k == SEEN);
+    let seen = rules::is_seen(&keywords);
     let message_id = new
         .summary
         .message_id
         .as_deref()
-        .and_then(normalize_message_id);
+        .and_then(rules::normalize_message_id);
     let row = tx
         .one(
             "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq,
@@ -303,7 +252,7 @@ async fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Resu
                 &blob.0,
                 &i64::from(size),
                 &new.received_at,
-                &keywords.join(" "),
+                &rules::keywords_to_text(&keywords),
                 &seen,
                 &sql_modseq(modseq),
                 &message_id,
@@ -319,11 +268,8 @@ async fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Resu
         )
         .await?;
     }
-    let mut uids = Vec::with_capacity(new.mailboxes.len());
-    for &mailbox in &new.mailboxes {
-        if uids.iter().any(|&(m, _)| m == mailbox) {
-            continue;
-        }
+    let mut uids = Vec::with_capacity(mailboxes.len());
+    for mailbox in mailboxes {
         let uid = add_membership(tx, account, mailbox, email, modseq).await?;
         uids.push((mailbox, uid));
     }
@@ -382,7 +328,7 @@ pub(crate) async fn set_keywords(
     crate::directory::require_account(tx, account).await?;
     let mut result = KeywordResult::default();
     for update in updates {
-        let given = normalize_keywords(&update.keywords)?;
+        let given = rules::normalize_keywords(&update.keywords)?;
         let row = tx
             .opt(
                 "SELECT keywords, kw_modseq FROM emails WHERE id = $1 AND account = $2",
@@ -400,24 +346,22 @@ pub(crate) async fn set_keywords(
             result.conflicts.push(update.email);
             continue;
         }
-        let old = parse_keywords(&text);
-        let new: Vec<String> = match update.op {
-            KeywordOp::Replace => given,
-            KeywordOp::Add => {
-                let set: BTreeSet<String> = old.iter().cloned().chain(given).collect();
-                set.into_iter().collect()
-            }
-            KeywordOp::Remove => old.iter().filter(|k| !given.contains(k)).cloned().collect(),
-        };
+        let old = rules::keywords_from_text(&text);
+        let new = rules::apply_keyword_op(update.op, &old, given);
         if new == old {
             continue;
         }
         let modseq = tx.next_modseq(account).await?;
-        let was_seen = old.iter().any(|k| k == SEEN);
-        let seen = new.iter().any(|k| k == SEEN);
+        let was_seen = rules::is_seen(&old);
+        let seen = rules::is_seen(&new);
         tx.exec(
             "UPDATE emails SET keywords = $2, seen = $3, modseq = $4, kw_modseq = $4 WHERE id = $1",
-            &[&update.email.0, &new.join(" "), &seen, &sql_modseq(modseq)],
+            &[
+                &update.email.0,
+                &rules::keywords_to_text(&new),
+                &seen,
+                &sql_modseq(modseq),
+            ],
         )
         .await?;
         tx.log(account, modseq, Kind::Email, update.email.0, Op::Updated)
@@ -453,17 +397,7 @@ pub(crate) async fn set_mailboxes(
             require_mailbox(tx, account, mailbox).await?;
         }
         let current = memberships_of(tx, update.email).await?;
-        let mut to_add: Vec<MailboxId> = Vec::new();
-        for &mailbox in &update.add {
-            if !current.iter().any(|&(m, _)| m == mailbox) && !to_add.contains(&mailbox) {
-                to_add.push(mailbox);
-            }
-        }
-        let to_remove: Vec<(MailboxId, Uid)> = current
-            .iter()
-            .copied()
-            .filter(|(m, _)| update.remove.contains(m) && !update.add.contains(m))
-            .collect();
+        let (to_add, to_remove) = rules::membership_changes(&current, &update.add, &update.remove);
         if to_add.is_empty() && to_remove.is_empty() {
             out.push((update.email, Vec::new()));
             continue;

@@ -108,12 +108,8 @@ impl Hub {
 
     /// Publishes what a local transaction committed.
     pub(crate) fn publish_notes(&self, notes: Notes) {
-        for (account, (modseq, mailboxes)) in notes.accounts {
-            self.publish(StateChange {
-                account,
-                modseq,
-                mailboxes: mailboxes.into_iter().collect(),
-            });
+        for change in notes.into_state_changes() {
+            self.publish(change);
         }
     }
 

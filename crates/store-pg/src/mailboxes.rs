@@ -2,41 +2,14 @@
 
 use crate::emails::email_left_mailbox;
 use crate::pool::{Kind, Op, Tx, get, get_modseq, get_u32, sql_modseq};
+use bulwark_store::rules::{self, canonical_mailbox_name};
 use bulwark_store::{
     AccountId, EmailId, Mailbox, MailboxId, MailboxStatus, Result, Role, StoreError, Uid, now_unix,
 };
 use tokio_postgres::Row;
 
-/// Longest mailbox path we accept, in bytes.
-const MAX_MAILBOX_NAME_LEN: usize = 1024;
-/// Hierarchy separator of mailbox paths.
-const SEPARATOR: char = '/';
 /// Largest UIDVALIDITY (a 32-bit unsigned number, RFC 9051 §2.3.1.1).
 const MAX_UID_VALIDITY: i64 = u32::MAX as i64;
-
-/// Checks a mailbox path and canonicalizes the INBOX prefix
-/// (RFC 9051 §5.1: "INBOX" is case-insensitive).
-pub(crate) fn canonical_name(name: &str) -> Result<String> {
-    let bad = name.is_empty()
-        || name.len() > MAX_MAILBOX_NAME_LEN
-        || name.chars().any(char::is_control)
-        || name.split(SEPARATOR).any(str::is_empty);
-    if bad {
-        return Err(StoreError::Invalid(format!("mailbox name {name:?}")));
-    }
-    let (first, rest) = match name.split_once(SEPARATOR) {
-        Some((first, rest)) => (first, Some(rest)),
-        None => (name, None),
-    };
-    if first.eq_ignore_ascii_case("INBOX") {
-        Ok(match rest {
-            Some(rest) => format!("INBOX{SEPARATOR}{rest}"),
-            None => "INBOX".to_string(),
-        })
-    } else {
-        Ok(name.to_string())
-    }
-}
 
 fn role_to_text(role: Option<Role>) -> Option<&'static str> {
     role.map(Role::as_jmap)
@@ -82,7 +55,7 @@ pub(crate) async fn insert_mailbox(
     role: Option<Role>,
     subscribed: bool,
 ) -> Result<Mailbox> {
-    let name = canonical_name(name)?;
+    let name = canonical_mailbox_name(name)?;
     if mailbox_id_by_name(tx, account, &name).await?.is_some() {
         return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
     }
@@ -109,16 +82,15 @@ pub(crate) async fn insert_mailbox(
     tx.log(account, modseq, Kind::Mailbox, id.0, Op::Created)
         .await?;
     tx.touch_mailbox(account, id, modseq).await?;
-    Ok(Mailbox {
+    Ok(rules::created_mailbox(
         id,
         account,
         name,
         role,
         uid_validity,
-        uid_next: Uid(1),
         subscribed,
-        highest_modseq: modseq,
-    })
+        modseq,
+    ))
 }
 
 async fn require_role_free(tx: &mut Tx<'_>, account: AccountId, role: Role) -> Result<()> {
@@ -208,39 +180,23 @@ pub(crate) async fn mailbox_rename(
 ) -> Result<()> {
     tx.lock_account(account).await?;
     let mailbox = require_mailbox(tx, account, id).await?;
-    let new_name = canonical_name(new_name)?;
-    if mailbox.name == "INBOX" || mailbox.role == Some(Role::Inbox) {
-        return Err(StoreError::Invalid("INBOX cannot be renamed".into()));
-    }
-    if new_name == mailbox.name {
+    let is_inbox = mailbox.role == Some(Role::Inbox);
+    let Some(new_name) = rules::check_rename(&mailbox.name, is_inbox, new_name)? else {
         return Ok(());
-    }
-    let old_prefix = format!("{}{SEPARATOR}", mailbox.name);
-    if new_name.starts_with(&old_prefix) {
-        return Err(StoreError::Invalid(format!(
-            "cannot move {} below itself",
-            mailbox.name
-        )));
-    }
-    if new_name == "INBOX" {
-        return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
-    }
+    };
     // The mailbox itself and its descendants, with their new names.
     let rows = tx
         .query(
             "SELECT id, name FROM mailboxes WHERE account = $1
              AND (id = $2 OR starts_with(name, $3))",
-            &[&account.0, &id.0, &old_prefix],
+            &[&account.0, &id.0, &rules::children_prefix(&mailbox.name)],
         )
         .await?;
-    let mut renames: Vec<(MailboxId, String)> = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mid = MailboxId(get(row, 0)?);
-        let name: String = get(row, 1)?;
-        if let Some(tail) = name.strip_prefix(mailbox.name.as_str()) {
-            renames.push((mid, format!("{new_name}{tail}")));
-        }
-    }
+    let found = rows
+        .iter()
+        .map(|row| Ok((MailboxId(get(row, 0)?), get::<String>(row, 1)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let renames = rules::renamed_mailboxes(&mailbox.name, &new_name, found)?;
     for (_, name) in &renames {
         if mailbox_id_by_name(tx, account, name).await?.is_some() {
             return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
@@ -268,9 +224,7 @@ pub(crate) async fn mailbox_delete(
 ) -> Result<()> {
     tx.lock_account(account).await?;
     let mailbox = require_mailbox(tx, account, id).await?;
-    if mailbox.role == Some(Role::Inbox) || mailbox.name == "INBOX" {
-        return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
-    }
+    rules::check_delete(&mailbox.name, mailbox.role == Some(Role::Inbox))?;
     let rows = tx
         .query(
             "SELECT uid, email FROM memberships WHERE mailbox = $1 ORDER BY uid",

@@ -1,8 +1,8 @@
 //! Email reads: mailbox listings, email objects, expunge log, blobs.
 
-use crate::emails::parse_keywords;
 use crate::mailboxes::require_mailbox;
 use crate::pool::{Tx, get, get_modseq, get_u32, sql_modseq};
+use bulwark_store::rules::keywords_from_text;
 use bulwark_store::{
     AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxDelta, MailboxId, MessageMeta,
     ModSeq, Result, SearchHeaders, StoreError, ThreadId, Uid,
@@ -39,7 +39,7 @@ pub(crate) async fn mailbox_messages(
                 email: EmailId(get(r, 1)?),
                 thread: ThreadId(get(r, 2)?),
                 modseq: get_modseq(r, 3)?,
-                keywords: parse_keywords(get(r, 4)?),
+                keywords: keywords_from_text(get(r, 4)?),
                 size: get_u32(r, 5)?,
                 received_at: get(r, 6)?,
                 blob: BlobHash(get(r, 7)?),
@@ -73,7 +73,7 @@ fn email_from_row(r: &Row) -> Result<Email> {
         blob: BlobHash(get(r, 3)?),
         size: get_u32(r, 4)?,
         received_at: get(r, 5)?,
-        keywords: parse_keywords(get(r, 6)?),
+        keywords: keywords_from_text(get(r, 6)?),
         mailboxes: Vec::new(),
         modseq: get_modseq(r, 7)?,
         summary: EmailSummary::default(),
@@ -176,7 +176,7 @@ fn meta_from_row(r: &Row) -> Result<MessageMeta> {
         email: EmailId(get(r, 1)?),
         thread: ThreadId(get(r, 2)?),
         modseq: get_modseq(r, 3)?,
-        keywords: parse_keywords(get(r, 4)?),
+        keywords: keywords_from_text(get(r, 4)?),
         size: get_u32(r, 5)?,
         received_at: get(r, 6)?,
         blob: BlobHash(get(r, 7)?),

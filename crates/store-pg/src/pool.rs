@@ -3,7 +3,7 @@
 
 use bulwark_store::{AccountId, MailboxId, ModSeq, Result, StoreError};
 use futures::Stream;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -299,10 +299,7 @@ impl Pooled {
 }
 
 /// What one transaction changed, per account: highest modseq and mailboxes touched.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Notes {
-    pub(crate) accounts: HashMap<AccountId, (ModSeq, BTreeSet<MailboxId>)>,
-}
+pub(crate) use bulwark_store::changelog::CommitNotes as Notes;
 
 pub(crate) use bulwark_store::changelog::{ChangeKind as Kind, ChangeOp as Op};
 
@@ -422,8 +419,7 @@ impl<'c> Tx<'c> {
             return Err(StoreError::NotFound(format!("account {account}")));
         };
         let modseq = get_modseq(&row, 0)?;
-        let entry = self.notes.accounts.entry(account).or_default();
-        entry.0 = entry.0.max(modseq);
+        self.notes.note_modseq(account, modseq);
         Ok(modseq)
     }
 
@@ -462,12 +458,7 @@ impl<'c> Tx<'c> {
             &[&mailbox.0, &sql_modseq(modseq)],
         )
         .await?;
-        self.notes
-            .accounts
-            .entry(account)
-            .or_default()
-            .1
-            .insert(mailbox);
+        self.notes.note_mailbox(account, mailbox);
         Ok(())
     }
 }

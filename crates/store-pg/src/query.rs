@@ -91,8 +91,7 @@ pub(crate) async fn email_query_page(
             ids.push(EmailId(get(row, 0)?));
         }
     }
-    // The count is needed when asked, and to clamp a position that may lie past the end.
-    let total = if q.calculate_total || (ids.is_empty() && q.position > 0) {
+    let total = if q.needs_total(&ids) {
         let row = match q.mailbox {
             None => tx.one(COUNT, &[&account.0, has, not]).await?,
             Some(m) => tx.one(MAILBOX_COUNT, &[&account.0, has, not, &m.0]).await?,
@@ -101,9 +100,5 @@ pub(crate) async fn email_query_page(
     } else {
         None
     };
-    Ok(EmailPage {
-        ids,
-        position: total.map_or(q.position, |t| q.position.min(t)),
-        total,
-    })
+    Ok(q.page(ids, total))
 }

@@ -11,9 +11,8 @@
 
 use crate::emails::put_blob;
 use crate::pool::{Tx, get, get_u32};
-use bulwark_store::{
-    BlobHash, NewQueued, QueueId, QueueRcpt, Queued, RcptStatus, Result, StoreError, now_unix,
-};
+use bulwark_store::rules;
+use bulwark_store::{BlobHash, NewQueued, QueueId, Queued, Result, StoreError, now_unix};
 use tokio_postgres::Row;
 
 /// How far a node's clock may be from the database clock before the database clock wins.
@@ -40,12 +39,7 @@ pub(crate) fn on_database_clock(requested: i64, node_now: i64, db_now: i64) -> i
 
 fn queued_from_row(r: &Row) -> Result<Queued> {
     let id = QueueId(get(r, 0)?);
-    let json: &str = get(r, 2)?;
-    let recipients = serde_json::from_str(json).map_err(|e| {
-        StoreError::Internal(format!(
-            "recipients of queue entry {id} are unreadable: {e}"
-        ))
-    })?;
+    let recipients = rules::recipients_from_json(id, get(r, 2)?)?;
     Ok(Queued {
         id,
         sender: get(r, 1)?,
@@ -62,29 +56,10 @@ fn queued_from_row(r: &Row) -> Result<Queued> {
     })
 }
 
-fn encode_recipients(recipients: &[QueueRcpt]) -> Result<String> {
-    serde_json::to_string(recipients)
-        .map_err(|e| StoreError::Internal(format!("cannot encode recipients: {e}")))
-}
-
 pub(crate) async fn queue_enqueue(tx: &mut Tx<'_>, msg: &NewQueued) -> Result<QueueId> {
-    if msg.recipients.is_empty() {
-        return Err(StoreError::Invalid(
-            "a queued message needs at least one recipient".into(),
-        ));
-    }
-    let size = u32::try_from(msg.raw.len())
-        .map_err(|_| StoreError::Invalid("message larger than 4 GiB".into()))?;
+    let recipients = rules::queued_recipients(&msg.recipients)?;
+    let size = rules::stored_size(&msg.raw, "message")?;
     let blob = put_blob(tx, &msg.raw).await?;
-    let recipients: Vec<QueueRcpt> = msg
-        .recipients
-        .iter()
-        .map(|address| QueueRcpt {
-            address: address.clone(),
-            status: RcptStatus::Pending,
-            last_error: None,
-        })
-        .collect();
     let now = db_now(tx).await?;
     let row = tx
         .one(
@@ -93,7 +68,7 @@ pub(crate) async fn queue_enqueue(tx: &mut Tx<'_>, msg: &NewQueued) -> Result<Qu
              VALUES ($1, $2, $3, $4, $5, $5, 0, $6, FALSE, NULL, 0) RETURNING id",
             &[
                 &msg.sender,
-                &encode_recipients(&recipients)?,
+                &rules::recipients_to_json(&recipients)?,
                 &blob.0,
                 &i64::from(size),
                 &now,
@@ -176,15 +151,7 @@ pub(crate) async fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> 
     if current != entry.lease_owner {
         return Err(bulwark_store::lease_lost(entry, current.as_deref()));
     }
-    let all_final = entry
-        .recipients
-        .iter()
-        .all(|r| r.status != RcptStatus::Pending);
-    let any_failed = entry
-        .recipients
-        .iter()
-        .any(|r| r.status == RcptStatus::Failed);
-    let n = if all_final && (!any_failed || entry.dsn_sent) {
+    let n = if rules::queue_entry_done(entry) {
         tx.exec("DELETE FROM queue WHERE id = $1", &[&entry.id.0])
             .await?
     } else {
@@ -194,7 +161,7 @@ pub(crate) async fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> 
              WHERE id = $1",
             &[
                 &entry.id.0,
-                &encode_recipients(&entry.recipients)?,
+                &rules::recipients_to_json(&entry.recipients)?,
                 &entry.next_attempt,
                 &i64::from(entry.attempts),
                 &entry.dsn_sent,

@@ -3,8 +3,11 @@
 //! `(modseq, kind, object, op)` in modseq/insertion order and feeds them to a
 //! [`ChangeCollapser`], so `/changes` behaves identically on every backend.
 
-use crate::{ChangeSet, EmailId, MailboxId, ModSeq, ObjectChanges, Result, StoreError, ThreadId};
-use std::collections::{HashMap, HashSet};
+use crate::{
+    AccountId, ChangeSet, EmailId, MailboxId, ModSeq, ObjectChanges, Result, StateChange,
+    StoreError, ThreadId,
+};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Kinds of objects in the change log (the stored code is the discriminant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -162,5 +165,71 @@ fn push_change<T>(changes: &mut ObjectChanges<T>, id: T, c: &Collapsed) {
         (true, _) => changes.created.push(id),
         (false, ChangeOp::Destroyed) => changes.destroyed.push(id),
         (false, _) => changes.updated.push(id),
+    }
+}
+
+/// Whether `/changes` can be answered from `since` (RFC 8620 §5.2): `max` must be positive,
+/// and `since` lie within `[floor, current]` (older rows were trimmed, newer ones do not
+/// exist yet); else `cannotCalculateChanges`.
+pub fn check_changes_window(
+    since: ModSeq,
+    current: ModSeq,
+    floor: ModSeq,
+    max: usize,
+) -> Result<()> {
+    if max == 0 {
+        return Err(StoreError::Invalid("max changes must be positive".into()));
+    }
+    if since < floor || since > current {
+        return Err(StoreError::CannotCalculateChanges(since.0));
+    }
+    Ok(())
+}
+
+/// What a transaction changed, per account: its highest modseq and the mailboxes it
+/// touched. Every backend's transaction keeps one and publishes it as [`StateChange`]s
+/// after commit.
+#[derive(Debug, Default, Clone)]
+pub struct CommitNotes {
+    accounts: HashMap<AccountId, (ModSeq, BTreeSet<MailboxId>)>,
+}
+
+impl CommitNotes {
+    /// The account reached `modseq` (the highest noted wins).
+    pub fn note_modseq(&mut self, account: AccountId, modseq: ModSeq) {
+        let entry = self.accounts.entry(account).or_default();
+        entry.0 = entry.0.max(modseq);
+    }
+
+    /// The mailbox's content or attributes changed.
+    pub fn note_mailbox(&mut self, account: AccountId, mailbox: MailboxId) {
+        self.accounts.entry(account).or_default().1.insert(mailbox);
+    }
+
+    /// Adds what another transaction (committed together with this one) noted.
+    pub fn merge(&mut self, other: CommitNotes) {
+        for (account, (modseq, mailboxes)) in other.accounts {
+            let entry = self.accounts.entry(account).or_default();
+            entry.0 = entry.0.max(modseq);
+            entry.1.extend(mailboxes);
+        }
+    }
+
+    /// Each changed account with its highest modseq and touched mailboxes.
+    pub fn iter(&self) -> impl Iterator<Item = (AccountId, ModSeq, &BTreeSet<MailboxId>)> {
+        self.accounts
+            .iter()
+            .map(|(account, (modseq, mailboxes))| (*account, *modseq, mailboxes))
+    }
+
+    /// The changes to publish, one per account.
+    pub fn into_state_changes(self) -> impl Iterator<Item = StateChange> {
+        self.accounts
+            .into_iter()
+            .map(|(account, (modseq, mailboxes))| StateChange {
+                account,
+                modseq,
+                mailboxes: mailboxes.into_iter().collect(),
+            })
     }
 }

@@ -11,6 +11,7 @@ mod envelope;
 mod log;
 mod mail;
 mod query;
+mod rules;
 
 pub use collections::*;
 pub use delta::*;
@@ -18,6 +19,7 @@ pub use envelope::*;
 pub use log::*;
 pub use mail::*;
 pub use query::*;
+pub use rules::*;
 
 use crate::*;
 use std::sync::Arc;
@@ -72,6 +74,7 @@ macro_rules! conformance_tests {
             blobs_are_owned_and_collected,
             account_delete_leaves_no_blob_or_item,
             accept_is_all_or_nothing_and_idempotent,
+            mail_rules_are_the_same_on_every_backend,
         );
     };
 }
@@ -106,7 +109,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     collections_concurrent_compare_and_set_has_one_winner(store.clone()).await;
     blobs_are_owned_and_collected(store.clone()).await;
     account_delete_leaves_no_blob_or_item(store.clone()).await;
-    accept_is_all_or_nothing_and_idempotent(store).await;
+    accept_is_all_or_nothing_and_idempotent(store.clone()).await;
+    mail_rules_are_the_same_on_every_backend(store).await;
 }
 
 // ---- helpers ---------------------------------------------------------------------------

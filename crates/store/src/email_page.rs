@@ -61,6 +61,21 @@ impl EmailPageQuery {
         Ok(())
     }
 
+    /// Whether a backend must count the matches after finding `ids`: when asked, and to
+    /// clamp a position that may lie past the end (an empty page).
+    pub fn needs_total(&self, ids: &[EmailId]) -> bool {
+        self.calculate_total || (ids.is_empty() && self.position > 0)
+    }
+
+    /// The page of `ids`, its position clamped to `total` when known.
+    pub fn page(&self, ids: Vec<EmailId>, total: Option<usize>) -> EmailPage {
+        EmailPage {
+            ids,
+            position: total.map_or(self.position, |t| self.position.min(t)),
+            total,
+        }
+    }
+
     /// Whether `email` belongs to the result (ignores the window).
     pub fn matches(&self, email: &Email) -> bool {
         let has = |k: &String| email.keywords.contains(k);

@@ -31,6 +31,7 @@ pub mod conformance;
 pub mod email_page;
 pub mod model;
 pub mod outage;
+pub mod rules;
 pub mod sqlite;
 
 pub use collections::{CollectionChanges, CollectionItem, Expect, ItemWrite};

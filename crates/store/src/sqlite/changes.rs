@@ -2,7 +2,7 @@
 
 use super::db_err;
 use super::writer::Tx;
-use crate::changelog::ChangeCollapser;
+use crate::changelog::{ChangeCollapser, check_changes_window};
 use crate::{AccountId, ChangeSet, ModSeq, Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -31,13 +31,8 @@ pub(crate) fn changes_since(
     since: ModSeq,
     max: usize,
 ) -> Result<ChangeSet> {
-    if max == 0 {
-        return Err(StoreError::Invalid("max changes must be positive".into()));
-    }
     let (current, floor) = account_counters(conn, account)?;
-    if since < floor || since > current {
-        return Err(StoreError::CannotCalculateChanges(since.0));
-    }
+    check_changes_window(since, current, floor, max)?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT modseq, kind, object, op FROM changes

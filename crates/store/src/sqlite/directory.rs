@@ -3,42 +3,9 @@
 use super::db_err;
 use super::mailboxes::insert_mailbox;
 use super::writer::Tx;
+use crate::rules::{self, normalize_address, normalize_domain};
 use crate::{Account, AccountId, AppPassword, NewAccount, Result, Role, StoreError, now_unix};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-
-/// Longest address we accept (RFC 5321 §4.5.3.1.3: path of 256 octets incl. brackets).
-const MAX_ADDRESS_LEN: usize = 254;
-
-/// Lowercases and checks an address; returns `(address, domain)`.
-fn normalize_address(address: &str) -> Result<(String, String)> {
-    let address = address.trim().to_ascii_lowercase();
-    if address.len() > MAX_ADDRESS_LEN
-        || address.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(StoreError::Invalid(format!("address {address:?}")));
-    }
-    match address.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-            let domain = domain.to_string();
-            Ok((address, domain))
-        }
-        _ => Err(StoreError::Invalid(format!(
-            "address {address:?} has no local part or domain"
-        ))),
-    }
-}
-
-fn normalize_domain(name: &str) -> Result<String> {
-    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-    if name.is_empty()
-        || name.len() > 253
-        || name.contains('@')
-        || name.chars().any(|c| c.is_whitespace())
-    {
-        return Err(StoreError::Invalid(format!("domain name {name:?}")));
-    }
-    Ok(name)
-}
 
 fn require_domain(conn: &Connection, domain: &str) -> Result<()> {
     if domain_exists(conn, domain)? {
@@ -64,7 +31,7 @@ pub(crate) fn domain_add(tx: &mut Tx<'_>, name: &str) -> Result<()> {
 /// Deletes a domain; refused while accounts or aliases still use it.
 pub(crate) fn domain_delete(tx: &mut Tx<'_>, name: &str) -> Result<()> {
     let name = normalize_domain(name)?;
-    let suffix = format!("@{name}");
+    let suffix = rules::domain_suffix(&name);
     let users: i64 = tx
         .conn
         .query_row(
@@ -98,7 +65,9 @@ pub(crate) fn domain_list(conn: &Connection) -> Result<Vec<String>> {
 }
 
 pub(crate) fn domain_exists(conn: &Connection, name: &str) -> Result<bool> {
-    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let Ok(name) = normalize_domain(name) else {
+        return Ok(false);
+    };
     let mut stmt = conn
         .prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
         .map_err(db_err)?;
@@ -155,9 +124,12 @@ pub(crate) fn account_get(conn: &Connection, id: AccountId) -> Result<Option<Acc
 }
 
 pub(crate) fn account_by_address(conn: &Connection, address: &str) -> Result<Option<Account>> {
+    let Some(address) = rules::lookup_address(address) else {
+        return Ok(None);
+    };
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1");
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    stmt.query_row([address.trim().to_ascii_lowercase()], account_from_row)
+    stmt.query_row([address], account_from_row)
         .optional()
         .map_err(db_err)
 }
@@ -248,7 +220,9 @@ pub(crate) fn alias_add(tx: &mut Tx<'_>, alias: &str, account: AccountId) -> Res
 }
 
 pub(crate) fn alias_delete(tx: &mut Tx<'_>, alias: &str) -> Result<()> {
-    let alias = alias.trim().to_ascii_lowercase();
+    let Some(alias) = rules::lookup_address(alias) else {
+        return Err(StoreError::NotFound(format!("alias {}", alias.trim())));
+    };
     let n = tx
         .conn
         .execute("DELETE FROM aliases WHERE alias = ?1", [&alias])
@@ -270,7 +244,9 @@ pub(crate) fn alias_list(conn: &Connection) -> Result<Vec<(String, AccountId)>> 
 }
 
 pub(crate) fn resolve_address(conn: &Connection, address: &str) -> Result<Option<AccountId>> {
-    let address = address.trim().to_ascii_lowercase();
+    let Some(address) = rules::lookup_address(address) else {
+        return Ok(None);
+    };
     let mut stmt = conn
         .prepare_cached(
             "SELECT id FROM accounts WHERE address = ?1

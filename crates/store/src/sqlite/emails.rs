@@ -3,55 +3,15 @@
 use super::db_err;
 use super::mailboxes::require_mailbox;
 use super::writer::{Kind, Op, Tx};
+use crate::rules;
 use crate::{
-    AccountId, Appended, BlobHash, EmailId, EmailSummary, KeywordOp, KeywordResult, KeywordUpdate,
-    MailboxId, MembershipUpdate, ModSeq, NewEmail, Result, StoreError, ThreadId, Uid,
+    AccountId, Appended, BlobHash, EmailId, EmailSummary, KeywordResult, KeywordUpdate, MailboxId,
+    MembershipUpdate, ModSeq, NewEmail, Result, StoreError, ThreadId, Uid,
 };
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::BTreeSet;
 
 /// New `(mailbox, uid)` pairs per email, as `email_set_mailboxes` returns them.
 pub(crate) type NewMemberships = Vec<(EmailId, Vec<(MailboxId, Uid)>)>;
-
-/// Longest keyword we store (RFC 8621 §4.1.1 allows 1–255 characters).
-const MAX_KEYWORD_LEN: usize = 255;
-/// How many Message-IDs of `In-Reply-To`/`References` are looked up to find a thread.
-const MAX_THREAD_LOOKUPS: usize = 64;
-/// The keyword whose absence makes an email unseen.
-const SEEN: &str = "$seen";
-
-/// Lowercases, checks, deduplicates and sorts keywords (stored space-separated).
-pub(crate) fn normalize_keywords(keywords: &[String]) -> Result<Vec<String>> {
-    let mut out = BTreeSet::new();
-    for keyword in keywords {
-        let keyword = keyword.to_lowercase();
-        if keyword.is_empty()
-            || keyword.len() > MAX_KEYWORD_LEN
-            || keyword.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(StoreError::Invalid(format!("keyword {keyword:?}")));
-        }
-        out.insert(keyword);
-    }
-    Ok(out.into_iter().collect())
-}
-
-pub(crate) fn parse_keywords(text: &str) -> Vec<String> {
-    text.split(' ')
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// Strips the angle brackets and surrounding space of a Message-ID.
-pub(crate) fn normalize_message_id(id: &str) -> Option<String> {
-    let id = id
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim();
-    (!id.is_empty()).then(|| id.to_string())
-}
 
 /// Stores a blob once (content-addressed); returns its hash.
 pub(crate) fn put_blob(conn: &Connection, data: &[u8]) -> Result<BlobHash> {
@@ -72,15 +32,7 @@ fn find_thread(
     let mut stmt = conn
         .prepare_cached("SELECT thread FROM emails WHERE account = ?1 AND message_id = ?2 LIMIT 1")
         .map_err(db_err)?;
-    // The direct parent first, then references from the newest back.
-    let candidates = summary
-        .in_reply_to
-        .iter()
-        .chain(summary.references.iter().rev());
-    for id in candidates.take(MAX_THREAD_LOOKUPS) {
-        let Some(id) = normalize_message_id(id) else {
-            continue;
-        };
+    for id in rules::thread_lookup_ids(&summary.in_reply_to, &summary.references) {
         let thread: Option<i64> = stmt
             .query_row(params![account.0, id], |r| r.get(0))
             .optional()
@@ -267,14 +219,9 @@ pub(crate) fn destroy_email(
 }
 
 fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<Appended> {
-    if new.mailboxes.is_empty() {
-        return Err(StoreError::Invalid(
-            "an email needs at least one mailbox".into(),
-        ));
-    }
-    let size = u32::try_from(new.raw.len())
-        .map_err(|_| StoreError::Invalid("email larger than 4 GiB".into()))?;
-    let keywords = normalize_keywords(&new.keywords)?;
+    let mailboxes = rules::append_mailboxes(&new.mailboxes)?;
+    let size = rules::stored_size(&new.raw, "email")?;
+    let keywords = rules::normalize_keywords(&new.keywords)?;
     let summary = serde_json::to_string(&new.summary)
         .map_err(|e| StoreError::Internal(format!("cannot encode email summary: {e}")))?;
     let modseq = tx.next_modseq(account)?;
@@ -288,12 +235,12 @@ fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<App
             (ThreadId(tx.conn.last_insert_rowid()), Op::Created)
         }
     };
-    let seen = keywords.iter().any(|k| k == SEEN);
+    let seen = rules::is_seen(&keywords);
     let message_id = new
         .summary
         .message_id
         .as_deref()
-        .and_then(normalize_message_id);
+        .and_then(rules::normalize_message_id);
     let mut stmt = tx
         .conn
         .prepare_cached(
@@ -308,7 +255,7 @@ fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<App
         blob.0,
         size,
         new.received_at,
-        keywords.join(" "),
+        rules::keywords_to_text(&keywords),
         seen,
         modseq.0 as i64,
         message_id,
@@ -331,11 +278,8 @@ fn append_one(tx: &mut Tx<'_>, account: AccountId, new: &NewEmail) -> Result<App
             .execute(params![email.0, envelope])
             .map_err(db_err)?;
     }
-    let mut uids = Vec::with_capacity(new.mailboxes.len());
-    for &mailbox in &new.mailboxes {
-        if uids.iter().any(|&(m, _)| m == mailbox) {
-            continue;
-        }
+    let mut uids = Vec::with_capacity(mailboxes.len());
+    for mailbox in mailboxes {
         let uid = add_membership(tx, account, mailbox, email, modseq)?;
         uids.push((mailbox, uid));
     }
@@ -382,7 +326,7 @@ pub(crate) fn set_keywords(
     super::directory::require_account(tx.conn, account)?;
     let mut result = KeywordResult::default();
     for update in updates {
-        let given = normalize_keywords(&update.keywords)?;
+        let given = rules::normalize_keywords(&update.keywords)?;
         let row: Option<(String, i64)> = tx
             .conn
             .prepare_cached("SELECT keywords, kw_modseq FROM emails WHERE id = ?1 AND account = ?2")
@@ -401,25 +345,18 @@ pub(crate) fn set_keywords(
             result.conflicts.push(update.email);
             continue;
         }
-        let old = parse_keywords(&text);
-        let new: Vec<String> = match update.op {
-            KeywordOp::Replace => given,
-            KeywordOp::Add => {
-                let set: BTreeSet<String> = old.iter().cloned().chain(given).collect();
-                set.into_iter().collect()
-            }
-            KeywordOp::Remove => old.iter().filter(|k| !given.contains(k)).cloned().collect(),
-        };
+        let old = rules::keywords_from_text(&text);
+        let new = rules::apply_keyword_op(update.op, &old, given);
         if new == old {
             continue;
         }
         let modseq = tx.next_modseq(account)?;
-        let was_seen = old.iter().any(|k| k == SEEN);
-        let seen = new.iter().any(|k| k == SEEN);
+        let was_seen = rules::is_seen(&old);
+        let seen = rules::is_seen(&new);
         tx.conn
             .prepare_cached("UPDATE emails SET keywords = ?2, seen = ?3, modseq = ?4, kw_modseq = ?4 WHERE id = ?1")
             .map_err(db_err)?
-            .execute(params![update.email.0, new.join(" "), seen, modseq.0 as i64])
+            .execute(params![update.email.0, rules::keywords_to_text(&new), seen, modseq.0 as i64])
             .map_err(db_err)?;
         tx.log(account, modseq, Kind::Email, update.email.0, Op::Updated)?;
         for (mailbox, _) in memberships_of(tx.conn, update.email)? {
@@ -451,17 +388,7 @@ pub(crate) fn set_mailboxes(
             require_mailbox(tx.conn, account, mailbox)?;
         }
         let current = memberships_of(tx.conn, update.email)?;
-        let mut to_add: Vec<MailboxId> = Vec::new();
-        for &mailbox in &update.add {
-            if !current.iter().any(|&(m, _)| m == mailbox) && !to_add.contains(&mailbox) {
-                to_add.push(mailbox);
-            }
-        }
-        let to_remove: Vec<(MailboxId, Uid)> = current
-            .iter()
-            .copied()
-            .filter(|(m, _)| update.remove.contains(m) && !update.add.contains(m))
-            .collect();
+        let (to_add, to_remove) = rules::membership_changes(&current, &update.add, &update.remove);
         if to_add.is_empty() && to_remove.is_empty() {
             out.push((update.email, Vec::new()));
             continue;

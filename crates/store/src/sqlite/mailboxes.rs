@@ -3,40 +3,12 @@
 use super::db_err;
 use super::emails::email_left_mailbox;
 use super::writer::{Kind, Op, Tx};
+use crate::rules::{self, canonical_mailbox_name};
 use crate::{
     AccountId, EmailId, Mailbox, MailboxId, MailboxStatus, ModSeq, Result, Role, StoreError, Uid,
     now_unix,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
-
-/// Longest mailbox path we accept, in bytes.
-const MAX_MAILBOX_NAME_LEN: usize = 1024;
-/// Hierarchy separator of mailbox paths.
-const SEPARATOR: char = '/';
-
-/// Checks a mailbox path and canonicalizes the INBOX prefix
-/// (RFC 9051 §5.1: "INBOX" is case-insensitive).
-pub(crate) fn canonical_name(name: &str) -> Result<String> {
-    let bad = name.is_empty()
-        || name.len() > MAX_MAILBOX_NAME_LEN
-        || name.chars().any(char::is_control)
-        || name.split(SEPARATOR).any(str::is_empty);
-    if bad {
-        return Err(StoreError::Invalid(format!("mailbox name {name:?}")));
-    }
-    let (first, rest) = match name.split_once(SEPARATOR) {
-        Some((first, rest)) => (first, Some(rest)),
-        None => (name, None),
-    };
-    if first.eq_ignore_ascii_case("INBOX") {
-        Ok(match rest {
-            Some(rest) => format!("INBOX{SEPARATOR}{rest}"),
-            None => "INBOX".to_string(),
-        })
-    } else {
-        Ok(name.to_string())
-    }
-}
 
 fn role_to_text(role: Option<Role>) -> Option<&'static str> {
     role.map(Role::as_jmap)
@@ -93,7 +65,7 @@ pub(crate) fn insert_mailbox(
     role: Option<Role>,
     subscribed: bool,
 ) -> Result<Mailbox> {
-    let name = canonical_name(name)?;
+    let name = canonical_mailbox_name(name)?;
     if mailbox_id_by_name(tx.conn, account, &name)?.is_some() {
         return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
     }
@@ -112,16 +84,15 @@ pub(crate) fn insert_mailbox(
     let id = MailboxId(tx.conn.last_insert_rowid());
     tx.log(account, modseq, Kind::Mailbox, id.0, Op::Created)?;
     tx.touch_mailbox(account, id, modseq)?;
-    Ok(Mailbox {
+    Ok(rules::created_mailbox(
         id,
         account,
         name,
         role,
         uid_validity,
-        uid_next: Uid(1),
         subscribed,
-        highest_modseq: modseq,
-    })
+        modseq,
+    ))
 }
 
 fn require_role_free(conn: &Connection, account: AccountId, role: Role) -> Result<()> {
@@ -202,23 +173,10 @@ pub(crate) fn mailbox_rename(
     new_name: &str,
 ) -> Result<()> {
     let mailbox = require_mailbox(tx.conn, account, id)?;
-    let new_name = canonical_name(new_name)?;
-    if mailbox.name == "INBOX" || mailbox.role == Some(Role::Inbox) {
-        return Err(StoreError::Invalid("INBOX cannot be renamed".into()));
-    }
-    if new_name == mailbox.name {
+    let is_inbox = mailbox.role == Some(Role::Inbox);
+    let Some(new_name) = rules::check_rename(&mailbox.name, is_inbox, new_name)? else {
         return Ok(());
-    }
-    let old_prefix = format!("{}{SEPARATOR}", mailbox.name);
-    if new_name.starts_with(&old_prefix) {
-        return Err(StoreError::Invalid(format!(
-            "cannot move {} below itself",
-            mailbox.name
-        )));
-    }
-    if new_name == "INBOX" {
-        return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
-    }
+    };
     // The mailbox itself and its descendants, with their new names.
     let mut stmt = tx
         .conn
@@ -227,21 +185,16 @@ pub(crate) fn mailbox_rename(
              AND (id = ?2 OR substr(name, 1, length(?3)) = ?3)",
         )
         .map_err(db_err)?;
-    let moved: Vec<(MailboxId, String)> = stmt
-        .query_map(params![account.0, id.0, old_prefix], |r| {
-            Ok((MailboxId(r.get(0)?), r.get::<_, String>(1)?))
-        })
+    let found: Vec<(MailboxId, String)> = stmt
+        .query_map(
+            params![account.0, id.0, rules::children_prefix(&mailbox.name)],
+            |r| Ok((MailboxId(r.get(0)?), r.get::<_, String>(1)?)),
+        )
         .map_err(db_err)?
         .collect::<rusqlite::Result<_>>()
         .map_err(db_err)?;
     drop(stmt);
-    let renames: Vec<(MailboxId, String)> = moved
-        .into_iter()
-        .filter_map(|(mid, name)| {
-            let tail = name.strip_prefix(mailbox.name.as_str())?;
-            Some((mid, format!("{new_name}{tail}")))
-        })
-        .collect();
+    let renames = rules::renamed_mailboxes(&mailbox.name, &new_name, found)?;
     for (_, name) in &renames {
         if mailbox_id_by_name(tx.conn, account, name)?.is_some() {
             return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
@@ -264,9 +217,7 @@ pub(crate) fn mailbox_rename(
 /// Deletes the mailbox; emails in no other mailbox are destroyed.
 pub(crate) fn mailbox_delete(tx: &mut Tx<'_>, account: AccountId, id: MailboxId) -> Result<()> {
     let mailbox = require_mailbox(tx.conn, account, id)?;
-    if mailbox.role == Some(Role::Inbox) || mailbox.name == "INBOX" {
-        return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
-    }
+    rules::check_delete(&mailbox.name, mailbox.role == Some(Role::Inbox))?;
     let mut stmt = tx
         .conn
         .prepare_cached("SELECT uid, email FROM memberships WHERE mailbox = ?1 ORDER BY uid")

@@ -1,8 +1,8 @@
 //! Email reads: mailbox listings, email objects, expunge log, blobs.
 
 use super::db_err;
-use super::emails::parse_keywords;
 use super::mailboxes::require_mailbox;
+use crate::rules::keywords_from_text;
 use crate::{
     AccountId, BlobHash, Email, EmailId, EmailSummary, MailboxDelta, MailboxId, MessageMeta,
     ModSeq, Result, SearchHeaders, StoreError, ThreadId, Uid,
@@ -21,7 +21,7 @@ fn keywords_at(r: &Row<'_>, idx: usize) -> rusqlite::Result<Vec<String>> {
     let text = r.get_ref(idx)?.as_str().map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
     })?;
-    Ok(parse_keywords(text))
+    Ok(keywords_from_text(text))
 }
 
 /// The messages of one mailbox ordered by UID, in one query (no blobs read).

@@ -144,9 +144,8 @@ pub(crate) fn email_query_page(
             ids.push(EmailId(row.map_err(db_err)?));
         }
     }
-    // The count is needed when asked, and to clamp a position that may lie past the end.
     let keywords = !q.has_keywords.is_empty() || !q.not_keywords.is_empty();
-    let total = if q.calculate_total || (ids.is_empty() && q.position > 0) {
+    let total = if q.needs_total(&ids) {
         Some(match mailbox_size {
             Some(size) if !keywords => size,
             _ => count(conn, &where_sql, &params)?,
@@ -154,9 +153,5 @@ pub(crate) fn email_query_page(
     } else {
         None
     };
-    Ok(EmailPage {
-        ids,
-        position: total.map_or(q.position, |t| q.position.min(t)),
-        total,
-    })
+    Ok(q.page(ids, total))
 }

@@ -3,9 +3,8 @@
 use super::db_err;
 use super::emails::put_blob;
 use super::writer::Tx;
-use crate::{
-    BlobHash, NewQueued, QueueId, QueueRcpt, Queued, RcptStatus, Result, StoreError, now_unix,
-};
+use crate::rules;
+use crate::{BlobHash, NewQueued, QueueId, Queued, Result, StoreError, now_unix};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 const QUEUE_COLUMNS: &str = "id, sender, recipients, blob, size, created_at, next_attempt, attempts, expires_at, \
@@ -34,45 +33,21 @@ fn queued_from_row(r: &Row<'_>) -> rusqlite::Result<(Queued, String)> {
 
 fn decode(row: (Queued, String)) -> Result<Queued> {
     let (mut queued, json) = row;
-    queued.recipients = serde_json::from_str(&json).map_err(|e| {
-        StoreError::Internal(format!(
-            "recipients of queue entry {} are unreadable: {e}",
-            queued.id
-        ))
-    })?;
+    queued.recipients = rules::recipients_from_json(queued.id, &json)?;
     Ok(queued)
 }
 
-fn encode_recipients(recipients: &[QueueRcpt]) -> Result<String> {
-    serde_json::to_string(recipients)
-        .map_err(|e| StoreError::Internal(format!("cannot encode recipients: {e}")))
-}
-
 pub(crate) fn queue_enqueue(tx: &mut Tx<'_>, msg: &NewQueued) -> Result<QueueId> {
-    if msg.recipients.is_empty() {
-        return Err(StoreError::Invalid(
-            "a queued message needs at least one recipient".into(),
-        ));
-    }
-    let size = u32::try_from(msg.raw.len())
-        .map_err(|_| StoreError::Invalid("message larger than 4 GiB".into()))?;
+    let recipients = rules::queued_recipients(&msg.recipients)?;
+    let size = rules::stored_size(&msg.raw, "message")?;
     let blob = put_blob(tx.conn, &msg.raw)?;
-    let recipients: Vec<QueueRcpt> = msg
-        .recipients
-        .iter()
-        .map(|address| QueueRcpt {
-            address: address.clone(),
-            status: RcptStatus::Pending,
-            last_error: None,
-        })
-        .collect();
     let now = now_unix();
     tx.conn
         .execute(
             "INSERT INTO queue (sender, recipients, blob, size, created_at, next_attempt, attempts, expires_at,
                                 dsn_sent, lease_owner, lease_until)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, 0, NULL, 0)",
-            params![msg.sender, encode_recipients(&recipients)?, blob.0, size, now, msg.expires_at],
+            params![msg.sender, rules::recipients_to_json(&recipients)?, blob.0, size, now, msg.expires_at],
         )
         .map_err(db_err)?;
     Ok(QueueId(tx.conn.last_insert_rowid()))
@@ -127,17 +102,9 @@ pub(crate) fn queue_lease_due(
 /// Writes back an attempt and releases the lease; deletes the entry once every recipient
 /// is final and any failure has been reported by a DSN.
 pub(crate) fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> {
-    let all_final = entry
-        .recipients
-        .iter()
-        .all(|r| r.status != RcptStatus::Pending);
-    let any_failed = entry
-        .recipients
-        .iter()
-        .any(|r| r.status == RcptStatus::Failed);
     // Only the lease holder writes back: a node whose lease expired and was taken over
     // must not overwrite (or delete) the new holder's entry.
-    let n = if all_final && (!any_failed || entry.dsn_sent) {
+    let n = if rules::queue_entry_done(entry) {
         tx.conn
             .execute(
                 "DELETE FROM queue WHERE id = ?1 AND lease_owner IS ?2",
@@ -152,7 +119,7 @@ pub(crate) fn queue_update(tx: &mut Tx<'_>, entry: &Queued) -> Result<()> {
                  WHERE id = ?1 AND lease_owner IS ?6",
                 params![
                     entry.id.0,
-                    encode_recipients(&entry.recipients)?,
+                    rules::recipients_to_json(&entry.recipients)?,
                     entry.next_attempt,
                     entry.attempts,
                     entry.dsn_sent,

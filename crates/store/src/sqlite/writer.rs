@@ -6,7 +6,7 @@
 use super::db_err;
 use crate::{AccountId, MailboxId, ModSeq, Result, StateChange, StoreError};
 use rusqlite::{Connection, params};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,20 +26,7 @@ pub(crate) type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Reply) + Send>;
 pub(crate) use crate::changelog::{ChangeKind as Kind, ChangeOp as Op};
 
 /// What one committed batch changed, per account.
-#[derive(Debug, Default)]
-pub(crate) struct Notes {
-    accounts: HashMap<AccountId, (ModSeq, BTreeSet<MailboxId>)>,
-}
-
-impl Notes {
-    fn merge(&mut self, other: Notes) {
-        for (account, (modseq, mailboxes)) in other.accounts {
-            let entry = self.accounts.entry(account).or_default();
-            entry.0 = entry.0.max(modseq);
-            entry.1.extend(mailboxes);
-        }
-    }
-}
+pub(crate) use crate::changelog::CommitNotes as Notes;
 
 /// The write transaction as seen by a job: the connection plus change-log helpers.
 pub(crate) struct Tx<'c> {
@@ -61,8 +48,7 @@ impl Tx<'_> {
             return Err(StoreError::NotFound(format!("account {account}")));
         };
         let modseq = ModSeq(row.get::<_, i64>(0).map_err(db_err)? as u64);
-        let entry = self.notes.accounts.entry(account).or_default();
-        entry.0 = entry.0.max(modseq);
+        self.notes.note_modseq(account, modseq);
         Ok(modseq)
     }
 
@@ -105,12 +91,7 @@ impl Tx<'_> {
             .map_err(db_err)?;
         stmt.execute(params![mailbox.0, modseq.0 as i64])
             .map_err(db_err)?;
-        self.notes
-            .accounts
-            .entry(account)
-            .or_default()
-            .1
-            .insert(mailbox);
+        self.notes.note_mailbox(account, mailbox);
         Ok(())
     }
 }
@@ -143,14 +124,10 @@ impl Hub {
 
     fn publish(&self, notes: Notes) {
         let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
-        for (account, (modseq, mailboxes)) in notes.accounts {
+        for change in notes.into_state_changes() {
+            let account = change.account;
             let Some(sender) = senders.get(&account) else {
                 continue;
-            };
-            let change = StateChange {
-                account,
-                modseq,
-                mailboxes: mailboxes.into_iter().collect(),
             };
             if sender.send(change).is_err() {
                 // Nobody listens any more; drop the channel (a new subscribe recreates it).
