@@ -144,6 +144,22 @@ pub async fn send_dsn(
         ))))
 }
 
+/// A pipeline refusal as the SMTP reply a client would get for it alone, for a bounce's
+/// `Diagnostic-Code` (RFC 3464 §2.3.6) and status: `554 5.7.1` (RFC 5321 §4.2.5, RFC 3463
+/// "delivery not authorized") when permanent, `451 4.3.0` when temporary.
+pub fn refusal_diagnostic(why: &crate::Refusal) -> String {
+    let reason: String = why
+        .reason()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    match why {
+        crate::Refusal::Permanent(_) => format!("554 5.7.1 Message refused: {reason}"),
+        crate::Refusal::Temporary(_) => format!("451 4.3.0 {reason}"),
+    }
+}
+
 /// RFC 3463 status for a failure text: the server's enhanced code if it gave one, else by
 /// reply class; `4.4.7` (delivery time expired) for an expired lifetime.
 pub fn status_code(error: &str) -> String {

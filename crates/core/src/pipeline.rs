@@ -12,7 +12,7 @@
 
 use crate::{Recipient, inbox_email, inbox_of, resolve_recipient, summarize};
 use bulwark_store::{
-    Acceptance, AccountId, Appended, ItemWrite, NewQueued, Store, StoreError, now_unix,
+    Acceptance, AccountId, Appended, ItemWrite, NewQueued, QueueId, Store, StoreError, now_unix,
 };
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
@@ -115,6 +115,8 @@ pub enum DeliveryError {
 pub struct Delivered {
     pub outcomes: Vec<(String, Outcome)>,
     pub appended: Vec<Appended>,
+    /// The queue entry made for the remote recipients, if any.
+    pub queued: Option<QueueId>,
 }
 
 impl Delivered {
@@ -279,6 +281,7 @@ impl Pipeline {
         Ok(Delivered {
             outcomes,
             appended: accepted.appended,
+            queued: accepted.queued,
         })
     }
 }

@@ -603,7 +603,10 @@ impl SmtpServer {
             tracing::info!(id = %d.id, "refused recipients of a bounce are not bounced");
             return;
         }
-        let diagnostics: Vec<String> = refused.iter().map(|(_, why)| diagnostic(why)).collect();
+        let diagnostics: Vec<String> = refused
+            .iter()
+            .map(|(_, why)| bulwark_core::dsn::refusal_diagnostic(why))
+            .collect();
         let report = bulwark_core::dsn::DsnReport {
             id: &d.id,
             sender: &d.sender,
@@ -636,26 +639,6 @@ impl SmtpServer {
             Err(e) => {
                 tracing::error!(id = %d.id, sender = %d.sender, error = %e, "cannot send the bounce for refused recipients");
             }
-        }
-    }
-}
-
-/// The refusal as the SMTP reply the client would have got for it alone (the bounce's
-/// `Diagnostic-Code`, RFC 3464 §2.3.6, and its status code).
-fn diagnostic(why: &bulwark_core::Refusal) -> String {
-    match why {
-        bulwark_core::Refusal::Permanent(reason) => {
-            String::from_utf8_lossy(&reply::refused(reason).to_bytes())
-                .trim_end()
-                .to_string()
-        }
-        bulwark_core::Refusal::Temporary(reason) => {
-            let reason: String = reason
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect();
-            format!("451 4.3.0 {reason}")
         }
     }
 }
