@@ -7,7 +7,7 @@
 //! a replay after a crash between that commit and the file's removal finds it, the pipeline
 //! answers [`DeliveryError::AlreadyAccepted`] and nothing is stored twice — inside the same
 //! transaction, which also closes the old gap (the user deleting the copy and its blob being
-//! dropped before the second replay). The marker is deleted once the file is gone. The
+//! dropped before the second replay). The markers are deleted once their files are gone (in batches). The
 //! blob-hash checks stay in front of it: they cover a file whose first replay crashed before
 //! markers existed, and a message without a local account (remote recipients only), whose
 //! single write — the queue entry with its blob — is its own marker.
@@ -17,7 +17,7 @@ use crate::{DeliveryError, Message, Outcome, Pipeline, Recipient, resolve_recipi
 use bulwark_store::{
     AccountId, BlobHash, Expect, ItemWrite, QueueId, RcptStatus, Store, StoreError, now_unix,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,6 +27,8 @@ pub const REPLAY_QUEUE_LIFETIME_SECS: i64 = 5 * 24 * 3600;
 /// (RFC 3463 X.1.1: bad destination mailbox address).
 pub const UNKNOWN_AT_REPLAY: &str =
     "550 5.1.1 no such user here (found when the spooled message was replayed)";
+/// Markers deleted per commit after a pass (well below the store's write limit per call).
+const MARKER_BATCH: usize = 256;
 /// The collection of replay markers (one item per message being replayed, removed with
 /// its spool file).
 pub const REPLAYED: &str = "spool-replayed";
@@ -62,6 +64,8 @@ impl Spool {
         let store = pipeline.store().as_ref();
         let mut report = ReplayReport::default();
         let mut lookups = Lookups::default();
+        // Markers of messages whose files are gone, deleted in batches (one commit each).
+        let mut spent: BTreeMap<AccountId, Vec<String>> = BTreeMap::new();
         let files = self.waiting()?;
         if !files.is_empty() {
             tracing::info!(messages = files.len(), "spool: replaying");
@@ -85,7 +89,11 @@ impl Spool {
                     self.remove(&path)?;
                     report.replayed += 1;
                     if let Some((account, key)) = marker {
-                        remove_marker(store, account, &key).await;
+                        let keys = spent.entry(account).or_default();
+                        keys.push(key);
+                        if keys.len() >= MARKER_BATCH {
+                            remove_markers(store, account, std::mem::take(keys)).await;
+                        }
                     }
                 }
                 Err(e @ StoreError::Unavailable(_)) => {
@@ -101,6 +109,9 @@ impl Spool {
                     );
                 }
             }
+        }
+        for (account, keys) in spent {
+            remove_markers(store, account, keys).await;
         }
         if report.replayed > 0 {
             tracing::info!(?report, "spool: replay finished");
@@ -149,12 +160,19 @@ fn marker_key(local: &[u8]) -> String {
     BlobHash::of(local).0
 }
 
-/// Deletes the marker of a message whose file is gone (a leftover is harmless: the file that
-/// could be replayed again no longer exists).
-async fn remove_marker(store: &dyn Store, account: AccountId, key: &str) {
-    let write = ItemWrite::delete(REPLAYED, key, Expect::Any);
-    if let Err(e) = store.collection_write(account, vec![write]).await {
-        tracing::warn!(error = %e, "spool: cannot remove a replay marker");
+/// Deletes the markers of messages whose files are gone. A leftover (the store failed now,
+/// or the pass stopped early) is harmless: the file that could be replayed again no longer
+/// exists, and no other message has the same key.
+async fn remove_markers(store: &dyn Store, account: AccountId, keys: Vec<String>) {
+    if keys.is_empty() {
+        return;
+    }
+    let writes = keys
+        .iter()
+        .map(|key| ItemWrite::delete(REPLAYED, key, Expect::Any))
+        .collect();
+    if let Err(e) = store.collection_write(account, writes).await {
+        tracing::warn!(error = %e, markers = keys.len(), "spool: cannot remove replay markers");
     }
 }
 
