@@ -136,7 +136,8 @@ async fn serve(
         },
     )
     .map_err(|e| anyhow::anyhow!("cannot open the local spool: {e}"))?;
-    let spool_replay = spool.spawn_replay(shared.store.clone(), shared.queue_wakeup.clone());
+    // Through the node's pipeline: its hooks judge replayed mail like any other.
+    let spool_replay = spool.spawn_replay_through(shared.pipeline.clone());
     smtp.set_spool(spool.clone());
     node.set_spool(spool);
     let (http_stop, _) = watch::channel(false);

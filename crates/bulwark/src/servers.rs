@@ -125,14 +125,12 @@ pub fn queue_config(c: &Config) -> QueueConfig {
     }
 }
 
-/// Starts the outbound queue worker; it stops leasing when the node drains and ends after
+/// Starts the outbound queue worker (its bounces are delivered through the node's pipeline);
+/// it stops leasing when the node drains and ends after
 /// the pass in flight.
 pub fn spawn_queue(shared: &Shared) -> (Arc<QueueWorker>, JoinHandle<()>) {
-    let worker = QueueWorker::new(
-        queue_config(&shared.config),
-        shared.store.clone(),
-        shared.queue_wakeup.clone(),
-    );
+    // Bounces go through the node's pipeline (its hooks); it shares the queue wake-up.
+    let worker = QueueWorker::with_pipeline(queue_config(&shared.config), shared.pipeline.clone());
     let task = tokio::spawn(worker.clone().run_until(shared.node.drain_signal()));
     (worker, task)
 }

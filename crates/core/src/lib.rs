@@ -9,6 +9,7 @@
 /// Kept here for callers that found it in this crate first; it lives in `bulwark-store`.
 pub use bulwark_store::outage;
 pub mod collector;
+pub mod dsn;
 pub mod pipeline;
 /// For implementing [`DeliveryHook`] without depending on `async-trait` directly.
 pub use async_trait::async_trait;

@@ -12,7 +12,7 @@
 
 use crate::{Recipient, inbox_email, inbox_of, resolve_recipient, summarize};
 use bulwark_store::{
-    Acceptance, AccountId, Appended, ItemWrite, NewQueued, Store, StoreError, now_unix,
+    Acceptance, AccountId, Appended, ItemWrite, NewQueued, QueueId, Store, StoreError, now_unix,
 };
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
@@ -78,6 +78,9 @@ pub struct Message {
     /// same as `local_raw`.
     pub remote_raw: Option<Arc<Vec<u8>>>,
     pub received_at: i64,
+    /// How long the queue entry for remote recipients is retried (from `received_at`);
+    /// `None`: the pipeline's lifetime. Bounces have their own.
+    pub queue_lifetime_secs: Option<i64>,
     /// Records committed together with the message (see the module docs).
     pub records: Vec<(AccountId, ItemWrite)>,
 }
@@ -91,6 +94,7 @@ impl Message {
             local_raw: raw,
             remote_raw: None,
             received_at: now_unix(),
+            queue_lifetime_secs: None,
             records: Vec::new(),
         }
     }
@@ -111,6 +115,8 @@ pub enum DeliveryError {
 pub struct Delivered {
     pub outcomes: Vec<(String, Outcome)>,
     pub appended: Vec<Appended>,
+    /// The queue entry made for the remote recipients, if any.
+    pub queued: Option<QueueId>,
 }
 
 impl Delivered {
@@ -147,6 +153,11 @@ impl Pipeline {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Notified whenever a delivery queued something (the queue worker waits on it).
+    pub fn queue_wakeup(&self) -> &Arc<Notify> {
+        &self.queue_wakeup
     }
 
     /// Adds a hook (run in the order added).
@@ -231,7 +242,11 @@ impl Pipeline {
                     .remote_raw
                     .clone()
                     .unwrap_or_else(|| message.local_raw.clone()),
-                expires_at: message.received_at.saturating_add(self.queue_lifetime_secs),
+                expires_at: message.received_at.saturating_add(
+                    message
+                        .queue_lifetime_secs
+                        .unwrap_or(self.queue_lifetime_secs),
+                ),
             });
         }
         let nothing = acceptance.local.is_empty()
@@ -266,6 +281,7 @@ impl Pipeline {
         Ok(Delivered {
             outcomes,
             appended: accepted.appended,
+            queued: accepted.queued,
         })
     }
 }

@@ -13,18 +13,27 @@
 //! ([`Spool::offline_recipient`]) and resolved fully at replay. A recipient that turns out
 //! unknown at replay is reported to the sender by a DSN sent by the outbound queue.
 //!
-//! **Replay, each message once.** A replay task ([`Spool::spawn_replay`]) probes the store
-//! and, once it answers, delivers the spooled messages oldest first, then deletes each
-//! file (and fsyncs the directory). A crash can happen between the store commit and the
-//! file deletion, so the file alone cannot say whether a message was delivered. The
-//! idempotency key is the content address of what was written: each spooled message carries
-//! its own `Received:` line (unique transaction id and time), so the local copy and the
-//! relay copy have blob hashes no other message has, and a store writes a blob in the same
-//! transaction as the emails (or queue entry) that use it. Before each step replay asks
-//! `blob_get(hash)`: present means that step committed before the crash and is skipped.
-//! (The one gap: if the user deletes the delivered message and the store drops its blob
-//! between the crash and the replay, the message is delivered again — a duplicate, never a
-//! loss.)
+//! **Replay, each message once.** A replay task ([`Spool::spawn_replay_through`]) probes the
+//! store and, once it answers, delivers the spooled messages oldest first through the
+//! delivery [`Pipeline`](crate::Pipeline) (its hooks judge replayed mail like any other),
+//! then deletes each file (and fsyncs the directory). A crash can happen between the store
+//! commit and the file deletion, so the file alone cannot say whether a message was
+//! delivered. Two keys say it:
+//!
+//! * a **replay marker**, a collection item ([`REPLAYED`], keyed by the local copy's hash)
+//!   written with `Expect::Absent` in the same [`Store::accept`] as the local copies and the
+//!   queue entry: a second replay of the same file is refused by the store itself and stores
+//!   nothing. The marker is deleted after the file. It needs a local account to belong to;
+//! * the **content address** of what was written: each spooled message carries its own
+//!   `Received:` line (unique transaction id and time), so the local copy and the relay copy
+//!   have blob hashes no other message has, and a store writes a blob in the same
+//!   transaction as the emails (or queue entry) that use it. Before each step replay asks
+//!   `blob_get(hash)`: present means that step committed before the crash and is skipped.
+//!   This covers a message without local recipients (its one write is the queue entry) and a
+//!   file whose first replay ran before markers existed.
+//!
+//! (The marker closes the gap the blob check alone has — the user deleting the delivered
+//! message and the collector dropping its blob between the crash and the replay.)
 
 mod replay;
 
@@ -39,7 +48,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-pub use replay::{REPLAY_QUEUE_LIFETIME_SECS, ReplayError, ReplayReport, UNKNOWN_AT_REPLAY};
+pub use replay::{
+    REPLAY_QUEUE_LIFETIME_SECS, REPLAYED, ReplayError, ReplayReport, UNKNOWN_AT_REPLAY,
+};
 
 /// Placeholder account of a recipient accepted during an outage (resolved at replay).
 /// No backend assigns id 0 (ids start at 1).
@@ -464,19 +475,30 @@ impl Spool {
         store: Arc<dyn Store>,
         queue_wakeup: Arc<Notify>,
     ) -> tokio::task::JoinHandle<()> {
-        let spool = self.clone();
-        tokio::spawn(async move { spool.replay_loop(store, queue_wakeup).await })
+        let pipeline = crate::Pipeline::new(store, queue_wakeup, REPLAY_QUEUE_LIFETIME_SECS);
+        self.spawn_replay_through(pipeline)
     }
 
-    async fn replay_loop(self: Arc<Self>, store: Arc<dyn Store>, queue_wakeup: Arc<Notify>) {
+    /// Like [`Spool::spawn_replay`], replaying through `pipeline` (the node's shared one,
+    /// with its hooks) and its store.
+    pub fn spawn_replay_through(
+        self: &Arc<Self>,
+        pipeline: Arc<crate::Pipeline>,
+    ) -> tokio::task::JoinHandle<()> {
+        let spool = self.clone();
+        tokio::spawn(async move { spool.replay_loop(pipeline).await })
+    }
+
+    async fn replay_loop(self: Arc<Self>, pipeline: Arc<crate::Pipeline>) {
+        let store = pipeline.store().clone();
         loop {
             match store.domain_list().await {
                 Ok(list) => {
                     self.remember_domains(&list);
                     self.note_store_available();
                     if self.status().messages > 0 {
-                        match self.replay(store.as_ref()).await {
-                            Ok(report) if report.queued > 0 => queue_wakeup.notify_one(),
+                        match self.replay(&pipeline).await {
+                            Ok(report) if report.queued > 0 => pipeline.queue_wakeup().notify_one(),
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "spool: replay interrupted"),
                         }

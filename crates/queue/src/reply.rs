@@ -146,23 +146,9 @@ impl Extensions {
     }
 }
 
-/// The enhanced status code (RFC 3463) at the start of a reply text, e.g. `5.1.1`.
-pub fn enhanced_status(text: &str) -> Option<&str> {
-    let word = text.split_ascii_whitespace().next()?;
-    let mut parts = word.split('.');
-    let class = parts.next()?;
-    let subject = parts.next()?;
-    let detail = parts.next()?;
-    let ok = matches!(class, "2" | "4" | "5")
-        && (1..=3).contains(&subject.len())
-        && (1..=3).contains(&detail.len())
-        && subject
-            .bytes()
-            .chain(detail.bytes())
-            .all(|b| b.is_ascii_digit())
-        && parts.next().is_none();
-    ok.then_some(word)
-}
+/// The enhanced status code (RFC 3463) at the start of a reply text (one rule for the
+/// client and the bounce builder).
+pub use bulwark_core::dsn::enhanced_status;
 
 #[cfg(test)]
 mod tests {

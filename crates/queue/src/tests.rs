@@ -204,6 +204,81 @@ async fn permanent_failure_bounces_into_the_local_senders_inbox() {
     );
 }
 
+/// Records what the pipeline's hooks are shown; refuses with `refusal` if set.
+struct SeenByHook {
+    seen: std::sync::Mutex<Vec<(AccountId, String, Vec<u8>)>>,
+    refusal: Option<bulwark_core::Refusal>,
+}
+
+#[bulwark_core::async_trait]
+impl bulwark_core::DeliveryHook for SeenByHook {
+    async fn check(
+        &self,
+        account: AccountId,
+        message: &bulwark_core::Message,
+    ) -> Option<bulwark_core::Refusal> {
+        self.seen.lock().expect("seen").push((
+            account,
+            message.sender.clone(),
+            message.local_raw.to_vec(),
+        ));
+        self.refusal.clone()
+    }
+}
+
+fn pipeline_with_hook(
+    env: &Env,
+    refusal: Option<bulwark_core::Refusal>,
+) -> (Arc<bulwark_core::Pipeline>, Arc<SeenByHook>) {
+    let pipeline = bulwark_core::Pipeline::new(env.store.clone(), Arc::new(Notify::new()), 3600);
+    let hook = Arc::new(SeenByHook {
+        seen: std::sync::Mutex::new(Vec::new()),
+        refusal,
+    });
+    pipeline.add_hook(hook.clone());
+    (pipeline, hook)
+}
+
+#[tokio::test]
+async fn a_bounce_to_a_local_sender_goes_through_the_pipelines_hooks() {
+    let env = env().await;
+    let sink = Sink::start(SinkTls::None).await;
+    sink.script("nobody@remote.test", &["550 5.1.1 no such user here"]);
+    let id = enqueue(&env, "alice@example.test", &["nobody@remote.test"], 3600).await;
+    let (pipeline, hook) = pipeline_with_hook(&env, None);
+    let w = QueueWorker::with_pipeline(config(Some(sink.addr.to_string())), pipeline);
+    assert_eq!(w.run_once().await, 1);
+    assert_eq!(env.store.queue_get(id).await.expect("get"), None);
+    let seen = hook.seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 1, "the hook saw the bounce once");
+    let (account, sender, raw) = &seen[0];
+    assert_eq!(*account, env.alice);
+    assert_eq!(sender, "", "a bounce has the null reverse-path");
+    assert!(String::from_utf8_lossy(raw).contains("report-type=delivery-status"));
+    assert_eq!(
+        inbox(&env, env.alice).await.len(),
+        1,
+        "and it was delivered"
+    );
+}
+
+#[tokio::test]
+async fn a_bounce_refused_for_now_by_a_hook_is_retried_later() {
+    let env = env().await;
+    let sink = Sink::start(SinkTls::None).await;
+    sink.script("nobody@remote.test", &["550 5.1.1 no such user here"]);
+    let id = enqueue(&env, "alice@example.test", &["nobody@remote.test"], 3600).await;
+    let busy = bulwark_core::Refusal::Temporary("scanner busy".into());
+    let (pipeline, hook) = pipeline_with_hook(&env, Some(busy));
+    let w = QueueWorker::with_pipeline(config(Some(sink.addr.to_string())), pipeline);
+    assert_eq!(w.run_once().await, 1);
+    assert_eq!(hook.seen.lock().expect("seen").len(), 1);
+    assert!(inbox(&env, env.alice).await.is_empty());
+    let entry = env.store.queue_get(id).await.expect("get").expect("kept");
+    assert!(!entry.dsn_sent, "the bounce is still owed");
+    assert!(entry.next_attempt > now_unix(), "and retried later");
+}
+
 #[tokio::test]
 async fn expired_entry_bounces_with_delivery_time_expired() {
     let env = env().await;
@@ -271,6 +346,10 @@ async fn remote_sender_gets_a_queued_bounce_and_bounces_are_never_bounced() {
         "the bounce is queued for the remote sender"
     );
     assert_eq!(queued[0].sender, "", "bounces use the null reverse-path");
+    assert!(
+        queued[0].expires_at >= now_unix() + crate::DEFAULT_DSN_LIFETIME_SECS - 60,
+        "a bounce keeps its own lifetime"
+    );
     assert_eq!(queued[0].recipients[0].address, "someone@elsewhere.test");
     assert_eq!(w.run_once().await, 1);
     let bounce = sink.transactions().pop().expect("bounce sent");

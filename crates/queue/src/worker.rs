@@ -5,8 +5,8 @@ use crate::QueueConfig;
 use crate::client::{self, ClientSettings, Envelope, RcptOutcome, SessionError, Target};
 use crate::dsn::{EXPIRED_TEXT, build_dsn};
 use crate::mx::{self, RouteError};
-use bulwark_core::{Recipient, deliver_local, resolve_recipient};
-use bulwark_store::{NewQueued, QueueRcpt, Queued, RcptStatus, Store, now_unix};
+use bulwark_core::{Outcome, Pipeline, Refusal};
+use bulwark_store::{QueueRcpt, Queued, RcptStatus, Store, now_unix};
 use hickory_resolver::TokioResolver;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -56,15 +56,25 @@ struct Inner {
     cfg: QueueConfig,
     store: Arc<dyn Store>,
     wakeup: Arc<Notify>,
+    /// Bounces are delivered through it (hooks, one commit, local or queued).
+    pipeline: Arc<Pipeline>,
     client: ClientSettings,
     /// The MX resolver, or why it could not be built (MX delivery then fails temporarily).
     resolver: Result<TokioResolver, String>,
 }
 
 impl QueueWorker {
+    /// A worker with a delivery pipeline of its own (no hooks) for its bounces.
     pub fn new(cfg: QueueConfig, store: Arc<dyn Store>, wakeup: Arc<Notify>) -> Arc<Self> {
+        let pipeline = Pipeline::new(store, wakeup, cfg.dsn_lifetime_secs);
+        QueueWorker::with_pipeline(cfg, pipeline)
+    }
+
+    /// A worker that delivers its bounces through `pipeline` (the node's shared one, with
+    /// its hooks); it works on the pipeline's store and waits on its queue wake-up.
+    pub fn with_pipeline(cfg: QueueConfig, pipeline: Arc<Pipeline>) -> Arc<Self> {
         Arc::new(QueueWorker {
-            inner: std::sync::RwLock::new(Arc::new(Inner::new(cfg, store, wakeup))),
+            inner: std::sync::RwLock::new(Arc::new(Inner::new(cfg, pipeline))),
         })
     }
 
@@ -85,7 +95,7 @@ impl QueueWorker {
     /// in flight finish with the old one. The lease owner (`node_id`) should not change.
     pub fn set_config(&self, cfg: QueueConfig) {
         let old = self.inner();
-        let next = Arc::new(Inner::new(cfg, old.store.clone(), old.wakeup.clone()));
+        let next = Arc::new(Inner::new(cfg, old.pipeline.clone()));
         match self.inner.write() {
             Ok(mut inner) => *inner = next,
             Err(poisoned) => *poisoned.into_inner() = next,
@@ -136,7 +146,7 @@ impl QueueWorker {
 }
 
 impl Inner {
-    fn new(cfg: QueueConfig, store: Arc<dyn Store>, wakeup: Arc<Notify>) -> Inner {
+    fn new(cfg: QueueConfig, pipeline: Arc<Pipeline>) -> Inner {
         let client = ClientSettings {
             hostname: cfg.hostname.clone(),
             connect_timeout: cfg.connect_timeout,
@@ -155,8 +165,9 @@ impl Inner {
         }
         Inner {
             cfg,
-            store,
-            wakeup,
+            store: pipeline.store().clone(),
+            wakeup: pipeline.queue_wakeup().clone(),
+            pipeline,
             client,
             resolver,
         }
@@ -391,40 +402,36 @@ impl Inner {
         vec![RcptOutcome::Temporary(last_error); envelope.recipients.len()]
     }
 
-    /// Sends the bounce to the original sender: into the local INBOX if the sender is ours,
-    /// else through this queue with a null sender. Bounces are never bounced (RFC 5321 §6.1).
-    async fn send_dsn(
-        &self,
-        entry: &Queued,
-        raw: &[u8],
-        now: i64,
-    ) -> Result<(), bulwark_store::StoreError> {
+    /// Sends the bounce to the original sender through the pipeline, from the null
+    /// reverse-path: into the local INBOX if the sender is ours, else queued. Bounces are
+    /// never bounced (RFC 5321 §6.1). `Err` (the store failed, or a hook refused it for now)
+    /// means "retry the bounce later".
+    async fn send_dsn(&self, entry: &Queued, raw: &[u8], now: i64) -> Result<(), String> {
         if entry.sender.is_empty() {
             info!(id = %entry.id, "outbound queue: a bounce failed; not bouncing a bounce");
             return Ok(());
         }
-        let dsn = Arc::new(build_dsn(&self.cfg.hostname, entry, raw, now));
-        match resolve_recipient(&*self.store, &entry.sender).await? {
-            Recipient::Local(account) => {
-                deliver_local(&*self.store, dsn, &[account], now).await?;
+        let dsn = build_dsn(&self.cfg.hostname, entry, raw, now);
+        let outcome = bulwark_core::dsn::send_dsn(
+            &self.pipeline,
+            &entry.sender,
+            dsn,
+            self.cfg.dsn_lifetime_secs,
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        match outcome {
+            Outcome::Delivered(_) => {
                 info!(id = %entry.id, sender = %entry.sender, "outbound queue: bounce delivered locally");
             }
-            Recipient::UnknownUser => {
-                warn!(id = %entry.id, sender = %entry.sender, "outbound queue: bounce dropped, the local sender no longer exists");
+            Outcome::Queued => {
+                info!(id = %entry.id, sender = %entry.sender, "outbound queue: bounce queued");
             }
-            Recipient::Remote => {
-                let id = self
-                    .store
-                    .queue_enqueue(NewQueued {
-                        sender: String::new(),
-                        recipients: vec![entry.sender.clone()],
-                        raw: dsn,
-                        expires_at: now.saturating_add(self.cfg.dsn_lifetime_secs),
-                    })
-                    .await?;
-                info!(id = %entry.id, bounce = %id, sender = %entry.sender, "outbound queue: bounce queued");
-                self.wakeup.notify_one();
+            Outcome::Refused(Refusal::Permanent(why)) => {
+                warn!(id = %entry.id, sender = %entry.sender, reason = %why, "outbound queue: bounce dropped, refused for the sender");
             }
+            Outcome::Refused(Refusal::Temporary(why)) => return Err(why),
         }
         Ok(())
     }

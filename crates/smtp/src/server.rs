@@ -539,8 +539,8 @@ impl SmtpServer {
     /// remote recipients are committed together (all or nothing), so a client's retry after
     /// an error never duplicates a copy.
     async fn deliver_to_store(&self, d: &Delivery, now: i64) -> Result<(), StoreFailure> {
-        let mut message =
-            bulwark_core::Message::new(&d.sender, Vec::new(), Arc::new(d.local_message(now)));
+        let local_raw = Arc::new(d.local_message(now));
+        let mut message = bulwark_core::Message::new(&d.sender, Vec::new(), local_raw.clone());
         message.received_at = now;
         message.resolved = d
             .local
@@ -569,9 +569,11 @@ impl SmtpServer {
             tracing::info!(id = %d.id, rcpt, reason = why.reason(), "message refused");
             return Err(StoreFailure::Refused(why.clone()));
         }
-        for (rcpt, why) in refused {
-            // TODO(DSN for partially refused transactions): logged for now.
+        for (rcpt, why) in &refused {
             tracing::warn!(id = %d.id, rcpt, reason = why.reason(), "recipient refused after DATA");
+        }
+        if !refused.is_empty() {
+            self.bounce_refused(d, &refused, &local_raw, now).await;
         }
         tracing::info!(
             id = %d.id,
@@ -582,6 +584,62 @@ impl SmtpServer {
             "message accepted"
         );
         Ok(())
+    }
+}
+
+impl SmtpServer {
+    /// RFC 5321 §3.7, §4.2.5: once the transaction is accepted (`250` for some recipients),
+    /// the others' refusals are ours to report: an RFC 3464 bounce to the envelope sender
+    /// (never to the null one, §6.1), through the pipeline. Best effort after the commit:
+    /// if it cannot be stored the failure is logged (the message itself is delivered).
+    async fn bounce_refused(
+        &self,
+        d: &Delivery,
+        refused: &[(&str, &bulwark_core::Refusal)],
+        original: &[u8],
+        now: i64,
+    ) {
+        if d.sender.is_empty() {
+            tracing::info!(id = %d.id, "refused recipients of a bounce are not bounced");
+            return;
+        }
+        let diagnostics: Vec<String> = refused
+            .iter()
+            .map(|(_, why)| bulwark_core::dsn::refusal_diagnostic(why))
+            .collect();
+        let report = bulwark_core::dsn::DsnReport {
+            id: &d.id,
+            sender: &d.sender,
+            arrival: now,
+            failed: refused
+                .iter()
+                .zip(&diagnostics)
+                .map(|((rcpt, _), error)| bulwark_core::dsn::FailedRecipient {
+                    address: rcpt,
+                    error,
+                })
+                .collect(),
+        };
+        let dsn = bulwark_core::dsn::build_dsn(&self.cfg.hostname, &report, original, now);
+        match bulwark_core::dsn::send_dsn(
+            &self.pipeline(),
+            &d.sender,
+            dsn,
+            self.cfg.queue_lifetime_secs,
+            now,
+        )
+        .await
+        {
+            Ok(bulwark_core::Outcome::Refused(why)) => {
+                tracing::warn!(id = %d.id, sender = %d.sender, reason = why.reason(), "bounce for refused recipients refused");
+            }
+            Ok(_) => {
+                tracing::info!(id = %d.id, sender = %d.sender, refused = refused.len(), "bounce sent for refused recipients");
+            }
+            Err(e) => {
+                tracing::error!(id = %d.id, sender = %d.sender, error = %e, "cannot send the bounce for refused recipients");
+            }
+        }
     }
 }
 

@@ -513,6 +513,93 @@ async fn a_permanent_refusal_by_the_pipeline_is_554_after_data() {
     assert!(t.inbox("alice@example.test").await.is_empty());
 }
 
+/// Refuses bob's copy (e.g. his mailbox is full); everyone else's passes.
+struct RefuseBob(bulwark_store::AccountId);
+#[bulwark_core::async_trait]
+impl bulwark_core::DeliveryHook for RefuseBob {
+    async fn check(
+        &self,
+        account: bulwark_store::AccountId,
+        _message: &bulwark_core::Message,
+    ) -> Option<bulwark_core::Refusal> {
+        (account == self.0).then(|| bulwark_core::Refusal::Permanent("mailbox full".into()))
+    }
+}
+
+/// A server whose pipeline refuses bob; then one message from `sender` to alice and bob.
+async fn send_to_alice_and_refused_bob(sender: &str) -> TestServer {
+    let t = TestServer::start(|_| {}).await;
+    let bob = t
+        .store
+        .account_by_address("bob@example.test")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let pipeline = bulwark_core::Pipeline::new(t.store.clone(), t.wakeup.clone(), 3600);
+    pipeline.add_hook(Arc::new(RefuseBob(bob)));
+    t.server.set_pipeline(pipeline);
+    let mut c = t.connect(ListenerKind::Mx).await;
+    c.cmd("EHLO client.test").await;
+    assert_eq!(
+        code(&c.cmd(&format!("MAIL FROM:<{sender}>")).await),
+        "250 2.1.0"
+    );
+    for rcpt in ["alice@example.test", "bob@example.test"] {
+        assert_eq!(
+            code(&c.cmd(&format!("RCPT TO:<{rcpt}>")).await),
+            "250 2.1.5"
+        );
+    }
+    assert_eq!(&c.cmd("DATA").await[..3], "354");
+    c.send(b"Subject: for both\r\nMessage-ID: <both@remote.test>\r\n\r\nHi\r\n.\r\n")
+        .await;
+    assert_eq!(code(&c.reply().await), "250 2.0.0", "alice took it");
+    t
+}
+
+/// RFC 5321 §3.7, §4.2.5: after `250` for the transaction, a recipient the pipeline refused
+/// is reported to the sender by an RFC 3464 bounce from the null reverse-path.
+#[tokio::test]
+async fn a_recipient_refused_after_data_is_bounced_to_the_sender() {
+    let t = send_to_alice_and_refused_bob("sender@remote.test").await;
+    assert_eq!(t.inbox("alice@example.test").await.len(), 1);
+    assert!(t.inbox("bob@example.test").await.is_empty());
+    let queued = t.store.queue_list().await.unwrap();
+    assert_eq!(
+        queued.len(),
+        1,
+        "the bounce is queued for the remote sender"
+    );
+    assert_eq!(queued[0].sender, "", "bounces use the null reverse-path");
+    assert_eq!(queued[0].recipients.len(), 1);
+    assert_eq!(queued[0].recipients[0].address, "sender@remote.test");
+    let raw = t.store.blob_get(&queued[0].blob).await.unwrap().unwrap();
+    let dsn = String::from_utf8_lossy(&raw);
+    assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
+    assert!(dsn.contains("To: <sender@remote.test>\r\n"));
+    assert!(dsn.contains(
+        "Final-Recipient: rfc822; bob@example.test\r\nAction: failed\r\nStatus: 5.7.1\r\n"
+    ));
+    assert!(dsn.contains("Diagnostic-Code: smtp; 554 5.7.1 Message refused: mailbox full"));
+    assert!(
+        !dsn.contains("Final-Recipient: rfc822; alice@example.test"),
+        "delivered recipients are not reported"
+    );
+    assert!(
+        dsn.contains("Message-ID: <both@remote.test>"),
+        "the original headers are returned"
+    );
+}
+
+/// RFC 5321 §6.1: refusals for a message from the null reverse-path are not bounced.
+#[tokio::test]
+async fn refused_recipients_of_a_bounce_are_not_bounced() {
+    let t = send_to_alice_and_refused_bob("").await;
+    assert_eq!(t.inbox("alice@example.test").await.len(), 1);
+    assert!(t.store.queue_list().await.unwrap().is_empty());
+}
+
 /// One message over the MX: `MAIL FROM:<sender>`, one `RCPT TO` line, `body`.
 async fn send_on_mx(t: &TestServer, sender: &str, rcpt: &str, body: &str) -> String {
     let mut c = t.connect(ListenerKind::Mx).await;

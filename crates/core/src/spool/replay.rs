@@ -1,12 +1,23 @@
-//! Replay of spooled messages into the store, each exactly once (see the module doc of
-//! [`crate::spool`] for why the blob hash is the idempotency key).
+//! Replay of spooled messages into the store, each exactly once, through the delivery
+//! [`Pipeline`] (its hooks judge each local copy, one commit per message).
+//!
+//! Exactly once (see the module doc of [`crate::spool`]): a message's local copies, its queue
+//! entry and a **replay marker** are one [`Store::accept`]. The marker is a collection item
+//! `(first local account, REPLAYED, hash of the local copy)` written with `Expect::Absent`, so
+//! a replay after a crash between that commit and the file's removal finds it, the pipeline
+//! answers [`DeliveryError::AlreadyAccepted`] and nothing is stored twice — inside the same
+//! transaction, which also closes the old gap (the user deleting the copy and its blob being
+//! dropped before the second replay). The markers are deleted once their files are gone (in batches). The
+//! blob-hash checks stay in front of it: they cover a file whose first replay crashed before
+//! markers existed, and a message without a local account (remote recipients only), whose
+//! single write — the queue entry with its blob — is its own marker.
 
 use super::{Spool, SpoolError, SpooledMessage};
-use crate::{Recipient, inbox_email, inbox_of, resolve_recipient, summarize};
+use crate::{DeliveryError, Message, Outcome, Pipeline, Recipient, resolve_recipient};
 use bulwark_store::{
-    AccountId, BlobHash, MailboxId, NewQueued, QueueId, RcptStatus, Store, StoreError, now_unix,
+    AccountId, BlobHash, Expect, ItemWrite, QueueId, RcptStatus, Store, StoreError, now_unix,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +27,11 @@ pub const REPLAY_QUEUE_LIFETIME_SECS: i64 = 5 * 24 * 3600;
 /// (RFC 3463 X.1.1: bad destination mailbox address).
 pub const UNKNOWN_AT_REPLAY: &str =
     "550 5.1.1 no such user here (found when the spooled message was replayed)";
+/// Markers deleted per commit after a pass (well below the store's write limit per call).
+const MARKER_BATCH: usize = 256;
+/// The collection of replay markers (one item per message being replayed, removed with
+/// its spool file).
+pub const REPLAYED: &str = "spool-replayed";
 
 /// What one replay pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +60,12 @@ pub enum ReplayError {
 impl Spool {
     /// Replays every waiting message, oldest first. Stops at the first `Unavailable`
     /// (the rest waits for the next pass); other store errors skip that message for now.
-    pub async fn replay(&self, store: &dyn Store) -> Result<ReplayReport, ReplayError> {
+    pub async fn replay(&self, pipeline: &Arc<Pipeline>) -> Result<ReplayReport, ReplayError> {
+        let store = pipeline.store().as_ref();
         let mut report = ReplayReport::default();
         let mut lookups = Lookups::default();
+        // Markers of messages whose files are gone, deleted in batches (one commit each).
+        let mut spent: BTreeMap<AccountId, Vec<String>> = BTreeMap::new();
         let files = self.waiting()?;
         if !files.is_empty() {
             tracing::info!(messages = files.len(), "spool: replaying");
@@ -65,10 +84,17 @@ impl Spool {
                     continue;
                 }
             };
-            match replay_one(store, &message, &mut lookups, &mut report).await {
-                Ok(()) => {
+            match replay_one(pipeline, &message, &mut lookups, &mut report).await {
+                Ok(marker) => {
                     self.remove(&path)?;
                     report.replayed += 1;
+                    if let Some((account, key)) = marker {
+                        let keys = spent.entry(account).or_default();
+                        keys.push(key);
+                        if keys.len() >= MARKER_BATCH {
+                            remove_markers(store, account, std::mem::take(keys)).await;
+                        }
+                    }
                 }
                 Err(e @ StoreError::Unavailable(_)) => {
                     self.note_store_unavailable();
@@ -83,6 +109,9 @@ impl Spool {
                     );
                 }
             }
+        }
+        for (account, keys) in spent {
+            remove_markers(store, account, keys).await;
         }
         if report.replayed > 0 {
             tracing::info!(?report, "spool: replay finished");
@@ -102,12 +131,11 @@ async fn already_stored(store: &dyn Store, bytes: &[u8]) -> Result<bool, StoreEr
     Ok(store.blob_get(&BlobHash::of(bytes)).await?.is_some())
 }
 
-/// Recipient and INBOX lookups of one pass (a spool is typically many messages to the same
-/// few recipients; the directory does not change meaningfully within a pass).
+/// Recipient lookups of one pass (a spool is typically many messages to the same few
+/// recipients; the directory does not change meaningfully within a pass).
 #[derive(Default)]
 struct Lookups {
     recipients: HashMap<String, Recipient>,
-    inboxes: HashMap<AccountId, MailboxId>,
 }
 
 impl Lookups {
@@ -124,98 +152,177 @@ impl Lookups {
         self.recipients.insert(key, resolved.clone());
         Ok(resolved)
     }
+}
 
-    async fn inbox(
-        &mut self,
-        store: &dyn Store,
-        account: AccountId,
-    ) -> Result<MailboxId, StoreError> {
-        if let Some(inbox) = self.inboxes.get(&account) {
-            return Ok(*inbox);
-        }
-        let inbox = inbox_of(store, account).await?;
-        self.inboxes.insert(account, inbox);
-        Ok(inbox)
+/// The marker's key: the content address of the local copy (unique per message, see the
+/// module doc of [`crate::spool`]).
+fn marker_key(local: &[u8]) -> String {
+    BlobHash::of(local).0
+}
+
+/// Deletes the markers of messages whose files are gone. A leftover (the store failed now,
+/// or the pass stopped early) is harmless: the file that could be replayed again no longer
+/// exists, and no other message has the same key.
+async fn remove_markers(store: &dyn Store, account: AccountId, keys: Vec<String>) {
+    if keys.is_empty() {
+        return;
+    }
+    let writes = keys
+        .iter()
+        .map(|key| ItemWrite::delete(REPLAYED, key, Expect::Any))
+        .collect();
+    if let Err(e) = store.collection_write(account, writes).await {
+        tracing::warn!(error = %e, markers = keys.len(), "spool: cannot remove replay markers");
     }
 }
 
+/// Replays one message; `Ok` carries the marker to delete once the file is removed.
 async fn replay_one(
-    store: &dyn Store,
+    pipeline: &Arc<Pipeline>,
     message: &SpooledMessage,
     lookups: &mut Lookups,
     report: &mut ReplayReport,
-) -> Result<(), StoreError> {
+) -> Result<Option<(AccountId, String)>, StoreError> {
+    let store = pipeline.store().as_ref();
     let envelope = &message.envelope;
-    let mut accounts: Vec<AccountId> = Vec::new();
+    let mut local: Vec<(String, AccountId)> = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
     for address in &envelope.local {
         match lookups.recipient(store, address).await? {
-            Recipient::Local(account) => accounts.push(account),
+            Recipient::Local(account) => local.push((address.clone(), account)),
             Recipient::UnknownUser | Recipient::Remote => unknown.push(address.clone()),
         }
     }
-    accounts.sort();
-    accounts.dedup();
-    if !accounts.is_empty() {
-        let local = message.local_message();
-        if already_stored(store, &local).await? {
-            report.already_delivered += 1;
-        } else {
-            // Like `deliver_local`, with the pass's INBOX lookups: one transaction.
-            let raw = Arc::new(local);
-            let summary = summarize(&raw);
-            let mut deliveries = Vec::with_capacity(accounts.len());
-            for account in accounts {
-                let inbox = lookups.inbox(store, account).await?;
-                deliveries.push((
-                    account,
-                    inbox_email(inbox, &raw, &summary, envelope.received_at),
-                ));
-            }
-            store.deliver(deliveries).await?;
-        }
+    let local_raw = message.local_message();
+    let relay = message.relay_message();
+    let relay_hash = BlobHash::of(&relay);
+    // Committed before a crash by a replay without markers: the blobs say so.
+    let local_done = !local.is_empty() && already_stored(store, &local_raw).await?;
+    let queue_wanted = !envelope.remote.is_empty() || !unknown.is_empty();
+    let queue_done = queue_wanted && already_stored(store, &relay).await?;
+    if local_done {
+        report.already_delivered += 1;
     }
-    // One queue entry carries the remote recipients and the unknown ones (already failed),
-    // so the queue worker relays the first and sends one DSN for the second.
-    if envelope.remote.is_empty() && unknown.is_empty() {
-        return Ok(());
+    let mut resolved: Vec<(String, Recipient)> = Vec::new();
+    if !local_done {
+        resolved.extend(
+            local
+                .iter()
+                .map(|(a, id)| (a.clone(), Recipient::Local(*id))),
+        );
+    }
+    if queue_wanted && !queue_done {
+        // One queue entry carries the remote recipients and the unknown ones (marked failed
+        // below), so the queue worker relays the first and sends one DSN for the second.
+        resolved.extend(
+            envelope
+                .remote
+                .iter()
+                .chain(&unknown)
+                .map(|a| (a.clone(), Recipient::Remote)),
+        );
     }
     report.unknown_recipients += unknown.len() as u64;
-    let relay = Arc::new(message.relay_message());
-    let hash = BlobHash::of(&relay);
-    let id = if already_stored(store, &relay).await? {
-        // Queued before a crash: finish marking its unknown recipients if that was lost.
-        match store
-            .queue_list()
-            .await?
-            .into_iter()
-            .find(|q| q.blob == hash)
-        {
-            Some(entry) => entry.id,
-            None => return Ok(()),
+    let marker = (!local_done)
+        .then(|| local.iter().map(|(_, id)| *id).min())
+        .flatten()
+        .map(|account| (account, marker_key(&local_raw)));
+    let mut queued = None;
+    let mut refused: Vec<(String, String)> = Vec::new();
+    if !resolved.is_empty() {
+        let mut m = Message::new(&envelope.sender, Vec::new(), Arc::new(local_raw));
+        m.resolved = resolved;
+        m.remote_raw = Some(Arc::new(relay.clone()));
+        m.received_at = envelope.received_at;
+        // The entry may try for the replay lifetime from now, like a fresh acceptance.
+        m.queue_lifetime_secs = Some(
+            now_unix()
+                .saturating_sub(envelope.received_at)
+                .max(0)
+                .saturating_add(REPLAY_QUEUE_LIFETIME_SECS),
+        );
+        if let Some((account, key)) = &marker {
+            m.records = vec![(
+                *account,
+                ItemWrite::put(
+                    REPLAYED,
+                    key,
+                    Expect::Absent,
+                    serde_json::json!({ "id": envelope.id }).to_string(),
+                ),
+            )];
         }
-    } else {
-        let mut recipients = envelope.remote.clone();
-        recipients.extend(unknown.iter().cloned());
-        let id = store
-            .queue_enqueue(NewQueued {
-                sender: envelope.sender.clone(),
-                recipients,
-                raw: relay,
-                expires_at: now_unix().saturating_add(REPLAY_QUEUE_LIFETIME_SECS),
-            })
-            .await?;
-        report.queued += 1;
-        id
-    };
-    if !unknown.is_empty() {
-        mark_failed(store, id, &unknown).await?;
+        match pipeline.deliver(m).await {
+            Ok(done) => {
+                queued = done.queued;
+                if queued.is_some() {
+                    report.queued += 1;
+                }
+                for (address, outcome) in done.outcomes {
+                    if let Outcome::Refused(why) = outcome {
+                        refused.push((address, crate::dsn::refusal_diagnostic(&why)));
+                    }
+                }
+            }
+            Err(DeliveryError::AlreadyAccepted) => report.already_delivered += 1,
+            Err(DeliveryError::Store(e)) => return Err(e),
+        }
     }
-    Ok(())
+    if !unknown.is_empty() {
+        let id = match queued {
+            Some(id) => Some(id),
+            // Queued before a crash: finish marking its unknown recipients if that was lost.
+            None => store
+                .queue_list()
+                .await?
+                .into_iter()
+                .find(|q| q.blob == relay_hash)
+                .map(|q| q.id),
+        };
+        if let Some(id) = id {
+            let failed: Vec<(String, String)> = unknown
+                .iter()
+                .map(|u| (u.clone(), UNKNOWN_AT_REPLAY.to_string()))
+                .collect();
+            mark_failed(store, id, &failed).await?;
+        }
+    }
+    if !refused.is_empty() && !envelope.sender.is_empty() {
+        bounce_refused(store, message, &relay, &refused).await;
+    }
+    Ok(marker)
 }
 
-/// Marks the unknown recipients of the entry failed, so the worker bounces them.
-async fn mark_failed(store: &dyn Store, id: QueueId, unknown: &[String]) -> Result<(), StoreError> {
+/// Local recipients a hook refused at replay were accepted (`250`) during the outage, so the
+/// sender is told (RFC 5321 §3.7): an entry with them already failed, bounced by the queue
+/// worker (which knows our hostname). Best effort after the commit; logged if it fails.
+async fn bounce_refused(
+    store: &dyn Store,
+    message: &SpooledMessage,
+    relay: &[u8],
+    refused: &[(String, String)],
+) {
+    let entry = bulwark_store::NewQueued {
+        sender: message.envelope.sender.clone(),
+        recipients: refused.iter().map(|(a, _)| a.clone()).collect(),
+        raw: Arc::new(relay.to_vec()),
+        expires_at: now_unix().saturating_add(REPLAY_QUEUE_LIFETIME_SECS),
+    };
+    let result = match store.queue_enqueue(entry).await {
+        Ok(id) => mark_failed(store, id, refused).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::error!(id = %message.envelope.id, error = %e, "spool: cannot queue the bounce for recipients refused at replay");
+    }
+}
+
+/// Marks these recipients of the entry failed with their errors, so the worker bounces them.
+async fn mark_failed(
+    store: &dyn Store,
+    id: QueueId,
+    failed: &[(String, String)],
+) -> Result<(), StoreError> {
     let Some(mut entry) = store.queue_get(id).await? else {
         return Ok(());
     };
@@ -225,13 +332,15 @@ async fn mark_failed(store: &dyn Store, id: QueueId, unknown: &[String]) -> Resu
     }
     let mut changed = false;
     for rcpt in &mut entry.recipients {
-        if rcpt.status == RcptStatus::Pending
-            && unknown
-                .iter()
-                .any(|u| u.eq_ignore_ascii_case(&rcpt.address))
+        if rcpt.status != RcptStatus::Pending {
+            continue;
+        }
+        if let Some((_, error)) = failed
+            .iter()
+            .find(|(a, _)| a.eq_ignore_ascii_case(&rcpt.address))
         {
             rcpt.status = RcptStatus::Failed;
-            rcpt.last_error = Some(UNKNOWN_AT_REPLAY.to_string());
+            rcpt.last_error = Some(error.clone());
             changed = true;
         }
     }

@@ -26,6 +26,11 @@ fn message(id: &str, local: &[&str], remote: &[&str]) -> SpooledMessage {
     }
 }
 
+/// A pipeline without hooks on `store` (what the replay goes through).
+fn through(store: Arc<dyn Store>) -> Arc<crate::Pipeline> {
+    crate::Pipeline::new(store, Arc::new(Notify::new()), REPLAY_QUEUE_LIFETIME_SECS)
+}
+
 /// A SQLite store with domain `example.test` and account `alice@example.test`.
 async fn store_with_alice(dir: &Path) -> (Arc<dyn Store>, bulwark_store::AccountId) {
     let store: Arc<dyn Store> = SqliteStore::open(&dir.join("store")).expect("open store");
@@ -157,12 +162,12 @@ async fn replay_delivers_each_spooled_message_once_and_empties_the_spool() {
         .put(&message("R2", &["ALICE+news@example.test"], &[]))
         .await
         .expect("put");
-    let report = spool.replay(store.as_ref()).await.expect("replay");
+    let report = spool.replay(&through(store.clone())).await.expect("replay");
     assert_eq!(report.replayed, 2);
     assert_eq!(inbox_count(store.as_ref(), alice).await, 2);
     assert_eq!(spool.status().messages, 0);
     assert_eq!(spool.status().bytes, 0);
-    let again = spool.replay(store.as_ref()).await.expect("replay");
+    let again = spool.replay(&through(store.clone())).await.expect("replay");
     assert_eq!(again, ReplayReport::default());
     assert_eq!(inbox_count(store.as_ref(), alice).await, 2);
 }
@@ -182,14 +187,17 @@ async fn replay_after_a_crash_between_commit_and_file_removal_does_not_duplicate
         .expect("put");
     let file = spool.waiting().expect("list").remove(0);
     let saved = std::fs::read(&file).expect("read");
-    spool.replay(store.as_ref()).await.expect("replay");
+    spool.replay(&through(store.clone())).await.expect("replay");
     assert_eq!(inbox_count(store.as_ref(), alice).await, 1);
     assert_eq!(store.queue_list().await.expect("queue").len(), 1);
 
     // The node "crashed" after the commits but before deleting the file.
     std::fs::write(&file, &saved).expect("restore file");
     let restarted = Spool::open(dir.path(), SpoolLimits::default()).expect("reopen");
-    let report = restarted.replay(store.as_ref()).await.expect("replay");
+    let report = restarted
+        .replay(&through(store.clone()))
+        .await
+        .expect("replay");
     assert_eq!(report.replayed, 1);
     assert_eq!(report.already_delivered, 1);
     assert_eq!(report.queued, 0);
@@ -219,7 +227,7 @@ async fn recipients_unknown_at_replay_are_queued_as_failed_for_a_dsn() {
         ))
         .await
         .expect("put");
-    let report = spool.replay(store.as_ref()).await.expect("replay");
+    let report = spool.replay(&through(store.clone())).await.expect("replay");
     assert_eq!(report.unknown_recipients, 1);
     assert_eq!(inbox_count(store.as_ref(), alice).await, 1);
     let queue = store.queue_list().await.expect("queue");
@@ -254,7 +262,7 @@ async fn replay_stops_at_an_unavailable_store_and_keeps_every_file() {
         .await
         .expect("put");
     store.set_down(true);
-    let outcome = spool.replay(store.as_ref()).await;
+    let outcome = spool.replay(&through(store.clone())).await;
     assert!(
         matches!(outcome, Err(ReplayError::Store(StoreError::Unavailable(_)))),
         "{outcome:?}"
@@ -277,7 +285,7 @@ async fn damaged_files_are_set_aside_not_deleted() {
     .expect("w");
     let spool = Spool::open(dir.path(), SpoolLimits::default()).expect("open");
     assert_eq!(spool.status().messages, 1);
-    let report = spool.replay(store.as_ref()).await.expect("replay");
+    let report = spool.replay(&through(store.clone())).await.expect("replay");
     assert_eq!(report.set_aside, 1);
     assert_eq!(spool.status().messages, 0);
     assert!(spool.dir().join(DAMAGED_DIR).join("0-bad.msg").exists());
@@ -322,4 +330,116 @@ async fn the_replay_task_drains_the_spool_once_the_store_is_back() {
         "the task remembered the domain list"
     );
     task.abort();
+}
+
+/// The marker is written in the same transaction as the copy, so a replay after a crash
+/// (before the file was removed) stores nothing again — even when the user deleted the copy
+/// and the collector dropped its blob meanwhile (which the blob check alone cannot see).
+#[tokio::test]
+async fn a_crashed_replay_does_not_redeliver_a_copy_deleted_and_collected_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, alice) = store_with_alice(dir.path()).await;
+    let spool = Spool::open(dir.path(), SpoolLimits::default()).expect("open");
+    let msg = message("G1", &["alice@example.test"], &[]);
+    spool.put(&msg).await.expect("put");
+    let file = spool.waiting().expect("list").remove(0);
+    let saved = std::fs::read(&file).expect("read");
+    spool.replay(&through(store.clone())).await.expect("replay");
+    assert!(
+        store
+            .collection_get(alice, REPLAYED, None)
+            .await
+            .expect("markers")
+            .is_empty(),
+        "the marker goes with the file"
+    );
+
+    // The node "crashed" after the commit: the file and the marker are still there.
+    std::fs::write(&file, &saved).expect("restore file");
+    let key = bulwark_store::BlobHash::of(&msg.local_message()).0;
+    let marker =
+        bulwark_store::ItemWrite::put(REPLAYED, &key, bulwark_store::Expect::Absent, "{}".into());
+    store
+        .collection_write(alice, vec![marker])
+        .await
+        .expect("marker");
+    // Meanwhile the user deletes the message and the collector drops its blob.
+    let emails = store.email_list(alice).await.expect("emails");
+    let ids: Vec<_> = emails.iter().map(|e| e.id).collect();
+    store.email_destroy(alice, &ids).await.expect("destroy");
+    store
+        .blob_collect(bulwark_store::now_unix() + 1)
+        .await
+        .expect("collect");
+    assert_eq!(store.blob_get(&emails[0].blob).await.expect("blob"), None);
+
+    let restarted = Spool::open(dir.path(), SpoolLimits::default()).expect("reopen");
+    let report = restarted
+        .replay(&through(store.clone()))
+        .await
+        .expect("replay");
+    assert_eq!(report.replayed, 1);
+    assert_eq!(report.already_delivered, 1);
+    assert_eq!(
+        inbox_count(store.as_ref(), alice).await,
+        0,
+        "not delivered again"
+    );
+    assert_eq!(restarted.status().messages, 0);
+    assert!(
+        store
+            .collection_get(alice, REPLAYED, None)
+            .await
+            .expect("markers")
+            .is_empty()
+    );
+}
+
+/// Refuses every local copy and remembers what it was shown.
+struct RefuseAll(std::sync::Mutex<Vec<String>>);
+#[async_trait::async_trait]
+impl crate::DeliveryHook for RefuseAll {
+    async fn check(
+        &self,
+        _account: bulwark_store::AccountId,
+        message: &crate::Message,
+    ) -> Option<crate::Refusal> {
+        self.0
+            .lock()
+            .expect("seen")
+            .push(String::from_utf8_lossy(&message.local_raw).into_owned());
+        Some(crate::Refusal::Permanent("mailbox full".into()))
+    }
+}
+
+/// Replay goes through the pipeline: its hooks judge each local copy, and a copy refused
+/// then (after `250` during the outage) is queued as failed so the worker bounces it.
+#[tokio::test]
+async fn replayed_mail_goes_through_the_hooks_and_a_refusal_is_bounced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, alice) = store_with_alice(dir.path()).await;
+    let spool = Spool::open(dir.path(), SpoolLimits::default()).expect("open");
+    spool
+        .put(&message("H1", &["alice@example.test"], &[]))
+        .await
+        .expect("put");
+    let pipeline = through(store.clone());
+    let hook = Arc::new(RefuseAll(std::sync::Mutex::new(Vec::new())));
+    pipeline.add_hook(hook.clone());
+    let report = spool.replay(&pipeline).await.expect("replay");
+    assert_eq!(report.replayed, 1);
+    let seen = hook.0.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].contains("Received: from x by mx id H1"));
+    assert_eq!(inbox_count(store.as_ref(), alice).await, 0);
+    let queue = store.queue_list().await.expect("queue");
+    assert_eq!(queue.len(), 1, "a bounce is owed to the sender");
+    assert_eq!(queue[0].sender, "sender@remote.test");
+    assert_eq!(queue[0].recipients[0].address, "alice@example.test");
+    assert_eq!(queue[0].recipients[0].status, RcptStatus::Failed);
+    assert_eq!(
+        queue[0].recipients[0].last_error.as_deref(),
+        Some("554 5.7.1 Message refused: mailbox full")
+    );
+    assert_eq!(spool.status().messages, 0);
 }
