@@ -229,8 +229,9 @@ export class MailApp {
       id: 'search',
       placeholder: 'Search mail (from: to: subject: has:attachment is:unread in:)',
       'aria-label': 'Search mail',
-      // × in the field (the `search` event) or deleting the text ends the search.
+      // × (ours, or the browser's `search` event) or deleting the text ends the search.
       oninput: (e: Event) => {
+        clearBtn.hidden = !(e.target as HTMLInputElement).value;
         if (!(e.target as HTMLInputElement).value.trim() && this.view.kind === 'search') this.leaveSearch();
       },
       onsearch: (e: Event) => {
@@ -248,6 +249,18 @@ export class MailApp {
         }
       },
     }) as HTMLInputElement;
+    const clearBtn = h('button.btn.icon-only.search-clear', {
+      type: 'button',
+      hidden: true,
+      title: 'Clear search',
+      'aria-label': 'Clear search',
+      onclick: () => {
+        search.value = '';
+        clearBtn.hidden = true;
+        if (this.view.kind === 'search') this.leaveSearch();
+        search.focus();
+      },
+    }, icon('close'));
     const themeBtn = h('button.btn.icon-only.theme-btn', { title: 'Toggle dark theme', 'aria-label': 'Toggle dark theme', onclick: () => this.toggleTheme() }, icon(document.documentElement.dataset.theme === 'dark' ? 'sun' : 'moon'));
     this.el.themeBtn = themeBtn;
     const sidebar = h('nav.sidebar', { 'aria-label': 'Mailboxes' });
@@ -277,7 +290,7 @@ export class MailApp {
       null,
       h('button.btn.icon-only.menu-btn', { 'aria-label': 'Mailboxes', onclick: () => sidebar.classList.toggle('open') }, icon('menu')),
       h('div.brand', null, h('span.brand-mark', { 'aria-hidden': 'true' }), h('span', null, 'Bulwark')),
-      h('div.search', { role: 'search' }, icon('search'), search),
+      h('div.search', { role: 'search' }, icon('search'), search, clearBtn),
       h('div.spacer'),
       themeBtn,
       h('button.btn.icon-only', { title: 'Settings', 'aria-label': 'Settings', id: 'open-settings', onclick: () => this.openSettings() }, icon('settings')),
@@ -433,7 +446,10 @@ export class MailApp {
     this.settingsOpen = false;
     this.view = { kind: 'mailbox', mailboxId: id };
     this.lastMailboxId = id;
-    (document.getElementById('search') as HTMLInputElement | null)?.value && ((document.getElementById('search') as HTMLInputElement).value = '');
+    const field = document.getElementById('search') as HTMLInputElement | null;
+    if (field?.value) field.value = '';
+    const clearBtn = document.querySelector<HTMLButtonElement>('.search-clear');
+    if (clearBtn) clearBtn.hidden = true;
     this.resetList();
     this.renderSidebar();
     this.showMail();
