@@ -11,7 +11,7 @@ import { Outbox, type OutboxItem } from './outbox';
 import { Composer } from './composer';
 import { Reader } from './reader';
 import { Settings } from './settings';
-import { parseSearch } from './search';
+import { highlightTerms, parseSearch, searchTerms } from './search';
 
 const ROW_HEIGHT = 72;
 /** Rows fetched with the first screen. */
@@ -23,6 +23,11 @@ const PREFETCH_IDS_UP_TO = 200_000;
 const ROLE_ICON: Record<string, string> = { inbox: 'inbox', sent: 'send', drafts: 'draft', trash: 'trash', archive: 'archive', junk: 'junk' };
 const ROLE_ORDER = ['inbox', 'drafts', 'sent', 'archive', 'junk', 'trash'];
 
+/** The name shown for a mailbox: "Inbox" rather than IMAP's "INBOX". */
+export function mailboxLabel(mb: Mailbox): string {
+  return mb.role === 'inbox' && mb.name.toUpperCase() === 'INBOX' ? 'Inbox' : mb.name;
+}
+
 export interface View {
   kind: 'mailbox' | 'search';
   mailboxId?: string;
@@ -33,6 +38,8 @@ export class MailApp {
   mailboxes: Mailbox[] = [];
   identities: Identity[] = [];
   view: View = { kind: 'mailbox' };
+  /** The folder a search was started from (× or an empty Enter goes back to it). */
+  lastMailboxId?: string;
   /** Sparse: position → email id. */
   ids: (string | undefined)[] = [];
   total = 0;
@@ -222,16 +229,38 @@ export class MailApp {
       id: 'search',
       placeholder: 'Search mail (from: to: subject: has:attachment is:unread in:)',
       'aria-label': 'Search mail',
+      // × (ours, or the browser's `search` event) or deleting the text ends the search.
+      oninput: (e: Event) => {
+        clearBtn.hidden = !(e.target as HTMLInputElement).value;
+        if (!(e.target as HTMLInputElement).value.trim() && this.view.kind === 'search') this.leaveSearch();
+      },
+      onsearch: (e: Event) => {
+        if (!(e.target as HTMLInputElement).value.trim() && this.view.kind === 'search') this.leaveSearch();
+      },
       onkeydown: (e: KeyboardEvent) => {
         if (e.key === 'Enter') {
+          // An empty search is no search: it never lists every folder at once. While a search
+          // is shown, it goes back to the folder it was started from (like ×).
           const q = (e.target as HTMLInputElement).value.trim();
           if (q) this.openSearch(q);
-          else this.openMailbox(this.view.mailboxId ?? '');
+          else if (this.view.kind === 'search') this.leaveSearch();
         } else if (e.key === 'Escape') {
           (e.target as HTMLInputElement).blur();
         }
       },
     }) as HTMLInputElement;
+    const clearBtn = h('button.btn.icon-only.search-clear', {
+      type: 'button',
+      hidden: true,
+      title: 'Clear search',
+      'aria-label': 'Clear search',
+      onclick: () => {
+        search.value = '';
+        clearBtn.hidden = true;
+        if (this.view.kind === 'search') this.leaveSearch();
+        search.focus();
+      },
+    }, icon('close'));
     const themeBtn = h('button.btn.icon-only.theme-btn', { title: 'Toggle dark theme', 'aria-label': 'Toggle dark theme', onclick: () => this.toggleTheme() }, icon(document.documentElement.dataset.theme === 'dark' ? 'sun' : 'moon'));
     this.el.themeBtn = themeBtn;
     const sidebar = h('nav.sidebar', { 'aria-label': 'Mailboxes' });
@@ -261,7 +290,7 @@ export class MailApp {
       null,
       h('button.btn.icon-only.menu-btn', { 'aria-label': 'Mailboxes', onclick: () => sidebar.classList.toggle('open') }, icon('menu')),
       h('div.brand', null, h('span.brand-mark', { 'aria-hidden': 'true' }), h('span', null, 'Bulwark')),
-      h('div.search', { role: 'search' }, icon('search'), search),
+      h('div.search', { role: 'search' }, icon('search'), search, clearBtn),
       h('div.spacer'),
       themeBtn,
       h('button.btn.icon-only', { title: 'Settings', 'aria-label': 'Settings', id: 'open-settings', onclick: () => this.openSettings() }, icon('settings')),
@@ -360,7 +389,7 @@ export class MailApp {
           },
         },
         icon(ROLE_ICON[mb.role ?? ''] ?? 'folder'),
-        h('span.name', null, mb.name),
+        h('span.name', null, mailboxLabel(mb)),
         mb.unreadEmails ? h('span.count', { 'aria-label': `${mb.unreadEmails} unread` }, String(mb.unreadEmails)) : null,
       );
       return h('li', null, btn);
@@ -416,7 +445,11 @@ export class MailApp {
     if (this.openId && (this.view.kind !== 'mailbox' || this.view.mailboxId !== id)) this.closeReader();
     this.settingsOpen = false;
     this.view = { kind: 'mailbox', mailboxId: id };
-    (document.getElementById('search') as HTMLInputElement | null)?.value && ((document.getElementById('search') as HTMLInputElement).value = '');
+    this.lastMailboxId = id;
+    const field = document.getElementById('search') as HTMLInputElement | null;
+    if (field?.value) field.value = '';
+    const clearBtn = document.querySelector<HTMLButtonElement>('.search-clear');
+    if (clearBtn) clearBtn.hidden = true;
     this.resetList();
     this.renderSidebar();
     this.showMail();
@@ -427,7 +460,14 @@ export class MailApp {
       .finally(() => this.markListReady(gen));
   }
 
+  /** Back from a search to the folder shown before it (the Inbox if it is gone). */
+  leaveSearch() {
+    const id = this.mailboxes.some((m) => m.id === this.lastMailboxId) ? this.lastMailboxId : (byRole(this.mailboxes, 'inbox') ?? this.mailboxes[0])?.id;
+    if (id) this.openMailbox(id);
+  }
+
   openSearch(q: string) {
+    if (this.view.kind === 'mailbox' && this.view.mailboxId) this.lastMailboxId = this.view.mailboxId;
     this.settingsOpen = false;
     this.view = { kind: 'search', query: q };
     this.resetList();
@@ -574,7 +614,7 @@ export class MailApp {
   private title(): string {
     if (this.view.kind === 'search') return `Search: ${this.view.query}`;
     const mb = this.mailboxes.find((m) => m.id === this.view.mailboxId);
-    return mb ? mb.name : 'Mail';
+    return mb ? mailboxLabel(mb) : 'Mail';
   }
 
   /** Renders only the rows in (and near) the viewport: fast with 50,000 messages. */
@@ -656,9 +696,23 @@ export class MailApp {
       }),
       h('span.from', null, (this.isSentView() ? e.to?.map((a) => a.name || a.email).join(', ') : from?.name || from?.email) || '(unknown)'),
       h('span.date', null, flagged ? h('span.flag', { 'aria-label': 'flagged' }, '★ ') : null, e.hasAttachment ? icon('paperclip', 'has attachments') : null, formatDate(e.receivedAt)),
-      h('span.line2', null, h('span.subject', null, e.subject || '(no subject)'), e.preview ? ` — ${e.preview}` : ''),
+      this.view.kind === 'search'
+        ? h('span.line2', null, this.folderChips(e), h('span.subject', null, this.marked(e.subject || '(no subject)')), e.preview ? [' — ', this.marked(e.preview)] : '')
+        : h('span.line2', null, h('span.subject', null, e.subject || '(no subject)'), e.preview ? ` — ${e.preview}` : ''),
     );
     return row;
+  }
+
+  /** In a search: where each result is (issue 17 defect 7). */
+  private folderChips(e: Email): HTMLElement | null {
+    const names = this.sortedTree().filter(({ mb }) => e.mailboxIds?.[mb.id]).map(({ mb }) => mailboxLabel(mb));
+    if (!names.length) return null;
+    return h('span.folder', { title: `In ${names.join(', ')}` }, names.join(', '));
+  }
+
+  /** `text` with the search's words in <mark> (as text nodes: never parsed as HTML). */
+  private marked(text: string): (string | HTMLElement)[] {
+    return highlightTerms(text, searchTerms(this.view.query ?? '')).map((p) => (p.match ? h('mark', null, p.text) : p.text));
   }
 
   private isSentView(): boolean {

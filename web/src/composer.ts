@@ -3,7 +3,7 @@
 import { isNetworkError } from './auth';
 import { cache } from './cache';
 import { clear, formatSize, h, icon, toast } from './dom';
-import { byRole, isValidAddress, parseAddressList, saveDraft } from './mail';
+import { byRole, isValidAddress, saveDraft, splitAddressList } from './mail';
 import { newMessageId, type OutgoingAttachment, type OutgoingMessage } from './outbox';
 import type { MailApp } from './app';
 
@@ -58,11 +58,12 @@ export class Composer {
     const collect = (): OutgoingMessage => {
       const identity = ids.find((i) => i.email === fromSel.value) ?? ids[0];
       return {
-        from: { name: identity.name, email: identity.email },
+        from: { name: identity.name || this.app.auth.tokens?.displayName || '', email: identity.email },
         identityId: identity.id || undefined,
-        to: parseAddressList(to.value),
-        cc: parseAddressList(cc.value),
-        bcc: parseAddressList(bcc.value),
+        // Mailboxes as typed, names and all ("Bob <bob@x>", "\"Doe, Jane\" <j@x>").
+        to: splitAddressList(to.value),
+        cc: splitAddressList(cc.value),
+        bcc: splitAddressList(bcc.value),
         subject: subject.value,
         text: body.value,
         attachments: this.attachments,

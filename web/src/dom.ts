@@ -72,6 +72,7 @@ const ICONS: Record<string, string> = {
   back: 'M15 5l-7 7 7 7',
   logout: 'M15 4h4v16h-4M10 8l-4 4 4 4M6 12h11',
   image: 'M3 5h18v14H3zM3 16l5-5 4 4 3-3 6 6M15 9a1 1 0 100-.1',
+  shield: 'M12 3l8 3v6c0 5-3.5 8-8 9-4.5-1-8-4-8-9V6zM12 8v5M12 16v.01',
 };
 
 export function icon(name: string, label?: string): SVGElement {

@@ -66,6 +66,8 @@ export interface Email {
   htmlBody?: BodyPart[];
   attachments?: BodyPart[];
   bodyValues?: Record<string, { value: string; isTruncated?: boolean }>;
+  /** Every Authentication-Results field, topmost first (see trust.ts). */
+  'header:Authentication-Results:asText:all'?: string[] | null;
 }
 
 export class JmapError extends Error {
@@ -80,6 +82,7 @@ export class JmapError extends Error {
 export const LIST_PROPERTIES = ['id', 'threadId', 'mailboxIds', 'keywords', 'from', 'to', 'subject', 'receivedAt', 'preview', 'hasAttachment', 'size'];
 export const FULL_PROPERTIES = [
   ...LIST_PROPERTIES, 'cc', 'replyTo', 'sentAt', 'messageId', 'references', 'inReplyTo', 'textBody', 'htmlBody', 'attachments', 'bodyValues',
+  'header:Authentication-Results:asText:all',
 ];
 
 /** Resolves a URL from the session resource against our own origin (the server may know itself by another name). */

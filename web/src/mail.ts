@@ -16,20 +16,80 @@ export function byRole(mailboxes: Mailbox[], role: string): Mailbox | undefined 
   return mailboxes.find((m) => m.role === role);
 }
 
+/**
+ * Splits an address field into its mailboxes (RFC 5322 §3.4): `Bob <bob@x>`, `"Doe, Jane" <j@x>`,
+ * `bob@x (Bob)`, bare `bob@x`; commas or semicolons separate them except inside quotes, angle
+ * brackets or comments. Each comes back as written (trimmed): `parseMailbox` reads it.
+ */
+export function splitAddressList(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  let angle = false;
+  let comment = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (quoted) {
+      cur += c;
+      if (c === '\\' && i + 1 < s.length) cur += s[++i];
+      else if (c === '"') quoted = false;
+      continue;
+    }
+    if (c === '"' && !angle) quoted = true;
+    else if (c === '(' && !angle) comment++;
+    else if (c === ')' && comment > 0) comment--;
+    else if (c === '<' && comment === 0) angle = true;
+    else if (c === '>' && angle) angle = false;
+    else if ((c === ',' || c === ';') && !angle && comment === 0) {
+      if (cur.trim()) out.push(cur.trim());
+      cur = '';
+      continue;
+    }
+    cur += c;
+  }
+  if (cur.trim()) out.push(cur.trim());
+  return out;
+}
+
+/** One mailbox as typed → JMAP EmailAddress {name, email} (RFC 8621 §4.1.2.3). */
+export function parseMailbox(s: string): Address {
+  const t = s.trim();
+  const angle = /^(.*?)<([^<>]*)>\s*(?:\((.*)\))?\s*$/s.exec(t);
+  if (angle) {
+    const email = angle[2].trim();
+    let name = angle[1].trim();
+    if (/^".*"$/s.test(name)) name = name.slice(1, -1).replace(/\\(.)/g, '$1');
+    name = name.replace(/\s+/g, ' ').trim();
+    return name ? { name, email } : { email };
+  }
+  // addr-spec with a trailing comment as the name: `bob@x (Bob)`
+  const commented = /^(\S+)\s*\((.*)\)\s*$/s.exec(t);
+  if (commented) {
+    const name = commented[2].trim();
+    return name ? { name, email: commented[1] } : { email: commented[1] };
+  }
+  return { email: t };
+}
+
+/** The addresses of an address field (names kept). */
+export function parseAddresses(s: string): Address[] {
+  return splitAddressList(s).map(parseMailbox);
+}
+
+/** The bare addresses of an address field. */
 export function parseAddressList(s: string): string[] {
-  return s
-    .split(/[,;]/)
-    .map((x) => x.trim())
-    .filter(Boolean)
-    .map((x) => /<([^>]+)>/.exec(x)?.[1] ?? x);
+  return parseAddresses(s).map((a) => a.email);
 }
 
 export function isValidAddress(a: string): boolean {
-  return /^[^\s@<>()",;]+@[^\s@<>()",;]+\.[^\s@<>()",;]+$/.test(a);
+  return /^[^\s@<>()",;]+@[^\s@<>()",;]+\.[^\s@<>()",;]+$/.test(parseMailbox(a).email);
 }
 
+/** An address as a compose field shows it and `parseMailbox` reads it back: the name quoted when it has specials. */
 export function formatAddress(a: Address): string {
-  return a.name ? `${a.name} <${a.email}>` : a.email;
+  const name = (a.name ?? '').trim();
+  if (!name) return a.email;
+  return /[()<>[\]:;@\\,."]/.test(name) ? `"${name.replace(/(["\\])/g, '\\$1')}" <${a.email}>` : `${name} <${a.email}>`;
 }
 
 async function uploadPending(jmap: Jmap, m: OutgoingMessage): Promise<void> {
@@ -43,7 +103,11 @@ async function uploadPending(jmap: Jmap, m: OutgoingMessage): Promise<void> {
 }
 
 function emailCreate(m: OutgoingMessage, draftsId: string): Record<string, unknown> {
-  const addrs = (list: string[]) => (list.length ? list.map((email) => ({ email })) : undefined);
+  // Each entry is a mailbox as typed ("Bob <bob@x>" or a bare address): names go out (issue 17).
+  const addrs = (list: string[]) => (list.length ? list.map((x) => {
+    const a = parseMailbox(x);
+    return a.name ? { name: a.name, email: a.email } : { email: a.email };
+  }) : undefined);
   const create: Record<string, unknown> = {
     mailboxIds: { [draftsId]: true },
     keywords: { $draft: true, $seen: true },
@@ -200,21 +264,21 @@ export function replyDraft(kind: ReplyKind, e: Email, me: string[], from: { name
     };
   }
   const replyTo = e.replyTo?.length ? e.replyTo : (e.from ?? []);
-  let to = replyTo.map((a) => a.email);
+  let to = replyTo.map(formatAddress);
   let cc: string[] = [];
   if (kind === 'replyAll') {
-    const all = [...to, ...(e.to ?? []).map((a) => a.email), ...(e.cc ?? []).map((a) => a.email)];
+    const all = [...replyTo, ...(e.to ?? []), ...(e.cc ?? [])];
     const seen = new Set<string>();
     const others = all.filter((a) => {
-      const k = a.toLowerCase();
+      const k = a.email.toLowerCase();
       if (mine.has(k) || seen.has(k)) return false;
       seen.add(k);
       return true;
     });
-    to = others.slice(0, to.length || 1);
-    cc = others.slice(to.length);
+    to = others.slice(0, to.length || 1).map(formatAddress);
+    cc = others.slice(to.length).map(formatAddress);
   }
-  if (to.length === 0) to = replyTo.map((a) => a.email);
+  if (to.length === 0) to = replyTo.map(formatAddress);
   return {
     ...base,
     to,

@@ -16,6 +16,7 @@ export interface OutgoingAttachment {
 export interface OutgoingMessage {
   from: { name: string; email: string };
   identityId?: string;
+  /** Mailboxes as typed or formatted (`Bob <bob@x>`, `"Doe, Jane" <j@x>`, `bob@x`): mail.ts keeps the names. */
   to: string[];
   cc: string[];
   bcc: string[];

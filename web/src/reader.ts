@@ -7,6 +7,7 @@ import type { Email } from './jmap';
 import { formatAddress, replyDraft, type ReplyKind, bodyText } from './mail';
 import { frameDocument, sanitizeHtml, textToHtml } from './sanitize';
 import type { MailApp } from './app';
+import { isLocalDomainUnauthenticated, unauthenticatedWarning } from './trust';
 
 /** Tallest a mail frame grows (px); longer mails scroll inside it. */
 const MAX_FRAME_HEIGHT = 20000;
@@ -58,12 +59,12 @@ export class Reader {
     try {
       const full = (await this.app.jmap.thread(e.threadId)).find((x) => x.id === e.id);
       if (!full) throw new Error('draft not found');
-      const to = (full.to ?? []).map((a) => a.email);
+      const to = (full.to ?? []).map(formatAddress);
       this.app.compose({
         message: {
           from: { name: full.from?.[0]?.name ?? '', email: full.from?.[0]?.email ?? this.app.me },
           to,
-          cc: (full.cc ?? []).map((a) => a.email),
+          cc: (full.cc ?? []).map(formatAddress),
           bcc: [],
           subject: full.subject ?? '',
           text: bodyText(full),
@@ -152,7 +153,14 @@ export class Reader {
         this.renderBody(e, body);
       }
     };
-    card.append(header, body);
+    // Claims one of our own domains but came in unauthenticated on the MX (issue 13 item 15):
+    // warned on the card itself, collapsed or not, with no way to dismiss it.
+    const spoofWarning = isLocalDomainUnauthenticated(e)
+      ? h('div.spoof-warning', { role: 'alert' }, icon('shield'), h('span', null, unauthenticatedWarning(from?.email ?? name)))
+      : null;
+    card.append(header);
+    if (spoofWarning) card.append(spoofWarning);
+    card.append(body);
     if (expanded) {
       rendered = true;
       this.renderBody(e, body);
@@ -302,7 +310,7 @@ export class Reader {
     const e = this.thread.find((x) => x.id === id) ?? this.thread[this.thread.length - 1];
     if (!e) return;
     const identity = this.app.identities[0];
-    const from = { name: identity?.name ?? this.app.auth.tokens?.displayName ?? '', email: identity?.email ?? this.app.me };
+    const from = { name: identity?.name || this.app.auth.tokens?.displayName || '', email: identity?.email ?? this.app.me };
     const me = [this.app.me, ...this.app.identities.map((i) => i.email)];
     this.app.compose({ message: replyDraft(kind, e, me, from) });
   }

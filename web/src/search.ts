@@ -54,3 +54,52 @@ export function parseSearch(q: string, mailboxes: Mailbox[] = []): Record<string
   if (conditions.length === 0) return { text: q.trim() };
   return conditions.length === 1 ? conditions[0] : { operator: 'AND', conditions };
 }
+
+/** The words a search looks for (free text and the values of from: to: cc: subject: body:), for highlighting. */
+export function searchTerms(q: string): string[] {
+  const out: string[] = [];
+  for (const t of tokens(q.trim())) {
+    const i = t.indexOf(':');
+    const key = i > 0 ? t.slice(0, i).toLowerCase() : '';
+    const value = i > 0 && /^[a-z]+$/.test(key) ? t.slice(i + 1) : t;
+    if (['has', 'is', 'in', 'before', 'after'].includes(key)) continue;
+    if (value.trim()) out.push(value.trim());
+  }
+  return out;
+}
+
+/** Lower case without accents, one entry per code point of `s` (so positions map back). */
+function foldChars(s: string): string[] {
+  return Array.from(s, (c) => c.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase());
+}
+
+/**
+ * `text` split into parts, `match` where a term occurs (case- and accent-insensitive). Pure text:
+ * the caller puts the parts into text nodes and <mark>s, never into HTML.
+ */
+export function highlightTerms(text: string, terms: string[]): { text: string; match: boolean }[] {
+  const chars = Array.from(text);
+  const folded = foldChars(text);
+  const wanted = terms.map((t) => foldChars(t).join('')).filter(Boolean);
+  if (!wanted.length || !chars.length) return [{ text, match: false }];
+  // Folded string and, for each of its code units, the code point of `text` it came from.
+  let hay = '';
+  const from: number[] = [];
+  folded.forEach((f, i) => {
+    hay += f;
+    for (let k = 0; k < f.length; k++) from.push(i);
+  });
+  const hit = new Array<boolean>(chars.length).fill(false);
+  for (const w of wanted) {
+    for (let at = hay.indexOf(w); at >= 0; at = hay.indexOf(w, at + w.length)) {
+      for (let k = at; k < at + w.length; k++) hit[from[k]] = true;
+    }
+  }
+  const parts: { text: string; match: boolean }[] = [];
+  chars.forEach((c, i) => {
+    const last = parts[parts.length - 1];
+    if (last && last.match === hit[i]) last.text += c;
+    else parts.push({ text: c, match: hit[i] });
+  });
+  return parts;
+}

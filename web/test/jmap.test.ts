@@ -161,7 +161,7 @@ describe('reply construction', () => {
   const me = { name: 'Alice', email: 'alice@x.test' };
   it('reply goes to the sender with threading headers and a quote', () => {
     const r = replyDraft('reply', email, ['alice@x.test'], me);
-    expect(r.to).toEqual(['bob@x.test']);
+    expect(r.to).toEqual(['Bob <bob@x.test>']);
     expect(r.subject).toBe('Re: Plans');
     expect(r.inReplyTo).toEqual(['m1@x.test']);
     expect(r.references).toEqual(['m0@x.test', 'm1@x.test']);
@@ -169,7 +169,7 @@ describe('reply construction', () => {
   });
   it('reply-all includes everyone but me', () => {
     const r = replyDraft('replyAll', email, ['alice@x.test'], me);
-    expect([...r.to, ...r.cc].sort()).toEqual(['bob@x.test', 'carol@x.test', 'dave@x.test']);
+    expect([...r.to, ...r.cc].sort()).toEqual(['Bob <bob@x.test>', 'carol@x.test', 'dave@x.test']);
   });
   it('forward keeps attachments and does not re-prefix', () => {
     const r = replyDraft('forward', { ...email, subject: 'Fwd: Plans' }, [], me);

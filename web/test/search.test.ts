@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseSearch } from '../src/search';
+import { highlightTerms, parseSearch, searchTerms } from '../src/search';
 
 const MAILBOXES = [
   { id: 'a1', name: 'Archive', role: 'archive', parentId: null, sortOrder: 0, totalEmails: 0, unreadEmails: 0 },
@@ -31,5 +31,21 @@ describe('search syntax', () => {
   });
   it('a single condition is not wrapped', () => {
     expect(parseSearch('from:alice@example.test')).toEqual({ from: 'alice@example.test' });
+  });
+});
+
+describe('search highlighting (issue 17 defect 7)', () => {
+  it('the words searched for: free text and from/to/subject/body values, not is:/has:/in:', () => {
+    expect(searchTerms('from:bob subject:"weekly report" has:attachment is:unread in:archive budget')).toEqual(['bob', 'weekly report', 'budget']);
+  });
+  it('marks matches case- and accent-insensitively, as text parts', () => {
+    expect(highlightTerms('Quarterly report: Café <b>', ['quarterly', 'cafe'])).toEqual([
+      { text: 'Quarterly', match: true },
+      { text: ' report: ', match: false },
+      { text: 'Café', match: true },
+      { text: ' <b>', match: false },
+    ]);
+    expect(highlightTerms('nothing here', ['zzz'])).toEqual([{ text: 'nothing here', match: false }]);
+    expect(highlightTerms('abc', [])).toEqual([{ text: 'abc', match: false }]);
   });
 });
