@@ -250,9 +250,23 @@ impl VacationResponder {
         } else {
             mail_builder::headers::address::Address::new_address(Some(display), me.clone())
         };
+        // The sender's display name, when the From header names the address we answer.
+        let sender_name = msg
+            .from()
+            .and_then(|f| {
+                f.iter().find(|a| {
+                    a.address
+                        .as_deref()
+                        .is_some_and(|x| x.eq_ignore_ascii_case(&sender))
+                })
+            })
+            .and_then(|a| a.name.as_deref())
+            .map(|n| n.chars().filter(|c| !c.is_control()).collect::<String>())
+            .filter(|n| !n.is_empty());
+        let to = mail_builder::headers::address::Address::new_address(sender_name, sender.clone());
         let mut b = mail_builder::MessageBuilder::new()
             .from(from)
-            .to(sender.as_str())
+            .to(to)
             .subject(subject)
             .header(
                 "Auto-Submitted",

@@ -145,7 +145,14 @@ async fn vacation_response_replies_once_per_sender() {
             assert_eq!(mail.len(), 1);
             assert_eq!(mail[0].summary.subject, "Away");
             let raw = h.store.blob_get(&mail[0].blob).await.unwrap().unwrap();
-            assert!(String::from_utf8_lossy(&raw).contains("Auto-Submitted: auto-replied"));
+            let text = String::from_utf8_lossy(&raw);
+            assert!(text.contains("Auto-Submitted: auto-replied"));
+            // Display names kept (issue 17 defect 2): ours in From, the sender's in To.
+            assert!(
+                text.contains("From: \"Test User\" <alice@example.test>"),
+                "{text}"
+            );
+            assert!(text.contains("To: \"Bob\" <bob@example.test>"), "{text}");
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no vacation reply");
