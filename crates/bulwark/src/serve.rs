@@ -136,6 +136,14 @@ async fn serve(
         },
     )
     .map_err(|e| anyhow::anyhow!("cannot open the local spool: {e}"))?;
+    // The spool judges recipients by the last known local domains when the store goes away:
+    // learn them before accepting any mail, so an outage right after start is covered too.
+    match shared.store.domain_list().await {
+        Ok(list) => spool.remember_domains(&list),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the local domains at start; the spool uses the ones it remembers")
+        }
+    }
     // Through the node's pipeline: its hooks judge replayed mail like any other.
     let spool_replay = spool.spawn_replay_through(shared.pipeline.clone());
     smtp.set_spool(spool.clone());
