@@ -193,12 +193,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn enhanced_status_is_found_only_when_well_formed() {
-        assert_eq!(enhanced_status("5.1.1 no such user"), Some("5.1.1"));
-        assert_eq!(enhanced_status("4.7.0 try later"), Some("4.7.0"));
-        assert_eq!(enhanced_status("no such user"), None);
-        assert_eq!(enhanced_status("5.1 x"), None);
-        assert_eq!(enhanced_status("3.1.1 x"), None);
-    }
 }
