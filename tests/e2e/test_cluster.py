@@ -22,7 +22,8 @@ import uuid
 from harness import (ALICE, ALICE_PW, BOB, BOB_PW, DOMAIN, IO_TIMEOUT, LISTENERS, REPO_ROOT,
                      RawImap, RawSmtp, Server, SmtpSink, imap_check, imap_search,
                      make_message, safe_logout, wait_until)
-from jmapclient import JmapHttp, basic_auth, bearer_auth, password_grant
+from jmapclient import (CAP_CORE, CAP_MAIL, CAP_VACATION, JmapHttp, basic_auth, bearer_auth,
+                        password_grant)
 
 DRAIN_TIMEOUT = 60.0
 _PG = {"url": None, "dir": None}
@@ -181,6 +182,42 @@ class TwoNodesTest(ClusterBase):
         for subject in subjects:
             copies = self.sink.count(lambda m, s=subject: s.encode() in m.data)
             self.assertEqual(copies, 1, f"{subject} delivered {copies} times")
+
+
+    def test_vacation_set_on_one_node_answers_once_whichever_node_delivers(self):
+        """Issue 12: the vacation response lived in one node's data_dir; now it is in the store,
+        and its per-sender reply claim is a compare-and-set, so two nodes never both answer."""
+        type(self).hold = False
+        using = [CAP_CORE, CAP_MAIL, CAP_VACATION]
+        one = JmapHttp(self.nodes[0].addr("http"), basic_auth(ALICE, ALICE_PW))
+        text = f"Away, node test {uuid.uuid4().hex[:6]}"
+        upd = one.ok("VacationResponse/set", {"accountId": one.account_id, "update": {
+            "singleton": {"isEnabled": True, "textBody": text}}}, using)
+        self.assertIn("singleton", upd["updated"], upd)
+        self.addCleanup(one.ok, "VacationResponse/set", {"accountId": one.account_id, "update": {
+            "singleton": {"isEnabled": False}}}, using)
+        two = JmapHttp(self.nodes[1].addr("http"), basic_auth(ALICE, ALICE_PW))
+        got = two.ok("VacationResponse/get", {"accountId": two.account_id}, using)
+        self.assertEqual(got["list"][0]["textBody"], text, "node 2 sees node 1's setting")
+
+        def send(node: int, sender: str):
+            with self.nodes[node].smtp() as s:
+                s.sendmail(sender, [ALICE], make_message(f"to alice {uuid.uuid4().hex[:6]}",
+                                                         sender=sender))
+
+        def replies_to(address: str) -> int:
+            return self.sink.count(lambda m: address in m.rcpts and text.encode() in m.data)
+
+        dave = f"dave{uuid.uuid4().hex[:6]}@remote.test"
+        send(1, dave)
+        self.sink.wait_for(lambda m: dave in m.rcpts and text.encode() in m.data, timeout=60)
+        # Again through the other node: the claim in the store says dave was answered.
+        send(0, dave)
+        erin = f"erin{uuid.uuid4().hex[:6]}@remote.test"
+        send(0, erin)
+        self.sink.wait_for(lambda m: erin in m.rcpts and text.encode() in m.data, timeout=60)
+        wait_until(lambda: "empty" in self.nodes[0].queue_list(), 60, "an empty queue")
+        self.assertEqual(replies_to(dave), 1)
 
 
 class SharedAccountDataTest(ClusterBase):
