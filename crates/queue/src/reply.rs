@@ -192,5 +192,4 @@ mod tests {
             Err(ReplyError::LineTooLong)
         );
     }
-
 }
