@@ -8,7 +8,7 @@ use crate::api::args::{Args, filter_properties};
 use crate::api::{Ctx, MethodError, MethodErrorKind, SetError, check_if_in_state, check_set_size};
 use crate::ids;
 use crate::legacy::{MigrateError, Migrated, migrate_file};
-use crate::mail::changes::DEFAULT_MAX_CHANGES;
+use crate::mail::changes::ChangesArgs;
 use bulwark_store::collections::names;
 use bulwark_store::{AccountId, Expect, ItemWrite, ModSeq, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -214,51 +214,22 @@ pub async fn identity_get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Method
 
 /// RFC 8620 §5.2 from the identity collection's change log.
 pub async fn identity_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
-    let account = args.account(ctx.account)?;
-    let since_str = args
-        .opt_str("sinceState")?
-        .ok_or_else(|| MethodError::invalid_arguments("sinceState is required"))?
-        .to_string();
-    let max = match args.opt_uint("maxChanges")? {
-        Some(0) => {
-            return Err(MethodError::invalid_arguments(
-                "maxChanges must be greater than 0",
-            ));
-        }
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        None => DEFAULT_MAX_CHANGES,
-    };
-    let since = ids::parse_state(&since_str).ok_or_else(|| {
-        MethodError::new(
-            MethodErrorKind::CannotCalculateChanges,
-            format!("unknown state {since_str}"),
-        )
-    })?;
-    let current = identity_state(ctx, account).await?;
-    if since > current {
-        return Err(MethodError::new(
-            MethodErrorKind::CannotCalculateChanges,
-            "state is not one of Identity's",
-        ));
-    }
+    let a = ChangesArgs::parse(ctx, &args)?;
+    a.check_not_after(identity_state(ctx, a.account).await?)?;
     let c = ctx
         .server
         .store
-        .collection_changes(account, names::IDENTITIES, since, max)
+        .collection_changes(a.account, names::IDENTITIES, a.since, a.max)
         .await?;
     // The identity of an account address exists before it is first stored: its first
     // write is an update for the client, not a create.
-    let addresses = ctx.server.store.account_addresses(account).await?;
-    let is_default = |id: &String| addresses.iter().any(|a| identity_id_for(a) == *id);
+    let addresses = ctx.server.store.account_addresses(a.account).await?;
+    let is_default = |id: &String| addresses.iter().any(|x| identity_id_for(x) == *id);
     let (defaults, created): (Vec<String>, Vec<String>) =
         c.created.into_iter().partition(|id| is_default(id));
     let mut updated = c.updated;
     updated.extend(defaults);
-    Ok(json!({
-        "accountId": ids::account_id(account), "oldState": since_str,
-        "newState": ids::state(c.new_state.max(since)), "hasMoreChanges": c.has_more,
-        "created": created, "updated": updated, "destroyed": c.destroyed,
-    }))
+    Ok(a.response(c.new_state, c.has_more, created, updated, c.destroyed))
 }
 
 fn apply_identity_patch(

@@ -6,12 +6,12 @@
 //! submission whose answer it lost gets the first submission back instead of a second copy.
 
 use crate::api::args::{Args, filter_properties};
-use crate::api::{Ctx, MethodError, MethodErrorKind, SetError, check_if_in_state, check_set_size};
+use crate::api::{Ctx, MethodError, SetError, check_if_in_state, check_set_size};
 use crate::identity::identities;
 use crate::ids;
 use bulwark_core::Recipient;
 use bulwark_store::collections::names::SUBMISSIONS;
-use bulwark_store::{AccountId, EmailId, Expect, ItemWrite, ModSeq, ThreadId, now_unix};
+use bulwark_store::{AccountId, EmailId, Expect, ItemWrite, ThreadId, now_unix};
 use mail_parser::{Address, MessageParser};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -74,13 +74,12 @@ async fn records(ctx: &Ctx<'_>, account: AccountId) -> Result<Vec<SubmissionReco
 }
 
 async fn submission_state(ctx: &Ctx<'_>, account: AccountId) -> Result<String, MethodError> {
-    Ok(ctx
-        .server
-        .store
-        .collection_state(account, SUBMISSIONS)
-        .await?
-        .0
-        .to_string())
+    Ok(ids::state(
+        ctx.server
+            .store
+            .collection_state(account, SUBMISSIONS)
+            .await?,
+    ))
 }
 
 /// The id of a submission: the same email with the same envelope is the same submission.
@@ -139,28 +138,13 @@ pub async fn submission_get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Meth
 }
 
 pub async fn submission_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
-    let account = args.account(ctx.account)?;
-    let since = args
-        .opt_str("sinceState")?
-        .ok_or_else(|| MethodError::invalid_arguments("sinceState is required"))?
-        .to_string();
-    let since_n: u64 = since
-        .parse()
-        .map_err(|_| MethodError::new(MethodErrorKind::CannotCalculateChanges, "unknown state"))?;
-    let max = args
-        .opt_uint("maxChanges")?
-        .map(|m| m as usize)
-        .unwrap_or(usize::MAX)
-        .max(1);
-    let c = ctx
-        .server
-        .store
-        .collection_changes(account, SUBMISSIONS, ModSeq(since_n), max)
+    let a = crate::mail::changes::ChangesArgs::parse(ctx, &args)?;
+    let store = &ctx.server.store;
+    a.check_not_after(store.collection_state(a.account, SUBMISSIONS).await?)?;
+    let c = store
+        .collection_changes(a.account, SUBMISSIONS, a.since, a.max)
         .await?;
-    Ok(
-        json!({ "accountId": ids::account_id(account), "oldState": since, "newState": c.new_state.0.to_string(),
-        "hasMoreChanges": c.has_more, "created": c.created, "updated": c.updated, "destroyed": c.destroyed }),
-    )
+    Ok(a.response(c.new_state, c.has_more, c.created, c.updated, c.destroyed))
 }
 
 pub async fn submission_query(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {

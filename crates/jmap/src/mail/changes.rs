@@ -3,7 +3,7 @@
 use crate::api::args::Args;
 use crate::api::{Ctx, MethodError, MethodErrorKind};
 use crate::ids;
-use bulwark_store::ChangeSet;
+use bulwark_store::{AccountId, ChangeSet, ModSeq};
 use serde_json::{Value, json};
 
 /// Changes returned when the client gives no maxChanges.
@@ -11,51 +11,94 @@ pub const DEFAULT_MAX_CHANGES: usize = 5000;
 
 type Pick = fn(&ChangeSet) -> (Vec<String>, Vec<String>, Vec<String>);
 
+/// The checked arguments of a `/changes` call (RFC 8620 §5.2), for every data type.
+pub struct ChangesArgs {
+    pub account: AccountId,
+    /// `sinceState` as the client sent it (echoed as `oldState`).
+    pub since_str: String,
+    pub since: ModSeq,
+    pub max: usize,
+}
+
+impl ChangesArgs {
+    /// Reads `accountId`, `sinceState` and `maxChanges` (positive; default
+    /// [`DEFAULT_MAX_CHANGES`]). A state we cannot interpret is cannotCalculateChanges.
+    pub fn parse(ctx: &Ctx<'_>, args: &Args) -> Result<ChangesArgs, MethodError> {
+        let account = args.account(ctx.account)?;
+        let since_str = args
+            .opt_str("sinceState")?
+            .ok_or_else(|| MethodError::invalid_arguments("sinceState is required"))?
+            .to_string();
+        let max = match args.opt_uint("maxChanges")? {
+            Some(0) => {
+                return Err(MethodError::invalid_arguments(
+                    "maxChanges must be greater than 0",
+                ));
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => DEFAULT_MAX_CHANGES,
+        };
+        let since = ids::parse_state(&since_str).ok_or_else(|| {
+            MethodError::new(
+                MethodErrorKind::CannotCalculateChanges,
+                format!("unknown state {since_str}"),
+            )
+        })?;
+        Ok(ChangesArgs {
+            account,
+            since_str,
+            since,
+            max,
+        })
+    }
+
+    /// Refuses a `sinceState` newer than the type's `current` state.
+    pub fn check_not_after(&self, current: ModSeq) -> Result<(), MethodError> {
+        if self.since > current {
+            return Err(MethodError::new(
+                MethodErrorKind::CannotCalculateChanges,
+                "state is from the future",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The response (`newState` never older than `sinceState`).
+    pub fn response(
+        &self,
+        new_state: ModSeq,
+        has_more: bool,
+        created: Vec<String>,
+        updated: Vec<String>,
+        destroyed: Vec<String>,
+    ) -> Value {
+        json!({
+            "accountId": ids::account_id(self.account),
+            "oldState": self.since_str,
+            "newState": ids::state(new_state.max(self.since)),
+            "hasMoreChanges": has_more,
+            "created": created,
+            "updated": updated,
+            "destroyed": destroyed,
+        })
+    }
+}
+
 async fn changes(
     ctx: &mut Ctx<'_>,
     args: Args,
     pick: Pick,
     mailbox: bool,
 ) -> Result<Value, MethodError> {
-    let account = args.account(ctx.account)?;
-    let since_str = args
-        .opt_str("sinceState")?
-        .ok_or_else(|| MethodError::invalid_arguments("sinceState is required"))?
-        .to_string();
-    let max = match args.opt_uint("maxChanges")? {
-        Some(0) => {
-            return Err(MethodError::invalid_arguments(
-                "maxChanges must be greater than 0",
-            ));
-        }
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        None => DEFAULT_MAX_CHANGES,
-    };
-    // §5.2: a state we cannot interpret is cannotCalculateChanges.
-    let since = ids::parse_state(&since_str).ok_or_else(|| {
-        MethodError::new(
-            MethodErrorKind::CannotCalculateChanges,
-            format!("unknown state {since_str}"),
-        )
-    })?;
-    let current = ctx.server.store.account_modseq(account).await?;
-    if since > current {
-        return Err(MethodError::new(
-            MethodErrorKind::CannotCalculateChanges,
-            "state is from the future",
-        ));
-    }
-    let set = ctx.server.store.changes_since(account, since, max).await?;
+    let a = ChangesArgs::parse(ctx, &args)?;
+    a.check_not_after(ctx.server.store.account_modseq(a.account).await?)?;
+    let set = ctx
+        .server
+        .store
+        .changes_since(a.account, a.since, a.max)
+        .await?;
     let (created, updated, destroyed) = pick(&set);
-    let mut out = json!({
-        "accountId": ids::account_id(account),
-        "oldState": since_str,
-        "newState": ids::state(set.new_modseq.max(since)),
-        "hasMoreChanges": set.has_more,
-        "created": created,
-        "updated": updated,
-        "destroyed": destroyed,
-    });
+    let mut out = a.response(set.new_modseq, set.has_more, created, updated, destroyed);
     if mailbox {
         // RFC 8621 §2.2: null means any property may have changed.
         out["updatedProperties"] = Value::Null;

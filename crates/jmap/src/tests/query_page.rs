@@ -25,15 +25,12 @@ async fn populate(h: &Harness) -> (String, String) {
     let mut ids = Vec::new();
     for (i, t) in times.iter().enumerate() {
         let raw = message(&format!("m{i}"), "body");
-        let a = bulwark_core::deliver_local(
-            h.store.as_ref(),
-            Arc::new(raw.into_bytes()),
-            &[h.alice],
-            1_800_000_000 + t,
-        )
-        .await
-        .unwrap();
-        ids.push(crate::ids::email_id(a[0].email));
+        let mut m =
+            bulwark_core::Message::new("x@remote.test", Vec::new(), Arc::new(raw.into_bytes()));
+        m.resolved = vec![("alice".into(), bulwark_core::Recipient::Local(h.alice))];
+        m.received_at = 1_800_000_000 + t;
+        let d = h.server.pipeline().deliver(m).await.unwrap();
+        ids.push(crate::ids::email_id(d.appended[0].email));
     }
     // Bob's mail never shows in Alice's queries.
     h.deliver(h.bob, &message("bob's", "body")).await;
