@@ -1,7 +1,7 @@
 //! The mail core: the operations every protocol shares on top of the [`Store`].
 //!
 //! * recipient resolution (local domains, aliases, plus-addressing `user+tag@`),
-//! * local delivery into INBOX (durable on return),
+//! * the one delivery pipeline every path that puts mail somewhere uses ([`pipeline`]),
 //! * header summaries extracted once at delivery (threading, sorting, JMAP previews),
 //! * the local durable spool for inbound mail while the store is unavailable ([`spool`]),
 //! * who may send as which address ([`sender`]), the same rule for every submission path.
@@ -20,9 +20,7 @@ mod summary;
 pub use pipeline::{DeliveryError, DeliveryHook, Message, Outcome, Pipeline, Refusal};
 pub use summary::{envelope, header, imap_string, summarize};
 
-use bulwark_store::{
-    AccountId, Appended, EmailSummary, MailboxId, NewEmail, Role, Store, StoreError,
-};
+use bulwark_store::{AccountId, EmailSummary, MailboxId, NewEmail, Role, Store, StoreError};
 use std::sync::Arc;
 
 /// Longest address we accept: the store's rule (RFC 5321 §4.5.3.1.3, 254 without brackets).
@@ -84,29 +82,6 @@ pub(crate) fn inbox_email(
         received_at,
         summary: summary.clone(),
     }
-}
-
-/// Delivers one message into the INBOX of each account (duplicates removed) in one durable
-/// transaction. Returns after the data is on disk.
-pub async fn deliver_local(
-    store: &dyn Store,
-    raw: Arc<Vec<u8>>,
-    accounts: &[AccountId],
-    received_at: i64,
-) -> Result<Vec<Appended>, StoreError> {
-    let mut unique: Vec<AccountId> = accounts.to_vec();
-    unique.sort();
-    unique.dedup();
-    let summary = summarize(&raw);
-    let mut deliveries = Vec::with_capacity(unique.len());
-    for account in unique {
-        let inbox = inbox_of(store, account).await?;
-        deliveries.push((account, inbox_email(inbox, &raw, &summary, received_at)));
-    }
-    if deliveries.is_empty() {
-        return Ok(vec![]);
-    }
-    store.deliver(deliveries).await
 }
 
 /// The account's INBOX id.
