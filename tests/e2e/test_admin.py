@@ -23,13 +23,24 @@ class AdminCliTest(ServerTestCase):
         user = f"new{time.time_ns() % 10**6}@example.test"
         self.server.add_account(user, "fresh-Secret-pw")
         self.assertTrue(self.login_ok(user, "fresh-Secret-pw"))
+        line = self.account_line(user)
+        self.assertIn("mail: 0 bytes", line)
         s = self.server.smtp()
         try:
             s.sendmail("x@remote.test", [user], make_message("welcome", to=user))
         finally:
             s.quit()
         wait_for_subject(self.server, user, "fresh-Secret-pw", "welcome")
-        self.assertIn(user, self.server.cli("account", "list").stdout)
+        # The per-account byte count (issue 12) is shown: the stored copy, Received included.
+        line = self.account_line(user)
+        used = int(line.split("mail: ")[1].split(" bytes")[0])
+        self.assertGreater(used, len(make_message("welcome", to=user)), line)
+
+    def account_line(self, user: str) -> str:
+        lines = [l for l in self.server.cli("account", "list").stdout.splitlines()
+                 if l.startswith(user + " ")]
+        self.assertEqual(len(lines), 1, lines)
+        return lines[0]
 
     def test_passwd_changes_password_while_running(self):
         user = f"pw{time.time_ns() % 10**6}@example.test"

@@ -127,6 +127,7 @@ mod tests {
                 display_name: String::new(),
                 password_hash: "h".into(),
                 created_at: 0,
+                used_bytes: 0,
             },
             matched_hash: "h".into(),
             credential: Credential::AccountPassword,

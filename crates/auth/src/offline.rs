@@ -91,6 +91,8 @@ impl OfflineEntry {
             display_name: self.display_name.clone(),
             password_hash: self.password_hash.clone(),
             created_at: self.created_at,
+            // Not kept offline: the sign-in cache answers who the user is, not their usage.
+            used_bytes: 0,
         }
     }
 }

@@ -167,6 +167,7 @@ pub async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::Result<(
                 if !mine.is_empty() {
                     line.push_str(&format!("  aliases: {}", mine.join(", ")));
                 }
+                line.push_str(&format!("  mail: {}", format_bytes(a.used_bytes)));
                 println!("{line}");
             }
         }
@@ -388,6 +389,22 @@ pub async fn rotate_key(store: &dyn Store) -> anyhow::Result<()> {
         token::KEY_OVERLAP_SECS / 86_400
     );
     Ok(())
+}
+
+/// `1536` → `1.5 KiB` (binary units, as the config's sizes).
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 pub fn format_time(unix: i64) -> String {

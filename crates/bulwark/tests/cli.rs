@@ -126,7 +126,7 @@ fn admin_commands_manage_domains_accounts_aliases_and_app_passwords() {
     );
     assert_eq!(
         s.ok(&["account", "list"]),
-        "alice@example.test  \"Alice\"  aliases: sales@example.test\n"
+        "alice@example.test  \"Alice\"  aliases: sales@example.test  mail: 0 bytes\n"
     );
     assert_eq!(
         s.ok(&["alias", "list"]),

@@ -10,7 +10,8 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use bulwark_store::{AccountId, ModSeq};
+use bulwark_store::collections::names;
+use bulwark_store::{AccountId, ModSeq, StateChange};
 use futures::stream::Stream;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -22,16 +23,97 @@ use tokio::sync::broadcast;
 
 /// Longest ping interval we accept (seconds); longer requests are clamped.
 pub const MAX_PING_SECS: u64 = 3600;
-/// Data types a StateChange reports (each with the account's one state string).
-pub const PUSH_TYPES: [&str; 4] = ["Email", "Mailbox", "Thread", "EmailDelivery"];
+/// Mail data types: each has the account's one state string (its modseq).
+pub const MAIL_TYPES: [&str; 4] = ["Email", "Mailbox", "Thread", "EmailDelivery"];
+/// Data types kept in an account collection: their state is the collection's state (the
+/// modseq of its last write), pushed when a commit names the collection.
+pub const COLLECTION_TYPES: [(&str, &str); 3] = [
+    ("Identity", names::IDENTITIES),
+    ("EmailSubmission", names::SUBMISSIONS),
+    ("VacationResponse", names::VACATION),
+];
 
-/// A StateChange object (RFC 8620 §7.1) for `types` (None = all).
-pub fn state_change(account: AccountId, modseq: ModSeq, types: Option<&[String]>) -> Option<Value> {
-    let changed: Map<String, Value> = PUSH_TYPES
+/// What one or more queued [`StateChange`]s add up to.
+#[derive(Debug, Default, Clone)]
+pub struct Pending {
+    /// The newest account modseq (the mail types' state).
+    newest: ModSeq,
+    /// Collection types written, each at the modseq of its newest write.
+    collections: HashMap<&'static str, ModSeq>,
+    /// A change that did not say which collections it wrote (a node that lost its change
+    /// feed): every collection type's state is read.
+    unknown: bool,
+}
+
+impl Pending {
+    pub fn add(&mut self, change: &StateChange) {
+        self.newest = self.newest.max(change.modseq);
+        match &change.collections {
+            Some(written) => {
+                for (ty, collection) in COLLECTION_TYPES {
+                    if written.iter().any(|w| w == collection) {
+                        let at = self.collections.entry(ty).or_default();
+                        *at = (*at).max(change.modseq);
+                    }
+                }
+            }
+            None => self.unknown = true,
+        }
+    }
+
+    /// Everything may have changed up to `modseq` (a lagged receiver, a resync request).
+    pub fn everything(modseq: ModSeq) -> Pending {
+        Pending {
+            newest: modseq,
+            collections: HashMap::new(),
+            unknown: true,
+        }
+    }
+
+    /// Folds in every change already queued on `rx` (several commits: one push).
+    fn drain(&mut self, rx: &mut broadcast::Receiver<StateChange>) {
+        loop {
+            match rx.try_recv() {
+                Ok(c) => self.add(&c),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.unknown = true,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// A StateChange object (RFC 8620 §7.1) for `types` (None = all): the mail types with the
+/// account's state; each collection type the changes wrote with its new state (read from
+/// the store when the changes did not say which were written).
+pub async fn state_change(
+    server: &JmapServer,
+    account: AccountId,
+    pending: &Pending,
+    types: Option<&[String]>,
+) -> Option<Value> {
+    let wanted = |t: &str| types.is_none_or(|w| w.iter().any(|x| x == t || x == "*"));
+    let mut changed: Map<String, Value> = MAIL_TYPES
         .iter()
-        .filter(|t| types.is_none_or(|w| w.iter().any(|x| x == *t || x == "*")))
-        .map(|t| (t.to_string(), json!(ids::state(modseq))))
+        .filter(|t| wanted(t))
+        .map(|t| (t.to_string(), json!(ids::state(pending.newest))))
         .collect();
+    for (ty, collection) in COLLECTION_TYPES {
+        if !wanted(ty) {
+            continue;
+        }
+        let state = match pending.collections.get(ty) {
+            Some(modseq) => Some(*modseq),
+            None if pending.unknown => server
+                .store
+                .collection_state(account, collection)
+                .await
+                .ok(),
+            None => None,
+        };
+        if let Some(state) = state {
+            changed.insert(ty.to_string(), json!(ids::state(state)));
+        }
+    }
     if changed.is_empty() {
         return None;
     }
@@ -180,17 +262,23 @@ fn event_stream(state: EsState) -> impl Stream<Item = Result<Event, Infallible>>
             };
             tokio::select! {
                 msg = st.rx.recv() => {
-                    let modseq = match msg {
-                        Ok(change) => change.modseq,
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    let mut pending = match msg {
+                        Ok(change) => {
+                            let mut p = Pending::default();
+                            p.add(&change);
+                            p
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            match st.server.store.account_modseq(st.account).await {
+                                Ok(m) => Pending::everything(m),
+                                Err(_) => continue,
+                            }
+                        }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     };
-                    // Several commits may be queued: report only the newest state.
-                    let mut newest = modseq;
-                    while let Ok(c) = st.rx.try_recv() {
-                        newest = newest.max(c.modseq);
-                    }
-                    let Some(v) = state_change(st.account, newest, st.types.as_deref()) else { continue };
+                    // Several commits may be queued: one push with the newest states.
+                    pending.drain(&mut st.rx);
+                    let Some(v) = state_change(&st.server, st.account, &pending, st.types.as_deref()).await else { continue };
                     st.done = st.close_after_state;
                     return Some((Ok(Event::default().event("state").data(v.to_string())), st));
                 }
@@ -322,7 +410,14 @@ async fn handle_ws_text(
             if value.get("pushState").is_some() {
                 // We cannot replay history; send the current state so the client resyncs.
                 if let Ok(m) = server.store.account_modseq(account).await {
-                    return state_change(account, m, push.as_ref().and_then(|p| p.1.as_deref()));
+                    let types = push.as_ref().and_then(|p| p.1.clone());
+                    return state_change(
+                        server,
+                        account,
+                        &Pending::everything(m),
+                        types.as_deref(),
+                    )
+                    .await;
                 }
             }
             None
@@ -367,11 +462,28 @@ async fn serve_websocket(
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => None,
             },
-            change = next_push => match change {
-                Ok(c) => state_change(account, c.modseq, push.as_ref().and_then(|p| p.1.as_deref())),
-                Err(broadcast::error::RecvError::Lagged(_)) => server.store.account_modseq(account).await.ok()
-                    .and_then(|m| state_change(account, m, push.as_ref().and_then(|p| p.1.as_deref()))),
-                Err(broadcast::error::RecvError::Closed) => { push = None; None }
+            change = next_push => {
+                let pending = match change {
+                    Ok(c) => {
+                        let mut p = Pending::default();
+                        p.add(&c);
+                        if let Some((rx, _)) = push.as_mut() {
+                            p.drain(rx);
+                        }
+                        Some(p)
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        server.store.account_modseq(account).await.ok().map(Pending::everything)
+                    }
+                    Err(broadcast::error::RecvError::Closed) => { push = None; None }
+                };
+                match pending {
+                    Some(p) => {
+                        let types = push.as_ref().and_then(|p| p.1.clone());
+                        state_change(&server, account, &p, types.as_deref()).await
+                    }
+                    None => None,
+                }
             },
             _ = recheck.tick() => {
                 if credential.still_valid(&server).await {

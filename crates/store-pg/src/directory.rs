@@ -82,6 +82,7 @@ fn account_from_row(r: &Row) -> Result<Account> {
         display_name: get(r, 2)?,
         password_hash: get(r, 3)?,
         created_at: get(r, 4)?,
+        used_bytes: u64::try_from(get::<i64>(r, 5)?).unwrap_or(0),
     })
 }
 
@@ -111,13 +112,14 @@ pub(crate) async fn account_create(tx: &mut Tx<'_>, new: &NewAccount) -> Result<
         display_name: new.display_name.clone(),
         password_hash: new.password_hash.clone(),
         created_at,
+        used_bytes: 0,
     })
 }
 
 pub(crate) async fn account_get(tx: &mut Tx<'_>, id: AccountId) -> Result<Option<Account>> {
     let row = tx
         .opt(
-            "SELECT id, address, display_name, password_hash, created_at FROM accounts WHERE id = $1",
+            "SELECT id, address, display_name, password_hash, created_at, bytes FROM accounts WHERE id = $1",
             &[&id.0],
         )
         .await?;
@@ -130,7 +132,7 @@ pub(crate) async fn account_by_address(tx: &mut Tx<'_>, address: &str) -> Result
     };
     let row = tx
         .opt(
-            "SELECT id, address, display_name, password_hash, created_at FROM accounts
+            "SELECT id, address, display_name, password_hash, created_at, bytes FROM accounts
              WHERE address = $1",
             &[&address],
         )
@@ -141,7 +143,7 @@ pub(crate) async fn account_by_address(tx: &mut Tx<'_>, address: &str) -> Result
 pub(crate) async fn account_list(tx: &mut Tx<'_>) -> Result<Vec<Account>> {
     let rows = tx
         .query(
-            "SELECT id, address, display_name, password_hash, created_at FROM accounts
+            "SELECT id, address, display_name, password_hash, created_at, bytes FROM accounts
              ORDER BY address",
             &[],
         )

@@ -1,6 +1,7 @@
 //! Change fan-out between nodes.
 //!
-//! Every write transaction sends `NOTIFY bulwark_changes, '<account>:<modseq>:<mailboxes>:<origin>'`
+//! Every write transaction sends
+//! `NOTIFY bulwark_changes, '<account>:<modseq>:<mailboxes>:<collections>:<origin>'`
 //! (PostgreSQL delivers it at COMMIT, so a notification never announces an uncommitted
 //! change). The node that made the change publishes it locally right after COMMIT, before
 //! answering its caller; every node's listener (one dedicated connection doing `LISTEN`)
@@ -24,7 +25,8 @@ pub(crate) const CHANNEL: &str = "bulwark_changes";
 const SUBSCRIBE_CAPACITY: usize = 256;
 /// NOTIFY payloads must stay below 8000 bytes; longer mailbox lists are sent as `*`.
 const MAX_PAYLOAD: usize = 7000;
-/// Mailbox list meaning "every mailbox of the account".
+/// Mailbox list meaning "every mailbox of the account"; collection list meaning "any
+/// collection".
 const ALL_MAILBOXES: &str = "*";
 /// Backoff between listener reconnect attempts.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -41,6 +43,8 @@ pub(crate) struct Notice {
     pub(crate) modseq: ModSeq,
     /// `None` means every mailbox of the account.
     pub(crate) mailboxes: Option<Vec<MailboxId>>,
+    /// `None` means any collection.
+    pub(crate) collections: Option<Vec<String>>,
     pub(crate) origin: String,
 }
 
@@ -48,23 +52,40 @@ pub(crate) fn encode(
     account: AccountId,
     modseq: ModSeq,
     mailboxes: &BTreeSet<MailboxId>,
+    collections: &BTreeSet<String>,
     origin: &str,
 ) -> String {
     let list: Vec<String> = mailboxes.iter().map(|m| m.0.to_string()).collect();
-    let payload = format!("{account}:{modseq}:{}:{origin}", list.join(","));
+    // Collection names are the store's own constants; one that could not be told apart in
+    // the list is sent as "any collection".
+    let plain = collections
+        .iter()
+        .all(|c| !c.is_empty() && !c.contains([':', ',']) && c != ALL_MAILBOXES);
+    let names = if plain {
+        collections.iter().cloned().collect::<Vec<_>>().join(",")
+    } else {
+        ALL_MAILBOXES.to_string()
+    };
+    let payload = format!("{account}:{modseq}:{}:{names}:{origin}", list.join(","));
     if payload.len() <= MAX_PAYLOAD {
         payload
     } else {
-        format!("{account}:{modseq}:{ALL_MAILBOXES}:{origin}")
+        format!("{account}:{modseq}:{ALL_MAILBOXES}:{ALL_MAILBOXES}:{origin}")
     }
 }
 
 pub(crate) fn decode(payload: &str) -> Option<Notice> {
-    let mut parts = payload.splitn(4, ':');
+    let mut parts = payload.splitn(5, ':');
     let account = AccountId(parts.next()?.parse().ok()?);
     let modseq = ModSeq(parts.next()?.parse().ok()?);
     let list = parts.next()?;
+    let names = parts.next()?;
     let origin = parts.next()?.to_string();
+    let collections = match names {
+        ALL_MAILBOXES => None,
+        "" => Some(Vec::new()),
+        names => Some(names.split(',').map(str::to_string).collect()),
+    };
     let mailboxes = if list == ALL_MAILBOXES {
         None
     } else if list.is_empty() {
@@ -80,6 +101,7 @@ pub(crate) fn decode(payload: &str) -> Option<Notice> {
         account,
         modseq,
         mailboxes,
+        collections,
         origin,
     })
 }
@@ -217,6 +239,7 @@ pub(crate) async fn run_listener(
                 account: notice.account,
                 modseq: notice.modseq,
                 mailboxes,
+                collections: notice.collections,
             });
         }
         tracing::warn!("store-pg: change listener lost its connection; reconnecting");
@@ -279,6 +302,7 @@ async fn catch_up(hub: &Hub, pool: &Arc<Pool>) -> Result<()> {
                 account,
                 modseq,
                 mailboxes,
+                collections: None,
             });
         }
     }
@@ -315,35 +339,48 @@ mod tests {
     #[test]
     fn payload_round_trips() {
         let mailboxes: BTreeSet<MailboxId> = [MailboxId(3), MailboxId(12)].into();
-        let payload = encode(AccountId(7), ModSeq(42), &mailboxes, "node-x");
-        assert_eq!(payload, "7:42:3,12:node-x");
+        let collections: BTreeSet<String> = ["identities".to_string(), "vacation".into()].into();
+        let payload = encode(AccountId(7), ModSeq(42), &mailboxes, &collections, "node:x");
+        assert_eq!(payload, "7:42:3,12:identities,vacation:node:x");
         assert_eq!(
             decode(&payload),
             Some(Notice {
                 account: AccountId(7),
                 modseq: ModSeq(42),
                 mailboxes: Some(vec![MailboxId(3), MailboxId(12)]),
-                origin: "node-x".into()
+                collections: Some(vec!["identities".into(), "vacation".into()]),
+                origin: "node:x".into()
             })
         );
+        let odd: BTreeSet<String> = ["a:b".to_string()].into();
+        let payload = encode(AccountId(7), ModSeq(42), &BTreeSet::new(), &odd, "o");
+        assert_eq!(payload, "7:42::*:o");
+        let notice = decode(&payload).expect("decodes");
+        assert_eq!(
+            notice.collections, None,
+            "unsayable names become any collection"
+        );
+        assert_eq!(notice.mailboxes, Some(Vec::new()));
     }
 
     #[test]
     fn long_mailbox_lists_become_all_mailboxes() {
         let mailboxes: BTreeSet<MailboxId> = (0..5000).map(MailboxId).collect();
-        let payload = encode(AccountId(1), ModSeq(2), &mailboxes, "o");
+        let payload = encode(AccountId(1), ModSeq(2), &mailboxes, &BTreeSet::new(), "o");
         assert!(payload.len() <= MAX_PAYLOAD);
-        assert_eq!(decode(&payload).and_then(|n| n.mailboxes), None);
+        let notice = decode(&payload).expect("decodes");
+        assert_eq!(notice.mailboxes, None);
+        assert_eq!(notice.collections, None);
     }
 
     #[test]
     fn garbage_payloads_are_rejected() {
-        for bad in ["", "x:1::o", "1:y::o", "1:2:a,b:o", "1:2"] {
+        for bad in ["", "x:1:::o", "1:y:::o", "1:2:a,b::o", "1:2", "1:2::o"] {
             assert_eq!(decode(bad), None, "{bad:?}");
         }
         assert_eq!(
-            decode("1:2::o").map(|n| n.mailboxes),
-            Some(Some(Vec::new()))
+            decode("1:2:::o").map(|n| (n.mailboxes, n.collections)),
+            Some((Some(Vec::new()), Some(Vec::new())))
         );
     }
 
@@ -355,6 +392,7 @@ mod tests {
             account: AccountId(1),
             modseq: ModSeq(5),
             mailboxes: vec![MailboxId(9)],
+            collections: Some(Vec::new()),
         });
         let got = rx.recv().await.expect("change");
         assert_eq!(got.modseq, ModSeq(5));

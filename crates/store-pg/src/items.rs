@@ -125,6 +125,7 @@ pub(crate) async fn collection_write(
             ],
         )
         .await?;
+        tx.note_collection(account, &w.collection);
     }
     Ok(modseq)
 }

@@ -116,8 +116,14 @@ macro_rules! read_tx {
 
 /// Queues one NOTIFY per changed account; PostgreSQL delivers them at COMMIT.
 async fn notify(tx: &mut Tx<'_>, notes: &Notes, origin: &str) -> Result<()> {
-    for (account, modseq, mailboxes) in notes.iter() {
-        let payload = hub::encode(account, modseq, mailboxes, origin);
+    for (account, noted) in notes.iter() {
+        let payload = hub::encode(
+            account,
+            noted.modseq,
+            &noted.mailboxes,
+            &noted.collections,
+            origin,
+        );
         tx.exec("SELECT pg_notify($1, $2)", &[&hub::CHANNEL, &payload])
             .await?;
     }

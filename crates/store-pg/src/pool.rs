@@ -446,6 +446,11 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
+    /// Notes for subscribers that an item of the collection was written.
+    pub(crate) fn note_collection(&mut self, account: AccountId, collection: &str) {
+        self.notes.note_collection(account, collection);
+    }
+
     /// Raises the mailbox's HIGHESTMODSEQ and notes it for subscribers.
     pub(crate) async fn touch_mailbox(
         &mut self,

@@ -11,7 +11,7 @@ use crate::pool::{Pool, get};
 use bulwark_store::{Result, StoreError};
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 7;
+pub(crate) const SCHEMA_VERSION: i64 = 8;
 /// The oldest code schema version that can run against what this code writes.
 const COMPATIBLE_FROM: i64 = 1;
 /// Advisory lock key serialising migrations ("bulwark" + 1).
@@ -218,9 +218,30 @@ CREATE INDEX IF NOT EXISTS emails_blob ON emails(blob);
 CREATE INDEX IF NOT EXISTS queue_blob ON queue(blob);
 "#;
 
+/// Version 8: per-account byte counts (`accounts.bytes`, the sum of the account's email
+/// sizes), kept by a trigger on every insert and delete of an email — also those of older
+/// nodes during a rolling upgrade — and counted once for existing accounts. Additive.
+const V8: &str = r#"
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS bytes BIGINT NOT NULL DEFAULT 0;
+CREATE OR REPLACE FUNCTION bulwark_email_bytes() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        UPDATE accounts SET bytes = bytes + NEW.size WHERE id = NEW.account;
+    ELSE
+        UPDATE accounts SET bytes = bytes - OLD.size WHERE id = OLD.account;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+DROP TRIGGER IF EXISTS emails_bytes ON emails;
+CREATE TRIGGER emails_bytes AFTER INSERT OR DELETE ON emails
+    FOR EACH ROW EXECUTE FUNCTION bulwark_email_bytes();
+UPDATE accounts SET bytes = (SELECT coalesce(sum(size), 0) FROM emails WHERE emails.account = accounts.id);
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`. Each must be
 /// idempotent and, for online upgrades, additive (old code keeps working on the result).
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// Creates or upgrades the schema in one transaction under the migration lock.
 pub(crate) async fn migrate(pool: &std::sync::Arc<Pool>) -> Result<()> {

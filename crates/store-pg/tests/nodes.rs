@@ -70,6 +70,7 @@ async fn change_on_one_node_reaches_subscriber_on_the_other_within_a_second() {
             account: account.id,
             modseq: first.modseq,
             mailboxes: vec![inbox.id],
+            collections: Some(Vec::new()),
         }
     );
     // The writing node publishes its own change exactly once (not again via NOTIFY).

@@ -186,50 +186,72 @@ pub fn check_changes_window(
     Ok(())
 }
 
-/// What a transaction changed, per account: its highest modseq and the mailboxes it
-/// touched. Every backend's transaction keeps one and publishes it as [`StateChange`]s
-/// after commit.
+/// What a transaction changed, per account: its highest modseq, the mailboxes and the
+/// collections it touched. Every backend's transaction keeps one and publishes it as
+/// [`StateChange`]s after commit.
 #[derive(Debug, Default, Clone)]
 pub struct CommitNotes {
-    accounts: HashMap<AccountId, (ModSeq, BTreeSet<MailboxId>)>,
+    accounts: HashMap<AccountId, Noted>,
+}
+
+/// What one account's part of a commit changed.
+#[derive(Debug, Default, Clone)]
+pub struct Noted {
+    pub modseq: ModSeq,
+    pub mailboxes: BTreeSet<MailboxId>,
+    pub collections: BTreeSet<String>,
 }
 
 impl CommitNotes {
     /// The account reached `modseq` (the highest noted wins).
     pub fn note_modseq(&mut self, account: AccountId, modseq: ModSeq) {
         let entry = self.accounts.entry(account).or_default();
-        entry.0 = entry.0.max(modseq);
+        entry.modseq = entry.modseq.max(modseq);
     }
 
     /// The mailbox's content or attributes changed.
     pub fn note_mailbox(&mut self, account: AccountId, mailbox: MailboxId) {
-        self.accounts.entry(account).or_default().1.insert(mailbox);
+        self.accounts
+            .entry(account)
+            .or_default()
+            .mailboxes
+            .insert(mailbox);
+    }
+
+    /// An item of the collection was written.
+    pub fn note_collection(&mut self, account: AccountId, collection: &str) {
+        let entry = self.accounts.entry(account).or_default();
+        if !entry.collections.contains(collection) {
+            entry.collections.insert(collection.to_string());
+        }
     }
 
     /// Adds what another transaction (committed together with this one) noted.
     pub fn merge(&mut self, other: CommitNotes) {
-        for (account, (modseq, mailboxes)) in other.accounts {
+        for (account, noted) in other.accounts {
             let entry = self.accounts.entry(account).or_default();
-            entry.0 = entry.0.max(modseq);
-            entry.1.extend(mailboxes);
+            entry.modseq = entry.modseq.max(noted.modseq);
+            entry.mailboxes.extend(noted.mailboxes);
+            entry.collections.extend(noted.collections);
         }
     }
 
-    /// Each changed account with its highest modseq and touched mailboxes.
-    pub fn iter(&self) -> impl Iterator<Item = (AccountId, ModSeq, &BTreeSet<MailboxId>)> {
+    /// Each changed account with what it noted.
+    pub fn iter(&self) -> impl Iterator<Item = (AccountId, &Noted)> {
         self.accounts
             .iter()
-            .map(|(account, (modseq, mailboxes))| (*account, *modseq, mailboxes))
+            .map(|(account, noted)| (*account, noted))
     }
 
     /// The changes to publish, one per account.
     pub fn into_state_changes(self) -> impl Iterator<Item = StateChange> {
         self.accounts
             .into_iter()
-            .map(|(account, (modseq, mailboxes))| StateChange {
+            .map(|(account, noted)| StateChange {
                 account,
-                modseq,
-                mailboxes: mailboxes.into_iter().collect(),
+                modseq: noted.modseq,
+                mailboxes: noted.mailboxes.into_iter().collect(),
+                collections: Some(noted.collections.into_iter().collect()),
             })
     }
 }

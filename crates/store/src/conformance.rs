@@ -74,6 +74,7 @@ macro_rules! conformance_tests {
             blobs_are_owned_and_collected,
             account_delete_leaves_no_blob_or_item,
             accept_is_all_or_nothing_and_idempotent,
+            account_bytes_follow_every_mail_write,
             mail_rules_are_the_same_on_every_backend,
         );
     };
@@ -110,6 +111,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     blobs_are_owned_and_collected(store.clone()).await;
     account_delete_leaves_no_blob_or_item(store.clone()).await;
     accept_is_all_or_nothing_and_idempotent(store.clone()).await;
+    account_bytes_follow_every_mail_write(store.clone()).await;
     mail_rules_are_the_same_on_every_backend(store).await;
 }
 

@@ -61,6 +61,11 @@ pub struct Account {
     /// argon2id PHC string.
     pub password_hash: String,
     pub created_at: i64,
+    /// Bytes of the account's mail when it was read: the sum of its emails' sizes, each
+    /// copy counted (as IMAP QUOTA `STORAGE`, RFC 9208 §5.1, and JMAP Quota octets count).
+    /// The database keeps it on every insert and delete of an email (a trigger), so every
+    /// path that stores or removes mail counts; quotas read it.
+    pub used_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -343,6 +348,10 @@ pub struct StateChange {
     pub modseq: ModSeq,
     /// Mailboxes whose content or attributes changed.
     pub mailboxes: Vec<MailboxId>,
+    /// Collections ([`crate::collections`]) written by the commit, each now at state
+    /// `modseq`; `None` when not known (a node catching up after it lost its change feed):
+    /// then any collection may have changed and readers ask for the states.
+    pub collections: Option<Vec<String>>,
 }
 
 // ---- outbound queue ---------------------------------------------------------------------

@@ -479,3 +479,64 @@ Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSoc
             .to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
 }
+
+/// Issue 12: data types kept in collections are pushed too, each with the state its own
+/// /get answers, and only when the commit wrote their collection.
+#[tokio::test]
+async fn websocket_pushes_identity_and_vacation_changes_with_their_own_states() {
+    let h = harness().await;
+    let addr = serve(&h).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /jmap/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\nAuthorization: {}\r\n\r\n",
+        h.bearer()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head =
+        String::from_utf8_lossy(&read_until(&mut s, b"\r\n\r\n", Duration::from_secs(5)).await)
+            .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    s.write_all(&ws_frame(
+        &json!({"@type": "WebSocketPushEnable", "dataTypes": ["Identity", "VacationResponse"]})
+            .to_string(),
+    ))
+    .await
+    .unwrap();
+    let echo = json!({"@type": "Request", "id": "r1", "using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Core/echo", {}, "c"]]});
+    s.write_all(&ws_frame(&echo.to_string())).await.unwrap();
+    let _ = ws_read_text(&mut s).await;
+
+    // A delivery writes no Identity or VacationResponse: nothing is pushed for it.
+    h.deliver(h.alice, &message("not pushed", "x")).await;
+    let v = h
+        .ok(
+            "Identity/set",
+            json!({"create": {"n": {"email": "alice@example.test", "name": "Alice Pushed"}}}),
+        )
+        .await;
+    let identity_state = v["newState"].as_str().unwrap().to_string();
+    let push: Value = serde_json::from_str(&ws_read_text(&mut s).await).unwrap();
+    assert_eq!(push["@type"], json!("StateChange"));
+    let changed = &push["changed"][h.aid()];
+    assert_eq!(changed["Identity"], json!(identity_state), "{push}");
+    assert!(
+        changed.get("VacationResponse").is_none(),
+        "only the written collection's type: {push}"
+    );
+    assert!(changed.get("Email").is_none(), "not subscribed: {push}");
+
+    let v = h
+        .ok(
+            "VacationResponse/set",
+            json!({"update": {"singleton": {"isEnabled": true, "textBody": "away"}}}),
+        )
+        .await;
+    let vacation_state = v["newState"].as_str().unwrap().to_string();
+    let push: Value = serde_json::from_str(&ws_read_text(&mut s).await).unwrap();
+    let changed = &push["changed"][h.aid()];
+    assert_eq!(changed["VacationResponse"], json!(vacation_state), "{push}");
+    assert!(changed.get("Identity").is_none(), "{push}");
+    let got = h.ok("VacationResponse/get", json!({})).await;
+    assert_eq!(got["state"], json!(vacation_state));
+}

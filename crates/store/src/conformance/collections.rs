@@ -31,11 +31,14 @@ pub async fn collections_round_trip_compare_and_set_and_changes(store: Arc<dyn S
         )
         .await
         .expect("create");
+    let change = next_change(&mut rx).await;
+    assert_eq!(change.modseq, v1, "writes are published like mail");
     assert_eq!(
-        next_change(&mut rx).await.modseq,
-        v1,
-        "writes are published like mail"
+        change.collections,
+        Some(vec!["things".to_string()]),
+        "the change names the collection written (JMAP push of its type)"
     );
+    assert!(change.mailboxes.is_empty());
     assert_eq!(
         store.collection_state(a, "things").await.expect("state"),
         v1
@@ -410,7 +413,10 @@ pub async fn accept_is_all_or_nothing_and_idempotent(store: Arc<dyn Store>) {
             ),
         )],
     };
+    let mut alice_changes = store.subscribe(alice.id);
     let done = store.accept(acceptance("first")).await.expect("accept");
+    let change = next_change(&mut alice_changes).await;
+    assert_eq!(change.collections, Some(vec!["submissions".to_string()]));
     assert_eq!(done.appended.len(), 1);
     assert!(done.queued.is_some());
     assert_eq!(uids(&store, bob.id, bob_inbox.id).await.len(), 1);
@@ -464,4 +470,84 @@ pub async fn accept_is_all_or_nothing_and_idempotent(store: Arc<dyn Store>) {
         store.accept(only).await.expect("record only"),
         Accepted::default()
     );
+}
+
+/// Per-account byte counts follow every write that stores or removes mail: append,
+/// delivery, copy, move, expunge, destroy and mailbox delete; other accounts' counts stay.
+pub async fn account_bytes_follow_every_mail_write(store: Arc<dyn Store>) {
+    let (alice, inbox) = new_account(&store).await;
+    let (bob, _) = new_account(&store).await;
+    let used = |id: AccountId| {
+        let store = store.clone();
+        async move {
+            store
+                .account_get(id)
+                .await
+                .expect("account_get")
+                .expect("account")
+                .used_bytes
+        }
+    };
+    assert_eq!(used(alice.id).await, 0, "a new account holds nothing");
+    let first = append_one(&store, alice.id, inbox.id, "bytes-1").await;
+    let size1 = message("bytes-1", "bytes-1@example.test").len() as u64;
+    assert_eq!(used(alice.id).await, size1);
+    let second = append_one(&store, alice.id, inbox.id, "bytes-22").await;
+    let size2 = message("bytes-22", "bytes-22@example.test").len() as u64;
+    assert_eq!(used(alice.id).await, size1 + size2);
+
+    // A copy is a second email: it counts again (as IMAP QUOTA STORAGE does).
+    let archive = mailbox_by_role(&store, alice.id, Role::Archive).await;
+    store
+        .email_copy(alice.id, &[first.email], archive.id)
+        .await
+        .expect("copy");
+    assert_eq!(used(alice.id).await, 2 * size1 + size2);
+    // Being in two mailboxes is one email: moving adds nothing.
+    store
+        .email_set_mailboxes(
+            alice.id,
+            vec![MembershipUpdate {
+                email: second.email,
+                add: vec![archive.id],
+                remove: vec![],
+            }],
+        )
+        .await
+        .expect("add mailbox");
+    assert_eq!(used(alice.id).await, 2 * size1 + size2);
+    assert_eq!(used(bob.id).await, 0, "other accounts are not charged");
+
+    // Expunging the first email's only membership frees it.
+    store
+        .mailbox_expunge(alice.id, inbox.id, &[first.uids[0].1])
+        .await
+        .expect("expunge");
+    assert_eq!(used(alice.id).await, size1 + size2);
+    store
+        .email_destroy(alice.id, &[second.email])
+        .await
+        .expect("destroy");
+    assert_eq!(used(alice.id).await, size1);
+    // Deleting the mailbox destroys the copy left in it.
+    store
+        .mailbox_delete(alice.id, archive.id)
+        .await
+        .expect("mailbox delete");
+    assert_eq!(used(alice.id).await, 0);
+
+    // Delivery to several accounts charges each its own copy.
+    let bob_inbox = mailbox_by_role(&store, bob.id, Role::Inbox).await;
+    store
+        .deliver(vec![
+            (alice.id, new_email(&[inbox.id], "bytes-333")),
+            (bob.id, new_email(&[bob_inbox.id], "bytes-333")),
+        ])
+        .await
+        .expect("deliver");
+    let size3 = message("bytes-333", "bytes-333@example.test").len() as u64;
+    assert_eq!((used(alice.id).await, used(bob.id).await), (size3, size3));
+    let listed = store.account_list().await.expect("list");
+    let listed = listed.iter().find(|a| a.id == bob.id).expect("bob listed");
+    assert_eq!(listed.used_bytes, size3, "listings carry the count too");
 }

@@ -76,7 +76,7 @@ pub(crate) fn domain_exists(conn: &Connection, name: &str) -> Result<bool> {
 
 // ---- accounts ------------------------------------------------------------------------
 
-const ACCOUNT_COLUMNS: &str = "id, address, display_name, password_hash, created_at";
+const ACCOUNT_COLUMNS: &str = "id, address, display_name, password_hash, created_at, bytes";
 
 fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
@@ -85,6 +85,7 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
         display_name: r.get(2)?,
         password_hash: r.get(3)?,
         created_at: r.get(4)?,
+        used_bytes: r.get::<_, i64>(5)?.max(0) as u64,
     })
 }
 
@@ -112,6 +113,7 @@ pub(crate) fn account_create(tx: &mut Tx<'_>, new: &NewAccount) -> Result<Accoun
         display_name: new.display_name.clone(),
         password_hash: new.password_hash.clone(),
         created_at,
+        used_bytes: 0,
     })
 }
 

@@ -149,6 +149,7 @@ pub(crate) fn collection_write(
                 existed.is_some()
             ])
             .map_err(db_err)?;
+        tx.note_collection(account, &w.collection);
     }
     Ok(modseq)
 }

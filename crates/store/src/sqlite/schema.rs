@@ -5,7 +5,7 @@ use crate::Result;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this code writes. Bump it and add a step to [`MIGRATIONS`] to change it.
-pub(crate) const SCHEMA_VERSION: i64 = 7;
+pub(crate) const SCHEMA_VERSION: i64 = 8;
 
 /// Version 1: the initial schema.
 const V1: &str = r#"
@@ -218,8 +218,22 @@ CREATE INDEX IF NOT EXISTS emails_blob ON emails(blob);
 CREATE INDEX IF NOT EXISTS queue_blob ON queue(blob);
 "#;
 
+/// Version 8: per-account byte counts (`accounts.bytes`, the sum of the account's email
+/// sizes), kept by triggers on every insert and delete of an email, so no write path can
+/// forget it; existing accounts are counted once.
+const V8: &str = r#"
+ALTER TABLE accounts ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE accounts SET bytes = (SELECT coalesce(sum(size), 0) FROM emails WHERE emails.account = accounts.id);
+CREATE TRIGGER IF NOT EXISTS emails_bytes_in AFTER INSERT ON emails BEGIN
+    UPDATE accounts SET bytes = bytes + NEW.size WHERE id = NEW.account;
+END;
+CREATE TRIGGER IF NOT EXISTS emails_bytes_out AFTER DELETE ON emails BEGIN
+    UPDATE accounts SET bytes = bytes - OLD.size WHERE id = OLD.account;
+END;
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// Creates or upgrades the schema. Idempotent; runs in one transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -298,6 +312,33 @@ mod tests {
             .expect("rows")
             .collect::<rusqlite::Result<Vec<_>>>()
             .expect("envelopes")
+    }
+
+    #[test]
+    fn version_7_accounts_are_counted_once_then_kept_by_the_triggers() {
+        let mut conn = old_database(7, None);
+        conn.execute_batch(
+            "INSERT INTO accounts (id, address, display_name, password_hash, created_at)
+             VALUES (1, 'a@x.test', '', 'h', 0), (2, 'b@x.test', '', 'h', 0);
+             UPDATE emails SET size = 700;",
+        )
+        .expect("old accounts");
+        migrate(&mut conn).expect("migrate");
+        let bytes = |conn: &Connection, id: i64| -> i64 {
+            conn.query_row("SELECT bytes FROM accounts WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .expect("bytes")
+        };
+        assert_eq!((bytes(&conn, 1), bytes(&conn, 2)), (700, 0));
+        conn.execute_batch(
+            "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq,
+                                 kw_modseq, message_id, summary)
+             VALUES (2, 2, 'h2', 50, 0, '', 0, 2, 2, NULL, '{}');
+             DELETE FROM emails WHERE account = 1;",
+        )
+        .expect("writes");
+        assert_eq!((bytes(&conn, 1), bytes(&conn, 2)), (0, 50));
     }
 
     #[test]

@@ -76,6 +76,11 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Notes for subscribers that an item of the collection was written.
+    pub(crate) fn note_collection(&mut self, account: AccountId, collection: &str) {
+        self.notes.note_collection(account, collection);
+    }
+
     /// Raises the mailbox's HIGHESTMODSEQ and notes it for subscribers.
     pub(crate) fn touch_mailbox(
         &mut self,
