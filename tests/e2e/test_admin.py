@@ -54,7 +54,7 @@ class AdminCliTest(ServerTestCase):
         user = f"del{time.time_ns() % 10**6}@example.test"
         self.server.add_account(user, "del-Secret-pw")
         self.assertTrue(self.login_ok(user, "del-Secret-pw"))
-        self.server.cli("account", "delete", user)
+        self.server.cli("account", "delete", user, "--yes")
         self.assertFalse(self.login_ok(user, "del-Secret-pw"))
         s = self.server.smtp()
         try:

@@ -123,7 +123,7 @@ class PlatformTest(JmapServerTestCase):
         with urllib.request.urlopen(up, timeout=30) as r:
             self.assertEqual(r.status, 201)
         upload = hashlib.sha256(b"an upload of dora").hexdigest()
-        self.server.cli("account", "delete", victim)
+        self.server.cli("account", "delete", victim, "--yes")
         self.assertNotIn(victim, self.server.cli("account", "list").stdout)
         db = sqlite3.connect(f"file:{self.server.data_dir / 'bulwark.db'}?mode=ro", uri=True)
         try:

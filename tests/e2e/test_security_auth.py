@@ -18,6 +18,7 @@ import imaplib
 import json
 import os
 import shutil
+import smtplib
 import socket
 import sqlite3
 import statistics
@@ -377,6 +378,43 @@ class TimingTest(AuthServerCase):
               f"wrong password median {w * 1000:.1f} ms")
         self.assertGreater(r, 0.6 * w, f"right {right} vs wrong {wrong}")
         self.assertGreater(w, 0.6 * r, f"right {right} vs wrong {wrong}")
+
+
+class AppPasswordHintTest(AuthServerCase):
+    """Issue 18 (first five minutes): with 2FA on, an IMAP/SMTP login with the right main
+    password is told to use an app password; a wrong password only hears "invalid"."""
+    accounts = ("oscar",)
+
+    def test_main_password_with_two_factor_is_told_to_use_an_app_password(self):
+        user = f"oscar@{DOMAIN}"
+        app = self.server.add_app_password(user, "phone")
+        token = self.access("oscar")["access_token"]
+        status, enrol, _ = self.http("POST", "/api/account/totp/enrol",
+                                     {"password": self.password("oscar")}, token=token)
+        self.assertEqual(status, 200, enrol)
+        self.assertEqual(self.http("POST", "/api/account/totp/confirm",
+                                   {"code": totp_code(enrol["secret"])}, token=token)[0], 200)
+        typ, text, _ = imap_login(self.server, user, self.password("oscar"), "127.0.13.1")
+        self.assertEqual(typ, "NO")
+        self.assertIn("AUTHENTICATIONFAILED", text)
+        self.assertIn("app password", text.lower())
+        typ, text, _ = imap_login(self.server, user, "not-the-password", "127.0.13.2")
+        self.assertEqual(typ, "NO")
+        self.assertNotIn("app password", text.lower())
+        self.assertEqual(imap_login(self.server, user, app, "127.0.13.3")[0], "OK")
+
+        s = self.server.smtp("submission")
+        try:
+            s.ehlo("client.test")
+            s.starttls(context=insecure_tls())
+            s.ehlo("client.test")
+            with self.assertRaises(smtplib.SMTPAuthenticationError) as refused:
+                s.login(user, self.password("oscar"))
+            self.assertEqual(refused.exception.smtp_code, 534)
+            self.assertIn(b"5.7.9", refused.exception.smtp_error)
+            self.assertIn(b"app password", refused.exception.smtp_error.lower())
+        finally:
+            s.close()
 
 
 class SingleUseCodeTest(AuthServerCase):

@@ -51,10 +51,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Why a verification refused a password (before the throttle decides what to say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    Wrong,
+    AppPasswordRequired,
+}
+
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum LoginError {
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The account's own password was right, but the account has two-factor sign-in on and
+    /// this protocol has no second factor: only an app password is accepted. Said only to
+    /// someone who gave the right password (counted as a failed attempt all the same).
+    #[error("this account has two-factor sign-in on: use an app password")]
+    AppPasswordRequired,
     #[error("too many failed logins; try again in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
     #[error("authentication temporarily unavailable: {0}")]
@@ -365,13 +377,14 @@ impl Authenticator {
             return Err(LoginError::Throttled { retry_after_secs });
         }
         match self.verify_online(&username, password, policy).await {
-            Ok(Some(v)) => Ok((v, attempt)),
-            Ok(None) => {
+            Ok(Ok(v)) => Ok((v, attempt)),
+            Ok(Err(refused)) => {
                 attempt.failed();
-                tracing::warn!(%remote, user = %username, "login failed: invalid credentials");
-                Err(match restricted {
-                    Some(retry_after_secs) => LoginError::Throttled { retry_after_secs },
-                    None => LoginError::InvalidCredentials,
+                tracing::warn!(%remote, user = %username, ?refused, "login failed");
+                Err(match (restricted, refused) {
+                    (Some(retry_after_secs), _) => LoginError::Throttled { retry_after_secs },
+                    (None, Refused::AppPasswordRequired) => LoginError::AppPasswordRequired,
+                    (None, Refused::Wrong) => LoginError::InvalidCredentials,
                 })
             }
             Err(e) => match self.verify_offline(&username, password, policy).await {
@@ -424,16 +437,33 @@ impl Authenticator {
         }
     }
 
-    /// `Ok(None)`: wrong credentials. `Err`: the store failed (then the offline path runs).
+    /// `Ok(Err(_))`: refused. `Err`: the store failed (then the offline path runs).
     async fn verify_online(
         &self,
         username: &str,
         password: &str,
         policy: Policy,
-    ) -> bulwark_store::Result<Option<Verified>> {
+    ) -> bulwark_store::Result<std::result::Result<Verified, Refused>> {
         match self.verify_online_inner(username, password, policy).await {
-            Err(StoreError::NotFound(_)) => Ok(None),
-            other => other,
+            Err(StoreError::NotFound(_)) => Ok(Err(Refused::Wrong)),
+            Ok(Some(v)) => Ok(Ok(v)),
+            Ok(None) if policy.protocol && policy.account_password => {
+                // Two-factor on and no app password matched: was it the account password?
+                // Then the user is told to make an app password instead of only "invalid"
+                // (issue 18). Checked only after everything else failed, and throttled.
+                match self.lookup(username).await? {
+                    Some(account)
+                        if !password::looks_like_app_password(password)
+                            && self.totp_enabled(account.id).await?
+                            && self.verify(&account.password_hash, password).await =>
+                    {
+                        Ok(Err(Refused::AppPasswordRequired))
+                    }
+                    _ => Ok(Err(Refused::Wrong)),
+                }
+            }
+            Ok(None) => Ok(Err(Refused::Wrong)),
+            Err(e) => Err(e),
         }
     }
 

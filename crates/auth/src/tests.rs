@@ -91,13 +91,18 @@ async fn with_totp_enabled_authenticate_refuses_the_account_password_but_accepts
         f.account.id
     );
     f.enable_totp().await;
-    // Also after the password sits in the memory cache from the login above.
+    // Also after the password sits in the memory cache from the login above. The right
+    // account password is told to use an app password (issue 18); a wrong one is not.
     assert_eq!(
         auth.authenticate(USER, PASSWORD, IP).await,
-        Err(LoginError::InvalidCredentials)
+        Err(LoginError::AppPasswordRequired)
     );
     assert_eq!(
         f.auth().authenticate(USER, PASSWORD, IP).await,
+        Err(LoginError::AppPasswordRequired)
+    );
+    assert_eq!(
+        f.auth().authenticate(USER, "not the password", IP).await,
         Err(LoginError::InvalidCredentials)
     );
     assert_eq!(
@@ -277,10 +282,12 @@ async fn with_totp_on_a_right_and_a_wrong_account_password_cost_the_same_work() 
     let mut costs = Vec::new();
     for password in [PASSWORD, "wrong", PASSWORD, "wrong"] {
         let before = auth.password_checks();
-        assert_eq!(
-            auth.authenticate(USER, password, IP).await,
-            Err(LoginError::InvalidCredentials)
-        );
+        let expected = if password == PASSWORD {
+            LoginError::AppPasswordRequired
+        } else {
+            LoginError::InvalidCredentials
+        };
+        assert_eq!(auth.authenticate(USER, password, IP).await, Err(expected));
         costs.push(auth.password_checks() - before);
     }
     assert!(

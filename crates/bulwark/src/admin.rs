@@ -196,8 +196,12 @@ pub async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::Result<(
                 account.address
             );
         }
-        AccountCommand::Delete { address } => {
+        AccountCommand::Delete { address, yes } => {
             let account = account_for(store, &address).await?;
+            let what = deletion_summary(store, &account).await?;
+            if !yes {
+                confirm_deletion(&account.address, &what)?;
+            }
             store.account_delete(account.id).await?;
             println!(
                 "deleted account {} with its mail, aliases and app passwords",
@@ -205,6 +209,58 @@ pub async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::Result<(
             );
         }
         AccountCommand::AppPassword(cmd) => app_password(store, cmd).await?,
+    }
+    Ok(())
+}
+
+/// What `account delete` removes, in one line for the operator.
+async fn deletion_summary(store: &dyn Store, account: &Account) -> anyhow::Result<String> {
+    let mailboxes = store.mailbox_list(account.id).await?;
+    let mut messages = 0u64;
+    for m in &mailboxes {
+        messages += u64::from(store.mailbox_status(account.id, m.id).await?.messages);
+    }
+    let aliases: Vec<String> = store
+        .alias_list()
+        .await?
+        .into_iter()
+        .filter(|(_, id)| *id == account.id)
+        .map(|(a, _)| a)
+        .collect();
+    let apps = store.app_password_list(account.id).await?.len();
+    let mut what = format!(
+        "{messages} messages in {} folders ({}), ",
+        mailboxes.len(),
+        format_bytes(account.used_bytes)
+    );
+    if !aliases.is_empty() {
+        what.push_str(&format!("aliases {}, ", aliases.join(", ")));
+    }
+    what.push_str(&format!(
+        "{apps} app passwords, identities, vacation response, signed-in devices and settings"
+    ));
+    Ok(what)
+}
+
+/// Asks on the terminal to type the address; refuses without a terminal (use --yes).
+fn confirm_deletion(address: &str, what: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "account delete removes {address} with {what}; there is no terminal to ask on, so \
+             nothing was deleted: pass --yes to delete without asking"
+        );
+    }
+    let mut out = std::io::stderr().lock();
+    write!(
+        out,
+        "This deletes {address} with {what}. It cannot be undone.\nType the address to confirm: "
+    )?;
+    out.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if !line.trim().eq_ignore_ascii_case(address) {
+        anyhow::bail!("the address typed does not match; nothing was deleted");
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ Exit codes: 0 success, 1 the operation failed, 2 bad command line, 78 invalid co
 #[command(
     name = "bulwark",
     version,
-    about = "Bulwark: a single-binary mail server (SMTP + IMAP) with an embedded store",
+    about = "Bulwark: mail in one binary — SMTP (inbound MX and submission), IMAP, JMAP with push, and a web client — on an embedded store or a shared PostgreSQL",
     after_help = MAIN_EXAMPLES
 )]
 pub struct Cli {
@@ -185,10 +185,18 @@ pub enum AccountCommand {
         password: PasswordSource,
     },
     /// Delete an account with all its mail, aliases, app passwords, settings and stored data.
-    #[command(after_help = "Example:\n  bulwark account delete alice@example.test")]
+    ///
+    /// Says what it will remove and asks to type the address to confirm; without a terminal
+    /// (scripts) it refuses unless --yes is given. It cannot be undone.
+    #[command(
+        after_help = "Examples:\n  bulwark account delete alice@example.test\n  bulwark account delete alice@example.test --yes"
+    )]
     Delete {
         /// The account's address.
         address: String,
+        /// Delete without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Manage app passwords: generated passwords for one device each, revocable alone.
     #[command(subcommand, name = "app-password")]

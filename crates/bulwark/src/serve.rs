@@ -198,6 +198,20 @@ async fn serve(
             http: http_addr,
         },
     )?;
+    if let Some(addr) = http_addr {
+        // The first thing a new user wants: where the web client is.
+        let host = if addr.ip().is_unspecified() {
+            shared.config.hostname.clone()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        lines.push_str(&format!(
+            "web client: open http://{host}:{}/ in a browser\n",
+            addr.port()
+        ));
+    }
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(lines.as_bytes())

@@ -180,7 +180,15 @@ fn admin_commands_manage_domains_accounts_aliases_and_app_passwords() {
         s.ok(&["alias", "delete", "sales@example.test"]),
         "deleted alias sales@example.test\n"
     );
-    s.ok(&["account", "delete", "alice@example.test"]);
+    // Without a terminal to ask on, delete refuses unless --yes says so, and says what it
+    // would remove.
+    let err = s.fails(&["account", "delete", "alice@example.test"], "", 1);
+    assert!(
+        err.contains("--yes") && err.contains("0 messages in 6 folders"),
+        "{err}"
+    );
+    assert!(s.ok(&["account", "list"]).starts_with("alice@example.test"));
+    s.ok(&["account", "delete", "alice@example.test", "--yes"]);
     assert_eq!(s.ok(&["account", "list"]), "");
     assert_eq!(
         s.ok(&["domain", "delete", "example.test"]),

@@ -275,6 +275,7 @@ pub async fn authenticate(
                 username: account.address,
             }),
             Err(LoginError::InvalidCredentials) => Err(unauthorized("invalid credentials")),
+            Err(e @ LoginError::AppPasswordRequired) => Err(unauthorized(&e.to_string())),
             Err(e @ LoginError::Throttled { .. }) => Err(problem(
                 StatusCode::TOO_MANY_REQUESTS,
                 "about:blank",
@@ -687,7 +688,9 @@ async fn token_handler(State(server): State<Arc<JmapServer>>, req: Request) -> R
                         "two-factor code required or wrong (parameter totp)",
                     )
                 }
-                Err(SignInError::Login(LoginError::InvalidCredentials)) => oauth_error(
+                Err(SignInError::Login(
+                    LoginError::InvalidCredentials | LoginError::AppPasswordRequired,
+                )) => oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",
                     "invalid username or password",

@@ -67,20 +67,41 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, NetError> {
         .ok_or_else(|| NetError::NoPrivateKey(path.display().to_string()))
 }
 
-/// Generates the self-signed pair once; later starts reuse it so clients that pinned it keep working.
+/// How long a generated self-signed certificate is valid (a normal period, like a public
+/// CA's certificates, instead of rcgen's default 1975–4096).
+pub const SELF_SIGNED_VALID_DAYS: i64 = 397;
+/// A generated certificate this close to its end is replaced at the next start.
+const SELF_SIGNED_RENEW_DAYS: i64 = 30;
+
+/// Generates the self-signed pair once; later starts reuse it so clients that pinned it keep
+/// working — until it nears its end, then a new one is made (and logged).
 fn ensure_self_signed(data_dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), NetError> {
     let cert_path = data_dir.join(SELF_SIGNED_CERT);
     let key_path = data_dir.join(SELF_SIGNED_KEY);
     if cert_path.exists() && key_path.exists() {
-        return Ok((cert_path, key_path));
+        // The file's age says when it was made: nothing else writes it.
+        let age_days = std::fs::metadata(&cert_path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0, |d| {
+                i64::try_from(d.as_secs() / 86_400).unwrap_or(i64::MAX)
+            });
+        if age_days < SELF_SIGNED_VALID_DAYS - SELF_SIGNED_RENEW_DAYS {
+            return Ok((cert_path, key_path));
+        }
+        tracing::warn!(
+            path = %cert_path.display(),
+            age_days,
+            "the self-signed certificate is near its end; generating a new one"
+        );
     }
     let names = vec![
         hostname.to_string(),
         "localhost".to_string(),
         "127.0.0.1".to_string(),
     ];
-    let generated =
-        rcgen::generate_simple_self_signed(names).map_err(|e| NetError::Generate(e.to_string()))?;
+    let generated = generate_self_signed(hostname, names)?;
     let dir = cert_path.parent().unwrap_or(data_dir);
     std::fs::create_dir_all(dir).map_err(|source| NetError::Write {
         path: dir.display().to_string(),
@@ -92,6 +113,26 @@ fn ensure_self_signed(data_dir: &Path, hostname: &str) -> Result<(PathBuf, PathB
         source,
     })?;
     Ok((cert_path, key_path))
+}
+
+/// A certificate for `names` whose subject is `CN=hostname`, valid from yesterday (clock
+/// skew) for [`SELF_SIGNED_VALID_DAYS`].
+fn generate_self_signed(
+    hostname: &str,
+    names: Vec<String>,
+) -> Result<rcgen::CertifiedKey<rcgen::KeyPair>, NetError> {
+    let err = |e: rcgen::Error| NetError::Generate(e.to_string());
+    let mut params = rcgen::CertificateParams::new(names).map_err(err)?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, hostname);
+    dn.push(rcgen::DnType::OrganizationName, "Bulwark (self-signed)");
+    params.distinguished_name = dn;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(SELF_SIGNED_VALID_DAYS);
+    let signing_key = rcgen::KeyPair::generate().map_err(err)?;
+    let cert = params.self_signed(&signing_key).map_err(err)?;
+    Ok(rcgen::CertifiedKey { cert, signing_key })
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), NetError> {
@@ -175,6 +216,36 @@ mod tests {
         load_tls(&TlsFiles::default(), dir.path(), "mail.example.test").unwrap();
         let second = std::fs::read(dir.path().join(SELF_SIGNED_CERT)).unwrap();
         assert_eq!(first, second);
+    }
+
+    #[test]
+    fn self_signed_certificate_names_the_host_and_is_valid_for_a_normal_period() {
+        let dir = tempfile::tempdir().unwrap();
+        load_tls(&TlsFiles::default(), dir.path(), "mail.example.test").unwrap();
+        let path = dir.path().join(SELF_SIGNED_CERT);
+        // Read back with openssl, an independent parser.
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-enddate", "-in"])
+            .arg(&path)
+            .output();
+        let Ok(out) = out else {
+            return; // no openssl on this machine
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("CN = mail.example.test") || text.contains("CN=mail.example.test"),
+            "{text}"
+        );
+        let end = text
+            .lines()
+            .find_map(|l| l.strip_prefix("notAfter="))
+            .expect("notAfter");
+        let year: i32 = end.split_whitespace().nth(3).unwrap().parse().unwrap();
+        let this_year = time::OffsetDateTime::now_utc().year();
+        assert!(
+            (this_year..=this_year + 2).contains(&year),
+            "ends {end}, not in 4096"
+        );
     }
 
     #[test]

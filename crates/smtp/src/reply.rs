@@ -132,6 +132,13 @@ pub const MUST_STARTTLS: Reply = r(530, (5, 7, 0), "Must issue a STARTTLS comman
 pub const AUTH_REQUIRED: Reply = r(530, (5, 7, 0), "Authentication required");
 // RFC 4954 §6.
 pub const AUTH_INVALID: Reply = r(535, (5, 7, 8), "Authentication credentials invalid");
+// RFC 4954 §6: 534 5.7.9 "Authentication mechanism is too weak" — here the account's own
+// password, which two-factor sign-in allows only with a second factor SMTP cannot carry.
+pub const AUTH_APP_PASSWORD_REQUIRED: Reply = r(
+    534,
+    (5, 7, 9),
+    "Application password required: this account has two-factor sign-in; create an app password in the web client (Settings, App passwords)",
+);
 pub const UNKNOWN_USER: Reply = r(550, (5, 1, 1), "Recipient address rejected: user unknown");
 // RFC 1870 §6 / RFC 3463 5.3.4.
 pub const MESSAGE_TOO_BIG: Reply = r(

@@ -371,6 +371,7 @@ impl SmtpServer {
                 }
             },
             Err(LoginError::InvalidCredentials) => AuthOutcome::InvalidCredentials,
+            Err(LoginError::AppPasswordRequired) => AuthOutcome::AppPasswordRequired,
             Err(LoginError::Throttled { .. }) => AuthOutcome::Throttled,
             Err(LoginError::Unavailable(_)) => AuthOutcome::Unavailable,
         }

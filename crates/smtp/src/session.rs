@@ -69,6 +69,8 @@ pub enum AuthOutcome {
         addresses: Vec<String>,
     },
     InvalidCredentials,
+    /// The account's password was right but two-factor sign-in is on: only app passwords.
+    AppPasswordRequired,
     Throttled,
     Unavailable,
 }

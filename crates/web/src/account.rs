@@ -259,7 +259,7 @@ fn reauth_error(e: SignInError) -> ApiError {
             "invalid_totp",
             "the code is wrong or was already used".into(),
         ),
-        SignInError::Login(LoginError::InvalidCredentials) => {
+        SignInError::Login(LoginError::InvalidCredentials | LoginError::AppPasswordRequired) => {
             ApiError::Forbidden("invalid_credentials", "wrong password".into())
         }
         SignInError::Login(LoginError::Throttled { retry_after_secs }) => {
@@ -373,7 +373,9 @@ async fn login(State(state): State<WebState>, req: Request) -> ApiResult {
                 "the code is wrong or was already used".into(),
             ));
         }
-        Err(SignInError::Login(LoginError::InvalidCredentials)) => {
+        Err(SignInError::Login(
+            LoginError::InvalidCredentials | LoginError::AppPasswordRequired,
+        )) => {
             return Err(ApiError::Unauthorized(
                 "invalid_credentials",
                 "wrong address or password".into(),

@@ -16,8 +16,20 @@ struct Dist;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Cache policy for entry points that must be revalidated on every load.
 const REVALIDATE: &str = "no-cache";
-/// Path prefixes that belong to other routers or APIs: never answered with `index.html`.
-const NOT_SPA: [&str; 5] = ["/api/", "/jmap/", "/auth/", "/.well-known/", "/assets/"];
+/// The client's own routes (besides `/`): these paths and those below them get `index.html`
+/// (a reload of a deep link). Every other path that is not a file is a 404, so `/admin`,
+/// `/metrics` or a mistyped URL never answer 200 with the app (issue 17 defect 9).
+const APP_ROUTES: [&str; 4] = ["/mail", "/settings", "/calendar", "/contacts"];
+
+/// Is `path` the app's start page or one of its client routes?
+fn is_app_route(path: &str) -> bool {
+    path == "/"
+        || path == "/index.html"
+        || APP_ROUTES.iter().any(|r| {
+            path.strip_prefix(r)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+}
 
 pub fn routes() -> Router<WebState> {
     Router::new().fallback(serve)
@@ -91,10 +103,11 @@ async fn serve(method: Method, uri: Uri) -> Response {
     {
         return res;
     }
-    // Client routes (`/mail/inbox/…`) get the app; missing files and API paths a 404.
+    // Client routes (`/mail/inbox/…`) get the app; anything else (missing files, API paths,
+    // unknown pages) a 404.
     let last = rel.rsplit('/').next().unwrap_or("");
-    if NOT_SPA.iter().any(|p| path.starts_with(p)) || last.contains('.') {
-        return (StatusCode::NOT_FOUND, "not found").into_response();
+    if !is_app_route(path) || (last.contains('.') && path != "/index.html") {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
     file_response("index.html", &method)
         .unwrap_or_else(|| (StatusCode::NOT_FOUND, "web client not built").into_response())
@@ -103,6 +116,30 @@ async fn serve(method: Method, uri: Uri) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_apps_own_routes_get_the_app() {
+        for path in [
+            "/",
+            "/mail",
+            "/mail/inbox",
+            "/settings/security",
+            "/calendar/week",
+        ] {
+            assert!(is_app_route(path), "{path}");
+        }
+        for path in [
+            "/admin",
+            "/metrics",
+            "/mailx",
+            "/x/mail",
+            "/jmap/x",
+            "/api/account",
+            "",
+        ] {
+            assert!(!is_app_route(path), "{path}");
+        }
+    }
 
     #[test]
     fn content_types_are_explicit_for_app_files() {

@@ -690,6 +690,10 @@ async fn spa_routes_get_index_with_csp_and_api_paths_do_not() {
         "/jmap/x",
         "/missing.js",
         "/assets/nope-123.js",
+        "/admin",
+        "/metrics",
+        "/no-such-page",
+        "/mail.php",
     ] {
         assert_eq!(
             raw(&f.app, "GET", path, None, None).await.0,

@@ -135,6 +135,13 @@ impl Session {
                     LoginError::InvalidCredentials => {
                         CmdError::no("AUTHENTICATIONFAILED", "Invalid user name or password")
                     }
+                    // RFC 5530 §3 AUTHENTICATIONFAILED, with the text a user can act on.
+                    LoginError::AppPasswordRequired => CmdError::no(
+                        "AUTHENTICATIONFAILED",
+                        "Application password required: this account has two-factor sign-in; \
+                         create an app password in the web client (Settings, App passwords) \
+                         and use it here instead of your password",
+                    ),
                     LoginError::Throttled { retry_after_secs } => CmdError::no(
                         "UNAVAILABLE",
                         format!("Too many failed logins; try again in {retry_after_secs} seconds"),

@@ -15,9 +15,13 @@ impl Session {
                 self.auth = Some(Identity { addresses });
                 self.send(reply::AUTH_SUCCESSFUL);
             }
-            AuthOutcome::InvalidCredentials => {
+            AuthOutcome::InvalidCredentials | AuthOutcome::AppPasswordRequired => {
                 self.auth_failures += 1;
-                self.send(reply::AUTH_INVALID);
+                self.send(if outcome == AuthOutcome::AppPasswordRequired {
+                    reply::AUTH_APP_PASSWORD_REQUIRED
+                } else {
+                    reply::AUTH_INVALID
+                });
                 if self.auth_failures >= MAX_AUTH_FAILURES && !self.closed {
                     self.send(reply::TOO_MANY_AUTH_FAILURES);
                 }
