@@ -28,7 +28,9 @@ pub mod collections;
 #[cfg(any(test, feature = "conformance"))]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod conformance;
+pub mod domain;
 pub mod email_page;
+pub mod engine;
 pub mod model;
 pub mod outage;
 pub mod rules;

@@ -1,0 +1,169 @@
+//! The engine contract: the typed-table operations one write transaction offers, which each
+//! backend implements once, in its own SQL ([`crate::sqlite`] here, `bulwark-store-pg`).
+//!
+//! The mail rules above it — UID and MODSEQ allocation, threading, keyword changes with
+//! CONDSTORE conflicts, memberships, orphan handling (an email in no mailbox is destroyed,
+//! then its thread if it was the last), the change log entries each change writes — are
+//! written once, in [`crate::domain`], generic over [`MailTx`]. A backend cannot get them
+//! wrong or let them drift; it only says how a row is read or written.
+//!
+//! Every method runs inside the caller's transaction: nothing is visible to others until
+//! the backend commits, and a failure anywhere rolls back all of it. The operations are
+//! `async` so the PostgreSQL backend can await its round trips; the SQLite backend's are
+//! synchronous inside (its writer thread owns the connection) and run to completion at the
+//! first poll ([`run_ready`]).
+//!
+//! Compare-and-set of collection items, blobs with owners, the change log's reads, pub/sub
+//! ([`crate::Store::subscribe`]) and leases ([`crate::Store::queue_lease_due`]) are the
+//! other parts of the contract; they have one implementation per backend already and no
+//! rules of their own to share.
+
+use crate::changelog::{ChangeKind, ChangeOp};
+use crate::{
+    AccountId, BlobHash, EmailId, EmailSummary, Mailbox, MailboxId, ModSeq, Result, StoreError,
+    ThreadId, Uid,
+};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+/// A new email row, as [`MailTx::insert_email`] stores it (with its search and envelope
+/// copies where the backend keeps them).
+#[derive(Debug)]
+pub struct EmailRow<'a> {
+    pub account: AccountId,
+    pub thread: ThreadId,
+    pub blob: &'a BlobHash,
+    pub size: u32,
+    pub received_at: i64,
+    /// [`crate::rules::keywords_to_text`] of the normalised keywords.
+    pub keywords: String,
+    pub seen: bool,
+    pub modseq: ModSeq,
+    /// [`crate::rules::normalize_message_id`] of the Message-ID, for thread lookups.
+    pub message_id: Option<String>,
+    /// The summary as stored (JSON), and the summary itself for backends that keep parts of
+    /// it in their own columns (search headers, IMAP envelope).
+    pub summary_json: String,
+    pub summary: &'a EmailSummary,
+}
+
+/// One write transaction of a backend, as the mail rules see it.
+#[allow(async_fn_in_trait)] // implemented for concrete transaction types only
+pub trait MailTx {
+    // ---- accounts and the change log ----------------------------------------------------
+    /// Serialises writers of the account until commit (PostgreSQL: its counter row; a
+    /// single-writer backend has nothing to do).
+    async fn lock_account(&mut self, account: AccountId) -> Result<()>;
+    /// [`StoreError::NotFound`] unless the account exists.
+    async fn require_account(&mut self, account: AccountId) -> Result<()>;
+    /// Takes the account's next modseq (and notes it for subscribers).
+    async fn next_modseq(&mut self, account: AccountId) -> Result<ModSeq>;
+    /// The account's highest modseq.
+    async fn account_modseq(&mut self, account: AccountId) -> Result<ModSeq>;
+    /// Appends one entry to the account's change log.
+    async fn log(
+        &mut self,
+        account: AccountId,
+        modseq: ModSeq,
+        kind: ChangeKind,
+        object: i64,
+        op: ChangeOp,
+    ) -> Result<()>;
+
+    // ---- mailboxes ------------------------------------------------------------------------
+    /// The mailbox, or [`StoreError::NotFound`] when the account has no such mailbox.
+    async fn require_mailbox(&mut self, account: AccountId, mailbox: MailboxId) -> Result<Mailbox>;
+    /// Takes the mailbox's next UID (UIDNEXT only grows); `None` when the mailbox does not
+    /// exist or has used up its 32-bit UIDs.
+    async fn take_uid(&mut self, account: AccountId, mailbox: MailboxId) -> Result<Option<Uid>>;
+    /// Raises the mailbox's HIGHESTMODSEQ to `modseq` and notes it for subscribers.
+    async fn touch_mailbox(
+        &mut self,
+        account: AccountId,
+        mailbox: MailboxId,
+        modseq: ModSeq,
+    ) -> Result<()>;
+
+    // ---- memberships ----------------------------------------------------------------------
+    async fn insert_membership(
+        &mut self,
+        mailbox: MailboxId,
+        uid: Uid,
+        email: EmailId,
+        modseq: ModSeq,
+    ) -> Result<()>;
+    /// Deletes the membership and records the UID as expunged at `modseq` (QRESYNC).
+    async fn delete_membership(
+        &mut self,
+        mailbox: MailboxId,
+        uid: Uid,
+        modseq: ModSeq,
+    ) -> Result<()>;
+    /// The email's memberships, ordered by mailbox.
+    async fn memberships_of(&mut self, email: EmailId) -> Result<Vec<(MailboxId, Uid)>>;
+    /// The email at this UID of the mailbox.
+    async fn email_at(&mut self, mailbox: MailboxId, uid: Uid) -> Result<Option<EmailId>>;
+
+    // ---- blobs, threads, emails -----------------------------------------------------------
+    /// Stores a blob once (content-addressed); returns its hash.
+    async fn put_blob(&mut self, data: &[u8]) -> Result<BlobHash>;
+    /// The thread of the account's email with this (normalised) Message-ID.
+    async fn thread_of_message(
+        &mut self,
+        account: AccountId,
+        message_id: &str,
+    ) -> Result<Option<ThreadId>>;
+    async fn insert_thread(&mut self, account: AccountId) -> Result<ThreadId>;
+    /// Is there no email left in the thread?
+    async fn thread_is_empty(&mut self, thread: ThreadId) -> Result<bool>;
+    async fn delete_thread(&mut self, thread: ThreadId) -> Result<()>;
+    async fn insert_email(&mut self, row: &EmailRow<'_>) -> Result<EmailId>;
+    /// A new email row copying `source` (blob, thread, keywords, summary) at `modseq`;
+    /// returns it and its thread.
+    async fn copy_email(&mut self, source: EmailId, modseq: ModSeq) -> Result<(EmailId, ThreadId)>;
+    async fn email_exists(&mut self, account: AccountId, email: EmailId) -> Result<bool>;
+    /// The stored keyword text and the modseq of the last keyword change.
+    async fn email_keywords(
+        &mut self,
+        account: AccountId,
+        email: EmailId,
+    ) -> Result<Option<(String, ModSeq)>>;
+    async fn set_email_keywords(
+        &mut self,
+        email: EmailId,
+        keywords: &str,
+        seen: bool,
+        modseq: ModSeq,
+    ) -> Result<()>;
+    async fn set_email_modseq(&mut self, email: EmailId, modseq: ModSeq) -> Result<()>;
+    /// Deletes the email row (and what the backend keeps beside it); returns its thread,
+    /// `None` when there was no such email.
+    async fn delete_email(&mut self, email: EmailId) -> Result<Option<ThreadId>>;
+}
+
+/// Runs a future that never waits — the SQLite backend's [`MailTx`] operations are
+/// synchronous — to completion on the calling thread. One that would wait is a bug in the
+/// backend, reported as an internal error rather than blocking the writer.
+pub fn run_ready<F: Future>(future: F) -> Result<F::Output> {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => Err(StoreError::Internal(
+            "a synchronous store operation tried to wait".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_futures_run_and_waiting_ones_are_refused() {
+        assert_eq!(run_ready(async { 7 }).unwrap(), 7);
+        let never = std::future::pending::<()>();
+        assert!(matches!(run_ready(never), Err(StoreError::Internal(_))));
+    }
+}
