@@ -8,7 +8,7 @@ use bulwark_store::domain::emails as domain;
 use bulwark_store::engine::{EmailRow, MailTx};
 use bulwark_store::{
     AccountId, Appended, BlobHash, EmailId, KeywordResult, KeywordUpdate, Mailbox, MailboxId,
-    MembershipUpdate, ModSeq, NewEmail, Result, ThreadId, Uid,
+    MembershipUpdate, ModSeq, NewEmail, Result, Role, ThreadId, Uid,
 };
 
 pub(crate) use bulwark_store::domain::emails::NewMemberships;
@@ -58,6 +58,72 @@ impl MailTx for Tx<'_> {
 
     async fn require_mailbox(&mut self, account: AccountId, mailbox: MailboxId) -> Result<Mailbox> {
         crate::mailboxes::require_mailbox(self, account, mailbox).await
+    }
+
+    async fn next_uid_validity(&mut self) -> Result<u32> {
+        crate::mailboxes::next_uid_validity(self).await
+    }
+
+    async fn mailbox_by_name(
+        &mut self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Option<MailboxId>> {
+        crate::mailboxes::mailbox_id_by_name(self, account, name).await
+    }
+
+    async fn role_taken(&mut self, account: AccountId, role: Role) -> Result<bool> {
+        crate::mailboxes::role_taken(self, account, role).await
+    }
+
+    async fn insert_mailbox(
+        &mut self,
+        account: AccountId,
+        name: &str,
+        role: Option<Role>,
+        uid_validity: u32,
+        subscribed: bool,
+        modseq: ModSeq,
+    ) -> Result<MailboxId> {
+        crate::mailboxes::insert_mailbox_row(
+            self,
+            account,
+            name,
+            role,
+            uid_validity,
+            subscribed,
+            modseq,
+        )
+        .await
+    }
+
+    async fn mailbox_and_children(
+        &mut self,
+        account: AccountId,
+        mailbox: MailboxId,
+        children_prefix: &str,
+    ) -> Result<Vec<(MailboxId, String)>> {
+        crate::mailboxes::mailbox_and_children(self, account, mailbox, children_prefix).await
+    }
+
+    async fn set_mailbox_name(&mut self, mailbox: MailboxId, name: &str) -> Result<()> {
+        crate::mailboxes::set_mailbox_name(self, mailbox, name).await
+    }
+
+    async fn set_mailbox_subscribed(&mut self, mailbox: MailboxId, subscribed: bool) -> Result<()> {
+        crate::mailboxes::set_mailbox_subscribed(self, mailbox, subscribed).await
+    }
+
+    async fn set_mailbox_role(&mut self, mailbox: MailboxId, role: Option<Role>) -> Result<()> {
+        crate::mailboxes::set_mailbox_role(self, mailbox, role).await
+    }
+
+    async fn mailbox_members(&mut self, mailbox: MailboxId) -> Result<Vec<(Uid, EmailId)>> {
+        crate::mailboxes::mailbox_members(self, mailbox).await
+    }
+
+    async fn delete_mailbox(&mut self, mailbox: MailboxId) -> Result<()> {
+        crate::mailboxes::delete_mailbox_row(self, mailbox).await
     }
 
     /// The UPDATE locks the mailbox row until commit.
@@ -300,17 +366,6 @@ impl MailTx for Tx<'_> {
 }
 
 // ---- the Store's email writes: the shared rules on this backend's transaction ----------
-
-pub(crate) async fn email_left_mailbox(
-    tx: &mut Tx<'_>,
-    account: AccountId,
-    mailbox: MailboxId,
-    uid: Uid,
-    email: EmailId,
-    modseq: ModSeq,
-) -> Result<()> {
-    domain::email_left_mailbox(tx, account, mailbox, uid, email, modseq).await
-}
 
 pub(crate) async fn email_append(
     tx: &mut Tx<'_>,

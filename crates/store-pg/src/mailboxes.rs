@@ -1,10 +1,10 @@
 //! Mailboxes: create, rename, delete, attributes, status.
 
-use crate::emails::email_left_mailbox;
-use crate::pool::{Kind, Op, Tx, get, get_modseq, get_u32, sql_modseq};
-use bulwark_store::rules::{self, canonical_mailbox_name};
+use crate::pool::{Tx, get, get_modseq, get_u32, sql_modseq};
+use bulwark_store::domain::mailboxes as domain;
 use bulwark_store::{
-    AccountId, EmailId, Mailbox, MailboxId, MailboxStatus, Result, Role, StoreError, Uid, now_unix,
+    AccountId, EmailId, Mailbox, MailboxId, MailboxStatus, ModSeq, Result, Role, StoreError, Uid,
+    now_unix,
 };
 use tokio_postgres::Row;
 
@@ -32,7 +32,7 @@ fn mailbox_from_row(r: &Row) -> Result<Mailbox> {
 /// Takes the next UIDVALIDITY: a database-wide counter seeded from the clock, so no two
 /// mailboxes ever share one, even across delete and recreate (RFC 9051 §2.3.1.1). The
 /// upsert locks the counter row, so concurrent nodes never hand out the same value.
-async fn next_uid_validity(tx: &mut Tx<'_>) -> Result<u32> {
+pub(crate) async fn next_uid_validity(tx: &mut Tx<'_>) -> Result<u32> {
     let clock = now_unix().clamp(1, MAX_UID_VALIDITY);
     // The row stores the *next* value; after four billion mailboxes it wraps to 1 (never 0).
     let row = tx
@@ -47,7 +47,7 @@ async fn next_uid_validity(tx: &mut Tx<'_>) -> Result<u32> {
     get_u32(&row, 0)
 }
 
-/// Inserts a mailbox (used by `mailbox_create` and account creation).
+/// Inserts a mailbox (used by `mailbox_create` and account creation): the shared rule.
 pub(crate) async fn insert_mailbox(
     tx: &mut Tx<'_>,
     account: AccountId,
@@ -55,15 +55,29 @@ pub(crate) async fn insert_mailbox(
     role: Option<Role>,
     subscribed: bool,
 ) -> Result<Mailbox> {
-    let name = canonical_mailbox_name(name)?;
-    if mailbox_id_by_name(tx, account, &name).await?.is_some() {
-        return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
-    }
-    if let Some(role) = role {
-        require_role_free(tx, account, role).await?;
-    }
-    let uid_validity = next_uid_validity(tx).await?;
-    let modseq = tx.next_modseq(account).await?;
+    domain::insert_mailbox(tx, account, name, role, subscribed).await
+}
+
+pub(crate) async fn role_taken(tx: &mut Tx<'_>, account: AccountId, role: Role) -> Result<bool> {
+    Ok(tx
+        .opt(
+            "SELECT 1 FROM mailboxes WHERE account = $1 AND role = $2",
+            &[&account.0, &role.as_jmap()],
+        )
+        .await?
+        .is_some())
+}
+
+/// A new mailbox row.
+pub(crate) async fn insert_mailbox_row(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    name: &str,
+    role: Option<Role>,
+    uid_validity: u32,
+    subscribed: bool,
+    modseq: ModSeq,
+) -> Result<MailboxId> {
     let row = tx
         .one(
             "INSERT INTO mailboxes (account, name, role, uid_validity, uid_next, subscribed, highest_modseq)
@@ -78,38 +92,10 @@ pub(crate) async fn insert_mailbox(
             ],
         )
         .await?;
-    let id = MailboxId(get(&row, 0)?);
-    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Created)
-        .await?;
-    tx.touch_mailbox(account, id, modseq).await?;
-    Ok(rules::created_mailbox(
-        id,
-        account,
-        name,
-        role,
-        uid_validity,
-        subscribed,
-        modseq,
-    ))
+    Ok(MailboxId(get(&row, 0)?))
 }
 
-async fn require_role_free(tx: &mut Tx<'_>, account: AccountId, role: Role) -> Result<()> {
-    let taken = tx
-        .opt(
-            "SELECT 1 FROM mailboxes WHERE account = $1 AND role = $2",
-            &[&account.0, &role.as_jmap()],
-        )
-        .await?;
-    if taken.is_some() {
-        return Err(StoreError::AlreadyExists(format!(
-            "a mailbox with role {}",
-            role.as_jmap()
-        )));
-    }
-    Ok(())
-}
-
-async fn mailbox_id_by_name(
+pub(crate) async fn mailbox_id_by_name(
     tx: &mut Tx<'_>,
     account: AccountId,
     name: &str,
@@ -140,9 +126,7 @@ pub(crate) async fn mailbox_create(
     name: &str,
     role: Option<Role>,
 ) -> Result<Mailbox> {
-    tx.lock_account(account).await?;
-    crate::directory::require_account(tx, account).await?;
-    insert_mailbox(tx, account, name, role, false).await
+    domain::mailbox_create(tx, account, name, role).await
 }
 
 pub(crate) async fn mailbox_list(tx: &mut Tx<'_>, account: AccountId) -> Result<Vec<Mailbox>> {
@@ -171,82 +155,21 @@ pub(crate) async fn mailbox_get(
     row.as_ref().map(mailbox_from_row).transpose()
 }
 
-/// Renames the mailbox and every mailbox below it.
 pub(crate) async fn mailbox_rename(
     tx: &mut Tx<'_>,
     account: AccountId,
     id: MailboxId,
     new_name: &str,
 ) -> Result<()> {
-    tx.lock_account(account).await?;
-    let mailbox = require_mailbox(tx, account, id).await?;
-    let is_inbox = mailbox.role == Some(Role::Inbox);
-    let Some(new_name) = rules::check_rename(&mailbox.name, is_inbox, new_name)? else {
-        return Ok(());
-    };
-    // The mailbox itself and its descendants, with their new names.
-    let rows = tx
-        .query(
-            "SELECT id, name FROM mailboxes WHERE account = $1
-             AND (id = $2 OR starts_with(name, $3))",
-            &[&account.0, &id.0, &rules::children_prefix(&mailbox.name)],
-        )
-        .await?;
-    let found = rows
-        .iter()
-        .map(|row| Ok((MailboxId(get(row, 0)?), get::<String>(row, 1)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let renames = rules::renamed_mailboxes(&mailbox.name, &new_name, found)?;
-    for (_, name) in &renames {
-        if mailbox_id_by_name(tx, account, name).await?.is_some() {
-            return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
-        }
-    }
-    let modseq = tx.next_modseq(account).await?;
-    for (mid, name) in renames {
-        tx.exec(
-            "UPDATE mailboxes SET name = $2 WHERE id = $1",
-            &[&mid.0, &name],
-        )
-        .await?;
-        tx.log(account, modseq, Kind::Mailbox, mid.0, Op::Updated)
-            .await?;
-        tx.touch_mailbox(account, mid, modseq).await?;
-    }
-    Ok(())
+    domain::mailbox_rename(tx, account, id, new_name).await
 }
 
-/// Deletes the mailbox; emails in no other mailbox are destroyed.
 pub(crate) async fn mailbox_delete(
     tx: &mut Tx<'_>,
     account: AccountId,
     id: MailboxId,
 ) -> Result<()> {
-    tx.lock_account(account).await?;
-    let mailbox = require_mailbox(tx, account, id).await?;
-    rules::check_delete(&mailbox.name, mailbox.role == Some(Role::Inbox))?;
-    let rows = tx
-        .query(
-            "SELECT uid, email FROM memberships WHERE mailbox = $1 ORDER BY uid",
-            &[&id.0],
-        )
-        .await?;
-    let mut members: Vec<(Uid, EmailId)> = Vec::with_capacity(rows.len());
-    for row in &rows {
-        members.push((Uid(get_u32(row, 0)?), EmailId(get(row, 1)?)));
-    }
-    for (uid, email) in members {
-        let modseq = tx.next_modseq(account).await?;
-        email_left_mailbox(tx, account, id, uid, email, modseq).await?;
-    }
-    let modseq = tx.next_modseq(account).await?;
-    tx.exec("DELETE FROM expunged WHERE mailbox = $1", &[&id.0])
-        .await?;
-    tx.exec("DELETE FROM mailboxes WHERE id = $1", &[&id.0])
-        .await?;
-    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Destroyed)
-        .await?;
-    tx.touch_mailbox(account, id, modseq).await
+    domain::mailbox_delete(tx, account, id).await
 }
 
 pub(crate) async fn mailbox_set_subscribed(
@@ -255,46 +178,90 @@ pub(crate) async fn mailbox_set_subscribed(
     id: MailboxId,
     subscribed: bool,
 ) -> Result<()> {
-    tx.lock_account(account).await?;
-    let mailbox = require_mailbox(tx, account, id).await?;
-    if mailbox.subscribed == subscribed {
-        return Ok(());
-    }
-    let modseq = tx.next_modseq(account).await?;
-    tx.exec(
-        "UPDATE mailboxes SET subscribed = $2 WHERE id = $1",
-        &[&id.0, &subscribed],
-    )
-    .await?;
-    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)
-        .await?;
-    tx.touch_mailbox(account, id, modseq).await
+    domain::mailbox_set_subscribed(tx, account, id, subscribed).await
 }
 
-/// Sets or clears the role; a role belongs to at most one mailbox of the account.
 pub(crate) async fn mailbox_set_role(
     tx: &mut Tx<'_>,
     account: AccountId,
     id: MailboxId,
     role: Option<Role>,
 ) -> Result<()> {
-    tx.lock_account(account).await?;
-    let mailbox = require_mailbox(tx, account, id).await?;
-    if mailbox.role == role {
-        return Ok(());
-    }
-    if let Some(role) = role {
-        require_role_free(tx, account, role).await?;
-    }
-    let modseq = tx.next_modseq(account).await?;
+    domain::mailbox_set_role(tx, account, id, role).await
+}
+
+/// The mailbox and those whose name starts with `prefix`.
+pub(crate) async fn mailbox_and_children(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    prefix: &str,
+) -> Result<Vec<(MailboxId, String)>> {
+    let rows = tx
+        .query(
+            "SELECT id, name FROM mailboxes WHERE account = $1
+             AND (id = $2 OR starts_with(name, $3))",
+            &[&account.0, &id.0, &prefix],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| Ok((MailboxId(get(row, 0)?), get::<String>(row, 1)?)))
+        .collect()
+}
+
+pub(crate) async fn set_mailbox_name(tx: &mut Tx<'_>, id: MailboxId, name: &str) -> Result<()> {
+    tx.exec(
+        "UPDATE mailboxes SET name = $2 WHERE id = $1",
+        &[&id.0, &name],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn set_mailbox_subscribed(
+    tx: &mut Tx<'_>,
+    id: MailboxId,
+    subscribed: bool,
+) -> Result<()> {
+    tx.exec(
+        "UPDATE mailboxes SET subscribed = $2 WHERE id = $1",
+        &[&id.0, &subscribed],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn set_mailbox_role(
+    tx: &mut Tx<'_>,
+    id: MailboxId,
+    role: Option<Role>,
+) -> Result<()> {
     tx.exec(
         "UPDATE mailboxes SET role = $2 WHERE id = $1",
         &[&id.0, &role_to_text(role)],
     )
     .await?;
-    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)
+    Ok(())
+}
+
+pub(crate) async fn mailbox_members(tx: &mut Tx<'_>, id: MailboxId) -> Result<Vec<(Uid, EmailId)>> {
+    let rows = tx
+        .query(
+            "SELECT uid, email FROM memberships WHERE mailbox = $1 ORDER BY uid",
+            &[&id.0],
+        )
         .await?;
-    tx.touch_mailbox(account, id, modseq).await
+    rows.iter()
+        .map(|row| Ok((Uid(get_u32(row, 0)?), EmailId(get(row, 1)?))))
+        .collect()
+}
+
+pub(crate) async fn delete_mailbox_row(tx: &mut Tx<'_>, id: MailboxId) -> Result<()> {
+    tx.exec("DELETE FROM expunged WHERE mailbox = $1", &[&id.0])
+        .await?;
+    tx.exec("DELETE FROM mailboxes WHERE id = $1", &[&id.0])
+        .await?;
+    Ok(())
 }
 
 /// Counts in one indexed query; never reads blobs.

@@ -20,8 +20,8 @@
 
 use crate::changelog::{ChangeKind, ChangeOp};
 use crate::{
-    AccountId, BlobHash, EmailId, EmailSummary, Mailbox, MailboxId, ModSeq, Result, StoreError,
-    ThreadId, Uid,
+    AccountId, BlobHash, EmailId, EmailSummary, Mailbox, MailboxId, ModSeq, Result, Role,
+    StoreError, ThreadId, Uid,
 };
 use std::future::Future;
 use std::pin::pin;
@@ -84,6 +84,41 @@ pub trait MailTx {
         mailbox: MailboxId,
         modseq: ModSeq,
     ) -> Result<()>;
+
+    /// Takes the next UIDVALIDITY from the database-wide counter (never one an earlier
+    /// mailbox had, RFC 9051 §2.3.1.1).
+    async fn next_uid_validity(&mut self) -> Result<u32>;
+    async fn mailbox_by_name(
+        &mut self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Option<MailboxId>>;
+    /// Does a mailbox of the account have this role?
+    async fn role_taken(&mut self, account: AccountId, role: Role) -> Result<bool>;
+    /// A new mailbox row (UIDNEXT 1, HIGHESTMODSEQ `modseq`).
+    async fn insert_mailbox(
+        &mut self,
+        account: AccountId,
+        name: &str,
+        role: Option<Role>,
+        uid_validity: u32,
+        subscribed: bool,
+        modseq: ModSeq,
+    ) -> Result<MailboxId>;
+    /// The mailbox and those whose name starts with `children_prefix`, with their names.
+    async fn mailbox_and_children(
+        &mut self,
+        account: AccountId,
+        mailbox: MailboxId,
+        children_prefix: &str,
+    ) -> Result<Vec<(MailboxId, String)>>;
+    async fn set_mailbox_name(&mut self, mailbox: MailboxId, name: &str) -> Result<()>;
+    async fn set_mailbox_subscribed(&mut self, mailbox: MailboxId, subscribed: bool) -> Result<()>;
+    async fn set_mailbox_role(&mut self, mailbox: MailboxId, role: Option<Role>) -> Result<()>;
+    /// The mailbox's `(uid, email)` pairs in UID order.
+    async fn mailbox_members(&mut self, mailbox: MailboxId) -> Result<Vec<(Uid, EmailId)>>;
+    /// Deletes the (emptied) mailbox row and its expunge records.
+    async fn delete_mailbox(&mut self, mailbox: MailboxId) -> Result<()>;
 
     // ---- memberships ----------------------------------------------------------------------
     async fn insert_membership(

@@ -2,3 +2,4 @@
 //! every backend runs these functions inside its own write transaction.
 
 pub mod emails;
+pub mod mailboxes;

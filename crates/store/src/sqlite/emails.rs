@@ -8,7 +8,7 @@ use crate::domain::emails as domain;
 use crate::engine::{EmailRow, MailTx, run_ready};
 use crate::{
     AccountId, Appended, BlobHash, EmailId, KeywordResult, KeywordUpdate, Mailbox, MailboxId,
-    MembershipUpdate, ModSeq, NewEmail, Result, ThreadId, Uid,
+    MembershipUpdate, ModSeq, NewEmail, Result, Role, ThreadId, Uid,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -63,6 +63,72 @@ impl MailTx for Tx<'_> {
 
     async fn require_mailbox(&mut self, account: AccountId, mailbox: MailboxId) -> Result<Mailbox> {
         super::mailboxes::require_mailbox(self.conn, account, mailbox)
+    }
+
+    async fn next_uid_validity(&mut self) -> Result<u32> {
+        super::mailboxes::next_uid_validity(self.conn)
+    }
+
+    async fn mailbox_by_name(
+        &mut self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Option<MailboxId>> {
+        super::mailboxes::mailbox_id_by_name(self.conn, account, name)
+    }
+
+    async fn role_taken(&mut self, account: AccountId, role: Role) -> Result<bool> {
+        super::mailboxes::role_taken(self.conn, account, role)
+    }
+
+    async fn insert_mailbox(
+        &mut self,
+        account: AccountId,
+        name: &str,
+        role: Option<Role>,
+        uid_validity: u32,
+        subscribed: bool,
+        modseq: ModSeq,
+    ) -> Result<MailboxId> {
+        super::mailboxes::insert_mailbox_row(
+            self.conn,
+            account,
+            name,
+            role,
+            uid_validity,
+            subscribed,
+            modseq,
+        )
+    }
+
+    async fn mailbox_and_children(
+        &mut self,
+        account: AccountId,
+        mailbox: MailboxId,
+        children_prefix: &str,
+    ) -> Result<Vec<(MailboxId, String)>> {
+        super::mailboxes::mailbox_and_children(self.conn, account, mailbox, children_prefix)
+    }
+
+    async fn set_mailbox_name(&mut self, mailbox: MailboxId, name: &str) -> Result<()> {
+        super::mailboxes::set_mailbox_column(self.conn, mailbox, "name", &name)
+    }
+
+    async fn set_mailbox_subscribed(&mut self, mailbox: MailboxId, subscribed: bool) -> Result<()> {
+        super::mailboxes::set_mailbox_column(self.conn, mailbox, "subscribed", &subscribed)
+    }
+
+    async fn set_mailbox_role(&mut self, mailbox: MailboxId, role: Option<Role>) -> Result<()> {
+        let text = super::mailboxes::role_text(role);
+        super::mailboxes::set_mailbox_column(self.conn, mailbox, "role", &text)
+    }
+
+    async fn mailbox_members(&mut self, mailbox: MailboxId) -> Result<Vec<(Uid, EmailId)>> {
+        super::mailboxes::mailbox_members(self.conn, mailbox)
+    }
+
+    async fn delete_mailbox(&mut self, mailbox: MailboxId) -> Result<()> {
+        super::mailboxes::delete_mailbox_row(self.conn, mailbox)
     }
 
     async fn take_uid(&mut self, account: AccountId, mailbox: MailboxId) -> Result<Option<Uid>> {
@@ -318,19 +384,6 @@ impl MailTx for Tx<'_> {
 }
 
 // ---- the Store's email writes: the shared rules on this backend's transaction ----------
-
-pub(crate) fn email_left_mailbox(
-    tx: &mut Tx<'_>,
-    account: AccountId,
-    mailbox: MailboxId,
-    uid: Uid,
-    email: EmailId,
-    modseq: ModSeq,
-) -> Result<()> {
-    run_ready(domain::email_left_mailbox(
-        tx, account, mailbox, uid, email, modseq,
-    ))?
-}
 
 pub(crate) fn email_append(
     tx: &mut Tx<'_>,

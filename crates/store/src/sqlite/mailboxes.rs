@@ -1,9 +1,9 @@
 //! Mailboxes: create, rename, delete, attributes, status.
 
 use super::db_err;
-use super::emails::email_left_mailbox;
-use super::writer::{Kind, Op, Tx};
-use crate::rules::{self, canonical_mailbox_name};
+use super::writer::Tx;
+use crate::domain::mailboxes as domain;
+use crate::engine::run_ready;
 use crate::{
     AccountId, EmailId, Mailbox, MailboxId, MailboxStatus, ModSeq, Result, Role, StoreError, Uid,
     now_unix,
@@ -33,7 +33,7 @@ fn mailbox_from_row(r: &Row<'_>) -> rusqlite::Result<Mailbox> {
 
 /// Takes the next UIDVALIDITY: a database-wide counter seeded from the clock, so no two
 /// mailboxes ever share one, even across delete and recreate (RFC 9051 §2.3.1.1).
-fn next_uid_validity(conn: &Connection) -> Result<u32> {
+pub(crate) fn next_uid_validity(conn: &Connection) -> Result<u32> {
     let stored: Option<i64> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'uid_validity_next'",
@@ -57,7 +57,7 @@ fn next_uid_validity(conn: &Connection) -> Result<u32> {
     Ok(value as u32)
 }
 
-/// Inserts a mailbox (used by `mailbox_create` and account creation).
+/// Inserts a mailbox (used by `mailbox_create` and account creation): the shared rule.
 pub(crate) fn insert_mailbox(
     tx: &mut Tx<'_>,
     account: AccountId,
@@ -65,53 +65,38 @@ pub(crate) fn insert_mailbox(
     role: Option<Role>,
     subscribed: bool,
 ) -> Result<Mailbox> {
-    let name = canonical_mailbox_name(name)?;
-    if mailbox_id_by_name(tx.conn, account, &name)?.is_some() {
-        return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
-    }
-    if let Some(role) = role {
-        require_role_free(tx.conn, account, role)?;
-    }
-    let uid_validity = next_uid_validity(tx.conn)?;
-    let modseq = tx.next_modseq(account)?;
-    tx.conn
-        .execute(
-            "INSERT INTO mailboxes (account, name, role, uid_validity, uid_next, subscribed, highest_modseq)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
-            params![account.0, name, role_to_text(role), uid_validity, subscribed, modseq.0 as i64],
-        )
-        .map_err(db_err)?;
-    let id = MailboxId(tx.conn.last_insert_rowid());
-    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Created)?;
-    tx.touch_mailbox(account, id, modseq)?;
-    Ok(rules::created_mailbox(
-        id,
-        account,
-        name,
-        role,
-        uid_validity,
-        subscribed,
-        modseq,
-    ))
+    run_ready(domain::insert_mailbox(tx, account, name, role, subscribed))?
 }
 
-fn require_role_free(conn: &Connection, account: AccountId, role: Role) -> Result<()> {
+pub(crate) fn role_taken(conn: &Connection, account: AccountId, role: Role) -> Result<bool> {
     let mut stmt = conn
         .prepare_cached("SELECT 1 FROM mailboxes WHERE account = ?1 AND role = ?2")
         .map_err(db_err)?;
-    if stmt
-        .exists(params![account.0, role.as_jmap()])
-        .map_err(db_err)?
-    {
-        return Err(StoreError::AlreadyExists(format!(
-            "a mailbox with role {}",
-            role.as_jmap()
-        )));
-    }
-    Ok(())
+    stmt.exists(params![account.0, role.as_jmap()])
+        .map_err(db_err)
 }
 
-fn mailbox_id_by_name(
+/// A new mailbox row.
+pub(crate) fn insert_mailbox_row(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    role: Option<Role>,
+    uid_validity: u32,
+    subscribed: bool,
+    modseq: ModSeq,
+) -> Result<MailboxId> {
+    conn.prepare_cached(
+        "INSERT INTO mailboxes (account, name, role, uid_validity, uid_next, subscribed, highest_modseq)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
+    )
+    .map_err(db_err)?
+    .execute(params![account.0, name, role_to_text(role), uid_validity, subscribed, modseq.0 as i64])
+    .map_err(db_err)?;
+    Ok(MailboxId(conn.last_insert_rowid()))
+}
+
+pub(crate) fn mailbox_id_by_name(
     conn: &Connection,
     account: AccountId,
     name: &str,
@@ -140,8 +125,7 @@ pub(crate) fn mailbox_create(
     name: &str,
     role: Option<Role>,
 ) -> Result<Mailbox> {
-    super::directory::require_account(tx.conn, account)?;
-    insert_mailbox(tx, account, name, role, false)
+    run_ready(domain::mailbox_create(tx, account, name, role))?
 }
 
 pub(crate) fn mailbox_list(conn: &Connection, account: AccountId) -> Result<Vec<Mailbox>> {
@@ -165,83 +149,17 @@ pub(crate) fn mailbox_get(
         .map_err(db_err)
 }
 
-/// Renames the mailbox and every mailbox below it.
 pub(crate) fn mailbox_rename(
     tx: &mut Tx<'_>,
     account: AccountId,
     id: MailboxId,
     new_name: &str,
 ) -> Result<()> {
-    let mailbox = require_mailbox(tx.conn, account, id)?;
-    let is_inbox = mailbox.role == Some(Role::Inbox);
-    let Some(new_name) = rules::check_rename(&mailbox.name, is_inbox, new_name)? else {
-        return Ok(());
-    };
-    // The mailbox itself and its descendants, with their new names.
-    let mut stmt = tx
-        .conn
-        .prepare_cached(
-            "SELECT id, name FROM mailboxes WHERE account = ?1
-             AND (id = ?2 OR substr(name, 1, length(?3)) = ?3)",
-        )
-        .map_err(db_err)?;
-    let found: Vec<(MailboxId, String)> = stmt
-        .query_map(
-            params![account.0, id.0, rules::children_prefix(&mailbox.name)],
-            |r| Ok((MailboxId(r.get(0)?), r.get::<_, String>(1)?)),
-        )
-        .map_err(db_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(db_err)?;
-    drop(stmt);
-    let renames = rules::renamed_mailboxes(&mailbox.name, &new_name, found)?;
-    for (_, name) in &renames {
-        if mailbox_id_by_name(tx.conn, account, name)?.is_some() {
-            return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
-        }
-    }
-    let modseq = tx.next_modseq(account)?;
-    for (mid, name) in renames {
-        tx.conn
-            .execute(
-                "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
-                params![mid.0, name],
-            )
-            .map_err(db_err)?;
-        tx.log(account, modseq, Kind::Mailbox, mid.0, Op::Updated)?;
-        tx.touch_mailbox(account, mid, modseq)?;
-    }
-    Ok(())
+    run_ready(domain::mailbox_rename(tx, account, id, new_name))?
 }
 
-/// Deletes the mailbox; emails in no other mailbox are destroyed.
 pub(crate) fn mailbox_delete(tx: &mut Tx<'_>, account: AccountId, id: MailboxId) -> Result<()> {
-    let mailbox = require_mailbox(tx.conn, account, id)?;
-    rules::check_delete(&mailbox.name, mailbox.role == Some(Role::Inbox))?;
-    let mut stmt = tx
-        .conn
-        .prepare_cached("SELECT uid, email FROM memberships WHERE mailbox = ?1 ORDER BY uid")
-        .map_err(db_err)?;
-    let members: Vec<(Uid, EmailId)> = stmt
-        .query_map([id.0], |r| Ok((Uid(r.get(0)?), EmailId(r.get(1)?))))
-        .map_err(db_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(db_err)?;
-    drop(stmt);
-    for (uid, email) in members {
-        let modseq = tx.next_modseq(account)?;
-        email_left_mailbox(tx, account, id, uid, email, modseq)?;
-    }
-    let modseq = tx.next_modseq(account)?;
-    tx.conn
-        .execute("DELETE FROM expunged WHERE mailbox = ?1", [id.0])
-        .map_err(db_err)?;
-    tx.conn
-        .execute("DELETE FROM mailboxes WHERE id = ?1", [id.0])
-        .map_err(db_err)?;
-    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Destroyed)?;
-    tx.touch_mailbox(account, id, modseq)?;
-    Ok(())
+    run_ready(domain::mailbox_delete(tx, account, id))?
 }
 
 pub(crate) fn mailbox_set_subscribed(
@@ -250,44 +168,78 @@ pub(crate) fn mailbox_set_subscribed(
     id: MailboxId,
     subscribed: bool,
 ) -> Result<()> {
-    let mailbox = require_mailbox(tx.conn, account, id)?;
-    if mailbox.subscribed == subscribed {
-        return Ok(());
-    }
-    let modseq = tx.next_modseq(account)?;
-    tx.conn
-        .execute(
-            "UPDATE mailboxes SET subscribed = ?2 WHERE id = ?1",
-            params![id.0, subscribed],
-        )
-        .map_err(db_err)?;
-    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)?;
-    tx.touch_mailbox(account, id, modseq)
+    run_ready(domain::mailbox_set_subscribed(tx, account, id, subscribed))?
 }
 
-/// Sets or clears the role; a role belongs to at most one mailbox of the account.
 pub(crate) fn mailbox_set_role(
     tx: &mut Tx<'_>,
     account: AccountId,
     id: MailboxId,
     role: Option<Role>,
 ) -> Result<()> {
-    let mailbox = require_mailbox(tx.conn, account, id)?;
-    if mailbox.role == role {
-        return Ok(());
-    }
-    if let Some(role) = role {
-        require_role_free(tx.conn, account, role)?;
-    }
-    let modseq = tx.next_modseq(account)?;
-    tx.conn
-        .execute(
-            "UPDATE mailboxes SET role = ?2 WHERE id = ?1",
-            params![id.0, role_to_text(role)],
+    run_ready(domain::mailbox_set_role(tx, account, id, role))?
+}
+
+/// The mailbox and those whose name starts with `prefix`.
+pub(crate) fn mailbox_and_children(
+    conn: &Connection,
+    account: AccountId,
+    id: MailboxId,
+    prefix: &str,
+) -> Result<Vec<(MailboxId, String)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, name FROM mailboxes WHERE account = ?1
+             AND (id = ?2 OR substr(name, 1, length(?3)) = ?3)",
         )
         .map_err(db_err)?;
-    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)?;
-    tx.touch_mailbox(account, id, modseq)
+    stmt.query_map(params![account.0, id.0, prefix], |r| {
+        Ok((MailboxId(r.get(0)?), r.get::<_, String>(1)?))
+    })
+    .map_err(db_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(db_err)
+}
+
+/// Sets one column of a mailbox row (`column` is one of the callers' constants).
+pub(crate) fn set_mailbox_column(
+    conn: &Connection,
+    id: MailboxId,
+    column: &'static str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<()> {
+    conn.prepare_cached(&format!("UPDATE mailboxes SET {column} = ?2 WHERE id = ?1"))
+        .map_err(db_err)?
+        .execute(params![id.0, value])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+pub(crate) fn role_text(role: Option<Role>) -> Option<&'static str> {
+    role_to_text(role)
+}
+
+pub(crate) fn mailbox_members(conn: &Connection, id: MailboxId) -> Result<Vec<(Uid, EmailId)>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT uid, email FROM memberships WHERE mailbox = ?1 ORDER BY uid")
+        .map_err(db_err)?;
+    stmt.query_map([id.0], |r| Ok((Uid(r.get(0)?), EmailId(r.get(1)?))))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db_err)
+}
+
+pub(crate) fn delete_mailbox_row(conn: &Connection, id: MailboxId) -> Result<()> {
+    for sql in [
+        "DELETE FROM expunged WHERE mailbox = ?1",
+        "DELETE FROM mailboxes WHERE id = ?1",
+    ] {
+        conn.prepare_cached(sql)
+            .map_err(db_err)?
+            .execute([id.0])
+            .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// Counts in one indexed query; never reads blobs.
