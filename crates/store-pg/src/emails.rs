@@ -1,11 +1,11 @@
 //! Email writes on PostgreSQL: the engine contract's email, membership and thread operations
-//! in PostgreSQL's SQL ([`MailTx`] for the pool's transaction). The rules — what a delivery,
+//! in PostgreSQL's SQL ([`WriteTx`] for the pool's transaction). The rules — what a delivery,
 //! keyword change, move, copy or expunge does with them — are in
 //! [`bulwark_store::domain::emails`], shared with the embedded backend.
 
 use crate::pool::{Kind, Op, Tx, get, get_modseq, get_u32, sql_modseq};
 use bulwark_store::domain::emails as domain;
-use bulwark_store::engine::{EmailRow, MailTx};
+use bulwark_store::engine::{EmailRow, WriteTx};
 use bulwark_store::{
     AccountId, Appended, BlobHash, EmailId, KeywordResult, KeywordUpdate, Mailbox, MailboxId,
     MembershipUpdate, ModSeq, NewEmail, Result, Role, ThreadId, Uid,
@@ -28,7 +28,7 @@ pub(crate) async fn put_blob(tx: &mut Tx<'_>, data: &[u8]) -> Result<BlobHash> {
     Ok(hash)
 }
 
-impl MailTx for Tx<'_> {
+impl WriteTx for Tx<'_> {
     async fn lock_account(&mut self, account: AccountId) -> Result<()> {
         Tx::lock_account(self, account).await
     }
@@ -362,6 +362,52 @@ impl MailTx for Tx<'_> {
         self.exec("DELETE FROM envelopes WHERE email = $1", &[&email.0])
             .await?;
         Ok(Some(thread))
+    }
+
+    async fn item_version(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<ModSeq>> {
+        crate::items::item_version(self, account, collection, id).await
+    }
+
+    async fn put_item(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        id: &str,
+        version: ModSeq,
+        value: &str,
+    ) -> Result<()> {
+        crate::items::put_item(self, account, collection, id, version, value).await
+    }
+
+    async fn delete_item(&mut self, account: AccountId, collection: &str, id: &str) -> Result<()> {
+        crate::items::delete_item(self, account, collection, id).await
+    }
+
+    async fn set_item_blobs(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        id: &str,
+        blobs: &[BlobHash],
+    ) -> Result<()> {
+        crate::items::set_item_blobs(self, account, collection, id, blobs).await
+    }
+
+    async fn log_item(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        modseq: ModSeq,
+        id: &str,
+        op: i64,
+        existed: bool,
+    ) -> Result<()> {
+        crate::items::log_item(self, account, collection, modseq, id, op, existed).await
     }
 }
 

@@ -6,9 +6,7 @@ use crate::directory::require_account;
 use crate::emails::put_blob;
 use crate::pool::{Tx, get, get_modseq, sql_modseq};
 use crate::schema::BLOB_LOCK;
-use bulwark_store::collections::{
-    self, CollectionChanges, CollectionItem, ItemWrite, OP_DELETE, OP_PUT,
-};
+use bulwark_store::collections::{self, CollectionChanges, CollectionItem, ItemWrite};
 use bulwark_store::{AccountId, BlobHash, ModSeq, Result, now_unix};
 use tokio_postgres::Row;
 
@@ -53,81 +51,112 @@ pub(crate) async fn collection_write(
     account: AccountId,
     writes: &[ItemWrite],
 ) -> Result<ModSeq> {
-    collections::validate_writes(writes)?;
-    tx.lock_account(account).await?;
-    require_account(tx, account).await?;
-    let mut current = Vec::with_capacity(writes.len());
-    for w in writes {
-        let row = tx
-            .opt(
-                "SELECT version FROM items WHERE account = $1 AND collection = $2 AND id = $3",
-                &[&account.0, &w.collection, &w.id],
-            )
-            .await?;
-        let version = row.map(|r| get_modseq(&r, 0)).transpose()?;
-        w.check(version)?;
-        current.push(version);
-    }
-    let modseq = tx.next_modseq(account).await?;
-    let m = sql_modseq(modseq);
-    for (w, existed) in writes.iter().zip(current) {
-        tx.exec(
-            "DELETE FROM item_blobs WHERE account = $1 AND collection = $2 AND id = $3",
-            &[&account.0, &w.collection, &w.id],
+    bulwark_store::domain::collections::collection_write(tx, account, writes).await
+}
+
+// ---- the engine contract's item operations ----------------------------------------------
+
+pub(crate) async fn item_version(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    collection: &str,
+    id: &str,
+) -> Result<Option<ModSeq>> {
+    let row = tx
+        .opt(
+            "SELECT version FROM items WHERE account = $1 AND collection = $2 AND id = $3",
+            &[&account.0, &collection, &id],
         )
         .await?;
-        let op = match &w.value {
-            Some(value) => {
-                tx.exec(
-                    "INSERT INTO items (account, collection, id, version, value)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (account, collection, id)
-                     DO UPDATE SET version = excluded.version, value = excluded.value",
-                    &[&account.0, &w.collection, &w.id, &m, value],
-                )
-                .await?;
-                if !w.blobs.is_empty() {
-                    tx.exec("SELECT pg_advisory_xact_lock_shared($1)", &[&BLOB_LOCK])
-                        .await?;
-                }
-                for hash in &w.blobs {
-                    tx.exec(
-                        "INSERT INTO item_blobs (account, hash, collection, id)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                        &[&account.0, &hash.0, &w.collection, &w.id],
-                    )
-                    .await?;
-                }
-                OP_PUT
-            }
-            None => {
-                if existed.is_none() {
-                    continue;
-                }
-                tx.exec(
-                    "DELETE FROM items WHERE account = $1 AND collection = $2 AND id = $3",
-                    &[&account.0, &w.collection, &w.id],
-                )
-                .await?;
-                OP_DELETE
-            }
-        };
+    row.map(|r| get_modseq(&r, 0)).transpose()
+}
+
+pub(crate) async fn put_item(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    collection: &str,
+    id: &str,
+    version: ModSeq,
+    value: &str,
+) -> Result<()> {
+    tx.exec(
+        "INSERT INTO items (account, collection, id, version, value)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (account, collection, id)
+         DO UPDATE SET version = excluded.version, value = excluded.value",
+        &[&account.0, &collection, &id, &sql_modseq(version), &value],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn delete_item(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    collection: &str,
+    id: &str,
+) -> Result<()> {
+    tx.exec(
+        "DELETE FROM items WHERE account = $1 AND collection = $2 AND id = $3",
+        &[&account.0, &collection, &id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Referencing a blob takes the shared blob lock, so the collector cannot delete it meanwhile.
+pub(crate) async fn set_item_blobs(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    collection: &str,
+    id: &str,
+    blobs: &[BlobHash],
+) -> Result<()> {
+    tx.exec(
+        "DELETE FROM item_blobs WHERE account = $1 AND collection = $2 AND id = $3",
+        &[&account.0, &collection, &id],
+    )
+    .await?;
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    tx.exec("SELECT pg_advisory_xact_lock_shared($1)", &[&BLOB_LOCK])
+        .await?;
+    for hash in blobs {
         tx.exec(
-            "INSERT INTO item_changes (account, collection, modseq, id, op, existed)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &account.0,
-                &w.collection,
-                &m,
-                &w.id,
-                &op,
-                &existed.is_some(),
-            ],
+            "INSERT INTO item_blobs (account, hash, collection, id)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&account.0, &hash.0, &collection, &id],
         )
         .await?;
-        tx.note_collection(account, &w.collection);
     }
-    Ok(modseq)
+    Ok(())
+}
+
+pub(crate) async fn log_item(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    collection: &str,
+    modseq: ModSeq,
+    id: &str,
+    op: i64,
+    existed: bool,
+) -> Result<()> {
+    tx.exec(
+        "INSERT INTO item_changes (account, collection, modseq, id, op, existed)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &account.0,
+            &collection,
+            &sql_modseq(modseq),
+            &id,
+            &op,
+            &existed,
+        ],
+    )
+    .await?;
+    tx.note_collection(account, collection);
+    Ok(())
 }
 
 pub(crate) async fn collection_state(

@@ -4,7 +4,7 @@
 //! The mail rules above it — UID and MODSEQ allocation, threading, keyword changes with
 //! CONDSTORE conflicts, memberships, orphan handling (an email in no mailbox is destroyed,
 //! then its thread if it was the last), the change log entries each change writes — are
-//! written once, in [`crate::domain`], generic over [`MailTx`]. A backend cannot get them
+//! written once, in [`crate::domain`], generic over [`WriteTx`]. A backend cannot get them
 //! wrong or let them drift; it only says how a row is read or written.
 //!
 //! Every method runs inside the caller's transaction: nothing is visible to others until
@@ -27,7 +27,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-/// A new email row, as [`MailTx::insert_email`] stores it (with its search and envelope
+/// A new email row, as [`WriteTx::insert_email`] stores it (with its search and envelope
 /// copies where the backend keeps them).
 #[derive(Debug)]
 pub struct EmailRow<'a> {
@@ -50,7 +50,7 @@ pub struct EmailRow<'a> {
 
 /// One write transaction of a backend, as the mail rules see it.
 #[allow(async_fn_in_trait)] // implemented for concrete transaction types only
-pub trait MailTx {
+pub trait WriteTx {
     // ---- accounts and the change log ----------------------------------------------------
     /// Serialises writers of the account until commit (PostgreSQL: its counter row; a
     /// single-writer backend has nothing to do).
@@ -175,9 +175,46 @@ pub trait MailTx {
     /// Deletes the email row (and what the backend keeps beside it); returns its thread,
     /// `None` when there was no such email.
     async fn delete_email(&mut self, email: EmailId) -> Result<Option<ThreadId>>;
+
+    // ---- collection items ([`crate::collections`]) ------------------------------------------
+    /// The item's current version, `None` when it does not exist.
+    async fn item_version(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<ModSeq>>;
+    /// Creates or replaces the item at `version`.
+    async fn put_item(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        id: &str,
+        version: ModSeq,
+        value: &str,
+    ) -> Result<()>;
+    async fn delete_item(&mut self, account: AccountId, collection: &str, id: &str) -> Result<()>;
+    /// Replaces the blobs the item references (ownership: [`crate::Store::blob_get_owned`]).
+    async fn set_item_blobs(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        id: &str,
+        blobs: &[BlobHash],
+    ) -> Result<()>;
+    /// Appends to the collection's change log (and notes the collection for subscribers).
+    async fn log_item(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        modseq: ModSeq,
+        id: &str,
+        op: i64,
+        existed: bool,
+    ) -> Result<()>;
 }
 
-/// Runs a future that never waits — the SQLite backend's [`MailTx`] operations are
+/// Runs a future that never waits — the SQLite backend's [`WriteTx`] operations are
 /// synchronous — to completion on the calling thread. One that would wait is a bug in the
 /// backend, reported as an internal error rather than blocking the writer.
 pub fn run_ready<F: Future>(future: F) -> Result<F::Output> {

@@ -4,7 +4,7 @@
 //! the latest commit and nothing changes the account underneath.
 
 use crate::changelog::{ChangeKind as Kind, ChangeOp as Op};
-use crate::engine::{EmailRow, MailTx};
+use crate::engine::{EmailRow, WriteTx};
 use crate::rules;
 use crate::{
     AccountId, Appended, EmailId, EmailSummary, KeywordResult, KeywordUpdate, MailboxId,
@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 pub type NewMemberships = Vec<(EmailId, Vec<(MailboxId, Uid)>)>;
 
 /// The thread of an earlier email this one replies to or references.
-async fn find_thread<T: MailTx>(
+async fn find_thread<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     summary: &EmailSummary,
@@ -30,7 +30,7 @@ async fn find_thread<T: MailTx>(
 }
 
 /// Takes the mailbox's next UID (never reused: UIDNEXT only grows).
-async fn alloc_uid<T: MailTx>(tx: &mut T, account: AccountId, mailbox: MailboxId) -> Result<Uid> {
+async fn alloc_uid<T: WriteTx>(tx: &mut T, account: AccountId, mailbox: MailboxId) -> Result<Uid> {
     match tx.take_uid(account, mailbox).await? {
         Some(uid) => Ok(uid),
         None => {
@@ -43,7 +43,7 @@ async fn alloc_uid<T: MailTx>(tx: &mut T, account: AccountId, mailbox: MailboxId
 }
 
 /// Puts an email into a mailbox under a fresh UID.
-async fn add_membership<T: MailTx>(
+async fn add_membership<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     mailbox: MailboxId,
@@ -59,7 +59,7 @@ async fn add_membership<T: MailTx>(
 }
 
 /// Removes one (mailbox, uid) and records the expunge for QRESYNC (RFC 7162 §3.2.10).
-async fn remove_membership<T: MailTx>(
+async fn remove_membership<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     mailbox: MailboxId,
@@ -73,7 +73,7 @@ async fn remove_membership<T: MailTx>(
 }
 
 /// Deletes the email row and updates or destroys its thread.
-async fn delete_email_row<T: MailTx>(
+async fn delete_email_row<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     email: EmailId,
@@ -94,7 +94,7 @@ async fn delete_email_row<T: MailTx>(
     }
 }
 
-async fn mark_email_updated<T: MailTx>(
+async fn mark_email_updated<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     email: EmailId,
@@ -106,7 +106,7 @@ async fn mark_email_updated<T: MailTx>(
 }
 
 /// Removes the email from one mailbox; destroys it when it is in no mailbox any more.
-pub async fn email_left_mailbox<T: MailTx>(
+pub async fn email_left_mailbox<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     mailbox: MailboxId,
@@ -123,7 +123,7 @@ pub async fn email_left_mailbox<T: MailTx>(
 }
 
 /// Removes the email from every mailbox and deletes it.
-async fn destroy_email<T: MailTx>(
+async fn destroy_email<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     email: EmailId,
@@ -135,7 +135,11 @@ async fn destroy_email<T: MailTx>(
     delete_email_row(tx, account, email, modseq).await
 }
 
-async fn append_one<T: MailTx>(tx: &mut T, account: AccountId, new: &NewEmail) -> Result<Appended> {
+async fn append_one<T: WriteTx>(
+    tx: &mut T,
+    account: AccountId,
+    new: &NewEmail,
+) -> Result<Appended> {
     let mailboxes = rules::append_mailboxes(&new.mailboxes)?;
     let size = rules::stored_size(&new.raw, "email")?;
     let keywords = rules::normalize_keywords(&new.keywords)?;
@@ -185,7 +189,7 @@ async fn append_one<T: MailTx>(tx: &mut T, account: AccountId, new: &NewEmail) -
 }
 
 /// Stores new emails of one account (IMAP APPEND, JMAP Email/import).
-pub async fn email_append<T: MailTx>(
+pub async fn email_append<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     new: &[NewEmail],
@@ -200,7 +204,7 @@ pub async fn email_append<T: MailTx>(
 }
 
 /// Delivers to several accounts at once.
-pub async fn deliver<T: MailTx>(
+pub async fn deliver<T: WriteTx>(
     tx: &mut T,
     deliveries: &[(AccountId, NewEmail)],
 ) -> Result<Vec<Appended>> {
@@ -218,7 +222,7 @@ pub async fn deliver<T: MailTx>(
 
 /// Applies keyword changes; RFC 7162 §3.1.3: an email whose flags changed after
 /// `unchanged_since` is left alone and reported as a conflict. Unknown emails are skipped.
-pub async fn set_keywords<T: MailTx>(
+pub async fn set_keywords<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     updates: &[KeywordUpdate],
@@ -264,7 +268,7 @@ pub async fn set_keywords<T: MailTx>(
 }
 
 /// Adds/removes memberships; unknown emails are skipped; target mailboxes must exist.
-pub async fn set_mailboxes<T: MailTx>(
+pub async fn set_mailboxes<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     updates: &[MembershipUpdate],
@@ -305,7 +309,7 @@ pub async fn set_mailboxes<T: MailTx>(
 }
 
 /// IMAP COPY: new email rows sharing blob, thread and keywords. Unknown emails are skipped.
-pub async fn email_copy<T: MailTx>(
+pub async fn email_copy<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     ids: &[EmailId],
@@ -331,7 +335,7 @@ pub async fn email_copy<T: MailTx>(
 }
 
 /// Removes UIDs from a mailbox; returns the mailbox's HIGHESTMODSEQ afterwards.
-pub async fn mailbox_expunge<T: MailTx>(
+pub async fn mailbox_expunge<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     mailbox: MailboxId,
@@ -350,7 +354,7 @@ pub async fn mailbox_expunge<T: MailTx>(
 }
 
 /// Destroys emails (all their memberships); unknown ids are skipped.
-pub async fn email_destroy<T: MailTx>(
+pub async fn email_destroy<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     ids: &[EmailId],

@@ -3,11 +3,11 @@
 
 use super::emails::email_left_mailbox;
 use crate::changelog::{ChangeKind as Kind, ChangeOp as Op};
-use crate::engine::MailTx;
+use crate::engine::WriteTx;
 use crate::rules::{self, canonical_mailbox_name};
 use crate::{AccountId, Mailbox, MailboxId, Result, Role, StoreError};
 
-async fn require_role_free<T: MailTx>(tx: &mut T, account: AccountId, role: Role) -> Result<()> {
+async fn require_role_free<T: WriteTx>(tx: &mut T, account: AccountId, role: Role) -> Result<()> {
     if tx.role_taken(account, role).await? {
         return Err(StoreError::AlreadyExists(format!(
             "a mailbox with role {}",
@@ -18,7 +18,7 @@ async fn require_role_free<T: MailTx>(tx: &mut T, account: AccountId, role: Role
 }
 
 /// Inserts a mailbox with a fresh UIDVALIDITY (`mailbox_create` and account creation).
-pub async fn insert_mailbox<T: MailTx>(
+pub async fn insert_mailbox<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     name: &str,
@@ -51,7 +51,7 @@ pub async fn insert_mailbox<T: MailTx>(
     ))
 }
 
-pub async fn mailbox_create<T: MailTx>(
+pub async fn mailbox_create<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     name: &str,
@@ -63,7 +63,7 @@ pub async fn mailbox_create<T: MailTx>(
 }
 
 /// Renames the mailbox and every mailbox below it (`old/…` → `new/…`), all or nothing.
-pub async fn mailbox_rename<T: MailTx>(
+pub async fn mailbox_rename<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     id: MailboxId,
@@ -95,7 +95,7 @@ pub async fn mailbox_rename<T: MailTx>(
 }
 
 /// Deletes the mailbox; emails that are in no other mailbox are destroyed.
-pub async fn mailbox_delete<T: MailTx>(
+pub async fn mailbox_delete<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     id: MailboxId,
@@ -114,7 +114,7 @@ pub async fn mailbox_delete<T: MailTx>(
     tx.touch_mailbox(account, id, modseq).await
 }
 
-pub async fn mailbox_set_subscribed<T: MailTx>(
+pub async fn mailbox_set_subscribed<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     id: MailboxId,
@@ -133,7 +133,7 @@ pub async fn mailbox_set_subscribed<T: MailTx>(
 }
 
 /// Sets or clears the role; a role belongs to at most one mailbox of the account.
-pub async fn mailbox_set_role<T: MailTx>(
+pub async fn mailbox_set_role<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     id: MailboxId,

@@ -1,11 +1,11 @@
 //! Email writes on SQLite: the engine contract's email, membership and thread operations in
-//! SQLite's SQL ([`MailTx`] for the writer's transaction). The rules — what a delivery,
+//! SQLite's SQL ([`WriteTx`] for the writer's transaction). The rules — what a delivery,
 //! keyword change, move, copy or expunge does with them — are in [`crate::domain::emails`].
 
 use super::db_err;
 use super::writer::{Kind, Op, Tx};
 use crate::domain::emails as domain;
-use crate::engine::{EmailRow, MailTx, run_ready};
+use crate::engine::{EmailRow, WriteTx, run_ready};
 use crate::{
     AccountId, Appended, BlobHash, EmailId, KeywordResult, KeywordUpdate, Mailbox, MailboxId,
     MembershipUpdate, ModSeq, NewEmail, Result, Role, ThreadId, Uid,
@@ -32,7 +32,7 @@ fn exec(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<usize>
         .map_err(db_err)
 }
 
-impl MailTx for Tx<'_> {
+impl WriteTx for Tx<'_> {
     async fn lock_account(&mut self, _account: AccountId) -> Result<()> {
         // One writer thread owns the database: nothing else writes meanwhile.
         Ok(())
@@ -380,6 +380,52 @@ impl MailTx for Tx<'_> {
             exec(self.conn, sql, [email.0])?;
         }
         Ok(Some(ThreadId(thread)))
+    }
+
+    async fn item_version(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<ModSeq>> {
+        super::items::item_version(self.conn, account, collection, id)
+    }
+
+    async fn put_item(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        id: &str,
+        version: ModSeq,
+        value: &str,
+    ) -> Result<()> {
+        super::items::put_item(self.conn, account, collection, id, version, value)
+    }
+
+    async fn delete_item(&mut self, account: AccountId, collection: &str, id: &str) -> Result<()> {
+        super::items::delete_item(self.conn, account, collection, id)
+    }
+
+    async fn set_item_blobs(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        id: &str,
+        blobs: &[BlobHash],
+    ) -> Result<()> {
+        super::items::set_item_blobs(self.conn, account, collection, id, blobs)
+    }
+
+    async fn log_item(
+        &mut self,
+        account: AccountId,
+        collection: &str,
+        modseq: ModSeq,
+        id: &str,
+        op: i64,
+        existed: bool,
+    ) -> Result<()> {
+        super::items::log_item(self, account, collection, modseq, id, op, existed)
     }
 }
 

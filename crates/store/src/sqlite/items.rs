@@ -4,7 +4,8 @@ use super::db_err;
 use super::directory::require_account;
 use super::emails::put_blob;
 use super::writer::Tx;
-use crate::collections::{self, CollectionChanges, CollectionItem, ItemWrite, OP_DELETE, OP_PUT};
+use crate::collections::{self, CollectionChanges, CollectionItem, ItemWrite};
+use crate::engine::run_ready;
 use crate::{AccountId, BlobHash, ModSeq, Result, StoreError, now_unix};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -64,94 +65,112 @@ pub(crate) fn collection_write(
     account: AccountId,
     writes: &[ItemWrite],
 ) -> Result<ModSeq> {
-    collections::validate_writes(writes)?;
-    require_account(tx.conn, account)?;
-    // Every expectation first: a conflict writes nothing.
-    let mut current = Vec::with_capacity(writes.len());
-    {
-        let mut stmt = tx
-            .conn
-            .prepare_cached(
-                "SELECT version FROM items WHERE account = ?1 AND collection = ?2 AND id = ?3",
-            )
+    run_ready(crate::domain::collections::collection_write(
+        tx, account, writes,
+    ))?
+}
+
+// ---- the engine contract's item operations ----------------------------------------------
+
+pub(crate) fn item_version(
+    c: &Connection,
+    account: AccountId,
+    collection: &str,
+    id: &str,
+) -> Result<Option<ModSeq>> {
+    let version: Option<i64> = c
+        .prepare_cached(
+            "SELECT version FROM items WHERE account = ?1 AND collection = ?2 AND id = ?3",
+        )
+        .map_err(db_err)?
+        .query_row(params![account.0, collection, id], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    Ok(version.map(|v| ModSeq(v as u64)))
+}
+
+pub(crate) fn put_item(
+    c: &Connection,
+    account: AccountId,
+    collection: &str,
+    id: &str,
+    version: ModSeq,
+    value: &str,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO items (account, collection, id, version, value)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (account, collection, id)
+         DO UPDATE SET version = excluded.version, value = excluded.value",
+    )
+    .map_err(db_err)?
+    .execute(params![account.0, collection, id, version.0 as i64, value])
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub(crate) fn delete_item(
+    c: &Connection,
+    account: AccountId,
+    collection: &str,
+    id: &str,
+) -> Result<()> {
+    c.prepare_cached("DELETE FROM items WHERE account = ?1 AND collection = ?2 AND id = ?3")
+        .map_err(db_err)?
+        .execute(params![account.0, collection, id])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+pub(crate) fn set_item_blobs(
+    c: &Connection,
+    account: AccountId,
+    collection: &str,
+    id: &str,
+    blobs: &[BlobHash],
+) -> Result<()> {
+    c.prepare_cached("DELETE FROM item_blobs WHERE account = ?1 AND collection = ?2 AND id = ?3")
+        .map_err(db_err)?
+        .execute(params![account.0, collection, id])
+        .map_err(db_err)?;
+    let mut stmt = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO item_blobs (account, hash, collection, id) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(db_err)?;
+    for hash in blobs {
+        stmt.execute(params![account.0, hash.0, collection, id])
             .map_err(db_err)?;
-        for w in writes {
-            let version: Option<i64> = stmt
-                .query_row(params![account.0, w.collection, w.id], |r| r.get(0))
-                .optional()
-                .map_err(db_err)?;
-            let version = version.map(|v| ModSeq(v as u64));
-            w.check(version)?;
-            current.push(version);
-        }
     }
-    let modseq = tx.next_modseq(account)?;
-    let m = modseq.0 as i64;
-    for (w, existed) in writes.iter().zip(current) {
-        tx.conn
-            .prepare_cached(
-                "DELETE FROM item_blobs WHERE account = ?1 AND collection = ?2 AND id = ?3",
-            )
-            .map_err(db_err)?
-            .execute(params![account.0, w.collection, w.id])
-            .map_err(db_err)?;
-        let op = match &w.value {
-            Some(value) => {
-                tx.conn
-                    .prepare_cached(
-                        "INSERT INTO items (account, collection, id, version, value)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (account, collection, id)
-                         DO UPDATE SET version = excluded.version, value = excluded.value",
-                    )
-                    .map_err(db_err)?
-                    .execute(params![account.0, w.collection, w.id, m, value])
-                    .map_err(db_err)?;
-                let mut stmt = tx
-                    .conn
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO item_blobs (account, hash, collection, id)
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .map_err(db_err)?;
-                for hash in &w.blobs {
-                    stmt.execute(params![account.0, hash.0, w.collection, w.id])
-                        .map_err(db_err)?;
-                }
-                OP_PUT
-            }
-            None => {
-                if existed.is_none() {
-                    continue; // deleting nothing (Expect::Any) logs nothing
-                }
-                tx.conn
-                    .prepare_cached(
-                        "DELETE FROM items WHERE account = ?1 AND collection = ?2 AND id = ?3",
-                    )
-                    .map_err(db_err)?
-                    .execute(params![account.0, w.collection, w.id])
-                    .map_err(db_err)?;
-                OP_DELETE
-            }
-        };
-        tx.conn
-            .prepare_cached(
-                "INSERT INTO item_changes (account, collection, modseq, id, op, existed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(db_err)?
-            .execute(params![
-                account.0,
-                w.collection,
-                m,
-                w.id,
-                op,
-                existed.is_some()
-            ])
-            .map_err(db_err)?;
-        tx.note_collection(account, &w.collection);
-    }
-    Ok(modseq)
+    Ok(())
+}
+
+pub(crate) fn log_item(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    collection: &str,
+    modseq: ModSeq,
+    id: &str,
+    op: i64,
+    existed: bool,
+) -> Result<()> {
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO item_changes (account, collection, modseq, id, op, existed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db_err)?
+        .execute(params![
+            account.0,
+            collection,
+            modseq.0 as i64,
+            id,
+            op,
+            existed
+        ])
+        .map_err(db_err)?;
+    tx.note_collection(account, collection);
+    Ok(())
 }
 
 pub(crate) fn collection_state(
