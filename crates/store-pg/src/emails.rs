@@ -8,7 +8,7 @@ use bulwark_store::domain::emails as domain;
 use bulwark_store::engine::{EmailRow, WriteTx};
 use bulwark_store::{
     AccountId, Appended, BlobHash, EmailId, KeywordResult, KeywordUpdate, Mailbox, MailboxId,
-    MembershipUpdate, ModSeq, NewEmail, Result, Role, ThreadId, Uid,
+    MembershipUpdate, ModSeq, NewEmail, NewQueued, QueueId, Result, Role, ThreadId, Uid,
 };
 
 pub(crate) use bulwark_store::domain::emails::NewMemberships;
@@ -408,6 +408,10 @@ impl WriteTx for Tx<'_> {
         existed: bool,
     ) -> Result<()> {
         crate::items::log_item(self, account, collection, modseq, id, op, existed).await
+    }
+
+    async fn enqueue(&mut self, message: &NewQueued) -> Result<QueueId> {
+        crate::queue::queue_enqueue(self, message).await
     }
 }
 

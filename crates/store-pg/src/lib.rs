@@ -379,31 +379,8 @@ impl Store for PgStore {
         write_tx!(self, |tx| emails::deliver(tx, &deliveries).await)
     }
     async fn accept(&self, acceptance: Acceptance) -> Result<Accepted> {
-        write_tx!(self, |tx| {
-            // Every account in id order first, so two acceptances cannot deadlock.
-            let accounts: std::collections::BTreeSet<AccountId> = acceptance
-                .local
-                .iter()
-                .map(|(a, _)| *a)
-                .chain(acceptance.items.iter().map(|(a, _)| *a))
-                .collect();
-            for account in accounts {
-                tx.lock_account(account).await?;
-            }
-            let appended = if acceptance.local.is_empty() {
-                Vec::new()
-            } else {
-                emails::deliver(tx, &acceptance.local).await?
-            };
-            let queued = match &acceptance.queue {
-                Some(q) => Some(queue::queue_enqueue(tx, q).await?),
-                None => None,
-            };
-            for (account, writes) in collections::by_account(acceptance.items.clone()) {
-                items::collection_write(tx, account, &writes).await?;
-            }
-            Ok::<_, StoreError>(Accepted { appended, queued })
-        })
+        write_tx!(self, |tx| bulwark_store::domain::accept(tx, &acceptance)
+            .await)
     }
     async fn mailbox_messages(
         &self,

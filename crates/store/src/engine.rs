@@ -20,8 +20,8 @@
 
 use crate::changelog::{ChangeKind, ChangeOp};
 use crate::{
-    AccountId, BlobHash, EmailId, EmailSummary, Mailbox, MailboxId, ModSeq, Result, Role,
-    StoreError, ThreadId, Uid,
+    AccountId, BlobHash, EmailId, EmailSummary, Mailbox, MailboxId, ModSeq, NewQueued, QueueId,
+    Result, Role, StoreError, ThreadId, Uid,
 };
 use std::future::Future;
 use std::pin::pin;
@@ -175,6 +175,10 @@ pub trait WriteTx {
     /// Deletes the email row (and what the backend keeps beside it); returns its thread,
     /// `None` when there was no such email.
     async fn delete_email(&mut self, email: EmailId) -> Result<Option<ThreadId>>;
+
+    // ---- the outbound queue ------------------------------------------------------------------
+    /// Stores a new queue entry (its message as a blob the entry references).
+    async fn enqueue(&mut self, message: &NewQueued) -> Result<QueueId>;
 
     // ---- collection items ([`crate::collections`]) ------------------------------------------
     /// The item's current version, `None` when it does not exist.

@@ -456,27 +456,8 @@ impl Store for SqliteStore {
         self.write(move |tx| emails::deliver(tx, &deliveries)).await
     }
     async fn accept(&self, acceptance: Acceptance) -> Result<Accepted> {
-        self.write(move |tx| {
-            let Acceptance {
-                local,
-                queue,
-                items,
-            } = acceptance;
-            let appended = if local.is_empty() {
-                Vec::new()
-            } else {
-                emails::deliver(tx, &local)?
-            };
-            let queued = match &queue {
-                Some(q) => Some(queue::queue_enqueue(tx, q)?),
-                None => None,
-            };
-            for (account, writes) in collections::by_account(items) {
-                items::collection_write(tx, account, &writes)?;
-            }
-            Ok(Accepted { appended, queued })
-        })
-        .await
+        self.write(move |tx| crate::engine::run_ready(crate::domain::accept(tx, &acceptance))?)
+            .await
     }
     async fn mailbox_messages(
         &self,

@@ -8,7 +8,7 @@ use crate::domain::emails as domain;
 use crate::engine::{EmailRow, WriteTx, run_ready};
 use crate::{
     AccountId, Appended, BlobHash, EmailId, KeywordResult, KeywordUpdate, Mailbox, MailboxId,
-    MembershipUpdate, ModSeq, NewEmail, Result, Role, ThreadId, Uid,
+    MembershipUpdate, ModSeq, NewEmail, NewQueued, QueueId, Result, Role, ThreadId, Uid,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -426,6 +426,10 @@ impl WriteTx for Tx<'_> {
         existed: bool,
     ) -> Result<()> {
         super::items::log_item(self, account, collection, modseq, id, op, existed)
+    }
+
+    async fn enqueue(&mut self, message: &NewQueued) -> Result<QueueId> {
+        super::queue::queue_enqueue(self, message)
     }
 }
 
