@@ -2,7 +2,7 @@
 
 use super::*;
 use bulwark_store::NewAccount;
-use bulwark_store::outage::OutageStore;
+use bulwark_store::outage::Outage;
 use bulwark_store::sqlite::SqliteStore;
 use std::net::Ipv4Addr;
 
@@ -13,14 +13,14 @@ const PASSWORD: &str = "correct horse";
 struct Fixture {
     _dir: tempfile::TempDir,
     data: tempfile::TempDir,
-    flaky: Arc<OutageStore>,
+    flaky: Arc<Outage>,
     store: Arc<dyn Store>,
     account: Account,
 }
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite: Arc<dyn Store> = SqliteStore::open(dir.path()).unwrap();
+    let sqlite = SqliteStore::open(dir.path()).unwrap();
     sqlite.domain_add("example.test").await.unwrap();
     let account = sqlite
         .account_create(NewAccount {
@@ -30,11 +30,11 @@ async fn fixture() -> Fixture {
         })
         .await
         .unwrap();
-    let flaky = OutageStore::new(sqlite);
+    let (store, flaky) = sqlite.with_outage();
     Fixture {
         _dir: dir,
         data: tempfile::tempdir().unwrap(),
-        store: flaky.clone(),
+        store,
         flaky,
         account,
     }

@@ -4,8 +4,8 @@
 
 use super::*;
 use bulwark_auth::{ThrottleConfig, hash_password};
-use bulwark_core::outage::OutageStore;
 use bulwark_core::spool::{SpoolLimits, SpoolStatus};
+use bulwark_store::outage::Outage as Switch;
 use bulwark_store::sqlite::SqliteStore;
 use bulwark_store::{NewAccount, Role};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -17,7 +17,7 @@ const POLL_PAUSE: Duration = Duration::from_millis(20);
 struct Outage {
     _dir: tempfile::TempDir,
     inner: Arc<SqliteStore>,
-    store: Arc<OutageStore>,
+    outage: Arc<Switch>,
     spool: Option<Arc<Spool>>,
     addr: SocketAddr,
     submission: SocketAddr,
@@ -38,7 +38,7 @@ impl Outage {
             })
             .await
             .expect("account");
-        let store = OutageStore::new(inner.clone());
+        let (store, outage) = inner.with_outage();
         let dyn_store: Arc<dyn Store> = store.clone();
         let auth = Arc::new(Authenticator::new(
             dyn_store.clone(),
@@ -67,7 +67,7 @@ impl Outage {
         Outage {
             _dir: dir,
             inner,
-            store,
+            outage,
             spool,
             addr,
             submission,
@@ -182,7 +182,7 @@ async fn mail_accepted_during_a_store_outage_is_spooled_then_delivered_once() {
             .await
             .starts_with("250")
     );
-    t.store.set_down(true);
+    t.outage.set_down(true);
     for i in 0..3 {
         let reply = c
             .send_mail("alice+tag@example.test", &format!("during{i}@x"))
@@ -191,7 +191,7 @@ async fn mail_accepted_during_a_store_outage_is_spooled_then_delivered_once() {
     }
     assert_eq!(t.status().messages, 3, "spooled before 250");
     assert!(t.status().degraded);
-    t.store.set_down(false);
+    t.outage.set_down(false);
     wait_until("spool drained", || !t.status().degraded).await;
     let inbox = t.inbox().await;
     assert_eq!(inbox.len(), 4);
@@ -217,7 +217,7 @@ async fn a_full_spool_answers_451_and_keeps_the_client_retrying() {
         max_messages: 0,
     }))
     .await;
-    t.store.set_down(true);
+    t.outage.set_down(true);
     let mut c = Client::connect(t.addr).await;
     assert!(c.cmd("EHLO client.test").await.starts_with("250"));
     let reply = c.send_mail("alice@example.test", "full@x").await;
@@ -228,7 +228,7 @@ async fn a_full_spool_answers_451_and_keeps_the_client_retrying() {
 #[tokio::test]
 async fn without_a_spool_an_outage_is_a_temporary_451_not_a_hang() {
     let t = Outage::start(None).await;
-    t.store.set_down(true);
+    t.outage.set_down(true);
     let mut c = Client::connect(t.addr).await;
     assert!(c.cmd("EHLO client.test").await.starts_with("250"));
     let reply = c.send_mail("alice@example.test", "nospool@x").await;
@@ -238,7 +238,7 @@ async fn without_a_spool_an_outage_is_a_temporary_451_not_a_hang() {
 #[tokio::test]
 async fn unknown_domains_during_an_outage_are_not_relayed_for_strangers() {
     let t = Outage::start(Some(SpoolLimits::default())).await;
-    t.store.set_down(true);
+    t.outage.set_down(true);
     let mut c = Client::connect(t.addr).await;
     assert!(c.cmd("EHLO client.test").await.starts_with("250"));
     let reply = c.send_mail("someone@elsewhere.test", "relay@x").await;
@@ -252,7 +252,7 @@ async fn unknown_domains_during_an_outage_are_not_relayed_for_strangers() {
 #[tokio::test]
 async fn auth_during_a_store_outage_is_a_temporary_454() {
     let t = Outage::start(Some(SpoolLimits::default())).await;
-    t.store.set_down(true);
+    t.outage.set_down(true);
     let mut c = Client::connect(t.submission).await;
     assert!(c.cmd("EHLO client.test").await.starts_with("250"));
     // AUTH PLAIN "\0alice@example.test\0secret"

@@ -121,6 +121,9 @@ pub struct SqliteStore {
     bulk_readers: Arc<ReadPool>,
     hub: Arc<Hub>,
     path: PathBuf,
+    /// A test outage switch every transaction of this handle consults
+    /// ([`SqliteStore::with_outage`]).
+    outage: Option<Arc<crate::outage::Outage>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -177,7 +180,32 @@ impl SqliteStore {
             bulk_readers,
             hub,
             path,
+            outage: None,
         }))
+    }
+
+    /// A second handle on the same database (same writer, readers, cache and change feed)
+    /// whose every transaction fails with `Unavailable` while the returned switch is down:
+    /// a store outage for tests. This handle keeps working.
+    pub fn with_outage(&self) -> (Arc<SqliteStore>, Arc<crate::outage::Outage>) {
+        let outage = Arc::new(crate::outage::Outage::default());
+        let view = SqliteStore {
+            jobs: self.jobs.clone(),
+            blobs: self.blobs.clone(),
+            readers: self.readers.clone(),
+            bulk_readers: self.bulk_readers.clone(),
+            hub: self.hub.clone(),
+            path: self.path.clone(),
+            outage: Some(outage.clone()),
+        };
+        (Arc::new(view), outage)
+    }
+
+    fn check_outage(&self) -> Result<()> {
+        match &self.outage {
+            Some(outage) => outage.check(),
+            None => Ok(()),
+        }
     }
 
     /// Write transactions committed and jobs they carried since open; `jobs / commits` is
@@ -207,6 +235,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.check_outage()?;
         read_on(self.readers.clone(), f).await
     }
 
@@ -231,6 +260,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.check_outage()?;
         read_on(self.bulk_readers.clone(), f).await
     }
     /// Sends `f` to the writer thread; returns once the batch holding it has committed.
@@ -239,6 +269,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
+        self.check_outage()?;
         let (answer, answered) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |tx: &mut Tx<'_>| {
             let result = f(tx);
@@ -494,6 +525,7 @@ impl Store for SqliteStore {
         }
     }
     async fn blob_get_many(&self, hashes: &[BlobHash]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.check_outage()?;
         let mut found: Vec<Option<Vec<u8>>> = hashes.iter().map(|h| self.blobs.get(h)).collect();
         let missing: Vec<(usize, BlobHash)> = found
             .iter()

@@ -1,24 +1,24 @@
 //! Shared signing keys: several nodes (data dirs) on one store, rotation, store outages.
 
 use super::*;
-use bulwark_store::outage::OutageStore;
+use bulwark_store::outage::Outage;
 use bulwark_store::sqlite::SqliteStore;
 
 const TTL: i64 = 3600;
 
 struct Fixture {
     _db: tempfile::TempDir,
-    flaky: Arc<OutageStore>,
+    flaky: Arc<Outage>,
     store: Arc<dyn Store>,
 }
 
 fn fixture() -> Fixture {
     let db = tempfile::tempdir().unwrap();
-    let sqlite: Arc<dyn Store> = SqliteStore::open(db.path()).unwrap();
-    let flaky = OutageStore::new(sqlite);
+    let sqlite = SqliteStore::open(db.path()).unwrap();
+    let (store, flaky) = sqlite.with_outage();
     Fixture {
         _db: db,
-        store: flaky.clone(),
+        store,
         flaky,
     }
 }

@@ -1,5 +1,4 @@
 use super::*;
-use crate::outage::OutageStore;
 use bulwark_store::sqlite::SqliteStore;
 use bulwark_store::{NewAccount, RcptStatus, Role};
 use std::time::Instant;
@@ -33,7 +32,13 @@ fn through(store: Arc<dyn Store>) -> Arc<crate::Pipeline> {
 
 /// A SQLite store with domain `example.test` and account `alice@example.test`.
 async fn store_with_alice(dir: &Path) -> (Arc<dyn Store>, bulwark_store::AccountId) {
-    let store: Arc<dyn Store> = SqliteStore::open(&dir.join("store")).expect("open store");
+    let (store, account) = sqlite_with_alice(dir).await;
+    (store, account)
+}
+
+/// [`store_with_alice`] as the concrete store (for [`SqliteStore::with_outage`]).
+async fn sqlite_with_alice(dir: &Path) -> (Arc<SqliteStore>, bulwark_store::AccountId) {
+    let store = SqliteStore::open(&dir.join("store")).expect("open store");
     store.domain_add("example.test").await.expect("domain");
     let account = store
         .account_create(NewAccount {
@@ -254,14 +259,14 @@ async fn recipients_unknown_at_replay_are_queued_as_failed_for_a_dsn() {
 #[tokio::test]
 async fn replay_stops_at_an_unavailable_store_and_keeps_every_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (inner, alice) = store_with_alice(dir.path()).await;
-    let store = OutageStore::new(inner.clone());
+    let (inner, alice) = sqlite_with_alice(dir.path()).await;
+    let (store, outage) = inner.with_outage();
     let spool = Spool::open(dir.path(), SpoolLimits::default()).expect("open");
     spool
         .put(&message("D1", &["alice@example.test"], &[]))
         .await
         .expect("put");
-    store.set_down(true);
+    outage.set_down(true);
     let outcome = spool.replay(&through(store.clone())).await;
     assert!(
         matches!(outcome, Err(ReplayError::Store(StoreError::Unavailable(_)))),
@@ -294,10 +299,10 @@ async fn damaged_files_are_set_aside_not_deleted() {
 #[tokio::test]
 async fn the_replay_task_drains_the_spool_once_the_store_is_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (inner, alice) = store_with_alice(dir.path()).await;
-    let store = OutageStore::new(inner.clone());
+    let (inner, alice) = sqlite_with_alice(dir.path()).await;
+    let (store, outage) = inner.with_outage();
     let spool = Spool::open(dir.path(), SpoolLimits::default()).expect("open");
-    store.set_down(true);
+    outage.set_down(true);
     let task = spool.spawn_replay(store.clone(), Arc::new(Notify::new()));
     for i in 0..5 {
         spool
@@ -314,7 +319,7 @@ async fn the_replay_task_drains_the_spool_once_the_store_is_back() {
         tokio::time::sleep(POLL_PAUSE).await;
     }
     assert_eq!(spool.status().messages, 5);
-    store.set_down(false);
+    outage.set_down(false);
     while spool.status().degraded {
         assert!(
             Instant::now() < deadline,

@@ -1,12 +1,11 @@
 //! A store outage seen through the router: a clean HTTP 503 with `Retry-After`, no hang.
 
 use super::*;
-use bulwark_core::outage::OutageStore;
 
 #[tokio::test]
 async fn api_requests_during_a_store_outage_get_503_with_retry_after() {
     let h = harness().await;
-    let store = OutageStore::new(h.store.clone());
+    let (store, outage) = h.store.with_outage();
     let dyn_store: Arc<dyn Store> = store.clone();
     let auth = Arc::new(Authenticator::new(
         dyn_store.clone(),
@@ -21,7 +20,7 @@ async fn api_requests_during_a_store_outage_get_503_with_retry_after() {
         signer,
         h.wakeup.clone(),
     );
-    store.set_down(true);
+    outage.set_down(true);
     let body = json!({
         "using": USING,
         "methodCalls": [["Mailbox/get", { "accountId": h.aid() }, "c1"]],
@@ -47,7 +46,7 @@ async fn api_requests_during_a_store_outage_get_503_with_retry_after() {
     assert_eq!(retry_after, Some(crate::http::RETRY_AFTER_SECS));
 
     // Back up: the same request succeeds.
-    store.set_down(false);
+    outage.set_down(false);
     let request = Request::builder()
         .method("POST")
         .uri("/jmap/api")
