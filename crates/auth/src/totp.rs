@@ -304,10 +304,25 @@ pub async fn load(store: &dyn Store, account: AccountId) -> Result<Option<TotpSt
     Ok(load_versioned(store, account).await?.map(|(s, _)| s))
 }
 
+/// Global setting that records a finished [`migrate_all`] pass: `sealed` or `clear` (whether
+/// states were sealed at rest then). A start with the same mode skips the sweep, which reads
+/// every account; states written since are in the new form already, and [`load`] still
+/// migrates any straggler (an older node's write during a rolling upgrade) on first use.
+pub const MIGRATION_MARK: &str = "totp-migration";
+
 /// Rewrites every account's clear-text TOTP state sealed, and moves states out of the legacy
 /// account settings (run at start; [`load`] also does it on first use). Returns how many
-/// states were rewritten.
+/// states were rewritten; once a pass has finished in the current mode, later calls return
+/// 0 at once.
 pub async fn migrate_all(store: &dyn Store) -> Result<usize, TotpError> {
+    let mode = if crate::at_rest::enabled() {
+        "sealed"
+    } else {
+        "clear"
+    };
+    if store.global_setting_get(MIGRATION_MARK).await?.as_deref() == Some(mode) {
+        return Ok(0);
+    }
     let mut rewritten = 0;
     for account in store.account_list().await? {
         let legacy = store.setting_get(account.id, SETTING_KEY).await?;
@@ -323,6 +338,7 @@ pub async fn migrate_all(store: &dyn Store) -> Result<usize, TotpError> {
             rewritten += 1;
         }
     }
+    store.global_setting_set(MIGRATION_MARK, Some(mode)).await?;
     Ok(rewritten)
 }
 
@@ -682,6 +698,20 @@ mod tests {
         assert!(crate::at_rest::is_sealed(&stored));
         // Sealed for this account only: moved to another account it does not open.
         assert!(crate::at_rest::open(&stored, "totp:999").is_err());
+        // The finished pass is recorded: the next start skips the sweep over every account,
+        // and a straggler (an older node's clear-text write) is still moved on first load.
+        assert_eq!(
+            store.global_setting_get(MIGRATION_MARK).await.unwrap().as_deref(),
+            Some("sealed")
+        );
+        disable(store, account).await.unwrap();
+        store
+            .setting_set(account, SETTING_KEY, Some(&clear))
+            .await
+            .unwrap();
+        assert_eq!(migrate_all(store).await.unwrap(), 0, "skipped");
+        assert!(load(store, account).await.unwrap().is_some());
+        assert_eq!(store.setting_get(account, SETTING_KEY).await.unwrap(), None);
     }
 
     /// Issue 13 item 12: twenty sign-ins racing with one code — exactly one is let in; ten
