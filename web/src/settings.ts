@@ -40,6 +40,7 @@ export class Settings {
       section('Two-factor authentication', 'set-2fa', sections.totp),
       section('App passwords', 'set-apps', h('p.muted', null, 'For mail apps that use IMAP and SMTP (Thunderbird, phones). Each app gets its own password; delete it to cut that app off.'), sections.apps),
       section('Signed-in devices', 'set-sessions', sections.sessions),
+      section('Set up a mail app', 'set-apps-setup', this.appSetup()),
       section('Appearance', 'set-theme', this.theme()),
     );
     await Promise.all([
@@ -50,6 +51,15 @@ export class Settings {
       this.sessions(sections.sessions),
       this.folders(sections.folders),
     ].map((p) => p.catch((e) => toast(`Settings: ${e instanceof Error ? e.message : e}`))));
+  }
+
+  /** Thunderbird and Outlook find the server by themselves (autoconfig, Autodiscover);
+   * iPhone, iPad and Mac take a configuration profile. */
+  private appSetup(): HTMLElement {
+    const q = encodeURIComponent(this.app.me);
+    return h('div', null,
+      h('p.muted', null, 'Thunderbird and Outlook set themselves up from your address alone. On an iPhone, iPad or Mac, download the profile and open it; it asks for the password (an app password if two-factor is on).'),
+      h('p', null, h('a.btn', { id: 'mobileconfig-link', href: `/autoconfig/apple.mobileconfig?emailaddress=${q}`, download: 'bulwark.mobileconfig' }, 'Download profile for Apple Mail')));
   }
 
   private theme(): HTMLElement {

@@ -701,7 +701,11 @@ mod tests {
         // The finished pass is recorded: the next start skips the sweep over every account,
         // and a straggler (an older node's clear-text write) is still moved on first load.
         assert_eq!(
-            store.global_setting_get(MIGRATION_MARK).await.unwrap().as_deref(),
+            store
+                .global_setting_get(MIGRATION_MARK)
+                .await
+                .unwrap()
+                .as_deref(),
             Some("sealed")
         );
         disable(store, account).await.unwrap();

@@ -22,6 +22,7 @@ pub async fn run(
     listener: TcpListener,
     shared: Shared,
     signer: Arc<TokenSigner>,
+    clients: bulwark_autoconfig::Settings,
     mut stop: watch::Receiver<bool>,
 ) {
     let c = &shared.config;
@@ -53,8 +54,10 @@ pub async fn run(
     // Before serving: what older versions kept in `data_dir` (identities, vacation) moves
     // into the store.
     jmap.migrate_legacy_files().await;
+    let autoconfig = bulwark_autoconfig::router(clients, shared.store.clone());
     let app = jmap
         .router()
+        .merge(autoconfig)
         // Last: the web router owns the fallback (client-side routes get index.html).
         .merge(web)
         .layer(middleware::from_fn_with_state(
@@ -96,6 +99,37 @@ async fn refuse_while_draining(
     );
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// What autoconfiguration (Thunderbird, Autodiscover, Apple profiles) offers: `hostname` and
+/// the ports of the listeners bound (`bound`), IMAP/POP3/submission with their TLS mode.
+pub fn client_settings(
+    config: &crate::config::Config,
+    bound: &[(crate::config::ListenerName, std::net::SocketAddr)],
+) -> bulwark_autoconfig::Settings {
+    use crate::config::ListenerName as L;
+    use bulwark_autoconfig::{Endpoint, Security};
+    let mut s = bulwark_autoconfig::Settings {
+        hostname: config.hostname.clone(),
+        ..Default::default()
+    };
+    for (name, addr) in bound {
+        let port = addr.port();
+        let (list, security) = match name {
+            L::Imaps => (&mut s.imap, Security::Tls),
+            L::Imap => (&mut s.imap, Security::StartTls),
+            L::Submissions => (&mut s.smtp, Security::Tls),
+            L::Submission => (&mut s.smtp, Security::StartTls),
+            L::Http => {
+                s.web_url
+                    .get_or_insert(format!("http://{}:{port}", config.hostname));
+                continue;
+            }
+            L::Smtp => continue,
+        };
+        list.push(Endpoint { port, security });
+    }
+    s
 }
 
 fn probes(node: Arc<NodeState>) -> axum::Router {

@@ -154,6 +154,12 @@ async fn serve(
     let mut http = Vec::new();
     let mut http_addr = None;
     let mut lines = String::new();
+    // What autoconfiguration tells clients: the ports this node really listens on.
+    let bound: Vec<(ListenerName, std::net::SocketAddr)> = listeners
+        .iter()
+        .filter_map(|(name, l)| Some((*name, l.local_addr().ok()?)))
+        .collect();
+    let client_settings = crate::http::client_settings(&shared.config, &bound);
     for (name, listener) in listeners {
         let addr = listener
             .local_addr()
@@ -176,6 +182,7 @@ async fn serve(
                     listener,
                     shared.clone(),
                     signer.clone(),
+                    client_settings.clone(),
                     http_stop.subscribe(),
                 )));
             }
