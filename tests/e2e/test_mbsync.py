@@ -10,8 +10,8 @@ import time
 import unittest
 from pathlib import Path
 
-from harness import (ServerTestCase, imap_check, imap_search, make_message, require_tool,
-                     safe_logout)
+from harness import (ALICE, ALICE_PW, ServerTestCase, imap_check, imap_search, make_message,
+                     require_tool, safe_logout, wait_for_subject)
 
 USER = "mb@example.test"
 PW = "mbsync-Secret-pw-3"
@@ -240,3 +240,37 @@ Sync All
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReadmeMbsyncTest(ServerTestCase):
+    """Issue 18: the README's ~/.mbsyncrc works as written with this machine's isync (Debian's
+    1.4 reads `SSLType`); only the port, the user's paths and the password file differ."""
+
+    def test_the_readme_mbsyncrc_syncs_the_inbox(self):
+        mbsync = require_tool("mbsync")
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+        block = re.search(r"\*\*mbsync\*\*.*?```\n(.*?)```", readme, re.S)
+        self.assertIsNotNone(block, "README has no mbsync block")
+        home = self.server.dir / f"home-{time.time_ns()}"
+        home.mkdir()
+        (home / ".bulwark-pass").write_text(ALICE_PW + "\n")
+        shutil.copy(self.server.data_dir / "tls" / "self-signed-cert.pem", home / "bulwark-cert.pem")
+        port = self.server.addr("imaps")[1]
+        rc = block.group(1).replace("Port 2993", f"Port {port}").replace("~/", f"{home}/")
+        self.assertIn("SSLType IMAPS", rc)
+        (home / "mbsyncrc").write_text(rc)
+        s = self.server.smtp()
+        try:
+            s.sendmail("x@remote.test", ["alice@example.test"],
+                       make_message("from the readme", to="alice@example.test"))
+        finally:
+            s.quit()
+        wait_for_subject(self.server, ALICE, ALICE_PW, "from the readme")
+        # As the README says: the Maildir root first, then mbsync -a.
+        (home / "Mail" / "bulwark").mkdir(parents=True)
+        run = subprocess.run([mbsync, "-c", str(home / "mbsyncrc"), "-a"], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "HOME": str(home)})
+        self.assertEqual(run.returncode, 0, run.stderr + run.stdout)
+        inbox = home / "Mail" / "bulwark" / "INBOX"
+        self.assertEqual(len(find_by_subject(inbox, "from the readme")), 1)
+        self.assertTrue((home / "Mail" / "bulwark" / "Sent").is_dir(), "folders created")
