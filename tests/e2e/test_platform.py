@@ -60,12 +60,12 @@ class PlatformTest(JmapServerTestCase):
         self.assertNotIn(hashlib.sha256(secret.encode()).hexdigest(), part)
         self.assertIn(secret.encode(), alice.request(
             "GET", f"/jmap/download/{alice.account_id}/{part}/a.pdf").body)
-        # Email/import of alice's blob into bob's INBOX: blobNotFound.
+        # Email/import of alice's blob into bob's INBOX: an invalid blobId (RFC 8621 §4.8).
         inbox = bob.mailbox_by_role("inbox")["id"]
         resp = bob.call([["Email/import", {"accountId": bob.account_id, "emails": {
             "k": {"blobId": blob, "mailboxIds": {inbox: True}}}}, "i"]], USING_ALL)
         self.assertEqual(resp["methodResponses"][0][1]["notCreated"]["k"]["type"],
-                         "blobNotFound", resp)
+                         "invalidProperties", resp)
 
     def _submit(self, c, subject: str, to: str) -> dict:
         drafts = c.mailbox_by_role("drafts")["id"]

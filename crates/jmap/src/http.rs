@@ -373,7 +373,24 @@ pub fn limits(server: &JmapServer) -> RequestLimits {
     }
 }
 
+/// Is the request's media type `application/json` (parameters such as `charset` allowed)?
+/// RFC 8620 §3.6.1: anything else is `notJSON`. This also keeps the API out of reach of a
+/// hostile page's form POST, which cannot send that type without a CORS preflight (that we
+/// never grant), even where a browser would attach cached Basic credentials.
+fn is_json_request(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
 async fn api_handler(State(server): State<Arc<JmapServer>>, req: Request) -> Response {
+    if !is_json_request(req.headers()) {
+        return request_problem(&RequestError::NotJson(
+            "the request's Content-Type must be application/json".into(),
+        ));
+    }
     let principal = match authenticate(&server, req.headers(), remote_ip(req.extensions())).await {
         Ok(p) => p,
         Err(r) => return r,

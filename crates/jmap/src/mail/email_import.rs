@@ -72,10 +72,9 @@ async fn import_one(
         .ok_or_else(|| SetError::invalid_properties(&["blobId"], "blobId is required"))?;
     let raw = blob::read_blob(ctx.server, ctx.account, blob_id)
         .await?
-        .ok_or_else(|| {
-            SetError::new("blobNotFound", format!("no blob {blob_id}"))
-                .with("notFound", json!([blob_id]))
-        })?;
+        // RFC 8621 §4.8 lists no blobNotFound for Email/import: an unknown (or another
+        // account's) blob is an invalid blobId property.
+        .ok_or_else(|| SetError::invalid_properties(&["blobId"], format!("no blob {blob_id}")))?;
     if raw.len() > ctx.server.cfg.max_message_size {
         return Err(SetError::new(
             "tooLarge",

@@ -10,7 +10,7 @@ use crate::session::EMAIL_SORT_OPTIONS;
 use bulwark_store::email_page::{MAX_PAGE_KEYWORDS, is_page_keyword};
 use bulwark_store::{Email, EmailPageQuery, MailboxId, ThreadId};
 use mail_parser::MessageParser;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
@@ -693,7 +693,12 @@ pub async fn search_snippets(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Met
         }
         list.push(json!({ "emailId": id, "subject": subject, "preview": preview }));
     }
-    let _ = Map::<String, Value>::new;
+    // RFC 8621 §5.1: notFound is null when every email was found.
+    let not_found = if not_found.is_empty() {
+        Value::Null
+    } else {
+        json!(not_found)
+    };
     Ok(json!({ "accountId": ids::account_id(account), "list": list, "notFound": not_found }))
 }
 

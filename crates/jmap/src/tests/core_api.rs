@@ -671,9 +671,10 @@ Content-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-secret\r\n--b--\r\n"
     assert_eq!(r[0][1]["notFound"], json!([blob]), "{v}");
     assert_eq!(
         r[1][1]["notCreated"]["k"]["type"],
-        json!("blobNotFound"),
+        json!("invalidProperties"),
         "{v}"
     );
+    assert_eq!(r[1][1]["notCreated"]["k"]["properties"], json!(["blobId"]));
     assert_eq!(
         r[2][1]["notCreated"]["n"]["type"],
         json!("blobNotFound"),
@@ -709,5 +710,51 @@ Content-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-secret\r\n--b--\r\n"
             )
             .await;
         assert_eq!(status, want, "bob downloads {id}");
+    }
+}
+
+/// Issue 14 JMAP item 1: only `application/json` reaches the API (RFC 8620 §3.6.1); a form
+/// POST with cached credentials (a CSRF path) gets `notJSON`, whatever it carries.
+#[tokio::test]
+async fn api_requests_must_be_application_json() {
+    let h = harness().await;
+    let body = json!({"using": USING, "methodCalls": [["Core/echo", {"x": 1}, "c"]]}).to_string();
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "",
+    ] {
+        let (status, _, v) = h
+            .raw(
+                "POST",
+                "/jmap/api",
+                Some(&h.bearer()),
+                ct,
+                body.clone().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{ct:?}: {v}");
+        assert_eq!(
+            v["type"],
+            json!("urn:ietf:params:jmap:error:notJSON"),
+            "{ct:?}"
+        );
+    }
+    for ct in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+    ] {
+        let (status, _, v) = h
+            .raw(
+                "POST",
+                "/jmap/api",
+                Some(&h.bearer()),
+                ct,
+                body.clone().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{ct:?}: {v}");
     }
 }

@@ -222,6 +222,15 @@ async fn email_query_filters_sorts_and_pages() {
             .contains("<mark>fox</mark>"),
         "{v}"
     );
+    // RFC 8621 §5.1: notFound is null when every email was found, else the missing ids.
+    assert_eq!(v["notFound"], Value::Null, "{v}");
+    let v = h
+        .ok(
+            "SearchSnippet/get",
+            json!({"filter": {"text": "fox"}, "emailIds": [a, "Mnope"]}),
+        )
+        .await;
+    assert_eq!(v["notFound"], json!(["Mnope"]), "{v}");
 }
 
 #[tokio::test]
@@ -451,7 +460,9 @@ async fn email_import_and_parse_use_uploaded_blobs() {
     let v = h.ok("Email/import", json!({"emails": {"i": {"blobId": blob, "mailboxIds": {inbox: true}, "keywords": {"$seen": true},
         "receivedAt": "2026-01-02T03:04:05Z"}, "bad": {"blobId": "0".repeat(64), "mailboxIds": {}}}})).await;
     let id = v["created"]["i"]["id"].clone();
-    assert_eq!(v["notCreated"]["bad"]["type"], json!("blobNotFound"));
+    // RFC 8621 §4.8: an unknown blob is an invalid blobId, not blobNotFound.
+    assert_eq!(v["notCreated"]["bad"]["type"], json!("invalidProperties"));
+    assert_eq!(v["notCreated"]["bad"]["properties"], json!(["blobId"]));
     let v = h
         .ok(
             "Email/get",
