@@ -114,6 +114,14 @@ impl WriteTx for Tx<'_> {
         crate::mailboxes::set_mailbox_subscribed(self, mailbox, subscribed).await
     }
 
+    async fn set_mailbox_sort_order(
+        &mut self,
+        mailbox: MailboxId,
+        sort_order: Option<u32>,
+    ) -> Result<()> {
+        crate::mailboxes::set_mailbox_sort_order(self, mailbox, sort_order).await
+    }
+
     async fn set_mailbox_role(&mut self, mailbox: MailboxId, role: Option<Role>) -> Result<()> {
         crate::mailboxes::set_mailbox_role(self, mailbox, role).await
     }

@@ -368,6 +368,17 @@ impl Store for PgStore {
         )
         .await)
     }
+    async fn mailbox_set_sort_order(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        sort_order: Option<u32>,
+    ) -> Result<()> {
+        write_tx!(self, |tx| mailboxes::mailbox_set_sort_order(
+            tx, account, id, sort_order
+        )
+        .await)
+    }
     async fn mailbox_status(&self, account: AccountId, id: MailboxId) -> Result<MailboxStatus> {
         read_tx!(self, |tx| mailboxes::mailbox_status(tx, account, id).await)
     }

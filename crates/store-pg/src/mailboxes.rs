@@ -26,6 +26,7 @@ fn mailbox_from_row(r: &Row) -> Result<Mailbox> {
         uid_next: Uid(get_u32(r, 5)?),
         subscribed: get(r, 6)?,
         highest_modseq: get_modseq(r, 7)?,
+        sort_order: get::<Option<i64>>(r, 8)?.and_then(|v| u32::try_from(v).ok()),
     })
 }
 
@@ -132,7 +133,8 @@ pub(crate) async fn mailbox_create(
 pub(crate) async fn mailbox_list(tx: &mut Tx<'_>, account: AccountId) -> Result<Vec<Mailbox>> {
     let rows = tx
         .query(
-            "SELECT id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq
+            "SELECT id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq,
+                    sort_order
              FROM mailboxes WHERE account = $1 ORDER BY name",
             &[&account.0],
         )
@@ -147,7 +149,8 @@ pub(crate) async fn mailbox_get(
 ) -> Result<Option<Mailbox>> {
     let row = tx
         .opt(
-            "SELECT id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq
+            "SELECT id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq,
+                    sort_order
              FROM mailboxes WHERE id = $1 AND account = $2",
             &[&id.0, &account.0],
         )
@@ -229,6 +232,28 @@ pub(crate) async fn set_mailbox_subscribed(
     )
     .await?;
     Ok(())
+}
+
+pub(crate) async fn set_mailbox_sort_order(
+    tx: &mut Tx<'_>,
+    id: MailboxId,
+    sort_order: Option<u32>,
+) -> Result<()> {
+    tx.exec(
+        "UPDATE mailboxes SET sort_order = $2 WHERE id = $1",
+        &[&id.0, &sort_order.map(i64::from)],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn mailbox_set_sort_order(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    sort_order: Option<u32>,
+) -> Result<()> {
+    domain::mailbox_set_sort_order(tx, account, id, sort_order).await
 }
 
 pub(crate) async fn set_mailbox_role(

@@ -11,7 +11,7 @@ use crate::pool::{Pool, get};
 use bulwark_store::{Result, StoreError};
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 8;
+pub(crate) const SCHEMA_VERSION: i64 = 9;
 /// The oldest code schema version that can run against what this code writes.
 const COMPATIBLE_FROM: i64 = 1;
 /// Advisory lock key serialising migrations ("bulwark" + 1).
@@ -239,9 +239,13 @@ CREATE TRIGGER emails_bytes AFTER INSERT OR DELETE ON emails
 UPDATE accounts SET bytes = (SELECT coalesce(sum(size), 0) FROM emails WHERE emails.account = accounts.id);
 "#;
 
+/// Version 9: a mailbox's sort order as the user set it (JMAP `sortOrder`); NULL keeps the
+/// role's default. Additive.
+const V9: &str = "ALTER TABLE mailboxes ADD COLUMN IF NOT EXISTS sort_order BIGINT;";
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`. Each must be
 /// idempotent and, for online upgrades, additive (old code keeps working on the result).
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// Creates or upgrades the schema in one transaction under the migration lock.
 pub(crate) async fn migrate(pool: &std::sync::Arc<Pool>) -> Result<()> {

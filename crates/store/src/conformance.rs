@@ -75,6 +75,7 @@ macro_rules! conformance_tests {
             account_delete_leaves_no_blob_or_item,
             accept_is_all_or_nothing_and_idempotent,
             account_bytes_follow_every_mail_write,
+            mailbox_sort_order_is_kept_and_logged,
             mail_rules_are_the_same_on_every_backend,
         );
     };
@@ -112,6 +113,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     account_delete_leaves_no_blob_or_item(store.clone()).await;
     accept_is_all_or_nothing_and_idempotent(store.clone()).await;
     account_bytes_follow_every_mail_write(store.clone()).await;
+    mailbox_sort_order_is_kept_and_logged(store.clone()).await;
     mail_rules_are_the_same_on_every_backend(store).await;
 }
 

@@ -115,6 +115,11 @@ pub trait WriteTx {
     async fn set_mailbox_name(&mut self, mailbox: MailboxId, name: &str) -> Result<()>;
     async fn set_mailbox_subscribed(&mut self, mailbox: MailboxId, subscribed: bool) -> Result<()>;
     async fn set_mailbox_role(&mut self, mailbox: MailboxId, role: Option<Role>) -> Result<()>;
+    async fn set_mailbox_sort_order(
+        &mut self,
+        mailbox: MailboxId,
+        sort_order: Option<u32>,
+    ) -> Result<()>;
     /// The mailbox's `(uid, email)` pairs in UID order.
     async fn mailbox_members(&mut self, mailbox: MailboxId) -> Result<Vec<(Uid, EmailId)>>;
     /// Deletes the (emptied) mailbox row and its expunge records.

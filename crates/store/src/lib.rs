@@ -169,6 +169,14 @@ pub trait Store: Send + Sync + 'static {
         id: MailboxId,
         role: Option<Role>,
     ) -> Result<()>;
+    /// The user's sort order for the mailbox (JMAP `sortOrder`); `None` restores the role's
+    /// default. A change is a mailbox change in the change log.
+    async fn mailbox_set_sort_order(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        sort_order: Option<u32>,
+    ) -> Result<()>;
     /// Counts for STATUS / LIST-STATUS / JMAP Mailbox.
     async fn mailbox_status(&self, account: AccountId, id: MailboxId) -> Result<MailboxStatus>;
 

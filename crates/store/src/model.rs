@@ -157,6 +157,9 @@ pub struct Mailbox {
     pub subscribed: bool,
     /// Highest modseq of any change to this mailbox or its messages (incl. expunges).
     pub highest_modseq: ModSeq,
+    /// The user's position for it in folder lists (JMAP `sortOrder`, RFC 8621 §2); `None`:
+    /// the default of its role.
+    pub sort_order: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -194,6 +194,7 @@ pub fn created_mailbox(
         uid_next: Uid(1),
         subscribed,
         highest_modseq: modseq,
+        sort_order: None,
     }
 }
 

@@ -474,6 +474,15 @@ impl Store for SqliteStore {
         self.write(move |tx| mailboxes::mailbox_set_role(tx, account, id, role))
             .await
     }
+    async fn mailbox_set_sort_order(
+        &self,
+        account: AccountId,
+        id: MailboxId,
+        sort_order: Option<u32>,
+    ) -> Result<()> {
+        self.write(move |tx| mailboxes::mailbox_set_sort_order(tx, account, id, sort_order))
+            .await
+    }
     async fn mailbox_status(&self, account: AccountId, id: MailboxId) -> Result<MailboxStatus> {
         self.read(move |c| mailboxes::mailbox_status(c, account, id))
             .await

@@ -47,7 +47,12 @@ fn display_name(m: &Mailbox, all: &[Mailbox]) -> String {
     }
 }
 
-fn sort_order(role: Option<Role>) -> u32 {
+/// The mailbox's `sortOrder` (RFC 8621 §2): the user's, else its role's default.
+fn sort_order(m: &Mailbox) -> u32 {
+    m.sort_order.unwrap_or_else(|| role_sort_order(m.role))
+}
+
+fn role_sort_order(role: Option<Role>) -> u32 {
     match role {
         Some(Role::Inbox) => 1,
         Some(Role::Drafts) => 2,
@@ -70,7 +75,7 @@ async fn to_json(
         "name": display_name(m, all),
         "parentId": parent_of(&m.name, all).map(|p| ids::mailbox_id(p.id)),
         "role": m.role.map(|r| r.as_jmap()),
-        "sortOrder": sort_order(m.role),
+        "sortOrder": sort_order(m),
         "totalEmails": status.messages,
         "unreadEmails": status.unseen,
         "totalThreads": status.threads,
@@ -256,7 +261,7 @@ fn query_ids(args: &Args, all: &[Mailbox]) -> Result<Vec<String>, MethodError> {
                     .to_lowercase()
                     .cmp(&display_name(b, all).to_lowercase())
             } else {
-                sort_order(a.role).cmp(&sort_order(b.role))
+                sort_order(a).cmp(&sort_order(b))
             };
             let o = if *asc { o } else { o.reverse() };
             if o.is_ne() {
@@ -429,9 +434,17 @@ async fn create_one(
             .mailbox_set_subscribed(account, created.id, sub)
             .await?;
     }
+    let mut order = role_sort_order(role);
+    if let Some(v) = obj.get("sortOrder") {
+        order = parse_sort_order(v)?;
+        ctx.server
+            .store
+            .mailbox_set_sort_order(account, created.id, Some(order))
+            .await?;
+    }
     let status = ctx.server.store.mailbox_status(account, created.id).await?;
     Ok(json!({
-        "id": ids::mailbox_id(created.id), "sortOrder": sort_order(role), "totalEmails": status.messages,
+        "id": ids::mailbox_id(created.id), "sortOrder": order, "totalEmails": status.messages,
         "unreadEmails": status.unseen, "totalThreads": status.threads, "unreadThreads": status.unseen_threads,
         "myRights": { "mayReadItems": true, "mayAddItems": true, "mayRemoveItems": true, "maySetSeen": true,
             "maySetKeywords": true, "mayCreateChild": true, "mayRename": true, "mayDelete": true, "maySubmit": true },
@@ -509,7 +522,9 @@ async fn update_one(
                 }
             }
             "isSubscribed" if value.is_boolean() => {}
-            "sortOrder" if value.is_u64() => {}
+            "sortOrder" => {
+                parse_sort_order(value)?;
+            }
             other => {
                 return Err(SetError::invalid_properties(
                     &[other],
@@ -527,6 +542,13 @@ async fn update_one(
             ctx.server.store.mailbox_set_role(account, id, role).await?;
         }
     }
+    if let Some(v) = patch.get("sortOrder") {
+        let order = parse_sort_order(v)?;
+        ctx.server
+            .store
+            .mailbox_set_sort_order(account, id, Some(order))
+            .await?;
+    }
     if let Some(sub) = patch.get("isSubscribed").and_then(Value::as_bool)
         && sub != mailbox.subscribed
     {
@@ -536,6 +558,15 @@ async fn update_one(
             .await?;
     }
     Ok(())
+}
+
+/// `sortOrder` is an `UnsignedInt` (RFC 8621 §2; here at most 2^32 − 1).
+fn parse_sort_order(v: &Value) -> Result<u32, SetError> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| {
+            SetError::invalid_properties(&["sortOrder"], "sortOrder must be an unsigned integer")
+        })
 }
 
 async fn destroy_one(

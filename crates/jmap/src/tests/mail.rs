@@ -540,3 +540,66 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n",
         .await;
     assert!(v["list"][0].get("partsOmitted").is_none(), "{v}");
 }
+
+/// Issue 14 JMAP item 3: sortOrder is stored — create with 42 gives 42, an update to 99 is
+/// kept, shows in Mailbox/changes and orders Mailbox/query (RFC 8621 §2).
+#[tokio::test]
+async fn mailbox_sort_order_is_kept_and_reported() {
+    let h = harness().await;
+    let v = h
+        .ok(
+            "Mailbox/set",
+            json!({"create": {"a": {"name": "Alpha", "sortOrder": 42}, "b": {"name": "Beta"}}}),
+        )
+        .await;
+    let a = v["created"]["a"]["id"].as_str().unwrap().to_string();
+    let b = v["created"]["b"]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["created"]["a"]["sortOrder"], json!(42));
+    let got = h.ok("Mailbox/get", json!({"ids": [a.clone()]})).await;
+    assert_eq!(got["list"][0]["sortOrder"], json!(42));
+    let state = got["state"].as_str().unwrap().to_string();
+
+    let v = h
+        .ok(
+            "Mailbox/set",
+            json!({"update": {a.clone(): {"sortOrder": 99}}}),
+        )
+        .await;
+    assert!(v["updated"].get(&a).is_some(), "{v}");
+    let got = h.ok("Mailbox/get", json!({"ids": [a.clone()]})).await;
+    assert_eq!(got["list"][0]["sortOrder"], json!(99));
+    let changes = h.ok("Mailbox/changes", json!({"sinceState": state})).await;
+    assert_eq!(changes["updated"], json!([a.clone()]), "{changes}");
+
+    let v = h
+        .ok(
+            "Mailbox/query",
+            json!({"filter": {"role": null}, "sort": [{"property": "sortOrder"}]}),
+        )
+        .await;
+    let order: Vec<&str> = v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let (pa, pb) = (
+        order.iter().position(|i| *i == a).unwrap(),
+        order.iter().position(|i| *i == b).unwrap(),
+    );
+    assert!(pb < pa, "Beta (10) before Alpha (99): {order:?}");
+
+    let (_, v) = h
+        .call("Mailbox/set", json!({"update": {b: {"sortOrder": -1}}}))
+        .await;
+    assert_eq!(
+        v["notUpdated"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()["type"],
+        json!("invalidProperties"),
+        "{v}"
+    );
+}

@@ -551,3 +551,52 @@ pub async fn account_bytes_follow_every_mail_write(store: Arc<dyn Store>) {
     let listed = listed.iter().find(|a| a.id == bob.id).expect("bob listed");
     assert_eq!(listed.used_bytes, size3, "listings carry the count too");
 }
+
+/// A mailbox's sort order is stored, cleared back to the role default (`None`), and each
+/// change is a mailbox change in the log.
+pub async fn mailbox_sort_order_is_kept_and_logged(store: Arc<dyn Store>) {
+    let (account, inbox) = new_account(&store).await;
+    assert_eq!(
+        inbox.sort_order, None,
+        "new mailboxes keep their role's default"
+    );
+    let before = store.account_modseq(account.id).await.expect("modseq");
+    store
+        .mailbox_set_sort_order(account.id, inbox.id, Some(7))
+        .await
+        .expect("set");
+    let got = store
+        .mailbox_get(account.id, inbox.id)
+        .await
+        .expect("get")
+        .expect("mailbox");
+    assert_eq!(got.sort_order, Some(7));
+    let changes = store
+        .changes_since(account.id, before, 100)
+        .await
+        .expect("changes");
+    assert_eq!(changes.mailboxes.updated, vec![inbox.id]);
+    let state = store.account_modseq(account.id).await.expect("modseq");
+    store
+        .mailbox_set_sort_order(account.id, inbox.id, Some(7))
+        .await
+        .expect("same again");
+    assert_eq!(
+        store.account_modseq(account.id).await.expect("modseq"),
+        state,
+        "setting the same order changes nothing"
+    );
+    store
+        .mailbox_set_sort_order(account.id, inbox.id, None)
+        .await
+        .expect("clear");
+    let listed = store.mailbox_list(account.id).await.expect("list");
+    assert_eq!(
+        listed
+            .iter()
+            .find(|m| m.id == inbox.id)
+            .expect("inbox")
+            .sort_order,
+        None
+    );
+}

@@ -132,6 +132,25 @@ pub async fn mailbox_set_subscribed<T: WriteTx>(
     tx.touch_mailbox(account, id, modseq).await
 }
 
+/// Sets the user's sort order (`None`: the role's default).
+pub async fn mailbox_set_sort_order<T: WriteTx>(
+    tx: &mut T,
+    account: AccountId,
+    id: MailboxId,
+    sort_order: Option<u32>,
+) -> Result<()> {
+    tx.lock_account(account).await?;
+    let mailbox = tx.require_mailbox(account, id).await?;
+    if mailbox.sort_order == sort_order {
+        return Ok(());
+    }
+    let modseq = tx.next_modseq(account).await?;
+    tx.set_mailbox_sort_order(id, sort_order).await?;
+    tx.log(account, modseq, Kind::Mailbox, id.0, Op::Updated)
+        .await?;
+    tx.touch_mailbox(account, id, modseq).await
+}
+
 /// Sets or clears the role; a role belongs to at most one mailbox of the account.
 pub async fn mailbox_set_role<T: WriteTx>(
     tx: &mut T,

@@ -118,6 +118,15 @@ impl WriteTx for Tx<'_> {
         super::mailboxes::set_mailbox_column(self.conn, mailbox, "subscribed", &subscribed)
     }
 
+    async fn set_mailbox_sort_order(
+        &mut self,
+        mailbox: MailboxId,
+        sort_order: Option<u32>,
+    ) -> Result<()> {
+        let value = sort_order.map(i64::from);
+        super::mailboxes::set_mailbox_column(self.conn, mailbox, "sort_order", &value)
+    }
+
     async fn set_mailbox_role(&mut self, mailbox: MailboxId, role: Option<Role>) -> Result<()> {
         let text = super::mailboxes::role_text(role);
         super::mailboxes::set_mailbox_column(self.conn, mailbox, "role", &text)

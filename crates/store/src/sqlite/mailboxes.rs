@@ -15,7 +15,7 @@ fn role_to_text(role: Option<Role>) -> Option<&'static str> {
 }
 
 const MAILBOX_COLUMNS: &str =
-    "id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq";
+    "id, account, name, role, uid_validity, uid_next, subscribed, highest_modseq, sort_order";
 
 fn mailbox_from_row(r: &Row<'_>) -> rusqlite::Result<Mailbox> {
     let role: Option<String> = r.get(3)?;
@@ -28,6 +28,9 @@ fn mailbox_from_row(r: &Row<'_>) -> rusqlite::Result<Mailbox> {
         uid_next: Uid(r.get(5)?),
         subscribed: r.get(6)?,
         highest_modseq: ModSeq(r.get::<_, i64>(7)? as u64),
+        sort_order: r
+            .get::<_, Option<i64>>(8)?
+            .and_then(|v| u32::try_from(v).ok()),
     })
 }
 
@@ -169,6 +172,15 @@ pub(crate) fn mailbox_set_subscribed(
     subscribed: bool,
 ) -> Result<()> {
     run_ready(domain::mailbox_set_subscribed(tx, account, id, subscribed))?
+}
+
+pub(crate) fn mailbox_set_sort_order(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    id: MailboxId,
+    sort_order: Option<u32>,
+) -> Result<()> {
+    run_ready(domain::mailbox_set_sort_order(tx, account, id, sort_order))?
 }
 
 pub(crate) fn mailbox_set_role(

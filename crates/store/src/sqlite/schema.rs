@@ -5,7 +5,7 @@ use crate::Result;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this code writes. Bump it and add a step to [`MIGRATIONS`] to change it.
-pub(crate) const SCHEMA_VERSION: i64 = 8;
+pub(crate) const SCHEMA_VERSION: i64 = 9;
 
 /// Version 1: the initial schema.
 const V1: &str = r#"
@@ -232,8 +232,12 @@ CREATE TRIGGER IF NOT EXISTS emails_bytes_out AFTER DELETE ON emails BEGIN
 END;
 "#;
 
+/// Version 9: a mailbox's sort order as the user set it (JMAP `sortOrder`); NULL keeps the
+/// role's default.
+const V9: &str = "ALTER TABLE mailboxes ADD COLUMN sort_order INTEGER;";
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// Creates or upgrades the schema. Idempotent; runs in one transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
