@@ -7,7 +7,6 @@ use crate::dsn::{EXPIRED_TEXT, build_dsn};
 use crate::mx::{self, RouteError};
 use bulwark_core::{Outcome, Pipeline, Refusal};
 use bulwark_store::{QueueRcpt, Queued, RcptStatus, Store, now_unix};
-use hickory_resolver::TokioResolver;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -60,7 +59,7 @@ struct Inner {
     pipeline: Arc<Pipeline>,
     client: ClientSettings,
     /// The MX resolver, or why it could not be built (MX delivery then fails temporarily).
-    resolver: Result<TokioResolver, String>,
+    resolver: Result<bulwark_dns::Resolver, String>,
 }
 
 impl QueueWorker {
@@ -156,7 +155,10 @@ impl Inner {
         let resolver = if cfg.relay.is_some() {
             Err("a relay is configured".to_string())
         } else {
-            mx::build_resolver(cfg.resolver)
+            match &cfg.resolver {
+                Some(r) => Ok(r.clone()),
+                None => bulwark_dns::Resolver::new(&bulwark_dns::DnsConfig::default()),
+            }
         };
         if let Err(e) = &resolver
             && cfg.relay.is_none()
