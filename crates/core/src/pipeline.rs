@@ -98,9 +98,17 @@ impl Verdict {
 #[async_trait::async_trait]
 pub trait DeliveryHook: Send + Sync + 'static {
     /// Once per message, before anything is stored and before [`DeliveryHook::check`]:
-    /// `local` are the accounts it is for. May add header fields, choose folders or refuse
-    /// the message (authentication checks, signing; later spam scoring and Sieve).
-    async fn inspect(&self, _message: &Message, _local: &[AccountId], _verdict: &mut Verdict) {}
+    /// `local` are the accounts it is for, `remote` the recipients it is relayed to. May add
+    /// header fields, choose folders or refuse the message (authentication checks, signing;
+    /// later spam scoring and Sieve).
+    async fn inspect(
+        &self,
+        _message: &Message,
+        _local: &[AccountId],
+        _remote: &[String],
+        _verdict: &mut Verdict,
+    ) {
+    }
     /// Before anything is stored, per local recipient: `Some` refuses the recipient.
     async fn check(&self, _account: AccountId, _message: &Message) -> Option<Refusal> {
         None
@@ -375,8 +383,13 @@ impl Pipeline {
             .collect();
         local.sort();
         local.dedup();
+        let remote: Vec<String> = resolved
+            .iter()
+            .filter(|(_, r)| *r == Recipient::Remote)
+            .map(|(a, _)| a.clone())
+            .collect();
         for hook in hooks {
-            hook.inspect(message, &local, &mut verdict).await;
+            hook.inspect(message, &local, &remote, &mut verdict).await;
             if verdict.refusal.is_some() {
                 break;
             }
@@ -502,7 +515,7 @@ mod tests {
     struct Stage(AccountId);
     #[async_trait::async_trait]
     impl DeliveryHook for Stage {
-        async fn inspect(&self, m: &Message, local: &[AccountId], v: &mut Verdict) {
+        async fn inspect(&self, m: &Message, local: &[AccountId], _r: &[String], v: &mut Verdict) {
             if m.sender == "spam@client.test" {
                 v.refusal = Some(Refusal::Permanent("550 5.7.1 no".into()));
                 return;
