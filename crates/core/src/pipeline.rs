@@ -304,7 +304,9 @@ impl Pipeline {
             );
             let summary = summarize(&local_raw);
             for account in &local {
-                let mailbox = self.folder_of(*account, verdict.folder_for(*account)).await?;
+                let mailbox = self
+                    .folder_of(*account, verdict.folder_for(*account))
+                    .await?;
                 acceptance.local.push((
                     *account,
                     inbox_email(mailbox, &local_raw, &summary, message.received_at),
@@ -552,11 +554,22 @@ mod tests {
         let alices = store.email_list(alice).await.expect("alice");
         let inbox = inbox_of(store.as_ref(), alice).await.expect("inbox");
         assert_eq!(alices[0].mailboxes[0].0, inbox);
-        let stored = store.blob_get(&alices[0].blob).await.expect("blob").expect("raw");
+        let stored = store
+            .blob_get(&alices[0].blob)
+            .await
+            .expect("blob")
+            .expect("raw");
         assert!(stored.starts_with(b"X-Local: 1\r\nX-All: 1\r\nSubject: hi"));
         let q = store.queue_list().await.expect("queue");
-        let queued = store.blob_get(&q[0].blob).await.expect("blob").expect("raw");
-        assert!(queued.starts_with(b"X-All: 1\r\nSubject: hi"), "remote copy: no local fields");
+        let queued = store
+            .blob_get(&q[0].blob)
+            .await
+            .expect("blob")
+            .expect("raw");
+        assert!(
+            queued.starts_with(b"X-All: 1\r\nSubject: hi"),
+            "remote copy: no local fields"
+        );
 
         let m = Message::new("spam@client.test", vec!["alice@example.test".into()], raw);
         let d = p.deliver(m).await.expect("deliver");

@@ -252,12 +252,9 @@ impl Resolver {
         Ok(records
             .into_iter()
             .filter_map(|r| match r {
-                RData::SRV(s) => Some((
-                    s.priority,
-                    s.weight,
-                    s.port,
-                    name_text(&s.target.to_utf8()),
-                )),
+                RData::SRV(s) => {
+                    Some((s.priority, s.weight, s.port, name_text(&s.target.to_utf8())))
+                }
                 _ => None,
             })
             .collect())

@@ -237,7 +237,8 @@ pub fn coded(reason: &str, class: char) -> Option<Reply> {
         return None;
     }
     let mut s = status.split('.').map(|p| p.parse::<u8>().ok());
-    let (Some(Some(a)), Some(Some(b)), Some(Some(c)), None) = (s.next(), s.next(), s.next(), s.next())
+    let (Some(Some(a)), Some(Some(b)), Some(Some(c)), None) =
+        (s.next(), s.next(), s.next(), s.next())
     else {
         return None;
     };

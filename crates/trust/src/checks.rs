@@ -15,8 +15,8 @@ use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimOutput, DmarcOutput, DmarcResult,
-    IprevOutput, IprevResult, MessageAuthenticator, SpfOutput, SpfResult,
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DmarcOutput, DmarcResult, IprevOutput,
+    IprevResult, MessageAuthenticator, SpfOutput, SpfResult,
 };
 use std::net::IpAddr;
 use std::time::Duration;
@@ -107,10 +107,12 @@ impl Checker {
         let deadline = self.deadline;
         let dkim = async {
             match &message {
-                Some(m) => bounded(deadline, self.auth.verify_dkim(m), || {
-                    vec![DkimOutput::temp_err(timeout_error())]
-                })
-                .await,
+                Some(m) => {
+                    bounded(deadline, self.auth.verify_dkim(m), || {
+                        vec![DkimOutput::temp_err(timeout_error())]
+                    })
+                    .await
+                }
                 None => Vec::new(),
             }
         };
@@ -122,9 +124,8 @@ impl Checker {
         );
         let spf_mail_from = bounded(
             deadline,
-            self.auth.verify_spf(SpfParameters::verify_mail_from(
-                ip, helo, host, mail_from,
-            )),
+            self.auth
+                .verify_spf(SpfParameters::verify_mail_from(ip, helo, host, mail_from)),
             || SpfOutput::new(mail_from_domain.clone()).with_result(SpfResult::TempError),
         );
         let iprev = bounded(deadline, self.auth.verify_iprev(ip), || IprevOutput {
@@ -194,11 +195,11 @@ impl Checker {
                 }
                 _ => Action::Deliver,
             },
-            DmarcResult::TempError(_) if self.cfg.tempfail_on_dns_error => Action::Tempfail(
-                format!(
+            DmarcResult::TempError(_) if self.cfg.tempfail_on_dns_error => {
+                Action::Tempfail(format!(
                     "451 4.7.0 Temporary DNS failure checking the DMARC policy of {from_domain}, try again later"
-                ),
-            ),
+                ))
+            }
             _ => Action::Deliver,
         }
     }

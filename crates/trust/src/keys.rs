@@ -70,7 +70,11 @@ pub struct DkimKey {
 impl DkimKey {
     /// The TXT record to publish at `SELECTOR._domainkey.DOMAIN`.
     pub fn dns_txt(&self) -> String {
-        format!("v=DKIM1; k={}; p={}", self.algorithm.dns_k(), self.public_key)
+        format!(
+            "v=DKIM1; k={}; p={}",
+            self.algorithm.dns_k(),
+            self.public_key
+        )
     }
     /// Still in DNS: active, or rotated out less than the grace period ago.
     pub fn published(&self, now: i64) -> bool {
@@ -134,10 +138,7 @@ async fn save(
     let key = setting_key(domain);
     let json = serde_json::to_string(set).map_err(|e| KeyError::Invalid(e.to_string()))?;
     let sealed = bulwark_auth::at_rest::seal(&json, &key);
-    if store
-        .global_setting_replace(&key, before, &sealed)
-        .await?
-    {
+    if store.global_setting_replace(&key, before, &sealed).await? {
         Ok(())
     } else {
         Err(KeyError::Invalid(format!(
@@ -227,14 +228,7 @@ pub fn check_selector(selector: &str) -> Result<(), KeyError> {
 /// `bYYYYMMDD`, with `-2`, `-3`, … when that is taken.
 fn default_selector(set: &KeySet, now: i64) -> String {
     let date = time::OffsetDateTime::from_unix_timestamp(now)
-        .map(|t| {
-            format!(
-                "b{:04}{:02}{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day()
-            )
-        })
+        .map(|t| format!("b{:04}{:02}{:02}", t.year(), u8::from(t.month()), t.day()))
         .unwrap_or_else(|_| format!("b{now}"));
     let taken = |s: &str| set.keys.iter().any(|k| k.selector == s);
     if !taken(&date) {

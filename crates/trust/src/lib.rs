@@ -15,11 +15,9 @@ pub mod keys;
 pub mod records;
 pub mod sign;
 
-
-
-pub use sign::Signer;
 pub use checks::{Action, Checker, ChecksConfig};
 pub use hook::TrustHook;
+pub use sign::Signer;
 
 #[cfg(test)]
 mod testdns;

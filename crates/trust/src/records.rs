@@ -256,10 +256,7 @@ pub async fn check(resolver: &Resolver, record: &Record) -> Finding {
         },
         Expect::TxtTag { tag, single } => match resolver.txt(&record.name).await {
             Ok(txt) => {
-                let found: Vec<&String> = txt
-                    .iter()
-                    .filter(|t| has_tag(t, tag))
-                    .collect();
+                let found: Vec<&String> = txt.iter().filter(|t| has_tag(t, tag)).collect();
                 let suggested = unquote(&record.value);
                 match found.as_slice() {
                     [] => Finding::Missing,
@@ -303,10 +300,7 @@ pub async fn check(resolver: &Resolver, record: &Record) -> Finding {
             Ok(c) if !c.is_empty() => Finding::Wrong(format!("CNAME to {}", c.join(", "))),
             Ok(_) | Err(DnsError::NoRecords(..)) => {
                 // An A/AAAA with our addresses does as well as the CNAME.
-                match (
-                    resolver.ips(&record.name).await,
-                    resolver.ips(host).await,
-                ) {
+                match (resolver.ips(&record.name).await, resolver.ips(host).await) {
                     (Ok(a), Ok(b)) if a.iter().any(|ip| b.contains(ip)) => Finding::Ok,
                     (Ok(a), _) if !a.is_empty() => {
                         Finding::Wrong(format!("addresses are not {host}'s"))
@@ -390,7 +384,9 @@ mod tests {
         assert!(text.contains("example.test. 3600 IN MX 10 mx.example.test."));
         assert!(text.contains("example.test. 3600 IN TXT \"v=spf1 a:mx.example.test mx -all\""));
         assert!(text.contains("_dmarc.example.test. 3600 IN TXT \"v=DMARC1;"));
-        assert!(text.contains("_submission._tcp.example.test. 3600 IN SRV 0 1 587 mx.example.test."));
+        assert!(
+            text.contains("_submission._tcp.example.test. 3600 IN SRV 0 1 587 mx.example.test.")
+        );
         assert!(text.contains("_imap._tcp.example.test. 3600 IN SRV 0 0 0 ."));
         assert!(text.contains("_pop3s._tcp.example.test. 3600 IN SRV 0 0 0 ."));
         assert!(text.contains("autodiscover.example.test. 3600 IN CNAME mx.example.test."));

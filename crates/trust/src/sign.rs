@@ -33,10 +33,13 @@ pub const SIGNED_FIELDS: &[&str] = &[
     "List-Unsubscribe",
 ];
 
+/// A domain's active key (or none) and when it was read.
+type Cached = (Instant, Option<Arc<DkimKey>>);
+
 /// Signs with the keys in the store; caches each domain's active key briefly.
 pub struct Signer {
     store: Arc<dyn Store>,
-    cache: Mutex<HashMap<String, (Instant, Option<Arc<DkimKey>>)>>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl Signer {

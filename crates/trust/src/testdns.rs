@@ -49,7 +49,11 @@ pub async fn start(zone: Vec<(&str, Rr)>) -> SocketAddr {
             let Some(q) = query.queries.first().cloned() else {
                 continue;
             };
-            let qname = q.name().to_utf8().trim_end_matches('.').to_ascii_lowercase();
+            let qname = q
+                .name()
+                .to_utf8()
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
             let known = zone.iter().any(|(n, _)| *n == qname);
             for (n, data) in &zone {
                 if *n == qname && data.record_type() == q.query_type() {

@@ -60,17 +60,35 @@ async fn signed_aligned_mail_passes_and_forgeries_follow_the_policy() {
         let signed = [sig.as_bytes(), &raw].concat();
         let v = c.check(&signed, LOCAL, "mx.a.test", "alice@a.test").await;
         assert_eq!(v.action, Action::Deliver, "{}", v.header);
-        assert!(v.header.starts_with("Authentication-Results: mx.b.test;"), "{}", v.header);
-        for want in ["dkim=pass", "spf=pass", "dmarc=pass", "iprev=pass", "header.d=a.test"] {
+        assert!(
+            v.header.starts_with("Authentication-Results: mx.b.test;"),
+            "{}",
+            v.header
+        );
+        for want in [
+            "dkim=pass",
+            "spf=pass",
+            "dmarc=pass",
+            "iprev=pass",
+            "header.d=a.test",
+        ] {
             assert!(v.header.contains(want), "{want} in {}", v.header);
         }
     }
 
     // A forged From of the p=reject domain from elsewhere: refused with 550 5.7.1.
     let v = c
-        .check(&message("ceo@a.test"), "192.0.2.7".parse().expect("ip"), "evil.example", "x@evil.example")
+        .check(
+            &message("ceo@a.test"),
+            "192.0.2.7".parse().expect("ip"),
+            "evil.example",
+            "x@evil.example",
+        )
         .await;
-    assert!(matches!(&v.action, Action::Reject(r) if r.starts_with("550 5.7.1 ")), "{v:?}");
+    assert!(
+        matches!(&v.action, Action::Reject(r) if r.starts_with("550 5.7.1 ")),
+        "{v:?}"
+    );
     assert!(v.header.contains("dmarc=fail"), "{}", v.header);
 
     // p=quarantine: Junk.
@@ -89,7 +107,12 @@ async fn signed_aligned_mail_passes_and_forgeries_follow_the_policy() {
     )
     .await;
     let v = soft
-        .check(&message("ceo@a.test"), "192.0.2.7".parse().expect("ip"), "evil.example", "x@evil.example")
+        .check(
+            &message("ceo@a.test"),
+            "192.0.2.7".parse().expect("ip"),
+            "evil.example",
+            "x@evil.example",
+        )
         .await;
     assert!(matches!(v.action, Action::Junk(_)), "{v:?}");
 
@@ -112,7 +135,11 @@ async fn a_dns_server_that_never_answers_gives_temperror_within_bounds() {
     let v = c
         .check(&message("alice@a.test"), LOCAL, "mx.a.test", "alice@a.test")
         .await;
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(v.action, Action::Deliver, "accepted by default");
     assert!(v.header.contains("spf=temperror"), "{}", v.header);
     assert!(v.header.contains("dmarc=temperror"), "{}", v.header);
@@ -128,7 +155,10 @@ async fn a_dns_server_that_never_answers_gives_temperror_within_bounds() {
     let v = strict
         .check(&message("alice@a.test"), LOCAL, "mx.a.test", "alice@a.test")
         .await;
-    assert!(matches!(&v.action, Action::Tempfail(r) if r.starts_with("451 4.7.0 ")), "{v:?}");
+    assert!(
+        matches!(&v.action, Action::Tempfail(r) if r.starts_with("451 4.7.0 ")),
+        "{v:?}"
+    );
 }
 
 #[tokio::test]
@@ -146,7 +176,11 @@ async fn hostile_input_gets_an_answer() {
         Vec::new(),
     ] {
         let v = c.check(&raw, LOCAL, "", "").await;
-        assert!(v.header.starts_with("Authentication-Results: mx.b.test"), "{}", v.header);
+        assert!(
+            v.header.starts_with("Authentication-Results: mx.b.test"),
+            "{}",
+            v.header
+        );
         assert_ne!(v.action, Action::Reject(String::new()));
     }
 }

@@ -47,9 +47,9 @@ impl Session {
             Err(DeliveryFailure::Temporary(why)) => {
                 self.send(reply::coded(&why, '4').unwrap_or(reply::STORAGE_FAILED))
             }
-            Err(DeliveryFailure::Permanent(why)) => self.send(
-                reply::coded(&why, '5').unwrap_or_else(|| reply::refused(&why)),
-            ),
+            Err(DeliveryFailure::Permanent(why)) => {
+                self.send(reply::coded(&why, '5').unwrap_or_else(|| reply::refused(&why)))
+            }
         }
     }
 
@@ -266,7 +266,10 @@ impl Session {
             body,
             trace,
             inbound_mx: self.cfg.kind == ListenerKind::Mx && self.auth.is_none(),
-            authenticated: self.auth.as_ref().and_then(|a| a.addresses.first().cloned()),
+            authenticated: self
+                .auth
+                .as_ref()
+                .and_then(|a| a.addresses.first().cloned()),
             memory,
         })));
     }
