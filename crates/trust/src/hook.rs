@@ -10,7 +10,8 @@ use std::sync::Arc;
 ///
 /// * from an unauthenticated SMTP client (the inbound MX): SPF, DKIM, DMARC and iprev; the
 ///   `Authentication-Results` field on the local copies; DMARC `p=reject` refuses,
-///   `p=quarantine` files into Junk (as configured);
+///   `p=quarantine` files into Junk (as configured); mail claiming one of our domains gets
+///   `x-bulwark=local-domain-unauthenticated` in that field;
 /// * from an authenticated SMTP client, or made by this server for remote recipients (JMAP
 ///   submission, vacation replies, bounces): a `DKIM-Signature` of the header From's domain
 ///   when it is one of ours and has a key — added once, to the local and the relayed copy.
@@ -28,6 +29,25 @@ impl TrustHook {
             store,
             checker,
         }
+    }
+
+    /// Whether the envelope sender or a header From address is in one of our domains.
+    async fn claims_local_domain(&self, message: &Message) -> bool {
+        let (from, _) = bulwark_core::sender::header_senders(&message.local_raw);
+        let mut domains: Vec<String> = std::iter::once(message.sender.as_str())
+            .chain(from.iter().map(String::as_str))
+            .filter_map(|a| bulwark_core::split_address(a).map(|(_, d)| d))
+            .collect();
+        domains.sort();
+        domains.dedup();
+        for domain in domains {
+            match self.store.domain_exists(&domain).await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(%domain, error = %e, "cannot check whether a sender domain is local"),
+            }
+        }
+        false
     }
 
     async fn sign(&self, message: &Message, verdict: &mut Verdict) {
@@ -72,7 +92,15 @@ impl DeliveryHook for TrustHook {
                     .check(&message.local_raw, origin.ip, &origin.helo, &message.sender)
                     .await;
                 tracing::info!(ip = %origin.ip, helo = %origin.helo, sender = %message.sender, results = %v.summary, "inbound authentication checks");
-                verdict.local_headers.push(v.header);
+                let mut header = v.header;
+                if self.claims_local_domain(message).await
+                    && let Some(field) = header.strip_suffix("\r\n")
+                {
+                    // Our own method (RFC 8601 §2.7.6): it says "one of ours" without SMTP
+                    // AUTH, whatever the domain publishes (clients warn on it).
+                    header = format!("{field};\r\n\tx-bulwark=local-domain-unauthenticated\r\n");
+                }
+                verdict.local_headers.push(header);
                 match v.action {
                     Action::Deliver => {}
                     Action::Junk(why) => {
