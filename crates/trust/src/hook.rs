@@ -44,7 +44,9 @@ impl TrustHook {
             match self.store.domain_exists(&domain).await {
                 Ok(true) => return true,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(%domain, error = %e, "cannot check whether a sender domain is local"),
+                Err(e) => {
+                    tracing::warn!(%domain, error = %e, "cannot check whether a sender domain is local")
+                }
             }
         }
         false

@@ -15,6 +15,21 @@ pub mod keys;
 pub mod records;
 pub mod sign;
 
+/// Every parser the checks feed hostile bytes to, for the fuzz target `trust_parsers`:
+/// mail-auth's message parser (with its DKIM-Signature fields), its DKIM-Signature, SPF,
+/// DKIM key and DMARC record parsers, and our tag readers of `domain dns --check`.
+pub fn fuzz_parsers(data: &[u8]) {
+    use mail_auth::common::parse::TxtRecordParser;
+    let _ = mail_auth::AuthenticatedMessage::parse(data);
+    let _ = mail_auth::dkim::Signature::parse(data);
+    let _ = mail_auth::spf::Spf::parse(data);
+    let _ = mail_auth::common::verify::DomainKey::parse(data);
+    let _ = mail_auth::dmarc::Dmarc::parse(data);
+    let text = String::from_utf8_lossy(data);
+    let _ = records::has_tag(&text, "v=spf1");
+    let _ = records::tag_value(&text, "p");
+}
+
 pub use checks::{Action, Checker, ChecksConfig};
 pub use hook::TrustHook;
 pub use sign::Signer;

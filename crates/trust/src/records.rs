@@ -324,7 +324,8 @@ fn unquote(value: &str) -> String {
         .collect()
 }
 
-fn has_tag(txt: &str, tag: &str) -> bool {
+/// Whether a TXT record starts with `tag` (`v=spf1`, case-insensitive) as a whole word.
+pub fn has_tag(txt: &str, tag: &str) -> bool {
     let t = txt.trim_start();
     t.len() >= tag.len()
         && t[..tag.len()].eq_ignore_ascii_case(tag)
@@ -335,7 +336,7 @@ fn has_tag(txt: &str, tag: &str) -> bool {
 }
 
 /// The value of `name=` in a `tag=value; …` record (RFC 6376 §3.2), spaces removed.
-fn tag_value(txt: &str, name: &str) -> Option<String> {
+pub fn tag_value(txt: &str, name: &str) -> Option<String> {
     txt.split(';').find_map(|part| {
         let (k, v) = part.split_once('=')?;
         (k.trim() == name).then(|| v.chars().filter(|c| !c.is_whitespace()).collect())
