@@ -184,7 +184,12 @@ class TwoDomainsTest(unittest.TestCase):
             s.quit()
         raw = wait_for_subject(self.b, "bob@b.test", PW, subject, timeout=60)
         head = raw.split(b"\r\n\r\n", 1)[0].decode()
-        self.assertTrue(head.startswith("Authentication-Results: mx.b.test;"), head[:300])
+        # Return-Path stays first (RFC 5321 §4.4), our results right below it, above the
+        # Received fields (RFC 8601 §5).
+        lines = head.split("\r\n")
+        self.assertTrue(lines[0].startswith("Return-Path: <alice@a.test>"), head[:300])
+        self.assertTrue(lines[1].startswith("Authentication-Results: mx.b.test;"), head[:300])
+        self.assertLess(head.index("Authentication-Results:"), head.index("Received:"))
         self.assertEqual(head.count("Authentication-Results:"), 1, head)
         for want in ("dkim=pass", "header.d=a.test", "spf=pass", "smtp.mailfrom=alice@a.test",
                      "dmarc=pass", "header.from=a.test", "iprev=pass"):

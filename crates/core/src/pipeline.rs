@@ -422,7 +422,8 @@ impl Pipeline {
     }
 }
 
-/// `raw` with `headers` in front (no copy when there are none).
+/// `raw` with `headers` at its top (no copy when there are none), below a leading
+/// `Return-Path` field: RFC 5321 §4.4 keeps that one first in a delivered message.
 fn with_headers<'a>(raw: &Arc<Vec<u8>>, headers: impl Iterator<Item = &'a String>) -> Arc<Vec<u8>> {
     let mut head = String::new();
     for h in headers {
@@ -431,10 +432,29 @@ fn with_headers<'a>(raw: &Arc<Vec<u8>>, headers: impl Iterator<Item = &'a String
     if head.is_empty() {
         return raw.clone();
     }
+    let at = return_path_len(raw);
     let mut out = Vec::with_capacity(head.len() + raw.len());
+    out.extend_from_slice(&raw[..at]);
     out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(raw);
+    out.extend_from_slice(&raw[at..]);
     Arc::new(out)
+}
+
+/// Length of a leading `Return-Path` field with its folded lines (0 without one).
+fn return_path_len(raw: &[u8]) -> usize {
+    const NAME: &[u8] = b"return-path:";
+    if raw.len() < NAME.len() || !raw[..NAME.len()].eq_ignore_ascii_case(NAME) {
+        return 0;
+    }
+    let mut end = 0;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        let folded = end > 0 && line.first().is_some_and(|&b| b == b' ' || b == b'\t');
+        if end > 0 && !folded {
+            break;
+        }
+        end += line.len();
+    }
+    end
 }
 
 #[cfg(test)]
@@ -534,7 +554,8 @@ mod tests {
         let (_dir, store, alice, bob) = setup().await;
         let p = Pipeline::new(store.clone(), Arc::new(Notify::new()), 3600);
         p.add_hook(Arc::new(Stage(bob)));
-        let raw = Arc::new(b"Subject: hi\r\n\r\nhello\r\n".to_vec());
+        let raw =
+            Arc::new(b"Return-Path: <x@client.test>\r\nSubject: hi\r\n\r\nhello\r\n".to_vec());
         let m = Message::new(
             "x@client.test",
             vec![
@@ -559,7 +580,11 @@ mod tests {
             .await
             .expect("blob")
             .expect("raw");
-        assert!(stored.starts_with(b"X-Local: 1\r\nX-All: 1\r\nSubject: hi"));
+        assert!(
+            stored.starts_with(
+                b"Return-Path: <x@client.test>\r\nX-Local: 1\r\nX-All: 1\r\nSubject: hi"
+            )
+        );
         let q = store.queue_list().await.expect("queue");
         let queued = store
             .blob_get(&q[0].blob)
@@ -567,7 +592,7 @@ mod tests {
             .expect("blob")
             .expect("raw");
         assert!(
-            queued.starts_with(b"X-All: 1\r\nSubject: hi"),
+            queued.starts_with(b"Return-Path: <x@client.test>\r\nX-All: 1\r\nSubject: hi"),
             "remote copy: no local fields"
         );
 
