@@ -122,28 +122,45 @@ pub(crate) async fn route_domain(
     }
 }
 
-/// The relay (`host:port`) resolved through the system resolver (it may be an IP literal).
-pub(crate) async fn route_relay(relay: &str) -> Result<Vec<Target>, RouteError> {
-    let host = relay.rsplit_once(':').map(|(h, _)| h).unwrap_or(relay);
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let addrs = tokio::net::lookup_host(relay)
+/// The relay (`host:port`; the host may be an IP literal) resolved through the node's resolver.
+pub(crate) async fn route_relay(
+    resolver: &Resolver,
+    relay: &str,
+) -> Result<Vec<Target>, RouteError> {
+    if let Ok(addr) = relay.parse::<SocketAddr>() {
+        return Ok(vec![Target {
+            host: addr.ip().to_string(),
+            addr,
+        }]);
+    }
+    let (host, port) = relay
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| RouteError::Temporary(format!("relay {relay} is not HOST:PORT")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![Target {
+            host: host.to_string(),
+            addr: SocketAddr::new(ip, port),
+        }]);
+    }
+    let ips = resolver
+        .ips(host)
         .await
         .map_err(|e| RouteError::Temporary(format!("cannot resolve relay {relay}: {e}")))?;
-    let targets: Vec<Target> = addrs
-        .map(|addr| Target {
-            host: host.clone(),
-            addr,
-        })
-        .collect();
-    if targets.is_empty() {
+    if ips.is_empty() {
         return Err(RouteError::Temporary(format!(
             "relay {relay} has no address"
         )));
     }
-    Ok(targets)
+    Ok(ips
+        .into_iter()
+        .take(MAX_ADDRS_PER_HOST)
+        .map(|ip| Target {
+            host: host.to_string(),
+            addr: SocketAddr::new(ip, port),
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -152,18 +152,12 @@ impl Inner {
             command_timeout: cfg.command_timeout,
             tls: cfg.starttls.then(bulwark_net::client_config_insecure),
         };
-        let resolver = if cfg.relay.is_some() {
-            Err("a relay is configured".to_string())
-        } else {
-            match &cfg.resolver {
-                Some(r) => Ok(r.clone()),
-                None => bulwark_dns::Resolver::new(&bulwark_dns::DnsConfig::default()),
-            }
+        let resolver = match &cfg.resolver {
+            Some(r) => Ok(r.clone()),
+            None => bulwark_dns::Resolver::new(&bulwark_dns::DnsConfig::default()),
         };
-        if let Err(e) = &resolver
-            && cfg.relay.is_none()
-        {
-            warn!("outbound queue: no DNS resolver, MX delivery will be retried: {e}");
+        if let Err(e) = &resolver {
+            warn!("outbound queue: no DNS resolver, delivery will be retried: {e}");
         }
         Inner {
             cfg,
@@ -346,7 +340,10 @@ impl Inner {
         }
         for (domain, indices) in groups {
             let routed = match &self.cfg.relay {
-                Some(relay) => mx::route_relay(relay).await,
+                Some(relay) => match &self.resolver {
+                    Ok(resolver) => mx::route_relay(resolver, relay).await,
+                    Err(e) => Err(RouteError::Temporary(format!("no DNS resolver: {e}"))),
+                },
                 None => match &self.resolver {
                     Ok(resolver) => mx::route_domain(resolver, &domain, self.cfg.smtp_port).await,
                     Err(e) => Err(RouteError::Temporary(format!("no DNS resolver: {e}"))),
