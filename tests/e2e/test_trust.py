@@ -234,6 +234,30 @@ class TwoDomainsTest(unittest.TestCase):
         finally:
             m.logout()
 
+    def test_5_rotation_signs_with_the_new_selector_and_keeps_the_old_published(self):
+        self.publish()
+        out = self.a.cli("domain", "dkim", "rotate", "a.test", "--selector", "next").stdout
+        self.assertIn("next._domainkey.a.test.", out)
+        listing = self.a.cli("domain", "dkim", "list", "a.test").stdout
+        self.assertRegex(listing, r"(?m)^next\s+rsa-2048\s+.*\bactive\b")
+        self.assertRegex(listing, r"(?m)^b\d{8}\s+rsa-2048\s+.*\bretiring\b")
+        zone = self.a.cli("domain", "dns", "a.test").stdout
+        self.assertEqual(zone.count("._domainkey.a.test. 3600 IN TXT"), 2, zone)
+        self.dns.zone.add("\n".join(l for l in zone.splitlines() if "next._domainkey" in l))
+        # Another node would see the new key within a minute; this one at once after restart.
+        self.a.restart()
+        subject = f"rotated-{time.time_ns()}"
+        s = self.a.submission("alice@a.test", PW)
+        try:
+            s.sendmail("alice@a.test", ["bob@b.test"],
+                       make_message(subject, sender="Alice <alice@a.test>", to="bob@b.test"))
+        finally:
+            s.quit()
+        raw = wait_for_subject(self.b, "bob@b.test", PW, subject, timeout=60)
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        self.assertIn(b"header.s=next", head)
+        self.assertIn(b"dkim=pass", head)
+
 
 class SilentDnsTest(unittest.TestCase):
     """A DNS server that never answers: temperror, and the mail is accepted in bounded time."""
