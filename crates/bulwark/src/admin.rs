@@ -85,8 +85,16 @@ async fn account_for(store: &dyn Store, address: &str) -> anyhow::Result<Account
         .ok_or_else(|| anyhow!("no account {address}"))
 }
 
-pub async fn domain(store: &dyn Store, cmd: DomainCommand) -> anyhow::Result<()> {
+pub async fn domain(
+    store: &dyn Store,
+    config: &crate::config::Config,
+    cmd: DomainCommand,
+) -> anyhow::Result<()> {
     match cmd {
+        DomainCommand::Dkim(cmd) => return crate::trust_cli::dkim(store, cmd).await,
+        DomainCommand::Dns { domain, check } => {
+            return crate::trust_cli::dns(store, config, &domain, check).await;
+        }
         DomainCommand::Add { domain } => {
             let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
             check_hostname(&domain).map_err(|why| anyhow!("bad domain name: {why}"))?;

@@ -147,6 +147,58 @@ pub enum DomainCommand {
         /// Domain name.
         domain: String,
     },
+    /// DKIM signing keys of a domain (kept in the store, shared by every node).
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+    /// Print the DNS records the domain needs, as zone-file lines (NAME TTL IN TYPE VALUE):
+    /// MX, SPF, DKIM (every published selector), DMARC, MTA-STS, TLS-RPT, SRV records for
+    /// client autoconfiguration, autoconfig/autodiscover. With --check, ask DNS (through
+    /// `[dns] servers`) and say per record whether it is there; exit status 1 if any is
+    /// missing or wrong.
+    #[command(
+        after_help = "Examples:\n  bulwark domain dns example.test\n  bulwark domain dns example.test --check"
+    )]
+    Dns {
+        /// Domain name.
+        domain: String,
+        /// Compare with what DNS answers.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Create the domain's first DKIM key; mail from the domain is signed with it at once.
+    /// Publish the TXT record it prints (also in `bulwark domain dns`).
+    #[command(
+        after_help = "Examples:\n  bulwark domain dkim generate example.test\n  bulwark domain dkim generate example.test --algorithm rsa --selector mail2026"
+    )]
+    Generate {
+        /// Domain name.
+        domain: String,
+        /// ed25519 (RFC 8463; small) or rsa (2048 bits; verified everywhere).
+        #[arg(long, default_value = "rsa", value_name = "ed25519|rsa")]
+        algorithm: String,
+        /// Selector (one DNS label); default bYYYYMMDD.
+        #[arg(long, value_name = "S")]
+        selector: Option<String>,
+    },
+    /// Replace the signing key: a new key with a new selector signs from now on; the old one
+    /// stays published for 7 days so mail signed just before still verifies. Publish the
+    /// new TXT record first if receivers must never see an unknown selector.
+    #[command(after_help = "Example:\n  bulwark domain dkim rotate example.test")]
+    Rotate {
+        domain: String,
+        /// Algorithm of the new key (default: the current key's).
+        #[arg(long, value_name = "ed25519|rsa")]
+        algorithm: Option<String>,
+        #[arg(long, value_name = "S")]
+        selector: Option<String>,
+    },
+    /// The domain's keys: selector, algorithm, created, active or retired, and the TXT record.
+    #[command(after_help = "Example:\n  bulwark domain dkim list example.test")]
+    List { domain: String },
 }
 
 #[derive(Debug, Args)]

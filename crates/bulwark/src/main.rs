@@ -13,6 +13,7 @@ mod private_files;
 mod reload;
 mod serve;
 mod servers;
+mod trust_cli;
 
 use clap::Parser;
 use cli::{AuthCommand, Cli, Command, ConfigCommand, NodeCommand};
@@ -91,7 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let store = admin::open_store(&config).await?;
         let store = store.as_ref();
         match cli.command {
-            Command::Domain(cmd) => admin::domain(store, cmd).await,
+            Command::Domain(cmd) => admin::domain(store, &config, cmd).await,
             Command::Account(cmd) => admin::account(store, cmd).await,
             Command::Alias(cmd) => admin::alias(store, cmd).await,
             Command::Queue(cmd) => admin::queue(store, cmd).await,

@@ -112,6 +112,8 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         "drain_timeout",
         true,
     );
+    check(old.dns != new.dns, "dns", false);
+    check(old.auth_checks != new.auth_checks, "auth_checks", false);
     check(old.listen != new.listen, "listen", false);
     check(old.store != new.store, "store", false);
     check(old.data_dir != new.data_dir, "data_dir", false);
@@ -125,6 +127,8 @@ pub fn keep_restart_keys(running: &Config, mut new: Config) -> Config {
     new.limits = running.limits.clone();
     new.auth = running.auth.clone();
     new.listen = running.listen.clone();
+    new.dns = running.dns.clone();
+    new.auth_checks = running.auth_checks.clone();
     new.store = running.store.clone();
     new.data_dir = running.data_dir.clone();
     new.hostname = running.hostname.clone();

@@ -77,7 +77,10 @@ async fn serve(
     let node = NodeState::new(store.clone());
     let max_connections = connection_cap(&config, listeners.len());
     let queue_wakeup = Arc::new(Notify::new());
+    let resolver = bulwark_dns::Resolver::new(&servers::dns_config(&config))
+        .map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?;
     let shared = Shared {
+        resolver,
         max_connections,
         auth: Arc::new(
             Authenticator::with_offline_cache(
@@ -101,6 +104,8 @@ async fn serve(
         config: Arc::new(config),
         node: node.clone(),
     };
+    // SPF/DKIM/DMARC checks and DKIM signing: the first stage of the pipeline.
+    shared.pipeline.add_hook(servers::trust_hook(&shared));
     // Signing keys are shared by every node through the store (cached in data_dir, so a node
     // starts and verifies tokens during a store outage); a task picks up rotations.
     let signer = Arc::new(
@@ -300,7 +305,9 @@ fn apply_reload(running: Config, live: &mut Live) -> Config {
                     message.push_str(&format!("\ntls not applied: {e:#}"));
                 }
                 if config.outbound != running.outbound {
-                    live.queue.set_config(servers::queue_config(&config));
+                    let resolver = live.queue.config().resolver;
+                    live.queue
+                        .set_config(servers::queue_config(&config, resolver));
                 }
                 tracing::info!("{message}");
                 (config, true, message)

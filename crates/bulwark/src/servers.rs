@@ -27,6 +27,8 @@ pub struct Shared {
     /// The one delivery pipeline every protocol hands mail to (SMTP, JMAP submission,
     /// vacation replies), with the node's hooks.
     pub pipeline: Arc<bulwark_core::Pipeline>,
+    /// The node's one DNS resolver (`[dns]`): the queue's MX lookups, the inbound checks.
+    pub resolver: bulwark_dns::Resolver,
     /// Connections one listener may hold: `limits.max_connections`, lowered when every
     /// listener at that cap would not fit in the file-descriptor budget
     /// ([`bulwark_net::fd::fair_share`]).
@@ -45,6 +47,8 @@ pub fn smtp_server(shared: &Shared) -> Arc<SmtpServer> {
         max_connections_per_ip: c.limits.max_connections_per_ip,
         max_connections: shared.max_connections,
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
+        // The pipeline's checks write the Authentication-Results field instead.
+        mark_local_domain_unauthenticated: !c.auth_checks.enabled,
         ..SmtpConfig::default()
     };
     let server = SmtpServer::new(
@@ -113,11 +117,14 @@ pub fn spawn_imap(
     )
 }
 
-/// The queue worker's settings: this node's id is the lease owner.
-pub fn queue_config(c: &Config) -> QueueConfig {
+/// The queue worker's settings: this node's id is the lease owner; MX lookups through
+/// `resolver` (the node's).
+pub fn queue_config(c: &Config, resolver: Option<bulwark_dns::Resolver>) -> QueueConfig {
     QueueConfig {
         hostname: c.hostname.clone(),
         relay: c.outbound.relay.clone(),
+        smtp_port: c.outbound.mx_port,
+        resolver,
         node_id: c.node_id.clone(),
         retry_base_secs: secs(c.outbound.retry_base),
         retry_max_secs: secs(c.outbound.retry_max),
@@ -130,9 +137,39 @@ pub fn queue_config(c: &Config) -> QueueConfig {
 /// the pass in flight.
 pub fn spawn_queue(shared: &Shared) -> (Arc<QueueWorker>, JoinHandle<()>) {
     // Bounces go through the node's pipeline (its hooks); it shares the queue wake-up.
-    let worker = QueueWorker::with_pipeline(queue_config(&shared.config), shared.pipeline.clone());
+    let worker = QueueWorker::with_pipeline(
+        queue_config(&shared.config, Some(shared.resolver.clone())),
+        shared.pipeline.clone(),
+    );
     let task = tokio::spawn(worker.clone().run_until(shared.node.drain_signal()));
     (worker, task)
+}
+
+/// The `[dns]` section as the resolver's settings.
+pub fn dns_config(c: &Config) -> bulwark_dns::DnsConfig {
+    bulwark_dns::DnsConfig {
+        servers: c.dns.servers.clone(),
+        timeout: c.dns.timeout,
+    }
+}
+
+/// The trust stage of the pipeline: inbound checks (unless `[auth_checks] enabled = false`)
+/// and DKIM signing with the domains' keys.
+pub fn trust_hook(shared: &Shared) -> Arc<bulwark_trust::TrustHook> {
+    let c = &shared.config;
+    let checker = c.auth_checks.enabled.then(|| {
+        bulwark_trust::Checker::new(
+            bulwark_trust::ChecksConfig {
+                enabled: true,
+                hostname: c.hostname.clone(),
+                dmarc_reject: c.auth_checks.dmarc_reject,
+                dmarc_quarantine: c.auth_checks.dmarc_quarantine,
+                tempfail_on_dns_error: c.auth_checks.tempfail_on_dns_error,
+            },
+            &shared.resolver,
+        )
+    });
+    Arc::new(bulwark_trust::TrustHook::new(shared.store.clone(), checker))
 }
 
 fn secs(d: std::time::Duration) -> i64 {

@@ -17,7 +17,9 @@ pub mod sender;
 pub mod spool;
 mod summary;
 
-pub use pipeline::{DeliveryError, DeliveryHook, Message, Outcome, Pipeline, Refusal};
+pub use pipeline::{
+    DeliveryError, DeliveryHook, Folder, Message, Origin, Outcome, Pipeline, Refusal, Verdict,
+};
 pub use summary::{envelope, header, imap_string, summarize};
 
 use bulwark_store::{AccountId, EmailSummary, MailboxId, NewEmail, Role, Store, StoreError};

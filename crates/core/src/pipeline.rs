@@ -1,8 +1,10 @@
 //! The one delivery pipeline: every path that puts mail somewhere — SMTP (inbound and
 //! submission), JMAP EmailSubmission, vacation replies — hands its message here.
 //!
-//! resolve → hooks ([`DeliveryHook::check`]: filters, spam scoring, quota; none refuse
-//! today) → one [`Store::accept`] (local copies, the queue entry for remote recipients and the
+//! resolve → the message stage ([`DeliveryHook::inspect`], once per message: SPF/DKIM/DMARC
+//! results as header fields, DKIM signing, the folder of each local copy such as Junk, or a
+//! refusal of the whole message) → the recipient stage ([`DeliveryHook::check`]: quota and
+//! other per-account refusals) → one [`Store::accept`] (local copies, the queue entry for remote recipients and the
 //! caller's records, all or nothing) → after the commit, [`DeliveryHook::delivered`] (the
 //! vacation responder) → a typed [`Outcome`] per recipient.
 //!
@@ -10,10 +12,13 @@
 //! `Expect::Absent` keyed by the message; a retry then finds it and stores nothing twice
 //! ([`DeliveryError::AlreadyAccepted`]).
 
-use crate::{Recipient, inbox_email, inbox_of, resolve_recipient, summarize};
+use crate::{Recipient, inbox_email, inbox_of, mailbox_with_role, resolve_recipient, summarize};
 use bulwark_store::{
-    Acceptance, AccountId, Appended, ItemWrite, NewQueued, QueueId, Store, StoreError, now_unix,
+    Acceptance, AccountId, Appended, ItemWrite, NewQueued, QueueId, Role, Store, StoreError,
+    now_unix,
 };
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
@@ -48,9 +53,62 @@ pub enum Outcome {
     Refused(Refusal),
 }
 
-/// A typed extension point of the pipeline. Both methods have do-nothing defaults.
+/// Where a message from an SMTP client came from: what the inbound checks judge it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's IP address.
+    pub ip: IpAddr,
+    /// Its HELO/EHLO argument.
+    pub helo: String,
+    /// The SMTP AUTH identity; `None`: an unauthenticated client (the inbound MX).
+    pub authenticated: Option<String>,
+}
+
+/// The mailbox a local copy is filed into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Folder {
+    /// The account's mailbox with this special-use role (INBOX if it has none).
+    Role(Role),
+}
+
+/// What the message stage decided; each hook adds to it in turn.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Header fields (each with its CRLF) put at the top of the local copies only, in
+    /// order (e.g. `Authentication-Results`).
+    pub local_headers: Vec<String>,
+    /// Header fields put at the top of every copy, local and relayed (e.g. `DKIM-Signature`).
+    pub headers: Vec<String>,
+    /// Refuse the message for every recipient (nothing is stored).
+    pub refusal: Option<Refusal>,
+    /// The folder of every local copy, unless [`Verdict::folders`] names one for the account.
+    pub folder: Option<Folder>,
+    /// The folder of one account's copy.
+    pub folders: BTreeMap<AccountId, Folder>,
+}
+
+impl Verdict {
+    /// Where `account`'s copy goes (`None`: INBOX).
+    pub fn folder_for(&self, account: AccountId) -> Option<&Folder> {
+        self.folders.get(&account).or(self.folder.as_ref())
+    }
+}
+
+/// A typed extension point of the pipeline. Every method has a do-nothing default.
 #[async_trait::async_trait]
 pub trait DeliveryHook: Send + Sync + 'static {
+    /// Once per message, before anything is stored and before [`DeliveryHook::check`]:
+    /// `local` are the accounts it is for, `remote` the recipients it is relayed to. May add
+    /// header fields, choose folders or refuse the message (authentication checks, signing;
+    /// later spam scoring and Sieve).
+    async fn inspect(
+        &self,
+        _message: &Message,
+        _local: &[AccountId],
+        _remote: &[String],
+        _verdict: &mut Verdict,
+    ) {
+    }
     /// Before anything is stored, per local recipient: `Some` refuses the recipient.
     async fn check(&self, _account: AccountId, _message: &Message) -> Option<Refusal> {
         None
@@ -83,6 +141,9 @@ pub struct Message {
     pub queue_lifetime_secs: Option<i64>,
     /// Records committed together with the message (see the module docs).
     pub records: Vec<(AccountId, ItemWrite)>,
+    /// The SMTP client it came from; `None`: made or replayed by this server (JMAP
+    /// submission, vacation replies, bounces, spool replays).
+    pub origin: Option<Origin>,
 }
 
 impl Message {
@@ -96,6 +157,7 @@ impl Message {
             received_at: now_unix(),
             queue_lifetime_secs: None,
             records: Vec::new(),
+            origin: None,
         }
     }
 }
@@ -186,6 +248,17 @@ impl Pipeline {
             message.resolved.clone()
         };
         let hooks = self.hooks();
+        let verdict = self.inspect(&hooks, &message, &resolved).await;
+        if let Some(refusal) = &verdict.refusal {
+            let outcomes = resolved
+                .into_iter()
+                .map(|(address, _)| (address, Outcome::Refused(refusal.clone())))
+                .collect();
+            return Ok(Delivered {
+                outcomes,
+                ..Delivered::default()
+            });
+        }
         let mut outcomes: Vec<(String, Outcome)> = Vec::with_capacity(resolved.len());
         let mut local: Vec<AccountId> = Vec::new();
         let mut remote: Vec<String> = Vec::new();
@@ -225,23 +298,30 @@ impl Pipeline {
             ..Acceptance::default()
         };
         if !local.is_empty() {
-            let summary = summarize(&message.local_raw);
+            let local_raw = with_headers(
+                &message.local_raw,
+                verdict.local_headers.iter().chain(&verdict.headers),
+            );
+            let summary = summarize(&local_raw);
             for account in &local {
-                let inbox = inbox_of(self.store.as_ref(), *account).await?;
+                let mailbox = self
+                    .folder_of(*account, verdict.folder_for(*account))
+                    .await?;
                 acceptance.local.push((
                     *account,
-                    inbox_email(inbox, &message.local_raw, &summary, message.received_at),
+                    inbox_email(mailbox, &local_raw, &summary, message.received_at),
                 ));
             }
         }
         if !remote.is_empty() {
+            let remote_raw = message
+                .remote_raw
+                .clone()
+                .unwrap_or_else(|| message.local_raw.clone());
             acceptance.queue = Some(NewQueued {
                 sender: message.sender.clone(),
                 recipients: remote,
-                raw: message
-                    .remote_raw
-                    .clone()
-                    .unwrap_or_else(|| message.local_raw.clone()),
+                raw: with_headers(&remote_raw, verdict.headers.iter()),
                 expires_at: message.received_at.saturating_add(
                     message
                         .queue_lifetime_secs
@@ -284,6 +364,97 @@ impl Pipeline {
             queued: accepted.queued,
         })
     }
+
+    /// The message stage: every hook's [`DeliveryHook::inspect`], in order.
+    async fn inspect(
+        &self,
+        hooks: &[Arc<dyn DeliveryHook>],
+        message: &Message,
+        resolved: &[(String, Recipient)],
+    ) -> Verdict {
+        let mut verdict = Verdict::default();
+        if hooks.is_empty() {
+            return verdict;
+        }
+        let mut local: Vec<AccountId> = resolved
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Recipient::Local(a) => Some(*a),
+                _ => None,
+            })
+            .collect();
+        local.sort();
+        local.dedup();
+        let remote: Vec<String> = resolved
+            .iter()
+            .filter(|(_, r)| *r == Recipient::Remote)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for hook in hooks {
+            hook.inspect(message, &local, &remote, &mut verdict).await;
+            if verdict.refusal.is_some() {
+                break;
+            }
+        }
+        verdict
+    }
+
+    /// The mailbox for `account`'s copy: the folder's, else (none chosen, or the account
+    /// has no such mailbox any more) INBOX.
+    async fn folder_of(
+        &self,
+        account: AccountId,
+        folder: Option<&Folder>,
+    ) -> Result<bulwark_store::MailboxId, StoreError> {
+        match folder {
+            Some(Folder::Role(role)) if *role != Role::Inbox => {
+                match mailbox_with_role(self.store.as_ref(), account, *role).await {
+                    Ok(id) => Ok(id),
+                    Err(StoreError::NotFound(_)) => {
+                        tracing::info!(%account, role = role.as_jmap(), "no such mailbox; filed into INBOX");
+                        inbox_of(self.store.as_ref(), account).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => inbox_of(self.store.as_ref(), account).await,
+        }
+    }
+}
+
+/// `raw` with `headers` at its top (no copy when there are none), below a leading
+/// `Return-Path` field: RFC 5321 §4.4 keeps that one first in a delivered message.
+fn with_headers<'a>(raw: &Arc<Vec<u8>>, headers: impl Iterator<Item = &'a String>) -> Arc<Vec<u8>> {
+    let mut head = String::new();
+    for h in headers {
+        head.push_str(h);
+    }
+    if head.is_empty() {
+        return raw.clone();
+    }
+    let at = return_path_len(raw);
+    let mut out = Vec::with_capacity(head.len() + raw.len());
+    out.extend_from_slice(&raw[..at]);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&raw[at..]);
+    Arc::new(out)
+}
+
+/// Length of a leading `Return-Path` field with its folded lines (0 without one).
+fn return_path_len(raw: &[u8]) -> usize {
+    const NAME: &[u8] = b"return-path:";
+    if raw.len() < NAME.len() || !raw[..NAME.len()].eq_ignore_ascii_case(NAME) {
+        return 0;
+    }
+    let mut end = 0;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        let folded = end > 0 && line.first().is_some_and(|&b| b == b' ' || b == b'\t');
+        if end > 0 && !folded {
+            break;
+        }
+        end += line.len();
+    }
+    end
 }
 
 #[cfg(test)]
@@ -360,6 +531,76 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert_eq!(q[0].recipients.len(), 1);
         assert_eq!(q[0].recipients[0].address, "carol@remote.test");
+    }
+
+    /// A message-stage hook: marks every copy, files bob's into Junk, refuses "spam".
+    struct Stage(AccountId);
+    #[async_trait::async_trait]
+    impl DeliveryHook for Stage {
+        async fn inspect(&self, m: &Message, local: &[AccountId], _r: &[String], v: &mut Verdict) {
+            if m.sender == "spam@client.test" {
+                v.refusal = Some(Refusal::Permanent("550 5.7.1 no".into()));
+                return;
+            }
+            assert!(local.contains(&self.0));
+            v.local_headers.push("X-Local: 1\r\n".into());
+            v.headers.push("X-All: 1\r\n".into());
+            v.folders.insert(self.0, Folder::Role(Role::Junk));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_message_stage_adds_headers_files_into_junk_or_refuses() {
+        let (_dir, store, alice, bob) = setup().await;
+        let p = Pipeline::new(store.clone(), Arc::new(Notify::new()), 3600);
+        p.add_hook(Arc::new(Stage(bob)));
+        let raw =
+            Arc::new(b"Return-Path: <x@client.test>\r\nSubject: hi\r\n\r\nhello\r\n".to_vec());
+        let m = Message::new(
+            "x@client.test",
+            vec![
+                "alice@example.test".into(),
+                "bob@example.test".into(),
+                "carol@remote.test".into(),
+            ],
+            raw.clone(),
+        );
+        let d = p.deliver(m).await.expect("deliver");
+        assert_eq!(d.appended.len(), 2);
+        let junk = mailbox_with_role(store.as_ref(), bob, Role::Junk)
+            .await
+            .expect("junk");
+        let bobs = store.email_list(bob).await.expect("bob");
+        assert_eq!(bobs[0].mailboxes[0].0, junk);
+        let alices = store.email_list(alice).await.expect("alice");
+        let inbox = inbox_of(store.as_ref(), alice).await.expect("inbox");
+        assert_eq!(alices[0].mailboxes[0].0, inbox);
+        let stored = store
+            .blob_get(&alices[0].blob)
+            .await
+            .expect("blob")
+            .expect("raw");
+        assert!(
+            stored.starts_with(
+                b"Return-Path: <x@client.test>\r\nX-Local: 1\r\nX-All: 1\r\nSubject: hi"
+            )
+        );
+        let q = store.queue_list().await.expect("queue");
+        let queued = store
+            .blob_get(&q[0].blob)
+            .await
+            .expect("blob")
+            .expect("raw");
+        assert!(
+            queued.starts_with(b"Return-Path: <x@client.test>\r\nX-All: 1\r\nSubject: hi"),
+            "remote copy: no local fields"
+        );
+
+        let m = Message::new("spam@client.test", vec!["alice@example.test".into()], raw);
+        let d = p.deliver(m).await.expect("deliver");
+        assert!(d.appended.is_empty());
+        assert!(matches!(&d.outcomes[0].1, Outcome::Refused(r) if r.is_permanent()));
+        assert_eq!(store.email_list(alice).await.expect("alice").len(), 1);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! Messages for remote recipients are stored by the SMTP submission path with
 //! [`Store::queue_enqueue`](bulwark_store::Store::queue_enqueue); a [`QueueWorker`] leases due
 //! entries, delivers them (to the configured relay, or to each domain's MX hosts found with
-//! `hickory-resolver`), retries transient failures with exponential back-off and, once an
+//! the node's resolver, `bulwark-dns`), retries transient failures with exponential back-off and, once an
 //! entry has failed recipients and none pending, sends one RFC 3464 bounce to the sender.
 //!
 //! * STARTTLS is used whenever a server offers it, without certificate checks (opportunistic,
@@ -28,7 +28,6 @@ pub use mx::{MAX_ADDRS_PER_HOST, MAX_MX_HOSTS};
 pub use table::format_queue_table;
 pub use worker::{MAX_IDLE, MAX_JITTER_SECS, QueueWorker, retry_delay, retry_jitter};
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Default lifetime of a bounce in the queue (seconds).
@@ -58,8 +57,9 @@ pub struct QueueConfig {
     pub command_timeout: Duration,
     /// Port of MX hosts (25; tests use another).
     pub smtp_port: u16,
-    /// A fixed DNS server for MX/A/AAAA lookups instead of the system's (tests, operators).
-    pub resolver: Option<SocketAddr>,
+    /// The node's resolver for MX/A/AAAA lookups (`[dns]`); `None`: one on the system's
+    /// name servers.
+    pub resolver: Option<bulwark_dns::Resolver>,
     /// Use STARTTLS when offered (opportunistic).
     pub starttls: bool,
     /// How long a bounce to a remote sender is retried.

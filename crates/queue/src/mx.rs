@@ -2,20 +2,14 @@
 //! the domain itself) when there are none (RFC 5321 §5.1), null MX (RFC 7505), or a relay.
 
 use crate::client::Target;
-use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::proto::xfer::Protocol;
+use bulwark_dns::{DnsError, Resolver};
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 /// MX hosts tried per attempt (RFC 5321 §5.1 leaves the number to the client).
 pub const MAX_MX_HOSTS: usize = 5;
 /// Addresses tried per MX host.
 pub const MAX_ADDRS_PER_HOST: usize = 2;
-/// How long one DNS query may take.
-const DNS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a domain has no usable hosts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,25 +20,6 @@ pub(crate) enum RouteError {
     /// DNS timeout or server failure: retry later.
     #[error("{0}")]
     Temporary(String),
-}
-
-/// Builds the resolver: a fixed name server (tests, operators), else the system's.
-pub(crate) fn build_resolver(nameserver: Option<SocketAddr>) -> Result<TokioResolver, String> {
-    let provider = TokioConnectionProvider::default();
-    let mut builder = match nameserver {
-        Some(addr) => {
-            let mut config = ResolverConfig::new();
-            config.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
-            config.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
-            TokioResolver::builder_with_config(config, provider)
-        }
-        None => TokioResolver::builder(provider)
-            .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?,
-    };
-    let opts: &mut ResolverOpts = builder.options_mut();
-    opts.timeout = DNS_TIMEOUT;
-    opts.attempts = 2;
-    Ok(builder.build())
 }
 
 /// An MX record as (preference, exchange host without trailing dot; empty for the root `.`).
@@ -81,7 +56,7 @@ pub(crate) fn plan_from_mx(mut records: Vec<MxRecord>) -> MxPlan {
 
 /// The hosts for `domain`, in the order to try them.
 pub(crate) async fn route_domain(
-    resolver: &TokioResolver,
+    resolver: &Resolver,
     domain: &str,
     port: u16,
 ) -> Result<Vec<Target>, RouteError> {
@@ -99,29 +74,18 @@ pub(crate) async fn route_domain(
             addr: SocketAddr::new(ip, port),
         }]);
     }
-    let fqdn = format!("{}.", domain.trim_end_matches('.'));
-    let plan = match resolver.mx_lookup(fqdn.as_str()).await {
-        Ok(lookup) => plan_from_mx(
-            lookup
-                .iter()
-                .map(|mx| {
-                    (
-                        mx.preference(),
-                        mx.exchange().to_utf8().trim_end_matches('.').to_string(),
-                    )
-                })
-                .collect(),
-        ),
-        Err(e) if e.is_nx_domain() => {
+    let plan = match resolver.mx(domain).await {
+        Ok(records) => plan_from_mx(records),
+        Err(DnsError::NxDomain(_)) => {
             return Err(RouteError::Permanent(format!(
                 "550 5.1.2 domain {domain} does not exist"
             )));
         }
         // RFC 5321 §5.1: no MX records → the domain itself is the implicit MX.
-        Err(e) if e.is_no_records_found() => {
+        Err(DnsError::NoRecords(..)) => {
             MxPlan::Hosts(vec![domain.trim_end_matches('.').to_string()])
         }
-        Err(e) => {
+        Err(e @ DnsError::Temporary(_)) => {
             return Err(RouteError::Temporary(format!(
                 "MX lookup for {domain} failed: {e}"
             )));
@@ -138,13 +102,13 @@ pub(crate) async fn route_domain(
     let mut targets = Vec::new();
     let mut last_error = None;
     for host in &hosts {
-        match resolver.lookup_ip(format!("{host}.").as_str()).await {
-            Ok(ips) => targets.extend(ips.iter().take(MAX_ADDRS_PER_HOST).map(|ip| Target {
+        match resolver.ips(host).await {
+            Ok(ips) => targets.extend(ips.into_iter().take(MAX_ADDRS_PER_HOST).map(|ip| Target {
                 host: host.clone(),
                 addr: SocketAddr::new(ip, port),
             })),
-            Err(e) if e.is_nx_domain() || e.is_no_records_found() => {}
-            Err(e) => last_error = Some(format!("address lookup for {host} failed: {e}")),
+            Err(e) if e.is_empty_answer() => {}
+            Err(e) => last_error = Some(e.to_string()),
         }
     }
     if !targets.is_empty() {
@@ -158,28 +122,45 @@ pub(crate) async fn route_domain(
     }
 }
 
-/// The relay (`host:port`) resolved through the system resolver (it may be an IP literal).
-pub(crate) async fn route_relay(relay: &str) -> Result<Vec<Target>, RouteError> {
-    let host = relay.rsplit_once(':').map(|(h, _)| h).unwrap_or(relay);
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let addrs = tokio::net::lookup_host(relay)
+/// The relay (`host:port`; the host may be an IP literal) resolved through the node's resolver.
+pub(crate) async fn route_relay(
+    resolver: &Resolver,
+    relay: &str,
+) -> Result<Vec<Target>, RouteError> {
+    if let Ok(addr) = relay.parse::<SocketAddr>() {
+        return Ok(vec![Target {
+            host: addr.ip().to_string(),
+            addr,
+        }]);
+    }
+    let (host, port) = relay
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| RouteError::Temporary(format!("relay {relay} is not HOST:PORT")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![Target {
+            host: host.to_string(),
+            addr: SocketAddr::new(ip, port),
+        }]);
+    }
+    let ips = resolver
+        .ips(host)
         .await
         .map_err(|e| RouteError::Temporary(format!("cannot resolve relay {relay}: {e}")))?;
-    let targets: Vec<Target> = addrs
-        .map(|addr| Target {
-            host: host.clone(),
-            addr,
-        })
-        .collect();
-    if targets.is_empty() {
+    if ips.is_empty() {
         return Err(RouteError::Temporary(format!(
             "relay {relay} has no address"
         )));
     }
-    Ok(targets)
+    Ok(ips
+        .into_iter()
+        .take(MAX_ADDRS_PER_HOST)
+        .map(|ip| Target {
+            host: host.to_string(),
+            addr: SocketAddr::new(ip, port),
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -426,7 +426,13 @@ async fn mx_lookup_routes_to_the_preferred_host_and_null_mx_fails() {
     .ok();
     let cfg = QueueConfig {
         smtp_port: sink.addr.port(),
-        resolver: Some(dns),
+        resolver: Some(
+            bulwark_dns::Resolver::new(&bulwark_dns::DnsConfig {
+                servers: vec![dns],
+                timeout: std::time::Duration::from_secs(2),
+            })
+            .expect("resolver"),
+        ),
         ..config(None)
     };
     let w = worker(&env, cfg);

@@ -7,7 +7,6 @@ use crate::dsn::{EXPIRED_TEXT, build_dsn};
 use crate::mx::{self, RouteError};
 use bulwark_core::{Outcome, Pipeline, Refusal};
 use bulwark_store::{QueueRcpt, Queued, RcptStatus, Store, now_unix};
-use hickory_resolver::TokioResolver;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -60,7 +59,7 @@ struct Inner {
     pipeline: Arc<Pipeline>,
     client: ClientSettings,
     /// The MX resolver, or why it could not be built (MX delivery then fails temporarily).
-    resolver: Result<TokioResolver, String>,
+    resolver: Result<bulwark_dns::Resolver, String>,
 }
 
 impl QueueWorker {
@@ -153,15 +152,12 @@ impl Inner {
             command_timeout: cfg.command_timeout,
             tls: cfg.starttls.then(bulwark_net::client_config_insecure),
         };
-        let resolver = if cfg.relay.is_some() {
-            Err("a relay is configured".to_string())
-        } else {
-            mx::build_resolver(cfg.resolver)
+        let resolver = match &cfg.resolver {
+            Some(r) => Ok(r.clone()),
+            None => bulwark_dns::Resolver::new(&bulwark_dns::DnsConfig::default()),
         };
-        if let Err(e) = &resolver
-            && cfg.relay.is_none()
-        {
-            warn!("outbound queue: no DNS resolver, MX delivery will be retried: {e}");
+        if let Err(e) = &resolver {
+            warn!("outbound queue: no DNS resolver, delivery will be retried: {e}");
         }
         Inner {
             cfg,
@@ -344,7 +340,10 @@ impl Inner {
         }
         for (domain, indices) in groups {
             let routed = match &self.cfg.relay {
-                Some(relay) => mx::route_relay(relay).await,
+                Some(relay) => match &self.resolver {
+                    Ok(resolver) => mx::route_relay(resolver, relay).await,
+                    Err(e) => Err(RouteError::Temporary(format!("no DNS resolver: {e}"))),
+                },
                 None => match &self.resolver {
                     Ok(resolver) => mx::route_domain(resolver, &domain, self.cfg.smtp_port).await,
                     Err(e) => Err(RouteError::Temporary(format!("no DNS resolver: {e}"))),

@@ -225,6 +225,30 @@ pub fn refused(reason: &str) -> Reply {
     owned(554, (5, 7, 1), format!("Message refused: {reason}"))
 }
 
+/// A refusal whose reason names its own reply, `"550 5.7.1 text"` (a hook that knows the
+/// right code, e.g. DMARC `p=reject`, RFC 7489 §10.3): that reply when the code's class
+/// matches `class` (`'4'` temporary, `'5'` permanent); `None` otherwise.
+pub fn coded(reason: &str, class: char) -> Option<Reply> {
+    let mut parts = reason.splitn(3, ' ');
+    let code = parts.next()?;
+    let status = parts.next()?;
+    let text = parts.next().unwrap_or("").trim();
+    if code.len() != 3 || !code.starts_with(class) || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut s = status.split('.').map(|p| p.parse::<u8>().ok());
+    let (Some(Some(a)), Some(Some(b)), Some(Some(c)), None) =
+        (s.next(), s.next(), s.next(), s.next())
+    else {
+        return None;
+    };
+    if char::from(b'0' + a.min(9)) != class {
+        return None;
+    }
+    let text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    Some(owned(code.parse().ok()?, (a, b, c), text))
+}
+
 /// RFC 3030 §2: a non-final BDAT chunk was received.
 pub fn chunk_received(octets: usize) -> Reply {
     owned(250, (2, 0, 0), format!("{octets} octets received"))
@@ -333,5 +357,19 @@ mod tests {
             String::from_utf8_lossy(&out),
             "250-mx.test Hello client.test\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
         );
+    }
+
+    #[test]
+    fn a_refusal_may_name_its_reply() {
+        let r = coded("550 5.7.1 DMARC policy of example.test: reject", '5').expect("coded");
+        assert_eq!(
+            r.to_bytes(),
+            b"550 5.7.1 DMARC policy of example.test: reject\r\n"
+        );
+        assert!(coded("550 5.7.1 x", '4').is_none(), "class must match");
+        assert!(coded("451 4.7.0 try later", '4').is_some());
+        assert!(coded("451 5.7.0 mixed", '4').is_none());
+        assert!(coded("over quota", '5').is_none());
+        assert!(coded("550 5.7 short", '5').is_none());
     }
 }

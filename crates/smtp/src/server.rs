@@ -46,6 +46,10 @@ pub struct SmtpConfig {
     /// Memory all sessions together may hold for message bodies being received (at least
     /// `max_message_size` plus a little, so one message of the largest size always fits).
     pub body_memory_budget: usize,
+    /// Mark inbound mail that claims one of our domains without authentication
+    /// (`x-bulwark=local-domain-unauthenticated`, see [`crate::authres`]). Off when the
+    /// pipeline's SPF/DKIM/DMARC checks write the `Authentication-Results` field instead.
+    pub mark_local_domain_unauthenticated: bool,
 }
 
 impl Default for SmtpConfig {
@@ -62,6 +66,7 @@ impl Default for SmtpConfig {
             command_burst: limits::COMMAND_BURST,
             commands_per_second: limits::COMMANDS_PER_SECOND,
             body_memory_budget: limits::DEFAULT_BODY_MEMORY_BUDGET,
+            mark_local_domain_unauthenticated: true,
         }
     }
 }
@@ -450,7 +455,7 @@ impl SmtpServer {
         if let Some(stripped) = authres::strip_own(&d.body, host) {
             d.body = stripped;
         }
-        if self.claims_local_domain(d).await {
+        if self.cfg.mark_local_domain_unauthenticated && self.claims_local_domain(d).await {
             let mark = authres::local_domain_unauthenticated(host);
             let mut body = Vec::with_capacity(mark.len() + d.body.len());
             body.extend_from_slice(mark.as_bytes());
@@ -543,6 +548,11 @@ impl SmtpServer {
         let local_raw = Arc::new(d.local_message(now));
         let mut message = bulwark_core::Message::new(&d.sender, Vec::new(), local_raw.clone());
         message.received_at = now;
+        message.origin = Some(bulwark_core::Origin {
+            ip: d.trace.peer,
+            helo: d.trace.helo.clone(),
+            authenticated: d.authenticated.clone(),
+        });
         message.resolved = d
             .local
             .iter()

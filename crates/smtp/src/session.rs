@@ -114,6 +114,8 @@ pub struct Delivery {
     pub trace: TraceInfo,
     /// Received on the inbound MX port (port 25) from a client that did not authenticate.
     pub inbound_mx: bool,
+    /// The SMTP AUTH identity (its first address), if the client authenticated.
+    pub authenticated: Option<String>,
     /// The body's share of the server's memory budget, given back when the delivery is dropped.
     memory: Reservation,
 }

@@ -157,8 +157,24 @@ pub struct Tls {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    /// Empty: the system's name servers.
+    pub servers: Vec<SocketAddr>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthChecks {
+    pub enabled: bool,
+    pub dmarc_reject: bool,
+    pub dmarc_quarantine: bool,
+    pub tempfail_on_dns_error: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbound {
     pub relay: Option<String>,
+    pub mx_port: u16,
     pub queue_lifetime: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -233,6 +249,8 @@ pub struct Config {
     pub listen: Listen,
     pub tls: Tls,
     pub outbound: Outbound,
+    pub dns: Dns,
+    pub auth_checks: AuthChecks,
     pub limits: Limits,
     pub auth: Auth,
     pub log: Log,
@@ -325,9 +343,20 @@ impl Config {
         };
         let outbound = Outbound {
             relay: v.text("outbound.relay"),
+            mx_port: u16::try_from(v.int("outbound.mx_port")).unwrap_or(25),
             queue_lifetime: v.duration("outbound.queue_lifetime"),
             retry_base: v.duration("outbound.retry_base"),
             retry_max: v.duration("outbound.retry_max"),
+        };
+        let dns = Dns {
+            servers: v.addrs("dns.servers"),
+            timeout: v.duration("dns.timeout"),
+        };
+        let auth_checks = AuthChecks {
+            enabled: v.bool("auth_checks.enabled"),
+            dmarc_reject: v.bool("auth_checks.dmarc_reject"),
+            dmarc_quarantine: v.bool("auth_checks.dmarc_quarantine"),
+            tempfail_on_dns_error: v.bool("auth_checks.tempfail_on_dns_error"),
         };
         let limits = Limits {
             max_message_size: v.int("limits.max_message_size"),
@@ -365,6 +394,8 @@ impl Config {
             listen,
             tls,
             outbound,
+            dns,
+            auth_checks,
             limits,
             auth,
             log,
@@ -411,6 +442,7 @@ impl Config {
         for key in [
             "outbound.queue_lifetime",
             "outbound.retry_base",
+            "dns.timeout",
             "limits.smtp_idle_timeout",
             "limits.imap_idle_timeout",
             "limits.imap_login_timeout",
@@ -510,7 +542,7 @@ impl Lookup<'_> {
         match def.kind {
             schema::Kind::Duration => values::parse_duration(text).ok().map(Parsed::Duration),
             schema::Kind::Size => values::parse_size(text).ok().map(Parsed::Int),
-            schema::Kind::Count => text.parse().ok().map(Parsed::Int),
+            schema::Kind::Count | schema::Kind::Port => text.parse().ok().map(Parsed::Int),
             schema::Kind::Bool => text.parse().ok().map(Parsed::Bool),
             _ => Some(Parsed::Text(text.to_string())),
         }
@@ -531,6 +563,12 @@ impl Lookup<'_> {
         match self.get(key) {
             Some(Parsed::Addr(a)) => Some(a),
             _ => None,
+        }
+    }
+    fn addrs(&self, key: &str) -> Vec<SocketAddr> {
+        match self.get(key) {
+            Some(Parsed::Addrs(a)) => a,
+            _ => Vec::new(),
         }
     }
     fn duration(&self, key: &str) -> Duration {

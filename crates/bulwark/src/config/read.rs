@@ -17,6 +17,7 @@ pub enum Parsed {
     Duration(Duration),
     Int(u64),
     Bool(bool),
+    Addrs(Vec<SocketAddr>),
 }
 
 /// A parsed value and the line its key is on.
@@ -161,9 +162,35 @@ fn parse_item(kind: Kind, item: &Item) -> Result<Parsed, String> {
         (Kind::Count, Value::Integer(i)) if *i.value() >= 1 => Ok(Parsed::Int(*i.value() as u64)),
         (Kind::Count, Value::Integer(i)) => Err(format!("must be at least 1, found {}", i.value())),
         (Kind::Bool, Value::Boolean(b)) => Ok(Parsed::Bool(*b.value())),
+        (Kind::Port, Value::Integer(i)) => match u16::try_from(*i.value()) {
+            Ok(p) if p > 0 => Ok(Parsed::Int(u64::from(p))),
+            _ => Err(format!("{} is not a port (1-65535)", i.value())),
+        },
+        (Kind::AddrList, Value::Array(items)) => {
+            if items.len() > MAX_LIST_LEN {
+                return Err(format!("at most {MAX_LIST_LEN} addresses"));
+            }
+            items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => values::parse_listen(s.value()).and_then(|a| {
+                        if a.port() == 0 {
+                            Err(format!("\"{}\": port 0 cannot be asked", s.value()))
+                        } else {
+                            Ok(a)
+                        }
+                    }),
+                    _ => Err(wrong_type()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Parsed::Addrs)
+        }
         _ => Err(wrong_type()),
     }
 }
+
+/// Longest list a key takes.
+const MAX_LIST_LEN: usize = 16;
 
 fn non_negative(n: i64) -> Result<u64, String> {
     u64::try_from(n).map_err(|_| format!("must not be negative, found {n}"))

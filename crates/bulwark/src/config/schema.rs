@@ -25,6 +25,10 @@ pub enum Kind {
     StoreUrl,
     /// A node name: letters, digits, `.`, `_`, `-`.
     NodeId,
+    /// A list of `IP:PORT` addresses (`["127.0.0.1:53", "[::1]:53"]`).
+    AddrList,
+    /// A TCP port, 1–65535.
+    Port,
 }
 
 impl Kind {
@@ -46,6 +50,8 @@ impl Kind {
                 "a URL string like \"postgres://bulwark@db.example.com:5432/bulwark\""
             }
             Kind::NodeId => "a node name string like \"mail-1\"",
+            Kind::AddrList => "a list of addresses like [\"127.0.0.1:53\"]",
+            Kind::Port => "a port number (1-65535)",
         }
     }
 }
@@ -74,7 +80,16 @@ impl KeyDef {
 }
 
 /// The tables a config file may contain.
-pub const SECTIONS: &[&str] = &["listen", "tls", "outbound", "limits", "auth", "log"];
+pub const SECTIONS: &[&str] = &[
+    "listen",
+    "tls",
+    "outbound",
+    "dns",
+    "auth_checks",
+    "limits",
+    "auth",
+    "log",
+];
 
 macro_rules! key {
     ($section:literal, $name:literal, $kind:ident, $default:literal, $doc:literal) => {
@@ -201,6 +216,55 @@ pub const KEYS: &[KeyDef] = &[
         Duration,
         "\"4h\"",
         "Longest delay between two retries."
+    ),
+    key!(
+        "outbound",
+        "mx_port",
+        Port,
+        "25",
+        "Port of the MX hosts outbound mail is delivered to (without `relay`). 25 on the internet; another only to point servers at each other in a test."
+    ),
+    key!(
+        "dns",
+        "servers",
+        AddrList,
+        "",
+        "Name servers for every lookup the server makes (MX, A/AAAA, TXT for SPF/DKIM/DMARC, PTR), as `[\"IP:PORT\", …]`. Unset: the system's (`/etc/resolv.conf`)."
+    ),
+    key!(
+        "dns",
+        "timeout",
+        Duration,
+        "\"5s\"",
+        "How long one DNS query waits for an answer; one lookup gives up after at most a few of these (a `temperror`, never a verdict)."
+    ),
+    key!(
+        "auth_checks",
+        "enabled",
+        Bool,
+        "true",
+        "Check mail arriving on the inbound MX without authentication: SPF (HELO and MAIL FROM), DKIM, DMARC, reverse DNS; the results go into one `Authentication-Results` field at the top of the stored copy. Authenticated submission is not checked."
+    ),
+    key!(
+        "auth_checks",
+        "dmarc_reject",
+        Bool,
+        "true",
+        "Refuse mail that fails DMARC of a domain publishing `p=reject`, with `550 5.7.1` at the end of DATA. `false`: file it into Junk instead."
+    ),
+    key!(
+        "auth_checks",
+        "dmarc_quarantine",
+        Bool,
+        "true",
+        "File mail that fails DMARC of a domain publishing `p=quarantine` into the recipient's Junk mailbox."
+    ),
+    key!(
+        "auth_checks",
+        "tempfail_on_dns_error",
+        Bool,
+        "false",
+        "When DNS does not answer in time, DMARC is a `temperror`: `false` delivers the message anyway (never lost), `true` answers `451 4.7.0` so the sender retries later."
     ),
     key!(
         "limits",
@@ -420,5 +484,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::LogFilter => "log filter",
         Kind::StoreUrl => "URL",
         Kind::NodeId => "node name",
+        Kind::AddrList => "list of IP:PORT",
+        Kind::Port => "port",
     }
 }

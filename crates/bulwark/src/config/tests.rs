@@ -87,6 +87,21 @@ fn each_bad_config_names_key_line_and_reason() {
             one("outbound.relay", Some(3), "\"smtp example\" is not a HOST[:PORT] address (for example \"smtp.example.net:587\")"),
         ),
         (
+            "a DNS server that is not IP:PORT",
+            "hostname = \"mx.example.test\"\n[dns]\nservers = [\"127.0.0.1:53\", \"ns.example\"]\n".into(),
+            one("dns.servers", Some(3), "\"ns.example\" is not an IP:PORT address (for example \"127.0.0.1:2525\" or \"[::]:993\")"),
+        ),
+        (
+            "a DNS server list that is a string",
+            "hostname = \"mx.example.test\"\n[dns]\nservers = \"127.0.0.1:53\"\n".into(),
+            one("dns.servers", Some(3), "expected a list of addresses like [\"127.0.0.1:53\"], found a string"),
+        ),
+        (
+            "a port out of range",
+            "hostname = \"mx.example.test\"\n[outbound]\nmx_port = 70000\n".into(),
+            one("outbound.mx_port", Some(3), "70000 is not a port (1-65535)"),
+        ),
+        (
             "bad duration",
             "hostname = \"mx.example.test\"\n[outbound]\nqueue_lifetime = \"5 fortnights\"\n".into(),
             one(
@@ -416,4 +431,25 @@ fn store_node_id_and_drain_timeout_are_read_and_checked() {
     .expect_err("invalid");
     let keys: Vec<_> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
     assert_eq!(keys, vec![("store", Some(2)), ("node_id", Some(3))]);
+}
+
+#[test]
+fn dns_and_auth_checks_sections() {
+    let c = Config::parse(
+        "hostname = \"mx.example.test\"\n[dns]\nservers = [\"127.0.0.1:5353\", \"[::1]:53\"]\ntimeout = \"2s\"\n[auth_checks]\ntempfail_on_dns_error = true\n[outbound]\nmx_port = 2525\n",
+        Path::new(CONFIG_PATH),
+    )
+    .expect("valid");
+    assert_eq!(c.dns.servers.len(), 2);
+    assert_eq!(c.dns.timeout, Duration::from_secs(2));
+    assert!(
+        c.auth_checks.enabled && c.auth_checks.dmarc_reject && c.auth_checks.tempfail_on_dns_error
+    );
+    assert_eq!(c.outbound.mx_port, 2525);
+    let d =
+        Config::parse("hostname = \"mx.example.test\"\n", Path::new(CONFIG_PATH)).expect("valid");
+    assert!(d.dns.servers.is_empty(), "the system's by default");
+    assert_eq!(d.dns.timeout, Duration::from_secs(5));
+    assert_eq!(d.outbound.mx_port, 25);
+    assert!(!d.auth_checks.tempfail_on_dns_error);
 }

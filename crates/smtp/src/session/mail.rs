@@ -44,8 +44,12 @@ impl Session {
         };
         match result {
             Ok(()) => self.send(reply::queued(&id)),
-            Err(DeliveryFailure::Temporary(_)) => self.send(reply::STORAGE_FAILED),
-            Err(DeliveryFailure::Permanent(why)) => self.send(reply::refused(&why)),
+            Err(DeliveryFailure::Temporary(why)) => {
+                self.send(reply::coded(&why, '4').unwrap_or(reply::STORAGE_FAILED))
+            }
+            Err(DeliveryFailure::Permanent(why)) => {
+                self.send(reply::coded(&why, '5').unwrap_or_else(|| reply::refused(&why)))
+            }
         }
     }
 
@@ -262,6 +266,10 @@ impl Session {
             body,
             trace,
             inbound_mx: self.cfg.kind == ListenerKind::Mx && self.auth.is_none(),
+            authenticated: self
+                .auth
+                .as_ref()
+                .and_then(|a| a.addresses.first().cloned()),
             memory,
         })));
     }

@@ -1,0 +1,124 @@
+//! Outbound DKIM signing (RFC 6376 §5) with the domain's active key, through mail-auth's
+//! signer: relaxed/relaxed canonicalization, SHA-256, the usual originator and content
+//! fields signed (From twice, so a second From cannot be added without breaking it).
+
+use crate::keys::{self, Algorithm, DkimKey, KeyError};
+use bulwark_store::Store;
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::DkimSigner;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a domain's key set is cached (a rotation on another node is seen within this).
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Fields signed when present (RFC 6376 §5.4.1's recommendations).
+pub const SIGNED_FIELDS: &[&str] = &[
+    "From",
+    "From",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "To",
+    "Cc",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Id",
+    "List-Unsubscribe",
+];
+
+/// A domain's active key (or none) and when it was read.
+type Cached = (Instant, Option<Arc<DkimKey>>);
+
+/// Signs with the keys in the store; caches each domain's active key briefly.
+pub struct Signer {
+    store: Arc<dyn Store>,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl Signer {
+    pub fn new(store: Arc<dyn Store>) -> Signer {
+        Signer {
+            store,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn active_key(&self, domain: &str) -> Result<Option<Arc<DkimKey>>, KeyError> {
+        let domain = domain.to_ascii_lowercase();
+        if let Some((at, key)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&domain)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(key.clone());
+        }
+        let key = keys::load(self.store.as_ref(), &domain)
+            .await?
+            .active()
+            .cloned()
+            .map(Arc::new);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(domain, (Instant::now(), key.clone()));
+        Ok(key)
+    }
+
+    /// The `DKIM-Signature` field (with CRLF) for `raw` signed as `domain`, or `None` when
+    /// the domain has no key. A key that cannot be read or used is logged and `None`: the
+    /// mail goes out unsigned rather than not at all.
+    pub async fn sign(&self, raw: &[u8], domain: &str) -> Option<String> {
+        let key = match self.active_key(domain).await {
+            Ok(Some(key)) => key,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(%domain, error = %e, "cannot load the DKIM key; sending unsigned");
+                return None;
+            }
+        };
+        match sign_with(&key, raw, domain) {
+            Ok(header) => Some(header),
+            Err(e) => {
+                tracing::warn!(%domain, selector = %key.selector, error = %e, "DKIM signing failed; sending unsigned");
+                None
+            }
+        }
+    }
+}
+
+/// Signs `raw` with `key` for `domain`.
+pub fn sign_with(key: &DkimKey, raw: &[u8], domain: &str) -> Result<String, String> {
+    let signature = match key.algorithm {
+        Algorithm::Ed25519 => {
+            let der = keys::pem_der(&key.private_key).ok_or("the private key is not PEM")?;
+            let pk = Ed25519Key::from_pkcs8_der(&der).map_err(|e| e.to_string())?;
+            DkimSigner::from_key(pk)
+                .domain(domain)
+                .selector(&key.selector)
+                .headers(SIGNED_FIELDS.iter().copied())
+                .sign(raw)
+        }
+        Algorithm::Rsa => {
+            let der = keys::pem_der(&key.private_key).ok_or("the private key is not PEM")?;
+            let der = rustls_pki_types::PrivateKeyDer::Pkcs8(der.into());
+            let pk = RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?;
+            DkimSigner::from_key(pk)
+                .domain(domain)
+                .selector(&key.selector)
+                .headers(SIGNED_FIELDS.iter().copied())
+                .sign(raw)
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(signature.to_header())
+}

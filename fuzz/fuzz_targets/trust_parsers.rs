@@ -1,0 +1,10 @@
+//! Hostile bytes into every parser the inbound checks use (issue 16): mail-auth's message
+//! parser (DKIM-Signature fields with huge header lists, …), its DKIM-Signature, SPF, DKIM
+//! key and DMARC record parsers, and our TXT tag readers. None may panic or hang.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    bulwark_trust::fuzz_parsers(data);
+});
