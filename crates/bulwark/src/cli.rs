@@ -22,7 +22,7 @@ Exit codes: 0 success, 1 the operation failed, 2 bad command line, 78 invalid co
 #[command(
     name = "bulwark",
     version,
-    about = "Bulwark: mail in one binary — SMTP (inbound MX and submission), IMAP, JMAP with push, and a web client — on an embedded store or a shared PostgreSQL",
+    about = "Bulwark: mail in one binary — SMTP (inbound MX and submission), IMAP, POP3, JMAP with push, and a web client — on an embedded store or a shared PostgreSQL",
     after_help = MAIN_EXAMPLES
 )]
 pub struct Cli {
@@ -41,7 +41,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the mail server with every listener of the config file.
+    /// Run the mail server with every listener of the config file (SMTP, submission, IMAP,
+    /// POP3, HTTP/JMAP).
     ///
     /// Prints one line per listener ("listening: imap 127.0.0.1:2143") once all are bound
     /// (with port 0 in the config, the port the system chose). Stops cleanly on SIGTERM or
@@ -216,7 +217,7 @@ pub enum AccountCommand {
         after_help = "Examples:\n  bulwark account add alice@example.test            # prompts for the password\n  printf '%s\\n' \"$PASS\" | bulwark account add alice@example.test --password-stdin --name 'Alice Liddell'"
     )]
     Add {
-        /// The account's primary address (its user name for IMAP and SMTP).
+        /// The account's primary address (its user name for IMAP, POP3 and SMTP).
         address: String,
         #[command(flatten)]
         password: PasswordSource,

@@ -118,6 +118,8 @@ pub fn client_settings(
         let (list, security) = match name {
             L::Imaps => (&mut s.imap, Security::Tls),
             L::Imap => (&mut s.imap, Security::StartTls),
+            L::Pop3s => (&mut s.pop3, Security::Tls),
+            L::Pop3 => (&mut s.pop3, Security::StartTls),
             L::Submissions => (&mut s.smtp, Security::Tls),
             L::Submission => (&mut s.smtp, Security::StartTls),
             L::Http => {

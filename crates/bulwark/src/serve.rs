@@ -9,6 +9,7 @@ use crate::servers::{self, Shared};
 use anyhow::{Context, bail};
 use bulwark_auth::{Authenticator, ThrottleConfig};
 use bulwark_imap::ImapServer;
+use bulwark_pop3::Pop3Server;
 use bulwark_queue::QueueWorker;
 use bulwark_smtp::SmtpServer;
 use std::io::Write;
@@ -48,6 +49,7 @@ pub fn run(config: Config, node_override: Option<String>) -> anyhow::Result<()> 
 struct Running {
     smtp: Arc<SmtpServer>,
     imap: Vec<Arc<ImapServer>>,
+    pop3: Vec<Arc<Pop3Server>>,
     listeners: Vec<JoinHandle<()>>,
     http: Vec<JoinHandle<()>>,
     queue: JoinHandle<()>,
@@ -60,6 +62,11 @@ impl Running {
         self.smtp.open_connections()
             + self
                 .imap
+                .iter()
+                .map(|s| s.open_connections())
+                .sum::<usize>()
+            + self
+                .pop3
                 .iter()
                 .map(|s| s.open_connections())
                 .sum::<usize>()
@@ -155,6 +162,7 @@ async fn serve(
     node.set_spool(spool);
     let (http_stop, _) = watch::channel(false);
     let mut imap = Vec::new();
+    let mut pop3 = Vec::new();
     let mut tasks = Vec::new();
     let mut http = Vec::new();
     let mut http_addr = None;
@@ -181,6 +189,12 @@ async fn serve(
                 tasks.push(servers::spawn_imap(&server, &shared, listener, tls));
                 imap.push(server);
             }
+            ListenerName::Pop3 | ListenerName::Pop3s => {
+                let server = servers::pop3_server(&shared);
+                let tls = name == ListenerName::Pop3s;
+                tasks.push(servers::spawn_pop3(&server, &shared, listener, tls));
+                pop3.push(server);
+            }
             ListenerName::Http => {
                 http_addr.get_or_insert(addr);
                 http.push(tokio::spawn(crate::http::run(
@@ -197,6 +211,7 @@ async fn serve(
     let running = Running {
         smtp,
         imap,
+        pop3,
         listeners: tasks,
         http,
         queue,

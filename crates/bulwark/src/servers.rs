@@ -5,6 +5,7 @@ use crate::config::{Config, ListenerName};
 use bulwark_auth::Authenticator;
 use bulwark_imap::{ImapConfig, ImapServer};
 use bulwark_net::TlsAcceptor;
+use bulwark_pop3::{Pop3Config, Pop3Server};
 use bulwark_queue::{QueueConfig, QueueWorker};
 use bulwark_smtp::{ListenerKind, SmtpConfig, SmtpServer};
 use bulwark_store::{Queued, Store};
@@ -106,6 +107,39 @@ pub fn imap_server(shared: &Shared) -> Arc<ImapServer> {
 /// Starts `server` on one listener; it stops accepting when the node drains.
 pub fn spawn_imap(
     server: &Arc<ImapServer>,
+    shared: &Shared,
+    listener: TcpListener,
+    implicit_tls: bool,
+) -> JoinHandle<()> {
+    tokio::spawn(
+        server
+            .clone()
+            .run_until(listener, implicit_tls, shared.node.drain_signal()),
+    )
+}
+
+/// The POP3 server of one listener (`pop3` with STLS, `pop3s` implicit TLS).
+pub fn pop3_server(shared: &Shared) -> Arc<Pop3Server> {
+    let c = &shared.config;
+    let cfg = Pop3Config {
+        hostname: c.hostname.clone(),
+        idle_timeout: c.limits.pop3_idle_timeout,
+        max_connections_per_ip: c.limits.max_connections_per_ip,
+        max_connections: shared.max_connections,
+        allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
+        ..Pop3Config::default()
+    };
+    Pop3Server::new(
+        cfg,
+        shared.store.clone(),
+        shared.auth.clone(),
+        Some(shared.tls.clone()),
+    )
+}
+
+/// Starts `server` on one POP3 listener; it stops accepting when the node drains.
+pub fn spawn_pop3(
+    server: &Arc<Pop3Server>,
     shared: &Shared,
     listener: TcpListener,
     implicit_tls: bool,

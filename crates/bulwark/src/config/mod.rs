@@ -23,6 +23,8 @@ pub const CONFIG_ENV: &str = "BULWARK_CONFIG";
 pub const DEFAULT_CONFIG_FILE: &str = "bulwark.toml";
 /// Largest `max_message_size` we accept; beyond this a single message is a denial of service.
 pub const MAX_MESSAGE_SIZE_CEILING: u64 = 1 << 30;
+/// Shortest `limits.pop3_idle_timeout` (RFC 1939 §3).
+pub const POP3_MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Smallest `max_message_size`: a message with a few headers must fit.
 pub const MAX_MESSAGE_SIZE_FLOOR: u64 = 1 << 10;
 
@@ -96,16 +98,20 @@ pub enum ListenerName {
     Submissions,
     Imap,
     Imaps,
+    Pop3,
+    Pop3s,
     Http,
 }
 
 impl ListenerName {
-    pub const ALL: [ListenerName; 6] = [
+    pub const ALL: [ListenerName; 8] = [
         ListenerName::Smtp,
         ListenerName::Submission,
         ListenerName::Submissions,
         ListenerName::Imap,
         ListenerName::Imaps,
+        ListenerName::Pop3,
+        ListenerName::Pop3s,
         ListenerName::Http,
     ];
     pub fn as_str(self) -> &'static str {
@@ -115,6 +121,8 @@ impl ListenerName {
             ListenerName::Submissions => "submissions",
             ListenerName::Imap => "imap",
             ListenerName::Imaps => "imaps",
+            ListenerName::Pop3 => "pop3",
+            ListenerName::Pop3s => "pop3s",
             ListenerName::Http => "http",
         }
     }
@@ -127,6 +135,8 @@ pub struct Listen {
     pub submissions: Option<SocketAddr>,
     pub imap: Option<SocketAddr>,
     pub imaps: Option<SocketAddr>,
+    pub pop3: Option<SocketAddr>,
+    pub pop3s: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
 }
 
@@ -138,6 +148,8 @@ impl Listen {
             ListenerName::Submissions => self.submissions,
             ListenerName::Imap => self.imap,
             ListenerName::Imaps => self.imaps,
+            ListenerName::Pop3 => self.pop3,
+            ListenerName::Pop3s => self.pop3s,
             ListenerName::Http => self.http,
         }
     }
@@ -188,6 +200,7 @@ pub struct Limits {
     pub smtp_idle_timeout: Duration,
     pub imap_idle_timeout: Duration,
     pub imap_login_timeout: Duration,
+    pub pop3_idle_timeout: Duration,
     pub http_header_timeout: Duration,
     pub http_idle_timeout: Duration,
     pub max_recipients: usize,
@@ -335,6 +348,8 @@ impl Config {
             submissions: v.addr("listen.submissions"),
             imap: v.addr("listen.imap"),
             imaps: v.addr("listen.imaps"),
+            pop3: v.addr("listen.pop3"),
+            pop3s: v.addr("listen.pop3s"),
             http: v.addr("listen.http"),
         };
         let tls = Tls {
@@ -365,6 +380,7 @@ impl Config {
             smtp_idle_timeout: v.duration("limits.smtp_idle_timeout"),
             imap_idle_timeout: v.duration("limits.imap_idle_timeout"),
             imap_login_timeout: v.duration("limits.imap_login_timeout"),
+            pop3_idle_timeout: v.duration("limits.pop3_idle_timeout"),
             http_header_timeout: v.duration("limits.http_header_timeout"),
             http_idle_timeout: v.duration("limits.http_idle_timeout"),
             max_recipients: v.int("limits.max_recipients") as usize,
@@ -457,6 +473,17 @@ impl Config {
             {
                 problems.push(Problem::at(key, *line, "must be longer than zero"));
             }
+        }
+        // RFC 1939 §3: a POP3 autologout timer "MUST be of at least 10 minutes' duration".
+        if self.limits.pop3_idle_timeout < POP3_MIN_IDLE_TIMEOUT {
+            problems.push(Problem::at_entry(
+                "limits.pop3_idle_timeout",
+                at("limits.pop3_idle_timeout"),
+                format!(
+                    "must be at least 10m (RFC 1939 §3), not {}s",
+                    self.limits.pop3_idle_timeout.as_secs()
+                ),
+            ));
         }
         let size = self.limits.max_message_size;
         if !(MAX_MESSAGE_SIZE_FLOOR..=MAX_MESSAGE_SIZE_CEILING).contains(&size) {

@@ -176,6 +176,20 @@ pub const KEYS: &[KeyDef] = &[
     ),
     key!(
         "listen",
+        "pop3",
+        Listen,
+        "",
+        "POP3 with STLS (port 110): the account's INBOX; USER/PASS and AUTH PLAIN only after STLS."
+    ),
+    key!(
+        "listen",
+        "pop3s",
+        Listen,
+        "",
+        "POP3 over implicit TLS (port 995)."
+    ),
+    key!(
+        "listen",
         "http",
         Listen,
         "",
@@ -307,6 +321,13 @@ pub const KEYS: &[KeyDef] = &[
         Duration,
         "\"60s\"",
         "An IMAP client that has not logged in this long after connecting is logged out (counted from the connection, however often it sends)."
+    ),
+    key!(
+        "limits",
+        "pop3_idle_timeout",
+        Duration,
+        "\"10m\"",
+        "A POP3 client silent this long is logged out without deleting anything (RFC 1939 §3: at least 10 minutes); before login it is counted from the connection."
     ),
     key!(
         "limits",

@@ -116,6 +116,16 @@ fn each_bad_config_names_key_line_and_reason() {
             one("limits.smtp_idle_timeout", Some(3), "must be longer than zero"),
         ),
         (
+            "pop3 autologout shorter than RFC 1939 allows",
+            "hostname = \"mx.example.test\"\n[limits]\npop3_idle_timeout = \"5m\"\n".into(),
+            one("limits.pop3_idle_timeout", Some(3), "must be at least 10m (RFC 1939 §3), not 300s"),
+        ),
+        (
+            "duplicate pop3 listen addresses",
+            "hostname = \"mx.example.test\"\n[listen]\npop3 = \"127.0.0.1:2110\"\npop3s = \"127.0.0.1:2110\"\n".into(),
+            one("listen.pop3s", Some(4), "127.0.0.1:2110 is already used by listen.pop3 (line 3)"),
+        ),
+        (
             "retry base longer than retry max",
             "hostname = \"mx.example.test\"\n[outbound]\nretry_base = \"2h\"\nretry_max = \"1h\"\n".into(),
             one("outbound.retry_base", Some(3), "must not be longer than outbound.retry_max (7200s > 3600s)"),
