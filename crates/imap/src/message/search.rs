@@ -124,12 +124,17 @@ impl SearchView {
                     name,
                     mailbox,
                     host,
+                    ..
                 } => Some((
                     name.map(|n| decode_header(&n)),
                     String::from_utf8_lossy(&mailbox).into_owned(),
                     String::from_utf8_lossy(&host).into_owned(),
                 )),
-                _ => None,
+                // RFC 5256 §3 takes the addr-mailbox of the first address as the ENVELOPE
+                // has it; RFC 3501 §7.4.2: a group's start marker carries the group name
+                // in addr-mailbox (host NIL). So `Cc: team: a@b;` sorts as "team".
+                Address::GroupStart(group) => Some((None, decode_header(&group), String::new())),
+                Address::GroupEnd => None,
             })
     }
 

@@ -49,10 +49,18 @@ fn quote_field(f: &str) -> String {
 }
 
 fn literal(out: &mut Vec<u8>, data: &[u8], binary: bool) {
-    // RFC 3516 §4.3 / RFC 9051 §4.3: literal8 when the data contains NUL.
-    let tilde = if binary && data.contains(&0) { "~" } else { "" };
+    // RFC 3516 §4.3 / RFC 9051 §4.3: literal8 when BINARY data contains NUL.
+    let nul = data.contains(&0);
+    let tilde = if binary && nul { "~" } else { "" };
     out.extend_from_slice(format!("{tilde}{{{}}}\r\n", data.len()).as_bytes());
-    out.extend_from_slice(data);
+    if nul && !binary {
+        // RFC 9051 §9: a plain `literal` is CHAR8 (no NUL), and `literal8` is only for
+        // BINARY (RFC 3516 §4.3). Like Dovecot (imap-msgpart.c), each NUL goes out as
+        // 0x80: one byte for one, so sizes and partial offsets stay those of the message.
+        out.extend(data.iter().map(|&b| if b == 0 { 0x80 } else { b }));
+    } else {
+        out.extend_from_slice(data);
+    }
 }
 
 fn apply_partial(data: &[u8], partial: Option<(u32, u32)>) -> &[u8] {

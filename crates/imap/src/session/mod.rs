@@ -368,6 +368,8 @@ impl Session {
             return self.count_bad(out);
         }
         let name = body.name();
+        let condstore_before = self.enabled.condstore;
+        let is_select = matches!(body, CommandBody::Select { .. });
         // RFC 9051 §7.5.1: no EXPUNGE while responding to FETCH, STORE or SEARCH (UID
         // variants may).
         let allow_expunge = !matches!(
@@ -454,6 +456,9 @@ impl Session {
             CommandBody::Sort(s) => self.cmd_sort(s, out).await,
             CommandBody::Thread(t) => self.cmd_thread(t, out).await,
         };
+        if !condstore_before && self.enabled.condstore && !is_select {
+            self.announce_highest_modseq(out);
+        }
         // Report other sessions' changes before the tagged response (RFC 9051 §5.2).
         if let Err(e) = self.sync(out, allow_expunge).await {
             tracing::warn!(error = %e, "IMAP: could not refresh the selected mailbox");
@@ -626,6 +631,23 @@ impl Session {
             out.extend_from_slice(format!("{tag} BAD Expected DONE to end IDLE\r\n").as_bytes());
             self.count_bad(out)
         }
+    }
+
+    /// RFC 7162 §3.1: the first CONDSTORE-enabling command (FETCH … MODSEQ, SEARCH MODSEQ,
+    /// STORE UNCHANGEDSINCE, ENABLE CONDSTORE, …) issued while a mailbox is selected gets
+    /// `* OK [HIGHESTMODSEQ n]` (SELECT/EXAMINE report it themselves).
+    fn announce_highest_modseq(&self, out: &mut Vec<u8>) {
+        let State::Selected(_, sel) = &self.state else {
+            return;
+        };
+        let highest = sel
+            .view
+            .iter()
+            .map(|m| m.modseq)
+            .max()
+            .unwrap_or_default()
+            .max(sel.synced);
+        out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {highest}] Highest\r\n").as_bytes());
     }
 
     /// The highest modseq of the selected mailbox's view (for `SEARCH ... (MODSEQ n)`).
