@@ -2,10 +2,10 @@
 //! RFC 3516 BINARY).
 
 use super::view::BlobKey;
-use super::{CmdError, CmdResult, Done, Keywords, Session, ViewMsg};
+use super::{CmdError, CmdResult, Done, KeywordCase, Keywords, Session, ViewMsg};
 use crate::message::{self, Section, SectionText};
 use crate::parser::{FetchAttr, FetchCommand};
-use crate::response::{compress_set, flag_list};
+use crate::response::compress_set;
 use bulwark_store::{BlobHash, EmailId, KeywordOp, KeywordUpdate, ModSeq, StoreError, Uid};
 use std::collections::{HashMap, HashSet};
 
@@ -234,6 +234,10 @@ impl Session {
                     &f,
                     i,
                     m,
+                    &Flags {
+                        case: &self.keyword_case,
+                        sel,
+                    },
                     raw.as_deref().map_or(Content::Missing, Content::Raw),
                     flags_changed.contains(&i),
                     with_modseq,
@@ -299,6 +303,10 @@ impl Session {
                     f,
                     i,
                     m,
+                    &Flags {
+                        case: &self.keyword_case,
+                        sel,
+                    },
                     content,
                     flags_changed.contains(&i),
                     with_modseq,
@@ -395,12 +403,26 @@ impl Session {
 /// A batch of message contents (or envelopes) being read.
 type ContentRead = tokio::task::JoinHandle<Result<Vec<(Uid, Vec<u8>)>, StoreError>>;
 
+/// How FLAGS are shown in this session: keyword case, and `\Recent` (RFC 3501 §2.3.2).
+struct Flags<'a> {
+    case: &'a KeywordCase,
+    sel: &'a super::Selected,
+}
+
+impl Flags<'_> {
+    fn of(&self, m: &ViewMsg) -> String {
+        self.case
+            .flag_list(&m.keywords.list(), self.sel.is_recent(m.uid))
+    }
+}
+
 /// Writes one `* n FETCH (...)` response.
 #[allow(clippy::too_many_arguments)]
 fn render_message(
     f: &FetchCommand,
     i: usize,
     m: &ViewMsg,
+    flags: &Flags<'_>,
     content: Content<'_>,
     flags_changed: bool,
     with_modseq: bool,
@@ -429,9 +451,7 @@ fn render_message(
             }
             FetchAttr::Flags => {
                 sep(out);
-                out.extend_from_slice(
-                    format!("FLAGS {}", flag_list(&m.keywords.list())).as_bytes(),
-                );
+                out.extend_from_slice(format!("FLAGS {}", flags.of(m)).as_bytes());
             }
             FetchAttr::InternalDate => {
                 sep(out);
@@ -469,7 +489,7 @@ fn render_message(
     }
     if flags_changed && !f.attrs.contains(&FetchAttr::Flags) {
         sep(out);
-        out.extend_from_slice(format!("FLAGS {}", flag_list(&m.keywords.list())).as_bytes());
+        out.extend_from_slice(format!("FLAGS {}", flags.of(m)).as_bytes());
     }
     if with_modseq {
         sep(out);

@@ -110,6 +110,7 @@ impl Session {
         self.store
             .mailbox_delete(self.account_id()?, mailbox.id)
             .await?;
+        self.drop_recent_claim(self.account_id()?, mailbox.id).await;
         Done::new("DELETE completed")
     }
 
@@ -195,7 +196,12 @@ impl Session {
                 StatusItem::UidNext => format!("UIDNEXT {}", st.uid_next),
                 StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
                 StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
-                StatusItem::Recent => format!("RECENT {}", st.recent),
+                // RFC 3501 §6.3.10: messages no session was given as recent yet.
+                StatusItem::Recent => format!(
+                    "RECENT {}",
+                    self.unclaimed_recent(account, mailbox.id, st.messages, st.uid_next)
+                        .await?
+                ),
                 StatusItem::Size => format!("SIZE {}", st.size),
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
                 StatusItem::Deleted => {
@@ -255,6 +261,7 @@ impl Session {
                 "An empty message cannot be appended",
             ));
         }
+        self.remember_keyword_case(flags).await;
         let raw = Arc::new(message);
         let summary = bulwark_core::summarize(&raw);
         let new = NewEmail {

@@ -7,8 +7,10 @@
 
 mod auth;
 mod fetch;
+mod keywords;
 mod list;
 mod mailboxes;
+mod recent;
 mod search;
 mod select;
 mod store;
@@ -26,6 +28,7 @@ use crate::limits::MAX_BAD_COMMANDS;
 use crate::parser::{Command, CommandBody, ErrorKind, ParseError, SeqBound, SequenceSet};
 use bulwark_auth::Authenticator;
 use bulwark_store::{Account, MailboxId, ModSeq, StateChange, Store, StoreError, Uid};
+pub(crate) use keywords::KeywordCase;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
@@ -149,6 +152,10 @@ pub(crate) struct Selected {
     pub feed: Arc<crate::feed::Feed>,
     /// RFC 5182 SEARCHRES saved result (UIDs).
     pub saved: Vec<Uid>,
+    /// Custom keywords (stored form) this session announced in `FLAGS` (RFC 3501 §7.2.6).
+    pub announced: std::collections::BTreeSet<String>,
+    /// UID ranges (inclusive) recent in this session (RFC 3501 §2.3.2; see `recent.rs`).
+    pub recent: Vec<(u32, u32)>,
 }
 
 impl Selected {
@@ -242,6 +249,8 @@ pub struct Session {
     pub(crate) pending_tag: Option<String>,
     /// Where long responses go while they are built (see [`Session::set_spill`]).
     spill: Option<mpsc::Sender<Vec<u8>>>,
+    /// How custom keywords are shown (the case IMAP clients first wrote them in).
+    pub(crate) keyword_case: KeywordCase,
 }
 
 impl Session {
@@ -267,6 +276,7 @@ impl Session {
             auth_failures: 0,
             pending_tag: None,
             spill: None,
+            keyword_case: KeywordCase::default(),
         }
     }
 

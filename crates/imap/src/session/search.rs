@@ -143,9 +143,12 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
         Unseen => !has_kw(m, "$seen"),
         Keyword(k) => has_kw(m, &imap_flag_to_keyword(k)),
         Unkeyword(k) => !has_kw(m, &imap_flag_to_keyword(k)),
-        // IMAP4rev2 dropped \Recent; we never set it (RFC 9051 §2.3.2).
-        Recent | New => false,
-        Old => true,
+        // RFC 3501 §6.4.4: RECENT, NEW (recent and unseen), OLD (not recent). Recent only
+        // for IMAP4rev1 sessions (RFC 9051 §2.3.2 dropped it): nothing is recent after
+        // ENABLE IMAP4rev2.
+        Recent => c.sel.is_recent(m.uid),
+        New => c.sel.is_recent(m.uid) && !has_kw(m, "$seen"),
+        Old => !c.sel.is_recent(m.uid),
         Bcc(s) => header("bcc", s),
         Cc(s) => envelope("cc", |x| &x.cc, s),
         From(s) => envelope("from", |x| &x.from, s),
