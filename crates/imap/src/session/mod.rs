@@ -14,6 +14,7 @@ mod recent;
 mod search;
 mod select;
 mod store;
+mod subscriptions;
 #[cfg(test)]
 mod sync_tests;
 #[cfg(test)]

@@ -489,6 +489,7 @@ impl Session {
                     message_id: v.and_then(|v| v.message_id()),
                     references: v.map(|v| v.references()).unwrap_or_default(),
                     subject: v.map(|v| v.subject()).unwrap_or_default(),
+                    is_reply: v.is_some_and(|v| v.subject_is_reply()),
                     date: v
                         .and_then(|v| v.sent_date())
                         .unwrap_or(sel.view[i].received_at),
