@@ -8,6 +8,8 @@
 mod auth;
 mod fetch;
 mod keywords;
+#[cfg(test)]
+mod letter_tests;
 mod list;
 mod mailboxes;
 mod recent;

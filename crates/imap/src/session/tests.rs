@@ -40,7 +40,7 @@ impl T {
         self.s.feeds = other.s.feeds.clone();
     }
 
-    async fn run(&mut self, line: &str) -> String {
+    pub(super) async fn run(&mut self, line: &str) -> String {
         let cmd = match parse_command(line.as_bytes()) {
             Ok(c) => c,
             Err(e) => panic!("{line}: {e:?}"),
