@@ -472,7 +472,9 @@ fn render_message(
                 if let Content::Envelope(envelope) = content {
                     sep(out);
                     out.extend_from_slice(b"ENVELOPE ");
-                    out.extend_from_slice(envelope);
+                    // Rendered at delivery; one stored before NULs were replaced may hold one
+                    // inside a literal (RFC 9051 §9: CHAR8): 0x80, as rendering now gives.
+                    out.extend(envelope.iter().map(|&b| if b == 0 { 0x80 } else { b }));
                 }
             }
             _ => {
