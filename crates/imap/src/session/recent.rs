@@ -77,18 +77,28 @@ async fn read_claim(
 /// messages unclaimed (not recent here; another session may get them).
 pub(crate) async fn claim(
     store: &dyn bulwark_store::Store,
+    feed: &crate::feed::Feed,
     account: AccountId,
     mailbox: MailboxId,
     read_only: bool,
     up_to: Uid,
 ) -> Option<(u32, u32)> {
+    // The server's last known claim answers "nothing new" without a store read and gives
+    // the version to write against; EXAMINE reads the store (it does not write to learn).
+    let mut known = feed.recent_claim().filter(|_| !read_only);
     for _ in 0..CLAIM_ATTEMPTS {
-        let (claimed, version) = match read_claim(store, account, mailbox).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(error = %e, "IMAP: could not read the \\Recent claim");
-                return None;
-            }
+        let (claimed, version) = match known.take() {
+            Some(k) => k,
+            None => match read_claim(store, account, mailbox).await {
+                Ok(c) => {
+                    feed.set_recent_claim(c.0, c.1);
+                    c
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "IMAP: could not read the \\Recent claim");
+                    return None;
+                }
+            },
         };
         if claimed >= up_to.0 {
             return None;
@@ -102,7 +112,8 @@ pub(crate) async fn claim(
                 up_to.0.to_string(),
             );
             match store.collection_write(account, vec![write]).await {
-                Ok(_) => {}
+                Ok(version) => feed.set_recent_claim(up_to.0, Some(version)),
+                // Claimed meanwhile (here or on another node): read it and try again.
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => {
                     tracing::debug!(error = %e, "IMAP: could not claim \\Recent");
@@ -126,8 +137,8 @@ impl Session {
             return;
         };
         let Ok(sel) = self.selected() else { return };
-        let (mailbox, read_only) = (sel.id, sel.read_only);
-        if let Some(range) = claim(&*self.store, account, mailbox, read_only, up_to).await
+        let (mailbox, read_only, feed) = (sel.id, sel.read_only, sel.feed.clone());
+        if let Some(range) = claim(&*self.store, &feed, account, mailbox, read_only, up_to).await
             && let Ok(sel) = self.selected_mut()
         {
             sel.add_recent(range);
@@ -155,6 +166,7 @@ impl Session {
 
     /// Forgets a deleted mailbox's claim (best effort).
     pub(crate) async fn drop_recent_claim(&self, account: AccountId, mailbox: MailboxId) {
+        self.feeds.get(mailbox).forget_recent_claim();
         let write = ItemWrite::delete(names::IMAP_RECENT, &mailbox.0.to_string(), Expect::Any);
         if let Err(e) = self.store.collection_write(account, vec![write]).await {
             tracing::debug!(error = %e, "IMAP: could not drop the \\Recent claim");

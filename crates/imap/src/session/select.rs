@@ -83,8 +83,15 @@ impl Session {
         let mut recent = Vec::new();
         if !self.enabled.rev2
             && let Some(last) = view.last()
-            && let Some(range) =
-                super::recent::claim(&*self.store, account, mailbox.id, read_only, last.uid).await
+            && let Some(range) = super::recent::claim(
+                &*self.store,
+                &feed,
+                account,
+                mailbox.id,
+                read_only,
+                last.uid,
+            )
+            .await
         {
             recent.push(range);
         }
