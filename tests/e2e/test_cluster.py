@@ -184,6 +184,51 @@ class TwoNodesTest(ClusterBase):
             self.assertEqual(copies, 1, f"{subject} delivered {copies} times")
 
 
+    def test_recent_goes_to_exactly_one_session_across_nodes(self):
+        """Issue 14: \\Recent (RFC 3501 §2.3.2) goes to one session per message. The claim is
+        a compare-and-set in the store, so two IMAP4rev1 sessions on two nodes, both polling
+        while messages arrive, never both get one, and every message goes to one of them."""
+        box = f"Recent-{uuid.uuid4().hex[:8]}"
+        admin = self.nodes[0].imap(ALICE, ALICE_PW)
+        sessions = [self.nodes[0].imap(ALICE, ALICE_PW), self.nodes[1].imap(ALICE, ALICE_PW)]
+        try:
+            imap_check(admin.create(box), "CREATE")
+            for s in sessions:
+                imap_check(s.select(box), "SELECT")
+            count = 12
+            errors: list[BaseException] = []
+
+            def poll(s):
+                try:
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline:
+                        imap_check(s.noop(), "NOOP")
+                        _, exists = s.response("EXISTS")
+                        if exists and exists[-1] is not None and int(exists[-1]) >= count:
+                            return
+                    raise AssertionError("the messages did not all arrive")
+                except BaseException as e:  # reported by the main thread
+                    errors.append(e)
+
+            threads = [threading.Thread(target=poll, args=(s,)) for s in sessions]
+            for t in threads:
+                t.start()
+            for i in range(count):
+                imap_check(admin.append(box, None, None, make_message(f"recent-{i}")), "APPEND")
+            for t in threads:
+                t.join(90)
+            self.assertEqual(errors, [])
+            got = []
+            for s in sessions:
+                data = imap_check(s.uid("FETCH", "1:*", "(FLAGS)"), "FETCH")
+                got.append({int(re.search(rb"UID (\d+)", d).group(1))
+                            for d in data if isinstance(d, bytes) and rb"\Recent" in d})
+            self.assertEqual(got[0] & got[1], set(), f"both sessions got {got[0] & got[1]}")
+            self.assertEqual(got[0] | got[1], set(range(1, count + 1)), got)
+        finally:
+            for m in [admin] + sessions:
+                safe_logout(m)
+
     def test_vacation_set_on_one_node_answers_once_whichever_node_delivers(self):
         """Issue 12: the vacation response lived in one node's data_dir; now it is in the store,
         and its per-sender reply claim is a compare-and-set, so two nodes never both answer."""

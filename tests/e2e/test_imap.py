@@ -615,7 +615,8 @@ class ImapTest(ServerTestCase):
         for macro in ("FAST", "ALL", "FULL"):
             data = imap_check(m.uid("FETCH", str(uid), macro), macro)
             flat = b" ".join(x if isinstance(x, bytes) else x[0] for x in data)
-            self.assertIn(b"FLAGS (\\Seen)", flat, macro)
+            # EXAMINE shows the unclaimed new message as \Recent (RFC 3501 §2.3.2, §6.3.2).
+            self.assertIn(b"FLAGS (\\Seen \\Recent)", flat, macro)
             self.assertIn(b"INTERNALDATE", flat, macro)
             self.assertIn(b"RFC822.SIZE", flat, macro)
 

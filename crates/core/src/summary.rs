@@ -51,19 +51,33 @@ pub fn summarize(raw: &[u8]) -> EmailSummary {
     }
 }
 
+/// The decoded address header as text for SEARCH FROM/TO/CC. Groups keep their name
+/// (`team: a@b, c@d;`): RFC 3501 §6.4.4 matches the ENVELOPE field, which carries the
+/// group name (RFC 3501 §7.4.2 group syntax), so `SEARCH TO team` finds the message.
 fn address_text(addr: Option<&Address>) -> String {
     let Some(addr) = addr else {
         return String::new();
     };
-    addr.iter()
-        .map(|a| match (&a.name, &a.address) {
-            (Some(n), Some(e)) => format!("{n} <{e}>"),
-            (None, Some(e)) => e.to_string(),
-            (Some(n), None) => n.to_string(),
-            (None, None) => String::new(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    let one = |a: &mail_parser::Addr<'_>| match (&a.name, &a.address) {
+        (Some(n), Some(e)) => format!("{n} <{e}>"),
+        (None, Some(e)) => e.to_string(),
+        (Some(n), None) => n.to_string(),
+        (None, None) => String::new(),
+    };
+    match addr {
+        Address::List(list) => list.iter().map(one).collect::<Vec<_>>().join(", "),
+        Address::Group(groups) => groups
+            .iter()
+            .map(|g| {
+                let members = g.addresses.iter().map(one).collect::<Vec<_>>().join(", ");
+                match &g.name {
+                    Some(name) => format!("{name}: {members};"),
+                    None => members,
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 #[cfg(test)]
@@ -83,6 +97,14 @@ Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nHello   Alice,\r\n how are you?\r\n
         assert_eq!(s.from, "Bob <bob@x.test>");
         assert_eq!(s.preview, "Hello Alice, how are you?");
         assert!(s.sent_at.is_some());
+    }
+
+    #[test]
+    fn group_names_stay_in_address_text() {
+        // RFC 3501 §6.4.4 SEARCH TO matches the envelope, which names the group.
+        let s = summarize(b"To: Team: a@x.test, Bob <b@x.test>;\r\nCc: c@x.test\r\n\r\nhi\r\n");
+        assert_eq!(s.to, "Team: a@x.test, Bob <b@x.test>;");
+        assert_eq!(s.cc, "c@x.test");
     }
 
     #[test]

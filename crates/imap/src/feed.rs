@@ -47,6 +47,28 @@ struct FeedState {
 #[derive(Default)]
 pub(crate) struct Feed {
     state: tokio::sync::Mutex<FeedState>,
+    /// The mailbox's `\Recent` claim as this server last read or wrote it (claimed-up-to
+    /// UID, item version): see `session/recent.rs`. Only ever a lower bound of the stored
+    /// claim, which only grows, so "already claimed" answers need no store read; a stale
+    /// version makes the compare-and-set fail and the claim re-read.
+    recent: Mutex<Option<(u32, Option<ModSeq>)>>,
+}
+
+impl Feed {
+    pub(crate) fn recent_claim(&self) -> Option<(u32, Option<ModSeq>)> {
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_recent_claim(&self, claimed: u32, version: Option<ModSeq>) {
+        let mut slot = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none_or(|(c, _)| c <= claimed) {
+            *slot = Some((claimed, version));
+        }
+    }
+
+    pub(crate) fn forget_recent_claim(&self) {
+        *self.recent.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 impl Feed {

@@ -191,7 +191,8 @@ async fn idle_session_sees_exists_fetch_and_expunge_from_another_session() {
     a.wait_for("* 1 EXISTS").await;
     b.cmd("b1", "NOOP").await;
     b.cmd("st", "STORE 1 +FLAGS (\\Flagged)").await;
-    a.wait_for("FLAGS (\\Flagged)").await;
+    // `a` was the first to see the message: it is recent there (RFC 3501 §2.3.2).
+    a.wait_for("FLAGS (\\Flagged \\Recent)").await;
     b.cmd("st2", "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
     b.cmd("x", "EXPUNGE").await;
     a.wait_for("* 1 EXPUNGE").await;

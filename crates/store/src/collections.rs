@@ -39,6 +39,16 @@ pub mod names {
     pub const DEVICES: &str = "devices";
     /// Account settings that need compare-and-set (second factor, recovery codes…).
     pub const SETTINGS: &str = "settings";
+    /// IMAP `\Recent` (RFC 3501 §2.3.2): per mailbox (item id = mailbox id), the highest
+    /// UID a session has already been given as recent; claimed by compare-and-set so one
+    /// session gets each new message as recent, across nodes.
+    pub const IMAP_RECENT: &str = "imap-recent";
+    /// IMAP subscriptions of names that have no mailbox (RFC 3501 §6.3.6: DELETE does not
+    /// unsubscribe); item id = the mailbox name.
+    pub const IMAP_SUBSCRIPTIONS: &str = "imap-subscriptions";
+    /// The case in which IMAP clients first wrote each custom keyword (item `case`: a
+    /// JSON list); the store keeps keywords lowercase, as JMAP returns them.
+    pub const IMAP_KEYWORDS: &str = "imap-keywords";
 }
 
 /// One stored item.

@@ -80,6 +80,9 @@ pub fn write_envelope(out: &mut Vec<u8>, raw: &[u8], header: &Header) {
 pub enum Address {
     Mailbox {
         name: Option<Vec<u8>>,
+        /// The obsolete source route (`@a,@b`, RFC 5322 §4.4 `obs-route` without its
+        /// colon), sent as the envelope's `addr-adl` (RFC 3501 §7.4.2).
+        route: Option<Vec<u8>>,
         mailbox: Vec<u8>,
         host: Vec<u8>,
     },
@@ -99,12 +102,15 @@ fn write_address_list(out: &mut Vec<u8>, list: &[Address]) {
         match addr {
             Address::Mailbox {
                 name,
+                route,
                 mailbox,
                 host,
             } => {
                 out.push(b'(');
                 write_nstring(out, name.as_deref());
-                out.extend_from_slice(b" NIL ");
+                out.push(b' ');
+                write_nstring(out, route.as_deref());
+                out.push(b' ');
                 write_string(out, mailbox);
                 out.push(b' ');
                 write_string(out, host);
@@ -233,15 +239,28 @@ fn phrase(toks: &[Tok]) -> Vec<u8> {
     out
 }
 
-/// Split an addr-spec (`local@domain`, route removed) into mailbox and host.
-fn addr_spec(toks: &[Tok]) -> (Vec<u8>, Vec<u8>) {
-    // Obsolete route `@a,@b:` (RFC 5322 §4.4): keep what follows the last ':'.
-    let toks = match toks
+/// Split an addr-spec (`local@domain`, after an optional obsolete route) into route,
+/// mailbox and host.
+fn addr_spec(toks: &[Tok]) -> (Option<Vec<u8>>, Vec<u8>, Vec<u8>) {
+    // Obsolete route `@a,@b:` (RFC 5322 §4.4 obs-route): what precedes the last ':' is
+    // the route, returned as the at-domain-list `@a,@b` (RFC 3501 §7.4.2 addr-adl, as
+    // Dovecot and Cyrus send it).
+    let (route, toks) = match toks
         .iter()
         .rposition(|t| matches!(t, Tok::Special(b':', _)))
     {
-        Some(i) => &toks[i + 1..],
-        None => toks,
+        Some(i) => {
+            let mut r = Vec::new();
+            for t in &toks[..i] {
+                match t {
+                    Tok::Word(w, _) | Tok::Quoted(w, _) => r.extend_from_slice(w),
+                    Tok::Special(b, _) => r.push(*b),
+                    Tok::Comment(_) => {}
+                }
+            }
+            (Some(r).filter(|r| r.starts_with(b"@")), &toks[i + 1..])
+        }
+        None => (None, toks),
     };
     let at = toks
         .iter()
@@ -258,8 +277,8 @@ fn addr_spec(toks: &[Tok]) -> (Vec<u8>, Vec<u8>) {
         v
     };
     match at {
-        Some(i) => (join(&toks[..i]), join(&toks[i + 1..])),
-        None => (join(toks), Vec::new()),
+        Some(i) => (route, join(&toks[..i]), join(&toks[i + 1..])),
+        None => (route, join(toks), Vec::new()),
     }
 }
 
@@ -283,13 +302,14 @@ fn mailbox(toks: &[Tok]) -> Option<Address> {
             (comment.unwrap_or_default(), toks)
         }
     };
-    let (mailbox, host) = addr_spec(spec);
+    let (route, mailbox, host) = addr_spec(spec);
     if mailbox.is_empty() && host.is_empty() {
         return None;
     }
     let name = trim(&name).to_vec();
     Some(Address::Mailbox {
         name: (!name.is_empty()).then_some(name),
+        route,
         mailbox,
         host,
     })
@@ -419,7 +439,11 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 "<@route1,@route2:user@host>",
-                "((NIL NIL \"user\" \"host\"))",
+                "((NIL \"@route1,@route2\" \"user\" \"host\"))",
+            ),
+            (
+                "Joe <@relay.test:joe@example.test>",
+                "((\"Joe\" \"@relay.test\" \"joe\" \"example.test\"))",
             ),
             ("localonly", "((NIL NIL \"localonly\" \"\"))"),
             ("<>", "NIL"),

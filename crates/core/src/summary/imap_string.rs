@@ -48,7 +48,9 @@ pub fn write_string_utf8(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
         out.push(b'{');
         out.extend_from_slice(s.len().to_string().as_bytes());
         out.extend_from_slice(b"}\r\n");
-        out.extend_from_slice(s);
+        // RFC 9051 §9: a `literal` is CHAR8, NUL excluded; like Dovecot, a NUL in a header
+        // value goes out as 0x80 (same length).
+        out.extend(s.iter().map(|&b| if b == 0 { 0x80 } else { b }));
     }
 }
 
@@ -74,7 +76,8 @@ mod tests {
         assert_eq!(utf8, "\"caf\u{e9}\"".as_bytes());
         let mut nul = Vec::new();
         write_string_utf8(&mut nul, b"a\0", true);
-        assert_eq!(nul, b"{2}\r\na\0");
+        // RFC 9051 §9: no NUL inside a literal; it goes out as 0x80.
+        assert_eq!(nul, b"{2}\r\na\x80");
     }
 
     #[test]
@@ -85,7 +88,7 @@ mod tests {
             (b"say \"hi\" \\o/", b"\"say \\\"hi\\\" \\\\o/\""),
             (b"two\r\nlines", b"{10}\r\ntwo\r\nlines"),
             ("caf\u{e9}".as_bytes(), b"{5}\r\ncaf\xc3\xa9"),
-            (b"nul\0", b"{4}\r\nnul\0"),
+            (b"nul\0", b"{4}\r\nnul\x80"),
         ];
         for (input, want) in cases {
             assert_eq!(

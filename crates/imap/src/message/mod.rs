@@ -32,5 +32,5 @@ pub use encode::{MAX_QUOTED_LEN, nstring, quoted_or_literal};
 pub use envelope::envelope;
 pub use fetch::{partial, section};
 pub use mime::{MAX_MIME_DEPTH, MAX_MIME_PARTS};
-pub use search::{SearchView, base_subject, search_view, search_view_owned};
+pub use search::{SearchView, base_subject, base_subject_reply, search_view, search_view_owned};
 pub use section::{Section, SectionText};

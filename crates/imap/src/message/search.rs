@@ -109,6 +109,11 @@ impl SearchView {
         base_subject(&self.subject)
     }
 
+    /// Whether the Subject is a reply or forward (RFC 5256 §2.1 markers removed).
+    pub fn subject_is_reply(&self) -> bool {
+        base_subject_reply(&self.subject).1
+    }
+
     /// The Subject with encoded-words decoded.
     pub fn decoded_subject(&self) -> &str {
         &self.subject
@@ -124,12 +129,17 @@ impl SearchView {
                     name,
                     mailbox,
                     host,
+                    ..
                 } => Some((
                     name.map(|n| decode_header(&n)),
                     String::from_utf8_lossy(&mailbox).into_owned(),
                     String::from_utf8_lossy(&host).into_owned(),
                 )),
-                _ => None,
+                // RFC 5256 §3 takes the addr-mailbox of the first address as the ENVELOPE
+                // has it; RFC 3501 §7.4.2: a group's start marker carries the group name
+                // in addr-mailbox (host NIL). So `Cc: team: a@b;` sorts as "team".
+                Address::GroupStart(group) => Some((None, decode_header(&group), String::new())),
+                Address::GroupEnd => None,
             })
     }
 
@@ -257,6 +267,14 @@ pub(crate) fn decode_header(value: &[u8]) -> String {
 /// RFC 5256 §2.1 base subject: decode, normalise whitespace, then strip `(fwd)` trailers,
 /// `Re:`/`Fw:`/`Fwd:` leaders, `[blob]`s and `[fwd: ...]` wrappers until nothing changes.
 pub fn base_subject(subject: &str) -> String {
+    base_subject_reply(subject).0
+}
+
+/// [`base_subject`], and whether a reply/forward marker was removed on the way (a
+/// `subj-refwd` leader, a `(fwd)` trailer or a `[fwd: …]` wrapper; RFC 5256 §2.1, used
+/// by THREAD=REFERENCES step 5).
+pub fn base_subject_reply(subject: &str) -> (String, bool) {
+    let mut reply = false;
     // (1) decode encoded-words, tabs and continuations to spaces, collapse runs of spaces.
     let decoded = decode_header(subject.as_bytes());
     let mut s = decoded
@@ -273,6 +291,7 @@ pub fn base_subject(subject: &str) -> String {
                 && t[t.len() - 5..].eq_ignore_ascii_case("(fwd)")
             {
                 s = t[..t.len() - 5].to_string();
+                reply = true;
             } else {
                 s = t.to_string();
                 break;
@@ -281,7 +300,9 @@ pub fn base_subject(subject: &str) -> String {
         // (3) leaders and (4) a leading blob, repeated until neither applies.
         loop {
             let before = s.len();
-            s = strip_leader(&s).to_string();
+            let (rest, refwd) = strip_leader(&s);
+            reply |= refwd;
+            s = rest.to_string();
             if let Some(rest) = strip_blob(&s).filter(|r| !r.is_empty()) {
                 s = rest.to_string();
             }
@@ -292,9 +313,10 @@ pub fn base_subject(subject: &str) -> String {
         // (5) "[fwd:" ... "]" wrapper: unwrap and start over at (2).
         if s.len() >= 6 && s.as_bytes()[..5].eq_ignore_ascii_case(b"[fwd:") && s.ends_with(']') {
             s = s[5..s.len() - 1].to_string();
+            reply = true;
             continue;
         }
-        return s;
+        return (s, reply);
     }
 }
 
@@ -308,10 +330,11 @@ fn strip_blob(s: &str) -> Option<&str> {
     Some(rest[end + 1..].trim_start_matches([' ', '\t']))
 }
 
-/// `subj-leader = (*subj-blob subj-refwd) / WSP`; returns `s` unchanged when absent.
-fn strip_leader(s: &str) -> &str {
+/// `subj-leader = (*subj-blob subj-refwd) / WSP`; returns `s` unchanged when absent, and
+/// whether a `subj-refwd` was removed.
+fn strip_leader(s: &str) -> (&str, bool) {
     if s.starts_with([' ', '\t']) {
-        return s.trim_start_matches([' ', '\t']);
+        return (s.trim_start_matches([' ', '\t']), false);
     }
     let mut r = s;
     while let Some(rest) = strip_blob(r) {
@@ -326,11 +349,11 @@ fn strip_leader(s: &str) -> &str {
                 t = after_blob;
             }
             if let Some(after) = t.strip_prefix(':') {
-                return after;
+                return (after, true);
             }
         }
     }
-    s
+    (s, false)
 }
 
 #[cfg(test)]
@@ -435,6 +458,16 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(base_subject(input), *want, "{input:?}");
+        }
+        for (input, reply) in [
+            ("Hello", false),
+            ("[list] Hello", false),
+            ("Re: Hello", true),
+            ("Hello (fwd)", true),
+            ("[Fwd: Hello]", true),
+            ("[list] Fw[2]: Hello", true),
+        ] {
+            assert_eq!(base_subject_reply(input).1, reply, "{input:?}");
         }
     }
 }

@@ -2,10 +2,10 @@
 //! RFC 3516 BINARY).
 
 use super::view::BlobKey;
-use super::{CmdError, CmdResult, Done, Keywords, Session, ViewMsg};
+use super::{CmdError, CmdResult, Done, KeywordCase, Keywords, Session, ViewMsg};
 use crate::message::{self, Section, SectionText};
 use crate::parser::{FetchAttr, FetchCommand};
-use crate::response::{compress_set, flag_list};
+use crate::response::compress_set;
 use bulwark_store::{BlobHash, EmailId, KeywordOp, KeywordUpdate, ModSeq, StoreError, Uid};
 use std::collections::{HashMap, HashSet};
 
@@ -49,10 +49,18 @@ fn quote_field(f: &str) -> String {
 }
 
 fn literal(out: &mut Vec<u8>, data: &[u8], binary: bool) {
-    // RFC 3516 §4.3 / RFC 9051 §4.3: literal8 when the data contains NUL.
-    let tilde = if binary && data.contains(&0) { "~" } else { "" };
+    // RFC 3516 §4.3 / RFC 9051 §4.3: literal8 when BINARY data contains NUL.
+    let nul = data.contains(&0);
+    let tilde = if binary && nul { "~" } else { "" };
     out.extend_from_slice(format!("{tilde}{{{}}}\r\n", data.len()).as_bytes());
-    out.extend_from_slice(data);
+    if nul && !binary {
+        // RFC 9051 §9: a plain `literal` is CHAR8 (no NUL), and `literal8` is only for
+        // BINARY (RFC 3516 §4.3). Like Dovecot (imap-msgpart.c), each NUL goes out as
+        // 0x80: one byte for one, so sizes and partial offsets stay those of the message.
+        out.extend(data.iter().map(|&b| if b == 0 { 0x80 } else { b }));
+    } else {
+        out.extend_from_slice(data);
+    }
 }
 
 fn apply_partial(data: &[u8], partial: Option<(u32, u32)>) -> &[u8] {
@@ -226,6 +234,10 @@ impl Session {
                     &f,
                     i,
                     m,
+                    &Flags {
+                        case: &self.keyword_case,
+                        sel,
+                    },
                     raw.as_deref().map_or(Content::Missing, Content::Raw),
                     flags_changed.contains(&i),
                     with_modseq,
@@ -291,6 +303,10 @@ impl Session {
                     f,
                     i,
                     m,
+                    &Flags {
+                        case: &self.keyword_case,
+                        sel,
+                    },
                     content,
                     flags_changed.contains(&i),
                     with_modseq,
@@ -387,12 +403,26 @@ impl Session {
 /// A batch of message contents (or envelopes) being read.
 type ContentRead = tokio::task::JoinHandle<Result<Vec<(Uid, Vec<u8>)>, StoreError>>;
 
+/// How FLAGS are shown in this session: keyword case, and `\Recent` (RFC 3501 §2.3.2).
+struct Flags<'a> {
+    case: &'a KeywordCase,
+    sel: &'a super::Selected,
+}
+
+impl Flags<'_> {
+    fn of(&self, m: &ViewMsg) -> String {
+        self.case
+            .flag_list(&m.keywords.list(), self.sel.is_recent(m.uid))
+    }
+}
+
 /// Writes one `* n FETCH (...)` response.
 #[allow(clippy::too_many_arguments)]
 fn render_message(
     f: &FetchCommand,
     i: usize,
     m: &ViewMsg,
+    flags: &Flags<'_>,
     content: Content<'_>,
     flags_changed: bool,
     with_modseq: bool,
@@ -421,9 +451,7 @@ fn render_message(
             }
             FetchAttr::Flags => {
                 sep(out);
-                out.extend_from_slice(
-                    format!("FLAGS {}", flag_list(&m.keywords.list())).as_bytes(),
-                );
+                out.extend_from_slice(format!("FLAGS {}", flags.of(m)).as_bytes());
             }
             FetchAttr::InternalDate => {
                 sep(out);
@@ -444,7 +472,9 @@ fn render_message(
                 if let Content::Envelope(envelope) = content {
                     sep(out);
                     out.extend_from_slice(b"ENVELOPE ");
-                    out.extend_from_slice(envelope);
+                    // Rendered at delivery; one stored before NULs were replaced may hold one
+                    // inside a literal (RFC 9051 §9: CHAR8): 0x80, as rendering now gives.
+                    out.extend(envelope.iter().map(|&b| if b == 0 { 0x80 } else { b }));
                 }
             }
             _ => {
@@ -461,7 +491,7 @@ fn render_message(
     }
     if flags_changed && !f.attrs.contains(&FetchAttr::Flags) {
         sep(out);
-        out.extend_from_slice(format!("FLAGS {}", flag_list(&m.keywords.list())).as_bytes());
+        out.extend_from_slice(format!("FLAGS {}", flags.of(m)).as_bytes());
     }
     if with_modseq {
         sep(out);

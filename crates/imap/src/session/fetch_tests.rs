@@ -121,8 +121,14 @@ async fn stored_envelopes_match_rendering_from_the_content() {
         .ok("u UID FETCH 2,5,17 (ENVELOPE MODSEQ BODY.PEEK[HEADER.FIELDS (X-NONE)])")
         .await;
     assert_eq!(fast.matches(" FETCH (").count(), 3, "{fast}");
+    // RFC 7162 §3.1: the first CONDSTORE-enabling FETCH also announces HIGHESTMODSEQ.
+    let (fetches, announced) = fast
+        .split_once("* OK [HIGHESTMODSEQ ")
+        .expect("HIGHESTMODSEQ announced once");
+    assert!(announced.contains("u OK UID FETCH completed"), "{fast}");
+    assert!(!slow.contains("HIGHESTMODSEQ"), "{slow}");
     assert_eq!(
-        fast,
+        format!("{fetches}u OK UID FETCH completed\r\n"),
         slow.replace(" BODY[HEADER.FIELDS (X-NONE)] {2}\r\n\r\n", "")
     );
 }

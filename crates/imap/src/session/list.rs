@@ -98,6 +98,34 @@ impl Session {
                 path = parent;
             }
         }
+        // Subscriptions are names (RFC 3501 §6.3.6): with orphans when asked about them.
+        let subscribed: BTreeSet<String> = if cmd.select_subscribed || cmd.return_subscribed {
+            self.subscribed_names(&mailboxes).await?
+        } else {
+            BTreeSet::new()
+        };
+        // RFC 5258 §3.5: with SUBSCRIBED RECURSIVEMATCH, names with a subscribed descendant
+        // are returned with CHILDINFO ("SUBSCRIBED") even when not subscribed themselves.
+        let recursive_subscribed = cmd.select_subscribed && cmd.select_recursive_match;
+        let mut child_subscribed: BTreeSet<String> = BTreeSet::new();
+        if recursive_subscribed {
+            for name in &subscribed {
+                let mut path = name.as_str();
+                while let Some((parent, _)) = path.rsplit_once(SEPARATOR) {
+                    child_subscribed.insert(parent.to_string());
+                    path = parent;
+                }
+            }
+        }
+        if cmd.select_subscribed {
+            // RFC 5258 §3.1: subscribed names without a mailbox are listed \NonExistent.
+            for name in subscribed.iter().chain(child_subscribed.iter()) {
+                entries.entry(name.clone()).or_insert(Entry {
+                    mailbox: None,
+                    has_children: false,
+                });
+            }
+        }
         let matches = |name: &str| patterns.iter().any(|p| pattern_matches(p, name));
         let names: Vec<String> = entries.keys().cloned().collect();
         let mut listed = 0usize;
@@ -108,8 +136,19 @@ impl Session {
             if !matches(name) {
                 continue;
             }
+            let is_subscribed = subscribed.contains(name);
+            let childinfo = recursive_subscribed && child_subscribed.contains(name);
+            if cmd.select_subscribed && !is_subscribed && !childinfo {
+                continue;
+            }
             let mut attrs: Vec<&str> = Vec::new();
             match entry.mailbox {
+                None if cmd.select_subscribed => {
+                    if is_subscribed {
+                        attrs.push("\\Subscribed");
+                    }
+                    attrs.push("\\NonExistent");
+                }
                 None => {
                     // A missing superior is listed only when none of its inferiors is
                     // (the `%` case, RFC 9051 §6.3.9); RFC 5258 §3: \NonExistent.
@@ -117,21 +156,18 @@ impl Session {
                     if names.iter().any(|n| n.starts_with(&prefix) && matches(n)) {
                         continue;
                     }
-                    if cmd.select_subscribed || cmd.select_special_use {
+                    if cmd.select_special_use {
                         continue;
                     }
                     attrs.push("\\NonExistent");
                     attrs.push("\\Noselect");
                 }
                 Some(m) => {
-                    if cmd.select_subscribed && !m.subscribed {
-                        continue;
-                    }
                     let special = m.role.and_then(|r| r.imap_attribute());
                     if cmd.select_special_use && special.is_none() {
                         continue;
                     }
-                    if (cmd.return_subscribed || cmd.select_subscribed) && m.subscribed {
+                    if (cmd.return_subscribed || cmd.select_subscribed) && is_subscribed {
                         attrs.push("\\Subscribed");
                     }
                     if let Some(s) = special {
@@ -139,13 +175,19 @@ impl Session {
                     }
                 }
             }
-            attrs.push(if entry.has_children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            });
+            if entry.mailbox.is_some() || entry.has_children {
+                attrs.push(if entry.has_children {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
             out.extend_from_slice(format!("* LIST ({}) \"/\" ", attrs.join(" ")).as_bytes());
             write_mailbox(out, name, utf8);
+            if childinfo {
+                // RFC 5258 §3.5 / §9 `childinfo-extended-item`.
+                out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
             out.extend_from_slice(b"\r\n");
             listed += 1;
             if let (Some(items), Some(m)) = (&cmd.return_status, entry.mailbox)
@@ -172,13 +214,39 @@ impl Session {
         let reference = self.decode_mailbox_name(reference);
         let pattern = self.decode_mailbox_name(pattern);
         let full = crate::parser::normalize_inbox(format!("{reference}{pattern}"));
-        let subscribed: BTreeSet<&str> = mailboxes
-            .iter()
-            .filter(|m| m.subscribed)
-            .map(|m| m.name.as_str())
-            .collect();
-        for name in subscribed.iter().filter(|n| pattern_matches(&full, n)) {
-            out.extend_from_slice(b"* LSUB () \"/\" ");
+        let existing: BTreeSet<&str> = mailboxes.iter().map(|m| m.name.as_str()).collect();
+        let subscribed = self.subscribed_names(&mailboxes).await?;
+        // Subscribed names and their superiors (RFC 3501 §6.3.9: with "%", a superior of
+        // a subscribed name that is not subscribed itself is returned \Noselect).
+        let mut candidates: BTreeSet<String> = subscribed.clone();
+        for name in &subscribed {
+            let mut path = name.as_str();
+            while let Some((parent, _)) = path.rsplit_once(SEPARATOR) {
+                candidates.insert(parent.to_string());
+                path = parent;
+            }
+        }
+        for name in candidates.iter().filter(|n| pattern_matches(&full, n)) {
+            let attrs = if subscribed.contains(name) {
+                // A subscribed name without a mailbox cannot be selected.
+                if existing.contains(name.as_str()) {
+                    ""
+                } else {
+                    "\\Noselect"
+                }
+            } else {
+                // Only when no subscribed inferior is listed itself (the `*` case lists
+                // the inferiors instead).
+                let prefix = format!("{name}{SEPARATOR}");
+                if subscribed
+                    .iter()
+                    .any(|s| s.starts_with(&prefix) && pattern_matches(&full, s))
+                {
+                    continue;
+                }
+                "\\Noselect"
+            };
+            out.extend_from_slice(format!("* LSUB ({attrs}) \"/\" ").as_bytes());
             write_mailbox(out, name, utf8);
             out.extend_from_slice(b"\r\n");
         }

@@ -83,9 +83,14 @@ impl Session {
             ));
         }
         self.create_parents(&name).await?;
-        self.store
-            .mailbox_create(self.account_id()?, &name, None)
-            .await?;
+        let account = self.account_id()?;
+        let created = self.store.mailbox_create(account, &name, None).await?;
+        // A subscribed name gets its mailbox back: the subscription is the mailbox's again.
+        if self.remove_orphan_subscription(&name).await? {
+            self.store
+                .mailbox_set_subscribed(account, created.id, true)
+                .await?;
+        }
         Done::new("CREATE completed")
     }
 
@@ -107,9 +112,15 @@ impl Session {
                 "The selected mailbox cannot be deleted (CLOSE it first)",
             ));
         }
+        if mailbox.subscribed {
+            // RFC 3501 §6.3.4 / §6.3.6: DELETE does not unsubscribe the name. Written first:
+            // if the delete then fails, the name is subscribed either way.
+            self.add_orphan_subscription(&name).await?;
+        }
         self.store
             .mailbox_delete(self.account_id()?, mailbox.id)
             .await?;
+        self.drop_recent_claim(self.account_id()?, mailbox.id).await;
         Done::new("DELETE completed")
     }
 
@@ -169,13 +180,45 @@ impl Session {
         } else {
             "UNSUBSCRIBE"
         };
-        let mailbox = self
-            .find_mailbox(&name)
-            .await?
-            .ok_or_else(|| CmdError::no("NONEXISTENT", format!("Mailbox {name} does not exist")))?;
-        self.store
-            .mailbox_set_subscribed(self.account_id()?, mailbox.id, subscribe)
-            .await?;
+        let name = crate::parser::normalize_inbox(name);
+        match self.find_mailbox(&name).await? {
+            Some(mailbox) => {
+                self.store
+                    .mailbox_set_subscribed(self.account_id()?, mailbox.id, subscribe)
+                    .await?;
+                if !subscribe {
+                    self.remove_orphan_subscription(&name).await?;
+                }
+            }
+            // RFC 3501 §6.3.6: subscriptions are names; a name without a mailbox may be
+            // subscribed (the server MAY check, we do not) and unsubscribed.
+            None if subscribe => {
+                if Self::valid_new_name(&name).is_err() {
+                    return Err(CmdError::no(
+                        "CANNOT",
+                        format!("Invalid mailbox name {name}"),
+                    ));
+                }
+                let orphans = self.orphan_subscriptions().await?;
+                if !orphans.contains(&name)
+                    && orphans.len() >= super::subscriptions::MAX_ORPHAN_SUBSCRIPTIONS
+                {
+                    return Err(CmdError::no(
+                        "LIMIT",
+                        "Too many subscriptions to names without a mailbox",
+                    ));
+                }
+                self.add_orphan_subscription(&name).await?;
+            }
+            None => {
+                if !self.remove_orphan_subscription(&name).await? {
+                    return Err(CmdError::no(
+                        "NONEXISTENT",
+                        format!("{name} is not subscribed"),
+                    ));
+                }
+            }
+        }
         Done::new(format!("{verb} completed"))
     }
 
@@ -195,7 +238,12 @@ impl Session {
                 StatusItem::UidNext => format!("UIDNEXT {}", st.uid_next),
                 StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
                 StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
-                StatusItem::Recent => format!("RECENT {}", st.recent),
+                // RFC 3501 §6.3.10: messages no session was given as recent yet.
+                StatusItem::Recent => format!(
+                    "RECENT {}",
+                    self.unclaimed_recent(account, mailbox.id, st.messages, st.uid_next)
+                        .await?
+                ),
                 StatusItem::Size => format!("SIZE {}", st.size),
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
                 StatusItem::Deleted => {
@@ -255,6 +303,7 @@ impl Session {
                 "An empty message cannot be appended",
             ));
         }
+        self.remember_keyword_case(flags).await;
         let raw = Arc::new(message);
         let summary = bulwark_core::summarize(&raw);
         let new = NewEmail {

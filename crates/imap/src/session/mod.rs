@@ -7,11 +7,16 @@
 
 mod auth;
 mod fetch;
+mod keywords;
+#[cfg(test)]
+mod letter_tests;
 mod list;
 mod mailboxes;
+mod recent;
 mod search;
 mod select;
 mod store;
+mod subscriptions;
 #[cfg(test)]
 mod sync_tests;
 #[cfg(test)]
@@ -26,6 +31,7 @@ use crate::limits::MAX_BAD_COMMANDS;
 use crate::parser::{Command, CommandBody, ErrorKind, ParseError, SeqBound, SequenceSet};
 use bulwark_auth::Authenticator;
 use bulwark_store::{Account, MailboxId, ModSeq, StateChange, Store, StoreError, Uid};
+pub(crate) use keywords::KeywordCase;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
@@ -149,6 +155,10 @@ pub(crate) struct Selected {
     pub feed: Arc<crate::feed::Feed>,
     /// RFC 5182 SEARCHRES saved result (UIDs).
     pub saved: Vec<Uid>,
+    /// Custom keywords (stored form) this session announced in `FLAGS` (RFC 3501 §7.2.6).
+    pub announced: std::collections::BTreeSet<String>,
+    /// UID ranges (inclusive) recent in this session (RFC 3501 §2.3.2; see `recent.rs`).
+    pub recent: Vec<(u32, u32)>,
 }
 
 impl Selected {
@@ -242,6 +252,8 @@ pub struct Session {
     pub(crate) pending_tag: Option<String>,
     /// Where long responses go while they are built (see [`Session::set_spill`]).
     spill: Option<mpsc::Sender<Vec<u8>>>,
+    /// How custom keywords are shown (the case IMAP clients first wrote them in).
+    pub(crate) keyword_case: KeywordCase,
 }
 
 impl Session {
@@ -267,6 +279,7 @@ impl Session {
             auth_failures: 0,
             pending_tag: None,
             spill: None,
+            keyword_case: KeywordCase::default(),
         }
     }
 
@@ -368,6 +381,8 @@ impl Session {
             return self.count_bad(out);
         }
         let name = body.name();
+        let condstore_before = self.enabled.condstore;
+        let is_select = matches!(body, CommandBody::Select { .. });
         // RFC 9051 §7.5.1: no EXPUNGE while responding to FETCH, STORE or SEARCH (UID
         // variants may).
         let allow_expunge = !matches!(
@@ -454,6 +469,9 @@ impl Session {
             CommandBody::Sort(s) => self.cmd_sort(s, out).await,
             CommandBody::Thread(t) => self.cmd_thread(t, out).await,
         };
+        if !condstore_before && self.enabled.condstore && !is_select {
+            self.announce_highest_modseq(out);
+        }
         // Report other sessions' changes before the tagged response (RFC 9051 §5.2).
         if let Err(e) = self.sync(out, allow_expunge).await {
             tracing::warn!(error = %e, "IMAP: could not refresh the selected mailbox");
@@ -626,6 +644,23 @@ impl Session {
             out.extend_from_slice(format!("{tag} BAD Expected DONE to end IDLE\r\n").as_bytes());
             self.count_bad(out)
         }
+    }
+
+    /// RFC 7162 §3.1: the first CONDSTORE-enabling command (FETCH … MODSEQ, SEARCH MODSEQ,
+    /// STORE UNCHANGEDSINCE, ENABLE CONDSTORE, …) issued while a mailbox is selected gets
+    /// `* OK [HIGHESTMODSEQ n]` (SELECT/EXAMINE report it themselves).
+    fn announce_highest_modseq(&self, out: &mut Vec<u8>) {
+        let State::Selected(_, sel) = &self.state else {
+            return;
+        };
+        let highest = sel
+            .view
+            .iter()
+            .map(|m| m.modseq)
+            .max()
+            .unwrap_or_default()
+            .max(sel.synced);
+        out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {highest}] Highest\r\n").as_bytes());
     }
 
     /// The highest modseq of the selected mailbox's view (for `SEARCH ... (MODSEQ n)`).

@@ -10,6 +10,18 @@ use crate::response::compress_set;
 use bulwark_store::{AccountId, BlobHash, SearchHeaders, StoreError, Uid, imap_flag_to_keyword};
 use std::cmp::Ordering;
 
+/// SORT compares strings with the `i;ascii-casemap` collation (RFC 5256 §3 makes it the
+/// default; RFC 4790 §9.2: US-ASCII a–z map to A–Z, then octets compare; other bytes,
+/// UTF-8 included, compare as they are).
+pub(crate) fn ascii_casemap_cmp(a: &str, b: &str) -> Ordering {
+    let fold = |s: &str| {
+        s.bytes()
+            .map(|c| c.to_ascii_uppercase())
+            .collect::<Vec<u8>>()
+    };
+    fold(a).cmp(&fold(b))
+}
+
 /// RFC 9051 §6.4.4.4: charsets we accept (others → `NO [BADCHARSET]`).
 fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
     match charset {
@@ -131,9 +143,12 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
         Unseen => !has_kw(m, "$seen"),
         Keyword(k) => has_kw(m, &imap_flag_to_keyword(k)),
         Unkeyword(k) => !has_kw(m, &imap_flag_to_keyword(k)),
-        // IMAP4rev2 dropped \Recent; we never set it (RFC 9051 §2.3.2).
-        Recent | New => false,
-        Old => true,
+        // RFC 3501 §6.4.4: RECENT, NEW (recent and unseen), OLD (not recent). Recent only
+        // for IMAP4rev1 sessions (RFC 9051 §2.3.2 dropped it): nothing is recent after
+        // ENABLE IMAP4rev2.
+        Recent => c.sel.is_recent(m.uid),
+        New => c.sel.is_recent(m.uid) && !has_kw(m, "$seen"),
+        Old => !c.sel.is_recent(m.uid),
         Bcc(s) => header("bcc", s),
         Cc(s) => envelope("cc", |x| &x.cc, s),
         From(s) => envelope("from", |x| &x.from, s),
@@ -333,6 +348,7 @@ impl Session {
                 }
                 // RFC 5182 §2.1: SAVE alone produces no ESEARCH response.
                 if !(save && opts.len() == 1) {
+                    let sel = self.selected()?;
                     let mut line = format!("* ESEARCH (TAG \"{tag}\")");
                     if s.uid {
                         line.push_str(" UID");
@@ -361,6 +377,26 @@ impl Session {
                         }
                     }
                     if with_modseq && !hits.is_empty() {
+                        // RFC 4731 §3.2 / RFC 7162 §3.1.5: with only MIN and/or MAX, the
+                        // MODSEQ is the highest of the returned messages, not of all hits.
+                        let only_minmax = opts.iter().all(|o| {
+                            matches!(
+                                o,
+                                SearchReturn::Min | SearchReturn::Max | SearchReturn::Save
+                            )
+                        });
+                        let modseq = if only_minmax {
+                            let mut returned = Vec::new();
+                            if opts.contains(&SearchReturn::Min) {
+                                returned.extend(min);
+                            }
+                            if opts.contains(&SearchReturn::Max) {
+                                returned.extend(max);
+                            }
+                            Session::view_modseq(&sel.view, &returned)
+                        } else {
+                            modseq
+                        };
                         line.push_str(&format!(" MODSEQ {modseq}"));
                     }
                     out.extend_from_slice(format!("{line}\r\n").as_bytes());
@@ -378,8 +414,10 @@ impl Session {
         let cmp_one = |a: usize, b: usize, key: SortKey| -> Ordering {
             let (ma, mb) = (&sel.view[a], &sel.view[b]);
             let (va, vb) = (views[a].as_ref(), views[b].as_ref());
-            let text = |v: Option<&SearchView>, f: fn(&SearchView) -> String| {
-                v.map(f).unwrap_or_default().to_lowercase()
+            let text = |f: fn(&SearchView) -> String| {
+                let a = va.map(f).unwrap_or_default();
+                let b = vb.map(f).unwrap_or_default();
+                ascii_casemap_cmp(&a, &b)
             };
             match key {
                 SortKey::Arrival => ma.received_at.cmp(&mb.received_at),
@@ -390,10 +428,10 @@ impl Session {
                     let db = vb.and_then(|v| v.sent_date()).unwrap_or(mb.received_at);
                     da.cmp(&db)
                 }
-                SortKey::Subject => text(va, |v| v.subject()).cmp(&text(vb, |v| v.subject())),
-                SortKey::From => text(va, |v| v.from()).cmp(&text(vb, |v| v.from())),
-                SortKey::To => text(va, |v| v.to()).cmp(&text(vb, |v| v.to())),
-                SortKey::Cc => text(va, |v| v.cc()).cmp(&text(vb, |v| v.cc())),
+                SortKey::Subject => text(|v| v.subject()),
+                SortKey::From => text(|v| v.from()),
+                SortKey::To => text(|v| v.to()),
+                SortKey::Cc => text(|v| v.cc()),
             }
         };
         hits.sort_by(|&a, &b| {
@@ -451,6 +489,7 @@ impl Session {
                     message_id: v.and_then(|v| v.message_id()),
                     references: v.map(|v| v.references()).unwrap_or_default(),
                     subject: v.map(|v| v.subject()).unwrap_or_default(),
+                    is_reply: v.is_some_and(|v| v.subject_is_reply()),
                     date: v
                         .and_then(|v| v.sent_date())
                         .unwrap_or(sel.view[i].received_at),

@@ -5,12 +5,10 @@
 use super::view::position_of;
 use super::{Authed, CmdError, CmdResult, Done, Selected, Session, State, ViewMsg};
 use crate::parser::{SelectParams, SequenceSet};
-use crate::response::{compress_set, flag_list, write_mailbox};
-use bulwark_store::{MailboxDelta, ModSeq, StoreError, Uid, keyword_to_imap_flag};
+use crate::response::{compress_set, write_mailbox};
+use bulwark_store::{MailboxDelta, ModSeq, StoreError, Uid};
 use std::collections::{BTreeSet, HashSet};
 use tokio::sync::broadcast::error::TryRecvError;
-
-const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
 impl Session {
     /// Leaves the selected state (if any); returns the authenticated part and whether a
@@ -73,27 +71,52 @@ impl Session {
             .last()
             .map_or(mailbox.uid_next.0, |m| mailbox.uid_next.0.max(m.uid.0 + 1));
 
-        let mut keywords: BTreeSet<String> = BTreeSet::new();
+        let mut announced: BTreeSet<String> = BTreeSet::new();
         for m in &view {
-            keywords.extend(m.keywords.custom().iter().cloned());
+            announced.extend(m.keywords.custom().iter().cloned());
         }
-        let custom: String = keywords
-            .iter()
-            .map(|k| format!(" {}", keyword_to_imap_flag(k)))
-            .collect();
+        if !announced.is_empty() {
+            self.learn_keywords(&announced).await;
+        }
+        // RFC 3501 §2.3.2: messages no session was given as recent yet are recent here
+        // (claimed unless EXAMINE); none for IMAP4rev2 (RFC 9051 §2.3.2).
+        let mut recent = Vec::new();
+        if !self.enabled.rev2
+            && let Some(last) = view.last()
+            && let Some(range) = super::recent::claim(
+                &*self.store,
+                &feed,
+                account,
+                mailbox.id,
+                read_only,
+                last.uid,
+            )
+            .await
+        {
+            recent.push(range);
+        }
+        let sel = Selected {
+            id: mailbox.id,
+            name: mailbox.name.clone(),
+            read_only,
+            view,
+            synced,
+            pending_expunge: Vec::new(),
+            dirty: false,
+            wanted: synced,
+            feed,
+            saved: Vec::new(),
+            announced,
+            recent,
+        };
+        let view = &sel.view;
         out.extend_from_slice(format!("* {} EXISTS\r\n", view.len()).as_bytes());
         if !self.enabled.rev2 {
-            out.extend_from_slice(b"* 0 RECENT\r\n");
+            // RFC 3501 §7.3.2
+            out.extend_from_slice(format!("* {} RECENT\r\n", sel.recent_count()).as_bytes());
         }
-        out.extend_from_slice(format!("* FLAGS ({SYSTEM_FLAGS}{custom})\r\n").as_bytes());
-        if read_only {
-            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-        } else {
-            out.extend_from_slice(
-                format!("* OK [PERMANENTFLAGS ({SYSTEM_FLAGS}{custom} \\*)] Flags permitted\r\n")
-                    .as_bytes(),
-            );
-        }
+        // RFC 3501 §7.2.6 / RFC 9051 §7.3.5: every keyword in use, announced.
+        sel.write_flags(&self.keyword_case, out);
         if !self.enabled.rev2
             && let Some(i) = view.iter().position(|m| !m.is_seen())
         {
@@ -148,7 +171,8 @@ impl Session {
                         "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))\r\n",
                         i + 1,
                         m.uid,
-                        flag_list(&m.keywords.list()),
+                        self.keyword_case
+                            .flag_list(&m.keywords.list(), sel.is_recent(m.uid)),
                         m.modseq
                     )
                     .as_bytes(),
@@ -158,21 +182,7 @@ impl Session {
         let Some((authed, _)) = self.deselect() else {
             return Err(CmdError::Bad("not authenticated".into()));
         };
-        self.state = State::Selected(
-            authed,
-            Selected {
-                id: mailbox.id,
-                name: mailbox.name.clone(),
-                read_only,
-                view,
-                synced,
-                pending_expunge: Vec::new(),
-                dirty: false,
-                wanted: synced,
-                feed,
-                saved: Vec::new(),
-            },
-        );
+        self.state = State::Selected(authed, sel);
         let code = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         Done::with_code(code, format!("{verb} completed"))
     }
@@ -319,7 +329,23 @@ impl Session {
             _ => return Ok(()),
         };
         let delta = feed.delta(&*self.store, account, id, since, wanted).await?;
-        self.apply_delta(delta, allow_expunge, out);
+        let used = super::keywords::customs(delta.changed.iter().flat_map(|m| &m.keywords));
+        if !used.is_empty() {
+            self.learn_keywords(&used).await;
+        }
+        if let Some(last) = self.apply_delta(delta, allow_expunge, out) {
+            // New messages: claim them as recent (RFC 3501 §2.3.2), then EXISTS and, for
+            // IMAP4rev1 sessions, RECENT (RFC 3501 §7.3.1, §7.3.2).
+            self.claim_recent(last).await;
+            let rev2 = self.enabled.rev2;
+            let State::Selected(_, sel) = &self.state else {
+                return Ok(());
+            };
+            out.extend_from_slice(format!("* {} EXISTS\r\n", sel.view.len()).as_bytes());
+            if !rev2 {
+                out.extend_from_slice(format!("* {} RECENT\r\n", sel.recent_count()).as_bytes());
+            }
+        }
         Ok(())
     }
 
@@ -336,10 +362,18 @@ impl Session {
     }
 
     /// Applies a [`MailboxDelta`]: expunges first (or held back), then flag changes of
-    /// known messages, then new messages with one `EXISTS` (RFC 9051 §7.4.1, §7.5.1).
-    fn apply_delta(&mut self, delta: MailboxDelta, allow_expunge: bool, out: &mut Vec<u8>) {
+    /// known messages, then new messages (RFC 9051 §7.4.1, §7.5.1). Returns the last UID
+    /// when messages were added: the caller sends `EXISTS` after claiming `\Recent`.
+    fn apply_delta(
+        &mut self,
+        delta: MailboxDelta,
+        allow_expunge: bool,
+        out: &mut Vec<u8>,
+    ) -> Option<Uid> {
         let condstore = self.enabled.condstore;
-        let Ok(sel) = self.selected_mut() else { return };
+        let Ok(sel) = self.selected_mut() else {
+            return None;
+        };
         sel.pending_expunge.extend(
             delta
                 .expunged
@@ -351,7 +385,13 @@ impl Session {
             let pending = std::mem::take(&mut sel.pending_expunge);
             self.report_pending_expunges(pending, out);
         }
-        let Ok(sel) = self.selected_mut() else { return };
+        let State::Selected(_, sel) = &mut self.state else {
+            return None;
+        };
+        let case = &self.keyword_case;
+        // RFC 3501 §7.2.6 / RFC 9051 §7.3.5: new keywords are announced before any FETCH
+        // (this one or a later one) uses them.
+        sel.announce(delta.changed.iter().flat_map(|m| &m.keywords), case, out);
         let expunged: HashSet<Uid> = sel.pending_expunge.iter().copied().collect();
         let last = sel.view.last().map_or(0, |m| m.uid.0);
         let before = sel.view.len();
@@ -366,6 +406,7 @@ impl Session {
                 continue;
             };
             let fresh = ViewMsg::from_meta(meta);
+            let recent = sel.is_recent(meta.uid);
             let m = &mut sel.view[i];
             if fresh.keywords != m.keywords || (condstore && fresh.modseq != m.modseq) {
                 let modseq = if condstore {
@@ -378,18 +419,18 @@ impl Session {
                         "* {} FETCH (UID {} FLAGS {}{modseq})\r\n",
                         i + 1,
                         fresh.uid,
-                        flag_list(&meta.keywords)
+                        case.flag_list(&meta.keywords, recent)
                     )
                     .as_bytes(),
                 );
             }
             *m = fresh;
         }
-        if sel.view.len() != before {
-            out.extend_from_slice(format!("* {} EXISTS\r\n", sel.view.len()).as_bytes());
-        }
         sel.synced = sel.synced.max(delta.highest_modseq);
         sel.wanted = sel.synced;
         sel.dirty = false;
+        (sel.view.len() != before)
+            .then(|| sel.view.last().map(|m| m.uid))
+            .flatten()
     }
 }

@@ -4,7 +4,7 @@
 use super::mailboxes::flags_to_keywords;
 use super::{CmdError, CmdResult, Done, Keywords, Session, State};
 use crate::parser::{SequenceSet, StoreCommand, StoreOp};
-use crate::response::{compress_set, flag_list, ordered_set};
+use crate::response::{compress_set, ordered_set};
 use bulwark_store::{EmailId, KeywordOp, KeywordUpdate, MembershipUpdate, ModSeq};
 use std::collections::{HashMap, HashSet};
 
@@ -25,6 +25,11 @@ impl Session {
         }
         let indices = sel.resolve(&s.set, s.uid)?;
         let keywords = flags_to_keywords(&s.flags);
+        if s.op != StoreOp::Remove && !indices.is_empty() {
+            // The case a client first writes a keyword in is the one IMAP shows.
+            self.remember_keyword_case(&s.flags).await;
+        }
+        let sel = self.selected()?;
         let op = match s.op {
             StoreOp::Replace => KeywordOp::Replace,
             StoreOp::Add => KeywordOp::Add,
@@ -50,9 +55,15 @@ impl Session {
             .map(|(e, m, k)| (e, (m, k)))
             .collect();
         let conflicts: HashSet<EmailId> = result.conflicts.into_iter().collect();
-        let sel = self.selected_mut()?;
+        let State::Selected(_, sel) = &mut self.state else {
+            return Err(CmdError::Bad("no mailbox selected".into()));
+        };
+        let case = &self.keyword_case;
+        // RFC 3501 §7.2.6: keywords new to this session are announced first.
+        sel.announce(updated.values().flat_map(|(_, k)| k), case, out);
         let mut modified = Vec::new();
         for &i in &indices {
+            let recent = sel.view.get(i).is_some_and(|m| sel.is_recent(m.uid));
             let Some(m) = sel.view.get_mut(i) else {
                 continue;
             };
@@ -78,7 +89,7 @@ impl Session {
                 let flags = if s.silent {
                     String::new()
                 } else {
-                    format!("FLAGS {}", flag_list(&m.keywords.list()))
+                    format!("FLAGS {}", case.flag_list(&m.keywords.list(), recent))
                 };
                 let modseq = if condstore {
                     format!("MODSEQ ({})", m.modseq)

@@ -40,7 +40,7 @@ impl T {
         self.s.feeds = other.s.feeds.clone();
     }
 
-    async fn run(&mut self, line: &str) -> String {
+    pub(super) async fn run(&mut self, line: &str) -> String {
         let cmd = match parse_command(line.as_bytes()) {
             Ok(c) => c,
             Err(e) => panic!("{line}: {e:?}"),
@@ -123,7 +123,8 @@ async fn append_select_fetch_store_search_round_trip() {
         .ok("f FETCH 1 (UID FLAGS RFC822.SIZE ENVELOPE BODY.PEEK[HEADER.FIELDS (Subject)])")
         .await;
     assert!(
-        out.contains("* 1 FETCH (UID 1 FLAGS (\\Flagged) RFC822.SIZE"),
+        // The first session to select gets the messages as \Recent (RFC 3501 §2.3.2).
+        out.contains("* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent) RFC822.SIZE"),
         "{out}"
     );
     assert!(
@@ -137,13 +138,19 @@ async fn append_select_fetch_store_search_round_trip() {
     // A non-PEEK body fetch sets \Seen and reports FLAGS.
     let out = t.ok("f2 FETCH 2 BODY[TEXT]").await;
     assert!(
-        out.contains("BODY[TEXT] {12}\r\nother text\r\n") && out.contains("FLAGS (\\Seen)"),
+        out.contains("BODY[TEXT] {12}\r\nother text\r\n")
+            && out.contains("FLAGS (\\Seen \\Recent)"),
         "{out}"
     );
     let out = t.ok("st STORE 1 +FLAGS (\\Deleted $Work)").await;
+    // RFC 3501 §7.2.6: the new keyword is announced before the FETCH uses it, in the
+    // case the client wrote it.
     assert!(
-        out.contains("* 1 FETCH (FLAGS (\\Flagged \\Deleted $work))")
-            || out.contains("* 1 FETCH (FLAGS ("),
+        out.starts_with(
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)\r\n\
+             * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)] Flags permitted\r\n\
+             * 1 FETCH (FLAGS (\\Deleted \\Flagged $Work \\Recent))\r\n"
+        ),
         "{out}"
     );
     let out = t.ok("se SEARCH UNSEEN").await;
@@ -273,12 +280,15 @@ async fn other_sessions_changes_arrive_but_no_expunge_during_fetch() {
     let out = a.ok("n NOOP").await;
     assert!(out.contains("* 1 EXPUNGE\r\n"), "{out}");
     assert!(
-        out.contains("FLAGS (\\Flagged)") || !out.contains("FLAGS"),
+        out.contains("FLAGS (\\Flagged \\Recent)") || !out.contains("FLAGS"),
         "{out}"
     );
+    // `a` selected first: the first two are recent for it, and so is the third, which
+    // arrived while `a` had the mailbox selected and saw it first (RFC 3501 §2.3.2).
     let out = a.ok("f2 FETCH 1:* (UID FLAGS)").await;
     assert!(
-        out.contains("(UID 2 FLAGS (\\Flagged))") && out.contains("(UID 3 FLAGS ())"),
+        out.contains("(UID 2 FLAGS (\\Flagged \\Recent))")
+            && (out.contains("(UID 3 FLAGS (\\Recent))") || out.contains("(UID 3 FLAGS ())")),
         "{out}"
     );
 }
@@ -303,7 +313,10 @@ async fn condstore_unchangedsince_reports_modified_and_changedsince_filters() {
             "st STORE 1 (UNCHANGEDSINCE {hms}) +FLAGS (\\Seen)"
         ))
         .await;
-    assert!(out.contains("* 1 FETCH (FLAGS (\\Seen) MODSEQ ("), "{out}");
+    assert!(
+        out.contains("* 1 FETCH (FLAGS (\\Seen \\Recent) MODSEQ ("),
+        "{out}"
+    );
     // Message 1 changed after hms: a second conditional store conflicts.
     let out = t
         .ok(&format!(
