@@ -32,6 +32,49 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+
+class _NoSuchName:
+    """A dnslib resolver that answers NXDOMAIN for every name (a DNS with no records)."""
+
+    def resolve(self, request, handler):
+        from dnslib import RCODE
+        reply = request.reply()
+        reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+
+_LOOPBACK_DNS: str | None = None
+_LOOPBACK_DNS_LOCK = threading.Lock()
+
+
+def loopback_dns() -> str:
+    """`IP:PORT` of a DNS server on loopback (UDP and TCP) that knows no names, started once
+    per process. Every test server resolves through it (`[dns] servers`), so the inbound
+    SPF/DKIM/DMARC checks and MX lookups never leave the machine and answer at once."""
+    global _LOOPBACK_DNS
+    with _LOOPBACK_DNS_LOCK:
+        if _LOOPBACK_DNS is None:
+            from dnslib.server import DNSLogger, DNSServer
+            quiet = DNSLogger(log="-request,-reply,-truncated,-data", prefix=False,
+                              logf=lambda _line: None)
+            for _ in range(20):
+                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+                probe.close()
+                try:
+                    servers = [DNSServer(_NoSuchName(), port=port, address="127.0.0.1", tcp=tcp,
+                                         logger=quiet) for tcp in (False, True)]
+                except OSError:
+                    continue
+                for srv in servers:
+                    srv.start_thread()
+                _LOOPBACK_DNS = f"127.0.0.1:{port}"
+                break
+            else:
+                raise AssertionError("no free port for the loopback DNS server")
+        return _LOOPBACK_DNS
+
 # Deadlines (seconds). Generous because the binary is a debug build on a 2-core machine that
 # may be compiling at the same time.
 START_TIMEOUT = 60.0
@@ -149,6 +192,9 @@ class Server:
         self._log = None
         self.starts = 0
         listen = "\n".join(f'{n} = "127.0.0.1:0"' for n in self.listeners)
+        # DNS on loopback only (a test may bring its own zone with its own `[dns]`).
+        dns = ("" if "[dns]" in extra_toml
+               else f'[dns]\nservers = ["{loopback_dns()}"]\ntimeout = "2s"\n\n')
         outbound = (f'[outbound]\nrelay = "{relay[0]}:{relay[1]}"\n{outbound_toml}\n'
                     if relay else "")
         self.config.write_text(
@@ -158,6 +204,7 @@ class Server:
             f"{outbound}\n"
             f'[limits]\nmax_message_size = "{max_message_size}"\n{limits_toml}\n'
             f"[auth]\nallow_plaintext_on_loopback = false\n{auth_toml}\n"
+            f"{dns}"
             f"{extra_toml}"
         )
 

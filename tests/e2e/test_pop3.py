@@ -42,6 +42,31 @@ def crlf_lines(data: bytes) -> list[bytes]:
     return lines
 
 
+def without_fetchmail_received(msg: bytes) -> bytes:
+    """`msg` without the Received field fetchmail added (with its folded lines)."""
+    lines = msg.split(b"\n")
+    out, skipping = [], False
+    for i, line in enumerate(lines):
+        if line.startswith(b"Received: ") and any(
+                b"with POP3 (fetchmail" in l for l in _field(lines, i)):
+            skipping = True
+            continue
+        if skipping and line[:1] in (b" ", b"\t"):
+            continue
+        skipping = False
+        out.append(line)
+    return b"\n".join(out)
+
+
+def _field(lines: list[bytes], start: int) -> list[bytes]:
+    field = [lines[start]]
+    for line in lines[start + 1:]:
+        if line[:1] not in (b" ", b"\t"):
+            break
+        field.append(line)
+    return field
+
+
 class Pop3Test(ServerTestCase):
     listeners = POP3_LISTENERS
     auth_toml = 'account_delay = "50ms"'
@@ -291,8 +316,8 @@ class Pop3Test(ServerTestCase):
             self.assertTrue(f.readline().startswith(b"+OK"))
             s.sendall(b"NOOP " + b"x" * 300 + b"\r\n")
             self.assertIn(b"too long", f.readline())
-            for _ in range(20):
-                s.sendall(b"GET / HTTP/1.0\r\n")
+            # One write: the server may close after the tenth, before later writes land.
+            s.sendall(b"GET / HTTP/1.0\r\n" * 20)
             lines = [f.readline() for _ in range(9)]
             self.assertTrue(all(l.startswith(b"-ERR") for l in lines), lines)
             self.assertIn(b"too many bad commands", lines[-1])
@@ -363,12 +388,10 @@ class Pop3Test(ServerTestCase):
         got = self.delivered(work)
         self.assertEqual(len(got), 2, r.stdout + r.stderr)
         for msg, original in zip(sorted(got, key=lambda m: b"pop-fm-1" in m), stored):
-            # fetchmail puts its own Received field under Return-Path; the rest is the stored
-            # message byte for byte (its mda gets LF line endings).
-            return_path, rest = original.replace(b"\r\n", b"\n").split(b"\n", 1)
-            self.assertTrue(msg.startswith(return_path + b"\nReceived: "), msg[:300])
+            # fetchmail adds its own Received field among the header fields; without it the
+            # message is the stored one byte for byte (its mda gets LF line endings).
             self.assertIn(b"with POP3 (fetchmail", msg)
-            self.assertTrue(msg.endswith(rest), msg[-300:])
+            self.assertEqual(without_fetchmail_received(msg), original.replace(b"\r\n", b"\n"))
         self.assertEqual(len(self.imap_inbox(user, pw)), 2)  # --keep: still on the server
         # UIDL bookkeeping: a second run with keep (over pop3s) fetches nothing new (exit 1:
         # no mail).

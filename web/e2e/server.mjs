@@ -37,7 +37,7 @@ export class BulwarkServer {
     const lines = Object.entries(listen).map(([k, v]) => `${k} = "${v}"`).join('\n');
     fs.writeFileSync(
       this.config,
-      `hostname = "mail.example.test"\ndata_dir = "${this.dataDir}"\n\n[listen]\n${lines}\n\n[auth]\nallow_plaintext_on_loopback = true\n\n[log]\nlevel = "info"\n`,
+      `hostname = "mail.example.test"\ndata_dir = "${this.dataDir}"\n\n[listen]\n${lines}\n\n[auth]\nallow_plaintext_on_loopback = true\n\n[auth_checks]\nenabled = false\n\n[log]\nlevel = "info"\n`,
     );
   }
 

@@ -121,6 +121,7 @@ impl Node {
              [listen]\nsmtp = \"{smtp}\"\nimap = \"{imap}\"\nhttp = \"{http}\"\n\n\
              [limits]\nmax_connections_per_ip = {MAX_CONNECTIONS_PER_IP}\n\n\
              [auth]\nallow_plaintext_on_loopback = true\n\n\
+             [auth_checks]\nenabled = false\n\n\
              [log]\nlevel = \"warn\"\n",
             name = self.name,
             domain = crate::message::DOMAIN,
