@@ -262,10 +262,8 @@ async fn ws_read_text(s: &mut TcpStream) -> String {
     String::from_utf8(payload).unwrap()
 }
 
-#[tokio::test]
-async fn websocket_answers_requests_and_pushes_state_changes() {
-    let h = harness().await;
-    let addr = serve(&h).await;
+/// Opens `/jmap/ws` with alice's token; returns the stream and the lowercased 101 head.
+async fn open_websocket(h: &Harness, addr: std::net::SocketAddr) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "GET /jmap/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -277,6 +275,14 @@ Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\nAuthorization: {}\r
         String::from_utf8_lossy(&read_until(&mut s, b"\r\n\r\n", Duration::from_secs(5)).await)
             .to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
+    (s, head)
+}
+
+#[tokio::test]
+async fn websocket_answers_requests_and_pushes_state_changes() {
+    let h = harness().await;
+    let addr = serve(&h).await;
+    let (mut s, head) = open_websocket(&h, addr).await;
     assert!(head.contains("sec-websocket-protocol: jmap"), "{head}");
     let request = json!({"@type": "Request", "id": "r1", "using": ["urn:ietf:params:jmap:core"], "methodCalls": [["Core/echo", {"x": 1}, "c"]]});
     s.write_all(&ws_frame(&request.to_string())).await.unwrap();
@@ -486,17 +492,7 @@ Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSoc
 async fn websocket_pushes_identity_and_vacation_changes_with_their_own_states() {
     let h = harness().await;
     let addr = serve(&h).await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET /jmap/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\nAuthorization: {}\r\n\r\n",
-        h.bearer()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let head =
-        String::from_utf8_lossy(&read_until(&mut s, b"\r\n\r\n", Duration::from_secs(5)).await)
-            .to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let (mut s, _) = open_websocket(&h, addr).await;
     s.write_all(&ws_frame(
         &json!({"@type": "WebSocketPushEnable", "dataTypes": ["Identity", "VacationResponse"]})
             .to_string(),

@@ -128,7 +128,7 @@ impl WriteTx for Tx<'_> {
     }
 
     async fn set_mailbox_role(&mut self, mailbox: MailboxId, role: Option<Role>) -> Result<()> {
-        let text = super::mailboxes::role_text(role);
+        let text = super::mailboxes::role_to_text(role);
         super::mailboxes::set_mailbox_column(self.conn, mailbox, "role", &text)
     }
 

@@ -10,7 +10,7 @@ use crate::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-fn role_to_text(role: Option<Role>) -> Option<&'static str> {
+pub(crate) fn role_to_text(role: Option<Role>) -> Option<&'static str> {
     role.map(Role::as_jmap)
 }
 
@@ -225,10 +225,6 @@ pub(crate) fn set_mailbox_column(
         .execute(params![id.0, value])
         .map_err(db_err)?;
     Ok(())
-}
-
-pub(crate) fn role_text(role: Option<Role>) -> Option<&'static str> {
-    role_to_text(role)
 }
 
 pub(crate) fn mailbox_members(conn: &Connection, id: MailboxId) -> Result<Vec<(Uid, EmailId)>> {
