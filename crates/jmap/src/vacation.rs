@@ -18,7 +18,10 @@ use crate::ids;
 use crate::mail::body::{parse_date, utc_date};
 use bulwark_core::{DeliveryHook, Pipeline};
 use bulwark_store::collections::names::VACATION;
-use bulwark_store::{AccountId, Appended, Expect, ItemWrite, Store, StoreError, now_unix};
+use bulwark_store::item_cache::ItemCache;
+use bulwark_store::{
+    AccountId, Appended, CollectionItem, Expect, ItemWrite, Store, StoreError, now_unix,
+};
 use mail_parser::MessageParser;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -54,23 +57,36 @@ struct LegacyAccount {
 pub struct VacationResponder {
     store: Arc<dyn Store>,
     hostname: String,
+    /// The settings as deliveries read them (once per message): cached, dropped when the
+    /// collection is written on any node.
+    cache: ItemCache,
 }
+
+/// Accounts whose settings the responder keeps in memory (≈ 100 bytes each).
+const CACHED_ACCOUNTS: usize = 100_000;
 
 impl VacationResponder {
     pub fn new(store: Arc<dyn Store>, hostname: String) -> Self {
-        VacationResponder { store, hostname }
+        let cache = ItemCache::new(store.clone(), VACATION, CACHED_ACCOUNTS);
+        VacationResponder {
+            store,
+            hostname,
+            cache,
+        }
     }
 
-    /// The account's settings (defaults: disabled).
+    /// The account's settings (defaults: disabled), as stored.
     pub async fn settings(&self, account: AccountId) -> Result<VacationSettings, StoreError> {
         let item = self
             .store
             .collection_get(account, VACATION, Some(&[SINGLETON.to_string()]))
             .await?;
-        Ok(item
-            .first()
-            .and_then(|i| serde_json::from_str(&i.value).ok())
-            .unwrap_or_default())
+        Ok(decode(item.first()))
+    }
+
+    /// The account's settings through the cache (the delivery path).
+    async fn cached_settings(&self, account: AccountId) -> Result<VacationSettings, StoreError> {
+        Ok(decode(self.cache.get(account, SINGLETON).await?.as_ref()))
     }
 
     async fn state(&self, account: AccountId) -> Result<String, StoreError> {
@@ -191,7 +207,7 @@ impl VacationResponder {
         incoming: &[u8],
         now: i64,
     ) -> Result<Option<String>, StoreError> {
-        let settings = self.settings(account).await?;
+        let settings = self.cached_settings(account).await?;
         if !settings.is_enabled
             || settings.from_date.is_some_and(|f| now < f)
             || settings.to_date.is_some_and(|t| now >= t)
@@ -320,6 +336,11 @@ impl DeliveryHook for VacationResponder {
             tracing::warn!(account = %appended.account, error = %e, "vacation reply failed");
         }
     }
+}
+
+fn decode(item: Option<&CollectionItem>) -> VacationSettings {
+    item.and_then(|i| serde_json::from_str(&i.value).ok())
+        .unwrap_or_default()
 }
 
 fn to_json(s: &VacationSettings) -> Map<String, Value> {

@@ -85,6 +85,8 @@ pub struct SmtpServer {
     spool: OnceLock<Arc<Spool>>,
     /// Memory for message bodies being received, shared by every session.
     body_budget: Arc<MemoryBudget>,
+    /// Which sender domains are ours (for the inbound mark), cached.
+    local_domains: bulwark_core::local_domains::LocalDomains,
 }
 
 /// Resolves once `shutdown` turns true; never if its sender is gone without draining.
@@ -125,6 +127,7 @@ impl SmtpServer {
         );
         Arc::new(SmtpServer {
             cfg,
+            local_domains: bulwark_core::local_domains::LocalDomains::new(store.clone()),
             store,
             auth,
             tls,
@@ -455,34 +458,15 @@ impl SmtpServer {
         if let Some(stripped) = authres::strip_own(&d.body, host) {
             d.body = stripped;
         }
-        if self.cfg.mark_local_domain_unauthenticated && self.claims_local_domain(d).await {
+        if self.cfg.mark_local_domain_unauthenticated
+            && self.local_domains.claimed_by(&d.sender, &d.body).await
+        {
             let mark = authres::local_domain_unauthenticated(host);
             let mut body = Vec::with_capacity(mark.len() + d.body.len());
             body.extend_from_slice(mark.as_bytes());
             body.extend_from_slice(&d.body);
             d.body = body;
         }
-    }
-
-    /// Whether the envelope sender or a header From address is in one of our domains.
-    async fn claims_local_domain(&self, d: &Delivery) -> bool {
-        let (from, _) = bulwark_core::sender::header_senders(&d.body);
-        let mut domains: Vec<String> = std::iter::once(d.sender.as_str())
-            .chain(from.iter().map(String::as_str))
-            .filter_map(|a| bulwark_core::split_address(a).map(|(_, domain)| domain))
-            .collect();
-        domains.sort();
-        domains.dedup();
-        for domain in domains {
-            match self.store.domain_exists(&domain).await {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, %domain, "cannot check whether a sender domain is local");
-                }
-            }
-        }
-        false
     }
 
     /// Stores the message (see [`Self::deliver_to_store`]); when the store is unavailable

@@ -404,21 +404,35 @@ impl BdatChunk {
 /// is how SMTP smuggling hides a second message (`<LF>.<LF>` read as end-of-data by the next
 /// hop), so bodies with either are refused.
 pub fn has_bare_line_ending(body: &[u8]) -> bool {
-    let mut prev = 0u8;
-    for (i, &b) in body.iter().enumerate() {
-        match b {
-            b'\n' if prev != b'\r' => return true,
-            b'\r' if body.get(i + 1) != Some(&b'\n') => return true,
-            _ => {}
-        }
-        prev = b;
-    }
-    false
+    // Only CRs and LFs matter: jump from one to the next (memchr), not byte by byte.
+    memchr::memchr2_iter(b'\r', b'\n', body).any(|i| match body[i] {
+        b'\n' => i == 0 || body[i - 1] != b'\r',
+        _ => body.get(i + 1) != Some(&b'\n'),
+    })
 }
 
 #[cfg(test)]
 mod size_overflow_tests {
     use super::*;
+
+    #[test]
+    fn bare_cr_or_lf_anywhere_is_found() {
+        for ok in [&b""[..], b"a", b"a\r\nb\r\n", b"\r\n", b"\r\n\r\n.\r\n"] {
+            assert!(!has_bare_line_ending(ok), "{ok:?}");
+        }
+        for bad in [
+            &b"\n"[..],
+            b"\r",
+            b"a\nb",
+            b"a\r\n\n",
+            b"a\rb",
+            b"a\r",
+            b"\n\r\n",
+            b"a\r\r\n",
+        ] {
+            assert!(has_bare_line_ending(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn overlong_size_parameter_counts_as_too_big() {

@@ -23,6 +23,8 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 pub(crate) const CHANNEL: &str = "bulwark_changes";
 /// Capacity of each account's change broadcast channel.
 const SUBSCRIBE_CAPACITY: usize = 256;
+/// Of the channel of every account's changes (a receiver that lags drops its caches).
+const SUBSCRIBE_ALL_CAPACITY: usize = 4096;
 /// NOTIFY payloads must stay below 8000 bytes; longer mailbox lists are sent as `*`.
 const MAX_PAYLOAD: usize = 7000;
 /// Mailbox list meaning "every mailbox of the account"; collection list meaning "any
@@ -116,6 +118,9 @@ pub(crate) struct Hub {
 struct HubInner {
     senders: HashMap<AccountId, broadcast::Sender<StateChange>>,
     published: HashMap<AccountId, ModSeq>,
+    /// Every account's changes ([`bulwark_store::Store::subscribe_all`]); made on first use,
+    /// dropped (closing its receivers) when the change feed was lost.
+    all: Option<broadcast::Sender<StateChange>>,
 }
 
 impl Hub {
@@ -126,6 +131,21 @@ impl Hub {
             .entry(account)
             .or_insert_with(|| broadcast::channel(SUBSCRIBE_CAPACITY).0)
             .subscribe()
+    }
+
+    pub(crate) fn subscribe_all(&self) -> broadcast::Receiver<StateChange> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .all
+            .get_or_insert_with(|| broadcast::channel(SUBSCRIBE_ALL_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// The change feed was lost: receivers of every account's changes may have missed some;
+    /// closing their channel tells them so (they subscribe again and start afresh).
+    pub(crate) fn feed_lost(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.all = None;
     }
 
     /// Publishes what a local transaction committed.
@@ -140,6 +160,11 @@ impl Hub {
         let account = change.account;
         let last = inner.published.entry(account).or_default();
         *last = (*last).max(change.modseq);
+        if let Some(all) = &inner.all
+            && all.receiver_count() > 0
+        {
+            let _ = all.send(change.clone());
+        }
         let Some(sender) = inner.senders.get(&account) else {
             return;
         };
@@ -243,6 +268,7 @@ pub(crate) async fn run_listener(
             });
         }
         tracing::warn!("store-pg: change listener lost its connection; reconnecting");
+        hub.feed_lost();
         let mut delay = RECONNECT_MIN;
         listening = loop {
             tokio::time::sleep(delay).await;
@@ -255,6 +281,8 @@ pub(crate) async fn run_listener(
             }
         };
         tracing::info!("store-pg: change listener reconnected");
+        // What was read while deaf may be stale too.
+        hub.feed_lost();
         // Subscribers resync from what moved while we were deaf (each try bounded like any
         // call; tried again while the database is still coming back).
         let mut delay = RECONNECT_MIN;

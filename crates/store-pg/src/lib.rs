@@ -589,6 +589,9 @@ impl Store for PgStore {
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {
         self.hub.subscribe(account)
     }
+    fn subscribe_all(&self) -> broadcast::Receiver<StateChange> {
+        self.hub.subscribe_all()
+    }
 
     async fn queue_enqueue(&self, msg: NewQueued) -> Result<QueueId> {
         write_tx!(self, |tx| queue::queue_enqueue(tx, &msg).await)

@@ -114,6 +114,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     accept_is_all_or_nothing_and_idempotent(store.clone()).await;
     account_bytes_follow_every_mail_write(store.clone()).await;
     mailbox_sort_order_is_kept_and_logged(store.clone()).await;
+    item_cache_follows_every_write(store.clone()).await;
     mail_rules_are_the_same_on_every_backend(store).await;
 }
 

@@ -31,6 +31,7 @@ pub mod conformance;
 pub mod domain;
 pub mod email_page;
 pub mod engine;
+pub mod item_cache;
 pub mod model;
 pub mod outage;
 pub mod rules;
@@ -398,6 +399,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ChangeSet>;
     /// Receives a [`StateChange`] after each committed change of the account.
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange>;
+    /// Receives every account's [`StateChange`]s (caches of collection items listen here).
+    /// The channel is closed when this node may have missed changes (its change feed was
+    /// lost): then everything may have changed, and the receiver subscribes again.
+    fn subscribe_all(&self) -> broadcast::Receiver<StateChange>;
 
     // ---- outbound queue -----------------------------------------------------------------
     async fn queue_enqueue(&self, msg: NewQueued) -> Result<QueueId>;

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
-use writer::{Hub, Job, Reply, Tx};
+use writer::{Hub, Job, Tx};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "bulwark.db";
@@ -267,18 +267,32 @@ impl SqliteStore {
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
         self.check_outage()?;
         let (answer, answered) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |tx: &mut Tx<'_>| {
-            let result = f(tx);
-            let ok = result.is_ok();
-            let reply: Reply = Box::new(move |committed: Result<()>| {
+        // The last run's result, handed over by `answer` (the writer may run a job twice:
+        // see the writer module).
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(None::<Result<T>>));
+        let mut f = f;
+        let slot = kept.clone();
+        let job = Job {
+            run: Box::new(move |tx: &mut Tx<'_>| {
+                let result = f(tx);
+                let ok = result.is_ok();
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                ok
+            }),
+            answer: Box::new(move |committed: Result<()>| {
+                let result = kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let result = result.unwrap_or_else(|| {
+                    Err(StoreError::Internal(
+                        "the write job failed; its changes were rolled back".into(),
+                    ))
+                });
                 let _ = answer.send(committed.and(result));
-            });
-            (ok, reply)
-        });
+            }),
+        };
         self.jobs
             .send(job)
             .map_err(|_| StoreError::Unavailable("the store's writer thread has stopped".into()))?;
@@ -753,6 +767,9 @@ impl Store for SqliteStore {
     }
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {
         self.hub.subscribe(account)
+    }
+    fn subscribe_all(&self) -> broadcast::Receiver<StateChange> {
+        self.hub.subscribe_all()
     }
 
     async fn queue_enqueue(&self, msg: NewQueued) -> Result<QueueId> {

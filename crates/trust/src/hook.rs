@@ -17,6 +17,8 @@ use std::sync::Arc;
 ///   when it is one of ours and has a key — added once, to the local and the relayed copy.
 pub struct TrustHook {
     store: Arc<dyn Store>,
+    /// Which sender domains are ours, cached.
+    local_domains: bulwark_core::local_domains::LocalDomains,
     checker: Option<Checker>,
     signer: Signer,
 }
@@ -26,6 +28,7 @@ impl TrustHook {
     pub fn new(store: Arc<dyn Store>, checker: Option<Checker>) -> TrustHook {
         TrustHook {
             signer: Signer::new(store.clone()),
+            local_domains: bulwark_core::local_domains::LocalDomains::new(store.clone()),
             store,
             checker,
         }
@@ -33,23 +36,9 @@ impl TrustHook {
 
     /// Whether the envelope sender or a header From address is in one of our domains.
     async fn claims_local_domain(&self, message: &Message) -> bool {
-        let (from, _) = bulwark_core::sender::header_senders(&message.local_raw);
-        let mut domains: Vec<String> = std::iter::once(message.sender.as_str())
-            .chain(from.iter().map(String::as_str))
-            .filter_map(|a| bulwark_core::split_address(a).map(|(_, d)| d))
-            .collect();
-        domains.sort();
-        domains.dedup();
-        for domain in domains {
-            match self.store.domain_exists(&domain).await {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(%domain, error = %e, "cannot check whether a sender domain is local")
-                }
-            }
-        }
-        false
+        self.local_domains
+            .claimed_by(&message.sender, &message.local_raw)
+            .await
     }
 
     async fn sign(&self, message: &Message, verdict: &mut Verdict) {

@@ -600,3 +600,47 @@ pub async fn mailbox_sort_order_is_kept_and_logged(store: Arc<dyn Store>) {
         None
     );
 }
+
+pub async fn item_cache_follows_every_write(store: Arc<dyn Store>) {
+    use crate::item_cache::ItemCache;
+    let (alice, inbox) = new_account(&store).await;
+    let (bob, _) = new_account(&store).await;
+    let a = alice.id;
+    let cache = ItemCache::new(store.clone(), "things", 1);
+    assert_eq!(cache.get(a, "x").await.expect("get"), None);
+    assert!(cache.contains(a, "x"), "an absent item is remembered");
+    // Mail and other collections leave the entry alone.
+    append_one(&store, a, inbox.id, "mail").await;
+    store
+        .collection_write(
+            a,
+            vec![ItemWrite::put("other", "x", Expect::Any, "o".to_string())],
+        )
+        .await
+        .expect("other collection");
+    assert!(cache.contains(a, "x"), "kept across unrelated commits");
+    // A write of the collection is seen by the next read, with no wait.
+    let v1 = store
+        .collection_write(a, vec![put("x", Expect::Absent, "one")])
+        .await
+        .expect("create");
+    let got = cache.get(a, "x").await.expect("get").expect("present");
+    assert_eq!((got.value.as_str(), got.version), ("one", v1));
+    let v2 = store
+        .collection_write(a, vec![put("x", Expect::Version(v1), "two")])
+        .await
+        .expect("update");
+    let got = cache.get(a, "x").await.expect("get").expect("present");
+    assert_eq!((got.value.as_str(), got.version), ("two", v2));
+    // Another account (the bound is one account: the cache starts afresh).
+    assert_eq!(cache.get(bob.id, "x").await.expect("get"), None);
+    assert!(!cache.contains(a, "x") && cache.contains(bob.id, "x"));
+    store
+        .collection_write(
+            a,
+            vec![ItemWrite::delete("things", "x", Expect::Version(v2))],
+        )
+        .await
+        .expect("delete");
+    assert_eq!(cache.get(a, "x").await.expect("get"), None);
+}
