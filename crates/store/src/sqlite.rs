@@ -264,7 +264,7 @@ impl SqliteStore {
         read_on(self.bulk_readers.clone(), f).await
     }
     /// Sends `f` to the writer thread; returns once the batch holding it has committed.
-    async fn write<T, F>(&self, f: F) -> Result<T>
+    async fn write<T, F>(&self, mut f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T> + Send + 'static,
@@ -274,7 +274,6 @@ impl SqliteStore {
         // The last run's result, handed over by `answer` (the writer may run a job twice:
         // see the writer module).
         let kept = std::sync::Arc::new(std::sync::Mutex::new(None::<Result<T>>));
-        let mut f = f;
         let slot = kept.clone();
         let job = Job {
             run: Box::new(move |tx: &mut Tx<'_>| {

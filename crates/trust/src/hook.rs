@@ -34,13 +34,6 @@ impl TrustHook {
         }
     }
 
-    /// Whether the envelope sender or a header From address is in one of our domains.
-    async fn claims_local_domain(&self, message: &Message) -> bool {
-        self.local_domains
-            .claimed_by(&message.sender, &message.local_raw)
-            .await
-    }
-
     async fn sign(&self, message: &Message, verdict: &mut Verdict) {
         let raw = message
             .remote_raw
@@ -84,7 +77,10 @@ impl DeliveryHook for TrustHook {
                     .await;
                 tracing::info!(ip = %origin.ip, helo = %origin.helo, sender = %message.sender, results = %v.summary, "inbound authentication checks");
                 let mut header = v.header;
-                if self.claims_local_domain(message).await
+                if self
+                    .local_domains
+                    .claimed_by(&message.sender, &message.local_raw)
+                    .await
                     && let Some(field) = header.strip_suffix("\r\n")
                 {
                     // Our own method (RFC 8601 §2.7.6): it says "one of ours" without SMTP

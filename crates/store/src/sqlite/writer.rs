@@ -283,13 +283,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     /// A job that inserts `value`, then fails (`fail`) or panics (`panic`) if told to.
-    fn job(
-        value: i64,
-        fail: bool,
-        panic: bool,
-        runs: Arc<AtomicUsize>,
-        answers: Arc<Mutex<Vec<(i64, bool)>>>,
-    ) -> Job {
+    fn job(value: i64, fail: bool, panic: bool, runs: Arc<AtomicUsize>, answers: Answers) -> Job {
         Job {
             run: Box::new(move |tx: &mut Tx<'_>| {
                 runs.fetch_add(1, Ordering::Relaxed);
@@ -308,6 +302,17 @@ mod tests {
         }
     }
 
+    /// `(value, committed)` of every job answered.
+    type Answers = Arc<Mutex<Vec<(i64, bool)>>>;
+
+    /// A connection with the test table, a run counter and the answers heard.
+    fn fixture() -> (Connection, Arc<AtomicUsize>, Answers) {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch("CREATE TABLE t (v INTEGER)")
+            .expect("table");
+        (conn, Arc::default(), Arc::default())
+    }
+
     fn values(conn: &Connection) -> Vec<i64> {
         let mut stmt = conn.prepare("SELECT v FROM t ORDER BY v").expect("select");
         stmt.query_map([], |r| r.get(0))
@@ -318,11 +323,7 @@ mod tests {
 
     #[test]
     fn batch_without_failures_runs_each_job_once() {
-        let conn = Connection::open_in_memory().expect("open");
-        conn.execute_batch("CREATE TABLE t (v INTEGER)")
-            .expect("table");
-        let runs = Arc::new(AtomicUsize::new(0));
-        let answers = Arc::new(Mutex::new(Vec::new()));
+        let (conn, runs, answers) = fixture();
         let batch = (1..=3)
             .map(|v| job(v, false, false, runs.clone(), answers.clone()))
             .collect();
@@ -335,11 +336,7 @@ mod tests {
 
     #[test]
     fn a_failing_or_panicking_job_is_undone_alone() {
-        let conn = Connection::open_in_memory().expect("open");
-        conn.execute_batch("CREATE TABLE t (v INTEGER)")
-            .expect("table");
-        let runs = Arc::new(AtomicUsize::new(0));
-        let answers = Arc::new(Mutex::new(Vec::new()));
+        let (conn, runs, answers) = fixture();
         let batch = vec![
             job(1, false, false, runs.clone(), answers.clone()),
             job(2, true, false, runs.clone(), answers.clone()),
