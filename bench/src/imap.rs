@@ -108,6 +108,13 @@ impl Imap {
         if !r.ok {
             bail!("LOGIN {user} failed: {}", r.text);
         }
+        // BENCH_IMAP_ENABLE=IMAP4rev2: clients that enabled IMAP4rev2 (no \Recent, so no
+        // claim is written when new mail is first seen), to tell that cost apart.
+        if let Ok(extensions) = std::env::var("BENCH_IMAP_ENABLE")
+            && !extensions.is_empty()
+        {
+            imap.cmd(&format!("ENABLE {extensions}")).await?;
+        }
         let r = imap.cmd("CAPABILITY").await?;
         imap.capabilities = r
             .untagged

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SmtpArgs {
-    /// Server address ip:port.
+    /// Server address ip:port; several, comma-separated (the nodes of one cluster), take
+    /// the sessions in turn.
     #[arg(long)]
     pub addr: String,
     /// Parallel sessions (connections).
@@ -67,9 +68,11 @@ pub async fn run(args: SmtpArgs) -> Result<serde_json::Value> {
     });
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.sessions {
+    let addrs: Vec<String> = args.addr.split(',').map(str::to_owned).collect();
+    for i in 0..args.sessions {
         let shared = shared.clone();
-        tasks.push(tokio::spawn(async move { session(shared).await }));
+        let addr = addrs[i % addrs.len()].clone();
+        tasks.push(tokio::spawn(async move { session(shared, addr).await }));
     }
     let mut lat = Latencies::default();
     let (mut sent, mut errors) = (0u64, 0u64);
@@ -90,7 +93,7 @@ pub async fn run(args: SmtpArgs) -> Result<serde_json::Value> {
     let s = lat.summary();
     let acked_rate = sent as f64 / acked_elapsed.as_secs_f64();
     let mut out = json!({
-        "sessions": args.sessions, "size": args.size, "messages": sent, "errors": errors,
+        "nodes": addrs.len(), "sessions": args.sessions, "size": args.size, "messages": sent, "errors": errors,
         "elapsed_ms": ms(acked_elapsed), "acked_per_s": round3(acked_rate),
         "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "max_ms": s.max_ms,
     });
@@ -139,9 +142,9 @@ async fn expect(conn: &mut Conn, class: u16, what: &str) -> Result<()> {
     Ok(())
 }
 
-async fn session(shared: Arc<Shared>) -> Result<SessionResult> {
+async fn session(shared: Arc<Shared>, addr: String) -> Result<SessionResult> {
     let a = &shared.args;
-    let mut conn = Conn::connect(&a.addr).await?;
+    let mut conn = Conn::connect(&addr).await?;
     expect(&mut conn, 2, "greeting").await?;
     let hello = if a.lmtp { "LHLO" } else { "EHLO" };
     conn.send(format!("{hello} bench.client.test\r\n").as_bytes())

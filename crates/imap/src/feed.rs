@@ -52,6 +52,11 @@ pub(crate) struct Feed {
     /// claim, which only grows, so "already claimed" answers need no store read; a stale
     /// version makes the compare-and-set fail and the claim re-read.
     recent: Mutex<Option<(u32, Option<ModSeq>)>>,
+    /// Held by the one session of this server that is claiming `\Recent` messages of the
+    /// mailbox: the others, notified of the same new mail at the same moment, wait and then
+    /// find it claimed in [`Feed::recent_claim`] instead of each writing a compare-and-set
+    /// that fails (five sessions on one mailbox made five writes per new message).
+    pub(crate) claiming: tokio::sync::Mutex<()>,
 }
 
 impl Feed {

@@ -19,10 +19,14 @@ const MAX_UID: i64 = u32::MAX as i64;
 /// Stores a blob once (content-addressed); returns its hash.
 pub(crate) async fn put_blob(tx: &mut Tx<'_>, data: &[u8]) -> Result<BlobHash> {
     let hash = BlobHash::of(data);
-    tx.exec(
+    tx.exec_later(
         "WITH l AS (SELECT pg_advisory_xact_lock_shared($3::bigint))
          INSERT INTO blobs (hash, data) SELECT $1::text, $2::bytea FROM l ON CONFLICT (hash) DO NOTHING",
-        &[&hash.0, &data, &crate::schema::BLOB_LOCK],
+        vec![
+            Box::new(hash.0.clone()),
+            Box::new(data.to_vec()),
+            Box::new(crate::schema::BLOB_LOCK),
+        ],
     )
     .await?;
     Ok(hash)
@@ -162,12 +166,16 @@ impl WriteTx for Tx<'_> {
         email: EmailId,
         modseq: ModSeq,
     ) -> Result<()> {
-        self.exec(
+        self.exec_later(
             "INSERT INTO memberships (mailbox, uid, email, modseq) VALUES ($1, $2, $3, $4)",
-            &[&mailbox.0, &i64::from(uid.0), &email.0, &sql_modseq(modseq)],
+            vec![
+                Box::new(mailbox.0),
+                Box::new(i64::from(uid.0)),
+                Box::new(email.0),
+                Box::new(sql_modseq(modseq)),
+            ],
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn delete_membership(

@@ -124,8 +124,11 @@ async fn notify(tx: &mut Tx<'_>, notes: &Notes, origin: &str) -> Result<()> {
             &noted.collections,
             origin,
         );
-        tx.exec("SELECT pg_notify($1, $2)", &[&hub::CHANNEL, &payload])
-            .await?;
+        tx.exec_later(
+            "SELECT pg_notify($1, $2)",
+            vec![Box::new(hub::CHANNEL), Box::new(payload)],
+        )
+        .await?;
     }
     Ok(())
 }

@@ -4,11 +4,14 @@
 use bulwark_store::{AccountId, MailboxId, ModSeq, Result, StoreError};
 use futures::Stream;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, IsolationLevel, NoTls, Row, Statement, Transaction};
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 /// Connections one store opens at most (the LISTEN connection not counted).
 pub(crate) const MAX_CONNECTIONS: usize = 8;
@@ -133,6 +136,13 @@ pub(crate) struct Conn {
     statements: HashMap<&'static str, Statement>,
 }
 
+/// Statements written by [`Tx::exec_later`]: sent with the next statement whose answer is
+/// awaited (or with COMMIT), in order, in one round trip.
+type Later = Vec<(Statement, Vec<LaterParam>)>;
+
+/// An owned parameter of a statement sent later.
+pub(crate) type LaterParam = Box<dyn ToSql + Sync + Send>;
+
 /// The shared pool.
 pub(crate) struct Pool {
     config: Config,
@@ -244,6 +254,8 @@ pub(crate) struct Pooled {
 
 impl Pooled {
     /// Begins a transaction: read-only snapshot or read-write (READ COMMITTED + row locks).
+    /// Nothing is sent yet: BEGIN goes out with the transaction's first statement, in the
+    /// same round trip.
     pub(crate) async fn begin(&mut self, read_only: bool) -> Result<Tx<'_>> {
         let Pooled {
             conn, begin_failed, ..
@@ -252,24 +264,20 @@ impl Pooled {
             .as_mut()
             .ok_or_else(|| StoreError::Internal("connection already returned".into()))?;
         let Conn { client, statements } = conn;
-        let builder = client.build_transaction();
-        let builder = if read_only {
-            builder
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
+        let begin = if read_only {
+            "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
         } else {
-            builder.isolation_level(IsolationLevel::ReadCommitted)
-        };
-        let transaction = match builder.start().await {
-            Ok(transaction) => transaction,
-            Err(e) => {
-                *begin_failed = true;
-                return Err(pg_err(e));
-            }
+            "START TRANSACTION ISOLATION LEVEL READ COMMITTED"
         };
         Ok(Tx {
-            transaction,
+            client,
             statements,
+            read_only,
+            begin: Some(begin),
+            open: false,
+            answered: false,
+            begin_failed,
+            later: Vec::new(),
             notes: Notes::default(),
         })
     }
@@ -307,10 +315,69 @@ pub(crate) use bulwark_store::changelog::{ChangeKind as Kind, ChangeOp as Op};
 pub(crate) type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 /// One transaction plus statement cache and change-log helpers.
+///
+/// Statements whose answer nobody waits for ([`Tx::exec_later`]: change-log rows, counter
+/// updates, blob inserts, locks) are kept and sent with the next statement that is awaited
+/// — pipelined on the connection, in order, one round trip for all of them (and BEGIN goes
+/// out with the first). An error of any of them is the error of that next call, so a
+/// failure still rolls back the whole transaction before anything is acknowledged.
 pub(crate) struct Tx<'c> {
-    transaction: Transaction<'c>,
+    client: &'c Client,
     statements: &'c mut HashMap<&'static str, Statement>,
+    read_only: bool,
+    /// BEGIN, until it is sent with the first statement.
+    begin: Option<&'static str>,
+    /// BEGIN was sent and neither COMMIT nor ROLLBACK yet.
+    open: bool,
+    /// The server has answered a statement of this transaction.
+    answered: bool,
+    /// Set when the first round trip failed on a broken connection: nothing of the call
+    /// was committed, it may run again on a new connection.
+    begin_failed: &'c mut bool,
+    later: Later,
     pub(crate) notes: Notes,
+}
+
+impl Drop for Tx<'_> {
+    /// A transaction dropped without COMMIT (an error, a panic) is rolled back at once: the
+    /// ROLLBACK is queued on the connection before it can be used again, so no row lock
+    /// outlives the call.
+    fn drop(&mut self) {
+        if self.open {
+            send_unanswered(self.client, "ROLLBACK");
+        }
+    }
+}
+
+/// Queues a simple statement on the connection without waiting for its answer: anything
+/// sent on the connection afterwards runs after it. tokio-postgres sends a request at the
+/// first poll, and its connection task discards answers nobody waits for.
+fn send_unanswered(client: &Client, sql: &str) {
+    let request = client.batch_execute(sql);
+    let mut request = std::pin::pin!(request);
+    let _ = request
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()));
+}
+
+/// Polls every future in order until all are done: the first poll sends each request,
+/// in this order, before any answer is awaited (tokio-postgres pipelining).
+async fn in_order<T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> Vec<T> {
+    let mut results: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (future, result) in futures.iter_mut().zip(results.iter_mut()) {
+            if result.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *result = Some(value),
+                    Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    results.into_iter().flatten().collect()
 }
 
 impl<'c> Tx<'c> {
@@ -318,9 +385,83 @@ impl<'c> Tx<'c> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.transaction.prepare(sql).await.map_err(pg_err)?;
+        let statement = self.client.prepare(sql).await.map_err(|e| {
+            let e = pg_err(e);
+            if !self.answered && breaks_connection(&e) {
+                *self.begin_failed = true;
+            }
+            e
+        })?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
+    }
+
+    /// Sends BEGIN (if not yet sent), the statements kept for later, then `main`, in one
+    /// round trip; the first error in that order is the answer.
+    async fn send<T: Send>(
+        &mut self,
+        main: impl Future<Output = std::result::Result<T, tokio_postgres::Error>> + Send,
+        ends: bool,
+    ) -> Result<T> {
+        let client = self.client;
+        let begin = self.begin.take();
+        let later = std::mem::take(&mut self.later);
+        let mut before: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = Vec::new();
+        if let Some(sql) = begin {
+            before.push(Box::pin(async move {
+                client.batch_execute(sql).await.map(|_| 0)
+            }));
+            self.open = true;
+        }
+        for (statement, params) in &later {
+            let params = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync));
+            before.push(Box::pin(client.execute_raw(statement, params)));
+        }
+        let (answers, main) = if before.is_empty() {
+            (Vec::new(), main.await)
+        } else {
+            let mut main = std::pin::pin!(main);
+            let mut main_out = None;
+            let mut before = std::pin::pin!(in_order(before));
+            let mut before_out = None;
+            std::future::poll_fn(|cx| {
+                // `before` first: its requests go out ahead of `main`'s.
+                if before_out.is_none()
+                    && let Poll::Ready(v) = before.as_mut().poll(cx)
+                {
+                    before_out = Some(v);
+                }
+                if main_out.is_none()
+                    && let Poll::Ready(v) = main.as_mut().poll(cx)
+                {
+                    main_out = Some(v);
+                }
+                if before_out.is_some() && main_out.is_some() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            match (before_out, main_out) {
+                (Some(b), Some(m)) => (b, m),
+                _ => unreachable!("poll_fn returns only when both are done"),
+            }
+        };
+        let first_error = answers.into_iter().find_map(|a| a.err());
+        let outcome = match first_error {
+            Some(e) => Err(pg_err(e)),
+            None => main.map_err(pg_err),
+        };
+        if let Err(e) = &outcome
+            && !self.answered
+            && !ends
+            && breaks_connection(e)
+        {
+            *self.begin_failed = true;
+        }
+        self.answered = true;
+        outcome
     }
 
     pub(crate) async fn query(
@@ -329,10 +470,8 @@ impl<'c> Tx<'c> {
         params: Params<'_>,
     ) -> Result<Vec<Row>> {
         let statement = self.statement(sql).await?;
-        self.transaction
-            .query(&statement, params)
-            .await
-            .map_err(pg_err)
+        let client = self.client;
+        self.send(client.query(&statement, params), false).await
     }
 
     pub(crate) async fn opt(
@@ -341,26 +480,32 @@ impl<'c> Tx<'c> {
         params: Params<'_>,
     ) -> Result<Option<Row>> {
         let statement = self.statement(sql).await?;
-        self.transaction
-            .query_opt(&statement, params)
-            .await
-            .map_err(pg_err)
+        let client = self.client;
+        self.send(client.query_opt(&statement, params), false).await
     }
 
     pub(crate) async fn one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Row> {
         let statement = self.statement(sql).await?;
-        self.transaction
-            .query_one(&statement, params)
-            .await
-            .map_err(pg_err)
+        let client = self.client;
+        self.send(client.query_one(&statement, params), false).await
     }
 
     pub(crate) async fn exec(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64> {
         let statement = self.statement(sql).await?;
-        self.transaction
-            .execute(&statement, params)
-            .await
-            .map_err(pg_err)
+        let client = self.client;
+        self.send(client.execute(&statement, params), false).await
+    }
+
+    /// Writes a statement whose answer the caller does not need; it is sent with the next
+    /// awaited statement or COMMIT, and its error becomes theirs.
+    pub(crate) async fn exec_later(
+        &mut self,
+        sql: &'static str,
+        params: Vec<LaterParam>,
+    ) -> Result<()> {
+        let statement = self.statement(sql).await?;
+        self.later.push((statement, params));
+        Ok(())
     }
 
     /// Streams rows (for results that are read only as far as needed).
@@ -370,31 +515,47 @@ impl<'c> Tx<'c> {
         params: Params<'_>,
     ) -> Result<impl Stream<Item = std::result::Result<Row, tokio_postgres::Error>> + use<'c>> {
         let statement = self.statement(sql).await?;
-        self.transaction
-            .query_raw(&statement, params.iter().copied())
+        let client: &'c Client = self.client;
+        self.send(client.query_raw(&statement, params.iter().copied()), false)
             .await
-            .map_err(pg_err)
     }
 
     /// Runs several statements (schema DDL) as one simple query.
     pub(crate) async fn batch(&mut self, sql: &str) -> Result<()> {
-        self.transaction.batch_execute(sql).await.map_err(pg_err)
+        let client = self.client;
+        self.send(client.batch_execute(sql), false).await
     }
 
-    pub(crate) async fn commit(self) -> Result<()> {
-        self.transaction.commit().await.map_err(pg_err)
+    /// Sends what is still kept and COMMIT; returns once the commit is durable.
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        if self.begin.is_some() && self.later.is_empty() {
+            // Nothing was ever sent: there is no transaction on the server to end.
+            self.begin = None;
+            return Ok(());
+        }
+        if self.read_only && self.later.is_empty() {
+            // Everything was read and answered: ending a read-only snapshot cannot fail in a
+            // way that matters, and whoever uses the connection next is queued behind it.
+            self.open = false;
+            send_unanswered(self.client, "COMMIT");
+            return Ok(());
+        }
+        let client = self.client;
+        let outcome = self.send(client.batch_execute("COMMIT"), true).await;
+        // COMMIT ends the transaction whatever its answer (a failed one rolls back).
+        self.open = false;
+        outcome
     }
 
     /// Locks the account's counter row until commit, serialising every writer of the
     /// account across nodes (modseq and UID allocation, read-modify-write of keywords).
     /// A missing account is not an error here; the operation decides.
     pub(crate) async fn lock_account(&mut self, account: AccountId) -> Result<()> {
-        self.opt(
+        self.exec_later(
             "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
-            &[&account.0],
+            vec![Box::new(account.0)],
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Serialises directory changes (domains, addresses) across nodes until commit.
@@ -432,18 +593,17 @@ impl<'c> Tx<'c> {
         object: i64,
         op: Op,
     ) -> Result<()> {
-        self.exec(
+        self.exec_later(
             "INSERT INTO changes (account, modseq, kind, object, op) VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &account.0,
-                &sql_modseq(modseq),
-                &(kind as i64),
-                &object,
-                &(op as i64),
+            vec![
+                Box::new(account.0),
+                Box::new(sql_modseq(modseq)),
+                Box::new(kind as i64),
+                Box::new(object),
+                Box::new(op as i64),
             ],
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Notes for subscribers that an item of the collection was written.
@@ -458,12 +618,130 @@ impl<'c> Tx<'c> {
         mailbox: MailboxId,
         modseq: ModSeq,
     ) -> Result<()> {
-        self.exec(
+        self.exec_later(
             "UPDATE mailboxes SET highest_modseq = $2 WHERE id = $1 AND highest_modseq < $2",
-            &[&mailbox.0, &sql_modseq(modseq)],
+            vec![Box::new(mailbox.0), Box::new(sql_modseq(modseq))],
         )
         .await?;
         self.notes.note_mailbox(account, mailbox);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+    use super::*;
+    use crate::testing::fresh_database_url;
+
+    /// A pool on a fresh database with one table `t (id PRIMARY KEY)` holding row 1.
+    async fn pool_with_table() -> Option<Arc<Pool>> {
+        let url = fresh_database_url().await.expect("test PostgreSQL")?;
+        let pool = Pool::new(&url).unwrap();
+        let mut pooled = pool.get().await.unwrap();
+        let mut tx = pooled.begin(false).await.unwrap();
+        tx.batch("CREATE TABLE t (id BIGINT PRIMARY KEY); INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        pooled.finish(&Ok(()));
+        Some(pool)
+    }
+
+    async fn count(pool: &Arc<Pool>) -> i64 {
+        let mut pooled = pool.get().await.unwrap();
+        let mut tx = pooled.begin(true).await.unwrap();
+        let n: i64 = get(&tx.one("SELECT count(*) FROM t", &[]).await.unwrap(), 0).unwrap();
+        tx.commit().await.unwrap();
+        pooled.finish(&Ok(()));
+        n
+    }
+
+    #[tokio::test]
+    async fn a_failing_statement_sent_later_is_the_answer_and_undoes_the_transaction() {
+        let Some(pool) = pool_with_table().await else {
+            return;
+        };
+        let mut pooled = pool.get().await.unwrap();
+        let outcome: Result<()> = async {
+            let mut tx = pooled.begin(false).await?;
+            tx.exec_later("INSERT INTO t VALUES ($1)", vec![Box::new(2i64)])
+                .await?;
+            tx.exec_later("INSERT INTO t VALUES ($1)", vec![Box::new(1i64)])
+                .await?;
+            // Awaited: the two inserts go out with it; the duplicate is the error, not
+            // the "transaction is aborted" of this statement.
+            tx.opt("SELECT 1", &[]).await?;
+            tx.commit().await
+        }
+        .await;
+        assert!(
+            matches!(outcome, Err(StoreError::AlreadyExists(_))),
+            "{outcome:?}"
+        );
+        pooled.finish(&outcome);
+        // Row 2 went in before the duplicate failed; the rollback took it out again, and
+        // the connection is usable by the next call.
+        assert_eq!(count(&pool).await, 1);
+        let mut pooled = pool.get().await.unwrap();
+        let mut tx = pooled.begin(false).await.unwrap();
+        tx.exec_later("INSERT INTO t VALUES ($1)", vec![Box::new(3i64)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        pooled.finish(&Ok(()));
+        assert_eq!(count(&pool).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_without_commit_releases_its_row_locks_at_once() {
+        let Some(pool) = pool_with_table().await else {
+            return;
+        };
+        let mut pooled = pool.get().await.unwrap();
+        let outcome: Result<()> = async {
+            let mut tx = pooled.begin(false).await?;
+            tx.opt("SELECT 1 FROM t WHERE id = 1 FOR UPDATE", &[])
+                .await?;
+            Err(StoreError::Invalid("the rules refused".into()))
+        }
+        .await;
+        // Back in the pool, not used again yet: nothing must still hold the lock.
+        pooled.finish(&outcome);
+        let other = open(pool.config()).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match other
+                .batch_execute("BEGIN; SELECT 1 FROM t WHERE id = 1 FOR UPDATE NOWAIT; COMMIT")
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    // The ROLLBACK is on its way; it must arrive without the connection
+                    // being used again.
+                    let _ = other.batch_execute("ROLLBACK").await;
+                    assert!(std::time::Instant::now() < deadline, "lock still held: {e}");
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_after_an_unanswered_commit_see_later_writes() {
+        let Some(pool) = pool_with_table().await else {
+            return;
+        };
+        for n in 2..6i64 {
+            assert_eq!(count(&pool).await, n - 1);
+            let mut pooled = pool.get().await.unwrap();
+            let mut tx = pooled.begin(false).await.unwrap();
+            tx.exec_later("INSERT INTO t VALUES ($1)", vec![Box::new(n)])
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            pooled.finish(&Ok(()));
+        }
+        assert_eq!(count(&pool).await, 5);
     }
 }

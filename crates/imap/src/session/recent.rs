@@ -83,6 +83,13 @@ pub(crate) async fn claim(
     read_only: bool,
     up_to: Uid,
 ) -> Option<(u32, u32)> {
+    // One claimer per mailbox on this server at a time; across servers the
+    // compare-and-set decides. EXAMINE never writes, so it does not queue.
+    let _claiming = if read_only {
+        None
+    } else {
+        Some(feed.claiming.lock().await)
+    };
     // The server's last known claim answers "nothing new" without a store read and gives
     // the version to write against; EXAMINE reads the store (it does not write to learn).
     let mut known = feed.recent_claim().filter(|_| !read_only);
