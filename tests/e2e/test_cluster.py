@@ -294,6 +294,38 @@ class SharedAccountDataTest(ClusterBase):
         two.ok("Identity/set", {"destroy": [ident]})
         self.assertEqual(one.ok("Identity/get", {"ids": [ident]})["notFound"], [ident])
 
+    def test_threads_join_and_merge_across_nodes_rfc8621_3(self):
+        # Issue 14 JMAP item 2 on PostgreSQL: the thread references are in the store, so
+        # a reply imported on one node and its parent on the other share a thread, and the
+        # missing middle of a conversation merges two threads whichever node imports it.
+        one, two = self.jmap(0), self.jmap(1)
+        t = uuid.uuid4().hex[:10]
+
+        def imported(c: JmapHttp, subject: str, mid: str, parent: str | None = None) -> dict:
+            raw = (f"From: a@remote.test\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
+                   f"Message-ID: <{mid}>\r\n" + (f"In-Reply-To: <{parent}>\r\n" if parent else "")
+                   + "\r\nbody\r\n").encode()
+            up = c.request("POST", f"/jmap/upload/{c.account_id}/", body=raw,
+                           headers={"Content-Type": "message/rfc822"})
+            self.assertEqual(up.status, 201, up)
+            inbox = c.mailbox_by_role("inbox")["id"]
+            resp = c.ok("Email/import", {"emails": {"i": {
+                "blobId": up.json()["blobId"], "mailboxIds": {inbox: True}}}})
+            return resp["created"]["i"]
+
+        reply = imported(one, f"Re: p {t}", f"reply.{t}@x", f"parent.{t}@x")
+        parent = imported(two, f"p {t}", f"parent.{t}@x")
+        self.assertEqual(parent["threadId"], reply["threadId"])
+        root = imported(one, f"r {t}", f"root.{t}@x")
+        leaf = imported(two, f"Re: Re: r {t}", f"leaf.{t}@x", f"mid.{t}@x")
+        self.assertNotEqual(root["threadId"], leaf["threadId"])
+        since = one.email_state()
+        mid = imported(two, f"Re: r {t}", f"mid.{t}@x", f"root.{t}@x")
+        self.assertEqual(mid["threadId"], root["threadId"])
+        got = one.ok("Email/get", {"ids": [leaf["id"]], "properties": ["threadId"]})
+        self.assertEqual(got["list"][0]["threadId"], root["threadId"])
+        self.assertIn(leaf["id"], one.ok("Email/changes", {"sinceState": since})["updated"])
+
     def test_legacy_identity_file_is_moved_into_the_store_at_start(self):
         node = self.nodes[1]
         account = int(self.jmap(0).account_id.lstrip("A"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import imaplib
 import re
+import socket
 import time
 import unittest
 
@@ -352,6 +353,74 @@ class ImapLetterTest(ServerTestCase):
         sender = env.from_[0]
         self.assertEqual((sender.name, sender.route, sender.mailbox, sender.host),
                          (b"Joe", b"@relay.test,@hop.test", b"joe", b"example.test"))
+
+    # ---- SEARCH folding (RFC 3501 §6.4.4; issue 14 JMAP item 7: the same folding as JMAP) --
+
+    def test_search_matches_decoded_headers_without_case_or_accents(self):
+        m = self.login()
+        box = self.mailbox(m, "Fold")
+        tag = f"{time.time_ns()}"
+        raw = (f"From: =?UTF-8?Q?Zo=C3=AB_M=C3=BCller?= <z@remote.test>\r\nTo: {ALICE}\r\n"
+               f"Subject: =?UTF-8?Q?R=C3=A9union_{tag}_=E4=BC=9A=E8=AD=B0?=\r\n"
+               "Date: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nCaf\u00e9 cr\u00e8me\r\n").encode()
+        imap_check(m.append(box, None, None, raw), "APPEND")
+        c = self.client()
+        c.select_folder(box, readonly=True)
+        self.assertEqual(c.search(["SUBJECT", tag]), [1])
+        for criteria in (["SUBJECT", "REUNION"], ["SUBJECT", "Réunion"], ["SUBJECT", "議"],
+                         ["FROM", "zoe muller"], ["FROM", "ZOË"], ["TEXT", "réunion " + tag],
+                         ["BODY", "CAFE CREME"]):
+            with self.subTest(criteria=criteria):
+                self.assertEqual(c.search(criteria, charset="UTF-8"), [1], criteria)
+        for criteria in (["FROM", "zoe miller"], ["SUBJECT", "議事"]):
+            with self.subTest(criteria=criteria):
+                self.assertEqual(c.search(criteria, charset="UTF-8"), [], criteria)
+
+
+class ImapRefusalTest(ServerTestCase):
+    """Issue 14 IMAP item 12: connections past `max_connections_per_ip` are refused cheaply,
+    with at most one `* BYE` (RFC 9051 §7.1.5 as the greeting) per second per address."""
+
+    limits_toml = "max_connections_per_ip = 2\n"
+
+    def test_refusals_past_the_per_ip_limit_are_rate_limited(self):
+        held = [self.server.imap(ALICE, ALICE_PW) for _ in range(2)]
+        for m in held:
+            self.addCleanup(safe_logout, m)
+        host, port = self.server.addr("imap")
+        started = time.monotonic()
+        byes = 0
+        for _ in range(30):
+            s = socket.create_connection((host, port), timeout=IO_TIMEOUT)
+            try:
+                data = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except ConnectionResetError:
+                data = b""
+            finally:
+                s.close()
+            self.assertFalse(data.startswith(b"* OK"), "a refused connection was greeted")
+            if data.startswith(b"* BYE"):
+                byes += 1
+        elapsed = time.monotonic() - started
+        self.assertGreaterEqual(byes, 1, "the first refusal says why")
+        self.assertLessEqual(byes, int(elapsed) + 1, f"{byes} BYE lines in {elapsed:.2f}s")
+
+
+class ImapTrustedNetworkTest(ServerTestCase):
+    """`[limits] trusted_networks` exempts a proxy's network from the per-IP limit."""
+
+    limits_toml = 'max_connections_per_ip = 1\ntrusted_networks = ["127.0.0.0/8", "::1/128"]\n'
+
+    def test_trusted_network_is_not_held_to_the_per_ip_limit(self):
+        held = [self.server.imap(ALICE, ALICE_PW) for _ in range(3)]
+        for m in held:
+            self.addCleanup(safe_logout, m)
+            imap_check(m.noop(), "NOOP")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ pub async fn run(
     let limits = HttpLimits {
         max_connections_per_ip: c.limits.max_connections_per_ip,
         max_connections: shared.max_connections,
+        trusted_networks: c.limits.trusted_networks.clone().into(),
         header_timeout: c.limits.http_header_timeout,
         idle_timeout: c.limits.http_idle_timeout,
     };

@@ -47,6 +47,7 @@ pub fn smtp_server(shared: &Shared) -> Arc<SmtpServer> {
         idle_timeout: c.limits.smtp_idle_timeout,
         max_connections_per_ip: c.limits.max_connections_per_ip,
         max_connections: shared.max_connections,
+        trusted_networks: c.limits.trusted_networks.clone(),
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
         // The pipeline's checks write the Authentication-Results field instead.
         mark_local_domain_unauthenticated: !c.auth_checks.enabled,
@@ -93,6 +94,7 @@ pub fn imap_server(shared: &Shared) -> Arc<ImapServer> {
         max_idle_duration: c.limits.imap_idle_timeout,
         max_connections_per_ip: c.limits.max_connections_per_ip,
         max_connections: shared.max_connections,
+        trusted_networks: c.limits.trusted_networks.clone(),
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
         ..ImapConfig::default()
     };
@@ -126,6 +128,7 @@ pub fn pop3_server(shared: &Shared) -> Arc<Pop3Server> {
         idle_timeout: c.limits.pop3_idle_timeout,
         max_connections_per_ip: c.limits.max_connections_per_ip,
         max_connections: shared.max_connections,
+        trusted_networks: c.limits.trusted_networks.clone(),
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
         ..Pop3Config::default()
     };

@@ -17,6 +17,8 @@ pub struct ImapConfig {
     pub max_idle_duration: Duration,
     pub max_connections_per_ip: usize,
     pub max_connections: usize,
+    /// Networks exempt from `max_connections_per_ip` (`[limits] trusted_networks`).
+    pub trusted_networks: Vec<bulwark_net::IpNet>,
     /// Allow LOGIN/AUTHENTICATE without TLS when the peer is on a loopback address.
     pub allow_plaintext_auth_on_loopback: bool,
     /// Commands per second per connection (token bucket refill rate).
@@ -38,6 +40,7 @@ impl Default for ImapConfig {
             max_idle_duration: limits::MAX_IDLE_DURATION,
             max_connections_per_ip: limits::DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
+            trusted_networks: Vec::new(),
             allow_plaintext_auth_on_loopback: false,
             commands_per_second: limits::COMMANDS_PER_SECOND,
             literal_memory_budget: limits::DEFAULT_LITERAL_MEMORY_BUDGET,

@@ -81,7 +81,8 @@ impl ImapServer {
         auth: Arc<Authenticator>,
         tls: Option<TlsAcceptor>,
     ) -> Arc<Self> {
-        let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections);
+        let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections)
+            .with_trusted(&cfg.trusted_networks);
         // One literal of the largest size always fits.
         let smallest_budget = cfg.max_literal_size.saturating_add(MAX_COMMAND_OVERHEAD);
         let literal_budget = MemoryBudget::new(cfg.literal_memory_budget.max(smallest_budget));
@@ -127,7 +128,7 @@ impl ImapServer {
                 a = listener.accept() => a,
                 () = until_draining(&mut shutdown) => return,
             };
-            let (mut tcp, peer) = match accepted {
+            let (tcp, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "IMAP accept failed");
@@ -136,11 +137,14 @@ impl ImapServer {
                 }
             };
             let Some(guard) = self.limiter.try_acquire(peer.ip()) else {
-                tracing::warn!(remote = %peer, "IMAP connection refused: too many connections");
-                if !implicit_tls {
-                    let _ = tcp
-                        .write_all(b"* BYE Too many connections, try again later\r\n")
-                        .await;
+                // Cheap refusals: one `* BYE` (RFC 9051 §7.1.5, as the greeting) and log line
+                // per second per address, never waiting on the client; the others are
+                // just closed.
+                if self.limiter.refusal_notice(peer.ip()) {
+                    tracing::warn!(remote = %peer, "IMAP connection refused: too many connections");
+                    if !implicit_tls {
+                        let _ = tcp.try_write(b"* BYE Too many connections, try again later\r\n");
+                    }
                 }
                 continue;
             };

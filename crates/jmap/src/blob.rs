@@ -122,6 +122,62 @@ fn split_blob_id(id: &str) -> Option<(&str, Option<Vec<usize>>)> {
 }
 
 /// Splits a plain-hash blob id (an earlier version's) into the hash and the part path.
+/// Blob/copy (RFC 8620 §6.3): makes blobs of `fromAccountId` readable in `accountId`.
+/// A user reaches only their own account here, so the one copy that can succeed is within
+/// it: every blob it can read is already readable there under the same id. A blob it
+/// cannot read is `notCopied` with `notFound`; any other source account is
+/// `fromAccountNotFound`.
+pub async fn copy(
+    ctx: &mut crate::api::Ctx<'_>,
+    args: crate::api::args::Args,
+) -> Result<serde_json::Value, crate::api::MethodError> {
+    use crate::api::{MethodError, MethodErrorKind, SetError};
+    use serde_json::{Map, Value, json};
+    let account = args.account(ctx.account)?;
+    let from = args
+        .opt_str("fromAccountId")?
+        .ok_or_else(|| MethodError::invalid_arguments("fromAccountId is required"))?;
+    if crate::ids::parse_account(from) != Some(account) {
+        return Err(MethodError::new(
+            MethodErrorKind::FromAccountNotFound,
+            format!("no account {from}"),
+        ));
+    }
+    let blob_ids = args
+        .opt_str_list("blobIds")?
+        .ok_or_else(|| MethodError::invalid_arguments("blobIds is required"))?;
+    if blob_ids.len() > ctx.server.cfg.max_objects_in_set {
+        return Err(MethodError::new(
+            MethodErrorKind::RequestTooLarge,
+            "too many blobs in one copy",
+        ));
+    }
+    let mut copied = Map::new();
+    let mut not_copied = Map::new();
+    for id in blob_ids {
+        if read_blob(ctx.server, account, &id).await?.is_some() {
+            copied.insert(id.clone(), Value::String(id));
+        } else {
+            let e = SetError::new("notFound", format!("no blob {id}"));
+            not_copied.insert(id, e.to_json());
+        }
+    }
+    // §6.3: null when empty.
+    let or_null = |m: Map<String, Value>| {
+        if m.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(m)
+        }
+    };
+    Ok(json!({
+        "fromAccountId": from,
+        "accountId": crate::ids::account_id(account),
+        "copied": or_null(copied),
+        "notCopied": or_null(not_copied),
+    }))
+}
+
 #[cfg(test)]
 fn parse_blob_id(id: &str) -> Option<(BlobHash, Option<Vec<usize>>)> {
     let (base, path) = split_blob_id(id)?;

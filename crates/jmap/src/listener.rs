@@ -25,10 +25,13 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 /// Connection limits and timeouts of one HTTP listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     pub max_connections_per_ip: usize,
     pub max_connections: usize,
+    /// Networks exempt from `max_connections_per_ip` (`[limits] trusted_networks`: a
+    /// reverse proxy or webmail host).
+    pub trusted_networks: Arc<[bulwark_net::IpNet]>,
     /// Longest time from the start of waiting for a request head to its last header line.
     pub header_timeout: Duration,
     /// A connection silent this long in both directions is closed.
@@ -40,6 +43,7 @@ impl Default for HttpLimits {
         HttpLimits {
             max_connections_per_ip: 20,
             max_connections: 1000,
+            trusted_networks: Arc::from(Vec::new()),
             header_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
         }
@@ -74,7 +78,8 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let limiter = ConnectionLimiter::new(limits.max_connections_per_ip, limits.max_connections);
+    let limiter = ConnectionLimiter::new(limits.max_connections_per_ip, limits.max_connections)
+        .with_trusted(&limits.trusted_networks);
     let lingering = Arc::new(AtomicUsize::new(0));
     let tasks = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -93,11 +98,15 @@ pub async fn serve(
             }
         };
         let Some(guard) = limiter.try_acquire(peer.ip()) else {
-            tracing::warn!(remote = %peer, "HTTP connection refused: too many connections");
-            refuse(tcp, &lingering);
+            // One 503 and log line per second per address; others just close.
+            if limiter.refusal_notice(peer.ip()) {
+                tracing::warn!(remote = %peer, "HTTP connection refused: too many connections");
+                refuse(tcp, &lingering);
+            }
             continue;
         };
         let app = app.clone();
+        let limits = limits.clone();
         let stop = stop_rx.clone();
         let task = TaskCount::enter(&tasks);
         tokio::spawn(async move {

@@ -10,7 +10,7 @@ mod limits;
 mod tls;
 
 pub use budget::{MemoryBudget, Reservation};
-pub use limits::{ConnectionGuard, ConnectionLimiter, FdBudget};
+pub use limits::{ConnectionGuard, ConnectionLimiter, FdBudget, IpNet};
 pub use tls::{TlsFiles, client_config_insecure, install_crypto_provider, load_tls};
 
 use tokio::io::{AsyncRead, AsyncWrite};

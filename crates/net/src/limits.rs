@@ -5,6 +5,16 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+pub use ipnet::IpNet;
+
+/// A refused address gets at most one refusal line (`* BYE`, `421`, `-ERR`, `503`) per
+/// this interval; further refusals within it are closed without a word.
+pub const REFUSAL_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+/// Addresses whose last refusal notice is remembered; past this, entries older than
+/// [`REFUSAL_NOTICE_INTERVAL`] are dropped (and, if all are recent, every one).
+const MAX_NOTICE_ENTRIES: usize = 4096;
 
 /// Counts open connections; [`ConnectionLimiter::try_acquire`] refuses above the limits.
 #[derive(Debug, Clone)]
@@ -13,6 +23,11 @@ pub struct ConnectionLimiter {
     max_per_ip: usize,
     max_total: usize,
     budget: Arc<FdBudget>,
+    /// Networks exempt from the per-IP limit (`[limits] trusted_networks`: a proxy or
+    /// webmail host that carries many users' connections from one address).
+    trusted: Arc<[IpNet]>,
+    /// When each recently refused address last got a refusal notice.
+    notices: Arc<Mutex<HashMap<IpAddr, Instant>>>,
 }
 
 /// How many connections all listeners of the process may hold together: the file-descriptor
@@ -103,14 +118,29 @@ impl ConnectionLimiter {
             max_per_ip,
             max_total,
             budget,
+            trusted: Arc::from(Vec::new()),
+            notices: Arc::default(),
         }
+    }
+
+    /// Exempts these networks from the per-IP limit (the total limit still applies).
+    pub fn with_trusted(mut self, networks: &[IpNet]) -> Self {
+        self.trusted = Arc::from(networks.to_vec());
+        self
+    }
+
+    /// Is `ip` in a trusted network? (An IPv4-mapped IPv6 address counts as its IPv4.)
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted.iter().any(|net| net.contains(&ip))
     }
 
     /// A slot for a new connection from `ip`, or `None` when a limit is reached.
     pub fn try_acquire(&self, ip: IpAddr) -> Option<ConnectionGuard> {
         let mut counts = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let current = counts.per_ip.get(&ip).copied().unwrap_or(0);
-        if current >= self.max_per_ip || counts.total >= self.max_total {
+        let per_ip_full = current >= self.max_per_ip && !self.is_trusted(ip);
+        if per_ip_full || counts.total >= self.max_total {
             return None;
         }
         if !self.budget.try_take() {
@@ -127,6 +157,31 @@ impl ConnectionLimiter {
             budget: self.budget.clone(),
             ip,
         })
+    }
+
+    /// For a connection from `ip` that [`try_acquire`](Self::try_acquire) refused: may it
+    /// get the protocol's one-line refusal (and a log line)? At most one per
+    /// [`REFUSAL_NOTICE_INTERVAL`] per address; the rest are just closed, so a client
+    /// reconnecting in a loop costs an accept and a close, not a write and a log line each.
+    pub fn refusal_notice(&self, ip: IpAddr) -> bool {
+        self.refusal_notice_at(ip, Instant::now())
+    }
+
+    fn refusal_notice_at(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut notices = self.notices.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(last) = notices.get(&ip)
+            && now.saturating_duration_since(*last) < REFUSAL_NOTICE_INTERVAL
+        {
+            return false;
+        }
+        if notices.len() >= MAX_NOTICE_ENTRIES {
+            notices.retain(|_, at| now.saturating_duration_since(*at) < REFUSAL_NOTICE_INTERVAL);
+            if notices.len() >= MAX_NOTICE_ENTRIES {
+                notices.clear();
+            }
+        }
+        notices.insert(ip, now);
+        true
     }
 
     pub fn open_connections(&self) -> usize {
@@ -179,6 +234,47 @@ mod tests {
         assert_eq!(budget.in_use(), 3);
         drop(a);
         assert!(imap.try_acquire(ip).is_some());
+    }
+
+    #[test]
+    fn trusted_networks_skip_the_per_ip_limit_but_not_the_total() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
+        let limiter = ConnectionLimiter::new(1, 4).with_trusted(&nets);
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let held: Vec<_> = (0..3)
+            .map(|_| limiter.try_acquire(proxy).unwrap())
+            .collect();
+        assert!(limiter.is_trusted("::ffff:10.9.9.9".parse().unwrap()));
+        assert!(limiter.is_trusted("fd12::1".parse().unwrap()));
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(!limiter.is_trusted(other));
+        let _one = limiter.try_acquire(other).unwrap();
+        assert!(
+            limiter.try_acquire(proxy).is_none(),
+            "the total limit still holds"
+        );
+        drop(held);
+        assert!(
+            limiter.try_acquire(other).is_none(),
+            "untrusted: one per IP"
+        );
+    }
+
+    #[test]
+    fn refusal_notices_are_one_per_second_per_address() {
+        let limiter = ConnectionLimiter::new(1, 10);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let t0 = Instant::now();
+        assert!(limiter.refusal_notice_at(a, t0));
+        assert!(!limiter.refusal_notice_at(a, t0 + Duration::from_millis(10)));
+        assert!(!limiter.refusal_notice_at(a, t0 + Duration::from_millis(999)));
+        assert!(limiter.refusal_notice_at(b, t0 + Duration::from_millis(10)));
+        assert!(limiter.refusal_notice_at(a, t0 + Duration::from_millis(1000)));
+        // The memory of refused addresses stays bounded.
+        for n in 0..(MAX_NOTICE_ENTRIES as u32 + 10) {
+            limiter.refusal_notice_at(IpAddr::from(n.to_be_bytes()), t0 + Duration::from_secs(5));
+        }
+        assert!(limiter.notices.lock().unwrap().len() <= MAX_NOTICE_ENTRIES);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Pop3Config {
     pub idle_timeout: Duration,
     pub max_connections_per_ip: usize,
     pub max_connections: usize,
+    /// Networks exempt from `max_connections_per_ip` (`[limits] trusted_networks`).
+    pub trusted_networks: Vec<bulwark_net::IpNet>,
     /// Allow USER/PASS and AUTH without TLS when the peer is on a loopback address.
     pub allow_plaintext_auth_on_loopback: bool,
     /// Commands per second per connection (token bucket refill rate).
@@ -50,6 +52,7 @@ impl Default for Pop3Config {
             idle_timeout: limits::DEFAULT_IDLE_TIMEOUT,
             max_connections_per_ip: limits::DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
+            trusted_networks: Vec::new(),
             allow_plaintext_auth_on_loopback: false,
             commands_per_second: limits::COMMANDS_PER_SECOND,
         }
@@ -79,7 +82,8 @@ impl Pop3Server {
         auth: Arc<Authenticator>,
         tls: Option<TlsAcceptor>,
     ) -> Arc<Self> {
-        let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections);
+        let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections)
+            .with_trusted(&cfg.trusted_networks);
         Arc::new(Pop3Server {
             cfg: Arc::new(cfg),
             store,
@@ -115,7 +119,7 @@ impl Pop3Server {
                 a = listener.accept() => a,
                 () = until_draining(&mut shutdown) => return,
             };
-            let (mut tcp, peer) = match accepted {
+            let (tcp, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "POP3 accept failed");
@@ -124,11 +128,14 @@ impl Pop3Server {
                 }
             };
             let Some(guard) = self.limiter.try_acquire(peer.ip()) else {
-                tracing::warn!(remote = %peer, "POP3 connection refused: too many connections");
-                if !implicit_tls {
-                    let _ = tcp
-                        .write_all(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
-                        .await;
+                // One refusal line and log line per second per address; others just close.
+                if self.limiter.refusal_notice(peer.ip()) {
+                    tracing::warn!(remote = %peer, "POP3 connection refused: too many connections");
+                    if !implicit_tls {
+                        let _ = tcp.try_write(
+                            b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+                        );
+                    }
                 }
                 continue;
             };

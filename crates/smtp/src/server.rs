@@ -38,6 +38,8 @@ pub struct SmtpConfig {
     pub idle_timeout: Duration,
     pub max_connections_per_ip: usize,
     pub max_connections: usize,
+    /// Networks exempt from `max_connections_per_ip` (`[limits] trusted_networks`).
+    pub trusted_networks: Vec<bulwark_net::IpNet>,
     /// Allow AUTH without TLS from 127.0.0.0/8 and ::1 (for local tools).
     pub allow_plaintext_auth_on_loopback: bool,
     /// Per-connection command rate: burst, then this many per second (excess is delayed).
@@ -62,6 +64,7 @@ impl Default for SmtpConfig {
             idle_timeout: limits::DEFAULT_IDLE_TIMEOUT,
             max_connections_per_ip: limits::DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
+            trusted_networks: Vec::new(),
             allow_plaintext_auth_on_loopback: false,
             command_burst: limits::COMMAND_BURST,
             commands_per_second: limits::COMMANDS_PER_SECOND,
@@ -109,7 +112,8 @@ impl SmtpServer {
         tls: Option<TlsAcceptor>,
         queue_wakeup: Arc<Notify>,
     ) -> Arc<Self> {
-        let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections);
+        let limiter = ConnectionLimiter::new(cfg.max_connections_per_ip, cfg.max_connections)
+            .with_trusted(&cfg.trusted_networks);
         let pipeline =
             bulwark_core::Pipeline::new(store.clone(), queue_wakeup, cfg.queue_lifetime_secs);
         // A quarter is kept for small messages, so a few huge bodies cannot keep everyone
@@ -200,8 +204,11 @@ impl SmtpServer {
                 }
             };
             let Some(guard) = self.limiter.try_acquire(peer.ip()) else {
-                tracing::warn!(%peer, ?kind, "smtp connection refused: too many connections");
-                tokio::spawn(refuse(tcp, kind));
+                // One 421 and log line per second per address; others just close.
+                if self.limiter.refusal_notice(peer.ip()) {
+                    tracing::warn!(%peer, ?kind, "smtp connection refused: too many connections");
+                    tokio::spawn(refuse(tcp, kind));
+                }
                 continue;
             };
             let id = self.next_session_id();

@@ -194,13 +194,14 @@ pub(crate) async fn account_delete(tx: &mut Tx<'_>, id: AccountId) -> Result<()>
     tx.lock_account(id).await?;
     require_account(tx, id).await?;
     let blobs = crate::items::account_blobs_mark(tx, id).await?;
-    const STEPS: [&str; 11] = [
+    const STEPS: [&str; 12] = [
         "DELETE FROM memberships WHERE mailbox IN (SELECT id FROM mailboxes WHERE account = $1)",
         "DELETE FROM expunged WHERE mailbox IN (SELECT id FROM mailboxes WHERE account = $1)",
         "DELETE FROM mailboxes WHERE account = $1",
         "DELETE FROM envelopes WHERE email IN (SELECT id FROM emails WHERE account = $1)",
         "DELETE FROM emails WHERE account = $1",
         "DELETE FROM threads WHERE account = $1",
+        "DELETE FROM thread_refs WHERE account = $1",
         "DELETE FROM changes WHERE account = $1",
         "DELETE FROM aliases WHERE account = $1",
         "DELETE FROM app_passwords WHERE account = $1",

@@ -225,18 +225,56 @@ impl WriteTx for Tx<'_> {
         put_blob(self, data).await
     }
 
-    async fn thread_of_message(
+    async fn threads_of_refs(
         &mut self,
         account: AccountId,
-        message_id: &str,
-    ) -> Result<Option<ThreadId>> {
-        let row = self
-            .opt(
-                "SELECT thread FROM emails WHERE account = $1 AND message_id = $2 LIMIT 1",
-                &[&account.0, &message_id],
+        ids: &[String],
+    ) -> Result<Vec<ThreadId>> {
+        let rows = self
+            .query(
+                "SELECT DISTINCT thread FROM thread_refs WHERE account = $1 AND message_id = ANY($2)",
+                &[&account.0, &ids],
             )
             .await?;
-        row.map(|r| get(&r, 0).map(ThreadId)).transpose()
+        rows.iter().map(|r| get(r, 0).map(ThreadId)).collect()
+    }
+
+    async fn add_thread_refs(
+        &mut self,
+        account: AccountId,
+        ids: &[String],
+        thread: ThreadId,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO thread_refs (account, message_id, thread)
+             SELECT $1, id, $3 FROM unnest($2::text[]) AS id
+             ON CONFLICT (account, message_id) DO UPDATE SET thread = EXCLUDED.thread",
+            &[&account.0, &ids, &thread.0],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn merge_thread(
+        &mut self,
+        from: ThreadId,
+        into: ThreadId,
+        modseq: ModSeq,
+    ) -> Result<Vec<EmailId>> {
+        let rows = self
+            .query(
+                "UPDATE emails SET thread = $2, modseq = $3 WHERE thread = $1 RETURNING id",
+                &[&from.0, &into.0, &sql_modseq(modseq)],
+            )
+            .await?;
+        self.exec(
+            "UPDATE thread_refs SET thread = $2 WHERE thread = $1",
+            &[&from.0, &into.0],
+        )
+        .await?;
+        self.exec("DELETE FROM threads WHERE id = $1", &[&from.0])
+            .await?;
+        rows.iter().map(|r| get(r, 0).map(EmailId)).collect()
     }
 
     async fn insert_thread(&mut self, account: AccountId) -> Result<ThreadId> {
@@ -261,6 +299,8 @@ impl WriteTx for Tx<'_> {
 
     async fn delete_thread(&mut self, thread: ThreadId) -> Result<()> {
         self.exec("DELETE FROM threads WHERE id = $1", &[&thread.0])
+            .await?;
+        self.exec("DELETE FROM thread_refs WHERE thread = $1", &[&thread.0])
             .await?;
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::pool::{Pool, get};
 use bulwark_store::{Result, StoreError};
 
 /// The schema version this code writes.
-pub(crate) const SCHEMA_VERSION: i64 = 9;
+pub(crate) const SCHEMA_VERSION: i64 = 10;
 /// The oldest code schema version that can run against what this code writes.
 const COMPATIBLE_FROM: i64 = 1;
 /// Advisory lock key serialising migrations ("bulwark" + 1).
@@ -243,9 +243,38 @@ UPDATE accounts SET bytes = (SELECT coalesce(sum(size), 0) FROM emails WHERE ema
 /// role's default. Additive.
 const V9: &str = "ALTER TABLE mailboxes ADD COLUMN IF NOT EXISTS sort_order BIGINT;";
 
+/// Version 10: the account's Message-ID references (RFC 8621 §3 threads): every id an email
+/// has in Message-ID, In-Reply-To or References, mapped to the thread of the emails that
+/// name it. Existing emails are entered once from their stored message id and summary.
+/// Additive (old code does not read the table; emails it delivers just lack entries).
+const V10: &str = r#"
+CREATE TABLE IF NOT EXISTS thread_refs (
+    account    BIGINT NOT NULL,
+    message_id TEXT NOT NULL,
+    thread     BIGINT NOT NULL,
+    PRIMARY KEY (account, message_id)
+);
+CREATE INDEX IF NOT EXISTS thread_refs_thread ON thread_refs(thread);
+INSERT INTO thread_refs (account, message_id, thread)
+SELECT account, id, min(thread) FROM (
+    SELECT account, message_id AS id, thread FROM emails WHERE message_id IS NOT NULL
+    UNION ALL
+    SELECT e.account, btrim(btrim(btrim(r.value), '<>')), e.thread FROM emails e
+        CROSS JOIN LATERAL jsonb_array_elements_text(CASE
+            WHEN jsonb_typeof(e.summary::jsonb -> 'references') = 'array'
+            THEN e.summary::jsonb -> 'references' ELSE '[]'::jsonb END) AS r(value)
+    UNION ALL
+    SELECT e.account, btrim(btrim(btrim(r.value), '<>')), e.thread FROM emails e
+        CROSS JOIN LATERAL jsonb_array_elements_text(CASE
+            WHEN jsonb_typeof(e.summary::jsonb -> 'in_reply_to') = 'array'
+            THEN e.summary::jsonb -> 'in_reply_to' ELSE '[]'::jsonb END) AS r(value)
+) AS refs WHERE id <> '' GROUP BY account, id
+ON CONFLICT (account, message_id) DO NOTHING;
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`. Each must be
 /// idempotent and, for online upgrades, additive (old code keeps working on the result).
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// Creates or upgrades the schema in one transaction under the migration lock.
 pub(crate) async fn migrate(pool: &std::sync::Arc<Pool>) -> Result<()> {

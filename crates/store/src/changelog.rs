@@ -23,6 +23,9 @@ pub enum ChangeOp {
     Created = 0,
     Updated = 1,
     Destroyed = 2,
+    /// A mailbox whose counts (emails, unread, threads) changed and nothing else
+    /// (RFC 8621 §2.2 `updatedProperties`); collapses like [`ChangeOp::Updated`].
+    CountsUpdated = 3,
 }
 
 impl ChangeKind {
@@ -44,6 +47,7 @@ impl ChangeOp {
             0 => Ok(ChangeOp::Created),
             1 => Ok(ChangeOp::Updated),
             2 => Ok(ChangeOp::Destroyed),
+            3 => Ok(ChangeOp::CountsUpdated),
             other => Err(StoreError::Internal(format!(
                 "unknown change op {other} in the change log"
             ))),
@@ -55,6 +59,8 @@ impl ChangeOp {
 struct Collapsed {
     created_in_window: bool,
     last: ChangeOp,
+    /// Some change in the window was more than a count change.
+    properties: bool,
 }
 
 /// Collapses change-log rows after `since` into a [`ChangeSet`], whole modseqs at a time,
@@ -116,6 +122,7 @@ impl ChangeCollapser {
                 Some(&i) => {
                     if let Some((_, c)) = self.collapsed.get_mut(i) {
                         c.last = op;
+                        c.properties |= op != ChangeOp::CountsUpdated;
                     }
                 }
                 None => {
@@ -123,6 +130,7 @@ impl ChangeCollapser {
                     let c = Collapsed {
                         created_in_window: op == ChangeOp::Created,
                         last: op,
+                        properties: op != ChangeOp::CountsUpdated,
                     };
                     self.collapsed.push(((kind, object), c));
                 }
@@ -150,7 +158,12 @@ impl ChangeCollapser {
         for ((kind, object), c) in &self.collapsed {
             match kind {
                 ChangeKind::Email => push_change(&mut set.emails, EmailId(*object), c),
-                ChangeKind::Mailbox => push_change(&mut set.mailboxes, MailboxId(*object), c),
+                ChangeKind::Mailbox => {
+                    if !c.created_in_window && c.last != ChangeOp::Destroyed && c.properties {
+                        set.mailbox_properties_changed = true;
+                    }
+                    push_change(&mut set.mailboxes, MailboxId(*object), c);
+                }
                 ChangeKind::Thread => push_change(&mut set.threads, ThreadId(*object), c),
             }
         }

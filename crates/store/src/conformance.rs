@@ -60,6 +60,7 @@ macro_rules! conformance_tests {
             mailbox_delete_destroys_only_orphaned_emails,
             changes_since_collapses_and_pages,
             replies_join_the_thread,
+            threads_join_in_any_order_and_merge,
             queue_lease_and_update,
             subscribe_receives_state_change,
             concurrent_appends_get_distinct_uids,
@@ -98,6 +99,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     mailbox_delete_destroys_only_orphaned_emails(store.clone()).await;
     changes_since_collapses_and_pages(store.clone()).await;
     replies_join_the_thread(store.clone()).await;
+    threads_join_in_any_order_and_merge(store.clone()).await;
     queue_lease_and_update(store.clone()).await;
     subscribe_receives_state_change(store.clone()).await;
     concurrent_appends_get_distinct_uids(store.clone()).await;

@@ -148,15 +148,33 @@ pub trait WriteTx {
     // ---- blobs, threads, emails -----------------------------------------------------------
     /// Stores a blob once (content-addressed); returns its hash.
     async fn put_blob(&mut self, data: &[u8]) -> Result<BlobHash>;
-    /// The thread of the account's email with this (normalised) Message-ID.
-    async fn thread_of_message(
+    /// The distinct threads that any of these (normalised) Message-IDs of the account's
+    /// references table belong to (RFC 8621 §3).
+    async fn threads_of_refs(
         &mut self,
         account: AccountId,
-        message_id: &str,
-    ) -> Result<Option<ThreadId>>;
+        ids: &[String],
+    ) -> Result<Vec<ThreadId>>;
+    /// Enters the Message-IDs into the account's references table as `thread`'s (an id
+    /// already there is moved to `thread`).
+    async fn add_thread_refs(
+        &mut self,
+        account: AccountId,
+        ids: &[String],
+        thread: ThreadId,
+    ) -> Result<()>;
+    /// Moves every email and reference of thread `from` into `into` (the emails at
+    /// `modseq`) and deletes `from`; returns the moved emails.
+    async fn merge_thread(
+        &mut self,
+        from: ThreadId,
+        into: ThreadId,
+        modseq: ModSeq,
+    ) -> Result<Vec<EmailId>>;
     async fn insert_thread(&mut self, account: AccountId) -> Result<ThreadId>;
     /// Is there no email left in the thread?
     async fn thread_is_empty(&mut self, thread: ThreadId) -> Result<bool>;
+    /// Deletes the thread row and its references.
     async fn delete_thread(&mut self, thread: ThreadId) -> Result<()>;
     async fn insert_email(&mut self, row: &EmailRow<'_>) -> Result<EmailId>;
     /// A new email row copying `source` (blob, thread, keywords, summary) at `modseq`;

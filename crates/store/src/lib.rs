@@ -31,6 +31,7 @@ pub mod conformance;
 pub mod domain;
 pub mod email_page;
 pub mod engine;
+pub mod fold;
 pub mod item_cache;
 pub mod model;
 pub mod outage;

@@ -326,6 +326,10 @@ pub struct ChangeSet {
     pub emails: ObjectChanges<EmailId>,
     pub mailboxes: ObjectChanges<MailboxId>,
     pub threads: ObjectChanges<ThreadId>,
+    /// Some mailbox in `mailboxes.updated` changed more than its counts (name, role,
+    /// subscription, sort order): JMAP Mailbox/changes `updatedProperties` is then null,
+    /// else only the counts changed (RFC 8621 §2.2).
+    pub mailbox_properties_changed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

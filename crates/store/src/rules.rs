@@ -303,6 +303,18 @@ pub fn thread_lookup_ids(in_reply_to: &[String], references: &[String]) -> Vec<S
     out
 }
 
+/// Every Message-ID that ties an email to its thread (RFC 8621 §3): [`thread_lookup_ids`]
+/// and then its own Message-ID, each once.
+pub fn thread_ref_ids(summary: &crate::EmailSummary) -> Vec<String> {
+    let mut ids = thread_lookup_ids(&summary.in_reply_to, &summary.references);
+    if let Some(own) = summary.message_id.as_deref().and_then(normalize_message_id)
+        && !ids.contains(&own)
+    {
+        ids.push(own);
+    }
+    ids
+}
+
 // ---- memberships ------------------------------------------------------------------------
 
 /// What a membership update changes for one email in `current` mailboxes: the mailboxes to

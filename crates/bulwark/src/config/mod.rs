@@ -197,6 +197,8 @@ pub struct Limits {
     pub max_message_size: u64,
     pub max_connections_per_ip: usize,
     pub max_connections: usize,
+    /// Networks exempt from `max_connections_per_ip` (every protocol).
+    pub trusted_networks: Vec<bulwark_net::IpNet>,
     pub smtp_idle_timeout: Duration,
     pub imap_idle_timeout: Duration,
     pub imap_login_timeout: Duration,
@@ -377,6 +379,7 @@ impl Config {
             max_message_size: v.int("limits.max_message_size"),
             max_connections_per_ip: v.int("limits.max_connections_per_ip") as usize,
             max_connections: v.int("limits.max_connections") as usize,
+            trusted_networks: v.nets("limits.trusted_networks"),
             smtp_idle_timeout: v.duration("limits.smtp_idle_timeout"),
             imap_idle_timeout: v.duration("limits.imap_idle_timeout"),
             imap_login_timeout: v.duration("limits.imap_login_timeout"),
@@ -595,6 +598,12 @@ impl Lookup<'_> {
     fn addrs(&self, key: &str) -> Vec<SocketAddr> {
         match self.get(key) {
             Some(Parsed::Addrs(a)) => a,
+            _ => Vec::new(),
+        }
+    }
+    fn nets(&self, key: &str) -> Vec<bulwark_net::IpNet> {
+        match self.get(key) {
+            Some(Parsed::Nets(n)) => n,
             _ => Vec::new(),
         }
     }

@@ -18,6 +18,7 @@ pub enum Parsed {
     Int(u64),
     Bool(bool),
     Addrs(Vec<SocketAddr>),
+    Nets(Vec<bulwark_net::IpNet>),
 }
 
 /// A parsed value and the line its key is on.
@@ -184,6 +185,19 @@ fn parse_item(kind: Kind, item: &Item) -> Result<Parsed, String> {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Parsed::Addrs)
+        }
+        (Kind::NetList, Value::Array(items)) => {
+            if items.len() > MAX_LIST_LEN {
+                return Err(format!("at most {MAX_LIST_LEN} networks"));
+            }
+            items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => values::parse_network(s.value()),
+                    _ => Err(wrong_type()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Parsed::Nets)
         }
         _ => Err(wrong_type()),
     }

@@ -29,6 +29,9 @@ pub enum Kind {
     AddrList,
     /// A TCP port, 1–65535.
     Port,
+    /// A list of IP networks in CIDR form (`["10.0.0.0/8", "2001:db8::/32"]`); a bare
+    /// address is a network of that one address.
+    NetList,
 }
 
 impl Kind {
@@ -52,6 +55,7 @@ impl Kind {
             Kind::NodeId => "a node name string like \"mail-1\"",
             Kind::AddrList => "a list of addresses like [\"127.0.0.1:53\"]",
             Kind::Port => "a port number (1-65535)",
+            Kind::NetList => "a list of networks like [\"10.0.0.0/8\"]",
         }
     }
 }
@@ -303,6 +307,13 @@ pub const KEYS: &[KeyDef] = &[
     ),
     key!(
         "limits",
+        "trusted_networks",
+        NetList,
+        "",
+        "Networks exempt from `max_connections_per_ip` on IMAP, POP3, SMTP and HTTP (a reverse proxy or webmail host that carries many users' connections from one address), as `[\"10.0.0.0/8\", \"2001:db8::/32\"]`. `max_connections` still applies."
+    ),
+    key!(
+        "limits",
         "smtp_idle_timeout",
         Duration,
         "\"5m\"",
@@ -507,5 +518,6 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::NodeId => "node name",
         Kind::AddrList => "list of IP:PORT",
         Kind::Port => "port",
+        Kind::NetList => "list of CIDR networks",
     }
 }

@@ -463,3 +463,24 @@ fn dns_and_auth_checks_sections() {
     assert_eq!(d.outbound.mx_port, 25);
     assert!(!d.auth_checks.tempfail_on_dns_error);
 }
+
+#[test]
+fn trusted_networks_parse_cidr_and_bare_addresses_and_name_a_bad_one() {
+    let text = "hostname = \"mx.example.test\"\n[limits]\n\
+                trusted_networks = [\"10.1.2.3/8\", \"2001:db8::/32\", \"192.0.2.7\"]\n";
+    let config = Config::parse(text, Path::new(CONFIG_PATH)).unwrap();
+    let nets: Vec<String> = config
+        .limits
+        .trusted_networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"]);
+    let found = problems_of(
+        "hostname = \"mx.example.test\"\n[limits]\ntrusted_networks = [\"10.0.0.0/33\"]\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "limits.trusted_networks");
+    assert_eq!(found[0].1, Some(3));
+    assert!(found[0].2.contains("10.0.0.0/33"), "{found:?}");
+}

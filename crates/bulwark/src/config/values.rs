@@ -90,6 +90,17 @@ pub fn check_hostname(name: &str) -> Result<(), String> {
 }
 
 /// `IP:PORT` for a listener (`127.0.0.1:2525`, `[::1]:993`, `0.0.0.0:25`).
+/// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a network of one).
+pub fn parse_network(text: &str) -> Result<bulwark_net::IpNet, String> {
+    let t = text.trim();
+    if let Ok(net) = t.parse::<bulwark_net::IpNet>() {
+        return Ok(net.trunc());
+    }
+    t.parse::<std::net::IpAddr>()
+        .map(bulwark_net::IpNet::from)
+        .map_err(|_| format!("\"{t}\" is not a network like \"10.0.0.0/8\" or an IP address"))
+}
+
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     text.trim().parse::<SocketAddr>().map_err(|_| {
         format!(

@@ -128,6 +128,20 @@ pub fn unfold(value: &[u8]) -> Vec<u8> {
     trim(&v).to_vec()
 }
 
+/// A header value unfolded with its RFC 2047 encoded-words decoded (the text SEARCH and
+/// Email/query match; mail-parser does the charset work).
+pub fn decode_words(value: &[u8]) -> String {
+    let mut v = unfold(value);
+    if !v.windows(2).any(|w| w == b"=?") {
+        return String::from_utf8_lossy(&v).into_owned();
+    }
+    v.push(b'\n');
+    match mail_parser::parsers::MessageStream::new(&v).parse_unstructured() {
+        mail_parser::HeaderValue::Text(t) => t.into_owned(),
+        _ => String::new(),
+    }
+}
+
 pub fn trim(v: &[u8]) -> &[u8] {
     let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
     let start = v.iter().position(|b| !is_ws(b)).unwrap_or(v.len());

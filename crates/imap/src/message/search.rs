@@ -3,22 +3,25 @@
 //! Matching is a case-insensitive substring test on decoded text: header values with
 //! RFC 2047 encoded-words decoded, body text parts with their transfer encoding removed
 //! and their charset converted to UTF-8 (RFC 9051 §6.4.4.4 leaves the comparison to the
-//! server; we lowercase both sides with Unicode rules).
+//! server; both sides are folded with [`bulwark_store::fold`]: NFKD, combining marks
+//! removed, case-folded, so RFC 3501 §6.4.4's "substring, case-insensitive" also ignores
+//! accents and width).
 
 use std::cell::OnceCell;
 
+use bulwark_store::fold::fold;
+
+use mail_parser::DateTime;
 use mail_parser::decoders::charsets::map::charset_decoder;
-use mail_parser::parsers::MessageStream;
-use mail_parser::{DateTime, HeaderValue};
 
 use super::binary::{cte, decode};
 use super::envelope::{Address, parse_address_list};
-use super::mime::{Part, PartKind, parse_header, parse_message, unfold};
+use super::mime::{Part, PartKind, parse_header, parse_message};
 
 /// A message prepared for SEARCH: headers decoded once, body text decoded on first use.
 pub struct SearchView {
     raw: Vec<u8>,
-    /// (lowercase field name, lowercase decoded value), in message order.
+    /// (lowercase field name, folded decoded value), in message order.
     headers: Vec<(String, String)>,
     subject: String,
     date: Option<DateTime>,
@@ -44,7 +47,7 @@ pub fn search_view_owned(raw: Vec<u8>) -> SearchView {
         if date.is_none() && name == "date" {
             date = Some(DateTime::parse_rfc822(&value).filter(DateTime::is_valid));
         }
-        headers.push((name, value.to_lowercase()));
+        headers.push((name, fold(&value)));
     }
     SearchView {
         raw,
@@ -60,7 +63,7 @@ impl SearchView {
     /// decoded value contains `needle` (case-insensitive). An empty needle matches when the
     /// field exists (RFC 9051 §6.4.4 `HEADER`).
     pub fn header_contains(&self, field: &str, needle: &str) -> bool {
-        let needle = needle.to_lowercase();
+        let needle = fold(needle);
         self.headers
             .iter()
             .any(|(name, value)| name.eq_ignore_ascii_case(field) && value.contains(&needle))
@@ -68,12 +71,12 @@ impl SearchView {
 
     /// `BODY needle`: the decoded text parts contain `needle` (case-insensitive).
     pub fn body_contains(&self, needle: &str) -> bool {
-        self.body_text().contains(&needle.to_lowercase())
+        self.body_text().contains(&fold(needle))
     }
 
     /// `TEXT needle`: a header field (name or decoded value) or the body contains `needle`.
     pub fn text_contains(&self, needle: &str) -> bool {
-        let n = needle.to_lowercase();
+        let n = fold(needle);
         self.headers
             .iter()
             .any(|(name, value)| name.contains(&n) || value.contains(&n))
@@ -85,7 +88,7 @@ impl SearchView {
             let root = parse_message(&self.raw);
             let mut text = String::new();
             collect_text(&self.raw, &root, &mut text);
-            text.to_lowercase()
+            fold(&text)
         })
     }
 
@@ -253,15 +256,7 @@ pub(crate) fn decode_charset(charset: Option<&[u8]>, bytes: &[u8]) -> String {
 
 /// Unfold a raw header value and decode RFC 2047 encoded-words.
 pub(crate) fn decode_header(value: &[u8]) -> String {
-    let mut v = unfold(value);
-    if !v.windows(2).any(|w| w == b"=?") {
-        return String::from_utf8_lossy(&v).into_owned();
-    }
-    v.push(b'\n');
-    match MessageStream::new(&v).parse_unstructured() {
-        HeaderValue::Text(t) => t.into_owned(),
-        _ => String::new(),
-    }
+    bulwark_core::header::decode_words(value)
 }
 
 /// RFC 5256 §2.1 base subject: decode, normalise whitespace, then strip `(fwd)` trailers,

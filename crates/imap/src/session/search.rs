@@ -100,14 +100,10 @@ fn has_kw(m: &ViewMsg, k: &str) -> bool {
     m.keywords.has(k)
 }
 
-/// Case-insensitive substring test on a summary field (without allocating when both are
-/// ASCII, the common case).
+/// RFC 3501 §6.4.4: substring, case-insensitive, on a summary field — folded as the
+/// content is ([`bulwark_store::fold`]), without allocating when both are ASCII.
 fn field_contains(value: &str, needle: &str) -> bool {
-    if value.is_ascii() && needle.is_ascii() {
-        let (v, n) = (value.as_bytes(), needle.as_bytes());
-        return n.is_empty() || v.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
-    }
-    value.to_lowercase().contains(&needle.to_lowercase())
+    bulwark_store::fold::fold_contains(value, needle)
 }
 
 fn in_set(set: &SequenceSet, n: u32, largest: u32, sel: &Selected, uid: u32) -> bool {
@@ -560,7 +556,9 @@ mod tests {
             ("e SEARCH FROM EXAMPLE.ORG", "* SEARCH 1 2\r\n"),
             ("f SEARCH TO dave", "* SEARCH 2\r\n"),
             ("g SEARCH CC carol", "* SEARCH 1\r\n"),
-            ("h SEARCH SUBJECT grusse", "* SEARCH\r\n"),
+            // Folded (bulwark_store::fold): accents and ß do not count.
+            ("h SEARCH SUBJECT grusse", "* SEARCH 1\r\n"),
+            ("h2 SEARCH SUBJECT grosse", "* SEARCH\r\n"),
             ("i SEARCH NOT CC carol", "* SEARCH 2\r\n"),
             ("j UID SEARCH OR FROM bob SUBJECT köln", "* SEARCH 1 2\r\n"),
         ] {

@@ -184,7 +184,8 @@ impl Ctx<'_> {
 fn capability_of(method: &str) -> Option<&'static str> {
     let (ty, _) = method.split_once('/')?;
     Some(match ty {
-        "Core" => CAP_CORE,
+        // RFC 8620 §6.3: Blob/copy is part of the core capability.
+        "Core" | "Blob" => CAP_CORE,
         "Mailbox" | "Thread" | "Email" | "SearchSnippet" => CAP_MAIL,
         "Identity" | "EmailSubmission" => CAP_SUBMISSION,
         "VacationResponse" => CAP_VACATION,
@@ -291,6 +292,7 @@ async fn dispatch(ctx: &mut Ctx<'_>, name: &str, args: Args) -> Result<Value, Me
         "Email/copy" => email_import::copy(ctx, args).await,
         "Email/import" => email_import::import(ctx, args).await,
         "Email/parse" => email_import::parse(ctx, args).await,
+        "Blob/copy" => crate::blob::copy(ctx, args).await,
         "SearchSnippet/get" => email_query::search_snippets(ctx, args).await,
         "Identity/get" => crate::identity::identity_get(ctx, args).await,
         "Identity/changes" => crate::identity::identity_changes(ctx, args).await,

@@ -9,6 +9,14 @@ use serde_json::{Value, json};
 /// Changes returned when the client gives no maxChanges.
 pub const DEFAULT_MAX_CHANGES: usize = 5000;
 
+/// The Mailbox properties a count-only change may alter (RFC 8621 §2.2).
+pub const MAILBOX_COUNT_PROPERTIES: [&str; 4] = [
+    "totalEmails",
+    "unreadEmails",
+    "totalThreads",
+    "unreadThreads",
+];
+
 type Pick = fn(&ChangeSet) -> (Vec<String>, Vec<String>, Vec<String>);
 
 /// The checked arguments of a `/changes` call (RFC 8620 §5.2), for every data type.
@@ -100,8 +108,14 @@ async fn changes(
     let (created, updated, destroyed) = pick(&set);
     let mut out = a.response(set.new_modseq, set.has_more, created, updated, destroyed);
     if mailbox {
-        // RFC 8621 §2.2: null means any property may have changed.
-        out["updatedProperties"] = Value::Null;
+        // RFC 8621 §2.2: when only the counts of the updated mailboxes changed, say which
+        // properties may differ; null means any property may have changed.
+        out["updatedProperties"] =
+            if set.mailboxes.updated.is_empty() || set.mailbox_properties_changed {
+                Value::Null
+            } else {
+                json!(MAILBOX_COUNT_PROPERTIES)
+            };
     }
     Ok(out)
 }

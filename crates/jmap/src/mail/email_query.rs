@@ -7,7 +7,9 @@ use crate::api::args::Args;
 use crate::api::{Ctx, MethodError, MethodErrorKind, current_state};
 use crate::ids;
 use crate::session::EMAIL_SORT_OPTIONS;
+use bulwark_core::header::decode_words;
 use bulwark_store::email_page::{MAX_PAGE_KEYWORDS, is_page_keyword};
+use bulwark_store::fold::{fold, fold_spans, folded_contains};
 use bulwark_store::{Email, EmailPageQuery, MailboxId, ThreadId};
 use mail_parser::MessageParser;
 use serde_json::{Value, json};
@@ -60,7 +62,30 @@ impl Cond {
     }
 }
 
+impl Cond {
+    /// Does the condition read only what an email never changes (its content, size and
+    /// arrival), not mailboxes or keywords? (RFC 8620 §5.6 upToId.)
+    fn is_immutable(&self) -> bool {
+        !matches!(
+            self,
+            Cond::InMailbox(_)
+                | Cond::InMailboxOtherThan(_)
+                | Cond::AllInThread(_)
+                | Cond::SomeInThread(_)
+                | Cond::NoneInThread(_)
+                | Cond::HasKeyword(_)
+                | Cond::NotKeyword(_)
+        )
+    }
+}
+
 impl Filter {
+    fn is_immutable(&self) -> bool {
+        match self {
+            Filter::And(f) | Filter::Or(f) | Filter::Not(f) => f.iter().all(Filter::is_immutable),
+            Filter::Conds(c) => c.iter().all(Cond::is_immutable),
+        }
+    }
     fn needs_blob(&self) -> bool {
         match self {
             Filter::And(f) | Filter::Or(f) | Filter::Not(f) => f.iter().any(Filter::needs_blob),
@@ -152,13 +177,13 @@ fn parse_filter(ctx: &Ctx<'_>, v: &Value, depth: usize) -> Result<Filter, Method
             "hasAttachment" => Cond::HasAttachment(v.as_bool().ok_or_else(|| {
                 MethodError::invalid_arguments("hasAttachment must be a boolean")
             })?),
-            "text" => Cond::Text(s(k, v)?.to_lowercase()),
-            "from" => Cond::From(s(k, v)?.to_lowercase()),
-            "to" => Cond::To(s(k, v)?.to_lowercase()),
-            "cc" => Cond::Cc(s(k, v)?.to_lowercase()),
-            "bcc" => Cond::Bcc(s(k, v)?.to_lowercase()),
-            "subject" => Cond::Subject(s(k, v)?.to_lowercase()),
-            "body" => Cond::Body(s(k, v)?.to_lowercase()),
+            "text" => Cond::Text(fold(&s(k, v)?)),
+            "from" => Cond::From(fold(&s(k, v)?)),
+            "to" => Cond::To(fold(&s(k, v)?)),
+            "cc" => Cond::Cc(fold(&s(k, v)?)),
+            "bcc" => Cond::Bcc(fold(&s(k, v)?)),
+            "subject" => Cond::Subject(fold(&s(k, v)?)),
+            "body" => Cond::Body(fold(&s(k, v)?)),
             "header" => {
                 let arr = v
                     .as_array()
@@ -167,10 +192,7 @@ fn parse_filter(ctx: &Ctx<'_>, v: &Value, depth: usize) -> Result<Filter, Method
                         MethodError::invalid_arguments("header must be [name] or [name, value]")
                     })?;
                 let name = arr[0].as_str().unwrap_or_default().to_lowercase();
-                Cond::Header(
-                    name,
-                    arr.get(1).and_then(Value::as_str).map(str::to_lowercase),
-                )
+                Cond::Header(name, arr.get(1).and_then(Value::as_str).map(fold))
             }
             other => return Err(unsupported(format!("unknown filter condition {other}"))),
         });
@@ -187,11 +209,13 @@ struct Parsed {
     headers: Vec<(String, String)>,
 }
 
+/// RFC 8621 §4.4.1: text conditions match the decoded headers (RFC 2047 encoded-words,
+/// display names) and body text, folded as IMAP SEARCH folds ([`bulwark_store::fold`]).
 fn parse_blob(raw: &[u8]) -> Parsed {
     let Some(msg) = MessageParser::default().parse(raw) else {
         return Parsed::default();
     };
-    let body = body::all_text(&msg).to_lowercase();
+    let body = fold(&body::all_text(&msg));
     let headers: Vec<(String, String)> = msg
         .headers()
         .iter()
@@ -200,10 +224,7 @@ fn parse_blob(raw: &[u8]) -> Parsed {
                 .raw_message
                 .get(h.offset_start as usize..h.offset_end as usize)
                 .unwrap_or_default();
-            (
-                h.name.as_str().to_lowercase(),
-                String::from_utf8_lossy(v).trim().to_lowercase(),
-            )
+            (h.name.as_str().to_lowercase(), fold(decode_words(v).trim()))
         })
         .collect();
     let bcc = headers
@@ -269,10 +290,10 @@ fn eval_cond(c: &Cond, e: &Email, env: &Env<'_>) -> bool {
         Cond::HasKeyword(k) => has_kw(e, k),
         Cond::NotKeyword(k) => !has_kw(e, k),
         Cond::HasAttachment(b) => sm.has_attachment == *b,
-        Cond::From(t) => sm.from.to_lowercase().contains(t),
-        Cond::To(t) => sm.to.to_lowercase().contains(t),
-        Cond::Cc(t) => sm.cc.to_lowercase().contains(t),
-        Cond::Subject(t) => sm.subject.to_lowercase().contains(t),
+        Cond::From(t) => folded_contains(&sm.from, t),
+        Cond::To(t) => folded_contains(&sm.to, t),
+        Cond::Cc(t) => folded_contains(&sm.cc, t),
+        Cond::Subject(t) => folded_contains(&sm.subject, t),
         Cond::Text(t) => parsed().is_some_and(|p| p.text.contains(t)),
         Cond::Body(t) => parsed().is_some_and(|p| p.body.contains(t)),
         Cond::Bcc(t) => parsed().is_some_and(|p| p.bcc.contains(t)),
@@ -289,6 +310,16 @@ struct SortKey {
     property: String,
     keyword: Option<String>,
     ascending: bool,
+}
+
+impl SortKey {
+    /// Sorting by keywords depends on what changes; the rest is fixed at arrival.
+    fn is_immutable(&self) -> bool {
+        !matches!(
+            self.property.as_str(),
+            "hasKeyword" | "allInThreadHaveKeyword" | "someInThreadHaveKeyword"
+        )
+    }
 }
 
 fn parse_sort(args: &Args) -> Result<Vec<SortKey>, MethodError> {
@@ -564,17 +595,26 @@ pub async fn query_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Metho
         .store
         .changes_since(account, since_m, usize::MAX)
         .await?;
-    let mut changed: HashSet<String> = set
-        .emails
-        .created
-        .iter()
-        .chain(&set.emails.updated)
-        .chain(&set.emails.destroyed)
-        .map(|e| ids::email_id(*e))
-        .collect();
-    if args.bool_or("collapseThreads", false)? {
+    let f = |v: &Vec<bulwark_store::EmailId>| -> HashSet<String> {
+        v.iter().map(|e| ids::email_id(*e)).collect()
+    };
+    let collapse = args.bool_or("collapseThreads", false)?;
+    let filter = match args.get("filter") {
+        Some(Value::Null) | None => None,
+        Some(v) => Some(parse_filter(ctx, v, 0)?),
+    };
+    // §5.6: with a filter and sort on immutable properties only, an update cannot move an
+    // email into, out of or within the results; only creations and destructions count.
+    let immutable = !collapse
+        && filter.as_ref().is_none_or(Filter::is_immutable)
+        && parse_sort(&args)?.iter().all(SortKey::is_immutable);
+    let mut touched = f(&set.emails.destroyed);
+    if !immutable {
+        touched.extend(f(&set.emails.updated));
+    }
+    if collapse {
         // A change anywhere in a thread may change which email represents it.
-        let touched: HashSet<ThreadId> = set
+        let threads: HashSet<ThreadId> = set
             .threads
             .created
             .iter()
@@ -582,18 +622,27 @@ pub async fn query_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Metho
             .chain(&set.threads.destroyed)
             .copied()
             .collect();
-        changed.extend(
+        touched.extend(
             all.iter()
-                .filter(|e| touched.contains(&e.thread))
+                .filter(|e| threads.contains(&e.thread))
                 .map(|e| ids::email_id(e.id)),
         );
     }
+    let up_to = match args.opt_str("upToId")? {
+        Some(id) if immutable => current.iter().position(|x| x == id),
+        _ => None,
+    };
+    let delta = query::QueryDelta {
+        current: &current,
+        created: f(&set.emails.created),
+        touched,
+        up_to,
+    };
     query::query_changes_response(
         &ids::account_id(account),
         &since,
         &state,
-        &current,
-        &changed,
+        &delta,
         args.opt_uint("maxChanges")?,
         args.bool_or("calculateTotal", false)?,
     )
@@ -605,21 +654,18 @@ fn escape_html(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Marks every (case-insensitive) occurrence of the terms with `<mark>` (RFC 8621 §5.1).
+/// Marks every occurrence of the (folded) terms with `<mark>` (RFC 8621 §5.1), matched
+/// on the folded text and mapped back to the original characters.
 fn highlight(text: &str, terms: &[String]) -> Option<String> {
-    let lower = text.to_lowercase();
-    if lower.len() != text.len() {
-        // Lowercasing changed byte offsets; fall back to no highlighting.
-        return terms
-            .iter()
-            .any(|t| lower.contains(t.as_str()))
-            .then(|| escape_html(text));
-    }
+    let (folded, spans) = fold_spans(text);
     let mut marks: Vec<(usize, usize)> = Vec::new();
     for t in terms.iter().filter(|t| !t.is_empty()) {
         let mut from = 0;
-        while let Some(pos) = lower[from..].find(t.as_str()) {
-            marks.push((from + pos, from + pos + t.len()));
+        while let Some(pos) = folded[from..].find(t.as_str()) {
+            let (start, last) = (from + pos, from + pos + t.len() - 1);
+            if let (Some(a), Some(b)) = (spans.get(start), spans.get(last)) {
+                marks.push((a.start, b.end));
+            }
             from += pos + t.len();
         }
     }
@@ -676,8 +722,14 @@ pub async fn search_snippets(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Met
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ");
-            let lower = text.to_lowercase();
-            if let Some(pos) = terms.iter().filter_map(|t| lower.find(t.as_str())).min() {
+            let (folded, spans) = fold_spans(&text);
+            if let Some(pos) = terms
+                .iter()
+                .filter_map(|t| folded.find(t.as_str()))
+                .min()
+                .and_then(|p| spans.get(p))
+                .map(|r| r.start)
+            {
                 let chars: Vec<(usize, char)> = text.char_indices().collect();
                 let ci = chars.iter().position(|(b, _)| *b >= pos).unwrap_or(0);
                 let start = chars

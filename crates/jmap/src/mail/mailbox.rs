@@ -311,20 +311,22 @@ pub async fn query_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Metho
         .store
         .changes_since(account, since_m, usize::MAX)
         .await?;
-    let changed: HashSet<String> = set
-        .mailboxes
-        .created
-        .iter()
-        .chain(&set.mailboxes.updated)
-        .chain(&set.mailboxes.destroyed)
-        .map(|m| ids::mailbox_id(*m))
-        .collect();
+    let f = |v: &Vec<bulwark_store::MailboxId>| -> HashSet<String> {
+        v.iter().map(|m| ids::mailbox_id(*m)).collect()
+    };
+    let mut touched = f(&set.mailboxes.updated);
+    touched.extend(f(&set.mailboxes.destroyed));
+    let delta = query::QueryDelta {
+        current: &current,
+        created: f(&set.mailboxes.created),
+        touched,
+        up_to: None,
+    };
     query::query_changes_response(
         &ids::account_id(account),
         since,
         &state,
-        &current,
-        &changed,
+        &delta,
         args.opt_uint("maxChanges")?,
         args.bool_or("calculateTotal", false)?,
     )

@@ -4,6 +4,7 @@
 use crate::api::args::Args;
 use crate::api::{MethodError, MethodErrorKind};
 use serde_json::{Value, json};
+use std::collections::HashSet;
 
 /// Results returned when the client gives no limit.
 pub const DEFAULT_QUERY_LIMIT: usize = 1000;
@@ -58,23 +59,43 @@ pub fn window(all: &[String], args: &Args) -> Result<Window, MethodError> {
     })
 }
 
-/// Builds a /queryChanges response given the current ordered results and the set of ids
-/// that may have changed since `sinceQueryState`: every changed id is reported removed and,
-/// if still in the results, added at its new index (§5.6 allows this over-reporting).
+/// What the change log says about a query's results since `sinceQueryState` (§5.6).
+pub struct QueryDelta<'a> {
+    /// The current results, in order.
+    pub current: &'a [String],
+    /// Objects created since: they were in no old result, so they are never `removed`.
+    pub created: HashSet<String>,
+    /// Objects that existed then and were updated or destroyed since: each may have left
+    /// the results or moved, so it is `removed` (and `added` at its index if still in).
+    pub touched: HashSet<String>,
+    /// With a filter and sort on immutable properties only, the index of `upToId` in the
+    /// current results: additions after it are left out (§5.6 upToId).
+    pub up_to: Option<usize>,
+}
+
+/// Builds a /queryChanges response (RFC 8620 §5.6) from a [`QueryDelta`]: `removed` is
+/// every touched id (never one created since the old state, which no old result held),
+/// in a stable order; `added` every current id created or touched, with its index.
 pub fn query_changes_response(
     account_id: &str,
     old_state: &str,
     new_state: &str,
-    current: &[String],
-    changed: &std::collections::HashSet<String>,
+    delta: &QueryDelta<'_>,
     max_changes: Option<u64>,
     calculate_total: bool,
 ) -> Result<Value, MethodError> {
-    let removed: Vec<&String> = changed.iter().collect();
-    let added: Vec<Value> = current
+    let mut removed: Vec<&String> = delta
+        .touched
+        .iter()
+        .filter(|id| !delta.created.contains(*id))
+        .collect();
+    removed.sort();
+    let added: Vec<Value> = delta
+        .current
         .iter()
         .enumerate()
-        .filter(|(_, id)| changed.contains(*id))
+        .take(delta.up_to.map_or(usize::MAX, |i| i + 1))
+        .filter(|(_, id)| delta.created.contains(*id) || delta.touched.contains(*id))
         .map(|(i, id)| json!({ "id": id, "index": i }))
         .collect();
     if let Some(max) = max_changes
@@ -85,6 +106,7 @@ pub fn query_changes_response(
             "more changes than maxChanges",
         ));
     }
+    let current = delta.current;
     let mut out = json!({
         "accountId": account_id,
         "oldQueryState": old_state,

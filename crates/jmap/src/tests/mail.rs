@@ -323,8 +323,17 @@ async fn keyword_change_through_the_store_shows_in_email_changes() {
         )
         .await;
     assert_eq!(v["list"][0]["keywords"], json!({"$seen": true}));
+    // Only the unread counts changed (RFC 8621 §2.2).
     let v = h.ok("Mailbox/changes", json!({"sinceState": state})).await;
-    assert!(v["updatedProperties"].is_null());
+    assert_eq!(
+        v["updatedProperties"],
+        json!([
+            "totalEmails",
+            "unreadEmails",
+            "totalThreads",
+            "unreadThreads"
+        ])
+    );
 }
 
 #[tokio::test]
@@ -486,6 +495,15 @@ async fn email_query_changes_report_new_mail() {
         )
         .await;
     assert_eq!(v["added"], json!([{"id": second, "index": 0}]));
+    // New mail was in no old result: added, never removed (RFC 8620 §5.6).
+    let v = h
+        .ok(
+            "Email/queryChanges",
+            json!({"sinceQueryState": q["queryState"]}),
+        )
+        .await;
+    assert_eq!(v["removed"], json!([]));
+    h.deliver(h.alice, &message("third", "z")).await;
     let (n, v) = h
         .call(
             "Email/queryChanges",

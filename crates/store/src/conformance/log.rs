@@ -160,6 +160,75 @@ pub async fn replies_join_the_thread(store: Arc<dyn Store>) {
     assert_ne!(foreign.thread, root.thread);
 }
 
+/// RFC 8621 §3: threads join by any shared Message-ID (Message-ID, In-Reply-To,
+/// References) in either direction, whatever the arrival order, and a missing link that
+/// arrives merges two threads — with the moved emails and the destroyed thread logged.
+pub async fn threads_join_in_any_order_and_merge(store: Arc<dyn Store>) {
+    let (account, inbox) = new_account(&store).await;
+    let a = account.id;
+    let append = |email: NewEmail| {
+        let store = store.clone();
+        async move {
+            store
+                .email_append(a, vec![email])
+                .await
+                .expect("append")
+                .remove(0)
+        }
+    };
+    let reply_to = |tag: &str, parent: &str| {
+        let mut e = new_email(&[inbox.id], tag);
+        e.summary.in_reply_to = vec![format!("<{parent}>")];
+        e.summary.references = vec![format!("<{parent}>")];
+        e
+    };
+    // Two replies to an absent parent share a thread.
+    let r1 = append(reply_to("r1", "absent@x")).await;
+    let r2 = append(reply_to("r2", "absent@x")).await;
+    assert_eq!(r1.thread, r2.thread, "siblings of an absent parent");
+    // The parent arriving after its reply joins the reply's thread.
+    let child = append(reply_to("late-child", "late-parent@example.test")).await;
+    let parent = append_one(&store, a, inbox.id, "late-parent").await;
+    assert_eq!(parent.thread, child.thread, "a parent after its reply");
+    assert_ne!(parent.thread, r1.thread);
+    // Two threads: a root, and a grandchild whose parent has not arrived. The parent
+    // (replying to the root) is the missing link: the later thread merges into the older.
+    let root = append_one(&store, a, inbox.id, "m-root").await;
+    let mut grandchild = new_email(&[inbox.id], "m-grandchild");
+    grandchild.summary.in_reply_to = vec!["<m-mid@example.test>".into()];
+    let grandchild = append(grandchild).await;
+    assert_ne!(grandchild.thread, root.thread);
+    let before = store.account_modseq(a).await.expect("modseq");
+    let mid = append(reply_to("m-mid", "m-root@example.test")).await;
+    assert_eq!(mid.thread, root.thread, "the older thread survives");
+    let got = store
+        .email_get(a, &[root.email, grandchild.email, mid.email])
+        .await
+        .expect("email_get");
+    assert!(got.iter().all(|e| e.thread == root.thread), "{got:?}");
+    let c = store.changes_since(a, before, 100).await.expect("changes");
+    assert_eq!(c.emails.created, vec![mid.email]);
+    assert_eq!(
+        c.emails.updated,
+        vec![grandchild.email],
+        "its threadId changed"
+    );
+    assert_eq!(c.threads.updated, vec![root.thread]);
+    assert_eq!(c.threads.destroyed, vec![grandchild.thread]);
+    let status = store.mailbox_status(a, inbox.id).await.expect("status");
+    assert_eq!((status.messages, status.threads), (7, 3));
+    // The merged thread keeps attracting by the absorbed thread's ids too.
+    let late = append(reply_to("m-late", "m-grandchild@example.test")).await;
+    assert_eq!(late.thread, root.thread);
+    // A destroyed thread's ids are forgotten: a new email naming them starts afresh.
+    store
+        .email_destroy(a, &[r1.email, r2.email])
+        .await
+        .expect("destroy");
+    let again = append(reply_to("r3", "absent@x")).await;
+    assert_ne!(again.thread, r1.thread);
+}
+
 pub async fn queue_lease_and_update(store: Arc<dyn Store>) {
     let raw = Arc::new(b"Subject: out\r\n\r\nhello\r\n".to_vec());
     let id = store

@@ -151,7 +151,8 @@ pub async fn mail_rules_are_the_same_on_every_backend(store: Arc<dyn Store>) {
             .any(|m| m.name == long)
     );
 
-    // Threads: References are tried from the newest back, empty ones skipped.
+    // Threads: every id of References counts (empty ones skipped); naming two threads'
+    // emails merges them into the older one (RFC 8621 §3).
     let first = append_one(&store, a, inbox.id, "rules-t1").await;
     let second = append_one(&store, a, inbox.id, "rules-t2").await;
     assert_ne!(first.thread, second.thread);
@@ -167,5 +168,10 @@ pub async fn mail_rules_are_the_same_on_every_backend(store: Arc<dyn Store>) {
         .await
         .expect("append")
         .remove(0);
-    assert_eq!(reply.thread, second.thread);
+    assert_eq!(reply.thread, first.thread);
+    let got = store
+        .email_get(a, &[second.email])
+        .await
+        .expect("email_get");
+    assert_eq!(got[0].thread, first.thread, "the later thread merged in");
 }

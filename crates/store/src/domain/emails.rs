@@ -15,18 +15,43 @@ use std::collections::BTreeSet;
 /// New `(mailbox, uid)` pairs per email, as `email_set_mailboxes` returns them.
 pub type NewMemberships = Vec<(EmailId, Vec<(MailboxId, Uid)>)>;
 
-/// The thread of an earlier email this one replies to or references.
-async fn find_thread<T: WriteTx>(
+/// The thread a new email joins (RFC 8621 §3, RFC 5256 §2.2): the one of any email that
+/// shares a Message-ID with it — its own, In-Reply-To or References, in either direction,
+/// so a parent arriving after its reply joins the reply's thread and two replies to an
+/// absent parent share one. When the ids tie several threads together, the later ones are
+/// merged into the oldest: their emails move (each logged as updated, its threadId
+/// changed) and the emptied threads are destroyed. The email's ids are then entered.
+async fn join_thread<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
     summary: &EmailSummary,
-) -> Result<Option<ThreadId>> {
-    for id in rules::thread_lookup_ids(&summary.in_reply_to, &summary.references) {
-        if let Some(thread) = tx.thread_of_message(account, &id).await? {
-            return Ok(Some(thread));
+    modseq: ModSeq,
+) -> Result<(ThreadId, Op, Vec<String>)> {
+    let ids = rules::thread_ref_ids(summary);
+    let mut threads = if ids.is_empty() {
+        Vec::new()
+    } else {
+        tx.threads_of_refs(account, &ids).await?
+    };
+    threads.sort();
+    threads.dedup();
+    let Some((&into, others)) = threads.split_first() else {
+        return Ok((tx.insert_thread(account).await?, Op::Created, ids));
+    };
+    for &from in others {
+        for moved in tx.merge_thread(from, into, modseq).await? {
+            tx.log(account, modseq, Kind::Email, moved.0, Op::Updated)
+                .await?;
+            // Fewer threads in the mailboxes it is in (totalThreads, unreadThreads).
+            for (mailbox, _) in tx.memberships_of(moved).await? {
+                tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::CountsUpdated)
+                    .await?;
+            }
         }
+        tx.log(account, modseq, Kind::Thread, from.0, Op::Destroyed)
+            .await?;
     }
-    Ok(None)
+    Ok((into, Op::Updated, ids))
 }
 
 /// Takes the mailbox's next UID (never reused: UIDNEXT only grows).
@@ -53,7 +78,7 @@ async fn add_membership<T: WriteTx>(
     let uid = alloc_uid(tx, account, mailbox).await?;
     tx.insert_membership(mailbox, uid, email, modseq).await?;
     tx.touch_mailbox(account, mailbox, modseq).await?;
-    tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::Updated)
+    tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::CountsUpdated)
         .await?;
     Ok(uid)
 }
@@ -68,7 +93,7 @@ async fn remove_membership<T: WriteTx>(
 ) -> Result<()> {
     tx.delete_membership(mailbox, uid, modseq).await?;
     tx.touch_mailbox(account, mailbox, modseq).await?;
-    tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::Updated)
+    tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::CountsUpdated)
         .await
 }
 
@@ -147,10 +172,7 @@ async fn append_one<T: WriteTx>(
         .map_err(|e| StoreError::Internal(format!("cannot encode email summary: {e}")))?;
     let modseq = tx.next_modseq(account).await?;
     let blob = tx.put_blob(&new.raw).await?;
-    let (thread, thread_op) = match find_thread(tx, account, &new.summary).await? {
-        Some(thread) => (thread, Op::Updated),
-        None => (tx.insert_thread(account).await?, Op::Created),
-    };
+    let (thread, thread_op, refs) = join_thread(tx, account, &new.summary, modseq).await?;
     let row = EmailRow {
         account,
         thread,
@@ -169,6 +191,9 @@ async fn append_one<T: WriteTx>(
         summary: &new.summary,
     };
     let email = tx.insert_email(&row).await?;
+    if !refs.is_empty() {
+        tx.add_thread_refs(account, &refs, thread).await?;
+    }
     let mut uids = Vec::with_capacity(mailboxes.len());
     for mailbox in mailboxes {
         let uid = add_membership(tx, account, mailbox, email, modseq).await?;
@@ -257,7 +282,7 @@ pub async fn set_keywords<T: WriteTx>(
             tx.touch_mailbox(account, mailbox, modseq).await?;
             if was_seen != seen {
                 // Unread counts changed (JMAP Mailbox/changes).
-                tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::Updated)
+                tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::CountsUpdated)
                     .await?;
             }
         }

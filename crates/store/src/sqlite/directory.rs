@@ -192,6 +192,7 @@ pub(crate) fn account_delete(tx: &mut Tx<'_>, id: AccountId) -> Result<()> {
              DELETE FROM search_headers WHERE email IN (SELECT id FROM emails WHERE account = {a});
              DELETE FROM emails WHERE account = {a};
              DELETE FROM threads WHERE account = {a};
+             DELETE FROM thread_refs WHERE account = {a};
              DELETE FROM changes WHERE account = {a};
              DELETE FROM aliases WHERE account = {a};
              DELETE FROM app_passwords WHERE account = {a};

@@ -226,21 +226,75 @@ impl WriteTx for Tx<'_> {
         put_blob(self.conn, data)
     }
 
-    async fn thread_of_message(
+    async fn threads_of_refs(
         &mut self,
         account: AccountId,
-        message_id: &str,
-    ) -> Result<Option<ThreadId>> {
-        let thread: Option<i64> = self
+        ids: &[String],
+    ) -> Result<Vec<ThreadId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT thread FROM thread_refs WHERE account = ?1 AND message_id = ?2")
+            .map_err(db_err)?;
+        let mut threads = Vec::new();
+        for id in ids {
+            let thread: Option<i64> = stmt
+                .query_row(params![account.0, id], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            if let Some(t) = thread.map(ThreadId)
+                && !threads.contains(&t)
+            {
+                threads.push(t);
+            }
+        }
+        Ok(threads)
+    }
+
+    async fn add_thread_refs(
+        &mut self,
+        account: AccountId,
+        ids: &[String],
+        thread: ThreadId,
+    ) -> Result<()> {
+        let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT thread FROM emails WHERE account = ?1 AND message_id = ?2 LIMIT 1",
+                "INSERT INTO thread_refs (account, message_id, thread) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account, message_id) DO UPDATE SET thread = excluded.thread",
+            )
+            .map_err(db_err)?;
+        for id in ids {
+            stmt.execute(params![account.0, id, thread.0])
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn merge_thread(
+        &mut self,
+        from: ThreadId,
+        into: ThreadId,
+        modseq: ModSeq,
+    ) -> Result<Vec<EmailId>> {
+        let moved = self
+            .conn
+            .prepare_cached(
+                "UPDATE emails SET thread = ?2, modseq = ?3 WHERE thread = ?1 RETURNING id",
             )
             .map_err(db_err)?
-            .query_row(params![account.0, message_id], |r| r.get(0))
-            .optional()
+            .query_map(params![from.0, into.0, modseq.0 as i64], |r| {
+                r.get(0).map(EmailId)
+            })
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db_err)?;
-        Ok(thread.map(ThreadId))
+        exec(
+            self.conn,
+            "UPDATE thread_refs SET thread = ?2 WHERE thread = ?1",
+            params![from.0, into.0],
+        )?;
+        exec(self.conn, "DELETE FROM threads WHERE id = ?1", [from.0])?;
+        Ok(moved)
     }
 
     async fn insert_thread(&mut self, account: AccountId) -> Result<ThreadId> {
@@ -262,6 +316,11 @@ impl WriteTx for Tx<'_> {
 
     async fn delete_thread(&mut self, thread: ThreadId) -> Result<()> {
         exec(self.conn, "DELETE FROM threads WHERE id = ?1", [thread.0])?;
+        exec(
+            self.conn,
+            "DELETE FROM thread_refs WHERE thread = ?1",
+            [thread.0],
+        )?;
         Ok(())
     }
 

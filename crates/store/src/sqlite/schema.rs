@@ -5,7 +5,7 @@ use crate::Result;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this code writes. Bump it and add a step to [`MIGRATIONS`] to change it.
-pub(crate) const SCHEMA_VERSION: i64 = 9;
+pub(crate) const SCHEMA_VERSION: i64 = 10;
 
 /// Version 1: the initial schema.
 const V1: &str = r#"
@@ -236,8 +236,32 @@ END;
 /// role's default.
 const V9: &str = "ALTER TABLE mailboxes ADD COLUMN sort_order INTEGER;";
 
+/// Version 10: the account's Message-ID references (RFC 8621 §3 threads): every id an email
+/// has in Message-ID, In-Reply-To or References, mapped to the thread of the emails that
+/// name it, so threads join by any shared id whatever the arrival order. Existing emails
+/// are entered once from their stored message id and summary.
+const V10: &str = r#"
+CREATE TABLE IF NOT EXISTS thread_refs (
+    account    INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    thread     INTEGER NOT NULL,
+    PRIMARY KEY (account, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS thread_refs_thread ON thread_refs(thread);
+INSERT OR IGNORE INTO thread_refs (account, message_id, thread)
+SELECT account, id, min(thread) FROM (
+    SELECT account, message_id AS id, thread FROM emails WHERE message_id IS NOT NULL
+    UNION ALL
+    SELECT e.account, trim(trim(trim(j.value), '<>')), e.thread FROM emails e,
+        json_each(CASE WHEN json_valid(e.summary) THEN e.summary ELSE '{}' END, '$.references') j
+    UNION ALL
+    SELECT e.account, trim(trim(trim(j.value), '<>')), e.thread FROM emails e,
+        json_each(CASE WHEN json_valid(e.summary) THEN e.summary ELSE '{}' END, '$.in_reply_to') j
+) WHERE id <> '' GROUP BY account, id;
+"#;
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// Creates or upgrades the schema. Idempotent; runs in one transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -316,6 +340,37 @@ mod tests {
             .expect("rows")
             .collect::<rusqlite::Result<Vec<_>>>()
             .expect("envelopes")
+    }
+
+    #[test]
+    fn version_9_emails_enter_their_message_ids_and_references() {
+        let mut conn = old_database(9, None);
+        conn.execute_batch(
+            r#"INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen, modseq,
+                                  kw_modseq, message_id, summary)
+               VALUES (1, 5, 'h2', 1, 0, '', 0, 2, 2, 'reply@x',
+                       '{"references":["<root@x>"," <mid@x> "],"in_reply_to":["mid@x"]}'),
+                      (1, 6, 'h3', 1, 0, '', 0, 3, 3, 'other@x', 'not json');"#,
+        )
+        .expect("old emails");
+        migrate(&mut conn).expect("migrate");
+        let mut stmt = conn
+            .prepare("SELECT message_id, thread FROM thread_refs ORDER BY message_id")
+            .expect("thread_refs");
+        let refs: Vec<(String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("refs");
+        assert_eq!(
+            refs,
+            vec![
+                ("mid@x".into(), 5),
+                ("other@x".into(), 6),
+                ("reply@x".into(), 5),
+                ("root@x".into(), 5)
+            ]
+        );
     }
 
     #[test]
