@@ -245,14 +245,17 @@ impl WriteTx for Tx<'_> {
         ids: &[String],
         thread: ThreadId,
     ) -> Result<()> {
-        self.exec(
+        self.exec_later(
             "INSERT INTO thread_refs (account, message_id, thread)
              SELECT $1, id, $3 FROM unnest($2::text[]) AS id
              ON CONFLICT (account, message_id) DO UPDATE SET thread = EXCLUDED.thread",
-            &[&account.0, &ids, &thread.0],
+            vec![
+                Box::new(account.0),
+                Box::new(ids.to_vec()),
+                Box::new(thread.0),
+            ],
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn merge_thread(

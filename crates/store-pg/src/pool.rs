@@ -385,15 +385,22 @@ impl<'c> Tx<'c> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(sql).await.map_err(|e| {
-            let e = pg_err(e);
-            if !self.answered && breaks_connection(&e) {
-                *self.begin_failed = true;
-            }
-            e
-        })?;
+        let statement = match self.client.prepare(sql).await {
+            Ok(statement) => statement,
+            Err(e) => return Err(self.failed(pg_err(e), false)),
+        };
         self.statements.insert(sql, statement.clone());
         Ok(statement)
+    }
+
+    /// Notes a failure before the server answered anything of this transaction on a
+    /// broken connection: nothing was committed, so the call may run again (unless the
+    /// failed round trip carried COMMIT, `ends`, whose fate is unknown).
+    fn failed(&mut self, e: StoreError, ends: bool) -> StoreError {
+        if !self.answered && !ends && breaks_connection(&e) {
+            *self.begin_failed = true;
+        }
+        e
     }
 
     /// Sends BEGIN (if not yet sent), the statements kept for later, then `main`, in one
@@ -404,62 +411,36 @@ impl<'c> Tx<'c> {
         ends: bool,
     ) -> Result<T> {
         let client = self.client;
-        let begin = self.begin.take();
         let later = std::mem::take(&mut self.later);
-        let mut before: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = Vec::new();
-        if let Some(sql) = begin {
-            before.push(Box::pin(async move {
+        let mut main_out = None;
+        let mut requests: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = Vec::new();
+        if let Some(sql) = self.begin.take() {
+            requests.push(Box::pin(async move {
                 client.batch_execute(sql).await.map(|_| 0)
             }));
             self.open = true;
         }
         for (statement, params) in &later {
             let params = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync));
-            before.push(Box::pin(client.execute_raw(statement, params)));
+            requests.push(Box::pin(client.execute_raw(statement, params)));
         }
-        let (answers, main) = if before.is_empty() {
-            (Vec::new(), main.await)
-        } else {
-            let mut main = std::pin::pin!(main);
-            let mut main_out = None;
-            let mut before = std::pin::pin!(in_order(before));
-            let mut before_out = None;
-            std::future::poll_fn(|cx| {
-                // `before` first: its requests go out ahead of `main`'s.
-                if before_out.is_none()
-                    && let Poll::Ready(v) = before.as_mut().poll(cx)
-                {
-                    before_out = Some(v);
-                }
-                if main_out.is_none()
-                    && let Poll::Ready(v) = main.as_mut().poll(cx)
-                {
-                    main_out = Some(v);
-                }
-                if before_out.is_some() && main_out.is_some() {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await;
-            match (before_out, main_out) {
-                (Some(b), Some(m)) => (b, m),
-                _ => unreachable!("poll_fn returns only when both are done"),
-            }
+        let main_slot = &mut main_out;
+        requests.push(Box::pin(async move {
+            *main_slot = Some(main.await);
+            Ok(0)
+        }));
+        let first_error = in_order(requests)
+            .await
+            .into_iter()
+            .find_map(|answer| answer.err());
+        let outcome = match (first_error, main_out) {
+            (Some(e), _) => Err(pg_err(e)),
+            (None, Some(answer)) => answer.map_err(pg_err),
+            (None, None) => Err(StoreError::Internal(
+                "a pipelined statement was never answered".into(),
+            )),
         };
-        let first_error = answers.into_iter().find_map(|a| a.err());
-        let outcome = match first_error {
-            Some(e) => Err(pg_err(e)),
-            None => main.map_err(pg_err),
-        };
-        if let Err(e) = &outcome
-            && !self.answered
-            && !ends
-            && breaks_connection(e)
-        {
-            *self.begin_failed = true;
-        }
+        let outcome = outcome.map_err(|e| self.failed(e, ends));
         self.answered = true;
         outcome
     }
