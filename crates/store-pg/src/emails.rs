@@ -8,7 +8,8 @@ use bulwark_store::domain::emails as domain;
 use bulwark_store::engine::{EmailRow, WriteTx};
 use bulwark_store::{
     AccountId, Appended, BlobHash, EmailId, KeywordResult, KeywordUpdate, Mailbox, MailboxId,
-    MembershipUpdate, ModSeq, NewEmail, NewQueued, QueueId, Result, Role, ThreadId, Uid,
+    MembershipUpdate, ModSeq, NewEmail, NewQueued, QueueId, Result, Role, StoreError, ThreadId,
+    Uid,
 };
 
 pub(crate) use bulwark_store::domain::emails::NewMemberships;
@@ -138,16 +139,15 @@ impl WriteTx for Tx<'_> {
         crate::mailboxes::delete_mailbox_row(self, mailbox).await
     }
 
-    /// The UPDATE locks the mailbox row until commit.
+    /// The first UPDATE locks the mailbox row until commit ([`Tx::next_uid`]).
     async fn take_uid(&mut self, account: AccountId, mailbox: MailboxId) -> Result<Option<Uid>> {
-        let row = self
-            .opt(
-                "UPDATE mailboxes SET uid_next = uid_next + 1
-                 WHERE id = $1 AND account = $2 AND uid_next < $3 RETURNING uid_next - 1",
-                &[&mailbox.0, &account.0, &MAX_UID],
-            )
-            .await?;
-        row.map(|r| get_u32(&r, 0).map(Uid)).transpose()
+        let uid = self.next_uid(account, mailbox.0, MAX_UID).await?;
+        uid.map(|uid| {
+            u32::try_from(uid).map(Uid).map_err(|_| {
+                StoreError::Internal(format!("mailbox {mailbox} has UID {uid} out of range"))
+            })
+        })
+        .transpose()
     }
 
     async fn touch_mailbox(
@@ -280,14 +280,15 @@ impl WriteTx for Tx<'_> {
         rows.iter().map(|r| get(r, 0).map(EmailId)).collect()
     }
 
+    /// Sent without waiting, like [`WriteTx::insert_email`].
     async fn insert_thread(&mut self, account: AccountId) -> Result<ThreadId> {
-        let row = self
-            .one(
-                "INSERT INTO threads (account) VALUES ($1) RETURNING id",
-                &[&account.0],
-            )
-            .await?;
-        Ok(ThreadId(get(&row, 0)?))
+        let thread = self.take_id("threads_id_seq").await?;
+        self.exec_later(
+            "INSERT INTO threads (id, account) VALUES ($1, $2)",
+            vec![Box::new(thread), Box::new(account.0)],
+        )
+        .await?;
+        Ok(ThreadId(thread))
     }
 
     async fn thread_is_empty(&mut self, thread: ThreadId) -> Result<bool> {
@@ -308,35 +309,36 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
+    /// Sent without waiting: the id comes from the sequence ([`Tx::take_id`]).
     async fn insert_email(&mut self, row: &EmailRow<'_>) -> Result<EmailId> {
-        let inserted = self
-            .one(
-                "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen,
-                                     modseq, kw_modseq, message_id, summary)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) RETURNING id",
-                &[
-                    &row.account.0,
-                    &row.thread.0,
-                    &row.blob.0,
-                    &i64::from(row.size),
-                    &row.received_at,
-                    &row.keywords,
-                    &row.seen,
-                    &sql_modseq(row.modseq),
-                    &row.message_id,
-                    &row.summary_json,
-                ],
-            )
-            .await?;
-        let email = EmailId(get(&inserted, 0)?);
+        let email = self.take_id("emails_id_seq").await?;
+        self.exec_later(
+            "INSERT INTO emails (id, account, thread, blob, size, received_at, keywords, seen,
+                                 modseq, kw_modseq, message_id, summary)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)",
+            vec![
+                Box::new(email),
+                Box::new(row.account.0),
+                Box::new(row.thread.0),
+                Box::new(row.blob.0.clone()),
+                Box::new(i64::from(row.size)),
+                Box::new(row.received_at),
+                Box::new(row.keywords.clone()),
+                Box::new(row.seen),
+                Box::new(sql_modseq(row.modseq)),
+                Box::new(row.message_id.clone()),
+                Box::new(row.summary_json.clone()),
+            ],
+        )
+        .await?;
         if let Some(envelope) = &row.summary.imap_envelope {
-            self.exec(
+            self.exec_later(
                 "INSERT INTO envelopes (email, data) VALUES ($1, $2)",
-                &[&email.0, envelope],
+                vec![Box::new(email), Box::new(envelope.clone())],
             )
             .await?;
         }
-        Ok(email)
+        Ok(EmailId(email))
     }
 
     async fn copy_email(&mut self, source: EmailId, modseq: ModSeq) -> Result<(EmailId, ThreadId)> {
@@ -482,13 +484,6 @@ pub(crate) async fn email_append(
     new: &[NewEmail],
 ) -> Result<Vec<Appended>> {
     domain::email_append(tx, account, new).await
-}
-
-pub(crate) async fn deliver(
-    tx: &mut Tx<'_>,
-    deliveries: &[(AccountId, NewEmail)],
-) -> Result<Vec<Appended>> {
-    domain::deliver(tx, deliveries).await
 }
 
 pub(crate) async fn set_keywords(

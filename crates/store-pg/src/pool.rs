@@ -279,6 +279,10 @@ impl Pooled {
             begin_failed,
             later: Vec::new(),
             notes: Notes::default(),
+            modseqs: HashMap::new(),
+            uid_next: HashMap::new(),
+            ids: HashMap::new(),
+            expected_rows: 1,
         })
     }
 
@@ -336,6 +340,15 @@ pub(crate) struct Tx<'c> {
     begin_failed: &'c mut bool,
     later: Later,
     pub(crate) notes: Notes,
+    /// Row counters this transaction has locked by updating them, with their current value:
+    /// the next values are counted here and written with [`Tx::exec_later`], so a batch of
+    /// deliveries waits for one answer per counter instead of one per message.
+    modseqs: HashMap<AccountId, u64>,
+    uid_next: HashMap<i64, i64>,
+    /// Ids taken from a sequence for rows not inserted yet ([`Tx::take_id`]).
+    ids: HashMap<&'static str, std::collections::VecDeque<i64>>,
+    /// Rows of one kind this transaction expects to insert (how many ids to take at once).
+    pub(crate) expected_rows: usize,
 }
 
 impl Drop for Tx<'_> {
@@ -549,20 +562,97 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    /// Takes the account's next modseq.
+    /// Takes the account's next modseq. The first one of a transaction is an awaited
+    /// UPDATE, which locks the account's row until commit; later ones are counted here
+    /// and written without waiting (nobody else can change the locked row meanwhile).
     pub(crate) async fn next_modseq(&mut self, account: AccountId) -> Result<ModSeq> {
+        let modseq = if let Some(current) = self.modseqs.get_mut(&account) {
+            *current += 1;
+            let modseq = *current;
+            self.exec_later(
+                "UPDATE accounts SET modseq = $2 WHERE id = $1",
+                vec![Box::new(account.0), Box::new(sql_modseq(ModSeq(modseq)))],
+            )
+            .await?;
+            ModSeq(modseq)
+        } else {
+            let row = self
+                .opt(
+                    "UPDATE accounts SET modseq = modseq + 1 WHERE id = $1 RETURNING modseq",
+                    &[&account.0],
+                )
+                .await?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound(format!("account {account}")));
+            };
+            let modseq = get_modseq(&row, 0)?;
+            self.modseqs.insert(account, modseq.0);
+            modseq
+        };
+        self.notes.note_modseq(account, modseq);
+        Ok(modseq)
+    }
+
+    /// Takes the mailbox's next UID, below `max` (`None` when the mailbox does not exist or
+    /// its UIDs are used up). Counted here after the first, like [`Tx::next_modseq`].
+    pub(crate) async fn next_uid(
+        &mut self,
+        account: AccountId,
+        mailbox: i64,
+        max: i64,
+    ) -> Result<Option<i64>> {
+        if let Some(next) = self.uid_next.get_mut(&mailbox) {
+            if *next >= max {
+                return Ok(None);
+            }
+            let uid = *next;
+            *next += 1;
+            let next = *next;
+            self.exec_later(
+                "UPDATE mailboxes SET uid_next = $2 WHERE id = $1",
+                vec![Box::new(mailbox), Box::new(next)],
+            )
+            .await?;
+            return Ok(Some(uid));
+        }
         let row = self
             .opt(
-                "UPDATE accounts SET modseq = modseq + 1 WHERE id = $1 RETURNING modseq",
-                &[&account.0],
+                "UPDATE mailboxes SET uid_next = uid_next + 1
+                 WHERE id = $1 AND account = $2 AND uid_next < $3 RETURNING uid_next",
+                &[&mailbox, &account.0, &max],
             )
             .await?;
         let Some(row) = row else {
-            return Err(StoreError::NotFound(format!("account {account}")));
+            return Ok(None);
         };
-        let modseq = get_modseq(&row, 0)?;
-        self.notes.note_modseq(account, modseq);
-        Ok(modseq)
+        let next: i64 = get(&row, 0)?;
+        self.uid_next.insert(mailbox, next);
+        Ok(Some(next - 1))
+    }
+
+    /// An id for a row to be inserted into a table with a BIGSERIAL key, taken from the
+    /// table's sequence `sequence`: [`Tx::expected_rows`] at once, so a batch of
+    /// deliveries waits once. Unused ids are left as gaps (ids are never reused anyway).
+    pub(crate) async fn take_id(&mut self, sequence: &'static str) -> Result<i64> {
+        if let Some(id) = self.ids.get_mut(sequence).and_then(|ids| ids.pop_front()) {
+            return Ok(id);
+        }
+        let count = i64::try_from(self.expected_rows.clamp(1, 1024)).unwrap_or(1);
+        let rows = self
+            .query(
+                "SELECT nextval($1::text::regclass) FROM generate_series(1::bigint, $2::bigint)",
+                &[&sequence, &count],
+            )
+            .await?;
+        let mut ids = rows
+            .iter()
+            .map(|r| get::<i64>(r, 0))
+            .collect::<Result<std::collections::VecDeque<i64>>>()?;
+        let id = ids
+            .pop_front()
+            .ok_or_else(|| StoreError::Internal(format!("sequence {sequence} gave no id")))?;
+        self.ids.insert(sequence, ids);
+        Ok(id)
     }
 
     /// Appends one row to the account's change log.
