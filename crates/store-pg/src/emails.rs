@@ -17,19 +17,10 @@ pub(crate) use bulwark_store::domain::emails::NewMemberships;
 /// Largest UID (RFC 9051 §2.3.1.1: 32-bit unsigned).
 const MAX_UID: i64 = u32::MAX as i64;
 
-/// Stores a blob once (content-addressed); returns its hash.
+/// Stores a blob once (content-addressed); returns its hash. Buffered ([`crate::buffer`]).
 pub(crate) async fn put_blob(tx: &mut Tx<'_>, data: &[u8]) -> Result<BlobHash> {
     let hash = BlobHash::of(data);
-    tx.exec_later(
-        "WITH l AS (SELECT pg_advisory_xact_lock_shared($3::bigint))
-         INSERT INTO blobs (hash, data) SELECT $1::text, $2::bytea FROM l ON CONFLICT (hash) DO NOTHING",
-        vec![
-            Box::new(hash.0.clone()),
-            Box::new(data.to_vec()),
-            Box::new(crate::schema::BLOB_LOCK),
-        ],
-    )
-    .await?;
+    tx.rows.blob(&hash.0, data);
     Ok(hash)
 }
 
@@ -166,16 +157,9 @@ impl WriteTx for Tx<'_> {
         email: EmailId,
         modseq: ModSeq,
     ) -> Result<()> {
-        self.exec_later(
-            "INSERT INTO memberships (mailbox, uid, email, modseq) VALUES ($1, $2, $3, $4)",
-            vec![
-                Box::new(mailbox.0),
-                Box::new(i64::from(uid.0)),
-                Box::new(email.0),
-                Box::new(sql_modseq(modseq)),
-            ],
-        )
-        .await
+        self.rows
+            .membership(mailbox.0, i64::from(uid.0), email.0, sql_modseq(modseq));
+        Ok(())
     }
 
     async fn delete_membership(
@@ -230,8 +214,18 @@ impl WriteTx for Tx<'_> {
         account: AccountId,
         ids: &[String],
     ) -> Result<Vec<ThreadId>> {
+        if let Some(known) = &self.thread_refs {
+            let cached: Option<Vec<Option<i64>>> = ids
+                .iter()
+                .map(|id| known.get(&(account.0, id.clone())).copied())
+                .collect();
+            if let Some(cached) = cached {
+                return Ok(cached.into_iter().flatten().map(ThreadId).collect());
+            }
+        }
+        // Thread references are not buffered: earlier deliveries' are already sent.
         let rows = self
-            .query(
+            .query_unbuffered(
                 "SELECT DISTINCT thread FROM thread_refs WHERE account = $1 AND message_id = ANY($2)",
                 &[&account.0, &ids],
             )
@@ -245,6 +239,11 @@ impl WriteTx for Tx<'_> {
         ids: &[String],
         thread: ThreadId,
     ) -> Result<()> {
+        if let Some(known) = &mut self.thread_refs {
+            for id in ids {
+                known.insert((account.0, id.clone()), Some(thread.0));
+            }
+        }
         self.exec_later(
             "INSERT INTO thread_refs (account, message_id, thread)
              SELECT $1, id, $3 FROM unnest($2::text[]) AS id
@@ -264,6 +263,8 @@ impl WriteTx for Tx<'_> {
         into: ThreadId,
         modseq: ModSeq,
     ) -> Result<Vec<EmailId>> {
+        // The merge rewrites references this transaction may have read ahead.
+        self.thread_refs = None;
         let rows = self
             .query(
                 "UPDATE emails SET thread = $2, modseq = $3 WHERE thread = $1 RETURNING id",
@@ -283,11 +284,7 @@ impl WriteTx for Tx<'_> {
     /// Sent without waiting, like [`WriteTx::insert_email`].
     async fn insert_thread(&mut self, account: AccountId) -> Result<ThreadId> {
         let thread = self.take_id("threads_id_seq").await?;
-        self.exec_later(
-            "INSERT INTO threads (id, account) VALUES ($1, $2)",
-            vec![Box::new(thread), Box::new(account.0)],
-        )
-        .await?;
+        self.rows.thread(thread, account.0);
         Ok(ThreadId(thread))
     }
 
@@ -309,34 +306,24 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
-    /// Sent without waiting: the id comes from the sequence ([`Tx::take_id`]).
+    /// Buffered ([`crate::buffer`]); the id comes from the sequence ([`Tx::take_id`]).
     async fn insert_email(&mut self, row: &EmailRow<'_>) -> Result<EmailId> {
         let email = self.take_id("emails_id_seq").await?;
-        self.exec_later(
-            "INSERT INTO emails (id, account, thread, blob, size, received_at, keywords, seen,
-                                 modseq, kw_modseq, message_id, summary)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)",
-            vec![
-                Box::new(email),
-                Box::new(row.account.0),
-                Box::new(row.thread.0),
-                Box::new(row.blob.0.clone()),
-                Box::new(i64::from(row.size)),
-                Box::new(row.received_at),
-                Box::new(row.keywords.clone()),
-                Box::new(row.seen),
-                Box::new(sql_modseq(row.modseq)),
-                Box::new(row.message_id.clone()),
-                Box::new(row.summary_json.clone()),
-            ],
-        )
-        .await?;
+        self.rows.email(crate::buffer::EmailCols {
+            id: email,
+            account: row.account.0,
+            thread: row.thread.0,
+            blob: row.blob.0.clone(),
+            size: i64::from(row.size),
+            received_at: row.received_at,
+            keywords: row.keywords.clone(),
+            seen: row.seen,
+            modseq: sql_modseq(row.modseq),
+            message_id: row.message_id.clone(),
+            summary: row.summary_json.clone(),
+        });
         if let Some(envelope) = &row.summary.imap_envelope {
-            self.exec_later(
-                "INSERT INTO envelopes (email, data) VALUES ($1, $2)",
-                vec![Box::new(email), Box::new(envelope.clone())],
-            )
-            .await?;
+            self.rows.envelope(email, envelope.clone());
         }
         Ok(EmailId(email))
     }

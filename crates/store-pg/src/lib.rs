@@ -13,6 +13,7 @@
 //! * **Failures**: an unreachable or broken connection is [`StoreError::Unavailable`];
 //!   broken connections are dropped and the next call opens a new one.
 
+mod buffer;
 mod changes;
 mod directory;
 mod emails;

@@ -283,6 +283,8 @@ impl Pooled {
             uid_next: HashMap::new(),
             ids: HashMap::new(),
             expected_rows: 1,
+            rows: crate::buffer::Buffered::default(),
+            thread_refs: None,
         })
     }
 
@@ -349,6 +351,12 @@ pub(crate) struct Tx<'c> {
     ids: HashMap<&'static str, std::collections::VecDeque<i64>>,
     /// Rows of one kind this transaction expects to insert (how many ids to take at once).
     pub(crate) expected_rows: usize,
+    /// Rows of the hottest tables not sent yet ([`crate::buffer`]).
+    pub(crate) rows: crate::buffer::Buffered,
+    /// Thread references read ahead for a batch ([`Tx::prefetch_thread_refs`]): for each
+    /// (account, Message-ID) asked, its thread or `None`; kept up to date by this
+    /// transaction's own writes, dropped when a thread merge rewrites them.
+    pub(crate) thread_refs: Option<HashMap<(i64, String), Option<i64>>>,
 }
 
 impl Drop for Tx<'_> {
@@ -458,7 +466,29 @@ impl<'c> Tx<'c> {
         outcome
     }
 
+    /// Queues the buffered rows ([`crate::buffer`]) ahead of the next statement.
+    async fn flush(&mut self) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        for (sql, params) in std::mem::take(&mut self.rows).into_statements() {
+            self.exec_later(sql, params).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn query(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>> {
+        self.flush().await?;
+        self.query_unbuffered(sql, params).await
+    }
+
+    /// [`Tx::query`] for a statement that reads none of the buffered tables' rows of this
+    /// transaction (counters, sequences, thread references): they stay buffered.
+    pub(crate) async fn query_unbuffered(
         &mut self,
         sql: &'static str,
         params: Params<'_>,
@@ -473,18 +503,30 @@ impl<'c> Tx<'c> {
         sql: &'static str,
         params: Params<'_>,
     ) -> Result<Option<Row>> {
+        self.flush().await?;
+        self.opt_unbuffered(sql, params).await
+    }
+
+    /// [`Tx::opt`] that leaves the buffered rows buffered, as [`Tx::query_unbuffered`].
+    pub(crate) async fn opt_unbuffered(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>> {
         let statement = self.statement(sql).await?;
         let client = self.client;
         self.send(client.query_opt(&statement, params), false).await
     }
 
     pub(crate) async fn one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Row> {
+        self.flush().await?;
         let statement = self.statement(sql).await?;
         let client = self.client;
         self.send(client.query_one(&statement, params), false).await
     }
 
     pub(crate) async fn exec(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64> {
+        self.flush().await?;
         let statement = self.statement(sql).await?;
         let client = self.client;
         self.send(client.execute(&statement, params), false).await
@@ -508,6 +550,7 @@ impl<'c> Tx<'c> {
         sql: &'static str,
         params: Params<'_>,
     ) -> Result<impl Stream<Item = std::result::Result<Row, tokio_postgres::Error>> + use<'c>> {
+        self.flush().await?;
         let statement = self.statement(sql).await?;
         let client: &'c Client = self.client;
         self.send(client.query_raw(&statement, params.iter().copied()), false)
@@ -516,12 +559,14 @@ impl<'c> Tx<'c> {
 
     /// Runs several statements (schema DDL) as one simple query.
     pub(crate) async fn batch(&mut self, sql: &str) -> Result<()> {
+        self.flush().await?;
         let client = self.client;
         self.send(client.batch_execute(sql), false).await
     }
 
     /// Sends what is still kept and COMMIT; returns once the commit is durable.
     pub(crate) async fn commit(mut self) -> Result<()> {
+        self.flush().await?;
         if self.begin.is_some() && self.later.is_empty() {
             // Nothing was ever sent: there is no transaction on the server to end.
             self.begin = None;
@@ -569,15 +614,12 @@ impl<'c> Tx<'c> {
         let modseq = if let Some(current) = self.modseqs.get_mut(&account) {
             *current += 1;
             let modseq = *current;
-            self.exec_later(
-                "UPDATE accounts SET modseq = $2 WHERE id = $1",
-                vec![Box::new(account.0), Box::new(sql_modseq(ModSeq(modseq)))],
-            )
-            .await?;
+            self.rows
+                .account_modseq(account.0, sql_modseq(ModSeq(modseq)));
             ModSeq(modseq)
         } else {
             let row = self
-                .opt(
+                .opt_unbuffered(
                     "UPDATE accounts SET modseq = modseq + 1 WHERE id = $1 RETURNING modseq",
                     &[&account.0],
                 )
@@ -608,15 +650,11 @@ impl<'c> Tx<'c> {
             let uid = *next;
             *next += 1;
             let next = *next;
-            self.exec_later(
-                "UPDATE mailboxes SET uid_next = $2 WHERE id = $1",
-                vec![Box::new(mailbox), Box::new(next)],
-            )
-            .await?;
+            self.rows.uid_next(mailbox, next);
             return Ok(Some(uid));
         }
         let row = self
-            .opt(
+            .opt_unbuffered(
                 "UPDATE mailboxes SET uid_next = uid_next + 1
                  WHERE id = $1 AND account = $2 AND uid_next < $3 RETURNING uid_next",
                 &[&mailbox, &account.0, &max],
@@ -639,7 +677,7 @@ impl<'c> Tx<'c> {
         }
         let count = i64::try_from(self.expected_rows.clamp(1, 1024)).unwrap_or(1);
         let rows = self
-            .query(
+            .query_unbuffered(
                 "SELECT nextval($1::text::regclass) FROM generate_series(1::bigint, $2::bigint)",
                 &[&sequence, &count],
             )
@@ -655,6 +693,27 @@ impl<'c> Tx<'c> {
         Ok(id)
     }
 
+    /// Reads the threads of these (account, Message-ID) pairs in one round trip, so the
+    /// deliveries of a batch look their references up without waiting each.
+    pub(crate) async fn prefetch_thread_refs(&mut self, pairs: Vec<(i64, String)>) -> Result<()> {
+        let (accounts, ids): (Vec<i64>, Vec<String>) = pairs.iter().cloned().unzip();
+        let rows = self
+            .query_unbuffered(
+                "SELECT r.account, r.message_id, r.thread
+                 FROM unnest($1::bigint[], $2::text[]) AS u(account, id)
+                 JOIN thread_refs r ON r.account = u.account AND r.message_id = u.id",
+                &[&accounts, &ids],
+            )
+            .await?;
+        let mut known: HashMap<(i64, String), Option<i64>> =
+            pairs.into_iter().map(|pair| (pair, None)).collect();
+        for row in &rows {
+            known.insert((get(row, 0)?, get(row, 1)?), Some(get(row, 2)?));
+        }
+        self.thread_refs = Some(known);
+        Ok(())
+    }
+
     /// Appends one row to the account's change log.
     pub(crate) async fn log(
         &mut self,
@@ -664,17 +723,14 @@ impl<'c> Tx<'c> {
         object: i64,
         op: Op,
     ) -> Result<()> {
-        self.exec_later(
-            "INSERT INTO changes (account, modseq, kind, object, op) VALUES ($1, $2, $3, $4, $5)",
-            vec![
-                Box::new(account.0),
-                Box::new(sql_modseq(modseq)),
-                Box::new(kind as i64),
-                Box::new(object),
-                Box::new(op as i64),
-            ],
-        )
-        .await
+        self.rows.change(
+            account.0,
+            sql_modseq(modseq),
+            kind as i64,
+            object,
+            op as i64,
+        );
+        Ok(())
     }
 
     /// Notes for subscribers that an item of the collection was written.
@@ -689,11 +745,7 @@ impl<'c> Tx<'c> {
         mailbox: MailboxId,
         modseq: ModSeq,
     ) -> Result<()> {
-        self.exec_later(
-            "UPDATE mailboxes SET highest_modseq = $2 WHERE id = $1 AND highest_modseq < $2",
-            vec![Box::new(mailbox.0), Box::new(sql_modseq(modseq))],
-        )
-        .await?;
+        self.rows.highest_modseq(mailbox.0, sql_modseq(modseq));
         self.notes.note_mailbox(account, mailbox);
         Ok(())
     }

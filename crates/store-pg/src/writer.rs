@@ -170,6 +170,18 @@ async fn accept_all(tx: &mut Tx<'_>, acceptances: &[&Acceptance]) -> Result<Vec<
     for account in all {
         tx.lock_account(account).await?;
     }
+    let refs: Vec<(i64, String)> = acceptances
+        .iter()
+        .flat_map(|a| a.local.iter())
+        .flat_map(|(account, email)| {
+            bulwark_store::rules::thread_ref_ids(&email.summary)
+                .into_iter()
+                .map(move |id| (account.0, id))
+        })
+        .collect();
+    if !refs.is_empty() {
+        tx.prefetch_thread_refs(refs).await?;
+    }
     let mut out = Vec::with_capacity(acceptances.len());
     for acceptance in acceptances {
         out.push(bulwark_store::domain::accept(tx, acceptance).await?);

@@ -421,3 +421,55 @@ async fn concurrent_deliveries_share_commits_and_a_failing_one_fails_alone() {
         "{jobs} deliveries took {commits} batches: no group commit"
     );
 }
+
+/// Threads inside one group-commit batch (the batch reads references ahead, then keeps them
+/// up to date itself): a reply delivered together with its parent, in either order, joins
+/// the parent's thread (RFC 8621 §3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_and_reply_in_one_batch_share_a_thread() {
+    const PAIRS: usize = 30;
+    let Some((one, _two)) = two_nodes().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = one.clone();
+    let (account, inbox) = new_account(&store).await;
+    let mut tasks = Vec::new();
+    for i in 0..PAIRS {
+        let parent = new_email(&[inbox.id], &format!("parent{i}"));
+        let mut reply = new_email(&[inbox.id], &format!("reply{i}"));
+        reply.summary.in_reply_to = vec![format!("parent{i}@example.test")];
+        // Half the pairs arrive reply first.
+        let pair = if i % 2 == 0 {
+            [parent, reply]
+        } else {
+            [reply, parent]
+        };
+        for email in pair {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .deliver(vec![(account.id, email)])
+                    .await
+                    .expect("deliver")[0]
+                    .clone()
+            }));
+        }
+    }
+    let mut appended = Vec::new();
+    for t in tasks {
+        appended.push(t.await.expect("task"));
+    }
+    let threads: BTreeSet<ThreadId> = appended.iter().map(|a| a.thread).collect();
+    assert_eq!(
+        threads.len(),
+        PAIRS,
+        "each parent and its reply share one thread"
+    );
+    for pair in appended.chunks(2) {
+        let emails = store
+            .email_get(account.id, &[pair[0].email, pair[1].email])
+            .await
+            .expect("get");
+        assert_eq!(emails[0].thread, emails[1].thread, "a pair split: {pair:?}");
+    }
+}
