@@ -5,10 +5,10 @@
 //! most of a delivery's cost on its side.
 //!
 //! Order: [`Buffered::into_statements`] sends threads, blobs, emails, envelopes, memberships,
-//! change-log rows, then the counter updates; the tables have no foreign keys, and no
+//! change-log rows, thread references, then the counter updates; the tables have no foreign keys, and no
 //! statement of the ordered pipeline (`Tx::exec_later`) reads or writes these rows, so only
 //! the statements that read them need the flush ([`crate::pool::Tx`] flushes before every
-//! awaited statement except the counter and thread-reference reads, which read none).
+//! awaited statement except the counter and sequence reads, which read none).
 
 use crate::pool::LaterParam;
 use std::collections::{BTreeMap, HashSet};
@@ -24,6 +24,8 @@ pub(crate) struct Buffered {
     envelopes: (Vec<i64>, Vec<Vec<u8>>),
     memberships: [Vec<i64>; 4],
     changes: [Vec<i64>; 5],
+    /// (account, Message-ID) → thread; a later write of the same reference replaces it.
+    thread_refs: BTreeMap<(i64, String), i64>,
     /// account → its modseq counter; mailbox → UIDNEXT; mailbox → HIGHESTMODSEQ (the last
     /// value wins; the rows are locked by this transaction).
     account_modseq: BTreeMap<i64, i64>,
@@ -69,6 +71,7 @@ impl Buffered {
             && self.envelopes.0.is_empty()
             && self.memberships[0].is_empty()
             && self.changes[0].is_empty()
+            && self.thread_refs.is_empty()
             && self.account_modseq.is_empty()
             && self.uid_next.is_empty()
             && self.highest_modseq.is_empty()
@@ -124,6 +127,12 @@ impl Buffered {
             .zip([account, modseq, kind, object, op])
         {
             column.push(value);
+        }
+    }
+
+    pub(crate) fn thread_refs(&mut self, account: i64, ids: &[String], thread: i64) {
+        for id in ids {
+            self.thread_refs.insert((account, id.clone()), thread);
         }
     }
 
@@ -228,29 +237,58 @@ impl Buffered {
                 ],
             ));
         }
+        if !self.thread_refs.is_empty() {
+            let mut accounts = Vec::with_capacity(self.thread_refs.len());
+            let mut ids = Vec::with_capacity(self.thread_refs.len());
+            let mut threads = Vec::with_capacity(self.thread_refs.len());
+            for ((account, id), thread) in self.thread_refs {
+                accounts.push(account);
+                ids.push(id);
+                threads.push(thread);
+            }
+            out.push((
+                "INSERT INTO thread_refs (account, message_id, thread)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])
+                 ON CONFLICT (account, message_id) DO UPDATE SET thread = EXCLUDED.thread",
+                vec![Box::new(accounts), Box::new(ids), Box::new(threads)],
+            ));
+        }
+        // Each counter row once, found by its key (`= ANY` lets the planner use the index
+        // whatever the table's size).
         let (ids, values) = split(self.account_modseq);
         if !ids.is_empty() {
             out.push((
                 "UPDATE accounts a SET modseq = u.modseq
-                 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, modseq) WHERE a.id = u.id",
-                vec![Box::new(ids), Box::new(values)],
-            ));
-        }
-        let (ids, values) = split(self.uid_next);
-        if !ids.is_empty() {
-            out.push((
-                "UPDATE mailboxes b SET uid_next = u.next
-                 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, next) WHERE b.id = u.id",
-                vec![Box::new(ids), Box::new(values)],
-            ));
-        }
-        let (ids, values) = split(self.highest_modseq);
-        if !ids.is_empty() {
-            out.push((
-                "UPDATE mailboxes b SET highest_modseq = u.modseq
                  FROM unnest($1::bigint[], $2::bigint[]) AS u(id, modseq)
-                 WHERE b.id = u.id AND b.highest_modseq < u.modseq",
+                 WHERE a.id = ANY($1::bigint[]) AND a.id = u.id",
                 vec![Box::new(ids), Box::new(values)],
+            ));
+        }
+        let mut mailboxes: BTreeMap<i64, (Option<i64>, Option<i64>)> = BTreeMap::new();
+        for (id, next) in self.uid_next {
+            mailboxes.entry(id).or_default().0 = Some(next);
+        }
+        for (id, modseq) in self.highest_modseq {
+            mailboxes.entry(id).or_default().1 = Some(modseq);
+        }
+        if !mailboxes.is_empty() {
+            let mut ids = Vec::with_capacity(mailboxes.len());
+            let mut nexts = Vec::with_capacity(mailboxes.len());
+            let mut modseqs = Vec::with_capacity(mailboxes.len());
+            for (id, (next, modseq)) in mailboxes {
+                ids.push(id);
+                nexts.push(next);
+                modseqs.push(modseq);
+            }
+            // GREATEST ignores NULL: a mailbox only touched keeps its UIDNEXT, one only
+            // given a UID keeps its HIGHESTMODSEQ unless raised.
+            out.push((
+                "UPDATE mailboxes b
+                 SET uid_next = COALESCE(u.next, b.uid_next),
+                     highest_modseq = GREATEST(b.highest_modseq, u.modseq)
+                 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(id, next, modseq)
+                 WHERE b.id = ANY($1::bigint[]) AND b.id = u.id",
+                vec![Box::new(ids), Box::new(nexts), Box::new(modseqs)],
             ));
         }
         out

@@ -223,9 +223,8 @@ impl WriteTx for Tx<'_> {
                 return Ok(cached.into_iter().flatten().map(ThreadId).collect());
             }
         }
-        // Thread references are not buffered: earlier deliveries' are already sent.
         let rows = self
-            .query_unbuffered(
+            .query(
                 "SELECT DISTINCT thread FROM thread_refs WHERE account = $1 AND message_id = ANY($2)",
                 &[&account.0, &ids],
             )
@@ -244,17 +243,8 @@ impl WriteTx for Tx<'_> {
                 known.insert((account.0, id.clone()), Some(thread.0));
             }
         }
-        self.exec_later(
-            "INSERT INTO thread_refs (account, message_id, thread)
-             SELECT $1, id, $3 FROM unnest($2::text[]) AS id
-             ON CONFLICT (account, message_id) DO UPDATE SET thread = EXCLUDED.thread",
-            vec![
-                Box::new(account.0),
-                Box::new(ids.to_vec()),
-                Box::new(thread.0),
-            ],
-        )
-        .await
+        self.rows.thread_refs(account.0, ids, thread.0);
+        Ok(())
     }
 
     async fn merge_thread(

@@ -607,65 +607,65 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    /// Takes the account's next modseq. The first one of a transaction is an awaited
-    /// UPDATE, which locks the account's row until commit; later ones are counted here
-    /// and written without waiting (nobody else can change the locked row meanwhile).
+    /// Takes the account's next modseq. The first one of a transaction reads the counter
+    /// and locks the account's row until commit; the next ones are counted here, and the
+    /// last value is written once with the buffered rows (nobody else can change the
+    /// locked row meanwhile).
     pub(crate) async fn next_modseq(&mut self, account: AccountId) -> Result<ModSeq> {
-        let modseq = if let Some(current) = self.modseqs.get_mut(&account) {
-            *current += 1;
-            let modseq = *current;
-            self.rows
-                .account_modseq(account.0, sql_modseq(ModSeq(modseq)));
-            ModSeq(modseq)
-        } else {
-            let row = self
-                .opt_unbuffered(
-                    "UPDATE accounts SET modseq = modseq + 1 WHERE id = $1 RETURNING modseq",
-                    &[&account.0],
-                )
-                .await?;
-            let Some(row) = row else {
-                return Err(StoreError::NotFound(format!("account {account}")));
-            };
-            let modseq = get_modseq(&row, 0)?;
-            self.modseqs.insert(account, modseq.0);
-            modseq
+        let current = match self.modseqs.get(&account) {
+            Some(&current) => current,
+            None => {
+                let row = self
+                    .opt_unbuffered(
+                        "SELECT modseq FROM accounts WHERE id = $1 FOR UPDATE",
+                        &[&account.0],
+                    )
+                    .await?;
+                let Some(row) = row else {
+                    return Err(StoreError::NotFound(format!("account {account}")));
+                };
+                get_modseq(&row, 0)?.0
+            }
         };
+        let modseq = ModSeq(current + 1);
+        self.modseqs.insert(account, modseq.0);
+        self.rows.account_modseq(account.0, sql_modseq(modseq));
         self.notes.note_modseq(account, modseq);
         Ok(modseq)
     }
 
     /// Takes the mailbox's next UID, below `max` (`None` when the mailbox does not exist or
-    /// its UIDs are used up). Counted here after the first, like [`Tx::next_modseq`].
+    /// its UIDs are used up). Read and locked once per transaction, then counted here and
+    /// written with the buffered rows, like [`Tx::next_modseq`].
     pub(crate) async fn next_uid(
         &mut self,
         account: AccountId,
         mailbox: i64,
         max: i64,
     ) -> Result<Option<i64>> {
-        if let Some(next) = self.uid_next.get_mut(&mailbox) {
-            if *next >= max {
-                return Ok(None);
+        let next = match self.uid_next.get(&mailbox) {
+            Some(&next) => next,
+            None => {
+                let row = self
+                    .opt_unbuffered(
+                        "SELECT uid_next FROM mailboxes WHERE id = $1 AND account = $2 FOR UPDATE",
+                        &[&mailbox, &account.0],
+                    )
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let next: i64 = get(&row, 0)?;
+                self.uid_next.insert(mailbox, next);
+                next
             }
-            let uid = *next;
-            *next += 1;
-            let next = *next;
-            self.rows.uid_next(mailbox, next);
-            return Ok(Some(uid));
-        }
-        let row = self
-            .opt_unbuffered(
-                "UPDATE mailboxes SET uid_next = uid_next + 1
-                 WHERE id = $1 AND account = $2 AND uid_next < $3 RETURNING uid_next",
-                &[&mailbox, &account.0, &max],
-            )
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
         };
-        let next: i64 = get(&row, 0)?;
-        self.uid_next.insert(mailbox, next);
-        Ok(Some(next - 1))
+        if next >= max {
+            return Ok(None);
+        }
+        self.uid_next.insert(mailbox, next + 1);
+        self.rows.uid_next(mailbox, next + 1);
+        Ok(Some(next))
     }
 
     /// An id for a row to be inserted into a table with a BIGSERIAL key, taken from the

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Writer tasks (each holds at most one pooled connection while it commits).
-const WRITERS: usize = 4;
+const WRITERS: usize = 2;
 /// Acceptances per transaction at most.
 pub(crate) const MAX_JOBS: usize = 64;
 /// Bytes of mail per transaction at most (a batch holds them in memory until commit).
