@@ -417,10 +417,7 @@ impl Store for PgStore {
     }
 
     async fn email_append(&self, account: AccountId, new: Vec<NewEmail>) -> Result<Vec<Appended>> {
-        write_tx!(self, |tx| {
-            tx.expected_rows = new.len();
-            emails::email_append(tx, account, &new).await
-        })
+        self.writers.append(account, new).await
     }
     async fn deliver(&self, deliveries: Vec<(AccountId, NewEmail)>) -> Result<Vec<Appended>> {
         let acceptance = Acceptance {
@@ -580,15 +577,14 @@ impl Store for PgStore {
         account: AccountId,
         updates: Vec<KeywordUpdate>,
     ) -> Result<KeywordResult> {
-        write_tx!(self, |tx| emails::set_keywords(tx, account, &updates).await)
+        self.writers.keywords(account, updates).await
     }
     async fn email_set_mailboxes(
         &self,
         account: AccountId,
         updates: Vec<MembershipUpdate>,
     ) -> Result<Vec<(EmailId, Vec<(MailboxId, Uid)>)>> {
-        write_tx!(self, |tx| emails::set_mailboxes(tx, account, &updates)
-            .await)
+        self.writers.mailboxes(account, updates).await
     }
     async fn email_copy(
         &self,
@@ -604,10 +600,7 @@ impl Store for PgStore {
         mailbox: MailboxId,
         uids: &[Uid],
     ) -> Result<ModSeq> {
-        write_tx!(self, |tx| emails::mailbox_expunge(
-            tx, account, mailbox, uids
-        )
-        .await)
+        self.writers.expunge(account, mailbox, uids.to_vec()).await
     }
     async fn email_destroy(&self, account: AccountId, ids: &[EmailId]) -> Result<()> {
         write_tx!(self, |tx| emails::email_destroy(tx, account, ids).await)
