@@ -44,7 +44,11 @@ pub fn sample() -> Sample {
     let mut procs = HashMap::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             if let Some(p) = proc_ticks(pid) {
@@ -78,7 +82,9 @@ pub fn figures(before: &Sample, after: &Sample) -> Map<String, Value> {
     let pct = |ticks: u64| (1000.0 * ticks as f64 / total as f64).round() / 10.0;
     out.insert(
         "cpu_busy_pct".into(),
-        json!(pct(total.saturating_sub(after.idle.saturating_sub(before.idle)))),
+        json!(pct(
+            total.saturating_sub(after.idle.saturating_sub(before.idle))
+        )),
     );
     let mut by_key: HashMap<&str, u64> = HashMap::new();
     for (pid, (comm, ticks)) in &after.procs {
