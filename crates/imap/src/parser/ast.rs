@@ -38,6 +38,8 @@ pub enum CommandBody {
     },
     Create {
         mailbox: String,
+        /// RFC 6154 §3 `USE (...)`: the special-use attributes asked for, as written.
+        special_use: Vec<String>,
     },
     Delete {
         mailbox: String,
@@ -217,6 +219,8 @@ pub enum StatusItem {
     Size,
     HighestModSeq,
     Recent,
+    /// RFC 8474 §4.3
+    MailboxId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +262,10 @@ pub enum FetchAttr {
     BinarySize {
         part: Vec<u32>,
     },
+    /// RFC 8474 §5.1
+    EmailId,
+    /// RFC 8474 §5.2
+    ThreadId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,6 +354,10 @@ pub enum SearchKey {
     /// A parenthesised list, or the implicit AND of top-level keys.
     And(Vec<SearchKey>),
     ModSeq(u64),
+    /// RFC 8474 §6: the message whose EMAILID is this.
+    EmailId(String),
+    /// RFC 8474 §6: the messages whose THREADID is this.
+    ThreadId(String),
 }
 
 /// ESEARCH return options (RFC 4731, RFC 5182 SAVE).

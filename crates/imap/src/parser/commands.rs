@@ -23,9 +23,7 @@ pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody>
         "AUTHENTICATE" => authenticate(c)?,
         "ENABLE" => enable(c)?,
         "SELECT" | "EXAMINE" => select(c, name == "EXAMINE")?,
-        "CREATE" => CommandBody::Create {
-            mailbox: arg_mailbox(c)?,
-        },
+        "CREATE" => create(c)?,
         "DELETE" => CommandBody::Delete {
             mailbox: arg_mailbox(c)?,
         },
@@ -330,10 +328,60 @@ fn list(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     Ok(CommandBody::List(cmd))
 }
 
+/// Most items in one STATUS list (nine are known; repeats are allowed but bounded).
+const MAX_STATUS_ITEMS: usize = 32;
+
+/// Most special-use attributes in one `CREATE ... (USE (...))`.
+const MAX_USE_ATTRS: usize = 16;
+
+/// `create = "CREATE" SP mailbox [create-params]` (RFC 4466 §2.2), with RFC 6154 §6
+/// `create-param =/ "USE" SP "(" [use-attr *(SP use-attr)] ")"`.
+fn create(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mailbox = arg_mailbox(c)?;
+    let mut special_use = Vec::new();
+    if c.try_byte(b' ') {
+        c.expect(b'(')?;
+        loop {
+            let param = c.keyword("create parameter")?;
+            if param != "USE" {
+                return Err(ParseError::syntax(&format!(
+                    "unknown CREATE parameter {param}"
+                )));
+            }
+            c.sp()?;
+            c.expect(b'(')?;
+            if !c.try_byte(b')') {
+                loop {
+                    if special_use.len() >= MAX_USE_ATTRS {
+                        return Err(ParseError::syntax("too many special-use attributes"));
+                    }
+                    c.expect(b'\\')?;
+                    special_use.push(format!("\\{}", c.atom("special-use attribute")?));
+                    if c.try_byte(b')') {
+                        break;
+                    }
+                    c.sp()?;
+                }
+            }
+            if c.try_byte(b')') {
+                break;
+            }
+            c.sp()?;
+        }
+    }
+    Ok(CommandBody::Create {
+        mailbox,
+        special_use,
+    })
+}
+
 fn status_items(c: &mut Cursor<'_>) -> PResult<Vec<StatusItem>> {
     c.expect(b'(')?;
     let mut items = Vec::new();
     loop {
+        if items.len() >= MAX_STATUS_ITEMS {
+            return Err(ParseError::syntax("too many status items"));
+        }
         let name = c.keyword("status item")?;
         items.push(match name.as_str() {
             "MESSAGES" => StatusItem::Messages,
@@ -344,6 +392,7 @@ fn status_items(c: &mut Cursor<'_>) -> PResult<Vec<StatusItem>> {
             "SIZE" => StatusItem::Size,
             "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             "RECENT" => StatusItem::Recent,
+            "MAILBOXID" => StatusItem::MailboxId,
             _ => return Err(ParseError::syntax(&format!("unknown status item {name}"))),
         });
         if c.try_byte(b')') {

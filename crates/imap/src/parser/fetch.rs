@@ -95,6 +95,9 @@ fn fetch_att(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
         "BODYSTRUCTURE" => FetchAttr::BodyStructure,
         "UID" => FetchAttr::Uid,
         "MODSEQ" => FetchAttr::ModSeq,
+        // RFC 8474 §5
+        "EMAILID" => FetchAttr::EmailId,
+        "THREADID" => FetchAttr::ThreadId,
         "BODY" if c.peek() != Some(b'[') => FetchAttr::Body,
         "BODY" | "BODY.PEEK" => {
             let section = section(c)?;

@@ -184,6 +184,15 @@ fn search_key(c: &mut Cursor<'_>, depth: usize, count: &mut usize) -> PResult<Se
             }
             SearchKey::ModSeq(c.number64("mod-sequence value")?)
         }
+        // RFC 8474 §6: `"EMAILID" SP objectid` / `"THREADID" SP objectid`.
+        "EMAILID" => {
+            c.sp()?;
+            SearchKey::EmailId(objectid(c)?)
+        }
+        "THREADID" => {
+            c.sp()?;
+            SearchKey::ThreadId(objectid(c)?)
+        }
         _ => return Err(ParseError::syntax(&format!("unknown search key {name}"))),
     })
 }
@@ -243,4 +252,18 @@ pub(super) fn thread(c: &mut Cursor<'_>, uid: bool) -> PResult<ThreadCommand> {
         charset,
         key,
     })
+}
+
+/// RFC 8474 §7: `objectid = 1*255(ALPHA / DIGIT / "_" / "-")`.
+pub(super) fn objectid(c: &mut Cursor<'_>) -> PResult<String> {
+    let id = c.atom("object id")?;
+    if id.is_empty()
+        || id.len() > 255
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ParseError::expected("object id"));
+    }
+    Ok(id.to_string())
 }

@@ -102,6 +102,7 @@ fn good_commands_parse_to_the_expected_ast() {
             "a CREATE inbox/Sub",
             CommandBody::Create {
                 mailbox: "INBOX/Sub".into(),
+                special_use: vec![],
             },
         ),
         (
@@ -587,6 +588,60 @@ fn malformed_lines_get_exact_bad_texts() {
         let (t, x) = parse_err(line);
         assert_eq!((t.as_deref(), x.as_str()), (tag, text), "{line:?}");
     }
+}
+
+#[test]
+fn objectid_and_create_special_use_parse() {
+    // RFC 6154 §3
+    assert_eq!(
+        parse_ok("a CREATE Old (USE (\\Archive))"),
+        CommandBody::Create {
+            mailbox: "Old".into(),
+            special_use: vec!["\\Archive".into()],
+        }
+    );
+    assert_eq!(
+        parse_ok("a CREATE x (USE ())"),
+        CommandBody::Create {
+            mailbox: "x".into(),
+            special_use: vec![],
+        }
+    );
+    let many = format!("a CREATE x (USE ({}))", vec!["\\Sent"; 17].join(" "));
+    assert!(parse_err(&many).1.contains("too many special-use"));
+    assert!(
+        parse_err("a CREATE x (FOO (\\Sent))")
+            .1
+            .contains("unknown CREATE")
+    );
+    assert!(parse_err("a CREATE x (USE (Sent))").1.contains("expected"));
+    // RFC 8474 §4.3, §5.3, §6
+    assert_eq!(
+        parse_ok("a STATUS INBOX (MAILBOXID MESSAGES)"),
+        CommandBody::Status {
+            mailbox: "INBOX".into(),
+            items: vec![StatusItem::MailboxId, StatusItem::Messages],
+        }
+    );
+    let CommandBody::Fetch(f) = parse_ok("a FETCH 1 (EMAILID THREADID)") else {
+        panic!("not a FETCH");
+    };
+    assert_eq!(f.attrs, vec![FetchAttr::EmailId, FetchAttr::ThreadId]);
+    let CommandBody::Search(s) = parse_ok("a UID SEARCH EMAILID E1_x-2 THREADID T9") else {
+        panic!("not a SEARCH");
+    };
+    assert_eq!(
+        s.key,
+        SearchKey::And(vec![
+            SearchKey::EmailId("E1_x-2".into()),
+            SearchKey::ThreadId("T9".into())
+        ])
+    );
+    assert!(parse_err("a SEARCH EMAILID E1.2").1.contains("object id"));
+    let long = format!("a SEARCH EMAILID {}", "E".repeat(256));
+    assert!(parse_err(&long).1.contains("object id"));
+    let items = format!("a STATUS INBOX ({})", vec!["SIZE"; 33].join(" "));
+    assert!(parse_err(&items).1.contains("too many status items"));
 }
 
 #[test]

@@ -44,6 +44,8 @@ impl Session {
             "SORT",
             "THREAD=REFERENCES",
             "THREAD=ORDEREDSUBJECT",
+            "OBJECTID",
+            "CREATE-SPECIAL-USE",
         ]);
         caps.join(" ")
     }

@@ -6,7 +6,9 @@ use super::{CmdError, CmdResult, Done, KeywordCase, Keywords, Session, ViewMsg};
 use crate::message::{self, Section, SectionText};
 use crate::parser::{FetchAttr, FetchCommand};
 use crate::response::compress_set;
-use bulwark_store::{BlobHash, EmailId, KeywordOp, KeywordUpdate, ModSeq, StoreError, Uid};
+use bulwark_store::{
+    BlobHash, EmailId, KeywordOp, KeywordUpdate, ModSeq, StoreError, ThreadId, Uid,
+};
 use std::collections::{HashMap, HashSet};
 
 /// Messages whose content one store read fetches (bounds memory per FETCH step).
@@ -101,8 +103,14 @@ fn needs_content(attr: &FetchAttr) -> bool {
             | FetchAttr::Rfc822Size
             | FetchAttr::Uid
             | FetchAttr::ModSeq
+            | FetchAttr::EmailId
+            | FetchAttr::ThreadId
     )
 }
+
+/// The THREADID of the emails one FETCH shows (RFC 8474 §5.2), read only when asked for:
+/// the view does not keep it.
+type Threads = HashMap<EmailId, ThreadId>;
 
 impl Session {
     pub(crate) async fn cmd_fetch(&mut self, f: FetchCommand, out: &mut Vec<u8>) -> CmdResult {
@@ -177,6 +185,11 @@ impl Session {
 
         let with_modseq = self.enabled.condstore
             && (f.changed_since.is_some() || f.attrs.contains(&FetchAttr::ModSeq));
+        let threads = if f.attrs.contains(&FetchAttr::ThreadId) {
+            self.read_threads(&indices).await?
+        } else {
+            Threads::new()
+        };
         let wants_content = f.attrs.iter().any(needs_content);
         // ENVELOPE as the only content item is answered from the envelopes stored at
         // delivery, without reading message content.
@@ -186,7 +199,7 @@ impl Session {
                 .all(|a| !needs_content(a) || *a == FetchAttr::Envelope);
         if envelope_only {
             return self
-                .fetch_envelopes(&f, &indices, &flags_changed, with_modseq, out)
+                .fetch_envelopes(&f, &indices, &flags_changed, with_modseq, &threads, out)
                 .await;
         }
         let mut cte_error = None;
@@ -237,6 +250,7 @@ impl Session {
                     &Flags {
                         case: &self.keyword_case,
                         sel,
+                        threads: &threads,
                     },
                     raw.as_deref().map_or(Content::Missing, Content::Raw),
                     flags_changed.contains(&i),
@@ -263,6 +277,7 @@ impl Session {
         indices: &[usize],
         flags_changed: &HashSet<usize>,
         with_modseq: bool,
+        threads: &Threads,
         out: &mut Vec<u8>,
     ) -> CmdResult {
         let name = if f.uid { "UID FETCH" } else { "FETCH" };
@@ -306,6 +321,7 @@ impl Session {
                     &Flags {
                         case: &self.keyword_case,
                         sel,
+                        threads,
                     },
                     content,
                     flags_changed.contains(&i),
@@ -400,13 +416,34 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The threads of the view's messages at `indices`, a batch of emails per store read.
+    async fn read_threads(&self, indices: &[usize]) -> Result<Threads, CmdError> {
+        let account = self.account_id()?;
+        let sel = self.selected()?;
+        let emails: Vec<EmailId> = indices
+            .iter()
+            .filter_map(|&i| sel.view.get(i).map(|m| m.email))
+            .collect();
+        let mut threads = Threads::with_capacity(emails.len());
+        for chunk in emails.chunks(ENVELOPE_BATCH) {
+            for e in self.store.email_get(account, chunk).await? {
+                threads.insert(e.id, e.thread);
+            }
+        }
+        Ok(threads)
+    }
+}
+
 /// A batch of message contents (or envelopes) being read.
 type ContentRead = tokio::task::JoinHandle<Result<Vec<(Uid, Vec<u8>)>, StoreError>>;
 
-/// How FLAGS are shown in this session: keyword case, and `\Recent` (RFC 3501 §2.3.2).
+/// How FLAGS are shown in this session: keyword case, and `\Recent` (RFC 3501 §2.3.2);
+/// and the threads of the messages when THREADID is asked for.
 struct Flags<'a> {
     case: &'a KeywordCase,
     sel: &'a super::Selected,
+    threads: &'a Threads,
 }
 
 impl Flags<'_> {
@@ -468,6 +505,23 @@ fn render_message(
                 out.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes());
             }
             FetchAttr::ModSeq => continue,
+            // RFC 8474 §5.3
+            FetchAttr::EmailId => {
+                sep(out);
+                out.extend_from_slice(
+                    format!("EMAILID ({})", crate::objectid::email_id(m.email)).as_bytes(),
+                );
+            }
+            FetchAttr::ThreadId => {
+                sep(out);
+                // RFC 8474 §5.3: NIL when the server cannot tell (an email gone since).
+                match flags.threads.get(&m.email) {
+                    Some(&t) => out.extend_from_slice(
+                        format!("THREADID ({})", crate::objectid::thread_id(t)).as_bytes(),
+                    ),
+                    None => out.extend_from_slice(b"THREADID NIL"),
+                }
+            }
             FetchAttr::Envelope if matches!(content, Content::Envelope(_)) => {
                 if let Content::Envelope(envelope) = content {
                     sep(out);
@@ -574,7 +628,9 @@ fn content_item(
         | FetchAttr::InternalDate
         | FetchAttr::Rfc822Size
         | FetchAttr::Uid
-        | FetchAttr::ModSeq => {}
+        | FetchAttr::ModSeq
+        | FetchAttr::EmailId
+        | FetchAttr::ThreadId => {}
     }
     Ok(())
 }

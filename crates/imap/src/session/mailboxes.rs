@@ -3,7 +3,7 @@
 use super::{CmdError, CmdResult, Done, Session, State};
 use crate::parser::StatusItem;
 use crate::response::write_mailbox;
-use bulwark_store::{Mailbox, MembershipUpdate, NewEmail, imap_flag_to_keyword, now_unix};
+use bulwark_store::{Mailbox, MembershipUpdate, NewEmail, Role, imap_flag_to_keyword, now_unix};
 use std::sync::Arc;
 
 /// The hierarchy separator (RFC 9051 §5.1.2).
@@ -73,8 +73,8 @@ impl Session {
         Ok(())
     }
 
-    /// RFC 9051 §6.3.4
-    pub(crate) async fn cmd_create(&mut self, name: &str) -> CmdResult {
+    /// RFC 9051 §6.3.4, with RFC 6154 §3 `USE (...)` and RFC 8474 §4.1 `MAILBOXID`.
+    pub(crate) async fn cmd_create(&mut self, name: &str, special_use: &[String]) -> CmdResult {
         let name = Self::valid_new_name(&self.decode_mailbox_name(name))?;
         if name == "INBOX" || self.find_mailbox(&name).await?.is_some() {
             return Err(CmdError::no(
@@ -82,16 +82,70 @@ impl Session {
                 format!("Mailbox {name} already exists"),
             ));
         }
-        self.create_parents(&name).await?;
         let account = self.account_id()?;
-        let created = self.store.mailbox_create(account, &name, None).await?;
+        let role = self.special_use_role(special_use).await?;
+        self.create_parents(&name).await?;
+        let created = self.store.mailbox_create(account, &name, role).await?;
         // A subscribed name gets its mailbox back: the subscription is the mailbox's again.
         if self.remove_orphan_subscription(&name).await? {
             self.store
                 .mailbox_set_subscribed(account, created.id, true)
                 .await?;
         }
-        Done::new("CREATE completed")
+        // RFC 8474 §4.1: the new mailbox's id in the tagged OK.
+        Done::with_code(
+            format!("MAILBOXID ({})", crate::objectid::mailbox_id(created.id)),
+            "CREATE completed",
+        )
+    }
+
+    /// The store role for `CREATE ... (USE (...))`. RFC 6154 §3: when the special use
+    /// cannot be given, the mailbox is not created and the answer is `NO [USEATTR]`. The
+    /// store keeps one role per mailbox and each role on one mailbox of the account, and
+    /// has no `\All` or `\Flagged` (virtual) mailboxes.
+    async fn special_use_role(&self, attrs: &[String]) -> Result<Option<Role>, CmdError> {
+        let mut role = None;
+        for attr in attrs {
+            let r = Role::ALL
+                .into_iter()
+                .find(|r| {
+                    r.imap_attribute()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(attr))
+                })
+                .ok_or_else(|| {
+                    CmdError::no(
+                        "USEATTR",
+                        format!("The special use {attr} cannot be given to a new mailbox"),
+                    )
+                })?;
+            if role.is_some_and(|have| have != r) {
+                return Err(CmdError::no(
+                    "USEATTR",
+                    "A mailbox can have only one special use here",
+                ));
+            }
+            role = Some(r);
+        }
+        if let Some(r) = role {
+            let account = self.account_id()?;
+            if let Some(other) = self
+                .store
+                .mailbox_list(account)
+                .await?
+                .into_iter()
+                .find(|m| m.role == Some(r))
+            {
+                return Err(CmdError::No {
+                    code: Some("USEATTR"),
+                    text: format!(
+                        "{} already has the special use {}",
+                        other.name,
+                        r.imap_attribute().unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        Ok(role)
     }
 
     /// RFC 9051 §6.3.5
@@ -246,6 +300,10 @@ impl Session {
                 ),
                 StatusItem::Size => format!("SIZE {}", st.size),
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
+                // RFC 8474 §4.3
+                StatusItem::MailboxId => {
+                    format!("MAILBOXID ({})", crate::objectid::mailbox_id(mailbox.id))
+                }
                 StatusItem::Deleted => {
                     let msgs = self.store.mailbox_messages(account, mailbox.id).await?;
                     let n = msgs

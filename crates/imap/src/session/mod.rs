@@ -433,7 +433,10 @@ impl Session {
                 read_only,
                 params,
             } => self.cmd_select(&mailbox, read_only, params, out).await,
-            CommandBody::Create { mailbox } => self.cmd_create(&mailbox).await,
+            CommandBody::Create {
+                mailbox,
+                special_use,
+            } => self.cmd_create(&mailbox, &special_use).await,
             CommandBody::Delete { mailbox } => self.cmd_delete(&mailbox).await,
             CommandBody::Rename { from, to } => self.cmd_rename(&from, &to).await,
             CommandBody::Subscribe { mailbox } => self.cmd_subscribe(&mailbox, true).await,

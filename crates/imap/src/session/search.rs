@@ -3,12 +3,16 @@
 
 use super::{CmdError, CmdResult, Done, Selected, Session, ViewMsg};
 use crate::message::{SearchView, search_view_owned};
+use crate::objectid;
 use crate::parser::{
     SearchCommand, SearchKey, SearchReturn, SequenceSet, SortCommand, SortKey, ThreadCommand,
 };
 use crate::response::compress_set;
-use bulwark_store::{AccountId, BlobHash, SearchHeaders, StoreError, Uid, imap_flag_to_keyword};
+use bulwark_store::{
+    AccountId, BlobHash, EmailId, SearchHeaders, StoreError, ThreadId, Uid, imap_flag_to_keyword,
+};
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// SORT compares strings with the `i;ascii-casemap` collation (RFC 5256 §3 makes it the
 /// default; RFC 4790 §9.2: US-ASCII a–z map to A–Z, then octets compare; other bytes,
@@ -78,6 +82,17 @@ struct Loaded {
 /// A batch read running in the background while the previous batch is matched.
 type BatchRead = tokio::task::JoinHandle<Result<Loaded, StoreError>>;
 
+/// Does the key use THREADID (RFC 8474 §6), which the view cannot answer?
+fn has_thread_id(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ThreadId(_) => true,
+        SearchKey::Not(k) => has_thread_id(k),
+        SearchKey::Or(a, b) => has_thread_id(a) || has_thread_id(b),
+        SearchKey::And(keys) => keys.iter().any(has_thread_id),
+        _ => false,
+    }
+}
+
 fn has_modseq(key: &SearchKey) -> bool {
     match key {
         SearchKey::ModSeq(_) => true,
@@ -94,6 +109,8 @@ struct Ctx<'a> {
     meta: &'a ViewMsg,
     content: Option<&'a SearchView>,
     summary: Option<&'a SearchHeaders>,
+    /// The thread of each email of the mailbox, read only for THREADID keys.
+    threads: &'a HashMap<EmailId, ThreadId>,
 }
 
 fn has_kw(m: &ViewMsg, k: &str) -> bool {
@@ -174,6 +191,11 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
             m.uid.0,
         ),
         ModSeq(n) => m.modseq.0 >= *n,
+        // RFC 8474 §6: an id this server never gave out matches nothing.
+        EmailId(id) => objectid::parse_email(id) == Some(m.email),
+        ThreadId(id) => {
+            objectid::parse_thread(id).is_some_and(|t| c.threads.get(&m.email) == Some(&t))
+        }
         Not(k) => !matches(k, c),
         Or(a, b) => matches(a, c) || matches(b, c),
         And(keys) => keys.iter().all(|k| matches(k, c)),
@@ -191,6 +213,16 @@ impl Session {
         let account = self.account_id()?;
         let sel = self.selected()?;
         let need = if load_all { Need::Content } else { need(key) };
+        let threads: HashMap<EmailId, ThreadId> = if has_thread_id(key) {
+            self.store
+                .mailbox_messages(account, sel.id)
+                .await?
+                .into_iter()
+                .map(|m| (m.email, m.thread))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let mut views: Vec<Option<SearchView>> = Vec::with_capacity(sel.view.len());
         let mut hits = Vec::new();
         let batch_len = match need {
@@ -237,6 +269,7 @@ impl Session {
                         meta,
                         content: view.as_ref(),
                         summary: summary.as_ref(),
+                        threads: &threads,
                     },
                 ) {
                     hits.push(i);

@@ -132,6 +132,14 @@ impl Session {
         );
         // RFC 7162 §3.1.2.1: always announced by a server with persistent modseqs.
         out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {highest}] Highest\r\n").as_bytes());
+        // RFC 8474 §4.2
+        out.extend_from_slice(
+            format!(
+                "* OK [MAILBOXID ({})] Ok\r\n",
+                crate::objectid::mailbox_id(mailbox.id)
+            )
+            .as_bytes(),
+        );
         if self.enabled.rev2 {
             out.extend_from_slice(b"* LIST () \"/\" ");
             write_mailbox(out, &mailbox.name, self.utf8());

@@ -1,0 +1,207 @@
+"""IMAP extensions of issue 14 item 11, each checked with a real client library (Python
+imaplib, the IMAPClient package) and, where ids are shared, against JMAP over raw JSON.
+Each test names its RFC section. One server, a few seconds in all."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import time
+import unittest
+
+from imapclient import IMAPClient
+
+from harness import (ALICE, ALICE_PW, IO_TIMEOUT, LISTENERS, ServerTestCase, imap_check,
+                     insecure_tls, safe_logout)
+from jmapclient import JmapHttp, basic_auth
+
+
+def message(subject: str, extra: str = "", body: str = "body\r\n") -> bytes:
+    return (f"From: a@remote.test\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
+            f"Date: Mon, 01 Jan 2024 10:00:00 +0000\r\n{extra}\r\n{body}").encode()
+
+
+def code(data: list, name: str) -> str | None:
+    """The argument of response code `[NAME (arg)]` in a tagged response's text."""
+    for d in data:
+        if isinstance(d, bytes):
+            m = re.search(rb"\[" + name.encode() + rb" \(([^)]*)\)\]", d)
+            if m:
+                return m.group(1).decode()
+    return None
+
+
+class ImapExtTest(ServerTestCase):
+    listeners = LISTENERS + ("http",)
+    counter = 0
+
+    def login(self) -> imaplib.IMAP4:
+        m = self.server.imap(ALICE, ALICE_PW)
+        self.addCleanup(safe_logout, m)
+        return m
+
+    def client(self) -> IMAPClient:
+        host, port = self.server.addr("imap")
+        c = IMAPClient(host, port, ssl=False, timeout=IO_TIMEOUT)
+        c.starttls(insecure_tls())
+        c.login(ALICE, ALICE_PW)
+        self.addCleanup(lambda: c.logout())
+        return c
+
+    def jmap(self) -> JmapHttp:
+        return JmapHttp(self.server.addr("http"), basic_auth(ALICE, ALICE_PW))
+
+    def name(self, prefix: str) -> str:
+        ImapExtTest.counter += 1
+        return f"{prefix}{ImapExtTest.counter}x{time.time_ns() % 100000}"
+
+    def capabilities(self) -> list[str]:
+        return [c.decode() for c in self.client().capabilities()]
+
+    # ---- OBJECTID (RFC 8474) -----------------------------------------------------------
+
+    def test_objectid_mailboxid_in_create_select_status_list_matches_jmap(self):
+        self.assertIn("OBJECTID", self.capabilities())
+        m = self.login()
+        box = self.name("Obj")
+        typ, data = m.create(box)
+        self.assertEqual(typ, "OK", data)
+        # RFC 8474 §4.1: CREATE answers OK [MAILBOXID (id)].
+        created = code(data, "MAILBOXID")
+        self.assertIsNotNone(created, data)
+        self.assertRegex(created, r"^[A-Za-z0-9_-]{1,255}$")
+        # RFC 8474 §4.2: SELECT and EXAMINE send * OK [MAILBOXID (id)].
+        imap_check(m.select(box), "SELECT")
+        _, sel = m.response("MAILBOXID")
+        self.assertEqual(sel, [f"({created})".encode()])
+        m.close()
+        # RFC 8474 §4.3: STATUS (MAILBOXID), also through LIST-STATUS (RFC 5819).
+        data = imap_check(m.status(box, "(MAILBOXID MESSAGES)"), "STATUS")
+        self.assertIn(f"MAILBOXID ({created})".encode(), data[0])
+        imap_check(m._simple_command("LIST", '""', box, "RETURN (STATUS (MAILBOXID))"), "LIST")
+        _, statuses = m.response("STATUS")
+        self.assertTrue(any(f"MAILBOXID ({created})".encode() in s for s in statuses), statuses)
+        # The same id as JMAP's Mailbox id (one object, one id across protocols).
+        boxes = self.jmap().ok("Mailbox/get", {"ids": None})["list"]
+        self.assertEqual([b["id"] for b in boxes if b["name"] == box], [created])
+        # A mailbox keeps its id across RENAME (RFC 8474 §4: immutable).
+        renamed = self.name("Renamed")
+        imap_check(m.rename(box, renamed), "RENAME")
+        data = imap_check(m.status(renamed, "(MAILBOXID)"), "STATUS")
+        self.assertIn(f"MAILBOXID ({created})".encode(), data[0])
+
+    def test_objectid_emailid_threadid_fetch_and_search_match_jmap(self):
+        c = self.client()
+        box = self.name("Thr")
+        c.create_folder(box)
+        tag = self.name("t")
+        c.append(box, message(f"parent {tag}", f"Message-ID: <p-{tag}@remote.test>\r\n"))
+        c.append(box, message(f"Re: parent {tag}",
+                              f"Message-ID: <r-{tag}@remote.test>\r\n"
+                              f"In-Reply-To: <p-{tag}@remote.test>\r\n"
+                              f"References: <p-{tag}@remote.test>\r\n"))
+        c.append(box, message(f"other {tag}", f"Message-ID: <o-{tag}@remote.test>\r\n"))
+        c.select_folder(box)
+        # RFC 8474 §5.3: FETCH EMAILID / THREADID.
+        got = c.fetch(c.search("ALL"), ["EMAILID", "THREADID"])
+        self.assertEqual(len(got), 3)
+        ids = {uid: (d[b"EMAILID"][0].decode(), d[b"THREADID"][0].decode())
+               for uid, d in got.items()}
+        uids = sorted(ids)
+        (e1, t1), (e2, t2), (e3, t3) = (ids[u] for u in uids)
+        self.assertEqual(t1, t2, "a reply shares its parent's THREADID (RFC 8474 §5.2)")
+        self.assertNotEqual(t1, t3)
+        self.assertEqual(len({e1, e2, e3}), 3, "each message has its own EMAILID")
+        # The ids are JMAP's Email id and threadId.
+        j = self.jmap()
+        mailbox = [b["id"] for b in j.ok("Mailbox/get", {"ids": None})["list"]
+                   if b["name"] == box][0]
+        emails = j.ok("Email/get", {"ids": j.email_ids_with_subject(tag, mailbox),
+                                    "properties": ["id", "threadId", "subject"]})["list"]
+        self.assertEqual({(e["id"], e["threadId"]) for e in emails},
+                         {(e1, t1), (e2, t2), (e3, t3)})
+        # EMAILID stays when the message is moved (RFC 8474 §5.1), UID does not.
+        other = self.name("Moved")
+        c.create_folder(other)
+        c.append(box, message(f"moved {tag}"))
+        moving = max(c.search("ALL"))
+        e_moving = c.fetch([moving], ["EMAILID"])[moving][b"EMAILID"][0].decode()
+        c.move([moving], other)
+        c.select_folder(other)
+        self.assertEqual([d[b"EMAILID"][0].decode() for d in c.fetch(c.search("ALL"), ["EMAILID"]).values()],
+                         [e_moving])
+        c.select_folder(box)
+        # RFC 8474 §6: SEARCH EMAILID / THREADID.
+        self.assertEqual(c.search(["EMAILID", e2]), [uids[1]])
+        self.assertEqual(sorted(c.search(["THREADID", t1])), uids[:2])
+        self.assertEqual(c.search(["THREADID", t3]), [uids[2]])
+        self.assertEqual(c.search(["NOT", "THREADID", t1]), [uids[2]])
+        self.assertEqual(c.search(["EMAILID", "E999999999"]), [])
+        # Bad syntax for an objectid is BAD, not a crash.
+        m = self.login()
+        imap_check(m.select(box), "SELECT")
+        with self.assertRaises(imaplib.IMAP4.error):
+            m.uid("SEARCH", "EMAILID", "E.1")
+        self.assertEqual(m.noop()[0], "OK")
+
+    # ---- LIST-STATUS (RFC 5819), STATUS=SIZE (RFC 8438) ---------------------------------
+
+    def test_list_status_and_status_size(self):
+        caps = self.capabilities()
+        self.assertIn("LIST-STATUS", caps)
+        self.assertIn("STATUS=SIZE", caps)
+        m = self.login()
+        box = self.name("Size")
+        imap_check(m.create(box), "CREATE")
+        msgs = [message("one"), message("two", body="a longer body\r\n" * 10)]
+        for raw in msgs:
+            imap_check(m.append(box, None, None, raw), "APPEND")
+        total = sum(len(r) for r in msgs)
+        # RFC 8438 §2: SIZE is the sum of the messages' RFC822.SIZE.
+        data = imap_check(m.status(box, "(SIZE MESSAGES)"), "STATUS")
+        self.assertIn(f"SIZE {total}".encode(), data[0])
+        # RFC 5819 §2: one STATUS per listed mailbox after its LIST.
+        typ, _ = m._simple_command("LIST", '""', "*", "RETURN (STATUS (MESSAGES SIZE))")
+        self.assertEqual(typ, "OK")
+        _, statuses = m.response("STATUS")
+        mine = [s for s in statuses if box.encode() in s]
+        self.assertEqual(len(mine), 1, statuses)
+        self.assertIn(b"MESSAGES 2", mine[0])
+        self.assertIn(f"SIZE {total}".encode(), mine[0])
+
+    # ---- CREATE-SPECIAL-USE (RFC 6154 §3) ------------------------------------------------
+
+    def test_create_with_special_use(self):
+        self.assertIn("CREATE-SPECIAL-USE", self.capabilities())
+        m = self.login()
+        # A role already held by another mailbox: NO [USEATTR], nothing created (§3).
+        taken = self.name("Arch")
+        typ, data = m._simple_command("CREATE", taken, "(USE (\\Archive))")
+        self.assertEqual(typ, "NO", data)
+        self.assertIn(b"[USEATTR]", data[0])
+        typ, data = m.status(taken, "(MESSAGES)")
+        self.assertEqual(typ, "NO", "the mailbox was not created")
+        # A special use the store has no mailboxes for: NO [USEATTR].
+        typ, data = m._simple_command("CREATE", self.name("All"), "(USE (\\All))")
+        self.assertEqual(typ, "NO")
+        self.assertIn(b"[USEATTR]", data[0])
+        # Free the junk role, then CREATE ... (USE (\Junk)) gives it to the new mailbox.
+        j = self.jmap()
+        junk = j.mailbox_by_role("junk")
+        j.ok("Mailbox/set", {"update": {junk["id"]: {"role": None}}})
+        spam = self.name("Spam")
+        typ, data = m._simple_command("CREATE", spam, "(USE (\\Junk))")
+        self.assertEqual(typ, "OK", data)
+        typ, data = m._simple_command("LIST", "(SPECIAL-USE)", '""', "*")
+        self.assertEqual(typ, "OK")
+        _, listed = m.response("LIST")
+        self.assertTrue(any(b"\\Junk" in line and spam.encode() in line for line in listed),
+                        listed)
+        self.assertEqual(j.mailbox_by_role("junk")["name"], spam)
+        # The role is taken now: a second one is refused.
+        typ, _ = m._simple_command("CREATE", self.name("Spam"), "(USE (\\Junk))")
+        self.assertEqual(typ, "NO")
+
+
+if __name__ == "__main__":
+    unittest.main()
