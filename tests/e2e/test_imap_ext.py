@@ -202,6 +202,77 @@ class ImapExtTest(ServerTestCase):
         typ, _ = m._simple_command("CREATE", self.name("Spam"), "(USE (\\Junk))")
         self.assertEqual(typ, "NO")
 
+    # ---- PREVIEW (RFC 8970) ---------------------------------------------------------------
+
+    def test_preview_fetch_and_lazy(self):
+        self.assertIn("PREVIEW", self.capabilities())
+        c = self.client()
+        box = self.name("Prev")
+        c.create_folder(box)
+        c.append(box, message("hello", body="First line of the body.\r\nSecond   line.\r\n"))
+        c.append(box, message("long", body=("word " * 200) + "\r\n"))
+        c.select_folder(box)
+        uids = sorted(c.search("ALL"))
+        got = c.fetch(uids, ["PREVIEW"])
+        first = got[uids[0]][b"PREVIEW"]
+        first = first.decode() if isinstance(first, bytes) else first
+        # RFC 8970 §3.1: plain text from the body, whitespace collapsed, no line breaks.
+        self.assertEqual(first, "First line of the body. Second line.")
+        long = got[uids[1]][b"PREVIEW"]
+        long = long.decode() if isinstance(long, bytes) else long
+        self.assertTrue(long.startswith("word word"))
+        self.assertLessEqual(len(long), 256, "at most 256 characters (RFC 8970 §3.1)")
+        # RFC 8970 §3.2: PREVIEW (LAZY) may be NIL when not cheap; ours is stored.
+        lazy = c.fetch([uids[0]], ["PREVIEW (LAZY)", "UID"])[uids[0]][b"PREVIEW"]
+        lazy = lazy.decode() if isinstance(lazy, bytes) else lazy
+        self.assertEqual(lazy, first)
+        # The same text as JMAP's Email preview.
+        j = self.jmap()
+        ids = j.email_ids_with_subject("hello")
+        previews = [e["preview"] for e in j.ok("Email/get", {"ids": ids, "properties": ["preview"]})["list"]]
+        self.assertIn(first, previews)
+        # An unknown modifier is BAD.
+        raw = self.server.raw_imap()
+        raw.login(ALICE, ALICE_PW)
+        raw.ok(f'SELECT "{box}"')
+        bad = raw.command("FETCH 1 (PREVIEW (FUZZY))")
+        self.assertIn(b" BAD ", bad[-1])
+        raw.ok("LOGOUT")
+
+    # ---- MULTIAPPEND (RFC 3502) -----------------------------------------------------------
+
+    def test_multiappend_all_or_nothing(self):
+        self.assertIn("MULTIAPPEND", self.capabilities())
+        c = self.client()
+        box = self.name("Multi")
+        c.create_folder(box)
+        msgs = [message(f"multi {i}") for i in range(3)]
+        typ, data = c.multiappend(box, msgs)
+        self.assertEqual(typ, "OK")
+        text = b" ".join(d for d in data if isinstance(d, bytes))
+        # RFC 4315 §3 / RFC 3502 §6.3.11: one APPENDUID with a UID set for all messages.
+        m = re.search(rb"APPENDUID (\d+) (\S+)\]", text)
+        self.assertIsNotNone(m, text)
+        self.assertEqual(m.group(2), b"1:3")
+        c.select_folder(box)
+        self.assertEqual(len(c.search("ALL")), 3)
+        subjects = sorted(d[b"ENVELOPE"].subject for d in c.fetch(c.search("ALL"), ["ENVELOPE"]).values())
+        self.assertEqual(subjects, [b"multi 0", b"multi 1", b"multi 2"])
+        # One bad message (empty) fails the whole command: none are appended (§6.3.11).
+        raw = self.server.raw_imap()
+        raw.login(ALICE, ALICE_PW)
+        one = message("should not appear")
+        lines = raw.command(f'APPEND "{box}" (\\Seen) {{{len(one)}+}}\r\n'.encode() + one
+                            + b" {0+}\r\n")
+        self.assertIn(b" NO ", lines[-1], lines)
+        status = raw.ok(f'STATUS "{box}" (MESSAGES)')
+        self.assertTrue(any(b"MESSAGES 3" in s for s in status), status)
+        # A missing mailbox: NO [TRYCREATE] and nothing stored.
+        lines = raw.command(f'APPEND "nobox-{box}" {{{len(one)}+}}\r\n'.encode() + one
+                            + f" {{{len(one)}+}}\r\n".encode() + one)
+        self.assertIn(b"[TRYCREATE]", lines[-1], lines)
+        raw.ok("LOGOUT")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -70,6 +70,8 @@ pub enum CommandBody {
         /// INTERNALDATE as unix seconds.
         date: Option<i64>,
         message: Vec<u8>,
+        /// The messages after the first (RFC 3502 MULTIAPPEND).
+        more: Vec<AppendMessage>,
     },
     Idle,
     // ---- selected (RFC 9051 §6.4)
@@ -140,6 +142,15 @@ impl CommandBody {
             CommandBody::Thread(_) => "THREAD",
         }
     }
+}
+
+/// One message of a MULTIAPPEND (RFC 3502 §6.3.11 `append-message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessage {
+    pub flags: Vec<String>,
+    /// INTERNALDATE as unix seconds.
+    pub date: Option<i64>,
+    pub message: Vec<u8>,
 }
 
 /// One end of a sequence range: a number or `*` (the largest in use).
@@ -266,6 +277,10 @@ pub enum FetchAttr {
     EmailId,
     /// RFC 8474 §5.2
     ThreadId,
+    /// RFC 8970 §3: `PREVIEW` or `PREVIEW (LAZY)`.
+    Preview {
+        lazy: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

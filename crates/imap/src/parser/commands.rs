@@ -409,10 +409,34 @@ fn status(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     Ok(CommandBody::Status { mailbox, items })
 }
 
-/// `append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal` (RFC 9051 §6.3.12).
+/// `append = "APPEND" SP mailbox 1*append-message` with
+/// `append-message = [SP flag-list] [SP date-time] SP literal` (RFC 9051 §6.3.12; more than
+/// one message is RFC 3502 §6.3.11 MULTIAPPEND). The framing bounds the count
+/// ([`crate::limits::MAX_LITERALS_PER_COMMAND`]) and the total size.
 fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     let mailbox = arg_mailbox(c)?;
+    let first = append_message(c)?;
+    let mut more = Vec::new();
+    while !c.eof() {
+        if more.len() >= crate::limits::MAX_LITERALS_PER_COMMAND {
+            return Err(ParseError::syntax("too many messages in one APPEND"));
+        }
+        more.push(append_message(c)?);
+    }
+    Ok(CommandBody::Append {
+        mailbox,
+        flags: first.flags,
+        date: first.date,
+        message: first.message,
+        more,
+    })
+}
+
+fn append_message(c: &mut Cursor<'_>) -> PResult<AppendMessage> {
     c.sp()?;
+    // IMAPClient 3 (`multiappend`) sends two spaces between messages; accepted, as a
+    // strict parser would refuse every MULTIAPPEND of that client. The line length bounds it.
+    while c.try_byte(b' ') {}
     let mut flags = Vec::new();
     let mut date = None;
     if c.peek() == Some(b'(') {
@@ -427,8 +451,7 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         return Err(ParseError::expected("message literal"));
     }
     let message = c.string("message literal")?;
-    Ok(CommandBody::Append {
-        mailbox,
+    Ok(AppendMessage {
         flags,
         date,
         message,

@@ -358,6 +358,7 @@ fn append_parses_flags_date_and_literal() {
                 flags,
                 date,
                 message,
+                ..
             },
         ..
     }) = &evs[1]
@@ -642,6 +643,54 @@ fn objectid_and_create_special_use_parse() {
     assert!(parse_err(&long).1.contains("object id"));
     let items = format!("a STATUS INBOX ({})", vec!["SIZE"; 33].join(" "));
     assert!(parse_err(&items).1.contains("too many status items"));
+}
+
+#[test]
+fn multiappend_and_preview_parse() {
+    // RFC 3502 §6.3.11
+    let evs = events(
+        b"a APPEND INBOX (\\Seen) {3+}\r\nabc  \"01-Jan-2024 10:00:00 +0000\" {2+}\r\nxy\r\n",
+    );
+    let Some(Event::Command(Command {
+        body:
+            CommandBody::Append {
+                flags,
+                message,
+                more,
+                ..
+            },
+        ..
+    })) = evs.last()
+    else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(flags, &vec!["\\Seen".to_string()]);
+    assert_eq!(message, b"abc");
+    assert_eq!(more.len(), 1);
+    assert_eq!(more[0].message, b"xy");
+    assert!(more[0].date.is_some());
+    // RFC 8970 §5
+    let CommandBody::Fetch(f) = parse_ok("a FETCH 1 (PREVIEW (LAZY) UID PREVIEW)") else {
+        panic!("not a FETCH");
+    };
+    assert_eq!(
+        f.attrs,
+        vec![
+            FetchAttr::Preview { lazy: true },
+            FetchAttr::Uid,
+            FetchAttr::Preview { lazy: false }
+        ]
+    );
+    let CommandBody::Fetch(f) = parse_ok("a FETCH 1 PREVIEW (CHANGEDSINCE 5)") else {
+        panic!("not a FETCH");
+    };
+    assert_eq!(f.attrs, vec![FetchAttr::Preview { lazy: false }]);
+    assert_eq!(f.changed_since, Some(5));
+    assert!(
+        parse_err("a FETCH 1 (PREVIEW (LAZY FOO))")
+            .1
+            .contains("preview modifier")
+    );
 }
 
 #[test]

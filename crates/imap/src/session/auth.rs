@@ -46,6 +46,8 @@ impl Session {
             "THREAD=ORDEREDSUBJECT",
             "OBJECTID",
             "CREATE-SPECIAL-USE",
+            "PREVIEW",
+            "MULTIAPPEND",
         ]);
         caps.join(" ")
     }

@@ -105,12 +105,20 @@ fn needs_content(attr: &FetchAttr) -> bool {
             | FetchAttr::ModSeq
             | FetchAttr::EmailId
             | FetchAttr::ThreadId
+            | FetchAttr::Preview { .. }
     )
 }
 
-/// The THREADID of the emails one FETCH shows (RFC 8474 §5.2), read only when asked for:
-/// the view does not keep it.
-type Threads = HashMap<EmailId, ThreadId>;
+/// What the view does not keep about the emails one FETCH shows, read from the stored
+/// emails only when asked for: THREADID (RFC 8474 §5.2) and PREVIEW (RFC 8970).
+#[derive(Default)]
+struct Facts {
+    threads: HashMap<EmailId, ThreadId>,
+    previews: HashMap<EmailId, String>,
+}
+
+/// RFC 8970 §3.1: a preview is at most 256 characters.
+const PREVIEW_CHARS: usize = 256;
 
 impl Session {
     pub(crate) async fn cmd_fetch(&mut self, f: FetchCommand, out: &mut Vec<u8>) -> CmdResult {
@@ -185,10 +193,14 @@ impl Session {
 
         let with_modseq = self.enabled.condstore
             && (f.changed_since.is_some() || f.attrs.contains(&FetchAttr::ModSeq));
-        let threads = if f.attrs.contains(&FetchAttr::ThreadId) {
-            self.read_threads(&indices).await?
+        let wants_preview = f
+            .attrs
+            .iter()
+            .any(|a| matches!(a, FetchAttr::Preview { .. }));
+        let facts = if wants_preview || f.attrs.contains(&FetchAttr::ThreadId) {
+            self.read_facts(&indices, wants_preview).await?
         } else {
-            Threads::new()
+            Facts::default()
         };
         let wants_content = f.attrs.iter().any(needs_content);
         // ENVELOPE as the only content item is answered from the envelopes stored at
@@ -199,7 +211,7 @@ impl Session {
                 .all(|a| !needs_content(a) || *a == FetchAttr::Envelope);
         if envelope_only {
             return self
-                .fetch_envelopes(&f, &indices, &flags_changed, with_modseq, &threads, out)
+                .fetch_envelopes(&f, &indices, &flags_changed, with_modseq, &facts, out)
                 .await;
         }
         let mut cte_error = None;
@@ -250,7 +262,7 @@ impl Session {
                     &Flags {
                         case: &self.keyword_case,
                         sel,
-                        threads: &threads,
+                        facts: &facts,
                     },
                     raw.as_deref().map_or(Content::Missing, Content::Raw),
                     flags_changed.contains(&i),
@@ -277,7 +289,7 @@ impl Session {
         indices: &[usize],
         flags_changed: &HashSet<usize>,
         with_modseq: bool,
-        threads: &Threads,
+        facts: &Facts,
         out: &mut Vec<u8>,
     ) -> CmdResult {
         let name = if f.uid { "UID FETCH" } else { "FETCH" };
@@ -321,7 +333,7 @@ impl Session {
                     &Flags {
                         case: &self.keyword_case,
                         sel,
-                        threads,
+                        facts,
                     },
                     content,
                     flags_changed.contains(&i),
@@ -417,33 +429,48 @@ impl Session {
 }
 
 impl Session {
-    /// The threads of the view's messages at `indices`, a batch of emails per store read.
-    async fn read_threads(&self, indices: &[usize]) -> Result<Threads, CmdError> {
+    /// The threads (and previews) of the view's messages at `indices`, a batch of emails
+    /// per store read.
+    async fn read_facts(&self, indices: &[usize], previews: bool) -> Result<Facts, CmdError> {
         let account = self.account_id()?;
         let sel = self.selected()?;
         let emails: Vec<EmailId> = indices
             .iter()
             .filter_map(|&i| sel.view.get(i).map(|m| m.email))
             .collect();
-        let mut threads = Threads::with_capacity(emails.len());
+        let mut facts = Facts::default();
         for chunk in emails.chunks(ENVELOPE_BATCH) {
             for e in self.store.email_get(account, chunk).await? {
-                threads.insert(e.id, e.thread);
+                facts.threads.insert(e.id, e.thread);
+                if previews {
+                    facts
+                        .previews
+                        .insert(e.id, preview_text(&e.summary.preview));
+                }
             }
         }
-        Ok(threads)
+        Ok(facts)
     }
+}
+
+/// RFC 8970 §3.1: plain text of at most 256 characters, no line breaks or controls.
+fn preview_text(stored: &str) -> String {
+    stored
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(PREVIEW_CHARS)
+        .collect()
 }
 
 /// A batch of message contents (or envelopes) being read.
 type ContentRead = tokio::task::JoinHandle<Result<Vec<(Uid, Vec<u8>)>, StoreError>>;
 
 /// How FLAGS are shown in this session: keyword case, and `\Recent` (RFC 3501 §2.3.2);
-/// and the threads of the messages when THREADID is asked for.
+/// and what THREADID and PREVIEW show, when asked for.
 struct Flags<'a> {
     case: &'a KeywordCase,
     sel: &'a super::Selected,
-    threads: &'a Threads,
+    facts: &'a Facts,
 }
 
 impl Flags<'_> {
@@ -515,11 +542,21 @@ fn render_message(
             FetchAttr::ThreadId => {
                 sep(out);
                 // RFC 8474 §5.3: NIL when the server cannot tell (an email gone since).
-                match flags.threads.get(&m.email) {
+                match flags.facts.threads.get(&m.email) {
                     Some(&t) => out.extend_from_slice(
                         format!("THREADID ({})", crate::objectid::thread_id(t)).as_bytes(),
                     ),
                     None => out.extend_from_slice(b"THREADID NIL"),
+                }
+            }
+            // RFC 8970 §3.1: the stored preview (made at delivery, so LAZY gets it too);
+            // NIL only for a message whose email is gone.
+            FetchAttr::Preview { .. } => {
+                sep(out);
+                out.extend_from_slice(b"PREVIEW ");
+                match flags.facts.previews.get(&m.email) {
+                    Some(p) => out.extend_from_slice(&message::quoted_or_literal(p.as_bytes())),
+                    None => out.extend_from_slice(b"NIL"),
                 }
             }
             FetchAttr::Envelope if matches!(content, Content::Envelope(_)) => {
@@ -630,7 +667,8 @@ fn content_item(
         | FetchAttr::Uid
         | FetchAttr::ModSeq
         | FetchAttr::EmailId
-        | FetchAttr::ThreadId => {}
+        | FetchAttr::ThreadId
+        | FetchAttr::Preview { .. } => {}
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! CREATE, DELETE, RENAME, SUBSCRIBE/UNSUBSCRIBE, STATUS, APPEND (RFC 9051 §6.3).
 
 use super::{CmdError, CmdResult, Done, Session, State};
-use crate::parser::StatusItem;
+use crate::parser::{AppendMessage, StatusItem};
 use crate::response::write_mailbox;
 use bulwark_store::{Mailbox, MembershipUpdate, NewEmail, Role, imap_flag_to_keyword, now_unix};
 use std::sync::Arc;
@@ -339,13 +339,13 @@ impl Session {
         Done::new("STATUS completed")
     }
 
-    /// RFC 9051 §6.3.12, RFC 4315 APPENDUID. `OK` only after the store committed.
+    /// RFC 9051 §6.3.12, RFC 4315 APPENDUID, RFC 3502 MULTIAPPEND: all messages in one
+    /// store call, so either all are appended or none (RFC 3502 §6.3.11). `OK` only after the
+    /// store committed.
     pub(crate) async fn cmd_append(
         &mut self,
         name: &str,
-        flags: &[String],
-        date: Option<i64>,
-        message: Vec<u8>,
+        messages: Vec<AppendMessage>,
     ) -> CmdResult {
         let name = self.decode_mailbox_name(name);
         let account = self.account_id()?;
@@ -355,39 +355,54 @@ impl Session {
                 format!("Mailbox {name} does not exist"),
             ));
         };
-        if message.is_empty() {
+        if messages.iter().any(|m| m.message.is_empty()) {
             return Err(CmdError::no(
                 "CANNOT",
                 "An empty message cannot be appended",
             ));
         }
-        self.remember_keyword_case(flags).await;
-        let raw = Arc::new(message);
-        let summary = bulwark_core::summarize(&raw);
-        let new = NewEmail {
-            mailboxes: vec![mailbox.id],
-            raw,
-            keywords: flags_to_keywords(flags),
-            received_at: date.unwrap_or_else(now_unix),
-            summary,
-        };
-        let appended = self.store.email_append(account, vec![new]).await?;
-        let uid = appended
-            .first()
-            .and_then(|a| {
+        let mut new = Vec::with_capacity(messages.len());
+        for m in messages {
+            self.remember_keyword_case(&m.flags).await;
+            let raw = Arc::new(m.message);
+            let summary = bulwark_core::summarize(&raw);
+            new.push(NewEmail {
+                mailboxes: vec![mailbox.id],
+                raw,
+                keywords: flags_to_keywords(&m.flags),
+                received_at: m.date.unwrap_or_else(now_unix),
+                summary,
+            });
+        }
+        let count = new.len();
+        let appended = self.store.email_append(account, new).await?;
+        let uids: Vec<u32> = appended
+            .iter()
+            .filter_map(|a| {
                 a.uids
                     .iter()
                     .find(|(m, _)| *m == mailbox.id)
-                    .map(|(_, u)| *u)
+                    .map(|(_, u)| u.0)
             })
-            .ok_or_else(|| CmdError::no("SERVERBUG", "The store did not report the new UID"))?;
+            .collect();
+        if uids.len() != count {
+            return Err(CmdError::no(
+                "SERVERBUG",
+                "The store did not report the new UIDs",
+            ));
+        }
         if let State::Selected(_, s) = &mut self.state
             && s.id == mailbox.id
         {
             s.mark_dirty(None);
         }
+        // RFC 4315 §3: `APPENDUID uidvalidity uid-set`, one UID per message in order.
         Done::with_code(
-            format!("APPENDUID {} {uid}", mailbox.uid_validity),
+            format!(
+                "APPENDUID {} {}",
+                mailbox.uid_validity,
+                crate::response::compress_set(&uids)
+            ),
             "APPEND completed",
         )
     }

@@ -28,7 +28,9 @@ mod view;
 
 use crate::config::ImapConfig;
 use crate::limits::MAX_BAD_COMMANDS;
-use crate::parser::{Command, CommandBody, ErrorKind, ParseError, SeqBound, SequenceSet};
+use crate::parser::{
+    AppendMessage, Command, CommandBody, ErrorKind, ParseError, SeqBound, SequenceSet,
+};
 use bulwark_auth::Authenticator;
 use bulwark_store::{Account, MailboxId, ModSeq, StateChange, Store, StoreError, Uid};
 pub(crate) use keywords::KeywordCase;
@@ -451,7 +453,16 @@ impl Session {
                 flags,
                 date,
                 message,
-            } => self.cmd_append(&mailbox, &flags, date, message).await,
+                more,
+            } => {
+                let mut messages = vec![AppendMessage {
+                    flags,
+                    date,
+                    message,
+                }];
+                messages.extend(more);
+                self.cmd_append(&mailbox, messages).await
+            }
             CommandBody::Idle => {
                 out.extend_from_slice(b"+ idling\r\n");
                 self.pending_tag = Some(tag);
