@@ -273,6 +273,58 @@ class ImapExtTest(ServerTestCase):
         self.assertIn(b"[TRYCREATE]", lines[-1], lines)
         raw.ok("LOGOUT")
 
+    # ---- REPLACE (RFC 8508) -----------------------------------------------------------
+
+    def raw_session(self):
+        raw = self.server.raw_imap()
+        raw.login(ALICE, ALICE_PW)
+        self.addCleanup(raw.close)
+        return raw
+
+    @staticmethod
+    def literal(msg: bytes) -> bytes:
+        return f"{{{len(msg)}+}}\r\n".encode() + msg
+
+    def subjects(self, raw, box: str) -> list[bytes]:
+        raw.ok(f'SELECT "{box}"')
+        lines = raw.ok("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        return sorted(re.findall(rb"Subject: ([^\r]*)", b"".join(lines)))
+
+    def test_replace_and_uid_replace(self):
+        self.assertIn("REPLACE", self.capabilities())
+        raw = self.raw_session()
+        box, other = self.name("Draft"), self.name("Sent")
+        raw.ok(f'CREATE "{box}"')
+        raw.ok(f'CREATE "{other}"')
+        raw.ok(f'APPEND "{box}" (\\Draft) '.encode() + self.literal(message("draft v1")))
+        raw.ok(f'SELECT "{box}"')
+        # RFC 8508 §3.3: OK [APPENDUID], then EXPUNGE of the old one, then the tagged OK.
+        lines = raw.ok(f'REPLACE 1 "{box}" (\\Draft) '.encode() + self.literal(message("draft v2")))
+        text = b"".join(lines)
+        self.assertRegex(text, rb"\* OK \[APPENDUID \d+ 2\]")
+        self.assertIn(b"* 1 EXPUNGE", text)
+        self.assertLess(text.index(b"APPENDUID"), text.index(b"* 1 EXPUNGE"))
+        self.assertEqual(self.subjects(raw, box), [b"draft v2"])
+        # UID REPLACE into another mailbox: the original leaves this one.
+        lines = raw.ok(f'UID REPLACE 2 "{other}" '.encode() + self.literal(message("sent v3")))
+        self.assertIn(b"* 1 EXPUNGE", b"".join(lines))
+        self.assertEqual(self.subjects(raw, other), [b"sent v3"])
+        raw.ok(f'APPEND "{box}" '.encode() + self.literal(message("keep me")))
+        raw.ok(f'SELECT "{box}"')
+        # A missing target mailbox: NO [TRYCREATE], and the original stays (append first).
+        lines = raw.command(f'UID REPLACE 3 "missing-{box}" '.encode() + self.literal(message("x")))
+        self.assertIn(b"NO [TRYCREATE]", lines[-1])
+        self.assertEqual(self.subjects(raw, box), [b"keep me"])
+        # A UID that names no message: NO; the message is not appended anywhere.
+        lines = raw.command(f'UID REPLACE 999 "{box}" '.encode() + self.literal(message("ghost")))
+        self.assertIn(b" NO ", lines[-1])
+        self.assertEqual(self.subjects(raw, box), [b"keep me"])
+        # Read-only (EXAMINE): NO, nothing changes.
+        raw.ok(f'EXAMINE "{box}"')
+        lines = raw.command(f'REPLACE 1 "{box}" '.encode() + self.literal(message("ro")))
+        self.assertIn(b"NO [READ-ONLY]", lines[-1])
+        self.assertEqual(self.subjects(raw, box), [b"keep me"])
+
 
 if __name__ == "__main__":
     unittest.main()

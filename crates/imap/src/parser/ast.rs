@@ -98,6 +98,13 @@ pub enum CommandBody {
     },
     Sort(SortCommand),
     Thread(ThreadCommand),
+    /// RFC 8508 REPLACE / UID REPLACE: `target` is a sequence number or a UID.
+    Replace {
+        uid: bool,
+        target: SeqBound,
+        mailbox: String,
+        message: AppendMessage,
+    },
 }
 
 impl CommandBody {
@@ -140,6 +147,8 @@ impl CommandBody {
             CommandBody::Move { .. } => "MOVE",
             CommandBody::Sort(_) => "SORT",
             CommandBody::Thread(_) => "THREAD",
+            CommandBody::Replace { uid: false, .. } => "REPLACE",
+            CommandBody::Replace { uid: true, .. } => "UID REPLACE",
         }
     }
 }

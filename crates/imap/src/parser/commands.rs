@@ -55,6 +55,7 @@ pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody>
         "SORT" => CommandBody::Sort(search::sort(c, false)?),
         "THREAD" => CommandBody::Thread(search::thread(c, false)?),
         "UID" => uid(c)?,
+        "REPLACE" => replace(c, false)?,
         _ => return Err(ParseError::syntax(&format!("Unknown command {name}"))),
     };
     c.end()?;
@@ -72,6 +73,7 @@ fn uid(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         "COPY" | "MOVE" => fetch::copy_move(c, true, name == "MOVE")?,
         "SORT" => CommandBody::Sort(search::sort(c, true)?),
         "THREAD" => CommandBody::Thread(search::thread(c, true)?),
+        "REPLACE" => replace(c, true)?,
         "EXPUNGE" => {
             // RFC 4315 §2.1
             c.sp()?;
@@ -429,6 +431,28 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         date: first.date,
         message: first.message,
         more,
+    })
+}
+
+/// RFC 8508 §6: `replace = "REPLACE" SP seq-number SP mailbox append-message`, and
+/// `"UID" SP "REPLACE" SP uniqueid SP mailbox append-message`.
+fn replace(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
+    c.sp()?;
+    let target = if c.try_byte(b'*') {
+        if uid {
+            return Err(ParseError::expected("UID"));
+        }
+        SeqBound::Star
+    } else {
+        SeqBound::Value(c.nz_number(if uid { "UID" } else { "sequence number" })?)
+    };
+    let mailbox = arg_mailbox(c)?;
+    let message = append_message(c)?;
+    Ok(CommandBody::Replace {
+        uid,
+        target,
+        mailbox,
+        message,
     })
 }
 

@@ -694,6 +694,43 @@ fn multiappend_and_preview_parse() {
 }
 
 #[test]
+fn replace_parses_and_its_literal_has_the_message_limit() {
+    // RFC 8508 §6
+    let evs = events(b"a UID REPLACE 7 Drafts (\\Draft) {3+}\r\nabc\r\n");
+    assert!(
+        matches!(evs.last(), Some(Event::Command(Command { body: CommandBody::Replace { uid: true, target: SeqBound::Value(7), mailbox, message }, .. }))
+            if mailbox == "Drafts" && message.message == b"abc" && message.flags == ["\\Draft"]),
+        "{evs:?}"
+    );
+    assert!(matches!(
+        parse_ok("a REPLACE * INBOX {1+}\r\nx"),
+        CommandBody::Replace {
+            uid: false,
+            target: SeqBound::Star,
+            ..
+        }
+    ));
+    assert!(
+        parse_err("a UID REPLACE * INBOX {1+}\r\nx")
+            .1
+            .contains("UID")
+    );
+    assert!(
+        parse_err("a REPLACE 1 INBOX {1+}\r\nx {1+}\r\ny")
+            .0
+            .is_some()
+    );
+    // A literal larger than a line but within the message limit is accepted, as for APPEND.
+    let big = MAX_LINE_LEN + 10;
+    let mut p = Parser::new(MAX_LIT);
+    p.feed(format!("t REPLACE 1 INBOX {{{big}}}\r\n").as_bytes());
+    assert!(
+        matches!(p.next_event(), Event::NeedLiteral { .. }),
+        "a REPLACE literal is a message"
+    );
+}
+
+#[test]
 fn deeply_nested_search_is_refused() {
     let line = format!("a SEARCH {}ALL{}", "(".repeat(100), ")".repeat(100));
     let (_, text) = parse_err(&line);

@@ -48,6 +48,7 @@ impl Session {
             "CREATE-SPECIAL-USE",
             "PREVIEW",
             "MULTIAPPEND",
+            "REPLACE",
         ]);
         caps.join(" ")
     }

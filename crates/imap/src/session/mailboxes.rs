@@ -347,6 +347,25 @@ impl Session {
         name: &str,
         messages: Vec<AppendMessage>,
     ) -> CmdResult {
+        let (mailbox, uids) = self.append_messages(name, messages).await?;
+        // RFC 4315 §3: `APPENDUID uidvalidity uid-set`, one UID per message in order.
+        Done::with_code(
+            format!(
+                "APPENDUID {} {}",
+                mailbox.uid_validity,
+                crate::response::compress_set(&uids)
+            ),
+            "APPEND completed",
+        )
+    }
+
+    /// Appends `messages` to the mailbox `name` in one store call (all or none); returns
+    /// the mailbox and the new UIDs in order. APPEND and REPLACE (RFC 8508 §3.3).
+    pub(crate) async fn append_messages(
+        &mut self,
+        name: &str,
+        messages: Vec<AppendMessage>,
+    ) -> Result<(Mailbox, Vec<u32>), CmdError> {
         let name = self.decode_mailbox_name(name);
         let account = self.account_id()?;
         let Some(mailbox) = self.find_mailbox(&name).await? else {
@@ -396,14 +415,6 @@ impl Session {
         {
             s.mark_dirty(None);
         }
-        // RFC 4315 §3: `APPENDUID uidvalidity uid-set`, one UID per message in order.
-        Done::with_code(
-            format!(
-                "APPENDUID {} {}",
-                mailbox.uid_validity,
-                crate::response::compress_set(&uids)
-            ),
-            "APPEND completed",
-        )
+        Ok((mailbox, uids))
     }
 }

@@ -480,6 +480,12 @@ impl Session {
             CommandBody::Move { uid, set, mailbox } => {
                 self.cmd_move(uid, &set, &mailbox, out).await
             }
+            CommandBody::Replace {
+                uid,
+                target,
+                mailbox,
+                message,
+            } => self.cmd_replace(uid, target, &mailbox, message, out).await,
             CommandBody::Sort(s) => self.cmd_sort(s, out).await,
             CommandBody::Thread(t) => self.cmd_thread(t, out).await,
         };

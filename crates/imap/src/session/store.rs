@@ -3,7 +3,7 @@
 
 use super::mailboxes::flags_to_keywords;
 use super::{CmdError, CmdResult, Done, Keywords, Session, State};
-use crate::parser::{SequenceSet, StoreCommand, StoreOp};
+use crate::parser::{AppendMessage, SeqBound, SequenceSet, StoreCommand, StoreOp};
 use crate::response::{compress_set, ordered_set};
 use bulwark_store::{EmailId, KeywordOp, KeywordUpdate, MembershipUpdate, ModSeq};
 use std::collections::{HashMap, HashSet};
@@ -221,6 +221,56 @@ impl Session {
             .as_bytes(),
         );
         self.report_expunged(&indices, out);
+        Done::new(format!("{verb} completed"))
+    }
+
+    /// RFC 8508 §3.3 REPLACE / UID REPLACE: the new message is appended first (APPEND's
+    /// rules: TRYCREATE, one store call); only once it is stored is the old one expunged, so
+    /// a failed append leaves the original in place. Untagged `OK [APPENDUID]`, then
+    /// EXPUNGE/VANISHED, then the tagged OK (as MOVE, RFC 6851 §3.3).
+    pub(crate) async fn cmd_replace(
+        &mut self,
+        uid: bool,
+        target: SeqBound,
+        name: &str,
+        message: AppendMessage,
+        out: &mut Vec<u8>,
+    ) -> CmdResult {
+        let verb = if uid { "UID REPLACE" } else { "REPLACE" };
+        let account = self.account_id()?;
+        let sel = self.selected()?;
+        if sel.read_only {
+            return Err(CmdError::no(
+                "READ-ONLY",
+                "The mailbox is read-only (EXAMINE)",
+            ));
+        }
+        let source = sel.id;
+        let Some(&index) = sel
+            .resolve(&SequenceSet::Ranges(vec![(target, target)]), uid)?
+            .first()
+        else {
+            // RFC 8508 §3.3: a UID that names no message is NO.
+            return Err(CmdError::no(
+                "NONEXISTENT",
+                format!("{verb}: no such message"),
+            ));
+        };
+        let old = sel.view[index].uid;
+        let (mailbox, uids) = self.append_messages(name, vec![message]).await?;
+        out.extend_from_slice(
+            format!(
+                "* OK [APPENDUID {} {}] Replacement Message ready\r\n",
+                mailbox.uid_validity,
+                compress_set(&uids)
+            )
+            .as_bytes(),
+        );
+        self.store.mailbox_expunge(account, source, &[old]).await?;
+        let sel = self.selected()?;
+        if let Some(i) = super::view::position_of(&sel.view, old) {
+            self.report_expunged(&[i], out);
+        }
         Done::new(format!("{verb} completed"))
     }
 }
