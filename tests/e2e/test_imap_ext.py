@@ -325,6 +325,41 @@ class ImapExtTest(ServerTestCase):
         self.assertIn(b"NO [READ-ONLY]", lines[-1])
         self.assertEqual(self.subjects(raw, box), [b"keep me"])
 
+    # ---- UIDONLY (RFC 9586) ---------------------------------------------------------------
+
+    def test_uidonly(self):
+        self.assertIn("UIDONLY", self.capabilities())
+        raw = self.raw_session()
+        box = self.name("Uidonly")
+        raw.ok(f'CREATE "{box}"')
+        for i in range(3):
+            raw.ok(f'APPEND "{box}" '.encode() + self.literal(message(f"u{i}")))
+        lines = raw.ok("ENABLE UIDONLY")
+        self.assertIn(b"* ENABLED UIDONLY\r\n", lines)
+        raw.ok(f'SELECT "{box}"')
+        # RFC 9586 §3: commands with message numbers are BAD [UIDREQUIRED].
+        for cmd in ["FETCH 1 (FLAGS)", "STORE 1 +FLAGS (\\Seen)", "SEARCH ALL",
+                    f'COPY 1 "{box}"', f'MOVE 1 "{box}"', "UID SEARCH 1:2",
+                    "SORT (DATE) UTF-8 ALL"]:
+            last = raw.command(cmd)[-1]
+            self.assertIn(b"BAD [UIDREQUIRED]", last, cmd)
+        # RFC 9586 §3.3: FETCH data comes as `* uid UIDFETCH (...)`.
+        lines = raw.ok("UID FETCH 1:* (FLAGS)")
+        fetches = [l for l in lines if l.startswith(b"* ")]
+        self.assertEqual(len(fetches), 3, lines)
+        for uid, line in zip((1, 2, 3), fetches):
+            self.assertRegex(line, rb"^\* " + str(uid).encode() + rb" UIDFETCH \(FLAGS \(")
+        self.assertFalse(any(re.match(rb"\* \d+ FETCH", l) for l in lines), lines)
+        lines = raw.ok("UID STORE 2 +FLAGS (\\Deleted)")
+        self.assertTrue(any(l.startswith(b"* 2 UIDFETCH (FLAGS (\\Deleted") for l in lines), lines)
+        # RFC 9586 §3.4: VANISHED instead of EXPUNGE (without QRESYNC).
+        lines = raw.ok("EXPUNGE")
+        self.assertIn(b"* VANISHED 2\r\n", lines)
+        self.assertFalse(any(re.match(rb"\* \d+ EXPUNGE", l) for l in lines), lines)
+        # UID SEARCH still works, with UIDs.
+        lines = raw.ok("UID SEARCH ALL")
+        self.assertIn(b"* SEARCH 1 3\r\n", lines)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -49,6 +49,7 @@ impl Session {
             "PREVIEW",
             "MULTIAPPEND",
             "REPLACE",
+            "UIDONLY",
         ]);
         caps.join(" ")
     }
@@ -93,6 +94,11 @@ impl Session {
                 "UTF8=ACCEPT" if !self.enabled.utf8 => {
                     self.enabled.utf8 = true;
                     newly.push("UTF8=ACCEPT");
+                }
+                // RFC 9586 §3
+                "UIDONLY" if !self.enabled.uidonly => {
+                    self.enabled.uidonly = true;
+                    newly.push("UIDONLY");
                 }
                 "IMAP4REV2" if !self.enabled.rev2 => {
                     self.enabled.rev2 = true;

@@ -263,6 +263,7 @@ impl Session {
                         case: &self.keyword_case,
                         sel,
                         facts: &facts,
+                        uidonly: self.enabled.uidonly,
                     },
                     raw.as_deref().map_or(Content::Missing, Content::Raw),
                     flags_changed.contains(&i),
@@ -334,6 +335,7 @@ impl Session {
                         case: &self.keyword_case,
                         sel,
                         facts,
+                        uidonly: self.enabled.uidonly,
                     },
                     content,
                     flags_changed.contains(&i),
@@ -471,6 +473,8 @@ struct Flags<'a> {
     case: &'a KeywordCase,
     sel: &'a super::Selected,
     facts: &'a Facts,
+    /// RFC 9586: `UIDFETCH` responses.
+    uidonly: bool,
 }
 
 impl Flags<'_> {
@@ -493,14 +497,15 @@ fn render_message(
     cte_error: &mut Option<message::BinaryError>,
     out: &mut Vec<u8>,
 ) {
-    out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+    out.extend_from_slice(super::fetch_head(flags.uidonly, i, m.uid).as_bytes());
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
         if !std::mem::take(&mut first) {
             out.push(b' ');
         }
     };
-    if f.uid {
+    // With UIDONLY the UID is the response's number (RFC 9586 §3.3).
+    if f.uid && !flags.uidonly {
         sep(out);
         out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
     }

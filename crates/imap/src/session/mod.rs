@@ -127,6 +127,45 @@ pub(crate) struct Enabled {
     pub qresync: bool,
     pub utf8: bool,
     pub rev2: bool,
+    /// RFC 9586 UIDONLY: no message numbers in commands or responses.
+    pub uidonly: bool,
+}
+
+/// Does the command use message sequence numbers (RFC 9586 §3: refused with UIDONLY)? The
+/// non-UID forms of FETCH, STORE, SEARCH, COPY, MOVE, SORT, THREAD and REPLACE, and a
+/// sequence set as a search key.
+fn uses_message_numbers(body: &CommandBody) -> bool {
+    fn in_key(k: &crate::parser::SearchKey) -> bool {
+        use crate::parser::SearchKey;
+        match k {
+            SearchKey::SequenceSet(SequenceSet::Ranges(_)) => true,
+            SearchKey::Not(k) => in_key(k),
+            SearchKey::Or(a, b) => in_key(a) || in_key(b),
+            SearchKey::And(keys) => keys.iter().any(in_key),
+            _ => false,
+        }
+    }
+    match body {
+        CommandBody::Fetch(f) => !f.uid,
+        CommandBody::Store(s) => !s.uid,
+        CommandBody::Copy { uid, .. }
+        | CommandBody::Move { uid, .. }
+        | CommandBody::Replace { uid, .. } => !uid,
+        CommandBody::Search(s) => !s.uid || in_key(&s.key),
+        CommandBody::Sort(s) => !s.uid || in_key(&s.key),
+        CommandBody::Thread(t) => !t.uid || in_key(&t.key),
+        _ => false,
+    }
+}
+
+/// The start of a FETCH response: `* n FETCH (`, or with UIDONLY `* uid UIDFETCH (`
+/// (RFC 9586 §3.3), whose UID is the number and is not repeated inside.
+pub(crate) fn fetch_head(uidonly: bool, index: usize, uid: Uid) -> String {
+    if uidonly {
+        format!("* {uid} UIDFETCH (")
+    } else {
+        format!("* {} FETCH (", index + 1)
+    }
 }
 
 /// An authenticated user.
@@ -535,8 +574,20 @@ impl Session {
         }
     }
 
-    /// RFC 9051 §3: which commands are valid in which state. Wrong state → `BAD`.
+    /// RFC 9051 §3: which commands are valid in which state. Wrong state → `BAD`. With
+    /// UIDONLY, commands that use message numbers are `BAD [UIDREQUIRED]` (RFC 9586 §3).
     fn check_state(&self, body: &CommandBody) -> Result<(), String> {
+        self.check_command_state(body)?;
+        if self.enabled.uidonly && uses_message_numbers(body) {
+            return Err(format!(
+                "[UIDREQUIRED] {} uses message numbers; with UIDONLY use UIDs",
+                body.name()
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_command_state(&self, body: &CommandBody) -> Result<(), String> {
         use CommandBody::*;
         let name = body.name();
         match body {
@@ -558,7 +609,8 @@ impl Session {
             | Copy { .. }
             | Move { .. }
             | Sort(_)
-            | Thread(_) => match self.state {
+            | Thread(_)
+            | Replace { .. } => match self.state {
                 State::Selected(..) => Ok(()),
                 State::Authenticated(_) => Err(format!(
                     "{name} needs a selected mailbox (use SELECT first)"

@@ -59,6 +59,7 @@ impl Session {
             return Err(CmdError::Bad("no mailbox selected".into()));
         };
         let case = &self.keyword_case;
+        let uidonly = self.enabled.uidonly;
         // RFC 3501 §7.2.6: keywords new to this session are announced first.
         sel.announce(updated.values().flat_map(|(_, k)| k), case, out);
         let mut modified = Vec::new();
@@ -81,7 +82,7 @@ impl Session {
             // RFC 7162 §3.1.3: with CONDSTORE a changed message is reported with MODSEQ
             // even under .SILENT.
             if !s.silent || (condstore && changed) {
-                let uid = if s.uid {
+                let uid = if s.uid && !uidonly {
                     format!("UID {} ", m.uid)
                 } else {
                     String::new()
@@ -102,7 +103,11 @@ impl Session {
                     ""
                 };
                 out.extend_from_slice(
-                    format!("* {} FETCH ({uid}{flags}{sep}{modseq})\r\n", i + 1).as_bytes(),
+                    format!(
+                        "{}{uid}{flags}{sep}{modseq})\r\n",
+                        super::fetch_head(uidonly, i, m.uid)
+                    )
+                    .as_bytes(),
                 );
             }
         }
