@@ -360,6 +360,46 @@ class ImapExtTest(ServerTestCase):
         lines = raw.ok("UID SEARCH ALL")
         self.assertIn(b"* SEARCH 1 3\r\n", lines)
 
+    # ---- ESORT (RFC 5267 §3), PARTIAL (RFC 9394) -----------------------------------------
+
+    def test_esort_and_partial(self):
+        caps = self.capabilities()
+        self.assertIn("ESORT", caps)
+        self.assertIn("PARTIAL", caps)
+        raw = self.raw_session()
+        box = self.name("Esort")
+        raw.ok(f'CREATE "{box}"')
+        # Sizes grow with i: UID i+1 is the (i+1)-th smallest.
+        for i in range(5):
+            raw.ok(f'APPEND "{box}" '.encode() + self.literal(message(f"s{i}", body="x" * (10 + 50 * i) + "\r\n")))
+        raw.ok(f'SELECT "{box}"')
+
+        def esearch(cmd: str) -> bytes:
+            lines = raw.ok(cmd)
+            found = [l for l in lines if l.startswith(b"* ESEARCH")]
+            self.assertEqual(len(found), 1, lines)
+            return found[0].rstrip(b"\r\n")
+
+        # RFC 5267 §3.2: MIN/MAX are the first/last in sort order, ALL keeps the order.
+        line = esearch("UID SORT RETURN (MIN MAX COUNT ALL) (REVERSE SIZE) UTF-8 ALL")
+        self.assertRegex(line, rb'^\* ESEARCH \(TAG "t\d+"\) UID MIN 5 MAX 1 COUNT 5 ALL 5,4,3,2,1$')
+        line = esearch("UID SORT RETURN () (SIZE) UTF-8 NOT UID 3")
+        self.assertTrue(line.endswith(b" UID ALL 1:2,4:5"), line)
+        # RFC 9394 §3: PARTIAL pages through the results, from the start or the end.
+        self.assertTrue(esearch("UID SEARCH RETURN (PARTIAL 2:3) ALL").endswith(b"UID PARTIAL (2:3 2:3)"))
+        self.assertTrue(esearch("UID SEARCH RETURN (COUNT PARTIAL -1:-2) ALL")
+                        .endswith(b"UID COUNT 5 PARTIAL (-1:-2 4:5)"))
+        self.assertTrue(esearch("UID SEARCH RETURN (PARTIAL 6:10) ALL").endswith(b"PARTIAL (6:10 NIL)"))
+        line = esearch("UID SORT RETURN (PARTIAL 1:2) (REVERSE SIZE) UTF-8 ALL")
+        self.assertTrue(line.endswith(b"UID PARTIAL (1:2 5,4)"), line)
+        # PARTIAL with ALL is BAD (RFC 9394 §3).
+        self.assertIn(b" BAD ", raw.command("UID SEARCH RETURN (ALL PARTIAL 1:2) ALL")[-1])
+        self.assertIn(b" BAD ", raw.command("UID SEARCH RETURN (PARTIAL 0:2) ALL")[-1])
+        # PARTIAL with SAVE saves the returned part (RFC 5182 $).
+        raw.ok("UID SEARCH RETURN (SAVE PARTIAL -1:-2) ALL")
+        lines = raw.ok("UID SEARCH UID $")
+        self.assertIn(b"* SEARCH 4 5\r\n", lines)
+
 
 if __name__ == "__main__":
     unittest.main()

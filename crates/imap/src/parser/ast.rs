@@ -392,6 +392,19 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// RFC 9394 §3 `PARTIAL lo:hi` (positions 1-based, `lo <= hi`); `from_end` for
+    /// `-lo:-hi`, counted from the last result.
+    Partial {
+        from_end: bool,
+        lo: u32,
+        hi: u32,
+    },
+}
+
+impl SearchReturn {
+    pub fn is_partial(&self) -> bool {
+        matches!(self, SearchReturn::Partial { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,6 +431,8 @@ pub enum SortKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SortCommand {
     pub uid: bool,
+    /// RFC 5267 §3 ESORT `RETURN (...)`; `None`: plain SORT (untagged `SORT` response).
+    pub ret: Option<Vec<SearchReturn>>,
     /// `(reverse, key)` pairs in order.
     pub criteria: Vec<(bool, SortKey)>,
     pub charset: String,

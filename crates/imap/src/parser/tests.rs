@@ -731,6 +731,52 @@ fn replace_parses_and_its_literal_has_the_message_limit() {
 }
 
 #[test]
+fn esort_and_partial_parse() {
+    // RFC 5267 §3, RFC 9394 §5
+    let CommandBody::Sort(s) = parse_ok("a UID SORT RETURN (MIN PARTIAL -5:-1) (DATE) UTF-8 ALL")
+    else {
+        panic!("not a SORT");
+    };
+    assert_eq!(
+        s.ret,
+        Some(vec![
+            SearchReturn::Min,
+            SearchReturn::Partial {
+                from_end: true,
+                lo: 1,
+                hi: 5
+            }
+        ])
+    );
+    let CommandBody::Sort(s) = parse_ok("a SORT (DATE) UTF-8 ALL") else {
+        panic!("not a SORT");
+    };
+    assert_eq!(s.ret, None);
+    let CommandBody::Search(s) = parse_ok("a SEARCH RETURN (PARTIAL 10:1) ALL") else {
+        panic!("not a SEARCH");
+    };
+    assert_eq!(
+        s.ret,
+        Some(vec![SearchReturn::Partial {
+            from_end: false,
+            lo: 1,
+            hi: 10
+        }])
+    );
+    for bad in [
+        "a SEARCH RETURN (PARTIAL 0:5) ALL",
+        "a SEARCH RETURN (PARTIAL -1:5) ALL",
+        "a SEARCH RETURN (PARTIAL 1:2 PARTIAL 3:4) ALL",
+        "a SEARCH RETURN (ALL PARTIAL 1:2) ALL",
+        "a SEARCH RETURN (PARTIAL 1:99999999999) ALL",
+    ] {
+        parse_err(bad);
+    }
+    let many = format!("a SEARCH RETURN ({}) ALL", vec!["MIN"; 17].join(" "));
+    assert!(parse_err(&many).1.contains("too many return options"));
+}
+
+#[test]
 fn deeply_nested_search_is_refused() {
     let line = format!("a SEARCH {}ALL{}", "(".repeat(100), ")".repeat(100));
     let (_, text) = parse_err(&line);

@@ -50,6 +50,8 @@ impl Session {
             "MULTIAPPEND",
             "REPLACE",
             "UIDONLY",
+            "ESORT",
+            "PARTIAL",
         ]);
         caps.join(" ")
     }

@@ -525,7 +525,7 @@ impl Session {
                 mailbox,
                 message,
             } => self.cmd_replace(uid, target, &mailbox, message, out).await,
-            CommandBody::Sort(s) => self.cmd_sort(s, out).await,
+            CommandBody::Sort(s) => self.cmd_sort(&tag, s, out).await,
             CommandBody::Thread(t) => self.cmd_thread(t, out).await,
         };
         if !condstore_before && self.enabled.condstore && !is_select {

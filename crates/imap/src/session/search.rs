@@ -7,7 +7,7 @@ use crate::objectid;
 use crate::parser::{
     SearchCommand, SearchKey, SearchReturn, SequenceSet, SortCommand, SortKey, ThreadCommand,
 };
-use crate::response::compress_set;
+use crate::response::{compress_set, ordered_set};
 use bulwark_store::{
     AccountId, BlobHash, EmailId, SearchHeaders, StoreError, ThreadId, Uid, imap_flag_to_keyword,
 };
@@ -35,6 +35,73 @@ fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
             text: format!("Charset {other} is not supported"),
         }),
     }
+}
+
+/// RFC 9394 §3: the results at positions `lo..=hi` (1-based), counted from the last result
+/// when `from_end`; positions past the end are left out.
+fn partial_slice<T>(items: &[T], from_end: bool, lo: u32, hi: u32) -> &[T] {
+    let len = items.len();
+    let (lo, hi) = (lo as usize, hi as usize);
+    let (start, end) = if from_end {
+        (len.saturating_sub(hi), len.saturating_sub(lo - 1))
+    } else {
+        ((lo - 1).min(len), hi.min(len))
+    };
+    &items[start..end.max(start)]
+}
+
+/// ` PARTIAL (range set)` of an ESEARCH response (RFC 9394 §3), `NIL` for no results in
+/// the range; `ordered` keeps the results' order (ESORT) instead of sorting them.
+fn partial_item(numbers: &[u32], from_end: bool, lo: u32, hi: u32, ordered: bool) -> String {
+    let part = partial_slice(numbers, from_end, lo, hi);
+    let range = if from_end {
+        format!("-{lo}:-{hi}")
+    } else {
+        format!("{lo}:{hi}")
+    };
+    let set = if part.is_empty() {
+        "NIL".to_string()
+    } else if ordered {
+        ordered_set(part)
+    } else {
+        compress_set(part)
+    };
+    format!(" PARTIAL ({range} {set})")
+}
+
+/// The `* ESEARCH` response of an ESORT (RFC 5267 §3.2): MIN and MAX are the first and
+/// last in sort order, ALL and PARTIAL keep the sort order.
+fn esort_line(tag: &str, uid: bool, opts: &[SearchReturn], numbers: &[u32]) -> String {
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    for o in opts {
+        match *o {
+            SearchReturn::Min => {
+                if let Some(n) = numbers.first() {
+                    line.push_str(&format!(" MIN {n}"));
+                }
+            }
+            SearchReturn::Max => {
+                if let Some(n) = numbers.last() {
+                    line.push_str(&format!(" MAX {n}"));
+                }
+            }
+            SearchReturn::Count => line.push_str(&format!(" COUNT {}", numbers.len())),
+            SearchReturn::All => {
+                if !numbers.is_empty() {
+                    line.push_str(&format!(" ALL {}", ordered_set(numbers)));
+                }
+            }
+            SearchReturn::Partial { from_end, lo, hi } => {
+                line.push_str(&partial_item(numbers, from_end, lo, hi, true));
+            }
+            SearchReturn::Save => {}
+        }
+    }
+    line.push_str("\r\n");
+    line
 }
 
 /// What evaluating a search key needs besides the session's view.
@@ -360,7 +427,14 @@ impl Session {
                     let only_minmax = !opts.contains(&SearchReturn::All)
                         && !opts.contains(&SearchReturn::Count)
                         && (opts.contains(&SearchReturn::Min) || opts.contains(&SearchReturn::Max));
-                    let chosen: Vec<usize> = if only_minmax {
+                    let partial = opts.iter().find_map(|o| match *o {
+                        SearchReturn::Partial { from_end, lo, hi } => Some((from_end, lo, hi)),
+                        _ => None,
+                    });
+                    let chosen: Vec<usize> = if let Some((from_end, lo, hi)) = partial {
+                        // RFC 9394 §3: with PARTIAL, the returned part is what is saved.
+                        partial_slice(&hits, from_end, lo, hi).to_vec()
+                    } else if only_minmax {
                         let mut v = Vec::new();
                         if opts.contains(&SearchReturn::Min) {
                             v.extend(min);
@@ -402,6 +476,9 @@ impl Session {
                                     line.push_str(&format!(" ALL {}", compress_set(&numbers)));
                                 }
                             }
+                            SearchReturn::Partial { from_end, lo, hi } => {
+                                line.push_str(&partial_item(&numbers, *from_end, *lo, *hi, false));
+                            }
                             SearchReturn::Save => {}
                         }
                     }
@@ -435,8 +512,13 @@ impl Session {
         Done::new(format!("{name} completed"))
     }
 
-    /// RFC 5256 §3 SORT.
-    pub(crate) async fn cmd_sort(&mut self, s: SortCommand, out: &mut Vec<u8>) -> CmdResult {
+    /// RFC 5256 §3 SORT, with RFC 5267 §3 ESORT return options (and RFC 9394 PARTIAL).
+    pub(crate) async fn cmd_sort(
+        &mut self,
+        tag: &str,
+        s: SortCommand,
+        out: &mut Vec<u8>,
+    ) -> CmdResult {
         check_charset(Some(&s.charset))?;
         let (mut hits, views) = self.evaluate(&s.key, true).await?;
         let sel = self.selected()?;
@@ -473,20 +555,44 @@ impl Session {
             }
             a.cmp(&b)
         });
-        let list: String = hits
+        let numbers: Vec<u32> = hits
             .iter()
             .map(|&i| {
-                format!(
-                    " {}",
-                    if s.uid {
-                        sel.view[i].uid.0
-                    } else {
-                        i as u32 + 1
-                    }
-                )
+                if s.uid {
+                    sel.view[i].uid.0
+                } else {
+                    i as u32 + 1
+                }
             })
             .collect();
-        out.extend_from_slice(format!("* SORT{list}\r\n").as_bytes());
+        match s.ret {
+            None => {
+                let list: String = numbers.iter().map(|n| format!(" {n}")).collect();
+                out.extend_from_slice(format!("* SORT{list}\r\n").as_bytes());
+            }
+            Some(mut opts) => {
+                if opts.is_empty() {
+                    opts.push(SearchReturn::All);
+                }
+                if opts.contains(&SearchReturn::Save) {
+                    // RFC 5267 §3 with RFC 5182: the saved result is a set (its order is
+                    // lost); with PARTIAL only the returned part.
+                    let chosen: Vec<usize> = match opts.iter().find_map(|o| match *o {
+                        SearchReturn::Partial { from_end, lo, hi } => Some((from_end, lo, hi)),
+                        _ => None,
+                    }) {
+                        Some((from_end, lo, hi)) => partial_slice(&hits, from_end, lo, hi).to_vec(),
+                        None => hits.clone(),
+                    };
+                    let mut uids: Vec<Uid> = chosen.iter().map(|&i| sel.view[i].uid).collect();
+                    uids.sort_unstable();
+                    self.selected_mut()?.saved = uids;
+                }
+                if !(opts.len() == 1 && opts[0] == SearchReturn::Save) {
+                    out.extend_from_slice(esort_line(tag, s.uid, &opts, &numbers).as_bytes());
+                }
+            }
+        }
         Done::new(if s.uid {
             "UID SORT completed"
         } else {
