@@ -400,6 +400,49 @@ class ImapExtTest(ServerTestCase):
         lines = raw.ok("UID SEARCH UID $")
         self.assertIn(b"* SEARCH 4 5\r\n", lines)
 
+    # ---- CONTEXT=SEARCH (RFC 5267 §4) -------------------------------------------------
+
+    def test_context_search_updates(self):
+        self.assertIn("CONTEXT=SEARCH", self.capabilities())
+        raw = self.raw_session()
+        box = self.name("Ctx")
+        raw.ok(f'CREATE "{box}"')
+        for i in range(3):
+            raw.ok(f'APPEND "{box}" '.encode() + self.literal(message(f"c{i}")))
+        raw.ok(f'SELECT "{box}"')
+        raw.ok("UID STORE 1 +FLAGS (\\Flagged)")
+        # RFC 5267 §4.2: the initial result, then ADDTO / REMOVEFROM as it changes.
+        lines = raw.ok("UID SEARCH RETURN (UPDATE) FLAGGED")
+        tag = lines[-1].split(b" ")[0].decode()
+        self.assertTrue(any(l.startswith(f'* ESEARCH (TAG "{tag}") UID ALL 1'.encode()) for l in lines), lines)
+        text = b"".join(raw.ok("UID STORE 3 +FLAGS (\\Flagged)"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ADDTO (0 3)'.encode(), text)
+        text = b"".join(raw.ok("UID STORE 1 -FLAGS (\\Flagged)"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID REMOVEFROM (0 1)'.encode(), text)
+        # Another session's change shows up too (here on NOOP).
+        other = self.login()
+        imap_check(other.select(f'"{box}"'), "SELECT")
+        imap_check(other.uid("STORE", "2", "+FLAGS", "(\\Flagged)"), "STORE")
+        text = b"".join(raw.ok("NOOP"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ADDTO (0 2)'.encode(), text)
+        # An expunge removes it once reported.
+        imap_check(other.uid("STORE", "3", "+FLAGS", "(\\Deleted)"), "STORE")
+        imap_check(other.expunge(), "EXPUNGE")
+        text = b"".join(raw.ok("NOOP"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID REMOVEFROM (0 3)'.encode(), text)
+        self.assertLess(text.index(b"EXPUNGE"), text.index(b"REMOVEFROM"))
+        # CANCELUPDATE ends it; an unknown tag is BAD.
+        raw.ok(f'CANCELUPDATE "{tag}"')
+        text = b"".join(raw.ok("UID STORE 1 +FLAGS (\\Flagged)"))
+        self.assertNotIn(b"ADDTO", text)
+        self.assertIn(b" BAD ", raw.command(f'CANCELUPDATE "{tag}"')[-1])
+        # UPDATE needs UID SEARCH; past the limit, NO [NOUPDATE] and a one-off result.
+        self.assertIn(b" BAD ", raw.command("SEARCH RETURN (UPDATE) ALL")[-1])
+        for _ in range(4):
+            raw.ok("UID SEARCH RETURN (UPDATE COUNT) ALL")
+        lines = raw.ok("UID SEARCH RETURN (UPDATE COUNT) ALL")
+        self.assertTrue(any(b"NO [NOUPDATE" in l for l in lines), lines)
+
 
 if __name__ == "__main__":
     unittest.main()

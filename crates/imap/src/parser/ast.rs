@@ -98,6 +98,8 @@ pub enum CommandBody {
     },
     Sort(SortCommand),
     Thread(ThreadCommand),
+    /// RFC 5267 §4.2.1: the tags of the searches whose updates end.
+    CancelUpdate(Vec<String>),
     /// RFC 8508 REPLACE / UID REPLACE: `target` is a sequence number or a UID.
     Replace {
         uid: bool,
@@ -147,6 +149,7 @@ impl CommandBody {
             CommandBody::Move { .. } => "MOVE",
             CommandBody::Sort(_) => "SORT",
             CommandBody::Thread(_) => "THREAD",
+            CommandBody::CancelUpdate(_) => "CANCELUPDATE",
             CommandBody::Replace { uid: false, .. } => "REPLACE",
             CommandBody::Replace { uid: true, .. } => "UID REPLACE",
         }
@@ -392,6 +395,10 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// RFC 5267 §4.2: keep the result up to date with `ADDTO` / `REMOVEFROM`.
+    Update,
+    /// RFC 5267 §4.1: a hint that the result will be paged; no response of its own.
+    Context,
     /// RFC 9394 §3 `PARTIAL lo:hi` (positions 1-based, `lo <= hi`); `from_end` for
     /// `-lo:-hi`, counted from the last result.
     Partial {

@@ -56,6 +56,7 @@ pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody>
         "THREAD" => CommandBody::Thread(search::thread(c, false)?),
         "UID" => uid(c)?,
         "REPLACE" => replace(c, false)?,
+        "CANCELUPDATE" => cancel_update(c)?,
         _ => return Err(ParseError::syntax(&format!("Unknown command {name}"))),
     };
     c.end()?;
@@ -432,6 +433,25 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         message: first.message,
         more,
     })
+}
+
+/// Most tags in one CANCELUPDATE.
+const MAX_CANCEL_TAGS: usize = 16;
+
+/// RFC 5267 §6: `cancelupdate = "CANCELUPDATE" 1*(SP tag-string)`, `tag-string = string`.
+fn cancel_update(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mut tags = Vec::new();
+    while c.try_byte(b' ') {
+        if tags.len() >= MAX_CANCEL_TAGS {
+            return Err(ParseError::syntax("too many tags in CANCELUPDATE"));
+        }
+        let tag = c.string("tag string")?;
+        tags.push(String::from_utf8(tag).map_err(|_| ParseError::expected("tag string"))?);
+    }
+    if tags.is_empty() {
+        return Err(ParseError::expected("tag string"));
+    }
+    Ok(CommandBody::CancelUpdate(tags))
 }
 
 /// RFC 8508 §6: `replace = "REPLACE" SP seq-number SP mailbox append-message`, and

@@ -32,6 +32,8 @@ fn return_options(c: &mut Cursor<'_>) -> PResult<Option<Vec<SearchReturn>>> {
                 "ALL" => SearchReturn::All,
                 "COUNT" => SearchReturn::Count,
                 "SAVE" => SearchReturn::Save,
+                "UPDATE" => SearchReturn::Update,
+                "CONTEXT" => SearchReturn::Context,
                 "PARTIAL" => {
                     c.sp()?;
                     partial_range(c)?

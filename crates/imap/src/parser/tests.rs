@@ -777,6 +777,29 @@ fn esort_and_partial_parse() {
 }
 
 #[test]
+fn context_search_parses() {
+    // RFC 5267 §6
+    let CommandBody::Search(s) = parse_ok("a UID SEARCH RETURN (UPDATE CONTEXT COUNT) ALL") else {
+        panic!("not a SEARCH");
+    };
+    assert_eq!(
+        s.ret,
+        Some(vec![
+            SearchReturn::Update,
+            SearchReturn::Context,
+            SearchReturn::Count
+        ])
+    );
+    assert_eq!(
+        parse_ok("a CANCELUPDATE \"B01\" \"B02\""),
+        CommandBody::CancelUpdate(vec!["B01".into(), "B02".into()])
+    );
+    parse_err("a CANCELUPDATE");
+    let many = format!("a CANCELUPDATE {}", vec!["\"x\""; 17].join(" "));
+    assert!(parse_err(&many).1.contains("too many tags"));
+}
+
+#[test]
 fn deeply_nested_search_is_refused() {
     let line = format!("a SEARCH {}ALL{}", "(".repeat(100), ")".repeat(100));
     let (_, text) = parse_err(&line);

@@ -52,6 +52,7 @@ impl Session {
             "UIDONLY",
             "ESORT",
             "PARTIAL",
+            "CONTEXT=SEARCH",
         ]);
         caps.join(" ")
     }

@@ -196,6 +196,10 @@ pub(crate) struct Selected {
     pub feed: Arc<crate::feed::Feed>,
     /// RFC 5182 SEARCHRES saved result (UIDs).
     pub saved: Vec<Uid>,
+    /// RFC 5267 §4 searches kept up to date (`RETURN (UPDATE)`), at most
+    /// [`search::MAX_SEARCH_UPDATES`]. Boxed: rare, and every selected session holds one.
+    #[allow(clippy::box_collection)]
+    pub updates: Option<Box<Vec<search::SearchUpdate>>>,
     /// Custom keywords (stored form) this session announced in `FLAGS` (RFC 3501 §7.2.6).
     pub announced: std::collections::BTreeSet<String>,
     /// UID ranges (inclusive) recent in this session (RFC 3501 §2.3.2; see `recent.rs`).
@@ -527,6 +531,7 @@ impl Session {
             } => self.cmd_replace(uid, target, &mailbox, message, out).await,
             CommandBody::Sort(s) => self.cmd_sort(&tag, s, out).await,
             CommandBody::Thread(t) => self.cmd_thread(t, out).await,
+            CommandBody::CancelUpdate(tags) => self.cmd_cancel_update(&tags),
         };
         if !condstore_before && self.enabled.condstore && !is_select {
             self.announce_highest_modseq(out);
@@ -535,6 +540,7 @@ impl Session {
         if let Err(e) = self.sync(out, allow_expunge).await {
             tracing::warn!(error = %e, "IMAP: could not refresh the selected mailbox");
         }
+        self.context_updates(out).await;
         self.finish(&tag, name, result, out)
     }
 
@@ -610,6 +616,7 @@ impl Session {
             | Move { .. }
             | Sort(_)
             | Thread(_)
+            | CancelUpdate(_)
             | Replace { .. } => match self.state {
                 State::Selected(..) => Ok(()),
                 State::Authenticated(_) => Err(format!(
@@ -703,6 +710,7 @@ impl Session {
         if let Err(e) = self.sync(out, true).await {
             tracing::warn!(error = %e, "IMAP: could not refresh during IDLE");
         }
+        self.context_updates(out).await;
     }
 
     /// The client ended IDLE with `line` (should be `DONE`, RFC 2177 §3).

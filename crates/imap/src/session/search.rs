@@ -2,7 +2,7 @@
 //! MODSEQ), SORT and THREAD (RFC 5256).
 
 use super::{CmdError, CmdResult, Done, Selected, Session, ViewMsg};
-use crate::message::{SearchView, search_view_owned};
+use crate::message::{self, SearchView, search_view_owned};
 use crate::objectid;
 use crate::parser::{
     SearchCommand, SearchKey, SearchReturn, SequenceSet, SortCommand, SortKey, ThreadCommand,
@@ -35,6 +35,19 @@ fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
             text: format!("Charset {other} is not supported"),
         }),
     }
+}
+
+/// Most searches one session keeps up to date (RFC 5267 §4.2: the server may refuse more,
+/// with `NO [NOUPDATE]`); each is evaluated again after every command that may change it.
+pub(crate) const MAX_SEARCH_UPDATES: usize = 4;
+
+/// A `UID SEARCH RETURN (UPDATE)` kept up to date (RFC 5267 §4.2): its tag, its key and the
+/// UIDs last reported.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchUpdate {
+    tag: String,
+    key: SearchKey,
+    result: Vec<u32>,
 }
 
 /// RFC 9394 §3: the results at positions `lo..=hi` (1-based), counted from the last result
@@ -97,7 +110,7 @@ fn esort_line(tag: &str, uid: bool, opts: &[SearchReturn], numbers: &[u32]) -> S
             SearchReturn::Partial { from_end, lo, hi } => {
                 line.push_str(&partial_item(numbers, from_end, lo, hi, true));
             }
-            SearchReturn::Save => {}
+            SearchReturn::Save | SearchReturn::Update | SearchReturn::Context => {}
         }
     }
     line.push_str("\r\n");
@@ -393,7 +406,22 @@ impl Session {
         if with_modseq {
             self.enabled.condstore = true;
         }
+        let wants_update = s
+            .ret
+            .as_ref()
+            .is_some_and(|o| o.contains(&SearchReturn::Update));
+        if wants_update && !s.uid {
+            // Sequence numbers in ADDTO/REMOVEFROM would shift with every expunge; results
+            // kept up to date are UIDs here.
+            return Err(CmdError::Bad("UPDATE needs UID SEARCH".into()));
+        }
         let (hits, _) = self.evaluate(&s.key, false).await?;
+        let update_result: Vec<u32> = if wants_update {
+            let sel = self.selected()?;
+            hits.iter().map(|&i| sel.view[i].uid.0).collect()
+        } else {
+            Vec::new()
+        };
         let sel = self.selected()?;
         let numbers: Vec<u32> = hits
             .iter()
@@ -417,7 +445,12 @@ impl Session {
                 out.extend_from_slice(format!("* SEARCH{list}{ms}\r\n").as_bytes());
             }
             Some(mut opts) => {
-                if opts.is_empty() {
+                // RFC 4731 §3.1: `RETURN ()` means ALL; so does UPDATE without a result
+                // option (RFC 5267 §4.2): the client needs the result the updates apply to.
+                if opts
+                    .iter()
+                    .all(|o| matches!(o, SearchReturn::Update | SearchReturn::Context))
+                {
                     opts.push(SearchReturn::All);
                 }
                 let save = opts.contains(&SearchReturn::Save);
@@ -479,7 +512,7 @@ impl Session {
                             SearchReturn::Partial { from_end, lo, hi } => {
                                 line.push_str(&partial_item(&numbers, *from_end, *lo, *hi, false));
                             }
-                            SearchReturn::Save => {}
+                            SearchReturn::Save | SearchReturn::Update | SearchReturn::Context => {}
                         }
                     }
                     if with_modseq && !hits.is_empty() {
@@ -509,7 +542,118 @@ impl Session {
                 }
             }
         }
+        if wants_update {
+            self.register_update(tag, s.key, update_result, out)?;
+        }
         Done::new(format!("{name} completed"))
+    }
+
+    /// RFC 5267 §4.2: keeps a UID SEARCH with `RETURN (UPDATE)` up to date. With
+    /// too many already kept, an untagged `NO [NOUPDATE "tag"]` and the search stays a
+    /// one-off.
+    fn register_update(
+        &mut self,
+        tag: &str,
+        key: SearchKey,
+        result: Vec<u32>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CmdError> {
+        let sel = self.selected()?;
+        let tag_string =
+            String::from_utf8_lossy(&message::quoted_or_literal(tag.as_bytes())).into_owned();
+        let kept = sel.updates.as_deref().map_or(&[][..], |u| u.as_slice());
+        if kept.len() >= MAX_SEARCH_UPDATES || kept.iter().any(|u| u.tag == tag) {
+            out.extend_from_slice(
+                format!("* NO [NOUPDATE {tag_string}] Too many searches kept up to date\r\n")
+                    .as_bytes(),
+            );
+            return Ok(());
+        }
+        self.selected_mut()?
+            .updates
+            .get_or_insert_with(Default::default)
+            .push(SearchUpdate {
+                tag: tag.to_string(),
+                key,
+                result,
+            });
+        Ok(())
+    }
+
+    /// RFC 5267 §4.2.1 CANCELUPDATE: the named searches are no longer kept up to date.
+    pub(crate) fn cmd_cancel_update(&mut self, tags: &[String]) -> CmdResult {
+        let sel = self.selected_mut()?;
+        let kept = sel.updates.get_or_insert_with(Default::default);
+        let before = kept.len();
+        kept.retain(|u| !tags.contains(&u.tag));
+        let after = kept.len();
+        if kept.is_empty() {
+            sel.updates = None;
+        }
+        if after + tags.len() != before {
+            // RFC 5267 §4.2.1: an unknown tag is BAD.
+            return Err(CmdError::Bad(
+                "CANCELUPDATE names a search that is not kept up to date".into(),
+            ));
+        }
+        Done::new("CANCELUPDATE completed")
+    }
+
+    /// RFC 5267 §4.3: after a command (or while IDLE), each search kept up to date is
+    /// evaluated again and the difference sent as `REMOVEFROM` / `ADDTO` (position 0: the
+    /// result of SEARCH is unordered). Messages expunged but not yet reported stay in the
+    /// view, so they leave a result only once their expunge was sent.
+    pub(crate) async fn context_updates(&mut self, out: &mut Vec<u8>) {
+        let updates = match &self.state {
+            super::State::Selected(_, s) => match s.updates.as_deref() {
+                Some(u) if !u.is_empty() => u.clone(),
+                _ => return,
+            },
+            _ => return,
+        };
+        let mut fresh = Vec::with_capacity(updates.len());
+        for mut u in updates {
+            let Ok((hits, _)) = self.evaluate(&u.key, false).await else {
+                fresh.push(u);
+                continue;
+            };
+            let Ok(sel) = self.selected() else { return };
+            let now: Vec<u32> = hits.iter().map(|&i| sel.view[i].uid.0).collect();
+            let old: std::collections::HashSet<u32> = u.result.iter().copied().collect();
+            let new: std::collections::HashSet<u32> = now.iter().copied().collect();
+            let removed: Vec<u32> = u
+                .result
+                .iter()
+                .copied()
+                .filter(|n| !new.contains(n))
+                .collect();
+            let added: Vec<u32> = now.iter().copied().filter(|n| !old.contains(n)).collect();
+            let tag =
+                String::from_utf8_lossy(&message::quoted_or_literal(u.tag.as_bytes())).into_owned();
+            if !removed.is_empty() {
+                out.extend_from_slice(
+                    format!(
+                        "* ESEARCH (TAG {tag}) UID REMOVEFROM (0 {})\r\n",
+                        compress_set(&removed)
+                    )
+                    .as_bytes(),
+                );
+            }
+            if !added.is_empty() {
+                out.extend_from_slice(
+                    format!(
+                        "* ESEARCH (TAG {tag}) UID ADDTO (0 {})\r\n",
+                        compress_set(&added)
+                    )
+                    .as_bytes(),
+                );
+            }
+            u.result = now;
+            fresh.push(u);
+        }
+        if let Ok(sel) = self.selected_mut() {
+            sel.updates = Some(Box::new(fresh));
+        }
     }
 
     /// RFC 5256 §3 SORT, with RFC 5267 §3 ESORT return options (and RFC 9394 PARTIAL).

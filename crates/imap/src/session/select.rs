@@ -106,6 +106,7 @@ impl Session {
             wanted: synced,
             feed,
             saved: Vec::new(),
+            updates: None,
             announced,
             recent,
         };
