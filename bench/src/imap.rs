@@ -311,8 +311,11 @@ pub async fn login_many(
     parallel: usize,
 ) -> Result<Vec<Imap>> {
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    // Several comma-separated addresses (the nodes of one cluster): clients take turns.
+    let addrs: Vec<&str> = addr.split(',').collect();
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
+        let addr = addrs.get(i % addrs.len()).copied().unwrap_or(addr);
         let (addr, pass, sem) = (addr.to_string(), pass.to_string(), sem.clone());
         let user = user.replace("{}", &(i % users.max(1)).to_string());
         tasks.push(tokio::spawn(async move {

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct MixedArgs {
+    /// IMAP listener ip:port; several, comma-separated (the nodes of one cluster), take
+    /// turns.
     #[arg(long)]
     pub addr: String,
     #[arg(long, default_value_t = 10)]

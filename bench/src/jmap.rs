@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct JmapArgs {
-    /// HTTP listener ip:port.
+    /// HTTP listener ip:port; several, comma-separated (the nodes of one cluster), take
+    /// turns.
     #[arg(long)]
     pub addr: String,
     #[arg(long, default_value_t = 100)]
@@ -119,10 +120,13 @@ fn query_body(account: &str) -> Result<Vec<u8>> {
 
 pub async fn run(a: JmapArgs) -> Result<Value> {
     let users = a.users.max(1);
+    // Several comma-separated addresses (the nodes of one cluster): clients take turns.
+    let addrs: Vec<String> = a.addr.split(',').map(str::to_owned).collect();
+    let first = addrs.first().map_or(a.addr.as_str(), String::as_str);
     let mut bodies = Vec::with_capacity(users);
     for u in 0..users {
         let user = a.user.replace("{}", &u.to_string());
-        match session_account(&a.addr, &user, &a.pass).await {
+        match session_account(first, &user, &a.pass).await {
             Ok(account) => bodies.push((user, query_body(&account)?)),
             Err(e) => {
                 return Ok(json!({"skipped": format!("no usable JMAP endpoint: {e:#}")}));
@@ -135,8 +139,9 @@ pub async fn run(a: JmapArgs) -> Result<Value> {
     for i in 0..a.clients {
         let (user, body) = bodies[i % users].clone();
         let a = a.clone();
+        let addr = addrs[i % addrs.len()].clone();
         tasks.push(tokio::spawn(async move {
-            let mut http = Http::connect(&a.addr, &user, &a.pass).await?;
+            let mut http = Http::connect(&addr, &user, &a.pass).await?;
             let mut lat = Latencies::default();
             let mut failures = 0u64;
             while Instant::now() < deadline {

@@ -2,6 +2,7 @@
 //! (tokio), raw SMTP/LMTP, IMAP and HTTP. Each workload prints one JSON line on stdout
 //! (tagged with --workload/--server) and a short human summary on stderr.
 
+mod cpu;
 mod idle_rss;
 mod imap;
 mod imap_big;
@@ -71,6 +72,7 @@ fn kind(cmd: &Cmd) -> &'static str {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let kind = kind(&cli.cmd);
+    let cpu_before = cpu::sample();
     let result: Result<Value> = match cli.cmd {
         Cmd::Smtp(a) => smtp::run(a).await,
         Cmd::ImapMixed(a) => imap_mixed::run(a).await,
@@ -99,6 +101,9 @@ async fn main() -> std::process::ExitCode {
             )
         }
     };
+    if let Value::Object(fields) = &mut value {
+        fields.extend(cpu::figures(&cpu_before, &cpu::sample()));
+    }
     value["kind"] = json!(kind);
     value["workload"] = json!(cli.workload);
     value["server"] = json!(cli.server);
@@ -128,6 +133,9 @@ fn human(v: &Value) -> String {
         "search_body_ms",
         "rss_per_conn_kb",
         "pss_per_conn_kb",
+        "cpu_busy_pct",
+        "cpu_postgres_pct",
+        "cpu_bulwark_pct",
         "errors",
         "failures",
         "skipped",

@@ -7,8 +7,23 @@ use serde_json::Value;
 /// Metrics shown per workload kind, in order.
 fn metrics_for(kind: &str) -> &'static [&'static str] {
     match kind {
-        "smtp" => &["delivered_per_s", "acked_per_s", "p50_ms", "p99_ms"],
-        "imap-mixed" => &["ops_per_s", "p50_ms", "p99_ms"],
+        "smtp" => &[
+            "delivered_per_s",
+            "acked_per_s",
+            "p50_ms",
+            "p99_ms",
+            "cpu_busy_pct",
+            "cpu_postgres_pct",
+            "cpu_bulwark_pct",
+        ],
+        "imap-mixed" => &[
+            "ops_per_s",
+            "p50_ms",
+            "p99_ms",
+            "cpu_busy_pct",
+            "cpu_postgres_pct",
+            "cpu_bulwark_pct",
+        ],
         "imap-big" => &[
             "select_ms",
             "first_select_ms",
@@ -19,7 +34,14 @@ fn metrics_for(kind: &str) -> &'static [&'static str] {
             "search_body_ms",
         ],
         "imap-idle-rss" => &["rss_per_conn_kb", "pss_per_conn_kb"],
-        "jmap" => &["requests_per_s", "p50_ms", "p99_ms"],
+        "jmap" => &[
+            "requests_per_s",
+            "p50_ms",
+            "p99_ms",
+            "cpu_busy_pct",
+            "cpu_postgres_pct",
+            "cpu_bulwark_pct",
+        ],
         _ => &[],
     }
 }
@@ -108,6 +130,8 @@ pub fn render(results_file: &str) -> Result<String> {
             for p in with_values {
                 let pv = p[*m].as_f64().unwrap_or(0.0);
                 let adv = match bv {
+                    // CPU shares say where the machine's time went; not a score.
+                    _ if m.starts_with("cpu_") => "(CPU share)".into(),
                     Some(b) if b > 0.0 && pv > 0.0 => {
                         let r = if higher_is_better(m) { b / pv } else { pv / b };
                         format!("{r:.2}×")

@@ -12,8 +12,10 @@ import glob
 import json
 import os
 import re
+import smtplib
 import socket
 import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -69,9 +71,10 @@ def fresh_database(prefix: str) -> str:
 
 
 def pg_node(name: str, store: str, node_id: str, relay=None, drain_timeout: str = "20s",
-            listeners=LISTENERS + ("http",), outbound_toml: str = "") -> Server:
+            listeners=LISTENERS + ("http",), outbound_toml: str = "",
+            limits_toml: str = "") -> Server:
     server = Server(name=name, relay=relay, listeners=listeners, outbound_toml=outbound_toml,
-                    auth_toml="allow_plaintext_on_loopback = true")
+                    auth_toml="allow_plaintext_on_loopback = true", limits_toml=limits_toml)
     # The harness writes `allow_plaintext_on_loopback = false` first; keep only ours.
     text = server.config.read_text().replace("allow_plaintext_on_loopback = false\n", "")
     server.config.write_text(
@@ -100,10 +103,11 @@ class ClusterBase(unittest.TestCase):
     sink: SmtpSink | None = None
 
     @classmethod
-    def make_nodes(cls, count: int, relay=None, outbound_toml: str = ""):
+    def make_nodes(cls, count: int, relay=None, outbound_toml: str = "", limits_toml: str = ""):
         cls.store = fresh_database(cls.__name__)
         cls.nodes = [pg_node(f"{cls.__name__}-{i + 1}", cls.store, f"node-{i + 1}", relay=relay,
-                             outbound_toml=outbound_toml) for i in range(count)]
+                             outbound_toml=outbound_toml, limits_toml=limits_toml)
+                     for i in range(count)]
         cls.nodes[0].standard_fixture()
         for node in cls.nodes:
             node.start()
@@ -371,6 +375,125 @@ class SharedAccountDataTest(ClusterBase):
         self.assertEqual(r.status, 200, r)
         listed = [s for s in r.json() if s["via"] == "token"]
         self.assertEqual(len(listed), 12, "every sign-in is listed, on either node")
+
+
+class HotMailboxCrashTest(ClusterBase):
+    """Issue 19 (Show): 50 concurrent deliveries to one mailbox on PostgreSQL, grouped into
+    shared transactions by the node's writer, while that node is killed with SIGKILL mid-batch.
+    Afterwards a client sees UIDs 1..N without gaps (RFC 9051 §2.3.1.1: UIDs strictly
+    ascending; a rolled-back batch must not burn any), MODSEQs strictly increasing with the UID
+    (RFC 7162 §3.1.1), and every acknowledged message exactly once."""
+
+    SESSIONS = 50
+    KILL_AFTER_ACKS = 300
+    AFTER_KILL_PER_SESSION = 4
+    DEADLINE = 240.0
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # 50 sessions from one loopback address (the default per-IP limit is lower).
+        cls.make_nodes(2, limits_toml="max_connections_per_ip = 200")
+
+    def test_concurrent_deliveries_to_one_mailbox_survive_sigkill_mid_batch(self):
+        victim, survivor = self.nodes
+        lock = threading.Lock()
+        acked: set[str] = set()
+        attempted: set[str] = set()
+        errors: list[str] = []
+        killed = threading.Event()
+        deadline = time.monotonic() + self.DEADLINE
+
+        def sender(idx: int):
+            s, node, after_kill, i = None, victim, 0, 0
+            while after_kill < self.AFTER_KILL_PER_SESSION and time.monotonic() < deadline:
+                if killed.is_set() and node is victim:
+                    # The node died under us: go on with the other node, as a client would.
+                    node, s = survivor, None
+                mid = f"<hot-{idx}-{i}-{uuid.uuid4().hex}@e2e.test>"
+                i += 1
+                try:
+                    if s is None:
+                        s = node.smtp()
+                        s.ehlo("hot-client.test")
+                    with lock:
+                        attempted.add(mid)
+                    s.sendmail("load@remote.test", [ALICE],
+                               make_message(f"hot {idx}-{i}", message_id=mid))
+                    with lock:
+                        acked.add(mid)
+                    if node is survivor:
+                        after_kill += 1
+                except (smtplib.SMTPException, OSError) as exc:
+                    if node is survivor:
+                        with lock:
+                            errors.append(f"session {idx} on the surviving node: {exc!r}")
+                        return
+                    s = None
+            if s is not None:
+                try:
+                    s.quit()
+                except (smtplib.SMTPException, OSError):
+                    pass
+
+        threads = [threading.Thread(target=sender, args=(i,), daemon=True)
+                   for i in range(self.SESSIONS)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(acked) >= self.KILL_AFTER_ACKS, self.DEADLINE,
+                   f"{self.KILL_AFTER_ACKS} acknowledged deliveries", interval=0.01)
+        victim.kill9()
+        killed.set()
+        with lock:
+            acked_at_kill = len(acked)
+        for t in threads:
+            t.join(max(1.0, deadline - time.monotonic()))
+        self.assertFalse(any(t.is_alive() for t in threads), "senders finished in time")
+        self.assertEqual(errors, [], "the surviving node accepted every message")
+        victim.start()  # the killed node starts again on the same database without repair
+
+        for node in (survivor, victim):
+            m = node.imap(ALICE, ALICE_PW)
+            try:
+                typ, data = m.select("INBOX", readonly=True)
+                self.assertEqual(typ, "OK", data)
+                data = imap_check(m.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS "
+                                        "(MESSAGE-ID)])"), "UID FETCH")
+                modseq_lines = imap_check(m.uid("FETCH", "1:*", "(MODSEQ)"), "UID FETCH MODSEQ")
+            finally:
+                safe_logout(m)
+            modseq_of = {}
+            for line in modseq_lines:
+                found_uid = re.search(rb"UID (\d+)", line)
+                found_modseq = re.search(rb"MODSEQ \((\d+)\)", line)
+                if found_uid and found_modseq:
+                    modseq_of[int(found_uid.group(1))] = int(found_modseq.group(1))
+            rows = []
+            for item in data:
+                if not isinstance(item, tuple):
+                    continue
+                uid = int(re.search(r"UID (\d+)", item[0].decode()).group(1))
+                mid = re.search(rb"(?i)message-id:\s*(<[^>]+>)", item[1]).group(1).decode()
+                rows.append((uid, modseq_of.get(uid, 0), mid))
+            rows.sort()
+            self.assertEqual(len(modseq_of), len(rows), "a MODSEQ for every message")
+            uids = [r[0] for r in rows]
+            modseqs = [r[1] for r in rows]
+            found: dict[str, int] = {}
+            for _, _, mid in rows:
+                found[mid] = found.get(mid, 0) + 1
+            figures = (f"acknowledged={len(acked)} (before the kill {acked_at_kill}), "
+                       f"attempted={len(attempted)}, in INBOX={len(rows)}")
+            self.assertEqual(uids, list(range(1, len(rows) + 1)),
+                             f"UIDs 1..N without gaps ({node.config}; {figures})")
+            self.assertTrue(all(a < b for a, b in zip(modseqs, modseqs[1:])),
+                            f"MODSEQs strictly increase with the UID ({node.config})")
+            self.assertEqual([m for m in acked if m not in found], [],
+                             f"acknowledged but missing ({figures})")
+            self.assertEqual([m for m, n in found.items() if n > 1], [],
+                             f"stored twice ({figures})")
+            self.assertEqual(set(found) - attempted, set(), "nothing that was not sent")
+        print(f"\nHOT MAILBOX CRASH FIGURES: {figures}", file=sys.stderr)
 
 
 class ReloadTest(ClusterBase):

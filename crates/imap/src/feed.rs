@@ -8,7 +8,7 @@
 //! history read the store themselves. Everything here comes from the store (other nodes'
 //! changes included), so nothing can be missed: the feed only saves repeated reads.
 
-use crate::session::ViewMsg;
+use crate::session::{View, ViewMsg, ViewSummary};
 use bulwark_store::{
     AccountId, MailboxDelta, MailboxId, MessageMeta, ModSeq, Store, StoreError, Uid,
 };
@@ -39,8 +39,8 @@ struct FeedState {
     /// Up to which modseq the feed has read (meaningful once `started`).
     highest: ModSeq,
     started: bool,
-    /// The whole mailbox at `snapshot.0`, for SELECT.
-    snapshot: Option<(ModSeq, Arc<Vec<ViewMsg>>)>,
+    /// The whole mailbox at `snapshot.0`, for SELECT, with what SELECT reports of it.
+    snapshot: Option<(ModSeq, View, Arc<ViewSummary>)>,
 }
 
 /// The shared history of one mailbox.
@@ -101,38 +101,45 @@ impl Feed {
         }
     }
 
-    /// The whole mailbox as of now (at least `wanted`), for SELECT, and its modseq: the
-    /// kept view brought up to date, or one full read when there is none.
+    /// The whole mailbox as of now (at least `wanted`), for SELECT, what SELECT reports of
+    /// it, and its modseq: the kept view brought up to date, or one full read when there is
+    /// none. An unchanged kept view is shared, not copied (work independent of its size).
     pub(crate) async fn view(
         &self,
         store: &dyn Store,
         account: AccountId,
         mailbox: MailboxId,
         wanted: ModSeq,
-    ) -> Result<(Vec<ViewMsg>, ModSeq), StoreError> {
+    ) -> Result<(View, Arc<ViewSummary>, ModSeq), StoreError> {
         let mut st = self.state.lock().await;
-        if let Some((at, snap)) = st.snapshot.clone() {
+        if let Some((at, snap, summary)) = st.snapshot.clone() {
             st.catch_up(store, account, mailbox, at, wanted).await?;
             let mut view = None;
             if let Some(delta) = st.merged_since(at) {
-                let mut v = (*snap).clone();
-                apply_quietly(&mut v, &delta);
-                view = Some(v);
+                if delta.changed.is_empty() && delta.expunged.is_empty() {
+                    view = Some((snap, summary));
+                } else {
+                    let mut v = snap;
+                    apply_quietly(&mut v, &delta);
+                    let summary = Arc::new(ViewSummary::of(&v));
+                    view = Some((v, summary));
+                }
             }
             st.trim();
-            if let Some(view) = view {
+            if let Some((view, summary)) = view {
                 let now = st.highest.max(at);
-                st.snapshot = Some((now, Arc::new(view.clone())));
-                return Ok((view, now));
+                st.snapshot = Some((now, view.clone(), summary.clone()));
+                return Ok((view, summary, now));
             }
         }
         // The list read after `wanted` holds at least everything up to it; changes
         // committed meanwhile show up again in the first resync (harmless).
         let metas = store.mailbox_messages(account, mailbox).await?;
-        let view: Vec<ViewMsg> = metas.iter().map(ViewMsg::from_meta).collect();
+        let view = View::new(metas.iter().map(ViewMsg::from_meta).collect());
         drop(metas);
-        st.snapshot = Some((wanted, Arc::new(view.clone())));
-        Ok((view, wanted))
+        let summary = Arc::new(ViewSummary::of(&view));
+        st.snapshot = Some((wanted, view.clone(), summary.clone()));
+        Ok((view, summary, wanted))
     }
 }
 
@@ -262,7 +269,7 @@ impl Feed {
         let view = st
             .snapshot
             .as_ref()
-            .map_or(0, |(_, v)| v.len() * std::mem::size_of::<ViewMsg>());
+            .map_or(0, |(_, v, _)| v.len() * std::mem::size_of::<ViewMsg>());
         Some(view + st.entries * std::mem::size_of::<MessageMeta>())
     }
 }
@@ -324,8 +331,9 @@ mod tests {
         };
         let feed = Arc::new(Feed::default());
         if let Ok(mut st) = feed.state.try_lock() {
-            let view = vec![ViewMsg::from_meta(&meta); messages];
-            st.snapshot = Some((ModSeq(1), Arc::new(view)));
+            let view = View::new(vec![ViewMsg::from_meta(&meta); messages]);
+            let summary = Arc::new(ViewSummary::of(&view));
+            st.snapshot = Some((ModSeq(1), view, summary));
         }
         feed
     }

@@ -8,7 +8,8 @@ use bulwark_store::domain::emails as domain;
 use bulwark_store::engine::{EmailRow, WriteTx};
 use bulwark_store::{
     AccountId, Appended, BlobHash, EmailId, KeywordResult, KeywordUpdate, Mailbox, MailboxId,
-    MembershipUpdate, ModSeq, NewEmail, NewQueued, QueueId, Result, Role, ThreadId, Uid,
+    MembershipUpdate, ModSeq, NewEmail, NewQueued, QueueId, Result, Role, StoreError, ThreadId,
+    Uid,
 };
 
 pub(crate) use bulwark_store::domain::emails::NewMemberships;
@@ -16,19 +17,10 @@ pub(crate) use bulwark_store::domain::emails::NewMemberships;
 /// Largest UID (RFC 9051 §2.3.1.1: 32-bit unsigned).
 const MAX_UID: i64 = u32::MAX as i64;
 
-/// Stores a blob once (content-addressed); returns its hash.
+/// Stores a blob once (content-addressed); returns its hash. Buffered ([`crate::buffer`]).
 pub(crate) async fn put_blob(tx: &mut Tx<'_>, data: &[u8]) -> Result<BlobHash> {
     let hash = BlobHash::of(data);
-    tx.exec_later(
-        "WITH l AS (SELECT pg_advisory_xact_lock_shared($3::bigint))
-         INSERT INTO blobs (hash, data) SELECT $1::text, $2::bytea FROM l ON CONFLICT (hash) DO NOTHING",
-        vec![
-            Box::new(hash.0.clone()),
-            Box::new(data.to_vec()),
-            Box::new(crate::schema::BLOB_LOCK),
-        ],
-    )
-    .await?;
+    tx.rows.blob(&hash.0, data);
     Ok(hash)
 }
 
@@ -138,16 +130,15 @@ impl WriteTx for Tx<'_> {
         crate::mailboxes::delete_mailbox_row(self, mailbox).await
     }
 
-    /// The UPDATE locks the mailbox row until commit.
+    /// The first UPDATE locks the mailbox row until commit ([`Tx::next_uid`]).
     async fn take_uid(&mut self, account: AccountId, mailbox: MailboxId) -> Result<Option<Uid>> {
-        let row = self
-            .opt(
-                "UPDATE mailboxes SET uid_next = uid_next + 1
-                 WHERE id = $1 AND account = $2 AND uid_next < $3 RETURNING uid_next - 1",
-                &[&mailbox.0, &account.0, &MAX_UID],
-            )
-            .await?;
-        row.map(|r| get_u32(&r, 0).map(Uid)).transpose()
+        let uid = self.next_uid(account, mailbox.0, MAX_UID).await?;
+        uid.map(|uid| {
+            u32::try_from(uid).map(Uid).map_err(|_| {
+                StoreError::Internal(format!("mailbox {mailbox} has UID {uid} out of range"))
+            })
+        })
+        .transpose()
     }
 
     async fn touch_mailbox(
@@ -166,16 +157,9 @@ impl WriteTx for Tx<'_> {
         email: EmailId,
         modseq: ModSeq,
     ) -> Result<()> {
-        self.exec_later(
-            "INSERT INTO memberships (mailbox, uid, email, modseq) VALUES ($1, $2, $3, $4)",
-            vec![
-                Box::new(mailbox.0),
-                Box::new(i64::from(uid.0)),
-                Box::new(email.0),
-                Box::new(sql_modseq(modseq)),
-            ],
-        )
-        .await
+        self.rows
+            .membership(mailbox.0, i64::from(uid.0), email.0, sql_modseq(modseq));
+        Ok(())
     }
 
     async fn delete_membership(
@@ -230,6 +214,15 @@ impl WriteTx for Tx<'_> {
         account: AccountId,
         ids: &[String],
     ) -> Result<Vec<ThreadId>> {
+        if let Some(known) = &self.thread_refs {
+            let cached: Option<Vec<Option<i64>>> = ids
+                .iter()
+                .map(|id| known.get(&(account.0, id.clone())).copied())
+                .collect();
+            if let Some(cached) = cached {
+                return Ok(cached.into_iter().flatten().map(ThreadId).collect());
+            }
+        }
         let rows = self
             .query(
                 "SELECT DISTINCT thread FROM thread_refs WHERE account = $1 AND message_id = ANY($2)",
@@ -245,17 +238,13 @@ impl WriteTx for Tx<'_> {
         ids: &[String],
         thread: ThreadId,
     ) -> Result<()> {
-        self.exec_later(
-            "INSERT INTO thread_refs (account, message_id, thread)
-             SELECT $1, id, $3 FROM unnest($2::text[]) AS id
-             ON CONFLICT (account, message_id) DO UPDATE SET thread = EXCLUDED.thread",
-            vec![
-                Box::new(account.0),
-                Box::new(ids.to_vec()),
-                Box::new(thread.0),
-            ],
-        )
-        .await
+        if let Some(known) = &mut self.thread_refs {
+            for id in ids {
+                known.insert((account.0, id.clone()), Some(thread.0));
+            }
+        }
+        self.rows.thread_refs(account.0, ids, thread.0);
+        Ok(())
     }
 
     async fn merge_thread(
@@ -264,6 +253,8 @@ impl WriteTx for Tx<'_> {
         into: ThreadId,
         modseq: ModSeq,
     ) -> Result<Vec<EmailId>> {
+        // The merge rewrites references this transaction may have read ahead.
+        self.thread_refs = None;
         let rows = self
             .query(
                 "UPDATE emails SET thread = $2, modseq = $3 WHERE thread = $1 RETURNING id",
@@ -280,14 +271,11 @@ impl WriteTx for Tx<'_> {
         rows.iter().map(|r| get(r, 0).map(EmailId)).collect()
     }
 
+    /// Sent without waiting, like [`WriteTx::insert_email`].
     async fn insert_thread(&mut self, account: AccountId) -> Result<ThreadId> {
-        let row = self
-            .one(
-                "INSERT INTO threads (account) VALUES ($1) RETURNING id",
-                &[&account.0],
-            )
-            .await?;
-        Ok(ThreadId(get(&row, 0)?))
+        let thread = self.take_id("threads_id_seq").await?;
+        self.rows.thread(thread, account.0);
+        Ok(ThreadId(thread))
     }
 
     async fn thread_is_empty(&mut self, thread: ThreadId) -> Result<bool> {
@@ -308,35 +296,26 @@ impl WriteTx for Tx<'_> {
         Ok(())
     }
 
+    /// Buffered ([`crate::buffer`]); the id comes from the sequence ([`Tx::take_id`]).
     async fn insert_email(&mut self, row: &EmailRow<'_>) -> Result<EmailId> {
-        let inserted = self
-            .one(
-                "INSERT INTO emails (account, thread, blob, size, received_at, keywords, seen,
-                                     modseq, kw_modseq, message_id, summary)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) RETURNING id",
-                &[
-                    &row.account.0,
-                    &row.thread.0,
-                    &row.blob.0,
-                    &i64::from(row.size),
-                    &row.received_at,
-                    &row.keywords,
-                    &row.seen,
-                    &sql_modseq(row.modseq),
-                    &row.message_id,
-                    &row.summary_json,
-                ],
-            )
-            .await?;
-        let email = EmailId(get(&inserted, 0)?);
+        let email = self.take_id("emails_id_seq").await?;
+        self.rows.email(crate::buffer::EmailCols {
+            id: email,
+            account: row.account.0,
+            thread: row.thread.0,
+            blob: row.blob.0.clone(),
+            size: i64::from(row.size),
+            received_at: row.received_at,
+            keywords: row.keywords.clone(),
+            seen: row.seen,
+            modseq: sql_modseq(row.modseq),
+            message_id: row.message_id.clone(),
+            summary: row.summary_json.clone(),
+        });
         if let Some(envelope) = &row.summary.imap_envelope {
-            self.exec(
-                "INSERT INTO envelopes (email, data) VALUES ($1, $2)",
-                &[&email.0, envelope],
-            )
-            .await?;
+            self.rows.envelope(email, envelope.clone());
         }
-        Ok(email)
+        Ok(EmailId(email))
     }
 
     async fn copy_email(&mut self, source: EmailId, modseq: ModSeq) -> Result<(EmailId, ThreadId)> {
@@ -482,13 +461,6 @@ pub(crate) async fn email_append(
     new: &[NewEmail],
 ) -> Result<Vec<Appended>> {
     domain::email_append(tx, account, new).await
-}
-
-pub(crate) async fn deliver(
-    tx: &mut Tx<'_>,
-    deliveries: &[(AccountId, NewEmail)],
-) -> Result<Vec<Appended>> {
-    domain::deliver(tx, deliveries).await
 }
 
 pub(crate) async fn set_keywords(

@@ -13,6 +13,7 @@
 //! * **Failures**: an unreachable or broken connection is [`StoreError::Unavailable`];
 //!   broken connections are dropped and the next call opens a new one.
 
+mod buffer;
 mod changes;
 mod directory;
 mod emails;
@@ -44,7 +45,7 @@ const MAX_TX_ATTEMPTS: u32 = 5;
 /// a transaction conflict (deadlock) or when BEGIN met a connection that died while idle.
 macro_rules! write_tx {
     ($store:expr, |$tx:ident| $body:expr) => {{
-        let store: &PgStore = $store;
+        let store: &$crate::Shared = $store.shared();
         let committed = store
             .bounded(async {
                 let mut attempt = 1u32;
@@ -57,7 +58,7 @@ macro_rules! write_tx {
                             $body
                         }?;
                         let notes = std::mem::take(&mut tx.notes);
-                        notify(&mut tx, &notes, &store.origin).await?;
+                        $crate::notify(&mut tx, &notes, &store.origin).await?;
                         tx.commit().await?;
                         Ok::<_, StoreError>((value, notes))
                     }
@@ -65,7 +66,7 @@ macro_rules! write_tx {
                     let stale = pooled.finish(&outcome);
                     match outcome {
                         Err(e)
-                            if (stale || pool::is_conflict(&e)) && attempt < MAX_TX_ATTEMPTS =>
+                            if (stale || $crate::pool::is_conflict(&e)) && attempt < $crate::MAX_TX_ATTEMPTS =>
                         {
                             tracing::debug!(error = %e, attempt, "store-pg: running the transaction again");
                             attempt += 1;
@@ -87,7 +88,7 @@ macro_rules! write_tx {
 /// Runs `$body` in a read-only snapshot transaction (again on a connection that died idle).
 macro_rules! read_tx {
     ($store:expr, |$tx:ident| $body:expr) => {{
-        let store: &PgStore = $store;
+        let store: &$crate::Shared = $store.shared();
         store
             .bounded(async {
                 let mut attempt = 1u32;
@@ -105,7 +106,7 @@ macro_rules! read_tx {
                     .await;
                     let stale = pooled.finish(&outcome);
                     match outcome {
-                        Err(_) if stale && attempt < MAX_TX_ATTEMPTS => attempt += 1,
+                        Err(_) if stale && attempt < $crate::MAX_TX_ATTEMPTS => attempt += 1,
                         other => break other,
                     }
                 }
@@ -113,6 +114,9 @@ macro_rules! read_tx {
             .await
     }};
 }
+
+// After the macros: the writer runs its batches with `write_tx!`.
+mod writer;
 
 /// Queues one NOTIFY per changed account; PostgreSQL delivers them at COMMIT.
 async fn notify(tx: &mut Tx<'_>, notes: &Notes, origin: &str) -> Result<()> {
@@ -133,19 +137,50 @@ async fn notify(tx: &mut Tx<'_>, notes: &Notes, origin: &str) -> Result<()> {
     Ok(())
 }
 
-/// The PostgreSQL store. Cheap to share as `Arc<PgStore>` / `Arc<dyn Store>`.
-pub struct PgStore {
+/// What the store's calls and its writer tasks share: the pool, the change hub and the
+/// instance's origin id.
+pub(crate) struct Shared {
     pool: Arc<Pool>,
     hub: Arc<Hub>,
     /// Random id of this instance, carried in NOTIFY payloads to skip our own.
     origin: String,
+}
+
+impl Shared {
+    fn shared(&self) -> &Shared {
+        self
+    }
+
+    /// Runs one call with the overall deadline; a hung server becomes `Unavailable`.
+    async fn bounded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(pool::CALL_TIMEOUT, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "PostgreSQL did not answer within {} s",
+                pool::CALL_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to share as `Arc<PgStore>` / `Arc<dyn Store>`.
+pub struct PgStore {
+    shared: Arc<Shared>,
+    /// Group commit of deliveries ([`writer`]).
+    writers: writer::Writers,
     listener: tokio::task::JoinHandle<()>,
+}
+
+impl PgStore {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
-            .field("origin", &self.origin)
+            .field("origin", &self.shared.origin)
             .finish()
     }
 }
@@ -174,12 +209,18 @@ impl PgStore {
             pool.clone(),
             origin.clone(),
         ));
+        let shared = Arc::new(Shared { pool, hub, origin });
         Ok(Arc::new(PgStore {
-            pool,
-            hub,
-            origin,
+            writers: writer::Writers::start(shared.clone()),
+            shared,
             listener,
         }))
+    }
+
+    /// Delivery batches committed and acceptances they carried since connect (group
+    /// commit, see [`writer`]); `jobs / commits` is the average batch size.
+    pub fn commit_stats(&self) -> bulwark_store::sqlite::CommitStats {
+        self.writers.stats()
     }
 
     /// Checks that the database answers (for `/readyz`).
@@ -193,17 +234,6 @@ impl PgStore {
     pub async fn trim_changes_before(&self, account: AccountId, modseq: ModSeq) -> Result<()> {
         write_tx!(self, |tx| changes::trim_changes_before(tx, account, modseq)
             .await)
-    }
-
-    /// Runs one call with the overall deadline; a hung server becomes `Unavailable`.
-    async fn bounded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(pool::CALL_TIMEOUT, call).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "PostgreSQL did not answer within {} s",
-                pool::CALL_TIMEOUT.as_secs()
-            ))),
-        }
     }
 }
 
@@ -387,14 +417,20 @@ impl Store for PgStore {
     }
 
     async fn email_append(&self, account: AccountId, new: Vec<NewEmail>) -> Result<Vec<Appended>> {
-        write_tx!(self, |tx| emails::email_append(tx, account, &new).await)
+        write_tx!(self, |tx| {
+            tx.expected_rows = new.len();
+            emails::email_append(tx, account, &new).await
+        })
     }
     async fn deliver(&self, deliveries: Vec<(AccountId, NewEmail)>) -> Result<Vec<Appended>> {
-        write_tx!(self, |tx| emails::deliver(tx, &deliveries).await)
+        let acceptance = Acceptance {
+            local: deliveries,
+            ..Acceptance::default()
+        };
+        Ok(self.writers.accept(acceptance).await?.appended)
     }
     async fn accept(&self, acceptance: Acceptance) -> Result<Accepted> {
-        write_tx!(self, |tx| bulwark_store::domain::accept(tx, &acceptance)
-            .await)
+        self.writers.accept(acceptance).await
     }
     async fn mailbox_messages(
         &self,
@@ -590,10 +626,10 @@ impl Store for PgStore {
             .await)
     }
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {
-        self.hub.subscribe(account)
+        self.shared.hub.subscribe(account)
     }
     fn subscribe_all(&self) -> broadcast::Receiver<StateChange> {
-        self.hub.subscribe_all()
+        self.shared.hub.subscribe_all()
     }
 
     async fn queue_enqueue(&self, msg: NewQueued) -> Result<QueueId> {

@@ -279,6 +279,12 @@ impl Pooled {
             begin_failed,
             later: Vec::new(),
             notes: Notes::default(),
+            modseqs: HashMap::new(),
+            uid_next: HashMap::new(),
+            ids: HashMap::new(),
+            expected_rows: 1,
+            rows: crate::buffer::Buffered::default(),
+            thread_refs: None,
         })
     }
 
@@ -336,6 +342,21 @@ pub(crate) struct Tx<'c> {
     begin_failed: &'c mut bool,
     later: Later,
     pub(crate) notes: Notes,
+    /// Row counters this transaction has locked by updating them, with their current value:
+    /// the next values are counted here and written with [`Tx::exec_later`], so a batch of
+    /// deliveries waits for one answer per counter instead of one per message.
+    modseqs: HashMap<AccountId, u64>,
+    uid_next: HashMap<i64, i64>,
+    /// Ids taken from a sequence for rows not inserted yet ([`Tx::take_id`]).
+    ids: HashMap<&'static str, std::collections::VecDeque<i64>>,
+    /// Rows of one kind this transaction expects to insert (how many ids to take at once).
+    pub(crate) expected_rows: usize,
+    /// Rows of the hottest tables not sent yet ([`crate::buffer`]).
+    pub(crate) rows: crate::buffer::Buffered,
+    /// Thread references read ahead for a batch ([`Tx::prefetch_thread_refs`]): for each
+    /// (account, Message-ID) asked, its thread or `None`; kept up to date by this
+    /// transaction's own writes, dropped when a thread merge rewrites them.
+    pub(crate) thread_refs: Option<HashMap<(i64, String), Option<i64>>>,
 }
 
 impl Drop for Tx<'_> {
@@ -445,7 +466,29 @@ impl<'c> Tx<'c> {
         outcome
     }
 
+    /// Queues the buffered rows ([`crate::buffer`]) ahead of the next statement.
+    async fn flush(&mut self) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        for (sql, params) in std::mem::take(&mut self.rows).into_statements() {
+            self.exec_later(sql, params).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn query(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>> {
+        self.flush().await?;
+        self.query_unbuffered(sql, params).await
+    }
+
+    /// [`Tx::query`] for a statement that reads none of the buffered tables' rows of this
+    /// transaction (counters, sequences, thread references): they stay buffered.
+    pub(crate) async fn query_unbuffered(
         &mut self,
         sql: &'static str,
         params: Params<'_>,
@@ -460,18 +503,30 @@ impl<'c> Tx<'c> {
         sql: &'static str,
         params: Params<'_>,
     ) -> Result<Option<Row>> {
+        self.flush().await?;
+        self.opt_unbuffered(sql, params).await
+    }
+
+    /// [`Tx::opt`] that leaves the buffered rows buffered, as [`Tx::query_unbuffered`].
+    pub(crate) async fn opt_unbuffered(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>> {
         let statement = self.statement(sql).await?;
         let client = self.client;
         self.send(client.query_opt(&statement, params), false).await
     }
 
     pub(crate) async fn one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Row> {
+        self.flush().await?;
         let statement = self.statement(sql).await?;
         let client = self.client;
         self.send(client.query_one(&statement, params), false).await
     }
 
     pub(crate) async fn exec(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64> {
+        self.flush().await?;
         let statement = self.statement(sql).await?;
         let client = self.client;
         self.send(client.execute(&statement, params), false).await
@@ -495,6 +550,7 @@ impl<'c> Tx<'c> {
         sql: &'static str,
         params: Params<'_>,
     ) -> Result<impl Stream<Item = std::result::Result<Row, tokio_postgres::Error>> + use<'c>> {
+        self.flush().await?;
         let statement = self.statement(sql).await?;
         let client: &'c Client = self.client;
         self.send(client.query_raw(&statement, params.iter().copied()), false)
@@ -503,12 +559,14 @@ impl<'c> Tx<'c> {
 
     /// Runs several statements (schema DDL) as one simple query.
     pub(crate) async fn batch(&mut self, sql: &str) -> Result<()> {
+        self.flush().await?;
         let client = self.client;
         self.send(client.batch_execute(sql), false).await
     }
 
     /// Sends what is still kept and COMMIT; returns once the commit is durable.
     pub(crate) async fn commit(mut self) -> Result<()> {
+        self.flush().await?;
         if self.begin.is_some() && self.later.is_empty() {
             // Nothing was ever sent: there is no transaction on the server to end.
             self.begin = None;
@@ -549,20 +607,111 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    /// Takes the account's next modseq.
+    /// Takes the account's next modseq. The first one of a transaction reads the counter
+    /// and locks the account's row until commit; the next ones are counted here, and the
+    /// last value is written once with the buffered rows (nobody else can change the
+    /// locked row meanwhile).
     pub(crate) async fn next_modseq(&mut self, account: AccountId) -> Result<ModSeq> {
-        let row = self
-            .opt(
-                "UPDATE accounts SET modseq = modseq + 1 WHERE id = $1 RETURNING modseq",
-                &[&account.0],
-            )
-            .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound(format!("account {account}")));
+        let current = match self.modseqs.get(&account) {
+            Some(&current) => current,
+            None => {
+                let row = self
+                    .opt_unbuffered(
+                        "SELECT modseq FROM accounts WHERE id = $1 FOR UPDATE",
+                        &[&account.0],
+                    )
+                    .await?;
+                let Some(row) = row else {
+                    return Err(StoreError::NotFound(format!("account {account}")));
+                };
+                get_modseq(&row, 0)?.0
+            }
         };
-        let modseq = get_modseq(&row, 0)?;
+        let modseq = ModSeq(current + 1);
+        self.modseqs.insert(account, modseq.0);
+        self.rows.account_modseq(account.0, sql_modseq(modseq));
         self.notes.note_modseq(account, modseq);
         Ok(modseq)
+    }
+
+    /// Takes the mailbox's next UID, below `max` (`None` when the mailbox does not exist or
+    /// its UIDs are used up). Read and locked once per transaction, then counted here and
+    /// written with the buffered rows, like [`Tx::next_modseq`].
+    pub(crate) async fn next_uid(
+        &mut self,
+        account: AccountId,
+        mailbox: i64,
+        max: i64,
+    ) -> Result<Option<i64>> {
+        let next = match self.uid_next.get(&mailbox) {
+            Some(&next) => next,
+            None => {
+                let row = self
+                    .opt_unbuffered(
+                        "SELECT uid_next FROM mailboxes WHERE id = $1 AND account = $2 FOR UPDATE",
+                        &[&mailbox, &account.0],
+                    )
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let next: i64 = get(&row, 0)?;
+                self.uid_next.insert(mailbox, next);
+                next
+            }
+        };
+        if next >= max {
+            return Ok(None);
+        }
+        self.uid_next.insert(mailbox, next + 1);
+        self.rows.uid_next(mailbox, next + 1);
+        Ok(Some(next))
+    }
+
+    /// An id for a row to be inserted into a table with a BIGSERIAL key, taken from the
+    /// table's sequence `sequence`: [`Tx::expected_rows`] at once, so a batch of
+    /// deliveries waits once. Unused ids are left as gaps (ids are never reused anyway).
+    pub(crate) async fn take_id(&mut self, sequence: &'static str) -> Result<i64> {
+        if let Some(id) = self.ids.get_mut(sequence).and_then(|ids| ids.pop_front()) {
+            return Ok(id);
+        }
+        let count = i64::try_from(self.expected_rows.clamp(1, 1024)).unwrap_or(1);
+        let rows = self
+            .query_unbuffered(
+                "SELECT nextval($1::text::regclass) FROM generate_series(1::bigint, $2::bigint)",
+                &[&sequence, &count],
+            )
+            .await?;
+        let mut ids = rows
+            .iter()
+            .map(|r| get::<i64>(r, 0))
+            .collect::<Result<std::collections::VecDeque<i64>>>()?;
+        let id = ids
+            .pop_front()
+            .ok_or_else(|| StoreError::Internal(format!("sequence {sequence} gave no id")))?;
+        self.ids.insert(sequence, ids);
+        Ok(id)
+    }
+
+    /// Reads the threads of these (account, Message-ID) pairs in one round trip, so the
+    /// deliveries of a batch look their references up without waiting each.
+    pub(crate) async fn prefetch_thread_refs(&mut self, pairs: Vec<(i64, String)>) -> Result<()> {
+        let (accounts, ids): (Vec<i64>, Vec<String>) = pairs.iter().cloned().unzip();
+        let rows = self
+            .query_unbuffered(
+                "SELECT r.account, r.message_id, r.thread
+                 FROM unnest($1::bigint[], $2::text[]) AS u(account, id)
+                 JOIN thread_refs r ON r.account = u.account AND r.message_id = u.id",
+                &[&accounts, &ids],
+            )
+            .await?;
+        let mut known: HashMap<(i64, String), Option<i64>> =
+            pairs.into_iter().map(|pair| (pair, None)).collect();
+        for row in &rows {
+            known.insert((get(row, 0)?, get(row, 1)?), Some(get(row, 2)?));
+        }
+        self.thread_refs = Some(known);
+        Ok(())
     }
 
     /// Appends one row to the account's change log.
@@ -574,17 +723,14 @@ impl<'c> Tx<'c> {
         object: i64,
         op: Op,
     ) -> Result<()> {
-        self.exec_later(
-            "INSERT INTO changes (account, modseq, kind, object, op) VALUES ($1, $2, $3, $4, $5)",
-            vec![
-                Box::new(account.0),
-                Box::new(sql_modseq(modseq)),
-                Box::new(kind as i64),
-                Box::new(object),
-                Box::new(op as i64),
-            ],
-        )
-        .await
+        self.rows.change(
+            account.0,
+            sql_modseq(modseq),
+            kind as i64,
+            object,
+            op as i64,
+        );
+        Ok(())
     }
 
     /// Notes for subscribers that an item of the collection was written.
@@ -599,11 +745,7 @@ impl<'c> Tx<'c> {
         mailbox: MailboxId,
         modseq: ModSeq,
     ) -> Result<()> {
-        self.exec_later(
-            "UPDATE mailboxes SET highest_modseq = $2 WHERE id = $1 AND highest_modseq < $2",
-            vec![Box::new(mailbox.0), Box::new(sql_modseq(modseq))],
-        )
-        .await?;
+        self.rows.highest_modseq(mailbox.0, sql_modseq(modseq));
         self.notes.note_mailbox(account, mailbox);
         Ok(())
     }

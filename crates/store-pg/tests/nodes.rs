@@ -358,3 +358,118 @@ async fn calls_and_change_fan_out_recover_after_connections_are_killed() {
         }
     }
 }
+
+/// Group commit (`writer`): concurrent deliveries to one mailbox share transactions, each
+/// caller is answered with its own UID, and a delivery that fails (unknown mailbox) in a
+/// batch gets its own error while the rest of its batch still lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_share_commits_and_a_failing_one_fails_alone() {
+    const JOBS: usize = 80;
+    let Some((one, _two)) = two_nodes().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = one.clone();
+    let (account, inbox) = new_account(&store).await;
+    let before = one.commit_stats();
+    let mut tasks = Vec::new();
+    for i in 0..JOBS {
+        let store = store.clone();
+        // Every tenth delivery names a mailbox that does not exist.
+        let mailbox = if i % 10 == 7 {
+            MailboxId(i64::MAX - 1)
+        } else {
+            inbox.id
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .deliver(vec![(account.id, new_email(&[mailbox], &format!("g{i}")))])
+                .await
+        }));
+    }
+    let mut uids = BTreeSet::new();
+    let mut failed = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.expect("task") {
+            Ok(appended) => {
+                assert_ne!(i % 10, 7, "delivery {i} to a missing mailbox succeeded");
+                let (mailbox, uid) = appended[0].uids[0];
+                assert_eq!(mailbox, inbox.id);
+                assert!(uids.insert(uid), "UID {uid} given twice");
+            }
+            Err(StoreError::NotFound(_)) => {
+                assert_eq!(i % 10, 7, "delivery {i} failed");
+                failed += 1;
+            }
+            Err(e) => panic!("delivery {i}: {e}"),
+        }
+    }
+    assert_eq!(failed, JOBS / 10);
+    let messages = store
+        .mailbox_messages(account.id, inbox.id)
+        .await
+        .expect("list");
+    let listed: BTreeSet<Uid> = messages.iter().map(|m| m.uid).collect();
+    assert_eq!(
+        listed, uids,
+        "every acknowledged delivery is listed once, nothing else"
+    );
+    let after = one.commit_stats();
+    let (commits, jobs) = (after.commits - before.commits, after.jobs - before.jobs);
+    assert_eq!(jobs, JOBS as u64);
+    assert!(
+        commits < jobs,
+        "{jobs} deliveries took {commits} batches: no group commit"
+    );
+}
+
+/// Threads inside one group-commit batch (the batch reads references ahead, then keeps them
+/// up to date itself): a reply delivered together with its parent, in either order, joins
+/// the parent's thread (RFC 8621 §3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_and_reply_in_one_batch_share_a_thread() {
+    const PAIRS: usize = 30;
+    let Some((one, _two)) = two_nodes().await else {
+        return;
+    };
+    let store: Arc<dyn Store> = one.clone();
+    let (account, inbox) = new_account(&store).await;
+    let mut tasks = Vec::new();
+    for i in 0..PAIRS {
+        let parent = new_email(&[inbox.id], &format!("parent{i}"));
+        let mut reply = new_email(&[inbox.id], &format!("reply{i}"));
+        reply.summary.in_reply_to = vec![format!("parent{i}@example.test")];
+        // Half the pairs arrive reply first.
+        let pair = if i % 2 == 0 {
+            [parent, reply]
+        } else {
+            [reply, parent]
+        };
+        for email in pair {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .deliver(vec![(account.id, email)])
+                    .await
+                    .expect("deliver")[0]
+                    .clone()
+            }));
+        }
+    }
+    let mut appended = Vec::new();
+    for t in tasks {
+        appended.push(t.await.expect("task"));
+    }
+    let threads: BTreeSet<ThreadId> = appended.iter().map(|a| a.thread).collect();
+    assert_eq!(
+        threads.len(),
+        PAIRS,
+        "each parent and its reply share one thread"
+    );
+    for pair in appended.chunks(2) {
+        let emails = store
+            .email_get(account.id, &[pair[0].email, pair[1].email])
+            .await
+            .expect("get");
+        assert_eq!(emails[0].thread, emails[1].thread, "a pair split: {pair:?}");
+    }
+}

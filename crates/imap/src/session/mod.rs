@@ -37,7 +37,7 @@ pub(crate) use keywords::KeywordCase;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
-pub(crate) use view::{Keywords, ViewMsg};
+pub(crate) use view::{Keywords, View, ViewMsg, ViewSummary};
 
 /// A long response (FETCH over many messages) is handed to the connection in pieces of
 /// at least this many bytes while the command runs (see [`Session::set_spill`]).
@@ -181,7 +181,7 @@ pub(crate) struct Selected {
     pub name: String,
     pub read_only: bool,
     /// Ordered by UID; index + 1 is the sequence number.
-    pub view: Vec<ViewMsg>,
+    pub view: View,
     /// The mailbox's HIGHESTMODSEQ when the view was last brought up to date: the next
     /// resync reads only what changed after it.
     pub synced: ModSeq,

@@ -58,23 +58,15 @@ impl Session {
         // The view holds at least every change up to `synced`; later ones may show up
         // again in the first resync (harmless: applying a change twice reports nothing new).
         let feed = self.feeds.get(mailbox.id);
-        let (view, synced) = feed
+        let (view, summary, synced) = feed
             .view(&*self.store, account, mailbox.id, mailbox.highest_modseq)
             .await?;
-        let highest = view
-            .iter()
-            .map(|m| m.modseq)
-            .max()
-            .unwrap_or_default()
-            .max(mailbox.highest_modseq);
+        let highest = summary.highest_modseq.max(mailbox.highest_modseq);
         let uid_next = view
             .last()
             .map_or(mailbox.uid_next.0, |m| mailbox.uid_next.0.max(m.uid.0 + 1));
 
-        let mut announced: BTreeSet<String> = BTreeSet::new();
-        for m in &view {
-            announced.extend(m.keywords.custom().iter().cloned());
-        }
+        let announced: BTreeSet<String> = summary.custom_keywords.clone();
         if !announced.is_empty() {
             self.learn_keywords(&announced).await;
         }
@@ -121,7 +113,7 @@ impl Session {
         // Not with UIDONLY: UNSEEN is a message number (RFC 9586 §3).
         if !self.enabled.rev2
             && !self.enabled.uidonly
-            && let Some(i) = view.iter().position(|m| !m.is_seen())
+            && let Some(i) = summary.first_unseen
         {
             out.extend_from_slice(
                 format!("* OK [UNSEEN {}] First unseen message\r\n", i + 1).as_bytes(),

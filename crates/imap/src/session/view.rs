@@ -4,6 +4,7 @@
 //! read from the store in batches when a command needs them.
 
 use bulwark_store::{BlobHash, EmailId, MessageMeta, ModSeq, Uid};
+use std::sync::Arc;
 
 /// The five system keywords (RFC 9051 §2.3.2) as bits, in their stored (sorted) order.
 const SYSTEM: [&str; 5] = ["$answered", "$deleted", "$draft", "$flagged", "$seen"];
@@ -213,5 +214,59 @@ mod tests {
             BlobKey::from_hash(&BlobHash("ab".into())),
             BlobKey([0u8; 32])
         );
+    }
+}
+
+/// A session's view of the selected mailbox: shared with the server's kept view of the
+/// mailbox (and other sessions) until this session changes it, then copied once (copy on
+/// write), so SELECT of an unchanged big mailbox copies nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct View(Arc<Vec<ViewMsg>>);
+
+impl View {
+    pub fn new(msgs: Vec<ViewMsg>) -> View {
+        View(Arc::new(msgs))
+    }
+}
+
+impl std::ops::Deref for View {
+    type Target = Vec<ViewMsg>;
+    fn deref(&self) -> &Vec<ViewMsg> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for View {
+    fn deref_mut(&mut self) -> &mut Vec<ViewMsg> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// What SELECT reports about a whole view, computed once per kept view instead of once per
+/// SELECT (RFC 9051 §7.3.5 FLAGS, RFC 3501 §7.1 UNSEEN, RFC 7162 §3.1.2.1 HIGHESTMODSEQ).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ViewSummary {
+    pub highest_modseq: ModSeq,
+    /// Every keyword in use (their first-seen spelling).
+    pub custom_keywords: std::collections::BTreeSet<String>,
+    /// Index of the first message without `\Seen`.
+    pub first_unseen: Option<usize>,
+}
+
+impl ViewSummary {
+    pub fn of(view: &[ViewMsg]) -> ViewSummary {
+        let mut summary = ViewSummary::default();
+        for (i, m) in view.iter().enumerate() {
+            summary.highest_modseq = summary.highest_modseq.max(m.modseq);
+            for k in m.keywords.custom() {
+                if !summary.custom_keywords.contains(k) {
+                    summary.custom_keywords.insert(k.clone());
+                }
+            }
+            if summary.first_unseen.is_none() && !m.is_seen() {
+                summary.first_unseen = Some(i);
+            }
+        }
+        summary
     }
 }
