@@ -431,6 +431,19 @@ class ImapExtTest(ServerTestCase):
         text = b"".join(raw.ok("NOOP"))
         self.assertIn(f'* ESEARCH (TAG "{tag}") UID REMOVEFROM (0 3)'.encode(), text)
         self.assertLess(text.index(b"EXPUNGE"), text.index(b"REMOVEFROM"))
+        # While IDLE, updates come at once (RFC 5267 §4.3 with RFC 2177).
+        raw.send(b"I1 IDLE\r\n")
+        self.assertTrue(raw.read_line().startswith(b"+ "))
+        imap_check(other.uid("STORE", "1", "+FLAGS", "(\\Flagged)"), "STORE")
+        seen = b""
+        deadline = time.monotonic() + IO_TIMEOUT
+        while b"ADDTO" not in seen and time.monotonic() < deadline:
+            seen += raw.read_line()
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ADDTO (0 1)'.encode(), seen)
+        raw.send(b"DONE\r\n")
+        self.assertIn(b"I1 OK", raw.read_response("I1")[-1])
+        imap_check(other.uid("STORE", "1", "-FLAGS", "(\\Flagged)"), "STORE")
+        self.assertIn(b"REMOVEFROM (0 1)", b"".join(raw.ok("NOOP")))
         # CANCELUPDATE ends it; an unknown tag is BAD.
         raw.ok(f'CANCELUPDATE "{tag}"')
         text = b"".join(raw.ok("UID STORE 1 +FLAGS (\\Flagged)"))
