@@ -380,7 +380,7 @@ class ImapExtTest(ServerTestCase):
             self.assertEqual(len(found), 1, lines)
             return found[0].rstrip(b"\r\n")
 
-        # RFC 5267 §3.2: MIN/MAX are the first/last in sort order, ALL keeps the order.
+        # RFC 5267 §3: MIN/MAX are the first/last in sort order, ALL keeps the order.
         line = esearch("UID SORT RETURN (MIN MAX COUNT ALL) (REVERSE SIZE) UTF-8 ALL")
         self.assertRegex(line, rb'^\* ESEARCH \(TAG "t\d+"\) UID MIN 5 MAX 1 COUNT 5 ALL 5,4,3,2,1$')
         line = esearch("UID SORT RETURN () (SIZE) UTF-8 NOT UID 3")
@@ -411,7 +411,7 @@ class ImapExtTest(ServerTestCase):
             raw.ok(f'APPEND "{box}" '.encode() + self.literal(message(f"c{i}")))
         raw.ok(f'SELECT "{box}"')
         raw.ok("UID STORE 1 +FLAGS (\\Flagged)")
-        # RFC 5267 §4.2: the initial result, then ADDTO / REMOVEFROM as it changes.
+        # RFC 5267 §4.3: the initial result, then ADDTO / REMOVEFROM as it changes.
         lines = raw.ok("UID SEARCH RETURN (UPDATE) FLAGGED")
         tag = lines[-1].split(b" ")[0].decode()
         self.assertTrue(any(l.startswith(f'* ESEARCH (TAG "{tag}") UID ALL 1'.encode()) for l in lines), lines)

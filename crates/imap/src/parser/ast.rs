@@ -98,7 +98,7 @@ pub enum CommandBody {
     },
     Sort(SortCommand),
     Thread(ThreadCommand),
-    /// RFC 5267 §4.2.1: the tags of the searches whose updates end.
+    /// RFC 5267 §4.3.5: the tags of the searches whose updates end.
     CancelUpdate(Vec<String>),
     /// RFC 8508 REPLACE / UID REPLACE: `target` is a sequence number or a UID.
     Replace {
@@ -395,9 +395,9 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
-    /// RFC 5267 §4.2: keep the result up to date with `ADDTO` / `REMOVEFROM`.
+    /// RFC 5267 §4.3: keep the result up to date with `ADDTO` / `REMOVEFROM`.
     Update,
-    /// RFC 5267 §4.1: a hint that the result will be paged; no response of its own.
+    /// RFC 5267 §4.2: a hint that the result will be paged; no response of its own.
     Context,
     /// RFC 9394 §3 `PARTIAL lo:hi` (positions 1-based, `lo <= hi`); `from_end` for
     /// `-lo:-hi`, counted from the last result.

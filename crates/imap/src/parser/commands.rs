@@ -438,7 +438,7 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
 /// Most tags in one CANCELUPDATE.
 const MAX_CANCEL_TAGS: usize = 16;
 
-/// RFC 5267 §6: `cancelupdate = "CANCELUPDATE" 1*(SP tag-string)`, `tag-string = string`.
+/// RFC 5267 §5: `cancelupdate = "CANCELUPDATE" 1*(SP tag-string)`, `tag-string = string`.
 fn cancel_update(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     let mut tags = Vec::new();
     while c.try_byte(b' ') {

@@ -778,7 +778,7 @@ fn esort_and_partial_parse() {
 
 #[test]
 fn context_search_parses() {
-    // RFC 5267 §6
+    // RFC 5267 §5
     let CommandBody::Search(s) = parse_ok("a UID SEARCH RETURN (UPDATE CONTEXT COUNT) ALL") else {
         panic!("not a SEARCH");
     };

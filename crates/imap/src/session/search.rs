@@ -37,11 +37,11 @@ fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
     }
 }
 
-/// Most searches one session keeps up to date (RFC 5267 §4.2: the server may refuse more,
+/// Most searches one session keeps up to date (RFC 5267 §4.3.1: the server may refuse more,
 /// with `NO [NOUPDATE]`); each is evaluated again after every command that may change it.
 pub(crate) const MAX_SEARCH_UPDATES: usize = 4;
 
-/// A `UID SEARCH RETURN (UPDATE)` kept up to date (RFC 5267 §4.2): its tag, its key and the
+/// A `UID SEARCH RETURN (UPDATE)` kept up to date (RFC 5267 §4.3): its tag, its key and the
 /// UIDs last reported.
 #[derive(Debug, Clone)]
 pub(crate) struct SearchUpdate {
@@ -82,7 +82,7 @@ fn partial_item(numbers: &[u32], from_end: bool, lo: u32, hi: u32, ordered: bool
     format!(" PARTIAL ({range} {set})")
 }
 
-/// The `* ESEARCH` response of an ESORT (RFC 5267 §3.2): MIN and MAX are the first and
+/// The `* ESEARCH` response of an ESORT (RFC 5267 §3): MIN and MAX are the first and
 /// last in sort order, ALL and PARTIAL keep the sort order.
 fn esort_line(tag: &str, uid: bool, opts: &[SearchReturn], numbers: &[u32]) -> String {
     let mut line = format!("* ESEARCH (TAG \"{tag}\")");
@@ -446,7 +446,7 @@ impl Session {
             }
             Some(mut opts) => {
                 // RFC 4731 §3.1: `RETURN ()` means ALL; so does UPDATE without a result
-                // option (RFC 5267 §4.2): the client needs the result the updates apply to.
+                // option (RFC 5267 §4.3): the client needs the result the updates apply to.
                 if opts
                     .iter()
                     .all(|o| matches!(o, SearchReturn::Update | SearchReturn::Context))
@@ -548,7 +548,7 @@ impl Session {
         Done::new(format!("{name} completed"))
     }
 
-    /// RFC 5267 §4.2: keeps a UID SEARCH with `RETURN (UPDATE)` up to date. With
+    /// RFC 5267 §4.3: keeps a UID SEARCH with `RETURN (UPDATE)` up to date. With
     /// too many already kept, an untagged `NO [NOUPDATE "tag"]` and the search stays a
     /// one-off.
     fn register_update(
@@ -580,7 +580,7 @@ impl Session {
         Ok(())
     }
 
-    /// RFC 5267 §4.2.1 CANCELUPDATE: the named searches are no longer kept up to date.
+    /// RFC 5267 §4.3.5 CANCELUPDATE: the named searches are no longer kept up to date.
     pub(crate) fn cmd_cancel_update(&mut self, tags: &[String]) -> CmdResult {
         let sel = self.selected_mut()?;
         let kept = sel.updates.get_or_insert_with(Default::default);
@@ -591,7 +591,7 @@ impl Session {
             sel.updates = None;
         }
         if after + tags.len() != before {
-            // RFC 5267 §4.2.1: an unknown tag is BAD.
+            // RFC 5267 §4.3.5: an unknown tag is BAD.
             return Err(CmdError::Bad(
                 "CANCELUPDATE names a search that is not kept up to date".into(),
             ));
