@@ -22,6 +22,7 @@ mod config;
 mod feed;
 pub mod limits;
 pub mod message;
+pub(crate) mod objectid;
 pub mod parser;
 pub mod response;
 mod server;

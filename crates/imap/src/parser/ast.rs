@@ -38,6 +38,8 @@ pub enum CommandBody {
     },
     Create {
         mailbox: String,
+        /// RFC 6154 §3 `USE (...)`: the special-use attributes asked for, as written.
+        special_use: Vec<String>,
     },
     Delete {
         mailbox: String,
@@ -68,6 +70,8 @@ pub enum CommandBody {
         /// INTERNALDATE as unix seconds.
         date: Option<i64>,
         message: Vec<u8>,
+        /// The messages after the first (RFC 3502 MULTIAPPEND).
+        more: Vec<AppendMessage>,
     },
     Idle,
     // ---- selected (RFC 9051 §6.4)
@@ -94,6 +98,15 @@ pub enum CommandBody {
     },
     Sort(SortCommand),
     Thread(ThreadCommand),
+    /// RFC 5267 §4.3.5: the tags of the searches whose updates end.
+    CancelUpdate(Vec<String>),
+    /// RFC 8508 REPLACE / UID REPLACE: `target` is a sequence number or a UID.
+    Replace {
+        uid: bool,
+        target: SeqBound,
+        mailbox: String,
+        message: AppendMessage,
+    },
 }
 
 impl CommandBody {
@@ -136,8 +149,20 @@ impl CommandBody {
             CommandBody::Move { .. } => "MOVE",
             CommandBody::Sort(_) => "SORT",
             CommandBody::Thread(_) => "THREAD",
+            CommandBody::CancelUpdate(_) => "CANCELUPDATE",
+            CommandBody::Replace { uid: false, .. } => "REPLACE",
+            CommandBody::Replace { uid: true, .. } => "UID REPLACE",
         }
     }
+}
+
+/// One message of a MULTIAPPEND (RFC 3502 §6.3.11 `append-message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessage {
+    pub flags: Vec<String>,
+    /// INTERNALDATE as unix seconds.
+    pub date: Option<i64>,
+    pub message: Vec<u8>,
 }
 
 /// One end of a sequence range: a number or `*` (the largest in use).
@@ -217,6 +242,8 @@ pub enum StatusItem {
     Size,
     HighestModSeq,
     Recent,
+    /// RFC 8474 §4.3
+    MailboxId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +284,14 @@ pub enum FetchAttr {
     },
     BinarySize {
         part: Vec<u32>,
+    },
+    /// RFC 8474 §5.1
+    EmailId,
+    /// RFC 8474 §5.2
+    ThreadId,
+    /// RFC 8970 §3: `PREVIEW` or `PREVIEW (LAZY)`.
+    Preview {
+        lazy: bool,
     },
 }
 
@@ -346,6 +381,10 @@ pub enum SearchKey {
     /// A parenthesised list, or the implicit AND of top-level keys.
     And(Vec<SearchKey>),
     ModSeq(u64),
+    /// RFC 8474 §6: the message whose EMAILID is this.
+    EmailId(String),
+    /// RFC 8474 §6: the messages whose THREADID is this.
+    ThreadId(String),
 }
 
 /// ESEARCH return options (RFC 4731, RFC 5182 SAVE).
@@ -356,6 +395,23 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// RFC 5267 §4.3: keep the result up to date with `ADDTO` / `REMOVEFROM`.
+    Update,
+    /// RFC 5267 §4.2: a hint that the result will be paged; no response of its own.
+    Context,
+    /// RFC 9394 §3 `PARTIAL lo:hi` (positions 1-based, `lo <= hi`); `from_end` for
+    /// `-lo:-hi`, counted from the last result.
+    Partial {
+        from_end: bool,
+        lo: u32,
+        hi: u32,
+    },
+}
+
+impl SearchReturn {
+    pub fn is_partial(&self) -> bool {
+        matches!(self, SearchReturn::Partial { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -382,6 +438,8 @@ pub enum SortKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SortCommand {
     pub uid: bool,
+    /// RFC 5267 §3 ESORT `RETURN (...)`; `None`: plain SORT (untagged `SORT` response).
+    pub ret: Option<Vec<SearchReturn>>,
     /// `(reverse, key)` pairs in order.
     pub criteria: Vec<(bool, SortKey)>,
     pub charset: String,

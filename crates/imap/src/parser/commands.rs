@@ -23,9 +23,7 @@ pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody>
         "AUTHENTICATE" => authenticate(c)?,
         "ENABLE" => enable(c)?,
         "SELECT" | "EXAMINE" => select(c, name == "EXAMINE")?,
-        "CREATE" => CommandBody::Create {
-            mailbox: arg_mailbox(c)?,
-        },
+        "CREATE" => create(c)?,
         "DELETE" => CommandBody::Delete {
             mailbox: arg_mailbox(c)?,
         },
@@ -57,6 +55,8 @@ pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody>
         "SORT" => CommandBody::Sort(search::sort(c, false)?),
         "THREAD" => CommandBody::Thread(search::thread(c, false)?),
         "UID" => uid(c)?,
+        "REPLACE" => replace(c, false)?,
+        "CANCELUPDATE" => cancel_update(c)?,
         _ => return Err(ParseError::syntax(&format!("Unknown command {name}"))),
     };
     c.end()?;
@@ -74,6 +74,7 @@ fn uid(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         "COPY" | "MOVE" => fetch::copy_move(c, true, name == "MOVE")?,
         "SORT" => CommandBody::Sort(search::sort(c, true)?),
         "THREAD" => CommandBody::Thread(search::thread(c, true)?),
+        "REPLACE" => replace(c, true)?,
         "EXPUNGE" => {
             // RFC 4315 §2.1
             c.sp()?;
@@ -330,10 +331,60 @@ fn list(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     Ok(CommandBody::List(cmd))
 }
 
+/// Most items in one STATUS list (nine are known; repeats are allowed but bounded).
+const MAX_STATUS_ITEMS: usize = 32;
+
+/// Most special-use attributes in one `CREATE ... (USE (...))`.
+const MAX_USE_ATTRS: usize = 16;
+
+/// `create = "CREATE" SP mailbox [create-params]` (RFC 4466 §2.2), with RFC 6154 §6
+/// `create-param =/ "USE" SP "(" [use-attr *(SP use-attr)] ")"`.
+fn create(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mailbox = arg_mailbox(c)?;
+    let mut special_use = Vec::new();
+    if c.try_byte(b' ') {
+        c.expect(b'(')?;
+        loop {
+            let param = c.keyword("create parameter")?;
+            if param != "USE" {
+                return Err(ParseError::syntax(&format!(
+                    "unknown CREATE parameter {param}"
+                )));
+            }
+            c.sp()?;
+            c.expect(b'(')?;
+            if !c.try_byte(b')') {
+                loop {
+                    if special_use.len() >= MAX_USE_ATTRS {
+                        return Err(ParseError::syntax("too many special-use attributes"));
+                    }
+                    c.expect(b'\\')?;
+                    special_use.push(format!("\\{}", c.atom("special-use attribute")?));
+                    if c.try_byte(b')') {
+                        break;
+                    }
+                    c.sp()?;
+                }
+            }
+            if c.try_byte(b')') {
+                break;
+            }
+            c.sp()?;
+        }
+    }
+    Ok(CommandBody::Create {
+        mailbox,
+        special_use,
+    })
+}
+
 fn status_items(c: &mut Cursor<'_>) -> PResult<Vec<StatusItem>> {
     c.expect(b'(')?;
     let mut items = Vec::new();
     loop {
+        if items.len() >= MAX_STATUS_ITEMS {
+            return Err(ParseError::syntax("too many status items"));
+        }
         let name = c.keyword("status item")?;
         items.push(match name.as_str() {
             "MESSAGES" => StatusItem::Messages,
@@ -344,6 +395,7 @@ fn status_items(c: &mut Cursor<'_>) -> PResult<Vec<StatusItem>> {
             "SIZE" => StatusItem::Size,
             "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             "RECENT" => StatusItem::Recent,
+            "MAILBOXID" => StatusItem::MailboxId,
             _ => return Err(ParseError::syntax(&format!("unknown status item {name}"))),
         });
         if c.try_byte(b')') {
@@ -360,10 +412,75 @@ fn status(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     Ok(CommandBody::Status { mailbox, items })
 }
 
-/// `append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal` (RFC 9051 §6.3.12).
+/// `append = "APPEND" SP mailbox 1*append-message` with
+/// `append-message = [SP flag-list] [SP date-time] SP literal` (RFC 9051 §6.3.12; more than
+/// one message is RFC 3502 §6.3.11 MULTIAPPEND). The framing bounds the count
+/// ([`crate::limits::MAX_LITERALS_PER_COMMAND`]) and the total size.
 fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     let mailbox = arg_mailbox(c)?;
+    let first = append_message(c)?;
+    let mut more = Vec::new();
+    while !c.eof() {
+        if more.len() >= crate::limits::MAX_LITERALS_PER_COMMAND {
+            return Err(ParseError::syntax("too many messages in one APPEND"));
+        }
+        more.push(append_message(c)?);
+    }
+    Ok(CommandBody::Append {
+        mailbox,
+        flags: first.flags,
+        date: first.date,
+        message: first.message,
+        more,
+    })
+}
+
+/// Most tags in one CANCELUPDATE.
+const MAX_CANCEL_TAGS: usize = 16;
+
+/// RFC 5267 §5: `cancelupdate = "CANCELUPDATE" 1*(SP tag-string)`, `tag-string = string`.
+fn cancel_update(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mut tags = Vec::new();
+    while c.try_byte(b' ') {
+        if tags.len() >= MAX_CANCEL_TAGS {
+            return Err(ParseError::syntax("too many tags in CANCELUPDATE"));
+        }
+        let tag = c.string("tag string")?;
+        tags.push(String::from_utf8(tag).map_err(|_| ParseError::expected("tag string"))?);
+    }
+    if tags.is_empty() {
+        return Err(ParseError::expected("tag string"));
+    }
+    Ok(CommandBody::CancelUpdate(tags))
+}
+
+/// RFC 8508 §6: `replace = "REPLACE" SP seq-number SP mailbox append-message`, and
+/// `"UID" SP "REPLACE" SP uniqueid SP mailbox append-message`.
+fn replace(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
     c.sp()?;
+    let target = if c.try_byte(b'*') {
+        if uid {
+            return Err(ParseError::expected("UID"));
+        }
+        SeqBound::Star
+    } else {
+        SeqBound::Value(c.nz_number(if uid { "UID" } else { "sequence number" })?)
+    };
+    let mailbox = arg_mailbox(c)?;
+    let message = append_message(c)?;
+    Ok(CommandBody::Replace {
+        uid,
+        target,
+        mailbox,
+        message,
+    })
+}
+
+fn append_message(c: &mut Cursor<'_>) -> PResult<AppendMessage> {
+    c.sp()?;
+    // IMAPClient 3 (`multiappend`) sends two spaces between messages; accepted, as a
+    // strict parser would refuse every MULTIAPPEND of that client. The line length bounds it.
+    while c.try_byte(b' ') {}
     let mut flags = Vec::new();
     let mut date = None;
     if c.peek() == Some(b'(') {
@@ -378,8 +495,7 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         return Err(ParseError::expected("message literal"));
     }
     let message = c.string("message literal")?;
-    Ok(CommandBody::Append {
-        mailbox,
+    Ok(AppendMessage {
         flags,
         date,
         message,

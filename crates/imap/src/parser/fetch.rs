@@ -8,6 +8,8 @@ use crate::message::{Section, SectionText};
 
 /// Most header field names in one `HEADER.FIELDS` list.
 const MAX_HEADER_FIELDS: usize = 256;
+/// Most modifiers after PREVIEW (only `LAZY` is defined; a repeat is allowed).
+const MAX_PREVIEW_MODS: usize = 4;
 /// Most parts in a section number (`1.2.3...`).
 const MAX_SECTION_PARTS: usize = 32;
 
@@ -95,6 +97,27 @@ fn fetch_att(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
         "BODYSTRUCTURE" => FetchAttr::BodyStructure,
         "UID" => FetchAttr::Uid,
         "MODSEQ" => FetchAttr::ModSeq,
+        // RFC 8474 §5
+        "EMAILID" => FetchAttr::EmailId,
+        "THREADID" => FetchAttr::ThreadId,
+        // RFC 8970 §5: `"PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]`, and
+        // `preview-mod = "LAZY"`. Looked for as ` (LAZY` so that a FETCH modifier list after a
+        // lone PREVIEW (`FETCH 1 PREVIEW (CHANGEDSINCE 5)`) is not taken for it.
+        "PREVIEW" => {
+            let lazy = c.try_word(" (LAZY");
+            if lazy {
+                for _ in 0..MAX_PREVIEW_MODS {
+                    if !c.try_byte(b' ') {
+                        break;
+                    }
+                    if !c.try_word("LAZY") {
+                        return Err(ParseError::expected("preview modifier"));
+                    }
+                }
+                c.expect(b')')?;
+            }
+            FetchAttr::Preview { lazy }
+        }
         "BODY" if c.peek() != Some(b'[') => FetchAttr::Body,
         "BODY" | "BODY.PEEK" => {
             let section = section(c)?;

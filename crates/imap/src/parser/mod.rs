@@ -450,14 +450,21 @@ fn extract_tag(cmd: &[u8]) -> Option<String> {
     String::from_utf8(tag.to_vec()).ok()
 }
 
-/// `(tag, is APPEND)` of a partial command.
+/// `(tag, carries a message)` of a partial command: APPEND, and REPLACE / UID REPLACE
+/// (RFC 8508 §3: its literal is a message, with the same size limit).
 fn command_head(cmd: &[u8]) -> (Option<String>, bool) {
     let tag = extract_tag(cmd);
     let mut words = cmd.split(|&c| c == b' ');
     words.next();
-    let is_append = words
-        .next()
-        .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"));
+    let first = words.next();
+    let is_append = first.is_some_and(|w| {
+        w.eq_ignore_ascii_case(b"APPEND")
+            || w.eq_ignore_ascii_case(b"REPLACE")
+            || (w.eq_ignore_ascii_case(b"UID")
+                && words
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case(b"REPLACE")))
+    });
     (tag, is_append)
 }
 

@@ -9,36 +9,78 @@ use crate::limits::MAX_SEARCH_DEPTH;
 /// Most keys in one search program (flat or nested).
 const MAX_SEARCH_KEYS: usize = 1000;
 
+/// Most return options in one `RETURN (...)` (six are known).
+const MAX_RETURN_OPTIONS: usize = 16;
+
+/// `"RETURN" SP "(" [search-return-opt *(SP search-return-opt)] ")" SP` (RFC 4731 §3,
+/// RFC 5182, RFC 9394 §3 PARTIAL), if present.
+fn return_options(c: &mut Cursor<'_>) -> PResult<Option<Vec<SearchReturn>>> {
+    if !c.try_word("RETURN ") {
+        return Ok(None);
+    }
+    c.expect(b'(')?;
+    let mut opts = Vec::new();
+    if !c.try_byte(b')') {
+        loop {
+            if opts.len() >= MAX_RETURN_OPTIONS {
+                return Err(ParseError::syntax("too many return options"));
+            }
+            let o = c.keyword("search return option")?;
+            opts.push(match o.as_str() {
+                "MIN" => SearchReturn::Min,
+                "MAX" => SearchReturn::Max,
+                "ALL" => SearchReturn::All,
+                "COUNT" => SearchReturn::Count,
+                "SAVE" => SearchReturn::Save,
+                "UPDATE" => SearchReturn::Update,
+                "CONTEXT" => SearchReturn::Context,
+                "PARTIAL" => {
+                    c.sp()?;
+                    partial_range(c)?
+                }
+                _ => {
+                    return Err(ParseError::syntax(&format!(
+                        "unknown search return option {o}"
+                    )));
+                }
+            });
+            if c.try_byte(b')') {
+                break;
+            }
+            c.sp()?;
+        }
+    }
+    // RFC 9394 §3: PARTIAL and ALL are mutually exclusive, and PARTIAL is given once.
+    let partials = opts.iter().filter(|o| o.is_partial()).count();
+    if partials > 1 || (partials == 1 && opts.contains(&SearchReturn::All)) {
+        return Err(ParseError::syntax(
+            "PARTIAL is allowed once and not with ALL",
+        ));
+    }
+    c.sp()?;
+    Ok(Some(opts))
+}
+
+/// RFC 9394 §5: `partial-range-first = nz-number ":" nz-number` and
+/// `partial-range-last = "-" nz-number ":" "-" nz-number`.
+fn partial_range(c: &mut Cursor<'_>) -> PResult<SearchReturn> {
+    let from_end = c.try_byte(b'-');
+    let a = c.nz_number("partial range")?;
+    c.expect(b':')?;
+    if from_end {
+        c.expect(b'-')?;
+    }
+    let b = c.nz_number("partial range")?;
+    Ok(SearchReturn::Partial {
+        from_end,
+        lo: a.min(b),
+        hi: a.max(b),
+    })
+}
+
 pub(super) fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<SearchCommand> {
     c.sp()?;
-    let mut ret = None;
-    if c.try_word("RETURN ") {
-        c.expect(b'(')?;
-        let mut opts = Vec::new();
-        if !c.try_byte(b')') {
-            loop {
-                let o = c.keyword("search return option")?;
-                opts.push(match o.as_str() {
-                    "MIN" => SearchReturn::Min,
-                    "MAX" => SearchReturn::Max,
-                    "ALL" => SearchReturn::All,
-                    "COUNT" => SearchReturn::Count,
-                    "SAVE" => SearchReturn::Save,
-                    _ => {
-                        return Err(ParseError::syntax(&format!(
-                            "unknown search return option {o}"
-                        )));
-                    }
-                });
-                if c.try_byte(b')') {
-                    break;
-                }
-                c.sp()?;
-            }
-        }
-        c.sp()?;
-        ret = Some(opts);
-    }
+    let ret = return_options(c)?;
     let mut charset = None;
     if c.try_word("CHARSET ") {
         charset = Some(c.astring_utf8("charset")?.to_ascii_uppercase());
@@ -184,13 +226,24 @@ fn search_key(c: &mut Cursor<'_>, depth: usize, count: &mut usize) -> PResult<Se
             }
             SearchKey::ModSeq(c.number64("mod-sequence value")?)
         }
+        // RFC 8474 §6: `"EMAILID" SP objectid` / `"THREADID" SP objectid`.
+        "EMAILID" => {
+            c.sp()?;
+            SearchKey::EmailId(objectid(c)?)
+        }
+        "THREADID" => {
+            c.sp()?;
+            SearchKey::ThreadId(objectid(c)?)
+        }
         _ => return Err(ParseError::syntax(&format!("unknown search key {name}"))),
     })
 }
 
-/// `sort = ["UID" SP] "SORT" SP sort-criteria SP search-charset 1*(SP search-key)`
+/// `sort = ["UID" SP] "SORT" [SP sort-return-opts] SP sort-criteria SP search-charset
+/// 1*(SP search-key)` (RFC 5256, RFC 5267 §3 ESORT `RETURN (...)`).
 pub(super) fn sort(c: &mut Cursor<'_>, uid: bool) -> PResult<SortCommand> {
     c.sp()?;
+    let ret = return_options(c)?;
     c.expect(b'(')?;
     let mut criteria = Vec::new();
     loop {
@@ -223,6 +276,7 @@ pub(super) fn sort(c: &mut Cursor<'_>, uid: bool) -> PResult<SortCommand> {
     let key = program(c)?;
     Ok(SortCommand {
         uid,
+        ret,
         criteria,
         charset,
         key,
@@ -243,4 +297,18 @@ pub(super) fn thread(c: &mut Cursor<'_>, uid: bool) -> PResult<ThreadCommand> {
         charset,
         key,
     })
+}
+
+/// RFC 8474 §7: `objectid = 1*255(ALPHA / DIGIT / "_" / "-")`.
+pub(super) fn objectid(c: &mut Cursor<'_>) -> PResult<String> {
+    let id = c.atom("object id")?;
+    if id.is_empty()
+        || id.len() > 255
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ParseError::expected("object id"));
+    }
+    Ok(id.to_string())
 }

@@ -102,6 +102,7 @@ fn good_commands_parse_to_the_expected_ast() {
             "a CREATE inbox/Sub",
             CommandBody::Create {
                 mailbox: "INBOX/Sub".into(),
+                special_use: vec![],
             },
         ),
         (
@@ -357,6 +358,7 @@ fn append_parses_flags_date_and_literal() {
                 flags,
                 date,
                 message,
+                ..
             },
         ..
     }) = &evs[1]
@@ -587,6 +589,214 @@ fn malformed_lines_get_exact_bad_texts() {
         let (t, x) = parse_err(line);
         assert_eq!((t.as_deref(), x.as_str()), (tag, text), "{line:?}");
     }
+}
+
+#[test]
+fn objectid_and_create_special_use_parse() {
+    // RFC 6154 §3
+    assert_eq!(
+        parse_ok("a CREATE Old (USE (\\Archive))"),
+        CommandBody::Create {
+            mailbox: "Old".into(),
+            special_use: vec!["\\Archive".into()],
+        }
+    );
+    assert_eq!(
+        parse_ok("a CREATE x (USE ())"),
+        CommandBody::Create {
+            mailbox: "x".into(),
+            special_use: vec![],
+        }
+    );
+    let many = format!("a CREATE x (USE ({}))", vec!["\\Sent"; 17].join(" "));
+    assert!(parse_err(&many).1.contains("too many special-use"));
+    assert!(
+        parse_err("a CREATE x (FOO (\\Sent))")
+            .1
+            .contains("unknown CREATE")
+    );
+    assert!(parse_err("a CREATE x (USE (Sent))").1.contains("expected"));
+    // RFC 8474 §4.3, §5.3, §6
+    assert_eq!(
+        parse_ok("a STATUS INBOX (MAILBOXID MESSAGES)"),
+        CommandBody::Status {
+            mailbox: "INBOX".into(),
+            items: vec![StatusItem::MailboxId, StatusItem::Messages],
+        }
+    );
+    let CommandBody::Fetch(f) = parse_ok("a FETCH 1 (EMAILID THREADID)") else {
+        panic!("not a FETCH");
+    };
+    assert_eq!(f.attrs, vec![FetchAttr::EmailId, FetchAttr::ThreadId]);
+    let CommandBody::Search(s) = parse_ok("a UID SEARCH EMAILID E1_x-2 THREADID T9") else {
+        panic!("not a SEARCH");
+    };
+    assert_eq!(
+        s.key,
+        SearchKey::And(vec![
+            SearchKey::EmailId("E1_x-2".into()),
+            SearchKey::ThreadId("T9".into())
+        ])
+    );
+    assert!(parse_err("a SEARCH EMAILID E1.2").1.contains("object id"));
+    let long = format!("a SEARCH EMAILID {}", "E".repeat(256));
+    assert!(parse_err(&long).1.contains("object id"));
+    let items = format!("a STATUS INBOX ({})", vec!["SIZE"; 33].join(" "));
+    assert!(parse_err(&items).1.contains("too many status items"));
+}
+
+#[test]
+fn multiappend_and_preview_parse() {
+    // RFC 3502 §6.3.11
+    let evs = events(
+        b"a APPEND INBOX (\\Seen) {3+}\r\nabc  \"01-Jan-2024 10:00:00 +0000\" {2+}\r\nxy\r\n",
+    );
+    let Some(Event::Command(Command {
+        body:
+            CommandBody::Append {
+                flags,
+                message,
+                more,
+                ..
+            },
+        ..
+    })) = evs.last()
+    else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(flags, &vec!["\\Seen".to_string()]);
+    assert_eq!(message, b"abc");
+    assert_eq!(more.len(), 1);
+    assert_eq!(more[0].message, b"xy");
+    assert!(more[0].date.is_some());
+    // RFC 8970 §5
+    let CommandBody::Fetch(f) = parse_ok("a FETCH 1 (PREVIEW (LAZY) UID PREVIEW)") else {
+        panic!("not a FETCH");
+    };
+    assert_eq!(
+        f.attrs,
+        vec![
+            FetchAttr::Preview { lazy: true },
+            FetchAttr::Uid,
+            FetchAttr::Preview { lazy: false }
+        ]
+    );
+    let CommandBody::Fetch(f) = parse_ok("a FETCH 1 PREVIEW (CHANGEDSINCE 5)") else {
+        panic!("not a FETCH");
+    };
+    assert_eq!(f.attrs, vec![FetchAttr::Preview { lazy: false }]);
+    assert_eq!(f.changed_since, Some(5));
+    assert!(
+        parse_err("a FETCH 1 (PREVIEW (LAZY FOO))")
+            .1
+            .contains("preview modifier")
+    );
+}
+
+#[test]
+fn replace_parses_and_its_literal_has_the_message_limit() {
+    // RFC 8508 §6
+    let evs = events(b"a UID REPLACE 7 Drafts (\\Draft) {3+}\r\nabc\r\n");
+    assert!(
+        matches!(evs.last(), Some(Event::Command(Command { body: CommandBody::Replace { uid: true, target: SeqBound::Value(7), mailbox, message }, .. }))
+            if mailbox == "Drafts" && message.message == b"abc" && message.flags == ["\\Draft"]),
+        "{evs:?}"
+    );
+    assert!(matches!(
+        parse_ok("a REPLACE * INBOX {1+}\r\nx"),
+        CommandBody::Replace {
+            uid: false,
+            target: SeqBound::Star,
+            ..
+        }
+    ));
+    assert!(
+        parse_err("a UID REPLACE * INBOX {1+}\r\nx")
+            .1
+            .contains("UID")
+    );
+    assert!(
+        parse_err("a REPLACE 1 INBOX {1+}\r\nx {1+}\r\ny")
+            .0
+            .is_some()
+    );
+    // A literal larger than a line but within the message limit is accepted, as for APPEND.
+    let big = MAX_LINE_LEN + 10;
+    let mut p = Parser::new(MAX_LIT);
+    p.feed(format!("t REPLACE 1 INBOX {{{big}}}\r\n").as_bytes());
+    assert!(
+        matches!(p.next_event(), Event::NeedLiteral { .. }),
+        "a REPLACE literal is a message"
+    );
+}
+
+#[test]
+fn esort_and_partial_parse() {
+    // RFC 5267 §3, RFC 9394 §5
+    let CommandBody::Sort(s) = parse_ok("a UID SORT RETURN (MIN PARTIAL -5:-1) (DATE) UTF-8 ALL")
+    else {
+        panic!("not a SORT");
+    };
+    assert_eq!(
+        s.ret,
+        Some(vec![
+            SearchReturn::Min,
+            SearchReturn::Partial {
+                from_end: true,
+                lo: 1,
+                hi: 5
+            }
+        ])
+    );
+    let CommandBody::Sort(s) = parse_ok("a SORT (DATE) UTF-8 ALL") else {
+        panic!("not a SORT");
+    };
+    assert_eq!(s.ret, None);
+    let CommandBody::Search(s) = parse_ok("a SEARCH RETURN (PARTIAL 10:1) ALL") else {
+        panic!("not a SEARCH");
+    };
+    assert_eq!(
+        s.ret,
+        Some(vec![SearchReturn::Partial {
+            from_end: false,
+            lo: 1,
+            hi: 10
+        }])
+    );
+    for bad in [
+        "a SEARCH RETURN (PARTIAL 0:5) ALL",
+        "a SEARCH RETURN (PARTIAL -1:5) ALL",
+        "a SEARCH RETURN (PARTIAL 1:2 PARTIAL 3:4) ALL",
+        "a SEARCH RETURN (ALL PARTIAL 1:2) ALL",
+        "a SEARCH RETURN (PARTIAL 1:99999999999) ALL",
+    ] {
+        parse_err(bad);
+    }
+    let many = format!("a SEARCH RETURN ({}) ALL", vec!["MIN"; 17].join(" "));
+    assert!(parse_err(&many).1.contains("too many return options"));
+}
+
+#[test]
+fn context_search_parses() {
+    // RFC 5267 §5
+    let CommandBody::Search(s) = parse_ok("a UID SEARCH RETURN (UPDATE CONTEXT COUNT) ALL") else {
+        panic!("not a SEARCH");
+    };
+    assert_eq!(
+        s.ret,
+        Some(vec![
+            SearchReturn::Update,
+            SearchReturn::Context,
+            SearchReturn::Count
+        ])
+    );
+    assert_eq!(
+        parse_ok("a CANCELUPDATE \"B01\" \"B02\""),
+        CommandBody::CancelUpdate(vec!["B01".into(), "B02".into()])
+    );
+    parse_err("a CANCELUPDATE");
+    let many = format!("a CANCELUPDATE {}", vec!["\"x\""; 17].join(" "));
+    assert!(parse_err(&many).1.contains("too many tags"));
 }
 
 #[test]

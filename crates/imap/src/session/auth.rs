@@ -44,6 +44,15 @@ impl Session {
             "SORT",
             "THREAD=REFERENCES",
             "THREAD=ORDEREDSUBJECT",
+            "OBJECTID",
+            "CREATE-SPECIAL-USE",
+            "PREVIEW",
+            "MULTIAPPEND",
+            "REPLACE",
+            "UIDONLY",
+            "ESORT",
+            "PARTIAL",
+            "CONTEXT=SEARCH",
         ]);
         caps.join(" ")
     }
@@ -88,6 +97,11 @@ impl Session {
                 "UTF8=ACCEPT" if !self.enabled.utf8 => {
                     self.enabled.utf8 = true;
                     newly.push("UTF8=ACCEPT");
+                }
+                // RFC 9586 §3
+                "UIDONLY" if !self.enabled.uidonly => {
+                    self.enabled.uidonly = true;
+                    newly.push("UIDONLY");
                 }
                 "IMAP4REV2" if !self.enabled.rev2 => {
                     self.enabled.rev2 = true;

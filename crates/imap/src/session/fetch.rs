@@ -6,7 +6,9 @@ use super::{CmdError, CmdResult, Done, KeywordCase, Keywords, Session, ViewMsg};
 use crate::message::{self, Section, SectionText};
 use crate::parser::{FetchAttr, FetchCommand};
 use crate::response::compress_set;
-use bulwark_store::{BlobHash, EmailId, KeywordOp, KeywordUpdate, ModSeq, StoreError, Uid};
+use bulwark_store::{
+    BlobHash, EmailId, KeywordOp, KeywordUpdate, ModSeq, StoreError, ThreadId, Uid,
+};
 use std::collections::{HashMap, HashSet};
 
 /// Messages whose content one store read fetches (bounds memory per FETCH step).
@@ -101,8 +103,22 @@ fn needs_content(attr: &FetchAttr) -> bool {
             | FetchAttr::Rfc822Size
             | FetchAttr::Uid
             | FetchAttr::ModSeq
+            | FetchAttr::EmailId
+            | FetchAttr::ThreadId
+            | FetchAttr::Preview { .. }
     )
 }
+
+/// What the view does not keep about the emails one FETCH shows, read from the stored
+/// emails only when asked for: THREADID (RFC 8474 §5.2) and PREVIEW (RFC 8970).
+#[derive(Default)]
+struct Facts {
+    threads: HashMap<EmailId, ThreadId>,
+    previews: HashMap<EmailId, String>,
+}
+
+/// RFC 8970 §3.1: a preview is at most 256 characters.
+const PREVIEW_CHARS: usize = 256;
 
 impl Session {
     pub(crate) async fn cmd_fetch(&mut self, f: FetchCommand, out: &mut Vec<u8>) -> CmdResult {
@@ -177,6 +193,15 @@ impl Session {
 
         let with_modseq = self.enabled.condstore
             && (f.changed_since.is_some() || f.attrs.contains(&FetchAttr::ModSeq));
+        let wants_preview = f
+            .attrs
+            .iter()
+            .any(|a| matches!(a, FetchAttr::Preview { .. }));
+        let facts = if wants_preview || f.attrs.contains(&FetchAttr::ThreadId) {
+            self.read_facts(&indices, wants_preview).await?
+        } else {
+            Facts::default()
+        };
         let wants_content = f.attrs.iter().any(needs_content);
         // ENVELOPE as the only content item is answered from the envelopes stored at
         // delivery, without reading message content.
@@ -186,7 +211,7 @@ impl Session {
                 .all(|a| !needs_content(a) || *a == FetchAttr::Envelope);
         if envelope_only {
             return self
-                .fetch_envelopes(&f, &indices, &flags_changed, with_modseq, out)
+                .fetch_envelopes(&f, &indices, &flags_changed, with_modseq, &facts, out)
                 .await;
         }
         let mut cte_error = None;
@@ -237,6 +262,8 @@ impl Session {
                     &Flags {
                         case: &self.keyword_case,
                         sel,
+                        facts: &facts,
+                        uidonly: self.enabled.uidonly,
                     },
                     raw.as_deref().map_or(Content::Missing, Content::Raw),
                     flags_changed.contains(&i),
@@ -263,6 +290,7 @@ impl Session {
         indices: &[usize],
         flags_changed: &HashSet<usize>,
         with_modseq: bool,
+        facts: &Facts,
         out: &mut Vec<u8>,
     ) -> CmdResult {
         let name = if f.uid { "UID FETCH" } else { "FETCH" };
@@ -306,6 +334,8 @@ impl Session {
                     &Flags {
                         case: &self.keyword_case,
                         sel,
+                        facts,
+                        uidonly: self.enabled.uidonly,
                     },
                     content,
                     flags_changed.contains(&i),
@@ -400,13 +430,51 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The threads (and previews) of the view's messages at `indices`, a batch of emails
+    /// per store read.
+    async fn read_facts(&self, indices: &[usize], previews: bool) -> Result<Facts, CmdError> {
+        let account = self.account_id()?;
+        let sel = self.selected()?;
+        let emails: Vec<EmailId> = indices
+            .iter()
+            .filter_map(|&i| sel.view.get(i).map(|m| m.email))
+            .collect();
+        let mut facts = Facts::default();
+        for chunk in emails.chunks(ENVELOPE_BATCH) {
+            for e in self.store.email_get(account, chunk).await? {
+                facts.threads.insert(e.id, e.thread);
+                if previews {
+                    facts
+                        .previews
+                        .insert(e.id, preview_text(&e.summary.preview));
+                }
+            }
+        }
+        Ok(facts)
+    }
+}
+
+/// RFC 8970 §3.1: plain text of at most 256 characters, no line breaks or controls.
+fn preview_text(stored: &str) -> String {
+    stored
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(PREVIEW_CHARS)
+        .collect()
+}
+
 /// A batch of message contents (or envelopes) being read.
 type ContentRead = tokio::task::JoinHandle<Result<Vec<(Uid, Vec<u8>)>, StoreError>>;
 
-/// How FLAGS are shown in this session: keyword case, and `\Recent` (RFC 3501 §2.3.2).
+/// How FLAGS are shown in this session: keyword case, and `\Recent` (RFC 3501 §2.3.2);
+/// and what THREADID and PREVIEW show, when asked for.
 struct Flags<'a> {
     case: &'a KeywordCase,
     sel: &'a super::Selected,
+    facts: &'a Facts,
+    /// RFC 9586: `UIDFETCH` responses.
+    uidonly: bool,
 }
 
 impl Flags<'_> {
@@ -429,14 +497,15 @@ fn render_message(
     cte_error: &mut Option<message::BinaryError>,
     out: &mut Vec<u8>,
 ) {
-    out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+    out.extend_from_slice(super::fetch_head(flags.uidonly, i, m.uid).as_bytes());
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
         if !std::mem::take(&mut first) {
             out.push(b' ');
         }
     };
-    if f.uid {
+    // With UIDONLY the UID is the response's number (RFC 9586 §3.3).
+    if f.uid && !flags.uidonly {
         sep(out);
         out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
     }
@@ -468,6 +537,33 @@ fn render_message(
                 out.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes());
             }
             FetchAttr::ModSeq => continue,
+            // RFC 8474 §5.3
+            FetchAttr::EmailId => {
+                sep(out);
+                out.extend_from_slice(
+                    format!("EMAILID ({})", crate::objectid::email_id(m.email)).as_bytes(),
+                );
+            }
+            FetchAttr::ThreadId => {
+                sep(out);
+                // RFC 8474 §5.3: NIL when the server cannot tell (an email gone since).
+                match flags.facts.threads.get(&m.email) {
+                    Some(&t) => out.extend_from_slice(
+                        format!("THREADID ({})", crate::objectid::thread_id(t)).as_bytes(),
+                    ),
+                    None => out.extend_from_slice(b"THREADID NIL"),
+                }
+            }
+            // RFC 8970 §3.1: the stored preview (made at delivery, so LAZY gets it too);
+            // NIL only for a message whose email is gone.
+            FetchAttr::Preview { .. } => {
+                sep(out);
+                out.extend_from_slice(b"PREVIEW ");
+                match flags.facts.previews.get(&m.email) {
+                    Some(p) => out.extend_from_slice(&message::quoted_or_literal(p.as_bytes())),
+                    None => out.extend_from_slice(b"NIL"),
+                }
+            }
             FetchAttr::Envelope if matches!(content, Content::Envelope(_)) => {
                 if let Content::Envelope(envelope) = content {
                     sep(out);
@@ -574,7 +670,10 @@ fn content_item(
         | FetchAttr::InternalDate
         | FetchAttr::Rfc822Size
         | FetchAttr::Uid
-        | FetchAttr::ModSeq => {}
+        | FetchAttr::ModSeq
+        | FetchAttr::EmailId
+        | FetchAttr::ThreadId
+        | FetchAttr::Preview { .. } => {}
     }
     Ok(())
 }

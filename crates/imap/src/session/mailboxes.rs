@@ -1,9 +1,9 @@
 //! CREATE, DELETE, RENAME, SUBSCRIBE/UNSUBSCRIBE, STATUS, APPEND (RFC 9051 §6.3).
 
 use super::{CmdError, CmdResult, Done, Session, State};
-use crate::parser::StatusItem;
+use crate::parser::{AppendMessage, StatusItem};
 use crate::response::write_mailbox;
-use bulwark_store::{Mailbox, MembershipUpdate, NewEmail, imap_flag_to_keyword, now_unix};
+use bulwark_store::{Mailbox, MembershipUpdate, NewEmail, Role, imap_flag_to_keyword, now_unix};
 use std::sync::Arc;
 
 /// The hierarchy separator (RFC 9051 §5.1.2).
@@ -73,8 +73,8 @@ impl Session {
         Ok(())
     }
 
-    /// RFC 9051 §6.3.4
-    pub(crate) async fn cmd_create(&mut self, name: &str) -> CmdResult {
+    /// RFC 9051 §6.3.4, with RFC 6154 §3 `USE (...)` and RFC 8474 §4.1 `MAILBOXID`.
+    pub(crate) async fn cmd_create(&mut self, name: &str, special_use: &[String]) -> CmdResult {
         let name = Self::valid_new_name(&self.decode_mailbox_name(name))?;
         if name == "INBOX" || self.find_mailbox(&name).await?.is_some() {
             return Err(CmdError::no(
@@ -82,16 +82,70 @@ impl Session {
                 format!("Mailbox {name} already exists"),
             ));
         }
-        self.create_parents(&name).await?;
         let account = self.account_id()?;
-        let created = self.store.mailbox_create(account, &name, None).await?;
+        let role = self.special_use_role(special_use).await?;
+        self.create_parents(&name).await?;
+        let created = self.store.mailbox_create(account, &name, role).await?;
         // A subscribed name gets its mailbox back: the subscription is the mailbox's again.
         if self.remove_orphan_subscription(&name).await? {
             self.store
                 .mailbox_set_subscribed(account, created.id, true)
                 .await?;
         }
-        Done::new("CREATE completed")
+        // RFC 8474 §4.1: the new mailbox's id in the tagged OK.
+        Done::with_code(
+            format!("MAILBOXID ({})", crate::objectid::mailbox_id(created.id)),
+            "CREATE completed",
+        )
+    }
+
+    /// The store role for `CREATE ... (USE (...))`. RFC 6154 §3: when the special use
+    /// cannot be given, the mailbox is not created and the answer is `NO [USEATTR]`. The
+    /// store keeps one role per mailbox and each role on one mailbox of the account, and
+    /// has no `\All` or `\Flagged` (virtual) mailboxes.
+    async fn special_use_role(&self, attrs: &[String]) -> Result<Option<Role>, CmdError> {
+        let mut role = None;
+        for attr in attrs {
+            let r = Role::ALL
+                .into_iter()
+                .find(|r| {
+                    r.imap_attribute()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(attr))
+                })
+                .ok_or_else(|| {
+                    CmdError::no(
+                        "USEATTR",
+                        format!("The special use {attr} cannot be given to a new mailbox"),
+                    )
+                })?;
+            if role.is_some_and(|have| have != r) {
+                return Err(CmdError::no(
+                    "USEATTR",
+                    "A mailbox can have only one special use here",
+                ));
+            }
+            role = Some(r);
+        }
+        if let Some(r) = role {
+            let account = self.account_id()?;
+            if let Some(other) = self
+                .store
+                .mailbox_list(account)
+                .await?
+                .into_iter()
+                .find(|m| m.role == Some(r))
+            {
+                return Err(CmdError::No {
+                    code: Some("USEATTR"),
+                    text: format!(
+                        "{} already has the special use {}",
+                        other.name,
+                        r.imap_attribute().unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        Ok(role)
     }
 
     /// RFC 9051 §6.3.5
@@ -246,6 +300,10 @@ impl Session {
                 ),
                 StatusItem::Size => format!("SIZE {}", st.size),
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
+                // RFC 8474 §4.3
+                StatusItem::MailboxId => {
+                    format!("MAILBOXID ({})", crate::objectid::mailbox_id(mailbox.id))
+                }
                 StatusItem::Deleted => {
                     let msgs = self.store.mailbox_messages(account, mailbox.id).await?;
                     let n = msgs
@@ -281,14 +339,33 @@ impl Session {
         Done::new("STATUS completed")
     }
 
-    /// RFC 9051 §6.3.12, RFC 4315 APPENDUID. `OK` only after the store committed.
+    /// RFC 9051 §6.3.12, RFC 4315 APPENDUID, RFC 3502 MULTIAPPEND: all messages in one
+    /// store call, so either all are appended or none (RFC 3502 §6.3.11). `OK` only after the
+    /// store committed.
     pub(crate) async fn cmd_append(
         &mut self,
         name: &str,
-        flags: &[String],
-        date: Option<i64>,
-        message: Vec<u8>,
+        messages: Vec<AppendMessage>,
     ) -> CmdResult {
+        let (mailbox, uids) = self.append_messages(name, messages).await?;
+        // RFC 4315 §3: `APPENDUID uidvalidity uid-set`, one UID per message in order.
+        Done::with_code(
+            format!(
+                "APPENDUID {} {}",
+                mailbox.uid_validity,
+                crate::response::compress_set(&uids)
+            ),
+            "APPEND completed",
+        )
+    }
+
+    /// Appends `messages` to the mailbox `name` in one store call (all or none); returns
+    /// the mailbox and the new UIDs in order. APPEND and REPLACE (RFC 8508 §3.3).
+    pub(crate) async fn append_messages(
+        &mut self,
+        name: &str,
+        messages: Vec<AppendMessage>,
+    ) -> Result<(Mailbox, Vec<u32>), CmdError> {
         let name = self.decode_mailbox_name(name);
         let account = self.account_id()?;
         let Some(mailbox) = self.find_mailbox(&name).await? else {
@@ -297,40 +374,47 @@ impl Session {
                 format!("Mailbox {name} does not exist"),
             ));
         };
-        if message.is_empty() {
+        if messages.iter().any(|m| m.message.is_empty()) {
             return Err(CmdError::no(
                 "CANNOT",
                 "An empty message cannot be appended",
             ));
         }
-        self.remember_keyword_case(flags).await;
-        let raw = Arc::new(message);
-        let summary = bulwark_core::summarize(&raw);
-        let new = NewEmail {
-            mailboxes: vec![mailbox.id],
-            raw,
-            keywords: flags_to_keywords(flags),
-            received_at: date.unwrap_or_else(now_unix),
-            summary,
-        };
-        let appended = self.store.email_append(account, vec![new]).await?;
-        let uid = appended
-            .first()
-            .and_then(|a| {
+        let mut new = Vec::with_capacity(messages.len());
+        for m in messages {
+            self.remember_keyword_case(&m.flags).await;
+            let raw = Arc::new(m.message);
+            let summary = bulwark_core::summarize(&raw);
+            new.push(NewEmail {
+                mailboxes: vec![mailbox.id],
+                raw,
+                keywords: flags_to_keywords(&m.flags),
+                received_at: m.date.unwrap_or_else(now_unix),
+                summary,
+            });
+        }
+        let count = new.len();
+        let appended = self.store.email_append(account, new).await?;
+        let uids: Vec<u32> = appended
+            .iter()
+            .filter_map(|a| {
                 a.uids
                     .iter()
                     .find(|(m, _)| *m == mailbox.id)
-                    .map(|(_, u)| *u)
+                    .map(|(_, u)| u.0)
             })
-            .ok_or_else(|| CmdError::no("SERVERBUG", "The store did not report the new UID"))?;
+            .collect();
+        if uids.len() != count {
+            return Err(CmdError::no(
+                "SERVERBUG",
+                "The store did not report the new UIDs",
+            ));
+        }
         if let State::Selected(_, s) = &mut self.state
             && s.id == mailbox.id
         {
             s.mark_dirty(None);
         }
-        Done::with_code(
-            format!("APPENDUID {} {uid}", mailbox.uid_validity),
-            "APPEND completed",
-        )
+        Ok((mailbox, uids))
     }
 }

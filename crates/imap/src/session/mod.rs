@@ -28,7 +28,9 @@ mod view;
 
 use crate::config::ImapConfig;
 use crate::limits::MAX_BAD_COMMANDS;
-use crate::parser::{Command, CommandBody, ErrorKind, ParseError, SeqBound, SequenceSet};
+use crate::parser::{
+    AppendMessage, Command, CommandBody, ErrorKind, ParseError, SeqBound, SequenceSet,
+};
 use bulwark_auth::Authenticator;
 use bulwark_store::{Account, MailboxId, ModSeq, StateChange, Store, StoreError, Uid};
 pub(crate) use keywords::KeywordCase;
@@ -125,6 +127,45 @@ pub(crate) struct Enabled {
     pub qresync: bool,
     pub utf8: bool,
     pub rev2: bool,
+    /// RFC 9586 UIDONLY: no message numbers in commands or responses.
+    pub uidonly: bool,
+}
+
+/// Does the command use message sequence numbers (RFC 9586 §3: refused with UIDONLY)? The
+/// non-UID forms of FETCH, STORE, SEARCH, COPY, MOVE, SORT, THREAD and REPLACE, and a
+/// sequence set as a search key.
+fn uses_message_numbers(body: &CommandBody) -> bool {
+    fn in_key(k: &crate::parser::SearchKey) -> bool {
+        use crate::parser::SearchKey;
+        match k {
+            SearchKey::SequenceSet(SequenceSet::Ranges(_)) => true,
+            SearchKey::Not(k) => in_key(k),
+            SearchKey::Or(a, b) => in_key(a) || in_key(b),
+            SearchKey::And(keys) => keys.iter().any(in_key),
+            _ => false,
+        }
+    }
+    match body {
+        CommandBody::Fetch(f) => !f.uid,
+        CommandBody::Store(s) => !s.uid,
+        CommandBody::Copy { uid, .. }
+        | CommandBody::Move { uid, .. }
+        | CommandBody::Replace { uid, .. } => !uid,
+        CommandBody::Search(s) => !s.uid || in_key(&s.key),
+        CommandBody::Sort(s) => !s.uid || in_key(&s.key),
+        CommandBody::Thread(t) => !t.uid || in_key(&t.key),
+        _ => false,
+    }
+}
+
+/// The start of a FETCH response: `* n FETCH (`, or with UIDONLY `* uid UIDFETCH (`
+/// (RFC 9586 §3.3), whose UID is the number and is not repeated inside.
+pub(crate) fn fetch_head(uidonly: bool, index: usize, uid: Uid) -> String {
+    if uidonly {
+        format!("* {uid} UIDFETCH (")
+    } else {
+        format!("* {} FETCH (", index + 1)
+    }
 }
 
 /// An authenticated user.
@@ -155,6 +196,10 @@ pub(crate) struct Selected {
     pub feed: Arc<crate::feed::Feed>,
     /// RFC 5182 SEARCHRES saved result (UIDs).
     pub saved: Vec<Uid>,
+    /// RFC 5267 §4 searches kept up to date (`RETURN (UPDATE)`), at most
+    /// [`search::MAX_SEARCH_UPDATES`]. Boxed: rare, and every selected session holds one.
+    #[allow(clippy::box_collection)]
+    pub updates: Option<Box<Vec<search::SearchUpdate>>>,
     /// Custom keywords (stored form) this session announced in `FLAGS` (RFC 3501 §7.2.6).
     pub announced: std::collections::BTreeSet<String>,
     /// UID ranges (inclusive) recent in this session (RFC 3501 §2.3.2; see `recent.rs`).
@@ -433,7 +478,10 @@ impl Session {
                 read_only,
                 params,
             } => self.cmd_select(&mailbox, read_only, params, out).await,
-            CommandBody::Create { mailbox } => self.cmd_create(&mailbox).await,
+            CommandBody::Create {
+                mailbox,
+                special_use,
+            } => self.cmd_create(&mailbox, &special_use).await,
             CommandBody::Delete { mailbox } => self.cmd_delete(&mailbox).await,
             CommandBody::Rename { from, to } => self.cmd_rename(&from, &to).await,
             CommandBody::Subscribe { mailbox } => self.cmd_subscribe(&mailbox, true).await,
@@ -448,7 +496,16 @@ impl Session {
                 flags,
                 date,
                 message,
-            } => self.cmd_append(&mailbox, &flags, date, message).await,
+                more,
+            } => {
+                let mut messages = vec![AppendMessage {
+                    flags,
+                    date,
+                    message,
+                }];
+                messages.extend(more);
+                self.cmd_append(&mailbox, messages).await
+            }
             CommandBody::Idle => {
                 out.extend_from_slice(b"+ idling\r\n");
                 self.pending_tag = Some(tag);
@@ -466,8 +523,15 @@ impl Session {
             CommandBody::Move { uid, set, mailbox } => {
                 self.cmd_move(uid, &set, &mailbox, out).await
             }
-            CommandBody::Sort(s) => self.cmd_sort(s, out).await,
+            CommandBody::Replace {
+                uid,
+                target,
+                mailbox,
+                message,
+            } => self.cmd_replace(uid, target, &mailbox, message, out).await,
+            CommandBody::Sort(s) => self.cmd_sort(&tag, s, out).await,
             CommandBody::Thread(t) => self.cmd_thread(t, out).await,
+            CommandBody::CancelUpdate(tags) => self.cmd_cancel_update(&tags),
         };
         if !condstore_before && self.enabled.condstore && !is_select {
             self.announce_highest_modseq(out);
@@ -476,6 +540,7 @@ impl Session {
         if let Err(e) = self.sync(out, allow_expunge).await {
             tracing::warn!(error = %e, "IMAP: could not refresh the selected mailbox");
         }
+        self.context_updates(out).await;
         self.finish(&tag, name, result, out)
     }
 
@@ -515,8 +580,20 @@ impl Session {
         }
     }
 
-    /// RFC 9051 §3: which commands are valid in which state. Wrong state → `BAD`.
+    /// RFC 9051 §3: which commands are valid in which state. Wrong state → `BAD`. With
+    /// UIDONLY, commands that use message numbers are `BAD [UIDREQUIRED]` (RFC 9586 §3).
     fn check_state(&self, body: &CommandBody) -> Result<(), String> {
+        self.check_command_state(body)?;
+        if self.enabled.uidonly && uses_message_numbers(body) {
+            return Err(format!(
+                "[UIDREQUIRED] {} uses message numbers; with UIDONLY use UIDs",
+                body.name()
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_command_state(&self, body: &CommandBody) -> Result<(), String> {
         use CommandBody::*;
         let name = body.name();
         match body {
@@ -538,7 +615,9 @@ impl Session {
             | Copy { .. }
             | Move { .. }
             | Sort(_)
-            | Thread(_) => match self.state {
+            | Thread(_)
+            | CancelUpdate(_)
+            | Replace { .. } => match self.state {
                 State::Selected(..) => Ok(()),
                 State::Authenticated(_) => Err(format!(
                     "{name} needs a selected mailbox (use SELECT first)"
@@ -631,6 +710,7 @@ impl Session {
         if let Err(e) = self.sync(out, true).await {
             tracing::warn!(error = %e, "IMAP: could not refresh during IDLE");
         }
+        self.context_updates(out).await;
     }
 
     /// The client ended IDLE with `line` (should be `DONE`, RFC 2177 §3).

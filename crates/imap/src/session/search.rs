@@ -2,13 +2,17 @@
 //! MODSEQ), SORT and THREAD (RFC 5256).
 
 use super::{CmdError, CmdResult, Done, Selected, Session, ViewMsg};
-use crate::message::{SearchView, search_view_owned};
+use crate::message::{self, SearchView, search_view_owned};
+use crate::objectid;
 use crate::parser::{
     SearchCommand, SearchKey, SearchReturn, SequenceSet, SortCommand, SortKey, ThreadCommand,
 };
-use crate::response::compress_set;
-use bulwark_store::{AccountId, BlobHash, SearchHeaders, StoreError, Uid, imap_flag_to_keyword};
+use crate::response::{compress_set, ordered_set};
+use bulwark_store::{
+    AccountId, BlobHash, EmailId, SearchHeaders, StoreError, ThreadId, Uid, imap_flag_to_keyword,
+};
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// SORT compares strings with the `i;ascii-casemap` collation (RFC 5256 §3 makes it the
 /// default; RFC 4790 §9.2: US-ASCII a–z map to A–Z, then octets compare; other bytes,
@@ -31,6 +35,86 @@ fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
             text: format!("Charset {other} is not supported"),
         }),
     }
+}
+
+/// Most searches one session keeps up to date (RFC 5267 §4.3.1: the server may refuse more,
+/// with `NO [NOUPDATE]`); each is evaluated again after every command that may change it.
+pub(crate) const MAX_SEARCH_UPDATES: usize = 4;
+
+/// A `UID SEARCH RETURN (UPDATE)` kept up to date (RFC 5267 §4.3): its tag, its key and the
+/// UIDs last reported.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchUpdate {
+    tag: String,
+    key: SearchKey,
+    result: Vec<u32>,
+}
+
+/// RFC 9394 §3: the results at positions `lo..=hi` (1-based), counted from the last result
+/// when `from_end`; positions past the end are left out.
+fn partial_slice<T>(items: &[T], from_end: bool, lo: u32, hi: u32) -> &[T] {
+    let len = items.len();
+    let (lo, hi) = (lo as usize, hi as usize);
+    let (start, end) = if from_end {
+        (len.saturating_sub(hi), len.saturating_sub(lo - 1))
+    } else {
+        ((lo - 1).min(len), hi.min(len))
+    };
+    &items[start..end.max(start)]
+}
+
+/// ` PARTIAL (range set)` of an ESEARCH response (RFC 9394 §3), `NIL` for no results in
+/// the range; `ordered` keeps the results' order (ESORT) instead of sorting them.
+fn partial_item(numbers: &[u32], from_end: bool, lo: u32, hi: u32, ordered: bool) -> String {
+    let part = partial_slice(numbers, from_end, lo, hi);
+    let range = if from_end {
+        format!("-{lo}:-{hi}")
+    } else {
+        format!("{lo}:{hi}")
+    };
+    let set = if part.is_empty() {
+        "NIL".to_string()
+    } else if ordered {
+        ordered_set(part)
+    } else {
+        compress_set(part)
+    };
+    format!(" PARTIAL ({range} {set})")
+}
+
+/// The `* ESEARCH` response of an ESORT (RFC 5267 §3): MIN and MAX are the first and
+/// last in sort order, ALL and PARTIAL keep the sort order.
+fn esort_line(tag: &str, uid: bool, opts: &[SearchReturn], numbers: &[u32]) -> String {
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    for o in opts {
+        match *o {
+            SearchReturn::Min => {
+                if let Some(n) = numbers.first() {
+                    line.push_str(&format!(" MIN {n}"));
+                }
+            }
+            SearchReturn::Max => {
+                if let Some(n) = numbers.last() {
+                    line.push_str(&format!(" MAX {n}"));
+                }
+            }
+            SearchReturn::Count => line.push_str(&format!(" COUNT {}", numbers.len())),
+            SearchReturn::All => {
+                if !numbers.is_empty() {
+                    line.push_str(&format!(" ALL {}", ordered_set(numbers)));
+                }
+            }
+            SearchReturn::Partial { from_end, lo, hi } => {
+                line.push_str(&partial_item(numbers, from_end, lo, hi, true));
+            }
+            SearchReturn::Save | SearchReturn::Update | SearchReturn::Context => {}
+        }
+    }
+    line.push_str("\r\n");
+    line
 }
 
 /// What evaluating a search key needs besides the session's view.
@@ -78,6 +162,17 @@ struct Loaded {
 /// A batch read running in the background while the previous batch is matched.
 type BatchRead = tokio::task::JoinHandle<Result<Loaded, StoreError>>;
 
+/// Does the key use THREADID (RFC 8474 §6), which the view cannot answer?
+fn has_thread_id(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ThreadId(_) => true,
+        SearchKey::Not(k) => has_thread_id(k),
+        SearchKey::Or(a, b) => has_thread_id(a) || has_thread_id(b),
+        SearchKey::And(keys) => keys.iter().any(has_thread_id),
+        _ => false,
+    }
+}
+
 fn has_modseq(key: &SearchKey) -> bool {
     match key {
         SearchKey::ModSeq(_) => true,
@@ -94,6 +189,8 @@ struct Ctx<'a> {
     meta: &'a ViewMsg,
     content: Option<&'a SearchView>,
     summary: Option<&'a SearchHeaders>,
+    /// The thread of each email of the mailbox, read only for THREADID keys.
+    threads: &'a HashMap<EmailId, ThreadId>,
 }
 
 fn has_kw(m: &ViewMsg, k: &str) -> bool {
@@ -174,6 +271,11 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
             m.uid.0,
         ),
         ModSeq(n) => m.modseq.0 >= *n,
+        // RFC 8474 §6: an id this server never gave out matches nothing.
+        EmailId(id) => objectid::parse_email(id) == Some(m.email),
+        ThreadId(id) => {
+            objectid::parse_thread(id).is_some_and(|t| c.threads.get(&m.email) == Some(&t))
+        }
         Not(k) => !matches(k, c),
         Or(a, b) => matches(a, c) || matches(b, c),
         And(keys) => keys.iter().all(|k| matches(k, c)),
@@ -191,6 +293,16 @@ impl Session {
         let account = self.account_id()?;
         let sel = self.selected()?;
         let need = if load_all { Need::Content } else { need(key) };
+        let threads: HashMap<EmailId, ThreadId> = if has_thread_id(key) {
+            self.store
+                .mailbox_messages(account, sel.id)
+                .await?
+                .into_iter()
+                .map(|m| (m.email, m.thread))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let mut views: Vec<Option<SearchView>> = Vec::with_capacity(sel.view.len());
         let mut hits = Vec::new();
         let batch_len = match need {
@@ -237,6 +349,7 @@ impl Session {
                         meta,
                         content: view.as_ref(),
                         summary: summary.as_ref(),
+                        threads: &threads,
                     },
                 ) {
                     hits.push(i);
@@ -293,7 +406,22 @@ impl Session {
         if with_modseq {
             self.enabled.condstore = true;
         }
+        let wants_update = s
+            .ret
+            .as_ref()
+            .is_some_and(|o| o.contains(&SearchReturn::Update));
+        if wants_update && !s.uid {
+            // Sequence numbers in ADDTO/REMOVEFROM would shift with every expunge; results
+            // kept up to date are UIDs here.
+            return Err(CmdError::Bad("UPDATE needs UID SEARCH".into()));
+        }
         let (hits, _) = self.evaluate(&s.key, false).await?;
+        let update_result: Vec<u32> = if wants_update {
+            let sel = self.selected()?;
+            hits.iter().map(|&i| sel.view[i].uid.0).collect()
+        } else {
+            Vec::new()
+        };
         let sel = self.selected()?;
         let numbers: Vec<u32> = hits
             .iter()
@@ -317,7 +445,12 @@ impl Session {
                 out.extend_from_slice(format!("* SEARCH{list}{ms}\r\n").as_bytes());
             }
             Some(mut opts) => {
-                if opts.is_empty() {
+                // RFC 4731 §3.1: `RETURN ()` means ALL; so does UPDATE without a result
+                // option (RFC 5267 §4.3): the client needs the result the updates apply to.
+                if opts
+                    .iter()
+                    .all(|o| matches!(o, SearchReturn::Update | SearchReturn::Context))
+                {
                     opts.push(SearchReturn::All);
                 }
                 let save = opts.contains(&SearchReturn::Save);
@@ -327,7 +460,14 @@ impl Session {
                     let only_minmax = !opts.contains(&SearchReturn::All)
                         && !opts.contains(&SearchReturn::Count)
                         && (opts.contains(&SearchReturn::Min) || opts.contains(&SearchReturn::Max));
-                    let chosen: Vec<usize> = if only_minmax {
+                    let partial = opts.iter().find_map(|o| match *o {
+                        SearchReturn::Partial { from_end, lo, hi } => Some((from_end, lo, hi)),
+                        _ => None,
+                    });
+                    let chosen: Vec<usize> = if let Some((from_end, lo, hi)) = partial {
+                        // RFC 9394 §3: with PARTIAL, the returned part is what is saved.
+                        partial_slice(&hits, from_end, lo, hi).to_vec()
+                    } else if only_minmax {
                         let mut v = Vec::new();
                         if opts.contains(&SearchReturn::Min) {
                             v.extend(min);
@@ -369,7 +509,10 @@ impl Session {
                                     line.push_str(&format!(" ALL {}", compress_set(&numbers)));
                                 }
                             }
-                            SearchReturn::Save => {}
+                            SearchReturn::Partial { from_end, lo, hi } => {
+                                line.push_str(&partial_item(&numbers, *from_end, *lo, *hi, false));
+                            }
+                            SearchReturn::Save | SearchReturn::Update | SearchReturn::Context => {}
                         }
                     }
                     if with_modseq && !hits.is_empty() {
@@ -399,11 +542,127 @@ impl Session {
                 }
             }
         }
+        if wants_update {
+            self.register_update(tag, s.key, update_result, out)?;
+        }
         Done::new(format!("{name} completed"))
     }
 
-    /// RFC 5256 §3 SORT.
-    pub(crate) async fn cmd_sort(&mut self, s: SortCommand, out: &mut Vec<u8>) -> CmdResult {
+    /// RFC 5267 §4.3: keeps a UID SEARCH with `RETURN (UPDATE)` up to date. With
+    /// too many already kept, an untagged `NO [NOUPDATE "tag"]` and the search stays a
+    /// one-off.
+    fn register_update(
+        &mut self,
+        tag: &str,
+        key: SearchKey,
+        result: Vec<u32>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CmdError> {
+        let sel = self.selected()?;
+        let tag_string =
+            String::from_utf8_lossy(&message::quoted_or_literal(tag.as_bytes())).into_owned();
+        let kept = sel.updates.as_deref().map_or(&[][..], |u| u.as_slice());
+        if kept.len() >= MAX_SEARCH_UPDATES || kept.iter().any(|u| u.tag == tag) {
+            out.extend_from_slice(
+                format!("* NO [NOUPDATE {tag_string}] Too many searches kept up to date\r\n")
+                    .as_bytes(),
+            );
+            return Ok(());
+        }
+        self.selected_mut()?
+            .updates
+            .get_or_insert_with(Default::default)
+            .push(SearchUpdate {
+                tag: tag.to_string(),
+                key,
+                result,
+            });
+        Ok(())
+    }
+
+    /// RFC 5267 §4.3.5 CANCELUPDATE: the named searches are no longer kept up to date.
+    pub(crate) fn cmd_cancel_update(&mut self, tags: &[String]) -> CmdResult {
+        let sel = self.selected_mut()?;
+        let kept = sel.updates.get_or_insert_with(Default::default);
+        let before = kept.len();
+        kept.retain(|u| !tags.contains(&u.tag));
+        let after = kept.len();
+        if kept.is_empty() {
+            sel.updates = None;
+        }
+        if after + tags.len() != before {
+            // RFC 5267 §4.3.5: an unknown tag is BAD.
+            return Err(CmdError::Bad(
+                "CANCELUPDATE names a search that is not kept up to date".into(),
+            ));
+        }
+        Done::new("CANCELUPDATE completed")
+    }
+
+    /// RFC 5267 §4.3: after a command (or while IDLE), each search kept up to date is
+    /// evaluated again and the difference sent as `REMOVEFROM` / `ADDTO` (position 0: the
+    /// result of SEARCH is unordered). Messages expunged but not yet reported stay in the
+    /// view, so they leave a result only once their expunge was sent.
+    pub(crate) async fn context_updates(&mut self, out: &mut Vec<u8>) {
+        let updates = match &self.state {
+            super::State::Selected(_, s) => match s.updates.as_deref() {
+                Some(u) if !u.is_empty() => u.clone(),
+                _ => return,
+            },
+            _ => return,
+        };
+        let mut fresh = Vec::with_capacity(updates.len());
+        for mut u in updates {
+            let Ok((hits, _)) = self.evaluate(&u.key, false).await else {
+                fresh.push(u);
+                continue;
+            };
+            let Ok(sel) = self.selected() else { return };
+            let now: Vec<u32> = hits.iter().map(|&i| sel.view[i].uid.0).collect();
+            let old: std::collections::HashSet<u32> = u.result.iter().copied().collect();
+            let new: std::collections::HashSet<u32> = now.iter().copied().collect();
+            let removed: Vec<u32> = u
+                .result
+                .iter()
+                .copied()
+                .filter(|n| !new.contains(n))
+                .collect();
+            let added: Vec<u32> = now.iter().copied().filter(|n| !old.contains(n)).collect();
+            let tag =
+                String::from_utf8_lossy(&message::quoted_or_literal(u.tag.as_bytes())).into_owned();
+            if !removed.is_empty() {
+                out.extend_from_slice(
+                    format!(
+                        "* ESEARCH (TAG {tag}) UID REMOVEFROM (0 {})\r\n",
+                        compress_set(&removed)
+                    )
+                    .as_bytes(),
+                );
+            }
+            if !added.is_empty() {
+                out.extend_from_slice(
+                    format!(
+                        "* ESEARCH (TAG {tag}) UID ADDTO (0 {})\r\n",
+                        compress_set(&added)
+                    )
+                    .as_bytes(),
+                );
+            }
+            u.result = now;
+            fresh.push(u);
+        }
+        if let Ok(sel) = self.selected_mut() {
+            sel.updates = Some(Box::new(fresh));
+        }
+    }
+
+    /// RFC 5256 §3 SORT, with RFC 5267 §3 ESORT return options (and RFC 9394 PARTIAL).
+    pub(crate) async fn cmd_sort(
+        &mut self,
+        tag: &str,
+        s: SortCommand,
+        out: &mut Vec<u8>,
+    ) -> CmdResult {
         check_charset(Some(&s.charset))?;
         let (mut hits, views) = self.evaluate(&s.key, true).await?;
         let sel = self.selected()?;
@@ -440,20 +699,44 @@ impl Session {
             }
             a.cmp(&b)
         });
-        let list: String = hits
+        let numbers: Vec<u32> = hits
             .iter()
             .map(|&i| {
-                format!(
-                    " {}",
-                    if s.uid {
-                        sel.view[i].uid.0
-                    } else {
-                        i as u32 + 1
-                    }
-                )
+                if s.uid {
+                    sel.view[i].uid.0
+                } else {
+                    i as u32 + 1
+                }
             })
             .collect();
-        out.extend_from_slice(format!("* SORT{list}\r\n").as_bytes());
+        match s.ret {
+            None => {
+                let list: String = numbers.iter().map(|n| format!(" {n}")).collect();
+                out.extend_from_slice(format!("* SORT{list}\r\n").as_bytes());
+            }
+            Some(mut opts) => {
+                if opts.is_empty() {
+                    opts.push(SearchReturn::All);
+                }
+                if opts.contains(&SearchReturn::Save) {
+                    // RFC 5267 §3 with RFC 5182: the saved result is a set (its order is
+                    // lost); with PARTIAL only the returned part.
+                    let chosen: Vec<usize> = match opts.iter().find_map(|o| match *o {
+                        SearchReturn::Partial { from_end, lo, hi } => Some((from_end, lo, hi)),
+                        _ => None,
+                    }) {
+                        Some((from_end, lo, hi)) => partial_slice(&hits, from_end, lo, hi).to_vec(),
+                        None => hits.clone(),
+                    };
+                    let mut uids: Vec<Uid> = chosen.iter().map(|&i| sel.view[i].uid).collect();
+                    uids.sort_unstable();
+                    self.selected_mut()?.saved = uids;
+                }
+                if !(opts.len() == 1 && opts[0] == SearchReturn::Save) {
+                    out.extend_from_slice(esort_line(tag, s.uid, &opts, &numbers).as_bytes());
+                }
+            }
+        }
         Done::new(if s.uid {
             "UID SORT completed"
         } else {

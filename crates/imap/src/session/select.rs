@@ -98,6 +98,7 @@ impl Session {
             wanted: synced,
             feed,
             saved: Vec::new(),
+            updates: None,
             announced,
             recent,
         };
@@ -109,7 +110,9 @@ impl Session {
         }
         // RFC 3501 §7.2.6 / RFC 9051 §7.3.5: every keyword in use, announced.
         sel.write_flags(&self.keyword_case, out);
+        // Not with UIDONLY: UNSEEN is a message number (RFC 9586 §3).
         if !self.enabled.rev2
+            && !self.enabled.uidonly
             && let Some(i) = summary.first_unseen
         {
             out.extend_from_slice(
@@ -124,6 +127,14 @@ impl Session {
         );
         // RFC 7162 §3.1.2.1: always announced by a server with persistent modseqs.
         out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {highest}] Highest\r\n").as_bytes());
+        // RFC 8474 §4.2
+        out.extend_from_slice(
+            format!(
+                "* OK [MAILBOXID ({})] Ok\r\n",
+                crate::objectid::mailbox_id(mailbox.id)
+            )
+            .as_bytes(),
+        );
         if self.enabled.rev2 {
             out.extend_from_slice(b"* LIST () \"/\" ");
             write_mailbox(out, &mailbox.name, self.utf8());
@@ -158,11 +169,15 @@ impl Session {
                 .enumerate()
                 .filter(|(_, m)| m.modseq.0 > q.modseq)
             {
+                let uid = if self.enabled.uidonly {
+                    String::new()
+                } else {
+                    format!("UID {} ", m.uid)
+                };
                 out.extend_from_slice(
                     format!(
-                        "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))\r\n",
-                        i + 1,
-                        m.uid,
+                        "{}{uid}FLAGS {} MODSEQ ({}))\r\n",
+                        super::fetch_head(self.enabled.uidonly, i, m.uid),
                         self.keyword_case
                             .flag_list(&m.keywords.list(), sel.is_recent(m.uid)),
                         m.modseq
@@ -256,7 +271,8 @@ impl Session {
     /// Removes `indices` (ascending) from the view and tells the client: `VANISHED` with
     /// QRESYNC (RFC 7162 §3.2.10), else one `EXPUNGE` each, numbers adjusted as we go.
     pub(crate) fn report_expunged(&mut self, indices: &[usize], out: &mut Vec<u8>) {
-        let qresync = self.enabled.qresync;
+        // RFC 9586 §3.4: with UIDONLY, VANISHED replaces EXPUNGE too.
+        let qresync = self.enabled.qresync || self.enabled.uidonly;
         let Ok(sel) = self.selected_mut() else { return };
         if indices.is_empty() {
             return;
@@ -381,6 +397,7 @@ impl Session {
             return None;
         };
         let case = &self.keyword_case;
+        let uidonly = self.enabled.uidonly;
         // RFC 3501 §7.2.6 / RFC 9051 §7.3.5: new keywords are announced before any FETCH
         // (this one or a later one) uses them.
         sel.announce(delta.changed.iter().flat_map(|m| &m.keywords), case, out);
@@ -406,11 +423,15 @@ impl Session {
                 } else {
                     String::new()
                 };
+                let uid = if uidonly {
+                    String::new()
+                } else {
+                    format!("UID {} ", fresh.uid)
+                };
                 out.extend_from_slice(
                     format!(
-                        "* {} FETCH (UID {} FLAGS {}{modseq})\r\n",
-                        i + 1,
-                        fresh.uid,
+                        "{}{uid}FLAGS {}{modseq})\r\n",
+                        super::fetch_head(uidonly, i, fresh.uid),
                         case.flag_list(&meta.keywords, recent)
                     )
                     .as_bytes(),

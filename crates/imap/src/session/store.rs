@@ -3,7 +3,7 @@
 
 use super::mailboxes::flags_to_keywords;
 use super::{CmdError, CmdResult, Done, Keywords, Session, State};
-use crate::parser::{SequenceSet, StoreCommand, StoreOp};
+use crate::parser::{AppendMessage, SeqBound, SequenceSet, StoreCommand, StoreOp};
 use crate::response::{compress_set, ordered_set};
 use bulwark_store::{EmailId, KeywordOp, KeywordUpdate, MembershipUpdate, ModSeq};
 use std::collections::{HashMap, HashSet};
@@ -59,6 +59,7 @@ impl Session {
             return Err(CmdError::Bad("no mailbox selected".into()));
         };
         let case = &self.keyword_case;
+        let uidonly = self.enabled.uidonly;
         // RFC 3501 §7.2.6: keywords new to this session are announced first.
         sel.announce(updated.values().flat_map(|(_, k)| k), case, out);
         let mut modified = Vec::new();
@@ -81,7 +82,7 @@ impl Session {
             // RFC 7162 §3.1.3: with CONDSTORE a changed message is reported with MODSEQ
             // even under .SILENT.
             if !s.silent || (condstore && changed) {
-                let uid = if s.uid {
+                let uid = if s.uid && !uidonly {
                     format!("UID {} ", m.uid)
                 } else {
                     String::new()
@@ -102,7 +103,11 @@ impl Session {
                     ""
                 };
                 out.extend_from_slice(
-                    format!("* {} FETCH ({uid}{flags}{sep}{modseq})\r\n", i + 1).as_bytes(),
+                    format!(
+                        "{}{uid}{flags}{sep}{modseq})\r\n",
+                        super::fetch_head(uidonly, i, m.uid)
+                    )
+                    .as_bytes(),
                 );
             }
         }
@@ -221,6 +226,56 @@ impl Session {
             .as_bytes(),
         );
         self.report_expunged(&indices, out);
+        Done::new(format!("{verb} completed"))
+    }
+
+    /// RFC 8508 §3.3 REPLACE / UID REPLACE: the new message is appended first (APPEND's
+    /// rules: TRYCREATE, one store call); only once it is stored is the old one expunged, so
+    /// a failed append leaves the original in place. Untagged `OK [APPENDUID]`, then
+    /// EXPUNGE/VANISHED, then the tagged OK (as MOVE, RFC 6851 §3.3).
+    pub(crate) async fn cmd_replace(
+        &mut self,
+        uid: bool,
+        target: SeqBound,
+        name: &str,
+        message: AppendMessage,
+        out: &mut Vec<u8>,
+    ) -> CmdResult {
+        let verb = if uid { "UID REPLACE" } else { "REPLACE" };
+        let account = self.account_id()?;
+        let sel = self.selected()?;
+        if sel.read_only {
+            return Err(CmdError::no(
+                "READ-ONLY",
+                "The mailbox is read-only (EXAMINE)",
+            ));
+        }
+        let source = sel.id;
+        let Some(&index) = sel
+            .resolve(&SequenceSet::Ranges(vec![(target, target)]), uid)?
+            .first()
+        else {
+            // RFC 8508 §3.3: a UID that names no message is NO.
+            return Err(CmdError::no(
+                "NONEXISTENT",
+                format!("{verb}: no such message"),
+            ));
+        };
+        let old = sel.view[index].uid;
+        let (mailbox, uids) = self.append_messages(name, vec![message]).await?;
+        out.extend_from_slice(
+            format!(
+                "* OK [APPENDUID {} {}] Replacement Message ready\r\n",
+                mailbox.uid_validity,
+                compress_set(&uids)
+            )
+            .as_bytes(),
+        );
+        self.store.mailbox_expunge(account, source, &[old]).await?;
+        let sel = self.selected()?;
+        if let Some(i) = super::view::position_of(&sel.view, old) {
+            self.report_expunged(&[i], out);
+        }
         Done::new(format!("{verb} completed"))
     }
 }

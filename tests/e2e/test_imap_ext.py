@@ -1,0 +1,461 @@
+"""IMAP extensions of issue 14 item 11, each checked with a real client library (Python
+imaplib, the IMAPClient package) and, where ids are shared, against JMAP over raw JSON.
+Each test names its RFC section. One server, a few seconds in all."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import time
+import unittest
+
+from imapclient import IMAPClient
+
+from harness import (ALICE, ALICE_PW, IO_TIMEOUT, LISTENERS, ServerTestCase, imap_check,
+                     insecure_tls, safe_logout)
+from jmapclient import JmapHttp, basic_auth
+
+
+def message(subject: str, extra: str = "", body: str = "body\r\n") -> bytes:
+    return (f"From: a@remote.test\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
+            f"Date: Mon, 01 Jan 2024 10:00:00 +0000\r\n{extra}\r\n{body}").encode()
+
+
+def code(data: list, name: str) -> str | None:
+    """The argument of response code `[NAME (arg)]` in a tagged response's text."""
+    for d in data:
+        if isinstance(d, bytes):
+            m = re.search(rb"\[" + name.encode() + rb" \(([^)]*)\)\]", d)
+            if m:
+                return m.group(1).decode()
+    return None
+
+
+class ImapExtTest(ServerTestCase):
+    listeners = LISTENERS + ("http",)
+    counter = 0
+
+    def login(self) -> imaplib.IMAP4:
+        m = self.server.imap(ALICE, ALICE_PW)
+        self.addCleanup(safe_logout, m)
+        return m
+
+    def client(self) -> IMAPClient:
+        host, port = self.server.addr("imap")
+        c = IMAPClient(host, port, ssl=False, timeout=IO_TIMEOUT)
+        c.starttls(insecure_tls())
+        c.login(ALICE, ALICE_PW)
+        self.addCleanup(lambda: c.logout())
+        return c
+
+    def jmap(self) -> JmapHttp:
+        return JmapHttp(self.server.addr("http"), basic_auth(ALICE, ALICE_PW))
+
+    def name(self, prefix: str) -> str:
+        ImapExtTest.counter += 1
+        return f"{prefix}{ImapExtTest.counter}x{time.time_ns() % 100000}"
+
+    def capabilities(self) -> list[str]:
+        return [c.decode() for c in self.client().capabilities()]
+
+    # ---- OBJECTID (RFC 8474) -----------------------------------------------------------
+
+    def test_objectid_mailboxid_in_create_select_status_list_matches_jmap(self):
+        self.assertIn("OBJECTID", self.capabilities())
+        m = self.login()
+        box = self.name("Obj")
+        typ, data = m.create(box)
+        self.assertEqual(typ, "OK", data)
+        # RFC 8474 §4.1: CREATE answers OK [MAILBOXID (id)].
+        created = code(data, "MAILBOXID")
+        self.assertIsNotNone(created, data)
+        self.assertRegex(created, r"^[A-Za-z0-9_-]{1,255}$")
+        # RFC 8474 §4.2: SELECT and EXAMINE send * OK [MAILBOXID (id)].
+        imap_check(m.select(box), "SELECT")
+        _, sel = m.response("MAILBOXID")
+        self.assertEqual(sel, [f"({created})".encode()])
+        m.close()
+        # RFC 8474 §4.3: STATUS (MAILBOXID), also through LIST-STATUS (RFC 5819).
+        data = imap_check(m.status(box, "(MAILBOXID MESSAGES)"), "STATUS")
+        self.assertIn(f"MAILBOXID ({created})".encode(), data[0])
+        imap_check(m._simple_command("LIST", '""', box, "RETURN (STATUS (MAILBOXID))"), "LIST")
+        _, statuses = m.response("STATUS")
+        self.assertTrue(any(f"MAILBOXID ({created})".encode() in s for s in statuses), statuses)
+        # The same id as JMAP's Mailbox id (one object, one id across protocols).
+        boxes = self.jmap().ok("Mailbox/get", {"ids": None})["list"]
+        self.assertEqual([b["id"] for b in boxes if b["name"] == box], [created])
+        # A mailbox keeps its id across RENAME (RFC 8474 §4: immutable).
+        renamed = self.name("Renamed")
+        imap_check(m.rename(box, renamed), "RENAME")
+        data = imap_check(m.status(renamed, "(MAILBOXID)"), "STATUS")
+        self.assertIn(f"MAILBOXID ({created})".encode(), data[0])
+
+    def test_objectid_emailid_threadid_fetch_and_search_match_jmap(self):
+        c = self.client()
+        box = self.name("Thr")
+        c.create_folder(box)
+        tag = self.name("t")
+        c.append(box, message(f"parent {tag}", f"Message-ID: <p-{tag}@remote.test>\r\n"))
+        c.append(box, message(f"Re: parent {tag}",
+                              f"Message-ID: <r-{tag}@remote.test>\r\n"
+                              f"In-Reply-To: <p-{tag}@remote.test>\r\n"
+                              f"References: <p-{tag}@remote.test>\r\n"))
+        c.append(box, message(f"other {tag}", f"Message-ID: <o-{tag}@remote.test>\r\n"))
+        c.select_folder(box)
+        # RFC 8474 §5.3: FETCH EMAILID / THREADID.
+        got = c.fetch(c.search("ALL"), ["EMAILID", "THREADID"])
+        self.assertEqual(len(got), 3)
+        ids = {uid: (d[b"EMAILID"][0].decode(), d[b"THREADID"][0].decode())
+               for uid, d in got.items()}
+        uids = sorted(ids)
+        (e1, t1), (e2, t2), (e3, t3) = (ids[u] for u in uids)
+        self.assertEqual(t1, t2, "a reply shares its parent's THREADID (RFC 8474 §5.2)")
+        self.assertNotEqual(t1, t3)
+        self.assertEqual(len({e1, e2, e3}), 3, "each message has its own EMAILID")
+        # The ids are JMAP's Email id and threadId.
+        j = self.jmap()
+        mailbox = [b["id"] for b in j.ok("Mailbox/get", {"ids": None})["list"]
+                   if b["name"] == box][0]
+        emails = j.ok("Email/get", {"ids": j.email_ids_with_subject(tag, mailbox),
+                                    "properties": ["id", "threadId", "subject"]})["list"]
+        self.assertEqual({(e["id"], e["threadId"]) for e in emails},
+                         {(e1, t1), (e2, t2), (e3, t3)})
+        # EMAILID stays when the message is moved (RFC 8474 §5.1), UID does not.
+        other = self.name("Moved")
+        c.create_folder(other)
+        c.append(box, message(f"moved {tag}"))
+        moving = max(c.search("ALL"))
+        e_moving = c.fetch([moving], ["EMAILID"])[moving][b"EMAILID"][0].decode()
+        c.move([moving], other)
+        c.select_folder(other)
+        self.assertEqual([d[b"EMAILID"][0].decode() for d in c.fetch(c.search("ALL"), ["EMAILID"]).values()],
+                         [e_moving])
+        c.select_folder(box)
+        # RFC 8474 §6: SEARCH EMAILID / THREADID.
+        self.assertEqual(c.search(["EMAILID", e2]), [uids[1]])
+        self.assertEqual(sorted(c.search(["THREADID", t1])), uids[:2])
+        self.assertEqual(c.search(["THREADID", t3]), [uids[2]])
+        self.assertEqual(c.search(["NOT", "THREADID", t1]), [uids[2]])
+        self.assertEqual(c.search(["EMAILID", "E999999999"]), [])
+        # Bad syntax for an objectid is BAD, not a crash.
+        m = self.login()
+        imap_check(m.select(box), "SELECT")
+        with self.assertRaises(imaplib.IMAP4.error):
+            m.uid("SEARCH", "EMAILID", "E.1")
+        self.assertEqual(m.noop()[0], "OK")
+
+    # ---- LIST-STATUS (RFC 5819), STATUS=SIZE (RFC 8438) ---------------------------------
+
+    def test_list_status_and_status_size(self):
+        caps = self.capabilities()
+        self.assertIn("LIST-STATUS", caps)
+        self.assertIn("STATUS=SIZE", caps)
+        m = self.login()
+        box = self.name("Size")
+        imap_check(m.create(box), "CREATE")
+        msgs = [message("one"), message("two", body="a longer body\r\n" * 10)]
+        for raw in msgs:
+            imap_check(m.append(box, None, None, raw), "APPEND")
+        total = sum(len(r) for r in msgs)
+        # RFC 8438 §2: SIZE is the sum of the messages' RFC822.SIZE.
+        data = imap_check(m.status(box, "(SIZE MESSAGES)"), "STATUS")
+        self.assertIn(f"SIZE {total}".encode(), data[0])
+        # RFC 5819 §2: one STATUS per listed mailbox after its LIST.
+        typ, _ = m._simple_command("LIST", '""', "*", "RETURN (STATUS (MESSAGES SIZE))")
+        self.assertEqual(typ, "OK")
+        _, statuses = m.response("STATUS")
+        mine = [s for s in statuses if box.encode() in s]
+        self.assertEqual(len(mine), 1, statuses)
+        self.assertIn(b"MESSAGES 2", mine[0])
+        self.assertIn(f"SIZE {total}".encode(), mine[0])
+
+    # ---- CREATE-SPECIAL-USE (RFC 6154 §3) ------------------------------------------------
+
+    def test_create_with_special_use(self):
+        self.assertIn("CREATE-SPECIAL-USE", self.capabilities())
+        m = self.login()
+        # A role already held by another mailbox: NO [USEATTR], nothing created (§3).
+        taken = self.name("Arch")
+        typ, data = m._simple_command("CREATE", taken, "(USE (\\Archive))")
+        self.assertEqual(typ, "NO", data)
+        self.assertIn(b"[USEATTR]", data[0])
+        typ, data = m.status(taken, "(MESSAGES)")
+        self.assertEqual(typ, "NO", "the mailbox was not created")
+        # A special use the store has no mailboxes for: NO [USEATTR].
+        typ, data = m._simple_command("CREATE", self.name("All"), "(USE (\\All))")
+        self.assertEqual(typ, "NO")
+        self.assertIn(b"[USEATTR]", data[0])
+        # Free the junk role, then CREATE ... (USE (\Junk)) gives it to the new mailbox.
+        j = self.jmap()
+        junk = j.mailbox_by_role("junk")
+        j.ok("Mailbox/set", {"update": {junk["id"]: {"role": None}}})
+        spam = self.name("Spam")
+        typ, data = m._simple_command("CREATE", spam, "(USE (\\Junk))")
+        self.assertEqual(typ, "OK", data)
+        typ, data = m._simple_command("LIST", "(SPECIAL-USE)", '""', "*")
+        self.assertEqual(typ, "OK")
+        _, listed = m.response("LIST")
+        self.assertTrue(any(b"\\Junk" in line and spam.encode() in line for line in listed),
+                        listed)
+        self.assertEqual(j.mailbox_by_role("junk")["name"], spam)
+        # The role is taken now: a second one is refused.
+        typ, _ = m._simple_command("CREATE", self.name("Spam"), "(USE (\\Junk))")
+        self.assertEqual(typ, "NO")
+
+    # ---- PREVIEW (RFC 8970) ---------------------------------------------------------------
+
+    def test_preview_fetch_and_lazy(self):
+        self.assertIn("PREVIEW", self.capabilities())
+        c = self.client()
+        box = self.name("Prev")
+        c.create_folder(box)
+        c.append(box, message("hello", body="First line of the body.\r\nSecond   line.\r\n"))
+        c.append(box, message("long", body=("word " * 200) + "\r\n"))
+        c.select_folder(box)
+        uids = sorted(c.search("ALL"))
+        got = c.fetch(uids, ["PREVIEW"])
+        first = got[uids[0]][b"PREVIEW"]
+        first = first.decode() if isinstance(first, bytes) else first
+        # RFC 8970 §3.1: plain text from the body, whitespace collapsed, no line breaks.
+        self.assertEqual(first, "First line of the body. Second line.")
+        long = got[uids[1]][b"PREVIEW"]
+        long = long.decode() if isinstance(long, bytes) else long
+        self.assertTrue(long.startswith("word word"))
+        self.assertLessEqual(len(long), 256, "at most 256 characters (RFC 8970 §3.1)")
+        # RFC 8970 §3.2: PREVIEW (LAZY) may be NIL when not cheap; ours is stored.
+        lazy = c.fetch([uids[0]], ["PREVIEW (LAZY)", "UID"])[uids[0]][b"PREVIEW"]
+        lazy = lazy.decode() if isinstance(lazy, bytes) else lazy
+        self.assertEqual(lazy, first)
+        # The same text as JMAP's Email preview.
+        j = self.jmap()
+        ids = j.email_ids_with_subject("hello")
+        previews = [e["preview"] for e in j.ok("Email/get", {"ids": ids, "properties": ["preview"]})["list"]]
+        self.assertIn(first, previews)
+        # An unknown modifier is BAD.
+        raw = self.server.raw_imap()
+        raw.login(ALICE, ALICE_PW)
+        raw.ok(f'SELECT "{box}"')
+        bad = raw.command("FETCH 1 (PREVIEW (FUZZY))")
+        self.assertIn(b" BAD ", bad[-1])
+        raw.ok("LOGOUT")
+
+    # ---- MULTIAPPEND (RFC 3502) -----------------------------------------------------------
+
+    def test_multiappend_all_or_nothing(self):
+        self.assertIn("MULTIAPPEND", self.capabilities())
+        c = self.client()
+        box = self.name("Multi")
+        c.create_folder(box)
+        msgs = [message(f"multi {i}") for i in range(3)]
+        typ, data = c.multiappend(box, msgs)
+        self.assertEqual(typ, "OK")
+        text = b" ".join(d for d in data if isinstance(d, bytes))
+        # RFC 4315 §3 / RFC 3502 §6.3.11: one APPENDUID with a UID set for all messages.
+        m = re.search(rb"APPENDUID (\d+) (\S+)\]", text)
+        self.assertIsNotNone(m, text)
+        self.assertEqual(m.group(2), b"1:3")
+        c.select_folder(box)
+        self.assertEqual(len(c.search("ALL")), 3)
+        subjects = sorted(d[b"ENVELOPE"].subject for d in c.fetch(c.search("ALL"), ["ENVELOPE"]).values())
+        self.assertEqual(subjects, [b"multi 0", b"multi 1", b"multi 2"])
+        # One bad message (empty) fails the whole command: none are appended (§6.3.11).
+        raw = self.server.raw_imap()
+        raw.login(ALICE, ALICE_PW)
+        one = message("should not appear")
+        lines = raw.command(f'APPEND "{box}" (\\Seen) {{{len(one)}+}}\r\n'.encode() + one
+                            + b" {0+}\r\n")
+        self.assertIn(b" NO ", lines[-1], lines)
+        status = raw.ok(f'STATUS "{box}" (MESSAGES)')
+        self.assertTrue(any(b"MESSAGES 3" in s for s in status), status)
+        # A missing mailbox: NO [TRYCREATE] and nothing stored.
+        lines = raw.command(f'APPEND "nobox-{box}" {{{len(one)}+}}\r\n'.encode() + one
+                            + f" {{{len(one)}+}}\r\n".encode() + one)
+        self.assertIn(b"[TRYCREATE]", lines[-1], lines)
+        raw.ok("LOGOUT")
+
+    # ---- REPLACE (RFC 8508) -----------------------------------------------------------
+
+    def raw_session(self):
+        raw = self.server.raw_imap()
+        raw.login(ALICE, ALICE_PW)
+        self.addCleanup(raw.close)
+        return raw
+
+    @staticmethod
+    def literal(msg: bytes) -> bytes:
+        return f"{{{len(msg)}+}}\r\n".encode() + msg
+
+    def subjects(self, raw, box: str) -> list[bytes]:
+        raw.ok(f'SELECT "{box}"')
+        lines = raw.ok("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        return sorted(re.findall(rb"Subject: ([^\r]*)", b"".join(lines)))
+
+    def test_replace_and_uid_replace(self):
+        self.assertIn("REPLACE", self.capabilities())
+        raw = self.raw_session()
+        box, other = self.name("Draft"), self.name("Sent")
+        raw.ok(f'CREATE "{box}"')
+        raw.ok(f'CREATE "{other}"')
+        raw.ok(f'APPEND "{box}" (\\Draft) '.encode() + self.literal(message("draft v1")))
+        raw.ok(f'SELECT "{box}"')
+        # RFC 8508 §3.3: OK [APPENDUID], then EXPUNGE of the old one, then the tagged OK.
+        lines = raw.ok(f'REPLACE 1 "{box}" (\\Draft) '.encode() + self.literal(message("draft v2")))
+        text = b"".join(lines)
+        self.assertRegex(text, rb"\* OK \[APPENDUID \d+ 2\]")
+        self.assertIn(b"* 1 EXPUNGE", text)
+        self.assertLess(text.index(b"APPENDUID"), text.index(b"* 1 EXPUNGE"))
+        self.assertEqual(self.subjects(raw, box), [b"draft v2"])
+        # UID REPLACE into another mailbox: the original leaves this one.
+        lines = raw.ok(f'UID REPLACE 2 "{other}" '.encode() + self.literal(message("sent v3")))
+        self.assertIn(b"* 1 EXPUNGE", b"".join(lines))
+        self.assertEqual(self.subjects(raw, other), [b"sent v3"])
+        raw.ok(f'APPEND "{box}" '.encode() + self.literal(message("keep me")))
+        raw.ok(f'SELECT "{box}"')
+        # A missing target mailbox: NO [TRYCREATE], and the original stays (append first).
+        lines = raw.command(f'UID REPLACE 3 "missing-{box}" '.encode() + self.literal(message("x")))
+        self.assertIn(b"NO [TRYCREATE]", lines[-1])
+        self.assertEqual(self.subjects(raw, box), [b"keep me"])
+        # A UID that names no message: NO; the message is not appended anywhere.
+        lines = raw.command(f'UID REPLACE 999 "{box}" '.encode() + self.literal(message("ghost")))
+        self.assertIn(b" NO ", lines[-1])
+        self.assertEqual(self.subjects(raw, box), [b"keep me"])
+        # Read-only (EXAMINE): NO, nothing changes.
+        raw.ok(f'EXAMINE "{box}"')
+        lines = raw.command(f'REPLACE 1 "{box}" '.encode() + self.literal(message("ro")))
+        self.assertIn(b"NO [READ-ONLY]", lines[-1])
+        self.assertEqual(self.subjects(raw, box), [b"keep me"])
+
+    # ---- UIDONLY (RFC 9586) ---------------------------------------------------------------
+
+    def test_uidonly(self):
+        self.assertIn("UIDONLY", self.capabilities())
+        raw = self.raw_session()
+        box = self.name("Uidonly")
+        raw.ok(f'CREATE "{box}"')
+        for i in range(3):
+            raw.ok(f'APPEND "{box}" '.encode() + self.literal(message(f"u{i}")))
+        lines = raw.ok("ENABLE UIDONLY")
+        self.assertIn(b"* ENABLED UIDONLY\r\n", lines)
+        raw.ok(f'SELECT "{box}"')
+        # RFC 9586 §3: commands with message numbers are BAD [UIDREQUIRED].
+        for cmd in ["FETCH 1 (FLAGS)", "STORE 1 +FLAGS (\\Seen)", "SEARCH ALL",
+                    f'COPY 1 "{box}"', f'MOVE 1 "{box}"', "UID SEARCH 1:2",
+                    "SORT (DATE) UTF-8 ALL"]:
+            last = raw.command(cmd)[-1]
+            self.assertIn(b"BAD [UIDREQUIRED]", last, cmd)
+        # RFC 9586 §3.3: FETCH data comes as `* uid UIDFETCH (...)`.
+        lines = raw.ok("UID FETCH 1:* (FLAGS)")
+        fetches = [l for l in lines if l.startswith(b"* ")]
+        self.assertEqual(len(fetches), 3, lines)
+        for uid, line in zip((1, 2, 3), fetches):
+            self.assertRegex(line, rb"^\* " + str(uid).encode() + rb" UIDFETCH \(FLAGS \(")
+        self.assertFalse(any(re.match(rb"\* \d+ FETCH", l) for l in lines), lines)
+        lines = raw.ok("UID STORE 2 +FLAGS (\\Deleted)")
+        self.assertTrue(any(l.startswith(b"* 2 UIDFETCH (FLAGS (\\Deleted") for l in lines), lines)
+        # RFC 9586 §3.4: VANISHED instead of EXPUNGE (without QRESYNC).
+        lines = raw.ok("EXPUNGE")
+        self.assertIn(b"* VANISHED 2\r\n", lines)
+        self.assertFalse(any(re.match(rb"\* \d+ EXPUNGE", l) for l in lines), lines)
+        # UID SEARCH still works, with UIDs.
+        lines = raw.ok("UID SEARCH ALL")
+        self.assertIn(b"* SEARCH 1 3\r\n", lines)
+
+    # ---- ESORT (RFC 5267 §3), PARTIAL (RFC 9394) -----------------------------------------
+
+    def test_esort_and_partial(self):
+        caps = self.capabilities()
+        self.assertIn("ESORT", caps)
+        self.assertIn("PARTIAL", caps)
+        raw = self.raw_session()
+        box = self.name("Esort")
+        raw.ok(f'CREATE "{box}"')
+        # Sizes grow with i: UID i+1 is the (i+1)-th smallest.
+        for i in range(5):
+            raw.ok(f'APPEND "{box}" '.encode() + self.literal(message(f"s{i}", body="x" * (10 + 50 * i) + "\r\n")))
+        raw.ok(f'SELECT "{box}"')
+
+        def esearch(cmd: str) -> bytes:
+            lines = raw.ok(cmd)
+            found = [l for l in lines if l.startswith(b"* ESEARCH")]
+            self.assertEqual(len(found), 1, lines)
+            return found[0].rstrip(b"\r\n")
+
+        # RFC 5267 §3: MIN/MAX are the first/last in sort order, ALL keeps the order.
+        line = esearch("UID SORT RETURN (MIN MAX COUNT ALL) (REVERSE SIZE) UTF-8 ALL")
+        self.assertRegex(line, rb'^\* ESEARCH \(TAG "t\d+"\) UID MIN 5 MAX 1 COUNT 5 ALL 5,4,3,2,1$')
+        line = esearch("UID SORT RETURN () (SIZE) UTF-8 NOT UID 3")
+        self.assertTrue(line.endswith(b" UID ALL 1:2,4:5"), line)
+        # RFC 9394 §3: PARTIAL pages through the results, from the start or the end.
+        self.assertTrue(esearch("UID SEARCH RETURN (PARTIAL 2:3) ALL").endswith(b"UID PARTIAL (2:3 2:3)"))
+        self.assertTrue(esearch("UID SEARCH RETURN (COUNT PARTIAL -1:-2) ALL")
+                        .endswith(b"UID COUNT 5 PARTIAL (-1:-2 4:5)"))
+        self.assertTrue(esearch("UID SEARCH RETURN (PARTIAL 6:10) ALL").endswith(b"PARTIAL (6:10 NIL)"))
+        line = esearch("UID SORT RETURN (PARTIAL 1:2) (REVERSE SIZE) UTF-8 ALL")
+        self.assertTrue(line.endswith(b"UID PARTIAL (1:2 5,4)"), line)
+        # PARTIAL with ALL is BAD (RFC 9394 §3).
+        self.assertIn(b" BAD ", raw.command("UID SEARCH RETURN (ALL PARTIAL 1:2) ALL")[-1])
+        self.assertIn(b" BAD ", raw.command("UID SEARCH RETURN (PARTIAL 0:2) ALL")[-1])
+        # PARTIAL with SAVE saves the returned part (RFC 5182 $).
+        raw.ok("UID SEARCH RETURN (SAVE PARTIAL -1:-2) ALL")
+        lines = raw.ok("UID SEARCH UID $")
+        self.assertIn(b"* SEARCH 4 5\r\n", lines)
+
+    # ---- CONTEXT=SEARCH (RFC 5267 §4) -------------------------------------------------
+
+    def test_context_search_updates(self):
+        self.assertIn("CONTEXT=SEARCH", self.capabilities())
+        raw = self.raw_session()
+        box = self.name("Ctx")
+        raw.ok(f'CREATE "{box}"')
+        for i in range(3):
+            raw.ok(f'APPEND "{box}" '.encode() + self.literal(message(f"c{i}")))
+        raw.ok(f'SELECT "{box}"')
+        raw.ok("UID STORE 1 +FLAGS (\\Flagged)")
+        # RFC 5267 §4.3: the initial result, then ADDTO / REMOVEFROM as it changes.
+        lines = raw.ok("UID SEARCH RETURN (UPDATE) FLAGGED")
+        tag = lines[-1].split(b" ")[0].decode()
+        self.assertTrue(any(l.startswith(f'* ESEARCH (TAG "{tag}") UID ALL 1'.encode()) for l in lines), lines)
+        text = b"".join(raw.ok("UID STORE 3 +FLAGS (\\Flagged)"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ADDTO (0 3)'.encode(), text)
+        text = b"".join(raw.ok("UID STORE 1 -FLAGS (\\Flagged)"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID REMOVEFROM (0 1)'.encode(), text)
+        # Another session's change shows up too (here on NOOP).
+        other = self.login()
+        imap_check(other.select(f'"{box}"'), "SELECT")
+        imap_check(other.uid("STORE", "2", "+FLAGS", "(\\Flagged)"), "STORE")
+        text = b"".join(raw.ok("NOOP"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ADDTO (0 2)'.encode(), text)
+        # An expunge removes it once reported.
+        imap_check(other.uid("STORE", "3", "+FLAGS", "(\\Deleted)"), "STORE")
+        imap_check(other.expunge(), "EXPUNGE")
+        text = b"".join(raw.ok("NOOP"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID REMOVEFROM (0 3)'.encode(), text)
+        self.assertLess(text.index(b"EXPUNGE"), text.index(b"REMOVEFROM"))
+        # While IDLE, updates come at once (RFC 5267 §4.3 with RFC 2177).
+        raw.send(b"I1 IDLE\r\n")
+        self.assertTrue(raw.read_line().startswith(b"+ "))
+        imap_check(other.uid("STORE", "1", "+FLAGS", "(\\Flagged)"), "STORE")
+        seen = b""
+        deadline = time.monotonic() + IO_TIMEOUT
+        while b"ADDTO" not in seen and time.monotonic() < deadline:
+            seen += raw.read_line()
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ADDTO (0 1)'.encode(), seen)
+        raw.send(b"DONE\r\n")
+        self.assertIn(b"I1 OK", raw.read_response("I1")[-1])
+        imap_check(other.uid("STORE", "1", "-FLAGS", "(\\Flagged)"), "STORE")
+        self.assertIn(b"REMOVEFROM (0 1)", b"".join(raw.ok("NOOP")))
+        # CANCELUPDATE ends it; an unknown tag is BAD.
+        raw.ok(f'CANCELUPDATE "{tag}"')
+        text = b"".join(raw.ok("UID STORE 1 +FLAGS (\\Flagged)"))
+        self.assertNotIn(b"ADDTO", text)
+        self.assertIn(b" BAD ", raw.command(f'CANCELUPDATE "{tag}"')[-1])
+        # UPDATE needs UID SEARCH; past the limit, NO [NOUPDATE] and a one-off result.
+        self.assertIn(b" BAD ", raw.command("SEARCH RETURN (UPDATE) ALL")[-1])
+        for _ in range(4):
+            raw.ok("UID SEARCH RETURN (UPDATE COUNT) ALL")
+        lines = raw.ok("UID SEARCH RETURN (UPDATE COUNT) ALL")
+        self.assertTrue(any(b"NO [NOUPDATE" in l for l in lines), lines)
+
+
+if __name__ == "__main__":
+    unittest.main()
