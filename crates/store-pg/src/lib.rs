@@ -2,8 +2,10 @@
 //! database. Behaviour matches the embedded SQLite backend (`bulwark_store::sqlite`): both
 //! pass `bulwark_store::conformance`.
 //!
-//! * **Durability**: every mutating call is one transaction; it returns after COMMIT
-//!   returned with `synchronous_commit=on`. PostgreSQL groups concurrent commits itself.
+//! * **Durability**: every mutating call returns after the COMMIT of the transaction that
+//!   holds it returned with `synchronous_commit=on`. Mail writes (deliveries, append,
+//!   keywords, moves, expunge) are group-committed: concurrent ones share one transaction
+//!   ([`writer`]), whose hottest rows go out as one statement per table ([`buffer`]).
 //! * **Concurrency between nodes**: writers of an account first lock the account's counter
 //!   row (`SELECT … FOR UPDATE`), so modseqs and UIDs are allocated one transaction at a
 //!   time per account and UIDs are never reused; directory changes take an advisory lock.
