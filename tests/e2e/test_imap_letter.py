@@ -339,6 +339,24 @@ class ImapLetterTest(ServerTestCase):
         self.assertEqual(c.search(["TO", "crew"]), [2])
         self.assertEqual(c.search(["TO", "r@x.test"]), [2])
 
+    # ---- 11: SORT=DISPLAY (RFC 5957) -----------------------------------------------------
+
+    def test_sort_display_orders_by_display_name_else_address_rfc5957(self):
+        m = self.login()
+        box = self.mailbox(m, "SortDisplay")
+        # DISPLAYFROM: the decoded display name, or the address when there is none.
+        for sender in ("Zoe <a@remote.test>", "=?UTF-8?Q?Andr=C3=A9?= <z@remote.test>",
+                       "m@remote.test"):
+            raw = (f"From: {sender}\r\nTo: {sender}\r\nSubject: s\r\n\r\nbody\r\n").encode()
+            imap_check(m.append(box, None, None, raw), "APPEND")
+        c = self.client()
+        self.assertIn(b"SORT=DISPLAY", c.capabilities())
+        c.select_folder(box, readonly=True)
+        # "André" < "m@remote.test" < "Zoe" (by FROM it would be a < m < z: 1, 3, 2).
+        self.assertEqual(c.sort(["DISPLAYFROM"]), [2, 3, 1])
+        self.assertEqual(c.sort(["REVERSE", "DISPLAYTO"]), [1, 3, 2])
+        self.assertEqual(c.sort(["FROM"]), [1, 3, 2])
+
     # ---- 10: ENVELOPE source route (RFC 3501 §7.4.2, RFC 5322 §4.4) --------------------
 
     def test_envelope_returns_the_source_route(self):

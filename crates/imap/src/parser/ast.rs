@@ -433,6 +433,10 @@ pub enum SortKey {
     Size,
     Subject,
     To,
+    /// RFC 5957 SORT=DISPLAY: the first From address's display name, else its address.
+    DisplayFrom,
+    /// RFC 5957: the same for the first To address.
+    DisplayTo,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -262,6 +262,8 @@ pub(super) fn sort(c: &mut Cursor<'_>, uid: bool) -> PResult<SortCommand> {
             "SIZE" => SortKey::Size,
             "SUBJECT" => SortKey::Subject,
             "TO" => SortKey::To,
+            "DISPLAYFROM" => SortKey::DisplayFrom,
+            "DISPLAYTO" => SortKey::DisplayTo,
             _ => return Err(ParseError::syntax(&format!("unknown sort key {name}"))),
         };
         criteria.push((reverse, key));

@@ -42,6 +42,7 @@ impl Session {
             "STATUS=SIZE",
             "UTF8=ACCEPT",
             "SORT",
+            "SORT=DISPLAY",
             "THREAD=REFERENCES",
             "THREAD=ORDEREDSUBJECT",
             "OBJECTID",

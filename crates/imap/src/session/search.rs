@@ -687,6 +687,9 @@ impl Session {
                 SortKey::From => text(|v| v.from()),
                 SortKey::To => text(|v| v.to()),
                 SortKey::Cc => text(|v| v.cc()),
+                // RFC 5957 §3: compared like the other address keys (i;ascii-casemap).
+                SortKey::DisplayFrom => text(|v| v.display_from()),
+                SortKey::DisplayTo => text(|v| v.display_to()),
             }
         };
         hits.sort_by(|&a, &b| {
