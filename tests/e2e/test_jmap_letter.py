@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 import unittest
 
-from harness import ALICE, ALICE_PW, BOB, BOB_PW
-from jmapclient import JmapServerTestCase
+from harness import ALICE, ALICE_PW, BOB, BOB_PW, DELIVERY_TIMEOUT
+from jmapclient import EventSource, JmapServerTestCase, basic_auth
 
 
 def unique() -> str:
@@ -259,6 +259,73 @@ class JmapLetterTest(JmapServerTestCase):
         self.c.ok("Email/set", {"destroy": [third]})
         ch = self.c.ok("Email/queryChanges", {"filter": {"subject": tag}, "sinceQueryState": q2["queryState"]})
         self.assertEqual((ch["removed"], ch["added"]), ([third], []), ch)
+
+    # ---- item 5: per-type states and EmailDelivery -------------------------------------------
+
+    def states(self) -> dict[str, str]:
+        """The state of each mail type, as its /get reports it."""
+        a = {"accountId": self.aid, "ids": []}
+        calls = [["Email/get", a, "e"], ["Mailbox/get", a, "m"], ["Thread/get", a, "t"]]
+        resp = self.c.call(calls)["methodResponses"]
+        self.assertTrue(all("state" in args for _, args, _ in resp), resp)
+        return {name.split("/")[0]: args["state"] for name, args, _ in resp}
+
+    def test_each_mail_type_has_its_own_state_rfc8620_1_2_rfc8621_2_3_4(self):
+        e = self.import_raw(message(f"states {unique()}"))
+        before = self.states()
+        # A keyword other than $seen changes no mailbox count and no thread: only the Email
+        # state moves, and Mailbox/changes from the old state has nothing.
+        self.c.ok("Email/set", {"update": {e["id"]: {"keywords/$flagged": True}}})
+        after = self.states()
+        self.assertNotEqual(after["Email"], before["Email"], after)
+        self.assertEqual(after["Mailbox"], before["Mailbox"], (before, after))
+        self.assertEqual(after["Thread"], before["Thread"], (before, after))
+        ch = self.c.ok("Mailbox/changes", {"sinceState": before["Mailbox"]})
+        self.assertEqual((ch["created"], ch["updated"], ch["destroyed"]), ([], [], []), ch)
+        self.assertEqual(ch["newState"], before["Mailbox"], ch)
+        ch = self.c.ok("Email/changes", {"sinceState": before["Email"]})
+        self.assertEqual(ch["updated"], [e["id"]], ch)
+        self.assertEqual(ch["newState"], after["Email"], ch)
+        # $seen changes the unread counts: the Mailbox state moves, its changes say counts only.
+        self.c.ok("Email/set", {"update": {e["id"]: {"keywords/$seen": True}}})
+        seen = self.states()
+        self.assertNotEqual(seen["Mailbox"], after["Mailbox"], seen)
+        self.assertEqual(seen["Thread"], before["Thread"], seen)
+        ch = self.c.ok("Mailbox/changes", {"sinceState": after["Mailbox"]})
+        self.assertEqual(ch["updated"], [self.inbox], ch)
+        self.assertEqual(ch["newState"], seen["Mailbox"], ch)
+        # /set reports its own type's states.
+        resp = self.c.ok("Email/set", {"update": {e["id"]: {"keywords/$seen": False}}})
+        self.assertEqual(resp["oldState"], seen["Email"], resp)
+        self.assertEqual(resp["newState"], self.states()["Email"], resp)
+        # A state from the future cannot be calculated.
+        _, err = self.c.one("Thread/changes", {"sinceState": str(int(seen["Email"]) + 1000)})
+        self.assertEqual(err["type"], "cannotCalculateChanges", err)
+
+    def test_email_delivery_is_pushed_for_new_mail_only_rfc8621_1_5(self):
+        es = EventSource(self.http_addr(), basic_auth(ALICE, ALICE_PW))
+        self.addCleanup(es.close)
+        self.assertEqual(es.status, 200)
+
+        def next_change(what: str) -> dict:
+            got = es.next_event(DELIVERY_TIMEOUT)
+            self.assertIsNotNone(got, f"no StateChange after {what}")
+            return got[1]["changed"][self.aid]
+
+        # The user's own import is no delivery.
+        e = self.import_raw(message(f"own {unique()}"))
+        changed = next_change("import")
+        self.assertIn("Email", changed, changed)
+        self.assertNotIn("EmailDelivery", changed, changed)
+        # Mail arriving over SMTP is.
+        self.deliver(f"delivered {unique()}")
+        changed = next_change("delivery")
+        self.assertIn("EmailDelivery", changed, changed)
+        self.assertEqual(changed["Email"], self.states()["Email"], changed)
+        # A flag change pushes the Email state alone.
+        self.c.ok("Email/set", {"update": {e["id"]: {"keywords/$flagged": True}}})
+        changed = next_change("flag change")
+        self.assertEqual(set(changed), {"Email"}, changed)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bulwark_store::collections::names;
-use bulwark_store::{AccountId, ModSeq, StateChange};
+use bulwark_store::{AccountId, MailChanged, ModSeq, StateChange};
 use futures::stream::Stream;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -23,8 +23,6 @@ use tokio::sync::broadcast;
 
 /// Longest ping interval we accept (seconds); longer requests are clamped.
 pub const MAX_PING_SECS: u64 = 3600;
-/// Mail data types: each has the account's one state string (its modseq).
-pub const MAIL_TYPES: [&str; 4] = ["Email", "Mailbox", "Thread", "EmailDelivery"];
 /// Data types kept in an account collection: their state is the collection's state (the
 /// modseq of its last write), pushed when a commit names the collection.
 pub const COLLECTION_TYPES: [(&str, &str); 3] = [
@@ -43,6 +41,10 @@ pub struct Pending {
     /// A change that did not say which collections it wrote (a node that lost its change
     /// feed): every collection type's state is read.
     unknown: bool,
+    /// The mail kinds the changes logged, and whether mail was delivered.
+    mail: MailChanged,
+    /// A change that did not say which mail kinds it logged: every mail type is pushed.
+    mail_unknown: bool,
 }
 
 impl Pending {
@@ -59,6 +61,15 @@ impl Pending {
             }
             None => self.unknown = true,
         }
+        match &change.mail {
+            Some(m) => {
+                self.mail.email |= m.email;
+                self.mail.mailbox |= m.mailbox;
+                self.mail.thread |= m.thread;
+                self.mail.delivery |= m.delivery;
+            }
+            None => self.mail_unknown = true,
+        }
     }
 
     /// Everything may have changed up to `modseq` (a lagged receiver, a resync request).
@@ -67,7 +78,23 @@ impl Pending {
             newest: modseq,
             collections: HashMap::new(),
             unknown: true,
+            mail: MailChanged::default(),
+            mail_unknown: true,
         }
+    }
+
+    /// Which mail types to push (each has its own state, [`bulwark_store::Store::mail_states`]):
+    /// those whose kind the changes logged (all when unknown),
+    /// and `EmailDelivery` (RFC 8621 §1.5, with the Email state) only for delivered mail (or
+    /// when unknown, as new mail may be among what was missed).
+    fn mail_types(&self) -> [(&'static str, bool); 4] {
+        let (m, all) = (&self.mail, self.mail_unknown);
+        [
+            ("Email", all || m.email),
+            ("Mailbox", all || m.mailbox),
+            ("Thread", all || m.thread),
+            ("EmailDelivery", all || m.delivery),
+        ]
     }
 
     /// Folds in every change already queued on `rx` (several commits: one push).
@@ -92,11 +119,27 @@ pub async fn state_change(
     types: Option<&[String]>,
 ) -> Option<Value> {
     let wanted = |t: &str| types.is_none_or(|w| w.iter().any(|x| x == t || x == "*"));
-    let mut changed: Map<String, Value> = MAIL_TYPES
-        .iter()
-        .filter(|t| wanted(t))
-        .map(|t| (t.to_string(), json!(ids::state(pending.newest))))
+    let mail: Vec<&str> = pending
+        .mail_types()
+        .into_iter()
+        .filter(|(t, on)| *on && wanted(t))
+        .map(|(t, _)| t)
         .collect();
+    let mut changed = Map::new();
+    if !mail.is_empty() {
+        // Per-type states (a store that cannot answer now: the newest modseq, which is
+        // never older than any type's state, so the client re-reads and loses nothing).
+        let states = server.store.mail_states(account).await.ok();
+        for ty in mail {
+            let state = match (states, ty) {
+                (Some(s), "Mailbox") => s.mailbox,
+                (Some(s), "Thread") => s.thread,
+                (Some(s), _) => s.email,
+                (None, _) => pending.newest,
+            };
+            changed.insert(ty.to_string(), json!(ids::state(state)));
+        }
+    }
     for (ty, collection) in COLLECTION_TYPES {
         if !wanted(ty) {
             continue;

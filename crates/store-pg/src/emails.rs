@@ -52,6 +52,10 @@ impl WriteTx for Tx<'_> {
         Tx::log(self, account, modseq, kind, object, op).await
     }
 
+    fn note_delivery(&mut self, account: AccountId) {
+        Tx::note_delivery(self, account)
+    }
+
     async fn require_mailbox(&mut self, account: AccountId, mailbox: MailboxId) -> Result<Mailbox> {
         crate::mailboxes::require_mailbox(self, account, mailbox).await
     }

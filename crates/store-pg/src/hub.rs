@@ -12,7 +12,7 @@
 //! was deaf, so an IMAP IDLE never misses an update for good.
 
 use crate::pool::{Notes, Pool, get, get_modseq, pg_err, sql_modseq};
-use bulwark_store::{AccountId, MailboxId, ModSeq, Result, StateChange, StoreError};
+use bulwark_store::{AccountId, MailChanged, MailboxId, ModSeq, Result, StateChange, StoreError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,7 +47,35 @@ pub(crate) struct Notice {
     pub(crate) mailboxes: Option<Vec<MailboxId>>,
     /// `None` means any collection.
     pub(crate) collections: Option<Vec<String>>,
+    /// `None` means unknown (a payload of a node before per-type states).
+    pub(crate) mail: Option<MailChanged>,
     pub(crate) origin: String,
+}
+
+/// The mail-kind field of a payload: `E`mail, `M`ailbox, `T`hread, `D`elivery.
+fn encode_mail(mail: &MailChanged) -> String {
+    [
+        (mail.email, 'E'),
+        (mail.mailbox, 'M'),
+        (mail.thread, 'T'),
+        (mail.delivery, 'D'),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, c)| *c)
+    .collect()
+}
+
+fn decode_mail(field: &str) -> Option<MailChanged> {
+    if !field.bytes().all(|b| b"EMTD".contains(&b)) {
+        return None;
+    }
+    Some(MailChanged {
+        email: field.contains('E'),
+        mailbox: field.contains('M'),
+        thread: field.contains('T'),
+        delivery: field.contains('D'),
+    })
 }
 
 pub(crate) fn encode(
@@ -55,8 +83,10 @@ pub(crate) fn encode(
     modseq: ModSeq,
     mailboxes: &BTreeSet<MailboxId>,
     collections: &BTreeSet<String>,
+    mail: &MailChanged,
     origin: &str,
 ) -> String {
+    let mail = encode_mail(mail);
     let list: Vec<String> = mailboxes.iter().map(|m| m.0.to_string()).collect();
     // Collection names are the store's own constants; one that could not be told apart in
     // the list is sent as "any collection".
@@ -68,11 +98,14 @@ pub(crate) fn encode(
     } else {
         ALL_MAILBOXES.to_string()
     };
-    let payload = format!("{account}:{modseq}:{}:{names}:{origin}", list.join(","));
+    let payload = format!(
+        "{account}:{modseq}:{}:{names}:{mail}:{origin}",
+        list.join(",")
+    );
     if payload.len() <= MAX_PAYLOAD {
         payload
     } else {
-        format!("{account}:{modseq}:{ALL_MAILBOXES}:{ALL_MAILBOXES}:{origin}")
+        format!("{account}:{modseq}:{ALL_MAILBOXES}:{ALL_MAILBOXES}:{mail}:{origin}")
     }
 }
 
@@ -82,7 +115,15 @@ pub(crate) fn decode(payload: &str) -> Option<Notice> {
     let modseq = ModSeq(parts.next()?.parse().ok()?);
     let list = parts.next()?;
     let names = parts.next()?;
-    let origin = parts.next()?.to_string();
+    let rest = parts.next()?;
+    // `<mail>:<origin>` since per-type states; before, the origin alone (origins are hex,
+    // so an older node's payload is told apart by its missing kind field).
+    let (mail, origin) = match rest.split_once(':') {
+        Some((field, origin)) if decode_mail(field).is_some() => {
+            (decode_mail(field), origin.to_string())
+        }
+        _ => (None, rest.to_string()),
+    };
     let collections = match names {
         ALL_MAILBOXES => None,
         "" => Some(Vec::new()),
@@ -104,6 +145,7 @@ pub(crate) fn decode(payload: &str) -> Option<Notice> {
         modseq,
         mailboxes,
         collections,
+        mail,
         origin,
     })
 }
@@ -265,6 +307,7 @@ pub(crate) async fn run_listener(
                 modseq: notice.modseq,
                 mailboxes,
                 collections: notice.collections,
+                mail: notice.mail,
             });
         }
         tracing::warn!("store-pg: change listener lost its connection; reconnecting");
@@ -331,6 +374,7 @@ async fn catch_up(hub: &Hub, pool: &Arc<Pool>) -> Result<()> {
                 modseq,
                 mailboxes,
                 collections: None,
+                mail: None,
             });
         }
     }
@@ -368,8 +412,21 @@ mod tests {
     fn payload_round_trips() {
         let mailboxes: BTreeSet<MailboxId> = [MailboxId(3), MailboxId(12)].into();
         let collections: BTreeSet<String> = ["identities".to_string(), "vacation".into()].into();
-        let payload = encode(AccountId(7), ModSeq(42), &mailboxes, &collections, "node:x");
-        assert_eq!(payload, "7:42:3,12:identities,vacation:node:x");
+        let mail = MailChanged {
+            email: true,
+            thread: true,
+            delivery: true,
+            ..MailChanged::default()
+        };
+        let payload = encode(
+            AccountId(7),
+            ModSeq(42),
+            &mailboxes,
+            &collections,
+            &mail,
+            "node:x",
+        );
+        assert_eq!(payload, "7:42:3,12:identities,vacation:ETD:node:x");
         assert_eq!(
             decode(&payload),
             Some(Notice {
@@ -377,12 +434,24 @@ mod tests {
                 modseq: ModSeq(42),
                 mailboxes: Some(vec![MailboxId(3), MailboxId(12)]),
                 collections: Some(vec!["identities".into(), "vacation".into()]),
+                mail: Some(mail),
                 origin: "node:x".into()
             })
         );
+        // A payload of a node from before per-type states: the kinds are unknown.
+        let old = decode("7:42:3:identities:0123456789abcdef").expect("decodes");
+        assert_eq!(old.mail, None);
+        assert_eq!(old.origin, "0123456789abcdef");
         let odd: BTreeSet<String> = ["a:b".to_string()].into();
-        let payload = encode(AccountId(7), ModSeq(42), &BTreeSet::new(), &odd, "o");
-        assert_eq!(payload, "7:42::*:o");
+        let payload = encode(
+            AccountId(7),
+            ModSeq(42),
+            &BTreeSet::new(),
+            &odd,
+            &MailChanged::default(),
+            "o",
+        );
+        assert_eq!(payload, "7:42::*::o");
         let notice = decode(&payload).expect("decodes");
         assert_eq!(
             notice.collections, None,
@@ -394,7 +463,14 @@ mod tests {
     #[test]
     fn long_mailbox_lists_become_all_mailboxes() {
         let mailboxes: BTreeSet<MailboxId> = (0..5000).map(MailboxId).collect();
-        let payload = encode(AccountId(1), ModSeq(2), &mailboxes, &BTreeSet::new(), "o");
+        let payload = encode(
+            AccountId(1),
+            ModSeq(2),
+            &mailboxes,
+            &BTreeSet::new(),
+            &MailChanged::default(),
+            "o",
+        );
         assert!(payload.len() <= MAX_PAYLOAD);
         let notice = decode(&payload).expect("decodes");
         assert_eq!(notice.mailboxes, None);
@@ -421,6 +497,7 @@ mod tests {
             modseq: ModSeq(5),
             mailboxes: vec![MailboxId(9)],
             collections: Some(Vec::new()),
+            mail: None,
         });
         let got = rx.recv().await.expect("change");
         assert_eq!(got.modseq, ModSeq(5));

@@ -128,6 +128,7 @@ async fn notify(tx: &mut Tx<'_>, notes: &Notes, origin: &str) -> Result<()> {
             noted.modseq,
             &noted.mailboxes,
             &noted.collections,
+            &noted.mail,
             origin,
         );
         tx.exec_later(
@@ -146,6 +147,8 @@ pub(crate) struct Shared {
     hub: Arc<Hub>,
     /// Random id of this instance, carried in NOTIFY payloads to skip our own.
     origin: String,
+    /// Per-type mail states last read ([`bulwark_store::changelog::MailStateCache`]).
+    mail_states: bulwark_store::changelog::MailStateCache,
 }
 
 impl Shared {
@@ -211,7 +214,12 @@ impl PgStore {
             pool.clone(),
             origin.clone(),
         ));
-        let shared = Arc::new(Shared { pool, hub, origin });
+        let shared = Arc::new(Shared {
+            pool,
+            hub,
+            origin,
+            mail_states: Default::default(),
+        });
         Ok(Arc::new(PgStore {
             writers: writer::Writers::start(shared.clone()),
             shared,
@@ -619,6 +627,23 @@ impl Store for PgStore {
     ) -> Result<ChangeSet> {
         read_tx!(self, |tx| changes::changes_since(tx, account, since, max)
             .await)
+    }
+    async fn mail_states(&self, account: AccountId) -> Result<MailStates> {
+        let cache = &self.shared.mail_states;
+        read_tx!(self, |tx| changes::mail_states(tx, cache, account).await)
+    }
+    async fn kind_changes_since(
+        &self,
+        account: AccountId,
+        kind: bulwark_store::changelog::ChangeKind,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<ChangeSet> {
+        let cache = &self.shared.mail_states;
+        read_tx!(self, |tx| changes::kind_changes_since(
+            tx, cache, account, kind, since, max
+        )
+        .await)
     }
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {
         self.shared.hub.subscribe(account)

@@ -723,6 +723,7 @@ impl<'c> Tx<'c> {
         object: i64,
         op: Op,
     ) -> Result<()> {
+        self.notes.note_kind(account, kind);
         self.rows.change(
             account.0,
             sql_modseq(modseq),
@@ -731,6 +732,11 @@ impl<'c> Tx<'c> {
             op as i64,
         );
         Ok(())
+    }
+
+    /// Notes for subscribers that new mail was delivered to the account.
+    pub(crate) fn note_delivery(&mut self, account: AccountId) {
+        self.notes.note_delivery(account);
     }
 
     /// Notes for subscribers that an item of the collection was written.

@@ -71,6 +71,13 @@ async fn change_on_one_node_reaches_subscriber_on_the_other_within_a_second() {
             modseq: first.modseq,
             mailboxes: vec![inbox.id],
             collections: Some(Vec::new()),
+            // An append is the user's own: no EmailDelivery.
+            mail: Some(MailChanged {
+                email: true,
+                mailbox: true,
+                thread: true,
+                delivery: false,
+            }),
         }
     );
     // The writing node publishes its own change exactly once (not again via NOTIFY).

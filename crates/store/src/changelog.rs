@@ -4,10 +4,11 @@
 //! [`ChangeCollapser`], so `/changes` behaves identically on every backend.
 
 use crate::{
-    AccountId, ChangeSet, EmailId, MailboxId, ModSeq, ObjectChanges, Result, StateChange,
-    StoreError, ThreadId,
+    AccountId, ChangeSet, EmailId, MailChanged, MailStates, MailboxId, ModSeq, ObjectChanges,
+    Result, StateChange, StoreError, ThreadId,
 };
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
 
 /// Kinds of objects in the change log (the stored code is the discriminant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,6 +77,8 @@ pub struct ChangeCollapser {
     group_modseq: Option<u64>,
     complete_to: u64,
     has_more: bool,
+    /// Only rows of this kind (a per-type `/changes`), when set.
+    only: Option<ChangeKind>,
 }
 
 impl ChangeCollapser {
@@ -88,12 +91,25 @@ impl ChangeCollapser {
             group_modseq: None,
             complete_to: since.0,
             has_more: false,
+            only: None,
+        }
+    }
+
+    /// Like [`ChangeCollapser::new`], reading only rows of `kind` (JMAP's per-type states:
+    /// `Mailbox/changes` neither counts nor returns Email rows).
+    pub fn of_kind(since: ModSeq, max: usize, kind: ChangeKind) -> Self {
+        ChangeCollapser {
+            only: Some(kind),
+            ..ChangeCollapser::new(since, max)
         }
     }
 
     /// Feeds the next row (stored codes). Returns `false` once no further rows are wanted.
     pub fn push(&mut self, modseq: u64, kind: i64, object: i64, op: i64) -> Result<bool> {
         let (kind, op) = (ChangeKind::from_code(kind)?, ChangeOp::from_code(op)?);
+        if self.only.is_some_and(|only| only != kind) {
+            return Ok(true);
+        }
         if self.group_modseq.is_some_and(|g| g != modseq) && !self.apply_group() {
             return Ok(false);
         }
@@ -141,7 +157,8 @@ impl ChangeCollapser {
         true
     }
 
-    /// The result; `current` is the account's modseq (the new state when nothing is left).
+    /// The result; `current` is the account's modseq, or the kind's state for a collapser
+    /// of one kind (the new state when nothing is left).
     pub fn finish(mut self, current: ModSeq) -> ChangeSet {
         if !self.has_more {
             self.apply_group();
@@ -213,6 +230,8 @@ pub struct Noted {
     pub modseq: ModSeq,
     pub mailboxes: BTreeSet<MailboxId>,
     pub collections: BTreeSet<String>,
+    /// The mail kinds logged, and whether mail was delivered.
+    pub mail: MailChanged,
 }
 
 impl CommitNotes {
@@ -231,6 +250,21 @@ impl CommitNotes {
             .insert(mailbox);
     }
 
+    /// A change-log row of `kind` was written.
+    pub fn note_kind(&mut self, account: AccountId, kind: ChangeKind) {
+        let mail = &mut self.accounts.entry(account).or_default().mail;
+        match kind {
+            ChangeKind::Email => mail.email = true,
+            ChangeKind::Mailbox => mail.mailbox = true,
+            ChangeKind::Thread => mail.thread = true,
+        }
+    }
+
+    /// New mail was delivered to the account (RFC 8621 §1.5 `EmailDelivery`).
+    pub fn note_delivery(&mut self, account: AccountId) {
+        self.accounts.entry(account).or_default().mail.delivery = true;
+    }
+
     /// An item of the collection was written.
     pub fn note_collection(&mut self, account: AccountId, collection: &str) {
         let entry = self.accounts.entry(account).or_default();
@@ -246,6 +280,10 @@ impl CommitNotes {
             entry.modseq = entry.modseq.max(noted.modseq);
             entry.mailboxes.extend(noted.mailboxes);
             entry.collections.extend(noted.collections);
+            entry.mail.email |= noted.mail.email;
+            entry.mail.mailbox |= noted.mail.mailbox;
+            entry.mail.thread |= noted.mail.thread;
+            entry.mail.delivery |= noted.mail.delivery;
         }
     }
 
@@ -265,6 +303,62 @@ impl CommitNotes {
                 modseq: noted.modseq,
                 mailboxes: noted.mailboxes.into_iter().collect(),
                 collections: Some(noted.collections.into_iter().collect()),
+                mail: Some(noted.mail),
             })
+    }
+}
+
+/// Every mail kind, in stored-code order.
+pub const MAIL_KINDS: [ChangeKind; 3] =
+    [ChangeKind::Email, ChangeKind::Mailbox, ChangeKind::Thread];
+
+/// Accounts whose [`MailStates`] a store keeps in memory; past this the cache starts over.
+const MAIL_STATE_CACHE_ACCOUNTS: usize = 50_000;
+
+/// The [`MailStates`] a backend last computed per account, with the account modseq they
+/// were computed at. The next read then only looks at change-log rows after that modseq
+/// (one indexed range), not the whole log. Nothing is trusted that the log does not say:
+/// a state is always recomputed from rows up to the account's current modseq.
+#[derive(Debug, Default)]
+pub struct MailStateCache {
+    accounts: Mutex<HashMap<AccountId, (ModSeq, MailStates)>>,
+}
+
+/// How a backend brings an account's cached states up to `current`.
+pub enum MailStateRead {
+    /// Cached at `current`: nothing to read.
+    Fresh(MailStates),
+    /// Cached at `.0`: read the newest row of each kind in `(.0, current]`, raise `.1`.
+    After(ModSeq, MailStates),
+    /// Not cached: read the newest row of each kind up to `current`.
+    Cold,
+}
+
+impl MailStateCache {
+    /// What the backend must read to know the states at `current`.
+    pub fn plan(&self, account: AccountId, current: ModSeq) -> MailStateRead {
+        let cached = self
+            .accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&account)
+            .copied();
+        match cached {
+            Some((at, states)) if at == current => MailStateRead::Fresh(states),
+            Some((at, states)) if at < current => MailStateRead::After(at, states),
+            _ => MailStateRead::Cold,
+        }
+    }
+
+    /// Keeps the states computed at `current`.
+    pub fn keep(&self, account: AccountId, current: ModSeq, states: MailStates) {
+        let mut map = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAIL_STATE_CACHE_ACCOUNTS && !map.contains_key(&account) {
+            map.clear();
+        }
+        let entry = map.entry(account).or_insert((current, states));
+        if entry.0 <= current {
+            *entry = (current, states);
+        }
     }
 }

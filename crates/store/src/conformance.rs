@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
             expunged_since_lists_vanished_uids,
             mailbox_delete_destroys_only_orphaned_emails,
             changes_since_collapses_and_pages,
+            mail_states_are_per_type,
             replies_join_the_thread,
             threads_join_in_any_order_and_merge,
             queue_lease_and_update,
@@ -98,6 +99,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     expunged_since_lists_vanished_uids(store.clone()).await;
     mailbox_delete_destroys_only_orphaned_emails(store.clone()).await;
     changes_since_collapses_and_pages(store.clone()).await;
+    mail_states_are_per_type(store.clone()).await;
     replies_join_the_thread(store.clone()).await;
     threads_join_in_any_order_and_merge(store.clone()).await;
     queue_lease_and_update(store.clone()).await;

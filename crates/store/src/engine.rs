@@ -71,6 +71,10 @@ pub trait WriteTx {
         op: ChangeOp,
     ) -> Result<()>;
 
+    /// Notes for subscribers that new mail was delivered to the account (JMAP
+    /// `EmailDelivery`, RFC 8621 §1.5), as opposed to the user's own append or import.
+    fn note_delivery(&mut self, account: AccountId);
+
     // ---- mailboxes ------------------------------------------------------------------------
     /// The mailbox, or [`StoreError::NotFound`] when the account has no such mailbox.
     async fn require_mailbox(&mut self, account: AccountId, mailbox: MailboxId) -> Result<Mailbox>;

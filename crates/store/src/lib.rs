@@ -398,6 +398,19 @@ pub trait Store: Send + Sync + 'static {
         since: ModSeq,
         max: usize,
     ) -> Result<ChangeSet>;
+    /// The state of each mail data type: the modseq of its newest change-log entry (JMAP's
+    /// per-type states, RFC 8620 §1.2: an Email change leaves the Mailbox state alone unless
+    /// mailbox counts changed).
+    async fn mail_states(&self, account: AccountId) -> Result<MailStates>;
+    /// [`Store::changes_since`] for one kind: only its entries count towards `max`, and the
+    /// new modseq is the kind's state ([`Store::mail_states`]) once nothing is left.
+    async fn kind_changes_since(
+        &self,
+        account: AccountId,
+        kind: changelog::ChangeKind,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<ChangeSet>;
     /// Receives a [`StateChange`] after each committed change of the account.
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange>;
     /// Receives every account's [`StateChange`]s (caches of collection items listen here).

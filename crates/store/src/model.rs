@@ -359,6 +359,63 @@ pub struct StateChange {
     /// `modseq`; `None` when not known (a node catching up after it lost its change feed):
     /// then any collection may have changed and readers ask for the states.
     pub collections: Option<Vec<String>>,
+    /// Which mail data types the commit changed (JMAP per-type states); `None` when not
+    /// known (a node catching up): then readers compare [`MailStates`].
+    pub mail: Option<MailChanged>,
+}
+
+/// Which mail data types a commit changed: its change-log entries of each kind, and whether
+/// new mail was delivered (RFC 8621 §1.5 `EmailDelivery`: delivery, not the user's own
+/// append, import, move or flag change).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailChanged {
+    pub email: bool,
+    pub mailbox: bool,
+    pub thread: bool,
+    pub delivery: bool,
+}
+
+/// The state of each mail data type (RFC 8620 §1.2 per-type states, RFC 8621 §2–§4): the
+/// modseq of the type's newest change-log entry, never below the log's trimmed floor. An
+/// Email change that leaves the mailbox counts alone moves the Email state only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailStates {
+    pub email: ModSeq,
+    pub mailbox: ModSeq,
+    pub thread: ModSeq,
+}
+
+impl MailStates {
+    /// The state of one kind.
+    pub fn of(&self, kind: crate::changelog::ChangeKind) -> ModSeq {
+        use crate::changelog::ChangeKind;
+        match kind {
+            ChangeKind::Email => self.email,
+            ChangeKind::Mailbox => self.mailbox,
+            ChangeKind::Thread => self.thread,
+        }
+    }
+
+    /// Raises one kind's state to `modseq` (states never go back).
+    pub fn raise(&mut self, kind: crate::changelog::ChangeKind, modseq: ModSeq) {
+        use crate::changelog::ChangeKind;
+        let slot = match kind {
+            ChangeKind::Email => &mut self.email,
+            ChangeKind::Mailbox => &mut self.mailbox,
+            ChangeKind::Thread => &mut self.thread,
+        };
+        *slot = (*slot).max(modseq);
+    }
+
+    /// Every state raised to at least `floor` (rows at or below it were trimmed, so a state
+    /// older than the floor could not be answered by `/changes`).
+    pub fn at_least(self, floor: ModSeq) -> MailStates {
+        MailStates {
+            email: self.email.max(floor),
+            mailbox: self.mailbox.max(floor),
+            thread: self.thread.max(floor),
+        }
+    }
 }
 
 // ---- outbound queue ---------------------------------------------------------------------

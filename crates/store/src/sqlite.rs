@@ -120,6 +120,8 @@ pub struct SqliteStore {
     /// Memory-mapped readers for scans of whole mailboxes.
     bulk_readers: Arc<ReadPool>,
     hub: Arc<Hub>,
+    /// Per-type mail states last read ([`crate::changelog::MailStateCache`]).
+    mail_states: Arc<crate::changelog::MailStateCache>,
     path: PathBuf,
     /// A test outage switch every transaction of this handle consults
     /// ([`SqliteStore::with_outage`]).
@@ -179,6 +181,7 @@ impl SqliteStore {
             readers,
             bulk_readers,
             hub,
+            mail_states: Arc::default(),
             path,
             outage: None,
         }))
@@ -195,6 +198,7 @@ impl SqliteStore {
             readers: self.readers.clone(),
             bulk_readers: self.bulk_readers.clone(),
             hub: self.hub.clone(),
+            mail_states: self.mail_states.clone(),
             path: self.path.clone(),
             outage: Some(outage.clone()),
         };
@@ -762,6 +766,22 @@ impl Store for SqliteStore {
         max: usize,
     ) -> Result<ChangeSet> {
         self.read(move |c| changes::changes_since(c, account, since, max))
+            .await
+    }
+    async fn mail_states(&self, account: AccountId) -> Result<MailStates> {
+        let cache = self.mail_states.clone();
+        self.read(move |c| changes::mail_states(c, &cache, account))
+            .await
+    }
+    async fn kind_changes_since(
+        &self,
+        account: AccountId,
+        kind: crate::changelog::ChangeKind,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<ChangeSet> {
+        let cache = self.mail_states.clone();
+        self.read(move |c| changes::kind_changes_since(c, &cache, account, kind, since, max))
             .await
     }
     fn subscribe(&self, account: AccountId) -> broadcast::Receiver<StateChange> {

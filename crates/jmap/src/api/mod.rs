@@ -9,6 +9,7 @@ use crate::JmapServer;
 use crate::ids;
 use args::Args;
 use bulwark_store::AccountId;
+use bulwark_store::changelog::ChangeKind;
 pub use error::{MethodError, MethodErrorKind, RequestError, SetError};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -333,9 +334,11 @@ pub fn get_response(
     Value::Object(out)
 }
 
-pub async fn current_state(ctx: &Ctx<'_>) -> Result<String, MethodError> {
+/// The state string of one mail data type (RFC 8620 §1.2: per type, so an Email change
+/// that leaves the mailbox counts alone does not change the Mailbox state).
+pub async fn current_state(ctx: &Ctx<'_>, kind: ChangeKind) -> Result<String, MethodError> {
     Ok(ids::state(
-        ctx.server.store.account_modseq(ctx.account).await?,
+        ctx.server.store.mail_states(ctx.account).await?.of(kind),
     ))
 }
 

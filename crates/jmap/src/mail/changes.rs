@@ -3,6 +3,7 @@
 use crate::api::args::Args;
 use crate::api::{Ctx, MethodError, MethodErrorKind};
 use crate::ids;
+use bulwark_store::changelog::ChangeKind;
 use bulwark_store::{AccountId, ChangeSet, ModSeq};
 use serde_json::{Value, json};
 
@@ -92,19 +93,22 @@ impl ChangesArgs {
     }
 }
 
+/// One type's changes from its own entries of the change log, up to its own state (RFC 8620
+/// §5.2 with per-type states: `Mailbox/changes` does not page through Email entries, and its
+/// `newState` is the Mailbox state `Mailbox/get` reports).
 async fn changes(
     ctx: &mut Ctx<'_>,
     args: Args,
     pick: Pick,
-    mailbox: bool,
+    kind: ChangeKind,
 ) -> Result<Value, MethodError> {
     let a = ChangesArgs::parse(ctx, &args)?;
-    a.check_not_after(ctx.server.store.account_modseq(a.account).await?)?;
     let set = ctx
         .server
         .store
-        .changes_since(a.account, a.since, a.max)
+        .kind_changes_since(a.account, kind, a.since, a.max)
         .await?;
+    let mailbox = kind == ChangeKind::Mailbox;
     let (created, updated, destroyed) = pick(&set);
     let mut out = a.response(set.new_modseq, set.has_more, created, updated, destroyed);
     if mailbox {
@@ -132,7 +136,7 @@ pub async fn email_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Metho
                 f(&s.emails.destroyed),
             )
         },
-        false,
+        ChangeKind::Email,
     )
     .await
 }
@@ -150,7 +154,7 @@ pub async fn mailbox_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Met
                 f(&s.mailboxes.destroyed),
             )
         },
-        true,
+        ChangeKind::Mailbox,
     )
     .await
 }
@@ -168,7 +172,7 @@ pub async fn thread_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Meth
                 f(&s.threads.destroyed),
             )
         },
-        false,
+        ChangeKind::Thread,
     )
     .await
 }

@@ -5,6 +5,7 @@ use super::body::{self, DEFAULT_BODY_PROPERTIES, HeaderProperty, parse_header_pr
 use crate::api::args::Args;
 use crate::api::{Ctx, MethodError, check_get_size, current_state};
 use crate::ids;
+use bulwark_store::changelog::ChangeKind;
 use bulwark_store::{BlobHash, Email};
 use mail_parser::{HeaderForm, Message, MessageParser};
 use serde_json::{Map, Value, json};
@@ -360,7 +361,7 @@ pub async fn get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
     check_get_size(ctx, wanted.as_ref())?;
     let props = email_properties(&args)?;
     let opts = BodyOptions::from_args(&args)?;
-    let state = current_state(ctx).await?;
+    let state = current_state(ctx, ChangeKind::Email).await?;
     let wanted = match wanted {
         Some(w) => w,
         // §5.1: ids null means all, bounded by maxObjectsInGet.

@@ -6,13 +6,14 @@ use super::email_set::{append, parse_keywords, parse_mailbox_ids};
 use crate::api::args::Args;
 use crate::api::{Ctx, MethodError, MethodErrorKind, SetError, check_if_in_state, current_state};
 use crate::{blob, ids};
+use bulwark_store::changelog::ChangeKind;
 use bulwark_store::{MailboxId, now_unix};
 use mail_parser::MessageParser;
 use serde_json::{Map, Value, json};
 
 pub async fn import(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError> {
     let account = args.account(ctx.account)?;
-    let old_state = current_state(ctx).await?;
+    let old_state = current_state(ctx, ChangeKind::Email).await?;
     check_if_in_state(&args, &old_state)?;
     let Some(Value::Object(emails)) = args.take("emails") else {
         return Err(MethodError::invalid_arguments("emails must be an object"));
@@ -47,7 +48,7 @@ pub async fn import(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodEr
             }
         }
     }
-    let new_state = current_state(ctx).await?;
+    let new_state = current_state(ctx, ChangeKind::Email).await?;
     Ok(json!({
         "accountId": ids::account_id(account), "oldState": old_state, "newState": new_state,
         "created": created, "notCreated": not_created,

@@ -8,6 +8,7 @@ use crate::api::{Ctx, MethodError, MethodErrorKind, current_state};
 use crate::ids;
 use crate::session::EMAIL_SORT_OPTIONS;
 use bulwark_core::header::decode_words;
+use bulwark_store::changelog::ChangeKind;
 use bulwark_store::email_page::{MAX_PAGE_KEYWORDS, is_page_keyword};
 use bulwark_store::fold::{fold, fold_spans, folded_contains};
 use bulwark_store::{Email, EmailPageQuery, MailboxId, ThreadId};
@@ -541,7 +542,7 @@ fn page_query(
 
 pub async fn query(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
     let account = args.account(ctx.account)?;
-    let state = current_state(ctx).await?;
+    let state = current_state(ctx, ChangeKind::Email).await?;
     if let Some((page_args, limit_clamped)) = page_query(ctx, &args)? {
         let page = ctx
             .server
@@ -588,7 +589,7 @@ pub async fn query_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Metho
             "unknown query state",
         )
     })?;
-    let state = current_state(ctx).await?;
+    let state = current_state(ctx, ChangeKind::Email).await?;
     let (current, all) = run_query(ctx, &args).await?;
     let set = ctx
         .server

@@ -5,6 +5,7 @@ use super::body::parse_date;
 use crate::api::args::Args;
 use crate::api::{Ctx, MethodError, SetError, check_if_in_state, check_set_size, current_state};
 use crate::{blob, ids};
+use bulwark_store::changelog::ChangeKind;
 use bulwark_store::{
     AccountId, EmailId, KeywordOp, KeywordUpdate, MailboxId, MembershipUpdate, NewEmail, now_unix,
 };
@@ -579,7 +580,7 @@ async fn update_one(
 pub async fn set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError> {
     let account = args.account(ctx.account)?;
     check_set_size(ctx, &args)?;
-    let old_state = current_state(ctx).await?;
+    let old_state = current_state(ctx, ChangeKind::Email).await?;
     check_if_in_state(&args, &old_state)?;
     let mailboxes: Vec<MailboxId> = ctx
         .server
@@ -667,7 +668,7 @@ pub async fn set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError
             }
         }
     }
-    let new_state = current_state(ctx).await?;
+    let new_state = current_state(ctx, ChangeKind::Email).await?;
     Ok(json!({
         "accountId": ids::account_id(account), "oldState": old_state, "newState": new_state,
         "created": created, "updated": updated, "destroyed": destroyed,

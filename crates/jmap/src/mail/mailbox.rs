@@ -9,6 +9,7 @@ use crate::api::{
 };
 use crate::ids;
 use crate::session::MAX_SIZE_MAILBOX_NAME;
+use bulwark_store::changelog::ChangeKind;
 use bulwark_store::{AccountId, Mailbox, MailboxId, Role};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
@@ -99,7 +100,7 @@ pub async fn get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
     let wanted = args.opt_str_list("ids")?;
     check_get_size(ctx, wanted.as_ref())?;
     let props = args.properties(&PROPERTIES, &PROPERTIES)?;
-    let state = current_state(ctx).await?;
+    let state = current_state(ctx, ChangeKind::Mailbox).await?;
     let all = ctx.server.store.mailbox_list(account).await?;
     let mut list = Vec::new();
     let mut not_found = Vec::new();
@@ -275,7 +276,7 @@ fn query_ids(args: &Args, all: &[Mailbox]) -> Result<Vec<String>, MethodError> {
 
 pub async fn query(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
     let account = args.account(ctx.account)?;
-    let state = current_state(ctx).await?;
+    let state = current_state(ctx, ChangeKind::Mailbox).await?;
     let all = ctx.server.store.mailbox_list(account).await?;
     let ids_all = query_ids(&args, &all)?;
     let w = query::window(&ids_all, &args)?;
@@ -303,7 +304,7 @@ pub async fn query_changes(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, Metho
             "unknown query state",
         )
     })?;
-    let state = current_state(ctx).await?;
+    let state = current_state(ctx, ChangeKind::Mailbox).await?;
     let all = ctx.server.store.mailbox_list(account).await?;
     let current = query_ids(&args, &all)?;
     let set = ctx
@@ -605,7 +606,7 @@ async fn destroy_one(
 pub async fn set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError> {
     let account = args.account(ctx.account)?;
     check_set_size(ctx, &args)?;
-    let old_state = current_state(ctx).await?;
+    let old_state = current_state(ctx, ChangeKind::Mailbox).await?;
     check_if_in_state(&args, &old_state)?;
     let remove_emails = args.bool_or("onDestroyRemoveEmails", false)?;
     let mut created = Map::new();
@@ -693,7 +694,7 @@ pub async fn set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, MethodError
             }
         }
     }
-    let new_state = current_state(ctx).await?;
+    let new_state = current_state(ctx, ChangeKind::Mailbox).await?;
     Ok(json!({
         "accountId": ids::account_id(account), "oldState": old_state, "newState": new_state,
         "created": created, "updated": updated, "destroyed": destroyed,

@@ -3,6 +3,7 @@
 use crate::api::args::Args;
 use crate::api::{Ctx, MethodError, check_get_size, current_state};
 use crate::ids;
+use bulwark_store::changelog::ChangeKind;
 use bulwark_store::{Email, ThreadId};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ pub async fn get(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
         .opt_str_list("ids")?
         .ok_or_else(|| MethodError::invalid_arguments("ids is required for Thread/get"))?;
     check_get_size(ctx, Some(&wanted))?;
-    let state = current_state(ctx).await?;
+    let state = current_state(ctx, ChangeKind::Thread).await?;
     let all = ctx.server.store.email_list(account).await?;
     let mut by_thread: HashMap<ThreadId, Vec<&Email>> = HashMap::new();
     for e in &all {

@@ -1,6 +1,7 @@
 //! Conformance checks for the change log, threads, the queue, notifications and concurrency.
 
 use super::*;
+use crate::changelog::ChangeKind;
 
 pub async fn changes_since_collapses_and_pages(store: Arc<dyn Store>) {
     let (account, inbox) = new_account(&store).await;
@@ -441,4 +442,144 @@ pub async fn concurrent_appends_get_distinct_uids(store: Arc<dyn Store>) {
         .await
         .expect("status");
     assert_eq!(status.uid_next, Uid((TASKS * PER_TASK) as u32 + 1));
+}
+
+/// JMAP per-type states (RFC 8620 §1.2, RFC 8621 §1.5): each mail kind has its own state,
+/// `/changes` of one kind counts and returns only that kind, and subscribers are told which
+/// kinds a commit logged and whether it delivered mail.
+pub async fn mail_states_are_per_type(store: Arc<dyn Store>) {
+    let (account, inbox) = new_account(&store).await;
+    let a = account.id;
+    let flag = |email, keyword: &str| KeywordUpdate {
+        email,
+        op: KeywordOp::Add,
+        keywords: vec![keyword.into()],
+        unchanged_since: None,
+    };
+    let mut rx = store.subscribe(a);
+
+    let e1 = append_one(&store, a, inbox.id, "pt1").await;
+    let after_append = store.mail_states(a).await.expect("states");
+    assert_eq!(
+        after_append,
+        MailStates {
+            email: e1.modseq,
+            mailbox: e1.modseq,
+            thread: e1.modseq
+        },
+        "an append logs an email, its thread and the mailbox counts"
+    );
+    let change = next_change(&mut rx).await;
+    assert_eq!(
+        change.mail,
+        Some(MailChanged {
+            email: true,
+            mailbox: true,
+            thread: true,
+            delivery: false
+        }),
+        "the user's own append is no EmailDelivery"
+    );
+
+    // A keyword other than $seen changes the Email state only.
+    store
+        .email_set_keywords(a, vec![flag(e1.email, "$flagged")])
+        .await
+        .expect("flag");
+    let after_flag = store.mail_states(a).await.expect("states");
+    assert!(after_flag.email > after_append.email);
+    assert_eq!(after_flag.mailbox, after_append.mailbox);
+    assert_eq!(after_flag.thread, after_append.thread);
+    let change = next_change(&mut rx).await;
+    assert_eq!(
+        change.mail,
+        Some(MailChanged {
+            email: true,
+            ..MailChanged::default()
+        })
+    );
+    let mb = store
+        .kind_changes_since(a, ChangeKind::Mailbox, after_append.mailbox, 100)
+        .await
+        .expect("mailbox changes");
+    assert!(mb.mailboxes.updated.is_empty() && !mb.has_more);
+    assert_eq!(
+        mb.new_modseq, after_flag.mailbox,
+        "Mailbox/changes ends at the Mailbox state"
+    );
+    let em = store
+        .kind_changes_since(a, ChangeKind::Email, after_append.email, 100)
+        .await
+        .expect("email changes");
+    assert_eq!(em.emails.updated, vec![e1.email]);
+    assert_eq!(em.new_modseq, after_flag.email);
+    assert!(em.mailboxes.updated.is_empty() && em.threads.updated.is_empty());
+
+    // $seen changes the unread counts: the Mailbox state moves too, the Thread state not.
+    store
+        .email_set_keywords(a, vec![flag(e1.email, "$seen")])
+        .await
+        .expect("seen");
+    let after_seen = store.mail_states(a).await.expect("states");
+    assert!(after_seen.email > after_flag.email);
+    assert_eq!(after_seen.mailbox, after_seen.email);
+    assert_eq!(after_seen.thread, after_append.thread);
+    let mb = store
+        .kind_changes_since(a, ChangeKind::Mailbox, after_flag.mailbox, 100)
+        .await
+        .expect("mailbox changes");
+    assert_eq!(mb.mailboxes.updated, vec![inbox.id]);
+    let th = store
+        .kind_changes_since(a, ChangeKind::Thread, after_seen.thread, 100)
+        .await
+        .expect("thread changes");
+    assert!(th.threads.updated.is_empty() && th.new_modseq == after_seen.thread);
+
+    // Delivery is EmailDelivery.
+    while rx.try_recv().is_ok() {}
+    store
+        .deliver(vec![(a, new_email(&[inbox.id], "pt-delivered"))])
+        .await
+        .expect("deliver");
+    let change = next_change(&mut rx).await;
+    assert_eq!(change.mail.map(|m| m.delivery), Some(true));
+
+    // Paging one kind: only its entries count towards max.
+    let since = store.mail_states(a).await.expect("states").email;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(
+            append_one(&store, a, inbox.id, &format!("pt-page{i}"))
+                .await
+                .email,
+        );
+    }
+    let (mut got, mut from, mut pages) = (Vec::new(), since, 0);
+    loop {
+        let c = store
+            .kind_changes_since(a, ChangeKind::Email, from, 2)
+            .await
+            .expect("page");
+        assert!(c.emails.created.len() <= 2, "{c:?}");
+        assert!(c.mailboxes.updated.is_empty() && c.threads.created.is_empty());
+        got.extend(c.emails.created);
+        from = c.new_modseq;
+        pages += 1;
+        assert!(pages < 20, "paging does not progress");
+        if !c.has_more {
+            break;
+        }
+    }
+    assert_eq!(got, created);
+    assert_eq!(from, store.mail_states(a).await.expect("states").email);
+
+    // A state from the future cannot be answered.
+    let states = store.mail_states(a).await.expect("states");
+    let future = store
+        .kind_changes_since(a, ChangeKind::Thread, ModSeq(states.thread.0 + 1), 10)
+        .await;
+    assert!(
+        matches!(future, Err(StoreError::CannotCalculateChanges(_))),
+        "{future:?}"
+    );
 }

@@ -241,6 +241,7 @@ pub async fn deliver<T: WriteTx>(
     let mut out = Vec::with_capacity(deliveries.len());
     for (account, email) in deliveries {
         out.push(append_one(tx, *account, email).await?);
+        tx.note_delivery(*account);
     }
     Ok(out)
 }

@@ -61,6 +61,10 @@ impl WriteTx for Tx<'_> {
         Tx::log(self, account, modseq, kind, object, op)
     }
 
+    fn note_delivery(&mut self, account: AccountId) {
+        Tx::note_delivery(self, account)
+    }
+
     async fn require_mailbox(&mut self, account: AccountId, mailbox: MailboxId) -> Result<Mailbox> {
         super::mailboxes::require_mailbox(self.conn, account, mailbox)
     }

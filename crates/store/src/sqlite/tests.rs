@@ -448,3 +448,69 @@ async fn an_outage_handle_refuses_every_transaction_and_the_first_handle_keeps_w
     outage.set_down(false);
     assert!(view.mailbox_list(account.id).await.is_ok());
 }
+
+/// The per-type states read incrementally from the cache equal the ones a fresh store reads
+/// from the whole log, also after the log was trimmed (then no state is below the floor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_mail_states_equal_a_cold_read() {
+    let (store, dir) = fresh();
+    let dynstore: Arc<dyn Store> = store.clone();
+    let (account, inbox) = new_account(&dynstore).await;
+    let a = account.id;
+    let e1 = append_one(&dynstore, a, inbox.id, "c1").await;
+    assert_eq!(
+        store.mail_states(a).await.expect("states").thread,
+        e1.modseq
+    );
+    let folder = store
+        .mailbox_create(a, "Later", None)
+        .await
+        .expect("create");
+    for keyword in ["$flagged", "x", "y"] {
+        store
+            .email_set_keywords(
+                a,
+                vec![KeywordUpdate {
+                    email: e1.email,
+                    op: KeywordOp::Add,
+                    keywords: vec![keyword.into()],
+                    unchanged_since: None,
+                }],
+            )
+            .await
+            .expect("keyword");
+    }
+    let warm = store.mail_states(a).await.expect("states");
+    assert_eq!(warm.mailbox, folder.highest_modseq);
+    assert!(warm.email > warm.mailbox && warm.thread == e1.modseq);
+    let cold = SqliteStore::open(dir.path())
+        .expect("second handle")
+        .mail_states(a)
+        .await
+        .expect("states");
+    assert_eq!(warm, cold);
+
+    let floor = store.account_modseq(a).await.expect("modseq");
+    store.trim_changes_before(a, floor).await.expect("trim");
+    let trimmed = store.mail_states(a).await.expect("states");
+    assert_eq!(
+        trimmed,
+        MailStates {
+            email: floor,
+            mailbox: floor,
+            thread: floor
+        },
+        "no state below the floor, or /changes could never answer it"
+    );
+    assert!(
+        store
+            .kind_changes_since(
+                a,
+                crate::changelog::ChangeKind::Mailbox,
+                trimmed.mailbox,
+                10
+            )
+            .await
+            .is_ok()
+    );
+}

@@ -74,6 +74,7 @@ impl Tx<'_> {
         object: i64,
         op: Op,
     ) -> Result<()> {
+        self.notes.note_kind(account, kind);
         let mut stmt = self
             .conn
             .prepare_cached("INSERT INTO changes (account, modseq, kind, object, op) VALUES (?1, ?2, ?3, ?4, ?5)")
@@ -87,6 +88,11 @@ impl Tx<'_> {
         ])
         .map_err(db_err)?;
         Ok(())
+    }
+
+    /// Notes for subscribers that new mail was delivered to the account.
+    pub(crate) fn note_delivery(&mut self, account: AccountId) {
+        self.notes.note_delivery(account);
     }
 
     /// Notes for subscribers that an item of the collection was written.
