@@ -327,6 +327,79 @@ class JmapLetterTest(JmapServerTestCase):
         changed = next_change("flag change")
         self.assertEqual(set(changed), {"Email"}, changed)
 
+    # ---- item 8: Blob management (RFC 9404) ---------------------------------------------------
+
+    BLOB = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:blob"]
+
+    def test_blob_upload_get_and_lookup_rfc9404(self):
+        import base64
+        import hashlib
+        caps = self.c.session()["accounts"][self.aid]["accountCapabilities"]
+        blob_caps = caps["urn:ietf:params:jmap:blob"]
+        self.assertIn("Email", blob_caps["supportedTypeNames"], blob_caps)
+        self.assertIn("sha-256", blob_caps["supportedDigestAlgorithms"], blob_caps)
+        base = self.upload(b"0123456789")
+        # §4.1: sources are concatenated in order: text, base64 and a range of a blob; a later
+        # call refers to the creation by #id.
+        calls = [
+            ["Blob/upload", {"accountId": self.aid, "create": {"b1": {"type": "text/plain", "data": [
+                {"data:asText": "Hello "},
+                {"data:asBase64": base64.b64encode(b"wor").decode()},
+                {"blobId": base, "offset": 3, "length": 2},
+            ]}}}, "u"],
+            ["Blob/get", {"accountId": self.aid, "ids": ["#b1"],
+                          "properties": ["data:asText", "digest:sha-256", "size"]}, "g"],
+        ]
+        up, got = [r[1] for r in self.c.call(calls, self.BLOB)["methodResponses"]]
+        created = up["created"]["b1"]
+        self.assertEqual((created["type"], created["size"]), ("text/plain", 11), up)
+        item = got["list"][0]
+        self.assertEqual(item["data:asText"], "Hello wor34", got)
+        self.assertEqual(item["id"], created["id"], got)
+        self.assertEqual(item["digest:sha-256"],
+                         base64.b64encode(hashlib.sha256(b"Hello wor34").digest()).decode())
+        # §4.2: a range; size stays the whole blob's; past the end is isTruncated.
+        got = self.c.ok("Blob/get", {"ids": [base], "properties": ["data:asText", "size"],
+                                     "offset": 8, "length": 5}, self.BLOB)
+        item = got["list"][0]
+        self.assertEqual((item["data:asText"], item["size"], item.get("isTruncated")), ("89", 10, True), got)
+        # Not UTF-8: `data` falls back to base64 with isEncodingProblem.
+        binary = self.upload(b"\xff\xfeok")
+        item = self.c.ok("Blob/get", {"ids": [binary]}, self.BLOB)["list"][0]
+        self.assertEqual(item["data:asBase64"], base64.b64encode(b"\xff\xfeok").decode(), item)
+        self.assertTrue(item["isEncodingProblem"], item)
+        # Bad sources fail their creation only.
+        resp = self.c.ok("Blob/upload", {"create": {
+            "bad64": {"data": [{"data:asBase64": "*not base64*"}]},
+            "past": {"data": [{"blobId": base, "offset": 8, "length": 5}]},
+            "two": {"data": [{"data:asText": "a", "data:asBase64": "YQ=="}]},
+            "fine": {"data": [{"data:asText": "fine"}]},
+        }}, self.BLOB)
+        self.assertEqual(set(resp["notCreated"]), {"bad64", "past", "two"}, resp)
+        self.assertTrue(all(e["type"] == "invalidProperties" for e in resp["notCreated"].values()), resp)
+        self.assertEqual(resp["created"]["fine"]["size"], 4, resp)
+        # Another account's blob is not found, neither to read nor as a source.
+        bob = self.jmap(BOB, BOB_PW)
+        theirs = bob.request("POST", f"/jmap/upload/{bob.account_id}/", body=b"secret of bob",
+                             headers={"Content-Type": "text/plain"}).json()["blobId"]
+        got = self.c.ok("Blob/get", {"ids": [theirs]}, self.BLOB)
+        self.assertEqual((got["list"], got["notFound"]), ([], [theirs]), got)
+        resp = self.c.ok("Blob/upload", {"create": {"x": {"data": [{"blobId": theirs}]}}}, self.BLOB)
+        self.assertEqual(resp["notCreated"]["x"]["type"], "blobNotFound", resp)
+        # §4.3: which emails, threads and mailboxes reference a blob.
+        e = self.import_raw(message(f"lookup {unique()}"))
+        blob_id = self.c.ok("Email/get", {"ids": [e["id"]], "properties": ["blobId"]})["list"][0]["blobId"]
+        got = self.c.ok("Blob/lookup", {"typeNames": ["Email", "Thread", "Mailbox"],
+                                        "ids": [blob_id, theirs]}, self.BLOB)
+        self.assertEqual(got["notFound"], [theirs], got)
+        matched = got["list"][0]["matchedIds"]
+        self.assertEqual(matched, {"Email": [e["id"]], "Thread": [e["threadId"]], "Mailbox": [self.inbox]}, got)
+        _, err = self.c.one("Blob/lookup", {"typeNames": ["Calendar"], "ids": [blob_id]}, self.BLOB)
+        self.assertEqual(err["type"], "unknownDataType", err)
+        # Without the capability in `using` the methods do not exist (RFC 8620 §3.6.2).
+        name, err = self.c.one("Blob/get", {"ids": [base]})
+        self.assertEqual((name, err["type"]), ("error", "unknownMethod"), err)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -19,6 +19,7 @@
 
 pub mod api;
 mod blob;
+mod blob_ext;
 pub mod devices;
 mod http;
 mod identity;

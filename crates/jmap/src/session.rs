@@ -1,7 +1,7 @@
 //! The JMAP Session resource (RFC 8620 §2), served at `/.well-known/jmap` (§2.2).
 
 use crate::JmapServer;
-use crate::api::{CAP_CORE, CAP_MAIL, CAP_SUBMISSION, CAP_VACATION, CAP_WEBSOCKET};
+use crate::api::{CAP_BLOB, CAP_CORE, CAP_MAIL, CAP_SUBMISSION, CAP_VACATION, CAP_WEBSOCKET};
 use crate::ids;
 use bulwark_store::AccountId;
 use serde_json::{Value, json};
@@ -52,6 +52,7 @@ pub async fn session_resource(server: &JmapServer, account: AccountId, username:
             CAP_MAIL: {},
             CAP_SUBMISSION: {},
             CAP_VACATION: {},
+            CAP_BLOB: {},
             // RFC 8887 §4
             CAP_WEBSOCKET: { "url": format!("{ws_base}/jmap/ws"), "supportsPush": true },
         },
@@ -73,6 +74,13 @@ pub async fn session_resource(server: &JmapServer, account: AccountId, username:
                     // RFC 8621 §1.3.2
                     CAP_SUBMISSION: { "maxDelayedSend": 0, "submissionExtensions": {} },
                     CAP_VACATION: {},
+                    // RFC 9404 §2
+                    CAP_BLOB: {
+                        "maxSizeBlobSet": cfg.max_size_upload,
+                        "maxDataSources": crate::blob_ext::MAX_DATA_SOURCES,
+                        "supportedTypeNames": crate::blob_ext::LOOKUP_TYPES,
+                        "supportedDigestAlgorithms": crate::blob_ext::DIGEST_ALGORITHMS,
+                    },
                 },
             },
         },

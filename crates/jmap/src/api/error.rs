@@ -70,6 +70,8 @@ pub enum MethodErrorKind {
     UnsupportedFilter,
     TooManyChanges,
     FromAccountNotFound,
+    /// RFC 9404 §7: a data type Blob/lookup does not know, or whose capability is unused.
+    UnknownDataType,
 }
 
 impl MethodErrorKind {
@@ -94,6 +96,7 @@ impl MethodErrorKind {
             UnsupportedFilter => "unsupportedFilter",
             TooManyChanges => "tooManyChanges",
             FromAccountNotFound => "fromAccountNotFound",
+            UnknownDataType => "unknownDataType",
         }
     }
 }

@@ -19,13 +19,16 @@ pub const CAP_MAIL: &str = "urn:ietf:params:jmap:mail";
 pub const CAP_SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 pub const CAP_VACATION: &str = "urn:ietf:params:jmap:vacationresponse";
 pub const CAP_WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
+/// RFC 9404: Blob/upload, Blob/get, Blob/lookup.
+pub const CAP_BLOB: &str = "urn:ietf:params:jmap:blob";
 /// Every capability this server understands in `using`.
-pub const CAPABILITIES: [&str; 5] = [
+pub const CAPABILITIES: [&str; 6] = [
     CAP_CORE,
     CAP_MAIL,
     CAP_SUBMISSION,
     CAP_VACATION,
     CAP_WEBSOCKET,
+    CAP_BLOB,
 ];
 /// Longest method name / call id we accept.
 pub const MAX_NAME_LEN: usize = 255;
@@ -185,8 +188,11 @@ impl Ctx<'_> {
 fn capability_of(method: &str) -> Option<&'static str> {
     let (ty, _) = method.split_once('/')?;
     Some(match ty {
-        // RFC 8620 §6.3: Blob/copy is part of the core capability.
-        "Core" | "Blob" => CAP_CORE,
+        // RFC 8620 §6.3: Blob/copy is part of the core capability; the other Blob methods
+        // are RFC 9404's.
+        "Blob" if method == "Blob/copy" => CAP_CORE,
+        "Blob" => CAP_BLOB,
+        "Core" => CAP_CORE,
         "Mailbox" | "Thread" | "Email" | "SearchSnippet" => CAP_MAIL,
         "Identity" | "EmailSubmission" => CAP_SUBMISSION,
         "VacationResponse" => CAP_VACATION,
@@ -294,6 +300,9 @@ async fn dispatch(ctx: &mut Ctx<'_>, name: &str, args: Args) -> Result<Value, Me
         "Email/import" => email_import::import(ctx, args).await,
         "Email/parse" => email_import::parse(ctx, args).await,
         "Blob/copy" => crate::blob::copy(ctx, args).await,
+        "Blob/upload" => crate::blob_ext::upload(ctx, args).await,
+        "Blob/get" => crate::blob_ext::get(ctx, args).await,
+        "Blob/lookup" => crate::blob_ext::lookup(ctx, args).await,
         "SearchSnippet/get" => email_query::search_snippets(ctx, args).await,
         "Identity/get" => crate::identity::identity_get(ctx, args).await,
         "Identity/changes" => crate::identity::identity_changes(ctx, args).await,
