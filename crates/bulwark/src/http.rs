@@ -16,6 +16,30 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// The extra trusted roots of `[push] ca_file`; an unreadable file is logged and skipped
+/// (pushes then use the system's roots only).
+fn push_roots(path: Option<&std::path::Path>) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    let Some(path) = path else {
+        return Vec::new();
+    };
+    let certs = std::fs::File::open(path).map(|f| {
+        rustls_pemfile::certs(&mut std::io::BufReader::new(f))
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    match certs {
+        Ok(certs) if !certs.is_empty() => certs,
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "push.ca_file holds no certificate");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "push.ca_file cannot be read");
+            Vec::new()
+        }
+    }
+}
+
 /// Serves JMAP and the probes on `listener` until `stop` turns true; then requests in flight
 /// finish and the task ends.
 pub async fn run(
@@ -40,6 +64,10 @@ pub async fn run(
         push_keepalive: JmapConfig::default()
             .push_keepalive
             .min(c.limits.http_idle_timeout / 2),
+        push: bulwark_jmap::webpush::PushClientConfig {
+            allow_private_networks: c.push.allow_private_networks,
+            extra_roots: push_roots(c.push.ca_file.as_deref()),
+        },
         ..JmapConfig::default()
     };
     let jmap = JmapServer::new(

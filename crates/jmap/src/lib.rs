@@ -28,9 +28,11 @@ pub mod legacy;
 pub mod listener;
 mod mail;
 mod push;
+mod push_subscription;
 mod session;
 mod submission;
 pub mod vacation;
+pub mod webpush;
 
 #[cfg(test)]
 mod tests;
@@ -81,6 +83,8 @@ pub struct JmapConfig {
     pub push_keepalive: std::time::Duration,
     /// Largest message accepted by Email/import, Email/set create and EmailSubmission.
     pub max_message_size: usize,
+    /// How PushSubscription pushes reach the network (`[push]` in the config).
+    pub push: webpush::PushClientConfig,
 }
 
 impl Default for JmapConfig {
@@ -104,6 +108,7 @@ impl Default for JmapConfig {
             push_recheck: std::time::Duration::from_secs(2),
             push_keepalive: std::time::Duration::from_secs(25),
             max_message_size: 50 * 1024 * 1024,
+            push: webpush::PushClientConfig::default(),
         }
     }
 }
@@ -123,6 +128,8 @@ pub struct JmapServer {
     pub(crate) blob_ids: tokio::sync::OnceCell<blob::BlobIds>,
     /// Uploads in flight per account (RFC 8620 §2 maxConcurrentUpload).
     pub(crate) uploads_in_flight: Mutex<HashMap<AccountId, usize>>,
+    /// The HTTPS client of PushSubscription pushes (system roots loaded once, on first use).
+    pub(crate) push_client: std::sync::OnceLock<Arc<webpush::PushClient>>,
 }
 
 impl JmapServer {
@@ -150,6 +157,7 @@ impl JmapServer {
             in_flight: Mutex::new(HashMap::new()),
             uploads_in_flight: Mutex::new(HashMap::new()),
             blob_ids: tokio::sync::OnceCell::new(),
+            push_client: std::sync::OnceLock::new(),
         })
     }
 
@@ -174,9 +182,17 @@ impl JmapServer {
             .clone()
     }
 
-    /// All JMAP routes (`/.well-known/jmap`, `/jmap/*`, `/auth/*`).
+    /// All JMAP routes (`/.well-known/jmap`, `/jmap/*`, `/auth/*`); also starts the sender
+    /// of PushSubscription pushes (RFC 8620 §7.2), which lives as long as the server.
     pub fn router(self: Arc<Self>) -> axum::Router {
+        webpush::PushSender::start(&self);
         http::router(self)
+    }
+
+    pub(crate) fn push_client(&self) -> Arc<webpush::PushClient> {
+        self.push_client
+            .get_or_init(|| Arc::new(webpush::PushClient::new(self.cfg.push.clone())))
+            .clone()
     }
 
     /// Moves what older versions kept as JSON files in `data_dir` (identities, the vacation

@@ -308,6 +308,7 @@ pub(crate) async fn run_listener(
                 mailboxes,
                 collections: notice.collections,
                 mail: notice.mail,
+                local: false,
             });
         }
         tracing::warn!("store-pg: change listener lost its connection; reconnecting");
@@ -375,6 +376,7 @@ async fn catch_up(hub: &Hub, pool: &Arc<Pool>) -> Result<()> {
                 mailboxes,
                 collections: None,
                 mail: None,
+                local: false,
             });
         }
     }
@@ -498,6 +500,7 @@ mod tests {
             mailboxes: vec![MailboxId(9)],
             collections: Some(Vec::new()),
             mail: None,
+            local: true,
         });
         let got = rx.recv().await.expect("change");
         assert_eq!(got.modseq, ModSeq(5));

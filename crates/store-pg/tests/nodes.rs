@@ -78,6 +78,7 @@ async fn change_on_one_node_reaches_subscriber_on_the_other_within_a_second() {
                 thread: true,
                 delivery: false,
             }),
+            local: false,
         }
     );
     // The writing node publishes its own change exactly once (not again via NOTIFY).

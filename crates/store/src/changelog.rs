@@ -304,6 +304,7 @@ impl CommitNotes {
                 mailboxes: noted.mailboxes.into_iter().collect(),
                 collections: Some(noted.collections.into_iter().collect()),
                 mail: Some(noted.mail),
+                local: true,
             })
     }
 }

@@ -362,6 +362,10 @@ pub struct StateChange {
     /// Which mail data types the commit changed (JMAP per-type states); `None` when not
     /// known (a node catching up): then readers compare [`MailStates`].
     pub mail: Option<MailChanged>,
+    /// Committed by this node (not heard from another node's change feed): work that
+    /// must happen once per change, such as a JMAP push to a subscription URL, is done
+    /// where this is true.
+    pub local: bool,
 }
 
 /// Which mail data types a commit changed: its change-log entries of each kind, and whether

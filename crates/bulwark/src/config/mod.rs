@@ -222,6 +222,13 @@ pub struct Auth {
     pub offline_cache_max_age: Duration,
 }
 
+/// How JMAP PushSubscription pushes reach the network (`[push]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub allow_private_networks: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     pub level: String,
@@ -268,6 +275,7 @@ pub struct Config {
     pub auth_checks: AuthChecks,
     pub limits: Limits,
     pub auth: Auth,
+    pub push: Push,
     pub log: Log,
 }
 
@@ -400,6 +408,10 @@ impl Config {
             account_lockout: v.duration("auth.account_lockout"),
             offline_cache_max_age: v.duration("auth.offline_cache_max_age"),
         };
+        let push = Push {
+            allow_private_networks: v.bool("push.allow_private_networks"),
+            ca_file: v.text("push.ca_file").map(|p| normalize(&base.join(p))),
+        };
         let log = Log {
             level: v.text("log.level").unwrap_or_else(|| "info".into()),
         };
@@ -417,6 +429,7 @@ impl Config {
             auth_checks,
             limits,
             auth,
+            push,
             log,
         };
         config.check_across_keys(values, problems);

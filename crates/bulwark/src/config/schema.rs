@@ -92,6 +92,7 @@ pub const SECTIONS: &[&str] = &[
     "auth_checks",
     "limits",
     "auth",
+    "push",
     "log",
 ];
 
@@ -430,6 +431,20 @@ pub const KEYS: &[KeyDef] = &[
         Duration,
         "\"7d\"",
         "While the account store is unreachable, password logins are checked against a local, encrypted cache of successful logins no older than this (\"0s\" turns the cache off)."
+    ),
+    key!(
+        "push",
+        "allow_private_networks",
+        Bool,
+        "false",
+        "Let JMAP PushSubscription pushes (RFC 8620 §7.2) reach loopback, private and link-local addresses. Off: a push URL must resolve to a public address (a client cannot make the server probe its own network)."
+    ),
+    key!(
+        "push",
+        "ca_file",
+        Path,
+        "",
+        "PEM file of extra trusted roots for push URLs (a push gateway with a private CA), beside the system's."
     ),
     key!(
         "log",

@@ -192,7 +192,8 @@ fn capability_of(method: &str) -> Option<&'static str> {
         // are RFC 9404's.
         "Blob" if method == "Blob/copy" => CAP_CORE,
         "Blob" => CAP_BLOB,
-        "Core" => CAP_CORE,
+        // RFC 8620 §7.2: PushSubscription belongs to the core capability.
+        "Core" | "PushSubscription" => CAP_CORE,
         "Mailbox" | "Thread" | "Email" | "SearchSnippet" => CAP_MAIL,
         "Identity" | "EmailSubmission" => CAP_SUBMISSION,
         "VacationResponse" => CAP_VACATION,
@@ -300,6 +301,8 @@ async fn dispatch(ctx: &mut Ctx<'_>, name: &str, args: Args) -> Result<Value, Me
         "Email/import" => email_import::import(ctx, args).await,
         "Email/parse" => email_import::parse(ctx, args).await,
         "Blob/copy" => crate::blob::copy(ctx, args).await,
+        "PushSubscription/get" => crate::push_subscription::get(ctx, args).await,
+        "PushSubscription/set" => crate::push_subscription::set(ctx, args).await,
         "Blob/upload" => crate::blob_ext::upload(ctx, args).await,
         "Blob/get" => crate::blob_ext::get(ctx, args).await,
         "Blob/lookup" => crate::blob_ext::lookup(ctx, args).await,
