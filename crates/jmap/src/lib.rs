@@ -21,6 +21,7 @@ pub mod api;
 mod blob;
 mod blob_ext;
 pub mod devices;
+mod held;
 mod http;
 mod identity;
 pub mod ids;
@@ -130,6 +131,8 @@ pub struct JmapServer {
     pub(crate) uploads_in_flight: Mutex<HashMap<AccountId, usize>>,
     /// The HTTPS client of PushSubscription pushes (system roots loaded once, on first use).
     pub(crate) push_client: std::sync::OnceLock<Arc<webpush::PushClient>>,
+    /// Timers of the submissions held for later ([`held::Held`]).
+    pub(crate) held: Arc<held::Held>,
 }
 
 impl JmapServer {
@@ -158,6 +161,7 @@ impl JmapServer {
             uploads_in_flight: Mutex::new(HashMap::new()),
             blob_ids: tokio::sync::OnceCell::new(),
             push_client: std::sync::OnceLock::new(),
+            held: Arc::default(),
         })
     }
 
@@ -186,7 +190,12 @@ impl JmapServer {
     /// of PushSubscription pushes (RFC 8620 §7.2), which lives as long as the server.
     pub fn router(self: Arc<Self>) -> axum::Router {
         webpush::PushSender::start(&self);
+        held::Held::start(&self);
         http::router(self)
+    }
+
+    pub(crate) fn held(&self) -> Arc<held::Held> {
+        self.held.clone()
     }
 
     pub(crate) fn push_client(&self) -> Arc<webpush::PushClient> {

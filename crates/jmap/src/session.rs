@@ -72,7 +72,18 @@ pub async fn session_resource(server: &JmapServer, account: AccountId, username:
                         "mayCreateTopLevelMailbox": true,
                     },
                     // RFC 8621 §1.3.2
-                    CAP_SUBMISSION: { "maxDelayedSend": 0, "submissionExtensions": {} },
+                    // RFC 4865 FUTURERELEASE: interval and latest date-time.
+                    CAP_SUBMISSION: {
+                        "maxDelayedSend": crate::submission::MAX_DELAYED_SEND_SECS,
+                        "submissionExtensions": {
+                            "FUTURERELEASE": [
+                                crate::submission::MAX_DELAYED_SEND_SECS.to_string(),
+                                crate::mail::body::utc_date(
+                                    bulwark_store::now_unix() + crate::submission::MAX_DELAYED_SEND_SECS,
+                                ),
+                            ],
+                        },
+                    },
                     CAP_VACATION: {},
                     // RFC 9404 §2
                     CAP_BLOB: {

@@ -35,6 +35,100 @@ pub struct SubmissionRecord {
     pub send_at: i64,
     /// recipient → (smtpReply, delivered).
     pub delivery: Vec<(String, String, String)>,
+    /// RFC 8621 §7 `undoStatus`: `pending` while held for later (FUTURERELEASE), else
+    /// `final` (records from before holds were possible are final) or `canceled`.
+    #[serde(default)]
+    pub undo_status: UndoStatus,
+    /// While pending: the blob of the message to send (Bcc removed), owned by the record.
+    #[serde(default)]
+    pub held: Option<bulwark_store::BlobHash>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UndoStatus {
+    Pending,
+    #[default]
+    Final,
+    Canceled,
+}
+
+impl UndoStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UndoStatus::Pending => "pending",
+            UndoStatus::Final => "final",
+            UndoStatus::Canceled => "canceled",
+        }
+    }
+}
+
+/// Longest hold (RFC 4865 FUTURERELEASE, advertised as `maxDelayedSend`): 30 days.
+pub const MAX_DELAYED_SEND_SECS: i64 = 30 * 24 * 3600;
+
+/// When a submission asks to be released (RFC 4865 `HOLDFOR=seconds` or `HOLDUNTIL=date`
+/// in `envelope.mailFrom.parameters`, RFC 8621 §7): `None` to send now.
+fn release_time(obj: &Map<String, Value>, now: i64) -> Result<Option<i64>, SetError> {
+    let params = obj
+        .get("envelope")
+        .and_then(|e| e.get("mailFrom"))
+        .and_then(|m| m.get("parameters"));
+    let params = match params {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(p)) => p,
+        Some(_) => {
+            return Err(SetError::invalid_properties(
+                &["envelope"],
+                "mailFrom parameters must be an object",
+            ));
+        }
+    };
+    let bad = |m: &str| SetError::invalid_properties(&["envelope"], m.to_string());
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    };
+    let at = match (get("HOLDFOR"), get("HOLDUNTIL")) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => return Err(bad("HOLDFOR and HOLDUNTIL exclude each other")),
+        (Some(v), None) => {
+            let secs = v
+                .as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .filter(|s| *s >= 0)
+                .ok_or_else(|| bad("HOLDFOR must be a number of seconds"))?;
+            now.saturating_add(secs)
+        }
+        (None, Some(v)) => v
+            .as_str()
+            .and_then(crate::mail::body::parse_date)
+            .ok_or_else(|| bad("HOLDUNTIL must be a date-time"))?,
+    };
+    if at - now > MAX_DELAYED_SEND_SECS {
+        return Err(bad("the hold is longer than maxDelayedSend"));
+    }
+    Ok((at > now).then_some(at))
+}
+
+/// Each recipient's delivery status at acceptance.
+pub(crate) fn delivery_of(resolved: &[(String, Recipient)]) -> Vec<(String, String, String)> {
+    resolved
+        .iter()
+        .map(|(r, found)| match found {
+            Recipient::Local(_) => (
+                r.clone(),
+                "250 2.0.0 delivered locally".to_string(),
+                "yes".to_string(),
+            ),
+            _ => (
+                r.clone(),
+                "250 2.0.0 queued".to_string(),
+                "queued".to_string(),
+            ),
+        })
+        .collect()
 }
 
 fn submission_json(r: &SubmissionRecord) -> Map<String, Value> {
@@ -52,7 +146,7 @@ fn submission_json(r: &SubmissionRecord) -> Map<String, Value> {
         "id": r.id, "identityId": r.identity_id, "emailId": ids::email_id(r.email_id), "threadId": ids::thread_id(r.thread_id),
         "envelope": { "mailFrom": { "email": r.mail_from, "parameters": null },
             "rcptTo": r.rcpt_to.iter().map(|a| json!({ "email": a, "parameters": null })).collect::<Vec<_>>() },
-        "sendAt": crate::mail::body::utc_date(r.send_at), "undoStatus": "final", "deliveryStatus": delivery,
+        "sendAt": crate::mail::body::utc_date(r.send_at), "undoStatus": r.undo_status.as_str(), "deliveryStatus": delivery,
         "dsnBlobIds": [], "mdnBlobIds": [],
     });
     v.as_object().cloned().unwrap_or_default()
@@ -335,23 +429,9 @@ async fn send_one(
         );
     }
     let now = now_unix();
+    let release_at = release_time(obj, now)?;
     let id = submission_id(email_id, &mail_from, &rcpt_to);
-    let delivery = resolved
-        .iter()
-        .map(|(r, found)| match found {
-            Recipient::Local(_) => (
-                r.clone(),
-                "250 2.0.0 delivered locally".to_string(),
-                "yes".to_string(),
-            ),
-            _ => (
-                r.clone(),
-                "250 2.0.0 queued".to_string(),
-                "queued".to_string(),
-            ),
-        })
-        .collect();
-    let record = SubmissionRecord {
+    let mut record = SubmissionRecord {
         id: id.clone(),
         identity_id,
         email_id,
@@ -359,8 +439,51 @@ async fn send_one(
         mail_from: mail_from.clone(),
         rcpt_to,
         send_at: now,
-        delivery,
+        delivery: delivery_of(&resolved),
+        undo_status: UndoStatus::Final,
+        held: None,
     };
+    if let Some(at) = release_at {
+        // RFC 4865 / RFC 8621 §7: held until `at`, durable (the message is a blob the record
+        // owns) and cancelable until then; released by whichever node's timer fires first.
+        let hash = store.blob_put(account, &outgoing).await?;
+        record.send_at = at;
+        record.undo_status = UndoStatus::Pending;
+        record.held = Some(hash.clone());
+        record.delivery = record
+            .rcpt_to
+            .iter()
+            .map(|r| {
+                (
+                    r.clone(),
+                    "250 2.0.0 held for later delivery".into(),
+                    "queued".into(),
+                )
+            })
+            .collect();
+        let value = serde_json::to_string(&record)
+            .map_err(|e| SetError::new("serverFail", format!("cannot encode the record: {e}")))?;
+        let mut write = ItemWrite::put(SUBMISSIONS, &id, Expect::Absent, value);
+        write.blobs = vec![hash];
+        return match store.collection_write(account, vec![write]).await {
+            Ok(_) => {
+                ctx.server.held().schedule(account, &id, at);
+                Ok(record)
+            }
+            Err(bulwark_store::StoreError::Conflict(_)) => {
+                let items = store
+                    .collection_get(account, SUBMISSIONS, Some(std::slice::from_ref(&id)))
+                    .await?;
+                items
+                    .first()
+                    .and_then(|i| serde_json::from_str(&i.value).ok())
+                    .ok_or_else(|| {
+                        SetError::new("serverFail", "the earlier submission is unreadable")
+                    })
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
     let value = serde_json::to_string(&record)
         .map_err(|e| SetError::new("serverFail", format!("cannot encode the record: {e}")))?;
     let mut message = bulwark_core::Message::new(&mail_from, Vec::new(), outgoing);
@@ -395,6 +518,11 @@ async fn trim_records(ctx: &Ctx<'_>, account: AccountId) {
     let Ok(recs) = records(ctx, account).await else {
         return;
     };
+    // Held submissions are never trimmed: they still have a message to send.
+    let recs: Vec<SubmissionRecord> = recs
+        .into_iter()
+        .filter(|r| r.undo_status != UndoStatus::Pending)
+        .collect();
     if recs.len() <= MAX_SUBMISSION_RECORDS {
         return;
     }
@@ -432,7 +560,7 @@ pub async fn submission_set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, 
                     Ok(rec) => {
                         ctx.created_ids.insert(cid.clone(), rec.id.clone());
                         sent.insert(cid.clone(), (rec.id.clone(), rec.email_id));
-                        created.insert(cid, json!({ "id": rec.id, "sendAt": crate::mail::body::utc_date(rec.send_at), "undoStatus": "final" }));
+                        created.insert(cid, json!({ "id": rec.id, "sendAt": crate::mail::body::utc_date(rec.send_at), "undoStatus": rec.undo_status.as_str() }));
                     }
                     Err(e) => {
                         not_created.insert(cid, e.to_json());
@@ -442,17 +570,19 @@ pub async fn submission_set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, 
         }
         Some(_) => return Err(MethodError::invalid_arguments("create must be an object")),
     }
-    let recs = records(ctx, account).await?;
     if let Some(Value::Object(update)) = args.take("update") {
-        for (id, _) in update {
-            let e = if recs.iter().any(|r| r.id == id) {
-                SetError::new("cannotUnsend", "the message was already sent")
-            } else {
-                SetError::not_found()
-            };
-            not_updated.insert(id, e.to_json());
+        for (id, patch) in update {
+            match cancel(ctx, account, &id, &patch).await {
+                Ok(()) => {
+                    updated.insert(id, Value::Null);
+                }
+                Err(e) => {
+                    not_updated.insert(id, e.to_json());
+                }
+            }
         }
     }
+    let recs = records(ctx, account).await?;
     let mut deletes = Vec::new();
     for id in args.opt_str_list("destroy")?.unwrap_or_default() {
         if recs.iter().any(|r| r.id == id) {
@@ -465,7 +595,6 @@ pub async fn submission_set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, 
     if !deletes.is_empty() {
         ctx.server.store.collection_write(account, deletes).await?;
     }
-    let _ = &mut updated;
     let response = json!({
         "accountId": ids::account_id(account), "oldState": old_state, "newState": submission_state(ctx, account).await?,
         "created": created, "updated": updated, "destroyed": destroyed,
@@ -473,6 +602,86 @@ pub async fn submission_set(ctx: &mut Ctx<'_>, mut args: Args) -> Result<Value, 
     });
     on_success_email_set(ctx, account, &args, &sent).await?;
     Ok(response)
+}
+
+/// RFC 8621 §7.5 update: only `undoStatus: "canceled"`, and only while the submission is
+/// still held (`pending`); a sent one is `cannotUnsend`. Compare-and-set against the record's
+/// version, so a release racing the cancel on another node makes exactly one of them win.
+async fn cancel(
+    ctx: &Ctx<'_>,
+    account: AccountId,
+    id: &str,
+    patch: &Value,
+) -> Result<(), SetError> {
+    let Value::Object(patch) = patch else {
+        return Err(SetError::invalid_properties(&[], "a patch is an object"));
+    };
+    if let Some(k) = patch.keys().find(|k| k.as_str() != "undoStatus") {
+        return Err(SetError::invalid_properties(
+            &[k.as_str()],
+            format!("{k} cannot be changed"),
+        ));
+    }
+    if patch.get("undoStatus") != Some(&json!("canceled")) {
+        return Err(SetError::invalid_properties(
+            &["undoStatus"],
+            "undoStatus can only be set to canceled",
+        ));
+    }
+    let store = &ctx.server.store;
+    let items = store
+        .collection_get(account, SUBMISSIONS, Some(&[id.to_string()]))
+        .await?;
+    let Some(item) = items.first() else {
+        return Err(SetError::not_found());
+    };
+    let mut record: SubmissionRecord = serde_json::from_str(&item.value)
+        .map_err(|_| SetError::new("serverFail", "the submission record is unreadable"))?;
+    match record.undo_status {
+        UndoStatus::Canceled => return Ok(()),
+        UndoStatus::Final => {
+            return Err(SetError::new(
+                "cannotUnsend",
+                "the message was already sent",
+            ));
+        }
+        UndoStatus::Pending => {}
+    }
+    record.undo_status = UndoStatus::Canceled;
+    record.held = None;
+    record.delivery = record
+        .rcpt_to
+        .iter()
+        .map(|r| {
+            (
+                r.clone(),
+                "550 5.0.0 canceled before release".into(),
+                "no".into(),
+            )
+        })
+        .collect();
+    let value = serde_json::to_string(&record)
+        .map_err(|e| SetError::new("serverFail", format!("cannot encode the record: {e}")))?;
+    match store
+        .collection_write(
+            account,
+            vec![ItemWrite::put(
+                SUBMISSIONS,
+                id,
+                Expect::Version(item.version),
+                value,
+            )],
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Released (or changed) meanwhile.
+        Err(bulwark_store::StoreError::Conflict(_)) => Err(SetError::new(
+            "cannotUnsend",
+            "the message was sent meanwhile",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// §7.5 onSuccessUpdateEmail / onSuccessDestroyEmail: an implicit Email/set whose response
