@@ -441,6 +441,32 @@ async function main() {
     await page.click('.mb[data-role=inbox]');
     await page.waitForSelector(ROW_REPORT);
 
+    step('undo send: Undo in the notice takes a sent message back into Drafts (RFC 4865 hold)');
+    // The forward's notice (with its own Undo) first goes away.
+    await page.waitForSelector('#toast', { state: 'hidden', timeout: 20000 });
+    await page.click('button.compose');
+    await page.waitForSelector('#compose-to');
+    await page.fill('#compose-to', BOB);
+    await page.fill('#compose-subject', 'Undo me');
+    await page.fill('#compose-body', 'Second thoughts.');
+    await page.click('#compose-send');
+    await page.waitForSelector('#toast.show:has-text("Message sent") .toast-action', { timeout: 15000 });
+    await shot(page, '09a-undo-send');
+    await page.click('#toast .toast-action');
+    await page.waitForSelector('#toast.show:has-text("Sending undone")', { timeout: 15000 });
+    await page.waitForSelector('#compose-subject', { timeout: 15000 });
+    if ((await page.inputValue('#compose-subject')) !== 'Undo me') throw new Error('undo did not reopen the message');
+    const subs = await jmapBasic(base, ALICE, aliceApp, [['EmailSubmission/get', { ids: null }, 'g']]);
+    const undone = subs.find((r) => r[2] === 'g')?.[1]?.list?.filter((x) => x.undoStatus === 'canceled') ?? [];
+    if (!undone.length) throw new Error(`no canceled submission after Undo: ${JSON.stringify(subs)}`);
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('.composer', { state: 'detached', timeout: 15000 });
+    await page.click('.mb[data-role=drafts]');
+    await page.waitForSelector('.row[data-id]:has(.subject:text-is("Undo me"))', { timeout: 15000 });
+    console.log('  Undo: submission canceled, the message is a draft again');
+    await page.click('.mb[data-role=inbox]');
+    await page.waitForSelector(ROW_REPORT);
+
     step('dark theme and phone width');
     await page.click('button[aria-label="Toggle dark theme"]');
     await page.click(ROW_REPORT);
@@ -459,7 +485,8 @@ async function main() {
     await page.click('#compose-send');
     await page.waitForSelector('#toast.show:has-text("Message sent")', { timeout: 15000 });
     await shot(page, '12a-phone-notice');
-    await page.waitForSelector('#toast', { state: 'hidden', timeout: 10000 });
+    // The notice stays for the undo window (10 s by default), then goes.
+    await page.waitForSelector('#toast', { state: 'hidden', timeout: 20000 });
     const fabFree = await page.evaluate(() => {
       const r = document.querySelector('.fab').getBoundingClientRect();
       const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);

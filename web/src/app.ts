@@ -6,7 +6,8 @@ import { cache } from './cache';
 import { clear, formatDate, h, icon, toast } from './dom';
 import { idbOutbox } from './idb-outbox';
 import { type Email, type Jmap, type Mailbox, LIST_PROPERTIES, subscribePush } from './jmap';
-import { alreadySent, byRole, identities, type Identity, saveDraft, sendMessage } from './mail';
+import { alreadySent, byRole, identities, type Identity, saveDraft, sendMessage, undoSend } from './mail';
+import { undoSendSeconds } from './settings';
 import { Outbox, type OutboxItem } from './outbox';
 import { Composer } from './composer';
 import { Reader } from './reader';
@@ -886,19 +887,28 @@ export class MailApp {
     new Composer(this).open(init);
   }
 
-  /** Queues for the outbox (offline) or sends now; returns 'sent' | 'queued'. */
-  async send(msg: import('./outbox').OutgoingMessage, draftId?: string): Promise<'sent' | 'queued'> {
+  /**
+   * Queues for the outbox (offline) or sends now, held for the undo window (Settings → Undo
+   * send) so the composer can take it back; `undo` cancels it and returns the draft's id.
+   */
+  async send(msg: import('./outbox').OutgoingMessage, draftId?: string): Promise<{ result: 'sent' | 'queued'; undoSeconds: number; undo?: () => Promise<string> }> {
     if (!this.net.online) {
       await this.outbox.enqueue(msg);
-      return 'queued';
+      return { result: 'queued', undoSeconds: 0 };
     }
+    const ctx = this.sendContext(msg.from.email);
+    const undoSeconds = undoSendSeconds();
     try {
-      await sendMessage(this.jmap, msg, this.sendContext(msg.from.email), draftId);
-      return 'sent';
+      const sent = await sendMessage(this.jmap, msg, ctx, draftId, undoSeconds);
+      const undo = async () => {
+        await undoSend(this.jmap, sent, ctx);
+        return sent.emailId;
+      };
+      return { result: 'sent', undoSeconds, undo: undoSeconds > 0 && sent.submissionId ? undo : undefined };
     } catch (e) {
       if (isNetworkError(e)) {
         await this.outbox.enqueue(msg);
-        return 'queued';
+        return { result: 'queued', undoSeconds: 0 };
       }
       throw e;
     }

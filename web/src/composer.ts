@@ -93,10 +93,28 @@ export class Composer {
       sendBtn.disabled = true;
       status.textContent = 'Sending…';
       try {
-        const result = await this.app.send(msg, this.draftId);
+        const { result, undo, undoSeconds } = await this.app.send(msg, this.draftId);
         void cache.removeLocalDraft(msg.messageId);
         this.close();
-        toast(result === 'sent' ? 'Message sent' : 'Offline: message saved in the outbox and will be sent when the server is back');
+        if (result === 'queued') toast('Offline: message saved in the outbox and will be sent when the server is back');
+        else if (!undo) toast('Message sent');
+        else {
+          // The server holds it for the undo window (RFC 4865 HOLDFOR); Undo cancels it and
+          // opens it again as a draft.
+          toast('Message sent', {
+            label: 'Undo',
+            ms: undoSeconds * 1000,
+            run: () => {
+              undo()
+                .then((draftId) => {
+                  toast('Sending undone: the message is back in Drafts');
+                  new Composer(this.app).open({ message: msg, draftId });
+                  this.app.scheduleRefresh();
+                })
+                .catch((e) => toast(`Too late to undo: ${e instanceof Error ? e.message : e}`));
+            },
+          });
+        }
         this.app.scheduleRefresh();
       } catch (e) {
         status.textContent = `Not sent: ${e instanceof Error ? e.message : e}`;

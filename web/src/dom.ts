@@ -102,14 +102,26 @@ export function formatSize(n: number): string {
 }
 
 let toastTimer: ReturnType<typeof setTimeout> | undefined;
-export function toast(message: string) {
+/** A notice at the bottom; with `action`, a button (e.g. Undo) for as long as it is shown. */
+export function toast(message: string, action?: { label: string; ms: number; run: () => void }) {
   let el = document.getElementById('toast');
   if (!el) {
     el = h('div#toast', { role: 'status', 'aria-live': 'polite' });
     document.body.appendChild(el);
   }
   el.textContent = message;
+  if (action) {
+    const button = h('button.toast-action', {
+      type: 'button',
+      onclick: () => {
+        clearTimeout(toastTimer);
+        el?.classList.remove('show');
+        action.run();
+      },
+    }, action.label);
+    el.append(' ', button);
+  }
   el.classList.add('show');
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => el?.classList.remove('show'), 3500);
+  toastTimer = setTimeout(() => el?.classList.remove('show'), action?.ms ?? 3500);
 }

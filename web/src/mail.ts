@@ -165,29 +165,53 @@ export async function alreadySent(jmap: Jmap, m: OutgoingMessage, draftsId: stri
   }
 }
 
-/** Creates the message in Drafts and submits it; on success it moves to Sent (RFC 8621 §7.5 onSuccessUpdateEmail). */
-export async function sendMessage(jmap: Jmap, m: OutgoingMessage, ctx: SendContext, replacesDraft?: string): Promise<void> {
+/** What a send left behind: the submission and the email, for undoing it while held. */
+export interface Sent {
+  submissionId: string;
+  emailId: string;
+}
+
+/**
+ * Creates the message in Drafts and submits it; on success it moves to Sent (RFC 8621 §7.5
+ * onSuccessUpdateEmail). With `holdFor` seconds the server holds it that long (RFC 4865
+ * HOLDFOR, the undo window): until then {@link undoSend} takes it back.
+ */
+export async function sendMessage(jmap: Jmap, m: OutgoingMessage, ctx: SendContext, replacesDraft?: string, holdFor = 0): Promise<Sent> {
   await uploadPending(jmap, m);
   const accountId = jmap.accountId;
   const onSuccess: Record<string, unknown> = { [`mailboxIds/${ctx.draftsId}`]: null, 'keywords/$draft': null };
   if (ctx.sentId) onSuccess[`mailboxIds/${ctx.sentId}`] = true;
   const setArgs: Record<string, unknown> = { accountId, create: { msg: emailCreate(m, ctx.draftsId) } };
   if (replacesDraft) setArgs.destroy = [replacesDraft];
+  const submission: Record<string, unknown> = { identityId: ctx.identityId, emailId: '#msg' };
+  if (holdFor > 0) {
+    submission.envelope = {
+      mailFrom: { email: m.from.email, parameters: { HOLDFOR: String(holdFor) } },
+      rcptTo: [...m.to, ...m.cc, ...m.bcc].map((a) => ({ email: parseMailbox(a).email, parameters: null })),
+    };
+  }
   const responses = await jmap.request([
     ['Email/set', setArgs, 'e'],
-    [
-      'EmailSubmission/set',
-      {
-        accountId,
-        create: { sub: { identityId: ctx.identityId, emailId: '#msg' } },
-        onSuccessUpdateEmail: { '#sub': onSuccess },
-      },
-      's',
-    ],
+    ['EmailSubmission/set', { accountId, create: { sub: submission }, onSuccessUpdateEmail: { '#sub': onSuccess } }, 's'],
   ]);
-  check(responses, 'e', 'created');
-  check(responses, 's', 'created');
+  const email = check(responses, 'e', 'created');
+  const sub = check(responses, 's', 'created');
   if (m.original) await markOriginal(jmap, m.original);
+  return { submissionId: sub.sub?.id as string, emailId: email.msg?.id as string };
+}
+
+/**
+ * Undo send: cancels a held submission (RFC 8621 §7.5 undoStatus "canceled") and puts the
+ * mail back into Drafts. Throws when it already went out (cannotUnsend).
+ */
+export async function undoSend(jmap: Jmap, sent: Sent, ctx: SendContext): Promise<void> {
+  const responses = await jmap.request([
+    ['EmailSubmission/set', { accountId: jmap.accountId, update: { [sent.submissionId]: { undoStatus: 'canceled' } } }, 'u'],
+  ]);
+  check(responses, 'u', 'updated');
+  const back: Record<string, unknown> = { [`mailboxIds/${ctx.draftsId}`]: true, 'keywords/$draft': true };
+  if (ctx.sentId) back[`mailboxIds/${ctx.sentId}`] = null;
+  await jmap.updateEmails({ [sent.emailId]: back });
 }
 
 /**

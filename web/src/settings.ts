@@ -41,6 +41,7 @@ export class Settings {
       section('App passwords', 'set-apps', h('p.muted', null, 'For mail apps that use IMAP and SMTP (Thunderbird, phones). Each app gets its own password; delete it to cut that app off.'), sections.apps),
       section('Signed-in devices', 'set-sessions', sections.sessions),
       section('Set up a mail app', 'set-apps-setup', this.appSetup()),
+      section('Sending', 'set-sending', h('p.muted', null, 'After Send, the message waits this long on the server; Undo in the notice takes it back.'), this.undoSend()),
       section('Appearance', 'set-theme', this.theme()),
     );
     await Promise.all([
@@ -60,6 +61,16 @@ export class Settings {
     return h('div', null,
       h('p.muted', null, 'Thunderbird and Outlook set themselves up from your address alone. On an iPhone, iPad or Mac, download the profile and open it; it asks for the password (an app password if two-factor is on).'),
       h('p', null, h('a.btn', { id: 'mobileconfig-link', href: `/autoconfig/apple.mobileconfig?emailaddress=${q}`, download: 'bulwark.mobileconfig' }, 'Download profile for Apple Mail')));
+  }
+
+  /** How long a sent message can be taken back (held by the server, RFC 4865 HOLDFOR). */
+  private undoSend(): HTMLElement {
+    const current = String(undoSendSeconds());
+    const sel = h('select', {
+      id: 'undo-send-select',
+      onchange: () => localStorage.setItem(UNDO_SEND_KEY, sel.value),
+    }, ['0', '5', '10', '20', '30'].map((t) => h('option', { value: t, selected: t === current }, t === '0' ? 'Off' : `${t} seconds`))) as HTMLSelectElement;
+    return h('label', null, 'Undo send', sel);
   }
 
   private theme(): HTMLElement {
@@ -336,4 +347,14 @@ function describeAgent(ua: string): string {
   const browser = /Firefox\/\d+/.exec(ua)?.[0] ?? /Edg\/\d+/.exec(ua)?.[0] ?? /Chrom(e|ium)\/\d+/.exec(ua)?.[0] ?? /Safari\/\d+/.exec(ua)?.[0] ?? 'Browser';
   const os = /Windows|Mac OS X|Android|iPhone|iPad|Linux/.exec(ua)?.[0] ?? '';
   return `${browser.replace('/', ' ')}${os ? ` on ${os}` : ''}`;
+}
+
+const UNDO_SEND_KEY = 'bulwark.undoSendSeconds';
+/** Default undo window after Send (seconds). */
+export const DEFAULT_UNDO_SEND_SECONDS = 10;
+
+/** The undo window the user chose (0: off). */
+export function undoSendSeconds(): number {
+  const v = Number(localStorage.getItem(UNDO_SEND_KEY) ?? DEFAULT_UNDO_SEND_SECONDS);
+  return Number.isFinite(v) && v >= 0 && v <= 60 ? v : DEFAULT_UNDO_SEND_SECONDS;
 }
