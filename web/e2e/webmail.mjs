@@ -464,6 +464,31 @@ async function main() {
     await page.click('.mb[data-role=drafts]');
     await page.waitForSelector('.row[data-id]:has(.subject:text-is("Undo me"))', { timeout: 15000 });
     console.log('  Undo: submission canceled, the message is a draft again');
+    step('schedule send: Send later holds the message until the chosen time (RFC 4865 HOLDUNTIL)');
+    await page.click('button.compose');
+    await page.waitForSelector('#compose-to');
+    await page.fill('#compose-to', BOB);
+    await page.fill('#compose-subject', 'Scheduled note');
+    await page.fill('#compose-body', 'For tomorrow.');
+    await page.click('#compose-later');
+    const later = await page.evaluate(() => {
+      const d = new Date(Date.now() + 2 * 3600_000);
+      const p = (n) => String(n).padStart(2, '0');
+      return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+    });
+    await page.fill('#compose-send-at', later);
+    await shot(page, '09b-schedule-send');
+    await page.click('#compose-schedule');
+    await page.waitForSelector('#toast.show:has-text("Scheduled for")', { timeout: 15000 });
+    const pending = (await jmapBasic(base, ALICE, aliceApp, [['EmailSubmission/get', { ids: null }, 'g']]))
+      .find((r) => r[2] === 'g')?.[1]?.list?.filter((x) => x.undoStatus === 'pending') ?? [];
+    const ahead = pending.length ? (Date.parse(pending[0].sendAt) - Date.now()) / 60000 : 0;
+    if (pending.length !== 1 || ahead < 100 || ahead > 125) throw new Error(`scheduled send not held for ~2 h: ${JSON.stringify(pending)}`);
+    await page.click('#toast .toast-action');
+    await page.waitForSelector('#toast.show:has-text("Sending undone")', { timeout: 15000 });
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('.composer', { state: 'detached', timeout: 15000 });
+    console.log(`  scheduled ${ahead.toFixed(0)} minutes ahead, then taken back`);
     await page.click('.mb[data-role=inbox]');
     await page.waitForSelector(ROW_REPORT);
 

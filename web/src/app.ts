@@ -891,22 +891,22 @@ export class MailApp {
    * Queues for the outbox (offline) or sends now, held for the undo window (Settings → Undo
    * send) so the composer can take it back; `undo` cancels it and returns the draft's id.
    */
-  async send(msg: import('./outbox').OutgoingMessage, draftId?: string): Promise<{ result: 'sent' | 'queued'; undoSeconds: number; undo?: () => Promise<string> }> {
-    if (!this.net.online) {
+  async send(msg: import('./outbox').OutgoingMessage, draftId?: string, at?: Date): Promise<{ result: 'sent' | 'queued'; undoSeconds: number; undo?: () => Promise<string> }> {
+    if (!this.net.online && !at) {
       await this.outbox.enqueue(msg);
       return { result: 'queued', undoSeconds: 0 };
     }
     const ctx = this.sendContext(msg.from.email);
     const undoSeconds = undoSendSeconds();
     try {
-      const sent = await sendMessage(this.jmap, msg, ctx, draftId, undoSeconds);
+      const sent = await sendMessage(this.jmap, msg, ctx, draftId, at ?? undoSeconds);
       const undo = async () => {
         await undoSend(this.jmap, sent, ctx);
         return sent.emailId;
       };
-      return { result: 'sent', undoSeconds, undo: undoSeconds > 0 && sent.submissionId ? undo : undefined };
+      return { result: 'sent', undoSeconds, undo: (at || undoSeconds > 0) && sent.submissionId ? undo : undefined };
     } catch (e) {
-      if (isNetworkError(e)) {
+      if (isNetworkError(e) && !at) {
         await this.outbox.enqueue(msg);
         return { result: 'queued', undoSeconds: 0 };
       }

@@ -79,7 +79,7 @@ export class Composer {
       clearTimeout(this.timer);
       this.timer = setTimeout(() => void this.save(collect(), status), AUTOSAVE_MS);
     };
-    const send = async () => {
+    const send = async (at?: Date) => {
       const msg = collect();
       const rcpts = [...msg.to, ...msg.cc, ...msg.bcc];
       const bad = rcpts.filter((a) => !isValidAddress(a));
@@ -91,19 +91,19 @@ export class Composer {
       clearTimeout(this.timer);
       await this.saving;
       sendBtn.disabled = true;
-      status.textContent = 'Sending…';
+      status.textContent = at ? 'Scheduling…' : 'Sending…';
       try {
-        const { result, undo, undoSeconds } = await this.app.send(msg, this.draftId);
+        const { result, undo, undoSeconds } = await this.app.send(msg, this.draftId, at);
         void cache.removeLocalDraft(msg.messageId);
         this.close();
         if (result === 'queued') toast('Offline: message saved in the outbox and will be sent when the server is back');
         else if (!undo) toast('Message sent');
         else {
-          // The server holds it for the undo window (RFC 4865 HOLDFOR); Undo cancels it and
-          // opens it again as a draft.
-          toast('Message sent', {
+          // The server holds it for the undo window or until the scheduled time (RFC 4865
+          // HOLDFOR / HOLDUNTIL); Undo cancels it and opens it again as a draft.
+          toast(at ? `Scheduled for ${at.toLocaleString()}` : 'Message sent', {
             label: 'Undo',
-            ms: undoSeconds * 1000,
+            ms: Math.max(undoSeconds, 10) * 1000,
             run: () => {
               undo()
                 .then((draftId) => {
@@ -122,6 +122,30 @@ export class Composer {
       }
     };
     const sendBtn = h('button.btn.primary', { id: 'compose-send', onclick: () => void send(), title: 'Send (Ctrl+Enter)' }, icon('send'), 'Send') as HTMLButtonElement;
+    // Schedule send: a time within the server's 30-day hold (RFC 4865 HOLDUNTIL).
+    const sendAt = h('input', { type: 'datetime-local', id: 'compose-send-at', 'aria-label': 'Send at' }) as HTMLInputElement;
+    const scheduleRow = h('div.schedule', { hidden: true }, sendAt, h('button.btn', {
+      type: 'button',
+      id: 'compose-schedule',
+      onclick: () => {
+        const at = new Date(sendAt.value);
+        const ahead = at.getTime() - Date.now();
+        if (!sendAt.value || Number.isNaN(ahead) || ahead < 60_000 || ahead > 30 * 24 * 3600_000) {
+          status.textContent = 'Pick a time between a minute and 30 days from now';
+          return;
+        }
+        void send(at);
+      },
+    }, 'Schedule')) as HTMLElement;
+    const laterBtn = h('button.btn', {
+      type: 'button',
+      id: 'compose-later',
+      title: 'Send later',
+      onclick: () => {
+        scheduleRow.hidden = !scheduleRow.hidden;
+        if (!scheduleRow.hidden) sendAt.focus();
+      },
+    }, 'Send later') as HTMLButtonElement;
     this.el = h(
       'div.composer',
       {
@@ -170,6 +194,8 @@ export class Composer {
         'footer',
         null,
         sendBtn,
+        laterBtn,
+        scheduleRow,
         h('button.btn', { type: 'button', onclick: () => fileInput.click() }, icon('paperclip'), 'Attach'),
         fileInput,
         attList,

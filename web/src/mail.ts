@@ -173,10 +173,11 @@ export interface Sent {
 
 /**
  * Creates the message in Drafts and submits it; on success it moves to Sent (RFC 8621 §7.5
- * onSuccessUpdateEmail). With `holdFor` seconds the server holds it that long (RFC 4865
- * HOLDFOR, the undo window): until then {@link undoSend} takes it back.
+ * onSuccessUpdateEmail). With `hold` seconds the server holds it that long (RFC 4865
+ * HOLDFOR, the undo window), with a date until then (HOLDUNTIL, schedule send): until then
+ * {@link undoSend} takes it back.
  */
-export async function sendMessage(jmap: Jmap, m: OutgoingMessage, ctx: SendContext, replacesDraft?: string, holdFor = 0): Promise<Sent> {
+export async function sendMessage(jmap: Jmap, m: OutgoingMessage, ctx: SendContext, replacesDraft?: string, hold: number | Date = 0): Promise<Sent> {
   await uploadPending(jmap, m);
   const accountId = jmap.accountId;
   const onSuccess: Record<string, unknown> = { [`mailboxIds/${ctx.draftsId}`]: null, 'keywords/$draft': null };
@@ -184,9 +185,15 @@ export async function sendMessage(jmap: Jmap, m: OutgoingMessage, ctx: SendConte
   const setArgs: Record<string, unknown> = { accountId, create: { msg: emailCreate(m, ctx.draftsId) } };
   if (replacesDraft) setArgs.destroy = [replacesDraft];
   const submission: Record<string, unknown> = { identityId: ctx.identityId, emailId: '#msg' };
-  if (holdFor > 0) {
+  const parameters =
+    hold instanceof Date
+      ? { HOLDUNTIL: hold.toISOString().replace(/\.\d{3}Z$/, 'Z') }
+      : hold > 0
+        ? { HOLDFOR: String(hold) }
+        : null;
+  if (parameters) {
     submission.envelope = {
-      mailFrom: { email: m.from.email, parameters: { HOLDFOR: String(holdFor) } },
+      mailFrom: { email: m.from.email, parameters },
       rcptTo: [...m.to, ...m.cc, ...m.bcc].map((a) => ({ email: parseMailbox(a).email, parameters: null })),
     };
   }
