@@ -457,5 +457,61 @@ class ImapExtTest(ServerTestCase):
         self.assertTrue(any(b"NO [NOUPDATE" in l for l in lines), lines)
 
 
+    # ---- CONTEXT=SORT (RFC 5267 §4) ---------------------------------------------------
+
+    def test_context_sort_updates_at_sort_positions(self):
+        self.assertIn("CONTEXT=SORT", self.capabilities())
+        raw = self.raw_session()
+        box = self.name("CtxSort")
+        raw.ok(f'CREATE "{box}"')
+        for subject in ("delta", "alpha", "charlie"):
+            raw.ok(f'APPEND "{box}" '.encode() + self.literal(message(subject)))
+        raw.ok(f'SELECT "{box}"')
+        # RFC 5267 §4.3: the initial result in sort order.
+        lines = raw.ok("UID SORT RETURN (UPDATE) (SUBJECT) UTF-8 UNDELETED")
+        tag = lines[-1].split(b" ")[0].decode()
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ALL 2:3,1\r\n'.encode(), lines)
+        # RFC 5267 §4.3.2: another session's "bravo" (UID 4) is added at position 2.
+        other = self.login()
+        imap_check(other.append(f'"{box}"', None, None, message("bravo")), "APPEND")
+        text = b"".join(raw.ok("NOOP"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ADDTO (2 4)'.encode(), text)
+        # RFC 5267 §4.3.3: charlie (UID 3, position 3) leaves the result.
+        text = b"".join(raw.ok("UID STORE 3 +FLAGS.SILENT (\\Deleted)"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID REMOVEFROM (3 3)'.encode(), text)
+        # While IDLE, updates come at once: "aardvark" (UID 5) goes first.
+        raw.send(b"I1 IDLE\r\n")
+        self.assertTrue(raw.read_line().startswith(b"+ "))
+        imap_check(other.append(f'"{box}"', None, None, message("aardvark")), "APPEND")
+        seen = b""
+        deadline = time.monotonic() + IO_TIMEOUT
+        while b"ADDTO" not in seen and time.monotonic() < deadline:
+            seen += raw.read_line()
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ADDTO (1 5)'.encode(), seen)
+        raw.send(b"DONE\r\n")
+        self.assertIn(b"I1 OK", raw.read_response("I1")[-1])
+        # The positions applied in order give the sorted result a fresh SORT returns.
+        lines = raw.ok("UID SORT RETURN (ALL) (SUBJECT) UTF-8 UNDELETED")
+        self.assertTrue(any(l.rstrip().endswith(b"ALL 5,2,4,1") for l in lines), lines)
+        # CANCELUPDATE ends it (RFC 5267 §4.3.5); UPDATE needs UID SORT.
+        raw.ok(f'CANCELUPDATE "{tag}"')
+        text = b"".join(raw.ok("UID STORE 3 -FLAGS.SILENT (\\Deleted)"))
+        self.assertNotIn(b"ADDTO", text)
+        self.assertIn(b" BAD ", raw.command("SORT RETURN (UPDATE) (SUBJECT) UTF-8 ALL")[-1])
+        # RFC 8514 §4.2: SAVEDBEFORE/SAVEDON/SAVEDSINCE on the save date's day.
+        self.assertEqual(c.search(["SAVEDON", today]), [uid])
+        self.assertEqual(c.search(["SAVEDSINCE", today]), [uid])
+        self.assertEqual(c.search(["SAVEDBEFORE", today]), [])
+        self.assertEqual(c.search(["SINCE", today]), [])
+        self.assertEqual(c.search(["SAVEDATESUPPORTED"]), [uid])
+        # COPY places a copy into the other mailbox now (RFC 8514 §1).
+        c.copy([uid], other)
+        c.select_folder(other)
+        self.assertEqual(len(c.search(["SAVEDON", today])), 1)
+        data = c.fetch(c.search("ALL"), ["SAVEDATE"])
+        copied = next(iter(data.values()))[b"SAVEDATE"]
+        self.assertEqual(datetime.strptime(copied.decode().strip(), "%d-%b-%Y %H:%M:%S %z").date(), today)
+
+
 if __name__ == "__main__":
     unittest.main()

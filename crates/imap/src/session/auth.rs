@@ -54,6 +54,7 @@ impl Session {
             "ESORT",
             "PARTIAL",
             "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
         ]);
         caps.join(" ")
     }

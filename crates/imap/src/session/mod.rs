@@ -15,6 +15,7 @@ mod mailboxes;
 mod recent;
 mod search;
 mod select;
+mod sort;
 mod store;
 mod subscriptions;
 #[cfg(test)]
