@@ -8,6 +8,7 @@ import imaplib
 import re
 import time
 import unittest
+from datetime import datetime, timezone
 
 from imapclient import IMAPClient
 
@@ -498,6 +499,27 @@ class ImapExtTest(ServerTestCase):
         text = b"".join(raw.ok("UID STORE 3 -FLAGS.SILENT (\\Deleted)"))
         self.assertNotIn(b"ADDTO", text)
         self.assertIn(b" BAD ", raw.command("SORT RETURN (UPDATE) (SUBJECT) UTF-8 ALL")[-1])
+
+
+    # ---- SAVEDATE (RFC 8514) -----------------------------------------------------------
+
+    def test_savedate_fetch_and_search(self):
+        self.assertIn("SAVEDATE", self.capabilities())
+        c = self.client()
+        box, other = self.name("Saved"), self.name("SavedCopy")
+        c.create_folder(box)
+        c.create_folder(other)
+        old = datetime(2020, 1, 1, 10, 0, tzinfo=timezone.utc)
+        c.append(box, message("saved"), msg_time=old)
+        today = datetime.now(timezone.utc).date()
+        c.select_folder(box)
+        data = c.fetch(c.search("ALL"), ["INTERNALDATE", "SAVEDATE"])
+        self.assertEqual(len(data), 1, data)
+        uid, item = next(iter(data.items()))
+        # RFC 8514 §4.3: the save date is when APPEND placed it here, not its internal date.
+        self.assertEqual(item[b"INTERNALDATE"].year, 2020)
+        saved = datetime.strptime(item[b"SAVEDATE"].decode().strip(), "%d-%b-%Y %H:%M:%S %z")
+        self.assertEqual(saved.date(), today)
         # RFC 8514 §4.2: SAVEDBEFORE/SAVEDON/SAVEDSINCE on the save date's day.
         self.assertEqual(c.search(["SAVEDON", today]), [uid])
         self.assertEqual(c.search(["SAVEDSINCE", today]), [uid])

@@ -293,6 +293,8 @@ pub enum FetchAttr {
     Preview {
         lazy: bool,
     },
+    /// RFC 8514 §4.3: when the message was saved into this mailbox.
+    SaveDate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,6 +367,12 @@ pub enum SearchKey {
     SentBefore(Date),
     SentOn(Date),
     SentSince(Date),
+    /// RFC 8514 §4.2: the save date (disregarding time and timezone) is before/on/since.
+    SavedBefore(Date),
+    SavedOn(Date),
+    SavedSince(Date),
+    /// RFC 8514 §4.2: every message, when the mailbox keeps save dates (all do here).
+    SaveDateSupported,
     Since(Date),
     Smaller(u64),
     Subject(String),

@@ -100,6 +100,8 @@ fn fetch_att(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
         // RFC 8474 §5
         "EMAILID" => FetchAttr::EmailId,
         "THREADID" => FetchAttr::ThreadId,
+        // RFC 8514 §4.3
+        "SAVEDATE" => FetchAttr::SaveDate,
         // RFC 8970 §5: `"PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]`, and
         // `preview-mod = "LAZY"`. Looked for as ` (LAZY` so that a FETCH modifier list after a
         // lone PREVIEW (`FETCH 1 PREVIEW (CHANGEDSINCE 5)`) is not taken for it.

@@ -932,3 +932,31 @@ fn pseudo_random_inputs_never_panic() {
         let _ = parse_command(&input);
     }
 }
+
+#[test]
+fn savedate_fetch_item_and_search_keys_parse() {
+    // RFC 8514 §4.3 FETCH SAVEDATE, §4.2 the SEARCH keys.
+    let CommandBody::Fetch(f) = parse_ok("a FETCH 1 (SAVEDATE UID)") else {
+        panic!("not a FETCH");
+    };
+    assert_eq!(f.attrs, vec![FetchAttr::SaveDate, FetchAttr::Uid]);
+    let CommandBody::Search(s) = parse_ok(
+        "a SEARCH SAVEDBEFORE 1-Feb-2024 SAVEDON 2-Feb-2024 SAVEDSINCE 3-Feb-2024 SAVEDATESUPPORTED",
+    ) else {
+        panic!("not a SEARCH");
+    };
+    let SearchKey::And(keys) = s.key else {
+        panic!("not an AND: {:?}", s.key);
+    };
+    assert!(matches!(
+        keys.as_slice(),
+        [
+            SearchKey::SavedBefore(_),
+            SearchKey::SavedOn(_),
+            SearchKey::SavedSince(_),
+            SearchKey::SaveDateSupported
+        ]
+    ));
+    parse_err("a SEARCH SAVEDON yesterday");
+    parse_err("a SEARCH SAVEDSINCE");
+}

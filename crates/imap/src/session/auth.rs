@@ -55,6 +55,7 @@ impl Session {
             "PARTIAL",
             "CONTEXT=SEARCH",
             "CONTEXT=SORT",
+            "SAVEDATE",
         ]);
         caps.join(" ")
     }

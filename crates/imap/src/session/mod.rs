@@ -13,6 +13,8 @@ mod letter_tests;
 mod list;
 mod mailboxes;
 mod recent;
+#[cfg(test)]
+mod savedate_tests;
 mod search;
 mod select;
 mod sort;

@@ -131,6 +131,17 @@ fn has_thread_id(key: &SearchKey) -> bool {
     }
 }
 
+/// Does the key use the save date (RFC 8514 §4.2), which the view does not keep?
+fn has_save_date(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::SavedBefore(_) | SearchKey::SavedOn(_) | SearchKey::SavedSince(_) => true,
+        SearchKey::Not(k) => has_save_date(k),
+        SearchKey::Or(a, b) => has_save_date(a) || has_save_date(b),
+        SearchKey::And(keys) => keys.iter().any(has_save_date),
+        _ => false,
+    }
+}
+
 fn has_modseq(key: &SearchKey) -> bool {
     match key {
         SearchKey::ModSeq(_) => true,
@@ -149,6 +160,8 @@ struct Ctx<'a> {
     summary: Option<&'a SearchHeaders>,
     /// The thread of each email of the mailbox, read only for THREADID keys.
     threads: &'a HashMap<EmailId, ThreadId>,
+    /// The save date of each UID of the view, read only for SAVED* keys (RFC 8514).
+    save_dates: &'a HashMap<u32, i64>,
 }
 
 fn has_kw(m: &ViewMsg, k: &str) -> bool {
@@ -180,6 +193,13 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
         None => c.summary.is_some_and(|s| field_contains(pick(s), needle)),
     };
     let sent = |f: &dyn Fn(i64) -> bool| c.content.and_then(|v| v.sent_day()).is_some_and(f);
+    // RFC 8514 §4.2: like BEFORE/ON/SINCE, on the save date's day; a message without one
+    // (expunged meanwhile) matches none.
+    let saved = |f: &dyn Fn(i64) -> bool| {
+        c.save_dates
+            .get(&m.uid.0)
+            .is_some_and(|&d| f(d.div_euclid(86_400) * 86_400))
+    };
     match key {
         All => true,
         Answered => has_kw(m, "$answered"),
@@ -215,6 +235,11 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
         SentBefore(d) => sent(&|s| s < d.to_unix()),
         SentOn(d) => sent(&|s| s == d.to_unix()),
         SentSince(d) => sent(&|s| s >= d.to_unix()),
+        SavedBefore(d) => saved(&|s| s < d.to_unix()),
+        SavedOn(d) => saved(&|s| s == d.to_unix()),
+        SavedSince(d) => saved(&|s| s >= d.to_unix()),
+        // RFC 8514 §4.2: every mailbox here keeps save dates.
+        SaveDateSupported => true,
         Larger(n) => u64::from(m.size) > *n,
         Smaller(n) => u64::from(m.size) < *n,
         Uid(set) => {
@@ -257,6 +282,17 @@ impl Session {
                 .await?
                 .into_iter()
                 .map(|m| (m.email, m.thread))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let save_dates: HashMap<u32, i64> = if has_save_date(key) {
+            let uids: Vec<Uid> = sel.view.iter().map(|m| m.uid).collect();
+            self.store
+                .message_save_dates(account, sel.id, &uids)
+                .await?
+                .into_iter()
+                .map(|(uid, d)| (uid.0, d))
                 .collect()
         } else {
             HashMap::new()
@@ -308,6 +344,7 @@ impl Session {
                         content: view.as_ref(),
                         summary: summary.as_ref(),
                         threads: &threads,
+                        save_dates: &save_dates,
                     },
                 ) {
                     hits.push(i);
