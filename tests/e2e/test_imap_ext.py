@@ -535,5 +535,49 @@ class ImapExtTest(ServerTestCase):
         self.assertEqual(datetime.strptime(copied.decode().strip(), "%d-%b-%Y %H:%M:%S %z").date(), today)
 
 
+    # ---- METADATA, METADATA-SERVER (RFC 5464) -------------------------------------------
+
+    def test_metadata_server_and_mailbox_entries(self):
+        caps = self.capabilities()
+        self.assertIn("METADATA", caps)
+        self.assertIn("METADATA-SERVER", caps)
+        raw = self.raw_session()
+        box = self.name("Meta")
+        raw.ok(f'CREATE "{box}"')
+        # RFC 5464 §4.3 SETMETADATA, §4.2 GETMETADATA: server entries (mailbox "").
+        raw.ok('SETMETADATA "" (/shared/comment "Hello from the admin")')
+        text = b"".join(raw.ok('GETMETADATA "" /shared/comment'))
+        self.assertIn(b'* METADATA "" ("/shared/comment" "Hello from the admin")', text)
+        # Mailbox entries, with a literal value; DEPTH and MAXSIZE (§4.2.1, §4.2.2).
+        raw.ok(f'SETMETADATA "{box}" (/private/comment "mine" /shared/a/b '.encode()
+               + self.literal(b"nested value") + b")")
+        text = b"".join(raw.ok(f'GETMETADATA (DEPTH infinity) "{box}" (/shared /private)'))
+        self.assertIn(b'"/shared/a/b" "nested value"', text)
+        self.assertIn(b'"/private/comment" "mine"', text)
+        lines = raw.ok(f'GETMETADATA (MAXSIZE 5) "{box}" /shared/a/b')
+        self.assertIn(b"[METADATA LONGENTRIES 12]", lines[-1])
+        # Another client sees the same entries (stored in the account, not the session).
+        other = self.raw_session()
+        text = b"".join(other.ok(f'GETMETADATA "{box}" /private/comment'))
+        self.assertIn(b'"/private/comment" "mine"', text)
+        # RENAME keeps them; DELETE drops them (§3.2).
+        renamed = box + "R"
+        raw.ok(f'RENAME "{box}" "{renamed}"')
+        self.assertIn(b'"mine"', b"".join(raw.ok(f'GETMETADATA "{renamed}" /private/comment')))
+        raw.ok(f'DELETE "{renamed}"')
+        raw.ok(f'CREATE "{renamed}"')
+        self.assertIn(b'"/private/comment" NIL', b"".join(raw.ok(f'GETMETADATA "{renamed}" /private/comment')))
+        # NIL removes; limits answer with the RFC's response codes (§4.3).
+        raw.ok('SETMETADATA "" (/shared/comment NIL)')
+        self.assertIn(b'"/shared/comment" NIL', b"".join(raw.ok('GETMETADATA "" /shared/comment')))
+        big = b"x" * (32 * 1024 + 1)
+        reply = raw.command(b'SETMETADATA "" (/shared/big ' + self.literal(big) + b")")[-1]
+        self.assertIn(b"NO [METADATA MAXSIZE 32768]", reply)
+        many = " ".join(f'/shared/n{i} "v"' for i in range(101))
+        self.assertIn(b"NO [METADATA TOOMANY]", raw.command(f'SETMETADATA "" ({many})')[-1])
+        self.assertIn(b" BAD ", raw.command('SETMETADATA "" (/elsewhere/x "v")')[-1])
+        self.assertIn(b"NO [NONEXISTENT]", raw.command('GETMETADATA "NoSuchBox" /shared/x')[-1])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -75,6 +75,7 @@ macro_rules! conformance_tests {
             email_query_page_matches_the_full_listing,
             collections_round_trip_compare_and_set_and_changes,
             collections_concurrent_compare_and_set_has_one_winner,
+            mailbox_delete_drops_its_imap_metadata,
             blobs_are_owned_and_collected,
             account_delete_leaves_no_blob_or_item,
             accept_is_all_or_nothing_and_idempotent,
@@ -115,6 +116,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     email_query_page_matches_the_full_listing(store.clone()).await;
     collections_round_trip_compare_and_set_and_changes(store.clone()).await;
     collections_concurrent_compare_and_set_has_one_winner(store.clone()).await;
+    mailbox_delete_drops_its_imap_metadata(store.clone()).await;
     blobs_are_owned_and_collected(store.clone()).await;
     account_delete_leaves_no_blob_or_item(store.clone()).await;
     accept_is_all_or_nothing_and_idempotent(store.clone()).await;

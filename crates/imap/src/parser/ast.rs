@@ -107,6 +107,27 @@ pub enum CommandBody {
         mailbox: String,
         message: AppendMessage,
     },
+    /// RFC 5464 §4.2: `mailbox` empty for the server's entries.
+    GetMetadata {
+        mailbox: String,
+        entries: Vec<String>,
+        max_size: Option<u64>,
+        depth: MetadataDepth,
+    },
+    /// RFC 5464 §4.3: a `None` value removes the entry.
+    SetMetadata {
+        mailbox: String,
+        entries: Vec<(String, Option<Vec<u8>>)>,
+    },
+}
+
+/// RFC 5464 §4.2.2 `DEPTH`: the entry only, its children too, or everything below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetadataDepth {
+    #[default]
+    Zero,
+    One,
+    Infinity,
 }
 
 impl CommandBody {
@@ -152,6 +173,8 @@ impl CommandBody {
             CommandBody::CancelUpdate(_) => "CANCELUPDATE",
             CommandBody::Replace { uid: false, .. } => "REPLACE",
             CommandBody::Replace { uid: true, .. } => "UID REPLACE",
+            CommandBody::GetMetadata { .. } => "GETMETADATA",
+            CommandBody::SetMetadata { .. } => "SETMETADATA",
         }
     }
 }

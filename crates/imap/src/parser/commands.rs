@@ -57,6 +57,8 @@ pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody>
         "UID" => uid(c)?,
         "REPLACE" => replace(c, false)?,
         "CANCELUPDATE" => cancel_update(c)?,
+        "GETMETADATA" => get_metadata(c)?,
+        "SETMETADATA" => set_metadata(c)?,
         _ => return Err(ParseError::syntax(&format!("Unknown command {name}"))),
     };
     c.end()?;
@@ -500,4 +502,104 @@ fn append_message(c: &mut Cursor<'_>) -> PResult<AppendMessage> {
         date,
         message,
     })
+}
+
+/// Most entries one GETMETADATA or SETMETADATA names.
+const MAX_METADATA_ENTRIES: usize = 256;
+
+/// An entry name (RFC 5464 §5 `entry = astring`); checked against §3.2 by the session.
+fn metadata_entry(c: &mut Cursor<'_>) -> PResult<String> {
+    c.astring_utf8("metadata entry name")
+}
+
+/// RFC 5464 §5: `getmetadata = "GETMETADATA" [SP getmetadata-options] SP mailbox SP
+/// entries`, `getmetadata-options = "(" getmetadata-option *(SP getmetadata-option) ")"`
+/// (`MAXSIZE number`, `DEPTH ("0" / "1" / "infinity")`), `entries = entry / "(" entry
+/// *(SP entry) ")"`.
+fn get_metadata(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let mut max_size = None;
+    let mut depth = MetadataDepth::Zero;
+    if c.try_byte(b'(') {
+        loop {
+            let option = c.keyword("GETMETADATA option")?;
+            c.sp()?;
+            match option.as_str() {
+                "MAXSIZE" => max_size = Some(c.number64("MAXSIZE")?),
+                "DEPTH" => {
+                    depth = match c.keyword("DEPTH")?.as_str() {
+                        "0" => MetadataDepth::Zero,
+                        "1" => MetadataDepth::One,
+                        "INFINITY" => MetadataDepth::Infinity,
+                        other => {
+                            return Err(ParseError::syntax(&format!(
+                                "DEPTH must be 0, 1 or infinity, not {other}"
+                            )));
+                        }
+                    }
+                }
+                other => {
+                    return Err(ParseError::syntax(&format!(
+                        "unknown GETMETADATA option {other}"
+                    )));
+                }
+            }
+            if c.try_byte(b')') {
+                break;
+            }
+            c.sp()?;
+        }
+        c.sp()?;
+    }
+    let mailbox = mailbox_name(c)?;
+    c.sp()?;
+    let mut entries = Vec::new();
+    if c.try_byte(b'(') {
+        loop {
+            if entries.len() >= MAX_METADATA_ENTRIES {
+                return Err(ParseError::syntax("too many entries in GETMETADATA"));
+            }
+            entries.push(metadata_entry(c)?);
+            if c.try_byte(b')') {
+                break;
+            }
+            c.sp()?;
+        }
+    } else {
+        entries.push(metadata_entry(c)?);
+    }
+    Ok(CommandBody::GetMetadata {
+        mailbox,
+        entries,
+        max_size,
+        depth,
+    })
+}
+
+/// RFC 5464 §5: `setmetadata = "SETMETADATA" SP mailbox SP list-of-entry-values`,
+/// `list-of-entry-values = "(" entry-value *(SP entry-value) ")"`, `entry-value = entry SP
+/// value`, `value = nstring / literal8`.
+fn set_metadata(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mailbox = arg_mailbox(c)?;
+    c.sp()?;
+    c.expect(b'(')?;
+    let mut entries = Vec::new();
+    loop {
+        if entries.len() >= MAX_METADATA_ENTRIES {
+            return Err(ParseError::syntax("too many entries in SETMETADATA"));
+        }
+        let entry = metadata_entry(c)?;
+        c.sp()?;
+        let value = if c.try_word("NIL") {
+            None
+        } else {
+            Some(c.string("metadata value")?)
+        };
+        entries.push((entry, value));
+        if c.try_byte(b')') {
+            break;
+        }
+        c.sp()?;
+    }
+    Ok(CommandBody::SetMetadata { mailbox, entries })
 }

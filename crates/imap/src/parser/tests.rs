@@ -960,3 +960,47 @@ fn savedate_fetch_item_and_search_keys_parse() {
     parse_err("a SEARCH SAVEDON yesterday");
     parse_err("a SEARCH SAVEDSINCE");
 }
+
+#[test]
+fn metadata_commands_parse() {
+    // RFC 5464 §5: options before the mailbox, one entry or a list.
+    assert_eq!(
+        parse_ok("a GETMETADATA (MAXSIZE 1024 DEPTH infinity) INBOX (/shared/a /private/b)"),
+        CommandBody::GetMetadata {
+            mailbox: "INBOX".into(),
+            entries: vec!["/shared/a".into(), "/private/b".into()],
+            max_size: Some(1024),
+            depth: MetadataDepth::Infinity,
+        }
+    );
+    assert_eq!(
+        parse_ok("a GETMETADATA \"\" /shared/comment"),
+        CommandBody::GetMetadata {
+            mailbox: String::new(),
+            entries: vec!["/shared/comment".into()],
+            max_size: None,
+            depth: MetadataDepth::Zero,
+        }
+    );
+    // Values: string, literal, literal8 or NIL.
+    assert_eq!(
+        parse_ok(
+            "a SETMETADATA INBOX (/shared/a \"x\" /shared/b {2+}\r\nyz /shared/c ~{1}\r\n\0 /private/d NIL)"
+        ),
+        CommandBody::SetMetadata {
+            mailbox: "INBOX".into(),
+            entries: vec![
+                ("/shared/a".into(), Some(b"x".to_vec())),
+                ("/shared/b".into(), Some(b"yz".to_vec())),
+                ("/shared/c".into(), Some(vec![0])),
+                ("/private/d".into(), None),
+            ],
+        }
+    );
+    parse_err("a GETMETADATA (DEPTH 2) INBOX /shared/a");
+    parse_err("a GETMETADATA (FOO 1) INBOX /shared/a");
+    parse_err("a SETMETADATA INBOX /shared/a \"x\"");
+    parse_err("a SETMETADATA INBOX ()");
+    let many = format!("a GETMETADATA INBOX ({})", vec!["/shared/x"; 300].join(" "));
+    parse_err(&many);
+}

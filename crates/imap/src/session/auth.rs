@@ -56,6 +56,8 @@ impl Session {
             "CONTEXT=SEARCH",
             "CONTEXT=SORT",
             "SAVEDATE",
+            "METADATA",
+            "METADATA-SERVER",
         ]);
         caps.join(" ")
     }

@@ -12,6 +12,7 @@ mod keywords;
 mod letter_tests;
 mod list;
 mod mailboxes;
+mod metadata;
 mod recent;
 #[cfg(test)]
 mod savedate_tests;
@@ -535,6 +536,18 @@ impl Session {
             CommandBody::Sort(s) => self.cmd_sort(&tag, s, out).await,
             CommandBody::Thread(t) => self.cmd_thread(t, out).await,
             CommandBody::CancelUpdate(tags) => self.cmd_cancel_update(&tags),
+            CommandBody::GetMetadata {
+                mailbox,
+                entries,
+                max_size,
+                depth,
+            } => {
+                self.cmd_get_metadata(&mailbox, &entries, max_size, depth, out)
+                    .await
+            }
+            CommandBody::SetMetadata { mailbox, entries } => {
+                self.cmd_set_metadata(&mailbox, entries).await
+            }
         };
         if !condstore_before && self.enabled.condstore && !is_select {
             self.announce_highest_modseq(out);

@@ -3,6 +3,7 @@
 
 use super::emails::email_left_mailbox;
 use crate::changelog::{ChangeKind as Kind, ChangeOp as Op};
+use crate::collections::{OP_DELETE, names};
 use crate::engine::WriteTx;
 use crate::rules::{self, canonical_mailbox_name};
 use crate::{AccountId, Mailbox, MailboxId, Result, Role, StoreError};
@@ -111,6 +112,26 @@ pub async fn mailbox_delete<T: WriteTx>(
     tx.delete_mailbox(id).await?;
     tx.log(account, modseq, Kind::Mailbox, id.0, Op::Destroyed)
         .await?;
+    // RFC 5464 §3.2: a mailbox's METADATA entries go with it.
+    let item = names::imap_metadata_item(id);
+    if tx
+        .item_version(account, names::IMAP_METADATA, &item)
+        .await?
+        .is_some()
+    {
+        tx.delete_item(account, names::IMAP_METADATA, &item).await?;
+        tx.set_item_blobs(account, names::IMAP_METADATA, &item, &[])
+            .await?;
+        tx.log_item(
+            account,
+            names::IMAP_METADATA,
+            modseq,
+            &item,
+            OP_DELETE,
+            true,
+        )
+        .await?;
+    }
     tx.touch_mailbox(account, id, modseq).await
 }
 
