@@ -579,5 +579,40 @@ class ImapExtTest(ServerTestCase):
         self.assertIn(b"NO [NONEXISTENT]", raw.command('GETMETADATA "NoSuchBox" /shared/x')[-1])
 
 
+    # ---- CATENATE (RFC 4469) -----------------------------------------------------------
+
+    def test_catenate_text_and_url_parts(self):
+        self.assertIn("CATENATE", self.capabilities())
+        raw = self.raw_session()
+        box, out = self.name("CatSrc"), self.name("CatOut")
+        raw.ok(f'CREATE "{box}"')
+        raw.ok(f'CREATE "{out}"')
+        source = (b"From: a@remote.test\r\nSubject: source\r\n"
+                  b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+                  b"--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+                  b"--b\r\nContent-Type: text/plain\r\n\r\nsecond part\r\n--b--\r\n")
+        raw.ok(f'APPEND "{box}" '.encode() + self.literal(source))
+        status = b"".join(raw.ok(f'STATUS "{box}" (UIDVALIDITY)'))
+        validity = int(re.search(rb"UIDVALIDITY (\d+)", status).group(1))
+        head = b"From: me@example.test\r\nSubject: built\r\n\r\n"
+        url = f"/{box};UIDVALIDITY={validity}/;UID=1/;SECTION=2"
+        # RFC 4469 §5: a TEXT part and a URL to a section of a stored message, and with
+        # MULTIAPPEND (RFC 3502) a second message that is a whole stored message.
+        lines = raw.ok(f'APPEND "{out}" CATENATE (TEXT '.encode() + self.literal(head)
+                       + f' URL "{url}") CATENATE (URL "/{box}/;UID=1")'.encode())
+        self.assertRegex(lines[-1], rb"\[APPENDUID \d+ 1:2\]")
+        c = self.client()
+        c.select_folder(out, readonly=True)
+        got = c.fetch([1, 2], ["BODY.PEEK[]"])
+        self.assertEqual(got[1][b"BODY[]"], head + b"second part")
+        self.assertEqual(got[2][b"BODY[]"], source)
+        # RFC 4469 §5: an unresolvable URL fails the APPEND with [BADURL url]; nothing is added.
+        reply = raw.command(f'APPEND "{out}" CATENATE (URL "/{box};UIDVALIDITY={validity + 1}/;UID=1")')[-1]
+        self.assertIn(f"NO [BADURL /{box};UIDVALIDITY={validity + 1}/;UID=1]".encode(), reply)
+        reply = raw.command(f'APPEND "{out}" CATENATE (URL "/{box}/;UID=77")')[-1]
+        self.assertIn(b"NO [BADURL", reply)
+        self.assertIn(b"MESSAGES 2", b"".join(raw.ok(f'STATUS "{out}" (MESSAGES)')))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -70,6 +70,8 @@ pub enum CommandBody {
         /// INTERNALDATE as unix seconds.
         date: Option<i64>,
         message: Vec<u8>,
+        /// RFC 4469 CATENATE parts of the first message.
+        catenate: Vec<CatPart>,
         /// The messages after the first (RFC 3502 MULTIAPPEND).
         more: Vec<AppendMessage>,
     },
@@ -186,6 +188,17 @@ pub struct AppendMessage {
     /// INTERNALDATE as unix seconds.
     pub date: Option<i64>,
     pub message: Vec<u8>,
+    /// RFC 4469 CATENATE: the parts the message is made of (then `message` is empty).
+    pub catenate: Vec<CatPart>,
+}
+
+/// RFC 4469 §5 `cat-part = text-literal / url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatPart {
+    /// `"TEXT" SP literal`
+    Text(Vec<u8>),
+    /// `"URL" SP astring`: an IMAP URL (RFC 5092) of a message or part of one.
+    Url(String),
 }
 
 /// One end of a sequence range: a number or `*` (the largest in use).

@@ -433,6 +433,7 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         flags: first.flags,
         date: first.date,
         message: first.message,
+        catenate: first.catenate,
         more,
     })
 }
@@ -493,6 +494,14 @@ fn append_message(c: &mut Cursor<'_>) -> PResult<AppendMessage> {
         date = Some(c.date_time()?);
         c.sp()?;
     }
+    if c.try_word("CATENATE ") {
+        return Ok(AppendMessage {
+            flags,
+            date,
+            message: Vec::new(),
+            catenate: catenate_parts(c)?,
+        });
+    }
     if !c.at_literal() {
         return Err(ParseError::expected("message literal"));
     }
@@ -501,7 +510,44 @@ fn append_message(c: &mut Cursor<'_>) -> PResult<AppendMessage> {
         flags,
         date,
         message,
+        catenate: Vec::new(),
     })
+}
+
+/// Most parts of one CATENATE (RFC 4469 leaves the number to the server).
+pub(crate) const MAX_CATENATE_PARTS: usize = 64;
+
+/// RFC 4469 §5: `"(" cat-part *(SP cat-part) ")"`, `cat-part = text-literal / url`,
+/// `text-literal = "TEXT" SP literal` (a `literal8` too, as RFC 3516 allows), `url = "URL"
+/// SP astring`.
+fn catenate_parts(c: &mut Cursor<'_>) -> PResult<Vec<CatPart>> {
+    c.expect(b'(')?;
+    let mut parts = Vec::new();
+    loop {
+        if parts.len() >= MAX_CATENATE_PARTS {
+            return Err(ParseError::syntax("too many CATENATE parts"));
+        }
+        let kind = c.keyword("CATENATE part")?;
+        c.sp()?;
+        parts.push(match kind.as_str() {
+            "TEXT" => {
+                if !c.at_literal() {
+                    return Err(ParseError::expected("TEXT literal"));
+                }
+                CatPart::Text(c.string("TEXT literal")?)
+            }
+            "URL" => CatPart::Url(c.astring_utf8("URL")?),
+            other => {
+                return Err(ParseError::syntax(&format!(
+                    "unknown CATENATE part {other}"
+                )));
+            }
+        });
+        if c.try_byte(b')') {
+            return Ok(parts);
+        }
+        c.sp()?;
+    }
 }
 
 /// Most entries one GETMETADATA or SETMETADATA names.

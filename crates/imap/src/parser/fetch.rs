@@ -167,6 +167,15 @@ fn section_part(c: &mut Cursor<'_>) -> PResult<Vec<u32>> {
 }
 
 /// `section = "[" [section-spec] "]"`
+/// A section spec without its brackets (`1.2.HEADER`, as in an IMAP URL's `;SECTION=`,
+/// RFC 5092 §3.5 `enc-section`): `None` when it is not one.
+pub fn parse_section(text: &str) -> Option<Section> {
+    let bracketed = format!("[{text}]");
+    let mut c = Cursor::new(bracketed.as_bytes());
+    let section = section(&mut c).ok()?;
+    c.eof().then_some(section)
+}
+
 fn section(c: &mut Cursor<'_>) -> PResult<Section> {
     c.expect(b'[')?;
     let part = section_part(c)?;

@@ -1004,3 +1004,39 @@ fn metadata_commands_parse() {
     let many = format!("a GETMETADATA INBOX ({})", vec!["/shared/x"; 300].join(" "));
     parse_err(&many);
 }
+
+#[test]
+fn catenate_parts_parse() {
+    // RFC 4469 §5: TEXT literals and URLs, with MULTIAPPEND.
+    let CommandBody::Append {
+        flags,
+        catenate,
+        more,
+        message,
+        ..
+    } = parse_ok(
+        "a APPEND INBOX (\\Seen) CATENATE (TEXT {3+}\r\nabc URL \"/INBOX/;UID=1\" TEXT ~{1+}\r\nz) catenate (url /INBOX/;UID=2)",
+    )
+    else {
+        panic!("not an APPEND");
+    };
+    assert_eq!(flags, vec!["\\Seen".to_string()]);
+    assert!(message.is_empty());
+    assert_eq!(
+        catenate,
+        vec![
+            CatPart::Text(b"abc".to_vec()),
+            CatPart::Url("/INBOX/;UID=1".into()),
+            CatPart::Text(b"z".to_vec()),
+        ]
+    );
+    assert_eq!(more[0].catenate, vec![CatPart::Url("/INBOX/;UID=2".into())]);
+    parse_err("a APPEND INBOX CATENATE ()");
+    parse_err("a APPEND INBOX CATENATE (TEXT \"quoted\")");
+    parse_err("a APPEND INBOX CATENATE (FILE x)");
+    let many = format!(
+        "a APPEND INBOX CATENATE ({})",
+        vec!["URL /INBOX/;UID=1"; 65].join(" ")
+    );
+    parse_err(&many);
+}

@@ -58,6 +58,7 @@ impl Session {
             "SAVEDATE",
             "METADATA",
             "METADATA-SERVER",
+            "CATENATE",
         ]);
         caps.join(" ")
     }

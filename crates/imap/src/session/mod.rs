@@ -6,6 +6,7 @@
 //! with a response code, a store failure is `NO [UNAVAILABLE]`/`[SERVERBUG]` with words.
 
 mod auth;
+mod catenate;
 mod fetch;
 mod keywords;
 #[cfg(test)]
@@ -98,6 +99,11 @@ pub(crate) enum CmdError {
         text: String,
     },
     Store(StoreError),
+    /// `NO [code] text` with a code made at run time (`BADURL url`, RFC 4469 §6).
+    NoCode {
+        code: String,
+        text: String,
+    },
     /// Send `* BYE text` and close.
     Bye(String),
 }
@@ -500,12 +506,14 @@ impl Session {
                 flags,
                 date,
                 message,
+                catenate,
                 more,
             } => {
                 let mut messages = vec![AppendMessage {
                     flags,
                     date,
                     message,
+                    catenate,
                 }];
                 messages.extend(more);
                 self.cmd_append(&mailbox, messages).await
@@ -581,6 +589,10 @@ impl Session {
             Err(CmdError::No { code, text }) => {
                 let code = code.map(|c| format!("[{c}] ")).unwrap_or_default();
                 out.extend_from_slice(format!("{tag} NO {code}{text}\r\n").as_bytes());
+                Next::Continue
+            }
+            Err(CmdError::NoCode { code, text }) => {
+                out.extend_from_slice(format!("{tag} NO [{code}] {text}\r\n").as_bytes());
                 Next::Continue
             }
             Err(CmdError::Store(e)) => {

@@ -35,6 +35,13 @@ impl T {
         }
     }
 
+    /// Lowers the APPEND size limit of this session (for limit tests).
+    pub(super) fn set_max_literal(&mut self, max: usize) {
+        let mut cfg = (*self.s.cfg).clone();
+        cfg.max_literal_size = max;
+        self.s.cfg = Arc::new(cfg);
+    }
+
     /// Makes this session share mailbox feeds with `other`, as sessions of one server do.
     pub(super) fn share_feeds_with(&mut self, other: &T) {
         self.s.feeds = other.s.feeds.clone();
