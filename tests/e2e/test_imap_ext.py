@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from imapclient import IMAPClient
 
-from harness import (ALICE, ALICE_PW, IO_TIMEOUT, LISTENERS, ServerTestCase, imap_check,
+from harness import (ALICE, ALICE_PW, BOB, BOB_PW, IO_TIMEOUT, LISTENERS, ServerTestCase, imap_check,
                      insecure_tls, safe_logout)
 from jmapclient import JmapHttp, basic_auth
 
@@ -612,6 +612,54 @@ class ImapExtTest(ServerTestCase):
         reply = raw.command(f'APPEND "{out}" CATENATE (URL "/{box}/;UID=77")')[-1]
         self.assertIn(b"NO [BADURL", reply)
         self.assertIn(b"MESSAGES 2", b"".join(raw.ok(f'STATUS "{out}" (MESSAGES)')))
+
+
+    # ---- URLAUTH (RFC 4467) ------------------------------------------------------------
+
+    def test_urlauth_genurlauth_urlfetch_resetkey(self):
+        self.assertIn("URLAUTH", self.capabilities())
+        raw = self.raw_session()
+        box = self.name("Auth")
+        raw.ok(f'CREATE "{box}"')
+        raw.ok(f'APPEND "{box}" '.encode() + self.literal(message("shared part", body="the text\r\n")))
+        owner = ALICE.replace("@", "%40")
+        base = f"imap://{owner}@mail.example.test/{box}/;UID=1/;SECTION=TEXT"
+
+        def generate(access: str) -> str:
+            text = b"".join(raw.ok(f'GENURLAUTH "{base};URLAUTH={access}" INTERNAL'))
+            m = re.search(rb'\* GENURLAUTH "([^"]+)"', text)
+            self.assertIsNotNone(m, text)
+            return m.group(1).decode()
+
+        # RFC 4467 §6.1: the rump signed with the mailbox key (INTERNAL mechanism).
+        for_bob = generate("user+" + BOB.replace("@", "%40"))
+        self.assertRegex(for_bob, r":internal:[0-9a-f]{64}$")
+        # §6.3: Bob may fetch it (reading Alice's message through the URL only); Alice
+        # may not (the access identifier names Bob).
+        bob = self.server.raw_imap()
+        bob.login(BOB, BOB_PW)
+        self.addCleanup(bob.close)
+        text = b"".join(bob.ok(f'URLFETCH "{for_bob}"'))
+        self.assertIn(b"{10}\r\nthe text\r\n", text)
+        self.assertIn(b" NIL", b"".join(raw.ok(f'URLFETCH "{for_bob}"')))
+        # A forged token or another message under the same token: NIL.
+        forged = for_bob[:-4] + ("0000" if not for_bob.endswith("0000") else "1111")
+        self.assertIn(b" NIL", b"".join(bob.ok(f'URLFETCH "{forged}"')))
+        moved = for_bob.replace(";UID=1/", ";UID=2/")
+        self.assertIn(b" NIL", b"".join(bob.ok(f'URLFETCH "{moved}"')))
+        # authuser: any user of this server.
+        anyone = generate("authuser")
+        self.assertIn(b"the text", b"".join(bob.ok(f'URLFETCH "{anyone}"')))
+        # §6.2: RESETKEY voids every URL made before.
+        raw.ok(f'RESETKEY "{box}" INTERNAL')
+        self.assertIn(b" NIL", b"".join(bob.ok(f'URLFETCH "{anyone}"')))
+        fresh = generate("authuser")
+        raw.ok("RESETKEY")
+        self.assertIn(b" NIL", b"".join(bob.ok(f'URLFETCH "{fresh}"')))
+        # Only the owner may authorize, and only absolute URLs with ;URLAUTH=.
+        bob_gen = bob.command(f'GENURLAUTH "{base};URLAUTH=authuser" INTERNAL')[-1]
+        self.assertIn(b"NO [BADURL", bob_gen)
+        self.assertIn(b"NO [BADURL", raw.command(f'GENURLAUTH "/{box}/;UID=1;URLAUTH=authuser" INTERNAL')[-1])
 
 
 if __name__ == "__main__":

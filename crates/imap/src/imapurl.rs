@@ -158,6 +158,49 @@ pub fn parse(url: &str) -> Option<MessageUrl> {
     })
 }
 
+/// The URLAUTH part of a URL (RFC 4467 §7: `iurlauth-rump = [expire] ";URLAUTH=" access`,
+/// `iurlauth = iurlauth-rump iua-verifier`, `iua-verifier = ":" uauth-mechanism ":"
+/// enc-urlauth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlAuth<'a> {
+    /// The URL up to and including the access identifier: what the token signs.
+    pub rump: &'a str,
+    /// `;EXPIRE=` date-time (RFC 3339), as written.
+    pub expire: Option<&'a str>,
+    /// `authuser`, `anonymous`, `user+name` or `submit+name` (as written).
+    pub access: &'a str,
+    /// `(mechanism, token)` of an authorized URL; `None` in a rump (GENURLAUTH).
+    pub verifier: Option<(&'a str, &'a str)>,
+}
+
+/// Splits the URLAUTH part off a URL; `None` when it has none or it is malformed.
+pub fn split_urlauth(url: &str) -> Option<UrlAuth<'_>> {
+    let at = find_ci(url, ";URLAUTH=")?;
+    let expire = find_ci(&url[..at], ";EXPIRE=").map(|e| &url[e + ";EXPIRE=".len()..at]);
+    let after = &url[at + ";URLAUTH=".len()..];
+    // The access identifier ends at the first ':' (user names are %-encoded).
+    let (access, verifier) = match after.find(':') {
+        Some(i) => {
+            let (mech, token) = after[i + 1..].split_once(':')?;
+            if mech.is_empty() || token.is_empty() || token.contains(':') {
+                return None;
+            }
+            (&after[..i], Some((mech, token)))
+        }
+        None => (after, None),
+    };
+    if access.is_empty() {
+        return None;
+    }
+    let rump = &url[..at + ";URLAUTH=".len() + access.len()];
+    Some(UrlAuth {
+        rump,
+        expire,
+        access,
+        verifier,
+    })
+}
+
 /// Byte offset of the first case-insensitive match of ASCII `needle`.
 fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     let (h, n) = (hay.as_bytes(), needle.as_bytes());
@@ -194,6 +237,27 @@ mod tests {
         let u = parse("imap://a@h/INBOX;UIDVALIDITY=1/;UID=2;EXPIRE=2030-01-01T00:00:00Z;URLAUTH=submit+a:internal:00ff")
             .expect("urlauth");
         assert!(u.urlauth.is_some_and(|s| s.starts_with(";EXPIRE=")));
+    }
+
+    #[test]
+    fn urlauth_parts_split_off() {
+        let url = "imap://joe@h/INBOX/;UID=20/;SECTION=1.2;EXPIRE=2030-01-01T00:00:00Z;URLAUTH=submit+fred:internal:91354a47";
+        let a = split_urlauth(url).expect("urlauth");
+        assert_eq!(a.expire, Some("2030-01-01T00:00:00Z"));
+        assert_eq!(a.access, "submit+fred");
+        assert_eq!(a.verifier, Some(("internal", "91354a47")));
+        assert!(a.rump.ends_with(";URLAUTH=submit+fred"));
+        let rump = split_urlauth("imap://joe@h/INBOX/;UID=20;urlauth=authuser").expect("rump");
+        assert_eq!((rump.access, rump.verifier), ("authuser", None));
+        assert_eq!(split_urlauth("imap://joe@h/INBOX/;UID=20"), None);
+        assert_eq!(split_urlauth("imap://joe@h/INBOX/;UID=20;URLAUTH="), None);
+        assert_eq!(
+            split_urlauth("imap://joe@h/INBOX/;UID=20;URLAUTH=a:internal"),
+            None
+        );
+        // The message part still parses with the URLAUTH part on.
+        let u = parse(url).expect("message url");
+        assert_eq!((u.uid, u.section.as_deref()), (20, Some("1.2")));
     }
 
     #[test]

@@ -116,6 +116,15 @@ pub enum CommandBody {
         max_size: Option<u64>,
         depth: MetadataDepth,
     },
+    /// RFC 4467 §6.1: `(url, mechanism)` pairs.
+    GenUrlAuth(Vec<(String, String)>),
+    /// RFC 4467 §6.2: no mailbox resets every key of the user.
+    ResetKey {
+        mailbox: Option<String>,
+        mechanisms: Vec<String>,
+    },
+    /// RFC 4467 §6.3
+    UrlFetch(Vec<String>),
     /// RFC 5464 §4.3: a `None` value removes the entry.
     SetMetadata {
         mailbox: String,
@@ -177,6 +186,9 @@ impl CommandBody {
             CommandBody::Replace { uid: true, .. } => "UID REPLACE",
             CommandBody::GetMetadata { .. } => "GETMETADATA",
             CommandBody::SetMetadata { .. } => "SETMETADATA",
+            CommandBody::GenUrlAuth(_) => "GENURLAUTH",
+            CommandBody::ResetKey { .. } => "RESETKEY",
+            CommandBody::UrlFetch(_) => "URLFETCH",
         }
     }
 }

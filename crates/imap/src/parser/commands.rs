@@ -59,6 +59,9 @@ pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody>
         "CANCELUPDATE" => cancel_update(c)?,
         "GETMETADATA" => get_metadata(c)?,
         "SETMETADATA" => set_metadata(c)?,
+        "GENURLAUTH" => gen_url_auth(c)?,
+        "RESETKEY" => reset_key(c)?,
+        "URLFETCH" => url_fetch(c)?,
         _ => return Err(ParseError::syntax(&format!("Unknown command {name}"))),
     };
     c.end()?;
@@ -648,4 +651,62 @@ fn set_metadata(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         c.sp()?;
     }
     Ok(CommandBody::SetMetadata { mailbox, entries })
+}
+
+/// Most URLs in one GENURLAUTH or URLFETCH.
+const MAX_URLS: usize = 32;
+
+/// RFC 4467 §9: `genurlauth = "GENURLAUTH" 1*(SP url-rump SP mechanism)`.
+fn gen_url_auth(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mut pairs = Vec::new();
+    while c.try_byte(b' ') {
+        if pairs.len() >= MAX_URLS {
+            return Err(ParseError::syntax("too many URLs in GENURLAUTH"));
+        }
+        let url = c.astring_utf8("URL")?;
+        c.sp()?;
+        let mechanism = c.keyword("URLAUTH mechanism")?;
+        pairs.push((url, mechanism));
+    }
+    if pairs.is_empty() {
+        return Err(ParseError::expected("URL"));
+    }
+    Ok(CommandBody::GenUrlAuth(pairs))
+}
+
+/// RFC 4467 §9: `resetkey = "RESETKEY" [SP mailbox *(SP mechanism)]`.
+fn reset_key(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    if !c.try_byte(b' ') {
+        return Ok(CommandBody::ResetKey {
+            mailbox: None,
+            mechanisms: Vec::new(),
+        });
+    }
+    let mailbox = mailbox_name(c)?;
+    let mut mechanisms = Vec::new();
+    while c.try_byte(b' ') {
+        if mechanisms.len() >= MAX_URLS {
+            return Err(ParseError::syntax("too many mechanisms in RESETKEY"));
+        }
+        mechanisms.push(c.keyword("URLAUTH mechanism")?);
+    }
+    Ok(CommandBody::ResetKey {
+        mailbox: Some(mailbox),
+        mechanisms,
+    })
+}
+
+/// RFC 4467 §9: `urlfetch = "URLFETCH" 1*(SP url)`.
+fn url_fetch(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mut urls = Vec::new();
+    while c.try_byte(b' ') {
+        if urls.len() >= MAX_URLS {
+            return Err(ParseError::syntax("too many URLs in URLFETCH"));
+        }
+        urls.push(c.astring_utf8("URL")?);
+    }
+    if urls.is_empty() {
+        return Err(ParseError::expected("URL"));
+    }
+    Ok(CommandBody::UrlFetch(urls))
 }

@@ -1040,3 +1040,45 @@ fn catenate_parts_parse() {
     );
     parse_err(&many);
 }
+
+#[test]
+fn urlauth_commands_parse() {
+    // RFC 4467 §9
+    assert_eq!(
+        parse_ok(
+            "a GENURLAUTH \"imap://a@h/INBOX/;UID=1;URLAUTH=authuser\" internal \"imap://a@h/X/;UID=2;URLAUTH=anonymous\" INTERNAL"
+        ),
+        CommandBody::GenUrlAuth(vec![
+            (
+                "imap://a@h/INBOX/;UID=1;URLAUTH=authuser".into(),
+                "INTERNAL".into()
+            ),
+            (
+                "imap://a@h/X/;UID=2;URLAUTH=anonymous".into(),
+                "INTERNAL".into()
+            ),
+        ])
+    );
+    assert_eq!(
+        parse_ok("a RESETKEY"),
+        CommandBody::ResetKey {
+            mailbox: None,
+            mechanisms: vec![]
+        }
+    );
+    assert_eq!(
+        parse_ok("a RESETKEY inbox INTERNAL"),
+        CommandBody::ResetKey {
+            mailbox: Some("INBOX".into()),
+            mechanisms: vec!["INTERNAL".into()]
+        }
+    );
+    assert_eq!(
+        parse_ok("a URLFETCH \"u1\" u2"),
+        CommandBody::UrlFetch(vec!["u1".into(), "u2".into()])
+    );
+    parse_err("a GENURLAUTH");
+    parse_err("a GENURLAUTH \"u\"");
+    parse_err("a URLFETCH");
+    parse_err(&format!("a URLFETCH {}", vec!["u"; 33].join(" ")));
+}

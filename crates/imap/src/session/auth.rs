@@ -59,6 +59,7 @@ impl Session {
             "METADATA",
             "METADATA-SERVER",
             "CATENATE",
+            "URLAUTH",
         ]);
         caps.join(" ")
     }

@@ -8,7 +8,7 @@ use crate::parser::CatPart;
 use bulwark_store::{BlobHash, MailboxId, Uid};
 
 /// `url-resp-text` of `[BADURL url-resp-text]` (RFC 4469 §6: no CR, LF or `]`).
-fn url_resp_text(url: &str) -> String {
+pub(super) fn url_resp_text(url: &str) -> String {
     url.chars()
         .map(|c| if c == ']' || c.is_control() { '?' } else { c })
         .take(imapurl::MAX_URL_LEN)

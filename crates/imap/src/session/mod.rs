@@ -29,6 +29,7 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod tests_support;
 mod thread;
+mod urlauth;
 mod view;
 
 use crate::config::ImapConfig;
@@ -556,6 +557,12 @@ impl Session {
             CommandBody::SetMetadata { mailbox, entries } => {
                 self.cmd_set_metadata(&mailbox, entries).await
             }
+            CommandBody::GenUrlAuth(pairs) => self.cmd_gen_url_auth(&pairs, out).await,
+            CommandBody::ResetKey {
+                mailbox,
+                mechanisms,
+            } => self.cmd_reset_key(mailbox.as_deref(), &mechanisms).await,
+            CommandBody::UrlFetch(urls) => self.cmd_url_fetch(&urls, out).await,
         };
         if !condstore_before && self.enabled.condstore && !is_select {
             self.announce_highest_modseq(out);
