@@ -662,5 +662,54 @@ class ImapExtTest(ServerTestCase):
         self.assertIn(b"NO [BADURL", raw.command(f'GENURLAUTH "/{box}/;UID=1;URLAUTH=authuser" INTERNAL')[-1])
 
 
+    # ---- NOTIFY (RFC 5465) -------------------------------------------------------------
+
+    def test_notify_pushes_changes_between_commands(self):
+        self.assertIn("NOTIFY", self.capabilities())
+        raw = self.raw_session()
+        box, other_box = self.name("NotifySel"), self.name("NotifyOther")
+        raw.ok(f'CREATE "{box}"')
+        raw.ok(f'CREATE "{other_box}"')
+        raw.ok(f'SELECT "{box}"')
+        lines = raw.ok("NOTIFY SET STATUS (SELECTED (MessageNew (UID FLAGS) MessageExpunge)) "
+                       "(PERSONAL (MessageNew MessageExpunge MailboxName SubscriptionChange))")
+        # RFC 5465 §3.1 STATUS: the other mailboxes' state at once.
+        self.assertIn(f'* STATUS "{other_box}" (MESSAGES 0 UIDNEXT 1 UNSEEN 0)\r\n'.encode(), lines)
+        other = self.login()
+
+        def wait_for(needle: bytes) -> bytes:
+            seen = b""
+            deadline = time.monotonic() + IO_TIMEOUT
+            while needle not in seen and time.monotonic() < deadline:
+                seen += raw.read_line()
+            return seen
+
+        # No command in progress: the server sends the changes as they happen (§5.2).
+        imap_check(other.append(f'"{other_box}"', None, None, message("n1")), "APPEND")
+        seen = wait_for(b"* STATUS")
+        self.assertIn(f'* STATUS "{other_box}" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'.encode(), seen)
+        imap_check(other.append(f'"{box}"', None, None, message("n2")), "APPEND")
+        seen = wait_for(b"FETCH")
+        self.assertIn(b"* 1 EXISTS", seen)
+        self.assertRegex(seen, rb"\* 1 FETCH \(UID 1 FLAGS \([^)]*\)\)")
+        # §5.4 MailboxName with OLDNAME, §5.5 SubscriptionChange.
+        renamed = other_box + "R"
+        imap_check(other.rename(f'"{other_box}"', f'"{renamed}"'), "RENAME")
+        seen = wait_for(b"OLDNAME")
+        self.assertIn(f'* LIST () "/" "{renamed}" ("OLDNAME" ("{other_box}"))'.encode(), seen)
+        imap_check(other.subscribe(f'"{renamed}"'), "SUBSCRIBE")
+        seen = wait_for(b"Subscribed")
+        self.assertIn(f'* LIST (\\Subscribed) "/" "{renamed}"'.encode(), seen)
+        # SELECTED: an expunge comes at once too.
+        imap_check(other.select(f'"{box}"'), "SELECT")
+        imap_check(other.store("1", "+FLAGS", "(\\Deleted)"), "STORE")
+        imap_check(other.expunge(), "EXPUNGE")
+        self.assertIn(b"* 1 EXPUNGE", wait_for(b"EXPUNGE"))
+        # NOTIFY NONE: quiet again until the next command.
+        raw.ok("NOTIFY NONE")
+        self.assertIn(b" BAD ", raw.command("NOTIFY SET (PERSONAL (MessageNew))")[-1])
+        self.assertIn(b" NO [BADEVENT", raw.command("NOTIFY SET (PERSONAL (Frobnicate))")[-1])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -125,11 +125,56 @@ pub enum CommandBody {
     },
     /// RFC 4467 §6.3
     UrlFetch(Vec<String>),
+    /// RFC 5465 §3: `NOTIFY NONE` (`None`) or `NOTIFY SET …`.
+    Notify(Option<NotifySet>),
     /// RFC 5464 §4.3: a `None` value removes the entry.
     SetMetadata {
         mailbox: String,
         entries: Vec<(String, Option<Vec<u8>>)>,
     },
+}
+
+/// RFC 5465 §3.1 `NOTIFY SET [STATUS] event-groups`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySet {
+    /// `STATUS`: send the current STATUS of the mailboxes with message events at once.
+    pub status: bool,
+    pub groups: Vec<NotifyGroup>,
+}
+
+/// One `"(" filter-mailboxes SP events ")"`; no events is `NONE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// RFC 5465 §6 mailbox filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    Subtree(Vec<String>),
+    Mailboxes(Vec<String>),
+}
+
+/// RFC 5465 §5 events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// With the FETCH items to send for each new message (SELECTED filters only).
+    MessageNew(Vec<FetchAttr>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    /// An event name this server does not know (`NO [BADEVENT]`).
+    Other(String),
 }
 
 /// RFC 5464 §4.2.2 `DEPTH`: the entry only, its children too, or everything below it.
@@ -189,6 +234,7 @@ impl CommandBody {
             CommandBody::GenUrlAuth(_) => "GENURLAUTH",
             CommandBody::ResetKey { .. } => "RESETKEY",
             CommandBody::UrlFetch(_) => "URLFETCH",
+            CommandBody::Notify(_) => "NOTIFY",
         }
     }
 }

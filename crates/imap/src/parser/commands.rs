@@ -62,6 +62,7 @@ pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody>
         "GENURLAUTH" => gen_url_auth(c)?,
         "RESETKEY" => reset_key(c)?,
         "URLFETCH" => url_fetch(c)?,
+        "NOTIFY" => notify(c)?,
         _ => return Err(ParseError::syntax(&format!("Unknown command {name}"))),
     };
     c.end()?;
@@ -709,4 +710,127 @@ fn url_fetch(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         return Err(ParseError::expected("URL"));
     }
     Ok(CommandBody::UrlFetch(urls))
+}
+
+/// Most event groups, events per group and mailboxes per filter of one NOTIFY.
+const MAX_NOTIFY_ITEMS: usize = 64;
+
+/// RFC 5465 §8: `notify = "NOTIFY" SP (notify-set / notify-none)`, `notify-set = "SET"
+/// [status-indicator] SP event-groups`, `event-group = "(" filter-mailboxes SP events ")"`.
+fn notify(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    match c.keyword("NOTIFY SET or NONE")?.as_str() {
+        "NONE" => return Ok(CommandBody::Notify(None)),
+        "SET" => {}
+        other => {
+            return Err(ParseError::syntax(&format!(
+                "NOTIFY {other}: expected SET or NONE"
+            )));
+        }
+    }
+    c.sp()?;
+    let status = c.try_word("STATUS ");
+    let mut groups = Vec::new();
+    loop {
+        if groups.len() >= MAX_NOTIFY_ITEMS {
+            return Err(ParseError::syntax("too many NOTIFY event groups"));
+        }
+        c.expect(b'(')?;
+        let filter = notify_filter(c)?;
+        c.sp()?;
+        let events = notify_events(c)?;
+        c.expect(b')')?;
+        groups.push(NotifyGroup { filter, events });
+        if !c.try_byte(b' ') {
+            break;
+        }
+    }
+    Ok(CommandBody::Notify(Some(NotifySet { status, groups })))
+}
+
+/// `filter-mailboxes = "SELECTED" / "SELECTED-DELAYED" / "INBOXES" / "PERSONAL" /
+/// "SUBSCRIBED" / ("SUBTREE" SP one-or-more-mailbox) / ("MAILBOXES" SP one-or-more-mailbox)`.
+fn notify_filter(c: &mut Cursor<'_>) -> PResult<NotifyFilter> {
+    let name = c.keyword("NOTIFY filter")?;
+    Ok(match name.as_str() {
+        "SELECTED" => NotifyFilter::Selected,
+        "SELECTED-DELAYED" => NotifyFilter::SelectedDelayed,
+        "INBOXES" => NotifyFilter::Inboxes,
+        "PERSONAL" => NotifyFilter::Personal,
+        "SUBSCRIBED" => NotifyFilter::Subscribed,
+        "SUBTREE" | "MAILBOXES" => {
+            c.sp()?;
+            let mut names = Vec::new();
+            if c.try_byte(b'(') {
+                loop {
+                    if names.len() >= MAX_NOTIFY_ITEMS {
+                        return Err(ParseError::syntax("too many mailboxes in a NOTIFY filter"));
+                    }
+                    names.push(mailbox_name(c)?);
+                    if c.try_byte(b')') {
+                        break;
+                    }
+                    c.sp()?;
+                }
+            } else {
+                names.push(mailbox_name(c)?);
+            }
+            if name == "SUBTREE" {
+                NotifyFilter::Subtree(names)
+            } else {
+                NotifyFilter::Mailboxes(names)
+            }
+        }
+        other => {
+            return Err(ParseError::syntax(&format!(
+                "unknown NOTIFY filter {other}"
+            )));
+        }
+    })
+}
+
+/// `events = ( "(" event *(SP event) ")" ) / "NONE"`, `message-new = "MessageNew" [SP "("
+/// fetch-att *(SP fetch-att) ")"]`.
+fn notify_events(c: &mut Cursor<'_>) -> PResult<Vec<NotifyEvent>> {
+    if c.try_word("NONE") {
+        return Ok(Vec::new());
+    }
+    c.expect(b'(')?;
+    let mut events = Vec::new();
+    loop {
+        if events.len() >= MAX_NOTIFY_ITEMS {
+            return Err(ParseError::syntax("too many NOTIFY events"));
+        }
+        let name = c.keyword("NOTIFY event")?;
+        events.push(match name.as_str() {
+            "MESSAGENEW" => {
+                let mut attrs = Vec::new();
+                if c.try_word(" (") {
+                    loop {
+                        if attrs.len() >= MAX_NOTIFY_ITEMS {
+                            return Err(ParseError::syntax("too many FETCH items in MessageNew"));
+                        }
+                        attrs.push(fetch::fetch_att(c)?);
+                        if c.try_byte(b')') {
+                            break;
+                        }
+                        c.sp()?;
+                    }
+                }
+                NotifyEvent::MessageNew(attrs)
+            }
+            "MESSAGEEXPUNGE" => NotifyEvent::MessageExpunge,
+            "FLAGCHANGE" => NotifyEvent::FlagChange,
+            "ANNOTATIONCHANGE" => NotifyEvent::AnnotationChange,
+            "MAILBOXNAME" => NotifyEvent::MailboxName,
+            "SUBSCRIPTIONCHANGE" => NotifyEvent::SubscriptionChange,
+            "MAILBOXMETADATACHANGE" => NotifyEvent::MailboxMetadataChange,
+            "SERVERMETADATACHANGE" => NotifyEvent::ServerMetadataChange,
+            _ => NotifyEvent::Other(name),
+        });
+        if c.try_byte(b')') {
+            return Ok(events);
+        }
+        c.sp()?;
+    }
 }

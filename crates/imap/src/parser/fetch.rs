@@ -84,7 +84,7 @@ pub(super) fn fetch(c: &mut Cursor<'_>, uid: bool) -> PResult<FetchCommand> {
     Ok(cmd)
 }
 
-fn fetch_att(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
+pub(super) fn fetch_att(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
     let name = c.fetch_att_name();
     Ok(match name.as_str() {
         "ENVELOPE" => FetchAttr::Envelope,

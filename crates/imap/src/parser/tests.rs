@@ -1082,3 +1082,42 @@ fn urlauth_commands_parse() {
     parse_err("a URLFETCH");
     parse_err(&format!("a URLFETCH {}", vec!["u"; 33].join(" ")));
 }
+
+#[test]
+fn notify_commands_parse() {
+    // RFC 5465 §8
+    assert_eq!(parse_ok("a NOTIFY NONE"), CommandBody::Notify(None));
+    let CommandBody::Notify(Some(set)) = parse_ok(
+        "a NOTIFY SET STATUS (SELECTED (MessageNew (UID BODY.PEEK[HEADER.FIELDS (From)]) MessageExpunge)) (SUBTREE (Lists \"Work\") (MailboxName)) (MAILBOXES INBOX NONE)",
+    ) else {
+        panic!("not a NOTIFY SET");
+    };
+    assert!(set.status);
+    assert_eq!(set.groups.len(), 3);
+    assert_eq!(set.groups[0].filter, NotifyFilter::Selected);
+    assert!(matches!(&set.groups[0].events[0], NotifyEvent::MessageNew(a) if a.len() == 2));
+    assert_eq!(
+        set.groups[1].filter,
+        NotifyFilter::Subtree(vec!["Lists".into(), "Work".into()])
+    );
+    assert_eq!(set.groups[1].events, vec![NotifyEvent::MailboxName]);
+    assert_eq!(
+        set.groups[2],
+        NotifyGroup {
+            filter: NotifyFilter::Mailboxes(vec!["INBOX".into()]),
+            events: vec![]
+        }
+    );
+    let CommandBody::Notify(Some(set)) = parse_ok("a NOTIFY SET (PERSONAL (Frob))") else {
+        panic!("not a NOTIFY SET");
+    };
+    assert_eq!(
+        set.groups[0].events,
+        vec![NotifyEvent::Other("FROB".into())]
+    );
+    parse_err("a NOTIFY");
+    parse_err("a NOTIFY SET");
+    parse_err("a NOTIFY SET (ELSEWHERE (MailboxName))");
+    parse_err("a NOTIFY SET (PERSONAL MailboxName)");
+    parse_err("a NOTIFY ON");
+}

@@ -60,6 +60,7 @@ impl Session {
             "METADATA-SERVER",
             "CATENATE",
             "URLAUTH",
+            "NOTIFY",
         ]);
         caps.join(" ")
     }

@@ -14,6 +14,7 @@ mod letter_tests;
 mod list;
 mod mailboxes;
 mod metadata;
+mod notify;
 mod recent;
 #[cfg(test)]
 mod savedate_tests;
@@ -310,6 +311,8 @@ pub struct Session {
     spill: Option<mpsc::Sender<Vec<u8>>>,
     /// How custom keywords are shown (the case IMAP clients first wrote them in).
     pub(crate) keyword_case: KeywordCase,
+    /// RFC 5465 NOTIFY SET of this session (boxed: rare).
+    pub(crate) notify: Option<Box<notify::NotifyState>>,
 }
 
 impl Session {
@@ -336,6 +339,7 @@ impl Session {
             pending_tag: None,
             spill: None,
             keyword_case: KeywordCase::default(),
+            notify: None,
         }
     }
 
@@ -563,15 +567,18 @@ impl Session {
                 mechanisms,
             } => self.cmd_reset_key(mailbox.as_deref(), &mechanisms).await,
             CommandBody::UrlFetch(urls) => self.cmd_url_fetch(&urls, out).await,
+            CommandBody::Notify(set) => self.cmd_notify(set, out).await,
         };
         if !condstore_before && self.enabled.condstore && !is_select {
             self.announce_highest_modseq(out);
         }
         // Report other sessions' changes before the tagged response (RFC 9051 §5.2).
+        let notify_before = self.notify_selected_before();
         if let Err(e) = self.sync(out, allow_expunge).await {
             tracing::warn!(error = %e, "IMAP: could not refresh the selected mailbox");
         }
         self.context_updates(out).await;
+        self.notify_after_sync(notify_before, out).await;
         self.finish(&tag, name, result, out)
     }
 
@@ -742,10 +749,12 @@ impl Session {
 
     /// While IDLE: report what changed (RFC 2177: untagged responses at once).
     pub async fn idle_update(&mut self, out: &mut Vec<u8>) {
+        let notify_before = self.notify_selected_before();
         if let Err(e) = self.sync(out, true).await {
             tracing::warn!(error = %e, "IMAP: could not refresh during IDLE");
         }
         self.context_updates(out).await;
+        self.notify_after_sync(notify_before, out).await;
     }
 
     /// The client ended IDLE with `line` (should be `DONE`, RFC 2177 §3).

@@ -35,6 +35,13 @@ impl T {
         }
     }
 
+    /// What the shell sends between commands when a change arrives with NOTIFY on.
+    pub(super) async fn between_commands(&mut self) -> String {
+        let mut out = Vec::new();
+        self.s.notify_between_commands(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// Lowers the APPEND size limit of this session (for limit tests).
     pub(super) fn set_max_literal(&mut self, max: usize) {
         let mut cfg = (*self.s.cfg).clone();
