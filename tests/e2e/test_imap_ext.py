@@ -647,6 +647,8 @@ class ImapExtTest(ServerTestCase):
         self.assertIn(b" NIL", b"".join(bob.ok(f'URLFETCH "{forged}"')))
         moved = for_bob.replace(";UID=1/", ";UID=2/")
         self.assertIn(b" NIL", b"".join(bob.ok(f'URLFETCH "{moved}"')))
+        # RFC 4469 §5: Bob may also CATENATE it into his own mailbox.
+        bob.ok(f'APPEND INBOX CATENATE (TEXT {{2+}}\r\n\r\n URL "{for_bob}")')
         # authuser: any user of this server.
         anyone = generate("authuser")
         self.assertIn(b"the text", b"".join(bob.ok(f'URLFETCH "{anyone}"')))

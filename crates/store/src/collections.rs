@@ -54,6 +54,10 @@ pub mod names {
     /// id, so RENAME keeps them; deleting the mailbox deletes its item.
     pub const IMAP_METADATA: &str = "imap-metadata";
 
+    /// IMAP URLAUTH (RFC 4467) mailbox access keys: item id = the mailbox id, value = the
+    /// key in hex. Deleting the mailbox deletes its key.
+    pub const IMAP_URLAUTH_KEYS: &str = "imap-urlauth-keys";
+
     /// The [`IMAP_METADATA`] item of one mailbox.
     pub fn imap_metadata_item(mailbox: crate::MailboxId) -> String {
         format!("mailbox:{}", mailbox.0)

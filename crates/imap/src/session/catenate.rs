@@ -50,6 +50,14 @@ impl Session {
         };
         let u: MessageUrl =
             imapurl::parse(url).ok_or_else(|| bad("not an IMAP URL of a message"))?;
+        // RFC 4469 §5 with RFC 4467: a URLAUTH-authorized URL is resolved as URLFETCH
+        // would (it may name another user's message it authorizes this user to read).
+        if u.urlauth.is_some() {
+            return self
+                .url_fetch_one(url)
+                .await?
+                .ok_or_else(|| bad("the URLAUTH authorization is not valid for this user"));
+        }
         // Absolute URLs must name this server and this user: no other user's mailbox can be
         // read here.
         if let Some(host) = &u.host
@@ -61,9 +69,6 @@ impl Session {
             && !user.eq_ignore_ascii_case(&self.authed()?.account.address)
         {
             return Err(bad("the URL names another user's mailbox"));
-        }
-        if u.urlauth.is_some() {
-            return Err(bad("URLAUTH-authorized URLs are not accepted in CATENATE"));
         }
         let name = crate::parser::normalize_inbox(u.mailbox.clone());
         let mailbox = self
@@ -162,6 +167,32 @@ mod tests {
         let out = t.ok("f2 FETCH 3:4 BODY.PEEK[]").await;
         assert!(out.contains("BODY[] {4}\r\nFrom"), "{out}");
         assert!(out.contains("BODY[] {3}\r\nabc"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn catenate_takes_urlauth_urls_it_may_fetch() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut t, _, _) = logged_in(dir.path()).await;
+        t.append("INBOX", "", FIRST).await;
+        let rump = "imap://alice%40example.test@localhost/INBOX/;UID=1/;SECTION=1;URLAUTH=authuser";
+        let out = t.ok(&format!("g GENURLAUTH \"{rump}\" INTERNAL")).await;
+        let url = out
+            .lines()
+            .find_map(|l| l.strip_prefix("* GENURLAUTH "))
+            .expect("generated")
+            .trim_matches('"')
+            .to_string();
+        t.ok(&format!("a APPEND INBOX CATENATE (URL \"{url}\")"))
+            .await;
+        t.ok("s SELECT INBOX").await;
+        let out = t.ok("f FETCH 2 BODY.PEEK[]").await;
+        assert!(out.contains("part one"), "{out}");
+        // A forged token is a BADURL.
+        let forged = format!("{}0000", &url[..url.len() - 4]);
+        let out = t
+            .run(&format!("b APPEND INBOX CATENATE (URL \"{forged}\")"))
+            .await;
+        assert!(out.contains("b NO [BADURL "), "{out}");
     }
 
     #[tokio::test]

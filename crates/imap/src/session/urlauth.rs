@@ -21,8 +21,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// The account collection of URLAUTH mailbox access keys (item id = mailbox id, value =
-/// the key in hex).
-pub(crate) const URLAUTH_KEYS: &str = "imap-urlauth-keys";
+/// the key in hex); the store deletes a mailbox's key with the mailbox.
+pub(crate) const URLAUTH_KEYS: &str = bulwark_store::collections::names::IMAP_URLAUTH_KEYS;
 
 /// The one mechanism (RFC 4467 §6.1: INTERNAL MUST be supported).
 const INTERNAL: &str = "INTERNAL";
@@ -311,7 +311,7 @@ impl Session {
     }
 
     /// The data of one authorized URL, `None` when it does not authorize this session.
-    async fn url_fetch_one(&self, url: &str) -> Result<Option<Vec<u8>>, CmdError> {
+    pub(super) async fn url_fetch_one(&self, url: &str) -> Result<Option<Vec<u8>>, CmdError> {
         let Some(UrlAuth {
             rump,
             expire,

@@ -668,6 +668,13 @@ pub async fn mailbox_delete_drops_its_imap_metadata(store: Arc<dyn Store>) {
         })
         .collect();
     store.collection_write(a, writes).await.expect("write");
+    let key = ItemWrite::put(
+        names::IMAP_URLAUTH_KEYS,
+        &doomed.id.0.to_string(),
+        Expect::Any,
+        "00ff".to_string(),
+    );
+    store.collection_write(a, vec![key]).await.expect("key");
     store
         .mailbox_rename(a, doomed.id, "Renamed")
         .await
@@ -698,6 +705,12 @@ pub async fn mailbox_delete_drops_its_imap_metadata(store: Arc<dyn Store>) {
         changes.destroyed,
         vec![names::imap_metadata_item(doomed.id)]
     );
+    // Its URLAUTH key (RFC 4467) goes with it too.
+    let keys = store
+        .collection_get(a, names::IMAP_URLAUTH_KEYS, None)
+        .await
+        .expect("keys");
+    assert!(keys.is_empty(), "{keys:?}");
     // A mailbox without entries deletes as before.
     store.mailbox_delete(a, kept.id).await.expect("delete");
 }

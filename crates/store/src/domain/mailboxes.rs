@@ -112,25 +112,18 @@ pub async fn mailbox_delete<T: WriteTx>(
     tx.delete_mailbox(id).await?;
     tx.log(account, modseq, Kind::Mailbox, id.0, Op::Destroyed)
         .await?;
-    // RFC 5464 §3.2: a mailbox's METADATA entries go with it.
-    let item = names::imap_metadata_item(id);
-    if tx
-        .item_version(account, names::IMAP_METADATA, &item)
-        .await?
-        .is_some()
-    {
-        tx.delete_item(account, names::IMAP_METADATA, &item).await?;
-        tx.set_item_blobs(account, names::IMAP_METADATA, &item, &[])
-            .await?;
-        tx.log_item(
-            account,
-            names::IMAP_METADATA,
-            modseq,
-            &item,
-            OP_DELETE,
-            true,
-        )
-        .await?;
+    // RFC 5464 §3.2: a mailbox's METADATA entries go with it, and so does its URLAUTH
+    // access key (RFC 4467 §3).
+    for (collection, item) in [
+        (names::IMAP_METADATA, names::imap_metadata_item(id)),
+        (names::IMAP_URLAUTH_KEYS, id.0.to_string()),
+    ] {
+        if tx.item_version(account, collection, &item).await?.is_some() {
+            tx.delete_item(account, collection, &item).await?;
+            tx.set_item_blobs(account, collection, &item, &[]).await?;
+            tx.log_item(account, collection, modseq, &item, OP_DELETE, true)
+                .await?;
+        }
     }
     tx.touch_mailbox(account, id, modseq).await
 }
