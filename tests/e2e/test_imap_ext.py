@@ -707,6 +707,14 @@ class ImapExtTest(ServerTestCase):
         imap_check(other.store("1", "+FLAGS", "(\\Deleted)"), "STORE")
         imap_check(other.expunge(), "EXPUNGE")
         self.assertIn(b"* 1 EXPUNGE", wait_for(b"EXPUNGE"))
+        # While IDLE, other mailboxes' changes come too.
+        raw.send(b"I1 IDLE\r\n")
+        self.assertTrue(raw.read_line().startswith(b"+ "))
+        imap_check(other.append(f'"{renamed}"', None, None, message("n3")), "APPEND")
+        seen = wait_for(b"* STATUS")
+        self.assertIn(f'* STATUS "{renamed}" (MESSAGES 2 UIDNEXT 3 UNSEEN 2)'.encode(), seen)
+        raw.send(b"DONE\r\n")
+        self.assertIn(b"I1 OK", raw.read_response("I1")[-1])
         # NOTIFY NONE: quiet again until the next command.
         raw.ok("NOTIFY NONE")
         self.assertIn(b" BAD ", raw.command("NOTIFY SET (PERSONAL (MessageNew))")[-1])

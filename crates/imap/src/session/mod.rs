@@ -714,8 +714,12 @@ impl Session {
         crate::response::mutf7_decode(name).unwrap_or_else(|| name.to_string())
     }
 
-    /// While IDLE: wait until a change that concerns this session arrives.
+    /// While IDLE: wait until a change that concerns this session arrives (with NOTIFY
+    /// on, RFC 5465: a change of any of the account's mailboxes).
     pub async fn wait_for_change(&mut self) {
+        if self.notify.is_some() {
+            return self.wait_for_any_change().await;
+        }
         let selected_id = match &self.state {
             State::Selected(_, s) => Some(s.id),
             _ => None,

@@ -506,6 +506,22 @@ mod tests {
             out.contains("* LIST (\\Subscribed) \"/\" \"Job\"\r\n"),
             "{out}"
         );
+        // While IDLE, another mailbox's change wakes the session too (older changes drained
+        // first).
+        let short = std::time::Duration::from_millis(50);
+        while tokio::time::timeout(short, t.wait_for_change())
+            .await
+            .is_ok()
+        {}
+        other.append("Job", "", "Subject: w\r\n\r\nbody\r\n").await;
+        let woke =
+            tokio::time::timeout(std::time::Duration::from_secs(5), t.wait_for_change()).await;
+        assert!(woke.is_ok(), "IDLE did not wake for another mailbox");
+        let out = t.idle_update().await;
+        assert!(
+            out.contains("* STATUS \"Job\" (MESSAGES 2 UIDNEXT 3 UNSEEN 2)"),
+            "{out}"
+        );
         // NOTIFY NONE stops it.
         t.ok("n2 NOTIFY NONE").await;
         other.append("Job", "", "Subject: z\r\n\r\nbody\r\n").await;

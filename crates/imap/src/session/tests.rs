@@ -42,6 +42,18 @@ impl T {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// What IDLE waits for.
+    pub(super) async fn wait_for_change(&mut self) {
+        self.s.wait_for_change().await
+    }
+
+    /// What IDLE sends after a change.
+    pub(super) async fn idle_update(&mut self) -> String {
+        let mut out = Vec::new();
+        self.s.idle_update(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// Lowers the APPEND size limit of this session (for limit tests).
     pub(super) fn set_max_literal(&mut self, max: usize) {
         let mut cfg = (*self.s.cfg).clone();
