@@ -261,6 +261,43 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_pieces_never_panic() {
+        // A cheap stand-in for fuzz/fuzz_targets/imap_url.rs in every test run.
+        const PIECES: [&str; 16] = [
+            "imap://",
+            "/",
+            ";UID=",
+            ";UIDVALIDITY=",
+            "/;SECTION=",
+            "/;PARTIAL=",
+            ";URLAUTH=",
+            ";EXPIRE=",
+            ":",
+            "@",
+            "%",
+            "%4",
+            "%41",
+            "é",
+            "1.2",
+            "0",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..5000 {
+            let mut s = String::new();
+            for _ in 0..(seed % 9) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                s.push_str(PIECES[(seed % PIECES.len() as u64) as usize]);
+            }
+            let _ = parse(&s);
+            let _ = split_urlauth(&s);
+            let _ = crate::parser::parse_section(&s);
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    #[test]
     fn malformed_urls_are_refused() {
         for bad in [
             "",
