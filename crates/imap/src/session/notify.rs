@@ -198,8 +198,15 @@ impl Session {
     ) {
         out.extend_from_slice(b"* STATUS ");
         write_mailbox(out, &m.name, self.utf8());
+        // RFC 5465 §5.2: with CONDSTORE on, HIGHESTMODSEQ too.
+        let modseq = if self.enabled.condstore {
+            format!(" HIGHESTMODSEQ {}", m.highest_modseq)
+        } else {
+            String::new()
+        };
         out.extend_from_slice(
-            format!(" (MESSAGES {messages} UIDNEXT {uid_next} UNSEEN {unseen})\r\n").as_bytes(),
+            format!(" (MESSAGES {messages} UIDNEXT {uid_next} UNSEEN {unseen}{modseq})\r\n")
+                .as_bytes(),
         );
     }
 
@@ -371,9 +378,14 @@ impl Session {
                     let st = self.store.mailbox_status(account, m.id).await?;
                     let fresh = (st.messages, st.uid_next.0, st.unseen);
                     let flags = wants(|e| matches!(e, NotifyEvent::FlagChange));
+                    // RFC 5465 §5.3 FlagChange: UNSEEN, and with CONDSTORE any flag
+                    // change (HIGHESTMODSEQ moved).
+                    let condstore = self.enabled.condstore;
                     let changed = match counts {
                         Some((msgs, next, unseen)) => {
-                            msgs != fresh.0 || next != fresh.1 || (flags && unseen != fresh.2)
+                            msgs != fresh.0
+                                || next != fresh.1
+                                || (flags && (unseen != fresh.2 || condstore))
                         }
                         None => old.is_some(),
                     };
@@ -527,6 +539,40 @@ mod tests {
         other.append("Job", "", "Subject: z\r\n\r\nbody\r\n").await;
         let out = t.ok("b4 NOOP").await;
         assert!(!out.contains("* STATUS"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn flag_changes_elsewhere_come_as_status_with_highestmodseq() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut t, _, _) = logged_in(dir.path()).await;
+        t.ok("c CREATE Work").await;
+        t.append("Work", "", "Subject: x\r\n\r\nbody\r\n").await;
+        t.ok("e ENABLE CONDSTORE").await;
+        t.ok("n NOTIFY SET (PERSONAL (MessageNew MessageExpunge FlagChange))")
+            .await;
+        let mut other = T::new_like(&t);
+        other.share_feeds_with(&t);
+        other
+            .ok(&format!(
+                "l LOGIN {} \"{}\"",
+                super::super::tests_support::USER,
+                super::super::tests_support::PASSWORD
+            ))
+            .await;
+        other.ok("s SELECT Work").await;
+        other.ok("f STORE 1 +FLAGS (\\Seen)").await;
+        // RFC 5465 §5.3: UNSEEN went down; with CONDSTORE the STATUS carries HIGHESTMODSEQ.
+        let out = t.ok("a NOOP").await;
+        assert!(
+            out.contains("* STATUS \"Work\" (MESSAGES 1 UIDNEXT 2 UNSEEN 0 HIGHESTMODSEQ "),
+            "{out}"
+        );
+        other.ok("f2 STORE 1 +FLAGS (\\Flagged)").await;
+        let out = t.ok("b NOOP").await;
+        assert!(
+            out.contains("* STATUS \"Work\" (MESSAGES 1 UIDNEXT 2 UNSEEN 0 HIGHESTMODSEQ "),
+            "{out}"
+        );
     }
 
     #[tokio::test]
