@@ -674,7 +674,8 @@ class ImapExtTest(ServerTestCase):
         raw.ok(f'CREATE "{other_box}"')
         raw.ok(f'SELECT "{box}"')
         lines = raw.ok("NOTIFY SET STATUS (SELECTED (MessageNew (UID FLAGS) MessageExpunge)) "
-                       "(PERSONAL (MessageNew MessageExpunge MailboxName SubscriptionChange))")
+                       "(PERSONAL (MessageNew MessageExpunge MailboxName SubscriptionChange "
+                       "MailboxMetadataChange ServerMetadataChange))")
         # RFC 5465 §3.1 STATUS: the other mailboxes' state at once.
         self.assertIn(f'* STATUS "{other_box}" (MESSAGES 0 UIDNEXT 1 UNSEEN 0)\r\n'.encode(), lines)
         other = self.login()
@@ -702,6 +703,11 @@ class ImapExtTest(ServerTestCase):
         imap_check(other.subscribe(f'"{renamed}"'), "SUBSCRIBE")
         seen = wait_for(b"Subscribed")
         self.assertIn(f'* LIST (\\Subscribed) "/" "{renamed}"'.encode(), seen)
+        # §5.7 MailboxMetadataChange: the changed entry names (RFC 5464 §4.4.2).
+        meta = self.raw_session()
+        meta.ok(f'SETMETADATA "{renamed}" (/private/comment "watched")')
+        seen = wait_for(b"* METADATA")
+        self.assertIn(f'* METADATA "{renamed}" "/private/comment"'.encode(), seen)
         # SELECTED: an expunge comes at once too.
         imap_check(other.select(f'"{box}"'), "SELECT")
         imap_check(other.store("1", "+FLAGS", "(\\Deleted)"), "STORE")

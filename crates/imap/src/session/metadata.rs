@@ -122,7 +122,40 @@ fn write_value(out: &mut Vec<u8>, value: &[u8], utf8: bool) {
     }
 }
 
+/// Every METADATA item of the account: item id → entry name → a digest of the value (what
+/// NOTIFY compares to see which entries changed, RFC 5465 §5.7–§5.8).
+pub(crate) type EntryDigests = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// The server's item id (for NOTIFY's ServerMetadataChange).
+pub(crate) fn is_server_item(item: &str) -> bool {
+    item == SERVER_ITEM
+}
+
 impl Session {
+    /// A digest of every METADATA entry of the account (see [`EntryDigests`]).
+    pub(crate) async fn metadata_digests(&self) -> Result<EntryDigests, CmdError> {
+        use std::hash::{Hash, Hasher};
+        let account = self.account_id()?;
+        let items = self
+            .store
+            .collection_get(account, names::IMAP_METADATA, None)
+            .await?;
+        let mut out = EntryDigests::new();
+        for item in items {
+            let entries = decode_entries(&item.value)?;
+            let digests = entries
+                .into_iter()
+                .map(|(k, v)| {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    v.hash(&mut h);
+                    (k, h.finish())
+                })
+                .collect();
+            out.insert(item.id, digests);
+        }
+        Ok(out)
+    }
+
     /// The collection item of the mailbox named `name` (`""`: the server), and the name
     /// as the client wrote it, decoded.
     async fn metadata_item(&self, name: &str) -> Result<(String, String), CmdError> {

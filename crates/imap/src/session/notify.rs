@@ -36,11 +36,13 @@ struct Reported {
 pub(crate) struct NotifyState {
     groups: Vec<NotifyGroup>,
     reported: HashMap<MailboxId, Reported>,
+    /// METADATA entries as last seen, when a group wants metadata events.
+    metadata: Option<super::metadata::EntryDigests>,
 }
 
 /// The events NOTIFY reports here (`NO [BADEVENT]` names them, RFC 5465 §3.1).
-const SUPPORTED: &str =
-    "BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)";
+const SUPPORTED: &str = "BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange \
+     MailboxMetadataChange ServerMetadataChange)";
 
 fn has(events: &[NotifyEvent], want: fn(&NotifyEvent) -> bool) -> bool {
     events.iter().any(want)
@@ -81,15 +83,10 @@ fn filter_matches(filter: &NotifyFilter, name: &str, role: Option<Role>, subscri
 /// RFC 5465 §3.1 / §5: checks a NOTIFY SET before it replaces the current one.
 fn check_set(set: &NotifySet) -> Result<(), CmdError> {
     for g in &set.groups {
-        if g.events.iter().any(|e| {
-            matches!(
-                e,
-                NotifyEvent::Other(_)
-                    | NotifyEvent::AnnotationChange
-                    | NotifyEvent::MailboxMetadataChange
-                    | NotifyEvent::ServerMetadataChange
-            )
-        }) {
+        if g.events
+            .iter()
+            .any(|e| matches!(e, NotifyEvent::Other(_) | NotifyEvent::AnnotationChange))
+        {
             return Err(CmdError::no(SUPPORTED, "NOTIFY: an event is not supported"));
         }
         let new = has(&g.events, |e| matches!(e, NotifyEvent::MessageNew(_)));
@@ -129,6 +126,18 @@ fn check_set(set: &NotifySet) -> Result<(), CmdError> {
 }
 
 impl NotifyState {
+    /// Does any group ask for METADATA changes (RFC 5465 §5.7–§5.8)?
+    fn wants_metadata(&self) -> bool {
+        self.groups.iter().any(|g| {
+            has(&g.events, |e| {
+                matches!(
+                    e,
+                    NotifyEvent::MailboxMetadataChange | NotifyEvent::ServerMetadataChange
+                )
+            })
+        })
+    }
+
     /// The SELECTED or SELECTED-DELAYED group, if any.
     fn selected_group(&self) -> Option<&NotifyGroup> {
         self.groups.iter().find(|g| is_selected_filter(&g.filter))
@@ -159,7 +168,11 @@ impl Session {
         let mut state = NotifyState {
             groups: set.groups,
             reported: HashMap::new(),
+            metadata: None,
         };
+        if state.wants_metadata() {
+            state.metadata = Some(self.metadata_digests().await?);
+        }
         let mailboxes = self.store.mailbox_list(self.account_id()?).await?;
         let selected = self.selected().ok().map(|s| s.id);
         for m in &mailboxes {
@@ -418,7 +431,75 @@ impl Session {
             }
         }
         state.reported = now;
+        if let Some(before) = state.metadata.take() {
+            let after = self.metadata_digests().await?;
+            self.notify_metadata(state, &mailboxes, &before, &after, out);
+            state.metadata = Some(after);
+        }
         Ok(())
+    }
+
+    /// RFC 5465 §5.7 MailboxMetadataChange, §5.8 ServerMetadataChange: `* METADATA mailbox
+    /// entry…` (RFC 5464 §4.4.2, the names only) for entries set, changed or removed.
+    fn notify_metadata(
+        &self,
+        state: &NotifyState,
+        mailboxes: &[Mailbox],
+        before: &super::metadata::EntryDigests,
+        after: &super::metadata::EntryDigests,
+        out: &mut Vec<u8>,
+    ) {
+        let empty = std::collections::BTreeMap::new();
+        let server_wanted = state.groups.iter().any(|g| {
+            has(&g.events, |e| {
+                matches!(e, NotifyEvent::ServerMetadataChange)
+            })
+        });
+        let selected = self.selected().ok();
+        let items: std::collections::BTreeSet<&String> =
+            before.keys().chain(after.keys()).collect();
+        for item in items {
+            let old = before.get(item).unwrap_or(&empty);
+            let new = after.get(item).unwrap_or(&empty);
+            let changed: Vec<&String> = old
+                .keys()
+                .chain(new.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|k| old.get(*k) != new.get(*k))
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            let name = if super::metadata::is_server_item(item) {
+                if !server_wanted {
+                    continue;
+                }
+                String::new()
+            } else {
+                let Some(m) = mailboxes.iter().find(|m| {
+                    bulwark_store::collections::names::imap_metadata_item(m.id) == **item
+                }) else {
+                    continue;
+                };
+                // The selected mailbox follows the SELECTED group, the others their filter.
+                let events = match (selected, state.selected_group()) {
+                    (Some(s), Some(g)) if s.id == m.id => g.events.as_slice(),
+                    _ => state.events_for(&m.name, m.role, m.subscribed),
+                };
+                if !has(events, |e| matches!(e, NotifyEvent::MailboxMetadataChange)) {
+                    continue;
+                }
+                m.name.clone()
+            };
+            out.extend_from_slice(b"* METADATA ");
+            write_mailbox(out, &name, self.utf8());
+            for entry in changed {
+                out.push(b' ');
+                crate::response::write_string(out, entry.as_bytes(), self.utf8());
+            }
+            out.extend_from_slice(b"\r\n");
+        }
     }
 
     /// Between commands with NOTIFY on: waits until the store reports any change of the
@@ -576,13 +657,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn metadata_changes_come_as_unsolicited_metadata() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut t, _, _) = logged_in(dir.path()).await;
+        t.ok("c CREATE Work").await;
+        t.ok("n NOTIFY SET (MAILBOXES Work (MailboxMetadataChange)) (PERSONAL (ServerMetadataChange))")
+            .await;
+        let mut other = T::new_like(&t);
+        other.share_feeds_with(&t);
+        other
+            .ok(&format!(
+                "l LOGIN {} \"{}\"",
+                super::super::tests_support::USER,
+                super::super::tests_support::PASSWORD
+            ))
+            .await;
+        // RFC 5465 §5.7 / §5.8 with RFC 5464 §4.4.2: the names of the changed entries.
+        other
+            .ok("m SETMETADATA Work (/private/comment \"a\" /shared/x \"b\")")
+            .await;
+        other
+            .ok("m2 SETMETADATA \"\" (/shared/admin \"mailto:a@x\")")
+            .await;
+        other
+            .ok("m3 SETMETADATA INBOX (/private/comment \"c\")")
+            .await;
+        let out = t.ok("a NOOP").await;
+        assert!(
+            out.contains("* METADATA \"Work\" \"/private/comment\" \"/shared/x\"\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("* METADATA \"\" \"/shared/admin\"\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("* METADATA \"INBOX\""), "{out}");
+        // A removal is a change too; nothing changed, nothing sent.
+        other.ok("m4 SETMETADATA Work (/shared/x NIL)").await;
+        let out = t.ok("b NOOP").await;
+        assert!(
+            out.contains("* METADATA \"Work\" \"/shared/x\"\r\n"),
+            "{out}"
+        );
+        let out = t.ok("c2 NOOP").await;
+        assert!(!out.contains("* METADATA"), "{out}");
+    }
+
+    #[tokio::test]
     async fn notify_set_is_checked() {
         let dir = tempfile::tempdir().expect("tmp");
         let (mut t, _, _) = logged_in(dir.path()).await;
         // RFC 5465 §3.1: unknown or unsupported events are NO [BADEVENT].
-        let out = t
-            .run("a NOTIFY SET (PERSONAL (MailboxMetadataChange))")
-            .await;
+        let out = t.run("a NOTIFY SET (PERSONAL (AnnotationChange))").await;
         assert!(out.contains("a NO [BADEVENT ("), "{out}");
         let out = t.run("b NOTIFY SET (PERSONAL (Frobnicate))").await;
         assert!(out.contains("b NO [BADEVENT ("), "{out}");
