@@ -8,10 +8,11 @@ import imaplib
 import re
 import time
 import unittest
+from datetime import datetime, timezone
 
 from imapclient import IMAPClient
 
-from harness import (ALICE, ALICE_PW, IO_TIMEOUT, LISTENERS, ServerTestCase, imap_check,
+from harness import (ALICE, ALICE_PW, BOB, BOB_PW, IO_TIMEOUT, LISTENERS, ServerTestCase, imap_check,
                      insecure_tls, safe_logout)
 from jmapclient import JmapHttp, basic_auth
 
@@ -455,6 +456,275 @@ class ImapExtTest(ServerTestCase):
             raw.ok("UID SEARCH RETURN (UPDATE COUNT) ALL")
         lines = raw.ok("UID SEARCH RETURN (UPDATE COUNT) ALL")
         self.assertTrue(any(b"NO [NOUPDATE" in l for l in lines), lines)
+
+
+    # ---- CONTEXT=SORT (RFC 5267 §4) ---------------------------------------------------
+
+    def test_context_sort_updates_at_sort_positions(self):
+        self.assertIn("CONTEXT=SORT", self.capabilities())
+        raw = self.raw_session()
+        box = self.name("CtxSort")
+        raw.ok(f'CREATE "{box}"')
+        for subject in ("delta", "alpha", "charlie"):
+            raw.ok(f'APPEND "{box}" '.encode() + self.literal(message(subject)))
+        raw.ok(f'SELECT "{box}"')
+        # RFC 5267 §4.3: the initial result in sort order.
+        lines = raw.ok("UID SORT RETURN (UPDATE) (SUBJECT) UTF-8 UNDELETED")
+        tag = lines[-1].split(b" ")[0].decode()
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ALL 2:3,1\r\n'.encode(), lines)
+        # RFC 5267 §4.3.2: another session's "bravo" (UID 4) is added at position 2.
+        other = self.login()
+        imap_check(other.append(f'"{box}"', None, None, message("bravo")), "APPEND")
+        text = b"".join(raw.ok("NOOP"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ADDTO (2 4)'.encode(), text)
+        # RFC 5267 §4.3.3: charlie (UID 3, position 3) leaves the result.
+        text = b"".join(raw.ok("UID STORE 3 +FLAGS.SILENT (\\Deleted)"))
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID REMOVEFROM (3 3)'.encode(), text)
+        # While IDLE, updates come at once: "aardvark" (UID 5) goes first.
+        raw.send(b"I1 IDLE\r\n")
+        self.assertTrue(raw.read_line().startswith(b"+ "))
+        imap_check(other.append(f'"{box}"', None, None, message("aardvark")), "APPEND")
+        seen = b""
+        deadline = time.monotonic() + IO_TIMEOUT
+        while b"ADDTO" not in seen and time.monotonic() < deadline:
+            seen += raw.read_line()
+        self.assertIn(f'* ESEARCH (TAG "{tag}") UID ADDTO (1 5)'.encode(), seen)
+        raw.send(b"DONE\r\n")
+        self.assertIn(b"I1 OK", raw.read_response("I1")[-1])
+        # The positions applied in order give the sorted result a fresh SORT returns.
+        lines = raw.ok("UID SORT RETURN (ALL) (SUBJECT) UTF-8 UNDELETED")
+        self.assertTrue(any(l.rstrip().endswith(b"ALL 5,2,4,1") for l in lines), lines)
+        # CANCELUPDATE ends it (RFC 5267 §4.3.5); UPDATE needs UID SORT.
+        raw.ok(f'CANCELUPDATE "{tag}"')
+        text = b"".join(raw.ok("UID STORE 3 -FLAGS.SILENT (\\Deleted)"))
+        self.assertNotIn(b"ADDTO", text)
+        self.assertIn(b" BAD ", raw.command("SORT RETURN (UPDATE) (SUBJECT) UTF-8 ALL")[-1])
+
+
+    # ---- SAVEDATE (RFC 8514) -----------------------------------------------------------
+
+    def test_savedate_fetch_and_search(self):
+        self.assertIn("SAVEDATE", self.capabilities())
+        c = self.client()
+        box, other = self.name("Saved"), self.name("SavedCopy")
+        c.create_folder(box)
+        c.create_folder(other)
+        old = datetime(2020, 1, 1, 10, 0, tzinfo=timezone.utc)
+        c.append(box, message("saved"), msg_time=old)
+        today = datetime.now(timezone.utc).date()
+        c.select_folder(box)
+        data = c.fetch(c.search("ALL"), ["INTERNALDATE", "SAVEDATE"])
+        self.assertEqual(len(data), 1, data)
+        uid, item = next(iter(data.items()))
+        # RFC 8514 §4.3: the save date is when APPEND placed it here, not its internal date.
+        self.assertEqual(item[b"INTERNALDATE"].year, 2020)
+        saved = datetime.strptime(item[b"SAVEDATE"].decode().strip(), "%d-%b-%Y %H:%M:%S %z")
+        self.assertEqual(saved.date(), today)
+        # RFC 8514 §4.2: SAVEDBEFORE/SAVEDON/SAVEDSINCE on the save date's day.
+        self.assertEqual(c.search(["SAVEDON", today]), [uid])
+        self.assertEqual(c.search(["SAVEDSINCE", today]), [uid])
+        self.assertEqual(c.search(["SAVEDBEFORE", today]), [])
+        self.assertEqual(c.search(["SINCE", today]), [])
+        self.assertEqual(c.search(["SAVEDATESUPPORTED"]), [uid])
+        # COPY places a copy into the other mailbox now (RFC 8514 §1).
+        c.copy([uid], other)
+        c.select_folder(other)
+        self.assertEqual(len(c.search(["SAVEDON", today])), 1)
+        data = c.fetch(c.search("ALL"), ["SAVEDATE"])
+        copied = next(iter(data.values()))[b"SAVEDATE"]
+        self.assertEqual(datetime.strptime(copied.decode().strip(), "%d-%b-%Y %H:%M:%S %z").date(), today)
+
+
+    # ---- METADATA, METADATA-SERVER (RFC 5464) -------------------------------------------
+
+    def test_metadata_server_and_mailbox_entries(self):
+        caps = self.capabilities()
+        self.assertIn("METADATA", caps)
+        self.assertIn("METADATA-SERVER", caps)
+        raw = self.raw_session()
+        box = self.name("Meta")
+        raw.ok(f'CREATE "{box}"')
+        # RFC 5464 §4.3 SETMETADATA, §4.2 GETMETADATA: server entries (mailbox "").
+        raw.ok('SETMETADATA "" (/shared/comment "Hello from the admin")')
+        text = b"".join(raw.ok('GETMETADATA "" /shared/comment'))
+        self.assertIn(b'* METADATA "" ("/shared/comment" "Hello from the admin")', text)
+        # Mailbox entries, with a literal value; DEPTH and MAXSIZE (§4.2.1, §4.2.2).
+        raw.ok(f'SETMETADATA "{box}" (/private/comment "mine" /shared/a/b '.encode()
+               + self.literal(b"nested value") + b")")
+        text = b"".join(raw.ok(f'GETMETADATA (DEPTH infinity) "{box}" (/shared /private)'))
+        self.assertIn(b'"/shared/a/b" "nested value"', text)
+        self.assertIn(b'"/private/comment" "mine"', text)
+        lines = raw.ok(f'GETMETADATA (MAXSIZE 5) "{box}" /shared/a/b')
+        self.assertIn(b"[METADATA LONGENTRIES 12]", lines[-1])
+        # Another client sees the same entries (stored in the account, not the session).
+        other = self.raw_session()
+        text = b"".join(other.ok(f'GETMETADATA "{box}" /private/comment'))
+        self.assertIn(b'"/private/comment" "mine"', text)
+        # RENAME keeps them; DELETE drops them (§3.2).
+        renamed = box + "R"
+        raw.ok(f'RENAME "{box}" "{renamed}"')
+        self.assertIn(b'"mine"', b"".join(raw.ok(f'GETMETADATA "{renamed}" /private/comment')))
+        raw.ok(f'DELETE "{renamed}"')
+        raw.ok(f'CREATE "{renamed}"')
+        self.assertIn(b'"/private/comment" NIL', b"".join(raw.ok(f'GETMETADATA "{renamed}" /private/comment')))
+        # NIL removes; limits answer with the RFC's response codes (§4.3).
+        raw.ok('SETMETADATA "" (/shared/comment NIL)')
+        self.assertIn(b'"/shared/comment" NIL', b"".join(raw.ok('GETMETADATA "" /shared/comment')))
+        big = b"x" * (32 * 1024 + 1)
+        reply = raw.command(b'SETMETADATA "" (/shared/big ' + self.literal(big) + b")")[-1]
+        self.assertIn(b"NO [METADATA MAXSIZE 32768]", reply)
+        many = " ".join(f'/shared/n{i} "v"' for i in range(101))
+        self.assertIn(b"NO [METADATA TOOMANY]", raw.command(f'SETMETADATA "" ({many})')[-1])
+        self.assertIn(b" BAD ", raw.command('SETMETADATA "" (/elsewhere/x "v")')[-1])
+        self.assertIn(b"NO [NONEXISTENT]", raw.command('GETMETADATA "NoSuchBox" /shared/x')[-1])
+
+
+    # ---- CATENATE (RFC 4469) -----------------------------------------------------------
+
+    def test_catenate_text_and_url_parts(self):
+        self.assertIn("CATENATE", self.capabilities())
+        raw = self.raw_session()
+        box, out = self.name("CatSrc"), self.name("CatOut")
+        raw.ok(f'CREATE "{box}"')
+        raw.ok(f'CREATE "{out}"')
+        source = (b"From: a@remote.test\r\nSubject: source\r\n"
+                  b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+                  b"--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+                  b"--b\r\nContent-Type: text/plain\r\n\r\nsecond part\r\n--b--\r\n")
+        raw.ok(f'APPEND "{box}" '.encode() + self.literal(source))
+        status = b"".join(raw.ok(f'STATUS "{box}" (UIDVALIDITY)'))
+        validity = int(re.search(rb"UIDVALIDITY (\d+)", status).group(1))
+        head = b"From: me@example.test\r\nSubject: built\r\n\r\n"
+        url = f"/{box};UIDVALIDITY={validity}/;UID=1/;SECTION=2"
+        # RFC 4469 §5: a TEXT part and a URL to a section of a stored message, and with
+        # MULTIAPPEND (RFC 3502) a second message that is a whole stored message.
+        lines = raw.ok(f'APPEND "{out}" CATENATE (TEXT '.encode() + self.literal(head)
+                       + f' URL "{url}") CATENATE (URL "/{box}/;UID=1")'.encode())
+        self.assertRegex(lines[-1], rb"\[APPENDUID \d+ 1:2\]")
+        c = self.client()
+        c.select_folder(out, readonly=True)
+        got = c.fetch([1, 2], ["BODY.PEEK[]"])
+        self.assertEqual(got[1][b"BODY[]"], head + b"second part")
+        self.assertEqual(got[2][b"BODY[]"], source)
+        # RFC 4469 §5: an unresolvable URL fails the APPEND with [BADURL url]; nothing is added.
+        reply = raw.command(f'APPEND "{out}" CATENATE (URL "/{box};UIDVALIDITY={validity + 1}/;UID=1")')[-1]
+        self.assertIn(f"NO [BADURL /{box};UIDVALIDITY={validity + 1}/;UID=1]".encode(), reply)
+        reply = raw.command(f'APPEND "{out}" CATENATE (URL "/{box}/;UID=77")')[-1]
+        self.assertIn(b"NO [BADURL", reply)
+        self.assertIn(b"MESSAGES 2", b"".join(raw.ok(f'STATUS "{out}" (MESSAGES)')))
+
+
+    # ---- URLAUTH (RFC 4467) ------------------------------------------------------------
+
+    def test_urlauth_genurlauth_urlfetch_resetkey(self):
+        self.assertIn("URLAUTH", self.capabilities())
+        raw = self.raw_session()
+        box = self.name("Auth")
+        raw.ok(f'CREATE "{box}"')
+        raw.ok(f'APPEND "{box}" '.encode() + self.literal(message("shared part", body="the text\r\n")))
+        owner = ALICE.replace("@", "%40")
+        base = f"imap://{owner}@mail.example.test/{box}/;UID=1/;SECTION=TEXT"
+
+        def generate(access: str) -> str:
+            text = b"".join(raw.ok(f'GENURLAUTH "{base};URLAUTH={access}" INTERNAL'))
+            m = re.search(rb'\* GENURLAUTH "([^"]+)"', text)
+            self.assertIsNotNone(m, text)
+            return m.group(1).decode()
+
+        # RFC 4467 §6.1: the rump signed with the mailbox key (INTERNAL mechanism).
+        for_bob = generate("user+" + BOB.replace("@", "%40"))
+        self.assertRegex(for_bob, r":internal:[0-9a-f]{64}$")
+        # §6.3: Bob may fetch it (reading Alice's message through the URL only); Alice
+        # may not (the access identifier names Bob).
+        bob = self.server.raw_imap()
+        bob.login(BOB, BOB_PW)
+        self.addCleanup(bob.close)
+        text = b"".join(bob.ok(f'URLFETCH "{for_bob}"'))
+        self.assertIn(b"{10}\r\nthe text\r\n", text)
+        self.assertIn(b" NIL", b"".join(raw.ok(f'URLFETCH "{for_bob}"')))
+        # A forged token or another message under the same token: NIL.
+        forged = for_bob[:-4] + ("0000" if not for_bob.endswith("0000") else "1111")
+        self.assertIn(b" NIL", b"".join(bob.ok(f'URLFETCH "{forged}"')))
+        moved = for_bob.replace(";UID=1/", ";UID=2/")
+        self.assertIn(b" NIL", b"".join(bob.ok(f'URLFETCH "{moved}"')))
+        # RFC 4469 §5: Bob may also CATENATE it into his own mailbox.
+        bob.ok(f'APPEND INBOX CATENATE (TEXT {{2+}}\r\n\r\n URL "{for_bob}")')
+        # authuser: any user of this server.
+        anyone = generate("authuser")
+        self.assertIn(b"the text", b"".join(bob.ok(f'URLFETCH "{anyone}"')))
+        # §6.2: RESETKEY voids every URL made before.
+        raw.ok(f'RESETKEY "{box}" INTERNAL')
+        self.assertIn(b" NIL", b"".join(bob.ok(f'URLFETCH "{anyone}"')))
+        fresh = generate("authuser")
+        raw.ok("RESETKEY")
+        self.assertIn(b" NIL", b"".join(bob.ok(f'URLFETCH "{fresh}"')))
+        # Only the owner may authorize, and only absolute URLs with ;URLAUTH=.
+        bob_gen = bob.command(f'GENURLAUTH "{base};URLAUTH=authuser" INTERNAL')[-1]
+        self.assertIn(b"NO [BADURL", bob_gen)
+        self.assertIn(b"NO [BADURL", raw.command(f'GENURLAUTH "/{box}/;UID=1;URLAUTH=authuser" INTERNAL')[-1])
+
+
+    # ---- NOTIFY (RFC 5465) -------------------------------------------------------------
+
+    def test_notify_pushes_changes_between_commands(self):
+        self.assertIn("NOTIFY", self.capabilities())
+        raw = self.raw_session()
+        box, other_box = self.name("NotifySel"), self.name("NotifyOther")
+        raw.ok(f'CREATE "{box}"')
+        raw.ok(f'CREATE "{other_box}"')
+        raw.ok(f'SELECT "{box}"')
+        lines = raw.ok("NOTIFY SET STATUS (SELECTED (MessageNew (UID FLAGS) MessageExpunge)) "
+                       "(PERSONAL (MessageNew MessageExpunge MailboxName SubscriptionChange "
+                       "MailboxMetadataChange ServerMetadataChange))")
+        # RFC 5465 §3.1 STATUS: the other mailboxes' state at once.
+        self.assertIn(f'* STATUS "{other_box}" (MESSAGES 0 UIDNEXT 1 UNSEEN 0)\r\n'.encode(), lines)
+        other = self.login()
+
+        def wait_for(needle: bytes) -> bytes:
+            seen = b""
+            deadline = time.monotonic() + IO_TIMEOUT
+            while needle not in seen and time.monotonic() < deadline:
+                seen += raw.read_line()
+            return seen
+
+        # No command in progress: the server sends the changes as they happen (§5.2).
+        imap_check(other.append(f'"{other_box}"', None, None, message("n1")), "APPEND")
+        seen = wait_for(b"* STATUS")
+        self.assertIn(f'* STATUS "{other_box}" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)'.encode(), seen)
+        imap_check(other.append(f'"{box}"', None, None, message("n2")), "APPEND")
+        seen = wait_for(b"FETCH")
+        self.assertIn(b"* 1 EXISTS", seen)
+        self.assertRegex(seen, rb"\* 1 FETCH \(UID 1 FLAGS \([^)]*\)\)")
+        # §5.4 MailboxName with OLDNAME, §5.5 SubscriptionChange.
+        renamed = other_box + "R"
+        imap_check(other.rename(f'"{other_box}"', f'"{renamed}"'), "RENAME")
+        seen = wait_for(b"OLDNAME")
+        self.assertIn(f'* LIST () "/" "{renamed}" ("OLDNAME" ("{other_box}"))'.encode(), seen)
+        imap_check(other.subscribe(f'"{renamed}"'), "SUBSCRIBE")
+        seen = wait_for(b"Subscribed")
+        self.assertIn(f'* LIST (\\Subscribed) "/" "{renamed}"'.encode(), seen)
+        # §5.7 MailboxMetadataChange: the changed entry names (RFC 5464 §4.4.2).
+        meta = self.raw_session()
+        meta.ok(f'SETMETADATA "{renamed}" (/private/comment "watched")')
+        seen = wait_for(b"* METADATA")
+        self.assertIn(f'* METADATA "{renamed}" "/private/comment"'.encode(), seen)
+        # SELECTED: an expunge comes at once too.
+        imap_check(other.select(f'"{box}"'), "SELECT")
+        imap_check(other.store("1", "+FLAGS", "(\\Deleted)"), "STORE")
+        imap_check(other.expunge(), "EXPUNGE")
+        self.assertIn(b"* 1 EXPUNGE", wait_for(b"EXPUNGE"))
+        # While IDLE, other mailboxes' changes come too.
+        raw.send(b"I1 IDLE\r\n")
+        self.assertTrue(raw.read_line().startswith(b"+ "))
+        imap_check(other.append(f'"{renamed}"', None, None, message("n3")), "APPEND")
+        seen = wait_for(b"* STATUS")
+        self.assertIn(f'* STATUS "{renamed}" (MESSAGES 2 UIDNEXT 3 UNSEEN 2)'.encode(), seen)
+        raw.send(b"DONE\r\n")
+        self.assertIn(b"I1 OK", raw.read_response("I1")[-1])
+        # NOTIFY NONE: quiet again until the next command.
+        raw.ok("NOTIFY NONE")
+        self.assertIn(b" BAD ", raw.command("NOTIFY SET (PERSONAL (MessageNew))")[-1])
+        self.assertIn(b" NO [BADEVENT", raw.command("NOTIFY SET (PERSONAL (Frobnicate))")[-1])
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@
 
 mod config;
 mod feed;
+pub mod imapurl;
 pub mod limits;
 pub mod message;
 pub(crate) mod objectid;

@@ -330,7 +330,32 @@ impl Conn {
     /// Reads more bytes into the parser; on the autologout timer, says BYE.
     async fn read_more(&mut self) -> Result<(), ConnError> {
         let deadline = self.read_deadline();
-        match tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf)).await {
+        let read = tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf)).await;
+        self.after_read(read).await
+    }
+
+    /// Between commands with NOTIFY on (RFC 5465): reads the next command, or sends what
+    /// changed as soon as the store reports it.
+    async fn read_or_notify(&mut self) -> Result<(), ConnError> {
+        let deadline = self.read_deadline();
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            read = tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf)) => {
+                self.after_read(read).await
+            }
+            () = self.session.wait_for_any_change() => {
+                self.session.notify_between_commands(&mut self.out).await;
+                self.flush().await
+            }
+            () = until_draining(&mut shutdown) => self.bye_shutting_down().await,
+        }
+    }
+
+    async fn after_read(
+        &mut self,
+        read: Result<std::io::Result<usize>, tokio::time::error::Elapsed>,
+    ) -> Result<(), ConnError> {
+        match read {
             Ok(Ok(0)) => Err(ConnError::Closed),
             Ok(Ok(n)) => {
                 self.parser.feed(&self.buf[..n]);
@@ -362,6 +387,13 @@ impl Conn {
                 Event::NeedMoreData if self.parser.buffered() == 0 => {
                     if *self.shutdown.borrow() {
                         return self.bye_shutting_down().await;
+                    }
+                    if self.session.notify_active() {
+                        self.read_or_notify().await?;
+                        if *self.shutdown.borrow() {
+                            return Ok(());
+                        }
+                        continue;
                     }
                     let mut shutdown = self.shutdown.clone();
                     tokio::select! {

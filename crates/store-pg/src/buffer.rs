@@ -22,7 +22,8 @@ pub(crate) struct Buffered {
     blobs_seen: HashSet<String>,
     emails: Emails,
     envelopes: (Vec<i64>, Vec<Vec<u8>>),
-    memberships: [Vec<i64>; 4],
+    /// mailbox, uid, email, modseq, saved_at (RFC 8514 SAVEDATE).
+    memberships: [Vec<i64>; 5],
     changes: [Vec<i64>; 5],
     /// (account, Message-ID) → thread; a later write of the same reference replaces it.
     thread_refs: BTreeMap<(i64, String), i64>,
@@ -110,11 +111,18 @@ impl Buffered {
         self.envelopes.1.push(data);
     }
 
-    pub(crate) fn membership(&mut self, mailbox: i64, uid: i64, email: i64, modseq: i64) {
+    pub(crate) fn membership(
+        &mut self,
+        mailbox: i64,
+        uid: i64,
+        email: i64,
+        modseq: i64,
+        saved_at: i64,
+    ) {
         for (column, value) in self
             .memberships
             .iter_mut()
-            .zip([mailbox, uid, email, modseq])
+            .zip([mailbox, uid, email, modseq, saved_at])
         {
             column.push(value);
         }
@@ -207,15 +215,17 @@ impl Buffered {
             ));
         }
         if !self.memberships[0].is_empty() {
-            let [mailbox, uid, email, modseq] = self.memberships;
+            let [mailbox, uid, email, modseq, saved_at] = self.memberships;
             out.push((
-                "INSERT INTO memberships (mailbox, uid, email, modseq)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])",
+                "INSERT INTO memberships (mailbox, uid, email, modseq, saved_at)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                      $5::bigint[])",
                 vec![
                     Box::new(mailbox),
                     Box::new(uid),
                     Box::new(email),
                     Box::new(modseq),
+                    Box::new(saved_at),
                 ],
             ));
         }

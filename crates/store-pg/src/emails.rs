@@ -160,9 +160,15 @@ impl WriteTx for Tx<'_> {
         uid: Uid,
         email: EmailId,
         modseq: ModSeq,
+        saved_at: i64,
     ) -> Result<()> {
-        self.rows
-            .membership(mailbox.0, i64::from(uid.0), email.0, sql_modseq(modseq));
+        self.rows.membership(
+            mailbox.0,
+            i64::from(uid.0),
+            email.0,
+            sql_modseq(modseq),
+            saved_at,
+        );
         Ok(())
     }
 

@@ -505,6 +505,17 @@ impl Store for PgStore {
         )
         .await)
     }
+    async fn message_save_dates(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, i64)>> {
+        read_tx!(self, |tx| messages::message_save_dates(
+            tx, account, mailbox, uids
+        )
+        .await)
+    }
     async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>> {
         read_tx!(self, |tx| messages::email_get(tx, account, ids).await)
     }

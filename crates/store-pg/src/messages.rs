@@ -331,6 +331,58 @@ pub(crate) async fn message_envelopes(
     Ok(out)
 }
 
+/// Save dates (RFC 8514) of the listed messages of one mailbox, ordered by UID; a
+/// membership stored before they were kept (NULL) reads as the email's internal date. A
+/// dense UID set is one range scan, a sparse one `= ANY` lists.
+pub(crate) async fn message_save_dates(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<(Uid, i64)>> {
+    require_mailbox(tx, account, mailbox).await?;
+    let wanted = uid_params(uids);
+    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut push_rows = |rows: &[Row]| -> Result<()> {
+        for r in rows {
+            let uid: i64 = get(r, 0)?;
+            if wanted.binary_search(&uid).is_ok() {
+                out.push((Uid(get_u32(r, 0)?), get::<i64>(r, 1)?));
+            }
+        }
+        Ok(())
+    };
+    let span = hi - lo + 1;
+    if span <= DENSE_SPAN_FACTOR * wanted.len() as i64 {
+        let rows = tx
+            .query(
+                "SELECT m.uid, coalesce(m.saved_at, e.received_at) FROM memberships m
+                 JOIN emails e ON e.id = m.email
+                 WHERE m.mailbox = $1 AND m.uid BETWEEN $2 AND $3 ORDER BY m.uid",
+                &[&mailbox.0, &lo, &hi],
+            )
+            .await?;
+        push_rows(&rows)?;
+    } else {
+        for chunk in wanted.chunks(ANY_CHUNK) {
+            let chunk = chunk.to_vec();
+            let rows = tx
+                .query(
+                    "SELECT m.uid, coalesce(m.saved_at, e.received_at) FROM memberships m
+                     JOIN emails e ON e.id = m.email
+                     WHERE m.mailbox = $1 AND m.uid = ANY($2) ORDER BY m.uid",
+                    &[&mailbox.0, &chunk],
+                )
+                .await?;
+            push_rows(&rows)?;
+        }
+    }
+    Ok(out)
+}
+
 /// Subject/from/to/cc of the listed messages of one mailbox, ordered by UID: PostgreSQL
 /// takes them out of the stored summary, so only these fields travel.
 pub(crate) async fn message_search_headers(

@@ -49,6 +49,19 @@ pub mod names {
     /// The case in which IMAP clients first wrote each custom keyword (item `case`: a
     /// JSON list); the store keeps keywords lowercase, as JMAP returns them.
     pub const IMAP_KEYWORDS: &str = "imap-keywords";
+    /// IMAP METADATA (RFC 5464): the server's entries (item `server`) and each mailbox's
+    /// (item [`imap_metadata_item`]), a JSON object of entry name → value. Keyed by mailbox
+    /// id, so RENAME keeps them; deleting the mailbox deletes its item.
+    pub const IMAP_METADATA: &str = "imap-metadata";
+
+    /// IMAP URLAUTH (RFC 4467) mailbox access keys: item id = the mailbox id, value = the
+    /// key in hex. Deleting the mailbox deletes its key.
+    pub const IMAP_URLAUTH_KEYS: &str = "imap-urlauth-keys";
+
+    /// The [`IMAP_METADATA`] item of one mailbox.
+    pub fn imap_metadata_item(mailbox: crate::MailboxId) -> String {
+        format!("mailbox:{}", mailbox.0)
+    }
 }
 
 /// One stored item.

@@ -12,6 +12,7 @@ mod log;
 mod mail;
 mod query;
 mod rules;
+mod savedate;
 
 pub use collections::*;
 pub use delta::*;
@@ -20,6 +21,7 @@ pub use log::*;
 pub use mail::*;
 pub use query::*;
 pub use rules::*;
+pub use savedate::*;
 
 use crate::*;
 use std::sync::Arc;
@@ -70,9 +72,11 @@ macro_rules! conformance_tests {
             search_headers_in_batches_follow_the_email,
             blobs_and_summaries_in_batches,
             stored_envelopes_follow_the_email,
+            save_dates_are_when_the_message_entered_the_mailbox,
             email_query_page_matches_the_full_listing,
             collections_round_trip_compare_and_set_and_changes,
             collections_concurrent_compare_and_set_has_one_winner,
+            mailbox_delete_drops_its_imap_metadata,
             blobs_are_owned_and_collected,
             account_delete_leaves_no_blob_or_item,
             accept_is_all_or_nothing_and_idempotent,
@@ -110,9 +114,11 @@ pub async fn run_all(store: Arc<dyn Store>) {
     search_headers_in_batches_follow_the_email(store.clone()).await;
     blobs_and_summaries_in_batches(store.clone()).await;
     stored_envelopes_follow_the_email(store.clone()).await;
+    save_dates_are_when_the_message_entered_the_mailbox(store.clone()).await;
     email_query_page_matches_the_full_listing(store.clone()).await;
     collections_round_trip_compare_and_set_and_changes(store.clone()).await;
     collections_concurrent_compare_and_set_has_one_winner(store.clone()).await;
+    mailbox_delete_drops_its_imap_metadata(store.clone()).await;
     blobs_are_owned_and_collected(store.clone()).await;
     account_delete_leaves_no_blob_or_item(store.clone()).await;
     accept_is_all_or_nothing_and_idempotent(store.clone()).await;

@@ -130,12 +130,15 @@ pub trait WriteTx {
     async fn delete_mailbox(&mut self, mailbox: MailboxId) -> Result<()>;
 
     // ---- memberships ----------------------------------------------------------------------
+    /// Puts the email into the mailbox under `uid`; `saved_at` (unix seconds) is when it
+    /// was placed there (RFC 8514 SAVEDATE).
     async fn insert_membership(
         &mut self,
         mailbox: MailboxId,
         uid: Uid,
         email: EmailId,
         modseq: ModSeq,
+        saved_at: i64,
     ) -> Result<()>;
     /// Deletes the membership and records the UID as expunged at `modseq` (QRESYNC).
     async fn delete_membership(

@@ -296,6 +296,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
         Ok(Vec::new())
     }
+    /// When the messages with these UIDs were placed into the mailbox (RFC 8514 SAVEDATE,
+    /// unix seconds), ordered by UID; UIDs not in the mailbox are left out. Messages stored
+    /// before save dates were kept report their internal date.
+    async fn message_save_dates(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, i64)>>;
     /// All emails of the account (for JMAP queries), ordered by received_at descending.
     async fn email_list(&self, account: AccountId) -> Result<Vec<Email>>;
     /// One page of a list view (JMAP Email/query's common shape), read with an indexed,

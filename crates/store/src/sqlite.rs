@@ -617,6 +617,18 @@ impl Store for SqliteStore {
         })
         .await
     }
+    async fn message_save_dates(
+        &self,
+        account: AccountId,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, i64)>> {
+        let uids = uids.to_vec();
+        self.read_sized(uids.len(), move |c| {
+            messages::message_save_dates(c, account, mailbox, &uids)
+        })
+        .await
+    }
     async fn email_get(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Email>> {
         let ids = ids.to_vec();
         self.read(move |c| messages::email_get(c, account, &ids))

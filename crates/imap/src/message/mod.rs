@@ -27,6 +27,7 @@ mod samples;
 
 pub use binary::{BinaryError, binary, binary_size};
 pub use bodystructure::body_structure;
+pub(crate) use date::days_from_civil;
 pub use date::{format_internal_date, parse_date, parse_date_time};
 pub use encode::{MAX_QUOTED_LEN, nstring, quoted_or_literal};
 pub use envelope::envelope;

@@ -70,6 +70,8 @@ pub enum CommandBody {
         /// INTERNALDATE as unix seconds.
         date: Option<i64>,
         message: Vec<u8>,
+        /// RFC 4469 CATENATE parts of the first message.
+        catenate: Vec<CatPart>,
         /// The messages after the first (RFC 3502 MULTIAPPEND).
         more: Vec<AppendMessage>,
     },
@@ -107,6 +109,81 @@ pub enum CommandBody {
         mailbox: String,
         message: AppendMessage,
     },
+    /// RFC 5464 §4.2: `mailbox` empty for the server's entries.
+    GetMetadata {
+        mailbox: String,
+        entries: Vec<String>,
+        max_size: Option<u64>,
+        depth: MetadataDepth,
+    },
+    /// RFC 4467 §6.1: `(url, mechanism)` pairs.
+    GenUrlAuth(Vec<(String, String)>),
+    /// RFC 4467 §6.2: no mailbox resets every key of the user.
+    ResetKey {
+        mailbox: Option<String>,
+        mechanisms: Vec<String>,
+    },
+    /// RFC 4467 §6.3
+    UrlFetch(Vec<String>),
+    /// RFC 5465 §3: `NOTIFY NONE` (`None`) or `NOTIFY SET …`.
+    Notify(Option<NotifySet>),
+    /// RFC 5464 §4.3: a `None` value removes the entry.
+    SetMetadata {
+        mailbox: String,
+        entries: Vec<(String, Option<Vec<u8>>)>,
+    },
+}
+
+/// RFC 5465 §3.1 `NOTIFY SET [STATUS] event-groups`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySet {
+    /// `STATUS`: send the current STATUS of the mailboxes with message events at once.
+    pub status: bool,
+    pub groups: Vec<NotifyGroup>,
+}
+
+/// One `"(" filter-mailboxes SP events ")"`; no events is `NONE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// RFC 5465 §6 mailbox filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    Subtree(Vec<String>),
+    Mailboxes(Vec<String>),
+}
+
+/// RFC 5465 §5 events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// With the FETCH items to send for each new message (SELECTED filters only).
+    MessageNew(Vec<FetchAttr>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    /// An event name this server does not know (`NO [BADEVENT]`).
+    Other(String),
+}
+
+/// RFC 5464 §4.2.2 `DEPTH`: the entry only, its children too, or everything below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetadataDepth {
+    #[default]
+    Zero,
+    One,
+    Infinity,
 }
 
 impl CommandBody {
@@ -152,6 +229,12 @@ impl CommandBody {
             CommandBody::CancelUpdate(_) => "CANCELUPDATE",
             CommandBody::Replace { uid: false, .. } => "REPLACE",
             CommandBody::Replace { uid: true, .. } => "UID REPLACE",
+            CommandBody::GetMetadata { .. } => "GETMETADATA",
+            CommandBody::SetMetadata { .. } => "SETMETADATA",
+            CommandBody::GenUrlAuth(_) => "GENURLAUTH",
+            CommandBody::ResetKey { .. } => "RESETKEY",
+            CommandBody::UrlFetch(_) => "URLFETCH",
+            CommandBody::Notify(_) => "NOTIFY",
         }
     }
 }
@@ -163,6 +246,17 @@ pub struct AppendMessage {
     /// INTERNALDATE as unix seconds.
     pub date: Option<i64>,
     pub message: Vec<u8>,
+    /// RFC 4469 CATENATE: the parts the message is made of (then `message` is empty).
+    pub catenate: Vec<CatPart>,
+}
+
+/// RFC 4469 §5 `cat-part = text-literal / url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatPart {
+    /// `"TEXT" SP literal`
+    Text(Vec<u8>),
+    /// `"URL" SP astring`: an IMAP URL (RFC 5092) of a message or part of one.
+    Url(String),
 }
 
 /// One end of a sequence range: a number or `*` (the largest in use).
@@ -293,6 +387,8 @@ pub enum FetchAttr {
     Preview {
         lazy: bool,
     },
+    /// RFC 8514 §4.3: when the message was saved into this mailbox.
+    SaveDate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,6 +461,12 @@ pub enum SearchKey {
     SentBefore(Date),
     SentOn(Date),
     SentSince(Date),
+    /// RFC 8514 §4.2: the save date (disregarding time and timezone) is before/on/since.
+    SavedBefore(Date),
+    SavedOn(Date),
+    SavedSince(Date),
+    /// RFC 8514 §4.2: every message, when the mailbox keeps save dates (all do here).
+    SaveDateSupported,
     Since(Date),
     Smaller(u64),
     Subject(String),

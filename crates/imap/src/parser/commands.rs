@@ -57,6 +57,12 @@ pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody>
         "UID" => uid(c)?,
         "REPLACE" => replace(c, false)?,
         "CANCELUPDATE" => cancel_update(c)?,
+        "GETMETADATA" => get_metadata(c)?,
+        "SETMETADATA" => set_metadata(c)?,
+        "GENURLAUTH" => gen_url_auth(c)?,
+        "RESETKEY" => reset_key(c)?,
+        "URLFETCH" => url_fetch(c)?,
+        "NOTIFY" => notify(c)?,
         _ => return Err(ParseError::syntax(&format!("Unknown command {name}"))),
     };
     c.end()?;
@@ -431,6 +437,7 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         flags: first.flags,
         date: first.date,
         message: first.message,
+        catenate: first.catenate,
         more,
     })
 }
@@ -491,6 +498,14 @@ fn append_message(c: &mut Cursor<'_>) -> PResult<AppendMessage> {
         date = Some(c.date_time()?);
         c.sp()?;
     }
+    if c.try_word("CATENATE ") {
+        return Ok(AppendMessage {
+            flags,
+            date,
+            message: Vec::new(),
+            catenate: catenate_parts(c)?,
+        });
+    }
     if !c.at_literal() {
         return Err(ParseError::expected("message literal"));
     }
@@ -499,5 +514,323 @@ fn append_message(c: &mut Cursor<'_>) -> PResult<AppendMessage> {
         flags,
         date,
         message,
+        catenate: Vec::new(),
     })
+}
+
+/// Most parts of one CATENATE (RFC 4469 leaves the number to the server).
+pub(crate) const MAX_CATENATE_PARTS: usize = 64;
+
+/// RFC 4469 §5: `"(" cat-part *(SP cat-part) ")"`, `cat-part = text-literal / url`,
+/// `text-literal = "TEXT" SP literal` (a `literal8` too, as RFC 3516 allows), `url = "URL"
+/// SP astring`.
+fn catenate_parts(c: &mut Cursor<'_>) -> PResult<Vec<CatPart>> {
+    c.expect(b'(')?;
+    let mut parts = Vec::new();
+    loop {
+        if parts.len() >= MAX_CATENATE_PARTS {
+            return Err(ParseError::syntax("too many CATENATE parts"));
+        }
+        let kind = c.keyword("CATENATE part")?;
+        c.sp()?;
+        parts.push(match kind.as_str() {
+            "TEXT" => {
+                if !c.at_literal() {
+                    return Err(ParseError::expected("TEXT literal"));
+                }
+                CatPart::Text(c.string("TEXT literal")?)
+            }
+            "URL" => CatPart::Url(c.astring_utf8("URL")?),
+            other => {
+                return Err(ParseError::syntax(&format!(
+                    "unknown CATENATE part {other}"
+                )));
+            }
+        });
+        if c.try_byte(b')') {
+            return Ok(parts);
+        }
+        c.sp()?;
+    }
+}
+
+/// Most entries one GETMETADATA or SETMETADATA names.
+const MAX_METADATA_ENTRIES: usize = 256;
+
+/// An entry name (RFC 5464 §5 `entry = astring`); checked against §3.2 by the session.
+fn metadata_entry(c: &mut Cursor<'_>) -> PResult<String> {
+    c.astring_utf8("metadata entry name")
+}
+
+/// RFC 5464 §5: `getmetadata = "GETMETADATA" [SP getmetadata-options] SP mailbox SP
+/// entries`, `getmetadata-options = "(" getmetadata-option *(SP getmetadata-option) ")"`
+/// (`MAXSIZE number`, `DEPTH ("0" / "1" / "infinity")`), `entries = entry / "(" entry
+/// *(SP entry) ")"`.
+fn get_metadata(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let mut max_size = None;
+    let mut depth = MetadataDepth::Zero;
+    if c.try_byte(b'(') {
+        loop {
+            let option = c.keyword("GETMETADATA option")?;
+            c.sp()?;
+            match option.as_str() {
+                "MAXSIZE" => max_size = Some(c.number64("MAXSIZE")?),
+                "DEPTH" => {
+                    depth = match c.keyword("DEPTH")?.as_str() {
+                        "0" => MetadataDepth::Zero,
+                        "1" => MetadataDepth::One,
+                        "INFINITY" => MetadataDepth::Infinity,
+                        other => {
+                            return Err(ParseError::syntax(&format!(
+                                "DEPTH must be 0, 1 or infinity, not {other}"
+                            )));
+                        }
+                    }
+                }
+                other => {
+                    return Err(ParseError::syntax(&format!(
+                        "unknown GETMETADATA option {other}"
+                    )));
+                }
+            }
+            if c.try_byte(b')') {
+                break;
+            }
+            c.sp()?;
+        }
+        c.sp()?;
+    }
+    let mailbox = mailbox_name(c)?;
+    c.sp()?;
+    let mut entries = Vec::new();
+    if c.try_byte(b'(') {
+        loop {
+            if entries.len() >= MAX_METADATA_ENTRIES {
+                return Err(ParseError::syntax("too many entries in GETMETADATA"));
+            }
+            entries.push(metadata_entry(c)?);
+            if c.try_byte(b')') {
+                break;
+            }
+            c.sp()?;
+        }
+    } else {
+        entries.push(metadata_entry(c)?);
+    }
+    Ok(CommandBody::GetMetadata {
+        mailbox,
+        entries,
+        max_size,
+        depth,
+    })
+}
+
+/// RFC 5464 §5: `setmetadata = "SETMETADATA" SP mailbox SP list-of-entry-values`,
+/// `list-of-entry-values = "(" entry-value *(SP entry-value) ")"`, `entry-value = entry SP
+/// value`, `value = nstring / literal8`.
+fn set_metadata(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mailbox = arg_mailbox(c)?;
+    c.sp()?;
+    c.expect(b'(')?;
+    let mut entries = Vec::new();
+    loop {
+        if entries.len() >= MAX_METADATA_ENTRIES {
+            return Err(ParseError::syntax("too many entries in SETMETADATA"));
+        }
+        let entry = metadata_entry(c)?;
+        c.sp()?;
+        let value = if c.try_word("NIL") {
+            None
+        } else {
+            Some(c.string("metadata value")?)
+        };
+        entries.push((entry, value));
+        if c.try_byte(b')') {
+            break;
+        }
+        c.sp()?;
+    }
+    Ok(CommandBody::SetMetadata { mailbox, entries })
+}
+
+/// Most URLs in one GENURLAUTH or URLFETCH.
+const MAX_URLS: usize = 32;
+
+/// RFC 4467 §9: `genurlauth = "GENURLAUTH" 1*(SP url-rump SP mechanism)`.
+fn gen_url_auth(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mut pairs = Vec::new();
+    while c.try_byte(b' ') {
+        if pairs.len() >= MAX_URLS {
+            return Err(ParseError::syntax("too many URLs in GENURLAUTH"));
+        }
+        let url = c.astring_utf8("URL")?;
+        c.sp()?;
+        let mechanism = c.keyword("URLAUTH mechanism")?;
+        pairs.push((url, mechanism));
+    }
+    if pairs.is_empty() {
+        return Err(ParseError::expected("URL"));
+    }
+    Ok(CommandBody::GenUrlAuth(pairs))
+}
+
+/// RFC 4467 §9: `resetkey = "RESETKEY" [SP mailbox *(SP mechanism)]`.
+fn reset_key(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    if !c.try_byte(b' ') {
+        return Ok(CommandBody::ResetKey {
+            mailbox: None,
+            mechanisms: Vec::new(),
+        });
+    }
+    let mailbox = mailbox_name(c)?;
+    let mut mechanisms = Vec::new();
+    while c.try_byte(b' ') {
+        if mechanisms.len() >= MAX_URLS {
+            return Err(ParseError::syntax("too many mechanisms in RESETKEY"));
+        }
+        mechanisms.push(c.keyword("URLAUTH mechanism")?);
+    }
+    Ok(CommandBody::ResetKey {
+        mailbox: Some(mailbox),
+        mechanisms,
+    })
+}
+
+/// RFC 4467 §9: `urlfetch = "URLFETCH" 1*(SP url)`.
+fn url_fetch(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mut urls = Vec::new();
+    while c.try_byte(b' ') {
+        if urls.len() >= MAX_URLS {
+            return Err(ParseError::syntax("too many URLs in URLFETCH"));
+        }
+        urls.push(c.astring_utf8("URL")?);
+    }
+    if urls.is_empty() {
+        return Err(ParseError::expected("URL"));
+    }
+    Ok(CommandBody::UrlFetch(urls))
+}
+
+/// Most event groups, events per group and mailboxes per filter of one NOTIFY.
+const MAX_NOTIFY_ITEMS: usize = 64;
+
+/// RFC 5465 §8: `notify = "NOTIFY" SP (notify-set / notify-none)`, `notify-set = "SET"
+/// [status-indicator] SP event-groups`, `event-group = "(" filter-mailboxes SP events ")"`.
+fn notify(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    match c.keyword("NOTIFY SET or NONE")?.as_str() {
+        "NONE" => return Ok(CommandBody::Notify(None)),
+        "SET" => {}
+        other => {
+            return Err(ParseError::syntax(&format!(
+                "NOTIFY {other}: expected SET or NONE"
+            )));
+        }
+    }
+    c.sp()?;
+    let status = c.try_word("STATUS ");
+    let mut groups = Vec::new();
+    loop {
+        if groups.len() >= MAX_NOTIFY_ITEMS {
+            return Err(ParseError::syntax("too many NOTIFY event groups"));
+        }
+        c.expect(b'(')?;
+        let filter = notify_filter(c)?;
+        c.sp()?;
+        let events = notify_events(c)?;
+        c.expect(b')')?;
+        groups.push(NotifyGroup { filter, events });
+        if !c.try_byte(b' ') {
+            break;
+        }
+    }
+    Ok(CommandBody::Notify(Some(NotifySet { status, groups })))
+}
+
+/// `filter-mailboxes = "SELECTED" / "SELECTED-DELAYED" / "INBOXES" / "PERSONAL" /
+/// "SUBSCRIBED" / ("SUBTREE" SP one-or-more-mailbox) / ("MAILBOXES" SP one-or-more-mailbox)`.
+fn notify_filter(c: &mut Cursor<'_>) -> PResult<NotifyFilter> {
+    let name = c.keyword("NOTIFY filter")?;
+    Ok(match name.as_str() {
+        "SELECTED" => NotifyFilter::Selected,
+        "SELECTED-DELAYED" => NotifyFilter::SelectedDelayed,
+        "INBOXES" => NotifyFilter::Inboxes,
+        "PERSONAL" => NotifyFilter::Personal,
+        "SUBSCRIBED" => NotifyFilter::Subscribed,
+        "SUBTREE" | "MAILBOXES" => {
+            c.sp()?;
+            let mut names = Vec::new();
+            if c.try_byte(b'(') {
+                loop {
+                    if names.len() >= MAX_NOTIFY_ITEMS {
+                        return Err(ParseError::syntax("too many mailboxes in a NOTIFY filter"));
+                    }
+                    names.push(mailbox_name(c)?);
+                    if c.try_byte(b')') {
+                        break;
+                    }
+                    c.sp()?;
+                }
+            } else {
+                names.push(mailbox_name(c)?);
+            }
+            if name == "SUBTREE" {
+                NotifyFilter::Subtree(names)
+            } else {
+                NotifyFilter::Mailboxes(names)
+            }
+        }
+        other => {
+            return Err(ParseError::syntax(&format!(
+                "unknown NOTIFY filter {other}"
+            )));
+        }
+    })
+}
+
+/// `events = ( "(" event *(SP event) ")" ) / "NONE"`, `message-new = "MessageNew" [SP "("
+/// fetch-att *(SP fetch-att) ")"]`.
+fn notify_events(c: &mut Cursor<'_>) -> PResult<Vec<NotifyEvent>> {
+    if c.try_word("NONE") {
+        return Ok(Vec::new());
+    }
+    c.expect(b'(')?;
+    let mut events = Vec::new();
+    loop {
+        if events.len() >= MAX_NOTIFY_ITEMS {
+            return Err(ParseError::syntax("too many NOTIFY events"));
+        }
+        let name = c.keyword("NOTIFY event")?;
+        events.push(match name.as_str() {
+            "MESSAGENEW" => {
+                let mut attrs = Vec::new();
+                if c.try_word(" (") {
+                    loop {
+                        if attrs.len() >= MAX_NOTIFY_ITEMS {
+                            return Err(ParseError::syntax("too many FETCH items in MessageNew"));
+                        }
+                        attrs.push(fetch::fetch_att(c)?);
+                        if c.try_byte(b')') {
+                            break;
+                        }
+                        c.sp()?;
+                    }
+                }
+                NotifyEvent::MessageNew(attrs)
+            }
+            "MESSAGEEXPUNGE" => NotifyEvent::MessageExpunge,
+            "FLAGCHANGE" => NotifyEvent::FlagChange,
+            "ANNOTATIONCHANGE" => NotifyEvent::AnnotationChange,
+            "MAILBOXNAME" => NotifyEvent::MailboxName,
+            "SUBSCRIPTIONCHANGE" => NotifyEvent::SubscriptionChange,
+            "MAILBOXMETADATACHANGE" => NotifyEvent::MailboxMetadataChange,
+            "SERVERMETADATACHANGE" => NotifyEvent::ServerMetadataChange,
+            _ => NotifyEvent::Other(name),
+        });
+        if c.try_byte(b')') {
+            return Ok(events);
+        }
+        c.sp()?;
+    }
 }

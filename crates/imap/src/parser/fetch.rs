@@ -84,7 +84,7 @@ pub(super) fn fetch(c: &mut Cursor<'_>, uid: bool) -> PResult<FetchCommand> {
     Ok(cmd)
 }
 
-fn fetch_att(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
+pub(super) fn fetch_att(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
     let name = c.fetch_att_name();
     Ok(match name.as_str() {
         "ENVELOPE" => FetchAttr::Envelope,
@@ -100,6 +100,8 @@ fn fetch_att(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
         // RFC 8474 §5
         "EMAILID" => FetchAttr::EmailId,
         "THREADID" => FetchAttr::ThreadId,
+        // RFC 8514 §4.3
+        "SAVEDATE" => FetchAttr::SaveDate,
         // RFC 8970 §5: `"PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]`, and
         // `preview-mod = "LAZY"`. Looked for as ` (LAZY` so that a FETCH modifier list after a
         // lone PREVIEW (`FETCH 1 PREVIEW (CHANGEDSINCE 5)`) is not taken for it.
@@ -165,6 +167,15 @@ fn section_part(c: &mut Cursor<'_>) -> PResult<Vec<u32>> {
 }
 
 /// `section = "[" [section-spec] "]"`
+/// A section spec without its brackets (`1.2.HEADER`, as in an IMAP URL's `;SECTION=`,
+/// RFC 5092 §3.5 `enc-section`): `None` when it is not one.
+pub fn parse_section(text: &str) -> Option<Section> {
+    let bracketed = format!("[{text}]");
+    let mut c = Cursor::new(bracketed.as_bytes());
+    let section = section(&mut c).ok()?;
+    c.eof().then_some(section)
+}
+
 fn section(c: &mut Cursor<'_>) -> PResult<Section> {
     c.expect(b'[')?;
     let part = section_part(c)?;

@@ -24,6 +24,7 @@ mod tests;
 
 pub use ast::*;
 pub(crate) use commands::normalize_inbox;
+pub use fetch::parse_section;
 
 use crate::limits::{
     MAX_COMMAND_OVERHEAD, MAX_LINE_LEN, MAX_LITERALS_PER_COMMAND, MAX_TAG_LEN,

@@ -192,6 +192,11 @@ fn search_key(c: &mut Cursor<'_>, depth: usize, count: &mut usize) -> PResult<Se
         "SENTON" => SearchKey::SentOn(date_arg(c)?),
         "SENTSINCE" => SearchKey::SentSince(date_arg(c)?),
         "SINCE" => SearchKey::Since(date_arg(c)?),
+        // RFC 8514 §4.2
+        "SAVEDBEFORE" => SearchKey::SavedBefore(date_arg(c)?),
+        "SAVEDON" => SearchKey::SavedOn(date_arg(c)?),
+        "SAVEDSINCE" => SearchKey::SavedSince(date_arg(c)?),
+        "SAVEDATESUPPORTED" => SearchKey::SaveDateSupported,
         "SMALLER" => {
             c.sp()?;
             SearchKey::Smaller(c.number64("size")?)

@@ -932,3 +932,192 @@ fn pseudo_random_inputs_never_panic() {
         let _ = parse_command(&input);
     }
 }
+
+#[test]
+fn savedate_fetch_item_and_search_keys_parse() {
+    // RFC 8514 §4.3 FETCH SAVEDATE, §4.2 the SEARCH keys.
+    let CommandBody::Fetch(f) = parse_ok("a FETCH 1 (SAVEDATE UID)") else {
+        panic!("not a FETCH");
+    };
+    assert_eq!(f.attrs, vec![FetchAttr::SaveDate, FetchAttr::Uid]);
+    let CommandBody::Search(s) = parse_ok(
+        "a SEARCH SAVEDBEFORE 1-Feb-2024 SAVEDON 2-Feb-2024 SAVEDSINCE 3-Feb-2024 SAVEDATESUPPORTED",
+    ) else {
+        panic!("not a SEARCH");
+    };
+    let SearchKey::And(keys) = s.key else {
+        panic!("not an AND: {:?}", s.key);
+    };
+    assert!(matches!(
+        keys.as_slice(),
+        [
+            SearchKey::SavedBefore(_),
+            SearchKey::SavedOn(_),
+            SearchKey::SavedSince(_),
+            SearchKey::SaveDateSupported
+        ]
+    ));
+    parse_err("a SEARCH SAVEDON yesterday");
+    parse_err("a SEARCH SAVEDSINCE");
+}
+
+#[test]
+fn metadata_commands_parse() {
+    // RFC 5464 §5: options before the mailbox, one entry or a list.
+    assert_eq!(
+        parse_ok("a GETMETADATA (MAXSIZE 1024 DEPTH infinity) INBOX (/shared/a /private/b)"),
+        CommandBody::GetMetadata {
+            mailbox: "INBOX".into(),
+            entries: vec!["/shared/a".into(), "/private/b".into()],
+            max_size: Some(1024),
+            depth: MetadataDepth::Infinity,
+        }
+    );
+    assert_eq!(
+        parse_ok("a GETMETADATA \"\" /shared/comment"),
+        CommandBody::GetMetadata {
+            mailbox: String::new(),
+            entries: vec!["/shared/comment".into()],
+            max_size: None,
+            depth: MetadataDepth::Zero,
+        }
+    );
+    // Values: string, literal, literal8 or NIL.
+    assert_eq!(
+        parse_ok(
+            "a SETMETADATA INBOX (/shared/a \"x\" /shared/b {2+}\r\nyz /shared/c ~{1}\r\n\0 /private/d NIL)"
+        ),
+        CommandBody::SetMetadata {
+            mailbox: "INBOX".into(),
+            entries: vec![
+                ("/shared/a".into(), Some(b"x".to_vec())),
+                ("/shared/b".into(), Some(b"yz".to_vec())),
+                ("/shared/c".into(), Some(vec![0])),
+                ("/private/d".into(), None),
+            ],
+        }
+    );
+    parse_err("a GETMETADATA (DEPTH 2) INBOX /shared/a");
+    parse_err("a GETMETADATA (FOO 1) INBOX /shared/a");
+    parse_err("a SETMETADATA INBOX /shared/a \"x\"");
+    parse_err("a SETMETADATA INBOX ()");
+    let many = format!("a GETMETADATA INBOX ({})", vec!["/shared/x"; 300].join(" "));
+    parse_err(&many);
+}
+
+#[test]
+fn catenate_parts_parse() {
+    // RFC 4469 §5: TEXT literals and URLs, with MULTIAPPEND.
+    let CommandBody::Append {
+        flags,
+        catenate,
+        more,
+        message,
+        ..
+    } = parse_ok(
+        "a APPEND INBOX (\\Seen) CATENATE (TEXT {3+}\r\nabc URL \"/INBOX/;UID=1\" TEXT ~{1+}\r\nz) catenate (url /INBOX/;UID=2)",
+    )
+    else {
+        panic!("not an APPEND");
+    };
+    assert_eq!(flags, vec!["\\Seen".to_string()]);
+    assert!(message.is_empty());
+    assert_eq!(
+        catenate,
+        vec![
+            CatPart::Text(b"abc".to_vec()),
+            CatPart::Url("/INBOX/;UID=1".into()),
+            CatPart::Text(b"z".to_vec()),
+        ]
+    );
+    assert_eq!(more[0].catenate, vec![CatPart::Url("/INBOX/;UID=2".into())]);
+    parse_err("a APPEND INBOX CATENATE ()");
+    parse_err("a APPEND INBOX CATENATE (TEXT \"quoted\")");
+    parse_err("a APPEND INBOX CATENATE (FILE x)");
+    let many = format!(
+        "a APPEND INBOX CATENATE ({})",
+        vec!["URL /INBOX/;UID=1"; 65].join(" ")
+    );
+    parse_err(&many);
+}
+
+#[test]
+fn urlauth_commands_parse() {
+    // RFC 4467 §9
+    assert_eq!(
+        parse_ok(
+            "a GENURLAUTH \"imap://a@h/INBOX/;UID=1;URLAUTH=authuser\" internal \"imap://a@h/X/;UID=2;URLAUTH=anonymous\" INTERNAL"
+        ),
+        CommandBody::GenUrlAuth(vec![
+            (
+                "imap://a@h/INBOX/;UID=1;URLAUTH=authuser".into(),
+                "INTERNAL".into()
+            ),
+            (
+                "imap://a@h/X/;UID=2;URLAUTH=anonymous".into(),
+                "INTERNAL".into()
+            ),
+        ])
+    );
+    assert_eq!(
+        parse_ok("a RESETKEY"),
+        CommandBody::ResetKey {
+            mailbox: None,
+            mechanisms: vec![]
+        }
+    );
+    assert_eq!(
+        parse_ok("a RESETKEY inbox INTERNAL"),
+        CommandBody::ResetKey {
+            mailbox: Some("INBOX".into()),
+            mechanisms: vec!["INTERNAL".into()]
+        }
+    );
+    assert_eq!(
+        parse_ok("a URLFETCH \"u1\" u2"),
+        CommandBody::UrlFetch(vec!["u1".into(), "u2".into()])
+    );
+    parse_err("a GENURLAUTH");
+    parse_err("a GENURLAUTH \"u\"");
+    parse_err("a URLFETCH");
+    parse_err(&format!("a URLFETCH {}", vec!["u"; 33].join(" ")));
+}
+
+#[test]
+fn notify_commands_parse() {
+    // RFC 5465 §8
+    assert_eq!(parse_ok("a NOTIFY NONE"), CommandBody::Notify(None));
+    let CommandBody::Notify(Some(set)) = parse_ok(
+        "a NOTIFY SET STATUS (SELECTED (MessageNew (UID BODY.PEEK[HEADER.FIELDS (From)]) MessageExpunge)) (SUBTREE (Lists \"Work\") (MailboxName)) (MAILBOXES INBOX NONE)",
+    ) else {
+        panic!("not a NOTIFY SET");
+    };
+    assert!(set.status);
+    assert_eq!(set.groups.len(), 3);
+    assert_eq!(set.groups[0].filter, NotifyFilter::Selected);
+    assert!(matches!(&set.groups[0].events[0], NotifyEvent::MessageNew(a) if a.len() == 2));
+    assert_eq!(
+        set.groups[1].filter,
+        NotifyFilter::Subtree(vec!["Lists".into(), "Work".into()])
+    );
+    assert_eq!(set.groups[1].events, vec![NotifyEvent::MailboxName]);
+    assert_eq!(
+        set.groups[2],
+        NotifyGroup {
+            filter: NotifyFilter::Mailboxes(vec!["INBOX".into()]),
+            events: vec![]
+        }
+    );
+    let CommandBody::Notify(Some(set)) = parse_ok("a NOTIFY SET (PERSONAL (Frob))") else {
+        panic!("not a NOTIFY SET");
+    };
+    assert_eq!(
+        set.groups[0].events,
+        vec![NotifyEvent::Other("FROB".into())]
+    );
+    parse_err("a NOTIFY");
+    parse_err("a NOTIFY SET");
+    parse_err("a NOTIFY SET (ELSEWHERE (MailboxName))");
+    parse_err("a NOTIFY SET (PERSONAL MailboxName)");
+    parse_err("a NOTIFY ON");
+}

@@ -54,6 +54,13 @@ impl Session {
             "ESORT",
             "PARTIAL",
             "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
+            "SAVEDATE",
+            "METADATA",
+            "METADATA-SERVER",
+            "CATENATE",
+            "URLAUTH",
+            "NOTIFY",
         ]);
         caps.join(" ")
     }

@@ -106,15 +106,18 @@ fn needs_content(attr: &FetchAttr) -> bool {
             | FetchAttr::EmailId
             | FetchAttr::ThreadId
             | FetchAttr::Preview { .. }
+            | FetchAttr::SaveDate
     )
 }
 
-/// What the view does not keep about the emails one FETCH shows, read from the stored
-/// emails only when asked for: THREADID (RFC 8474 §5.2) and PREVIEW (RFC 8970).
+/// What the view does not keep about the emails one FETCH shows, read from the store
+/// only when asked for: THREADID (RFC 8474 §5.2), PREVIEW (RFC 8970) and SAVEDATE
+/// (RFC 8514 §4.3).
 #[derive(Default)]
 struct Facts {
     threads: HashMap<EmailId, ThreadId>,
     previews: HashMap<EmailId, String>,
+    save_dates: HashMap<Uid, i64>,
 }
 
 /// RFC 8970 §3.1: a preview is at most 256 characters.
@@ -197,11 +200,14 @@ impl Session {
             .attrs
             .iter()
             .any(|a| matches!(a, FetchAttr::Preview { .. }));
-        let facts = if wants_preview || f.attrs.contains(&FetchAttr::ThreadId) {
+        let mut facts = if wants_preview || f.attrs.contains(&FetchAttr::ThreadId) {
             self.read_facts(&indices, wants_preview).await?
         } else {
             Facts::default()
         };
+        if f.attrs.contains(&FetchAttr::SaveDate) {
+            facts.save_dates = self.read_save_dates(&indices).await?;
+        }
         let wants_content = f.attrs.iter().any(needs_content);
         // ENVELOPE as the only content item is answered from the envelopes stored at
         // delivery, without reading message content.
@@ -455,6 +461,27 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The save dates (RFC 8514) of the view's messages at `indices`, a batch per read.
+    async fn read_save_dates(&self, indices: &[usize]) -> Result<HashMap<Uid, i64>, CmdError> {
+        let account = self.account_id()?;
+        let sel = self.selected()?;
+        let uids: Vec<Uid> = indices
+            .iter()
+            .filter_map(|&i| sel.view.get(i).map(|m| m.uid))
+            .collect();
+        let mut dates = HashMap::with_capacity(uids.len());
+        for chunk in uids.chunks(ENVELOPE_BATCH) {
+            dates.extend(
+                self.store
+                    .message_save_dates(account, sel.id, chunk)
+                    .await?,
+            );
+        }
+        Ok(dates)
+    }
+}
+
 /// RFC 8970 §3.1: plain text of at most 256 characters, no line breaks or controls.
 fn preview_text(stored: &str) -> String {
     stored
@@ -535,6 +562,17 @@ fn render_message(
             FetchAttr::Rfc822Size => {
                 sep(out);
                 out.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes());
+            }
+            // RFC 8514 §4.3: `SAVEDATE (date-time / nil)`; NIL only for a message
+            // expunged meanwhile (every mailbox here keeps save dates).
+            FetchAttr::SaveDate => {
+                sep(out);
+                match flags.facts.save_dates.get(&m.uid) {
+                    Some(&d) => out.extend_from_slice(
+                        format!("SAVEDATE \"{}\"", message::format_internal_date(d)).as_bytes(),
+                    ),
+                    None => out.extend_from_slice(b"SAVEDATE NIL"),
+                }
             }
             FetchAttr::ModSeq => continue,
             // RFC 8474 §5.3
@@ -673,7 +711,8 @@ fn content_item(
         | FetchAttr::ModSeq
         | FetchAttr::EmailId
         | FetchAttr::ThreadId
-        | FetchAttr::Preview { .. } => {}
+        | FetchAttr::Preview { .. }
+        | FetchAttr::SaveDate => {}
     }
     Ok(())
 }

@@ -374,6 +374,14 @@ impl Session {
                 format!("Mailbox {name} does not exist"),
             ));
         };
+        // RFC 4469 §5: CATENATE builds the message first; a bad part fails the whole
+        // APPEND (with MULTIAPPEND, all of its messages), before anything is stored.
+        let mut messages = messages;
+        for m in &mut messages {
+            if !m.catenate.is_empty() {
+                m.message = self.catenate(&m.catenate).await?;
+            }
+        }
         if messages.iter().any(|m| m.message.is_empty()) {
             return Err(CmdError::no(
                 "CANNOT",

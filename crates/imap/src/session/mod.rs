@@ -6,15 +6,21 @@
 //! with a response code, a store failure is `NO [UNAVAILABLE]`/`[SERVERBUG]` with words.
 
 mod auth;
+mod catenate;
 mod fetch;
 mod keywords;
 #[cfg(test)]
 mod letter_tests;
 mod list;
 mod mailboxes;
+mod metadata;
+mod notify;
 mod recent;
+#[cfg(test)]
+mod savedate_tests;
 mod search;
 mod select;
+mod sort;
 mod store;
 mod subscriptions;
 #[cfg(test)]
@@ -24,6 +30,7 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod tests_support;
 mod thread;
+mod urlauth;
 mod view;
 
 use crate::config::ImapConfig;
@@ -94,6 +101,11 @@ pub(crate) enum CmdError {
         text: String,
     },
     Store(StoreError),
+    /// `NO [code] text` with a code made at run time (`BADURL url`, RFC 4469 §6).
+    NoCode {
+        code: String,
+        text: String,
+    },
     /// Send `* BYE text` and close.
     Bye(String),
 }
@@ -299,6 +311,8 @@ pub struct Session {
     spill: Option<mpsc::Sender<Vec<u8>>>,
     /// How custom keywords are shown (the case IMAP clients first wrote them in).
     pub(crate) keyword_case: KeywordCase,
+    /// RFC 5465 NOTIFY SET of this session (boxed: rare).
+    pub(crate) notify: Option<Box<notify::NotifyState>>,
 }
 
 impl Session {
@@ -325,6 +339,7 @@ impl Session {
             pending_tag: None,
             spill: None,
             keyword_case: KeywordCase::default(),
+            notify: None,
         }
     }
 
@@ -496,12 +511,14 @@ impl Session {
                 flags,
                 date,
                 message,
+                catenate,
                 more,
             } => {
                 let mut messages = vec![AppendMessage {
                     flags,
                     date,
                     message,
+                    catenate,
                 }];
                 messages.extend(more);
                 self.cmd_append(&mailbox, messages).await
@@ -532,15 +549,36 @@ impl Session {
             CommandBody::Sort(s) => self.cmd_sort(&tag, s, out).await,
             CommandBody::Thread(t) => self.cmd_thread(t, out).await,
             CommandBody::CancelUpdate(tags) => self.cmd_cancel_update(&tags),
+            CommandBody::GetMetadata {
+                mailbox,
+                entries,
+                max_size,
+                depth,
+            } => {
+                self.cmd_get_metadata(&mailbox, &entries, max_size, depth, out)
+                    .await
+            }
+            CommandBody::SetMetadata { mailbox, entries } => {
+                self.cmd_set_metadata(&mailbox, entries).await
+            }
+            CommandBody::GenUrlAuth(pairs) => self.cmd_gen_url_auth(&pairs, out).await,
+            CommandBody::ResetKey {
+                mailbox,
+                mechanisms,
+            } => self.cmd_reset_key(mailbox.as_deref(), &mechanisms).await,
+            CommandBody::UrlFetch(urls) => self.cmd_url_fetch(&urls, out).await,
+            CommandBody::Notify(set) => self.cmd_notify(set, out).await,
         };
         if !condstore_before && self.enabled.condstore && !is_select {
             self.announce_highest_modseq(out);
         }
         // Report other sessions' changes before the tagged response (RFC 9051 §5.2).
+        let notify_before = self.notify_selected_before();
         if let Err(e) = self.sync(out, allow_expunge).await {
             tracing::warn!(error = %e, "IMAP: could not refresh the selected mailbox");
         }
         self.context_updates(out).await;
+        self.notify_after_sync(notify_before, out).await;
         self.finish(&tag, name, result, out)
     }
 
@@ -565,6 +603,10 @@ impl Session {
             Err(CmdError::No { code, text }) => {
                 let code = code.map(|c| format!("[{c}] ")).unwrap_or_default();
                 out.extend_from_slice(format!("{tag} NO {code}{text}\r\n").as_bytes());
+                Next::Continue
+            }
+            Err(CmdError::NoCode { code, text }) => {
+                out.extend_from_slice(format!("{tag} NO [{code}] {text}\r\n").as_bytes());
                 Next::Continue
             }
             Err(CmdError::Store(e)) => {
@@ -672,8 +714,12 @@ impl Session {
         crate::response::mutf7_decode(name).unwrap_or_else(|| name.to_string())
     }
 
-    /// While IDLE: wait until a change that concerns this session arrives.
+    /// While IDLE: wait until a change that concerns this session arrives (with NOTIFY
+    /// on, RFC 5465: a change of any of the account's mailboxes).
     pub async fn wait_for_change(&mut self) {
+        if self.notify.is_some() {
+            return self.wait_for_any_change().await;
+        }
         let selected_id = match &self.state {
             State::Selected(_, s) => Some(s.id),
             _ => None,
@@ -707,10 +753,12 @@ impl Session {
 
     /// While IDLE: report what changed (RFC 2177: untagged responses at once).
     pub async fn idle_update(&mut self, out: &mut Vec<u8>) {
+        let notify_before = self.notify_selected_before();
         if let Err(e) = self.sync(out, true).await {
             tracing::warn!(error = %e, "IMAP: could not refresh during IDLE");
         }
         self.context_updates(out).await;
+        self.notify_after_sync(notify_before, out).await;
     }
 
     /// The client ended IDLE with `line` (should be `DONE`, RFC 2177 §3).

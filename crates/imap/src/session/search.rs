@@ -4,30 +4,15 @@
 use super::{CmdError, CmdResult, Done, Selected, Session, ViewMsg};
 use crate::message::{self, SearchView, search_view_owned};
 use crate::objectid;
-use crate::parser::{
-    SearchCommand, SearchKey, SearchReturn, SequenceSet, SortCommand, SortKey, ThreadCommand,
-};
+use crate::parser::{SearchCommand, SearchKey, SearchReturn, SequenceSet, ThreadCommand};
 use crate::response::{compress_set, ordered_set};
 use bulwark_store::{
     AccountId, BlobHash, EmailId, SearchHeaders, StoreError, ThreadId, Uid, imap_flag_to_keyword,
 };
-use std::cmp::Ordering;
 use std::collections::HashMap;
 
-/// SORT compares strings with the `i;ascii-casemap` collation (RFC 5256 §3 makes it the
-/// default; RFC 4790 §9.2: US-ASCII a–z map to A–Z, then octets compare; other bytes,
-/// UTF-8 included, compare as they are).
-pub(crate) fn ascii_casemap_cmp(a: &str, b: &str) -> Ordering {
-    let fold = |s: &str| {
-        s.bytes()
-            .map(|c| c.to_ascii_uppercase())
-            .collect::<Vec<u8>>()
-    };
-    fold(a).cmp(&fold(b))
-}
-
 /// RFC 9051 §6.4.4.4: charsets we accept (others → `NO [BADCHARSET]`).
-fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
+pub(super) fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
     match charset {
         None | Some("UTF-8") | Some("US-ASCII") => Ok(()),
         Some(other) => Err(CmdError::No {
@@ -41,18 +26,20 @@ fn check_charset(charset: Option<&str>) -> Result<(), CmdError> {
 /// with `NO [NOUPDATE]`); each is evaluated again after every command that may change it.
 pub(crate) const MAX_SEARCH_UPDATES: usize = 4;
 
-/// A `UID SEARCH RETURN (UPDATE)` kept up to date (RFC 5267 §4.3): its tag, its key and the
-/// UIDs last reported.
+/// A `UID SEARCH RETURN (UPDATE)` or `UID SORT RETURN (UPDATE)` kept up to date (RFC 5267
+/// §4.3): its tag, its key and the UIDs last reported (in sort order for a SORT).
 #[derive(Debug, Clone)]
 pub(crate) struct SearchUpdate {
-    tag: String,
-    key: SearchKey,
-    result: Vec<u32>,
+    pub(super) tag: String,
+    pub(super) key: SearchKey,
+    pub(super) result: Vec<u32>,
+    /// RFC 5267 §4 CONTEXT=SORT: the sort criteria and each result's sort values.
+    pub(super) sort: Option<Box<super::sort::SortContext>>,
 }
 
 /// RFC 9394 §3: the results at positions `lo..=hi` (1-based), counted from the last result
 /// when `from_end`; positions past the end are left out.
-fn partial_slice<T>(items: &[T], from_end: bool, lo: u32, hi: u32) -> &[T] {
+pub(super) fn partial_slice<T>(items: &[T], from_end: bool, lo: u32, hi: u32) -> &[T] {
     let len = items.len();
     let (lo, hi) = (lo as usize, hi as usize);
     let (start, end) = if from_end {
@@ -65,7 +52,13 @@ fn partial_slice<T>(items: &[T], from_end: bool, lo: u32, hi: u32) -> &[T] {
 
 /// ` PARTIAL (range set)` of an ESEARCH response (RFC 9394 §3), `NIL` for no results in
 /// the range; `ordered` keeps the results' order (ESORT) instead of sorting them.
-fn partial_item(numbers: &[u32], from_end: bool, lo: u32, hi: u32, ordered: bool) -> String {
+pub(super) fn partial_item(
+    numbers: &[u32],
+    from_end: bool,
+    lo: u32,
+    hi: u32,
+    ordered: bool,
+) -> String {
     let part = partial_slice(numbers, from_end, lo, hi);
     let range = if from_end {
         format!("-{lo}:-{hi}")
@@ -80,41 +73,6 @@ fn partial_item(numbers: &[u32], from_end: bool, lo: u32, hi: u32, ordered: bool
         compress_set(part)
     };
     format!(" PARTIAL ({range} {set})")
-}
-
-/// The `* ESEARCH` response of an ESORT (RFC 5267 §3): MIN and MAX are the first and
-/// last in sort order, ALL and PARTIAL keep the sort order.
-fn esort_line(tag: &str, uid: bool, opts: &[SearchReturn], numbers: &[u32]) -> String {
-    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
-    if uid {
-        line.push_str(" UID");
-    }
-    for o in opts {
-        match *o {
-            SearchReturn::Min => {
-                if let Some(n) = numbers.first() {
-                    line.push_str(&format!(" MIN {n}"));
-                }
-            }
-            SearchReturn::Max => {
-                if let Some(n) = numbers.last() {
-                    line.push_str(&format!(" MAX {n}"));
-                }
-            }
-            SearchReturn::Count => line.push_str(&format!(" COUNT {}", numbers.len())),
-            SearchReturn::All => {
-                if !numbers.is_empty() {
-                    line.push_str(&format!(" ALL {}", ordered_set(numbers)));
-                }
-            }
-            SearchReturn::Partial { from_end, lo, hi } => {
-                line.push_str(&partial_item(numbers, from_end, lo, hi, true));
-            }
-            SearchReturn::Save | SearchReturn::Update | SearchReturn::Context => {}
-        }
-    }
-    line.push_str("\r\n");
-    line
 }
 
 /// What evaluating a search key needs besides the session's view.
@@ -144,7 +102,7 @@ fn need(key: &SearchKey) -> Need {
 }
 
 /// Messages whose content one store read fetches during SEARCH.
-const SEARCH_BATCH: usize = 512;
+pub(super) const SEARCH_BATCH: usize = 512;
 
 /// Messages whose stored search headers one store read fetches during SEARCH (about a
 /// hundred bytes each).
@@ -173,6 +131,17 @@ fn has_thread_id(key: &SearchKey) -> bool {
     }
 }
 
+/// Does the key use the save date (RFC 8514 §4.2), which the view does not keep?
+fn has_save_date(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::SavedBefore(_) | SearchKey::SavedOn(_) | SearchKey::SavedSince(_) => true,
+        SearchKey::Not(k) => has_save_date(k),
+        SearchKey::Or(a, b) => has_save_date(a) || has_save_date(b),
+        SearchKey::And(keys) => keys.iter().any(has_save_date),
+        _ => false,
+    }
+}
+
 fn has_modseq(key: &SearchKey) -> bool {
     match key {
         SearchKey::ModSeq(_) => true,
@@ -191,6 +160,8 @@ struct Ctx<'a> {
     summary: Option<&'a SearchHeaders>,
     /// The thread of each email of the mailbox, read only for THREADID keys.
     threads: &'a HashMap<EmailId, ThreadId>,
+    /// The save date of each UID of the view, read only for SAVED* keys (RFC 8514).
+    save_dates: &'a HashMap<u32, i64>,
 }
 
 fn has_kw(m: &ViewMsg, k: &str) -> bool {
@@ -222,6 +193,13 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
         None => c.summary.is_some_and(|s| field_contains(pick(s), needle)),
     };
     let sent = |f: &dyn Fn(i64) -> bool| c.content.and_then(|v| v.sent_day()).is_some_and(f);
+    // RFC 8514 §4.2: like BEFORE/ON/SINCE, on the save date's day; a message without one
+    // (expunged meanwhile) matches none.
+    let saved = |f: &dyn Fn(i64) -> bool| {
+        c.save_dates
+            .get(&m.uid.0)
+            .is_some_and(|&d| f(d.div_euclid(86_400) * 86_400))
+    };
     match key {
         All => true,
         Answered => has_kw(m, "$answered"),
@@ -257,6 +235,11 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
         SentBefore(d) => sent(&|s| s < d.to_unix()),
         SentOn(d) => sent(&|s| s == d.to_unix()),
         SentSince(d) => sent(&|s| s >= d.to_unix()),
+        SavedBefore(d) => saved(&|s| s < d.to_unix()),
+        SavedOn(d) => saved(&|s| s == d.to_unix()),
+        SavedSince(d) => saved(&|s| s >= d.to_unix()),
+        // RFC 8514 §4.2: every mailbox here keeps save dates.
+        SaveDateSupported => true,
         Larger(n) => u64::from(m.size) > *n,
         Smaller(n) => u64::from(m.size) < *n,
         Uid(set) => {
@@ -285,7 +268,7 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
 impl Session {
     /// Indices of the view matching `key`, ascending, with content views when needed.
     /// Content and summaries are read from the store in batches.
-    async fn evaluate(
+    pub(super) async fn evaluate(
         &self,
         key: &SearchKey,
         load_all: bool,
@@ -299,6 +282,17 @@ impl Session {
                 .await?
                 .into_iter()
                 .map(|m| (m.email, m.thread))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let save_dates: HashMap<u32, i64> = if has_save_date(key) {
+            let uids: Vec<Uid> = sel.view.iter().map(|m| m.uid).collect();
+            self.store
+                .message_save_dates(account, sel.id, &uids)
+                .await?
+                .into_iter()
+                .map(|(uid, d)| (uid.0, d))
                 .collect()
         } else {
             HashMap::new()
@@ -350,6 +344,7 @@ impl Session {
                         content: view.as_ref(),
                         summary: summary.as_ref(),
                         threads: &threads,
+                        save_dates: &save_dates,
                     },
                 ) {
                     hits.push(i);
@@ -543,19 +538,20 @@ impl Session {
             }
         }
         if wants_update {
-            self.register_update(tag, s.key, update_result, out)?;
+            self.register_update(tag, s.key, update_result, None, out)?;
         }
         Done::new(format!("{name} completed"))
     }
 
-    /// RFC 5267 §4.3: keeps a UID SEARCH with `RETURN (UPDATE)` up to date. With
-    /// too many already kept, an untagged `NO [NOUPDATE "tag"]` and the search stays a
-    /// one-off.
-    fn register_update(
+    /// RFC 5267 §4.3: keeps a UID SEARCH (or UID SORT, with `sort`) with `RETURN (UPDATE)`
+    /// up to date. With too many already kept, an untagged `NO [NOUPDATE "tag"]` and the
+    /// search stays a one-off.
+    pub(super) fn register_update(
         &mut self,
         tag: &str,
         key: SearchKey,
         result: Vec<u32>,
+        sort: Option<Box<super::sort::SortContext>>,
         out: &mut Vec<u8>,
     ) -> Result<(), CmdError> {
         let sel = self.selected()?;
@@ -576,6 +572,7 @@ impl Session {
                 tag: tag.to_string(),
                 key,
                 result,
+                sort,
             });
         Ok(())
     }
@@ -613,6 +610,25 @@ impl Session {
         };
         let mut fresh = Vec::with_capacity(updates.len());
         for mut u in updates {
+            if let Some(ctx) = u.sort.take() {
+                // RFC 5267 §4 CONTEXT=SORT: positions in sort order.
+                match self.resort(&u.key, &ctx).await {
+                    Ok(entries) => {
+                        let now: Vec<u32> = entries.iter().map(|e| e.uid).collect();
+                        out.extend_from_slice(
+                            super::sort::sort_update_lines(&u.tag, &u.result, &now).as_bytes(),
+                        );
+                        u.result = now;
+                        u.sort = Some(Box::new(super::sort::SortContext {
+                            criteria: ctx.criteria,
+                            entries,
+                        }));
+                    }
+                    Err(_) => u.sort = Some(ctx),
+                }
+                fresh.push(u);
+                continue;
+            }
             let Ok((hits, _)) = self.evaluate(&u.key, false).await else {
                 fresh.push(u);
                 continue;
@@ -654,97 +670,6 @@ impl Session {
         if let Ok(sel) = self.selected_mut() {
             sel.updates = Some(Box::new(fresh));
         }
-    }
-
-    /// RFC 5256 §3 SORT, with RFC 5267 §3 ESORT return options (and RFC 9394 PARTIAL).
-    pub(crate) async fn cmd_sort(
-        &mut self,
-        tag: &str,
-        s: SortCommand,
-        out: &mut Vec<u8>,
-    ) -> CmdResult {
-        check_charset(Some(&s.charset))?;
-        let (mut hits, views) = self.evaluate(&s.key, true).await?;
-        let sel = self.selected()?;
-        let cmp_one = |a: usize, b: usize, key: SortKey| -> Ordering {
-            let (ma, mb) = (&sel.view[a], &sel.view[b]);
-            let (va, vb) = (views[a].as_ref(), views[b].as_ref());
-            let text = |f: fn(&SearchView) -> String| {
-                let a = va.map(f).unwrap_or_default();
-                let b = vb.map(f).unwrap_or_default();
-                ascii_casemap_cmp(&a, &b)
-            };
-            match key {
-                SortKey::Arrival => ma.received_at.cmp(&mb.received_at),
-                SortKey::Size => ma.size.cmp(&mb.size),
-                // RFC 5256 §3: DATE falls back to INTERNALDATE.
-                SortKey::Date => {
-                    let da = va.and_then(|v| v.sent_date()).unwrap_or(ma.received_at);
-                    let db = vb.and_then(|v| v.sent_date()).unwrap_or(mb.received_at);
-                    da.cmp(&db)
-                }
-                SortKey::Subject => text(|v| v.subject()),
-                SortKey::From => text(|v| v.from()),
-                SortKey::To => text(|v| v.to()),
-                SortKey::Cc => text(|v| v.cc()),
-                // RFC 5957 §3: compared like the other address keys (i;ascii-casemap).
-                SortKey::DisplayFrom => text(|v| v.display_from()),
-                SortKey::DisplayTo => text(|v| v.display_to()),
-            }
-        };
-        hits.sort_by(|&a, &b| {
-            for &(reverse, key) in &s.criteria {
-                let o = cmp_one(a, b, key);
-                let o = if reverse { o.reverse() } else { o };
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            a.cmp(&b)
-        });
-        let numbers: Vec<u32> = hits
-            .iter()
-            .map(|&i| {
-                if s.uid {
-                    sel.view[i].uid.0
-                } else {
-                    i as u32 + 1
-                }
-            })
-            .collect();
-        match s.ret {
-            None => {
-                let list: String = numbers.iter().map(|n| format!(" {n}")).collect();
-                out.extend_from_slice(format!("* SORT{list}\r\n").as_bytes());
-            }
-            Some(mut opts) => {
-                if opts.is_empty() {
-                    opts.push(SearchReturn::All);
-                }
-                if opts.contains(&SearchReturn::Save) {
-                    // RFC 5267 §3 with RFC 5182: the saved result is a set (its order is
-                    // lost); with PARTIAL only the returned part.
-                    let chosen: Vec<usize> = match opts.iter().find_map(|o| match *o {
-                        SearchReturn::Partial { from_end, lo, hi } => Some((from_end, lo, hi)),
-                        _ => None,
-                    }) {
-                        Some((from_end, lo, hi)) => partial_slice(&hits, from_end, lo, hi).to_vec(),
-                        None => hits.clone(),
-                    };
-                    let mut uids: Vec<Uid> = chosen.iter().map(|&i| sel.view[i].uid).collect();
-                    uids.sort_unstable();
-                    self.selected_mut()?.saved = uids;
-                }
-                if !(opts.len() == 1 && opts[0] == SearchReturn::Save) {
-                    out.extend_from_slice(esort_line(tag, s.uid, &opts, &numbers).as_bytes());
-                }
-            }
-        }
-        Done::new(if s.uid {
-            "UID SORT completed"
-        } else {
-            "SORT completed"
-        })
     }
 
     /// RFC 5256 §3 THREAD (REFERENCES and ORDEREDSUBJECT).

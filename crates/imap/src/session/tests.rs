@@ -35,6 +35,32 @@ impl T {
         }
     }
 
+    /// What the shell sends between commands when a change arrives with NOTIFY on.
+    pub(super) async fn between_commands(&mut self) -> String {
+        let mut out = Vec::new();
+        self.s.notify_between_commands(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// What IDLE waits for.
+    pub(super) async fn wait_for_change(&mut self) {
+        self.s.wait_for_change().await
+    }
+
+    /// What IDLE sends after a change.
+    pub(super) async fn idle_update(&mut self) -> String {
+        let mut out = Vec::new();
+        self.s.idle_update(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Lowers the APPEND size limit of this session (for limit tests).
+    pub(super) fn set_max_literal(&mut self, max: usize) {
+        let mut cfg = (*self.s.cfg).clone();
+        cfg.max_literal_size = max;
+        self.s.cfg = Arc::new(cfg);
+    }
+
     /// Makes this session share mailbox feeds with `other`, as sessions of one server do.
     pub(super) fn share_feeds_with(&mut self, other: &T) {
         self.s.feeds = other.s.feeds.clone();

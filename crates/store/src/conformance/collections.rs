@@ -644,3 +644,73 @@ pub async fn item_cache_follows_every_write(store: Arc<dyn Store>) {
         .expect("delete");
     assert_eq!(cache.get(a, "x").await.expect("get"), None);
 }
+
+/// IMAP METADATA entries (RFC 5464) of a mailbox follow its id: RENAME keeps them, DELETE
+/// removes them (logged as a collection change), other mailboxes' stay.
+pub async fn mailbox_delete_drops_its_imap_metadata(store: Arc<dyn Store>) {
+    use crate::collections::names;
+    let (alice, _) = new_account(&store).await;
+    let a = alice.id;
+    let doomed = store
+        .mailbox_create(a, "Doomed", None)
+        .await
+        .expect("create");
+    let kept = store.mailbox_create(a, "Kept", None).await.expect("create");
+    let writes = [doomed.id, kept.id]
+        .iter()
+        .map(|&m| {
+            ItemWrite::put(
+                names::IMAP_METADATA,
+                &names::imap_metadata_item(m),
+                Expect::Any,
+                "{\"/private/comment\":\"eA==\"}".to_string(),
+            )
+        })
+        .collect();
+    store.collection_write(a, writes).await.expect("write");
+    let key = ItemWrite::put(
+        names::IMAP_URLAUTH_KEYS,
+        &doomed.id.0.to_string(),
+        Expect::Any,
+        "00ff".to_string(),
+    );
+    store.collection_write(a, vec![key]).await.expect("key");
+    store
+        .mailbox_rename(a, doomed.id, "Renamed")
+        .await
+        .expect("rename");
+    let items = store
+        .collection_get(a, names::IMAP_METADATA, None)
+        .await
+        .expect("get");
+    assert_eq!(items.len(), 2);
+    let before = store
+        .collection_state(a, names::IMAP_METADATA)
+        .await
+        .expect("state");
+    store.mailbox_delete(a, doomed.id).await.expect("delete");
+    let items = store
+        .collection_get(a, names::IMAP_METADATA, None)
+        .await
+        .expect("get");
+    assert_eq!(
+        items.iter().map(|i| i.id.clone()).collect::<Vec<_>>(),
+        vec![names::imap_metadata_item(kept.id)]
+    );
+    let changes = store
+        .collection_changes(a, names::IMAP_METADATA, before, 100)
+        .await
+        .expect("changes");
+    assert_eq!(
+        changes.destroyed,
+        vec![names::imap_metadata_item(doomed.id)]
+    );
+    // Its URLAUTH key (RFC 4467) goes with it too.
+    let keys = store
+        .collection_get(a, names::IMAP_URLAUTH_KEYS, None)
+        .await
+        .expect("keys");
+    assert!(keys.is_empty(), "{keys:?}");
+    // A mailbox without entries deletes as before.
+    store.mailbox_delete(a, kept.id).await.expect("delete");
+}

@@ -67,7 +67,9 @@ async fn alloc_uid<T: WriteTx>(tx: &mut T, account: AccountId, mailbox: MailboxI
     }
 }
 
-/// Puts an email into a mailbox under a fresh UID.
+/// Puts an email into a mailbox under a fresh UID. Every way in (append, delivery, copy,
+/// move, a JMAP mailbox change) comes here, so the save date (RFC 8514 §1: when the
+/// message was placed in this mailbox) is now.
 async fn add_membership<T: WriteTx>(
     tx: &mut T,
     account: AccountId,
@@ -76,7 +78,8 @@ async fn add_membership<T: WriteTx>(
     modseq: ModSeq,
 ) -> Result<Uid> {
     let uid = alloc_uid(tx, account, mailbox).await?;
-    tx.insert_membership(mailbox, uid, email, modseq).await?;
+    tx.insert_membership(mailbox, uid, email, modseq, crate::now_unix())
+        .await?;
     tx.touch_mailbox(account, mailbox, modseq).await?;
     tx.log(account, modseq, Kind::Mailbox, mailbox.0, Op::CountsUpdated)
         .await?;

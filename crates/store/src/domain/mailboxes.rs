@@ -3,6 +3,7 @@
 
 use super::emails::email_left_mailbox;
 use crate::changelog::{ChangeKind as Kind, ChangeOp as Op};
+use crate::collections::{OP_DELETE, names};
 use crate::engine::WriteTx;
 use crate::rules::{self, canonical_mailbox_name};
 use crate::{AccountId, Mailbox, MailboxId, Result, Role, StoreError};
@@ -111,6 +112,19 @@ pub async fn mailbox_delete<T: WriteTx>(
     tx.delete_mailbox(id).await?;
     tx.log(account, modseq, Kind::Mailbox, id.0, Op::Destroyed)
         .await?;
+    // RFC 5464 §3.2: a mailbox's METADATA entries go with it, and so does its URLAUTH
+    // access key (RFC 4467 §3).
+    for (collection, item) in [
+        (names::IMAP_METADATA, names::imap_metadata_item(id)),
+        (names::IMAP_URLAUTH_KEYS, id.0.to_string()),
+    ] {
+        if tx.item_version(account, collection, &item).await?.is_some() {
+            tx.delete_item(account, collection, &item).await?;
+            tx.set_item_blobs(account, collection, &item, &[]).await?;
+            tx.log_item(account, collection, modseq, &item, OP_DELETE, true)
+                .await?;
+        }
+    }
     tx.touch_mailbox(account, id, modseq).await
 }
 

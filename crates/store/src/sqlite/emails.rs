@@ -174,11 +174,13 @@ impl WriteTx for Tx<'_> {
         uid: Uid,
         email: EmailId,
         modseq: ModSeq,
+        saved_at: i64,
     ) -> Result<()> {
         exec(
             self.conn,
-            "INSERT INTO memberships (mailbox, uid, email, modseq) VALUES (?1, ?2, ?3, ?4)",
-            params![mailbox.0, uid.0, email.0, modseq.0 as i64],
+            "INSERT INTO memberships (mailbox, uid, email, modseq, saved_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![mailbox.0, uid.0, email.0, modseq.0 as i64, saved_at],
         )?;
         Ok(())
     }

@@ -441,6 +441,30 @@ pub(crate) fn message_envelopes(
     Ok(out)
 }
 
+/// Save dates (RFC 8514) of the listed messages of one mailbox, ordered by UID; a
+/// membership stored before they were kept (NULL) reads as the email's internal date.
+pub(crate) fn message_save_dates(
+    conn: &Connection,
+    account: AccountId,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<(Uid, i64)>> {
+    require_mailbox(conn, account, mailbox)?;
+    let mut out = Vec::with_capacity(uids.len());
+    scan_uids(
+        conn,
+        mailbox,
+        uids,
+        "SELECT m.uid, coalesce(m.saved_at, e.received_at) FROM memberships m
+         JOIN emails e ON e.id = m.email",
+        |uid, r| {
+            out.push((uid, r.get::<_, i64>(1).map_err(db_err)?));
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
 /// Subject/from/to/cc of the listed messages of one mailbox, ordered by UID, from the small
 /// `search_headers` table (one range scan for a dense UID set, `IN (…)` chunks for a sparse
 /// one). An email without a row there (none is expected) is read from its summary.

@@ -5,7 +5,7 @@ use crate::Result;
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this code writes. Bump it and add a step to [`MIGRATIONS`] to change it.
-pub(crate) const SCHEMA_VERSION: i64 = 10;
+pub(crate) const SCHEMA_VERSION: i64 = 11;
 
 /// Version 1: the initial schema.
 const V1: &str = r#"
@@ -260,8 +260,12 @@ SELECT account, id, min(thread) FROM (
 ) WHERE id <> '' GROUP BY account, id;
 "#;
 
+/// Version 11: when each message was placed into its mailbox (RFC 8514 SAVEDATE), unix
+/// seconds. Rows from before stay NULL and read as the email's internal date.
+const V11: &str = "ALTER TABLE memberships ADD COLUMN saved_at INTEGER;";
+
 /// Migration steps; entry `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 /// Creates or upgrades the schema. Idempotent; runs in one transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -340,6 +344,32 @@ mod tests {
             .expect("rows")
             .collect::<rusqlite::Result<Vec<_>>>()
             .expect("envelopes")
+    }
+
+    #[test]
+    fn version_10_memberships_read_their_internal_date_as_save_date() {
+        let mut conn = old_database(10, None);
+        conn.execute_batch(
+            "INSERT INTO accounts (id, address, display_name, password_hash, created_at)
+             VALUES (1, 'a@x.test', '', 'h', 0);
+             INSERT INTO mailboxes (id, account, name, uid_validity, uid_next, subscribed,
+                                    highest_modseq)
+             VALUES (7, 1, 'INBOX', 1, 2, 1, 1);
+             UPDATE emails SET received_at = 1234;
+             INSERT INTO memberships (mailbox, uid, email, modseq)
+             SELECT 7, 1, id, 1 FROM emails;",
+        )
+        .expect("old membership");
+        migrate(&mut conn).expect("migrate");
+        // RFC 8514 §4.3 lets it be NIL; the internal date is the better guess.
+        let got = crate::sqlite::messages::message_save_dates(
+            &conn,
+            crate::AccountId(1),
+            crate::MailboxId(7),
+            &[crate::Uid(1)],
+        )
+        .expect("save dates");
+        assert_eq!(got, vec![(crate::Uid(1), 1234)]);
     }
 
     #[test]
