@@ -163,13 +163,7 @@ pub async fn copy(
         }
     }
     // §6.3: null when empty.
-    let or_null = |m: Map<String, Value>| {
-        if m.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(m)
-        }
-    };
+    let or_null = crate::api::or_null;
     Ok(json!({
         "fromAccountId": from,
         "accountId": crate::ids::account_id(account),

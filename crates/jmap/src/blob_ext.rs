@@ -60,13 +60,7 @@ pub async fn upload(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError>
             }
         }
     }
-    let or_null = |m: Map<String, Value>| {
-        if m.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(m)
-        }
-    };
+    let or_null = crate::api::or_null;
     Ok(json!({
         "accountId": ids::account_id(account),
         "created": or_null(created),

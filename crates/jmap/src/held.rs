@@ -202,11 +202,8 @@ async fn release(
     let Some(raw) = raw.filter(|_| !resolved.is_empty()) else {
         // Nothing to send (no recipient left, or the blob is gone): the record says so.
         if record.delivery.is_empty() {
-            record.delivery = record
-                .rcpt_to
-                .iter()
-                .map(|r| (r.clone(), "451 4.3.0 message lost".into(), "no".into()))
-                .collect();
+            record.delivery =
+                crate::submission::every_recipient(&record, "451 4.3.0 message lost", "no");
         }
         let value = serde_json::to_string(&record)
             .map_err(|e| bulwark_store::StoreError::Internal(e.to_string()))?;

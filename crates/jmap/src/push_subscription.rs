@@ -406,13 +406,7 @@ pub async fn set(ctx: &mut Ctx<'_>, args: Args) -> Result<Value, MethodError> {
         // Best effort: only expired subscriptions were to go.
         let _ = store.collection_write(account, writes).await;
     }
-    let or_null = |m: Map<String, Value>| {
-        if m.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(m)
-        }
-    };
+    let or_null = crate::api::or_null;
     Ok(json!({
         "oldState": null,
         "newState": null,

@@ -112,6 +112,41 @@ fn release_time(obj: &Map<String, Value>, now: i64) -> Result<Option<i64>, SetEr
     Ok((at > now).then_some(at))
 }
 
+/// The same delivery status for every recipient of the record.
+pub(crate) fn every_recipient(
+    record: &SubmissionRecord,
+    reply: &str,
+    delivered: &str,
+) -> Vec<(String, String, String)> {
+    record
+        .rcpt_to
+        .iter()
+        .map(|r| (r.clone(), reply.to_string(), delivered.to_string()))
+        .collect()
+}
+
+/// The record an earlier, identical submission left (a retry finds it).
+async fn earlier_record(
+    ctx: &Ctx<'_>,
+    account: AccountId,
+    id: &str,
+) -> Result<SubmissionRecord, SetError> {
+    let items = ctx
+        .server
+        .store
+        .collection_get(account, SUBMISSIONS, Some(&[id.to_string()]))
+        .await?;
+    items
+        .first()
+        .and_then(|i| serde_json::from_str(&i.value).ok())
+        .ok_or_else(|| SetError::new("serverFail", "the earlier submission is unreadable"))
+}
+
+fn encode_record(record: &SubmissionRecord) -> Result<String, SetError> {
+    serde_json::to_string(record)
+        .map_err(|e| SetError::new("serverFail", format!("cannot encode the record: {e}")))
+}
+
 /// Each recipient's delivery status at acceptance.
 pub(crate) fn delivery_of(resolved: &[(String, Recipient)]) -> Vec<(String, String, String)> {
     resolved
@@ -450,19 +485,8 @@ async fn send_one(
         record.send_at = at;
         record.undo_status = UndoStatus::Pending;
         record.held = Some(hash.clone());
-        record.delivery = record
-            .rcpt_to
-            .iter()
-            .map(|r| {
-                (
-                    r.clone(),
-                    "250 2.0.0 held for later delivery".into(),
-                    "queued".into(),
-                )
-            })
-            .collect();
-        let value = serde_json::to_string(&record)
-            .map_err(|e| SetError::new("serverFail", format!("cannot encode the record: {e}")))?;
+        record.delivery = every_recipient(&record, "250 2.0.0 held for later delivery", "queued");
+        let value = encode_record(&record)?;
         let mut write = ItemWrite::put(SUBMISSIONS, &id, Expect::Absent, value);
         write.blobs = vec![hash];
         return match store.collection_write(account, vec![write]).await {
@@ -470,22 +494,12 @@ async fn send_one(
                 ctx.server.held().schedule(account, &id, at);
                 Ok(record)
             }
-            Err(bulwark_store::StoreError::Conflict(_)) => {
-                let items = store
-                    .collection_get(account, SUBMISSIONS, Some(std::slice::from_ref(&id)))
-                    .await?;
-                items
-                    .first()
-                    .and_then(|i| serde_json::from_str(&i.value).ok())
-                    .ok_or_else(|| {
-                        SetError::new("serverFail", "the earlier submission is unreadable")
-                    })
-            }
+            // Held before (the client retries after losing our answer): that submission.
+            Err(bulwark_store::StoreError::Conflict(_)) => earlier_record(ctx, account, &id).await,
             Err(e) => Err(e.into()),
         };
     }
-    let value = serde_json::to_string(&record)
-        .map_err(|e| SetError::new("serverFail", format!("cannot encode the record: {e}")))?;
+    let value = encode_record(&record)?;
     let mut message = bulwark_core::Message::new(&mail_from, Vec::new(), outgoing);
     message.received_at = now;
     message.resolved = resolved;
@@ -500,13 +514,7 @@ async fn send_one(
         }
         // Sent before (the client retries after losing our answer): that submission.
         Err(bulwark_core::DeliveryError::AlreadyAccepted) => {
-            let items = store
-                .collection_get(account, SUBMISSIONS, Some(std::slice::from_ref(&id)))
-                .await?;
-            items
-                .first()
-                .and_then(|i| serde_json::from_str(&i.value).ok())
-                .ok_or_else(|| SetError::new("serverFail", "the earlier submission is unreadable"))
+            earlier_record(ctx, account, &id).await
         }
         Err(bulwark_core::DeliveryError::Store(e)) => Err(e.into()),
     }
@@ -649,19 +657,8 @@ async fn cancel(
     }
     record.undo_status = UndoStatus::Canceled;
     record.held = None;
-    record.delivery = record
-        .rcpt_to
-        .iter()
-        .map(|r| {
-            (
-                r.clone(),
-                "550 5.0.0 canceled before release".into(),
-                "no".into(),
-            )
-        })
-        .collect();
-    let value = serde_json::to_string(&record)
-        .map_err(|e| SetError::new("serverFail", format!("cannot encode the record: {e}")))?;
+    record.delivery = every_recipient(&record, "550 5.0.0 canceled before release", "no");
+    let value = encode_record(&record)?;
     match store
         .collection_write(
             account,

@@ -354,6 +354,15 @@ pub async fn current_state(ctx: &Ctx<'_>, kind: ChangeKind) -> Result<String, Me
     ))
 }
 
+/// An empty map as `null` (RFC 8620 §5.3, §5.4: `created`, `notCreated`… are null when empty).
+pub fn or_null(m: Map<String, Value>) -> Value {
+    if m.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(m)
+    }
+}
+
 /// `ifInState` check shared by every /set (RFC 8620 §5.3: stateMismatch).
 pub fn check_if_in_state(args: &Args, current: &str) -> Result<(), MethodError> {
     if let Some(expected) = args.opt_str("ifInState")?
