@@ -55,6 +55,18 @@ async function checkServerSide(base) {
   if (!html.includes('id="root"')) problems.push(`GET / did not return the web client (status ${root.status}); bulwark serve must merge bulwark_web::router on the http listener`);
   if (jmap.status !== 401) problems.push(`GET /.well-known/jmap → ${jmap.status} (expected 401): the JMAP router is not mounted on the http listener`);
   if (login.status !== 400 && login.status !== 422) problems.push(`POST /api/account/login → ${login.status} (expected 400): the account API is not mounted`);
+  // The bundle goes out gzip-compressed, cached for good (issue 17 defect 10).
+  const script = html.match(/src="(\/assets\/[^"]+\.js)"/)?.[1];
+  if (!script) problems.push('no hashed script in index.html');
+  else {
+    const plain = await fetch(`${base}${script}`, { headers: { 'Accept-Encoding': 'identity' } });
+    const zipped = await fetch(`${base}${script}`, { headers: { 'Accept-Encoding': 'gzip' } });
+    if (zipped.headers.get('content-encoding') !== 'gzip') problems.push(`${script} is not served gzip (content-encoding ${zipped.headers.get('content-encoding')})`);
+    if (plain.headers.get('content-encoding')) problems.push(`${script} is compressed for a client that asked for identity`);
+    if (!/immutable/.test(zipped.headers.get('cache-control') ?? '')) problems.push(`${script} has cache-control ${zipped.headers.get('cache-control')}`);
+    if ((await zipped.text()) !== (await plain.text())) problems.push('the gzip and the plain bundle differ');
+    console.log(`  bundle ${script}: gzip, ${zipped.headers.get('cache-control')}`);
+  }
   if (problems.length) throw new Error(`server side missing:\n  - ${problems.join('\n  - ')}`);
 }
 
@@ -167,6 +179,7 @@ async function main() {
     await page.fill('#totp-code', totp(secret));
     await page.click('#totp-confirm');
     await page.waitForSelector('#recovery-codes');
+    await page.waitForSelector('#copy-recovery-codes');
     const codes = await page.$$eval('#recovery-codes span', (s) => s.map((x) => x.textContent));
     if (codes.length !== 10) throw new Error(`expected 10 recovery codes, got ${codes.length}`);
     await shot(page, '04-settings-recovery-codes');
@@ -317,6 +330,12 @@ async function main() {
     await page.keyboard.press('j');
     await page.waitForSelector('.scroller:not([aria-busy]) .row.current[data-index="0"]', { timeout: 15000 });
     console.log('  j pressed during the list reload opened row 0');
+    await page.keyboard.press('?');
+    await page.waitForSelector('#shortcut-help:has-text("Archive")', { timeout: 5000 });
+    await shot(page, '06a-shortcut-help');
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#shortcut-help', { state: 'detached', timeout: 5000 });
+    console.log('  ?: shortcut help shown, Escape closed it');
     await page.keyboard.press('Escape');
     await page.keyboard.press('/');
     const focused = await page.evaluate(() => document.activeElement?.id);
@@ -585,6 +604,12 @@ async function main() {
     await page.click('section[aria-labelledby=set-apps] button[type=submit]');
     await page.waitForSelector('#new-app-password');
     await shot(page, '16-settings');
+    step('settings: Copy puts the new app password on the clipboard (issue 17 defect 10)');
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+    await page.click('#copy-app-password');
+    await page.waitForSelector('#toast.show:has-text("App password copied")', { timeout: 10000 });
+    const clip = await page.evaluate(() => navigator.clipboard.readText());
+    if (clip !== (await page.textContent('#new-app-password'))) throw new Error(`the clipboard holds ${JSON.stringify(clip)}, not the app password`);
     step('settings: the JMAP client is listed under signed-in devices; signing it out revokes its token');
     const jmapDevice = 'section[aria-labelledby=set-sessions] button[aria-label^="Sign out Mail app (JMAP) · e2e-jmap-client"]';
     await page.waitForSelector(jmapDevice, { timeout: 15000 });
@@ -624,6 +649,15 @@ async function main() {
     await page.fill('#new-folder-name', 'Projects');
     await page.press('#new-folder-name', 'Enter');
     await page.waitForSelector(PROJECTS, { timeout: 15000 });
+    await page.dragAndDrop('.row[data-id] >> nth=0', PROJECTS);
+    await page.waitForSelector('#toast.show:has-text("moved to Projects")', { timeout: 10000 });
+    step('the move notice has Undo: it puts the mail back (issue 17 defect 10)');
+    const inboxCount = async () => (await page.$$('.row[data-id]')).length;
+    const beforeUndo = await inboxCount();
+    await shot(page, '17a-move-undo');
+    await page.click('#toast .toast-action');
+    await page.waitForSelector('#toast.show:has-text("moved back")', { timeout: 10000 });
+    await waitFor('the mail back in the Archive list', async () => (await inboxCount()) === beforeUndo + 1, 15000);
     await page.dragAndDrop('.row[data-id] >> nth=0', PROJECTS);
     await page.waitForSelector('#toast.show:has-text("moved to Projects")', { timeout: 10000 });
     await page.click(PROJECTS);

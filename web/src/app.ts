@@ -832,11 +832,30 @@ export class MailApp {
     if (!ids.length || !target) return;
     const name = this.mailboxes.find((m) => m.id === target)?.name ?? 'folder';
     const patches: Record<string, Record<string, unknown>> = {};
-    for (const id of ids) patches[id] = { mailboxIds: { [target]: true } };
+    // Where each one was, for Undo (the notice puts them back).
+    const before: Record<string, Record<string, unknown>> = {};
+    for (const id of ids) {
+      patches[id] = { mailboxIds: { [target]: true } };
+      const was = this.rows.get(id)?.mailboxIds;
+      if (was) before[id] = { mailboxIds: { ...was } };
+    }
     this.removeFromList(ids);
     try {
       await this.jmap.updateEmails(patches);
-      toast(`${ids.length} message${ids.length > 1 ? 's' : ''} moved to ${name}`);
+      const undo = Object.keys(before).length
+        ? {
+            label: 'Undo',
+            ms: 8000,
+            run: () => {
+              this.jmap
+                .updateEmails(before)
+                .then(() => toast(`${Object.keys(before).length} message${ids.length > 1 ? 's' : ''} moved back`))
+                .catch((e) => toast(`Undo failed: ${e instanceof Error ? e.message : e}`))
+                .finally(() => this.scheduleRefresh());
+            },
+          }
+        : undefined;
+      toast(`${ids.length} message${ids.length > 1 ? 's' : ''} moved to ${name}`, undo);
     } catch (err) {
       toast(isNetworkError(err) ? 'Offline: moving needs the server' : `Move failed: ${err instanceof Error ? err.message : err}`);
     }

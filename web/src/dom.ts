@@ -125,3 +125,21 @@ export function toast(message: string, action?: { label: string; ms: number; run
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => el?.classList.remove('show'), action?.ms ?? 3500);
 }
+
+/** A Copy button that puts `text` on the clipboard (a secret shown once: app passwords,
+ * recovery codes), saying so in a notice. */
+export function copyButton(text: () => string, what: string, id?: string): HTMLElement {
+  return h('button.btn.copy', {
+    type: 'button',
+    id,
+    'aria-label': `Copy ${what}`,
+    onclick: async () => {
+      try {
+        await navigator.clipboard.writeText(text());
+        toast(`${what[0].toUpperCase()}${what.slice(1)} copied`);
+      } catch {
+        toast('Copying is not allowed here: select the text and copy it');
+      }
+    },
+  }, 'Copy');
+}

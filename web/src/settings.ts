@@ -1,6 +1,6 @@
 // Settings: identities (display name, reply-to, signature), vacation response, folders, two-factor
 // authentication, app passwords, sessions, appearance.
-import { clear, h, toast } from './dom';
+import { clear, copyButton, h, toast } from './dom';
 import type { Identity } from './mail';
 import type { MailApp } from './app';
 
@@ -213,6 +213,7 @@ export class Settings {
                     el,
                     h('p', { id: 'totp-status' }, 'On. Save these recovery codes somewhere safe — each works once if you lose your phone. They are shown only now.'),
                     h('div.codes', { id: 'recovery-codes' }, (r.recoveryCodes as string[]).map((c) => h('span', null, c))),
+                    copyButton(() => (r.recoveryCodes as string[]).join('\n'), 'recovery codes', 'copy-recovery-codes'),
                     h('p', null, h('button.btn', { onclick: () => this.totp(el) }, 'Done')),
                   );
                 } catch (err) {
@@ -259,7 +260,7 @@ export class Settings {
           try {
             const r = await api(this.app, 'POST', 'app-passwords', { name: name.value, ...confirmation() });
             await this.appPasswords(el);
-            el.appendChild(h('p', null, `Password for ${r.name} (shown once): `, h('strong.secret', { id: 'new-app-password' }, r.password)));
+            el.appendChild(h('p', null, `Password for ${r.name} (shown once): `, h('strong.secret', { id: 'new-app-password' }, r.password), ' ', copyButton(() => r.password as string, 'app password', 'copy-app-password')));
           } catch (err) {
             toast(`${err instanceof Error ? err.message : err}`);
           }

@@ -1,11 +1,62 @@
 // Keyboard shortcuts of the mail view, also for keys pressed inside the mail frame:
 // j/k next/previous, r reply, a reply all, f forward, e archive, # delete, s flag, u read/unread,
-// x select, o/Enter open, c compose, / search, Esc close.
+// x select, o/Enter open, c compose, / search, ? help, Esc close.
 //
 // A list key (j/k/o/Enter/x) pressed while a mailbox or search is still loading would act on a
 // list that is not there yet and be lost; it is queued instead and replayed, in order, once the
 // list is shown (MailApp.markListReady → replayPendingKeys).
 import type { MailApp } from './app';
+import { h } from './dom';
+
+/** Every shortcut with what it does: the `?` help lists these. */
+export const SHORTCUTS: [string, string][] = [
+  ['j / k', 'Next / previous message'],
+  ['o, Enter', 'Open the message'],
+  ['x', 'Select the message'],
+  ['r', 'Reply'],
+  ['a', 'Reply to all'],
+  ['f', 'Forward'],
+  ['e', 'Archive'],
+  ['#', 'Delete'],
+  ['s', 'Flag / unflag'],
+  ['u', 'Mark read / unread'],
+  ['c', 'New message'],
+  ['/', 'Search'],
+  ['Ctrl+Enter', 'Send (in the composer)'],
+  ['Esc', 'Close the message, the composer or this help'],
+  ['?', 'This help'],
+];
+
+/** Shows (or hides) the keyboard help dialog; Escape or the button closes it. */
+export function toggleShortcutHelp() {
+  const open = document.getElementById('shortcut-help');
+  if (open) {
+    open.remove();
+    return;
+  }
+  const close = () => document.getElementById('shortcut-help')?.remove();
+  const closeBtn = h('button.btn', { type: 'button', onclick: close }, 'Close') as HTMLButtonElement;
+  const dialog = h(
+    'div#shortcut-help',
+    {
+      role: 'dialog',
+      'aria-modal': 'true',
+      'aria-labelledby': 'shortcut-help-title',
+      onkeydown: (e: KeyboardEvent) => {
+        if (e.key === 'Escape' || e.key === '?') {
+          e.preventDefault();
+          e.stopPropagation();
+          close();
+        }
+      },
+    },
+    h('h2', { id: 'shortcut-help-title' }, 'Keyboard shortcuts'),
+    h('table', null, SHORTCUTS.map(([keys, what]) => h('tr', null, h('th', null, h('kbd', null, keys)), h('td', null, what)))),
+    closeBtn,
+  );
+  document.body.appendChild(dialog);
+  closeBtn.focus();
+}
 
 /** Typing into these never triggers a shortcut. */
 const EDITABLE = new Set(['INPUT', 'TEXTAREA', 'SELECT']);
@@ -82,6 +133,9 @@ function runShortcut(app: ShortcutHost, key: string): boolean {
       break;
     case '/':
       (document.getElementById('search') as HTMLInputElement)?.focus();
+      break;
+    case '?':
+      toggleShortcutHelp();
       break;
     case 'Escape':
       app.closeReader();
