@@ -511,6 +511,45 @@ async function main() {
     await page.click('.mb[data-role=inbox]');
     await page.waitForSelector(ROW_REPORT);
 
+    step('dark theme: a mail with its own colours stays readable (issue 17 defect 6)');
+    deliverSmtp(server.smtpPort, {
+      from: 'Newsletter <news@example.test>', to: ALICE, subject: 'Styled newsletter', text: 'Plain version.',
+      html: '<h1 style="color:#003366">Harbour news</h1><p>Opening on <span style="background-color:#ffff99">Friday</span>.</p>' +
+        '<table bgcolor="#f3f4f6"><tr><td>Table cell text</td></tr></table>',
+    });
+    const ROW_STYLED = '.row[data-id]:has(.subject:text-is("Styled newsletter"))';
+    await page.waitForSelector(ROW_STYLED, { timeout: 20000 });
+    await page.click('button[aria-label="Toggle dark theme"]');
+    await page.click(ROW_STYLED);
+    const styledFrame = await frameOf(page);
+    await styledFrame.waitForSelector('h1');
+    // WCAG 2.2 contrast (1.4.3) of every text element against what is behind it.
+    const lowContrast = await styledFrame.evaluate(() => {
+      const rgb = (c) => (c.match(/[\d.]+/g) ?? []).map(Number);
+      const lum = ([r, g, b]) => {
+        const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+        return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+      };
+      const behind = (el) => {
+        for (let e = el; e; e = e.parentElement) {
+          const c = rgb(getComputedStyle(e).backgroundColor);
+          if (c.length >= 3 && (c.length < 4 || c[3] > 0)) return c;
+        }
+        return [255, 255, 255];
+      };
+      const bad = [];
+      for (const el of document.body.querySelectorAll('*')) {
+        if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+        const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(behind(el))];
+        const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        if (ratio < 4.5) bad.push(`${el.tagName} "${el.textContent.trim().slice(0, 20)}" ${ratio.toFixed(2)}:1`);
+      }
+      return bad;
+    });
+    await shot(page, '10a-dark-styled-mail');
+    if (lowContrast.length) throw new Error(`in the dark theme a styled mail is hard to read: ${lowContrast.join(', ')}`);
+    await page.click('button[aria-label="Toggle dark theme"]');
+
     step('dark theme and phone width');
     await page.click('button[aria-label="Toggle dark theme"]');
     await page.click(ROW_REPORT);

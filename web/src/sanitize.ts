@@ -341,11 +341,27 @@ export function textToHtml(text: string): string {
  * The complete document for the reading frame: the frame's own CSP (no scripts at all, remote
  * images only when allowed), base styles, then the sanitised mail.
  */
+/**
+ * Does the mail choose its own colours (a `color` or `background` in a style, or the old
+ * `color`/`bgcolor`/`background` attributes)? Such a mail was designed on a light page: shown
+ * with the dark theme's light text it turns unreadable (white on its own light highlights,
+ * its dark headings on the dark page), so it keeps a light sheet (issue 17 defect 6).
+ */
+export function choosesOwnColours(sanitizedHtml: string): boolean {
+  return /(?:^|[\s;"'{])(?:color|background(?:-color)?)\s*:/i.test(sanitizedHtml) || /\s(?:color|bgcolor|background)\s*=/i.test(sanitizedHtml);
+}
+
 export function frameDocument(sanitizedHtml: string, opts: { allowRemote: boolean; dark: boolean }): string {
   const img = opts.allowRemote ? "img-src data: blob: https: http:" : 'img-src data: blob:';
   const csp = `default-src 'none'; ${img}; style-src 'unsafe-inline'; font-src data:; script-src 'none'; form-action 'none'; base-uri 'none'`;
-  const colors = opts.dark ? 'color:#e6e6e6;background:#1e1f22' : 'color:#1b1b1f;background:#ffffff';
-  const link = opts.dark ? '#8ab4ff' : '#1d4ed8';
+  const dark = opts.dark && !choosesOwnColours(sanitizedHtml);
+  // A styled mail in the dark theme: a light sheet with rounded corners on the dark page.
+  const colors = dark
+    ? 'color:#e6e6e6;background:#1e1f22'
+    : opts.dark
+      ? 'color:#1b1b1f;background:#ffffff;border-radius:8px;padding:12px 14px!important'
+      : 'color:#1b1b1f;background:#ffffff';
+  const link = dark ? '#8ab4ff' : '#1d4ed8';
   return (
     `<!doctype html><html><head><meta charset="utf-8">` +
     `<meta http-equiv="Content-Security-Policy" content="${csp}">` +

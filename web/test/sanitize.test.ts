@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { frameDocument, sanitizeHtml, textToHtml } from '../src/sanitize';
+import { choosesOwnColours, frameDocument, sanitizeHtml, textToHtml } from '../src/sanitize';
 import { CSS_FETCH_CORPUS, XSS_CORPUS } from './xss-corpus';
 
 /** Every URL-bearing value in the sanitised output. */
@@ -158,5 +158,21 @@ describe('sanitizer against the XSS corpus', () => {
     const html = textToHtml('<script>alert(1)</script>\nsee https://example.org/a?b=1&c=2');
     expect(html).not.toContain('<script>');
     expect(html).toContain('<a href="https://example.org/a?b=1&amp;c=2">');
+  });
+});
+
+describe('dark theme and mail that chooses its own colours (issue 17 defect 6)', () => {
+  it('tells styled mail from plain mail', () => {
+    expect(choosesOwnColours('<h1 style="color:#003366">Title</h1>')).toBe(true);
+    expect(choosesOwnColours('<span style="font-weight:bold; background-color: #ffff99">x</span>')).toBe(true);
+    expect(choosesOwnColours('<table bgcolor="#f0f0f0"><tr><td>x</td></tr></table>')).toBe(true);
+    expect(choosesOwnColours('<font color="navy">x</font>')).toBe(true);
+    expect(choosesOwnColours('<p>Colour me: no colours here, the background story.</p>')).toBe(false);
+    expect(choosesOwnColours('<p style="font-size:14px">x</p>')).toBe(false);
+  });
+  it('keeps a styled mail on a light sheet and plain mail dark', () => {
+    expect(frameDocument('<h1 style="color:#003366">T</h1>', { allowRemote: false, dark: true })).toContain('background:#ffffff');
+    expect(frameDocument('<p>plain</p>', { allowRemote: false, dark: true })).toContain('background:#1e1f22');
+    expect(frameDocument('<h1 style="color:#003366">T</h1>', { allowRemote: false, dark: false })).toContain('background:#ffffff');
   });
 });
