@@ -281,106 +281,91 @@ pub(crate) async fn message_summaries(
     Ok(out)
 }
 
+/// Rows (the UID first) of the listed messages of one mailbox, ordered by UID. A dense UID
+/// set (FETCH 1:*) is read with one range scan of the mailbox (`dense`: `$1` the mailbox,
+/// `$2`..`$3` the UID range), a sparse one by `= ANY` lists (`sparse`: `$1` the mailbox, `$2`
+/// the UIDs); rows of UIDs not asked for are left out.
+async fn rows_of_uids(
+    tx: &mut Tx<'_>,
+    account: AccountId,
+    mailbox: MailboxId,
+    uids: &[Uid],
+    dense: &'static str,
+    sparse: &'static str,
+) -> Result<Vec<Row>> {
+    require_mailbox(tx, account, mailbox).await?;
+    let wanted = uid_params(uids);
+    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut keep = |rows: Vec<Row>| -> Result<()> {
+        for r in rows {
+            if wanted.binary_search(&get::<i64>(&r, 0)?).is_ok() {
+                out.push(r);
+            }
+        }
+        Ok(())
+    };
+    if hi - lo < DENSE_SPAN_FACTOR * wanted.len() as i64 {
+        keep(tx.query(dense, &[&mailbox.0, &lo, &hi]).await?)?;
+    } else {
+        for chunk in wanted.chunks(ANY_CHUNK) {
+            let chunk = chunk.to_vec();
+            keep(tx.query(sparse, &[&mailbox.0, &chunk]).await?)?;
+        }
+    }
+    Ok(out)
+}
+
 /// Stored IMAP envelopes of the listed messages of one mailbox, ordered by UID (`None`
-/// where none was stored). A dense UID set (FETCH 1:*) is read with one range scan of the
-/// mailbox, a sparse one by `= ANY` lists.
+/// where none was stored).
 pub(crate) async fn message_envelopes(
     tx: &mut Tx<'_>,
     account: AccountId,
     mailbox: MailboxId,
     uids: &[Uid],
 ) -> Result<Vec<(Uid, Option<Vec<u8>>)>> {
-    require_mailbox(tx, account, mailbox).await?;
-    let wanted = uid_params(uids);
-    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::with_capacity(wanted.len());
-    let mut push_rows = |rows: &[Row]| -> Result<()> {
-        for r in rows {
-            let uid: i64 = get(r, 0)?;
-            if wanted.binary_search(&uid).is_ok() {
-                out.push((Uid(get_u32(r, 0)?), get::<Option<Vec<u8>>>(r, 1)?));
-            }
-        }
-        Ok(())
-    };
-    let span = hi - lo + 1;
-    if span <= DENSE_SPAN_FACTOR * wanted.len() as i64 {
-        let rows = tx
-            .query(
-                "SELECT m.uid, v.data FROM memberships m LEFT JOIN envelopes v ON v.email = m.email
-                 WHERE m.mailbox = $1 AND m.uid BETWEEN $2 AND $3 ORDER BY m.uid",
-                &[&mailbox.0, &lo, &hi],
-            )
-            .await?;
-        push_rows(&rows)?;
-    } else {
-        for chunk in wanted.chunks(ANY_CHUNK) {
-            let chunk = chunk.to_vec();
-            let rows = tx
-                .query(
-                    "SELECT m.uid, v.data FROM memberships m LEFT JOIN envelopes v ON v.email = m.email
-                     WHERE m.mailbox = $1 AND m.uid = ANY($2) ORDER BY m.uid",
-                    &[&mailbox.0, &chunk],
-                )
-                .await?;
-            push_rows(&rows)?;
-        }
-    }
-    Ok(out)
+    let rows = rows_of_uids(
+        tx,
+        account,
+        mailbox,
+        uids,
+        "SELECT m.uid, v.data FROM memberships m LEFT JOIN envelopes v ON v.email = m.email
+         WHERE m.mailbox = $1 AND m.uid BETWEEN $2 AND $3 ORDER BY m.uid",
+        "SELECT m.uid, v.data FROM memberships m LEFT JOIN envelopes v ON v.email = m.email
+         WHERE m.mailbox = $1 AND m.uid = ANY($2) ORDER BY m.uid",
+    )
+    .await?;
+    rows.iter()
+        .map(|r| Ok((Uid(get_u32(r, 0)?), get::<Option<Vec<u8>>>(r, 1)?)))
+        .collect()
 }
 
 /// Save dates (RFC 8514) of the listed messages of one mailbox, ordered by UID; a
-/// membership stored before they were kept (NULL) reads as the email's internal date. A
-/// dense UID set is one range scan, a sparse one `= ANY` lists.
+/// membership stored before they were kept (NULL) reads as the email's internal date.
 pub(crate) async fn message_save_dates(
     tx: &mut Tx<'_>,
     account: AccountId,
     mailbox: MailboxId,
     uids: &[Uid],
 ) -> Result<Vec<(Uid, i64)>> {
-    require_mailbox(tx, account, mailbox).await?;
-    let wanted = uid_params(uids);
-    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::with_capacity(wanted.len());
-    let mut push_rows = |rows: &[Row]| -> Result<()> {
-        for r in rows {
-            let uid: i64 = get(r, 0)?;
-            if wanted.binary_search(&uid).is_ok() {
-                out.push((Uid(get_u32(r, 0)?), get::<i64>(r, 1)?));
-            }
-        }
-        Ok(())
-    };
-    let span = hi - lo + 1;
-    if span <= DENSE_SPAN_FACTOR * wanted.len() as i64 {
-        let rows = tx
-            .query(
-                "SELECT m.uid, coalesce(m.saved_at, e.received_at) FROM memberships m
-                 JOIN emails e ON e.id = m.email
-                 WHERE m.mailbox = $1 AND m.uid BETWEEN $2 AND $3 ORDER BY m.uid",
-                &[&mailbox.0, &lo, &hi],
-            )
-            .await?;
-        push_rows(&rows)?;
-    } else {
-        for chunk in wanted.chunks(ANY_CHUNK) {
-            let chunk = chunk.to_vec();
-            let rows = tx
-                .query(
-                    "SELECT m.uid, coalesce(m.saved_at, e.received_at) FROM memberships m
-                     JOIN emails e ON e.id = m.email
-                     WHERE m.mailbox = $1 AND m.uid = ANY($2) ORDER BY m.uid",
-                    &[&mailbox.0, &chunk],
-                )
-                .await?;
-            push_rows(&rows)?;
-        }
-    }
-    Ok(out)
+    let rows = rows_of_uids(
+        tx,
+        account,
+        mailbox,
+        uids,
+        "SELECT m.uid, coalesce(m.saved_at, e.received_at) FROM memberships m
+         JOIN emails e ON e.id = m.email
+         WHERE m.mailbox = $1 AND m.uid BETWEEN $2 AND $3 ORDER BY m.uid",
+        "SELECT m.uid, coalesce(m.saved_at, e.received_at) FROM memberships m
+         JOIN emails e ON e.id = m.email
+         WHERE m.mailbox = $1 AND m.uid = ANY($2) ORDER BY m.uid",
+    )
+    .await?;
+    rows.iter()
+        .map(|r| Ok((Uid(get_u32(r, 0)?), get::<i64>(r, 1)?)))
+        .collect()
 }
 
 /// Subject/from/to/cc of the listed messages of one mailbox, ordered by UID: PostgreSQL

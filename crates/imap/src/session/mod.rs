@@ -714,19 +714,25 @@ impl Session {
         crate::response::mutf7_decode(name).unwrap_or_else(|| name.to_string())
     }
 
+    /// The selected mailbox (if any) and the account's change feed, once logged in.
+    fn change_feed(
+        &mut self,
+    ) -> Option<(Option<MailboxId>, &mut broadcast::Receiver<StateChange>)> {
+        match &mut self.state {
+            State::Authenticated(a) => Some((None, &mut a.changes)),
+            State::Selected(a, s) => Some((Some(s.id), &mut a.changes)),
+            _ => None,
+        }
+    }
+
     /// While IDLE: wait until a change that concerns this session arrives (with NOTIFY
     /// on, RFC 5465: a change of any of the account's mailboxes).
     pub async fn wait_for_change(&mut self) {
         if self.notify.is_some() {
             return self.wait_for_any_change().await;
         }
-        let selected_id = match &self.state {
-            State::Selected(_, s) => Some(s.id),
-            _ => None,
-        };
-        let rx = match &mut self.state {
-            State::Authenticated(a) | State::Selected(a, _) => &mut a.changes,
-            _ => return std::future::pending().await,
+        let Some((selected_id, rx)) = self.change_feed() else {
+            return std::future::pending().await;
         };
         loop {
             match rx.recv().await {

@@ -505,13 +505,8 @@ impl Session {
     /// Between commands with NOTIFY on: waits until the store reports any change of the
     /// account (the selected mailbox is marked for a refresh when it is one of them).
     pub async fn wait_for_any_change(&mut self) {
-        let selected_id = match &self.state {
-            State::Selected(_, s) => Some(s.id),
-            _ => None,
-        };
-        let rx = match &mut self.state {
-            State::Authenticated(a) | State::Selected(a, _) => &mut a.changes,
-            _ => return std::future::pending().await,
+        let Some((selected_id, rx)) = self.change_feed() else {
+            return std::future::pending().await;
         };
         match rx.recv().await {
             Ok(change) => {

@@ -440,14 +440,7 @@ impl Session {
                 out.extend_from_slice(format!("* SEARCH{list}{ms}\r\n").as_bytes());
             }
             Some(mut opts) => {
-                // RFC 4731 §3.1: `RETURN ()` means ALL; so does UPDATE without a result
-                // option (RFC 5267 §4.3): the client needs the result the updates apply to.
-                if opts
-                    .iter()
-                    .all(|o| matches!(o, SearchReturn::Update | SearchReturn::Context))
-                {
-                    opts.push(SearchReturn::All);
-                }
+                all_unless_a_result_is_asked(&mut opts);
                 let save = opts.contains(&SearchReturn::Save);
                 let (min, max) = (hits.first().copied(), hits.last().copied());
                 if save {
@@ -715,6 +708,17 @@ impl Session {
         } else {
             "THREAD completed"
         })
+    }
+}
+
+/// RFC 4731 §3.1: `RETURN ()` means ALL; so does UPDATE or CONTEXT without a result option
+/// (RFC 5267 §4.3): the client needs the result the updates apply to. For SEARCH and SORT.
+pub(crate) fn all_unless_a_result_is_asked(opts: &mut Vec<SearchReturn>) {
+    if opts
+        .iter()
+        .all(|o| matches!(o, SearchReturn::Update | SearchReturn::Context))
+    {
+        opts.push(SearchReturn::All);
     }
 }
 

@@ -272,14 +272,8 @@ impl Session {
                 out.extend_from_slice(format!("* SORT{list}\r\n").as_bytes());
             }
             Some(mut opts) => {
-                // RFC 5267 §3: `RETURN ()` means ALL; so does UPDATE without a result
-                // option (§4.3): the client needs the result the updates apply to.
-                if opts
-                    .iter()
-                    .all(|o| matches!(o, SearchReturn::Update | SearchReturn::Context))
-                {
-                    opts.push(SearchReturn::All);
-                }
+                // RFC 5267 §3: as for SEARCH.
+                super::search::all_unless_a_result_is_asked(&mut opts);
                 if opts.contains(&SearchReturn::Save) {
                     // RFC 5267 §3 with RFC 5182: the saved result is a set (its order is
                     // lost); with PARTIAL only the returned part.
