@@ -12,6 +12,8 @@ Examples:
   bulwark alias add sales@example.test alice@example.test
   bulwark account app-password add alice@example.test --name phone
   bulwark queue list
+  bulwark import alice@example.test ~/Maildir
+  bulwark export alice@example.test /backup/alice --format archive
 
 Every command reads the same config file: --config FILE, else $BULWARK_CONFIG, else ./bulwark.toml.
 Administration commands work on the data directory while the server runs.
@@ -83,7 +85,8 @@ pub enum Command {
     Auth(AuthCommand),
 
     /// Import mail into an account: an mbox, a Maildir (with its folders), one .eml file, a
-    /// directory of .eml files, or a Bulwark archive (from `bulwark export --format archive`).
+    /// directory of .eml or .mbox files, or a Bulwark archive (from `bulwark export --format
+    /// archive`).
     ///
     /// Flags, keywords, internal dates and folders are kept; missing folders are created.
     /// Running it again imports nothing twice: a message whose exact bytes are already in its
@@ -119,6 +122,8 @@ What is recognised:
                                         (.Sub.Folder) and fs (Sub/Folder) subfolders, mtime
                                         as internal date
   a directory of *.eml files            one message each
+  a directory of *.mbox files           one folder per file, named by its path
+                                        (what `bulwark export --format mbox` writes)
   a directory with manifest.json        a Bulwark archive (folders, roles, subscriptions,
                                         flags, dates, identities, vacation response)";
 

@@ -28,6 +28,8 @@ pub enum SourceKind {
     Eml,
     /// A directory of `.eml` files.
     EmlDir,
+    /// A directory of `*.mbox` files, one folder each (what `export --format mbox` writes).
+    MboxDir,
     Archive,
 }
 
@@ -38,6 +40,7 @@ impl SourceKind {
             SourceKind::Maildir => "Maildir",
             SourceKind::Eml => ".eml file",
             SourceKind::EmlDir => "directory of .eml files",
+            SourceKind::MboxDir => "directory of mbox files",
             SourceKind::Archive => "Bulwark archive",
         }
     }
@@ -62,8 +65,11 @@ pub fn detect(path: &Path) -> anyhow::Result<SourceKind> {
         if !eml_files(path)?.is_empty() {
             return Ok(SourceKind::EmlDir);
         }
+        if !mbox_files(path)?.is_empty() {
+            return Ok(SourceKind::MboxDir);
+        }
         bail!(
-            "{} is neither a Maildir (no cur/ or new/), a Bulwark archive (no manifest.json) nor a directory of .eml files",
+            "{} is neither a Maildir (no cur/ or new/), a Bulwark archive (no manifest.json) nor a directory of .eml or .mbox files",
             path.display()
         );
     }
@@ -90,6 +96,42 @@ fn eml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("eml")) && p.is_file())
         .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The `*.mbox` files below `dir` with their folder names (the path without `.mbox`,
+/// `Err` with a lossy rendering when not UTF-8), ordered by path.
+fn mbox_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, Result<String, String>)>> {
+    fn walk(
+        base: &Path,
+        dir: &Path,
+        out: &mut Vec<(PathBuf, Result<String, String>)>,
+        depth: usize,
+    ) -> std::io::Result<()> {
+        if depth > 64 {
+            return Ok(());
+        }
+        for entry in std::fs::read_dir(dir)?.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                walk(base, &path, out, depth + 1)?;
+            } else if path.extension().is_some_and(|e| e == "mbox") {
+                let rel = path.strip_prefix(base).unwrap_or(&path).with_extension("");
+                let name = rel
+                    .to_str()
+                    .map(|s| s.replace(std::path::MAIN_SEPARATOR, "/"))
+                    .ok_or_else(|| rel.to_string_lossy().into_owned());
+                out.push((path, name));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out, 0)?;
     out.sort();
     Ok(out)
 }
@@ -379,7 +421,21 @@ pub async fn import(
     let max = opts.max_message_size;
     let mut last_progress = imp.summary.imported;
     let items: Box<dyn Iterator<Item = Item> + Send> = match kind {
-        SourceKind::Mbox => Box::new(mbox_items(path, max)?),
+        SourceKind::Mbox => Box::new(mbox_items(path, String::new(), max)?),
+        SourceKind::MboxDir => {
+            let mut all: Vec<Box<dyn Iterator<Item = Item> + Send>> = Vec::new();
+            for (file, name) in mbox_files(path)? {
+                match name {
+                    Ok(name) => all.push(Box::new(mbox_items(&file, name, max)?)),
+                    Err(lossy) => all.push(Box::new(std::iter::once(Item::Failed {
+                        origin: file.display().to_string(),
+                        why: format!("the folder name {lossy:?} is not UTF-8 (rename the file)"),
+                        count: 1,
+                    }))),
+                }
+            }
+            Box::new(all.into_iter().flatten())
+        }
         SourceKind::Maildir => Box::new(maildir_items(path, max)?),
         SourceKind::Eml => Box::new(std::iter::once(eml_item(path, max))),
         SourceKind::EmlDir => {
@@ -409,7 +465,11 @@ pub async fn import(
     Ok(imp.summary)
 }
 
-fn mbox_items(path: &Path, max: usize) -> anyhow::Result<impl Iterator<Item = Item> + Send> {
+fn mbox_items(
+    path: &Path,
+    folder: String,
+    max: usize,
+) -> anyhow::Result<impl Iterator<Item = Item> + Send + use<>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let shown = path.display().to_string();
@@ -423,7 +483,7 @@ fn mbox_items(path: &Path, max: usize) -> anyhow::Result<impl Iterator<Item = It
                     keywords,
                     received_at,
                 } => Item::Msg(Msg {
-                    folders: vec![String::new()],
+                    folders: vec![folder.clone()],
                     raw,
                     keywords,
                     received_at,

@@ -95,7 +95,11 @@ pub fn message_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
         for entry in std::fs::read_dir(&d)? {
             let entry = entry?;
-            if entry.file_type().map(|t| t.is_file()).unwrap_or(false)
+            // Symbolic links count (a dangling one is reported as unreadable).
+            if entry
+                .file_type()
+                .map(|t| t.is_file() || t.is_symlink())
+                .unwrap_or(false)
                 && !entry.file_name().to_string_lossy().starts_with('.')
             {
                 out.push(entry.path());

@@ -305,6 +305,13 @@ async fn maildir_and_mbox_exports_read_back_the_same() {
     .unwrap();
     let file = out.join("Work/Clients.mbox");
     assert_eq!(detect(&file).unwrap(), SourceKind::Mbox);
+    // The whole directory reads back into the same folders.
+    assert_eq!(detect(&out).unwrap(), SourceKind::MboxDir);
+    let (_dir3, store3, d, _) = setup().await;
+    import(store3.as_ref(), d, &out, &opts(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(content(store3.as_ref(), d).await, ca);
     let (_dir2, store2, c, _) = setup().await;
     let o = ImportOptions {
         folder: Some("Work/Clients".into()),
