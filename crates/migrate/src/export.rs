@@ -50,6 +50,19 @@ pub struct ExportSummary {
     pub elapsed: Duration,
 }
 
+/// The file of a folder in an mbox export: `Work/Clients` → `Work/Clients.mbox`. A `.` or
+/// `..` level is written `%2E`/`%2E%2E`, so no folder name leads outside the directory.
+pub fn mbox_file_name(name: &str) -> String {
+    let parts: Vec<String> = name
+        .split('/')
+        .map(|p| match p {
+            "" | "." | ".." => p.replace('.', "%2E"),
+            other => other.to_string(),
+        })
+        .collect();
+    format!("{}.mbox", parts.join("/"))
+}
+
 /// Exports the account into `dir` (which must be missing or empty).
 pub async fn export(
     store: &dyn Store,
@@ -101,7 +114,7 @@ pub async fn export(
         };
         let mut mbox_out = match format {
             ExportFormat::Mbox => {
-                let path = dir.join(format!("{}.mbox", mb.name));
+                let path = dir.join(mbox_file_name(&mb.name));
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
@@ -212,4 +225,14 @@ pub async fn export(
     }
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mbox_file_names_stay_inside_the_directory() {
+        assert_eq!(super::mbox_file_name("Work/Clients"), "Work/Clients.mbox");
+        assert_eq!(super::mbox_file_name("../../etc"), "%2E%2E/%2E%2E/etc.mbox");
+        assert_eq!(super::mbox_file_name("a/./b"), "a/%2E/b.mbox");
+    }
 }

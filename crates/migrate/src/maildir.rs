@@ -63,7 +63,12 @@ fn walk(
             continue;
         }
         let own = match file_name.to_str() {
-            Some(s) => Ok(s.strip_prefix('.').unwrap_or(s).replace('.', "/")),
+            Some(s) => {
+                let path = s.strip_prefix('.').unwrap_or(s).replace('.', "/");
+                // Dovecot writes folder names in modified UTF-7 (RFC 3501 §5.1.3); a name
+                // that is not valid modified UTF-7 (`R&D`) is taken as written.
+                Ok(bulwark_core::imap_string::mutf7_decode(&path).unwrap_or(path))
+            }
             None => Err(file_name.to_string_lossy().into_owned()),
         };
         let name = match (&parent, own) {
@@ -177,12 +182,14 @@ pub fn internal_date(path: &Path, meta: Option<&std::fs::Metadata>) -> Option<i6
 }
 
 /// The directory of folder `name` (`/`-separated; `""` or INBOX is the root) in a
-/// Maildir++ tree at `root`: `.Sub.Folder`.
+/// Maildir++ tree at `root`: `.Sub.Folder`, in modified UTF-7 as Dovecot names them
+/// (`Entwürfe` → `.Entw&APw-rfe`).
 pub fn folder_dir(root: &Path, name: &str) -> PathBuf {
     if name.is_empty() || name == "INBOX" {
         root.to_path_buf()
     } else {
-        root.join(format!(".{}", name.replace('/', ".")))
+        let encoded = bulwark_core::imap_string::mutf7_encode(name);
+        root.join(format!(".{}", encoded.replace('/', ".")))
     }
 }
 
@@ -300,6 +307,12 @@ mod tests {
         let mut w = FolderWriter::create(&folder_dir(r, "Work/2024"), false).unwrap();
         w.add("b", b"m2\r\n", &none, 2_000).unwrap();
         w.finish().unwrap();
+        FolderWriter::create(&folder_dir(r, "Entwürfe"), false)
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert!(r.join(".Entw&APw-rfe/cur").is_dir());
+        std::fs::create_dir_all(r.join(".R&D/cur")).unwrap();
         // The fs layout, below a Maildir++ folder.
         std::fs::create_dir_all(r.join(".Work.2024/Deep/new")).unwrap();
         std::fs::create_dir_all(r.join("Lists/rust/cur")).unwrap();
@@ -308,6 +321,8 @@ mod tests {
             names,
             [
                 Ok(String::new()),
+                Ok("Entwürfe".to_string()),
+                Ok("R&D".to_string()),
                 Ok("Work/2024".to_string()),
                 Ok("Work/2024/Deep".into()),
                 Ok("Lists/rust".into()),
