@@ -11,7 +11,9 @@ import calendar
 import datetime
 import mailbox
 import os
+import pty
 import re
+import subprocess
 import shutil
 import sys
 import tempfile
@@ -302,6 +304,35 @@ class MigrateTest(ServerTestCase):
         r = self.server.cli("export", ALICE, str(mbox_out), "--format", "mbox", check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("is not empty", r.stderr)
+
+    def test_4_progress_line_on_a_terminal(self):
+        """On a terminal, standard error shows a progress line rewritten with CR."""
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.run(
+                [str(self.server.bin), "import", ALICE, str(self.tmp / "big.mbox"),
+                 "--folder", "Progress", "--config", str(self.server.config)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                timeout=120, cwd=self.server.dir)
+            os.close(slave)
+            slave = None
+            seen = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            if slave is not None:
+                os.close(slave)
+            os.close(master)
+        self.assertEqual(proc.returncode, 0, proc)
+        self.assertIn(f"imported {MBOX_MESSAGES} messages".encode(), proc.stdout)
+        self.assertIn(b"\r", seen)
+        self.assertRegex(seen, rb"\d+ imported, 0 skipped, 0 failed \(\d+ messages/s\)")
 
 
 if __name__ == "__main__":
