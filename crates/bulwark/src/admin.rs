@@ -76,7 +76,7 @@ async fn require_local_domain(store: &dyn Store, domain: &str) -> anyhow::Result
     Ok(())
 }
 
-async fn account_for(store: &dyn Store, address: &str) -> anyhow::Result<Account> {
+pub(crate) async fn account_for(store: &dyn Store, address: &str) -> anyhow::Result<Account> {
     let (local, domain) = parse_address(address)?;
     let address = format!("{local}@{domain}");
     store

@@ -12,6 +12,8 @@ Examples:
   bulwark alias add sales@example.test alice@example.test
   bulwark account app-password add alice@example.test --name phone
   bulwark queue list
+  bulwark import alice@example.test ~/Maildir
+  bulwark export alice@example.test /backup/alice --format archive
 
 Every command reads the same config file: --config FILE, else $BULWARK_CONFIG, else ./bulwark.toml.
 Administration commands work on the data directory while the server runs.
@@ -82,8 +84,88 @@ pub enum Command {
     #[command(subcommand)]
     Auth(AuthCommand),
 
+    /// Import mail into an account: an mbox, a Maildir (with its folders), one .eml file, a
+    /// directory of .eml or .mbox files, or a Bulwark archive (from `bulwark export --format
+    /// archive`).
+    ///
+    /// Flags, keywords, internal dates and folders are kept; missing folders are created.
+    /// Running it again imports nothing twice: a message whose exact bytes are already in its
+    /// folder is skipped, so an interrupted import is resumed by running the same command.
+    /// Prints a progress line on a terminal and a summary at the end (imported, skipped,
+    /// failed with why, messages per second); exit status 1 if any message failed. Works
+    /// while the server runs.
+    #[command(after_help = IMPORT_EXAMPLES)]
+    Import(ImportArgs),
+
+    /// Export an account's mail into a new (or empty) directory: as a Maildir, as mbox files,
+    /// or as a Bulwark archive that `bulwark import` restores exactly.
+    #[command(after_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
+
     /// Outage drills: real PostgreSQL and nodes on loopback, load, one fault, a figure table.
     Drill(bulwark_drill::DrillArgs),
+}
+
+const IMPORT_EXAMPLES: &str = "\
+Examples:
+  bulwark import alice@example.test ~/mail/old-inbox.mbox
+  bulwark import alice@example.test ~/mail/lists.mbox --folder Lists/rust
+  bulwark import alice@example.test ~/Maildir
+  bulwark import alice@example.test message.eml --folder Archive
+  bulwark import alice@example.test ./alice-archive     # from `bulwark export --format archive`
+
+What is recognised:
+  a file starting with a \"From \" line   mbox (mboxo or mboxrd); the From line's date is the
+                                        internal date, Status/X-Status/X-Keywords the flags
+  any other file                        one message (.eml); its mtime is the internal date
+  a directory with cur/ and new/        Maildir: :2, flags, dovecot-keywords, Maildir++
+                                        (.Sub.Folder) and fs (Sub/Folder) subfolders, mtime
+                                        as internal date
+  a directory of *.eml files            one message each
+  a directory of *.mbox files           one folder per file, named by its path
+                                        (what `bulwark export --format mbox` writes)
+  a directory with manifest.json        a Bulwark archive (folders, roles, subscriptions,
+                                        flags, dates, identities, vacation response)";
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  bulwark export alice@example.test /backup/alice --format archive
+  bulwark export alice@example.test ~/alice-maildir --format maildir
+  bulwark export alice@example.test ~/alice-mbox --format mbox
+
+Formats:
+  maildir   INBOX in DIR itself, other folders as Maildir++ DIR/.Sub.Folder; flags in the
+            file names (:2,DFPRST), custom keywords as dovecot-keywords letters, the
+            internal date as the file's mtime
+  mbox      one mboxrd file per folder (DIR/INBOX.mbox, DIR/Sub/Folder.mbox); flags as
+            Status/X-Status/X-Keywords, the internal date in the From line
+  archive   DIR/manifest.json (folders with roles, subscriptions and sort order; per message
+            its folders, keywords and internal date; identities and vacation response) and
+            the messages byte for byte in DIR/messages/; `bulwark import` reads it back";
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The account to import into, e.g. alice@example.test.
+    pub account: String,
+    /// What to import: an mbox file, a Maildir, an .eml file, a directory of .eml files, or
+    /// a Bulwark archive directory, e.g. ~/mail/inbox.mbox.
+    pub path: PathBuf,
+    /// The folder to import into, created when missing, e.g. --folder Lists/rust. An mbox or
+    /// .eml goes to INBOX without it; a Maildir's top level goes here and its subfolders
+    /// below it (without it: INBOX, and the subfolders at the top). Not for archives.
+    #[arg(long, value_name = "NAME")]
+    pub folder: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The account to export, e.g. alice@example.test.
+    pub account: String,
+    /// The directory to write, new or empty, e.g. /backup/alice.
+    pub dir: PathBuf,
+    /// maildir, mbox or archive (see below), e.g. --format archive.
+    #[arg(long, value_name = "maildir|mbox|archive")]
+    pub format: bulwark_migrate::ExportFormat,
 }
 
 #[derive(Debug, Subcommand)]

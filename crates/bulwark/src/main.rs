@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod control;
 mod http;
+mod migrate_cli;
 mod node;
 mod password_input;
 mod private_files;
@@ -97,6 +98,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Alias(cmd) => admin::alias(store, cmd).await,
             Command::Queue(cmd) => admin::queue(store, cmd).await,
             Command::Auth(AuthCommand::RotateKey) => admin::rotate_key(store).await,
+            Command::Import(args) => migrate_cli::import(store, &config, args).await,
+            Command::Export(args) => migrate_cli::export(store, args).await,
             Command::Serve | Command::Config(_) | Command::Node(_) | Command::Status => Ok(()),
             Command::Drill(_) => Ok(()),
         }

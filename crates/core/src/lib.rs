@@ -71,6 +71,24 @@ pub async fn resolve_recipient(store: &dyn Store, address: &str) -> Result<Recip
     Ok(Recipient::UnknownUser)
 }
 
+/// A message to store as IMAP APPEND and `bulwark import` store one: the raw bytes, their
+/// header summary ([`summarize`]), the keywords and the internal date, in these mailboxes.
+pub fn new_email(
+    mailboxes: Vec<MailboxId>,
+    raw: Arc<Vec<u8>>,
+    keywords: Vec<String>,
+    received_at: i64,
+) -> NewEmail {
+    let summary = summarize(&raw);
+    NewEmail {
+        mailboxes,
+        raw,
+        keywords,
+        received_at,
+        summary,
+    }
+}
+
 /// What a local delivery stores for one recipient: the message in its INBOX, no keywords.
 pub(crate) fn inbox_email(
     inbox: MailboxId,

@@ -3,7 +3,7 @@
 use super::{CmdError, CmdResult, Done, Session, State};
 use crate::parser::{AppendMessage, StatusItem};
 use crate::response::write_mailbox;
-use bulwark_store::{Mailbox, MembershipUpdate, NewEmail, Role, imap_flag_to_keyword, now_unix};
+use bulwark_store::{Mailbox, MembershipUpdate, Role, imap_flag_to_keyword, now_unix};
 use std::sync::Arc;
 
 /// The hierarchy separator (RFC 9051 §5.1.2).
@@ -391,15 +391,12 @@ impl Session {
         let mut new = Vec::with_capacity(messages.len());
         for m in messages {
             self.remember_keyword_case(&m.flags).await;
-            let raw = Arc::new(m.message);
-            let summary = bulwark_core::summarize(&raw);
-            new.push(NewEmail {
-                mailboxes: vec![mailbox.id],
-                raw,
-                keywords: flags_to_keywords(&m.flags),
-                received_at: m.date.unwrap_or_else(now_unix),
-                summary,
-            });
+            new.push(bulwark_core::new_email(
+                vec![mailbox.id],
+                Arc::new(m.message),
+                flags_to_keywords(&m.flags),
+                m.date.unwrap_or_else(now_unix),
+            ));
         }
         let count = new.len();
         let appended = self.store.email_append(account, new).await?;
