@@ -190,6 +190,19 @@ class MigrateTest(ServerTestCase):
         for name, count in MAILDIR_FOLDERS.items():
             if name != "INBOX":
                 self.assertEqual(len(folders[name]), count, name)
+        # Custom keywords keep the case the Maildir's dovecot-keywords wrote them in
+        # (RFC 9051 §2.3.2: compared without regard to case, shown as first written).
+        m = self.server.imap(ALICE, ALICE_PW)
+        try:
+            m.select("Work", readonly=True)
+            typ, data = m.fetch("1:*", "(FLAGS)")
+            self.assertEqual(typ, "OK")
+            shown = b" ".join(d for d in data if isinstance(d, bytes))
+            self.assertIn(b"Project", shown)
+            self.assertIn(b"$Later", shown)
+            self.assertNotIn(b"project", shown)
+        finally:
+            safe_logout(m)
         seen = set()
         for name, msgs in folders.items():
             for mid, flags, when, body in msgs:
@@ -260,6 +273,15 @@ class MigrateTest(ServerTestCase):
         self.assertEqual(len(folders["Bad/Maildir"]), 3)
 
     def test_3_export_then_import_into_another_account_is_exact(self):
+        # A folder with a dot in its name (a level of its own, not two).
+        m = self.server.imap(ALICE, ALICE_PW)
+        try:
+            self.assertEqual(m.create('"Releases/v1.2"')[0], "OK")
+            typ, _ = m.append('"Releases/v1.2"', "(NonJunk)", None,
+                              b"Subject: dotted\r\nMessage-ID: <dotted@example.org>\r\n\r\nv1.2\r\n")
+            self.assertEqual(typ, "OK")
+        finally:
+            safe_logout(m)
         out = self.tmp / "alice-archive"
         r = self.server.cli("export", ALICE, str(out), "--format", "archive")
         self.assertIn("exported", r.stdout)
@@ -273,6 +295,7 @@ class MigrateTest(ServerTestCase):
         for name in a:
             # Message by message: bytes, flags and internal date, in the same folder.
             self.assertEqual(sorted(a[name]), sorted(b[name]), name)
+        self.assertEqual(len(a["Releases/v1.2"]), 1)
         self.assertGreater(sum(len(v) for v in a.values()), MBOX_MESSAGES)
 
         # The Maildir and mbox exports are real ones: Python's mailbox reads them.
@@ -283,7 +306,13 @@ class MigrateTest(ServerTestCase):
         self.assertEqual(len(md.get_folder("Work.Clients")), len(a["Work/Clients"]))
         work = md.get_folder("Work")
         kw = (md_out / ".Work" / "dovecot-keywords").read_text().split()
-        self.assertIn("project", kw)
+        self.assertIn("Project", kw)  # in the case it was first written in
+        self.assertIn("$Later", kw)
+        # The dot stays inside its level (Dovecot listescape), and reads back so.
+        self.assertTrue((md_out / ".Releases.v1\\2e2" / "cur").is_dir())
+        r = self.import_(BOB, md_out, "--folder", "Restored")
+        self.assertIn("created folder Restored/Releases/v1.2\n", r.stdout)
+        self.assertNotIn("Restored/Releases/v1/2", r.stdout)
         for key in work.keys():
             msg = work[key]
             mid = msg["Message-ID"].strip("<>")

@@ -5,6 +5,7 @@ use crate::archive::{self, ArchivedItem, ArchivedMailbox, ArchivedMessage, Manif
 use crate::maildir;
 use crate::mbox;
 use anyhow::{Context, bail};
+use bulwark_core::keyword_case::{self, KeywordCase};
 use bulwark_store::{AccountId, EmailId, MessageMeta, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -99,6 +100,20 @@ pub async fn export(
         collections: BTreeMap::new(),
     };
     let mut archived: HashMap<EmailId, usize> = HashMap::new();
+    // Custom keywords go out in the case they were first written in (IMAP, an import).
+    let case = KeywordCase::load(store, account).await?;
+    let shown = |keywords: &[String]| -> Vec<String> {
+        keywords
+            .iter()
+            .map(|k| {
+                if keyword_case::is_custom(k) {
+                    case.shown(k)
+                } else {
+                    k.clone()
+                }
+            })
+            .collect()
+    };
     if format == ExportFormat::Archive {
         std::fs::create_dir_all(dir.join("messages"))?;
     }
@@ -159,20 +174,21 @@ pub async fn export(
                     );
                 };
                 summary.messages += 1;
+                let keywords = shown(&meta.keywords);
                 match format {
                     ExportFormat::Maildir => {
                         if let Some(w) = maildir_writer.as_mut() {
                             w.add(
                                 &format!("B{}U{}", meta.email, meta.uid),
                                 &raw,
-                                &meta.keywords,
+                                &keywords,
                                 meta.received_at,
                             )?;
                         }
                     }
                     ExportFormat::Mbox => {
                         if let Some(out) = mbox_out.as_mut() {
-                            mbox::write_message(out, &raw, &meta.keywords, meta.received_at)?;
+                            mbox::write_message(out, &raw, &keywords, meta.received_at)?;
                         }
                     }
                     ExportFormat::Archive => {
@@ -187,7 +203,7 @@ pub async fn export(
                             sha256: meta.blob.0.clone(),
                             size: raw.len() as u64,
                             mailboxes: vec![mb.name.clone()],
-                            keywords: meta.keywords.clone(),
+                            keywords,
                             received_at: meta.received_at,
                         });
                     }

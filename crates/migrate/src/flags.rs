@@ -1,6 +1,8 @@
 //! Flags as the mail stores we read and write keep them: mbox `Status`/`X-Status`/
-//! `X-Keywords` headers and Maildir `:2,` letters. Keywords are the store's form (JMAP
-//! keywords, lowercase: `$seen`, `$answered`, `$flagged`, `$deleted`, `$draft`, custom).
+//! `X-Keywords` headers and Maildir `:2,` letters. Keywords are JMAP keywords (`$seen`,
+//! `$answered`, `$flagged`, `$deleted`, `$draft`, custom). Read ones keep the case the file
+//! wrote them in (the store keeps them lowercase and remembers that case for IMAP, see
+//! `bulwark_core::keyword_case`); they are compared without regard to case.
 
 /// Headers that are mbox bookkeeping, not part of the message (mutt, Dovecot, UW-IMAP).
 const BOOKKEEPING: [&str; 6] = [
@@ -12,17 +14,17 @@ const BOOKKEEPING: [&str; 6] = [
     "x-imapbase",
 ];
 
-/// A keyword the store accepts (an IMAP atom, RFC 9051 §9), lowercased; `None` otherwise.
+/// A keyword the store accepts (an IMAP atom, RFC 9051 §9), in its case; `None` otherwise.
 pub fn keyword(word: &str) -> Option<String> {
     let word = word.trim();
     bulwark_store::rules::normalize_keywords(&[word.to_string()])
         .ok()
-        .and_then(|mut k| k.pop())
+        .map(|_| word.to_string())
 }
 
 fn push(out: &mut Vec<String>, k: &str) {
     if let Some(k) = keyword(k)
-        && !out.contains(&k)
+        && !out.iter().any(|o| o.eq_ignore_ascii_case(&k))
     {
         out.push(k);
     }

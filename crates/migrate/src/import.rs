@@ -11,9 +11,10 @@ use crate::flags;
 use crate::maildir;
 use crate::mbox::{MboxItem, MboxReader};
 use anyhow::{Context, anyhow, bail};
+use bulwark_core::keyword_case::{self, KeywordCase};
 use bulwark_store::collections::{Expect, ItemWrite, MAX_WRITES};
 use bulwark_store::{AccountId, BlobHash, Mailbox, MailboxId, NewEmail, Role, Store, StoreError};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -212,6 +213,9 @@ struct Importer<'a> {
     batch_bytes: usize,
     summary: ImportSummary,
     started: Instant,
+    /// Custom keywords in the case the source first wrote them (lowercase → as written),
+    /// remembered for IMAP at the end ([`KeywordCase`]).
+    cases: BTreeMap<String, String>,
 }
 
 impl<'a> Importer<'a> {
@@ -335,6 +339,13 @@ impl<'a> Importer<'a> {
             self.summary.skipped += 1;
             return Ok(());
         }
+        for k in &msg.keywords {
+            if keyword_case::is_custom(&k.to_ascii_lowercase()) {
+                self.cases
+                    .entry(k.to_ascii_lowercase())
+                    .or_insert_with(|| k.clone());
+            }
+        }
         let received_at = msg.received_at.unwrap_or_else(bulwark_store::now_unix);
         self.batch_bytes += msg.raw.len();
         let new = bulwark_core::new_email(ids, Arc::new(msg.raw), msg.keywords, received_at);
@@ -417,6 +428,7 @@ pub async fn import(
             ..ImportSummary::default()
         },
         started,
+        cases: BTreeMap::new(),
     };
     let max = opts.max_message_size;
     let mut last_progress = imp.summary.imported;
@@ -460,6 +472,11 @@ pub async fn import(
         }
     }
     imp.flush().await?;
+    if !imp.cases.is_empty() {
+        let written: Vec<&str> = imp.cases.values().map(String::as_str).collect();
+        let mut case = KeywordCase::load(store, account).await?;
+        case.remember(store, account, &written).await?;
+    }
     imp.summary.elapsed = imp.started.elapsed();
     progress(&imp.summary);
     Ok(imp.summary)

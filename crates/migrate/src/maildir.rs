@@ -64,10 +64,20 @@ fn walk(
         }
         let own = match file_name.to_str() {
             Some(s) => {
-                let path = s.strip_prefix('.').unwrap_or(s).replace('.', "/");
                 // Dovecot writes folder names in modified UTF-7 (RFC 3501 §5.1.3); a name
-                // that is not valid modified UTF-7 (`R&D`) is taken as written.
-                Ok(bulwark_core::imap_string::mutf7_decode(&path).unwrap_or(path))
+                // that is not valid modified UTF-7 (`R&D`) is taken as written. A `.`
+                // within a level is `\2e` (Dovecot's listescape plugin).
+                let levels: Vec<String> = s
+                    .strip_prefix('.')
+                    .unwrap_or(s)
+                    .split('.')
+                    .map(|level| {
+                        let level = bulwark_core::imap_string::mutf7_decode(level)
+                            .unwrap_or_else(|| level.to_string());
+                        unescape_level(&level)
+                    })
+                    .collect();
+                Ok(levels.join("/"))
             }
             None => Err(file_name.to_string_lossy().into_owned()),
         };
@@ -151,7 +161,7 @@ pub fn name_keywords(file_name: &str, keywords: &BTreeMap<usize, String>) -> Vec
                 .map(|(_, k)| k.to_string())
         };
         if let Some(k) = k
-            && !out.contains(&k)
+            && !out.iter().any(|o: &String| o.eq_ignore_ascii_case(&k))
         {
             out.push(k);
         }
@@ -184,13 +194,44 @@ pub fn internal_date(path: &Path, meta: Option<&std::fs::Metadata>) -> Option<i6
 /// The directory of folder `name` (`/`-separated; `""` or INBOX is the root) in a
 /// Maildir++ tree at `root`: `.Sub.Folder`, in modified UTF-7 as Dovecot names them
 /// (`Entwürfe` → `.Entw&APw-rfe`).
+/// A `.` inside a level (`v1.2`) is written `\2e` and `\` as `\5c`, as Dovecot's
+/// listescape plugin does, so it does not start a new level.
 pub fn folder_dir(root: &Path, name: &str) -> PathBuf {
     if name.is_empty() || name == "INBOX" {
         root.to_path_buf()
     } else {
-        let encoded = bulwark_core::imap_string::mutf7_encode(name);
-        root.join(format!(".{}", encoded.replace('/', ".")))
+        let levels: Vec<String> = name
+            .split('/')
+            .map(|level| {
+                let escaped = level.replace('\\', "\\5c").replace('.', "\\2e");
+                bulwark_core::imap_string::mutf7_encode(&escaped)
+            })
+            .collect();
+        root.join(format!(".{}", levels.join(".")))
     }
+}
+
+/// Undoes the listescape `\NN` (two hex digits) escapes of one folder level.
+fn unescape_level(level: &str) -> String {
+    if !level.contains('\\') {
+        return level.to_string();
+    }
+    let mut out = Vec::with_capacity(level.len());
+    let bytes = level.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(hex) = level.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| level.to_string())
 }
 
 /// Writes one folder as a Maildir (`cur/`, `new/`, `tmp/`, `dovecot-keywords`, Maildir++'s
@@ -228,11 +269,14 @@ impl FolderWriter {
     ) -> std::io::Result<()> {
         let mut info: Vec<char> = Vec::new();
         for k in keywords {
-            if let Some((c, _)) = MAILDIR_FLAGS.iter().find(|(_, f)| f == k) {
+            if let Some((c, _)) = MAILDIR_FLAGS
+                .iter()
+                .find(|(_, f)| f.eq_ignore_ascii_case(k))
+            {
                 info.push(*c);
                 continue;
             }
-            let pos = match self.letters.iter().position(|l| l == k) {
+            let pos = match self.letters.iter().position(|l| l.eq_ignore_ascii_case(k)) {
                 Some(p) => p,
                 None if self.letters.len() < 26 => {
                     self.letters.push(k.clone());
@@ -279,7 +323,7 @@ mod tests {
         let kw: BTreeMap<usize, String> = [(0, "Work".to_string()), (1, "$Later".into())].into();
         assert_eq!(
             name_keywords("1700000000.M1P2.host,S=10:2,FRSab", &kw),
-            ["$answered", "$flagged", "$later", "$seen", "work"]
+            ["$Later", "$answered", "$flagged", "$seen", "Work"]
         );
         assert_eq!(
             name_keywords("1700000000.M1P2.host:2,DPT", &kw),
@@ -311,6 +355,12 @@ mod tests {
             .unwrap()
             .finish()
             .unwrap();
+        // A dot inside a level stays inside it (listescape).
+        FolderWriter::create(&folder_dir(r, "Releases/v1.2"), false)
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert!(r.join(".Releases.v1\\2e2/cur").is_dir());
         assert!(r.join(".Entw&APw-rfe/cur").is_dir());
         std::fs::create_dir_all(r.join(".R&D/cur")).unwrap();
         // The fs layout, below a Maildir++ folder.
@@ -323,6 +373,7 @@ mod tests {
                 Ok(String::new()),
                 Ok("Entwürfe".to_string()),
                 Ok("R&D".to_string()),
+                Ok("Releases/v1.2".to_string()),
                 Ok("Work/2024".to_string()),
                 Ok("Work/2024/Deep".into()),
                 Ok("Lists/rust".into()),

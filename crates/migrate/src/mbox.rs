@@ -305,7 +305,7 @@ body\n\
         assert_eq!(items.len(), 2);
         let (raw, kw, date) = message(&items[0]);
         assert_eq!(raw, b"Subject: one\r\n\r\nFrom here\r\n>From there\r\n");
-        assert_eq!(kw, ["$answered", "$flagged", "$later", "$seen", "work"]);
+        assert_eq!(kw, ["$Later", "$answered", "$flagged", "$seen", "Work"]);
         assert_eq!(date, Some(1_796_285_512));
         let (raw, kw, date) = message(&items[1]);
         assert_eq!(raw, b"Subject: two\r\n\r\nbody\r\n");

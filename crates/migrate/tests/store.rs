@@ -10,9 +10,51 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-async fn setup() -> (tempfile::TempDir, Arc<SqliteStore>, AccountId, AccountId) {
+/// Which store a test runs on: each test runs on both (PostgreSQL when
+/// `BULWARK_TEST_PG` names a server, see `scripts/pg-test-server`; else it skips).
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One `#[tokio::test]` per backend for each test function.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if bulwark_store_pg::testing::test_server_url().is_none() {
+                    eprintln!("skipped: BULWARK_TEST_PG is not set");
+                    return;
+                }
+                super::$name(super::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    maildir_import_keeps_folders_flags_dates_and_resumes,
+    duplicate_messages_in_a_source_are_kept_and_a_rerun_adds_none,
+    archive_round_trip_is_exact_with_identities_and_vacation,
+    maildir_and_mbox_exports_read_back_the_same,
+    eml_files_and_bad_paths
+);
+
+async fn setup(backend: Backend) -> (tempfile::TempDir, Arc<dyn Store>, AccountId, AccountId) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("data")).unwrap();
+    let store: Arc<dyn Store> = match backend {
+        Backend::Sqlite => SqliteStore::open(&dir.path().join("data")).unwrap(),
+        Backend::Postgres => bulwark_store_pg::testing::fresh_store()
+            .await
+            .unwrap()
+            .expect("BULWARK_TEST_PG"),
+    };
     store.domain_add("example.test").await.unwrap();
     let mk = |a: &str| NewAccount {
         address: a.into(),
@@ -74,9 +116,8 @@ fn make_maildir(root: &Path) {
     std::fs::write(root.join("cur/1000000400.big.host:2,S"), vec![b'x'; 20_000]).unwrap();
 }
 
-#[tokio::test]
-async fn maildir_import_keeps_folders_flags_dates_and_resumes() {
-    let (dir, store, a, _) = setup().await;
+async fn maildir_import_keeps_folders_flags_dates_and_resumes(backend: Backend) {
+    let (dir, store, a, _) = setup(backend).await;
     let md = dir.path().join("Maildir");
     make_maildir(&md);
     assert_eq!(detect(&md).unwrap(), SourceKind::Maildir);
@@ -132,9 +173,8 @@ async fn maildir_import_keeps_folders_flags_dates_and_resumes() {
     assert_eq!(c["Old/Work/Clients"].len(), 1);
 }
 
-#[tokio::test]
-async fn duplicate_messages_in_a_source_are_kept_and_a_rerun_adds_none() {
-    let (dir, store, a, _) = setup().await;
+async fn duplicate_messages_in_a_source_are_kept_and_a_rerun_adds_none(backend: Backend) {
+    let (dir, store, a, _) = setup(backend).await;
     let path = dir.path().join("dup.mbox");
     let one = "From x Thu Dec  3 08:11:52 2026\nSubject: same\n\nsame\n\n";
     std::fs::write(&path, format!("{one}{one}")).unwrap();
@@ -146,9 +186,8 @@ async fn duplicate_messages_in_a_source_are_kept_and_a_rerun_adds_none() {
     }
 }
 
-#[tokio::test]
-async fn archive_round_trip_is_exact_with_identities_and_vacation() {
-    let (dir, store, a, b) = setup().await;
+async fn archive_round_trip_is_exact_with_identities_and_vacation(backend: Backend) {
+    let (dir, store, a, b) = setup(backend).await;
     let md = dir.path().join("Maildir");
     make_maildir(&md);
     import(store.as_ref(), a, &md, &opts(), &mut |_| {})
@@ -266,9 +305,8 @@ async fn archive_round_trip_is_exact_with_identities_and_vacation() {
     }
 }
 
-#[tokio::test]
-async fn maildir_and_mbox_exports_read_back_the_same() {
-    let (dir, store, a, b) = setup().await;
+async fn maildir_and_mbox_exports_read_back_the_same(backend: Backend) {
+    let (dir, store, a, b) = setup(backend).await;
     let md = dir.path().join("Maildir");
     make_maildir(&md);
     import(store.as_ref(), a, &md, &opts(), &mut |_| {})
@@ -307,12 +345,12 @@ async fn maildir_and_mbox_exports_read_back_the_same() {
     assert_eq!(detect(&file).unwrap(), SourceKind::Mbox);
     // The whole directory reads back into the same folders.
     assert_eq!(detect(&out).unwrap(), SourceKind::MboxDir);
-    let (_dir3, store3, d, _) = setup().await;
+    let (_dir3, store3, d, _) = setup(backend).await;
     import(store3.as_ref(), d, &out, &opts(), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(content(store3.as_ref(), d).await, ca);
-    let (_dir2, store2, c, _) = setup().await;
+    let (_dir2, store2, c, _) = setup(backend).await;
     let o = ImportOptions {
         folder: Some("Work/Clients".into()),
         ..opts()
@@ -326,9 +364,8 @@ async fn maildir_and_mbox_exports_read_back_the_same() {
     );
 }
 
-#[tokio::test]
-async fn eml_files_and_bad_paths() {
-    let (dir, store, a, _) = setup().await;
+async fn eml_files_and_bad_paths(backend: Backend) {
+    let (dir, store, a, _) = setup(backend).await;
     let emls = dir.path().join("emls");
     std::fs::create_dir_all(&emls).unwrap();
     std::fs::write(emls.join("a.eml"), msg(1)).unwrap();

@@ -12,41 +12,16 @@
 //!   FETCH of this session uses it. The selected mailbox remembers what it announced.
 
 use super::{Selected, Session};
-use bulwark_store::collections::{Expect, ItemWrite, names};
-use bulwark_store::{ModSeq, StoreError, keyword_to_imap_flag};
-use std::collections::{BTreeSet, HashMap, HashSet};
-
-/// The item of [`names::IMAP_KEYWORDS`] holding the list.
-const CASE_ITEM: &str = "case";
-/// Most keywords whose case is remembered per account (a hostile client inventing
-/// keywords stops growing the list; later ones show lowercase).
-const MAX_REMEMBERED: usize = 1000;
-/// Compare-and-set attempts before giving up on remembering a case (another session
-/// wrote the list each time; the keyword is stored anyway, only its case is lost).
-const CAS_ATTEMPTS: usize = 4;
-
-/// Keywords registered with their case in the IANA "IMAP and JMAP Keywords" registry.
-const REGISTERED: [&str; 9] = [
-    "$Forwarded",
-    "$MDNSent",
-    "$Junk",
-    "$NotJunk",
-    "$Phishing",
-    "$Important",
-    "$SubmitPending",
-    "$Submitted",
-    "$MailFlagBit0",
-];
+use bulwark_core::keyword_case::{self, is_custom as custom};
+use std::collections::{BTreeSet, HashSet};
 
 const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
-/// The display case of custom keywords for one account, as this session last read it.
+/// The display case of custom keywords for one account, as this session last read it
+/// ([`keyword_case::KeywordCase`], shared with `bulwark import`/`export`).
 #[derive(Debug, Default)]
 pub(crate) struct KeywordCase {
-    /// Lowercase → as first written.
-    map: HashMap<String, String>,
-    /// The item's version when read (`None`: absent or not read yet).
-    version: Option<ModSeq>,
+    case: keyword_case::KeywordCase,
     loaded: bool,
     /// Lowercase keywords already looked for in the stored list (no re-read for them).
     looked_up: HashSet<String>,
@@ -56,17 +31,7 @@ impl KeywordCase {
     /// The IMAP form of a stored (lowercase) keyword: system flags as `\Seen`, custom
     /// keywords in their remembered case.
     pub fn flag(&self, stored: &str) -> String {
-        let system = keyword_to_imap_flag(stored);
-        if system != stored {
-            return system;
-        }
-        if let Some(shown) = self.map.get(stored) {
-            return shown.clone();
-        }
-        REGISTERED
-            .iter()
-            .find(|r| r.eq_ignore_ascii_case(stored))
-            .map_or_else(|| stored.to_string(), |r| (*r).to_string())
+        self.case.flag(stored)
     }
 
     /// `(\Seen $Forwarded …)`, with `\Recent` last when `recent` (RFC 3501 §2.3.2).
@@ -76,21 +41,6 @@ impl KeywordCase {
             flags.push("\\Recent".into());
         }
         format!("({})", flags.join(" "))
-    }
-
-    fn parse(&mut self, value: &str, version: ModSeq) {
-        let list: Vec<String> = serde_json::from_str(value).unwrap_or_default();
-        self.map = list
-            .into_iter()
-            .map(|k| (k.to_ascii_lowercase(), k))
-            .collect();
-        self.version = Some(version);
-    }
-
-    fn serialize(&self) -> String {
-        let mut list: Vec<&String> = self.map.values().collect();
-        list.sort();
-        serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
     }
 }
 
@@ -136,7 +86,7 @@ impl Selected {
 
 /// A stored keyword that is not one of the system flags.
 pub(crate) fn is_custom(stored: &str) -> bool {
-    keyword_to_imap_flag(stored) == stored
+    custom(stored)
 }
 
 /// The custom keywords among stored `keywords`.
@@ -150,28 +100,15 @@ pub(crate) fn customs<'a>(keywords: impl IntoIterator<Item = &'a String>) -> BTr
 
 impl Session {
     /// Reads the account's keyword case list.
-    async fn load_keyword_case(&mut self) -> Result<(), StoreError> {
-        let account = match self.account_id() {
-            Ok(a) => a,
-            Err(_) => return Ok(()),
+    async fn load_keyword_case(&mut self) {
+        let Ok(account) = self.account_id() else {
+            return;
         };
-        let items = self
-            .store
-            .collection_get(
-                account,
-                names::IMAP_KEYWORDS,
-                Some(&[CASE_ITEM.to_string()]),
-            )
-            .await?;
-        match items.into_iter().next() {
-            Some(item) => self.keyword_case.parse(&item.value, item.version),
-            None => {
-                self.keyword_case.map.clear();
-                self.keyword_case.version = None;
-            }
+        match keyword_case::KeywordCase::load(self.store.as_ref(), account).await {
+            Ok(case) => self.keyword_case.case = case,
+            Err(e) => tracing::debug!(error = %e, "IMAP: could not read the keyword case list"),
         }
         self.keyword_case.loaded = true;
-        Ok(())
     }
 
     /// Makes sure the case of these stored keywords is known: re-reads the list when one
@@ -181,66 +118,40 @@ impl Session {
         let unknown = !case.loaded
             || keywords
                 .iter()
-                .any(|k| !case.map.contains_key(k) && !case.looked_up.contains(k));
+                .any(|k| !case.case.knows(k) && !case.looked_up.contains(k));
         if !unknown {
             return;
         }
-        if let Err(e) = self.load_keyword_case().await {
-            tracing::debug!(error = %e, "IMAP: could not read the keyword case list");
-        }
+        self.load_keyword_case().await;
         self.keyword_case.looked_up.extend(keywords.iter().cloned());
     }
 
     /// Remembers the case of custom keywords a client writes (STORE, APPEND) when it is
     /// the first to write them. Best effort: on failure the keyword still gets stored.
     pub(crate) async fn remember_keyword_case(&mut self, flags: &[String]) {
-        let written: Vec<&String> = flags
+        let written: Vec<&str> = flags.iter().map(String::as_str).collect();
+        if written
             .iter()
-            .filter(|f| !f.starts_with('\\') && is_custom(&f.to_ascii_lowercase()))
-            .collect();
-        if written.is_empty() {
+            .all(|f| f.starts_with('\\') || !is_custom(&f.to_ascii_lowercase()))
+        {
             return;
         }
         let Ok(account) = self.account_id() else {
             return;
         };
-        for attempt in 0..CAS_ATTEMPTS {
-            if (attempt > 0 || !self.keyword_case.loaded)
-                && let Err(e) = self.load_keyword_case().await
-            {
-                tracing::debug!(error = %e, "IMAP: could not read the keyword case list");
-                return;
-            }
-            let case = &mut self.keyword_case;
-            let mut added = false;
-            for f in &written {
-                let lower = f.to_ascii_lowercase();
-                if !case.map.contains_key(&lower) && case.map.len() < MAX_REMEMBERED {
-                    case.map.insert(lower, (*f).clone());
-                    added = true;
-                }
-            }
-            if !added {
-                return;
-            }
-            let expect = match case.version {
-                Some(v) => Expect::Version(v),
-                None => Expect::Absent,
-            };
-            let write = ItemWrite::put(names::IMAP_KEYWORDS, CASE_ITEM, expect, case.serialize());
-            match self.store.collection_write(account, vec![write]).await {
-                Ok(version) => {
-                    self.keyword_case.version = Some(version);
-                    return;
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => {
-                    tracing::debug!(error = %e, "IMAP: could not remember keyword case");
-                    // Forget the unsaved entries: the next write starts from the store.
-                    self.keyword_case.loaded = false;
-                    return;
-                }
-            }
+        if !self.keyword_case.loaded {
+            self.load_keyword_case().await;
+        }
+        let store = self.store.clone();
+        if let Err(e) = self
+            .keyword_case
+            .case
+            .remember(store.as_ref(), account, &written)
+            .await
+        {
+            tracing::debug!(error = %e, "IMAP: could not remember keyword case");
+            // Forget the unsaved entries: the next write starts from the store.
+            self.keyword_case.loaded = false;
         }
     }
 }
@@ -250,17 +161,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flags_show_remembered_then_registered_case() {
-        let mut case = KeywordCase::default();
-        case.parse(r#"["NonJunk","$label1"]"#, ModSeq(3));
-        assert_eq!(case.flag("$seen"), "\\Seen");
-        assert_eq!(case.flag("nonjunk"), "NonJunk");
-        assert_eq!(case.flag("$label1"), "$label1");
-        assert_eq!(case.flag("$forwarded"), "$Forwarded");
-        assert_eq!(case.flag("work"), "work");
+    fn flag_lists_put_recent_last() {
+        let case = KeywordCase::default();
         assert_eq!(
-            case.flag_list(&["$seen".into(), "nonjunk".into()], true),
-            "(\\Seen NonJunk \\Recent)"
+            case.flag_list(&["$seen".into(), "$forwarded".into()], true),
+            "(\\Seen $Forwarded \\Recent)"
         );
         assert!(is_custom("nonjunk") && !is_custom("$deleted"));
     }
