@@ -131,7 +131,7 @@ async fn dispatch(store: &dyn DavStore, user: &User, req: &Request) -> Outcome {
             return Ok(Response::text(404, "no such resource"));
         }
     };
-    if !matches!(target, Target::Object(..)) || req.method == "PROPFIND" {
+    if !matches!(target, Target::Object(..)) || req.method == "PUT" {
         ensure_defaults(store, user.account).await?;
     }
     match req.method.as_str() {
