@@ -149,6 +149,23 @@ class DavTest(ServerTestCase):
         self.assertIn(st, (403, 404))
         self.assertNotIn(b"secret", out)
 
+    def test_caldav_library_discovers_saves_searches_and_deletes(self):
+        import datetime
+        import caldav
+        host, port = self.server.addr("http")
+        client = caldav.DAVClient(url=f"http://{host}:{port}/dav/", username=ALICE, password=ALICE_PW)
+        principal = client.principal()
+        cal = principal.make_calendar(name="Library", cal_id="library")
+        ev = cal.save_event(EVENT.format(uid="lib1", start="20261120T100000Z", end="20261120T110000Z", summary="Lib"))
+        found = cal.search(start=datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc),
+                           end=datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc), event=True)
+        self.assertEqual([e.icalendar_component["uid"] for e in found], ["lib1"])
+        none = cal.search(start=datetime.datetime(2027, 1, 1, tzinfo=datetime.timezone.utc),
+                          end=datetime.datetime(2027, 2, 1, tzinfo=datetime.timezone.utc), event=True)
+        self.assertEqual(none, [])
+        ev.delete()
+        self.assertEqual(cal.events(), [])
+
 
 if __name__ == "__main__":
     unittest.main()
