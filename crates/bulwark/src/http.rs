@@ -77,6 +77,7 @@ pub async fn run(
         signer.clone(),
         shared.queue_wakeup.clone(),
     );
+    let dav = bulwark_dav::router(shared.store.clone(), shared.auth.clone(), signer.clone());
     let web = bulwark_web::router(shared.store.clone(), shared.auth.clone(), signer);
     jmap.set_pipeline(shared.pipeline.clone());
     // Before serving: what older versions kept in `data_dir` (identities, vacation) moves
@@ -86,6 +87,7 @@ pub async fn run(
     let app = jmap
         .router()
         .merge(autoconfig)
+        .merge(dav)
         // Last: the web router owns the fallback (client-side routes get index.html).
         .merge(web)
         .layer(middleware::from_fn_with_state(

@@ -58,6 +58,23 @@ pub mod names {
     /// key in hex. Deleting the mailbox deletes its key.
     pub const IMAP_URLAUTH_KEYS: &str = "imap-urlauth-keys";
 
+    /// CalDAV calendars (crates/dav): item id = the calendar's path segment, value = its
+    /// properties (display name, colour, description, components) as JSON.
+    pub const CALENDARS: &str = "calendars";
+    /// CardDAV address books (crates/dav), as [`CALENDARS`].
+    pub const ADDRESSBOOKS: &str = "addressbooks";
+
+    /// The collection of one calendar's objects: item id = resource name, value = JSON
+    /// with the iCalendar text and its UID.
+    pub fn calendar_items(calendar: &str) -> String {
+        format!("calendar:{calendar}")
+    }
+
+    /// The collection of one address book's vCards, as [`calendar_items`].
+    pub fn addressbook_items(book: &str) -> String {
+        format!("addressbook:{book}")
+    }
+
     /// The [`IMAP_METADATA`] item of one mailbox.
     pub fn imap_metadata_item(mailbox: crate::MailboxId) -> String {
         format!("mailbox:{}", mailbox.0)

@@ -1,0 +1,171 @@
+"""CalDAV/CardDAV (issue 15 first part) with raw HTTP requests: discovery, PUT/GET with
+ETags, sync-collection, calendar-query by date range, limits and isolation of accounts."""
+
+import base64
+import http.client
+import re
+import unittest
+
+from harness import ALICE, ALICE_PW, BOB, BOB_PW, LISTENERS, ServerTestCase
+
+EVENT = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//e2e//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n"
+    "DTSTAMP:20260101T000000Z\r\nDTSTART:{start}\r\nDTEND:{end}\r\nSUMMARY:{summary}\r\n"
+    "END:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+QUERY = """<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">
+<d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">
+<c:time-range start="{start}" end="{end}"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"""
+SYNC = """<?xml version="1.0"?><d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token>
+<d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"""
+
+
+class DavTest(ServerTestCase):
+    listeners = LISTENERS + ("http",)
+
+    def req(self, method, path, body=None, headers=None, user=ALICE, pw=ALICE_PW):
+        h = dict(headers or {})
+        if user:
+            h["Authorization"] = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+        conn = http.client.HTTPConnection(*self.server.addr("http"), timeout=20)
+        try:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def cal(self, name=""):
+        return f"/dav/calendars/{ALICE}/default/{name}"
+
+    def test_discovery_from_the_well_known_url(self):
+        st, h, _ = self.req("PROPFIND", "/.well-known/caldav", headers={"Depth": "0"})
+        self.assertIn(st, (301, 302, 307, 308))
+        self.assertTrue(h["location"].endswith("/dav/"))
+        body = '<d:propfind xmlns:d="DAV:"><d:prop><d:current-user-principal/></d:prop></d:propfind>'
+        st, _, out = self.req("PROPFIND", "/dav/", body, {"Depth": "0"})
+        self.assertEqual(st, 207)
+        self.assertIn(f"/dav/principals/{ALICE}/".encode(), out)
+        body = ('<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+                "<d:prop><c:calendar-home-set/></d:prop></d:propfind>")
+        st, _, out = self.req("PROPFIND", f"/dav/principals/{ALICE}/", body, {"Depth": "0"})
+        self.assertIn(f"/dav/calendars/{ALICE}/".encode(), out)
+        st, _, out = self.req("PROPFIND", f"/dav/calendars/{ALICE}/", None, {"Depth": "1"})
+        self.assertEqual(st, 207)
+        self.assertIn(b"/default/", out, "every account has a default calendar")
+        st, _, out = self.req("PROPFIND", "/dav/", None, {"Depth": "infinity"})
+        self.assertEqual(st, 403)
+        self.assertIn(b"propfind-finite-depth", out)
+
+    def test_unauthenticated_gets_401_basic(self):
+        st, h, _ = self.req("PROPFIND", "/dav/", None, {"Depth": "0"}, user=None)
+        self.assertEqual(st, 401)
+        self.assertIn("Basic", h["www-authenticate"])
+
+    def test_put_get_edit_with_etag_delete_and_sync(self):
+        st, _, out = self.req("REPORT", self.cal(), SYNC.format(token=""), {"Depth": "1"})
+        self.assertEqual(st, 207)
+        token = re.search(rb"<d:sync-token>([^<]+)</d:sync-token>", out).group(1).decode()
+        ev = EVENT.format(uid="e1", start="20261210T100000Z", end="20261210T110000Z", summary="One")
+        st, h, _ = self.req("PUT", self.cal("e1.ics"), ev, {"If-None-Match": "*", "Content-Type": "text/calendar"})
+        self.assertEqual(st, 201)
+        etag = h["etag"]
+        st, _, _ = self.req("PUT", self.cal("e1.ics"), ev, {"If-None-Match": "*"})
+        self.assertEqual(st, 412)
+        st, h, out = self.req("GET", self.cal("e1.ics"))
+        self.assertEqual((st, h["etag"]), (200, etag))
+        self.assertIn(b"SUMMARY:One", out)
+        ev2 = ev.replace("SUMMARY:One", "SUMMARY:Two")
+        st, h, _ = self.req("PUT", self.cal("e1.ics"), ev2, {"If-Match": etag})
+        self.assertEqual(st, 204)
+        self.assertNotEqual(h["etag"], etag)
+        st, _, _ = self.req("PUT", self.cal("e1.ics"), ev2, {"If-Match": etag})
+        self.assertEqual(st, 412, "stale ETag")
+        st, _, out = self.req("REPORT", self.cal(), SYNC.format(token=token), {"Depth": "1"})
+        self.assertIn(b"e1.ics", out)
+        token2 = re.search(rb"<d:sync-token>([^<]+)</d:sync-token>", out).group(1).decode()
+        self.assertNotEqual(token, token2)
+        st, _, _ = self.req("DELETE", self.cal("e1.ics"))
+        self.assertEqual(st, 204)
+        st, _, out = self.req("REPORT", self.cal(), SYNC.format(token=token2), {"Depth": "1"})
+        self.assertIn(b"404 Not Found", out)
+        st, _, out = self.req("REPORT", self.cal(), SYNC.format(token="bogus"), {"Depth": "1"})
+        self.assertEqual(st, 403)
+        self.assertIn(b"valid-sync-token", out)
+
+    def test_search_by_date_range(self):
+        for uid, day in (("dec", "20261215"), ("jan", "20270115")):
+            ev = EVENT.format(uid=uid, start=f"{day}T090000Z", end=f"{day}T100000Z", summary=uid)
+            self.assertEqual(self.req("PUT", self.cal(f"{uid}.ics"), ev)[0], 201)
+        st, _, out = self.req("REPORT", self.cal(), QUERY.format(start="20261201T000000Z", end="20270101T000000Z"), {"Depth": "1"})
+        self.assertEqual(st, 207)
+        self.assertIn(b"dec.ics", out)
+        self.assertNotIn(b"jan.ics", out)
+        st, _, out = self.req("REPORT", self.cal(), QUERY.format(start="00010101T000000Z", end="99991231T000000Z"), {"Depth": "1"})
+        self.assertEqual(st, 403, "a 10,000-year range is refused")
+
+    def test_malformed_and_oversize_calendar_data(self):
+        st, _, out = self.req("PUT", self.cal("bad.ics"), "BEGIN:VCALENDAR\r\nnonsense")
+        self.assertEqual(st, 403)
+        self.assertIn(b"valid-calendar-data", out)
+        st, _, out = self.req("PUT", self.cal("big.ics"), "x" * (2 * 1024 * 1024))
+        self.assertEqual(st, 413)
+
+    def test_mkcalendar_and_proppatch(self):
+        body = ('<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop>'
+                "<d:displayname>Work</d:displayname></d:prop></d:set></c:mkcalendar>")
+        self.assertEqual(self.req("MKCALENDAR", f"/dav/calendars/{ALICE}/work/", body)[0], 201)
+        self.assertEqual(self.req("MKCALENDAR", f"/dav/calendars/{ALICE}/work/", body)[0], 405)
+        patch = ('<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:displayname>Job</d:displayname>'
+                 "</d:prop></d:set></d:propertyupdate>")
+        st, _, out = self.req("PROPPATCH", f"/dav/calendars/{ALICE}/work/", patch)
+        self.assertEqual(st, 207)
+        self.assertIn(b"200 OK", out)
+        self.assertEqual(self.req("DELETE", f"/dav/calendars/{ALICE}/work/")[0], 204)
+
+    def test_contacts_and_query(self):
+        card = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:c1\r\nFN:Ann Example\r\nEMAIL:ann@example.test\r\nEND:VCARD\r\n"
+        path = f"/dav/addressbooks/{ALICE}/default/c1.vcf"
+        self.assertEqual(self.req("PUT", path, card)[0], 201)
+        q = ('<card:addressbook-query xmlns:d="DAV:" xmlns:card="urn:ietf:params:xml:ns:carddav">'
+             '<d:prop><d:getetag/><card:address-data/></d:prop><card:filter><card:prop-filter name="FN">'
+             '<card:text-match match-type="contains">ann</card:text-match></card:prop-filter></card:filter>'
+             "</card:addressbook-query>")
+        st, _, out = self.req("REPORT", f"/dav/addressbooks/{ALICE}/default/", q, {"Depth": "1"})
+        self.assertEqual(st, 207)
+        self.assertIn(b"c1.vcf", out)
+        self.assertIn(b"Ann Example", out)
+        st, _, out = self.req("PUT", f"/dav/addressbooks/{ALICE}/default/c2.vcf", card)
+        self.assertEqual(st, 403)
+        self.assertIn(b"no-uid-conflict", out)
+
+    def test_accounts_cannot_see_each_other(self):
+        ev = EVENT.format(uid="secret", start="20261210T100000Z", end="20261210T110000Z", summary="Secret")
+        self.assertEqual(self.req("PUT", self.cal("secret.ics"), ev)[0], 201)
+        st, _, out = self.req("GET", self.cal("secret.ics"), user=BOB, pw=BOB_PW)
+        self.assertIn(st, (403, 404))
+        self.assertNotIn(b"Secret", out)
+        st, _, out = self.req("PROPFIND", f"/dav/calendars/{ALICE}/default/", None, {"Depth": "1"}, user=BOB, pw=BOB_PW)
+        self.assertIn(st, (403, 404))
+        self.assertNotIn(b"secret", out)
+
+    def test_caldav_library_discovers_saves_searches_and_deletes(self):
+        import datetime
+        import caldav
+        host, port = self.server.addr("http")
+        client = caldav.DAVClient(url=f"http://{host}:{port}/dav/", username=ALICE, password=ALICE_PW)
+        principal = client.principal()
+        cal = principal.make_calendar(name="Library", cal_id="library")
+        ev = cal.save_event(EVENT.format(uid="lib1", start="20261120T100000Z", end="20261120T110000Z", summary="Lib"))
+        found = cal.search(start=datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc),
+                           end=datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc), event=True)
+        self.assertEqual([e.icalendar_component["uid"] for e in found], ["lib1"])
+        none = cal.search(start=datetime.datetime(2027, 1, 1, tzinfo=datetime.timezone.utc),
+                          end=datetime.datetime(2027, 2, 1, tzinfo=datetime.timezone.utc), event=True)
+        self.assertEqual(none, [])
+        ev.delete()
+        self.assertEqual(cal.events(), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
