@@ -754,3 +754,31 @@ pub fn delay_for(v: &Verdict) -> Option<Duration> {
         _ => None,
     }
 }
+
+/// The user name and password of an HTTP Basic `credentials` (RFC 7617 §2: base64 of
+/// `user-id ":" password`, UTF-8 by the `charset="UTF-8"` the realm announces); `None` when
+/// they are no base64, no UTF-8 or have no colon. Shared by every HTTP shell (JMAP, DAV).
+pub fn basic_credentials(credentials: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+#[cfg(test)]
+mod basic_tests {
+    #[test]
+    fn basic_credentials_decode_or_refuse() {
+        // "a@b.test:p:w" — the password may hold a colon, the user id may not.
+        assert_eq!(
+            super::basic_credentials(" YUBiLnRlc3Q6cDp3 "),
+            Some(("a@b.test".into(), "p:w".into()))
+        );
+        assert_eq!(super::basic_credentials("bm9jb2xvbg=="), None); // "nocolon"
+        assert_eq!(super::basic_credentials("!!"), None);
+        assert_eq!(super::basic_credentials("/w=="), None); // not UTF-8
+    }
+}

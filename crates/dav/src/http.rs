@@ -11,7 +11,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get};
-use base64::Engine;
 use bulwark_auth::token::{TokenKind, TokenSigner};
 use bulwark_auth::{Authenticator, LoginError};
 use bulwark_store::Store;
@@ -91,15 +90,9 @@ async fn authenticate(s: &DavState, headers: &HeaderMap, remote: IpAddr) -> Resu
         };
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(credentials.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
+        let (user, password) = bulwark_auth::basic_credentials(credentials)
             .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
-        let (user, password) = decoded
-            .split_once(':')
-            .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
-        return match s.auth.authenticate(user, password, remote).await {
+        return match s.auth.authenticate(&user, &password, remote).await {
             Ok(a) => Ok(User {
                 account: a.id,
                 username: a.address,

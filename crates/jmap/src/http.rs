@@ -10,7 +10,6 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
 use bulwark_auth::token::{Grant, Scope, TokenKind, new_session_id};
 use bulwark_auth::{Credential, LoginError, SignIn, SignInError};
 use bulwark_store::{AccountId, now_unix};
@@ -261,15 +260,9 @@ pub async fn authenticate(
         });
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(credentials.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
+        let (user, password) = bulwark_auth::basic_credentials(credentials)
             .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
-        let (user, password) = decoded
-            .split_once(':')
-            .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
-        return match server.auth.authenticate(user, password, remote).await {
+        return match server.auth.authenticate(&user, &password, remote).await {
             Ok(account) => Ok(Principal {
                 account: account.id,
                 username: account.address,
