@@ -7,6 +7,7 @@ use crate::config::values::check_hostname;
 use crate::password_input::read_new_password;
 use anyhow::{Context, anyhow, bail};
 use bulwark_auth::token;
+use bulwark_core::quota;
 use bulwark_store::{Account, NewAccount, QueueId, Store};
 use std::sync::Arc;
 
@@ -137,7 +138,12 @@ pub async fn domain(
     Ok(())
 }
 
-pub async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::Result<()> {
+pub async fn account(
+    store: &dyn Store,
+    config: &crate::config::Config,
+    cmd: AccountCommand,
+) -> anyhow::Result<()> {
+    let policy = crate::servers::quota_policy(config);
     match cmd {
         AccountCommand::Add {
             address,
@@ -176,6 +182,9 @@ pub async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::Result<(
                     line.push_str(&format!("  aliases: {}", mine.join(", ")));
                 }
                 line.push_str(&format!("  mail: {}", format_bytes(a.used_bytes)));
+                if let Some(limit) = quota::limit(store, a.id, policy).await? {
+                    line.push_str(&format!(" of {}", format_bytes(limit)));
+                }
                 println!("{line}");
             }
         }
@@ -215,6 +224,39 @@ pub async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::Result<(
                 "deleted account {} with its mail, aliases and app passwords",
                 account.address
             );
+        }
+        AccountCommand::Quota { address, size } => {
+            let account = account_for(store, &address).await?;
+            if let Some(size) = size {
+                let to = match size.trim().to_ascii_lowercase().as_str() {
+                    "unlimited" | "none" => quota::Setting::Unlimited,
+                    "default" => quota::Setting::Default,
+                    text => quota::Setting::Bytes(
+                        crate::config::values::parse_size(text)
+                            .map_err(|why| anyhow!("{size}: {why} (or `unlimited`, `default`)"))?,
+                    ),
+                };
+                quota::set(store, account.id, to).await?;
+            }
+            let usage = quota::usage(store, account.id, policy).await?;
+            let from = match quota::setting(store, account.id).await? {
+                quota::Setting::Default => "the server's default ([quota] default_storage)",
+                _ => "its own limit",
+            };
+            match usage.limit {
+                Some(limit) => println!(
+                    "{}: {} of {} used ({}%), {from}",
+                    account.address,
+                    format_bytes(usage.used),
+                    format_bytes(limit),
+                    usage.used.saturating_mul(100) / limit.max(1)
+                ),
+                None => println!(
+                    "{}: {} used, no limit ({from})",
+                    account.address,
+                    format_bytes(usage.used)
+                ),
+            }
         }
         AccountCommand::AppPassword(cmd) => app_password(store, cmd).await?,
     }

@@ -307,8 +307,24 @@ pub enum AccountCommand {
         #[arg(long)]
         name: Option<String>,
     },
-    /// List accounts with their aliases.
+    /// List accounts with their aliases, the mail they keep and their storage quota.
     List,
+    /// Show or set an account's storage quota (how much mail it may keep).
+    ///
+    /// Without SIZE: shows the usage and the limit that applies. SIZE is bytes or a number
+    /// with K, M, G or T (binary units); `unlimited` lifts the limit for this account and
+    /// `default` goes back to `[quota] default_storage`. Running nodes apply it at once.
+    /// Over the limit, new mail is deferred with 452 4.2.2 (the sender retries), IMAP
+    /// APPEND/COPY get NO [OVERQUOTA] and JMAP overQuota; nothing already stored is touched.
+    #[command(
+        after_help = "Examples:\n  bulwark account quota alice@example.test\n  bulwark account quota alice@example.test 10G\n  bulwark account quota alice@example.test unlimited\n  bulwark account quota alice@example.test default"
+    )]
+    Quota {
+        /// The account's address.
+        address: String,
+        /// The new limit: a size (`500M`, `10G`), `unlimited` or `default`.
+        size: Option<String>,
+    },
     /// Set a new password.
     #[command(
         after_help = "Example:\n  printf '%s\\n' \"$PASS\" | bulwark account passwd alice@example.test --password-stdin"

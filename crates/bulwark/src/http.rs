@@ -68,6 +68,7 @@ pub async fn run(
             allow_private_networks: c.push.allow_private_networks,
             extra_roots: push_roots(c.push.ca_file.as_deref()),
         },
+        quota: crate::servers::quota_policy(c),
         ..JmapConfig::default()
     };
     let jmap = JmapServer::new(

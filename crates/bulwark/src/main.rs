@@ -94,7 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let store = store.as_ref();
         match cli.command {
             Command::Domain(cmd) => admin::domain(store, &config, cmd).await,
-            Command::Account(cmd) => admin::account(store, cmd).await,
+            Command::Account(cmd) => admin::account(store, &config, cmd).await,
             Command::Alias(cmd) => admin::alias(store, cmd).await,
             Command::Queue(cmd) => admin::queue(store, cmd).await,
             Command::Auth(AuthCommand::RotateKey) => admin::rotate_key(store).await,

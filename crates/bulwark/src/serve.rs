@@ -113,6 +113,13 @@ async fn serve(
     };
     // SPF/DKIM/DMARC checks and DKIM signing: the first stage of the pipeline.
     shared.pipeline.add_hook(servers::trust_hook(&shared));
+    // Storage quotas: the recipient stage refuses a copy that would pass the account's limit.
+    shared
+        .pipeline
+        .add_hook(Arc::new(bulwark_core::quota::QuotaHook::new(
+            shared.store.clone(),
+            servers::quota_policy(&shared.config),
+        )));
     // Signing keys are shared by every node through the store (cached in data_dir, so a node
     // starts and verifies tokens during a store outage); a task picks up rotations.
     let signer = Arc::new(

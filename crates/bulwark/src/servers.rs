@@ -51,6 +51,7 @@ pub fn smtp_server(shared: &Shared) -> Arc<SmtpServer> {
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
         // The pipeline's checks write the Authentication-Results field instead.
         mark_local_domain_unauthenticated: !c.auth_checks.enabled,
+        quota: quota_policy(c),
         ..SmtpConfig::default()
     };
     let server = SmtpServer::new(
@@ -96,6 +97,7 @@ pub fn imap_server(shared: &Shared) -> Arc<ImapServer> {
         max_connections: shared.max_connections,
         trusted_networks: c.limits.trusted_networks.clone(),
         allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
+        quota: quota_policy(c),
         ..ImapConfig::default()
     };
     ImapServer::new(
@@ -183,6 +185,13 @@ pub fn spawn_queue(shared: &Shared) -> (Arc<QueueWorker>, JoinHandle<()>) {
 }
 
 /// The `[dns]` section as the resolver's settings.
+/// `[quota]`: the storage limit of accounts without their own.
+pub fn quota_policy(c: &Config) -> bulwark_core::quota::QuotaPolicy {
+    bulwark_core::quota::QuotaPolicy {
+        default_storage: c.quota.default_storage,
+    }
+}
+
 pub fn dns_config(c: &Config) -> bulwark_dns::DnsConfig {
     bulwark_dns::DnsConfig {
         servers: c.dns.servers.clone(),

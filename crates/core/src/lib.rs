@@ -13,6 +13,7 @@ pub mod dsn;
 pub mod keyword_case;
 pub mod local_domains;
 pub mod pipeline;
+pub mod quota;
 /// For implementing [`DeliveryHook`] without depending on `async-trait` directly.
 pub use async_trait::async_trait;
 pub mod sender;

@@ -28,6 +28,8 @@ pub struct ImapConfig {
     pub literal_memory_budget: usize,
     /// How long a literal waits for room in that budget before it is refused.
     pub literal_memory_wait: Duration,
+    /// Storage quotas (RFC 9208; `[quota]`).
+    pub quota: bulwark_core::quota::QuotaPolicy,
 }
 
 impl Default for ImapConfig {
@@ -45,6 +47,7 @@ impl Default for ImapConfig {
             commands_per_second: limits::COMMANDS_PER_SECOND,
             literal_memory_budget: limits::DEFAULT_LITERAL_MEMORY_BUDGET,
             literal_memory_wait: limits::LITERAL_MEMORY_WAIT,
+            quota: bulwark_core::quota::QuotaPolicy::default(),
         }
     }
 }

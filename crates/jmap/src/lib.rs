@@ -30,6 +30,7 @@ pub mod listener;
 mod mail;
 mod push;
 mod push_subscription;
+mod quota;
 mod session;
 mod submission;
 pub mod vacation;
@@ -86,6 +87,8 @@ pub struct JmapConfig {
     pub max_message_size: usize,
     /// How PushSubscription pushes reach the network (`[push]` in the config).
     pub push: webpush::PushClientConfig,
+    /// Storage quotas (RFC 9425; `[quota]` in the config).
+    pub quota: bulwark_core::quota::QuotaPolicy,
 }
 
 impl Default for JmapConfig {
@@ -110,6 +113,7 @@ impl Default for JmapConfig {
             push_keepalive: std::time::Duration::from_secs(25),
             max_message_size: 50 * 1024 * 1024,
             push: webpush::PushClientConfig::default(),
+            quota: bulwark_core::quota::QuotaPolicy::default(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The JMAP Session resource (RFC 8620 §2), served at `/.well-known/jmap` (§2.2).
 
 use crate::JmapServer;
-use crate::api::{CAP_BLOB, CAP_CORE, CAP_MAIL, CAP_SUBMISSION, CAP_VACATION, CAP_WEBSOCKET};
+use crate::api::{
+    CAP_BLOB, CAP_CORE, CAP_MAIL, CAP_QUOTA, CAP_SUBMISSION, CAP_VACATION, CAP_WEBSOCKET,
+};
 use crate::ids;
 use bulwark_store::AccountId;
 use serde_json::{Value, json};
@@ -53,6 +55,7 @@ pub async fn session_resource(server: &JmapServer, account: AccountId, username:
             CAP_SUBMISSION: {},
             CAP_VACATION: {},
             CAP_BLOB: {},
+            CAP_QUOTA: {},
             // RFC 8887 §4
             CAP_WEBSOCKET: { "url": format!("{ws_base}/jmap/ws"), "supportsPush": true },
         },
@@ -85,6 +88,8 @@ pub async fn session_resource(server: &JmapServer, account: AccountId, username:
                         },
                     },
                     CAP_VACATION: {},
+                    // RFC 9425 §3: no account capability properties.
+                    CAP_QUOTA: {},
                     // RFC 9404 §2
                     CAP_BLOB: {
                         "maxSizeBlobSet": cfg.max_size_upload,
@@ -99,6 +104,7 @@ pub async fn session_resource(server: &JmapServer, account: AccountId, username:
             CAP_MAIL: aid.clone(),
             CAP_SUBMISSION: aid.clone(),
             CAP_VACATION: aid.clone(),
+            CAP_QUOTA: aid.clone(),
         },
         "username": username,
         "apiUrl": format!("{base}/jmap/api"),

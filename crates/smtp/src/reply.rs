@@ -139,6 +139,13 @@ pub const AUTH_APP_PASSWORD_REQUIRED: Reply = r(
     (5, 7, 9),
     "Application password required: this account has two-factor sign-in; create an app password in the web client (Settings, App passwords)",
 );
+/// RFC 5321 §4.2.2 `452` "insufficient system storage", RFC 3463 4.2.2 "mailbox full": the
+/// recipient is at their storage quota; the client keeps the message for them and retries.
+pub const MAILBOX_FULL: Reply = r(
+    452,
+    (4, 2, 2),
+    "Mailbox full: the recipient is over their storage quota, try again later",
+);
 pub const UNKNOWN_USER: Reply = r(550, (5, 1, 1), "Recipient address rejected: user unknown");
 // RFC 1870 §6 / RFC 3463 5.3.4.
 pub const MESSAGE_TOO_BIG: Reply = r(

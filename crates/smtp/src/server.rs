@@ -52,6 +52,8 @@ pub struct SmtpConfig {
     /// (`x-bulwark=local-domain-unauthenticated`, see [`crate::authres`]). Off when the
     /// pipeline's SPF/DKIM/DMARC checks write the `Authentication-Results` field instead.
     pub mark_local_domain_unauthenticated: bool,
+    /// Storage quotas: a recipient already at its limit is deferred at RCPT.
+    pub quota: bulwark_core::quota::QuotaPolicy,
 }
 
 impl Default for SmtpConfig {
@@ -70,6 +72,7 @@ impl Default for SmtpConfig {
             commands_per_second: limits::COMMANDS_PER_SECOND,
             body_memory_budget: limits::DEFAULT_BODY_MEMORY_BUDGET,
             mark_local_domain_unauthenticated: true,
+            quota: bulwark_core::quota::QuotaPolicy::default(),
         }
     }
 }
@@ -295,8 +298,8 @@ impl SmtpServer {
                         let outcome = self.authenticate(&username, &password, peer.ip()).await;
                         session.auth_result(outcome);
                     }
-                    Event::CheckRecipient { address } => {
-                        let verdict = self.check_recipient(&address).await;
+                    Event::CheckRecipient { address, size } => {
+                        let verdict = self.check_recipient(&address, size).await;
                         session.recipient_resolved(verdict);
                     }
                     Event::Deliver(delivery) => {
@@ -392,7 +395,9 @@ impl SmtpServer {
         }
     }
 
-    async fn check_recipient(&self, address: &str) -> RecipientVerdict {
+    /// `size`: the size declared at MAIL (0 if none), so a mailbox the message would take
+    /// past its quota is deferred here, per recipient, rather than after DATA.
+    async fn check_recipient(&self, address: &str, size: usize) -> RecipientVerdict {
         match self.resolve_postmaster(address).await {
             Ok(Some(verdict)) => return verdict,
             Ok(None) => {}
@@ -402,7 +407,24 @@ impl SmtpServer {
             }
         }
         match bulwark_core::resolve_recipient(self.store.as_ref(), address).await {
-            Ok(Recipient::Local(account)) => RecipientVerdict::Local(account),
+            // A mailbox the declared size (or, undeclared, one more octet) would take past
+            // its quota is deferred here, per recipient, so the others get the message now
+            // (the pipeline checks again with the real size after DATA). A store error
+            // admits: the delivery then meets the same error and is answered as such.
+            Ok(Recipient::Local(account)) => {
+                let adding = size.max(1) as u64;
+                match bulwark_core::quota::admits(
+                    self.store.as_ref(),
+                    account,
+                    self.cfg.quota,
+                    adding,
+                )
+                .await
+                {
+                    Ok(false) => RecipientVerdict::MailboxFull,
+                    _ => RecipientVerdict::Local(account),
+                }
+            }
             Ok(Recipient::UnknownUser) => RecipientVerdict::UnknownUser,
             Ok(Recipient::Remote) => RecipientVerdict::Remote,
             Err(StoreError::Unavailable(e)) if let Some(spool) = self.spool.get() => {

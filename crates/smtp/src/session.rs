@@ -54,7 +54,8 @@ pub enum Event {
     /// Check credentials; answer with [`Session::auth_result`].
     Authenticate { username: String, password: String },
     /// Resolve an envelope recipient; answer with [`Session::recipient_resolved`].
-    CheckRecipient { address: String },
+    /// `size`: the message size declared at MAIL (RFC 1870 `SIZE=`), 0 when none was.
+    CheckRecipient { address: String, size: usize },
     /// Store the message durably; answer with [`Session::delivery_result`].
     Deliver(Box<Delivery>),
     /// Flush output and close the connection.
@@ -88,6 +89,9 @@ pub enum RecipientVerdict {
     /// Not one of our domains: relayed if authenticated, else refused.
     Remote,
     TemporaryFailure,
+    /// A local mailbox already at its storage quota (`452 4.2.2`, so the sender tries this
+    /// recipient again later while the others get the message now).
+    MailboxFull,
 }
 
 /// Why the shell could not take a [`Delivery`]: the client may retry (`451`), or must not
@@ -175,6 +179,8 @@ struct Transaction {
     smtputf8: bool,
     local: Vec<(String, AccountId)>,
     remote: Vec<String>,
+    /// RFC 1870 `SIZE=` of MAIL (0: not declared).
+    declared_size: usize,
     /// Chunks received so far with BDAT (RFC 3030); `None` until the first BDAT.
     bdat: Option<BdatBody>,
 }

@@ -58,6 +58,11 @@ pub mod names {
     /// key in hex. Deleting the mailbox deletes its key.
     pub const IMAP_URLAUTH_KEYS: &str = "imap-urlauth-keys";
 
+    /// The account's storage quota when it differs from the server's default
+    /// (`bulwark account quota`): item `storage`, value `{"storage": bytes | null}` (null:
+    /// unlimited). Written by administrators only; read by `bulwark_core::quota`.
+    pub const QUOTA: &str = "quota";
+
     /// CalDAV calendars (crates/dav): item id = the calendar's path segment, value = its
     /// properties (display name, colour, description, components) as JSON.
     pub const CALENDARS: &str = "calendars";

@@ -229,6 +229,13 @@ pub struct Push {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Storage quotas (`[quota]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    /// Octets an account may keep without its own limit; `None`: unlimited.
+    pub default_storage: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     pub level: String,
@@ -276,6 +283,7 @@ pub struct Config {
     pub limits: Limits,
     pub auth: Auth,
     pub push: Push,
+    pub quota: Quota,
     pub log: Log,
 }
 
@@ -412,6 +420,9 @@ impl Config {
             allow_private_networks: v.bool("push.allow_private_networks"),
             ca_file: v.text("push.ca_file").map(|p| normalize(&base.join(p))),
         };
+        let quota = Quota {
+            default_storage: Some(v.int("quota.default_storage")).filter(|b| *b > 0),
+        };
         let log = Log {
             level: v.text("log.level").unwrap_or_else(|| "info".into()),
         };
@@ -430,6 +441,7 @@ impl Config {
             limits,
             auth,
             push,
+            quota,
             log,
         };
         config.check_across_keys(values, problems);

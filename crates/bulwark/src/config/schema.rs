@@ -93,6 +93,7 @@ pub const SECTIONS: &[&str] = &[
     "limits",
     "auth",
     "push",
+    "quota",
     "log",
 ];
 
@@ -445,6 +446,13 @@ pub const KEYS: &[KeyDef] = &[
         Path,
         "",
         "PEM file of extra trusted roots for push URLs (a push gateway with a private CA), beside the system's."
+    ),
+    key!(
+        "quota",
+        "default_storage",
+        Size,
+        "0",
+        "How much mail an account may keep (the sum of its messages' sizes) unless `bulwark account quota` gave it its own limit; `0` means unlimited. Over it, delivery is deferred with `452 4.2.2`, IMAP APPEND/COPY answer `NO [OVERQUOTA]` and JMAP `overQuota`; IMAP QUOTA (RFC 9208) and JMAP Quota (RFC 9425) report it."
     ),
     key!(
         "log",

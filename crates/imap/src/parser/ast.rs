@@ -109,6 +109,19 @@ pub enum CommandBody {
         mailbox: String,
         message: AppendMessage,
     },
+    /// RFC 9208 §4.1.1: `GETQUOTA quota-root`.
+    GetQuota {
+        root: String,
+    },
+    /// RFC 9208 §4.1.2: `GETQUOTAROOT mailbox`.
+    GetQuotaRoot {
+        mailbox: String,
+    },
+    /// RFC 9208 §4.1.3: `SETQUOTA quota-root (resource limit ...)` (refused: not
+    /// advertised as QUOTASET; limits are set by the administrator).
+    SetQuota {
+        root: String,
+    },
     /// RFC 5464 §4.2: `mailbox` empty for the server's entries.
     GetMetadata {
         mailbox: String,
@@ -229,6 +242,9 @@ impl CommandBody {
             CommandBody::CancelUpdate(_) => "CANCELUPDATE",
             CommandBody::Replace { uid: false, .. } => "REPLACE",
             CommandBody::Replace { uid: true, .. } => "UID REPLACE",
+            CommandBody::GetQuota { .. } => "GETQUOTA",
+            CommandBody::GetQuotaRoot { .. } => "GETQUOTAROOT",
+            CommandBody::SetQuota { .. } => "SETQUOTA",
             CommandBody::GetMetadata { .. } => "GETMETADATA",
             CommandBody::SetMetadata { .. } => "SETMETADATA",
             CommandBody::GenUrlAuth(_) => "GENURLAUTH",
@@ -333,6 +349,8 @@ pub enum StatusItem {
     UidValidity,
     Unseen,
     Deleted,
+    /// RFC 9208 §4.2: octets of the messages with `\Deleted`.
+    DeletedStorage,
     Size,
     HighestModSeq,
     Recent,

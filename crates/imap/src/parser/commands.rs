@@ -6,6 +6,9 @@ use super::lexer::{Cursor, PResult};
 use super::{ParseError, fetch, search};
 use crate::limits::{MAX_ID_FIELDS, MAX_MAILBOX_NAME_LEN};
 
+/// Most resources one SETQUOTA may name (RFC 9208 defines four).
+const MAX_QUOTA_RESOURCES: usize = 16;
+
 pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody> {
     let body = match name {
         "CAPABILITY" => CommandBody::Capability,
@@ -57,6 +60,16 @@ pub(super) fn parse_body(name: &str, c: &mut Cursor<'_>) -> PResult<CommandBody>
         "UID" => uid(c)?,
         "REPLACE" => replace(c, false)?,
         "CANCELUPDATE" => cancel_update(c)?,
+        "GETQUOTA" => {
+            c.sp()?;
+            CommandBody::GetQuota {
+                root: c.astring_utf8("quota root")?,
+            }
+        }
+        "GETQUOTAROOT" => CommandBody::GetQuotaRoot {
+            mailbox: arg_mailbox(c)?,
+        },
+        "SETQUOTA" => set_quota(c)?,
         "GETMETADATA" => get_metadata(c)?,
         "SETMETADATA" => set_metadata(c)?,
         "GENURLAUTH" => gen_url_auth(c)?,
@@ -398,6 +411,7 @@ fn status_items(c: &mut Cursor<'_>) -> PResult<Vec<StatusItem>> {
             "UIDVALIDITY" => StatusItem::UidValidity,
             "UNSEEN" => StatusItem::Unseen,
             "DELETED" => StatusItem::Deleted,
+            "DELETED-STORAGE" => StatusItem::DeletedStorage,
             "SIZE" => StatusItem::Size,
             "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
             "RECENT" => StatusItem::Recent,
@@ -560,6 +574,30 @@ const MAX_METADATA_ENTRIES: usize = 256;
 /// An entry name (RFC 5464 §5 `entry = astring`); checked against §3.2 by the session.
 fn metadata_entry(c: &mut Cursor<'_>) -> PResult<String> {
     c.astring_utf8("metadata entry name")
+}
+
+/// RFC 9208 §6: `setquota = "SETQUOTA" SP quota-root SP setquota-list`, `setquota-list =
+/// "(" [setquota-resource *(SP setquota-resource)] ")"`, `setquota-resource = resource-name
+/// SP resource-limit` (parsed in full so a bad one is BAD, then refused as a whole).
+fn set_quota(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let root = c.astring_utf8("quota root")?;
+    c.sp()?;
+    c.expect(b'(')?;
+    let mut n = 0;
+    while !c.try_byte(b')') {
+        if n > 0 {
+            c.sp()?;
+        }
+        n += 1;
+        if n > MAX_QUOTA_RESOURCES {
+            return Err(ParseError::syntax("too many resources in SETQUOTA"));
+        }
+        c.keyword("resource name")?;
+        c.sp()?;
+        c.number64("resource limit")?;
+    }
+    Ok(CommandBody::SetQuota { root })
 }
 
 /// RFC 5464 §5: `getmetadata = "GETMETADATA" [SP getmetadata-options] SP mailbox SP

@@ -61,6 +61,8 @@ impl Session {
             "CATENATE",
             "URLAUTH",
             "NOTIFY",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
         ]);
         caps.join(" ")
     }

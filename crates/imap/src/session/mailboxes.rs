@@ -312,6 +312,16 @@ impl Session {
                         .count();
                     format!("DELETED {n}")
                 }
+                // RFC 9208 §4.2: what expunging the `\Deleted` messages would free.
+                StatusItem::DeletedStorage => {
+                    let msgs = self.store.mailbox_messages(account, mailbox.id).await?;
+                    let n: u64 = msgs
+                        .iter()
+                        .filter(|m| m.keywords.iter().any(|k| k == "$deleted"))
+                        .map(|m| u64::from(m.size))
+                        .sum();
+                    format!("DELETED-STORAGE {n}")
+                }
             });
         }
         out.extend_from_slice(b"* STATUS ");
@@ -388,6 +398,8 @@ impl Session {
                 "An empty message cannot be appended",
             ));
         }
+        self.check_quota(messages.iter().map(|m| m.message.len() as u64).sum())
+            .await?;
         let mut new = Vec::with_capacity(messages.len());
         for m in messages {
             self.remember_keyword_case(&m.flags).await;

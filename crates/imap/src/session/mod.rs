@@ -15,6 +15,9 @@ mod list;
 mod mailboxes;
 mod metadata;
 mod notify;
+mod quota;
+#[cfg(test)]
+mod quota_tests;
 mod recent;
 #[cfg(test)]
 mod savedate_tests;
@@ -549,6 +552,9 @@ impl Session {
             CommandBody::Sort(s) => self.cmd_sort(&tag, s, out).await,
             CommandBody::Thread(t) => self.cmd_thread(t, out).await,
             CommandBody::CancelUpdate(tags) => self.cmd_cancel_update(&tags),
+            CommandBody::GetQuota { root } => self.cmd_get_quota(&root, out).await,
+            CommandBody::GetQuotaRoot { mailbox } => self.cmd_get_quota_root(&mailbox, out).await,
+            CommandBody::SetQuota { root } => self.cmd_set_quota(&root),
             CommandBody::GetMetadata {
                 mailbox,
                 entries,

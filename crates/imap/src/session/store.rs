@@ -140,6 +140,8 @@ impl Session {
             .iter()
             .map(|&i| (sel.view[i].email, sel.view[i].uid.0))
             .collect();
+        let adding: u64 = indices.iter().map(|&i| u64::from(sel.view[i].size)).sum();
+        self.check_quota(adding).await?;
         let copied = self.store.email_copy(account, &emails, dest.id).await?;
         let (src, dst): (Vec<u32>, Vec<u32>) = copied
             .iter()

@@ -8,7 +8,7 @@ use bulwark_store::sqlite::SqliteStore;
 use super::tests_support::*;
 
 pub(super) struct T {
-    s: Session,
+    pub(super) s: Session,
 }
 
 impl T {

@@ -21,14 +21,17 @@ pub const CAP_VACATION: &str = "urn:ietf:params:jmap:vacationresponse";
 pub const CAP_WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
 /// RFC 9404: Blob/upload, Blob/get, Blob/lookup.
 pub const CAP_BLOB: &str = "urn:ietf:params:jmap:blob";
+/// RFC 9425 §3
+pub const CAP_QUOTA: &str = "urn:ietf:params:jmap:quota";
 /// Every capability this server understands in `using`.
-pub const CAPABILITIES: [&str; 6] = [
+pub const CAPABILITIES: [&str; 7] = [
     CAP_CORE,
     CAP_MAIL,
     CAP_SUBMISSION,
     CAP_VACATION,
     CAP_WEBSOCKET,
     CAP_BLOB,
+    CAP_QUOTA,
 ];
 /// Longest method name / call id we accept.
 pub const MAX_NAME_LEN: usize = 255;
@@ -197,6 +200,7 @@ fn capability_of(method: &str) -> Option<&'static str> {
         "Mailbox" | "Thread" | "Email" | "SearchSnippet" => CAP_MAIL,
         "Identity" | "EmailSubmission" => CAP_SUBMISSION,
         "VacationResponse" => CAP_VACATION,
+        "Quota" => CAP_QUOTA,
         _ => return None,
     })
 }
@@ -314,6 +318,10 @@ async fn dispatch(ctx: &mut Ctx<'_>, name: &str, args: Args) -> Result<Value, Me
         "EmailSubmission/changes" => sub::submission_changes(ctx, args).await,
         "EmailSubmission/query" => sub::submission_query(ctx, args).await,
         "EmailSubmission/set" => sub::submission_set(ctx, args).await,
+        "Quota/get" => crate::quota::get(ctx, args).await,
+        "Quota/changes" => crate::quota::changes(ctx, args).await,
+        "Quota/query" => crate::quota::query(ctx, args).await,
+        "Quota/queryChanges" => crate::quota::query_changes(ctx, args).await,
         "VacationResponse/get" => crate::vacation::get(ctx, args).await,
         "VacationResponse/set" => crate::vacation::set(ctx, args).await,
         _ => Err(MethodError::new(

@@ -429,6 +429,16 @@ pub async fn append(
     keywords: Vec<String>,
     received_at: i64,
 ) -> Result<Value, SetError> {
+    // RFC 8620 §5.3 `overQuota`: nothing is stored past the account's limit.
+    let policy = ctx.server.cfg.quota;
+    if !bulwark_core::quota::admits(ctx.server.store.as_ref(), account, policy, raw.len() as u64)
+        .await?
+    {
+        return Err(SetError::new(
+            "overQuota",
+            "the account is over its storage quota: destroy some mail first",
+        ));
+    }
     let summary = bulwark_core::summarize(&raw);
     let size = raw.len();
     let new = NewEmail {

@@ -8,6 +8,7 @@ mod mail;
 mod outage;
 mod push_auth;
 mod query_page;
+mod quota;
 mod submission;
 
 use crate::{JmapConfig, JmapServer};

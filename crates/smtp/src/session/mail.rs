@@ -33,6 +33,7 @@ impl Session {
             RecipientVerdict::Remote => reply::RELAY_DENIED,
             RecipientVerdict::UnknownUser => reply::UNKNOWN_USER,
             RecipientVerdict::TemporaryFailure => reply::LOOKUP_FAILED,
+            RecipientVerdict::MailboxFull => reply::MAILBOX_FULL,
         };
         self.send(reply);
     }
@@ -84,6 +85,7 @@ impl Session {
             smtputf8: p.smtputf8,
             local: Vec::new(),
             remote: Vec::new(),
+            declared_size: p.size,
             bdat: None,
         });
         self.send(reply::SENDER_OK);
@@ -108,10 +110,11 @@ impl Session {
         }
         // A bare `<postmaster>` arrives as `wire::POSTMASTER`; the shell resolves it.
         let address = p.address;
+        let size = txn.declared_size;
         self.awaiting = Some(Awaiting::Recipient {
             address: address.clone(),
         });
-        self.ready = Some(Event::CheckRecipient { address });
+        self.ready = Some(Event::CheckRecipient { address, size });
     }
 
     pub(super) fn data(&mut self) {

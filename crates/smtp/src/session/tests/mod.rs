@@ -43,6 +43,7 @@ impl World {
             "alice" | "sales" => RecipientVerdict::Local(AccountId(1)),
             "bob" => RecipientVerdict::Local(AccountId(2)),
             "broken" => RecipientVerdict::TemporaryFailure,
+            "full" => RecipientVerdict::MailboxFull,
             _ => RecipientVerdict::UnknownUser,
         }
     }
@@ -68,7 +69,9 @@ impl World {
                 Event::Authenticate { username, password } => {
                     s.auth_result(Self::authenticate(&username, &password))
                 }
-                Event::CheckRecipient { address } => s.recipient_resolved(Self::resolve(&address)),
+                Event::CheckRecipient { address, .. } => {
+                    s.recipient_resolved(Self::resolve(&address))
+                }
                 Event::Deliver(d) => {
                     let result = if self.fail_delivery {
                         Err(DeliveryFailure::Temporary("disk full".into()))
@@ -156,6 +159,33 @@ fn authed() -> Harness {
         "235 2.7.0"
     );
     h
+}
+
+/// A mailbox at its quota is deferred at RCPT (452 4.2.2) and the transaction goes on for
+/// the others; the declared SIZE reaches the shell with the recipient to check.
+#[test]
+fn a_full_mailbox_is_deferred_at_rcpt_and_the_others_get_the_message() {
+    let mut h = Harness::new(ListenerKind::Mx);
+    h.send(b"EHLO c\r\n");
+    assert_eq!(
+        h.code(b"MAIL FROM:<x@remote.test> SIZE=120\r\n"),
+        "250 2.1.0"
+    );
+    h.s.feed(b"RCPT TO:<full@example.test>\r\n");
+    match h.s.poll_event() {
+        Some(Event::CheckRecipient { address, size }) => {
+            assert_eq!((address.as_str(), size), ("full@example.test", 120));
+            h.s.recipient_resolved(World::resolve(&address));
+        }
+        other => panic!("expected a recipient check, got {other:?}"),
+    }
+    let out = lines(&h.s.take_output());
+    assert!(out[0].starts_with("452 4.2.2 "), "{out:?}");
+    assert_eq!(h.code(b"RCPT TO:<bob@example.test>\r\n"), "250 2.1.5");
+    h.send(b"DATA\r\n");
+    h.send(b"Subject: x\r\n\r\nhi\r\n.\r\n");
+    assert_eq!(h.w.deliveries.len(), 1);
+    assert_eq!(h.w.deliveries[0].local.len(), 1, "only bob");
 }
 
 #[test]

@@ -107,7 +107,7 @@ fn bare_postmaster_is_passed_to_the_shell_and_an_empty_path_is_refused() {
     h.send(b"MAIL FROM:<a@remote.test>\r\n");
     h.s.feed(b"RCPT TO:<Postmaster>\r\n");
     match h.s.poll_event() {
-        Some(Event::CheckRecipient { address }) => assert_eq!(address, "postmaster"),
+        Some(Event::CheckRecipient { address, .. }) => assert_eq!(address, "postmaster"),
         other => panic!("{other:?}"),
     }
     h.s.recipient_resolved(RecipientVerdict::LocalAs {
