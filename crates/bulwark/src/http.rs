@@ -81,6 +81,7 @@ pub async fn run(
     let dav = bulwark_dav::router(shared.store.clone(), shared.auth.clone(), signer.clone());
     let web = bulwark_web::router(shared.store.clone(), shared.auth.clone(), signer);
     jmap.set_pipeline(shared.pipeline.clone());
+    jmap.set_held(shared.held.clone());
     // Before serving: what older versions kept in `data_dir` (identities, vacation) moves
     // into the store.
     jmap.migrate_legacy_files().await;

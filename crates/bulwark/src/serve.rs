@@ -86,8 +86,16 @@ async fn serve(
     let queue_wakeup = Arc::new(Notify::new());
     let resolver = bulwark_dns::Resolver::new(&servers::dns_config(&config))
         .map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?;
+    let pipeline = bulwark_core::Pipeline::new(
+        store.clone(),
+        queue_wakeup.clone(),
+        i64::try_from(config.outbound.queue_lifetime.as_secs()).unwrap_or(i64::MAX),
+    );
+    // One set of hold timers per node, for SMTP FUTURERELEASE and JMAP send-later alike.
+    let held = bulwark_core::held::Held::start(&pipeline);
     let shared = Shared {
         resolver,
+        held,
         max_connections,
         auth: Arc::new(
             Authenticator::with_offline_cache(
@@ -100,11 +108,7 @@ async fn serve(
             )
             .context("cannot open the local login cache")?,
         ),
-        pipeline: bulwark_core::Pipeline::new(
-            store.clone(),
-            queue_wakeup.clone(),
-            i64::try_from(config.outbound.queue_lifetime.as_secs()).unwrap_or(i64::MAX),
-        ),
+        pipeline,
         store,
         tls: bulwark_net::TlsAcceptor::from(tls),
         queue_wakeup,
@@ -146,6 +150,7 @@ async fn serve(
     });
     // One SMTP server for all SMTP listeners, so connection limits count across ports.
     let smtp = servers::smtp_server(&shared);
+    smtp.set_held(shared.held.clone());
     // Store outage: SMTP accepts into a durable local spool, replayed once the store answers.
     let spool = bulwark_core::spool::Spool::open(
         &shared.config.data_dir,

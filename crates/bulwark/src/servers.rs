@@ -28,6 +28,8 @@ pub struct Shared {
     /// The one delivery pipeline every protocol hands mail to (SMTP, JMAP submission,
     /// vacation replies), with the node's hooks.
     pub pipeline: Arc<bulwark_core::Pipeline>,
+    /// The node's timers of mail held for later (SMTP FUTURERELEASE, JMAP sendAt / undo).
+    pub held: Arc<bulwark_core::held::Held>,
     /// The node's one DNS resolver (`[dns]`): the queue's MX lookups, the inbound checks.
     pub resolver: bulwark_dns::Resolver,
     /// Connections one listener may hold: `limits.max_connections`, lowered when every

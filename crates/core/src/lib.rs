@@ -10,6 +10,7 @@
 pub use bulwark_store::outage;
 pub mod collector;
 pub mod dsn;
+pub mod held;
 pub mod keyword_case;
 pub mod local_domains;
 pub mod pipeline;

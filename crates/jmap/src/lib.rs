@@ -21,7 +21,6 @@ pub mod api;
 mod blob;
 mod blob_ext;
 pub mod devices;
-mod held;
 mod http;
 mod identity;
 pub mod ids;
@@ -135,8 +134,9 @@ pub struct JmapServer {
     pub(crate) uploads_in_flight: Mutex<HashMap<AccountId, usize>>,
     /// The HTTPS client of PushSubscription pushes (system roots loaded once, on first use).
     pub(crate) push_client: std::sync::OnceLock<Arc<webpush::PushClient>>,
-    /// Timers of the submissions held for later ([`held::Held`]).
-    pub(crate) held: Arc<held::Held>,
+    /// The node's timers of mail held for later ([`bulwark_core::held::Held`]): the one
+    /// given with [`JmapServer::set_held`], else this server's own, started with its router.
+    pub(crate) held: std::sync::OnceLock<Arc<bulwark_core::held::Held>>,
 }
 
 impl JmapServer {
@@ -165,7 +165,7 @@ impl JmapServer {
             uploads_in_flight: Mutex::new(HashMap::new()),
             blob_ids: tokio::sync::OnceCell::new(),
             push_client: std::sync::OnceLock::new(),
-            held: Arc::default(),
+            held: std::sync::OnceLock::new(),
         })
     }
 
@@ -194,12 +194,20 @@ impl JmapServer {
     /// of PushSubscription pushes (RFC 8620 §7.2), which lives as long as the server.
     pub fn router(self: Arc<Self>) -> axum::Router {
         webpush::PushSender::start(&self);
-        held::Held::start(&self);
+        self.held();
         http::router(self)
     }
 
-    pub(crate) fn held(&self) -> Arc<held::Held> {
-        self.held.clone()
+    /// Uses the node's hold timers (one per node, shared with SMTP submission) instead of
+    /// starting this server's own. Call before [`JmapServer::router`].
+    pub fn set_held(&self, held: Arc<bulwark_core::held::Held>) {
+        let _ = self.held.set(held);
+    }
+
+    pub(crate) fn held(&self) -> Arc<bulwark_core::held::Held> {
+        self.held
+            .get_or_init(|| bulwark_core::held::Held::start(&self.pipeline()))
+            .clone()
     }
 
     pub(crate) fn push_client(&self) -> Arc<webpush::PushClient> {

@@ -10,6 +10,7 @@ use crate::api::{Ctx, MethodError, SetError, check_if_in_state, check_set_size};
 use crate::identity::identities;
 use crate::ids;
 use bulwark_core::Recipient;
+use bulwark_core::held::delivery_of;
 use bulwark_store::collections::names::SUBMISSIONS;
 use bulwark_store::{AccountId, EmailId, Expect, ItemWrite, ThreadId, now_unix};
 use mail_parser::{Address, MessageParser};
@@ -44,27 +45,10 @@ pub struct SubmissionRecord {
     pub held: Option<bulwark_store::BlobHash>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UndoStatus {
-    Pending,
-    #[default]
-    Final,
-    Canceled,
-}
-
-impl UndoStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UndoStatus::Pending => "pending",
-            UndoStatus::Final => "final",
-            UndoStatus::Canceled => "canceled",
-        }
-    }
-}
+pub use bulwark_core::held::UndoStatus;
 
 /// Longest hold (RFC 4865 FUTURERELEASE, advertised as `maxDelayedSend`): 30 days.
-pub const MAX_DELAYED_SEND_SECS: i64 = 30 * 24 * 3600;
+pub const MAX_DELAYED_SEND_SECS: i64 = bulwark_core::held::MAX_HOLD_SECS;
 
 /// When a submission asks to be released (RFC 4865 `HOLDFOR=seconds` or `HOLDUNTIL=date`
 /// in `envelope.mailFrom.parameters`, RFC 8621 §7): `None` to send now.
@@ -118,11 +102,7 @@ pub(crate) fn every_recipient(
     reply: &str,
     delivered: &str,
 ) -> Vec<(String, String, String)> {
-    record
-        .rcpt_to
-        .iter()
-        .map(|r| (r.clone(), reply.to_string(), delivered.to_string()))
-        .collect()
+    bulwark_core::held::every_recipient(&record.rcpt_to, reply, delivered)
 }
 
 /// The record an earlier, identical submission left (a retry finds it).
@@ -145,25 +125,6 @@ async fn earlier_record(
 fn encode_record(record: &SubmissionRecord) -> Result<String, SetError> {
     serde_json::to_string(record)
         .map_err(|e| SetError::new("serverFail", format!("cannot encode the record: {e}")))
-}
-
-/// Each recipient's delivery status at acceptance.
-pub(crate) fn delivery_of(resolved: &[(String, Recipient)]) -> Vec<(String, String, String)> {
-    resolved
-        .iter()
-        .map(|(r, found)| match found {
-            Recipient::Local(_) => (
-                r.clone(),
-                "250 2.0.0 delivered locally".to_string(),
-                "yes".to_string(),
-            ),
-            _ => (
-                r.clone(),
-                "250 2.0.0 queued".to_string(),
-                "queued".to_string(),
-            ),
-        })
-        .collect()
 }
 
 fn submission_json(r: &SubmissionRecord) -> Map<String, Value> {
@@ -491,7 +452,7 @@ async fn send_one(
         write.blobs = vec![hash];
         return match store.collection_write(account, vec![write]).await {
             Ok(_) => {
-                ctx.server.held().schedule(account, &id, at);
+                ctx.server.held().schedule(account, SUBMISSIONS, &id, at);
                 Ok(record)
             }
             // Held before (the client retries after losing our answer): that submission.

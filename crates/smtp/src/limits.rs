@@ -103,6 +103,10 @@ impl CommandBudget {
     }
 }
 
+/// RFC 4865 `max-future-release-interval`: the longest hold (the same as JMAP's
+/// `maxDelayedSend`).
+pub const MAX_FUTURE_RELEASE_SECS: i64 = bulwark_core::held::MAX_HOLD_SECS;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,6 +139,19 @@ pub const AUTH_APP_PASSWORD_REQUIRED: Reply = r(
     (5, 7, 9),
     "Application password required: this account has two-factor sign-in; create an app password in the web client (Settings, App passwords)",
 );
+/// RFC 4865 §3: HOLDFOR and HOLDUNTIL exclude each other (RFC 3463 5.5.4 "invalid command
+/// arguments").
+pub const HOLD_BOTH: Reply = r(
+    501,
+    (5, 5, 4),
+    "HOLDFOR and HOLDUNTIL cannot be used together",
+);
+/// RFC 4865 §3: a release later than the advertised `FUTURERELEASE` maximum.
+pub const HOLD_TOO_LONG: Reply = r(
+    501,
+    (5, 5, 4),
+    "Release time beyond the FUTURERELEASE maximum (30 days)",
+);
 /// RFC 5321 §4.2.2 `452` "insufficient system storage", RFC 3463 4.2.2 "mailbox full": the
 /// recipient is at their storage quota; the client keeps the message for them and retries.
 pub const MAILBOX_FULL: Reply = r(

@@ -93,6 +93,9 @@ pub struct SmtpServer {
     body_budget: Arc<MemoryBudget>,
     /// Which sender domains are ours (for the inbound mark), cached.
     local_domains: bulwark_core::local_domains::LocalDomains,
+    /// The node's timers of held mail: with them, submission offers RFC 4865
+    /// FUTURERELEASE (see [`SmtpServer::set_held`]).
+    held: OnceLock<Arc<bulwark_core::held::Held>>,
 }
 
 /// Resolves once `shutdown` turns true; never if its sender is gone without draining.
@@ -142,6 +145,7 @@ impl SmtpServer {
             limiter,
             sessions: AtomicU64::new(0),
             spool: OnceLock::new(),
+            held: OnceLock::new(),
             body_budget,
         })
     }
@@ -166,6 +170,12 @@ impl SmtpServer {
 
     /// Accept mail into this local durable spool while the store is unavailable (without
     /// one, such mail is refused with `451 4.3.0`). Set once, before serving.
+    /// Offers RFC 4865 FUTURERELEASE on submission: held mail is recorded in the account's
+    /// `smtp-holds` collection and released by `held` (the node's timers).
+    pub fn set_held(&self, held: Arc<bulwark_core::held::Held>) {
+        let _ = self.held.set(held);
+    }
+
     pub fn set_spool(&self, spool: Arc<Spool>) {
         if self.spool.set(spool).is_err() {
             tracing::warn!("smtp: the spool was already set; keeping the first one");
@@ -267,6 +277,7 @@ impl SmtpServer {
             tls_available: self.tls.is_some(),
             plaintext_auth_allowed: self.cfg.allow_plaintext_auth_on_loopback
                 && peer.ip().is_loopback(),
+            future_release: (kind.is_submission() && self.held.get().is_some()).then(now_unix),
         };
         let mut session =
             Session::new(cfg, peer.ip(), tls, id).with_body_budget(self.body_budget.clone());
@@ -498,12 +509,56 @@ impl SmtpServer {
         }
     }
 
+    /// RFC 4865: records the message as held until `at` (durable before `Ok`, so `250`
+    /// means it will be released even if this node goes away) and sets this node's timer.
+    /// Held mail is not spooled: with the store away the client is told to try again.
+    async fn hold_for_later(&self, d: &Delivery, at: i64, now: i64) -> Result<(), DeliveryFailure> {
+        use bulwark_core::held::{self, HeldRecord};
+        use bulwark_store::collections::names::SMTP_HOLDS;
+        let (Some(account), Some(timers)) = (d.account, self.held.get()) else {
+            return Err(DeliveryFailure::Temporary(
+                "FUTURERELEASE is not available here".into(),
+            ));
+        };
+        let rcpt_to: Vec<String> = d
+            .local
+            .iter()
+            .map(|(a, _)| a.clone())
+            .chain(d.remote.iter().cloned())
+            .collect();
+        let id = format!("smtp-{}", d.id);
+        let record = HeldRecord::pending(id.clone(), d.sender.clone(), rcpt_to, at);
+        let raw = d.relay_message(now);
+        match held::hold(
+            self.store.as_ref(),
+            account,
+            SMTP_HOLDS,
+            record.into_map(),
+            &raw,
+        )
+        .await
+        {
+            Ok(_) => {
+                timers.schedule(account, SMTP_HOLDS, &id, at);
+                tracing::info!(id = %d.id, %account, release_at = at, "message held for later delivery (FUTURERELEASE)");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(id = %d.id, error = %e, "cannot hold the message");
+                Err(DeliveryFailure::Temporary(e.to_string()))
+            }
+        }
+    }
+
     /// Stores the message (see [`Self::deliver_to_store`]); when the store is unavailable
     /// (or a recipient was accepted during an outage), writes it to the local spool
     /// instead. Either way it is durable before `Ok`.
     async fn deliver(&self, mut d: Delivery) -> Result<(), DeliveryFailure> {
         self.mark_inbound(&mut d).await;
         let now = now_unix();
+        if let Some(at) = d.hold.map(|h| h.release_at(now)).filter(|at| *at > now) {
+            return self.hold_for_later(&d, at, now).await;
+        }
         let spool = self.spool.get();
         let unresolved = d
             .local

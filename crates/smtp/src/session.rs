@@ -44,6 +44,29 @@ pub struct SessionConfig {
     pub tls_available: bool,
     /// AUTH may be used without TLS (loopback peer and the operator allowed it).
     pub plaintext_auth_allowed: bool,
+    /// RFC 4865 FUTURERELEASE is offered (submission listeners of a node that times held
+    /// mail): the unix time the session started, from which the latest release date
+    /// advertised and accepted is counted. `None`: not offered.
+    pub future_release: Option<i64>,
+}
+
+/// When a message asks to be released (RFC 4865 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// `HOLDFOR=`: this many seconds after it is accepted.
+    For(u64),
+    /// `HOLDUNTIL=`: at this unix time.
+    Until(i64),
+}
+
+impl Hold {
+    /// The release time for a message accepted at `now` (unix seconds).
+    pub fn release_at(self, now: i64) -> i64 {
+        match self {
+            Hold::For(secs) => now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)),
+            Hold::Until(at) => at,
+        }
+    }
 }
 
 /// Something the shell must do; the session waits until it is answered.
@@ -120,6 +143,10 @@ pub struct Delivery {
     pub inbound_mx: bool,
     /// The SMTP AUTH identity (its first address), if the client authenticated.
     pub authenticated: Option<String>,
+    /// The authenticated account (submission).
+    pub account: Option<AccountId>,
+    /// RFC 4865: hold the message until then instead of delivering it now.
+    pub hold: Option<Hold>,
     /// The body's share of the server's memory budget, given back when the delivery is dropped.
     memory: Reservation,
 }
@@ -169,6 +196,7 @@ enum Hello {
 
 #[derive(Debug)]
 struct Identity {
+    account: AccountId,
     addresses: Vec<String>,
 }
 
@@ -181,6 +209,8 @@ struct Transaction {
     remote: Vec<String>,
     /// RFC 1870 `SIZE=` of MAIL (0: not declared).
     declared_size: usize,
+    /// RFC 4865 `HOLDFOR`/`HOLDUNTIL` of MAIL.
+    hold: Option<Hold>,
     /// Chunks received so far with BDAT (RFC 3030); `None` until the first BDAT.
     bdat: Option<BdatBody>,
 }
@@ -615,6 +645,14 @@ impl Session {
         }
         if self.auth_offered() {
             ext.push("AUTH PLAIN LOGIN".to_string()); // RFC 4954
+        }
+        if let Some(since) = self.cfg.future_release {
+            // RFC 4865 §3: `FUTURERELEASE max-future-release-interval max-future-release-date-time`.
+            ext.push(format!(
+                "FUTURERELEASE {} {}",
+                crate::limits::MAX_FUTURE_RELEASE_SECS,
+                trace::rfc3339_utc(since + crate::limits::MAX_FUTURE_RELEASE_SECS)
+            ));
         }
         ext.push("HELP".to_string());
         reply::write_ehlo(

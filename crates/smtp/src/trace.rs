@@ -71,6 +71,16 @@ pub fn rfc5322_date(now_unix: i64) -> String {
         .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 +0000".to_string())
 }
 
+/// RFC 3339 §5.6 `date-time` in UTC without fractions, e.g. `2026-12-03T10:00:00Z`.
+pub fn rfc3339_utc(unix: i64) -> String {
+    use time::macros::format_description;
+    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,10 @@ pub struct MailParams {
     pub smtputf8: bool,
     /// RFC 6152 `BODY=8BITMIME`.
     pub eight_bit: bool,
+    /// RFC 4865 `HOLDFOR=` seconds (0: absent).
+    pub hold_for: u64,
+    /// RFC 4865 `HOLDUNTIL=` as unix seconds (0: absent).
+    pub hold_until: u64,
     /// A parameter we parse but do not offer (DSN, BINARYMIME, REQUIRETLS, …): 555.
     pub unsupported: Option<&'static str>,
 }
@@ -223,8 +227,6 @@ fn mail_params(from: smtp_proto::MailFrom<std::borrow::Cow<'_, str>>) -> MailPar
         Some("RET/ENVID (DSN)")
     } else if from.flags & !supported != 0
         || from.by != 0
-        || from.hold_for != 0
-        || from.hold_until != 0
         || from.mtrk.is_some()
         || from.trans_id.is_some()
         || from.solicit.is_some()
@@ -239,6 +241,8 @@ fn mail_params(from: smtp_proto::MailFrom<std::borrow::Cow<'_, str>>) -> MailPar
         size: from.size,
         smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
         eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
+        hold_for: from.hold_for,
+        hold_until: from.hold_until,
         unsupported,
     }
 }

@@ -35,6 +35,9 @@ pub mod names {
     pub const VACATION: &str = "vacation";
     /// EmailSubmission records (RFC 8621 §7).
     pub const SUBMISSIONS: &str = "submissions";
+    /// Mail submitted over SMTP with FUTURERELEASE (RFC 4865), held until its time: the
+    /// same record shape as [`SUBMISSIONS`] without the JMAP fields (see `bulwark_core::held`).
+    pub const SMTP_HOLDS: &str = "smtp-holds";
     /// Signed-in devices (web sessions and token clients).
     pub const DEVICES: &str = "devices";
     /// Account settings that need compare-and-set (second factor, recovery codes…).

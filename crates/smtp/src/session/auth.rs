@@ -10,9 +10,9 @@ impl Session {
         }
         self.awaiting = None;
         match outcome {
-            AuthOutcome::Success { addresses, .. } => {
+            AuthOutcome::Success { account, addresses } => {
                 let addresses = addresses.into_iter().map(|a| a.to_lowercase()).collect();
-                self.auth = Some(Identity { addresses });
+                self.auth = Some(Identity { account, addresses });
                 self.send(reply::AUTH_SUCCESSFUL);
             }
             AuthOutcome::InvalidCredentials | AuthOutcome::AppPasswordRequired => {

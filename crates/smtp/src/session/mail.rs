@@ -75,6 +75,10 @@ impl Session {
         if !p.smtputf8 && !p.address.is_ascii() {
             return self.send(reply::SMTPUTF8_REQUIRED);
         }
+        let hold = match self.hold_of(&p) {
+            Ok(hold) => hold,
+            Err(r) => return self.send(r),
+        };
         if let Some(identity) = &self.auth
             && !may_send_as(&p.address, &identity.addresses)
         {
@@ -86,9 +90,28 @@ impl Session {
             local: Vec::new(),
             remote: Vec::new(),
             declared_size: p.size,
+            hold,
             bdat: None,
         });
         self.send(reply::SENDER_OK);
+    }
+
+    /// RFC 4865 §3: `HOLDFOR`/`HOLDUNTIL` only where FUTURERELEASE is offered (else `555`,
+    /// RFC 5321 §4.1.1.11), not both, and within the advertised maximum (else `501 5.5.4`).
+    fn hold_of(&self, p: &MailParams) -> Result<Option<Hold>, Reply> {
+        let hold = match (p.hold_for, p.hold_until) {
+            (0, 0) => return Ok(None),
+            (_, 0) => Hold::For(p.hold_for),
+            (0, _) => Hold::Until(i64::try_from(p.hold_until).unwrap_or(i64::MAX)),
+            _ => return Err(reply::HOLD_BOTH),
+        };
+        let Some(since) = self.cfg.future_release else {
+            return Err(reply::unsupported_parameter("HOLDFOR/HOLDUNTIL"));
+        };
+        if hold.release_at(since) > since + crate::limits::MAX_FUTURE_RELEASE_SECS {
+            return Err(reply::HOLD_TOO_LONG);
+        }
+        Ok(Some(hold))
     }
 
     pub(super) fn rcpt(&mut self, p: wire::RcptParams) {
@@ -273,6 +296,8 @@ impl Session {
                 .auth
                 .as_ref()
                 .and_then(|a| a.addresses.first().cloned()),
+            account: self.auth.as_ref().map(|a| a.account),
+            hold: txn.hold,
             memory,
         })));
     }

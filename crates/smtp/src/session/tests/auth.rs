@@ -146,3 +146,52 @@ fn submission_accepts_local_and_remote_recipients_in_one_message() {
     let relay = String::from_utf8(d.relay_message(0)).unwrap();
     assert!(relay.starts_with("Received: ") && !relay.contains("Return-Path"));
 }
+
+/// RFC 4865: FUTURERELEASE on submission only, with its limits checked at MAIL and the
+/// hold handed to the shell with the message.
+#[test]
+fn futurerelease_is_offered_on_submission_and_its_hold_reaches_the_shell() {
+    const START: i64 = 1_800_000_000;
+    let mut c = cfg(ListenerKind::Submission);
+    c.future_release = Some(START);
+    let mut h = Harness::with(c, true);
+    let out = h.send(b"EHLO c\r\n");
+    assert!(
+        out.iter()
+            .any(|l| l.ends_with("FUTURERELEASE 2592000 2027-02-14T08:00:00Z")),
+        "{out:?}"
+    );
+    h.code(b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=\r\n");
+    assert_eq!(
+        h.code(b"MAIL FROM:<alice@example.test> HOLDFOR=60 HOLDUNTIL=2027-01-01T00:00:00Z\r\n"),
+        "501 5.5.4"
+    );
+    assert_eq!(
+        h.code(b"MAIL FROM:<alice@example.test> HOLDUNTIL=2027-03-01T00:00:00Z\r\n"),
+        "501 5.5.4",
+        "past the advertised maximum"
+    );
+    assert_eq!(
+        h.code(b"MAIL FROM:<alice@example.test> HOLDFOR=2592001\r\n"),
+        "501 5.5.4"
+    );
+    assert_eq!(
+        h.code(b"MAIL FROM:<alice@example.test> HOLDFOR=90\r\n"),
+        "250 2.1.0"
+    );
+    h.code(b"RCPT TO:<bob@example.test>\r\n");
+    h.send(b"DATA\r\n");
+    h.send(b"From: alice@example.test\r\nSubject: later\r\n\r\nhi\r\n.\r\n");
+    let d = h.w.deliveries.last().expect("delivered");
+    assert_eq!(d.hold, Some(Hold::For(90)));
+    assert_eq!(d.hold.map(|x| x.release_at(START)), Some(START + 90));
+    assert_eq!(d.account, Some(AccountId(1)));
+    // Not on the MX: the parameter is not offered there (RFC 5321 §4.1.1.11).
+    let mut mx = Harness::new(ListenerKind::Mx);
+    let out = mx.send(b"EHLO c\r\n");
+    assert!(!out.iter().any(|l| l.contains("FUTURERELEASE")), "{out:?}");
+    assert_eq!(
+        mx.code(b"MAIL FROM:<x@remote.test> HOLDFOR=60\r\n"),
+        "555 5.5.4"
+    );
+}

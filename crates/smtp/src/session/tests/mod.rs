@@ -17,6 +17,7 @@ fn cfg(kind: ListenerKind) -> SessionConfig {
         max_recipients: 3,
         tls_available: true,
         plaintext_auth_allowed: false,
+        future_release: None,
     }
 }
 
