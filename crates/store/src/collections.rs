@@ -66,6 +66,10 @@ pub mod names {
     /// unlimited). Written by administrators only; read by `bulwark_core::quota`.
     pub const QUOTA: &str = "quota";
 
+    /// Sieve scripts (crates/sieve): items `script:{name}` (the source) and `active` (which
+    /// script runs on delivery).
+    pub const SIEVE: &str = "sieve";
+
     /// CalDAV calendars (crates/dav): item id = the calendar's path segment, value = its
     /// properties (display name, colour, description, components) as JSON.
     pub const CALENDARS: &str = "calendars";
