@@ -16,6 +16,19 @@ EVENT = (
 QUERY = """<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">
 <d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">
 <c:time-range start="{start}" end="{end}"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"""
+WEEKLY = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//e2e//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n"
+    "DTSTAMP:20260101T000000Z\r\nDTSTART;TZID=Europe/Berlin:20260302T100000\r\n"
+    "DTEND;TZID=Europe/Berlin:20260302T110000\r\nRRULE:FREQ=WEEKLY;COUNT=6\r\n"
+    "EXDATE;TZID=Europe/Berlin:20260316T100000\r\nSUMMARY:Weekly\r\nEND:VEVENT\r\n"
+    "END:VCALENDAR\r\n"
+)
+EXPAND = """<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">
+<d:prop><c:calendar-data><c:expand start="{start}" end="{end}"/></c:calendar-data></d:prop>
+<c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">
+<c:time-range start="{start}" end="{end}"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"""
+FREE_BUSY = """<?xml version="1.0"?><c:free-busy-query xmlns:c="urn:ietf:params:xml:ns:caldav">
+<c:time-range start="{start}" end="{end}"/></c:free-busy-query>"""
 SYNC = """<?xml version="1.0"?><d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token>
 <d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"""
 
@@ -165,6 +178,47 @@ class DavTest(ServerTestCase):
         self.assertEqual(none, [])
         ev.delete()
         self.assertEqual(cal.events(), [])
+
+    def test_recurring_event_expands_in_range_and_gives_free_busy(self):
+        self.assertEqual(self.req("PUT", self.cal("weekly.ics"), WEEKLY.format(uid="wk"))[0], 201)
+        # 2 March 10:00 Berlin is 09:00Z; after the DST change (29 March) it is 08:00Z.
+        st, _, out = self.req("REPORT", self.cal(), EXPAND.format(start="20260309T000000Z", end="20260406T000000Z"), {"Depth": "1"})
+        self.assertEqual(st, 207)
+        text = out.decode().replace("&#13;", "").replace("\r", "")
+        starts = re.findall(r"^DTSTART:(\w+)$", text, re.M)
+        self.assertEqual(starts, ["20260309T090000Z", "20260323T090000Z", "20260330T080000Z"], text)
+        self.assertEqual(len(re.findall(r"^RECURRENCE-ID:", text, re.M)), 3)
+        self.assertNotIn("RRULE", text)
+        st, _, out = self.req("REPORT", self.cal(), QUERY.format(start="20260316T000000Z", end="20260317T000000Z"), {"Depth": "1"})
+        self.assertNotIn(b"weekly.ics", out, "the EXDATE instance is not there")
+        st, _, out = self.req("REPORT", self.cal(), QUERY.format(start="20260304T000000Z", end="20260306T000000Z"), {"Depth": "1"})
+        self.assertNotIn(b"weekly.ics", out, "nothing between instances")
+        st, h, out = self.req("REPORT", self.cal(), FREE_BUSY.format(start="20260301T000000Z", end="20260311T000000Z"), {"Depth": "1"})
+        self.assertEqual(st, 200)
+        self.assertIn("text/calendar", h["content-type"])
+        self.assertIn(b"FREEBUSY;FBTYPE=BUSY:20260302T090000Z/20260302T100000Z", out)
+        self.assertIn(b"FREEBUSY;FBTYPE=BUSY:20260309T090000Z/20260309T100000Z", out)
+
+    def test_caldav_library_searches_a_weekly_event_with_expand(self):
+        import datetime
+        import caldav
+        host, port = self.server.addr("http")
+        client = caldav.DAVClient(url=f"http://{host}:{port}/dav/", username=ALICE, password=ALICE_PW)
+        cal = client.principal().make_calendar(name="Recurring", cal_id="recurring")
+        cal.save_event(WEEKLY.format(uid="libweekly"))
+        utc = datetime.timezone.utc
+        found = cal.search(start=datetime.datetime(2026, 3, 9, tzinfo=utc),
+                           end=datetime.datetime(2026, 3, 31, tzinfo=utc), event=True, expand=True)
+        got = sorted(e.icalendar_component["dtstart"].dt.astimezone(utc) for e in found)
+        self.assertEqual(got, [datetime.datetime(2026, 3, 9, 9, tzinfo=utc),
+                               datetime.datetime(2026, 3, 23, 9, tzinfo=utc),
+                               datetime.datetime(2026, 3, 30, 8, tzinfo=utc)])
+        between = cal.search(start=datetime.datetime(2026, 3, 10, tzinfo=utc),
+                             end=datetime.datetime(2026, 3, 16, tzinfo=utc), event=True, expand=True)
+        self.assertEqual(between, [])
+        after = cal.search(start=datetime.datetime(2026, 5, 1, tzinfo=utc),
+                           end=datetime.datetime(2026, 6, 1, tzinfo=utc), event=True, expand=True)
+        self.assertEqual(after, [], "COUNT=6 ended in April")
 
 
 if __name__ == "__main__":

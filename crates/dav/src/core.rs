@@ -462,8 +462,9 @@ async fn put(store: &dyn DavStore, user: &User, target: &Target, req: &Request) 
                     uid: o.uid,
                     component: Some(o.component),
                     start: o.span.map(|s| s.start),
-                    end: o.span.map(|s| s.end),
+                    end: o.span.and_then(|s| s.end),
                     recurring: o.span.is_some_and(|s| s.recurring),
+                    expanded: true,
                 }
             }
             Err(e) => return Ok(Response::precondition(403, ns, valid, &e.0)),

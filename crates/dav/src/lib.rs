@@ -2,6 +2,7 @@
 //! core ([`core::handle`]) and its HTTP shell ([`http::router`]).
 
 pub mod core;
+pub mod expand;
 pub mod http;
 pub mod ical;
 pub mod limits;

@@ -131,13 +131,32 @@ pub struct StoredObject {
     /// Calendars: VEVENT, VTODO…
     #[serde(skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
-    /// Calendars: the first instance's span (unix seconds) and whether it recurs.
+    /// Calendars: the span of all instances (unix seconds, UTC; `end` None when the
+    /// recurrence has no end) and whether it recurs ([`crate::range::Span`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end: Option<i64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub recurring: bool,
+    /// The span was computed with recurrence and time zones resolved (objects stored by the
+    /// first part of issue 15 lack it and have theirs recomputed when queried).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expanded: bool,
+}
+
+impl StoredObject {
+    /// The span [`crate::range`] decides on.
+    pub fn span(&self) -> Option<crate::range::Span> {
+        if !self.expanded {
+            return crate::range::parse(&self.data).and_then(|c| crate::range::span_of(&c));
+        }
+        self.start.map(|start| crate::range::Span {
+            start,
+            end: self.end,
+            recurring: self.recurring,
+        })
+    }
 }
 
 /// The id of the calendar and the address book every account gets.
