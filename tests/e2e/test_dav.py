@@ -220,6 +220,72 @@ class DavTest(ServerTestCase):
                            end=datetime.datetime(2026, 6, 1, tzinfo=utc), event=True, expand=True)
         self.assertEqual(after, [], "COUNT=6 ended in April")
 
+    def test_cli_imports_and_exports_calendars_and_contacts(self):
+        import os
+        import tempfile
+        ics = (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//e2e//EN\r\nMETHOD:PUBLISH\r\n"
+            + "".join(
+                f"BEGIN:VEVENT\r\nUID:imp-{n}\r\nDTSTAMP:20260101T000000Z\r\n"
+                f"DTSTART:202604{10 + n}T090000Z\r\nDTEND:202604{10 + n}T100000Z\r\n"
+                + ("RRULE:FREQ=MONTHLY;COUNT=12\r\n" if n == 3 else "")
+                + f"SUMMARY:Imported {n}\r\nEND:VEVENT\r\n"
+                for n in (1, 2, 3)
+            )
+            + "END:VCALENDAR\r\n"
+        )
+        vcf = "".join(
+            f"BEGIN:VCARD\r\nVERSION:4.0\r\nUID:card-{n}\r\nFN:Person {n}\r\nEND:VCARD\r\n"
+            for n in (1, 2)
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            ics_path, vcf_path = os.path.join(tmp, "in.ics"), os.path.join(tmp, "in.vcf")
+            with open(ics_path, "w", newline="") as f:
+                f.write(ics)
+            with open(vcf_path, "w", newline="") as f:
+                f.write(vcf)
+            out = self.server.cli("calendar", "import", ALICE, ics_path).stdout
+            self.assertIn("3 imported, 0 updated, 0 unchanged", out)
+            out = self.server.cli("calendar", "import", ALICE, ics_path).stdout
+            self.assertIn("0 imported, 0 updated, 3 unchanged", out, "running again adds nothing")
+            out = self.server.cli("contacts", "import", ALICE, vcf_path).stdout
+            self.assertIn("2 imported", out)
+            missing = self.server.cli("calendar", "import", ALICE, os.path.join(tmp, "nope.ics"), check=False)
+            self.assertEqual(missing.returncode, 1)
+            self.assertIn("cannot read", missing.stderr)
+            with open(ics_path, "w", newline="") as f:
+                f.write("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\n")
+            bad = self.server.cli("calendar", "import", ALICE, ics_path, check=False)
+            self.assertEqual(bad.returncode, 1)
+            self.assertIn("line 1", bad.stderr)
+        # Seen over CalDAV and CardDAV; the recurring one also in its ninth month.
+        st, _, out = self.req("PROPFIND", self.cal(), None, {"Depth": "1"})
+        self.assertEqual(sorted(set(re.findall(rb"imp-\d\.ics", out))), [b"imp-1.ics", b"imp-2.ics", b"imp-3.ics"])
+        st, _, out = self.req("REPORT", self.cal(), QUERY.format(start="20261201T000000Z", end="20261231T000000Z"), {"Depth": "1"})
+        self.assertIn(b"imp-3.ics", out)
+        self.assertNotIn(b"imp-1.ics", out)
+        st, _, out = self.req("GET", f"/dav/addressbooks/{ALICE}/default/card-2.vcf")
+        self.assertEqual(st, 200)
+        self.assertIn(b"FN:Person 2", out)
+        # Exported back: the same events and the same cards.
+        exported = self.server.cli("calendar", "export", ALICE, "-")
+        self.assertRegex(exported.stderr, r"exported \d+ objects of calendar default")
+        self.assertEqual(sorted(re.findall(r"UID:(imp-\d)", exported.stdout)), ["imp-1", "imp-2", "imp-3"])
+        self.assertEqual(sorted(re.findall(r"SUMMARY:(Imported.*?)\r?$", exported.stdout, re.M)),
+                         ["Imported 1", "Imported 2", "Imported 3"])
+        self.assertIn("RRULE:FREQ=MONTHLY;COUNT=12", exported.stdout)
+        self.assertNotIn("METHOD", exported.stdout)
+        cards = self.server.cli("contacts", "export", ALICE).stdout
+        self.assertEqual(cards.replace("\r\n", "\n"), vcf.replace("\r\n", "\n"))
+
+    def test_account_add_creates_the_default_calendar_and_address_book(self):
+        # Bob never used DAV: his collections come from `bulwark account add`.
+        out = self.server.cli("calendar", "export", BOB, "-")
+        self.assertIn("exported 0 objects of calendar default", out.stderr)
+        self.assertIn("BEGIN:VCALENDAR", out.stdout)
+        out = self.server.cli("contacts", "export", BOB, "-")
+        self.assertIn("exported 0 cards of address book default", out.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

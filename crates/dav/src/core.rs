@@ -6,7 +6,7 @@ use crate::paths::{self, PathError, Target};
 use crate::props::{self, PropRequest, Res};
 use crate::store::{CollectionMeta, DavStore, Kind, StoredObject, ensure_defaults};
 use crate::xml::{self, CALDAV, CARDDAV, DAV, Element, ICAL};
-use crate::{ical, report};
+use crate::{ical, report, uids};
 use bulwark_store::{AccountId, CollectionItem, Expect, ItemWrite, ModSeq, StoreError};
 
 /// The authenticated user.
@@ -317,7 +317,10 @@ async fn mkcol(
     let value = serde_json::to_string(&meta)
         .map_err(|e| Fail::Store(StoreError::Internal(e.to_string())))?;
     let write = ItemWrite::put(kind.meta_collection(), id, Expect::Absent, value);
-    match store.write(user.account, vec![write]).await {
+    match store
+        .write(user.account, vec![write, uids::marker(kind, id)])
+        .await
+    {
         Ok(_) => Ok(Response::new(201)),
         // RFC 4918 §9.3.1: MKCOL on an existing resource is 405.
         Err(StoreError::Conflict(_)) => Ok(Response::text(405, "the collection exists")),
@@ -332,21 +335,22 @@ pub(crate) fn bounded(text: &str) -> Result<String, Fail> {
     Ok(text.trim().to_string())
 }
 
-/// Deletes every resource of a collection, in batches the store takes.
+/// Deletes every resource of a collection and its UID index, in batches the store takes.
 async fn purge_items(
     store: &dyn DavStore,
     account: AccountId,
     kind: Kind,
     id: &str,
 ) -> Result<(), Fail> {
-    let collection = kind.items_collection(id);
-    let items = store.get(account, &collection, None).await?;
-    for chunk in items.chunks(bulwark_store::collections::MAX_WRITES) {
-        let writes = chunk
-            .iter()
-            .map(|i| ItemWrite::delete(&collection, &i.id, Expect::Version(i.version)))
-            .collect();
-        store.write(account, writes).await?;
+    for collection in [kind.items_collection(id), kind.uids_collection(id)] {
+        let items = store.get(account, &collection, None).await?;
+        for chunk in items.chunks(bulwark_store::collections::MAX_WRITES) {
+            let writes = chunk
+                .iter()
+                .map(|i| ItemWrite::delete(&collection, &i.id, Expect::Version(i.version)))
+                .collect();
+            store.write(account, writes).await?;
+        }
     }
     Ok(())
 }
@@ -478,42 +482,57 @@ async fn put(store: &dyn DavStore, user: &User, target: &Target, req: &Request) 
             Err(e) => return Ok(Response::precondition(403, ns, valid, &e.0)),
         },
     };
+    let account = user.account;
     let collection = kind.items_collection(coll);
-    let all = store.get(user.account, &collection, None).await?;
-    let current = all.iter().find(|i| &i.id == name).map(|i| i.version);
+    uids::ensure_index(store, account, kind, coll).await?;
+    let current_item = get_object(store, account, kind, coll, name).await?;
+    let current = current_item.as_ref().map(|i| i.version);
     if !preconditions_hold(req, current) {
         return Ok(Response::text(412, "precondition failed"));
     }
-    // RFC 4791 §5.3.2.1 / RFC 6352 §6.3.2.1 no-uid-conflict: one UID per collection.
-    if let Some(other) = all
-        .iter()
-        .find(|i| &i.id != name && stored(i).uid == object.uid)
-    {
-        let href = paths::object(kind, &user.username, coll, &other.id);
-        let inner = xml::element(DAV, "href", &xml::esc(&href));
-        return Ok(Response::xml(
-            403,
-            format!(
-                "<d:error {}>{}</d:error>",
-                xml::NAMESPACES,
-                xml::element(ns, "no-uid-conflict", &inner)
-            ),
-        ));
+    // RFC 4791 §5.3.2.1 / RFC 6352 §6.3.2.1 no-uid-conflict: one UID per collection, looked
+    // up in the UID index (an entry naming a resource that no longer holds the UID is stale).
+    let indexed = uids::lookup(store, account, kind, coll, &object.uid).await?;
+    let mut writes = Vec::new();
+    match &indexed {
+        Some((_, entry)) if entry.name == *name => {}
+        _ => {
+            if let Some((_, entry)) = &indexed
+                && let Some(other) = get_object(store, account, kind, coll, &entry.name).await?
+                && stored(&other).uid == object.uid
+            {
+                return Ok(uid_conflict(kind, ns, &user.username, coll, &other.id));
+            }
+            writes.push(uids::put(
+                kind,
+                coll,
+                &object.uid,
+                name,
+                indexed.as_ref().map(|(i, _)| i),
+            )?);
+        }
     }
-    if current.is_none() && all.len() >= MAX_RESOURCES_PER_COLLECTION {
+    // The resource held another UID before: its index entry goes.
+    if let Some(cur) = &current_item {
+        let old = stored(cur).uid;
+        if old != object.uid
+            && let Some((item, entry)) = uids::lookup(store, account, kind, coll, &old).await?
+            && entry.name == *name
+        {
+            writes.push(uids::delete(kind, coll, &item));
+        }
+    }
+    if current.is_none()
+        && uids::count(store, account, kind, coll).await? >= MAX_RESOURCES_PER_COLLECTION
+    {
         return Ok(Response::text(507, "the collection is full"));
     }
     let expect = current.map_or(Expect::Absent, Expect::Version);
     let value = serde_json::to_string(&object)
         .map_err(|e| Fail::Store(StoreError::Internal(e.to_string())))?;
-    // Acknowledged only after the store's write returned.
-    match store
-        .write(
-            user.account,
-            vec![ItemWrite::put(&collection, name, expect, value)],
-        )
-        .await
-    {
+    writes.insert(0, ItemWrite::put(&collection, name, expect, value));
+    // Acknowledged only after the store's write returned; resource and index together.
+    match store.write(account, writes).await {
         Ok(version) => {
             Ok(Response::new(if current.is_some() { 204 } else { 201 })
                 .header("ETag", etag(version)))
@@ -533,8 +552,19 @@ async fn delete(store: &dyn DavStore, user: &User, target: &Target, req: &Reques
             if !preconditions_hold(req, Some(item.version)) {
                 return Ok(Response::text(412, "precondition failed"));
             }
-            let write = ItemWrite::delete(&collection, name, Expect::Version(item.version));
-            match store.write(user.account, vec![write]).await {
+            let mut writes = vec![ItemWrite::delete(
+                &collection,
+                name,
+                Expect::Version(item.version),
+            )];
+            let uid = stored(&item).uid;
+            if let Some((entry_item, entry)) =
+                uids::lookup(store, user.account, *kind, coll, &uid).await?
+                && entry.name == *name
+            {
+                writes.push(uids::delete(*kind, coll, &entry_item));
+            }
+            match store.write(user.account, writes).await {
                 Ok(_) => Ok(Response::new(204)),
                 Err(StoreError::Conflict(_)) => {
                     Ok(Response::text(412, "the resource changed meanwhile"))
@@ -558,6 +588,21 @@ async fn delete(store: &dyn DavStore, user: &User, target: &Target, req: &Reques
         }
         _ => Ok(Response::text(403, "this collection cannot be deleted")),
     }
+}
+
+/// RFC 4791 §5.3.2.1 / RFC 6352 §6.3.2.1: 403 with `no-uid-conflict` naming the resource
+/// that holds the UID.
+fn uid_conflict(kind: Kind, ns: &str, user: &str, coll: &str, other: &str) -> Response {
+    let href = paths::object(kind, user, coll, other);
+    let inner = xml::element(DAV, "href", &xml::esc(&href));
+    Response::xml(
+        403,
+        format!(
+            "<d:error {}>{}</d:error>",
+            xml::NAMESPACES,
+            xml::element(ns, "no-uid-conflict", &inner)
+        ),
+    )
 }
 
 /// The resources a PROPFIND or REPORT answers for: the target and, with Depth 1, its members.
@@ -780,5 +825,80 @@ mod tests {
         let r = store_error(StoreError::Unavailable("down".into()));
         assert_eq!(r.status, 503);
         assert!(r.header_value("Retry-After").is_some());
+    }
+
+    fn event(uid: &str) -> String {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260105T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn the_uid_index_refuses_a_second_resource_with_one_uid_until_the_first_is_deleted() {
+        let store = Fake::default();
+        let put = |name: &str, uid: &str| req("PUT", &format!("{CAL}{name}"), &event(uid));
+        assert_eq!(
+            handle(&store, &user(), put("a.ics", "same")).await.status,
+            201
+        );
+        let r = handle(&store, &user(), put("b.ics", "same")).await;
+        assert_eq!(r.status, 403);
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        assert!(
+            body.contains("no-uid-conflict") && body.contains("a.ics"),
+            "{body}"
+        );
+        let index = store
+            .get(AccountId(1), "calendar-uids:default", None)
+            .await
+            .unwrap();
+        assert_eq!(index.len(), 2, "the marker and one UID: {index:?}");
+        // The same name may change its UID; the old UID is free again.
+        assert_eq!(
+            handle(&store, &user(), put("a.ics", "renamed"))
+                .await
+                .status,
+            204
+        );
+        assert_eq!(
+            handle(&store, &user(), put("b.ics", "same")).await.status,
+            201
+        );
+        let r = handle(&store, &user(), req("DELETE", &format!("{CAL}b.ics"), "")).await;
+        assert_eq!(r.status, 204);
+        assert_eq!(
+            handle(&store, &user(), put("c.ics", "same")).await.status,
+            201
+        );
+    }
+
+    #[tokio::test]
+    async fn a_calendar_stored_before_the_index_gets_it_built_on_its_first_put() {
+        let store = Fake::default();
+        handle(&store, &user(), req("PROPFIND", CAL, "")).await;
+        // What the first part of issue 15 stored: a resource, and no index.
+        let old = StoredObject {
+            data: event("old"),
+            uid: "old".into(),
+            ..StoredObject::default()
+        };
+        let writes = vec![
+            ItemWrite::put(
+                "calendar:default",
+                "old.ics",
+                Expect::Absent,
+                serde_json::to_string(&old).unwrap(),
+            ),
+            ItemWrite::delete("calendar-uids:default", uids::INDEXED, Expect::Any),
+        ];
+        store.write(AccountId(1), writes).await.unwrap();
+        let r = handle(
+            &store,
+            &user(),
+            req("PUT", &format!("{CAL}new.ics"), &event("old")),
+        )
+        .await;
+        assert_eq!(r.status, 403);
+        assert!(String::from_utf8_lossy(&r.body).contains("old.ics"));
     }
 }

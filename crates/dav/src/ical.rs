@@ -93,7 +93,7 @@ pub fn check_card(text: &str) -> Result<String, Invalid> {
     }
 }
 
-fn describe(entry: &Entry) -> String {
+pub(crate) fn describe(entry: &Entry) -> String {
     match entry {
         Entry::InvalidLine(l) => {
             format!("invalid line {:?}", l.chars().take(80).collect::<String>())
