@@ -286,6 +286,104 @@ class DavTest(ServerTestCase):
         out = self.server.cli("contacts", "export", BOB, "-")
         self.assertIn("exported 0 cards of address book default", out.stderr)
 
+    def test_vdirsyncer_syncs_a_local_calendar_and_address_book_both_ways(self):
+        import os
+        import shutil
+        import subprocess
+        import tempfile
+        vdirsyncer = shutil.which("vdirsyncer")
+        if vdirsyncer is None:
+            self.skipTest("vdirsyncer is not installed (pip install -r tests/e2e/requirements.txt)")
+        host, port = self.server.addr("http")
+        self.assertEqual(self.req("MKCALENDAR", f"/dav/calendars/{ALICE}/synced/")[0], 201)
+        with tempfile.TemporaryDirectory() as tmp:
+            cal_dir, card_dir = os.path.join(tmp, "cal"), os.path.join(tmp, "cards")
+            os.makedirs(cal_dir)
+            os.makedirs(card_dir)
+            config = os.path.join(tmp, "config")
+            with open(config, "w") as f:
+                f.write(f"""[general]
+status_path = "{tmp}/status/"
+
+[pair cal]
+a = "local_cal"
+b = "bulwark_cal"
+collections = null
+conflict_resolution = "a wins"
+
+[storage local_cal]
+type = "filesystem"
+path = "{cal_dir}/"
+fileext = ".ics"
+
+[storage bulwark_cal]
+type = "caldav"
+url = "http://{host}:{port}/dav/calendars/{ALICE}/synced/"
+username = "{ALICE}"
+password = "{ALICE_PW}"
+
+[pair cards]
+a = "local_cards"
+b = "bulwark_cards"
+collections = null
+conflict_resolution = "a wins"
+
+[storage local_cards]
+type = "filesystem"
+path = "{card_dir}/"
+fileext = ".vcf"
+
+[storage bulwark_cards]
+type = "carddav"
+url = "http://{host}:{port}/dav/addressbooks/{ALICE}/default/"
+username = "{ALICE}"
+password = "{ALICE_PW}"
+""")
+
+            def sync():
+                for step in ("discover", "sync"):
+                    r = subprocess.run([vdirsyncer, "-c", config, step], capture_output=True, text=True,
+                                       timeout=60, stdin=subprocess.DEVNULL)
+                    self.assertEqual(r.returncode, 0, f"vdirsyncer {step}:\n{r.stdout}\n{r.stderr}")
+
+            with open(os.path.join(cal_dir, "local-ev.ics"), "w", newline="") as f:
+                f.write(EVENT.format(uid="local-ev", start="20260601T100000Z", end="20260601T110000Z", summary="From disk"))
+            with open(os.path.join(card_dir, "local-card.vcf"), "w", newline="") as f:
+                f.write("BEGIN:VCARD\r\nVERSION:3.0\r\nUID:local-card\r\nFN:Disk Person\r\nN:Person;Disk;;;\r\nEND:VCARD\r\n")
+            remote = EVENT.format(uid="remote-ev", start="20260602T100000Z", end="20260602T110000Z", summary="From server")
+            self.assertEqual(self.req("PUT", f"/dav/calendars/{ALICE}/synced/remote-ev.ics", remote)[0], 201)
+            sync()
+            # Disk → server.
+            st, _, out = self.req("REPORT", f"/dav/calendars/{ALICE}/synced/",
+                                  QUERY.format(start="20260601T000000Z", end="20260602T000000Z"), {"Depth": "1"})
+            self.assertEqual(st, 207)
+            self.assertIn(b".ics", out, "the disk event is on the server")
+            st, _, out = self.req("PROPFIND", f"/dav/addressbooks/{ALICE}/default/", None, {"Depth": "1"})
+            hrefs = re.findall(rb"<d:href>([^<]*\.vcf)</d:href>", out)
+            bodies = b"".join(self.req("GET", h.decode())[2] for h in hrefs)
+            self.assertIn(b"FN:Disk Person", bodies)
+            # Server → disk.
+            def on_disk(d):
+                texts = []
+                for name in os.listdir(d):
+                    with open(os.path.join(d, name)) as f:
+                        texts.append(f.read())
+                return "\n".join(texts)
+            self.assertIn("SUMMARY:From server", on_disk(cal_dir))
+            # A change on disk and a deletion on the server travel too.
+            path = os.path.join(cal_dir, "local-ev.ics")
+            with open(path) as f:
+                text = f.read()
+            with open(path, "w", newline="") as f:
+                f.write(text.replace("SUMMARY:From disk", "SUMMARY:Edited on disk"))
+            self.assertEqual(self.req("DELETE", f"/dav/calendars/{ALICE}/synced/remote-ev.ics")[0], 204)
+            sync()
+            self.assertNotIn("From server", on_disk(cal_dir))
+            st, _, out = self.req("PROPFIND", f"/dav/calendars/{ALICE}/synced/", None, {"Depth": "1"})
+            hrefs = re.findall(rb"<d:href>([^<]*\.ics)</d:href>", out)
+            self.assertEqual(len(hrefs), 1, out)
+            self.assertIn(b"SUMMARY:Edited on disk", self.req("GET", hrefs[0].decode())[2])
+
 
 if __name__ == "__main__":
     unittest.main()
