@@ -210,6 +210,33 @@ END:VEVENT
         matches(&hostile, "21000101T000000Z", "21000102T000000Z"),
         "cut short: included rather than lost"
     );
+    // What a PUT computes: a huge COUNT is cut at the limit, a rule that never matches
+    // stops after calcard's own loop bound.
+    let huge_count = cal("BEGIN:VEVENT
+UID:s2@x
+DTSTAMP:20260101T000000Z
+DTSTART:20260105T100000Z
+RRULE:FREQ=SECONDLY;COUNT=100000000
+END:VEVENT
+");
+    assert_eq!(
+        span_of(&huge_count).unwrap().end,
+        None,
+        "cut short: no known end"
+    );
+    let never = cal("BEGIN:VEVENT
+UID:s3@x
+DTSTAMP:20260101T000000Z
+DTSTART:20260105T100000Z
+RRULE:FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30
+END:VEVENT
+");
+    assert!(
+        instances_in(&never, t("19000101T000000Z"), t("21990101T000000Z"))
+            .instances
+            .is_empty()
+    );
+    let _ = span_of(&never);
     assert!(
         began.elapsed() < Duration::from_secs(20),
         "bounded work: {:?}",
