@@ -1,6 +1,8 @@
-//! The UID index on the real SQLite store: two PUTs racing to store one UID under two names
-//! cannot both win (RFC 4791 §5.3.2.1 no-uid-conflict), and `create_defaults` makes the
-//! collections `bulwark account add` promises.
+//! The UID index on the real stores (SQLite; PostgreSQL when `BULWARK_TEST_PG` names a
+//! server, see `scripts/pg-test-server`, else that half skips): two PUTs racing to store one
+//! UID under two names cannot both win (RFC 4791 §5.3.2.1 no-uid-conflict), and
+//! `create_defaults` makes the collections `bulwark account add` promises.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bulwark_dav::core::{Request, User, handle};
 use bulwark_dav::store::{DEFAULT_ID, StoreBackend};
@@ -15,9 +17,22 @@ fn event(uid: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_puts_racing_with_one_uid_store_it_once() {
+async fn two_puts_racing_with_one_uid_store_it_once_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = bulwark_store::sqlite::SqliteStore::open(dir.path()).unwrap();
+    race(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_puts_racing_with_one_uid_store_it_once_postgres() {
+    let Some(store) = bulwark_store_pg::testing::fresh_store().await.unwrap() else {
+        eprintln!("skipped: BULWARK_TEST_PG is not set");
+        return;
+    };
+    race(store).await;
+}
+
+async fn race(store: Arc<dyn Store>) {
     store.domain_add("example.test").await.unwrap();
     let account = store
         .account_create(NewAccount {
