@@ -213,6 +213,12 @@ class DavTest(ServerTestCase):
         self.assertEqual(got, [datetime.datetime(2026, 3, 9, 9, tzinfo=utc),
                                datetime.datetime(2026, 3, 23, 9, tzinfo=utc),
                                datetime.datetime(2026, 3, 30, 8, tzinfo=utc)])
+        # caldav 3 expands on the client unless asked for the server's CALDAV:expand.
+        served = cal.search(start=datetime.datetime(2026, 3, 9, tzinfo=utc),
+                            end=datetime.datetime(2026, 3, 31, tzinfo=utc), event=True,
+                            expand=True, server_expand=True)
+        self.assertEqual(sorted(e.icalendar_component["dtstart"].dt.astimezone(utc) for e in served), got)
+        self.assertTrue(all("RECURRENCE-ID" in e.data for e in served))
         between = cal.search(start=datetime.datetime(2026, 3, 10, tzinfo=utc),
                              end=datetime.datetime(2026, 3, 16, tzinfo=utc), event=True, expand=True)
         self.assertEqual(between, [])
