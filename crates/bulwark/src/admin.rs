@@ -163,7 +163,11 @@ pub async fn account(
                 display_name: name.unwrap_or_default(),
                 password_hash,
             };
-            store.account_create(new).await?;
+            let account = store.account_create(new).await?;
+            // Issue 15: every account starts with a calendar and an address book.
+            bulwark_dav::create_defaults(store, account.id)
+                .await
+                .context("account created, but not its default calendar and address book")?;
             println!("created account {address}");
         }
         AccountCommand::List => {

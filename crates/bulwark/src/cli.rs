@@ -14,6 +14,8 @@ Examples:
   bulwark queue list
   bulwark import alice@example.test ~/Maildir
   bulwark export alice@example.test /backup/alice --format archive
+  bulwark calendar import alice@example.test holidays.ics
+  bulwark contacts export alice@example.test alice.vcf
 
 Every command reads the same config file: --config FILE, else $BULWARK_CONFIG, else ./bulwark.toml.
 Administration commands work on the data directory while the server runs.
@@ -102,8 +104,87 @@ pub enum Command {
     #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
 
+    /// Import or export an account's calendars as .ics files (iCalendar, RFC 5545).
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
+
+    /// Import or export an account's address books as .vcf files (vCard, RFC 6350).
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+
     /// Outage drills: real PostgreSQL and nodes on loopback, load, one fault, a figure table.
     Drill(bulwark_drill::DrillArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Import an .ics file into a calendar: one calendar object per UID (a recurring event's
+    /// changed instances stay with it, the time zones it uses are copied in), stored with
+    /// the same checks as a CalDAV PUT.
+    ///
+    /// Running it again adds nothing: an event whose UID is already in the calendar is
+    /// updated when its data differs and skipped when it is the same. Entries that cannot be
+    /// read or are refused are listed with their line; the summary line says how many were
+    /// imported, updated, unchanged and failed (exit status 1 if any failed). Works while
+    /// the server runs.
+    #[command(
+        after_help = "Examples:\n  bulwark calendar import alice@example.test holidays.ics\n  bulwark calendar import alice@example.test work.ics --calendar work"
+    )]
+    Import {
+        /// The account, e.g. alice@example.test.
+        account: String,
+        /// The .ics file.
+        file: PathBuf,
+        /// The calendar's id (its path segment under /dav/calendars/USER/); it must exist.
+        #[arg(long, value_name = "ID", default_value = bulwark_dav::store::DEFAULT_ID)]
+        calendar: String,
+    },
+    /// Export a whole calendar as one .ics file (each time zone once), to FILE or standard
+    /// output.
+    #[command(
+        after_help = "Examples:\n  bulwark calendar export alice@example.test alice.ics\n  bulwark calendar export alice@example.test --calendar work - | less"
+    )]
+    Export {
+        /// The account, e.g. alice@example.test.
+        account: String,
+        /// Where to write (replaced if it exists); `-` or nothing: standard output.
+        file: Option<PathBuf>,
+        /// The calendar's id.
+        #[arg(long, value_name = "ID", default_value = bulwark_dav::store::DEFAULT_ID)]
+        calendar: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Import a .vcf file (one or more vCards, each with a UID) into an address book, with
+    /// the same checks as a CardDAV PUT.
+    ///
+    /// Running it again adds nothing: a card whose UID is already there is updated when it
+    /// differs and skipped when it is the same. Cards that cannot be read are listed with
+    /// their line; the summary line says how many were imported, updated, unchanged and
+    /// failed (exit status 1 if any failed).
+    #[command(after_help = "Example:\n  bulwark contacts import alice@example.test contacts.vcf")]
+    Import {
+        /// The account, e.g. alice@example.test.
+        account: String,
+        /// The .vcf file.
+        file: PathBuf,
+        /// The address book's id (its path segment under /dav/addressbooks/USER/).
+        #[arg(long, value_name = "ID", default_value = bulwark_dav::store::DEFAULT_ID)]
+        addressbook: String,
+    },
+    /// Export a whole address book as one .vcf file, to FILE or standard output.
+    #[command(after_help = "Example:\n  bulwark contacts export alice@example.test alice.vcf")]
+    Export {
+        /// The account, e.g. alice@example.test.
+        account: String,
+        /// Where to write (replaced if it exists); `-` or nothing: standard output.
+        file: Option<PathBuf>,
+        /// The address book's id.
+        #[arg(long, value_name = "ID", default_value = bulwark_dav::store::DEFAULT_ID)]
+        addressbook: String,
+    },
 }
 
 const IMPORT_EXAMPLES: &str = "\

@@ -6,6 +6,7 @@ mod alloc;
 mod cli;
 mod config;
 mod control;
+mod dav_cli;
 mod http;
 mod migrate_cli;
 mod node;
@@ -100,6 +101,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Auth(AuthCommand::RotateKey) => admin::rotate_key(store).await,
             Command::Import(args) => migrate_cli::import(store, &config, args).await,
             Command::Export(args) => migrate_cli::export(store, args).await,
+            Command::Calendar(cmd) => dav_cli::calendar(store, cmd).await,
+            Command::Contacts(cmd) => dav_cli::contacts(store, cmd).await,
             Command::Serve | Command::Config(_) | Command::Node(_) | Command::Status => Ok(()),
             Command::Drill(_) => Ok(()),
         }

@@ -6,7 +6,7 @@ use crate::paths::{self, PathError, Target};
 use crate::props::{self, PropRequest, Res};
 use crate::store::{CollectionMeta, DavStore, Kind, StoredObject, ensure_defaults};
 use crate::xml::{self, CALDAV, CARDDAV, DAV, Element, ICAL};
-use crate::{ical, report};
+use crate::{ical, report, uids};
 use bulwark_store::{AccountId, CollectionItem, Expect, ItemWrite, ModSeq, StoreError};
 
 /// The authenticated user.
@@ -317,7 +317,10 @@ async fn mkcol(
     let value = serde_json::to_string(&meta)
         .map_err(|e| Fail::Store(StoreError::Internal(e.to_string())))?;
     let write = ItemWrite::put(kind.meta_collection(), id, Expect::Absent, value);
-    match store.write(user.account, vec![write]).await {
+    match store
+        .write(user.account, vec![write, uids::marker(kind, id)])
+        .await
+    {
         Ok(_) => Ok(Response::new(201)),
         // RFC 4918 §9.3.1: MKCOL on an existing resource is 405.
         Err(StoreError::Conflict(_)) => Ok(Response::text(405, "the collection exists")),
@@ -332,21 +335,22 @@ pub(crate) fn bounded(text: &str) -> Result<String, Fail> {
     Ok(text.trim().to_string())
 }
 
-/// Deletes every resource of a collection, in batches the store takes.
+/// Deletes every resource of a collection and its UID index, in batches the store takes.
 async fn purge_items(
     store: &dyn DavStore,
     account: AccountId,
     kind: Kind,
     id: &str,
 ) -> Result<(), Fail> {
-    let collection = kind.items_collection(id);
-    let items = store.get(account, &collection, None).await?;
-    for chunk in items.chunks(bulwark_store::collections::MAX_WRITES) {
-        let writes = chunk
-            .iter()
-            .map(|i| ItemWrite::delete(&collection, &i.id, Expect::Version(i.version)))
-            .collect();
-        store.write(account, writes).await?;
+    for collection in [kind.items_collection(id), kind.uids_collection(id)] {
+        let items = store.get(account, &collection, None).await?;
+        for chunk in items.chunks(bulwark_store::collections::MAX_WRITES) {
+            let writes = chunk
+                .iter()
+                .map(|i| ItemWrite::delete(&collection, &i.id, Expect::Version(i.version)))
+                .collect();
+            store.write(account, writes).await?;
+        }
     }
     Ok(())
 }
@@ -462,8 +466,9 @@ async fn put(store: &dyn DavStore, user: &User, target: &Target, req: &Request) 
                     uid: o.uid,
                     component: Some(o.component),
                     start: o.span.map(|s| s.start),
-                    end: o.span.map(|s| s.end),
+                    end: o.span.and_then(|s| s.end),
                     recurring: o.span.is_some_and(|s| s.recurring),
+                    expanded: true,
                 }
             }
             Err(e) => return Ok(Response::precondition(403, ns, valid, &e.0)),
@@ -477,42 +482,57 @@ async fn put(store: &dyn DavStore, user: &User, target: &Target, req: &Request) 
             Err(e) => return Ok(Response::precondition(403, ns, valid, &e.0)),
         },
     };
+    let account = user.account;
     let collection = kind.items_collection(coll);
-    let all = store.get(user.account, &collection, None).await?;
-    let current = all.iter().find(|i| &i.id == name).map(|i| i.version);
+    uids::ensure_index(store, account, kind, coll).await?;
+    let current_item = get_object(store, account, kind, coll, name).await?;
+    let current = current_item.as_ref().map(|i| i.version);
     if !preconditions_hold(req, current) {
         return Ok(Response::text(412, "precondition failed"));
     }
-    // RFC 4791 §5.3.2.1 / RFC 6352 §6.3.2.1 no-uid-conflict: one UID per collection.
-    if let Some(other) = all
-        .iter()
-        .find(|i| &i.id != name && stored(i).uid == object.uid)
-    {
-        let href = paths::object(kind, &user.username, coll, &other.id);
-        let inner = xml::element(DAV, "href", &xml::esc(&href));
-        return Ok(Response::xml(
-            403,
-            format!(
-                "<d:error {}>{}</d:error>",
-                xml::NAMESPACES,
-                xml::element(ns, "no-uid-conflict", &inner)
-            ),
-        ));
+    // RFC 4791 §5.3.2.1 / RFC 6352 §6.3.2.1 no-uid-conflict: one UID per collection, looked
+    // up in the UID index (an entry naming a resource that no longer holds the UID is stale).
+    let indexed = uids::lookup(store, account, kind, coll, &object.uid).await?;
+    let mut writes = Vec::new();
+    match &indexed {
+        Some((_, entry)) if entry.name == *name => {}
+        _ => {
+            if let Some((_, entry)) = &indexed
+                && let Some(other) = get_object(store, account, kind, coll, &entry.name).await?
+                && stored(&other).uid == object.uid
+            {
+                return Ok(uid_conflict(kind, ns, &user.username, coll, &other.id));
+            }
+            writes.push(uids::put(
+                kind,
+                coll,
+                &object.uid,
+                name,
+                indexed.as_ref().map(|(i, _)| i),
+            )?);
+        }
     }
-    if current.is_none() && all.len() >= MAX_RESOURCES_PER_COLLECTION {
+    // The resource held another UID before: its index entry goes.
+    if let Some(cur) = &current_item {
+        let old = stored(cur).uid;
+        if old != object.uid
+            && let Some((item, entry)) = uids::lookup(store, account, kind, coll, &old).await?
+            && entry.name == *name
+        {
+            writes.push(uids::delete(kind, coll, &item));
+        }
+    }
+    if current.is_none()
+        && uids::count(store, account, kind, coll).await? >= MAX_RESOURCES_PER_COLLECTION
+    {
         return Ok(Response::text(507, "the collection is full"));
     }
     let expect = current.map_or(Expect::Absent, Expect::Version);
     let value = serde_json::to_string(&object)
         .map_err(|e| Fail::Store(StoreError::Internal(e.to_string())))?;
-    // Acknowledged only after the store's write returned.
-    match store
-        .write(
-            user.account,
-            vec![ItemWrite::put(&collection, name, expect, value)],
-        )
-        .await
-    {
+    writes.insert(0, ItemWrite::put(&collection, name, expect, value));
+    // Acknowledged only after the store's write returned; resource and index together.
+    match store.write(account, writes).await {
         Ok(version) => {
             Ok(Response::new(if current.is_some() { 204 } else { 201 })
                 .header("ETag", etag(version)))
@@ -532,8 +552,19 @@ async fn delete(store: &dyn DavStore, user: &User, target: &Target, req: &Reques
             if !preconditions_hold(req, Some(item.version)) {
                 return Ok(Response::text(412, "precondition failed"));
             }
-            let write = ItemWrite::delete(&collection, name, Expect::Version(item.version));
-            match store.write(user.account, vec![write]).await {
+            let mut writes = vec![ItemWrite::delete(
+                &collection,
+                name,
+                Expect::Version(item.version),
+            )];
+            let uid = stored(&item).uid;
+            if let Some((entry_item, entry)) =
+                uids::lookup(store, user.account, *kind, coll, &uid).await?
+                && entry.name == *name
+            {
+                writes.push(uids::delete(*kind, coll, &entry_item));
+            }
+            match store.write(user.account, writes).await {
                 Ok(_) => Ok(Response::new(204)),
                 Err(StoreError::Conflict(_)) => {
                     Ok(Response::text(412, "the resource changed meanwhile"))
@@ -557,6 +588,21 @@ async fn delete(store: &dyn DavStore, user: &User, target: &Target, req: &Reques
         }
         _ => Ok(Response::text(403, "this collection cannot be deleted")),
     }
+}
+
+/// RFC 4791 §5.3.2.1 / RFC 6352 §6.3.2.1: 403 with `no-uid-conflict` naming the resource
+/// that holds the UID.
+fn uid_conflict(kind: Kind, ns: &str, user: &str, coll: &str, other: &str) -> Response {
+    let href = paths::object(kind, user, coll, other);
+    let inner = xml::element(DAV, "href", &xml::esc(&href));
+    Response::xml(
+        403,
+        format!(
+            "<d:error {}>{}</d:error>",
+            xml::NAMESPACES,
+            xml::element(ns, "no-uid-conflict", &inner)
+        ),
+    )
 }
 
 /// The resources a PROPFIND or REPORT answers for: the target and, with Depth 1, its members.
@@ -641,143 +687,4 @@ pub(crate) fn prop_request(el: Option<&Element>) -> PropRequest {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::DavStore;
-    use async_trait::async_trait;
-    use bulwark_store::{CollectionChanges, Result as StoreResult};
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
-
-    /// An in-memory store: (collection, id) → (version, value).
-    #[derive(Default)]
-    struct Fake {
-        items: Mutex<BTreeMap<(String, String), (u64, String)>>,
-        modseq: Mutex<u64>,
-    }
-
-    #[async_trait]
-    impl DavStore for Fake {
-        async fn get(
-            &self,
-            _: AccountId,
-            c: &str,
-            ids: Option<&[String]>,
-        ) -> StoreResult<Vec<CollectionItem>> {
-            let items = self.items.lock().unwrap();
-            Ok(items
-                .iter()
-                .filter(|((col, id), _)| col == c && ids.is_none_or(|ids| ids.contains(id)))
-                .map(|((_, id), (v, value))| CollectionItem {
-                    id: id.clone(),
-                    version: ModSeq(*v),
-                    value: value.clone(),
-                })
-                .collect())
-        }
-        async fn write(&self, _: AccountId, writes: Vec<ItemWrite>) -> StoreResult<ModSeq> {
-            let mut items = self.items.lock().unwrap();
-            for w in &writes {
-                w.check(
-                    items
-                        .get(&(w.collection.clone(), w.id.clone()))
-                        .map(|(v, _)| ModSeq(*v)),
-                )?;
-            }
-            let mut m = self.modseq.lock().unwrap();
-            *m += 1;
-            for w in writes {
-                match w.value {
-                    Some(v) => items.insert((w.collection, w.id), (*m, v)),
-                    None => items.remove(&(w.collection, w.id)),
-                };
-            }
-            Ok(ModSeq(*m))
-        }
-        async fn changes(
-            &self,
-            _: AccountId,
-            _: &str,
-            since: ModSeq,
-            _: usize,
-        ) -> StoreResult<CollectionChanges> {
-            Err(StoreError::CannotCalculateChanges(since.0))
-        }
-        async fn state(&self, _: AccountId, c: &str) -> StoreResult<ModSeq> {
-            let items = self.items.lock().unwrap();
-            Ok(ModSeq(
-                items
-                    .iter()
-                    .filter(|((col, _), _)| col == c)
-                    .map(|(_, (v, _))| *v)
-                    .max()
-                    .unwrap_or(0),
-            ))
-        }
-    }
-
-    fn user() -> User {
-        User {
-            account: AccountId(1),
-            username: "ann@example.test".into(),
-        }
-    }
-
-    fn req(method: &str, path: &str, body: &str) -> Request {
-        Request {
-            method: method.into(),
-            path: path.into(),
-            depth: Some("1".into()),
-            body: body.as_bytes().to_vec(),
-            ..Request::default()
-        }
-    }
-
-    const CAL: &str = "/dav/calendars/ann@example.test/default/";
-
-    #[tokio::test]
-    async fn malformed_calendar_data_gets_valid_calendar_data() {
-        let store = Fake::default();
-        let r = handle(
-            &store,
-            &user(),
-            req("PUT", &format!("{CAL}x.ics"), "BEGIN:VCALENDAR\r\n"),
-        )
-        .await;
-        assert_eq!(r.status, 403);
-        assert!(String::from_utf8_lossy(&r.body).contains("valid-calendar-data"));
-    }
-
-    #[tokio::test]
-    async fn infinite_depth_is_refused_with_its_precondition() {
-        let store = Fake::default();
-        let mut q = req("PROPFIND", CAL, "");
-        q.depth = None;
-        let r = handle(&store, &user(), q).await;
-        assert_eq!(r.status, 403);
-        assert!(String::from_utf8_lossy(&r.body).contains("propfind-finite-depth"));
-    }
-
-    #[tokio::test]
-    async fn another_users_path_is_not_found_and_a_bad_sync_token_is_refused() {
-        let store = Fake::default();
-        let r = handle(
-            &store,
-            &user(),
-            req("PROPFIND", "/dav/calendars/bob@example.test/default/", ""),
-        )
-        .await;
-        assert_eq!(r.status, 404);
-        let sync = "<d:sync-collection xmlns:d='DAV:'><d:sync-token>https://bulwark.invalid/sync/999</d:sync-token><d:prop/></d:sync-collection>";
-        let r = handle(&store, &user(), req("REPORT", CAL, sync)).await;
-        assert_eq!(r.status, 403);
-        assert!(String::from_utf8_lossy(&r.body).contains("valid-sync-token"));
-    }
-
-    #[tokio::test]
-    async fn a_store_outage_is_503_with_retry_after() {
-        let r = store_error(StoreError::Unavailable("down".into()));
-        assert_eq!(r.status, 503);
-        assert!(r.header_value("Retry-After").is_some());
-    }
-}
+mod tests;

@@ -2,7 +2,7 @@
 //! Stalwart's `calcard` parser, and what the server keeps of them (UID, component type,
 //! the span that [`crate::range`] filters on).
 
-use crate::range::{Span, parse_date_time, parse_duration};
+use crate::range::{self, Span};
 use calcard::icalendar::ICalendarComponentType;
 use calcard::{Entry, Parser};
 
@@ -16,7 +16,7 @@ pub struct CalendarObject {
     pub uid: String,
     /// `VEVENT`, `VTODO`, `VJOURNAL` or `VFREEBUSY`.
     pub component: String,
-    /// The span of its first instance(s), `None` when it has no DTSTART.
+    /// The span of all its instances, `None` when it has no DTSTART.
     pub span: Option<Span>,
 }
 
@@ -71,7 +71,7 @@ pub fn check_calendar(text: &str) -> Result<CalendarObject, Invalid> {
     Ok(CalendarObject {
         uid: uid.to_string(),
         component: component.to_string(),
-        span: span_of(text, component),
+        span: range::span_of(&cal),
     })
 }
 
@@ -93,7 +93,7 @@ pub fn check_card(text: &str) -> Result<String, Invalid> {
     }
 }
 
-fn describe(entry: &Entry) -> String {
+pub(crate) fn describe(entry: &Entry) -> String {
     match entry {
         Entry::InvalidLine(l) => {
             format!("invalid line {:?}", l.chars().take(80).collect::<String>())
@@ -104,83 +104,6 @@ fn describe(entry: &Entry) -> String {
         Entry::Eof => "empty body".into(),
         _ => "unexpected content".into(),
     }
-}
-
-/// Unfolded content lines (RFC 5545 §3.1): `(name, value)` with parameters dropped.
-fn content_lines(text: &str) -> Vec<(String, String)> {
-    let mut lines: Vec<String> = Vec::new();
-    for raw in text.split('\n') {
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if let Some(rest) = raw.strip_prefix([' ', '\t']) {
-            if let Some(last) = lines.last_mut() {
-                last.push_str(rest);
-            }
-        } else if !raw.is_empty() {
-            lines.push(raw.to_string());
-        }
-    }
-    lines
-        .into_iter()
-        .filter_map(|l| {
-            let (head, value) = l.split_once(':')?;
-            let name = head.split(';').next().unwrap_or(head).to_ascii_uppercase();
-            Some((name, value.trim().to_string()))
-        })
-        .collect()
-}
-
-/// The span of the resource's main components (all instances of the UID: the master and
-/// its overrides), from DTSTART and DTEND / DUE / DURATION (RFC 4791 §9.9's table, first
-/// instance only). Recurrence is left to [`crate::range`].
-fn span_of(text: &str, component: &str) -> Option<Span> {
-    let mut depth_in_main = 0usize; // nesting below a main component (VALARM…)
-    let mut in_main = false;
-    let mut span: Option<Span> = None;
-    let (mut start, mut end, mut duration, mut recurring) = (None, None, None, false);
-    let mut all_day = false;
-    for (name, value) in content_lines(text) {
-        match name.as_str() {
-            "BEGIN" if value.eq_ignore_ascii_case(component) && !in_main => {
-                in_main = true;
-                (start, end, duration, recurring, all_day) = (None, None, None, false, false);
-            }
-            "BEGIN" if in_main => depth_in_main += 1,
-            "END" if in_main && depth_in_main > 0 => depth_in_main -= 1,
-            "END" if in_main => {
-                in_main = false;
-                if let Some(s) = start {
-                    let e = end
-                        .or_else(|| duration.map(|d: i64| s + d))
-                        // RFC 4791 §9.9: a DATE start without an end lasts one day; a
-                        // DATE-TIME start without one is an instant.
-                        .unwrap_or(if all_day { s + 86_400 } else { s });
-                    let this = Span {
-                        start: s,
-                        end: e.max(s),
-                        recurring,
-                    };
-                    span = Some(match span {
-                        None => this,
-                        Some(o) => Span {
-                            start: o.start.min(this.start),
-                            end: o.end.max(this.end),
-                            recurring: o.recurring || this.recurring,
-                        },
-                    });
-                }
-            }
-            _ if !in_main || depth_in_main > 0 => {}
-            "DTSTART" => {
-                all_day = !value.contains('T');
-                start = parse_date_time(&value);
-            }
-            "DTEND" | "DUE" => end = parse_date_time(&value),
-            "DURATION" => duration = parse_duration(&value),
-            "RRULE" | "RDATE" => recurring = true,
-            _ => {}
-        }
-    }
-    span
 }
 
 #[cfg(test)]
@@ -195,7 +118,7 @@ mod tests {
         assert_eq!(o.uid, "e1@x");
         assert_eq!(o.component, "VEVENT");
         let s = o.span.unwrap();
-        assert_eq!(s.end - s.start, 3600);
+        assert_eq!(s.end, Some(s.start + 3600));
         assert!(!s.recurring);
     }
 
@@ -244,7 +167,10 @@ mod tests {
             )
             .replace("DTEND:20260105T110000Z\r\n", "");
         let s = check_calendar(&e).unwrap().span.unwrap();
-        assert_eq!(s.end - s.start, 86_400);
+        assert_eq!(s.end, None, "an RRULE without COUNT or UNTIL has no end");
         assert!(s.recurring);
+        let once = e.replace("RRULE:FREQ=DAILY\r\n", "");
+        let s = check_calendar(&once).unwrap().span.unwrap();
+        assert_eq!(s.end, Some(s.start + 86_400), "a DATE start lasts a day");
     }
 }

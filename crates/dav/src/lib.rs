@@ -2,6 +2,7 @@
 //! core ([`core::handle`]) and its HTTP shell ([`http::router`]).
 
 pub mod core;
+pub mod expand;
 pub mod http;
 pub mod ical;
 pub mod limits;
@@ -10,7 +11,9 @@ pub mod props;
 pub mod range;
 pub mod report;
 pub mod store;
+pub mod transfer;
+pub mod uids;
 pub mod xml;
 
 pub use http::router;
-pub use store::ensure_defaults;
+pub use store::{create_defaults, ensure_defaults};

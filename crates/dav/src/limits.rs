@@ -27,3 +27,8 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_COLLECTIONS: usize = 100;
 /// Longest display name, colour or description a PROPPATCH may set.
 pub const MAX_PROPERTY_LEN: usize = 4096;
+/// Most instances of one calendar object a time-range test or expansion examines (RFC 4791
+/// §9.9 asks for every instance; an RRULE like FREQ=SECONDLY would give millions). An RRULE
+/// without end is examined only up to the range's end; an object that reaches this many
+/// before the range is included in a calendar-query rather than lost.
+pub const MAX_INSTANCES_PER_OBJECT: usize = 50_000;

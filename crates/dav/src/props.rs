@@ -202,6 +202,7 @@ fn collection_value(
             Kind::Calendar => {
                 report(CALDAV, "calendar-multiget")
                     + &report(CALDAV, "calendar-query")
+                    + &report(CALDAV, "free-busy-query")
                     + &report(DAV, "sync-collection")
             }
             Kind::Addressbook => {

@@ -1,37 +1,220 @@
 //! The one place that decides whether a calendar object falls in a time range
-//! (RFC 4791 §9.9). Recurrence expansion (RRULE/RDATE/EXDATE, overrides, time zones) is the
-//! next part of issue 15 and plugs in here.
+//! (RFC 4791 §9.9), with its recurrence expanded (RFC 5545 §3.8.5: RRULE, RDATE, minus
+//! EXDATE, RECURRENCE-ID overrides replacing their instance) and its times resolved through
+//! the object's VTIMEZONE or the IANA zone its TZID names (RFC 5545 §3.3.5, §3.8.3).
+//!
+//! Expansion is Stalwart's `calcard` (`ICalendar::expand_dates`, chrono-tz); this module
+//! bounds it ([`MAX_INSTANCES_PER_OBJECT`]) and stops an unbounded RRULE at the end of the
+//! range asked for. Floating times (no `Z`, no TZID) and TZIDs that resolve to no zone are
+//! read as UTC.
 
-/// The first instance(s) of a calendar object, in unix seconds (UTC).
+use crate::limits::MAX_INSTANCES_PER_OBJECT;
+use calcard::common::PartialDateTime;
+use calcard::common::timezone::Tz;
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarProperty, ICalendarValue,
+};
+
+/// The span a stored object covers, in unix seconds (UTC): from its earliest instance's
+/// start to its latest instance's end (`end == None`: no last instance — an RRULE without
+/// COUNT/UNTIL, or more instances than are examined).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
     pub start: i64,
-    pub end: i64,
-    /// It has an RRULE or RDATE: instances after the first are not expanded yet.
+    pub end: Option<i64>,
+    /// More than one instance (RRULE, RDATE or overrides): a range inside the span may
+    /// fall between instances, so [`object_overlaps`] expands it.
     pub recurring: bool,
 }
 
-/// Times without `Z` (floating, or with a TZID this part does not resolve yet) are read as
-/// UTC; widening by the largest UTC offset keeps such an event from being missed.
-const FLOATING_SLACK: i64 = 14 * 3600;
+/// One occurrence of a calendar object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instance {
+    pub start: i64,
+    pub end: i64,
+    /// The component (index into `ICalendar::components`) whose properties it has: the
+    /// master or the override that replaced it.
+    pub comp: usize,
+}
 
-/// RFC 4791 §9.9: does the object overlap `[start, end)`? An instant (start == end)
-/// overlaps when `start <= instant < end`.
-///
-/// A recurring object is included when its first instance overlaps the range, or when the
-/// range lies after its first instance (its RRULE could put an instance there): without
-/// expansion this errs towards including, never towards losing an event.
-pub fn overlaps(span: Option<Span>, start: i64, end: i64) -> bool {
-    // RFC 4791 §9.9: a component without DTSTART matches every range (VTODO without dates).
-    let Some(s) = span else { return true };
-    let (s_start, s_end) = (s.start - FLOATING_SLACK, s.end + FLOATING_SLACK);
-    if s.recurring {
-        return s_start < end;
+/// The instances of an object, in no particular order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expansion {
+    pub instances: Vec<Instance>,
+    /// [`MAX_INSTANCES_PER_OBJECT`] was reached: later instances were not examined.
+    pub truncated: bool,
+}
+
+/// RFC 4791 §9.9: does the instance `[start, end)` overlap the range `[r_start, r_end)`?
+/// An instant (start == end: a DATE-TIME DTSTART without DTEND or DURATION, or a zero
+/// DURATION) overlaps when `r_start <= start < r_end`.
+pub fn instance_overlaps(start: i64, end: i64, r_start: i64, r_end: i64) -> bool {
+    if start == end {
+        r_start <= start && start < r_end
+    } else {
+        r_start < end && r_end > start
     }
-    if s.start == s.end {
-        return s_start < end && s_end >= start;
+}
+
+/// Expands every instance of the object's components (VEVENT, VTODO, VJOURNAL) up to
+/// `until` (unix seconds; `None`: to the end, bounded by [`MAX_INSTANCES_PER_OBJECT`]).
+pub fn expand(cal: &ICalendar, until: Option<i64>) -> Expansion {
+    expand_bounded(cal, until, MAX_INSTANCES_PER_OBJECT)
+}
+
+fn expand_bounded(cal: &ICalendar, until: Option<i64>, limit: usize) -> Expansion {
+    let mut cal = cal.clone();
+    for comp in cal.components.iter_mut() {
+        // calcard pairs an override with its master only when their SEQUENCE numbers are
+        // equal; RFC 5545 §3.8.4.4 pairs them by UID and RECURRENCE-ID alone.
+        comp.entries
+            .retain(|e| e.name != ICalendarProperty::Sequence);
+        if let Some(until) = until {
+            stop_rrule_at(comp, until);
+        }
     }
-    s_start < end && s_end > start
+    // RFC 4791 §9.9 reads floating times in the client's time zone; without one, UTC.
+    let out = cal.expand_dates(Tz::UTC, limit);
+    let truncated = out.events.len() >= limit;
+    let instances = out
+        .events
+        .iter()
+        .filter_map(|ev| {
+            let comp = ev.comp_id as usize;
+            let component = cal.components.get(comp)?;
+            let (start, mut end) = ev.timestamps();
+            // RFC 5545 §3.6.1 / RFC 4791 §9.9: a VEVENT with a DATE-TIME DTSTART and no
+            // DTEND or DURATION is an instant (calcard lets it last to 23:59:59).
+            if component.component_type == ICalendarComponentType::VEvent && is_instant(component) {
+                end = start;
+            }
+            Some(Instance {
+                start,
+                end: end.max(start),
+                comp,
+            })
+        })
+        .collect();
+    Expansion {
+        instances,
+        truncated,
+    }
+}
+
+fn is_instant(c: &ICalendarComponent) -> bool {
+    !c.has_property(&ICalendarProperty::Dtend)
+        && !c.has_property(&ICalendarProperty::Duration)
+        && c.property(&ICalendarProperty::Dtstart)
+            .and_then(|e| e.values.first())
+            .and_then(|v| v.as_partial_date_time())
+            .is_some_and(|dt| dt.has_time())
+}
+
+/// Adds (or lowers) the RRULE's UNTIL so the expansion stops past `until`: instances after
+/// the range can not overlap it. A day of slack covers calcard comparing UNTIL as a
+/// floating time against zoned instances.
+fn stop_rrule_at(comp: &mut ICalendarComponent, until: i64) {
+    let limit = until + 86_400;
+    for entry in comp.entries.iter_mut() {
+        if entry.name != ICalendarProperty::Rrule {
+            continue;
+        }
+        if let Some(ICalendarValue::RecurrenceRule(rule)) = entry.values.first_mut() {
+            let current = rule
+                .until
+                .as_ref()
+                .and_then(|u| u.to_date_time())
+                .map(|u| u.date_time.and_utc().timestamp());
+            if current.is_none_or(|c| c > limit) {
+                rule.until = Some(utc_partial(limit));
+            }
+        }
+    }
+}
+
+/// Unix seconds → an iCalendar UTC date-time (`…Z`).
+pub fn utc_partial(secs: i64) -> PartialDateTime {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    PartialDateTime {
+        year: u16::try_from(y.clamp(0, 9999)).ok(),
+        month: Some(m as u8),
+        day: Some(d as u8),
+        hour: Some((rem / 3600) as u8),
+        minute: Some((rem / 60 % 60) as u8),
+        second: Some((rem % 60) as u8),
+        tz_hour: Some(0),
+        tz_minute: Some(0),
+        tz_minus: false,
+    }
+}
+
+/// Instances a PUT examines to find where an RRULE without end starts (its first instance
+/// comes first; RDATEs and overrides are all examined).
+const FIRST_INSTANCES: usize = 16;
+
+/// The span a PUT stores with the object (None: no component with a start).
+pub fn span_of(cal: &ICalendar) -> Option<Span> {
+    let unbounded = cal.components.iter().any(|c| {
+        c.entries.iter().any(|e| {
+            matches!(e.values.first(), Some(ICalendarValue::RecurrenceRule(r))
+                if r.until.is_none() && r.count.is_none())
+        })
+    });
+    let exp = if unbounded {
+        expand_bounded(cal, None, FIRST_INSTANCES)
+    } else {
+        expand(cal, None)
+    };
+    let start = exp.instances.iter().map(|i| i.start).min()?;
+    let end = exp.instances.iter().map(|i| i.end).max()?;
+    let recurring =
+        exp.instances.len() > 1 || cal.components.iter().any(|c| c.is_recurrent_or_override());
+    Some(Span {
+        start,
+        end: (!unbounded && !exp.truncated).then_some(end),
+        recurring,
+    })
+}
+
+/// RFC 4791 §9.9 for a stored object: a single instance is decided from the stored span; a
+/// recurring one when one of its instances overlaps. An object whose expansion reached
+/// [`MAX_INSTANCES_PER_OBJECT`] before the range is included: it errs towards returning an
+/// event, never towards losing one.
+pub fn object_overlaps(span: Option<Span>, data: &str, r_start: i64, r_end: i64) -> bool {
+    // RFC 4791 §9.9: a component without DTSTART (a VTODO without dates) matches every range.
+    let Some(span) = span else { return true };
+    let whole_end = span.end.unwrap_or(i64::MAX);
+    if !instance_overlaps(span.start, whole_end, r_start, r_end) {
+        return false;
+    }
+    if !span.recurring {
+        return true;
+    }
+    let Some(cal) = parse(data) else { return true };
+    let exp = expand(&cal, Some(r_end));
+    exp.instances
+        .iter()
+        .any(|i| instance_overlaps(i.start, i.end, r_start, r_end))
+        || exp.truncated
+}
+
+/// The instances of the object that overlap the range (for CALDAV:expand and
+/// free-busy-query), and whether the expansion was cut short.
+pub fn instances_in(cal: &ICalendar, r_start: i64, r_end: i64) -> Expansion {
+    let mut exp = expand(cal, Some(r_end));
+    exp.instances
+        .retain(|i| instance_overlaps(i.start, i.end, r_start, r_end));
+    exp.instances.sort_by_key(|i| (i.start, i.comp));
+    exp
+}
+
+/// Parses a stored object's iCalendar text.
+pub fn parse(data: &str) -> Option<ICalendar> {
+    match calcard::Parser::new(data).entry() {
+        calcard::Entry::ICalendar(cal) => Some(cal),
+        _ => None,
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
@@ -45,7 +228,22 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// RFC 5545 §3.3.4/§3.3.5: `YYYYMMDD` or `YYYYMMDDTHHMMSS[Z]` → unix seconds.
+/// The proleptic Gregorian date of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// RFC 5545 §3.3.4/§3.3.5: `YYYYMMDD` or `YYYYMMDDTHHMMSS[Z]` → unix seconds (the time-range
+/// bounds of a query, which RFC 4791 §9.9 makes UTC).
 pub fn parse_date_time(v: &str) -> Option<i64> {
     let v = v.trim();
     let v = v.strip_suffix('Z').unwrap_or(v);
@@ -75,85 +273,17 @@ pub fn parse_date_time(v: &str) -> Option<i64> {
     Some(secs)
 }
 
-/// RFC 5545 §3.3.6: `[+-]P[nW][nD][T[nH][nM][nS]]` → seconds.
-pub fn parse_duration(v: &str) -> Option<i64> {
-    let v = v.trim();
-    let (sign, v) = match v.as_bytes().first()? {
-        b'-' => (-1, &v[1..]),
-        b'+' => (1, &v[1..]),
-        _ => (1, v),
-    };
-    let v = v.strip_prefix('P')?;
-    let mut total: i64 = 0;
-    let mut n: i64 = 0;
-    let mut in_time = false;
-    let mut any = false;
-    for c in v.chars() {
-        match c {
-            '0'..='9' => {
-                n = n.checked_mul(10)?.checked_add(i64::from(c as u8 - b'0'))?;
-            }
-            'T' => in_time = true,
-            'W' | 'D' | 'H' | 'M' | 'S' => {
-                let unit = match (c, in_time) {
-                    ('W', false) => 7 * 86_400,
-                    ('D', false) => 86_400,
-                    ('H', true) => 3600,
-                    ('M', true) => 60,
-                    ('S', true) => 1,
-                    _ => return None,
-                };
-                total = total.checked_add(n.checked_mul(unit)?)?;
-                n = 0;
-                any = true;
-            }
-            _ => return None,
-        }
-    }
-    any.then_some(sign * total)
+/// Unix seconds → `YYYYMMDDTHHMMSSZ`.
+pub fn format_utc(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_and_durations_parse() {
-        assert_eq!(parse_date_time("19700101T000000Z"), Some(0));
-        assert_eq!(parse_date_time("19700102"), Some(86_400));
-        assert_eq!(parse_date_time("20000301T000000Z"), Some(951_868_800));
-        assert_eq!(parse_date_time("2000-03-01"), None);
-        assert_eq!(parse_date_time("20001301"), None);
-        assert_eq!(parse_duration("PT1H30M"), Some(5400));
-        assert_eq!(parse_duration("-P1W"), Some(-604_800));
-        assert_eq!(parse_duration("P"), None);
-        assert_eq!(parse_duration("P99999999999999999999D"), None);
-    }
-
-    #[test]
-    fn overlap_follows_rfc_4791_9_9() {
-        let day = 86_400;
-        let first = Span {
-            start: 10 * day,
-            end: 10 * day + 3600,
-            recurring: false,
-        };
-        let ev = Some(first);
-        assert!(overlaps(ev, 9 * day, 11 * day));
-        assert!(!overlaps(ev, 12 * day, 13 * day));
-        assert!(!overlaps(ev, 5 * day, 9 * day));
-        let rec = Some(Span {
-            recurring: true,
-            ..first
-        });
-        assert!(
-            overlaps(rec, 100 * day, 101 * day),
-            "an RRULE could fall later"
-        );
-        assert!(
-            !overlaps(rec, day, 2 * day),
-            "nothing before the first instance"
-        );
-        assert!(overlaps(None, 0, 1));
-    }
-}
+mod tests;

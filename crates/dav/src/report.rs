@@ -3,13 +3,14 @@
 //! (RFC 6352 §8.6).
 
 use crate::core::{Outcome, Request, Response, User, body_xml, prop_request, stored};
+use crate::expand::{self, DataShape, FreeBusy};
 use crate::limits::*;
 use crate::paths::{self, Target};
 use crate::props::{PropRequest, Res, SYNC_TOKEN_PREFIX, multistatus, response_xml, sync_token};
-use crate::range::{self, Span, parse_date_time};
+use crate::range::{self, parse_date_time};
 use crate::store::{DavStore, Kind};
 use crate::xml::{self, CALDAV, CARDDAV, DAV, Element};
-use bulwark_store::{ModSeq, StoreError};
+use bulwark_store::{CollectionItem, ModSeq, StoreError};
 
 pub(crate) async fn report(
     store: &dyn DavStore,
@@ -37,10 +38,17 @@ pub(crate) async fn report(
             ));
         }
     };
+    let shape = match data_shape(&root) {
+        Ok(s) => s,
+        Err(r) => return Ok(r),
+    };
     match (root.ns.as_str(), root.name.as_str(), kind) {
         (CALDAV, "calendar-multiget", Kind::Calendar)
         | (CARDDAV, "addressbook-multiget", Kind::Addressbook) => {
-            multiget(store, user, kind, &root, &want).await
+            multiget(store, user, kind, &root, &want, shape).await
+        }
+        (CALDAV, "free-busy-query", Kind::Calendar) => {
+            free_busy_query(store, user, &coll, &root).await
         }
         (DAV, "sync-collection", _) => {
             sync_collection(store, user, kind, &coll, &root, &want).await
@@ -50,11 +58,18 @@ pub(crate) async fn report(
                 Ok(f) => f,
                 Err(r) => return Ok(r),
             };
-            query(store, user, kind, &coll, &want, |o| filter.matches(o)).await
+            query(store, user, kind, &coll, &want, shape, |o| {
+                filter.matches(o)
+            })
+            .await
         }
         (CARDDAV, "addressbook-query", Kind::Addressbook) => {
             let filter = CardFilter::parse(&root);
-            query(store, user, kind, &coll, &want, |o| filter.matches(&o.data)).await
+            let shape = DataShape::AsStored;
+            query(store, user, kind, &coll, &want, shape, |o| {
+                filter.matches(&o.data)
+            })
+            .await
         }
         _ => Ok(Response::precondition(
             403,
@@ -71,6 +86,7 @@ async fn multiget(
     kind: Kind,
     root: &Element,
     want: &PropRequest,
+    shape: DataShape,
 ) -> Outcome {
     let hrefs: Vec<&str> = root
         .children
@@ -97,7 +113,7 @@ async fn multiget(
                 .map(|item| Res::Object {
                     kind: k,
                     coll,
-                    item,
+                    item: shaped(item, shape),
                 }),
             _ => None,
         };
@@ -228,6 +244,7 @@ async fn query(
     kind: Kind,
     coll: &str,
     want: &PropRequest,
+    shape: DataShape,
     matches: impl Fn(&crate::store::StoredObject) -> bool,
 ) -> Outcome {
     if crate::core::load_meta(store, user.account, kind, coll)
@@ -245,12 +262,84 @@ async fn query(
             let res = Res::Object {
                 kind,
                 coll: coll.to_string(),
-                item,
+                item: shaped(item, shape),
             };
             body.push_str(&response_xml(&res, &user.username, want));
         }
     }
     Ok(multistatus(&body))
+}
+
+/// RFC 4791 §9.6.5/§9.6.6: `calendar-data` with `expand` or `limit-recurrence-set`.
+fn data_shape(root: &Element) -> Result<DataShape, Response> {
+    let Some(data) = root
+        .child(DAV, "prop")
+        .and_then(|p| p.child(CALDAV, "calendar-data"))
+    else {
+        return Ok(DataShape::AsStored);
+    };
+    if let Some(e) = data.child(CALDAV, "expand") {
+        let (s, e) = time_range(e)?;
+        return Ok(DataShape::Expand(s, e));
+    }
+    if let Some(l) = data.child(CALDAV, "limit-recurrence-set") {
+        let (s, e) = time_range(l)?;
+        return Ok(DataShape::LimitRecurrenceSet(s, e));
+    }
+    Ok(DataShape::AsStored)
+}
+
+/// The item with its calendar-data in the asked shape.
+fn shaped(item: CollectionItem, shape: DataShape) -> CollectionItem {
+    if shape == DataShape::AsStored {
+        return item;
+    }
+    let mut obj = stored(&item);
+    obj.data = expand::shape(&obj.data, shape);
+    match serde_json::to_string(&obj) {
+        Ok(value) => CollectionItem { value, ..item },
+        Err(_) => item,
+    }
+}
+
+/// RFC 4791 §7.10: the busy time of the calendar's events in the range, as one VFREEBUSY.
+async fn free_busy_query(store: &dyn DavStore, user: &User, coll: &str, root: &Element) -> Outcome {
+    let Some(tr) = root.child(CALDAV, "time-range") else {
+        return Ok(Response::precondition(
+            403,
+            CALDAV,
+            "valid-filter",
+            "free-busy-query needs a time-range",
+        ));
+    };
+    let (start, end) = match time_range(tr) {
+        Ok(r) => r,
+        Err(r) => return Ok(r),
+    };
+    if crate::core::load_meta(store, user.account, Kind::Calendar, coll)
+        .await?
+        .is_none()
+    {
+        return Ok(Response::text(404, "no such collection"));
+    }
+    let mut fb = FreeBusy::default();
+    for item in store
+        .get(user.account, &Kind::Calendar.items_collection(coll), None)
+        .await?
+    {
+        let obj = stored(&item);
+        if obj.component.as_deref() == Some("VEVENT")
+            && range::object_overlaps(obj.span(), &obj.data, start, end)
+        {
+            fb.add(&obj.data, start, end);
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut r = Response::new(200).header("Content-Type", Kind::Calendar.content_type());
+    r.body = fb.to_ical(start, end, now).into_bytes();
+    Ok(r)
 }
 
 /// RFC 4791 §9.7: `VCALENDAR` › one component filter, optionally with a time-range.
@@ -278,48 +367,7 @@ impl CalendarFilter {
         };
         f.component = comp.attr("name").map(str::to_ascii_uppercase);
         if let Some(tr) = comp.child(CALDAV, "time-range") {
-            let bound = |name: &str, default: i64| -> Result<i64, Response> {
-                match tr.attr(name) {
-                    None => Ok(default),
-                    Some(v) if v.ends_with('Z') => parse_date_time(v).ok_or_else(|| {
-                        Response::precondition(403, CALDAV, "valid-filter", "bad time-range date")
-                    }),
-                    // RFC 4791 §9.9: the bounds are UTC date-times.
-                    Some(_) => Err(Response::precondition(
-                        403,
-                        CALDAV,
-                        "valid-filter",
-                        "time-range bounds are UTC date-times (…Z)",
-                    )),
-                }
-            };
-            let start = bound("start", MIN_DATE_TIME)?;
-            let end = bound("end", MAX_DATE_TIME)?;
-            if start < MIN_DATE_TIME {
-                return Err(Response::precondition(
-                    403,
-                    CALDAV,
-                    "min-date-time",
-                    "time-range starts before 1900",
-                ));
-            }
-            if end > MAX_DATE_TIME {
-                return Err(Response::precondition(
-                    403,
-                    CALDAV,
-                    "max-date-time",
-                    "time-range ends after 2200",
-                ));
-            }
-            if end <= start {
-                return Err(Response::precondition(
-                    403,
-                    CALDAV,
-                    "valid-filter",
-                    "time-range end is not after its start",
-                ));
-            }
-            f.range = Some((start, end));
+            f.range = Some(time_range(tr)?);
         }
         Ok(f)
     }
@@ -332,16 +380,55 @@ impl CalendarFilter {
         }
         match self.range {
             None => true,
-            Some((start, end)) => {
-                let span = o.start.map(|s| Span {
-                    start: s,
-                    end: o.end.unwrap_or(s),
-                    recurring: o.recurring,
-                });
-                range::overlaps(span, start, end)
-            }
+            Some((start, end)) => range::object_overlaps(o.span(), &o.data, start, end),
         }
     }
+}
+
+/// RFC 4791 §9.9: a `time-range` element's `start` and `end` (UTC date-times; either may
+/// be missing), within [`MIN_DATE_TIME`]..[`MAX_DATE_TIME`].
+pub(crate) fn time_range(tr: &Element) -> Result<(i64, i64), Response> {
+    let bound = |name: &str, default: i64| -> Result<i64, Response> {
+        match tr.attr(name) {
+            None => Ok(default),
+            Some(v) if v.ends_with('Z') => parse_date_time(v).ok_or_else(|| {
+                Response::precondition(403, CALDAV, "valid-filter", "bad time-range date")
+            }),
+            Some(_) => Err(Response::precondition(
+                403,
+                CALDAV,
+                "valid-filter",
+                "time-range bounds are UTC date-times (…Z)",
+            )),
+        }
+    };
+    let start = bound("start", MIN_DATE_TIME)?;
+    let end = bound("end", MAX_DATE_TIME)?;
+    if start < MIN_DATE_TIME {
+        return Err(Response::precondition(
+            403,
+            CALDAV,
+            "min-date-time",
+            "time-range starts before 1900",
+        ));
+    }
+    if end > MAX_DATE_TIME {
+        return Err(Response::precondition(
+            403,
+            CALDAV,
+            "max-date-time",
+            "time-range ends after 2200",
+        ));
+    }
+    if end <= start {
+        return Err(Response::precondition(
+            403,
+            CALDAV,
+            "valid-filter",
+            "time-range end is not after its start",
+        ));
+    }
+    Ok((start, end))
 }
 
 /// RFC 6352 §10.5: prop-filters (anyof by default, or allof) with text-match.

@@ -41,8 +41,11 @@ pub trait DavStore: Send + Sync {
 /// [`DavStore`] over the server's [`Store`].
 pub struct StoreBackend(pub Arc<dyn Store>);
 
+/// [`DavStore`] over a borrowed [`Store`] (the CLI's).
+pub struct StoreRef<'a>(pub &'a dyn Store);
+
 #[async_trait]
-impl DavStore for StoreBackend {
+impl DavStore for StoreRef<'_> {
     async fn get(
         &self,
         account: AccountId,
@@ -70,6 +73,37 @@ impl DavStore for StoreBackend {
     }
 }
 
+#[async_trait]
+impl DavStore for StoreBackend {
+    async fn get(
+        &self,
+        account: AccountId,
+        collection: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<CollectionItem>> {
+        StoreRef(self.0.as_ref())
+            .get(account, collection, ids)
+            .await
+    }
+    async fn write(&self, account: AccountId, writes: Vec<ItemWrite>) -> Result<ModSeq> {
+        StoreRef(self.0.as_ref()).write(account, writes).await
+    }
+    async fn changes(
+        &self,
+        account: AccountId,
+        collection: &str,
+        since: ModSeq,
+        max: usize,
+    ) -> Result<CollectionChanges> {
+        StoreRef(self.0.as_ref())
+            .changes(account, collection, since, max)
+            .await
+    }
+    async fn state(&self, account: AccountId, collection: &str) -> Result<ModSeq> {
+        StoreRef(self.0.as_ref()).state(account, collection).await
+    }
+}
+
 /// Calendars or address books.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -90,6 +124,13 @@ impl Kind {
         match self {
             Kind::Calendar => names::calendar_items(id),
             Kind::Addressbook => names::addressbook_items(id),
+        }
+    }
+    /// The UID index of one calendar / address book ([`crate::uids`]).
+    pub fn uids_collection(self, id: &str) -> String {
+        match self {
+            Kind::Calendar => names::calendar_uids(id),
+            Kind::Addressbook => names::addressbook_uids(id),
         }
     }
     /// The path segment below `/dav/`.
@@ -131,17 +172,42 @@ pub struct StoredObject {
     /// Calendars: VEVENT, VTODO…
     #[serde(skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
-    /// Calendars: the first instance's span (unix seconds) and whether it recurs.
+    /// Calendars: the span of all instances (unix seconds, UTC; `end` None when the
+    /// recurrence has no end) and whether it recurs ([`crate::range::Span`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end: Option<i64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub recurring: bool,
+    /// The span was computed with recurrence and time zones resolved (objects stored by the
+    /// first part of issue 15 lack it and have theirs recomputed when queried).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expanded: bool,
+}
+
+impl StoredObject {
+    /// The span [`crate::range`] decides on.
+    pub fn span(&self) -> Option<crate::range::Span> {
+        if !self.expanded {
+            return crate::range::parse(&self.data).and_then(|c| crate::range::span_of(&c));
+        }
+        self.start.map(|start| crate::range::Span {
+            start,
+            end: self.end,
+            recurring: self.recurring,
+        })
+    }
 }
 
 /// The id of the calendar and the address book every account gets.
 pub const DEFAULT_ID: &str = "default";
+
+/// Gives a new account its default calendar and address book (`bulwark account add`); the
+/// same items and ids the first DAV access of an older account creates.
+pub async fn create_defaults(store: &dyn Store, account: AccountId) -> Result<()> {
+    ensure_defaults(&StoreRef(store), account).await
+}
 
 /// Creates the default calendar and address book of an account that never had any (its
 /// collection was never written). Compare-and-set (`Expect::Absent`), so two nodes racing
@@ -165,7 +231,8 @@ pub async fn ensure_defaults(store: &dyn DavStore, account: AccountId) -> Result
         let value =
             serde_json::to_string(&meta).map_err(|e| StoreError::Internal(e.to_string()))?;
         let write = ItemWrite::put(kind.meta_collection(), DEFAULT_ID, Expect::Absent, value);
-        match store.write(account, vec![write]).await {
+        let index = crate::uids::marker(kind, DEFAULT_ID);
+        match store.write(account, vec![write, index]).await {
             Ok(_) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e),
         }

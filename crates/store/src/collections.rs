@@ -87,6 +87,18 @@ pub mod names {
         format!("addressbook:{book}")
     }
 
+    /// The UID index of one calendar (RFC 4791 §5.3.2.1 no-uid-conflict): item id = a hash of
+    /// the UID, value = JSON with the UID and the resource name holding it; written in the
+    /// same `collection_write` as the resource.
+    pub fn calendar_uids(calendar: &str) -> String {
+        format!("calendar-uids:{calendar}")
+    }
+
+    /// The UID index of one address book, as [`calendar_uids`].
+    pub fn addressbook_uids(book: &str) -> String {
+        format!("addressbook-uids:{book}")
+    }
+
     /// The [`IMAP_METADATA`] item of one mailbox.
     pub fn imap_metadata_item(mailbox: crate::MailboxId) -> String {
         format!("mailbox:{}", mailbox.0)
