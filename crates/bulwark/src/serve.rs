@@ -117,6 +117,13 @@ async fn serve(
     };
     // SPF/DKIM/DMARC checks and DKIM signing: the first stage of the pipeline.
     shared.pipeline.add_hook(servers::trust_hook(&shared));
+    // The account's active Sieve script: folders, flags, discard, reject, redirect, vacation.
+    shared
+        .pipeline
+        .add_hook(Arc::new(bulwark_sieve::SieveFilter::new(
+            shared.store.clone(),
+            &shared.config.hostname,
+        )));
     // Storage quotas: the recipient stage refuses a copy that would pass the account's limit.
     shared
         .pipeline

@@ -22,7 +22,8 @@ pub mod spool;
 mod summary;
 
 pub use pipeline::{
-    DeliveryError, DeliveryHook, Folder, Message, Origin, Outcome, Pipeline, Refusal, Verdict,
+    DeliveryError, DeliveryHook, Filing, Folder, Message, Origin, Outcome, Outgoing, Pipeline,
+    Refusal, Verdict,
 };
 pub use summary::{envelope, header, imap_string, summarize};
 

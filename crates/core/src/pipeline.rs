@@ -69,6 +69,32 @@ pub struct Origin {
 pub enum Folder {
     /// The account's mailbox with this special-use role (INBOX if it has none).
     Role(Role),
+    /// The account's mailbox of this name (Sieve `fileinto`); INBOX if there is none.
+    Named(String),
+    /// Where the earlier stages put it ([`Verdict::folder_for`]; Sieve `keep`).
+    Default,
+}
+
+/// What a filter (Sieve) decided for one account's copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filing {
+    /// The mailboxes of the copy (one email in each); empty: discarded (nothing stored,
+    /// the recipient still counts as delivered).
+    pub folders: Vec<Folder>,
+    /// Keywords the copy gets (Sieve imap4flags).
+    pub keywords: Vec<String>,
+}
+
+/// A message a hook wants sent once the delivery is committed (a Sieve redirect or
+/// vacation reply), through the same pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The account on whose behalf it goes (for the log).
+    pub account: AccountId,
+    /// Envelope sender (empty: the null reverse-path, for automatic replies).
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub raw: Vec<u8>,
 }
 
 /// What the message stage decided; each hook adds to it in turn.
@@ -85,6 +111,13 @@ pub struct Verdict {
     pub folder: Option<Folder>,
     /// The folder of one account's copy.
     pub folders: BTreeMap<AccountId, Folder>,
+    /// A filter's decision for one account's copy (overrides the folder above; its
+    /// [`Folder::Default`] is that folder).
+    pub filings: BTreeMap<AccountId, Filing>,
+    /// Refuse one account's copy (Sieve `reject`); the others are delivered.
+    pub refusals: BTreeMap<AccountId, Refusal>,
+    /// Sent after the commit, best effort (a failure is logged; the delivery stands).
+    pub outgoing: Vec<Outgoing>,
 }
 
 impl Verdict {
@@ -272,8 +305,8 @@ impl Pipeline {
                     "no mailbox here by the name {address}"
                 ))),
                 Recipient::Local(account) => {
-                    let mut refusal = None;
-                    for hook in &hooks {
+                    let mut refusal = verdict.refusals.get(&account).cloned();
+                    for hook in hooks.iter().filter(|_| refusal.is_none()) {
                         if let Some(r) = hook.check(account, &message).await {
                             refusal = Some(r);
                             break;
@@ -304,13 +337,36 @@ impl Pipeline {
             );
             let summary = summarize(&local_raw);
             for account in &local {
-                let mailbox = self
-                    .folder_of(*account, verdict.folder_for(*account))
-                    .await?;
-                acceptance.local.push((
-                    *account,
-                    inbox_email(mailbox, &local_raw, &summary, message.received_at),
-                ));
+                let Some(filing) = verdict.filings.get(account) else {
+                    let mailbox = self
+                        .folder_of(*account, verdict.folder_for(*account))
+                        .await?;
+                    acceptance.local.push((
+                        *account,
+                        inbox_email(mailbox, &local_raw, &summary, message.received_at),
+                    ));
+                    continue;
+                };
+                let mut mailboxes = Vec::with_capacity(filing.folders.len());
+                for folder in &filing.folders {
+                    let folder = match folder {
+                        Folder::Default => verdict.folder_for(*account),
+                        other => Some(other),
+                    };
+                    let id = self.folder_of(*account, folder).await?;
+                    if !mailboxes.contains(&id) {
+                        mailboxes.push(id);
+                    }
+                }
+                if mailboxes.is_empty() {
+                    tracing::info!(%account, "copy discarded by the account's filter");
+                    continue;
+                }
+                let mut email =
+                    inbox_email(mailboxes[0], &local_raw, &summary, message.received_at);
+                email.mailboxes = mailboxes;
+                email.keywords = filing.keywords.clone();
+                acceptance.local.push((*account, email));
             }
         }
         if !remote.is_empty() {
@@ -345,6 +401,13 @@ impl Pipeline {
         };
         if accepted.queued.is_some() {
             self.queue_wakeup.notify_one();
+        }
+        if !verdict.outgoing.is_empty() {
+            // After the commit: a redirect or reply of mail that was not stored would go
+            // out twice when the sender retries.
+            let pipeline = self.clone();
+            let outgoing = verdict.outgoing.clone();
+            tokio::spawn(pipeline.send_outgoing(outgoing));
         }
         if !hooks.is_empty() && !accepted.appended.is_empty() {
             // After the commit and off the caller's path (SMTP answers 250 meanwhile).
@@ -399,6 +462,28 @@ impl Pipeline {
         verdict
     }
 
+    /// Sends what the hooks asked for after a commit (each through [`Pipeline::deliver`]).
+    /// A named, boxed future: `deliver` spawns it, so its type must not depend on itself.
+    fn send_outgoing(
+        self: Arc<Self>,
+        outgoing: Vec<Outgoing>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            for o in outgoing {
+                let message = Message::new(&o.sender, o.recipients.clone(), Arc::new(o.raw));
+                let account = o.account;
+                match self.deliver(message).await {
+                    Ok(d) => {
+                        for (rcpt, why) in d.refused() {
+                            tracing::warn!(%account, rcpt, reason = why.reason(), "filter's message refused");
+                        }
+                    }
+                    Err(e) => tracing::warn!(%account, error = %e, "filter's message not sent"),
+                }
+            }
+        })
+    }
+
     /// The mailbox for `account`'s copy: the folder's, else (none chosen, or the account
     /// has no such mailbox any more) INBOX.
     async fn folder_of(
@@ -415,6 +500,24 @@ impl Pipeline {
                         inbox_of(self.store.as_ref(), account).await
                     }
                     Err(e) => Err(e),
+                }
+            }
+            Some(Folder::Named(name)) => {
+                // RFC 5228 §4.1: names as the user sees them (`Work/Clients`), INBOX in any case.
+                let found = self
+                    .store
+                    .mailbox_list(account)
+                    .await?
+                    .into_iter()
+                    .find(|m| {
+                        m.name == *name || (m.name == "INBOX" && name.eq_ignore_ascii_case("INBOX"))
+                    });
+                match found {
+                    Some(m) => Ok(m.id),
+                    None => {
+                        tracing::info!(%account, mailbox = %name, "no such mailbox; filed into INBOX");
+                        inbox_of(self.store.as_ref(), account).await
+                    }
                 }
             }
             _ => inbox_of(self.store.as_ref(), account).await,

@@ -7,7 +7,9 @@
 //!   the delivery pipeline does with the account's copy (folders, flags, discard, reject,
 //!   redirect, vacation).
 
+pub mod filter;
 pub mod limits;
 pub mod scripts;
 
+pub use filter::SieveFilter;
 pub use scripts::{ScriptError, ScriptInfo};

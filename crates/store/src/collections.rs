@@ -69,6 +69,9 @@ pub mod names {
     /// Sieve scripts (crates/sieve): items `script:{name}` (the source) and `active` (which
     /// script runs on delivery).
     pub const SIEVE: &str = "sieve";
+    /// Sieve duplicate tracking (RFC 7352 `duplicate`, RFC 5230 vacation `:days`): item id =
+    /// a hash of the tracked id, value = when it expires (unix seconds).
+    pub const SIEVE_SEEN: &str = "sieve-seen";
 
     /// CalDAV calendars (crates/dav): item id = the calendar's path segment, value = its
     /// properties (display name, colour, description, components) as JSON.
