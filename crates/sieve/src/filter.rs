@@ -56,26 +56,24 @@ impl SieveFilter {
     /// The account's active script, compiled (cached by version).
     async fn active_script(&self, account: AccountId) -> Option<(String, Arc<sieve::Sieve>)> {
         let active = self.cache.get(account, "active").await.ok()??;
-        let name = serde_json::from_str::<serde_json::Value>(&active.value)
+        let id = serde_json::from_str::<serde_json::Value>(&active.value)
             .ok()?
-            .get("name")?
+            .get("id")?
             .as_str()?
             .to_string();
         let item = self
             .cache
-            .get(account, &format!("script:{name}"))
+            .get(account, &format!("script:{id}"))
             .await
             .ok()??;
+        let stored = serde_json::from_str::<serde_json::Value>(&item.value).ok()?;
+        let name = stored.get("name")?.as_str()?.to_string();
         if let Some((v, s)) = self.lock().get(&account)
             && *v == item.version.0
         {
             return Some((name, s.clone()));
         }
-        let source = serde_json::from_str::<serde_json::Value>(&item.value)
-            .ok()?
-            .get("source")?
-            .as_str()?
-            .to_string();
+        let source = stored.get("source")?.as_str()?.to_string();
         match scripts::check(source.as_bytes()) {
             Ok(compiled) => {
                 let compiled = Arc::new(compiled);

@@ -13,3 +13,23 @@ pub mod scripts;
 
 pub use filter::SieveFilter;
 pub use scripts::{ScriptError, ScriptInfo};
+
+/// For the fuzz target: compiles `data` as a script with the writers' checks and, if it
+/// compiles, runs it once on a small message, answering every question "no".
+pub fn fuzz_script(data: &[u8]) {
+    let Ok(script) = scripts::check(data) else {
+        return;
+    };
+    let runtime = sieve::Runtime::new().with_cpu_limit(limits::CPU_LIMIT);
+    let raw = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: x\r\n\r\nbody\r\n";
+    let mut instance = runtime.filter(raw);
+    let mut input = sieve::Input::script("fuzz", script);
+    let mut steps = 0;
+    while let Some(result) = instance.run(input) {
+        steps += 1;
+        if result.is_err() || steps > 10_000 {
+            break;
+        }
+        input = sieve::Input::False;
+    }
+}

@@ -1,13 +1,17 @@
 //! The account's Sieve scripts (RFC 5804 §1.6 / RFC 9661 SieveScript): items of the account
-//! collection [`SIEVE`] — `script:{name}` holds a script's source, `active` the name of the
-//! one that runs on delivery (at most one, RFC 5804 §2.8). Every writer (ManageSieve, JMAP
+//! collection [`SIEVE`] — `script:{id}` holds a script's name and source (the id never
+//! changes, so a rename is one write and JMAP ids stay stable; the source is also an account
+//! blob the item owns, for JMAP `blobId`), `active` the id of the one that runs on delivery
+//! (at most one, RFC 5804 §2.8). Every writer (ManageSieve, JMAP
 //! Sieve, the web client, the CLI) goes through these functions, so names, sizes, counts and
 //! "the script compiles" are checked in one place, and compare-and-set keeps renames and
 //! activations consistent across nodes.
 
 use crate::limits::{MAX_NAME_CHARS, MAX_SCRIPT_SIZE, MAX_SCRIPTS};
 use bulwark_store::collections::names::SIEVE;
-use bulwark_store::{AccountId, CollectionItem, Expect, ItemWrite, Store, StoreError};
+use bulwark_store::{
+    AccountId, BlobHash, CollectionItem, Expect, ItemWrite, ModSeq, Store, StoreError,
+};
 use serde::{Deserialize, Serialize};
 
 const ACTIVE_ITEM: &str = "active";
@@ -39,26 +43,49 @@ pub enum ScriptError {
 /// One script as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptInfo {
+    /// Stable id (JMAP SieveScript id).
+    pub id: String,
     pub name: String,
     pub active: bool,
     /// Bytes of source.
     pub size: usize,
+    /// The source as an account blob.
+    pub blob: Option<BlobHash>,
     /// The item version (a JMAP state / ETag).
     pub version: u64,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
+    name: String,
     source: String,
+    #[serde(default)]
+    blob: Option<BlobHash>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Active {
-    name: String,
+    id: String,
 }
 
-fn item_id(name: &str) -> String {
-    format!("{SCRIPT_PREFIX}{name}")
+fn item_id(id: &str) -> String {
+    format!("{SCRIPT_PREFIX}{id}")
+}
+
+/// A new script id: unique per account (time and a counter, hashed short).
+fn new_id(name: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+        .hash(&mut h);
+    COUNTER.fetch_add(1, Ordering::Relaxed).hash(&mut h);
+    format!("S{:016x}", h.finish())
 }
 
 /// RFC 5804 §1.6: a name is 1–[`MAX_NAME_CHARS`] characters, no control characters (CR,
@@ -114,50 +141,76 @@ pub async fn have_space(
     Ok(())
 }
 
-async fn items(store: &dyn Store, account: AccountId) -> Result<Vec<CollectionItem>, StoreError> {
-    store.collection_get(account, SIEVE, None).await
+/// Every item of the collection, read once.
+struct Snapshot {
+    items: Vec<CollectionItem>,
 }
 
-fn active_of(items: &[CollectionItem]) -> Option<(String, u64)> {
-    let item = items.iter().find(|i| i.id == ACTIVE_ITEM)?;
-    let a: Active = serde_json::from_str(&item.value).ok()?;
-    Some((a.name, item.version.0))
+impl Snapshot {
+    async fn read(store: &dyn Store, account: AccountId) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            items: store.collection_get(account, SIEVE, None).await?,
+        })
+    }
+
+    /// The active script's id and the `active` item's version.
+    fn active(&self) -> Option<(String, u64)> {
+        let item = self.items.iter().find(|i| i.id == ACTIVE_ITEM)?;
+        let a: Active = serde_json::from_str(&item.value).ok()?;
+        Some((a.id, item.version.0))
+    }
+
+    fn scripts(&self) -> impl Iterator<Item = (&CollectionItem, &str, Stored)> {
+        self.items.iter().filter_map(|i| {
+            let id = i.id.strip_prefix(SCRIPT_PREFIX)?;
+            let s: Stored = serde_json::from_str(&i.value).ok()?;
+            Some((i, id, s))
+        })
+    }
+
+    fn by_name(&self, name: &str) -> Option<(&CollectionItem, &str, Stored)> {
+        self.scripts().find(|(_, _, s)| s.name == name)
+    }
+
+    fn by_id(&self, id: &str) -> Option<(&CollectionItem, Stored)> {
+        self.scripts()
+            .find(|(_, i, _)| *i == id)
+            .map(|(item, _, s)| (item, s))
+    }
+
+    fn active_name(&self) -> Option<String> {
+        let (id, _) = self.active()?;
+        self.by_id(&id).map(|(_, s)| s.name)
+    }
 }
 
 /// The account's scripts, by name.
 pub async fn list(store: &dyn Store, account: AccountId) -> Result<Vec<ScriptInfo>, ScriptError> {
-    let items = items(store, account).await?;
-    let active = active_of(&items).map(|(n, _)| n);
-    let mut out: Vec<ScriptInfo> = items
-        .iter()
-        .filter_map(|i| {
-            let name = i.id.strip_prefix(SCRIPT_PREFIX)?;
-            let s: Stored = serde_json::from_str(&i.value).ok()?;
-            Some(ScriptInfo {
-                name: name.to_string(),
-                active: active.as_deref() == Some(name),
-                size: s.source.len(),
-                version: i.version.0,
-            })
+    let snap = Snapshot::read(store, account).await?;
+    let active = snap.active().map(|(id, _)| id);
+    let mut out: Vec<ScriptInfo> = snap
+        .scripts()
+        .map(|(item, id, s)| ScriptInfo {
+            id: id.to_string(),
+            active: active.as_deref() == Some(id),
+            size: s.source.len(),
+            name: s.name,
+            blob: s.blob,
+            version: item.version.0,
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
-/// A script's source.
+/// A script's source, by name.
 pub async fn get(
     store: &dyn Store,
     account: AccountId,
     name: &str,
 ) -> Result<Option<String>, ScriptError> {
-    let items = store
-        .collection_get(account, SIEVE, Some(&[item_id(name)]))
-        .await?;
-    Ok(items
-        .first()
-        .and_then(|i| serde_json::from_str::<Stored>(&i.value).ok())
-        .map(|s| s.source))
+    let snap = Snapshot::read(store, account).await?;
+    Ok(snap.by_name(name).map(|(_, _, s)| s.source))
 }
 
 /// The active script (name and source), if any.
@@ -165,62 +218,112 @@ pub async fn active(
     store: &dyn Store,
     account: AccountId,
 ) -> Result<Option<(String, String)>, ScriptError> {
-    let items = items(store, account).await?;
-    let Some((name, _)) = active_of(&items) else {
+    let snap = Snapshot::read(store, account).await?;
+    let Some((id, _)) = snap.active() else {
         return Ok(None);
     };
-    let id = item_id(&name);
-    Ok(items
-        .iter()
-        .find(|i| i.id == id)
-        .and_then(|i| serde_json::from_str::<Stored>(&i.value).ok())
-        .map(|s| (name, s.source)))
+    Ok(snap.by_id(&id).map(|(_, s)| (s.name, s.source)))
 }
 
-/// RFC 5804 §2.6 PUTSCRIPT: stores (or replaces) `name` after checking it compiles.
+async fn stored_value(
+    store: &dyn Store,
+    account: AccountId,
+    name: &str,
+    source: &str,
+) -> Result<(String, BlobHash), ScriptError> {
+    let blob = store.blob_put(account, source.as_bytes()).await?;
+    let value = serde_json::to_string(&Stored {
+        name: name.to_string(),
+        source: source.to_string(),
+        blob: Some(blob.clone()),
+    })
+    .map_err(|e| StoreError::Internal(e.to_string()))?;
+    Ok((value, blob))
+}
+
+/// RFC 5804 §2.6 PUTSCRIPT: stores (or replaces) `name` after checking it compiles;
+/// returns its id.
 pub async fn put(
     store: &dyn Store,
     account: AccountId,
     name: &str,
     source: &str,
-) -> Result<(), ScriptError> {
+) -> Result<String, ScriptError> {
     have_space(store, account, name, source.len()).await?;
     check(source.as_bytes())?;
-    let value = serde_json::to_string(&Stored {
-        source: source.to_string(),
-    })
-    .map_err(|e| StoreError::Internal(e.to_string()))?;
-    store
-        .collection_write(
-            account,
-            vec![ItemWrite::put(SIEVE, &item_id(name), Expect::Any, value)],
-        )
-        .await?;
+    let snap = Snapshot::read(store, account).await?;
+    let (id, expect) = match snap.by_name(name) {
+        Some((item, id, _)) => (id.to_string(), Expect::Version(item.version)),
+        None => (new_id(name), Expect::Absent),
+    };
+    let (value, blob) = stored_value(store, account, name, source).await?;
+    let mut write = ItemWrite::put(SIEVE, &item_id(&id), expect, value);
+    write.blobs = vec![blob];
+    store.collection_write(account, vec![write]).await?;
+    Ok(id)
+}
+
+/// RFC 9661 SieveScript/set update: a new name and/or source for script `id`.
+pub async fn update(
+    store: &dyn Store,
+    account: AccountId,
+    id: &str,
+    name: Option<&str>,
+    source: Option<&str>,
+) -> Result<(), ScriptError> {
+    let snap = Snapshot::read(store, account).await?;
+    let Some((item, old)) = snap.by_id(id) else {
+        return Err(ScriptError::NotFound(id.to_string()));
+    };
+    let name = name.unwrap_or(&old.name);
+    check_name(name)?;
+    if name != old.name && snap.by_name(name).is_some() {
+        return Err(ScriptError::AlreadyExists(name.to_string()));
+    }
+    let source = source.unwrap_or(&old.source);
+    check(source.as_bytes())?;
+    let (value, blob) = stored_value(store, account, name, source).await?;
+    let mut write = ItemWrite::put(SIEVE, &item_id(id), Expect::Version(item.version), value);
+    write.blobs = vec![blob];
+    store.collection_write(account, vec![write]).await?;
     Ok(())
 }
 
 /// RFC 5804 §2.10 DELETESCRIPT: the active script cannot be deleted.
 pub async fn delete(store: &dyn Store, account: AccountId, name: &str) -> Result<(), ScriptError> {
-    let items = items(store, account).await?;
-    let id = item_id(name);
-    let Some(item) = items.iter().find(|i| i.id == id) else {
+    let snap = Snapshot::read(store, account).await?;
+    let Some((_, id, _)) = snap.by_name(name) else {
         return Err(ScriptError::NotFound(name.to_string()));
     };
-    let mut writes = vec![ItemWrite::delete(SIEVE, &id, Expect::Version(item.version))];
-    match active_of(&items) {
-        Some((active, _)) if active == name => return Err(ScriptError::Active(name.into())),
-        // The activation is part of the write: a SETACTIVE of this script racing us on
-        // another node makes one of the two fail instead of leaving a dangling active name.
-        Some((active, version)) => writes.push(active_write(
-            &active,
-            Expect::Version(bulwark_store::ModSeq(version)),
-        )?),
-        None => {}
-    }
-    write_or_conflict(store, account, writes).await
+    let id = id.to_string();
+    delete_id(store, account, &id).await
 }
 
-/// RFC 5804 §2.11.1 RENAMESCRIPT (keeps it active if it was).
+/// Deletes script `id` (not while it is active).
+pub async fn delete_id(store: &dyn Store, account: AccountId, id: &str) -> Result<(), ScriptError> {
+    let snap = Snapshot::read(store, account).await?;
+    let Some((item, stored)) = snap.by_id(id) else {
+        return Err(ScriptError::NotFound(id.to_string()));
+    };
+    let mut writes = vec![ItemWrite::delete(
+        SIEVE,
+        &item_id(id),
+        Expect::Version(item.version),
+    )];
+    match snap.active() {
+        Some((active, _)) if active == id => return Err(ScriptError::Active(stored.name)),
+        // The activation is part of the write: a SETACTIVE of this script racing us on
+        // another node makes one of the two fail instead of leaving a dangling active id.
+        Some((active, version)) => {
+            writes.push(active_write(&active, Expect::Version(ModSeq(version)))?)
+        }
+        None => {}
+    }
+    store.collection_write(account, writes).await?;
+    Ok(())
+}
+
+/// RFC 5804 §2.11.1 RENAMESCRIPT (an active script stays active: the id does not change).
 pub async fn rename(
     store: &dyn Store,
     account: AccountId,
@@ -228,30 +331,15 @@ pub async fn rename(
     new: &str,
 ) -> Result<(), ScriptError> {
     check_name(new)?;
-    let items = items(store, account).await?;
-    let old_id = item_id(old);
-    let Some(item) = items.iter().find(|i| i.id == old_id) else {
+    let snap = Snapshot::read(store, account).await?;
+    let Some((_, id, _)) = snap.by_name(old) else {
         return Err(ScriptError::NotFound(old.to_string()));
     };
     if old == new {
         return Ok(());
     }
-    if items.iter().any(|i| i.id == item_id(new)) {
-        return Err(ScriptError::AlreadyExists(new.to_string()));
-    }
-    let mut writes = vec![
-        ItemWrite::delete(SIEVE, &old_id, Expect::Version(item.version)),
-        ItemWrite::put(SIEVE, &item_id(new), Expect::Absent, item.value.clone()),
-    ];
-    if let Some((active, version)) = active_of(&items)
-        && active == old
-    {
-        writes.push(active_write(
-            new,
-            Expect::Version(bulwark_store::ModSeq(version)),
-        )?);
-    }
-    write_or_conflict(store, account, writes).await
+    let id = id.to_string();
+    update(store, account, &id, Some(new), None).await
 }
 
 /// RFC 5804 §2.8 SETACTIVE: `None` (the empty name) deactivates.
@@ -260,40 +348,67 @@ pub async fn set_active(
     account: AccountId,
     name: Option<&str>,
 ) -> Result<(), ScriptError> {
-    let items = items(store, account).await?;
-    let current = active_of(&items);
-    let expect = match &current {
-        Some((_, v)) => Expect::Version(bulwark_store::ModSeq(*v)),
-        None => Expect::Absent,
-    };
-    let write = match name {
-        None if current.is_none() => return Ok(()),
-        None => ItemWrite::delete(SIEVE, ACTIVE_ITEM, expect),
+    let id = match name {
+        None => None,
         Some(name) => {
-            if !items.iter().any(|i| i.id == item_id(name)) {
+            let snap = Snapshot::read(store, account).await?;
+            let Some((_, id, _)) = snap.by_name(name) else {
                 return Err(ScriptError::NotFound(name.to_string()));
-            }
-            active_write(name, expect)?
+            };
+            Some(id.to_string())
         }
     };
-    write_or_conflict(store, account, vec![write]).await
+    set_active_id(store, account, id.as_deref()).await
 }
 
-fn active_write(name: &str, expect: Expect) -> Result<ItemWrite, ScriptError> {
-    let value = serde_json::to_string(&Active {
-        name: name.to_string(),
-    })
-    .map_err(|e| StoreError::Internal(e.to_string()))?;
+/// Activates script `id` (`None`: none is active).
+pub async fn set_active_id(
+    store: &dyn Store,
+    account: AccountId,
+    id: Option<&str>,
+) -> Result<(), ScriptError> {
+    let snap = Snapshot::read(store, account).await?;
+    let current = snap.active();
+    let expect = match &current {
+        Some((_, v)) => Expect::Version(ModSeq(*v)),
+        None => Expect::Absent,
+    };
+    let write = match id {
+        None if current.is_none() => return Ok(()),
+        None => ItemWrite::delete(SIEVE, ACTIVE_ITEM, expect),
+        Some(id) => {
+            if snap.by_id(id).is_none() {
+                return Err(ScriptError::NotFound(id.to_string()));
+            }
+            active_write(id, expect)?
+        }
+    };
+    store.collection_write(account, vec![write]).await?;
+    Ok(())
+}
+
+/// The name of the active script, if any (for the filter's cache: by id).
+pub async fn active_name(
+    store: &dyn Store,
+    account: AccountId,
+) -> Result<Option<String>, ScriptError> {
+    Ok(Snapshot::read(store, account).await?.active_name())
+}
+
+fn active_write(id: &str, expect: Expect) -> Result<ItemWrite, ScriptError> {
+    let value = serde_json::to_string(&Active { id: id.to_string() })
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
     Ok(ItemWrite::put(SIEVE, ACTIVE_ITEM, expect, value))
 }
 
-async fn write_or_conflict(
-    store: &dyn Store,
-    account: AccountId,
-    writes: Vec<ItemWrite>,
-) -> Result<(), ScriptError> {
-    store.collection_write(account, writes).await?;
-    Ok(())
+/// The `sieve` item ids of one script and of the active marker (for JMAP /changes).
+pub fn script_of_item(item_id: &str) -> Option<&str> {
+    item_id.strip_prefix(SCRIPT_PREFIX)
+}
+
+/// Whether a changed item is the active marker.
+pub fn is_active_item(item_id: &str) -> bool {
+    item_id == ACTIVE_ITEM
 }
 
 #[cfg(test)]
@@ -319,7 +434,7 @@ mod tests {
         let s = store.as_ref();
         let good =
             "require \"fileinto\";\nif header :contains \"subject\" \"x\" { fileinto \"Work\"; }\n";
-        put(s, account, "main", good).await.expect("put");
+        let id = put(s, account, "main", good).await.expect("put");
         let bad = put(s, account, "bad", "require \"fileinto\";\nif header {\n").await;
         assert!(
             matches!(&bad, Err(ScriptError::Invalid(m)) if m.starts_with("line ")),
@@ -352,7 +467,15 @@ mod tests {
         rename(s, account, "main", "filters").await.expect("rename");
         let l = list(s, account).await.expect("list");
         assert_eq!(l.len(), 1);
-        assert_eq!((l[0].name.as_str(), l[0].active), ("filters", true));
+        assert_eq!(
+            (l[0].name.as_str(), l[0].active, l[0].id.as_str()),
+            ("filters", true, id.as_str())
+        );
+        let blob = l[0].blob.clone().expect("blob");
+        assert_eq!(
+            store.blob_get(&blob).await.expect("blob").as_deref(),
+            Some(good.as_bytes())
+        );
         assert_eq!(
             active(s, account).await.expect("active").map(|a| a.0),
             Some("filters".into())

@@ -197,3 +197,36 @@ vacation :days 7 :subject "Away" "I am away until Monday.";
         "one reply per sender per :days"
     );
 }
+
+/// Issue 16 "bad input": scripts that include each other forever stop at the nesting
+/// limit, and the message is kept (RFC 5228 §2.10.6); delivery goes on.
+#[tokio::test]
+async fn an_include_loop_is_stopped_and_the_message_kept() {
+    let (_dir, store, p, alice, _bob) = setup().await;
+    let s = store.as_ref() as &dyn Store;
+    store
+        .mailbox_create(alice, "Work", None)
+        .await
+        .expect("mailbox");
+    scripts::put(
+        s,
+        alice,
+        "a",
+        "require [\"include\", \"fileinto\"];\nfileinto \"Work\";\ninclude \"b\";\n",
+    )
+    .await
+    .expect("a");
+    scripts::put(s, alice, "b", "require \"include\";\ninclude \"a\";\n")
+        .await
+        .expect("b");
+    scripts::set_active(s, alice, Some("a"))
+        .await
+        .expect("activate");
+    let o = send(&p, "looping include", "x@remote.test").await;
+    assert_eq!(o, vec![Outcome::Delivered(alice)]);
+    assert_eq!(
+        copies(&store, alice, "looping include").await,
+        vec![("INBOX".into(), vec![])],
+        "the failed run keeps the message in INBOX"
+    );
+}
