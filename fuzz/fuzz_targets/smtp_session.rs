@@ -25,6 +25,8 @@ fuzz_target!(|data: &[u8]| {
         max_recipients: 5,
         tls_available: control & 0x04 != 0,
         plaintext_auth_allowed: control & 0x08 != 0,
+        // RFC 4865 HOLDFOR/HOLDUNTIL parsed and checked on the submission kinds.
+        future_release: (control & 0x10 != 0).then_some(1_800_000_000),
     };
     let peer = "192.0.2.1".parse().expect("valid literal");
     let mut session =

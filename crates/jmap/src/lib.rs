@@ -31,6 +31,7 @@ mod push;
 mod push_subscription;
 mod quota;
 mod session;
+mod sieve;
 mod submission;
 pub mod vacation;
 pub mod webpush;

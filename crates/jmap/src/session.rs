@@ -2,7 +2,7 @@
 
 use crate::JmapServer;
 use crate::api::{
-    CAP_BLOB, CAP_CORE, CAP_MAIL, CAP_QUOTA, CAP_SUBMISSION, CAP_VACATION, CAP_WEBSOCKET,
+    CAP_BLOB, CAP_CORE, CAP_MAIL, CAP_QUOTA, CAP_SIEVE, CAP_SUBMISSION, CAP_VACATION, CAP_WEBSOCKET,
 };
 use crate::ids;
 use bulwark_store::AccountId;
@@ -56,6 +56,7 @@ pub async fn session_resource(server: &JmapServer, account: AccountId, username:
             CAP_VACATION: {},
             CAP_BLOB: {},
             CAP_QUOTA: {},
+            CAP_SIEVE: {},
             // RFC 8887 §4
             CAP_WEBSOCKET: { "url": format!("{ws_base}/jmap/ws"), "supportsPush": true },
         },
@@ -90,6 +91,8 @@ pub async fn session_resource(server: &JmapServer, account: AccountId, username:
                     CAP_VACATION: {},
                     // RFC 9425 §3: no account capability properties.
                     CAP_QUOTA: {},
+                    // RFC 9661 §1.3.1
+                    CAP_SIEVE: crate::sieve::account_capability(),
                     // RFC 9404 §2
                     CAP_BLOB: {
                         "maxSizeBlobSet": cfg.max_size_upload,
@@ -105,6 +108,7 @@ pub async fn session_resource(server: &JmapServer, account: AccountId, username:
             CAP_SUBMISSION: aid.clone(),
             CAP_VACATION: aid.clone(),
             CAP_QUOTA: aid.clone(),
+            CAP_SIEVE: aid.clone(),
         },
         "username": username,
         "apiUrl": format!("{base}/jmap/api"),

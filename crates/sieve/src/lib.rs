@@ -12,6 +12,37 @@ pub mod limits;
 pub mod scripts;
 
 pub use filter::SieveFilter;
+
+/// The Sieve extensions a script may `require` here and that do what they say on delivery
+/// (ManageSieve `SIEVE` capability, JMAP `sieveExtensions`): the interpreter knows more, but
+/// these are the ones whose actions and tests the filter carries out.
+pub const EXTENSIONS: &[&str] = &[
+    "fileinto",
+    "reject",
+    "ereject",
+    "envelope",
+    "encoded-character",
+    "comparator-i;ascii-numeric",
+    "body",
+    "copy",
+    "date",
+    "index",
+    "duplicate",
+    "variables",
+    "relational",
+    "subaddress",
+    "vacation",
+    "vacation-seconds",
+    "imap4flags",
+    "include",
+    "mailbox",
+    "special-use",
+    "regex",
+    "environment",
+    "mime",
+    "foreverypart",
+    "extracttext",
+];
 pub use scripts::{ScriptError, ScriptInfo};
 
 /// For the fuzz target: compiles `data` as a script with the writers' checks and, if it

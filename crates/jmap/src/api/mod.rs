@@ -23,8 +23,10 @@ pub const CAP_WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
 pub const CAP_BLOB: &str = "urn:ietf:params:jmap:blob";
 /// RFC 9425 §3
 pub const CAP_QUOTA: &str = "urn:ietf:params:jmap:quota";
+/// RFC 9661 §1.3
+pub const CAP_SIEVE: &str = "urn:ietf:params:jmap:sieve";
 /// Every capability this server understands in `using`.
-pub const CAPABILITIES: [&str; 7] = [
+pub const CAPABILITIES: [&str; 8] = [
     CAP_CORE,
     CAP_MAIL,
     CAP_SUBMISSION,
@@ -32,6 +34,7 @@ pub const CAPABILITIES: [&str; 7] = [
     CAP_WEBSOCKET,
     CAP_BLOB,
     CAP_QUOTA,
+    CAP_SIEVE,
 ];
 /// Longest method name / call id we accept.
 pub const MAX_NAME_LEN: usize = 255;
@@ -201,6 +204,7 @@ fn capability_of(method: &str) -> Option<&'static str> {
         "Identity" | "EmailSubmission" => CAP_SUBMISSION,
         "VacationResponse" => CAP_VACATION,
         "Quota" => CAP_QUOTA,
+        "SieveScript" => CAP_SIEVE,
         _ => return None,
     })
 }
@@ -318,6 +322,11 @@ async fn dispatch(ctx: &mut Ctx<'_>, name: &str, args: Args) -> Result<Value, Me
         "EmailSubmission/changes" => sub::submission_changes(ctx, args).await,
         "EmailSubmission/query" => sub::submission_query(ctx, args).await,
         "EmailSubmission/set" => sub::submission_set(ctx, args).await,
+        "SieveScript/get" => crate::sieve::get(ctx, args).await,
+        "SieveScript/changes" => crate::sieve::changes(ctx, args).await,
+        "SieveScript/query" => crate::sieve::query(ctx, args).await,
+        "SieveScript/set" => crate::sieve::set(ctx, args).await,
+        "SieveScript/validate" => crate::sieve::validate(ctx, args).await,
         "Quota/get" => crate::quota::get(ctx, args).await,
         "Quota/changes" => crate::quota::changes(ctx, args).await,
         "Quota/query" => crate::quota::query(ctx, args).await,

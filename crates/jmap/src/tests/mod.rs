@@ -9,6 +9,7 @@ mod outage;
 mod push_auth;
 mod query_page;
 mod quota;
+mod sieve;
 mod submission;
 
 use crate::{JmapConfig, JmapServer};
