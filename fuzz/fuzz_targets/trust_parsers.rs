@@ -1,10 +1,13 @@
 //! Hostile bytes into every parser the inbound checks use (issue 16): mail-auth's message
 //! parser (DKIM-Signature fields with huge header lists, …), its DKIM-Signature, SPF, DKIM
-//! key and DMARC record parsers, and our TXT tag readers. None may panic or hang.
+//! key and DMARC record parsers, our TXT tag readers, and the spam rules. None may panic or
+//! hang.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     bulwark_trust::fuzz_parsers(data);
+    // The spam stage reads the same hostile messages (and results headers).
+    let _ = bulwark_spam::score_message(data, &[String::from_utf8_lossy(data).into_owned()]);
 });

@@ -114,6 +114,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     );
     check(old.dns != new.dns, "dns", false);
     check(old.quota != new.quota, "quota", false);
+    check(old.spam != new.spam, "spam", false);
     check(old.auth_checks != new.auth_checks, "auth_checks", false);
     check(old.listen != new.listen, "listen", false);
     check(old.store != new.store, "store", false);
@@ -130,6 +131,7 @@ pub fn keep_restart_keys(running: &Config, mut new: Config) -> Config {
     new.listen = running.listen.clone();
     new.dns = running.dns.clone();
     new.quota = running.quota.clone();
+    new.spam = running.spam.clone();
     new.auth_checks = running.auth_checks.clone();
     new.store = running.store.clone();
     new.data_dir = running.data_dir.clone();

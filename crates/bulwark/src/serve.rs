@@ -117,6 +117,8 @@ async fn serve(
     };
     // SPF/DKIM/DMARC checks and DKIM signing: the first stage of the pipeline.
     shared.pipeline.add_hook(servers::trust_hook(&shared));
+    // Spam and phishing scores: X-Spam-Status, Junk, optionally refusal.
+    shared.pipeline.add_hook(servers::spam_hook(&shared));
     // The account's active Sieve script: folders, flags, discard, reject, redirect, vacation.
     shared
         .pipeline

@@ -187,6 +187,21 @@ pub fn spawn_queue(shared: &Shared) -> (Arc<QueueWorker>, JoinHandle<()>) {
 }
 
 /// The `[dns]` section as the resolver's settings.
+/// The spam stage (`[spam]`), after the trust stage whose results it reads.
+pub fn spam_hook(shared: &Shared) -> Arc<bulwark_spam::SpamHook> {
+    let c = &shared.config.spam;
+    let cfg = bulwark_spam::SpamConfig {
+        enabled: c.enabled,
+        junk_score: i32::try_from(c.junk_score).unwrap_or(i32::MAX),
+        reject_score: c.reject_score.map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
+        dnsbl: c.dnsbl.clone(),
+    };
+    Arc::new(bulwark_spam::SpamHook::new(
+        cfg,
+        Some(shared.resolver.clone()),
+    ))
+}
+
 /// `[quota]`: the storage limit of accounts without their own.
 pub fn quota_policy(c: &Config) -> bulwark_core::quota::QuotaPolicy {
     bulwark_core::quota::QuotaPolicy {

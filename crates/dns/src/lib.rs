@@ -204,6 +204,18 @@ impl Resolver {
         }
     }
 
+    /// A records of `name` only (DNS block lists, RFC 5782 §2.1).
+    pub async fn a(&self, name: &str) -> Result<Vec<std::net::Ipv4Addr>, DnsError> {
+        let records = self.lookup(name, RecordType::A, "A").await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// TXT records, each one string (its character-strings joined, RFC 7208 §3.3).
     pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
         let records = self.lookup(name, RecordType::TXT, "TXT").await?;

@@ -158,15 +158,17 @@ impl SieveFilter {
     }
 
     /// One run of `script` for the copy of `message` meant for `recipient`.
+    /// `raw`: the copy as it will be stored (with the fields earlier stages add, such as
+    /// `Authentication-Results` and `X-Spam-Status`, so scripts can test them).
     fn run(
         &self,
         script: Arc<sieve::Sieve>,
         name: &str,
         message: &Message,
+        raw: &[u8],
         recipient: &str,
         known: &Known,
     ) -> Result<Decision, String> {
-        let raw: &[u8] = &message.local_raw;
         let looped = redirected_by(raw, &known.address);
         let mut instance = self
             .runtime
@@ -339,6 +341,7 @@ impl DeliveryHook for SieveFilter {
         _remote: &[String],
         verdict: &mut Verdict,
     ) {
+        let mut stored: Option<Vec<u8>> = None;
         for &account in local {
             let Some((name, script)) = self.active_script(account).await else {
                 continue;
@@ -353,7 +356,12 @@ impl DeliveryHook for SieveFilter {
                 .find(|(_, r)| *r == bulwark_core::Recipient::Local(account))
                 .map(|(a, _)| a.clone())
                 .unwrap_or_else(|| known.address.clone());
-            let decision = match self.run(script, &name, message, &recipient, &known) {
+            let raw = stored.get_or_insert_with(|| {
+                let mut raw: Vec<u8> = verdict.local_headers.concat().into_bytes();
+                raw.extend_from_slice(&message.local_raw);
+                raw
+            });
+            let decision = match self.run(script, &name, message, raw, &recipient, &known) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(%account, script = %name, error = %e, "Sieve script failed; the message is kept (RFC 5228 §2.10.6)");

@@ -229,6 +229,15 @@ pub struct Push {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Spam scoring (`[spam]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spam {
+    pub enabled: bool,
+    pub junk_score: u64,
+    pub reject_score: Option<u64>,
+    pub dnsbl: Vec<String>,
+}
+
 /// Storage quotas (`[quota]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quota {
@@ -284,6 +293,7 @@ pub struct Config {
     pub auth: Auth,
     pub push: Push,
     pub quota: Quota,
+    pub spam: Spam,
     pub log: Log,
 }
 
@@ -423,6 +433,15 @@ impl Config {
         let quota = Quota {
             default_storage: Some(v.int("quota.default_storage")).filter(|b| *b > 0),
         };
+        let spam = Spam {
+            enabled: v.bool("spam.enabled"),
+            junk_score: v.int("spam.junk_score"),
+            reject_score: match v.get("spam.reject_score") {
+                Some(Parsed::Int(n)) => Some(n),
+                _ => None,
+            },
+            dnsbl: v.hosts("spam.dnsbl"),
+        };
         let log = Log {
             level: v.text("log.level").unwrap_or_else(|| "info".into()),
         };
@@ -442,6 +461,7 @@ impl Config {
             auth,
             push,
             quota,
+            spam,
             log,
         };
         config.check_across_keys(values, problems);
@@ -623,6 +643,12 @@ impl Lookup<'_> {
     fn addrs(&self, key: &str) -> Vec<SocketAddr> {
         match self.get(key) {
             Some(Parsed::Addrs(a)) => a,
+            _ => Vec::new(),
+        }
+    }
+    fn hosts(&self, key: &str) -> Vec<String> {
+        match self.get(key) {
+            Some(Parsed::Hosts(h)) => h,
             _ => Vec::new(),
         }
     }

@@ -19,6 +19,7 @@ pub enum Parsed {
     Bool(bool),
     Addrs(Vec<SocketAddr>),
     Nets(Vec<bulwark_net::IpNet>),
+    Hosts(Vec<String>),
 }
 
 /// A parsed value and the line its key is on.
@@ -185,6 +186,20 @@ fn parse_item(kind: Kind, item: &Item) -> Result<Parsed, String> {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Parsed::Addrs)
+        }
+        (Kind::HostList, Value::Array(items)) => {
+            if items.len() > MAX_LIST_LEN {
+                return Err(format!("at most {MAX_LIST_LEN} names"));
+            }
+            items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => values::check_hostname(s.value())
+                        .map(|()| s.value().trim_end_matches('.').to_ascii_lowercase()),
+                    _ => Err(wrong_type()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Parsed::Hosts)
         }
         (Kind::NetList, Value::Array(items)) => {
             if items.len() > MAX_LIST_LEN {

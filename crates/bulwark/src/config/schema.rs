@@ -29,6 +29,8 @@ pub enum Kind {
     AddrList,
     /// A TCP port, 1–65535.
     Port,
+    /// A list of DNS names (`["zen.spamhaus.org"]`).
+    HostList,
     /// A list of IP networks in CIDR form (`["10.0.0.0/8", "2001:db8::/32"]`); a bare
     /// address is a network of that one address.
     NetList,
@@ -54,6 +56,7 @@ impl Kind {
             }
             Kind::NodeId => "a node name string like \"mail-1\"",
             Kind::AddrList => "a list of addresses like [\"127.0.0.1:53\"]",
+            Kind::HostList => "a list of DNS names like [\"bl.example.net\"]",
             Kind::Port => "a port number (1-65535)",
             Kind::NetList => "a list of networks like [\"10.0.0.0/8\"]",
         }
@@ -94,6 +97,7 @@ pub const SECTIONS: &[&str] = &[
     "auth",
     "push",
     "quota",
+    "spam",
     "log",
 ];
 
@@ -455,6 +459,34 @@ pub const KEYS: &[KeyDef] = &[
         "How much mail an account may keep (the sum of its messages' sizes) unless `bulwark account quota` gave it its own limit; `0` means unlimited. Over it, delivery is deferred with `452 4.2.2`, IMAP APPEND/COPY answer `NO [OVERQUOTA]` and JMAP `overQuota`; IMAP QUOTA (RFC 9208) and JMAP Quota (RFC 9425) report it."
     ),
     key!(
+        "spam",
+        "enabled",
+        Bool,
+        "true",
+        "Score inbound mail from unauthenticated clients (GTUBE, SPF/DKIM/DMARC results, DNS block lists, header and phishing rules) and add an `X-Spam-Status` field to each copy."
+    ),
+    key!(
+        "spam",
+        "junk_score",
+        Count,
+        "5",
+        "From this score a message is filed into the recipient's Junk folder (a Sieve script may still file it elsewhere)."
+    ),
+    key!(
+        "spam",
+        "reject_score",
+        Count,
+        "",
+        "From this score a message is refused with `550 5.7.1` at the end of DATA. Unset (the default): spam is filed into Junk, never refused."
+    ),
+    key!(
+        "spam",
+        "dnsbl",
+        HostList,
+        "[]",
+        "DNS block list zones (RFC 5782) asked about the client's address; each that lists it adds 5 points. Example: `[\"zen.spamhaus.org\"]` (mind its terms of use)."
+    ),
+    key!(
         "log",
         "level",
         LogFilter,
@@ -540,6 +572,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::StoreUrl => "URL",
         Kind::NodeId => "node name",
         Kind::AddrList => "list of IP:PORT",
+        Kind::HostList => "list of DNS names",
         Kind::Port => "port",
         Kind::NetList => "list of CIDR networks",
     }
