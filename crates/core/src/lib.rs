@@ -8,6 +8,7 @@
 
 /// Kept here for callers that found it in this crate first; it lives in `bulwark-store`.
 pub use bulwark_store::outage;
+pub mod civil;
 pub mod collector;
 pub mod dsn;
 pub mod held;

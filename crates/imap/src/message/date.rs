@@ -5,29 +5,15 @@ const MONTHS: [&str; 12] = [
 ];
 const SECS_PER_DAY: i64 = 86_400;
 
-/// Days since 1970-01-01 for a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+/// Days since 1970-01-01 for a proleptic Gregorian date ([`bulwark_core::civil`]).
 pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    bulwark_core::civil::days_from_civil(year, i64::from(month), i64::from(day))
 }
 
 /// (year, month 1-12, day 1-31) for days since 1970-01-01.
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let (y, m, d) = bulwark_core::civil::civil_from_days(days);
+    (y, m as u32, d as u32)
 }
 
 fn days_in_month(year: i64, month: u32) -> u32 {

@@ -442,15 +442,9 @@ impl Date {
     }
 }
 
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
+/// Days since 1970-01-01 ([`bulwark_core::civil`]).
 pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
-    let y = i64::from(y) - i64::from(m <= 2);
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    bulwark_core::civil::days_from_civil(i64::from(y), i64::from(m), i64::from(d))
 }
 
 /// SEARCH keys (RFC 9051 §6.4.4, RFC 7162 §3.1.5 MODSEQ).
