@@ -768,6 +768,77 @@ pub fn basic_credentials(credentials: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// Who an HTTP request's `Authorization` field names (see [`authorize_http`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpPrincipal {
+    pub account: AccountId,
+    /// The account's address; `None` when a valid token was shown but the store could not
+    /// be read for the address (a store outage must not sign the user out: the shell
+    /// decides what to show instead).
+    pub username: Option<String>,
+}
+
+/// Why [`authorize_http`] refused; each HTTP shell maps it to its answer (JMAP problem
+/// details, DAV `401`/`503`), always with a `WWW-Authenticate` challenge on `401`.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum HttpAuthError {
+    #[error("authentication required")]
+    Missing,
+    #[error("malformed Basic credentials")]
+    MalformedBasic,
+    #[error("unsupported authorization scheme")]
+    UnsupportedScheme,
+    /// The Bearer token did not verify (expired, revoked, forged).
+    #[error("{0}")]
+    BadToken(String),
+    #[error("the account no longer exists")]
+    NoSuchAccount,
+    #[error(transparent)]
+    Login(#[from] LoginError),
+}
+
+/// RFC 7235 §4.2: an `Authorization` field value — `Basic` (RFC 7617, password or app
+/// password, through the throttled [`Authenticator`]) or `Bearer` (RFC 6750, an access token
+/// of `signer`) — to the account it names. The one reader of the JMAP and DAV shells.
+pub async fn authorize_http(
+    auth: &Authenticator,
+    signer: &token::TokenSigner,
+    store: &dyn Store,
+    authorization: Option<&str>,
+    remote: IpAddr,
+) -> Result<HttpPrincipal, HttpAuthError> {
+    let Some(value) = authorization else {
+        return Err(HttpAuthError::Missing);
+    };
+    let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let claims = signer
+            .verify(credentials.trim(), token::TokenKind::Access, now_unix())
+            .map_err(|e| HttpAuthError::BadToken(e.to_string()))?;
+        return match store.account_get(claims.account()).await {
+            Ok(Some(a)) => Ok(HttpPrincipal {
+                account: a.id,
+                username: Some(a.address),
+            }),
+            Ok(None) => Err(HttpAuthError::NoSuchAccount),
+            Err(_) => Ok(HttpPrincipal {
+                account: claims.account(),
+                username: None,
+            }),
+        };
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let (user, password) =
+            basic_credentials(credentials).ok_or(HttpAuthError::MalformedBasic)?;
+        let account = auth.authenticate(&user, &password, remote).await?;
+        return Ok(HttpPrincipal {
+            account: account.id,
+            username: Some(account.address),
+        });
+    }
+    Err(HttpAuthError::UnsupportedScheme)
+}
+
 #[cfg(test)]
 mod basic_tests {
     #[test]

@@ -11,8 +11,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get};
-use bulwark_auth::token::{TokenKind, TokenSigner};
-use bulwark_auth::{Authenticator, LoginError};
+use bulwark_auth::token::TokenSigner;
+use bulwark_auth::{Authenticator, HttpAuthError, HttpPrincipal, LoginError};
 use bulwark_store::Store;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -61,52 +61,26 @@ fn unauthorized(detail: &str) -> Response {
     r
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
 async fn authenticate(s: &DavState, headers: &HeaderMap, remote: IpAddr) -> Result<User, Response> {
-    let Some(value) = headers
+    let value = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Err(unauthorized("authentication required"));
-    };
-    let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
-    if scheme.eq_ignore_ascii_case("bearer") {
-        let claims = s
-            .signer
-            .verify(credentials.trim(), TokenKind::Access, now_unix())
-            .map_err(|e| unauthorized(&e.to_string()))?;
-        return match s.store.account_get(claims.account()).await {
-            Ok(Some(a)) => Ok(User {
-                account: a.id,
-                username: a.address,
-            }),
-            Ok(None) => Err(unauthorized("the account no longer exists")),
-            Err(e) => Err(into_http(store_error(e))),
-        };
+        .and_then(|v| v.to_str().ok());
+    let store = s.store.as_ref();
+    match bulwark_auth::authorize_http(&s.auth, &s.signer, store, value, remote).await {
+        Ok(HttpPrincipal {
+            account,
+            username: Some(username),
+        }) => Ok(User { account, username }),
+        // A valid token, but the store cannot say whose paths these are: try again later.
+        Ok(HttpPrincipal { username: None, .. })
+        | Err(HttpAuthError::Login(LoginError::Unavailable(_))) => Err(into_http(store_error(
+            bulwark_store::StoreError::Unavailable("auth".into()),
+        ))),
+        Err(HttpAuthError::Login(LoginError::Throttled { .. })) => {
+            Err((StatusCode::TOO_MANY_REQUESTS, "too many failed logins").into_response())
+        }
+        Err(e) => Err(unauthorized(&e.to_string())),
     }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let (user, password) = bulwark_auth::basic_credentials(credentials)
-            .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
-        return match s.auth.authenticate(&user, &password, remote).await {
-            Ok(a) => Ok(User {
-                account: a.id,
-                username: a.address,
-            }),
-            Err(LoginError::Throttled { .. }) => {
-                Err((StatusCode::TOO_MANY_REQUESTS, "too many failed logins").into_response())
-            }
-            Err(LoginError::Unavailable(_)) => Err(into_http(store_error(
-                bulwark_store::StoreError::Unavailable("auth".into()),
-            ))),
-            Err(e) => Err(unauthorized(&e.to_string())),
-        };
-    }
-    Err(unauthorized("unsupported authorization scheme"))
 }
 
 fn into_http(r: DavResponse) -> Response {

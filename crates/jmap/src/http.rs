@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bulwark_auth::token::{Grant, Scope, TokenKind, new_session_id};
-use bulwark_auth::{Credential, LoginError, SignIn, SignInError};
+use bulwark_auth::{Credential, HttpAuthError, LoginError, SignIn, SignInError};
 use bulwark_store::{AccountId, now_unix};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -236,52 +236,28 @@ pub async fn authenticate(
     headers: &HeaderMap,
     remote: IpAddr,
 ) -> Result<Principal, Response> {
-    let Some(value) = headers
+    let value = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Err(unauthorized("authentication required"));
-    };
-    let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
-    if scheme.eq_ignore_ascii_case("bearer") {
-        let claims = server
-            .signer
-            .verify(credentials.trim(), TokenKind::Access, now_unix())
-            .map_err(|e| unauthorized(&e.to_string()))?;
+        .and_then(|v| v.to_str().ok());
+    let store = server.store.as_ref();
+    match bulwark_auth::authorize_http(&server.auth, &server.signer, store, value, remote).await {
         // The username is cosmetic; a store outage must not sign the user out.
-        let username = match server.store.account_get(claims.account()).await {
-            Ok(Some(a)) => a.address,
-            Ok(None) => return Err(unauthorized("the account no longer exists")),
-            Err(_) => ids::account_id(claims.account()),
-        };
-        return Ok(Principal {
-            account: claims.account(),
-            username,
-        });
+        Ok(p) => Ok(Principal {
+            username: p.username.unwrap_or_else(|| ids::account_id(p.account)),
+            account: p.account,
+        }),
+        Err(HttpAuthError::Login(e @ LoginError::Throttled { .. })) => Err(problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "about:blank",
+            &e.to_string(),
+        )),
+        Err(HttpAuthError::Login(e @ LoginError::Unavailable(_))) => Err(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "about:blank",
+            &e.to_string(),
+        )),
+        Err(e) => Err(unauthorized(&e.to_string())),
     }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let (user, password) = bulwark_auth::basic_credentials(credentials)
-            .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
-        return match server.auth.authenticate(&user, &password, remote).await {
-            Ok(account) => Ok(Principal {
-                account: account.id,
-                username: account.address,
-            }),
-            Err(LoginError::InvalidCredentials) => Err(unauthorized("invalid credentials")),
-            Err(e @ LoginError::AppPasswordRequired) => Err(unauthorized(&e.to_string())),
-            Err(e @ LoginError::Throttled { .. }) => Err(problem(
-                StatusCode::TOO_MANY_REQUESTS,
-                "about:blank",
-                &e.to_string(),
-            )),
-            Err(e @ LoginError::Unavailable(_)) => Err(problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "about:blank",
-                &e.to_string(),
-            )),
-        };
-    }
-    Err(unauthorized("unsupported authorization scheme"))
 }
 
 async fn session_handler(State(server): State<Arc<JmapServer>>, req: Request) -> Response {
