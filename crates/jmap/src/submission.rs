@@ -10,7 +10,7 @@ use crate::api::{Ctx, MethodError, SetError, check_if_in_state, check_set_size};
 use crate::identity::identities;
 use crate::ids;
 use bulwark_core::Recipient;
-use bulwark_core::held::delivery_of;
+use bulwark_core::held::{HeldRecord, delivery_of};
 use bulwark_store::collections::names::SUBMISSIONS;
 use bulwark_store::{AccountId, EmailId, Expect, ItemWrite, ThreadId, now_unix};
 use mail_parser::{Address, MessageParser};
@@ -24,25 +24,30 @@ pub const MAX_RECIPIENTS: usize = 1000;
 /// Submission records kept per account (oldest dropped).
 pub const MAX_SUBMISSION_RECORDS: usize = 1000;
 
-/// One accepted submission (RFC 8621 §7), stored as JSON in the `submissions` collection.
+/// One accepted submission (RFC 8621 §7), stored as JSON in the `submissions` collection:
+/// the envelope, delivery status, `undoStatus` and held blob are the core's hold record
+/// ([`HeldRecord`], flattened, so the node's hold timers release it like an SMTP hold),
+/// plus the JMAP ids. Records from before holds were possible read as `final`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubmissionRecord {
-    pub id: String,
     pub identity_id: String,
     pub email_id: EmailId,
     pub thread_id: ThreadId,
-    pub mail_from: String,
-    pub rcpt_to: Vec<String>,
-    pub send_at: i64,
-    /// recipient → (smtpReply, delivered).
-    pub delivery: Vec<(String, String, String)>,
-    /// RFC 8621 §7 `undoStatus`: `pending` while held for later (FUTURERELEASE), else
-    /// `final` (records from before holds were possible are final) or `canceled`.
-    #[serde(default)]
-    pub undo_status: UndoStatus,
-    /// While pending: the blob of the message to send (Bcc removed), owned by the record.
-    #[serde(default)]
-    pub held: Option<bulwark_store::BlobHash>,
+    #[serde(flatten)]
+    pub hold: HeldRecord,
+}
+
+impl std::ops::Deref for SubmissionRecord {
+    type Target = HeldRecord;
+    fn deref(&self) -> &HeldRecord {
+        &self.hold
+    }
+}
+
+impl std::ops::DerefMut for SubmissionRecord {
+    fn deref_mut(&mut self) -> &mut HeldRecord {
+        &mut self.hold
+    }
 }
 
 pub use bulwark_core::held::UndoStatus;
@@ -428,16 +433,18 @@ async fn send_one(
     let release_at = release_time(obj, now)?;
     let id = submission_id(email_id, &mail_from, &rcpt_to);
     let mut record = SubmissionRecord {
-        id: id.clone(),
         identity_id,
         email_id,
         thread_id: email.thread,
-        mail_from: mail_from.clone(),
-        rcpt_to,
-        send_at: now,
-        delivery: delivery_of(&resolved),
-        undo_status: UndoStatus::Final,
-        held: None,
+        hold: HeldRecord {
+            id: id.clone(),
+            mail_from: mail_from.clone(),
+            rcpt_to,
+            send_at: now,
+            delivery: delivery_of(&resolved),
+            undo_status: UndoStatus::Final,
+            held: None,
+        },
     };
     if let Some(at) = release_at {
         // RFC 4865 / RFC 8621 §7: held until `at`, durable (the message is a blob the record

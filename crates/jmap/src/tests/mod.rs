@@ -138,7 +138,12 @@ impl Harness {
 
     /// POSTs a JMAP request with alice's token; asserts HTTP 200.
     pub async fn api(&self, calls: Value) -> Value {
-        let body = json!({ "using": USING, "methodCalls": calls });
+        self.api_using(&USING, calls).await
+    }
+
+    /// [`Harness::api`] with other capabilities in `using`.
+    pub async fn api_using(&self, using: &[&str], calls: Value) -> Value {
+        let body = json!({ "using": using, "methodCalls": calls });
         let (status, _, v) = self
             .raw(
                 "POST",

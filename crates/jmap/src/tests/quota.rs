@@ -12,17 +12,9 @@ const USING_QUOTA: [&str; 3] = [
 
 impl Harness {
     async fn quota_call(&self, name: &str, args: Value) -> (String, Value) {
-        let body = json!({ "using": USING_QUOTA, "methodCalls": [[name, args, "q"]] });
-        let (status, _, v) = self
-            .raw(
-                "POST",
-                "/jmap/api",
-                Some(&self.bearer()),
-                "application/json",
-                body.to_string().into_bytes(),
-            )
+        let v = self
+            .api_using(&USING_QUOTA, json!([[name, args, "q"]]))
             .await;
-        assert_eq!(status, StatusCode::OK, "{v}");
         let r = &v["methodResponses"][0];
         (r[0].as_str().unwrap_or_default().to_string(), r[1].clone())
     }

@@ -21,17 +21,7 @@ impl Harness {
     }
 
     async fn sieve(&self, calls: Value) -> Vec<Value> {
-        let body = json!({ "using": USING_SIEVE, "methodCalls": calls });
-        let (status, _, v) = self
-            .raw(
-                "POST",
-                "/jmap/api",
-                Some(&self.bearer()),
-                "application/json",
-                body.to_string().into_bytes(),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{v}");
+        let v = self.api_using(&USING_SIEVE, calls).await;
         v["methodResponses"].as_array().unwrap().clone()
     }
 
