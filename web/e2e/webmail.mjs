@@ -647,6 +647,12 @@ async function main() {
     await page.waitForSelector('.row[data-id]:has(.subject:text-is("Offline draft"))', { timeout: 20000 });
     console.log('  the offline draft reached Drafts');
 
+    step('settings: storage used of the quota (JMAP Quota, RFC 9425)');
+    server.cli(['account', 'quota', ALICE, '1G']);
+    await page.click('#open-settings');
+    await page.waitForSelector('#storage-usage:has-text("of 1.0 GB used")', { timeout: 15000 });
+    console.log('  ' + (await page.textContent('#storage-usage')));
+    await page.click('text=← Back to mail');
     step('settings: app password and sessions');
     const jmapAccess = await jmapTokenGrant(base, codes.slice(), [ALICE_PW, aliceApp]);
     const jmapSessionStatus = async () => (await fetch(`${base}/.well-known/jmap`, { headers: { Authorization: `Bearer ${jmapAccess}` } })).status;

@@ -5,7 +5,8 @@ export const CAP_CORE = 'urn:ietf:params:jmap:core';
 export const CAP_MAIL = 'urn:ietf:params:jmap:mail';
 export const CAP_SUBMISSION = 'urn:ietf:params:jmap:submission';
 export const CAP_VACATION = 'urn:ietf:params:jmap:vacationresponse';
-const USING = [CAP_CORE, CAP_MAIL, CAP_SUBMISSION, CAP_VACATION];
+export const CAP_QUOTA = 'urn:ietf:params:jmap:quota';
+const USING = [CAP_CORE, CAP_MAIL, CAP_SUBMISSION, CAP_VACATION, CAP_QUOTA];
 
 export type Invocation = [string, Record<string, unknown>, string];
 

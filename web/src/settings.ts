@@ -1,6 +1,6 @@
 // Settings: identities (display name, reply-to, signature), vacation response, folders, two-factor
 // authentication, app passwords, sessions, appearance.
-import { clear, copyButton, h, toast } from './dom';
+import { clear, copyButton, formatSize, h, toast } from './dom';
 import type { Identity } from './mail';
 import type { MailApp } from './app';
 
@@ -30,6 +30,7 @@ export class Settings {
       apps: h('div'),
       sessions: h('div'),
       folders: h('div'),
+      storage: h('div'),
     };
     clear(
       this.root,
@@ -37,6 +38,7 @@ export class Settings {
       section('Name and signature', 'set-identity', sections.identity),
       section('Vacation response', 'set-vacation', sections.vacation),
       section('Folders', 'set-folders', sections.folders),
+      section('Storage', 'set-storage', sections.storage),
       section('Two-factor authentication', 'set-2fa', sections.totp),
       section('App passwords', 'set-apps', h('p.muted', null, 'For mail apps that use IMAP and SMTP (Thunderbird, phones). Each app gets its own password; delete it to cut that app off.'), sections.apps),
       section('Signed-in devices', 'set-sessions', sections.sessions),
@@ -51,6 +53,7 @@ export class Settings {
       this.appPasswords(sections.apps),
       this.sessions(sections.sessions),
       this.folders(sections.folders),
+      this.storage(sections.storage),
     ].map((p) => p.catch((e) => toast(`Settings: ${e instanceof Error ? e.message : e}`))));
   }
 
@@ -61,6 +64,21 @@ export class Settings {
     return h('div', null,
       h('p.muted', null, 'Thunderbird and Outlook set themselves up from your address alone. On an iPhone, iPad or Mac, download the profile and open it; it asks for the password (an app password if two-factor is on).'),
       h('p', null, h('a.btn', { id: 'mobileconfig-link', href: `/autoconfig/apple.mobileconfig?emailaddress=${q}`, download: 'bulwark.mobileconfig' }, 'Download profile for Apple Mail')));
+  }
+
+  /** How much mail the account keeps, of its limit (JMAP Quota, RFC 9425). */
+  private async storage(el: HTMLElement) {
+    const r = await this.app.jmap.call('Quota/get', { ids: null });
+    const q = (r.list as { resourceType: string; used: number; hardLimit: number }[]).find((x) => x.resourceType === 'octets');
+    if (!q) {
+      clear(el, h('p', { id: 'storage-usage' }, 'No storage limit on this account.'));
+      return;
+    }
+    const pct = Math.min(100, Math.round((q.used * 100) / Math.max(1, q.hardLimit)));
+    clear(el,
+      h('p', { id: 'storage-usage' }, `${formatSize(q.used)} of ${formatSize(q.hardLimit)} used (${pct}%)`),
+      h('progress', { max: String(q.hardLimit), value: String(q.used), 'aria-label': 'Storage used' }),
+      pct >= 90 ? h('p.muted', null, 'Almost full: new mail is held back by senders until you delete some (empty Trash too).') : null);
   }
 
   /** How long a sent message can be taken back (held by the server, RFC 4865 HOLDFOR). */
