@@ -315,3 +315,33 @@ fn multi_line_text_goes_out_as_a_literal() {
     assert_eq!(wire_string("a\r\nb"), "{4}\r\na\r\nb");
     assert_eq!(wire_string("a\\b"), "\"a\\\\b\"");
 }
+
+#[test]
+fn fuzz_entry_point_survives_hostile_sessions() {
+    let mut x: u32 = 99;
+    let words: &[&[u8]] = &[
+        b"AUTHENTICATE \"PLAIN\" \"AGEAYg==\"\r\n",
+        b"AUTHENTICATE \"PLAIN\"\r\n",
+        b"PUTSCRIPT \"a\" {5+}\r\nkeep;\r\n",
+        b"GETSCRIPT \"a\"\r\n",
+        b"LISTSCRIPTS\r\n",
+        b"STARTTLS\r\n",
+        b"{3}\r\n",
+        b"\"\\\"",
+        b"\r\n",
+        b"CHECKSCRIPT {4+}\r\nif ;\r\n",
+        b"UNAUTHENTICATE\r\n",
+        b"HAVESPACE \"a\" 18446744073709551616\r\n",
+        b"\xff\x00",
+    ];
+    for _ in 0..300 {
+        let mut input = Vec::new();
+        for _ in 0..20 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            input.extend_from_slice(words[(x as usize) % words.len()]);
+        }
+        crate::fuzz_session(&input);
+    }
+}
