@@ -26,8 +26,9 @@ from harness import (
     insecure_tls,
     require_tool,
 )
+from test_security_auth import http_json, totp_code
 
-MS_LISTENERS = LISTENERS + ("managesieve",)
+MS_LISTENERS = LISTENERS + ("managesieve", "http")
 
 SCRIPT = 'require "fileinto";\r\nif header :contains "subject" "report" {\r\n  fileinto "Reports";\r\n}\r\n'
 
@@ -207,6 +208,27 @@ class ManageSieveTest(ServerTestCase):
         self.assertTrue(st.startswith(b"NO"), st)
         _, st = c.send(b"LISTSCRIPTS\r\n")
         self.assertTrue(st.startswith(b"NO"), st)
+
+    def test_two_factor_account_needs_an_app_password(self):
+        user, pw = self.new_account()
+        app_pw = self.server.add_app_password(user, "sieve-addon")
+        addr = self.server.addr("http")
+        status, body, _ = http_json(addr, "POST", "/api/account/login",
+                                    {"username": user, "password": pw})
+        self.assertEqual(status, 200, body)
+        token = body["access_token"]
+        status, enrol, _ = http_json(addr, "POST", "/api/account/totp/enrol",
+                                     {"password": pw}, token=token)
+        self.assertEqual(status, 200, enrol)
+        status, _, _ = http_json(addr, "POST", "/api/account/totp/confirm",
+                                 {"code": totp_code(enrol["secret"])}, token=token)
+        self.assertEqual(status, 200)
+        c = self.client()
+        st = c.login(user, pw)
+        self.assertTrue(st.startswith(b"NO (AUTH-TOO-WEAK)"), st)
+        self.assertIn(b"app password", st)
+        st = c.login(user, app_pw)
+        self.assertTrue(st.startswith(b"OK"), st)
 
     def test_other_users_scripts_are_invisible(self):
         a, apw = self.new_account()

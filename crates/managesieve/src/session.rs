@@ -208,8 +208,10 @@ impl Session {
             }
             AuthOutcome::InvalidCredentials | AuthOutcome::AppPasswordRequired => {
                 if outcome == AuthOutcome::AppPasswordRequired {
+                    // RFC 5804 §1.3 AUTH-TOO-WEAK: site policy forbids this way of logging
+                    // in for this identity (a password alone, two-factor sign-in is on).
                     self.no(
-                        None,
+                        Some("AUTH-TOO-WEAK"),
                         "This account has two-factor sign-in on: use an app password",
                     );
                 } else {

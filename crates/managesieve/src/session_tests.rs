@@ -140,6 +140,10 @@ fn throttled_login_says_trylater() {
         retry_after_secs: 30,
     });
     assert!(out(&mut s).starts_with("NO (TRYLATER) "));
+    s.feed(format!("AUTHENTICATE \"PLAIN\" \"{}\"\r\n", plain("a", "b")).as_bytes());
+    assert!(matches!(s.poll_event(), Some(Event::Authenticate { .. })));
+    s.auth_result(AuthOutcome::AppPasswordRequired);
+    assert!(out(&mut s).starts_with("NO (AUTH-TOO-WEAK) "));
 }
 
 #[test]
