@@ -177,6 +177,9 @@ impl Session {
 
     /// RFC 5804 §2.2: after the handshake the server sends the capabilities again.
     pub fn tls_established(&mut self) {
+        // Bytes sent in the clear after STARTTLS are not taken as commands of the TLS
+        // session (the STARTTLS command injection of CVE-2011-0411).
+        self.parser = Parser::new();
         self.tls_active = true;
         self.waiting = Waiting::None;
         self.capabilities();

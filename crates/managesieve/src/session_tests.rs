@@ -349,3 +349,14 @@ fn fuzz_entry_point_survives_hostile_sessions() {
         crate::fuzz_session(&input);
     }
 }
+
+#[test]
+fn plaintext_after_starttls_is_dropped() {
+    let mut s = Session::new(cfg(false), false);
+    out(&mut s);
+    s.feed(b"STARTTLS\r\nLOGOUT\r\n");
+    assert_eq!(s.poll_event(), Some(Event::StartTls));
+    s.tls_established();
+    assert_eq!(s.poll_event(), None);
+    assert!(!s.is_closed());
+}
