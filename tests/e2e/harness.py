@@ -109,7 +109,7 @@ def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path:
         return path
-    msg = f"{name} is not installed; scripts/test installs it (apt-get install -y swaks isync curl fetchmail)"
+    msg = f"{name} is not installed; scripts/test installs it (apt-get install -y swaks isync curl fetchmail sieve-connect)"
     if os.environ.get("BULWARK_E2E_ALLOW_MISSING_TOOLS"):
         raise unittest.SkipTest(msg)
     raise AssertionError(msg)

@@ -160,7 +160,7 @@ pub fn client_settings(
                     .get_or_insert(format!("http://{}:{port}", config.hostname));
                 continue;
             }
-            L::Smtp => continue,
+            L::Smtp | L::ManageSieve => continue,
         };
         list.push(Endpoint { port, security });
     }

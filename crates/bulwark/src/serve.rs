@@ -9,6 +9,7 @@ use crate::servers::{self, Shared};
 use anyhow::{Context, bail};
 use bulwark_auth::{Authenticator, ThrottleConfig};
 use bulwark_imap::ImapServer;
+use bulwark_managesieve::ManageSieveServer;
 use bulwark_pop3::Pop3Server;
 use bulwark_queue::QueueWorker;
 use bulwark_smtp::SmtpServer;
@@ -50,6 +51,7 @@ struct Running {
     smtp: Arc<SmtpServer>,
     imap: Vec<Arc<ImapServer>>,
     pop3: Vec<Arc<Pop3Server>>,
+    managesieve: Vec<Arc<ManageSieveServer>>,
     listeners: Vec<JoinHandle<()>>,
     http: Vec<JoinHandle<()>>,
     queue: JoinHandle<()>,
@@ -67,6 +69,11 @@ impl Running {
                 .sum::<usize>()
             + self
                 .pop3
+                .iter()
+                .map(|s| s.open_connections())
+                .sum::<usize>()
+            + self
+                .managesieve
                 .iter()
                 .map(|s| s.open_connections())
                 .sum::<usize>()
@@ -184,6 +191,7 @@ async fn serve(
     let (http_stop, _) = watch::channel(false);
     let mut imap = Vec::new();
     let mut pop3 = Vec::new();
+    let mut managesieve = Vec::new();
     let mut tasks = Vec::new();
     let mut http = Vec::new();
     let mut http_addr = None;
@@ -216,6 +224,11 @@ async fn serve(
                 tasks.push(servers::spawn_pop3(&server, &shared, listener, tls));
                 pop3.push(server);
             }
+            ListenerName::ManageSieve => {
+                let server = servers::managesieve_server(&shared);
+                tasks.push(servers::spawn_managesieve(&server, &shared, listener));
+                managesieve.push(server);
+            }
             ListenerName::Http => {
                 http_addr.get_or_insert(addr);
                 http.push(tokio::spawn(crate::http::run(
@@ -233,6 +246,7 @@ async fn serve(
         smtp,
         imap,
         pop3,
+        managesieve,
         listeners: tasks,
         http,
         queue,

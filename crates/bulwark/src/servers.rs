@@ -4,6 +4,7 @@
 use crate::config::{Config, ListenerName};
 use bulwark_auth::Authenticator;
 use bulwark_imap::{ImapConfig, ImapServer};
+use bulwark_managesieve::{ManageSieveConfig, ManageSieveServer};
 use bulwark_net::TlsAcceptor;
 use bulwark_pop3::{Pop3Config, Pop3Server};
 use bulwark_queue::{QueueConfig, QueueWorker};
@@ -155,6 +156,37 @@ pub fn spawn_pop3(
         server
             .clone()
             .run_until(listener, implicit_tls, shared.node.drain_signal()),
+    )
+}
+
+/// The ManageSieve server of the `managesieve` listener (STARTTLS with the node's certificate).
+pub fn managesieve_server(shared: &Shared) -> Arc<ManageSieveServer> {
+    let c = &shared.config;
+    let cfg = ManageSieveConfig {
+        max_connections_per_ip: c.limits.max_connections_per_ip,
+        max_connections: shared.max_connections,
+        trusted_networks: c.limits.trusted_networks.clone(),
+        allow_plaintext_auth_on_loopback: c.auth.allow_plaintext_on_loopback,
+        ..ManageSieveConfig::default()
+    };
+    ManageSieveServer::new(
+        cfg,
+        shared.store.clone(),
+        shared.auth.clone(),
+        Some(shared.tls.clone()),
+    )
+}
+
+/// Starts `server` on the ManageSieve listener; it stops accepting when the node drains.
+pub fn spawn_managesieve(
+    server: &Arc<ManageSieveServer>,
+    shared: &Shared,
+    listener: TcpListener,
+) -> JoinHandle<()> {
+    tokio::spawn(
+        server
+            .clone()
+            .run_until(listener, shared.node.drain_signal()),
     )
 }
 

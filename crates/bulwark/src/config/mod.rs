@@ -100,11 +100,12 @@ pub enum ListenerName {
     Imaps,
     Pop3,
     Pop3s,
+    ManageSieve,
     Http,
 }
 
 impl ListenerName {
-    pub const ALL: [ListenerName; 8] = [
+    pub const ALL: [ListenerName; 9] = [
         ListenerName::Smtp,
         ListenerName::Submission,
         ListenerName::Submissions,
@@ -112,6 +113,7 @@ impl ListenerName {
         ListenerName::Imaps,
         ListenerName::Pop3,
         ListenerName::Pop3s,
+        ListenerName::ManageSieve,
         ListenerName::Http,
     ];
     pub fn as_str(self) -> &'static str {
@@ -123,6 +125,7 @@ impl ListenerName {
             ListenerName::Imaps => "imaps",
             ListenerName::Pop3 => "pop3",
             ListenerName::Pop3s => "pop3s",
+            ListenerName::ManageSieve => "managesieve",
             ListenerName::Http => "http",
         }
     }
@@ -137,6 +140,7 @@ pub struct Listen {
     pub imaps: Option<SocketAddr>,
     pub pop3: Option<SocketAddr>,
     pub pop3s: Option<SocketAddr>,
+    pub managesieve: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
 }
 
@@ -150,6 +154,7 @@ impl Listen {
             ListenerName::Imaps => self.imaps,
             ListenerName::Pop3 => self.pop3,
             ListenerName::Pop3s => self.pop3s,
+            ListenerName::ManageSieve => self.managesieve,
             ListenerName::Http => self.http,
         }
     }
@@ -378,6 +383,7 @@ impl Config {
             imaps: v.addr("listen.imaps"),
             pop3: v.addr("listen.pop3"),
             pop3s: v.addr("listen.pop3s"),
+            managesieve: v.addr("listen.managesieve"),
             http: v.addr("listen.http"),
         };
         let tls = Tls {

@@ -200,6 +200,13 @@ pub const KEYS: &[KeyDef] = &[
     ),
     key!(
         "listen",
+        "managesieve",
+        Listen,
+        "",
+        "ManageSieve (RFC 5804, port 4190) with STARTTLS: the account's Sieve filter scripts (Thunderbird's Sieve add-on, `sieve-connect`); AUTHENTICATE PLAIN only after STARTTLS."
+    ),
+    key!(
+        "listen",
         "http",
         Listen,
         "",
