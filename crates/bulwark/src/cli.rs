@@ -104,6 +104,19 @@ pub enum Command {
     #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
 
+    /// Copy every folder of a running IMAP server into an account (or, with --csv, into many
+    /// accounts), incrementally, like imapsync.
+    ///
+    /// The source is only read (EXAMINE, BODY.PEEK[]: its \Seen flags stay). Folders keep
+    /// their names (special-use folders go to ours: the source's \Sent to our Sent), flags
+    /// and internal dates are kept. What was copied is remembered per folder in the account,
+    /// by UID: running it again copies only what is new and syncs the flags of what was
+    /// copied before, so an interrupted migration is resumed by running the same command.
+    /// The password is read from --password-file, $BULWARK_MIGRATE_PASSWORD, or asked on a
+    /// terminal; never put it in the URL. Works while the server runs.
+    #[command(after_help = MIGRATE_EXAMPLES)]
+    Migrate(MigrateArgs),
+
     /// Import or export an account's calendars as .ics files (iCalendar, RFC 5545).
     #[command(subcommand)]
     Calendar(CalendarCommand),
@@ -236,6 +249,53 @@ pub struct ImportArgs {
     /// below it (without it: INBOX, and the subfolders at the top). Not for archives.
     #[arg(long, value_name = "NAME")]
     pub folder: Option<String>,
+}
+
+const MIGRATE_EXAMPLES: &str = "Examples:
+  bulwark migrate alice@example.test --from imaps://alice@imap.old-provider.example
+  bulwark migrate alice@example.test --from imaps://alice@old.example --dry-run
+  BULWARK_MIGRATE_PASSWORD=... bulwark migrate bob@example.test --from imap://bob@127.0.0.1:143
+  bulwark migrate --csv accounts.csv --password-file master.txt
+
+--from: imaps://USER@HOST[:PORT] (TLS, 993) or imap://USER@HOST[:PORT] (STARTTLS, 143;
+        plaintext only to a loopback address). A USER holding @ may be written as is or as %40.
+--csv:  one account per line, `ACCOUNT,FROM[,PASSWORD]` (a first line `account,from,...` and
+        lines starting with # are skipped); a row without PASSWORD uses --password-file or
+        $BULWARK_MIGRATE_PASSWORD (for a source's master-user login). Accounts are migrated one
+        after the other; one that fails does not stop the others, and the exit status is 1
+        if any failed.";
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The account to copy into, e.g. alice@example.test (not with --csv).
+    #[arg(required_unless_present = "csv", conflicts_with = "csv")]
+    pub account: Option<String>,
+    /// The source server and user, e.g. --from imaps://alice@imap.example.com.
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "csv",
+        conflicts_with = "csv"
+    )]
+    pub from: Option<String>,
+    /// Migrate many accounts, from a CSV file (see below).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// A file whose first line is the source password.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Trust only this CA (PEM) for the source's certificate, e.g. a self-signed server's.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept any certificate from the source (encrypted, but not authenticated).
+    #[arg(long)]
+    pub insecure_tls: bool,
+    /// Say what would be copied and created; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Folders copied at once, each over its own connection (1-16).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub jobs: u8,
 }
 
 #[derive(Debug, Args)]

@@ -101,6 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Auth(AuthCommand::RotateKey) => admin::rotate_key(store).await,
             Command::Import(args) => migrate_cli::import(store, &config, args).await,
             Command::Export(args) => migrate_cli::export(store, args).await,
+            Command::Migrate(args) => migrate_cli::migrate(store, &config, args).await,
             Command::Calendar(cmd) => dav_cli::calendar(store, cmd).await,
             Command::Contacts(cmd) => dav_cli::contacts(store, cmd).await,
             Command::Serve | Command::Config(_) | Command::Node(_) | Command::Status => Ok(()),

@@ -243,46 +243,16 @@ impl<'a> Importer<'a> {
         r
     }
 
-    fn existing(&self, name: &str) -> Option<MailboxId> {
-        if let Some(m) = self.mailboxes.iter().find(|m| m.name == name) {
-            return Some(m.id);
-        }
-        // `sent` finds `Sent`, `inbox` `INBOX`, if only one mailbox matches so.
-        let mut ci = self
-            .mailboxes
-            .iter()
-            .filter(|m| m.name.to_lowercase() == name.to_lowercase());
-        match (ci.next(), ci.next()) {
-            (Some(m), None) => Some(m.id),
-            _ => None,
-        }
-    }
-
     /// The mailbox of that name, created (with its parents) when missing.
     async fn resolve(&mut self, name: &str) -> Result<MailboxId, String> {
-        let name = bulwark_store::rules::canonical_mailbox_name(name)
-            .map_err(|e| format!("bad folder name {name:?}: {e}"))?;
-        if let Some(id) = self.existing(&name) {
-            return Ok(id);
-        }
-        let parts: Vec<&str> = name.split('/').collect();
-        let mut id = None;
-        for i in 1..=parts.len() {
-            let path = parts[..i].join("/");
-            if let Some(existing) = self.existing(&path) {
-                id = Some(existing);
-                continue;
-            }
-            let created = self
-                .store
-                .mailbox_create(self.account, &path, None)
-                .await
-                .map_err(|e| format!("cannot create folder {path}: {e}"))?;
-            id = Some(created.id);
-            self.summary.folders_created.push(path);
-            self.mailboxes.push(created);
-        }
-        id.ok_or_else(|| format!("bad folder name {name:?}"))
+        ensure_mailbox(
+            self.store,
+            self.account,
+            &mut self.mailboxes,
+            name,
+            &mut self.summary.folders_created,
+        )
+        .await
     }
 
     async fn load_present(&mut self, id: MailboxId) -> Result<(), StoreError> {
@@ -391,6 +361,54 @@ impl<'a> Importer<'a> {
         self.summary.elapsed = self.started.elapsed();
         Ok(())
     }
+}
+
+/// The mailbox of that name in `mailboxes` (exactly, else case-insensitively when only one
+/// matches so: `sent` finds `Sent`, `inbox` `INBOX`).
+pub(crate) fn existing(mailboxes: &[Mailbox], name: &str) -> Option<MailboxId> {
+    if let Some(m) = mailboxes.iter().find(|m| m.name == name) {
+        return Some(m.id);
+    }
+    let mut ci = mailboxes
+        .iter()
+        .filter(|m| m.name.to_lowercase() == name.to_lowercase());
+    match (ci.next(), ci.next()) {
+        (Some(m), None) => Some(m.id),
+        _ => None,
+    }
+}
+
+/// The mailbox of that name, created (with its parents) when missing; `mailboxes` is the
+/// account's list, kept current, and every created path is added to `created`.
+pub(crate) async fn ensure_mailbox(
+    store: &dyn Store,
+    account: AccountId,
+    mailboxes: &mut Vec<Mailbox>,
+    name: &str,
+    created: &mut Vec<String>,
+) -> Result<MailboxId, String> {
+    let name = bulwark_store::rules::canonical_mailbox_name(name)
+        .map_err(|e| format!("bad folder name {name:?}: {e}"))?;
+    if let Some(id) = existing(mailboxes, &name) {
+        return Ok(id);
+    }
+    let parts: Vec<&str> = name.split('/').collect();
+    let mut id = None;
+    for i in 1..=parts.len() {
+        let path = parts[..i].join("/");
+        if let Some(found) = existing(mailboxes, &path) {
+            id = Some(found);
+            continue;
+        }
+        let mailbox = store
+            .mailbox_create(account, &path, None)
+            .await
+            .map_err(|e| format!("cannot create folder {path}: {e}"))?;
+        id = Some(mailbox.id);
+        created.push(path);
+        mailboxes.push(mailbox);
+    }
+    id.ok_or_else(|| format!("bad folder name {name:?}"))
 }
 
 fn unavailable(e: StoreError, s: &ImportSummary) -> anyhow::Error {

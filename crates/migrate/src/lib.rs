@@ -3,11 +3,12 @@
 //! Readers and writers for mbox ([`mbox`]), Maildir ([`maildir`]), single `.eml` files and
 //! Bulwark's own archive ([`archive`]), and the two operations over the [`Store`]:
 //! [`import`] (resumable: a message whose exact bytes are already in its folder is skipped)
-//! and [`export`].
+//! and [`export`]; and [`migrate`] from a running IMAP server ([`imap`]).
 
 pub mod archive;
 pub mod date;
 pub mod flags;
+pub mod imap;
 pub mod maildir;
 pub mod mbox;
 
@@ -15,6 +16,7 @@ mod export;
 mod import;
 
 pub use export::{ExportFormat, ExportSummary, export};
+pub use imap::copy::{MigrateOptions, MigrateSummary, migrate};
 pub use import::{ImportOptions, ImportSummary, SourceKind, detect, import};
 
 /// Bare LF line ends made CRLF (RFC 5322 §2.1); CRLF and lone CR are kept.
