@@ -37,3 +37,16 @@ ensure_build_deps() {
     command -v pkg-config >/dev/null || missing+=(pkg-config)
     if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
+
+# write_starter_config BIN DEST — the starter config scripts/setup writes: bulwark.example.toml
+# with this machine's name as hostname (or localhost when the name has no dot or the check
+# refuses it). tests/e2e/test_first_five.py runs exactly this.
+write_starter_config() {
+    local bin="$1" dest="$2" host
+    host="$(hostname -f 2>/dev/null || true)"
+    case "$host" in *.*) ;; *) host="localhost" ;; esac
+    sed "s/^hostname = .*/hostname = \"$host\"/" "$ROOT/bulwark.example.toml" > "$dest"
+    if ! "$bin" config check "$dest" >/dev/null 2>&1; then
+        sed 's/^hostname = .*/hostname = "localhost"/' "$ROOT/bulwark.example.toml" > "$dest"
+    fi
+}

@@ -14,6 +14,7 @@ Examples:
   bulwark queue list
   bulwark import alice@example.test ~/Maildir
   bulwark export alice@example.test /backup/alice --format archive
+  bulwark migrate alice@example.test --from imaps://alice@imap.old.example
   bulwark calendar import alice@example.test holidays.ics
   bulwark contacts export alice@example.test alice.vcf
 
@@ -26,7 +27,7 @@ Exit codes: 0 success, 1 the operation failed, 2 bad command line, 78 invalid co
 #[command(
     name = "bulwark",
     version,
-    about = "Bulwark: mail in one binary — SMTP (inbound MX and submission), IMAP, POP3, JMAP with push, and a web client — on an embedded store or a shared PostgreSQL",
+    about = "Bulwark: mail, calendar and contacts in one binary — SMTP (inbound MX and submission), IMAP, POP3, JMAP with push, CalDAV and CardDAV, ManageSieve (Sieve filters), and a web client — on an embedded store or a shared PostgreSQL",
     after_help = MAIN_EXAMPLES
 )]
 pub struct Cli {
@@ -46,7 +47,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the mail server with every listener of the config file (SMTP, submission, IMAP,
-    /// POP3, HTTP/JMAP).
+    /// POP3, ManageSieve, HTTP: web client, JMAP, CalDAV/CardDAV, autoconfiguration).
     ///
     /// Prints one line per listener ("listening: imap 127.0.0.1:2143") once all are bound
     /// (with port 0 in the config, the port the system chose). Stops cleanly on SIGTERM or
