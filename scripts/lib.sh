@@ -15,8 +15,18 @@ apt_install() {
     fi
     step "installing $* (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
+    # Installed packages must not start their services (a system Dovecot, ClamAV's freshclam
+    # reaching the internet): policy-rc.d says no to every start while apt runs (Debian's
+    # invoke-rc.d policy interface), unless the machine already has one.
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        added=1
+    fi
     "${sudo[@]}" apt-get update -q </dev/null
     "${sudo[@]}" apt-get install -y -q --no-install-recommends "$@" </dev/null
+    if [ "$added" = 1 ]; then "${sudo[@]}" rm -f "$policy"; fi
 }
 
 # require_rust — the Rust toolchain (cargo) must be present; rustup is not downloaded.

@@ -124,6 +124,10 @@ async fn serve(
     };
     // SPF/DKIM/DMARC checks and DKIM signing: the first stage of the pipeline.
     shared.pipeline.add_hook(servers::trust_hook(&shared));
+    // Viruses (ClamAV, when configured): refused before anything else looks at the message.
+    if let Some(hook) = servers::clamav_hook(&shared) {
+        shared.pipeline.add_hook(hook);
+    }
     // Spam and phishing scores: X-Spam-Status, Junk, optionally refusal.
     shared.pipeline.add_hook(servers::spam_hook(&shared));
     // The account's active Sieve script: folders, flags, discard, reject, redirect, vacation.

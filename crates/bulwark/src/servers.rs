@@ -234,6 +234,17 @@ pub fn spam_hook(shared: &Shared) -> Arc<bulwark_spam::SpamHook> {
     ))
 }
 
+/// The virus stage (`[spam] clamav`), if a clamd socket is configured.
+pub fn clamav_hook(shared: &Shared) -> Option<Arc<bulwark_spam::ClamAvHook>> {
+    let c = &shared.config.spam;
+    c.clamav.clone().map(|socket| {
+        Arc::new(bulwark_spam::ClamAvHook::new(
+            socket,
+            c.clamav_defer_on_error,
+        ))
+    })
+}
+
 /// `[quota]`: the storage limit of accounts without their own.
 pub fn quota_policy(c: &Config) -> bulwark_core::quota::QuotaPolicy {
     bulwark_core::quota::QuotaPolicy {

@@ -9,11 +9,16 @@
 //! * [`hook`]: the thresholds — an `X-Spam-Status` field on every scored copy, Junk from
 //!   `junk_score`, `550 5.7.1` from `reject_score`.
 //!
-//! Mail from authenticated clients and mail this server makes is not scored.
+//! * [`clamav`]: viruses, by ClamAV's daemon over its socket (`[spam] clamav`): refused.
+//!
+//! Mail from authenticated clients and mail this server makes is not scored (it is scanned
+//! for viruses).
 
+pub mod clamav;
 pub mod dnsbl;
 pub mod hook;
 pub mod rules;
 
+pub use clamav::ClamAvHook;
 pub use hook::{SpamConfig, SpamHook};
 pub use rules::{Score, score_message};

@@ -241,6 +241,9 @@ pub struct Spam {
     pub junk_score: u64,
     pub reject_score: Option<u64>,
     pub dnsbl: Vec<String>,
+    /// clamd's Unix socket; `None`: no virus scanning.
+    pub clamav: Option<PathBuf>,
+    pub clamav_defer_on_error: bool,
 }
 
 /// Storage quotas (`[quota]`).
@@ -447,6 +450,8 @@ impl Config {
                 _ => None,
             },
             dnsbl: v.hosts("spam.dnsbl"),
+            clamav: v.text("spam.clamav").map(|p| normalize(&base.join(p))),
+            clamav_defer_on_error: v.bool("spam.clamav_defer_on_error"),
         };
         let log = Log {
             level: v.text("log.level").unwrap_or_else(|| "info".into()),

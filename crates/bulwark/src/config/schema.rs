@@ -494,6 +494,20 @@ pub const KEYS: &[KeyDef] = &[
         "DNS block list zones (RFC 5782) asked about the client's address; each that lists it adds 5 points. Example: `[\"zen.spamhaus.org\"]` (mind its terms of use)."
     ),
     key!(
+        "spam",
+        "clamav",
+        Path,
+        "",
+        "The Unix socket of ClamAV's daemon (Debian `clamav-daemon`: `/run/clamav/clamd.ctl`). Set: every message (inbound and submitted) is scanned before it is stored, and one carrying a virus is refused with `554 5.7.1` for every recipient. Unset (the default): no virus scanning. Keep clamd's `StreamMaxLength` at least `[limits] max_message_size` (a larger message is delivered unscanned, with a warning)."
+    ),
+    key!(
+        "spam",
+        "clamav_defer_on_error",
+        Bool,
+        "true",
+        "When clamd cannot be asked (down, too slow), defer the message with `451 4.7.1` so the sender retries (the default), instead of delivering it unscanned."
+    ),
+    key!(
         "log",
         "level",
         LogFilter,
