@@ -128,8 +128,12 @@ async fn serve(
     if let Some(hook) = servers::clamav_hook(&shared) {
         shared.pipeline.add_hook(hook);
     }
-    // Spam and phishing scores: X-Spam-Status, Junk, optionally refusal.
+    // Spam and phishing scores: X-Spam-Status, Junk, optionally refusal; each account's
+    // classifier, trained from its moves into and out of Junk.
     shared.pipeline.add_hook(servers::spam_hook(&shared));
+    if shared.config.spam.enabled {
+        bulwark_spam::trainer::spawn(shared.store.clone());
+    }
     // The account's active Sieve script: folders, flags, discard, reject, redirect, vacation.
     shared
         .pipeline

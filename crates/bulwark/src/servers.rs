@@ -228,10 +228,10 @@ pub fn spam_hook(shared: &Shared) -> Arc<bulwark_spam::SpamHook> {
         reject_score: c.reject_score.map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
         dnsbl: c.dnsbl.clone(),
     };
-    Arc::new(bulwark_spam::SpamHook::new(
-        cfg,
-        Some(shared.resolver.clone()),
-    ))
+    Arc::new(
+        bulwark_spam::SpamHook::new(cfg, Some(shared.resolver.clone()))
+            .with_classifier(shared.store.clone()),
+    )
 }
 
 /// The virus stage (`[spam] clamav`), if a clamd socket is configured.

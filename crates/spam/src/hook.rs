@@ -34,15 +34,56 @@ impl Default for SpamConfig {
     }
 }
 
+/// Points of the trained classifier ([`crate::bayes`]) when it is sure: spam at or above
+/// [`BAYES_SPAM_AT`], ham at or below [`BAYES_HAM_AT`].
+pub const BAYES_SPAM_POINTS: i32 = 5;
+pub const BAYES_HAM_POINTS: i32 = -3;
+pub const BAYES_SPAM_AT: f64 = 0.9;
+pub const BAYES_HAM_AT: f64 = 0.1;
+
 pub struct SpamHook {
     cfg: SpamConfig,
     resolver: Option<bulwark_dns::Resolver>,
+    /// Where the accounts' trained models are (none: no classifier).
+    store: Option<std::sync::Arc<dyn bulwark_store::Store>>,
 }
 
 impl SpamHook {
     /// `resolver`: for the block lists (none: they are not asked).
     pub fn new(cfg: SpamConfig, resolver: Option<bulwark_dns::Resolver>) -> SpamHook {
-        SpamHook { cfg, resolver }
+        SpamHook {
+            cfg,
+            resolver,
+            store: None,
+        }
+    }
+
+    /// Also asks each recipient's trained classifier (see [`crate::trainer`]).
+    pub fn with_classifier(mut self, store: std::sync::Arc<dyn bulwark_store::Store>) -> SpamHook {
+        self.store = Some(store);
+        self
+    }
+
+    /// The classifier's points for one account (0 while it knows too little).
+    async fn bayes_points(
+        &self,
+        account: AccountId,
+        tokens: &std::collections::BTreeSet<u32>,
+    ) -> i32 {
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        match crate::bayes::Model::load(store.as_ref(), account, tokens).await {
+            Ok(model) => match model.probability(tokens) {
+                Some(p) if p >= BAYES_SPAM_AT => BAYES_SPAM_POINTS,
+                Some(p) if p <= BAYES_HAM_AT => BAYES_HAM_POINTS,
+                _ => 0,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "spam model unavailable");
+                0
+            }
+        }
     }
 }
 
@@ -83,6 +124,28 @@ impl DeliveryHook for SpamHook {
                 score.add("DNSBL", DNSBL_POINTS);
             }
         }
+        // Each recipient's own classifier: its points decide that account's folder; the
+        // header shows them when there is one recipient.
+        let mut per_account = Vec::new();
+        if self.store.is_some() {
+            let tokens = crate::bayes::tokens(&message.local_raw);
+            for account in local {
+                per_account.push((*account, self.bayes_points(*account, &tokens).await));
+            }
+        }
+        if let [(_, points)] = per_account[..]
+            && points != 0
+        {
+            score.add(
+                if points > 0 {
+                    "BAYES_SPAM"
+                } else {
+                    "BAYES_HAM"
+                },
+                points,
+            );
+            per_account.clear();
+        }
         let spam = score.total >= self.cfg.junk_score;
         tracing::info!(ip = %origin.ip, sender = %message.sender, score = score.total, tests = %score.tests(), spam, "spam score");
         verdict.local_headers.push(format!(
@@ -103,6 +166,18 @@ impl DeliveryHook for SpamHook {
             )));
         } else if spam && verdict.folder.is_none() {
             verdict.folder = Some(Folder::Role(Role::Junk));
+        }
+        for (account, points) in per_account {
+            if points == 0 || verdict.folders.contains_key(&account) {
+                continue;
+            }
+            let own = score.total + points >= self.cfg.junk_score;
+            if own != spam {
+                verdict.folders.insert(
+                    account,
+                    Folder::Role(if own { Role::Junk } else { Role::Inbox }),
+                );
+            }
         }
     }
 }

@@ -9,15 +9,19 @@
 //! * [`hook`]: the thresholds — an `X-Spam-Status` field on every scored copy, Junk from
 //!   `junk_score`, `550 5.7.1` from `reject_score`.
 //!
+//! * [`bayes`] and [`trainer`]: each account's own classifier, taught by moving mail into
+//!   and out of Junk, worth ±points per recipient;
 //! * [`clamav`]: viruses, by ClamAV's daemon over its socket (`[spam] clamav`): refused.
 //!
 //! Mail from authenticated clients and mail this server makes is not scored (it is scanned
 //! for viruses).
 
+pub mod bayes;
 pub mod clamav;
 pub mod dnsbl;
 pub mod hook;
 pub mod rules;
+pub mod trainer;
 
 pub use clamav::ClamAvHook;
 pub use hook::{SpamConfig, SpamHook};
