@@ -55,6 +55,10 @@ pub fn smtp_server(shared: &Shared) -> Arc<SmtpServer> {
         // The pipeline's checks write the Authentication-Results field instead.
         mark_local_domain_unauthenticated: !c.auth_checks.enabled,
         quota: quota_policy(c),
+        greylist: bulwark_core::greylist::GreylistPolicy {
+            enabled: c.spam.greylisting,
+            delay_secs: secs(c.spam.greylist_delay),
+        },
         ..SmtpConfig::default()
     };
     let server = SmtpServer::new(

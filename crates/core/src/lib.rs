@@ -11,6 +11,7 @@ pub use bulwark_store::outage;
 pub mod civil;
 pub mod collector;
 pub mod dsn;
+pub mod greylist;
 pub mod held;
 pub mod keyword_case;
 pub mod local_domains;

@@ -159,6 +159,12 @@ pub const MAILBOX_FULL: Reply = r(
     (4, 2, 2),
     "Mailbox full: the recipient is over their storage quota, try again later",
 );
+/// RFC 6647 §2.1: greylisting answers RCPT with a temporary failure, RFC 3463 4.7.1.
+pub const GREYLISTED: Reply = r(
+    451,
+    (4, 7, 1),
+    "Greylisted: this sender is new here, please try again in a few minutes",
+);
 pub const UNKNOWN_USER: Reply = r(550, (5, 1, 1), "Recipient address rejected: user unknown");
 // RFC 1870 §6 / RFC 3463 5.3.4.
 pub const MESSAGE_TOO_BIG: Reply = r(

@@ -54,6 +54,8 @@ pub struct SmtpConfig {
     pub mark_local_domain_unauthenticated: bool,
     /// Storage quotas: a recipient already at its limit is deferred at RCPT.
     pub quota: bulwark_core::quota::QuotaPolicy,
+    /// Greylisting of unauthenticated clients at RCPT (`[spam] greylisting`).
+    pub greylist: bulwark_core::greylist::GreylistPolicy,
 }
 
 impl Default for SmtpConfig {
@@ -73,6 +75,7 @@ impl Default for SmtpConfig {
             body_memory_budget: limits::DEFAULT_BODY_MEMORY_BUDGET,
             mark_local_domain_unauthenticated: true,
             quota: bulwark_core::quota::QuotaPolicy::default(),
+            greylist: bulwark_core::greylist::GreylistPolicy::default(),
         }
     }
 }
@@ -309,8 +312,14 @@ impl SmtpServer {
                         let outcome = self.authenticate(&username, &password, peer.ip()).await;
                         session.auth_result(outcome);
                     }
-                    Event::CheckRecipient { address, size } => {
-                        let verdict = self.check_recipient(&address, size).await;
+                    Event::CheckRecipient {
+                        address,
+                        size,
+                        sender,
+                        authenticated,
+                    } => {
+                        let greylist = (!authenticated).then_some((peer.ip(), sender.as_str()));
+                        let verdict = self.check_recipient(&address, size, greylist).await;
                         session.recipient_resolved(verdict);
                     }
                     Event::Deliver(delivery) => {
@@ -408,7 +417,13 @@ impl SmtpServer {
 
     /// `size`: the size declared at MAIL (0 if none), so a mailbox the message would take
     /// past its quota is deferred here, per recipient, rather than after DATA.
-    async fn check_recipient(&self, address: &str, size: usize) -> RecipientVerdict {
+    /// `greylist`: the client's address and the sender, for an unauthenticated client.
+    async fn check_recipient(
+        &self,
+        address: &str,
+        size: usize,
+        greylist: Option<(std::net::IpAddr, &str)>,
+    ) -> RecipientVerdict {
         match self.resolve_postmaster(address).await {
             Ok(Some(verdict)) => return verdict,
             Ok(None) => {}
@@ -433,7 +448,28 @@ impl SmtpServer {
                 .await
                 {
                     Ok(false) => RecipientVerdict::MailboxFull,
-                    _ => RecipientVerdict::Local(account),
+                    _ => match greylist {
+                        // RFC 6647: a first attempt waits; a store error lets it in.
+                        Some((ip, sender)) if self.cfg.greylist.enabled => {
+                            match bulwark_core::greylist::admits(
+                                self.store.as_ref(),
+                                account,
+                                ip,
+                                sender,
+                                self.cfg.greylist,
+                                bulwark_store::now_unix(),
+                            )
+                            .await
+                            {
+                                Ok(false) => {
+                                    tracing::info!(%ip, %sender, rcpt = %address, "greylisted");
+                                    RecipientVerdict::Greylisted
+                                }
+                                _ => RecipientVerdict::Local(account),
+                            }
+                        }
+                        _ => RecipientVerdict::Local(account),
+                    },
                 }
             }
             Ok(Recipient::UnknownUser) => RecipientVerdict::UnknownUser,

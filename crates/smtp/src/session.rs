@@ -77,8 +77,15 @@ pub enum Event {
     /// Check credentials; answer with [`Session::auth_result`].
     Authenticate { username: String, password: String },
     /// Resolve an envelope recipient; answer with [`Session::recipient_resolved`].
-    /// `size`: the message size declared at MAIL (RFC 1870 `SIZE=`), 0 when none was.
-    CheckRecipient { address: String, size: usize },
+    /// `size`: the message size declared at MAIL (RFC 1870 `SIZE=`), 0 when none was;
+    /// `sender` the transaction's reverse-path, `authenticated` whether the client signed in
+    /// (greylisting, RFC 6647, applies only to unauthenticated clients).
+    CheckRecipient {
+        address: String,
+        size: usize,
+        sender: String,
+        authenticated: bool,
+    },
     /// Store the message durably; answer with [`Session::delivery_result`].
     Deliver(Box<Delivery>),
     /// Flush output and close the connection.
@@ -115,6 +122,8 @@ pub enum RecipientVerdict {
     /// A local mailbox already at its storage quota (`452 4.2.2`, so the sender tries this
     /// recipient again later while the others get the message now).
     MailboxFull,
+    /// Greylisted (RFC 6647): a first attempt from this network and sender, `451 4.7.1`.
+    Greylisted,
 }
 
 /// Why the shell could not take a [`Delivery`]: the client may retry (`451`), or must not

@@ -244,6 +244,8 @@ pub struct Spam {
     /// clamd's Unix socket; `None`: no virus scanning.
     pub clamav: Option<PathBuf>,
     pub clamav_defer_on_error: bool,
+    pub greylisting: bool,
+    pub greylist_delay: Duration,
 }
 
 /// Storage quotas (`[quota]`).
@@ -452,6 +454,8 @@ impl Config {
             dnsbl: v.hosts("spam.dnsbl"),
             clamav: v.text("spam.clamav").map(|p| normalize(&base.join(p))),
             clamav_defer_on_error: v.bool("spam.clamav_defer_on_error"),
+            greylisting: v.bool("spam.greylisting"),
+            greylist_delay: v.duration("spam.greylist_delay"),
         };
         let log = Log {
             level: v.text("log.level").unwrap_or_else(|| "info".into()),

@@ -508,6 +508,20 @@ pub const KEYS: &[KeyDef] = &[
         "When clamd cannot be asked (down, too slow), defer the message with `451 4.7.1` so the sender retries (the default), instead of delivering it unscanned."
     ),
     key!(
+        "spam",
+        "greylisting",
+        Bool,
+        "false",
+        "Greylisting (RFC 6647): the first message from a client network (IPv4 /24, IPv6 /64) and sender to an account is answered `451 4.7.1` at RCPT; a retry after `greylist_delay` passes, and that sender then passes for 36 days after its last message. Signed-in clients are never greylisted. Delays first mail from new senders by minutes."
+    ),
+    key!(
+        "spam",
+        "greylist_delay",
+        Duration,
+        "\"5m\"",
+        "How long a greylisted first attempt waits before a retry is accepted."
+    ),
+    key!(
         "log",
         "level",
         LogFilter,

@@ -34,6 +34,7 @@ impl Session {
             RecipientVerdict::UnknownUser => reply::UNKNOWN_USER,
             RecipientVerdict::TemporaryFailure => reply::LOOKUP_FAILED,
             RecipientVerdict::MailboxFull => reply::MAILBOX_FULL,
+            RecipientVerdict::Greylisted => reply::GREYLISTED,
         };
         self.send(reply);
     }
@@ -134,10 +135,16 @@ impl Session {
         // A bare `<postmaster>` arrives as `wire::POSTMASTER`; the shell resolves it.
         let address = p.address;
         let size = txn.declared_size;
+        let sender = txn.sender.clone();
         self.awaiting = Some(Awaiting::Recipient {
             address: address.clone(),
         });
-        self.ready = Some(Event::CheckRecipient { address, size });
+        self.ready = Some(Event::CheckRecipient {
+            address,
+            size,
+            sender,
+            authenticated: self.auth.is_some(),
+        });
     }
 
     pub(super) fn data(&mut self) {

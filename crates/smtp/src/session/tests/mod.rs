@@ -174,7 +174,7 @@ fn a_full_mailbox_is_deferred_at_rcpt_and_the_others_get_the_message() {
     );
     h.s.feed(b"RCPT TO:<full@example.test>\r\n");
     match h.s.poll_event() {
-        Some(Event::CheckRecipient { address, size }) => {
+        Some(Event::CheckRecipient { address, size, .. }) => {
             assert_eq!((address.as_str(), size), ("full@example.test", 120));
             h.s.recipient_resolved(World::resolve(&address));
         }
