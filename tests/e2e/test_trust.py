@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from harness import Server, imap_check, imap_search, make_message, wait_for_subject
+from harness import LISTENERS, Server, imap_check, imap_search, make_message, wait_for_subject
 
 try:
     import dkim
@@ -94,7 +94,7 @@ class DnsOnLoopback:
 
 def mail_server(name: str, hostname: str, smtp_port: int, mx_port: int, dns: str,
                 extra: str = "") -> Server:
-    srv = Server(name=name, extra_toml=(
+    srv = Server(name=name, listeners=LISTENERS + ("http",), extra_toml=(
         f'[dns]\nservers = ["{dns}"]\ntimeout = "2s"\n'
         f"[outbound]\nmx_port = {mx_port}\nretry_base = \"1s\"\nretry_max = \"2s\"\n{extra}"
     ))
@@ -257,6 +257,46 @@ class TwoDomainsTest(unittest.TestCase):
         head = raw.split(b"\r\n\r\n", 1)[0]
         self.assertIn(b"header.s=next", head)
         self.assertIn(b"dkim=pass", head)
+
+    def test_6_a_sieve_redirect_goes_out_arc_sealed(self):
+        """RFC 8617: bob@b.test redirects to alice@a.test; b.test seals what it forwards,
+        a.test's checks say arc=pass, and dkimpy verifies the ARC chain on its own."""
+        self.publish()
+        from jmapclient import JmapHttp, basic_auth
+        c = JmapHttp(self.b.addr("http"), basic_auth("bob@b.test", PW))
+        caps = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:sieve"]
+        up = c.request("POST", f"/jmap/upload/{c.account_id}/",
+                       body=b'redirect "alice@a.test";\n',
+                       headers={"Content-Type": "application/sieve"})
+        self.assertEqual(up.status, 201, up)
+        r = c.ok("SieveScript/set", {"create": {"s": {"name": "fwd", "blobId": up.json()["blobId"]}},
+                                     "onSuccessActivateScript": "#s"}, using=caps)
+        self.assertIn("s", r.get("created", {}), r)
+        subject = f"arc-{time.time_ns()}"
+        s = self.a.submission("alice@a.test", PW)
+        try:
+            s.sendmail("alice@a.test", ["bob@b.test"],
+                       make_message(subject, sender="Alice <alice@a.test>", to="bob@b.test"))
+        finally:
+            s.quit()
+        raw = wait_for_subject(self.a, "alice@a.test", PW, subject, timeout=60)
+        head = raw.split(b"\r\n\r\n", 1)[0].decode()
+        for field in ("ARC-Seal: i=1;", "ARC-Message-Signature: i=1;",
+                      "ARC-Authentication-Results: i=1; mx.b.test;"):
+            self.assertIn(field, head)
+        self.assertIn("d=b.test", head)
+        ours = head.split("Authentication-Results: mx.a.test;", 1)[1].split("\r\n\S", 1)[0]
+        self.assertIn("arc=pass", ours)
+
+        def dnsfunc(name, timeout=5):
+            name = name.decode() if isinstance(name, bytes) else name
+            found = self.dns.zone.txt(name.lower().rstrip("."))
+            return found[0] if found else None
+        # Verified as b.test sent it: a.test's own fields above the chain are taken off.
+        lines = raw.split(b"\r\n")
+        start = next(i for i, l in enumerate(lines) if l.startswith(b"ARC-"))
+        cv, _results, comment = dkim.arc_verify(b"\r\n".join(lines[start:]), dnsfunc=dnsfunc)
+        self.assertEqual(cv, dkim.CV_Pass, comment)
 
 
 class SilentDnsTest(unittest.TestCase):

@@ -123,7 +123,10 @@ async fn serve(
         node: node.clone(),
     };
     // SPF/DKIM/DMARC checks and DKIM signing: the first stage of the pipeline.
-    shared.pipeline.add_hook(servers::trust_hook(&shared));
+    let trust = servers::trust_hook(&shared);
+    shared.pipeline.add_hook(trust.clone());
+    // ARC seals on what Sieve redirects out (RFC 8617), from the same checks.
+    shared.pipeline.set_forward_sealer(trust);
     // Viruses (ClamAV, when configured): refused before anything else looks at the message.
     if let Some(hook) = servers::clamav_hook(&shared) {
         shared.pipeline.add_hook(hook);

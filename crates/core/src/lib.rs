@@ -24,8 +24,8 @@ pub mod spool;
 mod summary;
 
 pub use pipeline::{
-    DeliveryError, DeliveryHook, Filing, Folder, Message, Origin, Outcome, Outgoing, Pipeline,
-    Refusal, Verdict,
+    DeliveryError, DeliveryHook, Filing, Folder, ForwardSealer, Message, Origin, Outcome, Outgoing,
+    Pipeline, Refusal, Verdict,
 };
 pub use summary::{envelope, header, imap_string, summarize};
 

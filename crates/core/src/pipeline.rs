@@ -95,6 +95,24 @@ pub struct Outgoing {
     pub sender: String,
     pub recipients: Vec<String>,
     pub raw: Vec<u8>,
+    /// The received message passed on (a Sieve redirect), not a new one: it goes out with
+    /// this server's ARC seal ([`ForwardSealer`]) when it came from an SMTP client.
+    pub forward: bool,
+}
+
+/// Seals mail this server forwards (RFC 8617 ARC), so the next receiver can trust the
+/// authentication results we saw (a mailing list or a redirect breaks SPF, often DKIM).
+#[async_trait::async_trait]
+pub trait ForwardSealer: Send + Sync + 'static {
+    /// The header fields (CRLF-terminated) to put above `raw` when it is forwarded on
+    /// behalf of `account`; `origin` and `sender` are those of the message as received.
+    async fn seal(
+        &self,
+        raw: &[u8],
+        origin: &Origin,
+        sender: &str,
+        account: AccountId,
+    ) -> Option<String>;
 }
 
 /// What the message stage decided; each hook adds to it in turn.
@@ -230,6 +248,7 @@ pub struct Pipeline {
     queue_wakeup: Arc<Notify>,
     queue_lifetime_secs: i64,
     hooks: RwLock<Vec<Arc<dyn DeliveryHook>>>,
+    sealer: RwLock<Option<Arc<dyn ForwardSealer>>>,
 }
 
 impl Pipeline {
@@ -243,6 +262,7 @@ impl Pipeline {
             queue_wakeup,
             queue_lifetime_secs,
             hooks: RwLock::new(Vec::new()),
+            sealer: RwLock::new(None),
         })
     }
 
@@ -261,6 +281,11 @@ impl Pipeline {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(hook);
+    }
+
+    /// Seals what [`Outgoing::forward`] marks (the trust stage's ARC sealer).
+    pub fn set_forward_sealer(&self, sealer: Arc<dyn ForwardSealer>) {
+        *self.sealer.write().unwrap_or_else(|e| e.into_inner()) = Some(sealer);
     }
 
     fn hooks(&self) -> Vec<Arc<dyn DeliveryHook>> {
@@ -407,7 +432,11 @@ impl Pipeline {
             // out twice when the sender retries.
             let pipeline = self.clone();
             let outgoing = verdict.outgoing.clone();
-            tokio::spawn(pipeline.send_outgoing(outgoing));
+            let received = message
+                .origin
+                .clone()
+                .map(|origin| (origin, message.sender.clone()));
+            tokio::spawn(pipeline.send_outgoing(outgoing, received));
         }
         if !hooks.is_empty() && !accepted.appended.is_empty() {
             // After the commit and off the caller's path (SMTP answers 250 meanwhile).
@@ -467,10 +496,23 @@ impl Pipeline {
     fn send_outgoing(
         self: Arc<Self>,
         outgoing: Vec<Outgoing>,
+        received: Option<(Origin, String)>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
+            let sealer = self
+                .sealer
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             for o in outgoing {
-                let message = Message::new(&o.sender, o.recipients.clone(), Arc::new(o.raw));
+                let mut raw = o.raw;
+                if o.forward
+                    && let (Some(sealer), Some((origin, sender))) = (&sealer, &received)
+                    && let Some(set) = sealer.seal(&raw, origin, sender, o.account).await
+                {
+                    raw = [set.into_bytes(), raw].concat();
+                }
+                let message = Message::new(&o.sender, o.recipients.clone(), Arc::new(raw));
                 let account = o.account;
                 match self.deliver(message).await {
                     Ok(d) => {

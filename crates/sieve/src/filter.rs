@@ -281,6 +281,7 @@ impl SieveFilter {
                                 sender: message.sender.clone(),
                                 recipients,
                                 raw: out,
+                                forward: true,
                             });
                         }
                     } else if let Some(reply) = created.remove(&message_id) {
@@ -290,6 +291,7 @@ impl SieveFilter {
                             sender: String::new(),
                             recipients,
                             raw: reply,
+                            forward: false,
                         });
                     }
                     Input::True

@@ -1,7 +1,8 @@
 //! The inbound checks of one message from an unauthenticated SMTP client: SPF for the HELO
 //! and MAIL FROM identities (RFC 7208 §2.3, §2.4), every DKIM signature (RFC 6376 §6),
 //! DMARC with alignment and the sender domain's policy (RFC 7489 §6.6), and reverse DNS
-//! (`iprev`, RFC 8601 §3). mail-auth does the checking and writes the one
+//! (`iprev`, RFC 8601 §3), and the ARC chain of earlier forwarders (RFC 8617 §5.2; `arc=`
+//! when the message has one). mail-auth does the checking and writes the one
 //! `Authentication-Results` field (RFC 8601) with our host name as authserv-id; this module
 //! bounds the time and turns the DMARC outcome into an action.
 //!
@@ -15,8 +16,8 @@ use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimOutput, DmarcOutput, DmarcResult, IprevOutput,
-    IprevResult, MessageAuthenticator, SpfOutput, SpfResult,
+    ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimOutput, DmarcOutput, DmarcResult,
+    IprevOutput, IprevResult, MessageAuthenticator, SpfOutput, SpfResult,
 };
 use std::net::IpAddr;
 use std::time::Duration;
@@ -72,6 +73,14 @@ pub struct Verdict {
     pub summary: String,
 }
 
+/// What [`Checker::evaluate`] found (bound to the message it read).
+struct Evaluated<'x> {
+    results: AuthenticationResults<'x>,
+    arc: ArcOutput<'x>,
+    action: Action,
+    summary: Vec<String>,
+}
+
 /// Runs the checks through the node's resolver.
 pub struct Checker {
     cfg: ChecksConfig,
@@ -95,6 +104,53 @@ impl Checker {
     /// Checks `raw` as received from `ip` after `HELO helo` and `MAIL FROM:<mail_from>`.
     /// Takes at most about twice the resolver's deadline, whatever DNS does.
     pub async fn check(&self, raw: &[u8], ip: IpAddr, helo: &str, mail_from: &str) -> Verdict {
+        let message = AuthenticatedMessage::parse(raw);
+        let e = self.evaluate(message.as_ref(), ip, helo, mail_from).await;
+        Verdict {
+            header: e.results.to_header(),
+            action: e.action,
+            summary: e.summary.join(" "),
+        }
+    }
+
+    /// The ARC set (RFC 8617 §5.1: `ARC-Seal`, `ARC-Message-Signature`,
+    /// `ARC-Authentication-Results`, CRLF-terminated) with which this server forwards `raw`
+    /// (exactly these bytes follow it), sealed as `domain` with `key`. The checks are run
+    /// again for its `ARC-Authentication-Results` (their DNS answers are cached); a chain
+    /// that fails is sealed with `cv=fail` (RFC 8617 §5.1.1). `None` when the message cannot
+    /// be read or the chain cannot take another set (a chain already ended by `cv=fail`, or
+    /// 50 sets).
+    pub async fn seal_forward(
+        &self,
+        raw: &[u8],
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+        key: &crate::keys::DkimKey,
+        domain: &str,
+    ) -> Option<String> {
+        let message = AuthenticatedMessage::parse(raw)?;
+        let e = self.evaluate(Some(&message), ip, helo, mail_from).await;
+        if !e.arc.can_be_sealed() {
+            tracing::info!(%domain, "ARC chain failed: forwarded without a new seal");
+            return None;
+        }
+        match crate::sign::seal_with(key, domain, &message, &e.results, &e.arc) {
+            Ok(set) => Some(set),
+            Err(why) => {
+                tracing::warn!(%domain, error = %why, "ARC sealing failed; forwarded unsealed");
+                None
+            }
+        }
+    }
+
+    async fn evaluate<'x>(
+        &'x self,
+        message: Option<&'x AuthenticatedMessage<'x>>,
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+    ) -> Evaluated<'x> {
         let host = self.cfg.hostname.as_str();
         let helo = helo.trim().trim_end_matches('.');
         let mail_from = mail_from.trim();
@@ -103,10 +159,9 @@ impl Checker {
             .rsplit_once('@')
             .map_or(helo, |(_, d)| d)
             .to_ascii_lowercase();
-        let message = AuthenticatedMessage::parse(raw);
         let deadline = self.deadline;
         let dkim = async {
-            match &message {
+            match message {
                 Some(m) => {
                     bounded(deadline, self.auth.verify_dkim(m), || {
                         vec![DkimOutput::temp_err(timeout_error())]
@@ -114,6 +169,19 @@ impl Checker {
                     .await
                 }
                 None => Vec::new(),
+            }
+        };
+        // RFC 8617 §5.2: the chain of earlier forwarders (mailing lists), if any.
+        let arc = async {
+            match message {
+                Some(m) => {
+                    bounded(deadline, self.auth.verify_arc(m), || {
+                        ArcOutput::default()
+                            .with_result(mail_auth::DkimResult::TempError(timeout_error()))
+                    })
+                    .await
+                }
+                None => ArcOutput::default(),
             }
         };
         let spf_helo = bounded(
@@ -132,13 +200,13 @@ impl Checker {
             result: IprevResult::TempError(timeout_error()),
             ptr: None,
         });
-        let (dkim, spf_helo, spf_mail_from, iprev) =
-            tokio::join!(dkim, spf_helo, spf_mail_from, iprev);
+        let (dkim, arc, spf_helo, spf_mail_from, iprev) =
+            tokio::join!(dkim, arc, spf_helo, spf_mail_from, iprev);
         let mut results = AuthenticationResults::new(host);
         let mut summary = Vec::new();
         let mut action = Action::Deliver;
         let from_domain;
-        if let Some(m) = &message {
+        if let Some(m) = message {
             let header_from = m.from.first().map(String::as_str).unwrap_or("");
             from_domain = header_from
                 .rsplit_once('@')
@@ -168,6 +236,10 @@ impl Checker {
                 .with_spf_mailfrom_result(&spf_mail_from, ip, mail_from, helo)
                 .with_dmarc_result(&dmarc)
                 .with_iprev_result(&iprev, ip);
+            if arc.result() != &mail_auth::DkimResult::None {
+                results = results.with_arc_result(&arc, ip);
+                summary.push(format!("arc={}", arc_word(arc.result())));
+            }
         } else {
             results = results
                 .with_spf_ehlo_result(&spf_helo, ip, helo)
@@ -176,10 +248,11 @@ impl Checker {
         }
         summary.insert(0, format!("spf={}", spf_word(spf_mail_from.result())));
         summary.push(format!("iprev={}", iprev_word(iprev.result())));
-        Verdict {
-            header: results.to_header(),
+        Evaluated {
+            results,
+            arc,
             action,
-            summary: summary.join(" "),
+            summary,
         }
     }
 
@@ -234,6 +307,18 @@ fn dkim_word(dkim: &[DkimOutput]) -> &'static str {
         Some(D::TempError(_)) => "temperror",
         Some(D::PermError(_)) => "permerror",
         _ => "none",
+    }
+}
+
+fn arc_word(r: &mail_auth::DkimResult) -> &'static str {
+    use mail_auth::DkimResult as D;
+    match r {
+        D::Pass => "pass",
+        D::Fail(_) => "fail",
+        D::Neutral(_) => "neutral",
+        D::TempError(_) => "temperror",
+        D::PermError(_) => "permerror",
+        D::None => "none",
     }
 }
 

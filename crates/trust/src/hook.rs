@@ -58,6 +58,30 @@ impl TrustHook {
     }
 }
 
+/// ARC sealing of what this server forwards (a Sieve redirect): sealed as the domain of the
+/// account it is forwarded for, with that domain's active DKIM key (none: unsealed).
+#[async_trait::async_trait]
+impl bulwark_core::ForwardSealer for TrustHook {
+    async fn seal(
+        &self,
+        raw: &[u8],
+        origin: &bulwark_core::Origin,
+        sender: &str,
+        account: AccountId,
+    ) -> Option<String> {
+        let checker = self.checker.as_ref()?;
+        let address = match self.store.account_get(account).await {
+            Ok(Some(a)) => a.address,
+            _ => return None,
+        };
+        let (_, domain) = bulwark_core::split_address(&address)?;
+        let key = self.signer.key_for(&domain).await?;
+        checker
+            .seal_forward(raw, origin.ip, &origin.helo, sender, &key, &domain)
+            .await
+    }
+}
+
 #[async_trait::async_trait]
 impl DeliveryHook for TrustHook {
     async fn inspect(

@@ -74,6 +74,17 @@ impl Signer {
         Ok(key)
     }
 
+    /// The domain's active key, if it has one (a key that cannot be read is logged).
+    pub async fn key_for(&self, domain: &str) -> Option<Arc<DkimKey>> {
+        match self.active_key(domain).await {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::warn!(%domain, error = %e, "cannot load the DKIM key");
+                None
+            }
+        }
+    }
+
     /// The `DKIM-Signature` field (with CRLF) for `raw` signed as `domain`, or `None` when
     /// the domain has no key. A key that cannot be read or used is logged and `None`: the
     /// mail goes out unsigned rather than not at all.
@@ -121,4 +132,42 @@ pub fn sign_with(key: &DkimKey, raw: &[u8], domain: &str) -> Result<String, Stri
     }
     .map_err(|e| e.to_string())?;
     Ok(signature.to_header())
+}
+
+/// The ARC set (RFC 8617) sealing `message` as `domain` with `key`, over the `results` of
+/// our checks and the chain `arc` found: `ARC-Seal`, `ARC-Message-Signature` (the fields of
+/// [`SIGNED_FIELDS`]) and `ARC-Authentication-Results`, CRLF-terminated.
+pub fn seal_with(
+    key: &DkimKey,
+    domain: &str,
+    message: &mail_auth::AuthenticatedMessage<'_>,
+    results: &mail_auth::AuthenticationResults<'_>,
+    arc: &mail_auth::ArcOutput<'_>,
+) -> Result<String, String> {
+    use mail_auth::arc::ArcSealer;
+    let der = keys::pem_der(&key.private_key).ok_or("the private key is not PEM")?;
+    let set = match key.algorithm {
+        Algorithm::Ed25519 => {
+            let pk = Ed25519Key::from_pkcs8_der(&der).map_err(|e| e.to_string())?;
+            ArcSealer::from_key(pk)
+                .domain(domain)
+                .selector(&key.selector)
+                .headers(SIGNED_FIELDS.iter().copied())
+                .seal(message, results, arc)
+                .map_err(|e| e.to_string())?
+                .to_header()
+        }
+        Algorithm::Rsa => {
+            let der = rustls_pki_types::PrivateKeyDer::Pkcs8(der.into());
+            let pk = RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?;
+            ArcSealer::from_key(pk)
+                .domain(domain)
+                .selector(&key.selector)
+                .headers(SIGNED_FIELDS.iter().copied())
+                .seal(message, results, arc)
+                .map_err(|e| e.to_string())?
+                .to_header()
+        }
+    };
+    Ok(set)
 }

@@ -279,3 +279,100 @@ async fn the_pipeline_stage_signs_submissions_and_checks_inbound_mail() {
     let (_, why) = d.refused().next().expect("refused");
     assert!(why.reason().starts_with("550 5.7.1 "), "{why:?}");
 }
+
+/// RFC 8617: a forwarder's ARC seal is verified by the next receiver (`arc=pass`), and a
+/// message changed after sealing fails (`arc=fail`), and a seal added to it says `cv=fail`.
+#[tokio::test]
+async fn forwarded_mail_carries_an_arc_seal_the_next_receiver_verifies() {
+    let a_key = generate(Algorithm::Ed25519, "s1", 0).expect("ed25519");
+    let fwd_key = generate(Algorithm::Rsa, "arc1", 0).expect("rsa");
+    let dns = testdns::start(vec![
+        ("a.test", Rr::Txt("v=spf1 ip4:127.0.0.1 -all".into())),
+        ("s1._domainkey.a.test", Rr::Txt(a_key.dns_txt())),
+        ("_dmarc.a.test", Rr::Txt("v=DMARC1; p=none".into())),
+        ("arc1._domainkey.fwd.test", Rr::Txt(fwd_key.dns_txt())),
+        ("fwd.test", Rr::Txt("v=spf1 ip4:192.0.2.50 -all".into())),
+    ])
+    .await;
+    // The forwarder (fwd.test) receives alice's signed mail from a.test's server.
+    let forwarder = checker(
+        dns,
+        ChecksConfig {
+            hostname: "mx.fwd.test".into(),
+            ..ChecksConfig::default()
+        },
+    )
+    .await;
+    let raw = message("alice@a.test");
+    let sig = sign_with(&a_key, &raw, "a.test").expect("sign");
+    let received = [sig.as_bytes(), &raw].concat();
+    let mut forwarded = b"X-Bulwark-Redirected-From: bob@fwd.test\r\n".to_vec();
+    forwarded.extend_from_slice(&received);
+    let set = forwarder
+        .seal_forward(
+            &forwarded,
+            LOCAL,
+            "mx.a.test",
+            "alice@a.test",
+            &fwd_key,
+            "fwd.test",
+        )
+        .await
+        .expect("sealed");
+    for field in [
+        "ARC-Seal: i=1;",
+        "ARC-Message-Signature: i=1;",
+        "ARC-Authentication-Results: i=1;",
+    ] {
+        assert!(set.contains(field), "{field} in {set}");
+    }
+    assert!(set.contains("cv=none"), "{set}");
+    let sealed = [set.as_bytes(), &forwarded].concat();
+
+    // The next receiver gets it from the forwarder's address: SPF of a.test fails there,
+    // the ARC chain passes.
+    let next = checker(dns, cfg()).await;
+    let v = next
+        .check(
+            &sealed,
+            "192.0.2.50".parse().expect("ip"),
+            "mx.fwd.test",
+            "alice@a.test",
+        )
+        .await;
+    assert!(v.header.contains("arc=pass"), "{}", v.header);
+    assert!(v.summary.contains("arc=pass"), "{}", v.summary);
+
+    // Changed after sealing: the chain fails; a seal added now says so (RFC 8617 §5.1.1
+    // `cv=fail`), which ends the chain for every later receiver.
+    let tampered = [&sealed[..sealed.len() - 4], b"!!\r\n"].concat();
+    let v = next
+        .check(
+            &tampered,
+            "192.0.2.50".parse().expect("ip"),
+            "mx.fwd.test",
+            "alice@a.test",
+        )
+        .await;
+    assert!(v.header.contains("arc=fail"), "{}", v.header);
+    let again = next
+        .seal_forward(
+            &tampered,
+            "192.0.2.50".parse().expect("ip"),
+            "mx.fwd.test",
+            "alice@a.test",
+            &fwd_key,
+            "fwd.test",
+        )
+        .await
+        .expect("sealed with cv=fail");
+    assert!(
+        again.contains("i=2;") && again.contains("cv=fail"),
+        "{again}"
+    );
+    // Mail without a chain says nothing about ARC.
+    let v = next
+        .check(&received, LOCAL, "mx.a.test", "alice@a.test")
+        .await;
+    assert!(!v.header.contains("\tarc="), "{}", v.header);
+}
