@@ -67,6 +67,28 @@ class SpamScoringTest(JmapServerTestCase):
                      "REPLY_TO_ELSEWHERE"):
             self.assertIn(rule, status)
 
+    def test_brand_impersonation_from_a_look_alike_domain_goes_to_junk(self):
+        self.send("Your PayPal account", "Please log in to keep your account.",
+                  sender='"PayPal Service" <service@paypa1.com>')
+        raw = wait_for_subject(self.server, BOB, BOB_PW, "Your PayPal account", mailbox="Junk")
+        status = status_of(raw)
+        for rule in ("FROM_NAME_BRAND=3", "LOOKALIKE_DOMAIN=3"):
+            self.assertIn(rule, status)
+
+    def test_a_first_mail_from_a_sender_adds_to_other_phishing_signals(self):
+        # Reply-To elsewhere (a phishing signal) from a sender Bob never had mail from.
+        reply = "Reply-To: dora.private@elsewhere.test\r\n"
+        self.send("hello from dora 1", "Hi Bob", sender="Dora <dora@friends.test>", extra=reply)
+        first = status_of(wait_for_subject(self.server, BOB, BOB_PW, "hello from dora 1"))
+        self.assertIn("FIRST_FROM_SENDER=1", first)
+        self.send("hello from dora 2", "Hi again", sender="Dora <dora@friends.test>", extra=reply)
+        second = status_of(wait_for_subject(self.server, BOB, BOB_PW, "hello from dora 2"))
+        self.assertNotIn("FIRST_FROM_SENDER", second)
+        # Without another signal a new sender scores nothing for being new.
+        self.send("hello from erin", "Hi Bob", sender="Erin <erin@friends.test>")
+        self.assertNotIn("FIRST_FROM_SENDER",
+                         status_of(wait_for_subject(self.server, BOB, BOB_PW, "hello from erin")))
+
     def test_a_listed_client_gets_the_block_list_points(self):
         # Listed (5) + not authenticated: Junk, with DNSBL among the tests.
         self.send("from a listed host", "hello", source_ip="127.0.0.9")

@@ -3,7 +3,7 @@
 //! clients and acts on the thresholds.
 
 use crate::dnsbl;
-use crate::rules::score_message;
+use crate::rules::{Context, score_message_with};
 use bulwark_core::{DeliveryHook, Folder, Message, Refusal, Verdict};
 use bulwark_store::{AccountId, Role};
 
@@ -39,6 +39,11 @@ impl Default for SpamConfig {
 pub const BAYES_SPAM_POINTS: i32 = 5;
 pub const BAYES_HAM_POINTS: i32 = -3;
 pub const BAYES_SPAM_AT: f64 = 0.9;
+/// Points when the account never had (non-spam) mail from this From address and the message
+/// shows another phishing signal ([`crate::rules::PHISHING_RULES`]).
+pub const FIRST_FROM_SENDER_POINTS: i32 = 1;
+/// How long the context (our domains, our users' names) is reused.
+const CONTEXT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 pub const BAYES_HAM_AT: f64 = 0.1;
 
 pub struct SpamHook {
@@ -46,6 +51,7 @@ pub struct SpamHook {
     resolver: Option<bulwark_dns::Resolver>,
     /// Where the accounts' trained models are (none: no classifier).
     store: Option<std::sync::Arc<dyn bulwark_store::Store>>,
+    context: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Context>)>>,
 }
 
 impl SpamHook {
@@ -55,6 +61,7 @@ impl SpamHook {
             cfg,
             resolver,
             store: None,
+            context: std::sync::Mutex::new(None),
         }
     }
 
@@ -62,6 +69,46 @@ impl SpamHook {
     pub fn with_classifier(mut self, store: std::sync::Arc<dyn bulwark_store::Store>) -> SpamHook {
         self.store = Some(store);
         self
+    }
+
+    /// Our domains and users' names, read from the store at most every [`CONTEXT_TTL`].
+    async fn context(&self) -> std::sync::Arc<Context> {
+        if let Some((at, ctx)) = &*self.context.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < CONTEXT_TTL
+        {
+            return ctx.clone();
+        }
+        let Some(store) = &self.store else {
+            return std::sync::Arc::new(Context::default());
+        };
+        let local_domains = store
+            .domain_list()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
+        let local_names = store
+            .account_list()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| {
+                a.display_name
+                    .to_lowercase()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .filter(|n| n.split(' ').count() >= 2)
+            .collect();
+        let ctx = std::sync::Arc::new(Context {
+            local_domains,
+            local_names,
+        });
+        *self.context.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), ctx.clone()));
+        ctx
     }
 
     /// The classifier's points for one account (0 while it knows too little).
@@ -115,7 +162,12 @@ impl DeliveryHook for SpamHook {
         if !self.cfg.enabled || origin.authenticated.is_some() || local.is_empty() {
             return;
         }
-        let mut score = score_message(&message.local_raw, &auth_results(&verdict.local_headers));
+        let ctx = self.context().await;
+        let mut score = score_message_with(
+            &message.local_raw,
+            &auth_results(&verdict.local_headers),
+            &ctx,
+        );
         if let Some(resolver) = &self.resolver
             && !self.cfg.dnsbl.is_empty()
         {
@@ -124,26 +176,39 @@ impl DeliveryHook for SpamHook {
                 score.add("DNSBL", DNSBL_POINTS);
             }
         }
-        // Each recipient's own classifier: its points decide that account's folder; the
-        // header shows them when there is one recipient.
-        let mut per_account = Vec::new();
-        if self.store.is_some() {
+        // Each recipient's own rules (its trained classifier, whether it knows the sender):
+        // their points decide that account's folder; the header shows them when there is
+        // one recipient.
+        let mut per_account: Vec<(AccountId, Vec<(&'static str, i32)>)> = Vec::new();
+        if let Some(store) = &self.store {
             let tokens = crate::bayes::tokens(&message.local_raw);
+            // A first mail is a phishing signal only next to another one (an unknown
+            // sender alone is how every correspondence starts).
+            let phishy = score
+                .rules
+                .iter()
+                .any(|(r, _)| crate::rules::PHISHING_RULES.contains(r));
+            let from = crate::senders::header_from(&message.local_raw);
             for account in local {
-                per_account.push((*account, self.bayes_points(*account, &tokens).await));
+                let mut own = Vec::new();
+                match self.bayes_points(*account, &tokens).await {
+                    p if p > 0 => own.push(("BAYES_SPAM", p)),
+                    p if p < 0 => own.push(("BAYES_HAM", p)),
+                    _ => {}
+                }
+                if phishy
+                    && let Some(from) = &from
+                    && !crate::senders::known(store.as_ref(), *account, from).await
+                {
+                    own.push(("FIRST_FROM_SENDER", FIRST_FROM_SENDER_POINTS));
+                }
+                per_account.push((*account, own));
             }
         }
-        if let [(_, points)] = per_account[..]
-            && points != 0
-        {
-            score.add(
-                if points > 0 {
-                    "BAYES_SPAM"
-                } else {
-                    "BAYES_HAM"
-                },
-                points,
-            );
+        if let [(_, own)] = &per_account[..] {
+            for (rule, points) in own {
+                score.add(rule, *points);
+            }
             per_account.clear();
         }
         let spam = score.total >= self.cfg.junk_score;
@@ -167,7 +232,22 @@ impl DeliveryHook for SpamHook {
         } else if spam && verdict.folder.is_none() {
             verdict.folder = Some(Folder::Role(Role::Junk));
         }
-        for (account, points) in per_account {
+        // Senders of mail that is not spam are remembered (for FIRST_FROM_SENDER).
+        if let (Some(store), Some(from)) =
+            (&self.store, crate::senders::header_from(&message.local_raw))
+        {
+            for account in local {
+                let own: i32 = per_account
+                    .iter()
+                    .find(|(a, _)| a == account)
+                    .map_or(0, |(_, r)| r.iter().map(|(_, p)| p).sum());
+                if score.total + own < self.cfg.junk_score {
+                    crate::senders::remember(store.as_ref(), *account, &from).await;
+                }
+            }
+        }
+        for (account, rules) in per_account {
+            let points: i32 = rules.iter().map(|(_, p)| p).sum();
             if points == 0 || verdict.folders.contains_key(&account) {
                 continue;
             }

@@ -21,8 +21,9 @@ pub mod clamav;
 pub mod dnsbl;
 pub mod hook;
 pub mod rules;
+pub mod senders;
 pub mod trainer;
 
 pub use clamav::ClamAvHook;
 pub use hook::{SpamConfig, SpamHook};
-pub use rules::{Score, score_message};
+pub use rules::{Context, Score, score_message, score_message_with};

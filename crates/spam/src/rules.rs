@@ -20,6 +20,82 @@ const PHISHING_PHRASES: &[&str] = &[
     "validate your mailbox",
 ];
 
+/// Brands phishers impersonate, with the registrable domains that really send as them. A
+/// display name naming one from any other domain scores `FROM_NAME_BRAND`; a From domain one
+/// letter away from one of these domains scores `LOOKALIKE_DOMAIN`.
+const BRANDS: &[(&str, &[&str])] = &[
+    ("paypal", &["paypal.com", "paypal.de", "paypal.co.uk"]),
+    (
+        "microsoft",
+        &[
+            "microsoft.com",
+            "outlook.com",
+            "live.com",
+            "office.com",
+            "office365.com",
+        ],
+    ),
+    (
+        "outlook",
+        &["microsoft.com", "outlook.com", "live.com", "office.com"],
+    ),
+    (
+        "office 365",
+        &["microsoft.com", "office.com", "office365.com"],
+    ),
+    ("apple", &["apple.com", "icloud.com"]),
+    ("icloud", &["apple.com", "icloud.com"]),
+    (
+        "amazon",
+        &[
+            "amazon.com",
+            "amazon.de",
+            "amazon.co.uk",
+            "amazon.fr",
+            "amazonses.com",
+        ],
+    ),
+    ("google", &["google.com", "gmail.com", "youtube.com"]),
+    ("gmail", &["google.com", "gmail.com"]),
+    ("netflix", &["netflix.com"]),
+    (
+        "facebook",
+        &["facebook.com", "facebookmail.com", "meta.com"],
+    ),
+    (
+        "instagram",
+        &["instagram.com", "facebookmail.com", "mail.instagram.com"],
+    ),
+    ("linkedin", &["linkedin.com"]),
+    ("dhl", &["dhl.com", "dhl.de"]),
+    ("fedex", &["fedex.com"]),
+    ("docusign", &["docusign.com", "docusign.net"]),
+    ("dropbox", &["dropbox.com", "dropboxmail.com"]),
+];
+
+/// The rules that are signs of phishing (impersonation, deceptive names, credential bait);
+/// a first mail from a sender adds to them.
+pub const PHISHING_RULES: &[&str] = &[
+    "FROM_NAME_OTHER_ADDRESS",
+    "FROM_NAME_BRAND",
+    "FROM_NAME_LOCAL_USER",
+    "FROM_NAME_MIXED_SCRIPT",
+    "FROM_IDN_DOMAIN",
+    "LOOKALIKE_DOMAIN",
+    "REPLY_TO_ELSEWHERE",
+    "PHISHING_WORDING",
+];
+
+/// What the rules compare the message with: our own domains and the display names of
+/// our users (a stranger's mail showing one of them is impersonation).
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Our mail domains, lowercase.
+    pub local_domains: Vec<String>,
+    /// Our users' display names, lowercase (names of at least two words).
+    pub local_names: Vec<String>,
+}
+
 /// Largest part of a message the content rules read (the rest cannot add points).
 const MAX_SCANNED: usize = 512 * 1024;
 
@@ -49,6 +125,12 @@ impl Score {
 /// Scores `raw` with the `Authentication-Results` field values the trust stage wrote
 /// (`auth`, may be empty).
 pub fn score_message(raw: &[u8], auth: &[String]) -> Score {
+    score_message_with(raw, auth, &Context::default())
+}
+
+/// [`score_message`] with what is known of this server (impersonation of our users and
+/// look-alikes of our domains; the message comes from an unauthenticated client).
+pub fn score_message_with(raw: &[u8], auth: &[String], ctx: &Context) -> Score {
     let raw = &raw[..raw.len().min(MAX_SCANNED)];
     let mut score = Score::default();
     let text = String::from_utf8_lossy(raw);
@@ -95,6 +177,26 @@ pub fn score_message(raw: &[u8], auth: &[String]) -> Score {
         if mixed_scripts(name) {
             score.add("FROM_NAME_MIXED_SCRIPT", 2);
         }
+        let lower = name.to_lowercase();
+        if !from_domain.is_empty()
+            && BRANDS.iter().any(|(brand, domains)| {
+                contains_word(&lower, brand) && !domains.iter().any(|d| is_within(&from_domain, d))
+            })
+        {
+            score.add("FROM_NAME_BRAND", 3);
+        }
+        // "Alice Martin" <alice.martin@elsewhere.test>: one of our users' names from outside
+        // (CEO fraud); mail from our own domains is authenticated or scored elsewhere.
+        let squeezed = lower.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !from_domain.is_empty()
+            && !ctx.local_domains.iter().any(|d| is_within(&from_domain, d))
+            && ctx.local_names.contains(&squeezed)
+        {
+            score.add("FROM_NAME_LOCAL_USER", 3);
+        }
+    }
+    if !from_domain.is_empty() && lookalike(&from_domain, ctx) {
+        score.add("LOOKALIKE_DOMAIN", 3);
     }
     if from_domain.split('.').any(|l| l.starts_with("xn--")) || !from_domain.is_ascii() {
         score.add("FROM_IDN_DOMAIN", 2);
@@ -143,6 +245,61 @@ fn auth_rules(auth: &[String], score: &mut Score) {
     if all.contains("x-bulwark=local-domain-unauthenticated") {
         score.add("LOCAL_DOMAIN_UNAUTHENTICATED", 3);
     }
+}
+
+/// `domain` is `parent` or below it.
+fn is_within(domain: &str, parent: &str) -> bool {
+    domain == parent || domain.ends_with(&format!(".{parent}"))
+}
+
+/// `word` in `text` as a whole word (not `dhl` inside `adhlib`).
+fn contains_word(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
+/// The From domain's last two labels look like (but are not) one of ours or a brand's:
+/// one edit away (`examp1e.test`, `paypa1.com`, `micros0ft.com`), or equal once digits that
+/// pass for letters are read as letters.
+fn lookalike(from_domain: &str, ctx: &Context) -> bool {
+    let base = |d: &str| {
+        let labels: Vec<&str> = d.rsplit('.').take(2).collect();
+        labels.into_iter().rev().collect::<Vec<_>>().join(".")
+    };
+    let from = base(from_domain);
+    let deglyph = |s: &str| {
+        s.chars()
+            .map(|c| match c {
+                '0' => 'o',
+                '1' => 'l',
+                '3' => 'e',
+                '5' => 's',
+                _ => c,
+            })
+            .collect::<String>()
+            .replace("rn", "m")
+            .replace("vv", "w")
+    };
+    let known = ctx
+        .local_domains
+        .iter()
+        .map(String::as_str)
+        .chain(BRANDS.iter().flat_map(|(_, d)| d.iter().copied()));
+    for k in known {
+        let k = base(k);
+        // Short names are one letter from many honest ones (`a.test`, `c.test`).
+        let label = k.split('.').next().unwrap_or("");
+        if k == from || label.chars().count() < 5 {
+            continue;
+        }
+        if strsim::damerau_levenshtein(&k, &from) == 1 || deglyph(&k) == deglyph(&from) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The first `local@domain` inside a display name.
@@ -234,6 +391,54 @@ mod tests {
                 .iter()
                 .any(|(r, _)| *r == "FROM_NAME_MIXED_SCRIPT"),
             "{mixed:?}"
+        );
+    }
+
+    #[test]
+    fn impersonation_of_brands_our_users_and_our_domains() {
+        let ctx = Context {
+            local_domains: vec!["example.test".into()],
+            local_names: vec!["alice martin".into()],
+        };
+        let rules = |from: &str| {
+            let raw = msg(
+                &format!("From: {from}\r\nDate: x\r\nMessage-ID: <1@x>\r\n"),
+                "hi",
+            );
+            score_message_with(&raw, &[], &ctx)
+                .rules
+                .into_iter()
+                .map(|(r, _)| r)
+                .collect::<Vec<_>>()
+        };
+        assert!(rules("\"PayPal Security\" <alert@secure-pay.test>").contains(&"FROM_NAME_BRAND"));
+        assert!(!rules("\"PayPal\" <service@paypal.com>").contains(&"FROM_NAME_BRAND"));
+        assert!(!rules("\"PayPal\" <service@mail.paypal.de>").contains(&"FROM_NAME_BRAND"));
+        assert!(!rules("\"Adhlib Team\" <x@y.test>").contains(&"FROM_NAME_BRAND"));
+        assert!(
+            rules("\"Alice  Martin\" <ceo.office@elsewhere.test>")
+                .contains(&"FROM_NAME_LOCAL_USER")
+        );
+        assert!(!rules("\"Alice Martin\" <alice@example.test>").contains(&"FROM_NAME_LOCAL_USER"));
+        assert!(rules("IT <it@examp1e.test>").contains(&"LOOKALIKE_DOMAIN"));
+        assert!(rules("IT <it@exarnple.test>").contains(&"LOOKALIKE_DOMAIN"));
+        assert!(rules("Billing <billing@paypa1.com>").contains(&"LOOKALIKE_DOMAIN"));
+        assert!(rules("Billing <x@mail.rnicrosoft.com>").contains(&"LOOKALIKE_DOMAIN"));
+        assert!(!rules("IT <it@example.test>").contains(&"LOOKALIKE_DOMAIN"));
+        assert!(!rules("Friend <f@unrelated.org>").contains(&"LOOKALIKE_DOMAIN"));
+        let short = Context {
+            local_domains: vec!["c.test".into()],
+            local_names: Vec::new(),
+        };
+        let raw = msg(
+            "From: Alice <alice@a.test>\r\nDate: x\r\nMessage-ID: <1@x>\r\n",
+            "hi",
+        );
+        assert!(
+            !score_message_with(&raw, &[], &short)
+                .rules
+                .iter()
+                .any(|(r, _)| *r == "LOOKALIKE_DOMAIN")
         );
     }
 
