@@ -67,6 +67,30 @@ class AutoconfigTest(ServerTestCase):
             self.assertNotIn(str(self.port("smtp")), [s.findtext("port") for s in outgoing],
                              "the MX port is not for clients")
 
+    def test_mta_sts_policy_is_served_for_our_domains_and_matches_the_dns_id(self):
+        """RFC 8461 §3.2: the policy at mta-sts.DOMAIN names our MX; its id= in the TXT
+        record `bulwark domain dns` prints is the hash of exactly this text."""
+        status, headers, body = self.request("GET", "/.well-known/mta-sts.txt",
+                                             headers={"Host": "mta-sts.example.test"})
+        self.assertEqual(status, 200, body)
+        self.assertTrue(headers["content-type"].startswith("text/plain"))
+        lines = body.decode().split("\r\n")
+        self.assertEqual(lines[0], "version: STSv1")
+        self.assertIn("mode: testing", lines)
+        self.assertIn("mx: mail.example.test", lines)
+        self.assertIn("max_age: 86400", lines)
+        fnv = 0xcbf29ce484222325
+        for b in body:
+            fnv = ((fnv ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+        dns = self.server.cli("domain", "dns", "example.test").stdout
+        self.assertIn(f'"v=STSv1; id={fnv:016x}"', dns)
+        status, _, body = self.request("GET", "/.well-known/mta-sts.txt",
+                                       headers={"Host": "mta-sts.elsewhere.test"})
+        self.assertEqual(status, 404)
+        status, _, _ = self.request("GET", "/.well-known/mta-sts.txt",
+                                    headers={"Host": "mail.example.test"})
+        self.assertEqual(status, 404)
+
     def test_other_domains_get_a_clear_404(self):
         q = urllib.parse.urlencode({"emailaddress": "someone@elsewhere.test"})
         status, _, body = self.request("GET", f"/.well-known/autoconfig/mail/config-v1.1.xml?{q}")

@@ -40,6 +40,7 @@ pub fn router(settings: Settings, store: Arc<dyn Store>) -> Router {
             get(json_path_handler),
         )
         .route("/autoconfig/apple.mobileconfig", get(mobileconfig_handler))
+        .route("/.well-known/mta-sts.txt", get(mta_sts_handler))
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
         .with_state(state)
 }
@@ -144,6 +145,42 @@ fn pox(status: StatusCode, body: String) -> Response {
     let mut r = typed("text/xml; charset=utf-8", body);
     *r.status_mut() = status;
     r
+}
+
+/// The host a request names (`Host`, without a port), lowercase.
+fn request_host(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    host.to_ascii_lowercase()
+}
+
+/// RFC 8461 §3.2: `https://mta-sts.DOMAIN/.well-known/mta-sts.txt` for our domains (behind
+/// the TLS proxy in front of the http listener, which must hold a certificate for
+/// `mta-sts.DOMAIN`).
+async fn mta_sts_handler(State(state): State<Autoconfig>, headers: HeaderMap) -> Response {
+    let host = request_host(&headers);
+    let Some(domain) = host.strip_prefix("mta-sts.") else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "the MTA-STS policy is served on mta-sts.YOUR.DOMAIN",
+        );
+    };
+    match our_domain(&state, domain).await {
+        Ours::Yes(_) => typed(
+            "text/plain; charset=utf-8",
+            bulwark_core::mta_sts::policy(&state.settings.hostname),
+        ),
+        Ours::No(r) => r,
+    }
 }
 
 async fn pox_handler(State(state): State<Autoconfig>, body: Bytes) -> Response {

@@ -15,6 +15,7 @@ pub mod greylist;
 pub mod held;
 pub mod keyword_case;
 pub mod local_domains;
+pub mod mta_sts;
 pub mod pipeline;
 pub mod quota;
 /// For implementing [`DeliveryHook`] without depending on `async-trait` directly.

@@ -68,18 +68,6 @@ pub fn txt_value(text: &str) -> String {
         .join(" ")
 }
 
-/// `id=` of the MTA-STS TXT record: changes when the policy (its MX host) changes.
-fn mta_sts_id(hostname: &str) -> String {
-    // Stable across runs and builds: FNV-1a of the policy's content.
-    let policy = format!("version: STSv1\nmode: testing\nmx: {hostname}\nmax_age: 86400\n");
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in policy.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 /// Every record `setup.domain` needs, in a fixed order.
 pub fn records(setup: &DomainSetup, keys: &KeySet, now: i64) -> Vec<Record> {
     let d = setup.domain.trim_end_matches('.').to_ascii_lowercase();
@@ -131,7 +119,10 @@ pub fn records(setup: &DomainSetup, keys: &KeySet, now: i64) -> Vec<Record> {
     out.push(Record {
         name: format!("_mta-sts.{d}"),
         rtype: "TXT",
-        value: txt_value(&format!("v=STSv1; id={}", mta_sts_id(&host))),
+        value: txt_value(&format!(
+            "v=STSv1; id={}",
+            bulwark_core::mta_sts::policy_id(&host)
+        )),
         purpose: "MTA-STS (RFC 8461): senders must use TLS",
         expect: Expect::TxtTag {
             tag: "v=STSv1",
