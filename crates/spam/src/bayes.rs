@@ -112,6 +112,18 @@ struct Totals {
 }
 
 impl Model {
+    /// Whether the account trained enough for [`Model::probability`] to answer (one read
+    /// of the totals).
+    pub async fn trained(store: &dyn Store, account: AccountId) -> Result<bool, StoreError> {
+        let items = store
+            .collection_get(account, COLLECTION, Some(&["totals".to_string()]))
+            .await?;
+        Ok(items.first().is_some_and(|i| {
+            serde_json::from_str::<Totals>(&i.value)
+                .is_ok_and(|t| t.spam >= MIN_TRAINED && t.ham >= MIN_TRAINED)
+        }))
+    }
+
     /// Reads the totals and the buckets holding `tokens`.
     pub async fn load(
         store: &dyn Store,

@@ -120,6 +120,15 @@ impl SpamHook {
         let Some(store) = &self.store else {
             return 0;
         };
+        // Most accounts never trained: one small read says so, before the buckets.
+        match crate::bayes::Model::trained(store.as_ref(), account).await {
+            Ok(true) => {}
+            Ok(false) => return 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "spam model unavailable");
+                return 0;
+            }
+        }
         match crate::bayes::Model::load(store.as_ref(), account, tokens).await {
             Ok(model) => match model.probability(tokens) {
                 Some(p) if p >= BAYES_SPAM_AT => BAYES_SPAM_POINTS,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A DNS server on loopback for bench/run's "all checks on" rows: answers the records the
+"""A DNS server on loopback (not named dns.py: dkimpy imports dnspython as `dns`) for bench/run's "all checks on" rows: answers the records the
 inbound checks ask about the load generator's mail (SPF of client.test, DMARC of the From
 domains, reverse DNS of 127.0.0.1), NXDOMAIN otherwise. Prints its address, then serves until
 killed. The zone is tests/e2e/test_trust.py's (dnslib); Bulwark's resolver caches the answers,
@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e")
 try:
     from test_trust import DnsOnLoopback  # noqa: E402
 except ImportError:
-    sys.exit("bench/dns.py needs dnslib: python3 -m pip install -r tests/e2e/requirements.txt")
+    sys.exit("bench/loopback_dns.py needs dnslib: python3 -m pip install -r tests/e2e/requirements.txt")
 
 dns = DnsOnLoopback()
 dns.zone.add(
