@@ -145,6 +145,12 @@ class TwoDomainsTest(unittest.TestCase):
             srv.cleanup()
         cls.dns.stop()
 
+    def dnsfunc(self, name, timeout=5):
+        """dkimpy's TXT lookup, answered from the test's zone."""
+        name = name.decode() if isinstance(name, bytes) else name
+        found = self.dns.zone.txt(name.lower().rstrip("."))
+        return found[0] if found else None
+
     def publish(self):
         """The records `bulwark domain dns` prints, served by the DNS server."""
         if not TwoDomainsTest.published:
@@ -196,11 +202,7 @@ class TwoDomainsTest(unittest.TestCase):
             self.assertIn(want, head)
         self.assertIn("DKIM-Signature:", head)
         # dkimpy verifies the signature on its own, with the published key.
-        def dnsfunc(name, timeout=5):
-            name = name.decode() if isinstance(name, bytes) else name
-            found = self.dns.zone.txt(name.lower().rstrip("."))
-            return found[0] if found else None
-        self.assertTrue(dkim.verify(raw, dnsfunc=dnsfunc), "dkimpy rejects our signature")
+        self.assertTrue(dkim.verify(raw, dnsfunc=self.dnsfunc), "dkimpy rejects our signature")
 
     def test_3_forged_from_of_a_reject_domain_is_refused(self):
         self.publish()
@@ -288,14 +290,10 @@ class TwoDomainsTest(unittest.TestCase):
         ours = head.split("Authentication-Results: mx.a.test;", 1)[1].split("\r\n\S", 1)[0]
         self.assertIn("arc=pass", ours)
 
-        def dnsfunc(name, timeout=5):
-            name = name.decode() if isinstance(name, bytes) else name
-            found = self.dns.zone.txt(name.lower().rstrip("."))
-            return found[0] if found else None
         # Verified as b.test sent it: a.test's own fields above the chain are taken off.
         lines = raw.split(b"\r\n")
         start = next(i for i, l in enumerate(lines) if l.startswith(b"ARC-"))
-        cv, _results, comment = dkim.arc_verify(b"\r\n".join(lines[start:]), dnsfunc=dnsfunc)
+        cv, _results, comment = dkim.arc_verify(b"\r\n".join(lines[start:]), dnsfunc=self.dnsfunc)
         self.assertEqual(cv, dkim.CV_Pass, comment)
 
 

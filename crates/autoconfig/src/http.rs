@@ -110,18 +110,8 @@ async fn thunderbird_handler(
             None => return text(StatusCode::BAD_REQUEST, "emailaddress is not an address"),
         },
         None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-                if port.bytes().all(|b| b.is_ascii_digit()) {
-                    h
-                } else {
-                    host
-                }
-            });
-            match host.to_ascii_lowercase().strip_prefix("autoconfig.") {
+            let host = request_host(&headers);
+            match host.strip_prefix("autoconfig.") {
                 Some(d) => d.to_string(),
                 None => {
                     return text(

@@ -36,15 +36,7 @@ pub async fn import(
         eprintln!();
     }
     let s = summary?;
-    for line in &s.failures {
-        eprintln!("failed: {line}");
-    }
-    if s.failures.len() < s.failed as usize {
-        eprintln!(
-            "failed: … and {} more",
-            s.failed as usize - s.failures.len()
-        );
-    }
+    print_failures(&s.failures, s.failed);
     for f in &s.folders_created {
         println!("created folder {f}");
     }
@@ -203,15 +195,7 @@ async fn migrate_one(
         eprintln!();
     }
     let s = result?;
-    for line in &s.failures {
-        eprintln!("failed: {line}");
-    }
-    if s.failures.len() < s.failed as usize {
-        eprintln!(
-            "failed: … and {} more",
-            s.failed as usize - s.failures.len()
-        );
-    }
+    print_failures(&s.failures, s.failed);
     let verb = if opts.dry_run {
         "would create"
     } else {
@@ -284,4 +268,14 @@ fn read_csv(path: &std::path::Path) -> anyhow::Result<Vec<(String, String, Optio
         bail!("{} lists no account", path.display());
     }
     Ok(rows)
+}
+
+/// The failures kept word for word, then how many more there were.
+fn print_failures(failures: &[String], failed: u64) {
+    for line in failures {
+        eprintln!("failed: {line}");
+    }
+    if failures.len() < failed as usize {
+        eprintln!("failed: … and {} more", failed as usize - failures.len());
+    }
 }

@@ -107,31 +107,65 @@ impl Signer {
     }
 }
 
+/// A stored key read for signing (both algorithms sign with SHA-256).
+enum SigningKey {
+    Ed25519(Ed25519Key),
+    Rsa(RsaKey<Sha256>),
+}
+
+impl SigningKey {
+    fn read(key: &DkimKey) -> Result<SigningKey, String> {
+        let der = keys::pem_der(&key.private_key).ok_or("the private key is not PEM")?;
+        Ok(match key.algorithm {
+            Algorithm::Ed25519 => {
+                SigningKey::Ed25519(Ed25519Key::from_pkcs8_der(&der).map_err(|e| e.to_string())?)
+            }
+            Algorithm::Rsa => {
+                let der = rustls_pki_types::PrivateKeyDer::Pkcs8(der.into());
+                SigningKey::Rsa(RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?)
+            }
+        })
+    }
+}
+
+fn dkim_signature<T: mail_auth::common::crypto::SigningKey<Hasher = Sha256>>(
+    pk: T,
+    key: &DkimKey,
+    raw: &[u8],
+    domain: &str,
+) -> Result<String, String> {
+    DkimSigner::from_key(pk)
+        .domain(domain)
+        .selector(&key.selector)
+        .headers(SIGNED_FIELDS.iter().copied())
+        .sign(raw)
+        .map(|s| s.to_header())
+        .map_err(|e| e.to_string())
+}
+
+fn arc_set<T: mail_auth::common::crypto::SigningKey<Hasher = Sha256>>(
+    pk: T,
+    key: &DkimKey,
+    domain: &str,
+    message: &mail_auth::AuthenticatedMessage<'_>,
+    results: &mail_auth::AuthenticationResults<'_>,
+    arc: &mail_auth::ArcOutput<'_>,
+) -> Result<String, String> {
+    mail_auth::arc::ArcSealer::from_key(pk)
+        .domain(domain)
+        .selector(&key.selector)
+        .headers(SIGNED_FIELDS.iter().copied())
+        .seal(message, results, arc)
+        .map(|set| set.to_header())
+        .map_err(|e| e.to_string())
+}
+
 /// Signs `raw` with `key` for `domain`.
 pub fn sign_with(key: &DkimKey, raw: &[u8], domain: &str) -> Result<String, String> {
-    let signature = match key.algorithm {
-        Algorithm::Ed25519 => {
-            let der = keys::pem_der(&key.private_key).ok_or("the private key is not PEM")?;
-            let pk = Ed25519Key::from_pkcs8_der(&der).map_err(|e| e.to_string())?;
-            DkimSigner::from_key(pk)
-                .domain(domain)
-                .selector(&key.selector)
-                .headers(SIGNED_FIELDS.iter().copied())
-                .sign(raw)
-        }
-        Algorithm::Rsa => {
-            let der = keys::pem_der(&key.private_key).ok_or("the private key is not PEM")?;
-            let der = rustls_pki_types::PrivateKeyDer::Pkcs8(der.into());
-            let pk = RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?;
-            DkimSigner::from_key(pk)
-                .domain(domain)
-                .selector(&key.selector)
-                .headers(SIGNED_FIELDS.iter().copied())
-                .sign(raw)
-        }
+    match SigningKey::read(key)? {
+        SigningKey::Ed25519(pk) => dkim_signature(pk, key, raw, domain),
+        SigningKey::Rsa(pk) => dkim_signature(pk, key, raw, domain),
     }
-    .map_err(|e| e.to_string())?;
-    Ok(signature.to_header())
 }
 
 /// The ARC set (RFC 8617) sealing `message` as `domain` with `key`, over the `results` of
@@ -144,30 +178,8 @@ pub fn seal_with(
     results: &mail_auth::AuthenticationResults<'_>,
     arc: &mail_auth::ArcOutput<'_>,
 ) -> Result<String, String> {
-    use mail_auth::arc::ArcSealer;
-    let der = keys::pem_der(&key.private_key).ok_or("the private key is not PEM")?;
-    let set = match key.algorithm {
-        Algorithm::Ed25519 => {
-            let pk = Ed25519Key::from_pkcs8_der(&der).map_err(|e| e.to_string())?;
-            ArcSealer::from_key(pk)
-                .domain(domain)
-                .selector(&key.selector)
-                .headers(SIGNED_FIELDS.iter().copied())
-                .seal(message, results, arc)
-                .map_err(|e| e.to_string())?
-                .to_header()
-        }
-        Algorithm::Rsa => {
-            let der = rustls_pki_types::PrivateKeyDer::Pkcs8(der.into());
-            let pk = RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?;
-            ArcSealer::from_key(pk)
-                .domain(domain)
-                .selector(&key.selector)
-                .headers(SIGNED_FIELDS.iter().copied())
-                .seal(message, results, arc)
-                .map_err(|e| e.to_string())?
-                .to_header()
-        }
-    };
-    Ok(set)
+    match SigningKey::read(key)? {
+        SigningKey::Ed25519(pk) => arc_set(pk, key, domain, message, results, arc),
+        SigningKey::Rsa(pk) => arc_set(pk, key, domain, message, results, arc),
+    }
 }
