@@ -145,7 +145,10 @@ pub async fn admits(
         {
             Ok(_) => {
                 if created && sweep_due(&id) {
-                    sweep(store, account, now).await;
+                    sweep_collection(store, account, COLLECTION, |v| {
+                        serde_json::from_str::<Record>(v).map_or(true, |r| r.expired(now))
+                    })
+                    .await;
                 }
                 return Ok(pass);
             }
@@ -157,21 +160,32 @@ pub async fn admits(
     Ok(false)
 }
 
-fn sweep_due(id: &str) -> bool {
-    u64::from_str_radix(&id[..8], 16).is_ok_and(|n| n % SWEEP_EVERY == 0)
+/// Whether creating the record `id` (a hex hash) should sweep its collection: one in
+/// [`SWEEP_EVERY`], spread by the hash.
+pub fn sweep_due(id: &str) -> bool {
+    id.get(..8)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .is_some_and(|n| n % SWEEP_EVERY == 0)
 }
 
-/// Removes the account's expired records (best effort).
-async fn sweep(store: &dyn Store, account: AccountId, now: i64) {
-    let Ok(items) = store.collection_get(account, COLLECTION, None).await else {
+/// Deletes the items of an account collection whose value `expired` says so (best effort,
+/// each with compare-and-set so an item rewritten meanwhile stays). Greylisting and the
+/// spam stage's remembered senders keep their collections bounded with it.
+pub async fn sweep_collection(
+    store: &dyn Store,
+    account: AccountId,
+    collection: &str,
+    expired: impl Fn(&str) -> bool,
+) {
+    let Ok(items) = store.collection_get(account, collection, None).await else {
         return;
     };
-    let expired: Vec<ItemWrite> = items
+    let old: Vec<ItemWrite> = items
         .iter()
-        .filter(|i| serde_json::from_str::<Record>(&i.value).map_or(true, |r| r.expired(now)))
-        .map(|i| ItemWrite::delete(COLLECTION, &i.id, Expect::Version(i.version)))
+        .filter(|i| expired(&i.value))
+        .map(|i| ItemWrite::delete(collection, &i.id, Expect::Version(i.version)))
         .collect();
-    for part in expired.chunks(bulwark_store::collections::MAX_WRITES) {
+    for part in old.chunks(bulwark_store::collections::MAX_WRITES) {
         let _ = store.collection_write(account, part.to_vec()).await;
     }
 }

@@ -11,8 +11,6 @@ use sha2::Digest as _;
 pub const COLLECTION: &str = "senders-seen";
 /// A sender not heard from... is forgotten after this (its record is swept).
 pub const FORGET_AFTER_SECS: i64 = 400 * 86_400;
-/// One new record in this many sweeps the account's old ones.
-const SWEEP_EVERY: u64 = 64;
 
 fn item_id(address: &str) -> String {
     let d = sha2::Sha256::digest(address.to_lowercase().as_bytes());
@@ -50,25 +48,11 @@ pub async fn remember(store: &dyn Store, account: AccountId, address: &str) {
         Ok(_) | Err(StoreError::Conflict(_)) => {}
         Err(e) => tracing::debug!(error = %e, "cannot remember the sender"),
     }
-    if u64::from_str_radix(&id[..8], 16).is_ok_and(|n| n % SWEEP_EVERY == 0) {
-        sweep(store, account, now).await;
-    }
-}
-
-async fn sweep(store: &dyn Store, account: AccountId, now: i64) {
-    let Ok(items) = store.collection_get(account, COLLECTION, None).await else {
-        return;
-    };
-    let old: Vec<ItemWrite> = items
-        .iter()
-        .filter(|i| {
-            i.value
-                .parse::<i64>()
+    if bulwark_core::greylist::sweep_due(&id) {
+        bulwark_core::greylist::sweep_collection(store, account, COLLECTION, |v| {
+            v.parse::<i64>()
                 .map_or(true, |t| now - t > FORGET_AFTER_SECS)
         })
-        .map(|i| ItemWrite::delete(COLLECTION, &i.id, Expect::Version(i.version)))
-        .collect();
-    for part in old.chunks(bulwark_store::collections::MAX_WRITES) {
-        let _ = store.collection_write(account, part.to_vec()).await;
+        .await;
     }
 }
