@@ -13,6 +13,7 @@ export default defineConfig({
       '/auth': 'http://127.0.0.1:8080',
       '/api': 'http://127.0.0.1:8080',
       '/.well-known': 'http://127.0.0.1:8080',
+      '/migrate': 'http://127.0.0.1:8080',
     },
   },
   test: {

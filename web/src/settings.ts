@@ -1,6 +1,7 @@
 // Settings: identities (display name, reply-to, signature), vacation response, folders, two-factor
-// authentication, app passwords, sessions, appearance.
+// authentication, app passwords, sessions, your data (upload mail, download it all), appearance.
 import { clear, copyButton, formatSize, h, toast } from './dom';
+import { YourData } from './yourdata';
 import type { Identity } from './mail';
 import type { MailApp } from './app';
 
@@ -39,6 +40,7 @@ export class Settings {
       section('Vacation response', 'set-vacation', sections.vacation),
       section('Folders', 'set-folders', sections.folders),
       section('Storage', 'set-storage', sections.storage),
+      section('Your data', 'set-data', new YourData(this.app).render()),
       section('Two-factor authentication', 'set-2fa', sections.totp),
       section('App passwords', 'set-apps', h('p.muted', null, 'For mail apps that use IMAP and SMTP (Thunderbird, phones). Each app gets its own password; delete it to cut that app off.'), sections.apps),
       section('Signed-in devices', 'set-sessions', sections.sessions),

@@ -1,5 +1,6 @@
 //! The `http` listener: JMAP (RFC 8620/8621/8887) from `bulwark-jmap`, the web client and its
-//! account API from `bulwark-web` (at `/`), plus load-balancer probes: `GET /healthz` (the
+//! account API from `bulwark-web` (at `/`), the web upload and download of mail from
+//! `bulwark-migrate` (`/migrate/import`, `/migrate/export`), plus load-balancer probes: `GET /healthz` (the
 //! process is alive) and `GET /readyz` (`ready`, or 503 `draining` / `degraded: …`).
 
 use crate::node::NodeState;
@@ -79,17 +80,29 @@ pub async fn run(
         shared.queue_wakeup.clone(),
     );
     let dav = bulwark_dav::router(shared.store.clone(), shared.auth.clone(), signer.clone());
-    let web = bulwark_web::router(shared.store.clone(), shared.auth.clone(), signer);
+    let web = bulwark_web::router(shared.store.clone(), shared.auth.clone(), signer.clone());
     jmap.set_pipeline(shared.pipeline.clone());
     jmap.set_held(shared.held.clone());
     // Before serving: what older versions kept in `data_dir` (identities, vacation) moves
     // into the store.
     jmap.migrate_legacy_files().await;
     let autoconfig = bulwark_autoconfig::router(clients, shared.store.clone());
+    // The web client's "Upload mail" and "Download my data" (issue 18).
+    let migrate = bulwark_migrate::http::router(
+        shared.store.clone(),
+        shared.auth.clone(),
+        signer.clone(),
+        bulwark_migrate::http::HttpConfig {
+            max_upload_size: usize::try_from(c.limits.max_import_size).unwrap_or(usize::MAX),
+            max_message_size: usize::try_from(c.limits.max_message_size).unwrap_or(usize::MAX),
+            quota: crate::servers::quota_policy(c),
+        },
+    );
     let app = jmap
         .router()
         .merge(autoconfig)
         .merge(dav)
+        .merge(migrate)
         // Last: the web router owns the fallback (client-side routes get index.html).
         .merge(web)
         .layer(middleware::from_fn_with_state(

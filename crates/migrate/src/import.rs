@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod bytes;
+pub use bytes::import_bytes;
+
 /// What `import` found at the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {

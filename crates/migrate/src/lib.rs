@@ -13,10 +13,14 @@ pub mod maildir;
 pub mod mbox;
 
 mod export;
+mod export_tar;
+pub mod http;
 mod import;
 
 pub use export::{ExportFormat, ExportSummary, export};
+pub use export_tar::{archive_tar, archive_tar_name};
 pub use imap::copy::{MigrateOptions, MigrateSummary, migrate};
+pub use import::import_bytes;
 pub use import::{ImportOptions, ImportSummary, SourceKind, detect, import};
 
 /// Bare LF line ends made CRLF (RFC 5322 §2.1); CRLF and lone CR are kept.

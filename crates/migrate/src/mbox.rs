@@ -217,6 +217,14 @@ impl<R: BufRead> Iterator for MboxReader<R> {
             });
         }
         let (raw, keywords) = flags::take_status_headers(&body);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            // Only bookkeeping headers (`Status:`, `X-UID:` …): nothing of a message is left.
+            return Some(MboxItem::Failed {
+                index,
+                line: from_no,
+                why: "empty message (only Status/X-Keywords bookkeeping headers)".into(),
+            });
+        }
         Some(MboxItem::Message {
             index,
             line: from_no,
@@ -326,6 +334,19 @@ body\n\
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_entry_of_only_status_headers_is_not_imported_as_an_empty_message() {
+        let data = b"From a Thu Dec  3 08:11:52 2026\nStatus: RO\nX-Status: F\n\nFrom b Thu Dec  3 08:11:52 2026\nSubject: real\n\nbody\n";
+        let items = read(data);
+        assert_eq!(items.len(), 2);
+        assert!(
+            matches!(&items[0], MboxItem::Failed { index: 1, why, .. } if why.contains("empty message")),
+            "{:?}",
+            items[0]
+        );
+        assert!(message(&items[1]).0.starts_with(b"Subject: real"));
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub const MAX_MESSAGE_SIZE_CEILING: u64 = 1 << 30;
 pub const POP3_MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Smallest `max_message_size`: a message with a few headers must fit.
 pub const MAX_MESSAGE_SIZE_FLOOR: u64 = 1 << 10;
+/// Range of `limits.max_import_size`: a web upload is held in memory while it is imported.
+pub const MAX_IMPORT_SIZE_FLOOR: u64 = 1 << 10;
+pub const MAX_IMPORT_SIZE_CEILING: u64 = 2 << 30;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +203,8 @@ pub struct Outbound {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_message_size: u64,
+    /// Largest web upload (`POST /migrate/import`).
+    pub max_import_size: u64,
     pub max_connections_per_ip: usize,
     pub max_connections: usize,
     /// Networks exempt from `max_connections_per_ip` (every protocol).
@@ -414,6 +419,7 @@ impl Config {
         };
         let limits = Limits {
             max_message_size: v.int("limits.max_message_size"),
+            max_import_size: v.int("limits.max_import_size"),
             max_connections_per_ip: v.int("limits.max_connections_per_ip") as usize,
             max_connections: v.int("limits.max_connections") as usize,
             trusted_networks: v.nets("limits.trusted_networks"),
@@ -554,6 +560,14 @@ impl Config {
                 "limits.max_message_size",
                 at("limits.max_message_size"),
                 format!("{size} bytes is outside the allowed range 1K..1G"),
+            ));
+        }
+        let size = self.limits.max_import_size;
+        if !(MAX_IMPORT_SIZE_FLOOR..=MAX_IMPORT_SIZE_CEILING).contains(&size) {
+            problems.push(Problem::at_entry(
+                "limits.max_import_size",
+                at("limits.max_import_size"),
+                format!("{size} bytes is outside the allowed range 1K..2G"),
             ));
         }
         if self.limits.max_connections_per_ip > self.limits.max_connections {

@@ -306,6 +306,13 @@ pub const KEYS: &[KeyDef] = &[
     ),
     key!(
         "limits",
+        "max_import_size",
+        Size,
+        "\"256M\"",
+        "Largest file the web client's \"Upload mail\" takes (`POST /migrate/import`, an mbox or one `.eml`); larger gets 413 before it is read. An upload is held in memory while it is imported (at most two at once), so keep it well below the machine's memory; bigger files go in with `bulwark import` on the server. Range 1K..2G."
+    ),
+    key!(
+        "limits",
         "max_connections_per_ip",
         Count,
         "20",

@@ -145,6 +145,11 @@ fn each_bad_config_names_key_line_and_reason() {
             one("limits.max_message_size", Some(3), "2147483648 bytes is outside the allowed range 1K..1G"),
         ),
         (
+            "web upload size out of range",
+            "hostname = \"mx.example.test\"\n[limits]\nmax_import_size = \"3G\"\n".into(),
+            one("limits.max_import_size", Some(3), "3221225472 bytes is outside the allowed range 1K..2G"),
+        ),
+        (
             "missing hostname",
             "data_dir = \"data\"\n".into(),
             one("hostname", None, "missing; set the server's public name, e.g. hostname = \"mail.example.com\""),
@@ -272,6 +277,7 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(config.outbound.retry_base, Duration::from_secs(60));
     assert_eq!(config.outbound.retry_max, Duration::from_secs(4 * 3600));
     assert_eq!(config.limits.max_message_size, 50 << 20);
+    assert_eq!(config.limits.max_import_size, 256 << 20);
     assert_eq!(config.limits.max_connections_per_ip, 20);
     assert_eq!(config.limits.max_connections, 1000);
     assert_eq!(config.limits.smtp_idle_timeout, Duration::from_secs(300));
