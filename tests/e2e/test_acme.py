@@ -314,5 +314,73 @@ class AcmeTest(unittest.TestCase):
         s.stop()
 
 
+class AcmeTwoNodesTest(unittest.TestCase):
+    """Two nodes on one PostgreSQL with the same [acme]: one orders (the lease in the store),
+    both serve the same certificate; pebble reaches only node 1, so when node 2 orders, node 1
+    answers the challenge from the store."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dns, dns_port = start_dns()
+        cls.http_port = free_port()
+        cls.pebble = Pebble(cls.http_port, free_port(), dns_port)
+        cls.nodes = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes:
+            n.cleanup()
+        cls.pebble.stop()
+        for d in cls.dns:
+            d.stop()
+
+    def test_two_nodes_order_once_and_serve_the_same_certificate(self):
+        from test_cluster import fresh_database, pg_node
+        store = fresh_database("acme")
+        acme = ("[acme]\n"
+                f'directory = "{self.pebble.directory}"\n'
+                f'ca_file = "{self.pebble.ca}"\n')
+        old = os.environ.get("BULWARK_ACME_POLL")
+        os.environ["BULWARK_ACME_POLL"] = "2"
+        try:
+            for i in (1, 2):
+                n = pg_node(f"acme-node{i}", store, f"node{i}",
+                            listeners=("smtp", "imaps", "http"))
+                text = n.config.read_text() + "\n" + acme
+                if i == 1:
+                    text = text.replace('http = "127.0.0.1:0"',
+                                        f'http = "127.0.0.1:{self.http_port}"')
+                n.config.write_text(text)
+                self.nodes.append(n)
+                n.start()
+        finally:
+            if old is None:
+                os.environ.pop("BULWARK_ACME_POLL", None)
+            else:
+                os.environ["BULWARK_ACME_POLL"] = old
+        for n in self.nodes:
+            try:
+                wait_until(lambda n=n: issued_by_pebble(n.addr("imaps")), ISSUE_TIMEOUT,
+                           f"{n.dir.name} to serve a certificate issued by pebble")
+            except AssertionError as e:
+                raise AssertionError(f"{e}\n" + "\n".join(x.log_tail() for x in self.nodes)
+                                     + self.pebble.log_text()) from None
+        serials = {served_cert(n.addr("imaps")).serial_number for n in self.nodes}
+        self.assertEqual(len(serials), 1, "both nodes serve the one stored certificate")
+        orders = [n.dir.name for n in self.nodes
+                  for line in n.log_path.read_text(errors="replace").splitlines()
+                  if "ACME: ordering a certificate" in line]
+        self.assertEqual(len(orders), 1, f"exactly one order in the cluster: {orders}")
+        created = sum(n.log_path.read_text(errors="replace").count("ACME account created")
+                      for n in self.nodes)
+        self.assertEqual(created, 1, "one ACME account for the cluster")
+        print(f"\nACME cluster: ordered by {orders[0]}, served by both (serial {serials.pop():x})")
+
+
+def tearDownModule():
+    import test_cluster
+    test_cluster.tearDownModule()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,11 +1,13 @@
 //! The challenge responder: http-01 key authorizations (RFC 8555 §8.3) and tls-alpn-01
 //! certificates (RFC 8737 §3) while an order is open.
 
-use crate::stored::HTTP01_PREFIX;
+use crate::stored::{ALPN01_PREFIX, HTTP01_PREFIX};
 use bulwark_store::Store;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 /// The ALPN protocol of tls-alpn-01 (RFC 8737 §6.2).
@@ -75,12 +77,65 @@ impl Challenges {
     }
 }
 
-/// For handshakes that offer ALPN `acme-tls/1` only: the challenge certificate for the SNI
-/// name (RFC 8737 §3); no certificate (the handshake fails) for any other name.
-impl ResolvesServerCert for Challenges {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let name = hello.server_name()?.to_ascii_lowercase();
-        read(&self.alpn).get(&name).cloned()
+/// One certificate for the one handshake it was chosen for.
+#[derive(Debug)]
+struct Single(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Single {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// The tls-alpn-01 side of the TLS listeners (RFC 8737 §3): for a handshake offering
+/// `acme-tls/1` with the SNI name of one of our `[acme] domains`, the challenge certificate
+/// of the order open for it — this node's, or another node's from the store (its key
+/// authorization digest is there), so the CA may reach any node.
+pub struct AlpnResponder {
+    pub challenges: Arc<Challenges>,
+    pub store: Arc<dyn Store>,
+    /// Lowercase; other names are not looked up at all.
+    pub domains: Vec<String>,
+}
+
+impl AlpnResponder {
+    async fn cert_for(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        if !self.domains.iter().any(|d| d == name) {
+            return None;
+        }
+        if let Some(cert) = read(&self.challenges.alpn).get(name).cloned() {
+            return Some(cert);
+        }
+        let digest = match self
+            .store
+            .global_setting_get(&format!("{ALPN01_PREFIX}{name}"))
+            .await
+        {
+            Ok(found) => hex::decode(found?).ok()?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the tls-alpn-01 digest from the store");
+                return None;
+            }
+        };
+        match crate::cert::alpn_challenge_cert(name, &digest) {
+            Ok(cert) => Some(cert),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot make the tls-alpn-01 certificate");
+                None
+            }
+        }
+    }
+}
+
+impl bulwark_net::AcmeAlpn for AlpnResponder {
+    fn config_for(
+        &self,
+        server_name: Option<String>,
+    ) -> Pin<Box<dyn Future<Output = Option<Arc<rustls::ServerConfig>>> + Send + '_>> {
+        Box::pin(async move {
+            let cert = self.cert_for(&server_name?.to_ascii_lowercase()).await?;
+            Some(alpn_server_config(cert))
+        })
     }
 }
 
@@ -92,13 +147,13 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The TLS configuration for `acme-tls/1` handshakes: only that protocol, and the
-/// challenge certificates (RFC 8737 §4: the server MUST negotiate `acme-tls/1`).
-pub fn alpn_server_config(challenges: Arc<Challenges>) -> Arc<rustls::ServerConfig> {
+/// The TLS configuration of one `acme-tls/1` handshake: only that protocol (RFC 8737 §4:
+/// the server MUST negotiate `acme-tls/1`) and the challenge certificate.
+fn alpn_server_config(cert: Arc<CertifiedKey>) -> Arc<rustls::ServerConfig> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_cert_resolver(challenges);
+        .with_cert_resolver(Arc::new(Single(cert)));
     config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
     Arc::new(config)
 }
@@ -134,5 +189,64 @@ mod tests {
         }
         c.remove_http("tok-1_A");
         assert_eq!(c.http_response(store.as_ref(), "tok-1_A").await, None);
+    }
+
+    #[tokio::test]
+    async fn alpn_responder_answers_our_open_orders_only_local_or_stored() {
+        use bulwark_net::AcmeAlpn;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = SqliteStore::open(dir.path()).unwrap();
+        let r = AlpnResponder {
+            challenges: Challenges::new(),
+            store: store.clone(),
+            domains: vec!["mail.example.test".into(), "other.example.test".into()],
+        };
+        // No order open: nothing.
+        assert!(
+            r.config_for(Some("mail.example.test".into()))
+                .await
+                .is_none()
+        );
+        assert!(r.config_for(None).await.is_none());
+        // This node's order.
+        let cert = crate::cert::alpn_challenge_cert("mail.example.test", &[1; 32]).unwrap();
+        r.challenges.put_alpn("mail.example.test", cert);
+        let config = r
+            .config_for(Some("MAIL.example.test".into()))
+            .await
+            .unwrap();
+        assert_eq!(config.alpn_protocols, vec![ACME_TLS_ALPN.to_vec()]);
+        // Another node's order: the digest is in the store.
+        store
+            .global_setting_set(
+                &format!("{ALPN01_PREFIX}other.example.test"),
+                Some(&hex::encode([2u8; 32])),
+            )
+            .await
+            .unwrap();
+        assert!(
+            r.config_for(Some("other.example.test".into()))
+                .await
+                .is_some()
+        );
+        // A name that is not ours is never looked up, even if the store had it.
+        store
+            .global_setting_set(
+                &format!("{ALPN01_PREFIX}evil.test"),
+                Some(&hex::encode([3u8; 32])),
+            )
+            .await
+            .unwrap();
+        assert!(r.config_for(Some("evil.test".into())).await.is_none());
+        // Garbage in the store: no certificate, no panic.
+        store
+            .global_setting_set(&format!("{ALPN01_PREFIX}other.example.test"), Some("zz"))
+            .await
+            .unwrap();
+        assert!(
+            r.config_for(Some("other.example.test".into()))
+                .await
+                .is_none()
+        );
     }
 }

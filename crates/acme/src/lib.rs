@@ -12,7 +12,7 @@ pub mod challenge;
 mod order;
 pub mod stored;
 
-pub use challenge::{ACME_TLS_ALPN, Challenges, alpn_server_config};
+pub use challenge::{ACME_TLS_ALPN, AlpnResponder, Challenges};
 pub use stored::StoredCert;
 
 use bulwark_store::Store;

@@ -3,7 +3,7 @@
 
 use crate::cert;
 use crate::challenge::Challenges;
-use crate::stored::{self, ACCOUNT_KEY, HTTP01_PREFIX, StoredAccount, StoredCert};
+use crate::stored::{self, ACCOUNT_KEY, ALPN01_PREFIX, HTTP01_PREFIX, StoredAccount, StoredCert};
 use crate::{AcmeError, AcmeSettings, ChallengeKind};
 use bulwark_store::Store;
 use instant_acme::{
@@ -83,6 +83,12 @@ pub async fn order(
     }
     for domain in &published.domains {
         challenges.remove_alpn(domain);
+        if let Err(e) = store
+            .global_setting_set(&format!("{ALPN01_PREFIX}{domain}"), None)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot remove a tls-alpn-01 digest from the store");
+        }
     }
     result
 }
@@ -135,9 +141,17 @@ async fn order_inner(
                     .await?;
             }
             ChallengeKind::TlsAlpn01 => {
-                let cert = cert::alpn_challenge_cert(&domain, key_auth.digest().as_ref())?;
+                let digest = key_auth.digest();
+                let cert = cert::alpn_challenge_cert(&domain, digest.as_ref())?;
                 challenges.put_alpn(&domain, cert);
+                let domain = domain.to_ascii_lowercase();
                 published.domains.push(domain.clone());
+                store
+                    .global_setting_set(
+                        &format!("{ALPN01_PREFIX}{domain}"),
+                        Some(&hex::encode(digest.as_ref())),
+                    )
+                    .await?;
             }
         }
         challenge.set_ready().await?;

@@ -11,6 +11,8 @@ pub const ACCOUNT_KEY: &str = "acme.account";
 pub const LEASE_KEY: &str = "acme.lease";
 /// Prefix of the http-01 key authorizations, by token.
 pub const HTTP01_PREFIX: &str = "acme.http01:";
+/// Prefix of the tls-alpn-01 key authorization digests (hex SHA-256), by domain.
+pub const ALPN01_PREFIX: &str = "acme.alpn01:";
 
 /// The settings key of the certificate for `domains` (order and case do not matter).
 pub fn cert_key(domains: &[String]) -> String {

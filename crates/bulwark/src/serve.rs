@@ -96,7 +96,15 @@ async fn serve(
     let acceptor = match &acme_challenges {
         Some(c) => bulwark_net::TlsAcceptor::with_acme_alpn(
             tls,
-            bulwark_acme::alpn_server_config(c.clone()),
+            Arc::new(bulwark_acme::AlpnResponder {
+                challenges: c.clone(),
+                store: store.clone(),
+                domains: config
+                    .acme
+                    .iter()
+                    .flat_map(|a| a.domains.iter().map(|d| d.to_ascii_lowercase()))
+                    .collect(),
+            }),
         ),
         None => bulwark_net::TlsAcceptor::from(tls),
     };

@@ -7,7 +7,9 @@
 //! configuration (RFC 8737 §3: the challenge certificate, that protocol only).
 
 use rustls::ServerConfig;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::LazyConfigAcceptor;
@@ -16,10 +18,20 @@ use tokio_rustls::server::TlsStream;
 /// The ALPN protocol name of tls-alpn-01 (RFC 8737 §6.2).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
+/// The TLS configuration for one `acme-tls/1` handshake, by its SNI name: the challenge
+/// certificate while an order for that name is open (on this node or, through the store, on
+/// another), else `None` and the handshake is refused.
+pub trait AcmeAlpn: Send + Sync {
+    fn config_for(
+        &self,
+        server_name: Option<String>,
+    ) -> Pin<Box<dyn Future<Output = Option<Arc<ServerConfig>>> + Send + '_>>;
+}
+
 #[derive(Clone)]
 pub struct TlsAcceptor {
     config: Arc<ServerConfig>,
-    acme: Option<Arc<ServerConfig>>,
+    acme: Option<Arc<dyn AcmeAlpn>>,
 }
 
 impl From<Arc<ServerConfig>> for TlsAcceptor {
@@ -30,7 +42,7 @@ impl From<Arc<ServerConfig>> for TlsAcceptor {
 
 impl TlsAcceptor {
     /// `config` for every handshake, `acme` for those offering ALPN `acme-tls/1`.
-    pub fn with_acme_alpn(config: Arc<ServerConfig>, acme: Arc<ServerConfig>) -> TlsAcceptor {
+    pub fn with_acme_alpn(config: Arc<ServerConfig>, acme: Arc<dyn AcmeAlpn>) -> TlsAcceptor {
         TlsAcceptor {
             config,
             acme: Some(acme),
@@ -51,7 +63,16 @@ impl TlsAcceptor {
         let wants_acme = hello
             .alpn()
             .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
-        let config = if wants_acme { acme } else { &self.config };
-        start.into_stream(config.clone()).await
+        if !wants_acme {
+            return start.into_stream(self.config.clone()).await;
+        }
+        let name = hello.server_name().map(str::to_ascii_lowercase);
+        match acme.config_for(name).await {
+            Some(config) => start.into_stream(config).await,
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "acme-tls/1 handshake for a name with no open ACME order",
+            )),
+        }
     }
 }

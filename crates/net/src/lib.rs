@@ -23,7 +23,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
 /// A boxed [`AsyncStream`], so a session can swap plain TCP for TLS after STARTTLS.
 pub type BoxedStream = Box<dyn AsyncStream>;
 
-pub use acceptor::{ACME_TLS_ALPN, TlsAcceptor};
+pub use acceptor::{ACME_TLS_ALPN, AcmeAlpn, TlsAcceptor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
