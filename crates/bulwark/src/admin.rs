@@ -525,3 +525,35 @@ pub fn format_time(unix: i64) -> String {
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| unix.to_string())
 }
+
+/// `bulwark acme status`: the certificate every node serves for `[acme] domains`.
+pub async fn acme_status(store: &dyn Store, config: &crate::Config) -> anyhow::Result<()> {
+    let Some(acme) = &config.acme else {
+        println!("ACME is off: set [acme] directory to let Bulwark obtain its certificate");
+        return Ok(());
+    };
+    let (cert, holder) = bulwark_acme::status(store, &acme.domains).await?;
+    println!("directory: {}", acme.directory);
+    println!("domains:   {}", acme.domains.join(", "));
+    println!("challenge: {}", acme.challenge.as_str());
+    match cert {
+        None => println!("certificate: none yet (the first `serve` orders one)"),
+        Some(cert) => {
+            let renew =
+                cert.not_after - i64::try_from(acme.renew_before.as_secs()).unwrap_or(i64::MAX / 2);
+            println!("certificate: {}", cert.domains.join(", "));
+            println!("  issuer:     {}", cert.issuer);
+            println!("  valid from: {}", format_time(cert.not_before));
+            println!("  expires:    {}", format_time(cert.not_after));
+            println!(
+                "  renewed:    from {}",
+                format_time(renew.max(cert.not_before))
+            );
+        }
+    }
+    match holder {
+        Some(node) => println!("ordering now: node {node}"),
+        None => println!("ordering now: no node"),
+    }
+    Ok(())
+}

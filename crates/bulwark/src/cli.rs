@@ -128,6 +128,17 @@ pub enum Command {
 
     /// Outage drills: real PostgreSQL and nodes on loopback, load, one fault, a figure table.
     Drill(bulwark_drill::DrillArgs),
+
+    /// ACME (RFC 8555) certificates obtained by `serve` when `[acme] directory` is set.
+    #[command(subcommand)]
+    Acme(AcmeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AcmeCommand {
+    /// The stored certificate for `[acme] domains`: its names, issuer, validity and when it
+    /// is renewed, and which node is ordering one now (if any).
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

@@ -48,6 +48,7 @@ pub async fn run(
     shared: Shared,
     signer: Arc<TokenSigner>,
     clients: bulwark_autoconfig::Settings,
+    acme: Option<Arc<bulwark_acme::Challenges>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let c = &shared.config;
@@ -109,7 +110,8 @@ pub async fn run(
             shared.node.clone(),
             refuse_while_draining,
         ))
-        .merge(probes(shared.node.clone()));
+        .merge(probes(shared.node.clone()))
+        .merge(acme_challenge(acme, shared.store.clone()));
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
@@ -178,6 +180,38 @@ pub fn client_settings(
         list.push(Endpoint { port, security });
     }
     s
+}
+
+/// RFC 8555 §8.3: `GET /.well-known/acme-challenge/{token}` answers the key authorization
+/// (`application/octet-stream`) while an order is open — on any node, the tokens are in the
+/// store. Answered while draining too: the CA does not retry elsewhere.
+fn acme_challenge(
+    challenges: Option<Arc<bulwark_acme::Challenges>>,
+    store: Arc<dyn bulwark_store::Store>,
+) -> axum::Router {
+    let Some(challenges) = challenges else {
+        return axum::Router::new();
+    };
+    axum::Router::new().route(
+        "/.well-known/acme-challenge/{token}",
+        get(
+            move |axum::extract::Path(token): axum::extract::Path<String>| {
+                let challenges = challenges.clone();
+                let store = store.clone();
+                async move {
+                    match challenges.http_response(store.as_ref(), &token).await {
+                        Some(key_auth) => (
+                            StatusCode::OK,
+                            [(header::CONTENT_TYPE, "application/octet-stream")],
+                            key_auth,
+                        )
+                            .into_response(),
+                        None => (StatusCode::NOT_FOUND, "no such challenge\n").into_response(),
+                    }
+                }
+            },
+        ),
+    )
 }
 
 fn probes(node: Arc<NodeState>) -> axum::Router {

@@ -18,7 +18,7 @@ mod servers;
 mod trust_cli;
 
 use clap::Parser;
-use cli::{AuthCommand, Cli, Command, ConfigCommand, NodeCommand};
+use cli::{AcmeCommand, AuthCommand, Cli, Command, ConfigCommand, NodeCommand};
 use config::{Config, ConfigError};
 use std::process::ExitCode;
 
@@ -106,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Contacts(cmd) => dav_cli::contacts(store, cmd).await,
             Command::Serve | Command::Config(_) | Command::Node(_) | Command::Status => Ok(()),
             Command::Drill(_) => Ok(()),
+            Command::Acme(AcmeCommand::Status) => admin::acme_status(store, &config).await,
         }
     })
 }

@@ -48,6 +48,16 @@ impl ResolvesServerCert for ReloadableCert {
     }
 }
 
+/// One certificate for every handshake.
+#[derive(Debug)]
+struct Single(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Single {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
 impl ReloadableCert {
     /// Loads the config's certificate (or the generated self-signed one); returns the
     /// resolver and a TLS server config that always asks it.
@@ -61,6 +71,15 @@ impl ReloadableCert {
         let mut server = (*loaded).clone();
         server.cert_resolver = cert.clone();
         Ok((cert, Arc::new(server)))
+    }
+
+    /// Serves `key` (an ACME certificate) to new handshakes; connections open keep theirs.
+    pub fn install(&self, key: Arc<CertifiedKey>) {
+        let single: Arc<dyn ResolvesServerCert> = Arc::new(Single(key));
+        match self.current.write() {
+            Ok(mut c) => *c = single,
+            Err(poisoned) => *poisoned.into_inner() = single,
+        }
     }
 
     /// Loads the config's certificate files and uses them for new handshakes.
@@ -117,6 +136,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     check(old.spam != new.spam, "spam", false);
     check(old.auth_checks != new.auth_checks, "auth_checks", false);
     check(old.listen != new.listen, "listen", false);
+    check(old.acme != new.acme, "acme", false);
     check(old.store != new.store, "store", false);
     check(old.data_dir != new.data_dir, "data_dir", false);
     check(old.hostname != new.hostname, "hostname", false);
@@ -129,6 +149,7 @@ pub fn keep_restart_keys(running: &Config, mut new: Config) -> Config {
     new.limits = running.limits.clone();
     new.auth = running.auth.clone();
     new.listen = running.listen.clone();
+    new.acme = running.acme.clone();
     new.dns = running.dns.clone();
     new.quota = running.quota.clone();
     new.spam = running.spam.clone();

@@ -87,6 +87,46 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let store = crate::admin::open_store(&config).await?;
     let (certs, tls) = ReloadableCert::load(&config)?;
+    // ACME: the challenge responder (http-01 on the http listener, tls-alpn-01 on the TLS
+    // listeners) and the task that keeps the certificate fresh.
+    let acme_challenges = config
+        .acme
+        .as_ref()
+        .map(|_| bulwark_acme::Challenges::new());
+    let acceptor = match &acme_challenges {
+        Some(c) => bulwark_net::TlsAcceptor::with_acme_alpn(
+            tls,
+            Arc::new(bulwark_acme::AlpnResponder {
+                challenges: c.clone(),
+                store: store.clone(),
+                domains: config
+                    .acme
+                    .iter()
+                    .flat_map(|a| a.domains.iter().map(|d| d.to_ascii_lowercase()))
+                    .collect(),
+            }),
+        ),
+        None => bulwark_net::TlsAcceptor::from(tls),
+    };
+    let acme_task = match (&config.acme, &acme_challenges) {
+        (Some(settings), Some(challenges)) => {
+            let installer = certs.clone();
+            Some(
+                bulwark_acme::Acme {
+                    settings: settings.clone(),
+                    store: store.clone(),
+                    challenges: challenges.clone(),
+                    node_id: node_override
+                        .clone()
+                        .unwrap_or_else(|| config.node_id.clone()),
+                    install: Arc::new(move |key| installer.install(key)),
+                    poll: acme_poll(),
+                }
+                .spawn(),
+            )
+        }
+        _ => None,
+    };
     let listeners = bind_all(&config).await?;
     let node = NodeState::new(store.clone());
     let max_connections = connection_cap(&config, listeners.len());
@@ -117,7 +157,7 @@ async fn serve(
         ),
         pipeline,
         store,
-        tls: bulwark_net::TlsAcceptor::from(tls),
+        tls: acceptor,
         queue_wakeup,
         config: Arc::new(config),
         node: node.clone(),
@@ -247,6 +287,7 @@ async fn serve(
                     shared.clone(),
                     signer.clone(),
                     client_settings.clone(),
+                    acme_challenges.clone(),
                     http_stop.subscribe(),
                 )));
             }
@@ -310,8 +351,21 @@ async fn serve(
     drain(&config, &node, running, &mut signals).await;
     key_refresh.abort();
     blob_collector.abort();
+    if let Some(task) = acme_task {
+        task.abort();
+    }
     spool_replay.abort();
     Ok(())
+}
+
+/// How often the ACME task looks at the store: [`bulwark_acme::DEFAULT_POLL`], or
+/// `BULWARK_ACME_POLL` seconds (for tests: a forced renewal within seconds).
+fn acme_poll() -> Duration {
+    std::env::var("BULWARK_ACME_POLL")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(bulwark_acme::DEFAULT_POLL, Duration::from_secs)
 }
 
 /// The parts a reload changes while running.

@@ -4,6 +4,7 @@
 //! file-descriptor headroom every listener shares, and the memory budget for message bodies
 //! being received ([`MemoryBudget`]).
 
+mod acceptor;
 mod budget;
 pub mod fd;
 mod limits;
@@ -22,7 +23,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
 /// A boxed [`AsyncStream`], so a session can swap plain TCP for TLS after STARTTLS.
 pub type BoxedStream = Box<dyn AsyncStream>;
 
-pub use tokio_rustls::TlsAcceptor;
+pub use acceptor::{ACME_TLS_ALPN, AcmeAlpn, TlsAcceptor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {

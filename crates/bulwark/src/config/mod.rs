@@ -301,6 +301,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub listen: Listen,
     pub tls: Tls,
+    /// `[acme]`: `None` when `acme.directory` is unset (ACME off).
+    pub acme: Option<bulwark_acme::AcmeSettings>,
     pub outbound: Outbound,
     pub dns: Dns,
     pub auth_checks: AuthChecks,
@@ -400,6 +402,26 @@ impl Config {
             cert: v.text("tls.cert").map(|p| normalize(&base.join(p))),
             key: v.text("tls.key").map(|p| normalize(&base.join(p))),
         };
+        let acme = v
+            .text("acme.directory")
+            .map(|directory| bulwark_acme::AcmeSettings {
+                directory,
+                contact: v.hosts("acme.contact"),
+                domains: {
+                    let d = v.hosts("acme.domains");
+                    if d.is_empty() {
+                        vec![hostname.clone()]
+                    } else {
+                        d
+                    }
+                },
+                challenge: v
+                    .text("acme.challenge")
+                    .and_then(|c| bulwark_acme::ChallengeKind::parse(&c))
+                    .unwrap_or(bulwark_acme::ChallengeKind::Http01),
+                renew_before: v.duration("acme.renew_before"),
+                ca_file: v.text("acme.ca_file").map(|p| normalize(&base.join(p))),
+            });
         let outbound = Outbound {
             relay: v.text("outbound.relay"),
             mx_port: u16::try_from(v.int("outbound.mx_port")).unwrap_or(25),
@@ -475,6 +497,7 @@ impl Config {
             drain_timeout: v.duration("drain_timeout"),
             listen,
             tls,
+            acme,
             outbound,
             dns,
             auth_checks,
@@ -512,6 +535,7 @@ impl Config {
             seen.push((name, addr));
         }
         self.check_tls(values, problems);
+        self.check_acme(values, problems);
         let o = &self.outbound;
         if o.retry_base > o.retry_max {
             problems.push(Problem::at_entry(
@@ -583,6 +607,87 @@ impl Config {
                 at("data_dir"),
                 format!("{} exists and is not a directory", self.data_dir.display()),
             ));
+        }
+    }
+
+    fn check_acme(&self, values: &Values, problems: &mut Vec<Problem>) {
+        let at = |key: &str| values.get(key);
+        let Some(acme) = &self.acme else {
+            for key in [
+                "acme.contact",
+                "acme.domains",
+                "acme.challenge",
+                "acme.renew_before",
+                "acme.ca_file",
+            ] {
+                if let Some(entry) = at(key) {
+                    problems.push(Problem::at(
+                        key,
+                        entry.line,
+                        "has no effect without acme.directory (ACME is off)",
+                    ));
+                }
+            }
+            return;
+        };
+        if self.tls.cert.is_some() || self.tls.key.is_some() {
+            problems.push(Problem::at_entry(
+                "acme.directory",
+                at("acme.directory"),
+                "ACME and [tls] cert/key are both set, so which certificate is served would be \
+                 ambiguous; remove tls.cert/tls.key to let ACME manage it, or acme.directory to \
+                 use your files",
+            ));
+        }
+        if acme.renew_before.is_zero() {
+            problems.push(Problem::at_entry(
+                "acme.renew_before",
+                at("acme.renew_before"),
+                "must be longer than zero",
+            ));
+        }
+        match acme.challenge {
+            bulwark_acme::ChallengeKind::Http01 if self.listen.http.is_none() => {
+                problems.push(Problem::at_entry(
+                    "acme.challenge",
+                    at("acme.challenge").or(at("acme.directory")),
+                    "http-01 needs listen.http (and port 80 of every domain must reach it)",
+                ))
+            }
+            bulwark_acme::ChallengeKind::TlsAlpn01
+                if self.listen.imaps.is_none()
+                    && self.listen.submissions.is_none()
+                    && self.listen.pop3s.is_none() =>
+            {
+                problems.push(Problem::at_entry(
+                    "acme.challenge",
+                    at("acme.challenge"),
+                    "tls-alpn-01 needs a TLS listener (listen.imaps, listen.submissions or \
+                     listen.pop3s) that port 443 of every domain reaches",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(path) = &acme.ca_file {
+            match std::fs::read(path) {
+                Err(e) => problems.push(Problem::at_entry(
+                    "acme.ca_file",
+                    at("acme.ca_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+                Ok(pem) => {
+                    let found = rustls_pemfile::certs(&mut pem.as_slice())
+                        .filter(Result::is_ok)
+                        .count();
+                    if found == 0 {
+                        problems.push(Problem::at_entry(
+                            "acme.ca_file",
+                            at("acme.ca_file"),
+                            format!("{} holds no PEM certificate", path.display()),
+                        ));
+                    }
+                }
+            }
         }
     }
 

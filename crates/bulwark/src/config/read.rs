@@ -201,6 +201,30 @@ fn parse_item(kind: Kind, item: &Item) -> Result<Parsed, String> {
                 .collect::<Result<Vec<_>, _>>()
                 .map(Parsed::Hosts)
         }
+        (Kind::HttpsUrl, Value::String(s)) => {
+            values::check_https_url(s.value()).map(|()| Parsed::Text(s.value().trim().to_string()))
+        }
+        (Kind::AcmeChallenge, Value::String(s)) => match s.value().as_str() {
+            v @ ("http-01" | "tls-alpn-01") => Ok(Parsed::Text(v.to_string())),
+            other => Err(format!(
+                "\"{other}\" is not a supported challenge; use \"http-01\" or \"tls-alpn-01\""
+            )),
+        },
+        (Kind::MailtoList, Value::Array(items)) => {
+            if items.len() > MAX_LIST_LEN {
+                return Err(format!("at most {MAX_LIST_LEN} contacts"));
+            }
+            items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => {
+                        values::check_mailto(s.value()).map(|()| s.value().to_string())
+                    }
+                    _ => Err(wrong_type()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Parsed::Hosts)
+        }
         (Kind::NetList, Value::Array(items)) => {
             if items.len() > MAX_LIST_LEN {
                 return Err(format!("at most {MAX_LIST_LEN} networks"));

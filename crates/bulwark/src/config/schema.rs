@@ -31,6 +31,12 @@ pub enum Kind {
     Port,
     /// A list of DNS names (`["zen.spamhaus.org"]`).
     HostList,
+    /// An `https://` URL (the ACME directory).
+    HttpsUrl,
+    /// A list of `mailto:` URLs (`["mailto:postmaster@example.com"]`).
+    MailtoList,
+    /// The ACME challenge: `"http-01"` or `"tls-alpn-01"`.
+    AcmeChallenge,
     /// A list of IP networks in CIDR form (`["10.0.0.0/8", "2001:db8::/32"]`); a bare
     /// address is a network of that one address.
     NetList,
@@ -59,6 +65,9 @@ impl Kind {
             Kind::HostList => "a list of DNS names like [\"bl.example.net\"]",
             Kind::Port => "a port number (1-65535)",
             Kind::NetList => "a list of networks like [\"10.0.0.0/8\"]",
+            Kind::HttpsUrl => "an https:// URL string",
+            Kind::MailtoList => "a list of mailto: URLs like [\"mailto:postmaster@example.com\"]",
+            Kind::AcmeChallenge => "\"http-01\" or \"tls-alpn-01\"",
         }
     }
 }
@@ -90,6 +99,7 @@ impl KeyDef {
 pub const SECTIONS: &[&str] = &[
     "listen",
     "tls",
+    "acme",
     "outbound",
     "dns",
     "auth_checks",
@@ -220,6 +230,48 @@ pub const KEYS: &[KeyDef] = &[
         "PEM certificate chain. Without `cert` and `key` a self-signed certificate for `hostname` is generated once and kept in `data_dir/tls/`."
     ),
     key!("tls", "key", Path, "", "PEM private key for `cert`."),
+    key!(
+        "acme",
+        "directory",
+        HttpsUrl,
+        "",
+        "ACME (RFC 8555) directory URL; set, Bulwark obtains and renews its certificate itself (and `[tls] cert`/`key` must be unset). Let's Encrypt: `https://acme-v02.api.letsencrypt.org/directory`, staging `https://acme-staging-v02.api.letsencrypt.org/directory`. Unset: ACME off."
+    ),
+    key!(
+        "acme",
+        "contact",
+        MailtoList,
+        "",
+        "Contact URLs for the ACME account (`mailto:` only), where the CA writes about expiry and problems."
+    ),
+    key!(
+        "acme",
+        "domains",
+        HostList,
+        "",
+        "The names on the certificate (each must reach this server). Default: `hostname`."
+    ),
+    key!(
+        "acme",
+        "challenge",
+        AcmeChallenge,
+        "\"http-01\"",
+        "How the CA checks the names: `http-01` (port 80 must reach `listen.http`) or `tls-alpn-01` (RFC 8737; port 443 must reach a TLS listener: `listen.imaps`, `listen.submissions` or `listen.pop3s`)."
+    ),
+    key!(
+        "acme",
+        "renew_before",
+        Duration,
+        "\"30d\"",
+        "Renew a certificate this long before it expires; checked at start and every few minutes, swapped in without a restart."
+    ),
+    key!(
+        "acme",
+        "ca_file",
+        Path,
+        "",
+        "PEM roots to trust for the ACME server's own HTTPS (a test CA such as pebble's). Unset: the system's roots."
+    ),
     key!(
         "outbound",
         "relay",
@@ -617,5 +669,8 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::HostList => "list of DNS names",
         Kind::Port => "port",
         Kind::NetList => "list of CIDR networks",
+        Kind::HttpsUrl => "https URL",
+        Kind::MailtoList => "list of mailto: URLs",
+        Kind::AcmeChallenge => "`http-01` or `tls-alpn-01`",
     }
 }

@@ -490,3 +490,68 @@ fn trusted_networks_parse_cidr_and_bare_addresses_and_name_a_bad_one() {
     assert_eq!(found[0].1, Some(3));
     assert!(found[0].2.contains("10.0.0.0/33"), "{found:?}");
 }
+
+#[test]
+fn acme_settings_are_read_and_each_bad_one_is_named() {
+    let base = "hostname = \"mx.example.test\"\ndata_dir = \"/tmp/b\"\n[listen]\nhttp = \"127.0.0.1:8080\"\nimaps = \"127.0.0.1:993\"\n";
+    let good = format!(
+        "{base}[acme]\ndirectory = \"https://acme.example.test/dir\"\ncontact = [\"mailto:pm@example.test\"]\nchallenge = \"tls-alpn-01\"\nrenew_before = \"20d\"\n"
+    );
+    let c = Config::parse(&good, Path::new(CONFIG_PATH)).expect("valid");
+    let acme = c.acme.expect("acme on");
+    assert_eq!(
+        acme.domains,
+        vec!["mx.example.test".to_string()],
+        "default: hostname"
+    );
+    assert_eq!(acme.challenge, bulwark_acme::ChallengeKind::TlsAlpn01);
+    assert_eq!(acme.renew_before, Duration::from_secs(20 * 86400));
+    let off = Config::parse(base, Path::new(CONFIG_PATH)).expect("valid");
+    assert!(off.acme.is_none());
+
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "plain http directory",
+            format!("{base}[acme]\ndirectory = \"http://acme.example.test/dir\"\n"),
+            "acme.directory",
+            "must start with https://",
+        ),
+        (
+            "contact not mailto",
+            format!("{base}[acme]\ndirectory = \"https://a.test/dir\"\ncontact = [\"pm@example.test\"]\n"),
+            "acme.contact",
+            "must be a mailto: URL",
+        ),
+        (
+            "unknown challenge",
+            format!("{base}[acme]\ndirectory = \"https://a.test/dir\"\nchallenge = \"dns-01\"\n"),
+            "acme.challenge",
+            "not a supported challenge",
+        ),
+        (
+            "settings without a directory",
+            format!("{base}[acme]\nchallenge = \"http-01\"\n"),
+            "acme.challenge",
+            "has no effect without acme.directory",
+        ),
+        (
+            "ACME and certificate files together",
+            format!("{base}[tls]\ncert = \"/etc/c.pem\"\nkey = \"/etc/k.pem\"\n[acme]\ndirectory = \"https://a.test/dir\"\n"),
+            "acme.directory",
+            "ambiguous",
+        ),
+        (
+            "http-01 without the http listener",
+            "hostname = \"mx.example.test\"\ndata_dir = \"/tmp/b\"\n[listen]\nimaps = \"127.0.0.1:993\"\n[acme]\ndirectory = \"https://a.test/dir\"\n".to_string(),
+            "acme.challenge",
+            "http-01 needs listen.http",
+        ),
+    ];
+    for (what, text, key, message) in cases {
+        let got = problems_of(&text);
+        assert!(
+            got.iter().any(|(k, _, m)| k == key && m.contains(message)),
+            "{what}: expected {key}: …{message}… in {got:?}"
+        );
+    }
+}

@@ -91,6 +91,41 @@ pub fn check_hostname(name: &str) -> Result<(), String> {
 
 /// `IP:PORT` for a listener (`127.0.0.1:2525`, `[::1]:993`, `0.0.0.0:25`).
 /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a network of one).
+/// An ACME directory: RFC 8555 §6.1 requires HTTPS.
+pub fn check_https_url(text: &str) -> Result<(), String> {
+    let text = text.trim();
+    let Some(rest) = text.strip_prefix("https://") else {
+        return Err(format!(
+            "\"{text}\" must start with https:// (RFC 8555 §6.1)"
+        ));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("\"{text}\" is not a URL with a host"));
+    }
+    Ok(())
+}
+
+/// An ACME account contact (RFC 8555 §7.3: `mailto:` URLs; one address, no header fields).
+pub fn check_mailto(text: &str) -> Result<(), String> {
+    let Some(addr) = text.strip_prefix("mailto:") else {
+        return Err(format!(
+            "\"{text}\" must be a mailto: URL, like \"mailto:postmaster@example.com\""
+        ));
+    };
+    match addr.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.is_empty()
+                && !addr.contains([',', '?', ' ', '<', '>'])
+                && check_hostname(domain).is_ok() =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("\"{text}\" is not mailto: one address")),
+    }
+}
+
 pub fn parse_network(text: &str) -> Result<bulwark_net::IpNet, String> {
     let t = text.trim();
     if let Ok(net) = t.parse::<bulwark_net::IpNet>() {
