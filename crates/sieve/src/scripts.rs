@@ -118,6 +118,14 @@ pub fn check(source: &[u8]) -> Result<sieve::Sieve, ScriptError> {
     if source.len() > MAX_SCRIPT_SIZE {
         return Err(ScriptError::TooLarge);
     }
+    // RFC 5228 §2.1: a script is UTF-8. Checked here because the compiler's tokenizer
+    // unwraps the UTF-8 of every word it reads (found by the sieve_script fuzz target).
+    if let Err(e) = std::str::from_utf8(source) {
+        return Err(ScriptError::Invalid(format!(
+            "the script is not UTF-8 (byte {})",
+            e.valid_up_to()
+        )));
+    }
     compiler()
         .compile(source)
         .map_err(|e| ScriptError::Invalid(format!("line {}: {e}", e.line_num())))
@@ -414,6 +422,19 @@ pub fn is_active_item(item_id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_utf8_script_is_refused_not_a_panic() {
+        // The fuzzer's find: an invalid UTF-8 byte inside a word.
+        let mut script = b"keep;\r\nkeep\"-10191-10191".to_vec();
+        script.push(0xd6);
+        script.extend_from_slice(b"1114\0\0\nkeep;");
+        match check(&script) {
+            Err(ScriptError::Invalid(m)) => assert!(m.contains("not UTF-8"), "{m}"),
+            other => panic!("expected Invalid, got {:?}", other.map(|_| ())),
+        }
+        assert!(check("keep; # caf\u{e9}\r\n".as_bytes()).is_ok());
+    }
     use bulwark_store::NewAccount;
     use bulwark_store::sqlite::SqliteStore;
 
