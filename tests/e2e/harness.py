@@ -598,10 +598,12 @@ class RawImap(LineConn):
 
 
 class SinkMessage:
-    def __init__(self, mail_from: str, rcpts: list[str], data: bytes):
+    def __init__(self, mail_from: str, rcpts: list[str], data: bytes, tls: bool = False):
         self.mail_from = mail_from
         self.rcpts = rcpts
         self.data = data
+        # Whether the transaction ran inside STARTTLS.
+        self.tls = tls
 
 
 class _SinkHandler(socketserver.StreamRequestHandler):
@@ -615,6 +617,7 @@ class _SinkHandler(socketserver.StreamRequestHandler):
         sink: SmtpSink = self.server.sink  # type: ignore[attr-defined]
         self.w("220 sink.test ESMTP test sink")
         mail_from, rcpts = None, []
+        in_tls = False
         while True:
             line = self.rfile.readline(10000)
             if not line:
@@ -623,8 +626,9 @@ class _SinkHandler(socketserver.StreamRequestHandler):
             verb = cmd.split(" ", 1)[0].upper()
             if verb in ("EHLO", "HELO"):
                 if verb == "EHLO":
+                    starttls = "250-STARTTLS\r\n" if sink.tls and not in_tls else ""
                     self.w("250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-                           "250-ENHANCEDSTATUSCODES\r\n250 SIZE 50000000")
+                           f"{starttls}250-ENHANCEDSTATUSCODES\r\n250 SIZE 50000000")
                 else:
                     self.w("250 sink.test")
             elif verb == "MAIL":
@@ -653,9 +657,18 @@ class _SinkHandler(socketserver.StreamRequestHandler):
                     if l.startswith(b".."):
                         l = l[1:]
                     body += l
-                sink._add(SinkMessage(mail_from or "", list(rcpts), bytes(body)))
+                sink._add(SinkMessage(mail_from or "", list(rcpts), bytes(body), in_tls))
                 mail_from, rcpts = None, []
                 self.w("250 2.0.0 queued in sink")
+            elif verb == "STARTTLS" and sink.tls and not in_tls:
+                self.w("220 2.0.0 go ahead")
+                try:
+                    self.connection = sink.tls.wrap_socket(self.connection, server_side=True)
+                except (OSError, ValueError):
+                    return  # the client refused our certificate
+                self.rfile = self.connection.makefile("rb")
+                self.wfile = socketserver._SocketWriter(self.connection)  # type: ignore[attr-defined]
+                in_tls, mail_from, rcpts = True, None, []
             elif verb == "RSET":
                 mail_from, rcpts = None, []
                 self.w("250 2.0.0 ok")
@@ -674,16 +687,18 @@ class _ThreadingTCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 
 class SmtpSink:
-    """A tiny SMTP server on 127.0.0.1:<free port> that records every message."""
+    """A tiny SMTP server on 127.0.0.1:<free port> that records every message. With `tls`
+    (a server `ssl.SSLContext`) it offers STARTTLS; `host`/`port` choose where it listens."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls=None):
+        self.tls = tls
         self.messages: list[SinkMessage] = []
         self._cond = threading.Condition()
         # rcpt_policy(address, attempt) -> SMTP reply line; attempt counts RCPTs per address
         # (1 = first). Default: accept everything.
         self.rcpt_policy = lambda address, attempt: "250 2.1.5 ok"
         self.rcpt_attempts: dict[str, int] = {}
-        self.server = _ThreadingTCPServer(("127.0.0.1", 0), _SinkHandler)
+        self.server = _ThreadingTCPServer((host, port), _SinkHandler)
         self.server.sink = self  # type: ignore[attr-defined]
         self.addr = self.server.server_address
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -205,6 +205,8 @@ pub fn queue_config(c: &Config, resolver: Option<bulwark_dns::Resolver>) -> Queu
         node_id: c.node_id.clone(),
         retry_base_secs: secs(c.outbound.retry_base),
         retry_max_secs: secs(c.outbound.retry_max),
+        mta_sts: c.outbound.mta_sts,
+        tls_ca_file: c.outbound.tls_ca_file.clone(),
         ..QueueConfig::default()
     }
 }

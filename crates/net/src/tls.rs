@@ -156,6 +156,47 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), NetError> {
         })
 }
 
+/// A client configuration that checks certificates (WebPKI, the server name): the system's
+/// roots plus the PEM certificates of `extra_roots` (a private CA). For outbound SMTP where a
+/// policy (MTA-STS, RFC 8461) demands authenticated TLS, and for fetching those policies.
+pub fn client_config_verified(
+    extra_roots: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, NetError> {
+    let mut roots = system_roots();
+    if let Some(path) = extra_roots {
+        let pem = std::fs::read(path).map_err(|source| NetError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+            let _ = roots.add(cert);
+        }
+    }
+    Ok(verified_with(roots))
+}
+
+/// [`client_config_verified`] with the system's roots only (it cannot fail).
+pub fn client_config_system_roots() -> Arc<rustls::ClientConfig> {
+    verified_with(system_roots())
+}
+
+fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    roots
+}
+
+fn verified_with(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    install_crypto_provider();
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 /// A client configuration that accepts any certificate — for tests and for opportunistic
 /// STARTTLS to remote MXes (RFC 7435: encryption without authentication beats plaintext).
 pub fn client_config_insecure() -> Arc<rustls::ClientConfig> {

@@ -21,6 +21,21 @@ pub(crate) struct ClientSettings {
     pub command_timeout: Duration,
     /// `None` disables STARTTLS.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Certificates checked (the system's roots and `[outbound] tls_ca_file`): for hosts
+    /// whose domain's MTA-STS policy is `enforce` (RFC 8461 §4.2).
+    pub tls_verified: Arc<rustls::ClientConfig>,
+}
+
+/// How a transaction uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsUse {
+    /// Cleartext (the retry after a failed opportunistic handshake).
+    Off,
+    /// STARTTLS when offered, any certificate (RFC 7435).
+    Opportunistic,
+    /// STARTTLS required with a valid certificate for the host name, else no delivery to this
+    /// host (RFC 8461 §4.2, MTA-STS `enforce`).
+    Required,
 }
 
 /// Where to connect: the host name (for TLS SNI and messages) and one of its addresses.
@@ -75,6 +90,9 @@ pub(crate) enum SessionError {
     BadReply { target: String, source: ReplyError },
     #[error("TLS handshake with {target} failed: {reason}")]
     TlsHandshake { target: String, reason: String },
+    /// Authenticated TLS was required (MTA-STS enforce) and could not be had.
+    #[error("{target}: {reason} (MTA-STS policy of the domain: enforce)")]
+    TlsRequired { target: String, reason: String },
     #[error("{target} said: {reply} (in reply to {stage})")]
     Refused {
         target: String,
@@ -88,7 +106,7 @@ pub(crate) async fn send_transaction(
     settings: &ClientSettings,
     target: &Target,
     envelope: &Envelope<'_>,
-    use_tls: bool,
+    tls_use: TlsUse,
 ) -> Result<Vec<RcptOutcome>, SessionError> {
     let tcp = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(target.addr))
         .await
@@ -106,7 +124,34 @@ pub(crate) async fn send_transaction(
         return Err(conn.refused("greeting", greeting));
     }
     let mut ext = conn.hello(&settings.hostname).await?;
-    if use_tls
+    if tls_use == TlsUse::Required {
+        let required = |reason: String| SessionError::TlsRequired {
+            target: target.to_string(),
+            reason,
+        };
+        if !ext.starttls {
+            return Err(required("the host does not offer STARTTLS".into()));
+        }
+        conn.send("STARTTLS").await?;
+        let reply = conn.read_reply("STARTTLS").await?;
+        if reply.code != 220 {
+            return Err(required(format!("STARTTLS refused: {}", reply.code)));
+        }
+        conn = match conn
+            .start_tls(settings.tls_verified.clone(), &target.host)
+            .await
+        {
+            Ok(c) => c,
+            Err(SessionError::TlsHandshake { reason, .. }) => {
+                return Err(required(format!(
+                    "no valid certificate for {}: {reason}",
+                    target.host
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        ext = conn.hello(&settings.hostname).await?;
+    } else if tls_use == TlsUse::Opportunistic
         && ext.starttls
         && let Some(tls) = &settings.tls
     {

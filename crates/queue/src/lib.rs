@@ -8,6 +8,9 @@
 //!
 //! * STARTTLS is used whenever a server offers it, without certificate checks (opportunistic,
 //!   RFC 7435); a host whose handshake fails is retried in cleartext.
+//! * A recipient domain with an MTA-STS policy in `enforce` mode (RFC 8461, [`sts`]) gets its
+//!   mail only through the MX hosts its policy lists, over STARTTLS with a certificate
+//!   verified for the host name — never in cleartext; otherwise the entry waits and retries.
 //! * Several nodes may share one queue: entries are leased (`lease_secs`) before delivery and
 //!   released by the write-back; the lease must outlast one attempt of one entry.
 
@@ -15,6 +18,7 @@ mod client;
 pub mod dsn;
 mod mx;
 pub mod reply;
+mod sts;
 mod table;
 mod worker;
 
@@ -62,6 +66,11 @@ pub struct QueueConfig {
     pub resolver: Option<bulwark_dns::Resolver>,
     /// Use STARTTLS when offered (opportunistic).
     pub starttls: bool,
+    /// Apply recipient domains' MTA-STS policies (RFC 8461): for a domain in `enforce` mode
+    /// only its listed MX hosts are used, over TLS with a verified certificate.
+    pub mta_sts: bool,
+    /// Extra CA certificates (PEM) trusted for verified TLS, besides the system's roots.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// How long a bounce to a remote sender is retried.
     pub dsn_lifetime_secs: i64,
 }
@@ -83,6 +92,8 @@ impl Default for QueueConfig {
             smtp_port: 25,
             resolver: None,
             starttls: true,
+            mta_sts: true,
+            tls_ca_file: None,
             dsn_lifetime_secs: DEFAULT_DSN_LIFETIME_SECS,
         }
     }

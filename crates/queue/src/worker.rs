@@ -2,9 +2,11 @@
 //! outcome, bounce failures once.
 
 use crate::QueueConfig;
-use crate::client::{self, ClientSettings, Envelope, RcptOutcome, SessionError, Target};
+use crate::client::{self, ClientSettings, Envelope, RcptOutcome, SessionError, Target, TlsUse};
 use crate::dsn::{EXPIRED_TEXT, build_dsn};
 use crate::mx::{self, RouteError};
+use crate::sts::Sts;
+use bulwark_core::mta_sts::Mode as StsMode;
 use bulwark_core::{Outcome, Pipeline, Refusal};
 use bulwark_store::{QueueRcpt, Queued, RcptStatus, Store, now_unix};
 use std::collections::BTreeMap;
@@ -60,6 +62,9 @@ struct Inner {
     client: ClientSettings,
     /// The MX resolver, or why it could not be built (MX delivery then fails temporarily).
     resolver: Result<bulwark_dns::Resolver, String>,
+    /// Recipient domains' MTA-STS policies (`None` when `mta_sts` is off or there is no
+    /// resolver).
+    sts: Option<Sts>,
 }
 
 impl QueueWorker {
@@ -146,11 +151,20 @@ impl QueueWorker {
 
 impl Inner {
     fn new(cfg: QueueConfig, pipeline: Arc<Pipeline>) -> Inner {
+        let tls_verified = match bulwark_net::client_config_verified(cfg.tls_ca_file.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                // Checked by `config check`; here the system roots alone still verify.
+                warn!("outbound queue: [outbound] tls_ca_file not used: {e}");
+                bulwark_net::client_config_system_roots()
+            }
+        };
         let client = ClientSettings {
             hostname: cfg.hostname.clone(),
             connect_timeout: cfg.connect_timeout,
             command_timeout: cfg.command_timeout,
             tls: cfg.starttls.then(bulwark_net::client_config_insecure),
+            tls_verified: tls_verified.clone(),
         };
         let resolver = match &cfg.resolver {
             Some(r) => Ok(r.clone()),
@@ -159,6 +173,18 @@ impl Inner {
         if let Err(e) = &resolver {
             warn!("outbound queue: no DNS resolver, delivery will be retried: {e}");
         }
+        let sts = match (&resolver, cfg.mta_sts && cfg.relay.is_none()) {
+            (Ok(resolver), true) => Some(Sts {
+                store: pipeline.store().clone(),
+                resolver: resolver.clone(),
+                tls: tls_verified,
+                port: std::env::var("BULWARK_MTA_STS_PORT")
+                    .ok()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(443),
+            }),
+            _ => None,
+        };
         Inner {
             cfg,
             store: pipeline.store().clone(),
@@ -166,6 +192,7 @@ impl Inner {
             pipeline,
             client,
             resolver,
+            sts,
         }
     }
 
@@ -360,7 +387,12 @@ impl Inner {
                         recipients: &recipients,
                         raw,
                     };
-                    self.deliver_to_targets(&targets, &envelope).await
+                    match self.apply_sts(&domain, targets).await {
+                        Ok((targets, tls_use)) => {
+                            self.deliver_to_targets(&targets, &envelope, tls_use).await
+                        }
+                        Err(text) => vec![RcptOutcome::Temporary(text); indices.len()],
+                    }
                 }
                 Err(RouteError::Permanent(text)) => {
                     vec![RcptOutcome::Permanent(text); indices.len()]
@@ -375,20 +407,65 @@ impl Inner {
         }
     }
 
+    /// The MX hosts of `domain` its MTA-STS policy lets us use, and how (RFC 8461 §5): in
+    /// `enforce` mode only the listed hosts, with verified TLS; `Err` (deliver later) when no
+    /// host qualifies. In `testing` mode (or with no policy) every host, opportunistically;
+    /// what enforce would have refused is logged.
+    async fn apply_sts(
+        &self,
+        domain: &str,
+        targets: Vec<Target>,
+    ) -> Result<(Vec<Target>, TlsUse), String> {
+        let Some(sts) = &self.sts else {
+            return Ok((targets, TlsUse::Opportunistic));
+        };
+        let Some(policy) = sts.policy(domain).await else {
+            return Ok((targets, TlsUse::Opportunistic));
+        };
+        match policy.mode {
+            StsMode::None => Ok((targets, TlsUse::Opportunistic)),
+            StsMode::Testing => {
+                for t in targets.iter().filter(|t| !policy.allows(&t.host)) {
+                    warn!(%domain, host = %t.host, "MTA-STS (testing): the MX host is not in the domain's policy");
+                }
+                Ok((targets, TlsUse::Opportunistic))
+            }
+            StsMode::Enforce => {
+                let total = targets.len();
+                let allowed: Vec<Target> = targets
+                    .into_iter()
+                    .filter(|t| policy.allows(&t.host))
+                    .collect();
+                if allowed.is_empty() {
+                    warn!(%domain, "MTA-STS (enforce): none of the {total} MX addresses is in the domain's policy");
+                    return Err(format!(
+                        "4.7.5 none of the MX hosts of {domain} is allowed by its MTA-STS policy (enforce; RFC 8461)"
+                    ));
+                }
+                Ok((allowed, TlsUse::Required))
+            }
+        }
+    }
+
     /// Tries the hosts in order until one gives per-recipient answers (RFC 5321 §5.1).
     async fn deliver_to_targets(
         &self,
         targets: &[Target],
         envelope: &Envelope<'_>,
+        tls_use: TlsUse,
     ) -> Vec<RcptOutcome> {
         let mut last_error = String::from("no mail host to try");
         for target in targets {
-            let mut result = client::send_transaction(&self.client, target, envelope, true).await;
-            if let Err(SessionError::TlsHandshake { .. }) = &result {
+            let mut result =
+                client::send_transaction(&self.client, target, envelope, tls_use).await;
+            if tls_use == TlsUse::Opportunistic
+                && let Err(SessionError::TlsHandshake { .. }) = &result
+            {
                 // RFC 7435 §1.2 (opportunistic security): TLS is tried when offered, and a host
                 // whose handshake fails gets the message in cleartext rather than not at all.
                 debug!(%target, "STARTTLS failed, retrying without TLS");
-                result = client::send_transaction(&self.client, target, envelope, false).await;
+                result =
+                    client::send_transaction(&self.client, target, envelope, TlsUse::Off).await;
             }
             match result {
                 Ok(outcomes) => return outcomes,

@@ -7,6 +7,30 @@
 
 mod read;
 pub mod schema;
+
+/// A `*ca_file` key: the file must be readable and hold at least one PEM certificate.
+fn check_ca_file(key: &str, path: &Path, values: &Values, problems: &mut Vec<Problem>) {
+    match std::fs::read(path) {
+        Err(e) => problems.push(Problem::at_entry(
+            key,
+            values.get(key),
+            format!("cannot read {}: {e}", path.display()),
+        )),
+        Ok(pem) => {
+            let found = rustls_pemfile::certs(&mut pem.as_slice())
+                .filter(Result::is_ok)
+                .count();
+            if found == 0 {
+                problems.push(Problem::at_entry(
+                    key,
+                    values.get(key),
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
 pub mod values;
@@ -198,6 +222,10 @@ pub struct Outbound {
     pub queue_lifetime: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// Apply recipient domains' MTA-STS policies (RFC 8461).
+    pub mta_sts: bool,
+    /// Extra PEM roots for verified outbound TLS (MTA-STS enforce, policy fetches).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,6 +456,10 @@ impl Config {
             queue_lifetime: v.duration("outbound.queue_lifetime"),
             retry_base: v.duration("outbound.retry_base"),
             retry_max: v.duration("outbound.retry_max"),
+            mta_sts: v.bool("outbound.mta_sts"),
+            tls_ca_file: v
+                .text("outbound.tls_ca_file")
+                .map(|p| normalize(&base.join(p))),
         };
         let dns = Dns {
             servers: v.addrs("dns.servers"),
@@ -536,6 +568,9 @@ impl Config {
         }
         self.check_tls(values, problems);
         self.check_acme(values, problems);
+        if let Some(path) = &self.outbound.tls_ca_file {
+            check_ca_file("outbound.tls_ca_file", path, values, problems);
+        }
         let o = &self.outbound;
         if o.retry_base > o.retry_max {
             problems.push(Problem::at_entry(
@@ -669,25 +704,7 @@ impl Config {
             _ => {}
         }
         if let Some(path) = &acme.ca_file {
-            match std::fs::read(path) {
-                Err(e) => problems.push(Problem::at_entry(
-                    "acme.ca_file",
-                    at("acme.ca_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )),
-                Ok(pem) => {
-                    let found = rustls_pemfile::certs(&mut pem.as_slice())
-                        .filter(Result::is_ok)
-                        .count();
-                    if found == 0 {
-                        problems.push(Problem::at_entry(
-                            "acme.ca_file",
-                            at("acme.ca_file"),
-                            format!("{} holds no PEM certificate", path.display()),
-                        ));
-                    }
-                }
-            }
+            check_ca_file("acme.ca_file", path, values, problems);
         }
     }
 

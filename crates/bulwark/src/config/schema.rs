@@ -308,6 +308,20 @@ pub const KEYS: &[KeyDef] = &[
         "Port of the MX hosts outbound mail is delivered to (without `relay`). 25 on the internet; another only to point servers at each other in a test."
     ),
     key!(
+        "outbound",
+        "mta_sts",
+        Bool,
+        "true",
+        "Honour recipient domains' MTA-STS policies (RFC 8461, without `relay`): for a domain whose policy is `enforce`, mail goes only to the MX hosts the policy lists, over STARTTLS with a certificate valid for the host — never in cleartext; otherwise it waits in the queue. Policies are fetched over HTTPS and cached in the store for their `max_age`."
+    ),
+    key!(
+        "outbound",
+        "tls_ca_file",
+        Path,
+        "",
+        "PEM roots trusted, besides the system's, when outbound TLS must be verified (MTA-STS `enforce`, policy fetches): a private CA. Unset: the system's roots."
+    ),
+    key!(
         "dns",
         "servers",
         AddrList,
