@@ -104,6 +104,7 @@ async function main() {
     deliverSmtp(server.smtpPort, { from: 'Alice (IT desk) <alice@example.test>', to: ALICE, subject: 'Password expiry notice', text: 'Your password expires today: sign in at the link.' });
     deliverSmtp(server.smtpPort, { from: 'Newsletter <news@outside.test>', to: ALICE, subject: 'Harbour news', text: 'Quarterly harbour news from outside.' });
     deliverSmtp(server.smtpPort, { from: 'Bob Example <bob@example.test>', to: ALICE, subject: 'Quarterly report', text: 'The quarterly numbers are up.' });
+    deliverSmtp(server.smtpPort, { from: 'Prize Desk <desk@prizes.test>', to: ALICE, subject: 'You have won', text: 'Claim your prize today.' });
     const r = await jmapBasic(base, ALICE, ALICE_PW, [
       ['Mailbox/set', { create: { f: { name: LONG_FOLDER, parentId: null } } }, 'm'],
       ['Identity/get', { ids: null }, 'i'],
@@ -275,6 +276,41 @@ async function main() {
       // Highlighting is text, not HTML: a subject with markup stays text.
       const markup = await page.$$eval('.row[data-id] .subject', (s) => s.some((x) => x.querySelector(':not(mark)')));
       if (markup) throw new Error('a subject rendered markup other than <mark>');
+    });
+    await part('issue 16: Report spam moves to Junk with $junk; in Junk, Not spam (the ! key) moves back with $notjunk', async () => {
+      const state = async () => {
+        const r = await jmapBasic(base, ALICE, ALICE_PW, [
+          ['Mailbox/get', { properties: ['role'] }, 'm'],
+          ['Email/query', { filter: { subject: 'You have won' } }, 'q'],
+          ['Email/get', { '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: ['mailboxIds', 'keywords'] }, 'g'],
+        ]);
+        const roles = Object.fromEntries(r.find((x) => x[2] === 'm')[1].list.map((m) => [m.id, m.role]));
+        const e = r.find((x) => x[2] === 'g')[1].list[0];
+        return { in: Object.keys(e.mailboxIds).map((id) => roles[id]), keywords: e.keywords };
+      };
+      await openMailbox(page, '.mb[data-role=inbox]');
+      await page.click(rowWith('You have won'));
+      await page.waitForSelector('#reader-subject:text-is("You have won")');
+      if (await page.$('button.not-spam')) throw new Error('Not spam offered outside Junk');
+      await shot(page, 'trust-05-report-spam-button');
+      await page.click('button.report-spam');
+      await page.waitForSelector(rowWith('You have won'), { state: 'detached', timeout: 10000 });
+      const reported = await waitFor('the mail in Junk with $junk', async () => {
+        const s = await state();
+        return s.in.join() === 'junk' && s.keywords.$junk && !s.keywords.$notjunk ? s : null;
+      }, 10000).catch(async () => { throw new Error(`after Report spam: ${JSON.stringify(await state())}`); });
+      console.log(`  reported: ${JSON.stringify(reported)}`);
+      await openMailbox(page, '.mb[data-role=junk]');
+      await page.click(rowWith('You have won'));
+      await page.waitForSelector('#reader-subject:text-is("You have won")');
+      await page.waitForSelector('button.not-spam');
+      if (await page.$('button.report-spam')) throw new Error('Report spam offered in Junk');
+      await page.keyboard.press('!');
+      const rescued = await waitFor('the mail in Inbox with $notjunk', async () => {
+        const s = await state();
+        return s.in.join() === 'inbox' && s.keywords.$notjunk && !s.keywords.$junk ? s : null;
+      }, 10000).catch(async () => { throw new Error(`after Not spam: ${JSON.stringify(await state())}`); });
+      console.log(`  rescued: ${JSON.stringify(rescued)}`);
     });
     if (pageErrors.length) failures.push(`page errors: ${pageErrors.join(' | ')}`);
     if (failures.length) throw new Error(`${failures.length} part(s) failed:\n  - ${failures.join('\n  - ')}`);

@@ -828,14 +828,15 @@ export class MailApp {
     });
   }
 
-  async move(ids: string[], target: string) {
+  /** Moves to `target`; `extra` are more patch entries for each (keywords). */
+  async move(ids: string[], target: string, extra: Record<string, unknown> = {}) {
     if (!ids.length || !target) return;
     const name = this.mailboxes.find((m) => m.id === target)?.name ?? 'folder';
     const patches: Record<string, Record<string, unknown>> = {};
     // Where each one was, for Undo (the notice puts them back).
     const before: Record<string, Record<string, unknown>> = {};
     for (const id of ids) {
-      patches[id] = { mailboxIds: { [target]: true } };
+      patches[id] = { ...extra, mailboxIds: { [target]: true } };
       const was = this.rows.get(id)?.mailboxIds;
       if (was) before[id] = { mailboxIds: { ...was } };
     }
@@ -871,6 +872,29 @@ export class MailApp {
     const archive = byRole(this.mailboxes, 'archive');
     if (!archive) return toast('No Archive mailbox');
     return this.move(ids, archive.id);
+  }
+
+  /** Whether the list shows the Junk mailbox (Report spam there becomes Not spam). */
+  inJunk(): boolean {
+    const junk = byRole(this.mailboxes, 'junk');
+    return !!junk && this.view.mailboxId === junk.id;
+  }
+
+  /**
+   * Report spam: into the Junk mailbox, keyword `$junk` (and not `$notjunk`). The server's
+   * spam trainer learns from the move into Junk whoever makes it (it watches the change feed).
+   */
+  reportSpam(ids: string[]) {
+    const junk = byRole(this.mailboxes, 'junk');
+    if (!junk) return toast('No Junk mailbox');
+    return this.move(ids, junk.id, { 'keywords/$junk': true, 'keywords/$notjunk': null });
+  }
+
+  /** Not spam: back to the Inbox, keyword `$notjunk` (the trainer learns it as wanted mail). */
+  notSpam(ids: string[]) {
+    const inbox = byRole(this.mailboxes, 'inbox');
+    if (!inbox) return toast('No Inbox');
+    return this.move(ids, inbox.id, { 'keywords/$notjunk': true, 'keywords/$junk': null });
   }
 
   async remove(ids: string[]) {

@@ -33,7 +33,7 @@ export class Reader {
   constructor(private app: MailApp) {}
 
   renderEmpty() {
-    clear(this.app.readerEl, h('div.empty', null, h('p', null, 'Select a message to read it.'), h('p.muted', null, 'Shortcuts: j/k next/previous · r reply · a reply all · f forward · e archive · # delete · / search · c compose')));
+    clear(this.app.readerEl, h('div.empty', null, h('p', null, 'Select a message to read it.'), h('p.muted', null, 'Shortcuts: j/k next/previous · r reply · a reply all · f forward · e archive · # delete · ! spam · / search · c compose')));
   }
 
   async open(e: Email) {
@@ -113,6 +113,9 @@ export class Reader {
       h('button.btn', { onclick: () => this.reply('forward'), title: 'Forward (f)' }, icon('forward'), 'Forward'),
       h('button.btn.icon-only', { 'aria-label': 'Archive', title: 'Archive (e)', onclick: () => this.app.archive([openId]) }, icon('archive')),
       h('button.btn.icon-only', { 'aria-label': 'Delete', title: 'Delete (#)', onclick: () => this.app.remove([openId]) }, icon('trash')),
+      this.app.inJunk()
+        ? h('button.btn.icon-only.not-spam', { 'aria-label': 'Not spam', title: 'Not spam: move to Inbox (!)', onclick: () => this.app.notSpam([openId]) }, icon('inbox'))
+        : h('button.btn.icon-only.report-spam', { 'aria-label': 'Report spam', title: 'Report spam: move to Junk (!)', onclick: () => this.app.reportSpam([openId]) }, icon('junk')),
       h('button.btn.icon-only', { 'aria-label': 'Flag', title: 'Flag (s)', onclick: () => this.app.toggleFlag([openId]) }, icon('star')),
       h('button.btn.icon-only', { 'aria-label': 'Mark unread', title: 'Mark unread (u)', onclick: () => this.app.toggleRead([openId]) }, icon('mail')),
     );

@@ -18,6 +18,7 @@ export const SHORTCUTS: [string, string][] = [
   ['f', 'Forward'],
   ['e', 'Archive'],
   ['#', 'Delete'],
+  ['!', 'Report spam (in Junk: Not spam)'],
   ['s', 'Flag / unflag'],
   ['u', 'Mark read / unread'],
   ['c', 'New message'],
@@ -68,7 +69,7 @@ export const MAX_PENDING_KEYS = 20;
 /** What the shortcuts need of the mail app (a subset of MailApp, so tests can fake it). */
 export type ShortcutHost = Pick<
   MailApp,
-  'openId' | 'rows' | 'total' | 'current' | 'ids' | 'openAt' | 'reader' | 'archive' | 'remove' | 'toggleFlag' | 'toggleRead' | 'toggleSelect' | 'targetIds' | 'compose' | 'closeReader' | 'scroller' | 'listLoading' | 'pendingKeys'
+  'openId' | 'rows' | 'total' | 'current' | 'ids' | 'openAt' | 'reader' | 'archive' | 'remove' | 'reportSpam' | 'notSpam' | 'inJunk' | 'toggleFlag' | 'toggleRead' | 'toggleSelect' | 'targetIds' | 'compose' | 'closeReader' | 'scroller' | 'listLoading' | 'pendingKeys'
 >;
 
 export function handleShortcut(app: ShortcutHost, e: KeyboardEvent) {
@@ -114,6 +115,9 @@ function runShortcut(app: ShortcutHost, key: string): boolean {
       break;
     case '#':
       void app.remove(app.targetIds());
+      break;
+    case '!':
+      void (app.inJunk() ? app.notSpam(app.targetIds()) : app.reportSpam(app.targetIds()));
       break;
     case 's':
       void app.toggleFlag(app.targetIds());
