@@ -597,6 +597,62 @@ class RawImap(LineConn):
 # --------------------------------------------------------------------------------------------
 
 
+def make_ca_and_certs(dir: Path, leaves: dict[str, list[str]]) -> tuple[Path, dict]:
+    """A test CA and one certificate per entry of `leaves` (name -> DNS names or IP
+    addresses; the first is also the subject's CN), each file with its chain. Returns
+    (ca.pem, {name: (cert.pem, key.pem)})."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+    import ipaddress
+
+    def san(name: str):
+        try:
+            return x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            return x509.DNSName(name)
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bulwark e2e test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    ca_path = dir / "ca.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out = {}
+    for name, dns_names in leaves.items():
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
+                .issuer_name(ca_name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=2))
+                .add_extension(x509.SubjectAlternativeName(
+                    [san(n) for n in dns_names]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage(
+                    [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        cert_path, key_path = dir / f"{name}-cert.pem", dir / f"{name}-key.pem"
+        cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM)
+                              + ca.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        out[name] = (cert_path, key_path)
+    return ca_path, out
+
+
 class SinkMessage:
     def __init__(self, mail_from: str, rcpts: list[str], data: bytes, tls: bool = False):
         self.mail_from = mail_from

@@ -6,7 +6,6 @@ its TLS listeners with ALPN `acme-tls/1` (tls-alpn-01, RFC 8737). PEBBLE_VA_ALWA
 not set. The certificate Bulwark then serves must verify against pebble's own root.
 """
 
-import datetime
 import imaplib
 import json
 import os
@@ -21,7 +20,8 @@ import unittest
 import urllib.request
 from pathlib import Path
 
-from harness import (ALICE, ALICE_PW, IO_TIMEOUT, Server, require_tool, wait_until)
+from harness import (ALICE, ALICE_PW, IO_TIMEOUT, Server, make_ca_and_certs, require_tool,
+                     wait_until)
 
 HOSTNAME = "mail.example.test"
 ISSUE_TIMEOUT = 120.0
@@ -64,44 +64,8 @@ def start_dns() -> tuple[list, int]:
 def make_pebble_tls(dir: Path) -> tuple[Path, Path, Path]:
     """A CA and a certificate for 127.0.0.1 for pebble's own HTTPS API (the Debian package
     ships no test certificates). Returns (ca.pem, cert.pem, key.pem)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    import ipaddress
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "e2e pebble API CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-                critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = (dir / "api-ca.pem", dir / "api-cert.pem", dir / "api-key.pem")
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
+    ca, certs = make_ca_and_certs(dir, {"api": ["127.0.0.1", "localhost"]})
+    return (ca, *certs["api"])
 
 
 class Pebble:

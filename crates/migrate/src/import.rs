@@ -222,6 +222,33 @@ struct Importer<'a> {
 }
 
 impl<'a> Importer<'a> {
+    /// An import of a `kind` source into `account`, with the account's folders as they are.
+    async fn start(
+        store: &'a dyn Store,
+        account: AccountId,
+        opts: &ImportOptions,
+        kind: SourceKind,
+    ) -> anyhow::Result<Importer<'a>> {
+        let mailboxes = store.mailbox_list(account).await?;
+        Ok(Importer {
+            store,
+            account,
+            top: opts.folder.clone().unwrap_or_else(|| "INBOX".into()),
+            prefix: opts.folder.is_some(),
+            mailboxes,
+            resolved: HashMap::new(),
+            present: HashMap::new(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            summary: ImportSummary {
+                kind: Some(kind),
+                ..ImportSummary::default()
+            },
+            started: Instant::now(),
+            cases: BTreeMap::new(),
+        })
+    }
+
     /// The store name of a source folder.
     fn target(&self, name: &str) -> String {
         if name.is_empty() {
@@ -432,25 +459,7 @@ pub async fn import(
     progress: &mut (dyn FnMut(&ImportSummary) + Send),
 ) -> anyhow::Result<ImportSummary> {
     let kind = detect(path)?;
-    let started = Instant::now();
-    let mailboxes = store.mailbox_list(account).await?;
-    let mut imp = Importer {
-        store,
-        account,
-        top: opts.folder.clone().unwrap_or_else(|| "INBOX".into()),
-        prefix: opts.folder.is_some(),
-        mailboxes,
-        resolved: HashMap::new(),
-        present: HashMap::new(),
-        batch: Vec::new(),
-        batch_bytes: 0,
-        summary: ImportSummary {
-            kind: Some(kind),
-            ..ImportSummary::default()
-        },
-        started,
-        cases: BTreeMap::new(),
-    };
+    let mut imp = Importer::start(store, account, opts, kind).await?;
     let max = opts.max_message_size;
     let mut last_progress = imp.summary.imported;
     let items: Box<dyn Iterator<Item = Item> + Send> = match kind {

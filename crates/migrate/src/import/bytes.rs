@@ -8,8 +8,6 @@ use crate::{ImportOptions, ImportSummary};
 use anyhow::bail;
 use bulwark_core::keyword_case::KeywordCase;
 use bulwark_store::{AccountId, Store};
-use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
 
 /// How an uploaded source is named in failure lines (there is no path).
 const ORIGIN: &str = "upload";
@@ -33,25 +31,7 @@ pub async fn import_bytes(
             kind.describe()
         );
     }
-    let started = Instant::now();
-    let mailboxes = store.mailbox_list(account).await?;
-    let mut imp = Importer {
-        store,
-        account,
-        top: opts.folder.clone().unwrap_or_else(|| "INBOX".into()),
-        prefix: opts.folder.is_some(),
-        mailboxes,
-        resolved: HashMap::new(),
-        present: HashMap::new(),
-        batch: Vec::new(),
-        batch_bytes: 0,
-        summary: ImportSummary {
-            kind: Some(kind),
-            ..ImportSummary::default()
-        },
-        started,
-        cases: BTreeMap::new(),
-    };
+    let mut imp = Importer::start(store, account, opts, kind).await?;
     let max = opts.max_message_size;
     let items: Box<dyn Iterator<Item = Item> + Send + '_> = match kind {
         SourceKind::Mbox => Box::new(MboxReader::new(data, max).map(mbox_item)),
