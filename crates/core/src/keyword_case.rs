@@ -77,6 +77,21 @@ impl KeywordCase {
             .map_or_else(|| stored.to_string(), |r| (*r).to_string())
     }
 
+    /// A message's stored keywords for export: custom ones as [`KeywordCase::shown`], the
+    /// system ones (`$seen`, …) as stored.
+    pub fn shown_keywords(&self, stored: &[String]) -> Vec<String> {
+        stored
+            .iter()
+            .map(|k| {
+                if is_custom(k) {
+                    self.shown(k)
+                } else {
+                    k.clone()
+                }
+            })
+            .collect()
+    }
+
     /// The IMAP form of a stored keyword: system flags as `\Seen`, custom keywords as
     /// [`KeywordCase::shown`].
     pub fn flag(&self, stored: &str) -> String {

@@ -5,7 +5,7 @@ use crate::archive::{self, ArchivedItem, ArchivedMailbox, ArchivedMessage, Manif
 use crate::maildir;
 use crate::mbox;
 use anyhow::{Context, bail};
-use bulwark_core::keyword_case::{self, KeywordCase};
+use bulwark_core::keyword_case::KeywordCase;
 use bulwark_store::{AccountId, EmailId, MessageMeta, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -102,18 +102,7 @@ pub async fn export(
     let mut archived: HashMap<EmailId, usize> = HashMap::new();
     // Custom keywords go out in the case they were first written in (IMAP, an import).
     let case = KeywordCase::load(store, account).await?;
-    let shown = |keywords: &[String]| -> Vec<String> {
-        keywords
-            .iter()
-            .map(|k| {
-                if keyword_case::is_custom(k) {
-                    case.shown(k)
-                } else {
-                    k.clone()
-                }
-            })
-            .collect()
-    };
+    let shown = |keywords: &[String]| case.shown_keywords(keywords);
     if format == ExportFormat::Archive {
         std::fs::create_dir_all(dir.join("messages"))?;
     }

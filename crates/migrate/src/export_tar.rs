@@ -12,7 +12,7 @@
 use crate::ExportSummary;
 use crate::archive::{self, ArchivedItem, ArchivedMailbox, ArchivedMessage, Manifest};
 use anyhow::{Context, anyhow, bail};
-use bulwark_core::keyword_case::{self, KeywordCase};
+use bulwark_core::keyword_case::KeywordCase;
 use bulwark_store::{AccountId, BlobHash, EmailId, MessageMeta, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -117,18 +117,7 @@ pub async fn archive_tar(
         collections: BTreeMap::new(),
     };
     let case = KeywordCase::load(store, account).await?;
-    let shown = |keywords: &[String]| -> Vec<String> {
-        keywords
-            .iter()
-            .map(|k| {
-                if keyword_case::is_custom(k) {
-                    case.shown(k)
-                } else {
-                    k.clone()
-                }
-            })
-            .collect()
-    };
+    let shown = |keywords: &[String]| case.shown_keywords(keywords);
     let mut w = TarOut {
         tar: tar::Builder::new(Vec::new()),
         out,
