@@ -150,21 +150,10 @@ pub struct PushClient {
 
 impl PushClient {
     pub fn new(config: PushClientConfig) -> PushClient {
-        bulwark_net::install_crypto_provider();
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
-        }
-        for cert in &config.extra_roots {
-            let _ = roots.add(cert.clone());
-        }
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = bulwark_net::client_config_with_roots(&config.extra_roots);
         PushClient {
             config,
-            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            tls: tokio_rustls::TlsConnector::from(tls),
         }
     }
 

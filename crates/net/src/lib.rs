@@ -14,7 +14,7 @@ pub use budget::{MemoryBudget, Reservation};
 pub use limits::{ConnectionGuard, ConnectionLimiter, FdBudget, IpNet};
 pub use tls::{
     TlsFiles, client_config_insecure, client_config_system_roots, client_config_verified,
-    install_crypto_provider, load_tls,
+    client_config_with_roots, install_crypto_provider, load_tls,
 };
 
 use tokio::io::{AsyncRead, AsyncWrite};

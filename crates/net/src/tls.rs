@@ -162,34 +162,34 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), NetError> {
 pub fn client_config_verified(
     extra_roots: Option<&Path>,
 ) -> Result<Arc<rustls::ClientConfig>, NetError> {
-    let mut roots = system_roots();
+    let mut extra = Vec::new();
     if let Some(path) = extra_roots {
         let pem = std::fs::read(path).map_err(|source| NetError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
-            let _ = roots.add(cert);
-        }
+        extra.extend(rustls_pemfile::certs(&mut pem.as_slice()).flatten());
     }
-    Ok(verified_with(roots))
+    Ok(client_config_with_roots(&extra))
 }
 
 /// [`client_config_verified`] with the system's roots only (it cannot fail).
 pub fn client_config_system_roots() -> Arc<rustls::ClientConfig> {
-    verified_with(system_roots())
+    client_config_with_roots(&[])
 }
 
-fn system_roots() -> rustls::RootCertStore {
+/// A certificate-checking client configuration trusting the system's roots and `extra`.
+pub fn client_config_with_roots(
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Arc<rustls::ClientConfig> {
+    install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
     }
-    roots
-}
-
-fn verified_with(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
-    install_crypto_provider();
+    for cert in extra {
+        let _ = roots.add(cert.clone());
+    }
     Arc::new(
         rustls::ClientConfig::builder()
             .with_root_certificates(roots)

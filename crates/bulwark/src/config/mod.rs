@@ -8,29 +8,6 @@
 mod read;
 pub mod schema;
 
-/// A `*ca_file` key: the file must be readable and hold at least one PEM certificate.
-fn check_ca_file(key: &str, path: &Path, values: &Values, problems: &mut Vec<Problem>) {
-    match std::fs::read(path) {
-        Err(e) => problems.push(Problem::at_entry(
-            key,
-            values.get(key),
-            format!("cannot read {}: {e}", path.display()),
-        )),
-        Ok(pem) => {
-            let found = rustls_pemfile::certs(&mut pem.as_slice())
-                .filter(Result::is_ok)
-                .count();
-            if found == 0 {
-                problems.push(Problem::at_entry(
-                    key,
-                    values.get(key),
-                    format!("{} holds no PEM certificate", path.display()),
-                ));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests;
 pub mod values;
@@ -858,4 +835,27 @@ fn normalize(path: &Path) -> PathBuf {
     path.components()
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect()
+}
+
+/// A `*ca_file` key: the file must be readable and hold at least one PEM certificate.
+fn check_ca_file(key: &str, path: &Path, values: &Values, problems: &mut Vec<Problem>) {
+    match std::fs::read(path) {
+        Err(e) => problems.push(Problem::at_entry(
+            key,
+            values.get(key),
+            format!("cannot read {}: {e}", path.display()),
+        )),
+        Ok(pem) => {
+            let found = rustls_pemfile::certs(&mut pem.as_slice())
+                .filter(Result::is_ok)
+                .count();
+            if found == 0 {
+                problems.push(Problem::at_entry(
+                    key,
+                    values.get(key),
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
+        }
+    }
 }
